@@ -1,0 +1,264 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/test/harness"
+)
+
+func TestMirrorFromDeb822(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"debian.sources", `Types: deb
+# http://snapshot.example/archive/debian/20250520T000000Z
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+`, "http://mirror.example/debian"},
+		{"security first", `Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+
+Types: deb deb-src
+URIs: http://mirror.example/debian/
+Suites: bookworm
+Components: main contrib
+`, "http://mirror.example/debian"},
+		{"disabled", `Enabled: no
+Types: deb
+URIs: http://old.example/debian
+Suites: bookworm
+Components: main
+`, ""},
+		{"source only", `Types: deb-src
+URIs: http://mirror.example/debian
+Suites: bookworm
+Components: main
+`, ""},
+		{"other release", `Types: deb
+URIs: http://mirror.example/debian
+Suites: trixie
+Components: main
+`, ""},
+		{"folded field", "Types: deb\nURIs:\n http://mirror.example/debian\nSuites: bookworm\nComponents: main\n", "http://mirror.example/debian"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mirrorFromDeb822(tt.text, "bookworm"); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMirrorFromList(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"plain", "deb http://mirror.example/debian bookworm main contrib\n", "http://mirror.example/debian"},
+		{"options", "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian/ bookworm main\n", "http://mirror.example/debian"},
+		{"comments and others", "# deb http://x.example/debian bookworm main\ndeb-src http://y.example/debian bookworm main\ndeb http://z.example/debian-security bookworm-security main\ndeb http://mirror.example/debian bookworm main # here\n", "http://mirror.example/debian"},
+		{"no main", "deb http://mirror.example/debian bookworm contrib\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mirrorFromList(tt.text, "bookworm"); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHostMirror(t *testing.T) {
+	m, err := HostMirror()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host archive: %s", m)
+}
+
+func TestGuestURL(t *testing.T) {
+	tests := map[string]string{
+		"http://127.0.0.1:8080":        "http://10.0.2.2:8080",
+		"http://localhost:7233/x?y=1":  "http://10.0.2.2:7233/x?y=1",
+		"http://[::1]:9000/":           "http://10.0.2.2:9000/",
+		"http://127.0.0.1/":            "http://10.0.2.2/",
+		"https://panel.example:443/a":  "https://panel.example:443/a",
+		"http://10.0.2.2:8080/already": "http://10.0.2.2:8080/already",
+	}
+	for in, want := range tests {
+		if got := GuestURL(in); got != want {
+			t.Errorf("GuestURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	var o Options
+	if err := o.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Pool != "tank" || o.Name == "" || len(o.GuestPorts) != len(DefaultGuestPorts) || o.BootTimeout == 0 {
+		t.Errorf("defaults: %+v", o)
+	}
+	for _, bad := range []Options{{Name: "a b"}, {Name: "x", Pool: "p;rm"}, {Name: "../x"}} {
+		if err := bad.setDefaults(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+	a := AgentOptions("s1", "http://127.0.0.1:8080", []byte("key"))
+	if want := "exec /usr/local/bin/clusterducks agent --panel 'http://10.0.2.2:8080' --key /mnt/host/server.key\n"; a.Command != want || !a.Binary || string(a.Files["server.key"]) != "key" {
+		t.Errorf("AgentOptions: %+v", a)
+	}
+}
+
+func TestRecipeHash(t *testing.T) {
+	a, b := recipeHash("http://a.example/debian"), recipeHash("http://b.example/debian")
+	if a == b || len(a) != 12 {
+		t.Errorf("recipe hashes %q %q", a, b)
+	}
+}
+
+// withCacheDir points the package at a scratch cache for one test.
+func withCacheDir(t *testing.T) string {
+	t.Helper()
+	old := CacheDir
+	CacheDir = t.TempDir()
+	t.Cleanup(func() { CacheDir = old })
+	return CacheDir
+}
+
+// TestCleanStale plays a killed run: a qemu whose owner is gone must be killed and its
+// directory removed; a qemu that is not named in the directory (a reused pid) must not be
+// touched, and neither must the VM of a live owner.
+func TestCleanStale(t *testing.T) {
+	harness.RequirePackages(t, "qemu-system-x86")
+	withCacheDir(t)
+	startQemu := func(dir string) *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command("qemu-system-x86_64", "-machine", "none", "-display", "none",
+			"-monitor", "none", "-nodefaults", "-pidfile", filepath.Join(dir, "qemu.pid"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck
+		return cmd
+	}
+	waitPidFile := func(dir string) {
+		t.Helper()
+		for i := 0; i < 100; i++ {
+			if fileExists(filepath.Join(dir, "qemu.pid")) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatal("qemu wrote no pid file")
+	}
+	// A dead owner: a process that has exited.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadOwner := fmt.Sprintf("%d 1\n", dead.Process.Pid)
+
+	stale := filepath.Join(runDir(), "stale-1-x")
+	decoy := filepath.Join(runDir(), "decoy-1-x")
+	live, err := newStateDir("live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{stale, decoy} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "owner"), []byte(deadOwner), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	staleQemu := startQemu(stale)
+	liveQemu := startQemu(live)
+	other := t.TempDir()
+	otherQemu := startQemu(other)
+	waitPidFile(stale)
+	waitPidFile(live)
+	waitPidFile(other)
+	// The decoy's pid file names a qemu that is not its own.
+	b, _ := os.ReadFile(filepath.Join(other, "qemu.pid"))
+	os.WriteFile(filepath.Join(decoy, "qemu.pid"), b, 0o644) //nolint:errcheck
+
+	if err := CleanStale(); err != nil {
+		t.Fatal(err)
+	}
+	if fileExists(stale) || fileExists(decoy) {
+		t.Error("stale directories left")
+	}
+	if !fileExists(live) {
+		t.Error("live owner's directory removed")
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- staleQemu.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Error("stale qemu still running")
+	}
+	for _, c := range []*exec.Cmd{liveQemu, otherQemu} {
+		if err := c.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("qemu %d was killed: %v", c.Process.Pid, err)
+		}
+	}
+}
+
+// TestCleanBuildDirs plays a build killed with the chroot's mounts in place: they must be
+// unmounted before the directory goes, and the directory must go.
+func TestCleanBuildDirs(t *testing.T) {
+	dir := withCacheDir(t)
+	work := filepath.Join(dir, "build-1", "tmp", "root")
+	for _, d := range []string{"proc", "dev"} {
+		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mount("tmpfs", filepath.Join(work, "dev"), "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount (the lab needs root): %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "dev", "keep"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("proc", filepath.Join(work, "proc"), "proc", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := cleanBuildDirs(); err != nil {
+		t.Fatal(err)
+	}
+	if m := mountsUnder(dir); len(m) != 0 {
+		t.Errorf("mounts left: %v", m)
+	}
+	if fileExists(filepath.Join(dir, "build-1")) {
+		t.Error("build directory left")
+	}
+}
+
+func TestProcStartTime(t *testing.T) {
+	a, err := procStartTime(os.Getpid())
+	if err != nil || a == "" {
+		t.Fatal(a, err)
+	}
+	if ownerAlive(t.TempDir()) != true { // no owner file, fresh: counts as being created
+		t.Error("fresh directory without owner counted as stale")
+	}
+}
