@@ -95,6 +95,7 @@ type Server struct {
 
 	stopOnce sync.Once
 	stopErr  error
+	attached bool // found with Find: owned by another process
 }
 
 var (
@@ -291,6 +292,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("%s: %w", s.Name, err)
 	}
 	s.BootTime = time.Since(start)
+	if err := s.writeInfo(); err != nil {
+		s.Stop() //nolint:errcheck
+		return nil, err
+	}
 	opts.Logf("lab: %s ready in %s (uuid %s, %s)", s.Name, s.BootTime.Round(100*time.Millisecond), s.UUID, s.describePorts())
 	return s, nil
 }
@@ -497,6 +502,9 @@ func (s *Server) dumpLogs(logf func(string, ...any)) {
 
 // Stop kills qemu by pid and removes the server's files. Safe to call more than once.
 func (s *Server) Stop() error {
+	if s.attached {
+		return fmt.Errorf("lab: %s belongs to another process", s.Name)
+	}
 	s.stopOnce.Do(func() {
 		if s.cmd != nil && s.cmd.Process != nil {
 			s.cmd.Process.Kill() //nolint:errcheck

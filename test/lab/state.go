@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -36,6 +37,43 @@ func newStateDir(name string) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// serverInfo is what Find needs to reach a server another process started.
+type serverInfo struct {
+	Name  string      `json:"name"`
+	UUID  string      `json:"uuid"`
+	Pool  string      `json:"pool"`
+	Ports map[int]int `json:"ports"`
+	Token string      `json:"token"`
+}
+
+func (s *Server) writeInfo() error {
+	b, err := json.Marshal(serverInfo{Name: s.Name, UUID: s.UUID, Pool: s.Pool, Ports: s.ports, Token: s.token})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.Dir, "server.json"), b, 0o600)
+}
+
+// Find returns a ready server named name that another live process (such as `task lab`)
+// started, for Exec, Addr and Log. It cannot be stopped from here.
+func Find(name string) (*Server, error) {
+	dirs, _ := filepath.Glob(filepath.Join(runDir(), name+"-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "server.json"))
+		if err != nil || !ownerAlive(d) {
+			continue
+		}
+		var info serverInfo
+		if err := json.Unmarshal(b, &info); err != nil || info.Name != name {
+			continue
+		}
+		done := make(chan struct{})
+		return &Server{Name: info.Name, UUID: info.UUID, Pool: info.Pool, Dir: d, Share: filepath.Join(d, "share"),
+			ports: info.Ports, token: info.Token, done: done, attached: true}, nil
+	}
+	return nil, fmt.Errorf("lab: no running server named %q", name)
 }
 
 // CleanStale stops the VMs of runs that were killed and removes their state: a qemu is
