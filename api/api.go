@@ -1,0 +1,478 @@
+// Package api is the panel's REST API v0.9.2: one route table, one file per resource, one
+// error handler. The business rules live in models.Store, which the dashboard shares.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+)
+
+// Prefix is the API's path prefix.
+const Prefix = "/api/v0.9.2"
+
+// Handler serves the API.
+type Handler struct {
+	Store *models.Store
+	// OnTokenUse, when set, is told the first time a token is used from a new address
+	// (the panel mails the account holder).
+	OnTokenUse func(a *models.Actor, ip string)
+	// Extra, when set, registers more routes on the authenticated API group (alerts,
+	// agent endpoints and other capabilities wire themselves in here).
+	Extra []func(r fiber.Router)
+}
+
+// Mount registers the API on app under Prefix.
+func (h *Handler) Mount(app *fiber.App) {
+	app.Get(Prefix+"/openapi.json", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(openAPI)
+	})
+	r := app.Group(Prefix, h.Authenticate)
+	h.routes(r)
+	for _, f := range h.Extra {
+		f(r)
+	}
+	r.Use(func(c *fiber.Ctx) error {
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", c.Method(), c.Path()))
+	})
+}
+
+// NewApp returns a Fiber app configured for the API: its error handler and body limit.
+func NewApp() *fiber.App {
+	return fiber.New(fiber.Config{
+		ErrorHandler:          ErrorHandler,
+		BodyLimit:             1 << 20,
+		DisableStartupMessage: true,
+		ReadBufferSize:        16 << 10,
+	})
+}
+
+func (h *Handler) routes(r fiber.Router) {
+	resource(r, "clients", crud[models.ClientInput]{
+		list:   wrapList(h.Store.ListClients),
+		get:    func(ctx context.Context, a *models.Actor, id uint) (any, error) { return h.Store.GetClient(ctx, a, id) },
+		create: h.Store.CreateClient,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.ClientInput) (any, error) {
+			return h.Store.UpdateClient(ctx, a, id, in)
+		},
+		del: noOp(h.Store.DeleteClient),
+	})
+	resource(r, "users", crud[models.UserInput]{
+		list:   wrapList(h.Store.ListUsers),
+		get:    func(ctx context.Context, a *models.Actor, id uint) (any, error) { return h.Store.GetUser(ctx, a, id) },
+		create: h.Store.CreateUser,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.UserInput) (any, error) {
+			return h.Store.UpdateUser(ctx, a, id, in)
+		},
+		del: noOp(h.Store.DeleteUser),
+	})
+	resource(r, "networks", crud[models.NetworkInput]{
+		list: wrapList(h.Store.ListNetworks),
+		get: func(ctx context.Context, a *models.Actor, id uint) (any, error) {
+			return h.Store.GetNetwork(ctx, a, id)
+		},
+		create: h.Store.CreateNetwork,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.NetworkInput) (any, error) {
+			return h.Store.UpdateNetwork(ctx, a, id, in)
+		},
+		del: noOp(h.Store.DeleteNetwork),
+	})
+	resource(r, "tunnels", crud[models.TunnelInput]{
+		list:   ownedList[models.Tunnel](h.Store),
+		get:    ownedGet[models.Tunnel](h.Store, "tunnel"),
+		create: h.Store.CreateTunnel,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.TunnelInput) (any, error) {
+			return h.Store.UpdateTunnel(ctx, a, id, in)
+		},
+		del: noOp(h.Store.DeleteTunnel),
+	})
+	resource(r, "servers", crud[models.ServerInput]{
+		list:   ownedList[models.Server](h.Store),
+		get:    ownedGet[models.Server](h.Store, "server"),
+		create: h.Store.CreateServer,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.ServerInput) (any, error) {
+			return h.Store.UpdateServer(ctx, a, id, in)
+		},
+		del: noOp(h.Store.DeleteServer),
+	})
+	resource(r, "volumes", crud[models.VolumeInput]{
+		list:   ownedList[models.Volume](h.Store),
+		get:    ownedGet[models.Volume](h.Store, "volume"),
+		create: h.Store.CreateVolume,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.VolumeInput) (any, error) {
+			return h.Store.UpdateVolume(ctx, a, id, in)
+		},
+		del: h.Store.DeleteVolume,
+	})
+	resource(r, "groups", crud[models.GroupInput]{
+		list:   ownedList[models.Group](h.Store),
+		get:    ownedGet[models.Group](h.Store, "group"),
+		create: h.Store.CreateGroup,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.GroupInput) (any, error) {
+			return h.Store.UpdateGroup(ctx, a, id, in)
+		},
+		del: h.Store.DeleteGroup,
+	})
+	resource(r, "devices", crud[models.DeviceInput]{
+		list:   ownedList[models.Device](h.Store),
+		get:    ownedGet[models.Device](h.Store, "device"),
+		create: h.Store.CreateDevice,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.DeviceInput) (any, error) {
+			return h.Store.UpdateDevice(ctx, a, id, in)
+		},
+		del: h.Store.DeleteDevice,
+	})
+	resource(r, "menus", crud[models.MenuInput]{
+		list: func(ctx context.Context, a *models.Actor, p models.Page, nid uint) (any, int64, error) {
+			ms, total, err := models.ListOwned[models.Menu](ctx, h.Store, a, p, nid)
+			views := make([]models.MenuView, len(ms))
+			for i := range ms {
+				views[i] = ms[i].View()
+			}
+			return views, total, err
+		},
+		get: func(ctx context.Context, a *models.Actor, id uint) (any, error) {
+			m, err := models.GetOwned[models.Menu](ctx, h.Store, a, id, "menu")
+			if err != nil {
+				return nil, err
+			}
+			v := m.View()
+			return &v, nil
+		},
+		create: h.Store.CreateMenu,
+		update: func(ctx context.Context, a *models.Actor, id uint, in *models.MenuInput) (any, error) {
+			return h.Store.UpdateMenu(ctx, a, id, in)
+		},
+		del: noOp(h.Store.DeleteMenu),
+	})
+
+	r.Get("/servers/:name/stats.json", func(c *fiber.Ctx) error {
+		srv, err := h.Store.FindServer(c.UserContext(), actor(c), c.Params("name"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(srv.StatsView())
+	})
+	r.Post("/servers/:id/key.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		key, err := h.Store.RotateServerKey(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"id": id, "key": key})
+	})
+	r.Get("/groups/:id/versions.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		vs, err := h.Store.ListVersions(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(vs)
+	})
+	r.Get("/networks/:id/delegations.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		ds, err := h.Store.ListDelegations(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(ds)
+	})
+	r.Post("/networks/:id/delegations.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		var in struct {
+			UserID *uint `field:"user_id,user"`
+		}
+		if err := models.DecodeJSON(c.Body(), &in); err != nil {
+			return err
+		}
+		if in.UserID == nil || *in.UserID == 0 {
+			return models.Invalid("user_id", "is required")
+		}
+		d, err := h.Store.Delegate(c.UserContext(), actor(c), id, *in.UserID)
+		if err != nil {
+			return err
+		}
+		return c.Status(fiber.StatusCreated).JSON(d)
+	})
+	r.Delete("/networks/:id/delegations/:user.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		uid, err := strconv.ParseUint(c.Params("user"), 10, 32)
+		if err != nil {
+			return models.NotFound("delegation")
+		}
+		if err := h.Store.Undelegate(c.UserContext(), actor(c), id, uint(uid)); err != nil {
+			return err
+		}
+		return c.SendStatus(fiber.StatusNoContent)
+	})
+	r.Get("/operations.json", func(c *fiber.Ctx) error {
+		p, err := page(c)
+		if err != nil {
+			return err
+		}
+		ops, total, err := h.Store.ListOperations(c.UserContext(), actor(c), p)
+		if err != nil {
+			return err
+		}
+		views := make([]OperationView, len(ops))
+		for i := range ops {
+			views[i] = viewOperation(&ops[i])
+		}
+		return sendList(c, views, total, p)
+	})
+	r.Get("/operations/:id.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		op, err := h.Store.Operation(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(viewOperation(op))
+	})
+	r.Get("/account.json", func(c *fiber.Ctx) error { return c.JSON(actor(c).User) })
+	r.Post("/account/token.json", func(c *fiber.Ctx) error {
+		tok, err := models.IssueToken(c.UserContext(), h.Store.DB, actor(c).ID, "account")
+		if err != nil {
+			return err
+		}
+		return c.Status(fiber.StatusCreated).JSON(fiber.Map{"token": tok})
+	})
+}
+
+// crud is the set of operations of one collection; In is its input body.
+type crud[In any] struct {
+	list   func(ctx context.Context, a *models.Actor, p models.Page, networkID uint) (any, int64, error)
+	get    func(ctx context.Context, a *models.Actor, id uint) (any, error)
+	create func(ctx context.Context, a *models.Actor, in *In) (*models.Created, error)
+	update func(ctx context.Context, a *models.Actor, id uint, in *In) (any, error)
+	del    func(ctx context.Context, a *models.Actor, id uint) (*models.Created, error)
+}
+
+func wrapList[T any](f func(context.Context, *models.Actor, models.Page) ([]T, int64, error)) func(context.Context, *models.Actor, models.Page, uint) (any, int64, error) {
+	return func(ctx context.Context, a *models.Actor, p models.Page, networkID uint) (any, int64, error) {
+		if networkID != 0 {
+			return nil, 0, models.Invalid("network_id", "this collection is not filtered by network")
+		}
+		return f(ctx, a, p)
+	}
+}
+
+func ownedList[T any](s *models.Store) func(context.Context, *models.Actor, models.Page, uint) (any, int64, error) {
+	return func(ctx context.Context, a *models.Actor, p models.Page, networkID uint) (any, int64, error) {
+		return models.ListOwned[T](ctx, s, a, p, networkID)
+	}
+}
+
+func ownedGet[T any](s *models.Store, what string) func(context.Context, *models.Actor, uint) (any, error) {
+	return func(ctx context.Context, a *models.Actor, id uint) (any, error) {
+		return models.GetOwned[T](ctx, s, a, id, what)
+	}
+}
+
+func noOp(f func(context.Context, *models.Actor, uint) error) func(context.Context, *models.Actor, uint) (*models.Created, error) {
+	return func(ctx context.Context, a *models.Actor, id uint) (*models.Created, error) {
+		return nil, f(ctx, a, id)
+	}
+}
+
+// resource registers the five routes of a collection.
+func resource[In any](r fiber.Router, name string, ops crud[In]) {
+	r.Get("/"+name+".json", func(c *fiber.Ctx) error {
+		p, err := page(c)
+		if err != nil {
+			return err
+		}
+		var nid uint
+		if v := c.Query("network_id"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return models.Invalid("network_id", "must be a network id")
+			}
+			nid = uint(n)
+		}
+		items, total, err := ops.list(c.UserContext(), actor(c), p, nid)
+		if err != nil {
+			return err
+		}
+		return sendList(c, items, total, p)
+	})
+	r.Post("/"+name+".json", func(c *fiber.Ctx) error {
+		in := new(In)
+		if err := models.DecodeJSON(c.Body(), in); err != nil {
+			return err
+		}
+		res, err := ops.create(c.UserContext(), actor(c), in)
+		if err != nil {
+			return err
+		}
+		return sendCreated(c, name, res, fiber.StatusCreated)
+	})
+	r.Get("/"+name+"/:id.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		obj, err := ops.get(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(obj)
+	})
+	update := func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		// The object's visibility is checked before the body, so another client's object
+		// answers 404 whatever is sent.
+		if _, err := ops.get(c.UserContext(), actor(c), id); err != nil {
+			return err
+		}
+		in := new(In)
+		if err := models.DecodeJSON(c.Body(), in); err != nil {
+			return err
+		}
+		obj, err := ops.update(c.UserContext(), actor(c), id, in)
+		if err != nil {
+			return err
+		}
+		if res, ok := obj.(*models.Created); ok {
+			return sendCreated(c, name, res, fiber.StatusOK)
+		}
+		return c.JSON(obj)
+	}
+	r.Put("/"+name+"/:id.json", update)
+	r.Patch("/"+name+"/:id.json", update)
+	r.Delete("/"+name+"/:id.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		res, err := ops.del(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		if res != nil && res.Operation != nil {
+			return sendCreated(c, name, res, fiber.StatusAccepted)
+		}
+		return c.SendStatus(fiber.StatusNoContent)
+	})
+}
+
+func idParam(c *fiber.Ctx) (uint, error) {
+	n, err := strconv.ParseUint(c.Params("id"), 10, 32)
+	if err != nil || n == 0 {
+		return 0, models.NotFound("object")
+	}
+	return uint(n), nil
+}
+
+func page(c *fiber.Ctx) (models.Page, error) {
+	var p models.Page
+	for _, q := range []struct {
+		key string
+		dst *int
+	}{{"page", &p.Page}, {"per_page", &p.PerPage}} {
+		if v := c.Query(q.key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return p, models.Invalid(q.key, "must be a positive whole number")
+			}
+			*q.dst = n
+		}
+	}
+	return p.Normalize(), nil
+}
+
+// sendList writes a JSON array with pagination headers (Link, X-Total-Count).
+func sendList(c *fiber.Ctx, items any, total int64, p models.Page) error {
+	c.Set("X-Total-Count", strconv.FormatInt(total, 10))
+	var links []string
+	link := func(n int, rel string) {
+		q := url.Values{}
+		for k, v := range c.Queries() {
+			q.Set(k, v)
+		}
+		q.Set("page", strconv.Itoa(n))
+		q.Set("per_page", strconv.Itoa(p.PerPage))
+		links = append(links, fmt.Sprintf(`<%s?%s>; rel="%s"`, c.Path(), q.Encode(), rel))
+	}
+	last := int((total + int64(p.PerPage) - 1) / int64(p.PerPage))
+	if last < 1 {
+		last = 1
+	}
+	if p.Page < last {
+		link(p.Page+1, "next")
+	}
+	if p.Page > 1 {
+		link(p.Page-1, "prev")
+	}
+	link(1, "first")
+	link(last, "last")
+	c.Set(fiber.HeaderLink, strings.Join(links, ", "))
+	return c.JSON(items)
+}
+
+// OperationView is an operation as the API shows it, with its URL.
+type OperationView struct {
+	models.Operation
+	URL string `json:"url"`
+}
+
+func viewOperation(op *models.Operation) OperationView {
+	return OperationView{Operation: *op, URL: fmt.Sprintf("%s/operations/%d.json", Prefix, op.ID)}
+}
+
+// sendCreated writes a created or changed object; with long work it is 202 Accepted with
+// the operation inline and in Location; a one-time secret (a server's key) is added as "key".
+func sendCreated(c *fiber.Ctx, name string, res *models.Created, status int) error {
+	b, err := json.Marshal(res.Object)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return err
+	}
+	if res.Secret != "" {
+		body["key"] = res.Secret
+	}
+	if res.Warning != "" {
+		body["warning"] = res.Warning
+	}
+	if res.Operation != nil {
+		v := viewOperation(res.Operation)
+		body["operation"] = v
+		c.Location(v.URL)
+		status = fiber.StatusAccepted
+	} else if status == fiber.StatusCreated {
+		if id, ok := body["id"]; ok {
+			c.Location(fmt.Sprintf("%s/%s/%v.json", Prefix, name, id))
+		}
+	}
+	return c.Status(status).JSON(body)
+}

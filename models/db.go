@@ -1,0 +1,127 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-gormigrate/gormigrate/v2"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	_ "modernc.org/sqlite" // pure-Go SQLite, registered as "sqlite"; the binary stays static
+)
+
+// Open connects to the database named by dsn: a PostgreSQL URL or key/value string, or
+// "sqlite:<path>" for the embedded default of `dev`.
+func Open(dsn string) (*gorm.DB, error) {
+	cfg := &gorm.Config{
+		Logger:                                   logger.New(slogWriter{}, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		DisableForeignKeyConstraintWhenMigrating: true,
+		TranslateError:                           true,
+	}
+	var dial gorm.Dialector
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path != ":memory:" && !strings.HasPrefix(path, "file:") {
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return nil, fmt.Errorf("database directory: %w", err)
+			}
+		}
+		// WAL and a busy timeout let the panel's readers and its single writer share the file.
+		conn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+		if strings.Contains(path, "?") {
+			conn = path + "&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+		}
+		dial = sqlite.New(sqlite.Config{DriverName: "sqlite", DSN: conn})
+	case dsn == "":
+		return nil, errors.New("no database configured: set DATABASE_URL")
+	default:
+		dial = postgres.Open(dsn)
+	}
+	db, err := gorm.Open(dial, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	if db.Dialector.Name() == "sqlite" {
+		// One writer at a time is what SQLite allows; more connections only wait on the lock.
+		sqlDB.SetMaxOpenConns(1)
+	} else {
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	return db, nil
+}
+
+type slogWriter struct{}
+
+func (slogWriter) Printf(format string, args ...any) {
+	slog.Warn("database", "msg", fmt.Sprintf(format, args...))
+}
+
+// migrations is the ordered, versioned schema history. A shipped migration is never edited:
+// later changes append a new one.
+func migrations() []*gormigrate.Migration {
+	return []*gormigrate.Migration{
+		{
+			ID: "202611240001_initial",
+			Migrate: func(tx *gorm.DB) error {
+				return tx.AutoMigrate(All()...)
+			},
+			Rollback: func(tx *gorm.DB) error {
+				all := All()
+				for i := len(all) - 1; i >= 0; i-- {
+					if err := tx.Migrator().DropTable(all[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		},
+	}
+}
+
+func migrator(db *gorm.DB) *gormigrate.Gormigrate {
+	return gormigrate.New(db, &gormigrate.Options{TableName: "schema_migrations", IDColumnName: "id", IDColumnSize: 200, UseTransaction: true}, migrations())
+}
+
+// Migrate applies the pending migrations; repeating it is a no-op.
+func Migrate(ctx context.Context, db *gorm.DB) error {
+	if err := migrator(db.WithContext(ctx)).Migrate(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// PendingMigrations lists the migrations the database has not applied yet.
+func PendingMigrations(ctx context.Context, db *gorm.DB) ([]string, error) {
+	var applied []string
+	if db.Migrator().HasTable("schema_migrations") {
+		if err := db.WithContext(ctx).Table("schema_migrations").Pluck("id", &applied).Error; err != nil {
+			return nil, err
+		}
+	}
+	done := map[string]bool{}
+	for _, id := range applied {
+		done[id] = true
+	}
+	var pending []string
+	for _, m := range migrations() {
+		if !done[m.ID] {
+			pending = append(pending, m.ID)
+		}
+	}
+	return pending, nil
+}

@@ -1,0 +1,198 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// Engine starts the workflow behind an Operation. The panel wires Temporal here; with no
+// engine the operation stays queued and says so.
+type Engine interface {
+	// Start starts (or finds, for a repeated call) the operation's workflow; it is safe to repeat.
+	Start(ctx context.Context, op *Operation) error
+}
+
+// Store is the panel's business layer: every create, read, update and delete that the API
+// and the dashboard perform goes through it, scoped by the caller.
+type Store struct {
+	DB     *gorm.DB
+	Engine Engine
+}
+
+// Created is the result of a create or an update that starts long work.
+type Created struct {
+	Object    any
+	Operation *Operation
+	Secret    string // shown once (a server's key)
+	Warning   string
+}
+
+func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.DB.WithContext(ctx).Transaction(fn)
+}
+
+func audit(tx *gorm.DB, a *Actor, networkID *uint, action, object string, id uint, detail string) error {
+	var uid *uint
+	if a != nil {
+		uid = &a.ID
+	}
+	return tx.Create(&AuditEvent{UserID: uid, NetworkID: networkID, Action: action, Object: object, ObjectID: id, Detail: detail}).Error
+}
+
+// newOperation records an Operation for an object inside the inserting transaction.
+func newOperation(tx *gorm.DB, networkID uint, kind, objectType string, objectID uint, input any) (*Operation, error) {
+	in := ""
+	if input != nil {
+		b, err := json.Marshal(input)
+		if err != nil {
+			return nil, err
+		}
+		in = string(b)
+	}
+	nid := networkID
+	op := &Operation{NetworkID: &nid, Kind: kind, ObjectType: objectType, ObjectID: objectID, State: OpQueued, Step: "queued", Input: in}
+	if err := tx.Create(op).Error; err != nil {
+		return nil, fmt.Errorf("record operation: %w", err)
+	}
+	return op, nil
+}
+
+// launch hands committed operations to the engine. Without an engine, or if the engine
+// cannot take it now, the operation stays queued with a message: nothing is lost, and a
+// repeated start is safe because workflow ids come from the object.
+func (s *Store) launch(ctx context.Context, op *Operation) {
+	if op == nil {
+		return
+	}
+	msg := ""
+	if s.Engine == nil {
+		msg = "queued: this panel has no workflow engine yet; the operation will run once one is configured"
+	} else if err := s.Engine.Start(ctx, op); err != nil {
+		msg = "queued: the workflow engine did not take the operation yet: " + err.Error()
+	}
+	if msg != "" {
+		op.Message = msg
+		s.DB.WithContext(ctx).Model(&Operation{}).Where("id = ? AND state = ?", op.ID, OpQueued).Update("message", msg)
+	}
+	if fresh, err := s.Operation(ctx, nil, op.ID); err == nil {
+		*op = *fresh
+	}
+}
+
+// Operation loads an operation; a nil actor (internal callers) sees all.
+func (s *Store) Operation(ctx context.Context, a *Actor, id uint) (*Operation, error) {
+	scope := func(db *gorm.DB) *gorm.DB { return db }
+	if a != nil && !a.SuperAdmin() {
+		scope = func(db *gorm.DB) *gorm.DB { return db.Where("network_id IN (?)", a.VisibleNetworkIDs(db)) }
+	}
+	return getScoped[Operation](ctx, s.DB, scope, id, "operation")
+}
+
+// ListOperations lists the operations the actor may see, newest first.
+func (s *Store) ListOperations(ctx context.Context, a *Actor, p Page) ([]Operation, int64, error) {
+	return listScoped[Operation](ctx, s.DB, func(db *gorm.DB) *gorm.DB { return a.scopeNetworkOwned(db).Order("id DESC") }, p)
+}
+
+// ---- validation helpers ----
+
+func requiredName(field string, v *string, max int) (string, error) {
+	if v == nil || strings.TrimSpace(*v) == "" {
+		return "", Invalid(field, "is required")
+	}
+	return checkName(field, *v, max)
+}
+
+func checkName(field, v string, max int) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", Invalid(field, "must not be empty")
+	}
+	if len(v) > max {
+		return "", Invalid(field, "must be at most %d characters", max)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return "", Invalid(field, "must not contain control characters")
+		}
+	}
+	return v, nil
+}
+
+func checkIP(field, v string, required bool) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		if required {
+			return "", Invalid(field, "is required")
+		}
+		return "", nil
+	}
+	ip := net.ParseIP(v)
+	if ip == nil {
+		return "", Invalid(field, "must be an IP address, got %q", v)
+	}
+	return ip.String(), nil
+}
+
+func checkLimitValue(field string, v *int) error {
+	if v != nil && (*v < 0 || *v > 1_000_000) {
+		return Invalid(field, "must be between 0 (unlimited) and 1000000")
+	}
+	return nil
+}
+
+var poolName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,254}$`)
+
+func checkPool(v *string) (string, error) {
+	if v == nil || strings.TrimSpace(*v) == "" {
+		return "", Invalid("pool", "is required (the name of the ZFS pool created on the server)")
+	}
+	p := strings.TrimSpace(*v)
+	if !poolName.MatchString(p) {
+		return "", Invalid("pool", "%q is not a valid ZFS pool name (a letter, then letters, digits, _ . : -)", p)
+	}
+	switch p {
+	case "mirror", "raidz", "raidz1", "raidz2", "raidz3", "draid", "spare", "log", "cache", "special", "dedup":
+		return "", Invalid("pool", "%q is a reserved ZFS word", p)
+	}
+	return p, nil
+}
+
+var macRe = regexp.MustCompile(`^[0-9a-f]{12}$`)
+
+// NormalizeMAC returns a MAC address as lower-case colon-separated hex, accepting
+// colons, dashes, dots or none as separators.
+func NormalizeMAC(v string) (string, error) {
+	s := strings.ToLower(strings.NewReplacer(":", "", "-", "", ".", "").Replace(strings.TrimSpace(v)))
+	if !macRe.MatchString(s) {
+		return "", Invalid("mac", "must be a MAC address like 52:54:00:12:34:56, got %q", v)
+	}
+	parts := make([]string, 6)
+	for i := range parts {
+		parts[i] = s[2*i : 2*i+2]
+	}
+	return strings.Join(parts, ":"), nil
+}
+
+func isDuplicate(err error) bool { return errors.Is(err, gorm.ErrDuplicatedKey) }
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func nonZero(p *uint) *uint {
+	if p == nil || *p == 0 {
+		return nil
+	}
+	v := *p
+	return &v
+}

@@ -1,0 +1,54 @@
+// Package dev wires `clusterducks dev`: the panel on an embedded default (SQLite file
+// database) for a laptop.
+package dev
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/workers/panel"
+)
+
+// Run is `clusterducks dev`.
+func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	data := fs.String("data", "./.clusterducks", "directory for the SQLite database and other state")
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
+	adminEmail := fs.String("admin-email", "admin@localhost", "e-mail of the first admin (first start only)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dsn := "sqlite:" + filepath.Join(*data, "panel.db")
+	db, first, err := panel.OpenDatabase(ctx, dsn, *adminEmail)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	base := "http://" + ln.Addr().String()
+	fmt.Printf("clusterducks dev (data in %s)\n", *data)
+	fmt.Printf("  Dashboard: %s/\n  API:       %s/api/v0.9.2/\n", base, base)
+	if first.Created {
+		panel.PrintFirstStart(first)
+	} else {
+		// The account token is stored hashed and cannot be shown again; a dev panel issues
+		// a fresh "dev" token at each start (replacing the previous one) so the tour works.
+		var admin models.User
+		if err := db.Where("role = ?", models.RoleSuperAdmin).Order("id").Take(&admin).Error; err != nil {
+			return fmt.Errorf("find admin: %w", err)
+		}
+		tok, err := models.IssueToken(ctx, db, admin.ID, "dev")
+		if err != nil {
+			return err
+		}
+		fmt.Printf("Admin: %s (password shown at first start)\n", admin.Email)
+		fmt.Printf("API token: %s\n", tok)
+	}
+	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: &models.Store{DB: db}, Mounts: mounts}), ln)
+}

@@ -1,0 +1,144 @@
+// Package panel wires the panel process: configuration, database, the HTTP app (API and
+// dashboard) and, where configured, the workflow engine.
+package panel
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/clusterducks/clusterducks/api"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+	"gorm.io/gorm"
+)
+
+// Mounts are the parts of the HTTP app other than the API (the dashboard, agent endpoints),
+// registered by the packages that own them.
+type Mount func(app *fiber.App, store *models.Store)
+
+// Options are what the panel's HTTP app is built from.
+type Options struct {
+	Store  *models.Store
+	API    *api.Handler // optional; built from Store when nil
+	Mounts []Mount
+}
+
+// NewApp builds the panel's HTTP app: the API under /api/v0.9.2 and the given mounts.
+func NewApp(o Options) *fiber.App {
+	app := api.NewApp()
+	h := o.API
+	if h == nil {
+		h = &api.Handler{Store: o.Store}
+	}
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	h.Mount(app)
+	for _, m := range o.Mounts {
+		m(app, o.Store)
+	}
+	return app
+}
+
+// OpenDatabase opens the database, applies pending versioned migrations and, on an empty
+// database, creates the first client and admin.
+func OpenDatabase(ctx context.Context, dsn, adminEmail string) (*gorm.DB, models.FirstStart, error) {
+	db, err := models.Open(dsn)
+	if err != nil {
+		return nil, models.FirstStart{}, err
+	}
+	pending, err := models.PendingMigrations(ctx, db)
+	if err != nil {
+		return nil, models.FirstStart{}, fmt.Errorf("read migrations: %w", err)
+	}
+	if len(pending) > 0 {
+		slog.Info("applying migrations", "pending", pending)
+		if err := models.Migrate(ctx, db); err != nil {
+			return nil, models.FirstStart{}, err
+		}
+	}
+	fs, err := models.Bootstrap(ctx, db, adminEmail)
+	return db, fs, err
+}
+
+// PrintFirstStart prints the first admin's credentials, which exist nowhere else in clear.
+func PrintFirstStart(fs models.FirstStart) {
+	if !fs.Created {
+		return
+	}
+	fmt.Printf("First start: created the first client and its admin (shown once, keep them):\n")
+	fmt.Printf("  E-mail:   %s\n  Password: %s\n", fs.Email, fs.Password)
+	fmt.Printf("API token: %s\n", fs.Token)
+}
+
+// Serve runs app on listen until ctx ends, then shuts it down gracefully.
+func Serve(ctx context.Context, app *fiber.App, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listener(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return app.ShutdownWithContext(sctx)
+	}
+}
+
+// Run is `clusterducks panel`: the production panel on PostgreSQL (DATABASE_URL).
+func Run(ctx context.Context, args []string, mounts ...Mount) error {
+	fs := flag.NewFlagSet("panel", flag.ContinueOnError)
+	listen := fs.String("listen", envOr("LISTEN", ":8080"), "HTTP listen address")
+	adminEmail := fs.String("admin-email", envOr("ADMIN_EMAIL", "admin@localhost"), "e-mail of the first admin (first start only)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dsn := os.Getenv("DATABASE_URL")
+	if dsn == "" {
+		return errors.New("DATABASE_URL is not set (e.g. postgres://user:pass@host/clusterducks)")
+	}
+	db, first, err := OpenDatabase(ctx, dsn, *adminEmail)
+	if err != nil {
+		return err
+	}
+	PrintFirstStart(first)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	slog.Info("panel listening", "addr", ln.Addr().String())
+	return Serve(ctx, NewApp(Options{Store: &models.Store{DB: db}, Mounts: mounts}), ln)
+}
+
+// Migrate is `clusterducks migrate`: applies pending migrations to DATABASE_URL (or --db).
+func Migrate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	dsn := fs.String("db", os.Getenv("DATABASE_URL"), "database (PostgreSQL URL or sqlite:<path>)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, err := models.Open(*dsn)
+	if err != nil {
+		return err
+	}
+	pending, err := models.PendingMigrations(ctx, db)
+	if err != nil {
+		return err
+	}
+	if err := models.Migrate(ctx, db); err != nil {
+		return err
+	}
+	fmt.Printf("applied %d migration(s) %v\n", len(pending), pending)
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
