@@ -1,0 +1,36 @@
+package api_test
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestGuideCurl runs the guide's curl examples verbatim (but for the panel's address)
+// against a panel on each database.
+func TestGuideCurl(t *testing.T) {
+	for _, driver := range []string{"postgres", "sqlite"} {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			tok := strings.TrimSuffix(strings.TrimPrefix(p.Admin, `Token token="`), `"`)
+			cmd := exec.Command("bash", "testdata/guide.sh")
+			cmd.Env = append(os.Environ(), "PANEL="+p.URL, "API_TOKEN="+tok)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("guide's curl sequence failed: %v\n%s", err, out)
+			}
+			for _, want := range []string{`"name":"New Client"`, `"name":"New Network"`, `"alias":"New Tunnel Service"`,
+				`"name":"masterServer"`, `"vol_size":42`, `"volume_id":1`, `"status":"Waiting for agent"`} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("output lacks %s:\n%s", want, out)
+				}
+			}
+			net := p.must(200, p.Admin, "GET", "/api/v0.9.2/networks/1.json", nil)
+			if net["tunnel_id"] != float64(1) || net["master_server_id"] != float64(1) || net["client_id"] != float64(2) {
+				t.Errorf("network after the guide: %v", net)
+			}
+		})
+	}
+}

@@ -1,0 +1,89 @@
+// Package api_test drives the REST API v0.9.2 over HTTP against PostgreSQL and SQLite.
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/workers/panel"
+	"gorm.io/gorm"
+)
+
+func TestMain(m *testing.M) { harness.MainPostgres(m) }
+
+// panelT is a panel served on a loopback port for one test.
+type panelT struct {
+	t     *testing.T
+	URL   string
+	DB    *gorm.DB
+	Store *models.Store
+	Admin string // Authorization header of the super-admin
+}
+
+func startPanel(t *testing.T, driver string) *panelT {
+	t.Helper()
+	db := harness.NewDB(t, driver)
+	store := &models.Store{DB: db}
+	app := panel.NewApp(panel.Options{Store: store})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln) //nolint:errcheck
+	t.Cleanup(func() { app.Shutdown() }) //nolint:errcheck
+	return &panelT{t: t, URL: "http://" + ln.Addr().String(), DB: db, Store: store, Admin: harness.Token(t, db, harness.Admin(t, db).ID)}
+}
+
+// do sends a request with an Authorization header and returns the status and decoded body.
+func (p *panelT) do(auth, method, path string, body any) (int, any, http.Header) {
+	p.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		buf, _ := json.Marshal(b)
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, p.URL+path, rd)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var v any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			p.t.Fatalf("%s %s: body is not JSON (%d): %s", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, v, resp.Header
+}
+
+// must sends a request and fails the test unless the status is want.
+func (p *panelT) must(want int, auth, method, path string, body any) map[string]any {
+	p.t.Helper()
+	code, v, _ := p.do(auth, method, path, body)
+	if code != want {
+		p.t.Fatalf("%s %s: status %d, want %d: %v", method, path, code, want, v)
+	}
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func id(m map[string]any) int { f, _ := m["id"].(float64); return int(f) }
