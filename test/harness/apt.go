@@ -86,3 +86,13 @@ func tail(b []byte) string {
 	}
 	return s
 }
+
+// TestPackages are the Debian packages the whole test suite uses: PostgreSQL, the storage
+// lab (debootstrap, qemu), the iSCSI reference target and conformance suite, iPXE, the
+// browser for the dashboard tests.
+var TestPackages = []string{
+	"postgresql", "curl",
+	"debootstrap", "qemu-system-x86", "qemu-utils", "ipxe-qemu", "e2fsprogs",
+	"tgt", "libiscsi-bin", "libiscsi-dev", "nasm",
+	"chromium", "chromium-driver",
+}

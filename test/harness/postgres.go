@@ -251,5 +251,3 @@ func Token(t testing.TB, db *gorm.DB, userID uint) string {
 	}
 	return `Token token="` + tok + `"`
 }
-
-
