@@ -36,6 +36,7 @@ func (h *Handler) Mount(app *fiber.App) {
 	})
 	r := app.Group(Prefix, h.Authenticate)
 	h.routes(r)
+	h.alerts(r)
 	for _, f := range h.Extra {
 		f(r)
 	}
