@@ -6,7 +6,6 @@ import (
 
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
-	"gorm.io/gorm"
 )
 
 // ErrorBody is every error the API sends: a message and, when one is to blame, the field.
@@ -44,7 +43,7 @@ func Status(err error) (int, ErrorBody) {
 		return fiber.StatusForbidden, ErrorBody{Error: forbidden.Msg}
 	case errors.Is(err, models.ErrBadCredentials):
 		return fiber.StatusUnauthorized, ErrorBody{Error: `missing or invalid credentials: send Authorization: Token token="..."`}
-	case errors.Is(err, gorm.ErrDuplicatedKey):
+	case models.IsDuplicate(err):
 		return fiber.StatusConflict, ErrorBody{Error: "an object with these values already exists"}
 	case errors.As(err, &fe):
 		return fe.Code, ErrorBody{Error: fe.Message}

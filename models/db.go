@@ -22,7 +22,7 @@ import (
 // "sqlite:<path>" for the embedded default of `dev`.
 func Open(dsn string) (*gorm.DB, error) {
 	cfg := &gorm.Config{
-		Logger:                                   logger.New(slogWriter{}, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		Logger:                                   logger.New(slogWriter{}, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true, ParameterizedQueries: true}),
 		DisableForeignKeyConstraintWhenMigrating: true,
 		TranslateError:                           true,
 	}

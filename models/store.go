@@ -180,7 +180,18 @@ func NormalizeMAC(v string) (string, error) {
 	return strings.Join(parts, ":"), nil
 }
 
-func isDuplicate(err error) bool { return errors.Is(err, gorm.ErrDuplicatedKey) }
+// IsDuplicate reports whether err is a unique-constraint violation, from PostgreSQL (which
+// GORM translates) or from the pure-Go SQLite driver (extended codes 2067 and 1555).
+func IsDuplicate(err error) bool {
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return true
+	}
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		return coded.Code() == 2067 || coded.Code() == 1555
+	}
+	return false
+}
 
 func ptrOr[T any](p *T, def T) T {
 	if p == nil {

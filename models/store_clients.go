@@ -199,7 +199,7 @@ func (s *Store) CreateUser(ctx context.Context, a *Actor, in *UserInput) (*Creat
 			return Forbidden("only an admin of the client can create its users")
 		}
 		if err := tx.Create(u).Error; err != nil {
-			if isDuplicate(err) {
+			if IsDuplicate(err) {
 				return Conflict("email", "a user with this e-mail already exists")
 			}
 			return err
@@ -255,7 +255,7 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 			}
 		}
 		if err := tx.Save(u).Error; err != nil {
-			if isDuplicate(err) {
+			if IsDuplicate(err) {
 				return Conflict("email", "a user with this e-mail already exists")
 			}
 			return err

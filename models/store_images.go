@@ -372,7 +372,7 @@ func (s *Store) CreateDevice(ctx context.Context, a *Actor, in *DeviceInput) (*C
 			return err
 		}
 		if err := tx.Create(d).Error; err != nil {
-			if isDuplicate(err) {
+			if IsDuplicate(err) {
 				return Conflict("mac", "a device with MAC %s already exists in this network", d.MAC)
 			}
 			return err

@@ -189,7 +189,7 @@ func (s *Store) CreateServer(ctx context.Context, a *Actor, in *ServerInput) (*C
 			srv.Role = ServerMaster
 		}
 		if err := tx.Create(srv).Error; err != nil {
-			if isDuplicate(err) {
+			if IsDuplicate(err) {
 				return Conflict("name", "a server named %q already exists in this network", srv.Name)
 			}
 			return err
@@ -248,7 +248,7 @@ func (s *Store) UpdateServer(ctx context.Context, a *Actor, id uint, in *ServerI
 			srv.TunnelPort = *in.TunnelPort
 		}
 		if err := tx.Save(srv).Error; err != nil {
-			if isDuplicate(err) {
+			if IsDuplicate(err) {
 				return Conflict("name", "a server named %q already exists in this network", srv.Name)
 			}
 			return err

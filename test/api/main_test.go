@@ -35,7 +35,7 @@ func startPanel(t *testing.T, driver string) *panelT {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go app.Listener(ln) //nolint:errcheck
+	go app.Listener(ln)                  //nolint:errcheck
 	t.Cleanup(func() { app.Shutdown() }) //nolint:errcheck
 	return &panelT{t: t, URL: "http://" + ln.Addr().String(), DB: db, Store: store, Admin: harness.Token(t, db, harness.Admin(t, db).ID)}
 }
