@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -22,6 +23,7 @@ type task struct {
 	ttt         uint32
 	buf         []byte
 	failed      bool
+	dataSN      uint32 // next expected DataSN of the current sequence
 	start       time.Time
 }
 
@@ -172,6 +174,14 @@ func (c *conn) dataOut(p *pdu) error {
 	ttt := p.u32(20)
 	off := p.u32(40)
 	n := uint32(p.dataLen())
+	if p.u32(36) != tk.dataSN {
+		// A lost or reordered Data-Out: at ErrorRecoveryLevel 0 the
+		// connection is failed (RFC 7143 §7.1.4.1).
+		c.sendReject(p, rejectProtocolError)
+		c.flush()
+		return fmt.Errorf("Data-Out DataSN %d, expected %d", p.u32(36), tk.dataSN)
+	}
+	tk.dataSN++
 	if off != tk.got || (ttt != reservedTag && ttt != tk.ttt) || uint64(off)+uint64(n) > uint64(max(tk.edtl, tk.want)) {
 		// Out of order or beyond the burst: at ErrorRecoveryLevel 0 the
 		// connection cannot recover this task.
@@ -205,6 +215,7 @@ func (c *conn) advance(tk *task) error {
 		length := min(tk.want-tk.got, c.p.maxBurst)
 		tk.ttt = c.newTTT()
 		tk.r2tEnd = tk.got + length
+		tk.dataSN = 0 // each solicited sequence numbers its Data-Out from 0
 		var r pdu
 		r.bhs[0] = opR2T
 		r.bhs[1] = 0x80

@@ -487,9 +487,13 @@ func (c *conn) taskMgmt(p *pdu) {
 	}
 	switch fn {
 	case tmfAbortTask:
+		// Commands run to completion as they arrive; only one still waiting
+		// for Data-Out can be aborted. Others have completed: "does not exist".
 		ref := p.u32(20)
 		if _, ok := c.tasks[ref]; ok {
 			delete(c.tasks, ref)
+		} else {
+			resp = tmfNoTask
 		}
 	case tmfAbortTaskSet, tmfClearTaskSet:
 		if l == nil {
@@ -504,12 +508,15 @@ func (c *conn) taskMgmt(p *pdu) {
 		}
 		c.dropTasks(lunNum, true)
 		l.reset()
+		l.setUnitAttention(c.srv.nexuses(c.sess.target), ascResetOccurred)
 	case tmfTargetWarm, tmfTargetCold:
 		c.dropTasks(0, false)
 		t := c.sess.target
+		nexuses := c.srv.nexuses(t)
 		for _, n := range t.lunNumbers() {
 			if l := t.lun(n); l != nil {
 				l.reset()
+				l.setUnitAttention(nexuses, ascResetOccurred)
 			}
 		}
 	case tmfClearACA:
@@ -717,4 +724,20 @@ func (c *conn) flush() error {
 		c.out = nil // do not keep a burst's buffer on an idle session
 	}
 	return err
+}
+
+// ascResetOccurred is POWER ON, RESET, OR BUS DEVICE RESET OCCURRED / BUS DEVICE RESET FUNCTION OCCURRED.
+const ascResetOccurred = 0x2903
+
+// nexuses lists the I_T nexuses of a target's live sessions.
+func (s *Server) nexuses(t *target) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, sess := range s.sessions {
+		if sess.target == t {
+			out = append(out, sess.key)
+		}
+	}
+	return out
 }

@@ -12,6 +12,31 @@ type reservations struct {
 	generation uint32
 	prHolder   string // nexus holding the persistent reservation ("" for all-registrants types)
 	prType     byte   // 0: no persistent reservation
+	// ua holds a pending unit attention (ASC/ASCQ) per I_T nexus.
+	ua map[string]uint16
+}
+
+// setUnitAttention queues a unit attention for each nexus.
+func (l *lun) setUnitAttention(nexuses []string, asc uint16) {
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	if l.rsv.ua == nil {
+		l.rsv.ua = map[string]uint16{}
+	}
+	for _, n := range nexuses {
+		l.rsv.ua[n] = asc
+	}
+}
+
+// takeUnitAttention returns and clears the nexus's pending unit attention.
+func (l *lun) takeUnitAttention(nexus string) (uint16, bool) {
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	asc, ok := l.rsv.ua[nexus]
+	if ok {
+		delete(l.rsv.ua, nexus)
+	}
+	return asc, ok
 }
 
 // Persistent reservation types.
@@ -135,6 +160,7 @@ func (l *lun) reset() {
 // nexusLost releases what an ended I_T nexus held (SPC-2 reservations only).
 func (l *lun) nexusLost(nexus string) {
 	l.rmu.Lock()
+	delete(l.rsv.ua, nexus)
 	if l.rsv.spc2Holder == nexus {
 		l.rsv.spc2Holder = ""
 	}

@@ -172,10 +172,18 @@ func (s *Server) prepare(cmd *scsiCmd) plan {
 	case 0xa0:
 		return reportLUNs(cmd)
 	case 0x03:
+		if l != nil {
+			if asc, ok := l.takeUnitAttention(cmd.nexus); ok {
+				return data(senseData(keyUnitAttention, asc), int(cdb[4]))
+			}
+		}
 		return requestSense(cmd)
 	}
 	if l == nil {
 		return check(keyIllegalRequest, ascLUNotSupported)
+	}
+	if asc, ok := l.takeUnitAttention(cmd.nexus); ok {
+		return check(keyUnitAttention, asc)
 	}
 	if conflict := l.conflicts(cmd.nexus, cdb); conflict {
 		return plan{status: statusReservationConflict}
@@ -377,7 +385,8 @@ func readCapacity16(cmd *scsiCmd) plan {
 	b := make([]byte, 32)
 	put64(b, l.blocks-1)
 	put32(b[8:], l.bs)
-	b[14] = 0x80 | 0x40 // LBPME, LBPRZ
+	b[13] = lbppbExponent(l.bs) // logical blocks per physical block
+	b[14] = 0x80 | 0x40         // LBPME, LBPRZ
 	return data(b, alloc)
 }
 
@@ -590,14 +599,13 @@ func writeSame(cmd *scsiCmd) plan {
 	bs := uint64(l.bs)
 	off, length := int64(lba*bs), int64(n*bs)
 	fill := func(block []byte) (byte, []byte) {
-		if allZero(block) && (unmapBit || true) {
-			// Zeros read back from holes (LBPRZ): deallocating is the fast, correct write.
-			if unmapBit {
-				if err := l.punch(off, length); err != nil {
-					return checkStatus(keyMediumError, ascWriteError)
-				}
-				return statusGood, nil
+		if unmapBit || (allZero(block) && !l.blockDev) {
+			// UNMAP asks for deallocation, and holes read back as zeros
+			// (LBPRZ): a zero fill is best done the same way.
+			if err := l.punch(off, length); err != nil {
+				return checkStatus(keyMediumError, ascWriteError)
 			}
+			return statusGood, nil
 		}
 		chunk := make([]byte, min(uint64(length), 1<<20/bs*bs))
 		for i := 0; i < len(chunk); i += len(block) {
@@ -611,6 +619,10 @@ func writeSame(cmd *scsiCmd) plan {
 			done += c
 		}
 		return statusGood, nil
+	}
+	if !ndob && cmd.edtl != uint32(bs) {
+		// The Data-Out must be exactly one logical block.
+		return check(keyIllegalRequest, ascInvalidFieldCDB)
 	}
 	if ndob {
 		st, sense := fill(make([]byte, bs))
@@ -697,13 +709,14 @@ func compareAndWrite(cmd *scsiCmd) plan {
 	if p, ok := l.checkWritable(); !ok {
 		return p
 	}
-	if n == 0 {
-		return good()
-	}
 	size := n * uint64(l.bs)
 	off := int64(lba * uint64(l.bs))
 	if cmd.edtl != uint32(2*size) {
+		// The Data-Out must hold exactly the compare and the write blocks.
 		return check(keyIllegalRequest, ascInvalidFieldCDB)
+	}
+	if n == 0 {
+		return good()
 	}
 	return plan{outLen: uint32(2 * size), finish: func(d []byte) (byte, []byte) {
 		if uint64(len(d)) < 2*size {
@@ -1027,4 +1040,13 @@ func readDefectData(cmd *scsiCmd) plan {
 		b = []byte{0, cdb[1] & 0x1f, 0, 0, 0, 0, 0, 0}
 	}
 	return data(b, alloc)
+}
+
+// lbppbExponent reports 4 KiB physical blocks, the page size holes are punched in.
+func lbppbExponent(bs uint32) byte {
+	var e byte
+	for b := bs; b < 4096; b <<= 1 {
+		e++
+	}
+	return e
 }
