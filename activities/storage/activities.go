@@ -1,0 +1,504 @@
+// Package storage holds the agent's activities: the ZFS work of the storage workflows,
+// run by the storage worker on the task queue server-<id>. Every activity is safe to
+// repeat: a retry after a crash or a lost answer finds the earlier work done and reports
+// it, so no second dataset is ever made.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+	"go.temporal.io/sdk/activity"
+)
+
+// GiB is the unit of vol_size.
+const GiB = 1 << 30
+
+// Activities are the storage worker's activities; one value per agent.
+type Activities struct {
+	ZFS *zfs.ZFS
+	// HeartbeatEvery is how often a running activity tells Temporal it is alive (default 5 s),
+	// so a killed agent's work is retried elsewhere within the heartbeat timeout.
+	HeartbeatEvery time.Duration
+}
+
+// alive runs fn while heartbeating; zfs commands cannot be interrupted, so a cancelled
+// activity waits (a bounded while) for its command to end before it returns.
+func (a *Activities) alive(ctx context.Context, fn func() error) error {
+	every := a.HeartbeatEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return activities.Wrap(err)
+		case <-tick.C:
+			if activity.IsActivity(ctx) {
+				activity.RecordHeartbeat(ctx)
+			}
+		case <-ctx.Done():
+			// Let the command end first, so that whoever undoes this work after the
+			// cancellation finds it done rather than racing it.
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// PoolInput names a pool.
+type PoolInput struct {
+	Pool string
+}
+
+// PoolStatus is a pool's health and capacity as the panel records it in the server's stats.
+type PoolStatus struct {
+	Pool        zfs.Pool      `json:"pool"`
+	Capacity    uint64        `json:"capacity"`    // bytes usable by datasets (root used + available)
+	Available   uint64        `json:"available"`   // bytes still free for datasets
+	Provisioned uint64        `json:"provisioned"` // sum of all volumes' sizes (thin provisioning)
+	Erator      []EratorEntry `json:"erator"`
+	Layout      bool          `json:"layout"` // the guide's file systems exist
+}
+
+// Status reads a pool's health, capacity and erator. ErrPoolNotFound when it is missing.
+func (a *Activities) Status(ctx context.Context, in PoolInput) (*PoolStatus, error) {
+	var st *PoolStatus
+	err := a.alive(ctx, func() (err error) { st, err = a.status(in.Pool); return err })
+	return st, err
+}
+
+func (a *Activities) status(pool string) (*PoolStatus, error) {
+	p, err := a.ZFS.Pool(pool)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", pool, err)
+	}
+	st := &PoolStatus{Pool: *p, Erator: []EratorEntry{}}
+	if p.Health != "ONLINE" && p.Health != "DEGRADED" {
+		return st, nil
+	}
+	root, err := a.ZFS.Get(pool)
+	if err != nil {
+		return nil, err
+	}
+	st.Capacity, st.Available = root.Used+root.Avail, root.Avail
+	vols, err := a.ZFS.Volumes(pool)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vols {
+		st.Provisioned += v.Volsize
+	}
+	trash, err := a.ZFS.Children(Erator(pool))
+	switch {
+	case errors.Is(err, activities.ErrDatasetNotFound):
+		return st, nil
+	case err != nil:
+		return nil, err
+	}
+	st.Layout = true
+	for _, d := range trash {
+		if e, ok := ParseEratorName(d.Name); ok {
+			e.Used, e.Origin = d.Used, d.Origin
+			st.Erator = append(st.Erator, e)
+		}
+	}
+	return st, nil
+}
+
+// BootstrapResult is the pool's status after bootstrap and the file systems it created.
+type BootstrapResult struct {
+	Status  PoolStatus
+	Created []string
+}
+
+// Bootstrap checks that the pool exists and is healthy, then creates the guide's layout
+// (iscsi/{devices,containers,ctemplates,groups,volumes}, vdisks, erator). Existing file
+// systems are kept. ErrPoolNotFound / ErrPoolUnhealthy when the pool cannot be used.
+func (a *Activities) Bootstrap(ctx context.Context, in PoolInput) (*BootstrapResult, error) {
+	res := &BootstrapResult{Created: []string{}}
+	err := a.alive(ctx, func() error {
+		p, err := a.ZFS.Pool(in.Pool)
+		if err != nil {
+			return fmt.Errorf("pool %s: %w", in.Pool, err)
+		}
+		if p.Health != "ONLINE" {
+			return fmt.Errorf("pool %s is %s: %w", in.Pool, p.Health, activities.ErrPoolUnhealthy)
+		}
+		for _, fs := range Layout(in.Pool) {
+			created, err := a.ZFS.CreateFilesystem(fs)
+			if err != nil {
+				return err
+			}
+			if created {
+				res.Created = append(res.Created, fs)
+			}
+		}
+		st, err := a.status(in.Pool)
+		if err != nil {
+			return err
+		}
+		res.Status = *st
+		return nil
+	})
+	return res, err
+}
+
+// VolumeInput asks for volume id of size bytes on pool.
+type VolumeInput struct {
+	Pool     string
+	VolumeID uint
+	Size     uint64 // bytes
+}
+
+// VolumeResult describes the volume after a create or resize.
+type VolumeResult struct {
+	Dataset       string
+	Created       bool   // false when an earlier attempt had made it
+	Volsize       uint64 // bytes
+	Capacity      uint64 // the pool's usable bytes
+	Provisioned   uint64 // all volumes' sizes after the change
+	Overcommitted bool   // thin provisioning promises more than the pool holds
+}
+
+// checkFits refuses a size the pool cannot hold at all (thin or not) and computes the
+// provisioning after the change.
+func (a *Activities) checkFits(pool string, size, previous uint64, res *VolumeResult) error {
+	st, err := a.status(pool)
+	if err != nil {
+		return err
+	}
+	if st.Pool.Health != "ONLINE" {
+		return fmt.Errorf("pool %s is %s: %w", pool, st.Pool.Health, activities.ErrPoolUnhealthy)
+	}
+	if size > st.Capacity {
+		return fmt.Errorf("%d GiB is more than pool %s can ever hold (%.1f GiB usable): %w",
+			size/GiB, pool, float64(st.Capacity)/GiB, activities.ErrTooLarge)
+	}
+	res.Capacity = st.Capacity
+	res.Provisioned = st.Provisioned - previous + size
+	res.Overcommitted = res.Provisioned > st.Capacity
+	return nil
+}
+
+// CreateVolume creates <pool>/iscsi/volumes/<id> as a sparse zvol. A volume an earlier
+// attempt created is success. ErrTooLarge for a size beyond the pool's capacity.
+func (a *Activities) CreateVolume(ctx context.Context, in VolumeInput) (*VolumeResult, error) {
+	res := &VolumeResult{Dataset: VolumeDataset(in.Pool, in.VolumeID)}
+	err := a.alive(ctx, func() error {
+		existing, err := a.ZFS.Lookup(res.Dataset)
+		if err != nil {
+			return err
+		}
+		if existing != nil {
+			res.Volsize = existing.Volsize
+			return a.checkFits(in.Pool, existing.Volsize, existing.Volsize, res)
+		}
+		if err := a.checkFits(in.Pool, in.Size, 0, res); err != nil {
+			return err
+		}
+		d, created, err := a.ZFS.CreateVolume(res.Dataset, in.Size)
+		if err != nil {
+			return err
+		}
+		res.Created, res.Volsize = created, d.Volsize
+		return nil
+	})
+	return res, err
+}
+
+// ResizeVolume grows a volume to size bytes; a volume already that large is left alone
+// (volumes never shrink). ErrDatasetNotFound when the volume is missing.
+func (a *Activities) ResizeVolume(ctx context.Context, in VolumeInput) (*VolumeResult, error) {
+	res := &VolumeResult{Dataset: VolumeDataset(in.Pool, in.VolumeID)}
+	err := a.alive(ctx, func() error {
+		d, err := a.ZFS.Get(res.Dataset)
+		if err != nil {
+			return err
+		}
+		res.Volsize = d.Volsize
+		if d.Volsize >= in.Size {
+			return a.checkFits(in.Pool, d.Volsize, d.Volsize, res)
+		}
+		if err := a.checkFits(in.Pool, in.Size, d.Volsize, res); err != nil {
+			return err
+		}
+		if err := a.ZFS.SetVolsize(res.Dataset, in.Size); err != nil {
+			return err
+		}
+		res.Volsize = in.Size
+		return nil
+	})
+	return res, err
+}
+
+// TrashInput moves Dataset into the erator as <kind>-<id>-<unix>.
+type TrashInput struct {
+	Pool    string
+	Dataset string
+	Kind    string
+	ID      uint
+	Unix    int64 // the workflow's time, so a retry computes the same name
+}
+
+// TrashResult names where the dataset went; Missing is set when there was nothing to move.
+type TrashResult struct {
+	Trash   string
+	Missing bool
+}
+
+// Trash renames a dataset into the erator (nothing is destroyed). A retry that finds the
+// rename done succeeds; a dataset that never existed is reported as Missing.
+func (a *Activities) Trash(ctx context.Context, in TrashInput) (*TrashResult, error) {
+	res := &TrashResult{Trash: EratorDataset(in.Pool, in.Kind, in.ID, in.Unix)}
+	err := a.alive(ctx, func() error {
+		if _, err := a.ZFS.CreateFilesystem(Erator(in.Pool)); err != nil {
+			return err
+		}
+		src, err := a.ZFS.Lookup(in.Dataset)
+		if err != nil {
+			return err
+		}
+		if src == nil {
+			dst, err := a.ZFS.Lookup(res.Trash)
+			if err != nil {
+				return err
+			}
+			res.Missing = dst == nil
+			return nil
+		}
+		return a.ZFS.Rename(in.Dataset, res.Trash)
+	})
+	return res, err
+}
+
+// CloneInput clones volume VolumeID into group GroupID.
+type CloneInput struct {
+	Pool     string
+	VolumeID uint
+	GroupID  uint
+}
+
+// CloneResult names the group's dataset and its origin snapshot.
+type CloneResult struct {
+	Dataset string
+	Origin  string
+	Created bool
+}
+
+// CloneVolume snapshots the volume as @group-<gid> and clones it into
+// <pool>/iscsi/groups/<gid>. Both steps accept their own earlier results.
+func (a *Activities) CloneVolume(ctx context.Context, in CloneInput) (*CloneResult, error) {
+	vol := VolumeDataset(in.Pool, in.VolumeID)
+	res := &CloneResult{Dataset: GroupDataset(in.Pool, in.GroupID), Origin: vol + "@" + GroupOriginSnapshot(in.GroupID)}
+	err := a.alive(ctx, func() error {
+		if _, _, err := a.ZFS.Snapshot(vol, GroupOriginSnapshot(in.GroupID)); err != nil {
+			return fmt.Errorf("snapshot volume %d: %w", in.VolumeID, err)
+		}
+		created, err := a.ZFS.Clone(res.Origin, res.Dataset)
+		res.Created = created
+		return err
+	})
+	return res, err
+}
+
+// SnapshotInput asks for Dataset@Name.
+type SnapshotInput struct {
+	Dataset string
+	Name    string
+}
+
+// SnapshotResult is the snapshot and its guid.
+type SnapshotResult struct {
+	Snapshot string
+	GUID     string
+	Created  bool
+}
+
+// Snapshot takes Dataset@Name; an existing snapshot is success with its guid.
+func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (*SnapshotResult, error) {
+	res := &SnapshotResult{Snapshot: in.Dataset + "@" + in.Name}
+	err := a.alive(ctx, func() (err error) {
+		res.GUID, res.Created, err = a.ZFS.Snapshot(in.Dataset, in.Name)
+		return err
+	})
+	return res, err
+}
+
+// PurgeInput destroys erator entries deleted before Before (unix seconds).
+type PurgeInput struct {
+	Pool   string
+	Before int64
+}
+
+// Kept is an erator entry the purge left, and why.
+type Kept struct {
+	Name   string
+	Reason string
+}
+
+// PurgeResult lists what the purge destroyed and freed, and what it kept.
+type PurgeResult struct {
+	Destroyed  []string
+	Kept       []Kept
+	FreedBytes uint64
+}
+
+// Purge destroys erator entries older than Before, clones before their origins; an entry
+// whose snapshots still have clones outside the purge is kept and reported. It is the
+// only activity that destroys data. Repeating it destroys nothing twice.
+func (a *Activities) Purge(ctx context.Context, in PurgeInput) (*PurgeResult, error) {
+	res := &PurgeResult{Destroyed: []string{}, Kept: []Kept{}}
+	err := a.alive(ctx, func() error {
+		all, err := a.ZFS.All(in.Pool)
+		if err != nil {
+			return err
+		}
+		plan := PlanPurge(all, in.Pool, in.Before)
+		for _, d := range plan.Destroy {
+			if err := a.ZFS.Destroy(d.Name, true); err != nil {
+				res.Kept = append(res.Kept, Kept{Name: d.Name, Reason: activities.Message(err)})
+				continue
+			}
+			res.Destroyed = append(res.Destroyed, d.Name)
+			res.FreedBytes += d.Used
+			if activity.IsActivity(ctx) {
+				activity.RecordHeartbeat(ctx, len(res.Destroyed))
+			}
+		}
+		res.Kept = append(res.Kept, plan.Keep...)
+		return nil
+	})
+	return res, err
+}
+
+// Plan is a purge's order of destruction and what it must keep.
+type Plan struct {
+	Destroy []*zfs.Dataset
+	Keep    []Kept
+}
+
+// PlanPurge orders the erator entries of pool deleted before `before` so that clones go
+// before their origins; entries that a dataset outside the purge was cloned from are kept.
+func PlanPurge(all []*zfs.Dataset, pool string, before int64) Plan {
+	// dependents[X] lists the datasets cloned from a snapshot of X.
+	dependents := map[string][]string{}
+	exists := map[string]bool{}
+	var candidates []*zfs.Dataset
+	prefix := Erator(pool) + "/"
+	for _, d := range all {
+		if d.Type == "snapshot" {
+			continue
+		}
+		exists[d.Name] = true
+		if d.Origin != "" {
+			if at := strings.IndexByte(d.Origin, '@'); at > 0 {
+				dependents[d.Origin[:at]] = append(dependents[d.Origin[:at]], d.Name)
+			}
+		}
+		if !strings.HasPrefix(d.Name, prefix) {
+			continue
+		}
+		if e, ok := ParseEratorName(d.Name); ok && e.Unix < before {
+			candidates = append(candidates, d)
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Name < candidates[j].Name })
+	var plan Plan
+	done := map[string]bool{}
+	for progress := true; progress; {
+		progress = false
+		for _, c := range candidates {
+			if done[c.Name] {
+				continue
+			}
+			blocked := false
+			for _, dep := range dependents[c.Name] {
+				if exists[dep] {
+					blocked = true
+					break
+				}
+			}
+			if !blocked {
+				plan.Destroy = append(plan.Destroy, c)
+				done[c.Name], exists[c.Name], progress = true, false, true
+			}
+		}
+	}
+	for _, c := range candidates {
+		if done[c.Name] {
+			continue
+		}
+		var live []string
+		for _, dep := range dependents[c.Name] {
+			if exists[dep] {
+				live = append(live, dep)
+			}
+		}
+		sort.Strings(live)
+		plan.Keep = append(plan.Keep, Kept{Name: c.Name, Reason: "clones depend on it: " + strings.Join(live, ", ")})
+	}
+	return plan
+}
+
+// RestoreInput puts the newest erator entry <kind>-<id>-* back at Target.
+type RestoreInput struct {
+	Pool   string
+	Kind   string
+	ID     uint
+	Target string
+}
+
+// RestoreResult names what was restored.
+type RestoreResult struct {
+	From string
+	To   string
+}
+
+// Restore renames the newest erator entry of (kind, id) back to Target. When Target
+// exists and the erator has no entry, the restore already happened: success.
+// ErrNotInErator when there is nothing to restore, ErrExists when Target is taken.
+func (a *Activities) Restore(ctx context.Context, in RestoreInput) (*RestoreResult, error) {
+	res := &RestoreResult{To: in.Target}
+	err := a.alive(ctx, func() error {
+		trash, err := a.ZFS.Children(Erator(in.Pool))
+		if err != nil && !errors.Is(err, activities.ErrDatasetNotFound) {
+			return err
+		}
+		var best *EratorEntry
+		for _, d := range trash {
+			e, ok := ParseEratorName(d.Name)
+			if ok && e.Kind == in.Kind && e.ID == in.ID && (best == nil || e.Unix > best.Unix) {
+				best = &e
+			}
+		}
+		target, err := a.ZFS.Lookup(in.Target)
+		if err != nil {
+			return err
+		}
+		switch {
+		case best == nil && target != nil:
+			return nil
+		case best == nil:
+			return fmt.Errorf("%s %d: %w", in.Kind, in.ID, activities.ErrNotInErator)
+		case target != nil:
+			return fmt.Errorf("restore %s: %s %w", best.Name, in.Target, activities.ErrExists)
+		}
+		res.From = best.Name
+		return a.ZFS.Rename(best.Name, in.Target)
+	})
+	return res, err
+}

@@ -1,0 +1,339 @@
+// Package zfs is the one small type every zfs/zpool call of the agent goes through. It
+// wraps github.com/mistifyio/go-zfs/v3, logs and times each call, turns the commands'
+// stderr into the typed errors of package activities, and makes create, rename and
+// destroy safe to repeat: an activity retried after a crash finds its own earlier work
+// and reports success instead of failing or doing it twice.
+package zfs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities"
+	gozfs "github.com/mistifyio/go-zfs/v3"
+)
+
+// ZFS runs zfs and zpool commands (found on PATH) for the agent.
+type ZFS struct {
+	Log *slog.Logger
+}
+
+// New returns a wrapper that logs to log (slog.Default when nil).
+func New(log *slog.Logger) *ZFS {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &ZFS{Log: log}
+}
+
+// Pool is a pool's health and capacity in bytes.
+type Pool struct {
+	Name      string `json:"name"`
+	Health    string `json:"health"`
+	Size      uint64 `json:"size"`
+	Allocated uint64 `json:"allocated"`
+	Free      uint64 `json:"free"`
+}
+
+// Dataset is what the agent needs to know of a file system, volume or snapshot.
+type Dataset struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"` // filesystem, volume, snapshot
+	Origin     string `json:"origin,omitempty"`
+	Used       uint64 `json:"used"`
+	Avail      uint64 `json:"avail"`
+	Referenced uint64 `json:"referenced"`
+	Written    uint64 `json:"written"`
+	Volsize    uint64 `json:"volsize,omitempty"`
+}
+
+func fromGo(d *gozfs.Dataset) *Dataset {
+	return &Dataset{Name: d.Name, Type: d.Type, Origin: d.Origin, Used: d.Used, Avail: d.Avail,
+		Referenced: d.Referenced, Written: d.Written, Volsize: d.Volsize}
+}
+
+// stderrTypes maps OpenZFS 2.x messages to typed errors; the first match wins, so the
+// more specific phrases come first.
+var stderrTypes = []struct {
+	phrase string
+	err    error
+}{
+	{"no such pool", activities.ErrPoolNotFound},
+	{"dataset does not exist", activities.ErrDatasetNotFound},
+	{"parent does not exist", activities.ErrDatasetNotFound},
+	{"could not find any snapshots", activities.ErrDatasetNotFound},
+	{"dataset already exists", activities.ErrExists},
+	{"has dependent clones", activities.ErrHasClones},
+	{"out of space", activities.ErrPoolFull},
+	{"insufficient space", activities.ErrPoolFull},
+	{"is busy", activities.ErrBusy},
+}
+
+// Classify maps a zfs/zpool stderr text to a typed error, or nil when none applies.
+func Classify(stderr string) error {
+	s := strings.ToLower(stderr)
+	for _, t := range stderrTypes {
+		if strings.Contains(s, t.phrase) {
+			return t.err
+		}
+	}
+	return nil
+}
+
+// Error is a failed zfs/zpool command: the command line and its stderr, wrapping the
+// typed error the stderr maps to (errors.Is works on it).
+type Error struct {
+	Command string
+	Stderr  string
+	Typed   error // nil when the stderr matches no known type
+}
+
+func (e *Error) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" {
+		msg = "failed"
+	}
+	return e.Command + ": " + msg
+}
+
+func (e *Error) Unwrap() error { return e.Typed }
+
+// call runs one go-zfs call, logging and timing it and mapping its error.
+func (z *ZFS) call(op, target string, fn func() error) error {
+	start := time.Now()
+	err := fn()
+	took := time.Since(start)
+	if err == nil {
+		z.Log.Debug("zfs", "op", op, "target", target, "took", took)
+		return nil
+	}
+	var ge *gozfs.Error
+	if errors.As(err, &ge) {
+		e := &Error{Command: ge.Debug, Stderr: ge.Stderr, Typed: Classify(ge.Stderr)}
+		z.Log.Info("zfs failed", "op", op, "target", target, "took", took, "cmd", ge.Debug, "stderr", strings.TrimSpace(ge.Stderr))
+		return e
+	}
+	z.Log.Info("zfs failed", "op", op, "target", target, "took", took, "err", err)
+	return fmt.Errorf("%s %s: %w", op, target, err)
+}
+
+// Pool returns a pool's health and capacity; ErrPoolNotFound when there is no such pool.
+func (z *ZFS) Pool(name string) (*Pool, error) {
+	var p *gozfs.Zpool
+	err := z.call("pool", name, func() (err error) { p, err = gozfs.GetZpool(name); return })
+	if err != nil {
+		return nil, err
+	}
+	return &Pool{Name: p.Name, Health: p.Health, Size: p.Size, Allocated: p.Allocated, Free: p.Free}, nil
+}
+
+// Get returns a dataset; ErrDatasetNotFound when it does not exist.
+func (z *ZFS) Get(name string) (*Dataset, error) {
+	var d *gozfs.Dataset
+	err := z.call("get", name, func() (err error) { d, err = gozfs.GetDataset(name); return })
+	if err != nil {
+		return nil, err
+	}
+	return fromGo(d), nil
+}
+
+// Lookup is Get that reports a missing dataset as nil, nil.
+func (z *ZFS) Lookup(name string) (*Dataset, error) {
+	d, err := z.Get(name)
+	if errors.Is(err, activities.ErrDatasetNotFound) {
+		return nil, nil
+	}
+	return d, err
+}
+
+// Children lists the datasets directly under name (file systems, volumes and snapshots).
+func (z *ZFS) Children(name string) ([]*Dataset, error) {
+	var out []*Dataset
+	err := z.call("children", name, func() error {
+		d, err := gozfs.GetDataset(name)
+		if err != nil {
+			return err
+		}
+		kids, err := d.Children(1)
+		for _, k := range kids {
+			out = append(out, fromGo(k))
+		}
+		return err
+	})
+	return out, err
+}
+
+// All lists every dataset of a pool, snapshots included (for clone dependencies).
+func (z *ZFS) All(pool string) ([]*Dataset, error) {
+	var out []*Dataset
+	err := z.call("list", pool, func() error {
+		ds, err := gozfs.Datasets(pool)
+		for _, d := range ds {
+			out = append(out, fromGo(d))
+		}
+		return err
+	})
+	return out, err
+}
+
+// Volumes lists every volume of a pool.
+func (z *ZFS) Volumes(pool string) ([]*Dataset, error) {
+	var out []*Dataset
+	err := z.call("volumes", pool, func() error {
+		ds, err := gozfs.Volumes(pool)
+		for _, d := range ds {
+			out = append(out, fromGo(d))
+		}
+		return err
+	})
+	return out, err
+}
+
+// CreateFilesystem creates a file system and its missing parents. An existing file
+// system is success (created false).
+func (z *ZFS) CreateFilesystem(name string) (created bool, err error) {
+	err = z.call("create-fs", name, func() error {
+		_, err := gozfs.CreateFilesystem(name, nil)
+		return err
+	})
+	if errors.Is(err, activities.ErrExists) {
+		d, gerr := z.Get(name)
+		if gerr != nil {
+			return false, gerr
+		}
+		if d.Type != gozfs.DatasetFilesystem {
+			return false, fmt.Errorf("%s exists as a %s: %w", name, d.Type, activities.ErrExists)
+		}
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// CreateVolume creates a sparse (thin) volume of size bytes. An existing volume is
+// success (created false) whatever its size: the caller compares Volsize.
+func (z *ZFS) CreateVolume(name string, size uint64) (*Dataset, bool, error) {
+	var d *gozfs.Dataset
+	err := z.call("create-volume", name, func() (err error) {
+		// refreservation=none is what `zfs create -s` does: no space is reserved.
+		d, err = gozfs.CreateVolume(name, size, map[string]string{"refreservation": "none"})
+		return err
+	})
+	if errors.Is(err, activities.ErrExists) {
+		got, gerr := z.Get(name)
+		if gerr != nil {
+			return nil, false, gerr
+		}
+		if got.Type != gozfs.DatasetVolume {
+			return nil, false, fmt.Errorf("%s exists as a %s: %w", name, got.Type, activities.ErrExists)
+		}
+		return got, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return fromGo(d), true, nil
+}
+
+// SetVolsize sets a volume's size in bytes; setting the current size again is harmless.
+func (z *ZFS) SetVolsize(name string, size uint64) error {
+	return z.call("set-volsize", name, func() error {
+		return (&gozfs.Dataset{Name: name}).SetProperty("volsize", fmt.Sprint(size))
+	})
+}
+
+// GUID returns a dataset's or snapshot's guid.
+func (z *ZFS) GUID(name string) (string, error) {
+	var v string
+	err := z.call("guid", name, func() (err error) {
+		v, err = (&gozfs.Dataset{Name: name}).GetProperty("guid")
+		return err
+	})
+	return v, err
+}
+
+// Snapshot takes dataset@snap and returns its guid. An existing snapshot is success:
+// its guid is returned (created false).
+func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err error) {
+	full := dataset + "@" + snap
+	err = z.call("snapshot", full, func() error {
+		_, err := (&gozfs.Dataset{Name: dataset}).Snapshot(snap, false)
+		return err
+	})
+	switch {
+	case err == nil:
+		created = true
+	case errors.Is(err, activities.ErrExists):
+	default:
+		return "", false, err
+	}
+	guid, err = z.GUID(full)
+	return guid, created, err
+}
+
+// Clone clones snapshot into dest. An existing dest that is a clone of the same snapshot
+// is success (created false); any other existing dest is ErrExists.
+func (z *ZFS) Clone(snapshot, dest string) (created bool, err error) {
+	err = z.call("clone", dest, func() error {
+		_, err := (&gozfs.Dataset{Name: snapshot}).Clone(dest, nil)
+		return err
+	})
+	if errors.Is(err, activities.ErrExists) {
+		d, gerr := z.Get(dest)
+		if gerr != nil {
+			return false, gerr
+		}
+		if d.Origin != snapshot {
+			return false, fmt.Errorf("%s exists and is not a clone of %s: %w", dest, snapshot, activities.ErrExists)
+		}
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Rename moves src to dst (dst's parent must exist). When src is gone and dst exists, the
+// rename already happened (a retried activity): success. When both exist: ErrExists.
+func (z *ZFS) Rename(src, dst string) error {
+	err := z.call("rename", src+" -> "+dst, func() error {
+		_, err := (&gozfs.Dataset{Name: src}).Rename(dst, false, false)
+		return err
+	})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, activities.ErrDatasetNotFound) || errors.Is(err, activities.ErrExists) {
+		srcThere, serr := z.Lookup(src)
+		if serr != nil {
+			return serr
+		}
+		dstThere, derr := z.Lookup(dst)
+		if derr != nil {
+			return derr
+		}
+		switch {
+		case srcThere == nil && dstThere != nil:
+			return nil
+		case srcThere != nil && dstThere != nil:
+			return fmt.Errorf("rename %s: %s %w", src, dst, activities.ErrExists)
+		}
+	}
+	return err
+}
+
+// Destroy destroys a dataset (with its snapshots when recursive, never dependent clones).
+// A dataset that is already gone is success. Only the erator purge calls it.
+func (z *ZFS) Destroy(name string, recursive bool) error {
+	flags := gozfs.DestroyDefault
+	if recursive {
+		flags = gozfs.DestroyRecursive
+	}
+	err := z.call("destroy", name, func() error {
+		return (&gozfs.Dataset{Name: name}).Destroy(flags)
+	})
+	if errors.Is(err, activities.ErrDatasetNotFound) {
+		return nil
+	}
+	return err
+}

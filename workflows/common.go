@@ -1,0 +1,163 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/models"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Activity receivers for type-safe ExecuteActivity calls; never called directly.
+var (
+	pa *panel.Activities
+	sa *storage.Activities
+)
+
+// Timeouts of the storage activities. The agent heartbeats every few seconds while a
+// zfs command runs, so a killed agent's activity is retried within storageHeartbeat; an
+// agent that is not running yet is waited for up to storageWait (the operation shows it).
+const (
+	storageHeartbeat = 20 * time.Second
+	storageRun       = 10 * time.Minute
+	storageWait      = 24 * time.Hour
+	panelRun         = 30 * time.Second
+)
+
+// serverCtx runs activities in the agent of a server.
+func serverCtx(ctx workflow.Context, serverID uint) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              ServerQueue(serverID),
+		ScheduleToCloseTimeout: storageWait,
+		StartToCloseTimeout:    storageRun,
+		HeartbeatTimeout:       storageHeartbeat,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: activities.NonRetryableTypes(),
+		},
+	})
+}
+
+// panelCtx runs database activities in the panel worker; they retry until the database
+// answers.
+func panelCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              PanelQueue,
+		ScheduleToCloseTimeout: storageWait,
+		StartToCloseTimeout:    panelRun,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    500 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+		},
+	})
+}
+
+// Step is a workflow's current step, as the progress query answers it.
+type Step struct {
+	Step    string
+	Percent int
+	Message string
+}
+
+// tracker writes a workflow's progress to its Operation row and answers the progress query.
+type tracker struct {
+	ctx  workflow.Context
+	opID uint
+	wid  string
+	rid  string
+	cur  Step
+}
+
+func newTracker(ctx workflow.Context, opID uint) (*tracker, error) {
+	info := workflow.GetInfo(ctx)
+	t := &tracker{ctx: ctx, opID: opID, wid: info.WorkflowExecution.ID, rid: info.WorkflowExecution.RunID}
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Step, error) { return t.cur, nil }); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *tracker) progress() models.WorkflowProgress {
+	return models.WorkflowProgress{OperationID: t.opID, WorkflowID: t.wid, RunID: t.rid,
+		Step: t.cur.Step, Percent: t.cur.Percent, Message: t.cur.Message}
+}
+
+// step records the next step (a panel activity).
+func (t *tracker) step(name string, percent int, format string, args ...any) error {
+	t.cur = Step{Step: name, Percent: percent, Message: fmt.Sprintf(format, args...)}
+	if t.opID == 0 {
+		return nil
+	}
+	return workflow.ExecuteActivity(panelCtx(t.ctx), pa.Progress, t.progress()).Get(t.ctx, nil)
+}
+
+// succeed ends the operation at 100 % with its results.
+func (t *tracker) succeed(o models.Outcome, format string, args ...any) error {
+	t.cur = Step{Step: "done", Percent: 100, Message: fmt.Sprintf(format, args...)}
+	if t.opID == 0 {
+		return nil
+	}
+	o.WorkflowProgress = t.progress()
+	return workflow.ExecuteActivity(panelCtx(t.ctx), pa.Finish, o).Get(t.ctx, nil)
+}
+
+// fail ends the operation as failed at the current step and returns cause, so the
+// workflow itself ends failed too (what operators see in the Web UI). It runs even when
+// the workflow was cancelled.
+func (t *tracker) fail(o models.Outcome, cause error) error {
+	ctx, _ := workflow.NewDisconnectedContext(t.ctx)
+	o.WorkflowProgress = t.progress()
+	o.Failed = true
+	o.Error = failureText(cause)
+	if t.opID != 0 {
+		if err := workflow.ExecuteActivity(panelCtx(ctx), pa.Finish, o).Get(ctx, nil); err != nil {
+			return errors.Join(cause, err)
+		}
+	}
+	if isCancel(cause) {
+		return cause
+	}
+	return temporal.NewNonRetryableApplicationError(o.Error, "OperationFailed", cause)
+}
+
+func isCancel(err error) bool {
+	var c *temporal.CanceledError
+	return errors.As(err, &c)
+}
+
+// failureText is the error people read on the operation: the typed message of the
+// activity, without Temporal's wrapping.
+func failureText(err error) string {
+	if isCancel(err) {
+		return "cancelled"
+	}
+	return activities.Message(err)
+}
+
+// cancellable makes a cancelled workflow wait for its activity to acknowledge the
+// cancellation, so the undo that follows never races the activity's command.
+func cancellable(ctx workflow.Context) workflow.Context {
+	o := workflow.GetActivityOptions(ctx)
+	o.WaitForCancellation = true
+	return workflow.WithActivityOptions(ctx, o)
+}
+
+// undo moves what a cancelled create made into the erator, with a context that survives
+// the cancellation, and returns the cause (joined with the undo's own failure, if any).
+func undo(ctx workflow.Context, serverID uint, in storage.TrashInput, cause error) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.ExecuteActivity(serverCtx(dctx, serverID), sa.Trash, in).Get(dctx, nil); err != nil {
+		return errors.Join(cause, fmt.Errorf("undo: %w", err))
+	}
+	return cause
+}
+
+func gib(n int64) uint64 { return uint64(n) * storage.GiB }

@@ -1,0 +1,93 @@
+package workflows
+
+import (
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/models"
+	"go.temporal.io/sdk/workflow"
+)
+
+// GroupCreateInput clones volume VolumeID into group GroupID on the network's master.
+type GroupCreateInput struct {
+	OperationID uint
+	GroupID     uint
+	VolumeID    uint
+	ServerID    uint
+	Pool        string
+}
+
+// GroupCreateResult names the group's dataset and its origin.
+type GroupCreateResult struct {
+	Dataset string
+	Origin  string
+}
+
+// GroupCreate snapshots the volume (@group-<gid>) and clones it into
+// <pool>/iscsi/groups/<gid>, where the OS is then installed. Cancelled after the clone
+// exists (the group was deleted while pending), it moves the clone into the erator.
+func GroupCreate(ctx workflow.Context, in GroupCreateInput) (*GroupCreateResult, error) {
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	ds := storage.GroupDataset(in.Pool, in.GroupID)
+	if err := t.step("clone", 10, "cloning volume %d into %s", in.VolumeID, ds); err != nil {
+		return nil, err
+	}
+	var res storage.CloneResult
+	err = workflow.ExecuteActivity(cancellable(serverCtx(ctx, in.ServerID)), sa.CloneVolume,
+		storage.CloneInput{Pool: in.Pool, VolumeID: in.VolumeID, GroupID: in.GroupID}).Get(ctx, &res)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		if isCancel(err) || ctx.Err() != nil {
+			err = undo(ctx, in.ServerID, storage.TrashInput{Pool: in.Pool, Dataset: ds, Kind: "group", ID: in.GroupID, Unix: workflow.Now(ctx).Unix()}, err)
+		}
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	if err := t.succeed(models.Outcome{}, "cloned %s into %s", res.Origin, res.Dataset); err != nil {
+		return nil, err
+	}
+	return &GroupCreateResult{Dataset: res.Dataset, Origin: res.Origin}, nil
+}
+
+// GroupPublishInput publishes version Number (row VersionID) of group GroupID.
+type GroupPublishInput struct {
+	OperationID uint
+	GroupID     uint
+	VersionID   uint
+	Number      int
+	ServerID    uint
+	Pool        string
+}
+
+// GroupPublishResult is the version's snapshot and its guid.
+type GroupPublishResult struct {
+	Snapshot string
+	GUID     string
+}
+
+// GroupPublish snapshots the group head as @v<N> and records the version with the
+// snapshot's guid (replication compares guids to know a server holds the version).
+func GroupPublish(ctx workflow.Context, in GroupPublishInput) (*GroupPublishResult, error) {
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	ds := storage.GroupDataset(in.Pool, in.GroupID)
+	if workflow.GetVersion(ctx, VersionPublishStep, workflow.DefaultVersion, 1) == 1 {
+		if err := t.step("snapshot", 10, "snapshotting %s@%s", ds, storage.VersionSnapshot(in.Number)); err != nil {
+			return nil, err
+		}
+	}
+	var res storage.SnapshotResult
+	err = workflow.ExecuteActivity(serverCtx(ctx, in.ServerID), sa.Snapshot,
+		storage.SnapshotInput{Dataset: ds, Name: storage.VersionSnapshot(in.Number)}).Get(ctx, &res)
+	if err != nil {
+		return nil, t.fail(models.Outcome{VersionID: in.VersionID}, err)
+	}
+	if err := t.succeed(models.Outcome{VersionID: in.VersionID, GUID: res.GUID}, "published %s (guid %s)", res.Snapshot, res.GUID); err != nil {
+		return nil, err
+	}
+	return &GroupPublishResult{Snapshot: res.Snapshot, GUID: res.GUID}, nil
+}

@@ -1,0 +1,58 @@
+// Package workflows holds the durable operations of clusterducks: one file per workflow,
+// deterministic code only (no I/O, no time.Now, no map iteration, no goroutines). The
+// panel worker runs them on the task queue "panel"; their ZFS steps run as activities in
+// the agent of the server that holds the data, on "server-<id>".
+//
+// This file is the one place that builds task queue names, workflow ids and query names.
+package workflows
+
+import "fmt"
+
+// PanelQueue is the task queue of the panel worker: workflows and database activities.
+const PanelQueue = "panel"
+
+// ServerQueue is the task queue of a storage server's agent.
+func ServerQueue(serverID uint) string { return fmt.Sprintf("server-%d", serverID) }
+
+// TunnelQueue is the task queue of a tunnel process.
+func TunnelQueue(tunnelID uint) string { return fmt.Sprintf("tunnel-%d", tunnelID) }
+
+// QueryProgress is the query every storage workflow answers with its current Step.
+const QueryProgress = "progress"
+
+// Workflow ids are derived from the object, so a repeated API call or a double click
+// finds the running (or finished) workflow instead of starting a second one.
+
+// ServerBootstrapID is the id of a server's bootstrap (one at a time per server).
+func ServerBootstrapID(serverID uint) string { return fmt.Sprintf("server-bootstrap-%d", serverID) }
+
+// VolumeCreateID is the id of a volume's creation (once per volume).
+func VolumeCreateID(volumeID uint) string { return fmt.Sprintf("volume-create-%d", volumeID) }
+
+// VolumeResizeID is the id of growing a volume to a size (once per volume and size).
+func VolumeResizeID(volumeID uint, sizeGiB int64) string {
+	return fmt.Sprintf("volume-resize-%d-%d", volumeID, sizeGiB)
+}
+
+// VolumeDeleteID is the id of a volume's deletion (one at a time per volume).
+func VolumeDeleteID(volumeID uint) string { return fmt.Sprintf("volume-delete-%d", volumeID) }
+
+// VolumeRestoreID is the id of a volume's restore from the erator (one at a time).
+func VolumeRestoreID(volumeID uint) string { return fmt.Sprintf("volume-restore-%d", volumeID) }
+
+// GroupCreateID is the id of a group's clone (once per group).
+func GroupCreateID(groupID uint) string { return fmt.Sprintf("group-create-%d", groupID) }
+
+// GroupDeleteID is the id of a group's deletion (one at a time per group).
+func GroupDeleteID(groupID uint) string { return fmt.Sprintf("group-delete-%d", groupID) }
+
+// GroupRestoreID is the id of a group's restore from the erator (one at a time).
+func GroupRestoreID(groupID uint) string { return fmt.Sprintf("group-restore-%d", groupID) }
+
+// GroupPublishID is the id of publishing version n of a group (once per version).
+func GroupPublishID(groupID uint, n int) string {
+	return fmt.Sprintf("group-publish-%d-v%d", groupID, n)
+}
+
+// EratorPurgeID is the id of a purge of a server's erator (one at a time per server).
+func EratorPurgeID(serverID uint) string { return fmt.Sprintf("erator-purge-%d", serverID) }

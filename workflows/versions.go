@@ -1,0 +1,9 @@
+package workflows
+
+// Named GetVersion flags. A change to a workflow that has shipped goes behind one of
+// these, so histories recorded before the change still replay (see replay_test.go and the
+// saved histories in testdata/). Never rename or reuse a flag.
+
+// VersionPublishStep: group publish reports a "snapshot" step before it snapshots (the
+// first histories in testdata went straight to the snapshot).
+const VersionPublishStep = "group-publish-snapshot-step"

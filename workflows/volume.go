@@ -1,0 +1,167 @@
+package workflows
+
+import (
+	"fmt"
+
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/models"
+	"go.temporal.io/sdk/workflow"
+)
+
+// VolumeCreateInput asks for volume VolumeID of SizeGiB on the network's master.
+type VolumeCreateInput struct {
+	OperationID uint
+	VolumeID    uint
+	ServerID    uint // the network's master
+	Pool        string
+	SizeGiB     int64
+}
+
+// VolumeCreateResult names the zvol and whether the pool is overcommitted.
+type VolumeCreateResult struct {
+	Dataset       string
+	Overcommitted bool
+	Warning       string
+}
+
+// VolumeCreate creates the thin zvol <pool>/iscsi/volumes/<id>. A size the pool can never
+// hold fails the operation with a clear error; a size that overcommits the pool (thin
+// provisioning) succeeds with a warning. Cancelled after the zvol exists (the volume was
+// deleted while pending), it moves the zvol into the erator.
+func VolumeCreate(ctx workflow.Context, in VolumeCreateInput) (*VolumeCreateResult, error) {
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	ds := storage.VolumeDataset(in.Pool, in.VolumeID)
+	if err := t.step("create", 10, "creating thin zvol %s of %d GiB on server %d", ds, in.SizeGiB, in.ServerID); err != nil {
+		return nil, err
+	}
+	var res storage.VolumeResult
+	err = workflow.ExecuteActivity(cancellable(serverCtx(ctx, in.ServerID)), sa.CreateVolume,
+		storage.VolumeInput{Pool: in.Pool, VolumeID: in.VolumeID, Size: gib(in.SizeGiB)}).Get(ctx, &res)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		if isCancel(err) || ctx.Err() != nil {
+			// Deleted while pending: whatever the create made goes into the erator.
+			err = undo(ctx, in.ServerID, storage.TrashInput{Pool: in.Pool, Dataset: ds, Kind: "volume", ID: in.VolumeID, Unix: workflow.Now(ctx).Unix()}, err)
+		}
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	out := &VolumeCreateResult{Dataset: res.Dataset, Overcommitted: res.Overcommitted}
+	if res.Overcommitted {
+		out.Warning = fmt.Sprintf("thin provisioning overcommits pool %s: its volumes may grow to %.1f GiB, it holds %.1f GiB",
+			in.Pool, float64(res.Provisioned)/storage.GiB, float64(res.Capacity)/storage.GiB)
+	}
+	msg := fmt.Sprintf("created %s (%d GiB)", ds, in.SizeGiB)
+	if out.Warning != "" {
+		msg += "; warning: " + out.Warning
+	}
+	if err := t.succeed(models.Outcome{}, "%s", msg); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// VolumeResizeInput grows volume VolumeID to SizeGiB.
+type VolumeResizeInput struct {
+	OperationID uint
+	VolumeID    uint
+	ServerID    uint
+	Pool        string
+	SizeGiB     int64
+}
+
+// VolumeResizeResult is the size after the resize.
+type VolumeResizeResult struct {
+	SizeGiB       int64
+	Overcommitted bool
+}
+
+// VolumeResize grows a volume's zvol (never shrinks it) and records the new size.
+func VolumeResize(ctx workflow.Context, in VolumeResizeInput) (*VolumeResizeResult, error) {
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	ds := storage.VolumeDataset(in.Pool, in.VolumeID)
+	if err := t.step("resize", 10, "growing %s to %d GiB", ds, in.SizeGiB); err != nil {
+		return nil, err
+	}
+	var res storage.VolumeResult
+	err = workflow.ExecuteActivity(serverCtx(ctx, in.ServerID), sa.ResizeVolume,
+		storage.VolumeInput{Pool: in.Pool, VolumeID: in.VolumeID, Size: gib(in.SizeGiB)}).Get(ctx, &res)
+	if err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	size := int64(res.Volsize / storage.GiB)
+	msg := fmt.Sprintf("%s is %d GiB", ds, size)
+	if res.Overcommitted {
+		msg += fmt.Sprintf("; warning: thin provisioning overcommits pool %s (%.1f GiB promised, %.1f GiB usable)",
+			in.Pool, float64(res.Provisioned)/storage.GiB, float64(res.Capacity)/storage.GiB)
+	}
+	if err := t.succeed(models.Outcome{VolumeSizeGiB: size}, "%s", msg); err != nil {
+		return nil, err
+	}
+	return &VolumeResizeResult{SizeGiB: size, Overcommitted: res.Overcommitted}, nil
+}
+
+// DeleteInput deletes (moves into the erator) a volume or a group.
+type DeleteInput struct {
+	OperationID uint
+	Kind        string // "volume" or "group"
+	ObjectID    uint
+	ServerID    uint
+	Pool        string
+}
+
+// DeleteResult names where the dataset went ("" when there was none).
+type DeleteResult struct {
+	Trash string
+}
+
+// VolumeDelete moves a volume's zvol into the erator.
+func VolumeDelete(ctx workflow.Context, in DeleteInput) (*DeleteResult, error) {
+	in.Kind = "volume"
+	return trashObject(ctx, in, storage.VolumeDataset(in.Pool, in.ObjectID), VolumeCreateID(in.ObjectID))
+}
+
+// GroupDelete moves a group's clone (with its version snapshots) into the erator.
+func GroupDelete(ctx workflow.Context, in DeleteInput) (*DeleteResult, error) {
+	in.Kind = "group"
+	return trashObject(ctx, in, storage.GroupDataset(in.Pool, in.ObjectID), GroupCreateID(in.ObjectID))
+}
+
+// trashObject first cancels the object's create, if it still runs (its own undo then
+// takes care of what it made), then renames the dataset to <pool>/erator/<kind>-<id>-<unix>.
+// Nothing is destroyed: the erator purge does that, and a restore can undo it.
+func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*DeleteResult, error) {
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	// The create has normally finished long ago; the request is then a no-op (not found).
+	_ = workflow.RequestCancelExternalWorkflow(ctx, createID, "").Get(ctx, nil)
+	if err := t.step("trash", 20, "moving %s into the erator", ds); err != nil {
+		return nil, err
+	}
+	var res storage.TrashResult
+	err = workflow.ExecuteActivity(serverCtx(ctx, in.ServerID), sa.Trash, storage.TrashInput{
+		Pool: in.Pool, Dataset: ds, Kind: in.Kind, ID: in.ObjectID, Unix: workflow.Now(ctx).Unix(),
+	}).Get(ctx, &res)
+	if err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	if res.Missing {
+		if err := t.succeed(models.Outcome{}, "%s did not exist: nothing to move", ds); err != nil {
+			return nil, err
+		}
+		return &DeleteResult{}, nil
+	}
+	if err := t.succeed(models.Outcome{}, "moved %s to %s", ds, res.Trash); err != nil {
+		return nil, err
+	}
+	return &DeleteResult{Trash: res.Trash}, nil
+}
