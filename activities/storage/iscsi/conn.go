@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -106,7 +107,8 @@ func (c *conn) serve() {
 	defer func() {
 		// A bug in command handling must cost one connection, never the process.
 		if r := recover(); r != nil {
-			c.log.Error("iscsi connection panic", "panic", fmt.Sprint(r))
+			c.srv.panics.Add(1)
+			c.log.Error("iscsi connection panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
 	c.nc.SetDeadline(time.Now().Add(c.srv.cfg.LoginTimeout))

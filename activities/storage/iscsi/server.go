@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -104,6 +105,7 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closed    bool
 	connWG    sync.WaitGroup
+	panics    atomic.Uint64 // recovered connection panics: bugs, counted for tests
 }
 
 // NewServer returns a server with no targets.

@@ -1,0 +1,427 @@
+package iscsi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
+)
+
+const testIQN = "iqn.2026-11.dev.clusterducks:unit"
+
+func newDisk(t *testing.T, size int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startServer serves srv on a loopback port until the test ends.
+func startServer(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	srv := NewServer(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+		if n := srv.panics.Load(); n != 0 {
+			t.Errorf("%d connection panics", n)
+		}
+	})
+	return srv, ln.Addr().String()
+}
+
+func dial(t *testing.T, addr string, o initiator.Options) *initiator.Session {
+	t.Helper()
+	if o.InitiatorName == "" {
+		o.InitiatorName = "iqn.2026-11.dev.clusterducks:test-initiator"
+	}
+	s, err := initiator.Dial(context.Background(), addr, o)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return s
+}
+
+func TestReadWriteRoundTrip(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 64<<20)
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	defer s.Logout(ctx)
+	blocks, bs, err := s.ReadCapacity(ctx, 0)
+	if err != nil || blocks != (64<<20)/512 || bs != 512 {
+		t.Fatalf("capacity %d×%d, %v", blocks, bs, err)
+	}
+	for _, size := range []int{512, 4096, 65536, 300 << 10, 1 << 20, 3<<20 + 512} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i*7 + size)
+		}
+		if err := s.Write(ctx, 0, 100, 512, data, size == 4096); err != nil {
+			t.Fatalf("write %d: %v", size, err)
+		}
+		got := make([]byte, size)
+		if err := s.Read(ctx, 0, 100, 512, got); err != nil {
+			t.Fatalf("read %d: %v", size, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("read back %d bytes: mismatch", size)
+		}
+	}
+	st := srv.Stats()
+	if len(st) != 1 || st[0].Sessions != 1 || st[0].BytesWritten == 0 || st[0].BytesRead == 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func TestSCSIErrors(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 1<<20)
+	ro := newDisk(t, 1<<20)
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}, {Path: ro, ReadOnly: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	defer s.Logout(ctx)
+	tests := []struct {
+		name   string
+		lun    uint64
+		cdb    []byte
+		out    []byte
+		in     int
+		status byte
+		key    byte
+		asc    uint16
+	}{
+		{"unknown opcode", 0, []byte{0xc0, 0, 0, 0, 0, 0}, nil, 0, statusCheckCondition, keyIllegalRequest, ascInvalidOpcode},
+		{"read beyond end", 0, []byte{0x28, 0, 0, 0, 0x08, 0, 0, 0, 1, 0}, nil, 512, statusCheckCondition, keyIllegalRequest, ascLBAOutOfRange},
+		{"write to read-only LUN", 1, []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, make([]byte, 512), 0, statusCheckCondition, keyDataProtect, ascWriteProtected},
+		{"missing LUN", 7, []byte{0x00, 0, 0, 0, 0, 0}, nil, 0, statusCheckCondition, keyIllegalRequest, ascLUNotSupported},
+		{"rdprotect", 0, []byte{0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0}, nil, 512, statusCheckCondition, keyIllegalRequest, ascInvalidFieldCDB},
+		{"test unit ready", 0, []byte{0x00, 0, 0, 0, 0, 0}, nil, 0, statusGood, 0, 0},
+		{"mode sense saved values", 0, []byte{0x1a, 0, 0xc0 | 0x3f, 0, 255, 0}, nil, 255, statusCheckCondition, keyIllegalRequest, ascSavingNotSupported},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var in []byte
+			if tc.in > 0 {
+				in = make([]byte, tc.in)
+			}
+			r, err := s.Command(ctx, tc.lun, tc.cdb, tc.out, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != tc.status || r.SenseKey() != tc.key || r.ASC() != tc.asc {
+				t.Fatalf("status %#x key %#x asc %#04x, want %#x %#x %#04x", r.Status, r.SenseKey(), r.ASC(), tc.status, tc.key, tc.asc)
+			}
+		})
+	}
+	// Mode sense on the read-only LUN reports write protection.
+	r, err := s.Command(ctx, 1, []byte{0x1a, 0x08, 0x3f, 0, 255, 0}, nil, make([]byte, 255))
+	if err != nil || r.Status != 0 || r.Data[2]&0x80 == 0 {
+		t.Fatalf("mode sense on read-only LUN: %+v %v", r, err)
+	}
+}
+
+func TestWriteSameAndUnmapReallyWork(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 1<<20)
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	defer s.Logout(ctx)
+	block := bytes.Repeat([]byte{0xa5}, 512)
+	// WRITE SAME(16) of 100 blocks at LBA 10.
+	cdb := []byte{0x93, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 100, 0, 0}
+	if r, err := s.Command(ctx, 0, cdb, block, nil); err != nil || r.Status != 0 {
+		t.Fatalf("write same: %+v %v", r, err)
+	}
+	got := make([]byte, 100*512)
+	if err := s.Read(ctx, 0, 10, 512, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, bytes.Repeat([]byte{0xa5}, len(got))) {
+		t.Fatal("WRITE SAME did not write")
+	}
+	// UNMAP 8 blocks at LBA 16: they read back as zeros.
+	param := make([]byte, 24)
+	put16(param, 22)
+	put16(param[2:], 16)
+	put64(param[8:], 16)
+	put32(param[16:], 8)
+	if r, err := s.Command(ctx, 0, []byte{0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0}, param, nil); err != nil || r.Status != 0 {
+		t.Fatalf("unmap: %+v %v", r, err)
+	}
+	if err := s.Read(ctx, 0, 16, 512, got[:8*512]); err != nil {
+		t.Fatal(err)
+	}
+	if !allZero(got[:8*512]) {
+		t.Fatal("UNMAP did not deallocate")
+	}
+}
+
+func TestLoginRefusals(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 1<<20)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}, AllowedInitiators: []string{"iqn.2026-11.x:allowed"}}))
+	must(srv.AddTarget(TargetConfig{IQN: testIQN + "-chap", LUNs: []LUNConfig{{Path: disk, ReadOnly: true}},
+		CHAP: &CHAPConfig{User: "user", Secret: "secret-123456"}}))
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		o      initiator.Options
+		status uint16
+	}{
+		{"unknown target", initiator.Options{InitiatorName: "iqn.2026-11.x:allowed", TargetName: "iqn.2026-11.x:nope"}, loginNotFound},
+		{"not in ACL", initiator.Options{InitiatorName: "iqn.2026-11.x:other", TargetName: testIQN}, loginForbidden},
+		{"in ACL", initiator.Options{InitiatorName: "iqn.2026-11.x:allowed", TargetName: testIQN}, 0},
+		{"CHAP missing", initiator.Options{InitiatorName: "iqn.2026-11.x:a", TargetName: testIQN + "-chap"}, loginAuthFailed},
+		{"CHAP wrong secret", initiator.Options{InitiatorName: "iqn.2026-11.x:a", TargetName: testIQN + "-chap", CHAPUser: "user", CHAPSecret: "wrong"}, loginAuthFailed},
+		{"CHAP right", initiator.Options{InitiatorName: "iqn.2026-11.x:a", TargetName: testIQN + "-chap", CHAPUser: "user", CHAPSecret: "secret-123456"}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := initiator.Dial(ctx, addr, tc.o)
+			var rej *initiator.ErrLoginRejected
+			switch {
+			case tc.status == 0 && err != nil:
+				t.Fatalf("login: %v", err)
+			case tc.status == 0:
+				if err := s.Ping(ctx); err != nil {
+					t.Fatal(err)
+				}
+				s.Logout(ctx)
+			case !errors.As(err, &rej) || rej.Status != tc.status:
+				t.Fatalf("got %v, want status %#04x", err, tc.status)
+			}
+		})
+	}
+}
+
+func TestDiscoveryHonoursACL(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 1<<20)
+	srv.AddTarget(TargetConfig{IQN: testIQN + "-a", LUNs: []LUNConfig{{Path: disk, ReadOnly: true}}})
+	srv.AddTarget(TargetConfig{IQN: testIQN + "-b", LUNs: []LUNConfig{{Path: disk, ReadOnly: true}}, AllowedInitiators: []string{"iqn.2026-11.x:b"}})
+	ctx := context.Background()
+	s := dial(t, addr, initiator.Options{InitiatorName: "iqn.2026-11.x:a"})
+	defer s.Logout(ctx)
+	got, err := s.SendTargets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[testIQN+"-a"]; !ok || len(got) != 1 {
+		t.Fatalf("SendTargets: %v", got)
+	}
+	if addrs := got[testIQN+"-a"]; len(addrs) != 1 || addrs[0] != addr+",1" {
+		t.Fatalf("addresses %v", addrs)
+	}
+}
+
+func TestRemoveTargetEndsSessions(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 1<<20)
+	tc := TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}
+	if err := srv.AddTarget(tc); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddTarget(tc); err != nil {
+		t.Fatalf("adding the same target again: %v", err)
+	}
+	other := tc
+	other.AllowedInitiators = []string{"iqn.2026-11.x:y"}
+	if err := srv.AddTarget(other); !errors.Is(err, ErrTargetExists) {
+		t.Fatalf("conflicting add: %v", err)
+	}
+	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	if err := srv.RemoveTarget(testIQN); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RemoveTarget(testIQN); err != nil {
+		t.Fatalf("removing twice: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("session survived target removal")
+	}
+	if _, err := initiator.Dial(ctx, addr, initiator.Options{InitiatorName: "iqn.2026-11.x:z", TargetName: testIQN}); err == nil {
+		t.Fatal("login to removed target succeeded")
+	}
+}
+
+func TestSessionReinstatement(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 1<<20)
+	srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}})
+	ctx := context.Background()
+	o := initiator.Options{TargetName: testIQN, ISID: [6]byte{0x80, 1, 2, 3, 4, 5}}
+	a := dial(t, addr, o)
+	b := dial(t, addr, o) // same initiator and ISID: replaces a
+	if err := b.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := a.Ping(tctx); err == nil {
+		t.Fatal("old session still alive after reinstatement")
+	}
+	if st := srv.Stats(); st[0].Sessions != 1 {
+		t.Fatalf("%d sessions, want 1", st[0].Sessions)
+	}
+	b.Logout(ctx)
+}
+
+func TestNopInKeepalive(t *testing.T) {
+	srv, addr := startServer(t, Config{NopInterval: 100 * time.Millisecond, NopTimeout: 200 * time.Millisecond, LoginTimeout: time.Second})
+	disk := newDisk(t, 1<<20)
+	srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}})
+	ctx := context.Background()
+	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	// The initiator answers the target's pings, so an idle session survives.
+	time.Sleep(700 * time.Millisecond)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("idle session dropped: %v", err)
+	}
+	s.Logout(ctx)
+	// A silent peer is dropped.
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := nc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("expected the target to close a silent connection")
+	}
+}
+
+func TestShutdownClosesEverything(t *testing.T) {
+	srv := NewServer(Config{})
+	disk := newDisk(t, 1<<20)
+	srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	s := dial(t, ln.Addr().String(), initiator.Options{TargetName: testIQN})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("session alive after shutdown")
+	}
+	if err := srv.Serve(ln); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Shutdown: %v", err)
+	}
+}
+
+func TestTextParsing(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr bool
+		keys    int
+	}{
+		{"A=1\x00B=2\x00", false, 2},
+		{"A=1\x00A=2\x00", true, 0},
+		{"novalue\x00", true, 0},
+		{"=x\x00", true, 0},
+		{"A=\x00", false, 1},
+		{"A=1", false, 1},
+		{"\x00\x00", false, 0},
+	}
+	for _, tc := range tests {
+		kv, err := parseText([]byte(tc.in))
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%q: err %v", tc.in, err)
+			continue
+		}
+		if err == nil && len(kv.keys) != tc.keys {
+			t.Errorf("%q: %d keys", tc.in, len(kv.keys))
+		}
+	}
+}
+
+func TestNegotiation(t *testing.T) {
+	n := negotiator{limits: NewServer(Config{}).cfg, p: defaultParams()}
+	tests := []struct{ key, val, want string }{
+		{"HeaderDigest", "CRC32C,None", "None"},
+		{"DataDigest", "CRC32C", "CRC32C"},
+		{"MaxBurstLength", "16776192", "1048576"},
+		{"FirstBurstLength", "65536", "65536"},
+		{"InitialR2T", "No", "No"},
+		{"ImmediateData", "Yes", "Yes"},
+		{"MaxConnections", "8", "1"},
+		{"ErrorRecoveryLevel", "2", "0"},
+		{"X-com.example.thing", "1", "NotUnderstood"},
+		{"MaxRecvDataSegmentLength", "8192", ""},
+	}
+	for _, tc := range tests {
+		got, err := n.operational(tc.key, tc.val)
+		if err != nil || got != tc.want {
+			t.Errorf("%s=%s: got %q %v, want %q", tc.key, tc.val, got, err, tc.want)
+		}
+	}
+	if n.p.maxRecvDSL != 8192 || !n.p.dataDigest || n.p.headerDigest {
+		t.Errorf("params %+v", n.p)
+	}
+	if _, err := n.operational("MaxBurstLength", "12"); err == nil {
+		t.Error("accepted MaxBurstLength=12")
+	}
+}
+
+func TestCHAPDigest(t *testing.T) {
+	// RFC 1994: MD5(id || secret || challenge).
+	got := chapDigest(1, "s", []byte{2})
+	if len(got) != 16 {
+		t.Fatal(len(got))
+	}
+	for _, v := range []string{"0x0102", "0b AQI="} {
+		if v == "0b AQI=" {
+			v = "0bAQI="
+		}
+		b, err := decodeCHAPBinary(v)
+		if err != nil || !bytes.Equal(b, []byte{1, 2}) {
+			t.Errorf("%s: %x %v", v, b, err)
+		}
+	}
+}
