@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -30,12 +31,15 @@ type Handler struct {
 
 // Mount registers the API on app under Prefix.
 func (h *Handler) Mount(app *fiber.App) {
+	var doc []byte
 	app.Get(Prefix+"/openapi.json", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.Send(openAPI)
+		return c.Send(doc)
 	})
 	r := app.Group(Prefix, h.Authenticate)
-	h.routes(r)
+	sp := &spec{}
+	h.routes(r, sp)
+	doc = sp.document()
 	h.alerts(r)
 	for _, f := range h.Extra {
 		f(r)
@@ -55,8 +59,8 @@ func NewApp() *fiber.App {
 	})
 }
 
-func (h *Handler) routes(r fiber.Router) {
-	resource(r, "clients", crud[models.ClientInput]{
+func (h *Handler) routes(r fiber.Router, sp *spec) {
+	resource(r, sp, "clients", models.Client{}, crud[models.ClientInput]{
 		list:   wrapList(h.Store.ListClients),
 		get:    func(ctx context.Context, a *models.Actor, id uint) (any, error) { return h.Store.GetClient(ctx, a, id) },
 		create: h.Store.CreateClient,
@@ -65,7 +69,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: noOp(h.Store.DeleteClient),
 	})
-	resource(r, "users", crud[models.UserInput]{
+	resource(r, sp, "users", models.User{}, crud[models.UserInput]{
 		list:   wrapList(h.Store.ListUsers),
 		get:    func(ctx context.Context, a *models.Actor, id uint) (any, error) { return h.Store.GetUser(ctx, a, id) },
 		create: h.Store.CreateUser,
@@ -74,7 +78,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: noOp(h.Store.DeleteUser),
 	})
-	resource(r, "networks", crud[models.NetworkInput]{
+	resource(r, sp, "networks", models.Network{}, crud[models.NetworkInput]{
 		list: wrapList(h.Store.ListNetworks),
 		get: func(ctx context.Context, a *models.Actor, id uint) (any, error) {
 			return h.Store.GetNetwork(ctx, a, id)
@@ -85,7 +89,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: noOp(h.Store.DeleteNetwork),
 	})
-	resource(r, "tunnels", crud[models.TunnelInput]{
+	resource(r, sp, "tunnels", models.Tunnel{}, crud[models.TunnelInput]{
 		list:   ownedList[models.Tunnel](h.Store),
 		get:    ownedGet[models.Tunnel](h.Store, "tunnel"),
 		create: h.Store.CreateTunnel,
@@ -94,7 +98,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: noOp(h.Store.DeleteTunnel),
 	})
-	resource(r, "servers", crud[models.ServerInput]{
+	resource(r, sp, "servers", models.Server{}, crud[models.ServerInput]{
 		list:   ownedList[models.Server](h.Store),
 		get:    ownedGet[models.Server](h.Store, "server"),
 		create: h.Store.CreateServer,
@@ -103,7 +107,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: noOp(h.Store.DeleteServer),
 	})
-	resource(r, "volumes", crud[models.VolumeInput]{
+	resource(r, sp, "volumes", models.Volume{}, crud[models.VolumeInput]{
 		list:   ownedList[models.Volume](h.Store),
 		get:    ownedGet[models.Volume](h.Store, "volume"),
 		create: h.Store.CreateVolume,
@@ -112,7 +116,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: h.Store.DeleteVolume,
 	})
-	resource(r, "groups", crud[models.GroupInput]{
+	resource(r, sp, "groups", models.Group{}, crud[models.GroupInput]{
 		list:   ownedList[models.Group](h.Store),
 		get:    ownedGet[models.Group](h.Store, "group"),
 		create: h.Store.CreateGroup,
@@ -121,7 +125,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: h.Store.DeleteGroup,
 	})
-	resource(r, "devices", crud[models.DeviceInput]{
+	resource(r, sp, "devices", models.Device{}, crud[models.DeviceInput]{
 		list:   ownedList[models.Device](h.Store),
 		get:    ownedGet[models.Device](h.Store, "device"),
 		create: h.Store.CreateDevice,
@@ -130,7 +134,7 @@ func (h *Handler) routes(r fiber.Router) {
 		},
 		del: h.Store.DeleteDevice,
 	})
-	resource(r, "menus", crud[models.MenuInput]{
+	resource(r, sp, "menus", models.MenuView{}, crud[models.MenuInput]{
 		list: func(ctx context.Context, a *models.Actor, p models.Page, nid uint) (any, int64, error) {
 			ms, total, err := models.ListOwned[models.Menu](ctx, h.Store, a, p, nid)
 			views := make([]models.MenuView, len(ms))
@@ -301,7 +305,8 @@ func noOp(f func(context.Context, *models.Actor, uint) error) func(context.Conte
 }
 
 // resource registers the five routes of a collection.
-func resource[In any](r fiber.Router, name string, ops crud[In]) {
+func resource[In any](r fiber.Router, sp *spec, name string, out any, ops crud[In]) {
+	sp.add(name, reflect.TypeOf(new(In)), reflect.TypeOf(out))
 	r.Get("/"+name+".json", func(c *fiber.Ctx) error {
 		p, err := page(c)
 		if err != nil {

@@ -34,3 +34,20 @@ func TestGuideCurl(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenAPI: the panel serves an OpenAPI document generated from the handlers' types.
+func TestOpenAPI(t *testing.T) {
+	p := startPanel(t, "sqlite")
+	doc := p.must(200, "", "GET", "/api/v0.9.2/openapi.json", nil)
+	paths, _ := doc["paths"].(map[string]any)
+	for _, c := range []string{"clients", "users", "networks", "tunnels", "servers", "volumes", "groups", "devices", "menus"} {
+		if paths["/api/v0.9.2/"+c+".json"] == nil || paths["/api/v0.9.2/"+c+"/{id}.json"] == nil {
+			t.Errorf("openapi.json lacks %s", c)
+		}
+	}
+	vol := paths["/api/v0.9.2/volumes.json"].(map[string]any)["post"].(map[string]any)
+	props := vol["requestBody"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)["properties"].(map[string]any)
+	if props["vol_size"] == nil || props["network_id"] == nil || props["alias"] == nil {
+		t.Errorf("volume create schema: %v", props)
+	}
+}
