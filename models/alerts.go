@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // Alert codes, in the order the guide resolves them.
@@ -19,10 +20,6 @@ const (
 	AlertGroupWithoutVersion = "group_without_version"
 	AlertSMTPNotConfigured   = "smtp_not_configured"
 )
-
-// ServerStatusOK is the status the health check records for a server the panel reaches
-// through its tunnel (the guide's "Panel to server OK").
-const ServerStatusOK = "Panel to server OK"
 
 // Alert is one problem that keeps a network (or the panel) from being operational, with the
 // dashboard page that fixes it.
@@ -126,7 +123,7 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 				}
 				link := fmt.Sprintf("/servers/%d", srv.ID)
 				switch {
-				case srv.Status != ServerStatusOK:
+				case !srv.Reachable():
 					add(AlertMasterUnreachable, link, "The master server %q of network %q is not reachable (%s): run install.sh on it and check its tunnel port.", srv.Name, n.Name, srv.Status)
 				case srv.PoolHealth != "" && srv.PoolHealth != "ONLINE":
 					add(AlertPoolUnhealthy, link, "The master server %q reports pool %q as %s: make the pool healthy.", srv.Name, srv.Pool, srv.PoolHealth)
@@ -159,3 +156,7 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 	}
 	return alerts, nil
 }
+
+// Reachable reports whether the panel's last look at the server got through its tunnel
+// (a status of "Panel to server OK", possibly followed by a note about the pool).
+func (s *Server) Reachable() bool { return strings.HasPrefix(s.Status, StatusPanelOK) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/webui"
 	"github.com/gofiber/fiber/v2"
 	"gorm.io/gorm"
 )
@@ -27,6 +28,10 @@ type Options struct {
 	Store  *models.Store
 	API    *api.Handler // optional; built from Store when nil
 	Mounts []Mount
+	// Early mounts go before the API: routes under its prefix with their own
+	// authentication (the agents' server keys).
+	Early []Mount
+	WebUI  webui.Options // the dashboard's options (Temporal Web UI link, cookies)
 }
 
 // NewApp builds the panel's HTTP app: the API under /api/v0.9.2 and the given mounts.
@@ -37,7 +42,11 @@ func NewApp(o Options) *fiber.App {
 		h = &api.Handler{Store: o.Store}
 	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	for _, m := range o.Early {
+		m(app, o.Store)
+	}
 	h.Mount(app)
+	webui.Mount(app, o.Store, o.WebUI)
 	for _, m := range o.Mounts {
 		m(app, o.Store)
 	}
@@ -110,8 +119,14 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
+	store := &models.Store{DB: db}
+	t, err := TemporalFromEnv(ctx, store, slog.Default())
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
 	slog.Info("panel listening", "addr", ln.Addr().String())
-	return Serve(ctx, NewApp(Options{Store: &models.Store{DB: db}, Mounts: mounts}), ln)
+	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}}), ln)
 }
 
 // Migrate is `clusterducks migrate`: applies pending migrations to DATABASE_URL (or --db).

@@ -1,0 +1,173 @@
+package webui
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/clusterducks/clusterducks/api"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+)
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// secure reports whether cookies set on this response get the Secure attribute: always
+// when configured, otherwise when the request came over TLS or through a proxy that said so
+// (c.Protocol reads X-Forwarded-Proto).
+func (u *UI) secure(c *fiber.Ctx) bool {
+	return u.opts.SecureCookies || c.Protocol() == "https"
+}
+
+// safeNext keeps a post-login redirect on this panel.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.HasPrefix(next, "/login") {
+		return "/"
+	}
+	return next
+}
+
+type loginData struct {
+	Email   string
+	Next    string
+	Error   string
+	CSRF    string
+	Message string
+}
+
+// loginPage shows the login form. Before a session exists, the form is protected by a
+// double-submit token: a random cookie that the form must repeat.
+func (u *UI) loginPage(c *fiber.Ctx) error {
+	if _, _, err := models.AuthenticateSession(c.UserContext(), u.store.DB, c.Cookies(api.SessionCookie)); err == nil {
+		return c.Redirect(safeNext(c.Query("next")), fiber.StatusSeeOther)
+	}
+	return u.showLogin(c, loginData{Next: c.Query("next"), Message: notices[c.Query("notice")]})
+}
+
+func (u *UI) showLogin(c *fiber.Ctx, d loginData) error {
+	d.CSRF = models.NewSecret("")
+	c.Cookie(&fiber.Cookie{Name: loginCSRFCookie, Value: d.CSRF, Path: "/", HTTPOnly: true, Secure: u.secure(c), SameSite: fiber.CookieSameSiteStrictMode, Expires: time.Now().Add(time.Hour)})
+	return u.render(c, "login", "Log in", "", d)
+}
+
+func (u *UI) login(c *fiber.Ctx) error {
+	d := loginData{Email: c.FormValue("email"), Next: c.FormValue("next")}
+	tok := c.FormValue(csrfField)
+	if tok == "" || tok != c.Cookies(loginCSRFCookie) {
+		c.Status(fiber.StatusForbidden)
+		d.Error = "The form was sent without a valid CSRF token: please try again."
+		return u.showLogin(c, d)
+	}
+	a, err := models.Login(c.UserContext(), u.store.DB, d.Email, c.FormValue("password"), c.IP())
+	var rl *models.RateLimitedError
+	switch {
+	case errors.As(err, &rl):
+		c.Status(fiber.StatusTooManyRequests)
+		c.Set(fiber.HeaderRetryAfter, itoa(int(rl.RetryAfter.Seconds())))
+		d.Error = "Too many failed logins. " + strings.ToUpper(rl.Error()[:1]) + rl.Error()[1:] + "."
+		return u.showLogin(c, d)
+	case errors.Is(err, models.ErrBadCredentials):
+		c.Status(fiber.StatusUnauthorized)
+		d.Error = "Wrong e-mail or password."
+		return u.showLogin(c, d)
+	case err != nil:
+		return err
+	}
+	secret, _, err := models.CreateSession(c.UserContext(), u.store.DB, a.ID, c.IP())
+	if err != nil {
+		return err
+	}
+	c.ClearCookie(loginCSRFCookie)
+	// The session cookie lives as long as the browser session; the server side expires it
+	// after models.SessionTTL without activity.
+	c.Cookie(&fiber.Cookie{Name: api.SessionCookie, Value: secret, Path: "/", HTTPOnly: true, Secure: u.secure(c), SameSite: fiber.CookieSameSiteLaxMode})
+	if u.opts.OnLogin != nil {
+		u.opts.OnLogin(a, c.IP())
+	}
+	return c.Redirect(safeNext(d.Next), fiber.StatusSeeOther)
+}
+
+func (u *UI) logout(c *fiber.Ctx) error {
+	setSecurityHeaders(c)
+	cookie := c.Cookies(api.SessionCookie)
+	if _, s, err := models.AuthenticateSession(c.UserContext(), u.store.DB, cookie); err == nil {
+		if !s.CheckCSRF(c.FormValue(csrfField)) {
+			return u.render(c.Status(fiber.StatusForbidden), "error", "Refused", "",
+				map[string]any{"Code": 403, "Message": "the form was sent without a valid CSRF token: reload the page and try again"})
+		}
+		if err := models.DeleteSession(c.UserContext(), u.store.DB, cookie); err != nil {
+			return err
+		}
+	}
+	c.Cookie(&fiber.Cookie{Name: api.SessionCookie, Value: "", Path: "/", HTTPOnly: true, Secure: u.secure(c), SameSite: fiber.CookieSameSiteLaxMode, Expires: time.Unix(1, 0), MaxAge: -1})
+	return c.Redirect("/login?notice=loggedout", fiber.StatusSeeOther)
+}
+
+type accountData struct {
+	User     models.User
+	Tokens   []models.APIToken
+	NewToken string
+	Form     *formView
+}
+
+func (u *UI) accountData(c *fiber.Ctx) (*accountData, error) {
+	a := actorOf(c)
+	toks, err := u.store.AccountTokens(c.UserContext(), a)
+	if err != nil {
+		return nil, err
+	}
+	return &accountData{User: a.User, Tokens: toks, Form: passwordForm()}, nil
+}
+
+func passwordForm() *formView {
+	return &formView{Action: "/account/password", Submit: "Change password", Fields: []field{
+		{Name: "current_password", Label: "Current password", Type: "password", Required: true, Autocomplete: "current-password"},
+		{Name: "new_password", Label: "New password", Type: "password", Required: true, Autocomplete: "new-password", Help: "At least 10 characters."},
+		{Name: "confirm_password", Label: "Repeat the new password", Type: "password", Required: true, Autocomplete: "new-password"},
+	}}
+}
+
+func (u *UI) account(c *fiber.Ctx) error {
+	d, err := u.accountData(c)
+	if err != nil {
+		return err
+	}
+	return u.render(c, "account", "Account settings", "account", d)
+}
+
+func (u *UI) changePassword(c *fiber.Ctx) error {
+	d, err := u.accountData(c)
+	if err != nil {
+		return err
+	}
+	next, confirm := c.FormValue("new_password"), c.FormValue("confirm_password")
+	if next != confirm {
+		err = models.Invalid("confirm_password", "does not match the new password")
+	} else {
+		err = u.store.ChangePassword(c.UserContext(), actorOf(c), c.FormValue("current_password"), next, c.Cookies(api.SessionCookie))
+	}
+	if err != nil {
+		code, body := api.Status(err)
+		if code >= 500 {
+			return err
+		}
+		d.Form.setError(body)
+		return u.render(c.Status(code), "account", "Account settings", "account", d)
+	}
+	return c.Redirect("/account?notice=password", fiber.StatusSeeOther)
+}
+
+// regenerateToken replaces the account's API token and shows the new one, once.
+func (u *UI) regenerateToken(c *fiber.Ctx) error {
+	tok, err := models.IssueToken(c.UserContext(), u.store.DB, actorOf(c).ID, "account")
+	if err != nil {
+		return err
+	}
+	d, err := u.accountData(c)
+	if err != nil {
+		return err
+	}
+	d.NewToken = tok
+	return u.render(c, "account", "Account settings", "account", d)
+}

@@ -1,0 +1,122 @@
+package webui
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/clusterducks/clusterducks/api"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+)
+
+// field is one labelled form control. Names are the API's canonical field names, so the
+// models decode a form exactly as they decode the API's JSON.
+type field struct {
+	Name         string
+	Label        string
+	Type         string // text, number, password, email, select, checkbox, textarea
+	Value        string
+	Options      []option
+	Required     bool
+	Disabled     bool
+	OmitEmpty    bool // an empty value is left out of the request (keep the current value)
+	Help         string
+	Error        string
+	Placeholder  string
+	Inputmode    string
+	Autocomplete string
+}
+
+type option struct {
+	Value string
+	Label string
+}
+
+// Checked reports whether a checkbox is on.
+func (f field) Checked() bool { return f.Value == "true" }
+
+// formView is a form with its fields and, after a refused submit, the error.
+type formView struct {
+	Heading string
+	Action  string
+	Submit  string
+	Cancel  string
+	Fields  []field
+	Error   string
+	Secret  string // shown once after a create (a key)
+}
+
+// setError shows an error from the models on the form: on the field it names, or above.
+func (f *formView) setError(body api.ErrorBody) {
+	for i := range f.Fields {
+		if body.Field != "" && f.Fields[i].Name == body.Field {
+			f.Fields[i].Error = body.Error
+			f.Error = f.Fields[i].Label + ": " + body.Error
+			return
+		}
+	}
+	f.Error = body.Error
+}
+
+// fill puts submitted values back into the fields, so a refused form keeps what was typed
+// (except passwords).
+func (f *formView) fill(v url.Values) {
+	for i := range f.Fields {
+		fl := &f.Fields[i]
+		if fl.Type == "password" || fl.Disabled {
+			continue
+		}
+		if vs, ok := v[fl.Name]; ok && len(vs) > 0 {
+			fl.Value = vs[len(vs)-1]
+		} else if fl.Type == "checkbox" {
+			fl.Value = "false"
+		}
+	}
+}
+
+// formValues reads a urlencoded POST body.
+func formValues(c *fiber.Ctx) url.Values {
+	v := url.Values{}
+	c.Request().PostArgs().VisitAll(func(k, val []byte) {
+		v.Add(string(k), string(val))
+	})
+	return v
+}
+
+// decode fills an input struct of the models from a form, with the models' own decoder
+// (same names, types and errors as the API's JSON). Fields marked OmitEmpty are dropped
+// when empty, so "leave blank to keep" works.
+func decode[In any](v url.Values, fields []field) (*In, error) {
+	vals := url.Values{}
+	for k, vs := range v {
+		vals[k] = vs
+	}
+	for _, f := range fields {
+		if f.OmitEmpty && strings.TrimSpace(vals.Get(f.Name)) == "" {
+			delete(vals, f.Name)
+		}
+	}
+	in := new(In)
+	if err := models.DecodeForm(vals, in, csrfField); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+func itoa(n int) string     { return strconv.Itoa(n) }
+func utoa(n uint) string    { return strconv.FormatUint(uint64(n), 10) }
+func i64toa(n int64) string { return strconv.FormatInt(n, 10) }
+func btoa(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func ptrString(p *uint) string {
+	if p == nil {
+		return ""
+	}
+	return utoa(*p)
+}

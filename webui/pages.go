@@ -1,0 +1,328 @@
+package webui
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/clusterducks/clusterducks/api"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+)
+
+// opView is an operation as the pages show it: with its object's page and, when the
+// Temporal Web UI is configured, its workflow there.
+type opView struct {
+	models.Operation
+	ObjectURL   string
+	WorkflowURL string
+	Network     string
+	Done        bool
+}
+
+func (u *UI) workflowURL(op *models.Operation) string {
+	if u.opts.TemporalUI == "" || op.WorkflowID == "" {
+		return ""
+	}
+	p := fmt.Sprintf("%s/namespaces/%s/workflows/%s", trimSlash(u.opts.TemporalUI), url.PathEscape(u.opts.TemporalNamespace), url.PathEscape(op.WorkflowID))
+	if op.RunID != "" {
+		p += "/" + url.PathEscape(op.RunID) + "/history"
+	}
+	return p
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func (u *UI) opView(r *rc, op *models.Operation) opView {
+	v := opView{Operation: *op, WorkflowURL: u.workflowURL(op), ObjectURL: fmt.Sprintf("/%ss/%d", op.ObjectType, op.ObjectID), Done: op.Finished()}
+	if op.NetworkID != nil {
+		v.Network = r.netName(*op.NetworkID)
+	}
+	return v
+}
+
+type dashboardData struct {
+	Alerts   []models.Alert
+	Networks int
+	Ops      []opView
+}
+
+func (u *UI) dashboard(c *fiber.Ctx) error {
+	r := u.rc(c)
+	alerts, err := u.store.Alerts(r.ctx, r.a)
+	if err != nil {
+		return err
+	}
+	d := &dashboardData{Alerts: alerts, Networks: len(r.networks())}
+	ops, _, err := u.store.ListOperations(r.ctx, r.a, models.Page{Page: 1, PerPage: 5})
+	if err != nil {
+		return err
+	}
+	for i := range ops {
+		d.Ops = append(d.Ops, u.opView(r, &ops[i]))
+	}
+	return u.render(c, "dashboard", "Dashboard", "dashboard", d)
+}
+
+type opsData struct {
+	Ops     []opView
+	Page    int
+	PrevURL string
+	NextURL string
+}
+
+func (u *UI) operations(c *fiber.Ctx) error {
+	r := u.rc(c)
+	p := models.Page{Page: c.QueryInt("page", 1), PerPage: 50}.Normalize()
+	ops, total, err := u.store.ListOperations(r.ctx, r.a, p)
+	if err != nil {
+		return err
+	}
+	d := &opsData{Page: p.Page}
+	for i := range ops {
+		d.Ops = append(d.Ops, u.opView(r, &ops[i]))
+	}
+	if p.Page > 1 {
+		d.PrevURL = "/operations?page=" + itoa(p.Page-1)
+	}
+	if int64(p.Page*p.PerPage) < total {
+		d.NextURL = "/operations?page=" + itoa(p.Page+1)
+	}
+	return u.render(c, "operations", "Operations", "operations", d)
+}
+
+func (u *UI) operation(c *fiber.Ctx) error {
+	r := u.rc(c)
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	op, err := u.store.Operation(r.ctx, r.a, id)
+	if err != nil {
+		return err
+	}
+	return u.render(c, "operations", fmt.Sprintf("Operation %d", id), "operations", &opsData{Ops: []opView{u.opView(r, op)}})
+}
+
+func settingsForm(st *models.Settings) *formView {
+	tls := []option{}
+	for _, m := range models.SMTPTLSModes {
+		tls = append(tls, option{Value: m, Label: m})
+	}
+	pwHelp := "Not set."
+	if st.SMTPPassword != "" {
+		pwHelp = "Set; leave empty to keep it."
+	}
+	return &formView{Heading: "Panel Settings", Action: "/settings", Submit: "Save", Fields: []field{
+		{Name: "panel_hostname", Label: "Panel host name", Type: "text", Value: st.PanelHostname, Help: "The name devices, agents and install.sh use to reach the panel."},
+		{Name: "smtp_host", Label: "SMTP host", Type: "text", Value: st.SMTPHost, Placeholder: "mail.example.com"},
+		{Name: "smtp_port", Label: "SMTP port", Type: "number", Value: itoa(st.SMTPPort), Inputmode: "numeric"},
+		{Name: "smtp_tls", Label: "SMTP security", Type: "select", Value: st.SMTPTLS, Options: tls},
+		{Name: "smtp_user", Label: "SMTP user", Type: "text", Value: st.SMTPUser, Autocomplete: "off"},
+		{Name: "smtp_password", Label: "SMTP password", Type: "password", OmitEmpty: true, Autocomplete: "new-password", Help: pwHelp},
+		{Name: "smtp_from", Label: "Sender address", Type: "email", Value: st.SMTPFrom, Placeholder: "panel@example.com", Help: "Mail is sent when this and the host are set."},
+	}}
+}
+
+func (u *UI) settings(c *fiber.Ctx) error {
+	r := u.rc(c)
+	st, err := u.store.GetSettings(r.ctx, r.a)
+	if err != nil {
+		return err
+	}
+	return u.render(c, "settings", "Panel Settings", "settings", settingsForm(st))
+}
+
+func (u *UI) saveSettings(c *fiber.Ctx) error {
+	r := u.rc(c)
+	st, err := u.store.GetSettings(r.ctx, r.a)
+	if err != nil {
+		return err
+	}
+	f := settingsForm(st)
+	v := formValues(c)
+	in, err := decode[models.SettingsInput](v, f.Fields)
+	if err == nil {
+		_, err = u.store.UpdateSettings(r.ctx, r.a, in)
+	}
+	if err != nil {
+		code, body := api.Status(err)
+		if code >= 500 {
+			return err
+		}
+		f.fill(v)
+		f.setError(body)
+		return u.render(c.Status(code), "settings", "Panel Settings", "settings", f)
+	}
+	return c.Redirect("/settings?notice=saved", fiber.StatusSeeOther)
+}
+
+type delegationsData struct {
+	Network models.Network
+	Rows    []delegationRow
+	Form    *formView
+}
+
+type delegationRow struct {
+	UserID uint
+	Label  string
+}
+
+func (u *UI) delegationsData(r *rc, id uint) (*delegationsData, error) {
+	n, err := u.store.GetNetwork(r.ctx, r.a, id)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := u.store.ListDelegations(r.ctx, r.a, id)
+	if err != nil {
+		return nil, err
+	}
+	d := &delegationsData{Network: *n}
+	for _, dl := range ds {
+		label := "user #" + utoa(dl.UserID)
+		if usr, err := u.store.GetUser(r.ctx, r.a, dl.UserID); err == nil {
+			label = usr.Email
+		}
+		d.Rows = append(d.Rows, delegationRow{UserID: dl.UserID, Label: label})
+	}
+	userField := field{Name: "user_id", Label: "User id", Type: "number", Required: true, Inputmode: "numeric", Help: "The id of a non-superadmin user of another client (they tell you theirs from their account page)."}
+	if r.a.SuperAdmin() {
+		opts := []option{{Value: "", Label: "— choose a user —"}}
+		users, _, err := u.store.ListUsers(r.ctx, r.a, all)
+		if err == nil {
+			for _, usr := range users {
+				if usr.ClientID != n.ClientID && !usr.SuperAdmin() {
+					opts = append(opts, option{Value: utoa(usr.ID), Label: usr.Email})
+				}
+			}
+		}
+		userField = field{Name: "user_id", Label: "User", Type: "select", Required: true, Options: opts}
+	}
+	d.Form = &formView{Action: fmt.Sprintf("/networks/%d/delegations", id), Submit: "Delegate", Fields: []field{userField}}
+	return d, nil
+}
+
+func (u *UI) delegations(c *fiber.Ctx) error {
+	r := u.rc(c)
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	d, err := u.delegationsData(r, id)
+	if err != nil {
+		return err
+	}
+	return u.render(c, "delegations", "Delegations of "+d.Network.Name, "networks", d)
+}
+
+func (u *UI) delegate(c *fiber.Ctx) error {
+	r := u.rc(c)
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	d, err := u.delegationsData(r, id)
+	if err != nil {
+		return err
+	}
+	v := formValues(c)
+	var in struct {
+		UserID *uint `field:"user_id,user"`
+	}
+	err = models.DecodeForm(v, &in, csrfField)
+	if err == nil && (in.UserID == nil || *in.UserID == 0) {
+		err = models.Invalid("user_id", "is required")
+	}
+	if err == nil {
+		_, err = u.store.Delegate(r.ctx, r.a, id, *in.UserID)
+	}
+	if err != nil {
+		code, body := api.Status(err)
+		if code >= 500 {
+			return err
+		}
+		d.Form.fill(v)
+		d.Form.setError(body)
+		return u.render(c.Status(code), "delegations", "Delegations of "+d.Network.Name, "networks", d)
+	}
+	return c.Redirect(fmt.Sprintf("/networks/%d/delegations?notice=delegated", id), fiber.StatusSeeOther)
+}
+
+func (u *UI) undelegate(c *fiber.Ctx) error {
+	r := u.rc(c)
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	uid, err := strconv.ParseUint(c.Params("user"), 10, 32)
+	if err != nil {
+		return models.NotFound("delegation")
+	}
+	if err := u.store.Undelegate(r.ctx, r.a, id, uint(uid)); err != nil {
+		return err
+	}
+	return c.Redirect(fmt.Sprintf("/networks/%d/delegations?notice=undelegated", id), fiber.StatusSeeOther)
+}
+
+func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx) error {
+	return func(c *fiber.Ctx) error {
+		r := u.rc(c)
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		if _, err := u.store.UpdateDevice(r.ctx, r.a, id, &models.DeviceInput{Locked: &lock}); err != nil {
+			return err
+		}
+		notice := "unlocked"
+		if lock {
+			notice = "locked"
+		}
+		// Back to the list when the button was on the list, else to the device's page.
+		back := fmt.Sprintf("/devices/%d", id)
+		if ref, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && ref.Path == "/devices" {
+			back = "/devices"
+		}
+		return c.Redirect(back+"?notice="+notice, fiber.StatusSeeOther)
+	}
+}
+
+func (u *UI) rotateKey(c *fiber.Ctx) error {
+	r := u.rc(c)
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	key, err := u.store.RotateServerKey(r.ctx, r.a, id)
+	if err != nil {
+		return err
+	}
+	for _, res := range resources() {
+		if res.Name == "servers" {
+			return u.show(c, res, key, id)
+		}
+	}
+	return nil
+}
+
+// publish queues the group's next version (models.Store.PublishGroup) and follows its progress on the group's page.
+func (u *UI) publish(c *fiber.Ctx) error {
+	r := u.rc(c)
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	in, err := decode[models.PublishInput](formValues(c), []field{{Name: "note", OmitEmpty: true}})
+	if err != nil {
+		return err
+	}
+	if _, err := u.store.PublishGroup(r.ctx, r.a, id, in); err != nil {
+		return err
+	}
+	return c.Redirect(fmt.Sprintf("/groups/%d?notice=queued", id), fiber.StatusSeeOther)
+}

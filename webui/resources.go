@@ -1,0 +1,818 @@
+package webui
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/clusterducks/clusterducks/models"
+)
+
+func limitField(name, label string, v int, disabled bool) field {
+	return field{Name: name, Label: label, Type: "number", Value: itoa(v), Disabled: disabled, Inputmode: "numeric", Help: "0 = unlimited"}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func stateBadge(s string) cell {
+	return cell{Text: s, Badge: s}
+}
+
+func ago(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// refOptions lists the objects of one network for a select, with a "none" entry.
+func refOptions[T any](r *rc, nid uint, none string, label func(*T) string, id func(*T) uint) []option {
+	opts := []option{{Value: "", Label: none}}
+	items, _, err := models.ListOwned[T](r.ctx, r.s, r.a, all, nid)
+	if err != nil {
+		return opts
+	}
+	for i := range items {
+		opts = append(opts, option{Value: utoa(id(&items[i])), Label: label(&items[i])})
+	}
+	return opts
+}
+
+func resources() []*resource {
+	return []*resource{clientsRes(), usersRes(), networksRes(), tunnelsRes(), serversRes(), volumesRes(), groupsRes(), devicesRes(), menusRes()}
+}
+
+func clientsRes() *resource {
+	return &resource{
+		Name: "clients", Title: "Clients", Singular: "Client", Icon: "building", Submit: "Save",
+		Help:      "Clients are the highest level of ownership: users and networks belong to a client.",
+		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() },
+		columns:   []string{"Name", "Max networks"},
+		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
+			return anys(r.s.ListClients(r.ctx, r.a, p))
+		},
+		get:   func(r *rc, id uint) (any, error) { return r.s.GetClient(r.ctx, r.a, id) },
+		id:    func(o any) uint { return o.(*models.Client).ID },
+		label: func(o any) string { return o.(*models.Client).Name },
+		row: func(r *rc, o any) []cell {
+			c := o.(*models.Client)
+			return []cell{{Text: c.Name, Link: fmt.Sprintf("/clients/%d", c.ID)}, {Text: limitText(c.MaxNetworks)}}
+		},
+		fields: func(r *rc, o any) []field {
+			c := &models.Client{}
+			if o != nil {
+				c = o.(*models.Client)
+			}
+			return []field{
+				{Name: "name", Label: "Name", Type: "text", Value: c.Name, Required: true},
+				limitField("max_networks", "Max networks", c.MaxNetworks, false),
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.ClientInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateClient(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.ClientInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return created(r.s.UpdateClient(r.ctx, r.a, id, in))
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteClient(r.ctx, r.a, id)) },
+		details: func(r *rc, o any) []detail {
+			c := o.(*models.Client)
+			return []detail{{Label: "Name", Value: c.Name}, {Label: "Max networks", Value: limitText(c.MaxNetworks)}, {Label: "Created", Value: ago(&c.CreatedAt)}}
+		},
+	}
+}
+
+func limitText(n int) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return itoa(n)
+}
+
+func (r *rc) clientOptions() []option {
+	cs, _, err := r.s.ListClients(r.ctx, r.a, all)
+	opts := []option{}
+	if err != nil {
+		return opts
+	}
+	for _, c := range cs {
+		opts = append(opts, option{Value: utoa(c.ID), Label: c.Name})
+	}
+	return opts
+}
+
+func (r *rc) clientName(id uint) string {
+	if c, err := r.s.GetClient(r.ctx, r.a, id); err == nil {
+		return c.Name
+	}
+	return "#" + utoa(id)
+}
+
+func usersRes() *resource {
+	return &resource{
+		Name: "users", Title: "Users", Singular: "User", Icon: "user", Submit: "Add",
+		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() || a.Role == models.RoleAdmin },
+		columns:   []string{"E-mail", "Name", "Role", "Client"},
+		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
+			return anys(r.s.ListUsers(r.ctx, r.a, p))
+		},
+		get:   func(r *rc, id uint) (any, error) { return r.s.GetUser(r.ctx, r.a, id) },
+		id:    func(o any) uint { return o.(*models.User).ID },
+		label: func(o any) string { return o.(*models.User).Email },
+		row: func(r *rc, o any) []cell {
+			u := o.(*models.User)
+			return []cell{{Text: u.Email, Link: fmt.Sprintf("/users/%d", u.ID)}, {Text: u.Name}, {Text: u.Role}, {Text: r.clientName(u.ClientID), Link: fmt.Sprintf("/clients/%d", u.ClientID)}}
+		},
+		fields: func(r *rc, o any) []field {
+			u := &models.User{Role: models.RoleUser, ClientID: r.a.ClientID}
+			creating := o == nil
+			if !creating {
+				u = o.(*models.User)
+			}
+			roles := []option{{Value: models.RoleUser, Label: "user"}, {Value: models.RoleAdmin, Label: "admin"}}
+			if r.a.SuperAdmin() {
+				roles = append(roles, option{Value: models.RoleSuperAdmin, Label: "superadmin"})
+			}
+			pw := field{Name: "password", Label: "Password", Type: "password", Required: creating, Autocomplete: "new-password", Help: "At least 10 characters."}
+			if !creating {
+				pw.Required, pw.OmitEmpty, pw.Help = false, true, "Leave empty to keep the current password."
+			}
+			return []field{
+				{Name: "email", Label: "E-mail", Type: "email", Value: u.Email, Required: true, Autocomplete: "off"},
+				{Name: "name", Label: "Name", Type: "text", Value: u.Name, OmitEmpty: true},
+				pw,
+				{Name: "role", Label: "Role", Type: "select", Value: u.Role, Options: roles, Disabled: !creating && (u.ID == r.a.ID || !r.a.CanAdminClient(u.ClientID))},
+				{Name: "client_id", Label: "Client", Type: "select", Value: utoa(u.ClientID), Options: r.clientOptions(), Disabled: !creating || !r.a.SuperAdmin()},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.UserInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateUser(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.UserInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return created(r.s.UpdateUser(r.ctx, r.a, id, in))
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteUser(r.ctx, r.a, id)) },
+		details: func(r *rc, o any) []detail {
+			u := o.(*models.User)
+			return []detail{{Label: "E-mail", Value: u.Email}, {Label: "Name", Value: u.Name}, {Label: "Role", Value: u.Role},
+				{Label: "Client", Value: r.clientName(u.ClientID), Link: fmt.Sprintf("/clients/%d", u.ClientID)}}
+		},
+	}
+}
+
+func (r *rc) objName(kind string, id *uint) cell {
+	if id == nil {
+		return cell{Text: "—"}
+	}
+	link := fmt.Sprintf("/%s/%d", kind, *id)
+	var name string
+	switch kind {
+	case "tunnels":
+		if t, err := models.GetOwned[models.Tunnel](r.ctx, r.s, r.a, *id, "tunnel"); err == nil {
+			name = t.Alias
+		}
+	case "servers":
+		if s, err := models.GetOwned[models.Server](r.ctx, r.s, r.a, *id, "server"); err == nil {
+			name = s.Name
+		}
+	case "groups":
+		if g, err := models.GetOwned[models.Group](r.ctx, r.s, r.a, *id, "group"); err == nil {
+			name = g.Name
+		}
+	case "menus":
+		if m, err := models.GetOwned[models.Menu](r.ctx, r.s, r.a, *id, "menu"); err == nil {
+			name = m.Name
+		}
+	case "volumes":
+		if v, err := models.GetOwned[models.Volume](r.ctx, r.s, r.a, *id, "volume"); err == nil {
+			name = v.Alias
+		}
+	}
+	if name == "" {
+		name = "#" + utoa(*id)
+	}
+	return cell{Text: name, Link: link}
+}
+
+func networksRes() *resource {
+	return &resource{
+		Name: "networks", Title: "Networks", Singular: "Network", Icon: "network", Submit: "Add",
+		Help:    "Before a server or any devices can be configured, you must have a network. Use the pilot icon to delegate a network to a user of another client.",
+		columns: []string{"Name", "Client", "Tunnel server", "Master server", "Default group"},
+		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
+			return anys(r.s.ListNetworks(r.ctx, r.a, p))
+		},
+		get:   func(r *rc, id uint) (any, error) { return r.s.GetNetwork(r.ctx, r.a, id) },
+		id:    func(o any) uint { return o.(*models.Network).ID },
+		label: func(o any) string { return o.(*models.Network).Name },
+		row: func(r *rc, o any) []cell {
+			n := o.(*models.Network)
+			return []cell{{Text: n.Name, Link: fmt.Sprintf("/networks/%d", n.ID)}, {Text: r.clientName(n.ClientID)},
+				r.objName("tunnels", n.TunnelID), r.objName("servers", n.MasterServerID), r.objName("groups", n.DefaultGroupID)}
+		},
+		actions: func(r *rc, o any) []action {
+			n := o.(*models.Network)
+			if !r.a.CanAdminClient(n.ClientID) {
+				return nil
+			}
+			return []action{{Label: "Delegate " + n.Name + " (pilot)", Icon: "pilot", Href: fmt.Sprintf("/networks/%d/delegations", n.ID)}}
+		},
+		fields: func(r *rc, o any) []field {
+			if o == nil {
+				cid := r.a.ClientID
+				return []field{
+					{Name: "name", Label: "Name", Type: "text", Required: true},
+					limitField("max_servers", "Max servers", 0, false),
+					limitField("max_devices", "Max devices", 0, false),
+					limitField("max_volumes", "Max volumes", 0, false),
+					limitField("max_groups", "Max groups", 0, false),
+					{Name: "client_id", Label: "Client", Type: "select", Value: utoa(cid), Options: r.clientOptions(), Required: true},
+				}
+			}
+			n := o.(*models.Network)
+			admin := r.a.CanAdminClient(n.ClientID)
+			return []field{
+				{Name: "name", Label: "Name", Type: "text", Value: n.Name, Required: true},
+				limitField("max_servers", "Max servers", n.MaxServers, !admin),
+				limitField("max_devices", "Max devices", n.MaxDevices, !admin),
+				limitField("max_volumes", "Max volumes", n.MaxVolumes, !admin),
+				limitField("max_groups", "Max groups", n.MaxGroups, !admin),
+				{Name: "client_id", Label: "Client", Type: "select", Value: utoa(n.ClientID), Options: r.clientOptions(), Disabled: !r.a.SuperAdmin()},
+				{Name: "tunnel_id", Label: "Tunnel server", Type: "select", Value: ptrString(n.TunnelID),
+					Options: refOptions(r, n.ID, "— none —", func(t *models.Tunnel) string { return t.Alias + " (" + t.IP + ")" }, func(t *models.Tunnel) uint { return t.ID })},
+				{Name: "master_server_id", Label: "Master server", Type: "select", Value: ptrString(n.MasterServerID),
+					Options: refOptions(r, n.ID, "— none —", func(s *models.Server) string { return s.Name }, func(s *models.Server) uint { return s.ID })},
+				{Name: "default_group_id", Label: "Default group", Type: "select", Value: ptrString(n.DefaultGroupID), Help: "Netbooting devices register and join this group.",
+					Options: refOptions(r, n.ID, "— none —", func(g *models.Group) string { return g.Name }, func(g *models.Group) uint { return g.ID })},
+				{Name: "default_menu_id", Label: "Default menu", Type: "select", Value: ptrString(n.DefaultMenuID),
+					Options: refOptions(r, n.ID, "— none —", func(m *models.Menu) string { return m.Name }, func(m *models.Menu) uint { return m.ID })},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.NetworkInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateNetwork(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.NetworkInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return created(r.s.UpdateNetwork(r.ctx, r.a, id, in))
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteNetwork(r.ctx, r.a, id)) },
+		details: func(r *rc, o any) []detail {
+			n := o.(*models.Network)
+			t, m, g := r.objName("tunnels", n.TunnelID), r.objName("servers", n.MasterServerID), r.objName("groups", n.DefaultGroupID)
+			return []detail{{Label: "Name", Value: n.Name}, {Label: "Client", Value: r.clientName(n.ClientID)},
+				{Label: "Tunnel server", Value: t.Text, Link: t.Link}, {Label: "Master server", Value: m.Text, Link: m.Link},
+				{Label: "Default group", Value: g.Text, Link: g.Link},
+				{Label: "Limits", Value: fmt.Sprintf("servers %s, devices %s, volumes %s, groups %s", limitText(n.MaxServers), limitText(n.MaxDevices), limitText(n.MaxVolumes), limitText(n.MaxGroups))}}
+		},
+		sections: func(r *rc, o any) []section {
+			n := o.(*models.Network)
+			s := section{Title: "Alerts", Columns: []string{"Problem", "Fix"}}
+			alerts, err := r.s.Alerts(r.ctx, r.a)
+			if err == nil {
+				for _, al := range alerts {
+					if al.NetworkID != nil && *al.NetworkID == n.ID {
+						s.Rows = append(s.Rows, []cell{{Text: al.Message}, {Text: "Fix", Link: al.Link}})
+					}
+				}
+			}
+			if len(s.Rows) == 0 {
+				s.Note = "This network is operational: no alerts."
+			}
+			links := section{Title: "In this network", Columns: []string{"Page"}}
+			for _, k := range []string{"tunnels", "servers", "volumes", "groups", "devices", "menus"} {
+				links.Rows = append(links.Rows, []cell{{Text: strings.ToUpper(k[:1]) + k[1:], Link: fmt.Sprintf("/%s?network_id=%d", k, n.ID)}})
+			}
+			return []section{s, links}
+		},
+	}
+}
+
+func tunnelsRes() *resource {
+	list, get := owned[models.Tunnel]("tunnel")
+	return &resource{
+		Name: "tunnels", Title: "Tunnel Servers", Singular: "Tunnel Server", Icon: "tunnel", Submit: "Add", Filter: true,
+		Help:    "Tunnel servers proxy the panel's commands to the network's servers. IP is a routable address that the panel must reach.",
+		columns: []string{"Alias", "IP", "Network", "Selected", "Status"},
+		list:    list, get: get,
+		id:    func(o any) uint { return o.(*models.Tunnel).ID },
+		label: func(o any) string { return o.(*models.Tunnel).Alias },
+		row: func(r *rc, o any) []cell {
+			t := o.(*models.Tunnel)
+			n := r.networks()[t.NetworkID]
+			return []cell{{Text: t.Alias, Link: fmt.Sprintf("/tunnels/%d", t.ID)}, {Text: t.IP}, r.netCell(t.NetworkID),
+				{Text: yesNo(n.TunnelID != nil && *n.TunnelID == t.ID)}, {Text: t.Status}}
+		},
+		fields: func(r *rc, o any) []field {
+			t := &models.Tunnel{}
+			if o != nil {
+				t = o.(*models.Tunnel)
+			}
+			return []field{
+				r.networkField(t.NetworkID, o == nil),
+				{Name: "alias", Label: "Alias", Type: "text", Value: t.Alias, Required: true, Help: "A human-readable name; it can be whatever you want."},
+				{Name: "ip", Label: "IP", Type: "text", Value: t.IP, Required: true, Inputmode: "decimal", Placeholder: "203.0.113.10", Help: "A routable address that the panel's web server reaches."},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.TunnelInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateTunnel(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.TunnelInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return created(r.s.UpdateTunnel(r.ctx, r.a, id, in))
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteTunnel(r.ctx, r.a, id)) },
+		details: func(r *rc, o any) []detail {
+			t := o.(*models.Tunnel)
+			return []detail{{Label: "Alias", Value: t.Alias}, {Label: "IP", Value: t.IP}, {Label: "Network", Value: r.netName(t.NetworkID), Link: fmt.Sprintf("/networks/%d", t.NetworkID)}, {Label: "Status", Value: t.Status}}
+		},
+	}
+}
+
+func serverStatus(s *models.Server) cell {
+	b := "bad"
+	if s.Reachable() {
+		b = "ok"
+	}
+	return cell{Text: s.Status, Badge: b}
+}
+
+func serversRes() *resource {
+	list, get := owned[models.Server]("server")
+	return &resource{
+		Name: "servers", Title: "Servers", Singular: "Server", Icon: "server", Submit: "Add", Filter: true,
+		Help:    "The first server of a network is its master. After adding a server, run install.sh -h <panel> -k <server key> -n <bridge> on it.",
+		columns: []string{"Name", "Network", "Role", "iSCSI IP", "Replication IP", "Pool", "Tunnel port", "Status"},
+		list:    list, get: get,
+		id:    func(o any) uint { return o.(*models.Server).ID },
+		label: func(o any) string { return o.(*models.Server).Name },
+		row: func(r *rc, o any) []cell {
+			s := o.(*models.Server)
+			return []cell{{Text: s.Name, Link: fmt.Sprintf("/servers/%d", s.ID)}, r.netCell(s.NetworkID), {Text: s.Role}, {Text: s.IP},
+				{Text: s.ReplicationAddress()}, {Text: s.Pool}, {Text: itoa(s.TunnelPort)}, serverStatus(s)}
+		},
+		actions: func(r *rc, o any) []action {
+			s := o.(*models.Server)
+			return []action{{Label: "New key for " + s.Name, Icon: "key", Post: fmt.Sprintf("/servers/%d/key", s.ID), Confirm: "Issue a new server key? The old key stops working."}}
+		},
+		fields: func(r *rc, o any) []field {
+			s := &models.Server{}
+			if o != nil {
+				s = o.(*models.Server)
+			}
+			return []field{
+				r.networkField(s.NetworkID, o == nil),
+				{Name: "name", Label: "Name", Type: "text", Value: s.Name, Required: true, Help: "For aesthetics only; it need not be a resolvable host name."},
+				{Name: "ip", Label: "iSCSI IP", Type: "text", Value: s.IP, Required: true, Inputmode: "decimal", Help: "Used between devices and storage nodes; devices must reach it."},
+				{Name: "replication_ip", Label: "Replication IP", Type: "text", Value: s.ReplicationIP, Inputmode: "decimal", Help: "Slave servers must reach it. If left blank, the iSCSI IP is used."},
+				{Name: "pool", Label: "ZFS Pool Name", Type: "text", Value: s.Pool, Required: true, Help: "A manually created ZFS pool; the filesystems are created on it automatically."},
+				{Name: "tunnel_port", Label: "Tunnel Port", Type: "number", Value: itoa(s.TunnelPort), Inputmode: "numeric", Help: "A port forward opened on the network's tunnel server."},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.ServerInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateServer(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.ServerInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return created(r.s.UpdateServer(r.ctx, r.a, id, in))
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteServer(r.ctx, r.a, id)) },
+		details: func(r *rc, o any) []detail {
+			s := o.(*models.Server)
+			st := s.StatsView()
+			stats, _ := json.MarshalIndent(st.Stats, "", "  ")
+			status := serverStatus(s)
+			return []detail{{Label: "Name", Value: s.Name}, {Label: "Network", Value: r.netName(s.NetworkID), Link: fmt.Sprintf("/networks/%d", s.NetworkID)},
+				{Label: "Role", Value: s.Role}, {Label: "iSCSI IP", Value: s.IP}, {Label: "Replication IP", Value: s.ReplicationAddress()},
+				{Label: "ZFS Pool Name", Value: s.Pool}, {Label: "Tunnel Port", Value: itoa(s.TunnelPort)},
+				{Label: "Status", Value: status.Text, Badge: status.Badge},
+				{Label: "Pool health", Value: orDash(s.PoolHealth)}, {Label: "Pool size / free", Value: fmt.Sprintf("%s / %s", bytesText(s.PoolSize), bytesText(s.PoolFree))},
+				{Label: "Stats reported", Value: ago(s.StatsAt)},
+				{Label: "Stats", Value: string(stats), Pre: true, Link: fmt.Sprintf("/api/v0.9.2/servers/%d/stats.json", s.ID)}}
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func bytesText(n int64) string {
+	const gib = 1 << 30
+	if n == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/gib)
+}
+
+func volumesRes() *resource {
+	list, get := owned[models.Volume]("volume")
+	return &resource{
+		Name: "volumes", Title: "Volumes", Singular: "Volume", Icon: "volume", Object: "volume", Submit: "Add", Filter: true,
+		Help:    "Volumes are thin provisioned on the network's master pool. Start small and grow them later as needed.",
+		columns: []string{"Alias", "Network", "Size (GiB)", "State"},
+		list:    list, get: get,
+		id:    func(o any) uint { return o.(*models.Volume).ID },
+		label: func(o any) string { return o.(*models.Volume).Alias },
+		row: func(r *rc, o any) []cell {
+			v := o.(*models.Volume)
+			return []cell{{Text: v.Alias, Link: fmt.Sprintf("/volumes/%d", v.ID)}, r.netCell(v.NetworkID), {Text: i64toa(v.SizeGiB)}, stateBadge(v.State)}
+		},
+		fields: func(r *rc, o any) []field {
+			v := &models.Volume{}
+			size := ""
+			if o != nil {
+				v = o.(*models.Volume)
+				size = i64toa(v.SizeGiB)
+			}
+			return []field{
+				r.networkField(v.NetworkID, o == nil),
+				{Name: "alias", Label: "Alias", Type: "text", Value: v.Alias, Required: true},
+				{Name: "vol_size", Label: "Size (GiB)", Type: "number", Value: size, Required: true, Inputmode: "numeric", Help: "Thin provisioned; a volume can only grow."},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.VolumeInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateVolume(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.VolumeInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.UpdateVolume(r.ctx, r.a, id, in)
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteVolume(r.ctx, r.a, id) },
+		details: func(r *rc, o any) []detail {
+			v := o.(*models.Volume)
+			return []detail{{Label: "Alias", Value: v.Alias}, {Label: "Network", Value: r.netName(v.NetworkID), Link: fmt.Sprintf("/networks/%d", v.NetworkID)},
+				{Label: "Size", Value: i64toa(v.SizeGiB) + " GiB"}, {Label: "State", Value: v.State, Badge: v.State}}
+		},
+	}
+}
+
+func (r *rc) versions(groupID uint) []models.GroupVersion {
+	vs, err := r.s.ListVersions(r.ctx, r.a, groupID)
+	if err != nil {
+		return nil
+	}
+	return vs
+}
+
+func versionNumber(vs []models.GroupVersion, id *uint) string {
+	if id == nil {
+		return "—"
+	}
+	for _, v := range vs {
+		if v.ID == *id {
+			return "v" + itoa(v.Number)
+		}
+	}
+	return "#" + utoa(*id)
+}
+
+func groupsRes() *resource {
+	list, get := owned[models.Group]("group")
+	return &resource{
+		Name: "groups", Title: "Groups", Singular: "Group", Icon: "group", EditIcon: "properties", Object: "group", Submit: "Add", Filter: true,
+		Help:    "Groups are clones of volumes, where the OS is installed and maintained. Use the properties icon for Strict Versioning and Lazy Locks.",
+		columns: []string{"Name", "Network", "Volume", "Strict Versioning", "Lazy Locks", "Assigned version", "Maintenance", "State"},
+		list:    list, get: get,
+		id:    func(o any) uint { return o.(*models.Group).ID },
+		label: func(o any) string { return o.(*models.Group).Name },
+		row: func(r *rc, o any) []cell {
+			g := o.(*models.Group)
+			vid := g.VolumeID
+			return []cell{{Text: g.Name, Link: fmt.Sprintf("/groups/%d", g.ID)}, r.netCell(g.NetworkID), r.objName("volumes", &vid),
+				{Text: yesNo(g.StrictVersioning)}, {Text: yesNo(g.LazyLocks)}, {Text: versionNumber(r.versions(g.ID), g.AssignedVersionID)},
+				{Text: yesNo(g.Maintenance)}, stateBadge(g.State)}
+		},
+		actions: func(r *rc, o any) []action {
+			g := o.(*models.Group)
+			if g.State != models.StateReady {
+				return nil
+			}
+			return []action{{Label: "Publish the next version of " + g.Name, Icon: "publish", Post: fmt.Sprintf("/groups/%d/publish", g.ID),
+				Confirm: fmt.Sprintf("Publish the head of group %q as its next version?", g.Name)}}
+		},
+		fields: func(r *rc, o any) []field {
+			if o == nil {
+				return []field{
+					r.networkField(0, true),
+					{Name: "name", Label: "Name", Type: "text", Required: true},
+					{Name: "volume_id", Label: "Volume", Type: "select", Required: true, Value: r.c.Query("volume_id"), Help: "The volume the group is cloned from (in the same network).",
+						Options: r.volumeOptions()},
+					{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: "false", Help: "Devices boot the assigned version only."},
+					{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: "false", Help: "Unlocked devices are not reprovisioned under Strict Versioning."},
+				}
+			}
+			g := o.(*models.Group)
+			vopts := []option{{Value: "", Label: "— keep —"}}
+			for _, v := range r.versions(g.ID) {
+				if v.State == models.StateReady {
+					vopts = append(vopts, option{Value: itoa(v.Number), Label: "v" + itoa(v.Number) + " " + v.Note})
+				}
+			}
+			return []field{
+				{Name: "name", Label: "Name", Type: "text", Value: g.Name, Required: true},
+				{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: btoa(g.StrictVersioning), Help: "Devices boot the assigned version only."},
+				{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: btoa(g.LazyLocks), Help: "Unlocked devices are not reprovisioned under Strict Versioning."},
+				{Name: "assigned_version", Label: "Assigned version", Type: "select", OmitEmpty: true, Options: vopts, Disabled: len(vopts) == 1,
+					Help: "Currently " + versionNumber(r.versions(g.ID), g.AssignedVersionID) + ". Only published versions can be assigned."},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.GroupInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateGroup(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.GroupInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return created(r.s.UpdateGroup(r.ctx, r.a, id, in))
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteGroup(r.ctx, r.a, id) },
+		details: func(r *rc, o any) []detail {
+			g := o.(*models.Group)
+			vid := g.VolumeID
+			vol := r.objName("volumes", &vid)
+			maint := yesNo(g.Maintenance)
+			if g.MaintenanceDeviceID != nil {
+				maint += " (device #" + utoa(*g.MaintenanceDeviceID) + ")"
+			}
+			return []detail{{Label: "Name", Value: g.Name}, {Label: "Network", Value: r.netName(g.NetworkID), Link: fmt.Sprintf("/networks/%d", g.NetworkID)},
+				{Label: "Volume", Value: vol.Text, Link: vol.Link}, {Label: "Strict Versioning", Value: yesNo(g.StrictVersioning)},
+				{Label: "Lazy Locks", Value: yesNo(g.LazyLocks)}, {Label: "Assigned version", Value: versionNumber(r.versions(g.ID), g.AssignedVersionID)},
+				{Label: "Maintenance", Value: maint}, {Label: "State", Value: g.State, Badge: g.State}}
+		},
+		sections: func(r *rc, o any) []section {
+			g := o.(*models.Group)
+			s := section{Title: "Versions", Columns: []string{"Version", "State", "Note", "Created"},
+				Note: "Publishing snapshots the group head as the next version; maintenance boots one device read-write on the head. Both run as workflows on the storage servers; their progress shows below."}
+			for _, v := range r.versions(g.ID) {
+				s.Rows = append(s.Rows, []cell{{Text: "v" + itoa(v.Number)}, stateBadge(v.State), {Text: v.Note}, {Text: ago(&v.CreatedAt)}})
+			}
+			if len(s.Rows) == 0 {
+				s.Note = "No published version yet: devices cannot boot this group until one is published. " + s.Note
+			}
+			return []section{s}
+		},
+	}
+}
+
+func (r *rc) volumeOptions() []option {
+	opts := []option{{Value: "", Label: "— choose a volume —"}}
+	vs, _, err := models.ListOwned[models.Volume](r.ctx, r.s, r.a, all, 0)
+	if err != nil {
+		return opts
+	}
+	for _, v := range vs {
+		if v.State == models.StatePending || v.State == models.StateReady {
+			opts = append(opts, option{Value: utoa(v.ID), Label: r.netName(v.NetworkID) + " / " + v.Alias})
+		}
+	}
+	return opts
+}
+
+// compliance says whether a device boots what its group assigns.
+func compliance(d *models.Device, g *models.Group) cell {
+	switch {
+	case g == nil:
+		return cell{Text: "no group", Badge: "pending"}
+	case g.AssignedVersionID == nil:
+		return cell{Text: "no assigned version", Badge: "pending"}
+	case d.BootedVersionID == nil:
+		return cell{Text: "not booted yet", Badge: "pending"}
+	case *d.BootedVersionID == *g.AssignedVersionID:
+		return cell{Text: "compliant", Badge: "ok"}
+	case !d.Locked && g.LazyLocks:
+		return cell{Text: "out of date (unlocked, lazy locks)", Badge: "pending"}
+	}
+	return cell{Text: "out of date", Badge: "bad"}
+}
+
+func devicesRes() *resource {
+	list, get := owned[models.Device]("device")
+	group := func(r *rc, d *models.Device) (*models.Group, []models.GroupVersion) {
+		if d.GroupID == nil {
+			return nil, nil
+		}
+		g, err := models.GetOwned[models.Group](r.ctx, r.s, r.a, *d.GroupID, "group")
+		if err != nil {
+			return nil, nil
+		}
+		return g, r.versions(g.ID)
+	}
+	return &resource{
+		Name: "devices", Title: "Devices", Singular: "Device", Icon: "device", Object: "device", Submit: "Add", Filter: true,
+		Help:    "Devices register when they netboot into the network's default group; a locked device keeps its disk across reprovisioning.",
+		columns: []string{"Name", "MAC", "Network", "Group", "Assigned version", "Booted version", "Compliance", "Lock"},
+		list:    list, get: get,
+		id: func(o any) uint { return o.(*models.Device).ID },
+		label: func(o any) string {
+			d := o.(*models.Device)
+			if d.Name != "" {
+				return d.Name
+			}
+			return d.MAC
+		},
+		row: func(r *rc, o any) []cell {
+			d := o.(*models.Device)
+			g, vs := group(r, d)
+			assigned := "—"
+			if g != nil {
+				assigned = versionNumber(vs, g.AssignedVersionID)
+			}
+			lock := cell{Text: "unlocked", Badge: "pending"}
+			if d.Locked {
+				lock = cell{Text: "locked", Badge: "ok"}
+			}
+			return []cell{{Text: orDash(d.Name), Link: fmt.Sprintf("/devices/%d", d.ID)}, {Text: d.MAC}, r.netCell(d.NetworkID), r.objName("groups", d.GroupID),
+				{Text: assigned}, {Text: versionNumber(vs, d.BootedVersionID)}, compliance(d, g), lock}
+		},
+		actions: func(r *rc, o any) []action {
+			d := o.(*models.Device)
+			name := d.Name
+			if name == "" {
+				name = d.MAC
+			}
+			if d.Locked {
+				return []action{{Label: "Unlock " + name, Icon: "unlock", Post: fmt.Sprintf("/devices/%d/unlock", d.ID)}}
+			}
+			return []action{{Label: "Lock " + name, Icon: "lock", Post: fmt.Sprintf("/devices/%d/lock", d.ID)}}
+		},
+		fields: func(r *rc, o any) []field {
+			d := &models.Device{}
+			if o != nil {
+				d = o.(*models.Device)
+			}
+			nid := d.NetworkID
+			if o == nil {
+				nid = 0
+			}
+			groups := r.groupOptions(nid)
+			menus := []option{{Value: "", Label: "— network default —"}}
+			if nid != 0 {
+				menus = refOptions(r, nid, "— network default —", func(m *models.Menu) string { return m.Name }, func(m *models.Menu) uint { return m.ID })
+			}
+			return []field{
+				r.networkField(d.NetworkID, o == nil),
+				{Name: "mac", Label: "MAC address", Type: "text", Value: d.MAC, Required: o == nil, Disabled: o != nil, Placeholder: "52:54:00:12:34:56"},
+				{Name: "name", Label: "Name", Type: "text", Value: d.Name, OmitEmpty: true},
+				{Name: "group_id", Label: "Group", Type: "select", Value: ptrString(d.GroupID), Options: groups},
+				{Name: "menu_id", Label: "Menu", Type: "select", Value: ptrString(d.MenuID), Options: menus, Disabled: o == nil},
+				{Name: "locked", Label: "Locked", Type: "checkbox", Value: btoa(d.Locked), Help: "A locked device keeps its own disk when the group's version changes."},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.DeviceInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return r.s.CreateDevice(r.ctx, r.a, in)
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.DeviceInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			return created(r.s.UpdateDevice(r.ctx, r.a, id, in))
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteDevice(r.ctx, r.a, id) },
+		details: func(r *rc, o any) []detail {
+			d := o.(*models.Device)
+			g, vs := group(r, d)
+			gc := r.objName("groups", d.GroupID)
+			assigned := "—"
+			if g != nil {
+				assigned = versionNumber(vs, g.AssignedVersionID)
+			}
+			comp := compliance(d, g)
+			return []detail{{Label: "Name", Value: orDash(d.Name)}, {Label: "MAC", Value: d.MAC}, {Label: "Network", Value: r.netName(d.NetworkID), Link: fmt.Sprintf("/networks/%d", d.NetworkID)},
+				{Label: "Group", Value: gc.Text, Link: gc.Link}, {Label: "Assigned version", Value: assigned}, {Label: "Booted version", Value: versionNumber(vs, d.BootedVersionID)},
+				{Label: "Compliance", Value: comp.Text, Badge: comp.Badge}, {Label: "Locked", Value: yesNo(d.Locked)}, {Label: "Last boot", Value: ago(d.LastBootAt)}}
+		},
+	}
+}
+
+func (r *rc) groupOptions(nid uint) []option {
+	opts := []option{{Value: "", Label: "— none —"}}
+	gs, _, err := models.ListOwned[models.Group](r.ctx, r.s, r.a, all, nid)
+	if err != nil {
+		return opts
+	}
+	for _, g := range gs {
+		opts = append(opts, option{Value: utoa(g.ID), Label: r.netName(g.NetworkID) + " / " + g.Name})
+	}
+	return opts
+}
+
+func menusRes() *resource {
+	list, get := owned[models.Menu]("menu")
+	return &resource{
+		Name: "menus", Title: "Menus", Singular: "Menu", Icon: "menu", Submit: "Add", Filter: true,
+		Help:    "iPXE menus offered to a network's devices at boot.",
+		columns: []string{"Name", "Network", "Items"},
+		list:    list, get: get,
+		id:    func(o any) uint { return o.(*models.Menu).ID },
+		label: func(o any) string { return o.(*models.Menu).Name },
+		row: func(r *rc, o any) []cell {
+			m := o.(*models.Menu)
+			return []cell{{Text: m.Name, Link: fmt.Sprintf("/menus/%d", m.ID)}, r.netCell(m.NetworkID), {Text: itoa(len(m.View().Items))}}
+		},
+		fields: func(r *rc, o any) []field {
+			m := &models.Menu{Items: "[]"}
+			if o != nil {
+				m = o.(*models.Menu)
+			}
+			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
+			return []field{
+				r.networkField(m.NetworkID, o == nil),
+				{Name: "name", Label: "Name", Type: "text", Value: m.Name, Required: true},
+				{Name: "items", Label: "Items (JSON)", Type: "textarea", Value: string(items),
+					Help: `A list of {"type": "group", "label": "...", "group_id": N}, {"type": "local", "label": "Boot from disk"} or {"type": "chain", "label": "...", "url": "https://..."}.`},
+			}
+		},
+		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.MenuInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			c, err := r.s.CreateMenu(r.ctx, r.a, in)
+			if err == nil {
+				c.Object = &c.Object.(*models.MenuView).Menu
+			}
+			return c, err
+		},
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			in, err := decode[models.MenuInput](v, fs)
+			if err != nil {
+				return nil, err
+			}
+			mv, err := r.s.UpdateMenu(r.ctx, r.a, id, in)
+			if err != nil {
+				return nil, err
+			}
+			return &models.Created{Object: &mv.Menu}, nil
+		},
+		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteMenu(r.ctx, r.a, id)) },
+		details: func(r *rc, o any) []detail {
+			m := o.(*models.Menu)
+			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
+			return []detail{{Label: "Name", Value: m.Name}, {Label: "Network", Value: r.netName(m.NetworkID), Link: fmt.Sprintf("/networks/%d", m.NetworkID)}, {Label: "Items", Value: string(items), Pre: true}}
+		},
+	}
+}

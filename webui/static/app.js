@@ -1,0 +1,61 @@
+// clusterducks dashboard: confirmations, the refresh icon, and live progress (server-sent events).
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (e) {
+    var msg = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) e.preventDefault();
+  });
+
+  document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
+    el.addEventListener("change", function () { el.form.submit(); });
+  });
+
+  // The refresh icon reloads the table in place (a plain link reloads the page without JS).
+  document.querySelectorAll("[data-refresh]").forEach(function (a) {
+    a.addEventListener("click", function (e) {
+      e.preventDefault();
+      var sel = a.getAttribute("data-refresh");
+      fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").querySelector(sel);
+          var cur = document.querySelector(sel);
+          if (fresh && cur) cur.replaceWith(fresh);
+        })
+        .catch(function () { location.reload(); });
+    });
+  });
+
+  // Live progress: one stream for every unfinished operation on the page.
+  var rows = document.querySelectorAll("[data-op-id][data-done=false]");
+  if (!rows.length || !window.EventSource) return;
+  var ids = [];
+  rows.forEach(function (r) {
+    var id = r.getAttribute("data-op-id");
+    if (ids.indexOf(id) < 0) ids.push(id);
+  });
+  var es = new EventSource("/events/operations?" + ids.map(function (i) { return "id=" + encodeURIComponent(i); }).join("&"));
+  es.addEventListener("op", function (ev) {
+    var d = JSON.parse(ev.data);
+    document.querySelectorAll('[data-op-id="' + d.id + '"]').forEach(function (row) {
+      var st = row.querySelector("[data-op-state]");
+      if (st) { st.textContent = d.state; st.className = "badge b-" + d.state; }
+      var step = row.querySelector("[data-op-step]");
+      if (step) step.textContent = d.step;
+      var bar = row.querySelector("[data-op-progress]");
+      if (bar) { bar.value = d.percent; bar.textContent = d.percent + "%"; }
+      var pct = row.querySelector("[data-op-percent]");
+      if (pct) pct.textContent = d.percent + "%";
+      var msg = row.querySelector("[data-op-message]");
+      if (msg) msg.textContent = d.error || d.message;
+      row.setAttribute("data-done", d.finished ? "true" : "false");
+    });
+  });
+  es.addEventListener("end", function () {
+    es.close();
+    document.body.setAttribute("data-ops-done", "true");
+    // The object's own state changed with its operation: show it (once; finished operations open no stream).
+    if (document.querySelector("[data-reload-on-end]")) setTimeout(function () { location.reload(); }, 1500);
+  });
+})();

@@ -1,0 +1,238 @@
+// Package webui is the panel's dashboard: server-rendered pages (html/template, embedded with
+// go:embed), a little vanilla JavaScript, and the live-progress stream (server-sent events).
+// Every read and write goes through models.Store with the logged-in user's Actor, so a page
+// can never show what the API hides or do what the API refuses.
+package webui
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clusterducks/clusterducks/api"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+)
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+// Options configure the dashboard.
+type Options struct {
+	// TemporalUI is the base URL of the Temporal Web UI (e.g. http://127.0.0.1:8233); when
+	// set, operations link to their workflow there.
+	TemporalUI string
+	// TemporalNamespace is the namespace in those links ("default" when empty).
+	TemporalNamespace string
+	// SecureCookies always marks cookies Secure. Without it, cookies are Secure when the
+	// request came over TLS or through a proxy that sent X-Forwarded-Proto: https; a plain
+	// http://127.0.0.1 dev panel gets cookies without Secure, or the browser would never
+	// send them back and nobody could log in.
+	SecureCookies bool
+	// OnLogin, when set, is told of every dashboard login (the panel mails the account
+	// holder when SMTP is configured).
+	OnLogin func(a *models.Actor, ip string)
+	// StreamLifetime bounds one live-progress stream (default 5 minutes); the browser
+	// reconnects by itself for operations still running.
+	StreamLifetime time.Duration
+	// PollInterval is how often a stream reads the operations (default 500 ms).
+	PollInterval time.Duration
+}
+
+// UI holds the dashboard's dependencies.
+type UI struct {
+	store *models.Store
+	opts  Options
+	pages map[string]*template.Template
+
+	done     chan struct{} // closed when the app shuts down: ends the streams
+	doneOnce sync.Once
+}
+
+const (
+	csrfField       = "csrf"
+	loginCSRFCookie = "cd_login_csrf"
+	localActor      = "webui.actor"
+	localSession    = "webui.session"
+)
+
+// Mount registers the dashboard's routes on app.
+func Mount(app *fiber.App, store *models.Store, o Options) {
+	if o.TemporalNamespace == "" {
+		o.TemporalNamespace = "default"
+	}
+	if o.StreamLifetime <= 0 {
+		o.StreamLifetime = 5 * time.Minute
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 500 * time.Millisecond
+	}
+	u := &UI{store: store, opts: o, done: make(chan struct{})}
+	u.pages = parsePages()
+	app.Hooks().OnShutdown(func() error {
+		u.doneOnce.Do(func() { close(u.done) })
+		return nil
+	})
+
+	static, _ := fs.Sub(files, "static")
+	app.Use("/static", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+		return c.Next()
+	}, filesystem.New(filesystem.Config{Root: http.FS(static)}))
+
+	app.Get("/login", u.h(u.loginPage))
+	app.Post("/login", u.h(u.login))
+	app.Post("/logout", u.h(u.logout))
+
+	// Each page carries the authentication itself (not a Use on "/"), so routes that other
+	// packages mount later (agent endpoints) are not put behind the dashboard's login.
+	r := routes{app: app, mw: u.authenticate}
+	r.get("/", u.h(u.dashboard))
+	r.get("/account", u.h(u.account))
+	r.post("/account/password", u.h(u.changePassword))
+	r.post("/account/token", u.h(u.regenerateToken))
+	r.get("/settings", u.h(u.settings))
+	r.post("/settings", u.h(u.saveSettings))
+	r.get("/operations", u.h(u.operations))
+	r.get("/operations/:id", u.h(u.operation))
+	r.get("/events/operations", u.h(u.events))
+	r.get("/networks/:id/delegations", u.h(u.delegations))
+	r.post("/networks/:id/delegations", u.h(u.delegate))
+	r.post("/networks/:id/delegations/:user/delete", u.h(u.undelegate))
+	r.post("/devices/:id/lock", u.h(u.lockDevice(true)))
+	r.post("/devices/:id/unlock", u.h(u.lockDevice(false)))
+	r.post("/servers/:id/key", u.h(u.rotateKey))
+	r.post("/groups/:id/publish", u.h(u.publish))
+	for _, res := range resources() {
+		u.mountResource(r, res)
+	}
+}
+
+// routes registers dashboard pages behind the login middleware.
+type routes struct {
+	app fiber.Router
+	mw  fiber.Handler
+}
+
+func (x routes) get(path string, h fiber.Handler)  { x.app.Get(path, x.mw, h) }
+func (x routes) post(path string, h fiber.Handler) { x.app.Post(path, x.mw, h) }
+
+// h adapts a handler that returns an error into one that renders the error as a page
+// (the app's own error handler answers in JSON, for the API).
+func (u *UI) h(fn func(c *fiber.Ctx) error) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		setSecurityHeaders(c)
+		err := fn(c)
+		if err == nil {
+			return nil
+		}
+		code, body := api.Status(err)
+		return u.render(c.Status(code), "error", "Error", "", map[string]any{"Code": code, "Message": body.Error, "Field": body.Field})
+	}
+}
+
+func setSecurityHeaders(c *fiber.Ctx) {
+	c.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	c.Set("X-Content-Type-Options", "nosniff")
+	c.Set("Referrer-Policy", "same-origin")
+	c.Set("X-Frame-Options", "DENY")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+}
+
+// authenticate resolves the session cookie; without a valid session, pages redirect to the
+// login page and posts are refused. Every POST must carry the session's CSRF token.
+func (u *UI) authenticate(c *fiber.Ctx) error {
+	setSecurityHeaders(c)
+	a, s, err := models.AuthenticateSession(c.UserContext(), u.store.DB, c.Cookies(api.SessionCookie))
+	if err != nil {
+		if c.Method() == fiber.MethodGet && !strings.HasPrefix(c.Path(), "/events/") {
+			return c.Redirect("/login?next="+urlQueryEscape(c.OriginalURL()), fiber.StatusSeeOther)
+		}
+		return u.render(c.Status(fiber.StatusUnauthorized), "error", "Not logged in", "",
+			map[string]any{"Code": 401, "Message": "your session has ended: log in again"})
+	}
+	if c.Method() == fiber.MethodPost && !s.CheckCSRF(c.FormValue(csrfField)) {
+		return u.render(c.Status(fiber.StatusForbidden), "error", "Refused", "",
+			map[string]any{"Code": 403, "Message": "the form was sent without a valid CSRF token: reload the page and try again"})
+	}
+	c.Locals(localActor, a)
+	c.Locals(localSession, s)
+	return c.Next()
+}
+
+func actorOf(c *fiber.Ctx) *models.Actor {
+	a, _ := c.Locals(localActor).(*models.Actor)
+	return a
+}
+
+func sessionOf(c *fiber.Ctx) *models.Session {
+	s, _ := c.Locals(localSession).(*models.Session)
+	return s
+}
+
+// page is what every template receives.
+type page struct {
+	Title  string
+	Nav    string
+	Actor  *models.Actor
+	CSRF   string
+	Notice string
+	Data   any
+}
+
+func (u *UI) render(c *fiber.Ctx, name, title, nav string, data any) error {
+	t, ok := u.pages[name]
+	if !ok {
+		return fmt.Errorf("no template %q", name)
+	}
+	p := page{Title: title, Nav: nav, Actor: actorOf(c), Data: data, Notice: notices[c.Query("notice")]}
+	if s := sessionOf(c); s != nil {
+		p.CSRF = s.CSRF
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
+		slog.Error("render", "template", name, "err", err)
+		return c.Status(fiber.StatusInternalServerError).SendString("internal error rendering the page")
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	return c.Send(buf.Bytes())
+}
+
+// notices are the fixed messages a redirect can ask for (?notice=...).
+var notices = map[string]string{
+	"created":     "Created.",
+	"saved":       "Saved.",
+	"deleted":     "Deleted.",
+	"queued":      "Accepted: the work runs in the background; its progress shows below.",
+	"locked":      "Device locked.",
+	"unlocked":    "Device unlocked.",
+	"password":    "Password changed; your other sessions were logged out.",
+	"delegated":   "Access delegated.",
+	"undelegated": "Delegation removed.",
+	"loggedout":   "You are logged out.",
+}
+
+func parsePages() map[string]*template.Template {
+	names, err := fs.Glob(files, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]*template.Template{}
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if base == "layout" {
+			continue
+		}
+		t := template.Must(template.New(base).Funcs(funcs).ParseFS(files, "templates/layout.html", n))
+		out[base] = t
+	}
+	return out
+}
