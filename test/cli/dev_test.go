@@ -4,15 +4,19 @@ package cli_test
 import (
 	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clusterducks/clusterducks/test/harness"
 )
 
 var binary string
@@ -31,7 +35,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		panic("build: " + err.Error() + "\n" + string(out))
 	}
-	code := m.Run()
+	code := harness.RunWithPostgres(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -126,4 +130,75 @@ func TestDevRestart(t *testing.T) {
 		t.Fatalf("fresh dev token: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestPanelPostgres: `clusterducks panel` on PostgreSQL (DATABASE_URL) migrates, prints the
+// first admin's credentials once and serves the API.
+func TestPanelPostgres(t *testing.T) {
+	dsn := harness.SharedPostgres(t).NewDatabase(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "panel", "--listen", addr)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "TEMPORAL_VERSION_CHECK_DISABLED=1")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }() //nolint:errcheck
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(out.String(), "API token: ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("panel printed no token: %s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var token string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if tok, ok := strings.CutPrefix(line, "API token: "); ok {
+			token = tok
+		}
+	}
+	for {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v0.9.2/clients.json", nil)
+		req.Header.Set("Authorization", `Token token="`+token+`"`)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET clients.json: %d", resp.StatusCode)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("panel not serving: %v\n%s", err, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

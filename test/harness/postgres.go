@@ -40,12 +40,16 @@ var (
 
 // MainPostgres is a TestMain body: it runs the tests with a shared PostgreSQL cluster,
 // started on first use, and stops it afterwards.
-func MainPostgres(m *testing.M) {
+func MainPostgres(m *testing.M) { os.Exit(RunWithPostgres(m)) }
+
+// RunWithPostgres runs the tests like MainPostgres and returns the exit code, for a
+// TestMain that has more to clean up.
+func RunWithPostgres(m *testing.M) int {
 	code := m.Run()
 	if sharedPG != nil {
 		sharedPG.Stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // SharedPostgres returns the test binary's cluster, starting it on first use.
