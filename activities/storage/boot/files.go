@@ -1,0 +1,187 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FileDisks is a file-backed stand-in for a ZFS pool, for `clusterducks dev` on machines
+// without OpenZFS and for tests and benchmarks of the boot path on the host. Under Root:
+//
+//	groups/<g>          a group head
+//	groups/<g>@v<N>     version N of group g (a copy taken at publish)
+//	devices/<d>         device d's disk; devices/<d>.origin holds the version it came from
+//	volumes/<v>         a volume
+//	erator/device-<d>-<unix>  a replaced device disk
+//
+// A clone is a full copy: the images these tests boot are small.
+type FileDisks struct {
+	Root string
+	mu   sync.Mutex
+}
+
+// NewFileDisks creates the layout under root.
+func NewFileDisks(root string) (*FileDisks, error) {
+	for _, d := range []string{"groups", "devices", "volumes", "erator"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return &FileDisks{Root: root}, nil
+}
+
+// GroupVersionPath is the file of version n of group g.
+func (f *FileDisks) GroupVersionPath(g uint, n int) string {
+	return filepath.Join(f.Root, "groups", fmt.Sprintf("%d@v%d", g, n))
+}
+
+// Versions lists the versions of a group present as files (the guid is the empty string:
+// files have none).
+func (f *FileDisks) Versions(_ context.Context, groupID uint) (map[int]string, error) {
+	ents, err := os.ReadDir(filepath.Join(f.Root, "groups"))
+	if err != nil {
+		return nil, err
+	}
+	prefix := fmt.Sprintf("%d@v", groupID)
+	out := map[int]string{}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(strings.TrimPrefix(e.Name(), prefix)); err == nil && strings.HasPrefix(e.Name(), prefix) && n > 0 {
+			out[n] = ""
+		}
+	}
+	return out, nil
+}
+
+func exists(p string) (string, bool, error) {
+	_, err := os.Stat(p)
+	if os.IsNotExist(err) {
+		return p, false, nil
+	}
+	return p, err == nil, err
+}
+
+// DevicePath is devices/<id>.
+func (f *FileDisks) DevicePath(_ context.Context, id uint) (string, bool, error) {
+	return exists(filepath.Join(f.Root, "devices", strconv.FormatUint(uint64(id), 10)))
+}
+
+// GroupPath is groups/<id>.
+func (f *FileDisks) GroupPath(_ context.Context, id uint) (string, bool, error) {
+	return exists(filepath.Join(f.Root, "groups", strconv.FormatUint(uint64(id), 10)))
+}
+
+// VolumePath is volumes/<id>.
+func (f *FileDisks) VolumePath(_ context.Context, id uint) (string, bool, error) {
+	return exists(filepath.Join(f.Root, "volumes", strconv.FormatUint(uint64(id), 10)))
+}
+
+// Publish copies the group head to version n (like zfs snapshot @v<n>).
+func (f *FileDisks) Publish(groupID uint, n int) error {
+	head, _, _ := f.GroupPath(context.Background(), groupID)
+	return copyFile(head, f.GroupVersionPath(groupID, n))
+}
+
+// Origin returns the version a device's disk was cloned from, 0 if none.
+func (f *FileDisks) Origin(deviceID uint) int {
+	p, _, _ := f.DevicePath(context.Background(), deviceID)
+	b, err := os.ReadFile(p + ".origin")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// Clone makes device d's disk a copy of group g version n. An existing disk from the same
+// version is kept (a retry); another is moved to the erator first, restorable.
+func (f *FileDisks) Clone(g uint, n int, d uint) (trashed string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	dst, ok, err := f.DevicePath(context.Background(), d)
+	if err != nil {
+		return "", err
+	}
+	want := fmt.Sprintf("%d@v%d", g, n)
+	if ok {
+		b, _ := os.ReadFile(dst + ".origin")
+		if strings.TrimSpace(string(b)) == want {
+			return "", nil
+		}
+		trashed = filepath.Join(f.Root, "erator", fmt.Sprintf("device-%d-%d", d, time.Now().UnixNano()))
+		if err := os.Rename(dst, trashed); err != nil {
+			return "", err
+		}
+		os.Rename(dst+".origin", trashed+".origin") //nolint:errcheck
+	}
+	if err := copyFile(f.GroupVersionPath(g, n), dst+".tmp"); err != nil {
+		return trashed, err
+	}
+	if err := os.WriteFile(dst+".origin", []byte(want), 0o644); err != nil {
+		return trashed, err
+	}
+	return trashed, os.Rename(dst+".tmp", dst)
+}
+
+// Trash lists the erator's entries.
+func (f *FileDisks) Trash() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(f.Root, "erator"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".origin") {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// LocalProvisioner provisions on FileDisks directly, without the device workflow: for
+// `dev` without Temporal and for host-side tests of the boot path. Record, when set, is
+// told about each new clone (the panel's record of the device's clone).
+type LocalProvisioner struct {
+	Disks  *FileDisks
+	Target Target // the old disk's target is removed before it goes to the erator
+	Record func(ctx context.Context, r ProvisionRequest) error
+}
+
+// Provision clones the version for the device (replacing an older clone).
+func (p *LocalProvisioner) Provision(ctx context.Context, r ProvisionRequest) error {
+	if r.Reprovision && p.Target != nil {
+		if err := p.Target.RemoveTarget(DeviceIQN(r.NetworkID, r.DeviceID)); err != nil {
+			return err
+		}
+	}
+	if _, err := p.Disks.Clone(r.GroupID, r.Version, r.DeviceID); err != nil {
+		return err
+	}
+	if p.Record != nil {
+		return p.Record(ctx, r)
+	}
+	return nil
+}

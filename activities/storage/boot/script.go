@@ -1,0 +1,166 @@
+package boot
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// The iPXE scripts the agent answers with. Every script starts with "#!ipxe"; text shown
+// on the device's screen is sanitised (iPXE would treat a newline or ${...} in a label as
+// script).
+
+// DeviceQuery is the query iPXE fills in when it asks for its script.
+const DeviceQuery = "mac=${net0/mac}&uuid=${uuid}"
+
+// ChainScript is the static boot.ipxe (for a DHCP filename): it asks the same endpoint
+// again, naming the device.
+func ChainScript() string {
+	return "#!ipxe\nchain --autofree boot.ipxe?" + DeviceQuery + "\n"
+}
+
+// SANTarget is a disk to sanboot.
+type SANTarget struct {
+	Portal string // host:port devices reach the target at
+	LUN    int
+	IQN    string
+	// CHAP credentials, when the target requires them.
+	User, Secret string
+}
+
+// SANURI is iPXE's iscsi:<server>::<port>:<lun>:<iqn> for t.
+func SANURI(t SANTarget) string {
+	host, port, err := net.SplitHostPort(t.Portal)
+	if err != nil {
+		host, port = t.Portal, ""
+	}
+	if port == "3260" {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("iscsi:%s::%s:%d:%s", host, port, t.LUN, t.IQN)
+}
+
+// SanbootScript boots t; if the boot fails the device says so and reboots after pause.
+func SanbootScript(banner string, t SANTarget, pause time.Duration) string {
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	fmt.Fprintf(&b, "echo %s\n", screenText(banner))
+	if t.User != "" {
+		fmt.Fprintf(&b, "set username %s\nset password %s\n", scriptWord(t.User), scriptWord(t.Secret))
+	}
+	fmt.Fprintf(&b, "sanboot %s || goto failed\n", SANURI(t))
+	b.WriteString(":failed\n")
+	fmt.Fprintf(&b, "echo clusterducks: sanboot of %s failed; rebooting in %d s\n", screenText(t.IQN), seconds(pause))
+	fmt.Fprintf(&b, "sleep %d\nreboot\n", seconds(pause))
+	return b.String()
+}
+
+// RebootScript shows why the device cannot boot now, waits and reboots: the reboot loop
+// of strict versioning, and the answer to an unregistered device.
+func RebootScript(why string, pause time.Duration) string {
+	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\necho clusterducks: rebooting in %d s\nsleep %d\nreboot\n",
+		screenText(why), seconds(pause), seconds(pause))
+}
+
+// RetryScript asks again after pause, without a reboot: provisioning is still running.
+func RetryScript(why string, pause time.Duration) string {
+	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\nsleep %d\nchain --autofree boot.ipxe?%s\n",
+		screenText(why), seconds(pause), DeviceQuery)
+}
+
+// RedirectScript hands the device to another server's boot endpoint.
+func RedirectScript(why, bootURL string) string {
+	sep := "?"
+	if strings.Contains(bootURL, "?") {
+		sep = "&"
+	}
+	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\nchain --autofree %s%s%s\n",
+		screenText(why), scriptWord(bootURL), sep, DeviceQuery)
+}
+
+// MenuEntry is one entry of an iPXE menu.
+type MenuEntry struct {
+	Type    string // group, local, chain
+	Label   string
+	GroupID uint   // type group
+	URL     string // type chain
+}
+
+// Menu entry types, as models.MenuItem spells them.
+const (
+	MenuGroup = "group"
+	MenuLocal = "local"
+	MenuChain = "chain"
+)
+
+// MenuScript renders a network's menu. Choosing a group asks this endpoint again for that
+// group; local boots the first hard disk; chain loads a URL. After timeout the first entry
+// is taken.
+func MenuScript(title string, entries []MenuEntry, timeout time.Duration) string {
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	fmt.Fprintf(&b, "menu %s\n", screenText(title))
+	for i, e := range entries {
+		fmt.Fprintf(&b, "item e%d %s\n", i, screenText(e.Label))
+	}
+	if len(entries) == 0 {
+		b.WriteString("item --gap (this menu has no entries)\n")
+		fmt.Fprintf(&b, "choose --timeout %d x || reboot\nreboot\n", timeout.Milliseconds())
+		return b.String()
+	}
+	fmt.Fprintf(&b, "choose --default e0 --timeout %d choice || goto e0\ngoto ${choice}\n", timeout.Milliseconds())
+	for i, e := range entries {
+		fmt.Fprintf(&b, ":e%d\n", i)
+		switch e.Type {
+		case MenuGroup:
+			fmt.Fprintf(&b, "chain --autofree boot.ipxe?%s&group=%d\n", DeviceQuery, e.GroupID)
+		case MenuLocal:
+			b.WriteString("sanboot --no-describe --drive 0x80 || exit\n")
+		case MenuChain:
+			fmt.Fprintf(&b, "chain --autofree %s\n", scriptWord(e.URL))
+		default:
+			b.WriteString("exit\n")
+		}
+	}
+	return b.String()
+}
+
+// screenText makes s safe as the rest of an echo/menu/item line: one line, no settings
+// expansion, printable ASCII.
+func screenText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '$':
+			b.WriteString("S")
+		case r == '\t' || r == '\n' || r == '\r':
+			b.WriteByte(' ')
+		case r < ' ' || r > '~':
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() > 200 {
+		return b.String()[:200]
+	}
+	return b.String()
+}
+
+// scriptWord makes s one iPXE word: no spaces, quotes or expansions.
+func scriptWord(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' || r == '$' || r == '"' || r == '\'' || r == '#' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func seconds(d time.Duration) int {
+	return max(int(d.Round(time.Second)/time.Second), 1)
+}

@@ -1,0 +1,570 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config is what the boot service is built from; the agent fills it from its own config.
+type Config struct {
+	ServerID uint
+	// Portal is the host:port at which devices reach this server's iSCSI target (the
+	// server's iSCSI IP and port), written into sanboot URIs.
+	Portal string
+	// BootPort is the port of every agent's boot endpoint, for redirects to other servers
+	// (default 8080).
+	BootPort  int
+	Panel     Panel
+	Provision Provisioner
+	Disks     Disks
+	Target    Target
+	Cache     *Cache // nil: in memory only
+	Logger    *slog.Logger
+
+	// PanelTimeout bounds a question to the panel on the hot path (default 3 s).
+	PanelTimeout time.Duration
+	// ProvisionWait is how long a request waits for a clone before telling the device to
+	// ask again (default 8 s).
+	ProvisionWait time.Duration
+	// RetryPause and RebootPause are the device-side pauses of the retry and reboot-loop
+	// scripts (defaults 3 s and 10 s).
+	RetryPause  time.Duration
+	RebootPause time.Duration
+	// VersionsTTL is how long the list of local versions of a group is reused (default 2 s).
+	VersionsTTL time.Duration
+}
+
+// Service answers devices' boot requests (GET /boot.ipxe) and keeps this server's targets
+// exported. One per agent.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	vmu      sync.Mutex
+	versions map[uint]cachedVersions
+
+	pmu      sync.Mutex
+	inflight map[uint]*flight // provisioning by device
+
+	reports chan Report
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+type cachedVersions struct {
+	v  map[int]string
+	at time.Time
+}
+
+type flight struct {
+	version int
+	done    chan struct{}
+	err     error
+}
+
+// NewService returns the boot service and starts its background work (reports to the
+// panel, cache flushes); Close stops it.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Panel == nil || cfg.Disks == nil || cfg.Target == nil || cfg.Provision == nil {
+		return nil, errors.New("boot: Panel, Disks, Target and Provision are required")
+	}
+	if cfg.Portal == "" {
+		return nil, errors.New("boot: Portal (the iSCSI address devices reach) is required")
+	}
+	if cfg.BootPort == 0 {
+		cfg.BootPort = 8080
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Cache == nil {
+		cfg.Cache, _ = OpenCache("")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.PanelTimeout, 3*time.Second)
+	def(&cfg.ProvisionWait, 8*time.Second)
+	def(&cfg.RetryPause, 3*time.Second)
+	def(&cfg.RebootPause, 10*time.Second)
+	def(&cfg.VersionsTTL, 2*time.Second)
+	s := &Service{
+		cfg: cfg, log: cfg.Logger,
+		versions: map[uint]cachedVersions{},
+		inflight: map[uint]*flight{},
+		reports:  make(chan Report, 4096),
+		stop:     make(chan struct{}),
+	}
+	s.done.Add(1)
+	go s.background()
+	return s, nil
+}
+
+// Close stops the background work, sends what is queued and writes the cache.
+func (s *Service) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.done.Wait()
+	return s.cfg.Cache.Flush()
+}
+
+// background sends boot reports to the panel in batches and flushes the cache: neither
+// belongs on a device's hot path.
+func (s *Service) background() {
+	defer s.done.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var batch []Report
+	send := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PanelTimeout)
+		err := s.cfg.Panel.Booted(ctx, batch)
+		cancel()
+		if err != nil {
+			// Reports are best effort: the next boot reports again.
+			s.log.Info("boot reports not delivered", "n", len(batch), "err", err)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case r := <-s.reports:
+			batch = append(batch, r)
+			if len(batch) >= 256 {
+				send()
+			}
+		case <-tick.C:
+			send()
+			if err := s.cfg.Cache.Flush(); err != nil {
+				s.log.Warn("boot cache", "err", err)
+			}
+		case <-s.stop:
+			for {
+				select {
+				case r := <-s.reports:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			send()
+			return
+		}
+	}
+}
+
+func (s *Service) report(r Report) {
+	select {
+	case s.reports <- r:
+	default:
+	}
+}
+
+// ServeHTTP answers GET /boot.ipxe: without a mac the static script that chains back
+// with the device's MAC and UUID; with one, the device's own script.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	q := r.URL.Query()
+	if q.Get("mac") == "" {
+		fmt.Fprint(w, ChainScript())
+		return
+	}
+	group, _ := strconv.ParseUint(q.Get("group"), 10, 32)
+	fmt.Fprint(w, s.Script(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group)))
+}
+
+// Script returns the iPXE script of one boot request. It never fails: whatever goes wrong
+// becomes a script that says so and reboots (or asks again).
+func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup uint) string {
+	mac, ok := NormalizeMAC(macIn)
+	if !ok {
+		return RebootScript(fmt.Sprintf("bad MAC address %q", macIn), s.cfg.RebootPause)
+	}
+	uuid := NormalizeUUID(uuidIn)
+	if uuid == "" {
+		return RebootScript("this machine reports no SMBIOS UUID: its disk cannot be protected", s.cfg.RebootPause)
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PanelTimeout)
+	info, err := s.cfg.Panel.Boot(pctx, Query{ServerID: s.cfg.ServerID, MAC: mac, UUID: uuid, GroupID: menuGroup})
+	cancel()
+	offline := false
+	if err != nil {
+		cached, at, ok := s.cfg.Cache.Get(mac)
+		if !ok {
+			s.log.Warn("boot: panel unreachable, device unknown here", "mac", mac, "err", err)
+			return RebootScript("the panel is unreachable and this server does not know this device yet", s.cfg.RebootPause)
+		}
+		s.log.Info("boot: panel unreachable, answering from the cache", "mac", mac, "cached_at", at, "err", err)
+		info, offline = cached, true
+	} else {
+		s.cfg.Cache.Put(mac, info)
+	}
+	if !info.Registered {
+		msg := info.Message
+		if msg == "" {
+			msg = "this device is not registered"
+		}
+		return RebootScript(fmt.Sprintf("%s (MAC %s)", msg, mac), s.cfg.RebootPause)
+	}
+	if info.Device.UUID != "" {
+		// The disk is protected by the UUID the device registered with, not the one it claims now.
+		uuid = info.Device.UUID
+	}
+	if info.Menu != nil && menuGroup == 0 {
+		entries := info.Menu.Entries
+		return MenuScript(info.Menu.Name, entries, 10*time.Second)
+	}
+	if info.Group == nil {
+		return RebootScript("this device has no group and the network has no default group or menu", s.cfg.RebootPause)
+	}
+	return s.boot(ctx, info, uuid, offline)
+}
+
+func (s *Service) boot(ctx context.Context, info *Info, uuid string, offline bool) string {
+	dev, g := info.Device, info.Group
+	if offline && g.Strict {
+		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which is unreachable", g.Name), s.cfg.RebootPause)
+	}
+	in := DecideInput{Strict: g.Strict, Lazy: g.Lazy, Locked: dev.Locked, Assigned: g.Assigned,
+		Maintenance: g.Maintenance && g.MaintenanceDevice == dev.ID}
+	if dev.CloneVersion > 0 && dev.CloneGroupID == g.ID {
+		in.Clone = dev.CloneVersion
+		in.CloneElsewhere = dev.CloneServerID != 0 && dev.CloneServerID != s.cfg.ServerID
+	}
+	local, err := s.localVersions(ctx, g.ID)
+	if err != nil {
+		s.log.Warn("boot: local versions", "group", g.ID, "err", err)
+		return RetryScript("this server cannot read its storage; asking again", s.cfg.RetryPause)
+	}
+	for n := range local {
+		if s.holds(g, local, n) && n > in.Newest {
+			in.Newest = n
+		}
+	}
+	in.HasAssigned = g.Assigned > 0 && s.holds(g, local, g.Assigned)
+	if g.Assigned > 0 {
+		in.AssignedElsewhere = s.serverWith(info, g.Assigned) != nil
+	}
+	// A clone recorded here whose disk is gone (trashed by hand) is no clone.
+	var devPath string
+	if in.Clone > 0 && !in.CloneElsewhere {
+		p, ok, err := s.cfg.Disks.DevicePath(ctx, dev.ID)
+		if err != nil {
+			return RetryScript("this server cannot read its storage; asking again", s.cfg.RetryPause)
+		}
+		if !ok {
+			in.Clone = 0
+		}
+		devPath = p
+	}
+	d := Decide(in)
+	rep := Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, GroupID: g.ID, Version: d.Version, Action: d.Action,
+		NonCompliant: d.NonCompliant, Reason: d.Reason}
+	banner := fmt.Sprintf("clusterducks: device %d boots group %d v%d from server %d", dev.ID, g.ID, d.Version, s.cfg.ServerID)
+	switch d.Action {
+	case BootClone:
+		s.report(rep)
+		return s.sanbootDevice(dev, uuid, devPath, banner)
+	case Provision:
+		if offline {
+			if in.Clone > 0 {
+				rep.Action, rep.Version = BootClone, in.Clone
+				s.report(rep)
+				return s.sanbootDevice(dev, uuid, devPath, fmt.Sprintf("%s (panel unreachable: v%d as is)", banner, in.Clone))
+			}
+			return RebootScript("the panel is unreachable: a new disk cannot be made now", s.cfg.RebootPause)
+		}
+		req := ProvisionRequest{NetworkID: dev.NetworkID, DeviceID: dev.ID, GroupID: g.ID, ServerID: s.cfg.ServerID,
+			Version: d.Version, VersionID: versionID(g, d.Version), UUID: uuid}
+		if dev.CloneVersion > 0 {
+			req.Reprovision, req.OldServerID = true, dev.CloneServerID
+		}
+		err := s.provision(ctx, req)
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			return RetryScript(fmt.Sprintf("preparing this device's disk (group %d v%d); please wait", g.ID, d.Version), s.cfg.RetryPause)
+		case in.Clone > 0 && !g.Strict:
+			s.log.Warn("boot: provisioning failed, booting the old clone", "device", dev.ID, "err", err)
+			rep.Action, rep.Version = BootClone, in.Clone
+			s.report(rep)
+			return s.sanbootDevice(dev, uuid, devPath, banner)
+		default:
+			s.log.Warn("boot: provisioning failed", "device", dev.ID, "version", d.Version, "err", err)
+			return RebootScript(fmt.Sprintf("preparing the disk failed: %v", err), s.cfg.RebootPause)
+		}
+		p, ok, err := s.cfg.Disks.DevicePath(ctx, dev.ID)
+		if err != nil || !ok {
+			return RetryScript("the new disk is not visible yet; asking again", s.cfg.RetryPause)
+		}
+		s.report(rep)
+		return s.sanbootDevice(dev, uuid, p, banner)
+	case Redirect:
+		var to *ServerInfo
+		if d.To == ToClone {
+			to = findServer(info, dev.CloneServerID)
+		} else {
+			to = s.serverWith(info, g.Assigned)
+		}
+		if to == nil {
+			return RebootScript(d.Reason+": no server to go to", s.cfg.RebootPause)
+		}
+		s.report(rep)
+		return RedirectScript(d.Reason, s.bootURL(to))
+	case Maintenance:
+		if info.MasterServerID != 0 && info.MasterServerID != s.cfg.ServerID {
+			if to := findServer(info, info.MasterServerID); to != nil {
+				return RedirectScript("the group head is on the master", s.bootURL(to))
+			}
+		}
+		p, ok, err := s.cfg.Disks.GroupPath(ctx, g.ID)
+		if err != nil || !ok {
+			return RebootScript(fmt.Sprintf("group %d's head is not on this server", g.ID), s.cfg.RebootPause)
+		}
+		iqn := GroupHeadIQN(dev.NetworkID, g.ID)
+		if err := s.export(iqn, Export{Kind: "group", ID: g.ID, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
+			return RebootScript(fmt.Sprintf("exporting the group head failed: %v", err), s.cfg.RebootPause)
+		}
+		s.report(rep)
+		return SanbootScript(fmt.Sprintf("clusterducks: device %d boots group %d's head read-write (maintenance)", dev.ID, g.ID),
+			SANTarget{Portal: s.cfg.Portal, IQN: iqn}, s.cfg.RebootPause)
+	default: // Wait
+		s.report(rep)
+		return RebootScript(d.Reason, s.cfg.RebootPause)
+	}
+}
+
+func (s *Service) sanbootDevice(dev DeviceInfo, uuid, path, banner string) string {
+	iqn := DeviceIQN(dev.NetworkID, dev.ID)
+	if path == "" {
+		return RetryScript("this device's disk is not visible yet; asking again", s.cfg.RetryPause)
+	}
+	if err := s.export(iqn, Export{Kind: "device", ID: dev.ID, NetworkID: dev.NetworkID, UUID: uuid}, path); err != nil {
+		s.log.Warn("boot: export", "target", iqn, "err", err)
+		return RebootScript(fmt.Sprintf("exporting this device's disk failed: %v", err), s.cfg.RebootPause)
+	}
+	return SanbootScript(banner, SANTarget{Portal: s.cfg.Portal, IQN: iqn}, s.cfg.RebootPause)
+}
+
+// export makes sure the target is there; adding the same target again is a no-op, so the
+// hot path pays one map lookup for a device already exported.
+func (s *Service) export(iqn string, e Export, path string) error {
+	if err := s.cfg.Target.AddTarget(TargetConfig(iqn, path, e.UUID, false)); err != nil {
+		return err
+	}
+	s.cfg.Cache.Exported(iqn, e, false)
+	return nil
+}
+
+// provision runs one provisioning per device at a time on this agent; concurrent requests
+// for the same device and version wait for the same result.
+func (s *Service) provision(ctx context.Context, req ProvisionRequest) error {
+	s.pmu.Lock()
+	f, ok := s.inflight[req.DeviceID]
+	if !ok || f.version != req.Version {
+		f = &flight{version: req.Version, done: make(chan struct{})}
+		s.inflight[req.DeviceID] = f
+		go func() {
+			// The work outlives the request that started it: the next request joins it.
+			pctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			f.err = s.cfg.Provision.Provision(pctx, req)
+			close(f.done)
+			s.pmu.Lock()
+			if s.inflight[req.DeviceID] == f {
+				delete(s.inflight, req.DeviceID)
+			}
+			s.pmu.Unlock()
+			s.forgetVersions(req.GroupID)
+		}()
+	}
+	s.pmu.Unlock()
+	wait := time.NewTimer(s.cfg.ProvisionWait)
+	defer wait.Stop()
+	select {
+	case <-f.done:
+		return f.err
+	case <-wait.C:
+		return context.DeadlineExceeded
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// localVersions lists the group's versions on this server, reused for VersionsTTL so a
+// boot storm costs one storage listing per group, not one per device.
+func (s *Service) localVersions(ctx context.Context, groupID uint) (map[int]string, error) {
+	s.vmu.Lock()
+	c, ok := s.versions[groupID]
+	s.vmu.Unlock()
+	if ok && time.Since(c.at) < s.cfg.VersionsTTL {
+		return c.v, nil
+	}
+	v, err := s.cfg.Disks.Versions(ctx, groupID)
+	if err != nil {
+		return nil, err
+	}
+	s.vmu.Lock()
+	s.versions[groupID] = cachedVersions{v: v, at: time.Now()}
+	s.vmu.Unlock()
+	return v, nil
+}
+
+// forgetVersions drops the cached list after work that may have changed it.
+func (s *Service) forgetVersions(groupID uint) {
+	s.vmu.Lock()
+	delete(s.versions, groupID)
+	s.vmu.Unlock()
+}
+
+// holds reports whether this server holds version n of g: the snapshot exists and, when
+// the panel knows the version's guid, has that guid (DESIGN §6: a copy counts only once
+// its guid matches the master's).
+func (s *Service) holds(g *GroupInfo, local map[int]string, n int) bool {
+	guid, ok := local[n]
+	if !ok {
+		return false
+	}
+	for _, v := range g.Versions {
+		if v.Number == n {
+			return v.GUID == "" || guid == "" || v.GUID == guid
+		}
+	}
+	// A snapshot the panel does not list as a ready version (pending publish, deleted) is not bootable.
+	return false
+}
+
+// serverWith picks another server that holds version n of the device's group.
+func (s *Service) serverWith(info *Info, n int) *ServerInfo {
+	for _, v := range info.Group.Versions {
+		if v.Number != n {
+			continue
+		}
+		for _, id := range v.Servers {
+			if id != s.cfg.ServerID {
+				if srv := findServer(info, id); srv != nil {
+					return srv
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func findServer(info *Info, id uint) *ServerInfo {
+	for i := range info.Servers {
+		if info.Servers[i].ID == id {
+			return &info.Servers[i]
+		}
+	}
+	return nil
+}
+
+func versionID(g *GroupInfo, n int) uint {
+	for _, v := range g.Versions {
+		if v.Number == n {
+			return v.ID
+		}
+	}
+	return 0
+}
+
+func (s *Service) bootURL(srv *ServerInfo) string {
+	return "http://" + net.JoinHostPort(srv.IP, strconv.Itoa(s.cfg.BootPort)) + "/boot.ipxe"
+}
+
+// Restore exports again what this server exported before a restart: the panel's list,
+// or the cache's when the panel is unreachable. Disks that are gone are skipped.
+func (s *Service) Restore(ctx context.Context) (int, error) {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PanelTimeout)
+	exports, err := s.cfg.Panel.Exports(pctx, s.cfg.ServerID)
+	cancel()
+	if err != nil {
+		s.log.Info("boot: panel unreachable, restoring exports from the cache", "err", err)
+		exports = s.cfg.Cache.Exports()
+	}
+	n := 0
+	var errs []error
+	for _, e := range exports {
+		var path, iqn string
+		var ok bool
+		var perr error
+		switch e.Kind {
+		case "device":
+			path, ok, perr = s.cfg.Disks.DevicePath(ctx, e.ID)
+			iqn = DeviceIQN(e.NetworkID, e.ID)
+		case "group":
+			path, ok, perr = s.cfg.Disks.GroupPath(ctx, e.ID)
+			iqn = GroupHeadIQN(e.NetworkID, e.ID)
+		case "volume":
+			path, ok, perr = s.cfg.Disks.VolumePath(ctx, e.ID)
+			iqn = VolumeIQN(e.NetworkID, e.ID)
+		default:
+			continue
+		}
+		if perr != nil {
+			errs = append(errs, perr)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if err := s.export(iqn, e, path); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// Unexport removes a target and forgets it.
+func (s *Service) Unexport(iqn string) error {
+	if err := s.cfg.Target.RemoveTarget(iqn); err != nil {
+		return err
+	}
+	s.cfg.Cache.Exported(iqn, Export{}, true)
+	return nil
+}
+
+// NormalizeMAC returns a MAC as lower-case colon-separated hex (iPXE sends colons; dashes
+// and bare hex are accepted too).
+func NormalizeMAC(v string) (string, bool) {
+	h := strings.NewReplacer(":", "", "-", "", ".", "").Replace(strings.ToLower(strings.TrimSpace(v)))
+	if len(h) != 12 {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < 12; i++ {
+		c := h[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", false
+		}
+		if i > 0 && i%2 == 0 {
+			b.WriteByte(':')
+		}
+		b.WriteByte(c)
+	}
+	return b.String(), true
+}
