@@ -41,6 +41,7 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.routes(r, sp)
 	doc = sp.document()
 	h.alerts(r)
+	h.opsRoutes(r)
 	for _, f := range h.Extra {
 		f(r)
 	}

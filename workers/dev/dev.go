@@ -19,6 +19,8 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 	data := fs.String("data", "./.clusterducks", "directory for the SQLite database and other state")
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
 	adminEmail := fs.String("admin-email", "admin@localhost", "e-mail of the first admin (first start only)")
+	temporalPort := fs.Int("temporal-port", 7233, "port of the embedded Temporal server (-1: any free port; its Web UI is on port+1000)")
+	noUI := fs.Bool("no-temporal-ui", false, "do not serve Temporal's Web UI")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -31,9 +33,20 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
+	store := &models.Store{DB: db}
+	t, tinfo, err := startTemporal(ctx, store, filepath.Join(*data, "temporal"), *temporalPort, *noUI)
+	if err != nil {
+		return err
+	}
+	defer tinfo.stop()
+	defer t.Stop()
 	base := "http://" + ln.Addr().String()
 	fmt.Printf("clusterducks dev (data in %s)\n", *data)
 	fmt.Printf("  Dashboard: %s/\n  API:       %s/api/v0.9.2/\n", base, base)
+	fmt.Printf("  Temporal:  %s (namespace %s)\n", tinfo.address, tinfo.namespace)
+	if tinfo.ui != "" {
+		fmt.Printf("  Temporal Web UI: %s/\n", tinfo.ui)
+	}
 	if first.Created {
 		panel.PrintFirstStart(first)
 	} else {
@@ -50,5 +63,5 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 		fmt.Printf("Admin: %s (password shown at first start)\n", admin.Email)
 		fmt.Printf("API token: %s\n", tok)
 	}
-	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: &models.Store{DB: db}, Mounts: mounts}), ln)
+	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: store, Mounts: mounts, Early: []panel.Mount{t.AgentMount(store)}}), ln)
 }

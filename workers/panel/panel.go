@@ -31,7 +31,7 @@ type Options struct {
 	// Early mounts go before the API: routes under its prefix with their own
 	// authentication (the agents' server keys).
 	Early []Mount
-	WebUI  webui.Options // the dashboard's options (Temporal Web UI link, cookies)
+	WebUI webui.Options // the dashboard's options (Temporal Web UI link, cookies)
 }
 
 // NewApp builds the panel's HTTP app: the API under /api/v0.9.2 and the given mounts.

@@ -1,0 +1,72 @@
+package api
+
+import (
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+)
+
+// opsRoutes are the long operations that are not a plain create, update or delete:
+//
+//	POST /groups/<id>/publish.json        {"note", "version"} -> 202, the version and its operation
+//	POST /volumes/<id>/restore.json       -> 202, a deleted volume back from the erator
+//	POST /groups/<id>/restore.json        -> 202, a deleted group back from the erator
+//	GET  /servers/<id|name>/erator.json   -> the server's erator, as its agent last reported it
+//	POST /servers/<id|name>/erator/purge.json {"older_than": "24h"} -> 202 (admins only)
+func (h *Handler) opsRoutes(r fiber.Router) {
+	r.Post("/groups/:id/publish.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		var in models.PublishInput
+		if len(c.Body()) > 0 {
+			if err := models.DecodeJSON(c.Body(), &in); err != nil {
+				return err
+			}
+		}
+		res, err := h.Store.PublishGroup(c.UserContext(), actor(c), id, &in)
+		if err != nil {
+			return err
+		}
+		return sendCreated(c, "versions", res, fiber.StatusAccepted)
+	})
+	restore := func(name string, fn func(*fiber.Ctx, uint) (*models.Created, error)) {
+		r.Post("/"+name+"/:id/restore.json", func(c *fiber.Ctx) error {
+			id, err := idParam(c)
+			if err != nil {
+				return err
+			}
+			res, err := fn(c, id)
+			if err != nil {
+				return err
+			}
+			return sendCreated(c, name, res, fiber.StatusAccepted)
+		})
+	}
+	restore("volumes", func(c *fiber.Ctx, id uint) (*models.Created, error) {
+		return h.Store.RestoreVolume(c.UserContext(), actor(c), id)
+	})
+	restore("groups", func(c *fiber.Ctx, id uint) (*models.Created, error) {
+		return h.Store.RestoreGroup(c.UserContext(), actor(c), id)
+	})
+	r.Get("/servers/:name/erator.json", func(c *fiber.Ctx) error {
+		items, err := h.Store.Erator(c.UserContext(), actor(c), c.Params("name"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(items)
+	})
+	r.Post("/servers/:name/erator/purge.json", func(c *fiber.Ctx) error {
+		var in models.PurgeInput
+		if len(c.Body()) > 0 {
+			if err := models.DecodeJSON(c.Body(), &in); err != nil {
+				return err
+			}
+		}
+		res, err := h.Store.PurgeErator(c.UserContext(), actor(c), c.Params("name"), &in)
+		if err != nil {
+			return err
+		}
+		return sendCreated(c, "servers", res, fiber.StatusAccepted)
+	})
+}

@@ -1,0 +1,53 @@
+package dev
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/workers/panel"
+	"github.com/clusterducks/clusterducks/workers/temporalclient"
+	"github.com/clusterducks/clusterducks/workers/temporalite"
+)
+
+type temporalInfo struct {
+	address, namespace, ui string
+	stop                   func()
+}
+
+// startTemporal gives the dev panel its workflow engine: the Temporal named by
+// TEMPORAL_ADDRESS when set, else an embedded server keeping its state under dir.
+func startTemporal(ctx context.Context, store *models.Store, dir string, port int, noUI bool) (*panel.Temporal, temporalInfo, error) {
+	info := temporalInfo{stop: func() {}}
+	if os.Getenv("TEMPORAL_ADDRESS") != "" {
+		t, err := panel.TemporalFromEnv(ctx, store, slog.Default())
+		if t != nil {
+			cfg, _ := temporalclient.FromEnv()
+			info.address, info.namespace = cfg.Address, cfg.Namespace
+		}
+		return t, info, err
+	}
+	uiPort := 0
+	if noUI {
+		uiPort = -1
+	}
+	srv, err := temporalite.Start(temporalite.Options{Dir: dir, Port: port, UIPort: uiPort})
+	if err != nil {
+		return nil, info, err
+	}
+	cfg := temporalclient.Config{Address: srv.Address, Namespace: srv.Namespace}
+	c, err := cfg.Dial(slog.Default(), time.Minute)
+	if err != nil {
+		srv.Stop()
+		return nil, info, err
+	}
+	t, err := panel.StartTemporal(ctx, c, store, cfg, slog.Default())
+	if err != nil {
+		c.Close()
+		srv.Stop()
+		return nil, info, err
+	}
+	return t, temporalInfo{address: srv.Address, namespace: srv.Namespace, ui: srv.UIURL, stop: srv.Stop}, nil
+}

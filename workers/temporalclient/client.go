@@ -1,0 +1,106 @@
+// Package temporalclient reads the Temporal connection settings of a process from its
+// environment (or from what the panel hands an agent) and dials the Temporal frontend.
+package temporalclient
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+)
+
+// Config is where Temporal is and how to reach it.
+type Config struct {
+	Address    string `json:"address"`   // host:port of the frontend
+	Namespace  string `json:"namespace"` // default "default"
+	TLS        bool   `json:"tls"`
+	ServerName string `json:"server_name,omitempty"` // TLS server name, when it differs from the host
+	CAPEM      string `json:"ca_pem,omitempty"`      // CA that signed the frontend's certificate
+	// Client certificate (mTLS); files, read at dial time. Never sent to agents.
+	CertFile string `json:"-"`
+	KeyFile  string `json:"-"`
+}
+
+// FromEnv reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and the TLS settings
+// TEMPORAL_TLS_CA (file), TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY (files, mTLS) and
+// TEMPORAL_TLS_SERVER_NAME. TLS is on when any TLS setting is given.
+func FromEnv() (Config, error) {
+	c := Config{
+		Address:    os.Getenv("TEMPORAL_ADDRESS"),
+		Namespace:  os.Getenv("TEMPORAL_NAMESPACE"),
+		ServerName: os.Getenv("TEMPORAL_TLS_SERVER_NAME"),
+		CertFile:   os.Getenv("TEMPORAL_TLS_CERT"),
+		KeyFile:    os.Getenv("TEMPORAL_TLS_KEY"),
+	}
+	if c.Namespace == "" {
+		c.Namespace = "default"
+	}
+	if ca := os.Getenv("TEMPORAL_TLS_CA"); ca != "" {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			return c, fmt.Errorf("TEMPORAL_TLS_CA: %w", err)
+		}
+		c.CAPEM = string(b)
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return c, errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together")
+	}
+	c.TLS = c.CAPEM != "" || c.CertFile != "" || c.ServerName != ""
+	return c, nil
+}
+
+// Options returns the SDK client options for c.
+func (c Config) Options(log *slog.Logger) (client.Options, error) {
+	o := client.Options{HostPort: c.Address, Namespace: c.Namespace}
+	if log != nil {
+		o.Logger = sdklog.NewStructuredLogger(log)
+	}
+	if !c.TLS {
+		return o, nil
+	}
+	tc := &tls.Config{ServerName: c.ServerName, MinVersion: tls.VersionTLS12}
+	if c.CAPEM != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(c.CAPEM)) {
+			return o, errors.New("temporal: the CA holds no PEM certificate")
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return o, fmt.Errorf("temporal client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	o.ConnectionOptions.TLS = tc
+	return o, nil
+}
+
+// Dial connects to Temporal, retrying for up to wait (the frontend may still be starting).
+func (c Config) Dial(log *slog.Logger, wait time.Duration) (client.Client, error) {
+	if c.Address == "" {
+		return nil, errors.New("no Temporal address")
+	}
+	o, err := c.Options(log)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		cl, err := client.Dial(o)
+		if err == nil {
+			return cl, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("temporal %s: %w", c.Address, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
