@@ -1,0 +1,444 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// The panel's side of the boot path (DESIGN.md §5): what an agent needs to answer a
+// netbooting device, device registration on an unknown MAC, the record of each boot and
+// of each device clone, the desired exports an agent rebuilds after a restart, and group
+// maintenance. Agents are not users: these functions are scoped by the server a key was
+// issued for, never by an Actor.
+
+// BootState is what the panel knows about a booting device.
+type BootState struct {
+	Network Network
+	// Registered is false for an unknown MAC the network cannot take (no default group or
+	// menu, or its MaxDevices is reached); Message says why.
+	Registered bool
+	New        bool // this request registered the device
+	Message    string
+	Device     Device
+	// Group is the group the device boots (nil: none), with its ready versions, which
+	// servers hold each (master included), and the assigned version.
+	Group    *Group
+	Versions []GroupVersion
+	Holders  map[uint][]uint // version id -> server ids
+	Assigned *GroupVersion
+	// Clone is the version of the device's clone (nil: none).
+	Clone *GroupVersion
+	Menu  *Menu
+	// Servers of the network.
+	Servers []Server
+}
+
+// BootLookup identifies a device by MAC in the network of the server it boots from,
+// registering an unknown MAC into the network's default group (or with no group when the
+// network has only a default menu). groupChoice, when not 0, is a menu's choice: the
+// device joins that group of its network.
+func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, mac, uuid string, groupChoice uint) (*BootState, error) {
+	mac, err := NormalizeMAC(mac)
+	if err != nil {
+		return nil, err
+	}
+	db = db.WithContext(ctx)
+	var srv Server
+	if err := db.Take(&srv, serverID).Error; err != nil {
+		return nil, notFoundOr(err, "server")
+	}
+	st := &BootState{}
+	if err := db.Take(&st.Network, srv.NetworkID).Error; err != nil {
+		return nil, notFoundOr(err, "network")
+	}
+	n := &st.Network
+	err = db.Where("network_id = ? AND mac = ?", n.ID, mac).Take(&st.Device).Error
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		if n.DefaultGroupID == nil && n.DefaultMenuID == nil {
+			st.Message = "this device is not registered and the network has no default group"
+			return st, nil
+		}
+		created, err := registerDevice(db, n, mac, uuid, &st.Device)
+		if err != nil {
+			var ce *ConflictError
+			if errors.As(err, &ce) {
+				st.Message = "this device is not registered: " + ce.Msg
+				return st, nil
+			}
+			return nil, err
+		}
+		st.New = created
+	case err != nil:
+		return nil, fmt.Errorf("load device: %w", err)
+	}
+	st.Registered = true
+	d := &st.Device
+	if d.UUID == "" && uuid != "" {
+		// First boot of a device registered through the API: its UUID protects its disk from now on.
+		d.UUID = uuid
+		if err := db.Model(&Device{}).Where("id = ? AND uuid = ''", d.ID).Update("uuid", uuid).Error; err != nil {
+			return nil, err
+		}
+	}
+	if groupChoice != 0 && (d.GroupID == nil || *d.GroupID != groupChoice) {
+		var g Group
+		if err := db.Where("id = ? AND network_id = ?", groupChoice, n.ID).Take(&g).Error; err != nil {
+			return nil, notFoundOr(err, "group")
+		}
+		d.GroupID = &g.ID
+		if err := db.Model(&Device{}).Where("id = ?", d.ID).Update("group_id", g.ID).Error; err != nil {
+			return nil, err
+		}
+	}
+	if err := db.Where("network_id = ?", n.ID).Order("id").Find(&st.Servers).Error; err != nil {
+		return nil, err
+	}
+	if d.CloneVersionID != nil {
+		var v GroupVersion
+		if err := db.Take(&v, *d.CloneVersionID).Error; err == nil {
+			st.Clone = &v
+		}
+	}
+	// A device's own menu is shown at every boot; the network's default menu only to a
+	// device without a group. A menu choice (groupChoice) boots without the menu.
+	menuID := d.MenuID
+	if menuID == nil && d.GroupID == nil {
+		menuID = n.DefaultMenuID
+	}
+	if menuID != nil && groupChoice == 0 {
+		var m Menu
+		if err := db.Where("id = ? AND network_id = ?", *menuID, n.ID).Take(&m).Error; err == nil {
+			st.Menu = &m
+		}
+	}
+	if d.GroupID == nil {
+		return st, nil
+	}
+	var g Group
+	if err := db.Take(&g, *d.GroupID).Error; err != nil {
+		return nil, notFoundOr(err, "group")
+	}
+	st.Group = &g
+	if err := db.Where("group_id = ? AND state = ?", g.ID, StateReady).Order("number").Find(&st.Versions).Error; err != nil {
+		return nil, err
+	}
+	st.Holders = map[uint][]uint{}
+	ids := make([]uint, 0, len(st.Versions))
+	for _, v := range st.Versions {
+		ids = append(ids, v.ID)
+		if n.MasterServerID != nil {
+			// The master published the version: it holds it.
+			st.Holders[v.ID] = append(st.Holders[v.ID], *n.MasterServerID)
+		}
+	}
+	if len(ids) > 0 {
+		var copies []VersionCopy
+		if err := db.Where("version_id IN ?", ids).Order("server_id").Find(&copies).Error; err != nil {
+			return nil, err
+		}
+		for _, c := range copies {
+			if n.MasterServerID == nil || c.ServerID != *n.MasterServerID {
+				st.Holders[c.VersionID] = append(st.Holders[c.VersionID], c.ServerID)
+			}
+		}
+	}
+	st.Assigned = AssignedVersion(&g, st.Versions)
+	return st, nil
+}
+
+// AssignedVersion is the version a group assigns: the one pinned by AssignedVersionID, or,
+// when none is pinned, the newest ready version (so a publish assigns its version).
+func AssignedVersion(g *Group, ready []GroupVersion) *GroupVersion {
+	var newest *GroupVersion
+	for i := range ready {
+		v := &ready[i]
+		if g.AssignedVersionID != nil && v.ID == *g.AssignedVersionID {
+			return v
+		}
+		if newest == nil || v.Number > newest.Number {
+			newest = v
+		}
+	}
+	if g.AssignedVersionID != nil {
+		// The pinned version is not ready (pending, failed): nothing is assigned yet.
+		return nil
+	}
+	return newest
+}
+
+// registerDevice inserts a device on its first netboot, within MaxDevices. Two servers
+// seeing the same new MAC at once end with one row: the loser reads the winner's.
+func registerDevice(db *gorm.DB, n *Network, mac, uuid string, d *Device) (bool, error) {
+	err := db.Transaction(func(tx *gorm.DB) error {
+		if err := checkLimit(tx, &Device{}, n.ID, n.MaxDevices, "devices", "max_devices"); err != nil {
+			return err
+		}
+		*d = Device{NetworkID: n.ID, MAC: mac, UUID: uuid, GroupID: n.DefaultGroupID}
+		if err := tx.Create(d).Error; err != nil {
+			return err
+		}
+		return audit(tx, nil, &n.ID, "register", "device", d.ID, mac)
+	})
+	if err != nil && IsDuplicate(err) {
+		return false, db.Where("network_id = ? AND mac = ?", n.ID, mac).Take(d).Error
+	}
+	return err == nil, err
+}
+
+func notFoundOr(err error, what string) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return NotFound(what)
+	}
+	return fmt.Errorf("load %s: %w", what, err)
+}
+
+// BootRecord is what an agent told a device to boot.
+type BootRecord struct {
+	DeviceID  uint
+	GroupID   uint
+	Version   int // 0: nothing booted (reboot loop, redirect)
+	Booted    bool
+	ServerID  uint
+	Reason    string
+	Compliant bool
+}
+
+// RecordBoots stores each device's last boot: when, from which server, which version.
+// Records of devices outside the server's network are ignored.
+func RecordBoots(ctx context.Context, db *gorm.DB, serverID uint, recs []BootRecord) error {
+	db = db.WithContext(ctx)
+	var srv Server
+	if err := db.Take(&srv, serverID).Error; err != nil {
+		return notFoundOr(err, "server")
+	}
+	now := time.Now()
+	for _, r := range recs {
+		upd := map[string]any{"last_boot_at": now}
+		if r.Booted && r.Version > 0 {
+			var v GroupVersion
+			if err := db.Where("group_id = ? AND number = ?", r.GroupID, r.Version).Take(&v).Error; err == nil {
+				upd["booted_version_id"] = v.ID
+			}
+		}
+		if err := db.Model(&Device{}).Where("id = ? AND network_id = ?", r.DeviceID, srv.NetworkID).Updates(upd).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecordClone stores that a device of a network now has a clone of a version on a server
+// (the device workflow calls it once the clone exists). Repeating it changes nothing.
+func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionID, serverID uint) error {
+	res := db.WithContext(ctx).Model(&Device{}).Where("id = ? AND network_id = ?", deviceID, networkID).
+		Updates(map[string]any{"clone_version_id": versionID, "server_id": serverID})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return NotFound("device")
+	}
+	return nil
+}
+
+// VersionByNumber finds version n of a group.
+func VersionByNumber(ctx context.Context, db *gorm.DB, groupID uint, n int) (*GroupVersion, error) {
+	var v GroupVersion
+	if err := db.WithContext(ctx).Where("group_id = ? AND number = ?", groupID, n).Take(&v).Error; err != nil {
+		return nil, notFoundOr(err, "version")
+	}
+	return &v, nil
+}
+
+// ExportRow is a target an agent should export: a device's clone on that server, or a group
+// head on the master while its group is in maintenance.
+type ExportRow struct {
+	Kind      string // device, group
+	ID        uint
+	NetworkID uint
+	UUID      string
+}
+
+// DesiredExports lists the targets server serverID should export.
+func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRow, error) {
+	db = db.WithContext(ctx)
+	var srv Server
+	if err := db.Take(&srv, serverID).Error; err != nil {
+		return nil, notFoundOr(err, "server")
+	}
+	var devs []Device
+	if err := db.Where("server_id = ? AND clone_version_id IS NOT NULL", serverID).Order("id").Find(&devs).Error; err != nil {
+		return nil, err
+	}
+	out := make([]ExportRow, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, ExportRow{Kind: "device", ID: d.ID, NetworkID: d.NetworkID, UUID: d.UUID})
+	}
+	var n Network
+	if err := db.Take(&n, srv.NetworkID).Error; err != nil {
+		return nil, err
+	}
+	if n.MasterServerID != nil && *n.MasterServerID == serverID {
+		var groups []Group
+		if err := db.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", n.ID, true).Order("id").Find(&groups).Error; err != nil {
+			return nil, err
+		}
+		for _, g := range groups {
+			var d Device
+			if err := db.Take(&d, *g.MaintenanceDeviceID).Error; err == nil {
+				out = append(out, ExportRow{Kind: "group", ID: g.ID, NetworkID: n.ID, UUID: d.UUID})
+			}
+		}
+	}
+	return out, nil
+}
+
+// MaintenanceInput puts a group in maintenance (a device boots its head read-write) or
+// takes it out.
+type MaintenanceInput struct {
+	DeviceID *uint `field:"device_id,device"`
+}
+
+// SetMaintenance turns a group's maintenance on for a device of its network (on), or off.
+// While on, that device boots the group head read-write instead of its clone.
+func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on bool, in *MaintenanceInput) (*Group, error) {
+	var g *Group
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
+			return err
+		}
+		if _, err := a.lockNetwork(tx, g.NetworkID, "network_id"); err != nil {
+			return err
+		}
+		if !on {
+			g.Maintenance, g.MaintenanceDeviceID = false, nil
+		} else {
+			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
+				return Invalid("device_id", "is required: the device that boots the group head")
+			}
+			if g.State != StateReady {
+				return Conflict("", "group %d is %s: maintenance needs a ready group", g.ID, g.State)
+			}
+			if err := refInNetwork(tx, &Device{}, in.DeviceID, g.NetworkID, "device_id", "device"); err != nil {
+				return err
+			}
+			var busy int64
+			if err := tx.Model(&Group{}).Where("maintenance_device_id = ? AND id <> ?", *in.DeviceID, g.ID).Count(&busy).Error; err != nil {
+				return err
+			}
+			if busy > 0 {
+				return Conflict("device_id", "device %d already maintains another group", *in.DeviceID)
+			}
+			g.Maintenance, g.MaintenanceDeviceID = true, in.DeviceID
+		}
+		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Updates(map[string]any{
+			"maintenance": g.Maintenance, "maintenance_device_id": g.MaintenanceDeviceID,
+		}).Error; err != nil {
+			return err
+		}
+		action := "maintenance-off"
+		if on {
+			action = "maintenance-on"
+		}
+		return audit(tx, a, &g.NetworkID, action, "group", g.ID, "")
+	})
+	return g, err
+}
+
+// AssignInput pins a group's assigned version (0 follows the newest ready version).
+type AssignInput struct {
+	Version *int `field:"version,number"`
+}
+
+// AssignVersion pins the version devices of a strict group boot, or (0) returns the group
+// to following its newest version.
+func (s *Store) AssignVersion(ctx context.Context, a *Actor, groupID uint, in *AssignInput) (*Group, error) {
+	if in == nil || in.Version == nil {
+		return nil, Invalid("version", "is required (0 follows the newest version)")
+	}
+	var g *Group
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
+			return err
+		}
+		g.AssignedVersionID = nil
+		if *in.Version != 0 {
+			var v GroupVersion
+			if err := tx.Where("group_id = ? AND number = ?", g.ID, *in.Version).Take(&v).Error; err != nil {
+				if errors.Is(err, gorm.ErrRecordNotFound) {
+					return Invalid("version", "group %d has no v%d", g.ID, *in.Version)
+				}
+				return err
+			}
+			if v.State != StateReady {
+				return Conflict("version", "v%d is %s: only a ready version can be assigned", v.Number, v.State)
+			}
+			g.AssignedVersionID = &v.ID
+		}
+		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Update("assigned_version_id", g.AssignedVersionID).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &g.NetworkID, "assign", "group", g.ID, fmt.Sprintf("v%d", *in.Version))
+	})
+	return g, err
+}
+
+// Compliance is one device's standing against its strict group's assigned version.
+type Compliance struct {
+	DeviceID  uint `json:"device_id"`
+	GroupID   uint `json:"group_id"`
+	Locked    bool `json:"locked"`
+	Assigned  int  `json:"assigned"`
+	Clone     int  `json:"clone"`
+	Booted    int  `json:"booted"`
+	Compliant bool `json:"compliant"`
+}
+
+// GroupCompliance lists, for a visible group, each device's clone and booted version
+// against the assigned one (non-compliant: a strict group's device on another version).
+func (s *Store) GroupCompliance(ctx context.Context, a *Actor, groupID uint) ([]Compliance, error) {
+	g, err := getScoped[Group](ctx, s.DB, a.scopeNetworkOwned, groupID, "group")
+	if err != nil {
+		return nil, err
+	}
+	var versions []GroupVersion
+	if err := s.DB.WithContext(ctx).Where("group_id = ?", g.ID).Find(&versions).Error; err != nil {
+		return nil, err
+	}
+	num := map[uint]int{}
+	var ready []GroupVersion
+	for _, v := range versions {
+		num[v.ID] = v.Number
+		if v.State == StateReady {
+			ready = append(ready, v)
+		}
+	}
+	assigned := 0
+	if v := AssignedVersion(g, ready); v != nil {
+		assigned = v.Number
+	}
+	var devs []Device
+	if err := s.DB.WithContext(ctx).Where("group_id = ?", g.ID).Order("id").Find(&devs).Error; err != nil {
+		return nil, err
+	}
+	out := make([]Compliance, 0, len(devs))
+	for _, d := range devs {
+		c := Compliance{DeviceID: d.ID, GroupID: g.ID, Locked: d.Locked, Assigned: assigned}
+		if d.CloneVersionID != nil {
+			c.Clone = num[*d.CloneVersionID]
+		}
+		if d.BootedVersionID != nil {
+			c.Booted = num[*d.BootedVersionID]
+		}
+		c.Compliant = !g.StrictVersioning || assigned == 0 || c.Clone == assigned
+		out = append(out, c)
+	}
+	return out, nil
+}
