@@ -428,3 +428,22 @@ func (s *Server) allocTSIH(sess *session) bool {
 	}
 	return false
 }
+
+// RecoveredPanics returns how many connections ended in a recovered panic. A
+// non-zero value is a bug in this package; the process keeps serving.
+func (s *Server) RecoveredPanics() uint64 { return s.panics.Load() }
+
+// SessionCount returns the number of live sessions (normal and discovery
+// sessions in full feature phase).
+func (s *Server) SessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// ConnectionCount returns the number of open connections, including those still logging in.
+func (s *Server) ConnectionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
