@@ -11,6 +11,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/workers/dev"
 	"github.com/clusterducks/clusterducks/workers/panel"
+	"github.com/clusterducks/clusterducks/workers/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -22,6 +23,7 @@ commands:
   dev       panel with an embedded SQLite database, for a laptop (--data, --listen)
   panel     production panel on PostgreSQL (DATABASE_URL)
   migrate   apply pending database migrations (DATABASE_URL or --db)
+  agent     storage-server agent: --panel URL --key FILE (the server key from the panel)
   version   print the version
 `
 
@@ -39,6 +41,8 @@ func main() {
 		err = dev.Run(ctx, args)
 	case "panel":
 		err = panel.Run(ctx, args)
+	case "agent":
+		err = storage.Run(ctx, args, version)
 	case "migrate":
 		err = panel.Migrate(ctx, args)
 	case "version", "--version", "-v":
