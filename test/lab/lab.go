@@ -376,8 +376,10 @@ func (s *Server) boot(opts Options) error {
 		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
 		"-serial", "file:" + filepath.Join(s.Dir, "console.log"),
 		"-kernel", s.Image.Kernel, "-initrd", s.Image.Initrd,
-		"-append", "root=/dev/vda rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 panic=-1 loglevel=4",
-		"-drive", "file=" + filepath.Join(s.Dir, "root.qcow2") + ",if=virtio,format=qcow2,cache=unsafe",
+		"-append", "root=LABEL=labroot rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 panic=-1 loglevel=4",
+		// Disks are named by serial and label, not by order: the pool disk may enumerate first.
+		"-drive", "file=" + filepath.Join(s.Dir, "root.qcow2") + ",if=none,id=root,format=qcow2,cache=unsafe",
+		"-device", "virtio-blk-pci,drive=root,serial=labroot",
 		"-drive", "file=" + filepath.Join(s.Dir, "pool.img") + ",if=none,id=pool,format=raw,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk-pci,drive=pool,serial=labpool",
 		"-netdev", "user,id=n0,ipv6=off," + strings.Join(fwd, ","),

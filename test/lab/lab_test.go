@@ -172,8 +172,8 @@ func checkGoZFS(ctx context.Context, t *testing.T, s *Server) {
 	if len(r.Pools) != 1 || r.Pools[0].Name != p || r.Pool.Health != "ONLINE" || r.Pool.Size == 0 {
 		t.Errorf("pools %+v pool %+v", r.Pools, r.Pool)
 	}
-	if len(r.Volumes) != 4 || len(r.Snapshots) != 2 || len(r.Filesystems) != 8 || len(r.Datasets) != 14 {
-		t.Errorf("go-zfs saw %d volumes, %d snapshots, %d filesystems, %d datasets; want 4, 2, 8, 14",
+	if len(r.Volumes) != 5 || len(r.Snapshots) != 2 || len(r.Filesystems) != 9 || len(r.Datasets) != 16 {
+		t.Errorf("go-zfs saw %d volumes, %d snapshots, %d filesystems, %d datasets; want 5, 2, 9, 16",
 			len(r.Volumes), len(r.Snapshots), len(r.Filesystems), len(r.Datasets))
 	}
 	for _, v := range r.Volumes {
