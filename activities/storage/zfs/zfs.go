@@ -113,6 +113,9 @@ func (z *ZFS) call(op, target string, fn func() error) error {
 	var ge *gozfs.Error
 	if errors.As(err, &ge) {
 		e := &Error{Command: ge.Debug, Stderr: ge.Stderr, Typed: Classify(ge.Stderr)}
+		if strings.TrimSpace(ge.Stderr) == "" && ge.Err != nil {
+			e.Stderr = ge.Err.Error() // e.g. the command is not installed
+		}
 		z.Log.Info("zfs failed", "op", op, "target", target, "took", took, "cmd", ge.Debug, "stderr", strings.TrimSpace(ge.Stderr))
 		return e
 	}
