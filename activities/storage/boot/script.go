@@ -12,12 +12,12 @@ import (
 // script).
 
 // DeviceQuery is the query iPXE fills in when it asks for its script.
-const DeviceQuery = "mac=${net0/mac}&uuid=${uuid}"
+const DeviceQuery = "mac=${net0/mac:hexhyp}&uuid=${uuid}"
 
 // ChainScript is the static boot.ipxe (for a DHCP filename): it asks the same endpoint
 // again, naming the device.
 func ChainScript() string {
-	return "#!ipxe\nchain --autofree boot.ipxe?" + DeviceQuery + "\n"
+	return "#!ipxe\nchain --autofree /boot.ipxe?" + DeviceQuery + "\n"
 }
 
 // SANTarget is a disk to sanboot.
@@ -68,7 +68,7 @@ func RebootScript(why string, pause time.Duration) string {
 
 // RetryScript asks again after pause, without a reboot: provisioning is still running.
 func RetryScript(why string, pause time.Duration) string {
-	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\nsleep %d\nchain --autofree boot.ipxe?%s\n",
+	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\nsleep %d\nchain --autofree /boot.ipxe?%s\n",
 		screenText(why), seconds(pause), DeviceQuery)
 }
 
@@ -117,7 +117,7 @@ func MenuScript(title string, entries []MenuEntry, timeout time.Duration) string
 		fmt.Fprintf(&b, ":e%d\n", i)
 		switch e.Type {
 		case MenuGroup:
-			fmt.Fprintf(&b, "chain --autofree boot.ipxe?%s&group=%d\n", DeviceQuery, e.GroupID)
+			fmt.Fprintf(&b, "chain --autofree /boot.ipxe?%s&group=%d\n", DeviceQuery, e.GroupID)
 		case MenuLocal:
 			b.WriteString("sanboot --no-describe --drive 0x80 || exit\n")
 		case MenuChain:
