@@ -137,7 +137,7 @@ func Dial(ctx context.Context, addr string, o Options) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{
-		nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10), opts: o,
+		nc: nc, br: bufio.NewReaderSize(nc, 32<<10), bw: bufio.NewWriterSize(nc, 32<<10), opts: o,
 		pending: map[uint32]*call{}, done: make(chan struct{}), nextITT: 1,
 		maxSendDSL: 8192, firstBurst: 65536, maxBurst: 262144, immediateData: true, initialR2T: true,
 	}
