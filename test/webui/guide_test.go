@@ -1,0 +1,375 @@
+package webui_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/webui"
+)
+
+// TestGuide follows the getting-started guide through the dashboard on PostgreSQL: log in,
+// client → network → tunnel → server → volume (live progress to 100 %) → group → default
+// group, publish, SMTP; the alerts disappear one by one; a device is locked. Each step is
+// a screenshot, at 1280 px and at 390 px for the pages.
+func TestGuide(t *testing.T) {
+	p := startPanel(t, "postgres", webui.Options{TemporalUI: "http://127.0.0.1:8233", PollInterval: 200 * time.Millisecond})
+	out := outDir(t)
+	b := newBrowser(t, p.URL, out)
+	ctx := context.Background()
+	admin := p.Admin
+
+	// Login: a wrong password is refused with a message, the right one opens the dashboard.
+	b.open("/")
+	b.waitFor("redirect to login", 10*time.Second, func() bool { return strings.HasPrefix(b.path(), "/login") })
+	b.checkLabels("login")
+	b.both("login")
+	b.fill("#f-email", admin.Email)
+	b.fill("#f-password", "wrong password")
+	b.submit()
+	if msg := b.text("#form-error"); !strings.Contains(msg, "Wrong e-mail or password") {
+		t.Fatalf("wrong password: %q", msg)
+	}
+	b.screenshot("login-refused")
+	b.login(admin.Email, adminPassword)
+
+	// First install: no network yet, and SMTP is not configured.
+	p.expectAlerts(b, admin, models.AlertNoNetwork, models.AlertSMTPNotConfigured)
+	b.both("dashboard-first-start")
+
+	// Add a Client: Clients page (building icon), New Client, enter details, Save.
+	b.open("/clients")
+	b.find("a[href='/clients'][aria-current=page] use[href='#i-building']")
+	b.click("#new")
+	b.checkLabels("new client")
+	b.fill("#f-name", "New Client")
+	b.submit()
+	if !strings.Contains(b.text("h1"), "New Client") {
+		t.Fatalf("client page: %q", b.text("h1"))
+	}
+	b.screenshot("client-created")
+	var client models.Client
+	if err := p.DB.Where("name = ?", "New Client").Take(&client).Error; err != nil {
+		t.Fatal(err)
+	}
+
+	// Add a Network: name, limits, client, Add.
+	b.open("/networks")
+	b.click("#new")
+	b.checkLabels("new network")
+	b.fill("#f-name", "New Network")
+	b.fill("#f-max_servers", "4")
+	b.choose("#f-client_id", "New Client")
+	b.both("network-form")
+	b.submit()
+	b.screenshot("network-created")
+	var network models.Network
+	if err := p.DB.Where("name = ?", "New Network").Take(&network).Error; err != nil {
+		t.Fatal(err)
+	}
+	if network.ClientID != client.ID || network.MaxServers != 4 {
+		t.Fatalf("network = %+v", network)
+	}
+	p.expectAlerts(b, admin, models.AlertNoTunnel, models.AlertNoServer, models.AlertNoVolume, models.AlertNoGroup,
+		models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
+	b.both("alerts-new-network")
+
+	// Add a Tunnel Server; the table's refresh icon reloads it in place.
+	b.open("/tunnels")
+	b.click("#new")
+	b.checkLabels("new tunnel")
+	b.choose("#f-network_id", "New Network")
+	b.fill("#f-alias", "New Tunnel Service")
+	b.fill("#f-ip", "127.0.0.2")
+	b.submit()
+	b.open("/tunnels")
+	b.js(`document.querySelector('#list').setAttribute('data-old', '1')`)
+	b.click("a[data-refresh]")
+	b.waitFor("the refreshed table", 10*time.Second, func() bool {
+		return b.jsString(`var l = document.querySelector('#list'); return l && !l.hasAttribute('data-old') ? l.textContent : ''`) != ""
+	})
+	if !strings.Contains(b.text("#list"), "New Tunnel Service") {
+		t.Fatalf("tunnel list: %q", b.text("#list"))
+	}
+	b.both("tunnels")
+	// The network's edit page shows the (first, so selected) tunnel.
+	b.open(fmt.Sprintf("/networks/%d/edit", network.ID))
+	if sel := b.jsString(`var s = document.querySelector('#f-tunnel_id'); return s.options[s.selectedIndex].text`); !strings.Contains(sel, "New Tunnel Service") {
+		t.Fatalf("selected tunnel: %q", sel)
+	}
+	p.expectAlerts(b, admin, models.AlertNoServer, models.AlertNoVolume, models.AlertNoGroup, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
+
+	// Register the master server. Bad input first: the form names the field, nothing is written.
+	b.open(fmt.Sprintf("/servers/new?network_id=%d", network.ID))
+	b.checkLabels("new server")
+	b.fill("#f-name", "masterServer")
+	b.fill("#f-ip", "192.168.1.300")
+	b.fill("#f-pool", "tank")
+	b.fill("#f-tunnel_port", "10022")
+	b.submit()
+	if msg := b.text("#form-error"); !strings.Contains(msg, "iSCSI IP") || !strings.Contains(msg, "must be an IP address") {
+		t.Fatalf("bad IP: %q", msg)
+	}
+	if v := b.jsString(`return document.querySelector('#f-ip').getAttribute('aria-invalid') + ' ' + document.querySelector('#f-name').value`); v != "true masterServer" {
+		t.Fatalf("refused form: %q", v)
+	}
+	b.both("server-bad-input")
+	var n int64
+	p.DB.Model(&models.Server{}).Count(&n)
+	if n != 0 {
+		t.Fatalf("a refused server left %d rows", n)
+	}
+	b.fill("#f-ip", "127.0.0.3")
+	b.fill("#f-replication_ip", "127.0.0.4")
+	b.submit()
+	if key := b.text("#secret-value"); !strings.HasPrefix(key, "cdk_") {
+		t.Fatalf("server key: %q", key)
+	}
+	b.screenshot("server-created-key")
+	var srv models.Server
+	if err := p.DB.Where("name = ?", "masterServer").Take(&srv).Error; err != nil {
+		t.Fatal(err)
+	}
+	p.expectAlerts(b, admin, models.AlertMasterUnreachable, models.AlertNoVolume, models.AlertNoGroup, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
+
+	// The agent reports its stats (as install.sh's agent does): "Panel to server OK" and the stats.
+	stats := &models.StatsReport{PoolHealth: "ONLINE", PoolSize: 100 << 30, PoolFree: 90 << 30, Detail: json.RawMessage(`{"pool":"tank","health":"ONLINE"}`)}
+	if err := models.RecordServerStats(ctx, p.DB, srv.ID, stats); err != nil {
+		t.Fatal(err)
+	}
+	b.open(fmt.Sprintf("/servers/%d", srv.ID))
+	if st := b.text("[data-detail=Status]"); st != "Panel to server OK" {
+		t.Fatalf("server status: %q", st)
+	}
+	b.both("server-status-ok")
+	p.expectAlerts(b, admin, models.AlertNoVolume, models.AlertNoGroup, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
+
+	// Create a Volume and watch its creation progress live, to 100 %.
+	b.open("/volumes/new")
+	b.checkLabels("new volume")
+	b.choose("#f-network_id", "New Network")
+	b.fill("#f-alias", "New Volume 1")
+	b.fill("#f-vol_size", "42")
+	b.submit()
+	var vol models.Volume
+	if err := p.DB.Where("alias = ?", "New Volume 1").Take(&vol).Error; err != nil {
+		t.Fatal(err)
+	}
+	var op models.Operation
+	if err := p.DB.Where("object_type = ? AND object_id = ?", "volume", vol.ID).Take(&op).Error; err != nil {
+		t.Fatal(err)
+	}
+	b.find(fmt.Sprintf("[data-op-id='%d'] [data-op-percent]", op.ID))
+	b.screenshot("volume-queued")
+	// Without a workflow engine here, the test reports progress the way the engine's
+	// activities do (models.RecordProgress, then models.FinishOperation).
+	engine := make(chan error, 1)
+	go func() {
+		for _, s := range []struct {
+			step string
+			pct  int
+		}{{"preflight", 10}, {"zfs create -V 42G -s", 40}, {"set properties", 70}, {"verify", 90}} {
+			time.Sleep(900 * time.Millisecond)
+			if err := models.RecordProgress(ctx, p.DB, models.WorkflowProgress{OperationID: op.ID, WorkflowID: fmt.Sprintf("volume-create-%d", vol.ID), RunID: "run-1", Step: s.step, Percent: s.pct}); err != nil {
+				engine <- err
+				return
+			}
+		}
+		time.Sleep(900 * time.Millisecond)
+		engine <- models.FinishOperation(ctx, p.DB, models.Outcome{WorkflowProgress: models.WorkflowProgress{OperationID: op.ID, Message: "volume created"}})
+	}()
+	pct := func() string {
+		return b.jsString(fmt.Sprintf(`var e = document.querySelector("[data-op-id='%d'] [data-op-percent]"); return e ? e.textContent : ''`, op.ID))
+	}
+	b.waitFor("progress 40 %", 20*time.Second, func() bool { return pct() == "40%" })
+	if step := b.text(fmt.Sprintf("[data-op-id='%d'] [data-op-step]", op.ID)); !strings.Contains(step, "zfs create") {
+		t.Fatalf("step at 40 %%: %q", step)
+	}
+	b.screenshot("volume-progress-40")
+	b.waitFor("progress 100 %", 20*time.Second, func() bool { return pct() == "100%" })
+	if st := b.text(fmt.Sprintf("[data-op-id='%d'] [data-op-state]", op.ID)); st != "succeeded" {
+		t.Fatalf("operation state: %q", st)
+	}
+	b.screenshot("volume-progress-100")
+	if err := <-engine; err != nil {
+		t.Fatal(err)
+	}
+	// The page reloads once the operation ends: the volume is ready.
+	b.waitFor("volume ready", 15*time.Second, func() bool {
+		return b.jsString(`var e = document.querySelector('[data-detail=State]'); return e ? e.textContent : ''`) == "ready"
+	})
+	b.both("volume-ready")
+	// The operations list shows it too, with the workflow's link into the Temporal Web UI.
+	b.open("/operations")
+	if href := b.jsString(fmt.Sprintf(`return document.querySelector("[data-op-id='%d'] a[target=_blank]").getAttribute('href')`, op.ID)); href != fmt.Sprintf("http://127.0.0.1:8233/namespaces/default/workflows/volume-create-%d/run-1/history", vol.ID) {
+		t.Fatalf("workflow link: %q", href)
+	}
+	b.both("operations")
+	p.expectAlerts(b, admin, models.AlertNoGroup, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
+
+	// Create a Group based on the volume; the clone finishes; then its properties.
+	b.open("/groups/new")
+	b.checkLabels("new group")
+	b.choose("#f-network_id", "New Network")
+	b.fill("#f-name", "New Group 1")
+	b.choose("#f-volume_id", "New Volume 1")
+	b.submit()
+	var group models.Group
+	if err := p.DB.Where("name = ?", "New Group 1").Take(&group).Error; err != nil {
+		t.Fatal(err)
+	}
+	b.screenshot("group-queued")
+	finish(t, p, "group", group.ID, models.OpGroupCreate, models.Outcome{})
+	p.expectAlerts(b, admin, models.AlertGroupWithoutVersion, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
+	b.open("/groups")
+	b.click(fmt.Sprintf("a[href='/groups/%d/edit'] use[href='#i-properties']", group.ID))
+	b.checkLabels("group properties")
+	b.click("#f-strict_versioning")
+	b.click("#f-lazy_locks")
+	b.both("group-properties")
+	b.submit()
+	if err := p.DB.Take(&group, group.ID).Error; err != nil || !group.StrictVersioning || !group.LazyLocks {
+		t.Fatalf("group properties not saved: %+v %v", group, err)
+	}
+
+	// Publish the group's first version from its page.
+	b.open(fmt.Sprintf("/groups/%d", group.ID))
+	b.post(fmt.Sprintf("form[action='/groups/%d/publish'] button", group.ID))
+	var ver models.GroupVersion
+	if err := p.DB.Where("group_id = ?", group.ID).Take(&ver).Error; err != nil {
+		t.Fatal(err)
+	}
+	finish(t, p, "group", group.ID, models.OpGroupPublish, models.Outcome{VersionID: ver.ID, GUID: "1234567890"})
+	p.expectAlerts(b, admin, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
+	b.open(fmt.Sprintf("/groups/%d", group.ID))
+	b.both("group-published")
+
+	// Assign the group as the network's default.
+	b.open(fmt.Sprintf("/networks/%d/edit", network.ID))
+	b.checkLabels("edit network")
+	b.choose("#f-default_group_id", "New Group 1")
+	b.both("network-default-group")
+	b.submit()
+	p.expectAlerts(b, admin, models.AlertSMTPNotConfigured)
+
+	// Panel Settings: SMTP. A bad port names the field; then it saves and the last alert goes.
+	b.open("/settings")
+	b.checkLabels("settings")
+	b.fill("#f-smtp_host", "127.0.0.1")
+	b.fill("#f-smtp_port", "70000")
+	b.fill("#f-smtp_from", "panel@example.com")
+	b.submit()
+	if msg := b.text("#form-error"); !strings.Contains(msg, "SMTP port") {
+		t.Fatalf("bad port: %q", msg)
+	}
+	b.screenshot("settings-bad-port")
+	b.fill("#f-smtp_port", "2525")
+	b.submit()
+	p.expectAlerts(b, admin)
+	b.both("dashboard-no-alerts")
+
+	// Assign v1 and register a device in the group; lock it from the list.
+	b.open(fmt.Sprintf("/groups/%d/edit", group.ID))
+	b.choose("#f-assigned_version", "v1")
+	b.submit()
+	b.open("/devices/new")
+	b.checkLabels("new device")
+	b.choose("#f-network_id", "New Network")
+	b.fill("#f-mac", "52-54-00-12-34-56")
+	b.fill("#f-name", "desk-1")
+	b.choose("#f-group_id", "New Group 1")
+	b.submit()
+	var dev models.Device
+	if err := p.DB.Where("mac = ?", "52:54:00:12:34:56").Take(&dev).Error; err != nil {
+		t.Fatal(err)
+	}
+	b.open("/devices")
+	b.post(fmt.Sprintf("form[action='/devices/%d/lock'] button", dev.ID))
+	b.find(fmt.Sprintf("form[action='/devices/%d/unlock']", dev.ID))
+	if err := p.DB.Take(&dev, dev.ID).Error; err != nil || !dev.Locked {
+		t.Fatalf("device not locked: %+v %v", dev, err)
+	}
+	if row := b.text(fmt.Sprintf("tr[data-id='%d']", dev.ID)); !strings.Contains(row, "locked") || !strings.Contains(row, "v1") || !strings.Contains(row, "not booted yet") {
+		t.Fatalf("device row: %q", row)
+	}
+	b.both("device-locked")
+
+	// A menu with items (bad JSON names the field).
+	b.open("/menus/new")
+	b.checkLabels("new menu")
+	b.choose("#f-network_id", "New Network")
+	b.fill("#f-name", "Boot menu")
+	b.fill("#f-items", `[{"type": "group", "label": "Desktop"`)
+	b.submit()
+	if msg := b.text("#form-error"); !strings.Contains(msg, "Items") {
+		t.Fatalf("bad items: %q", msg)
+	}
+	b.fill("#f-items", fmt.Sprintf(`[{"type": "group", "label": "Desktop", "group_id": %d}, {"type": "local", "label": "Boot from disk"}]`, group.ID))
+	b.submit()
+	b.screenshot("menu-created")
+
+	// Every list page, at both widths.
+	for _, page := range []string{"clients", "users", "networks", "servers", "volumes", "groups", "menus"} {
+		b.open("/" + page)
+		b.find("main h1")
+		b.both("list-" + page)
+	}
+	b.open(fmt.Sprintf("/networks/%d", network.ID))
+	b.both("network-page")
+
+	// Account settings: regenerate the API token; the API answers with it, and its alerts
+	// are the dashboard's (none).
+	b.open("/account")
+	b.checkLabels("account")
+	b.post("#regenerate")
+	token := b.text("#api-token")
+	b.both("account-token")
+	req, _ := http.NewRequest("GET", p.URL+"/api/v0.9.2/alerts.json", nil)
+	req.Header.Set("Authorization", `Token token="`+token+`"`)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("alerts.json with the new token: %d %s", resp.StatusCode, body)
+	}
+
+	// Change the password; log out; the new password works.
+	b.open("/account")
+	b.fill("#f-current_password", adminPassword)
+	b.fill("#f-new_password", "short")
+	b.fill("#f-confirm_password", "short")
+	b.submit()
+	if msg := b.text("#form-error"); !strings.Contains(msg, "New password") || !strings.Contains(msg, "at least 10") {
+		t.Fatalf("short password: %q", msg)
+	}
+	b.fill("#f-current_password", adminPassword)
+	b.fill("#f-new_password", "a much longer passphrase")
+	b.fill("#f-confirm_password", "a much longer passphrase")
+	b.submit()
+	b.find(".notice")
+	b.logout()
+	b.both("logged-out")
+	b.login(admin.Email, "a much longer passphrase")
+}
+
+// finish completes the latest operation of an object as the engine would.
+func finish(t *testing.T, p *panelT, objectType string, id uint, kind string, o models.Outcome) {
+	t.Helper()
+	var op models.Operation
+	if err := p.DB.Where("object_type = ? AND object_id = ? AND kind = ?", objectType, id, kind).Order("id DESC").Take(&op).Error; err != nil {
+		t.Fatal(err)
+	}
+	o.OperationID = op.ID
+	if err := models.FinishOperation(context.Background(), p.DB, o); err != nil {
+		t.Fatal(err)
+	}
+}
