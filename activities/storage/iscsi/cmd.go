@@ -1,8 +1,10 @@
 package iscsi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -77,6 +79,7 @@ func (c *conn) scsiCommand(p *pdu, haveData bool) error {
 			l = nil
 		}
 	}
+	c.lastOp = cdb[0]
 	cmd := &scsiCmd{cdb: cdb, lun: l, lunNum: lunNum, target: t, nexus: c.sess.key, edtl: edtl}
 	pl := c.srv.prepare(cmd)
 	itt := p.itt()
@@ -268,6 +271,9 @@ func (c *conn) completeWrite(tk *task, pl plan) error {
 func (c *conn) observe(t *target, status byte, start time.Time) {
 	if status != statusGood {
 		t.stats.errors.Add(1)
+	}
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug("iscsi command", "opcode", fmt.Sprintf("%#02x", c.lastOp), "status", status)
 	}
 	t.stats.observe(time.Since(start))
 }

@@ -60,6 +60,7 @@ type conn struct {
 	textTTT   uint32
 	loggedOut bool
 	commands  uint64
+	lastOp    byte // opcode of the command being completed, for debug logs
 }
 
 var connSeq struct {
