@@ -4,6 +4,7 @@ package workflows
 // these, so histories recorded before the change still replay (see replay_test.go and the
 // saved histories in testdata/). Never rename or reuse a flag.
 
-// VersionPublishStep: group publish reports a "snapshot" step before it snapshots (the
-// first histories in testdata went straight to the snapshot).
+// VersionPublishStep: group publish reports a "snapshot" step before it snapshots;
+// testdata/group-publish-before-snapshot-step.json was recorded before this change and
+// goes straight to the snapshot.
 const VersionPublishStep = "group-publish-snapshot-step"

@@ -1,0 +1,63 @@
+package harness
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/temporal"
+	"go.temporal.io/server/temporaltest"
+)
+
+// One in-process Temporal server per test binary (in-memory SQLite, ready in about half a
+// second), started on first use. Tests isolate themselves with their own task queues.
+var (
+	temporalOnce sync.Once
+	temporalSrv  *temporaltest.TestServer
+	queueSeq     atomic.Int64
+)
+
+// Temporal returns the test binary's shared Temporal server, starting it on first use.
+// Its frontend listens on 127.0.0.1 (a storage lab guest reaches it at 10.0.2.2). The
+// server's version check, which calls the internet, is off.
+func Temporal(t testing.TB) *temporaltest.TestServer {
+	t.Helper()
+	temporalOnce.Do(func() {
+		temporalSrv = temporaltest.NewServer(temporaltest.WithBaseServerOptions(
+			temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
+				dynamicconfig.EnableServerVersionCheck.Key():                []dynamicconfig.ConstrainedValue{{Value: false}},
+				dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): []dynamicconfig.ConstrainedValue{{Value: true}},
+			}),
+		))
+	})
+	if temporalSrv == nil {
+		t.Fatal("harness: the shared Temporal server did not start")
+	}
+	return temporalSrv
+}
+
+// StopTemporal stops the shared server if it was started; call it at the end of TestMain.
+func StopTemporal() {
+	if temporalSrv != nil {
+		temporalSrv.Stop()
+	}
+}
+
+// TemporalClient returns a client of the shared server in its namespace, closed when
+// the test ends.
+func TemporalClient(t testing.TB) client.Client {
+	t.Helper()
+	c := Temporal(t).NewClientWithOptions(client.Options{})
+	t.Cleanup(c.Close)
+	return c
+}
+
+// TaskQueue returns a task queue name no other test of the binary uses.
+func TaskQueue(t testing.TB) string {
+	name := strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
+	return fmt.Sprintf("test-%s-%d", name, queueSeq.Add(1))
+}
