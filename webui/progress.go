@@ -24,6 +24,7 @@ type progressEvent struct {
 	Message  string `json:"message"`
 	Error    string `json:"error"`
 	Finished bool   `json:"finished"`
+	Workflow string `json:"workflow_url,omitempty"` // the Temporal Web UI, once the workflow is known
 }
 
 // events streams the progress of the operations named by ?id= (server-sent events): an
@@ -54,7 +55,7 @@ func (u *UI) events(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
-	store, poll, lifetime, done := u.store, u.opts.PollInterval, u.opts.StreamLifetime, u.done
+	store, poll, lifetime, done, wfURL := u.store, u.opts.PollInterval, u.opts.StreamLifetime, u.done, u.workflowURL
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		ctx, cancel := context.WithTimeout(context.Background(), lifetime)
 		defer cancel()
@@ -73,7 +74,7 @@ func (u *UI) events(c *fiber.Ctx) error {
 					finished++ // deleted since, or no longer visible: nothing more to follow
 					continue
 				}
-				ev := progressEvent{ID: op.ID, State: op.State, Step: op.Step, Percent: op.Percent, Message: op.Message, Error: op.Error, Finished: op.Finished()}
+				ev := progressEvent{ID: op.ID, State: op.State, Step: op.Step, Percent: op.Percent, Message: op.Message, Error: op.Error, Finished: op.Finished(), Workflow: wfURL(op)}
 				if prev, ok := last[id]; !ok || prev != ev {
 					b, _ := json.Marshal(ev)
 					fmt.Fprintf(w, "event: op\ndata: %s\n\n", b)

@@ -191,6 +191,11 @@ func TestGuide(t *testing.T) {
 	if step := b.text(fmt.Sprintf("[data-op-id='%d'] [data-op-step]", op.ID)); !strings.Contains(step, "zfs create") {
 		t.Fatalf("step at 40 %%: %q", step)
 	}
+	// The workflow became known while the page was open: its Temporal Web UI link appears live.
+	wantLink := fmt.Sprintf("http://127.0.0.1:8233/namespaces/default/workflows/volume-create-%d/run-1/history", vol.ID)
+	b.waitFor("the workflow link", 10*time.Second, func() bool {
+		return b.jsString(fmt.Sprintf(`var a = document.querySelector("[data-op-id='%d'] [data-op-workflow] a"); return a ? a.getAttribute('href') : ''`, op.ID)) == wantLink
+	})
 	b.screenshot("volume-progress-40")
 	b.waitFor("progress 100 %", 20*time.Second, func() bool { return pct() == "100%" })
 	if st := b.text(fmt.Sprintf("[data-op-id='%d'] [data-op-state]", op.ID)); st != "succeeded" {
@@ -207,7 +212,7 @@ func TestGuide(t *testing.T) {
 	b.both("volume-ready")
 	// The operations list shows it too, with the workflow's link into the Temporal Web UI.
 	b.open("/operations")
-	if href := b.jsString(fmt.Sprintf(`return document.querySelector("[data-op-id='%d'] a[target=_blank]").getAttribute('href')`, op.ID)); href != fmt.Sprintf("http://127.0.0.1:8233/namespaces/default/workflows/volume-create-%d/run-1/history", vol.ID) {
+	if href := b.jsString(fmt.Sprintf(`return document.querySelector("[data-op-id='%d'] a[target=_blank]").getAttribute('href')`, op.ID)); href != wantLink {
 		t.Fatalf("workflow link: %q", href)
 	}
 	b.both("operations")
@@ -228,7 +233,7 @@ func TestGuide(t *testing.T) {
 	finish(t, p, "group", group.ID, models.OpGroupCreate, models.Outcome{})
 	p.expectAlerts(b, admin, models.AlertGroupWithoutVersion, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
 	b.open("/groups")
-	b.click(fmt.Sprintf("a[href='/groups/%d/edit'] use[href='#i-properties']", group.ID))
+	b.click(fmt.Sprintf("a[href='/groups/%d/edit']:has(use[href='#i-properties'])", group.ID))
 	b.checkLabels("group properties")
 	b.click("#f-strict_versioning")
 	b.click("#f-lazy_locks")

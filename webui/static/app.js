@@ -49,6 +49,12 @@
       if (pct) pct.textContent = d.percent + "%";
       var msg = row.querySelector("[data-op-message]");
       if (msg) msg.textContent = d.error || d.message;
+      var wf = row.querySelector("[data-op-workflow]");
+      if (wf && d.workflow_url && !wf.querySelector("a")) {
+        var a = document.createElement("a");
+        a.href = d.workflow_url; a.target = "_blank"; a.rel = "noopener"; a.textContent = "Temporal";
+        wf.replaceChildren(a);
+      }
       row.setAttribute("data-done", d.finished ? "true" : "false");
     });
   });
