@@ -21,7 +21,6 @@ type world struct {
 
 const userPassword = "a password of ten+"
 
-
 func buildWorld(t *testing.T, p *panelT) *world {
 	t.Helper()
 	ctx := context.Background()
