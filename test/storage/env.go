@@ -387,3 +387,34 @@ func (e *Env) Prop(ds, prop string) string {
 	e.T.Helper()
 	return strings.TrimSpace(e.Guest("zfs", "get", "-Hp", "-o", "value", prop, ds))
 }
+
+// Network creates a client, a network with a tunnel, and its master server on the VM's
+// pool whose agent (number n) is started and reported healthy; it returns the ids.
+func (e *Env) Network(name string, n int) (networkID, serverID uint) {
+	e.T.Helper()
+	client := e.Must(http.StatusCreated, "POST", "/clients.json", map[string]any{"Name": name + " client"})
+	network := e.Must(http.StatusCreated, "POST", "/networks.json", map[string]any{"Name": name, "Client": ID(client, "id")})
+	networkID = ID(network, "id")
+	e.Must(http.StatusCreated, "POST", "/tunnels.json", map[string]any{"Alias": name + " tunnel", "network": networkID, "IP": "4.2.2.1"})
+	server := e.Must(http.StatusCreated, "POST", "/servers.json", map[string]any{"Name": name + "-master", "network": networkID, "IP": "192.168.1.10", "Pool": e.VM.Pool})
+	e.StartAgent(n, server["key"].(string))
+	e.WaitStats(name+"-master", "ONLINE")
+	var boot models.Operation
+	if err := e.DB.Where("kind = ? AND object_id = ?", models.OpServerBootstrap, ID(server, "id")).Order("id DESC").Take(&boot).Error; err != nil {
+		e.T.Fatal(err)
+	}
+	e.WaitOK(boot.ID)
+	return networkID, ID(server, "id")
+}
+
+// GuestNanos runs a shell command in the guest and returns how long it took there, in
+// nanoseconds (the exec channel's own overhead excluded).
+func (e *Env) GuestNanos(script string) int64 {
+	e.T.Helper()
+	out := e.Guest("sh", "-c", `s=$(date +%s%N); `+script+` >/dev/null; r=$?; f=$(date +%s%N); [ $r = 0 ] && echo $((f-s))`)
+	n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		e.T.Fatalf("guest timing of %q: %q", script, out)
+	}
+	return n
+}

@@ -1,0 +1,139 @@
+// Package storage benchmarks the storage operations end to end (API → Temporal →
+// panel worker → agent in a storage lab VM → zfs) against the bare zfs commands in the
+// same guest, and a burst of concurrent group publishes.
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 60m ./test/bench/storage/
+package storage
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
+	storagetest "github.com/clusterducks/clusterducks/test/storage"
+)
+
+func TestMain(m *testing.M) {
+	code := harness.RunWithPostgres(m)
+	harness.StopTemporal()
+	os.Exit(code)
+}
+
+const samples = 8
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// BenchmarkStorage reports, for volume create and group publish, the median end-to-end
+// time through the API next to the median time of the bare zfs command in the guest and
+// their ratio (the orchestration overhead); then 50 concurrent publishes across 5 groups.
+func BenchmarkStorage(b *testing.B) {
+	e := storagetest.Start(b)
+	nid, _ := e.Network("bench", 1)
+	pool := e.VM.Pool
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Volume create: API (202 → operation succeeded) vs `zfs create -s -V 1G`.
+		var api, bare []time.Duration
+		var volID uint
+		for k := 0; k < samples; k++ {
+			start := time.Now()
+			v := e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": nid, "Alias": fmt.Sprintf("bench %d-%d", i, k), "vol_size": 1})
+			e.WaitOK(storagetest.OpID(v))
+			api = append(api, time.Since(start))
+			volID = storagetest.ID(v, "id")
+			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchbare/v%d-%d", pool, i, k))))
+		}
+		report(b, "volume-create", api, bare)
+
+		// Group publish: API vs `zfs snapshot`.
+		g := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": fmt.Sprintf("bench %d", i), "VolumeID": volID})
+		e.WaitOK(storagetest.OpID(g))
+		gid := storagetest.ID(g, "id")
+		e.Guest("zfs", "create", "-p", "-s", "-V", "1073741824", fmt.Sprintf("%s/benchbare/g%d", pool, i))
+		api, bare = nil, nil
+		for k := 0; k < samples; k++ {
+			start := time.Now()
+			p := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
+			e.WaitOK(storagetest.OpID(p))
+			api = append(api, time.Since(start))
+			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %s/benchbare/g%d@v%d", pool, i, k+1))))
+		}
+		report(b, "group-publish", api, bare)
+
+		// 50 concurrent publishes across 5 groups.
+		var groups []uint
+		for k := 0; k < 5; k++ {
+			g := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": fmt.Sprintf("burst %d-%d", i, k), "VolumeID": volID})
+			e.WaitOK(storagetest.OpID(g))
+			groups = append(groups, storagetest.ID(g, "id"))
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		ops := make([]uint, 50)
+		for k := range ops {
+			wg.Go(func() {
+				status, p := e.Call("POST", fmt.Sprintf("/groups/%d/publish.json", groups[k%5]), nil)
+				if status != http.StatusAccepted {
+					b.Errorf("publish %d: %d %v", k, status, p)
+					return
+				}
+				ops[k] = storagetest.OpID(p)
+			})
+		}
+		wg.Wait()
+		accepted := time.Since(start)
+		for _, id := range ops {
+			if id != 0 {
+				e.WaitOK(id)
+			}
+		}
+		total := time.Since(start)
+		for _, gid := range groups {
+			var vs []models.GroupVersion
+			e.DB.Where("group_id = ? AND state = ? AND guid <> ''", gid, models.StateReady).Order("number").Find(&vs)
+			if len(vs) != 10 || vs[0].Number != 1 || vs[9].Number != 10 {
+				b.Errorf("group %d: %d ready versions with guids, want v1..v10", gid, len(vs))
+			}
+		}
+		b.ReportMetric(total.Seconds(), "burst50-s")
+		b.ReportMetric(50/total.Seconds(), "burst50-publish/s")
+		b.Logf("50 concurrent publishes across 5 groups: all accepted in %s, all done in %s (%.1f publishes/s)",
+			accepted.Round(time.Millisecond), total.Round(time.Millisecond), 50/total.Seconds())
+	}
+}
+
+func report(b *testing.B, name string, api, bare []time.Duration) {
+	ma, mb := median(api), median(bare)
+	ratio := float64(ma) / float64(mb)
+	b.ReportMetric(ma.Seconds()*1000, name+"-api-ms")
+	b.ReportMetric(mb.Seconds()*1000, name+"-zfs-ms")
+	b.ReportMetric(ratio, name+"-ratio")
+	b.Logf("%s: API end to end median %s (min %s, max %s) vs bare zfs in the guest median %s: ratio %.1f",
+		name, ma.Round(time.Millisecond), minOf(api).Round(time.Millisecond), maxOf(api).Round(time.Millisecond), mb.Round(time.Millisecond), ratio)
+}
+
+func minOf(d []time.Duration) time.Duration {
+	m := d[0]
+	for _, x := range d {
+		m = min(m, x)
+	}
+	return m
+}
+
+func maxOf(d []time.Duration) time.Duration {
+	m := d[0]
+	for _, x := range d {
+		m = max(m, x)
+	}
+	return m
+}
