@@ -367,8 +367,11 @@ func (s *Service) sanbootDevice(dev DeviceInfo, uuid, path, banner string) strin
 	return SanbootScript(banner, SANTarget{Portal: s.cfg.Portal, IQN: iqn}, s.cfg.RebootPause)
 }
 
-// export makes sure the target is there; adding the same target again is a no-op, so the
-// hot path pays one map lookup for a device already exported.
+// Export makes sure a target is there and records it for a restart; adding the same
+// target again is a no-op, so the hot path pays one map lookup for a device already
+// exported.
+func (s *Service) Export(iqn string, e Export, path string) error { return s.export(iqn, e, path) }
+
 func (s *Service) export(iqn string, e Export, path string) error {
 	if err := s.cfg.Target.AddTarget(TargetConfig(iqn, path, e.UUID, false)); err != nil {
 		return err

@@ -1,0 +1,65 @@
+package panel
+
+import (
+	"context"
+
+	"github.com/clusterducks/clusterducks/models"
+)
+
+// DevicePlanInput names a device and the servers its provisioning touches.
+type DevicePlanInput struct {
+	DeviceID    uint
+	ServerID    uint // where the new clone goes
+	OldServerID uint // where the old clone is (0: none)
+}
+
+// DevicePlanResult is what the device workflow needs from the database: the device's
+// network and UUID (its targets' ACL) and the servers' pools.
+type DevicePlanResult struct {
+	NetworkID uint
+	UUID      string
+	Pool      string
+	OldPool   string
+}
+
+// DevicePlan reads the device and the servers' pools. Read-only.
+func (a *Activities) DevicePlan(ctx context.Context, in DevicePlanInput) (*DevicePlanResult, error) {
+	var d models.Device
+	if err := a.DB.WithContext(ctx).Take(&d, in.DeviceID).Error; err != nil {
+		return nil, err
+	}
+	res := &DevicePlanResult{NetworkID: d.NetworkID, UUID: d.UUID}
+	var srv models.Server
+	if err := a.DB.WithContext(ctx).Where("id = ? AND network_id = ?", in.ServerID, d.NetworkID).Take(&srv).Error; err != nil {
+		return nil, err
+	}
+	res.Pool = srv.Pool
+	if in.OldServerID != 0 {
+		var old models.Server
+		if err := a.DB.WithContext(ctx).Where("id = ? AND network_id = ?", in.OldServerID, d.NetworkID).Take(&old).Error; err == nil {
+			res.OldPool = old.Pool
+		}
+	}
+	return res, nil
+}
+
+// RecordCloneInput is a device's new clone: version Version of GroupID on ServerID.
+type RecordCloneInput struct {
+	NetworkID uint
+	DeviceID  uint
+	GroupID   uint
+	Version   int
+	ServerID  uint
+}
+
+// RecordCloneResult is empty.
+type RecordCloneResult struct{}
+
+// RecordClone stores the device's clone version and server. Repeating it changes nothing.
+func (a *Activities) RecordClone(ctx context.Context, in RecordCloneInput) (*RecordCloneResult, error) {
+	v, err := models.VersionByNumber(ctx, a.DB, in.GroupID, in.Version)
+	if err != nil {
+		return nil, err
+	}
+	return &RecordCloneResult{}, models.RecordClone(ctx, a.DB, in.NetworkID, in.DeviceID, v.ID, in.ServerID)
+}

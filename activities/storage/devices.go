@@ -1,0 +1,156 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+)
+
+// Devices are the agent's activities of the boot path: cloning a device's disk from a
+// group version and exporting or unexporting targets on the agent's own iSCSI target.
+// One value per agent; the methods are safe to repeat.
+type Devices struct {
+	ZFS *zfs.ZFS
+	// Exports is the agent's boot service: it owns the iSCSI target and records what is
+	// exported for a restart.
+	Exports Exporter
+	// DevRoot is where zvols appear as block devices (default /dev/zvol).
+	DevRoot string
+	// NodeWait bounds the wait for a new zvol's device node (udev), default 60 s.
+	NodeWait time.Duration
+}
+
+// Exporter adds and removes the agent's targets (boot.Service).
+type Exporter interface {
+	Export(iqn string, e boot.Export, path string) error
+	Unexport(iqn string) error
+}
+
+func (d *Devices) devRoot() string {
+	if d.DevRoot != "" {
+		return d.DevRoot
+	}
+	return "/dev/zvol"
+}
+
+// zvolPath is the block device of a zvol dataset.
+func (d *Devices) zvolPath(dataset string) string { return d.devRoot() + "/" + dataset }
+
+// CloneDeviceInput clones group GroupID's version Version into device DeviceID's disk.
+type CloneDeviceInput struct {
+	Pool     string
+	GroupID  uint
+	Version  int
+	DeviceID uint
+}
+
+// CloneDeviceResult names the device's disk, its origin and its block device.
+type CloneDeviceResult struct {
+	Dataset string
+	Origin  string
+	Path    string
+	Created bool
+}
+
+// CloneDevice clones <pool>/iscsi/groups/<g>@v<N> into <pool>/iscsi/devices/<d> and waits
+// for its block device. A disk an earlier attempt cloned from the same version is success;
+// a disk from another version is ErrExists (the workflow trashes it first).
+func (d *Devices) CloneDevice(ctx context.Context, in CloneDeviceInput) (*CloneDeviceResult, error) {
+	res := &CloneDeviceResult{Dataset: DeviceDataset(in.Pool, in.DeviceID),
+		Origin: GroupDataset(in.Pool, in.GroupID) + "@" + VersionSnapshot(in.Version)}
+	res.Path = d.zvolPath(res.Dataset)
+	created, err := d.ZFS.Clone(res.Origin, res.Dataset)
+	if err != nil {
+		return nil, activities.Wrap(fmt.Errorf("clone device %d: %w", in.DeviceID, err))
+	}
+	res.Created = created
+	if err := d.waitNode(ctx, res.Path); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// waitNode waits until udev has made the zvol's device node.
+func (d *Devices) waitNode(ctx context.Context, path string) error {
+	wait := d.NodeWait
+	if wait <= 0 {
+		wait = time.Minute
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within %s", path, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// ExportInput exports a disk as a target admitting one device's initiator.
+type ExportInput struct {
+	Kind      string // device, group, volume
+	ID        uint
+	NetworkID uint
+	UUID      string
+	Pool      string
+}
+
+// ExportResult names the target.
+type ExportResult struct {
+	IQN  string
+	Path string
+}
+
+func (d *Devices) target(in ExportInput) (iqn, dataset string, err error) {
+	switch in.Kind {
+	case "device":
+		return boot.DeviceIQN(in.NetworkID, in.ID), DeviceDataset(in.Pool, in.ID), nil
+	case "group":
+		return boot.GroupHeadIQN(in.NetworkID, in.ID), GroupDataset(in.Pool, in.ID), nil
+	case "volume":
+		return boot.VolumeIQN(in.NetworkID, in.ID), VolumeDataset(in.Pool, in.ID), nil
+	}
+	return "", "", errors.New("export: kind must be device, group or volume")
+}
+
+// ExportTarget exports the disk on this agent's target (read-write, ACL = the device's
+// iPXE initiator name). Exporting it again is a no-op.
+func (d *Devices) ExportTarget(ctx context.Context, in ExportInput) (*ExportResult, error) {
+	iqn, ds, err := d.target(in)
+	if err != nil {
+		return nil, err
+	}
+	res := &ExportResult{IQN: iqn, Path: d.zvolPath(ds)}
+	if err := d.waitNode(ctx, res.Path); err != nil {
+		return nil, err
+	}
+	if err := d.Exports.Export(iqn, boot.Export{Kind: in.Kind, ID: in.ID, NetworkID: in.NetworkID, UUID: in.UUID}, res.Path); err != nil {
+		return nil, fmt.Errorf("export %s: %w", iqn, err)
+	}
+	return res, nil
+}
+
+// UnexportTarget removes the disk's target (ending its sessions); a target that is not
+// exported is success.
+func (d *Devices) UnexportTarget(ctx context.Context, in ExportInput) (*ExportResult, error) {
+	iqn, ds, err := d.target(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Exports.Unexport(iqn); err != nil {
+		return nil, fmt.Errorf("unexport %s: %w", iqn, err)
+	}
+	return &ExportResult{IQN: iqn, Path: d.zvolPath(ds)}, nil
+}

@@ -1,0 +1,154 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"go.temporal.io/sdk/workflow"
+)
+
+// da is the receiver of the agent's boot-path activities for type-safe calls.
+var da *storage.Devices
+
+// DeviceClone is what a device's disk is: a clone of group GroupID's v<Version> on ServerID.
+type DeviceClone struct {
+	GroupID  uint
+	Version  int
+	ServerID uint
+}
+
+// DeviceInput starts (or continues) a device's entity workflow.
+type DeviceInput struct {
+	DeviceID uint
+	// Clone is the disk as the previous run left it (continue-as-new); zero at first start.
+	Clone DeviceClone
+}
+
+// DeviceResult is the device's disk when the workflow ends (idle).
+type DeviceResult struct {
+	Clone DeviceClone
+}
+
+// Device limits: an entity workflow ends after deviceIdle without work (the next boot
+// that needs work starts it again) and continues as new after deviceUpdates updates, so
+// its history stays small.
+const (
+	deviceIdle    = time.Hour
+	deviceUpdates = 200
+)
+
+// Device is the entity workflow device-<id>. Its "provision" update (from the agent's boot
+// path, with update-with-start) makes the device's disk a clone of a group version on a
+// server, exported to the device; updates are handled one at a time, and a version the
+// disk already is returns at once: exactly once per (device, version). Reprovisioning
+// unexports the old disk and renames it into the erator (restorable) before the clone.
+func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
+	st := in.Clone
+	mu := workflow.NewMutex(ctx)
+	handled := 0
+	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateProvision,
+		func(ctx workflow.Context, r boot.ProvisionRequest) (DeviceClone, error) {
+			if err := mu.Lock(ctx); err != nil {
+				return st, err
+			}
+			defer mu.Unlock()
+			handled++
+			want := DeviceClone{GroupID: r.GroupID, Version: r.Version, ServerID: r.ServerID}
+			if st == want {
+				return st, nil
+			}
+			old := st
+			if old.ServerID == 0 && r.Reprovision {
+				old.ServerID = r.OldServerID
+			}
+			if err := provisionDevice(ctx, in.DeviceID, old.ServerID, r); err != nil {
+				return st, err
+			}
+			st = want
+			return st, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(r boot.ProvisionRequest) error {
+			if r.DeviceID != in.DeviceID || r.ServerID == 0 || r.GroupID == 0 || r.Version <= 0 {
+				return fmt.Errorf("provision: device %d, server %d, group %d, version %d: invalid for device %d",
+					r.DeviceID, r.ServerID, r.GroupID, r.Version, in.DeviceID)
+			}
+			return nil
+		}})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		before := handled
+		more, err := workflow.AwaitWithTimeout(ctx, deviceIdle, func() bool { return handled >= deviceUpdates })
+		if err != nil {
+			return nil, err
+		}
+		if more {
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return nil, err
+			}
+			return nil, workflow.NewContinueAsNewError(ctx, Device, DeviceInput{DeviceID: in.DeviceID, Clone: st})
+		}
+		if handled == before && workflow.AllHandlersFinished(ctx) {
+			return &DeviceResult{Clone: st}, nil
+		}
+	}
+}
+
+// provisionDevice does one (re)provisioning: old disk out (unexport, erator), new clone in
+// (clone, export), then the panel's record.
+func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r boot.ProvisionRequest) error {
+	var plan panel.DevicePlanResult
+	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan,
+		panel.DevicePlanInput{DeviceID: deviceID, ServerID: r.ServerID, OldServerID: oldServer}).Get(ctx, &plan); err != nil {
+		return fmt.Errorf("device %d: %w", deviceID, err)
+	}
+	uuid := plan.UUID
+	if uuid == "" {
+		uuid = r.UUID
+	}
+	target := func(pool string) storage.ExportInput {
+		return storage.ExportInput{Kind: "device", ID: deviceID, NetworkID: plan.NetworkID, UUID: uuid, Pool: pool}
+	}
+	trash := func(serverID uint, pool string) error {
+		if err := workflow.ExecuteActivity(serverCtx(ctx, serverID), da.UnexportTarget, target(pool)).Get(ctx, nil); err != nil {
+			return fmt.Errorf("unexport the old disk: %w", err)
+		}
+		in := storage.TrashInput{Pool: pool, Dataset: storage.DeviceDataset(pool, deviceID), Kind: "device", ID: deviceID,
+			Unix: workflow.Now(ctx).Unix()}
+		if err := workflow.ExecuteActivity(serverCtx(ctx, serverID), sa.Trash, in).Get(ctx, nil); err != nil {
+			return fmt.Errorf("move the old disk to the erator: %w", err)
+		}
+		return nil
+	}
+	if oldServer != 0 && plan.OldPool != "" {
+		if err := trash(oldServer, plan.OldPool); err != nil {
+			return err
+		}
+	}
+	clone := storage.CloneDeviceInput{Pool: plan.Pool, GroupID: r.GroupID, Version: r.Version, DeviceID: deviceID}
+	err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.CloneDevice, clone).Get(ctx, nil)
+	if activities.IsType(err, activities.TypeExists) {
+		// A disk the panel did not know of (made by hand, or a record lost): keep it in
+		// the erator and clone again.
+		if err = trash(r.ServerID, plan.Pool); err == nil {
+			err = workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.CloneDevice, clone).Get(ctx, nil)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("clone v%d for device %d: %w", r.Version, deviceID, err)
+	}
+	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.ExportTarget, target(plan.Pool)).Get(ctx, nil); err != nil {
+		return fmt.Errorf("export device %d: %w", deviceID, err)
+	}
+	rec := panel.RecordCloneInput{NetworkID: plan.NetworkID, DeviceID: deviceID, GroupID: r.GroupID, Version: r.Version, ServerID: r.ServerID}
+	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordClone, rec).Get(ctx, nil); err != nil {
+		return errors.Join(fmt.Errorf("record device %d's clone", deviceID), err)
+	}
+	return nil
+}

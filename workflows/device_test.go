@@ -1,0 +1,206 @@
+package workflows
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/stretchr/testify/mock"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// deviceSuite runs the device workflow with every activity recorded in call order.
+type deviceSuite struct {
+	env   *testsuite.TestWorkflowEnvironment
+	calls []string
+}
+
+func newDeviceSuite(t *testing.T) *deviceSuite {
+	var ts testsuite.WorkflowTestSuite
+	ts.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	s := &deviceSuite{env: ts.NewTestWorkflowEnvironment()}
+	s.env.RegisterActivity(&panel.Activities{})
+	s.env.RegisterActivity(&storage.Activities{})
+	s.env.RegisterActivity(&storage.Devices{})
+	Register(s.env)
+	s.env.OnActivity(pa.DevicePlan, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.DevicePlanInput) (*panel.DevicePlanResult, error) {
+			s.calls = append(s.calls, "plan")
+			res := &panel.DevicePlanResult{NetworkID: 1, UUID: "u", Pool: "tank"}
+			if in.OldServerID != 0 {
+				res.OldPool = "old"
+			}
+			return res, nil
+		}).Maybe()
+	s.env.OnActivity(pa.RecordClone, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordCloneInput) (*panel.RecordCloneResult, error) {
+			s.calls = append(s.calls, "record v"+itoa(in.Version))
+			return &panel.RecordCloneResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(da.UnexportTarget, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.ExportInput) (*storage.ExportResult, error) {
+			s.calls = append(s.calls, "unexport "+in.Pool)
+			return &storage.ExportResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(sa.Trash, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.TrashInput) (*storage.TrashResult, error) {
+			s.calls = append(s.calls, "trash "+in.Dataset)
+			return &storage.TrashResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(da.ExportTarget, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.ExportInput) (*storage.ExportResult, error) {
+			s.calls = append(s.calls, "export "+in.Pool)
+			return &storage.ExportResult{}, nil
+		}).Maybe()
+	return s
+}
+
+func itoa(n int) string { return string(rune('0' + n)) }
+
+func (s *deviceSuite) onClone(fn func(storage.CloneDeviceInput) error) {
+	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
+			s.calls = append(s.calls, "clone v"+itoa(in.Version))
+			if err := fn(in); err != nil {
+				return nil, err
+			}
+			return &storage.CloneDeviceResult{}, nil
+		})
+}
+
+// update sends a provision update after delay and records its outcome.
+func (s *deviceSuite) update(t *testing.T, delay time.Duration, id string, r boot.ProvisionRequest, got *DeviceClone, gotErr *error) {
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(UpdateProvision, id, &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { *gotErr = err },
+			OnComplete: func(v any, err error) {
+				if err != nil {
+					*gotErr = err
+					return
+				}
+				*got = v.(DeviceClone)
+			},
+		}, r)
+	}, delay)
+}
+
+func req(version int, server uint) boot.ProvisionRequest {
+	return boot.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 3, ServerID: server, Version: version, UUID: "u"}
+}
+
+func TestDeviceProvisionsOncePerVersion(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var first, second, third DeviceClone
+	var e1, e2, e3 error
+	s.update(t, time.Second, "a", req(1, 1), &first, &e1)
+	s.update(t, 2*time.Second, "b", req(1, 1), &second, &e2) // the same version again: no work
+	r2 := req(2, 1)
+	r2.Reprovision, r2.OldServerID = true, 1
+	s.update(t, 3*time.Second, "c", r2, &third, &e3)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if e1 != nil || e2 != nil || e3 != nil {
+		t.Fatalf("updates failed: %v %v %v", e1, e2, e3)
+	}
+	if first != (DeviceClone{3, 1, 1}) || second != first || third != (DeviceClone{3, 2, 1}) {
+		t.Fatalf("clones: %+v %+v %+v", first, second, third)
+	}
+	want := []string{"plan", "clone v1", "export tank", "record v1",
+		"plan", "unexport old", "trash old/iscsi/devices/7", "clone v2", "export tank", "record v2"}
+	if len(s.calls) != len(want) {
+		t.Fatalf("calls %q, want %q", s.calls, want)
+	}
+	for i := range want {
+		if s.calls[i] != want[i] {
+			t.Fatalf("calls %q, want %q", s.calls, want)
+		}
+	}
+	var res DeviceResult
+	if err := s.env.GetWorkflowResult(&res); err != nil || res.Clone != third {
+		t.Fatalf("result %+v %v", res, err)
+	}
+}
+
+func TestDeviceUnknownDiskGoesToErator(t *testing.T) {
+	s := newDeviceSuite(t)
+	n := 0
+	s.onClone(func(storage.CloneDeviceInput) error {
+		n++
+		if n == 1 {
+			return activities.Wrap(activities.ErrExists)
+		}
+		return nil
+	})
+	var got DeviceClone
+	var err error
+	s.update(t, time.Second, "a", req(1, 2), &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err != nil || got != (DeviceClone{3, 1, 2}) {
+		t.Fatalf("update: %+v %v", got, err)
+	}
+	want := "plan,clone v1,unexport tank,trash tank/iscsi/devices/7,clone v1,export tank,record v1"
+	if j := join(s.calls); j != want {
+		t.Fatalf("calls %s\nwant  %s", j, want)
+	}
+}
+
+func TestDeviceCloneFailureFailsTheUpdateOnly(t *testing.T) {
+	s := newDeviceSuite(t)
+	fail := true
+	s.onClone(func(storage.CloneDeviceInput) error {
+		if fail {
+			fail = false
+			return activities.Wrap(activities.ErrDatasetNotFound) // the version is not on this server
+		}
+		return nil
+	})
+	var got1, got2 DeviceClone
+	var err1, err2 error
+	s.update(t, time.Second, "a", req(4, 1), &got1, &err1)
+	s.update(t, 2*time.Second, "b", req(4, 1), &got2, &err2)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatalf("the workflow must outlive a failed update: %v", err)
+	}
+	if err1 == nil {
+		t.Fatalf("first update: %v", err1)
+	}
+	if err2 != nil || got2 != (DeviceClone{3, 4, 1}) {
+		t.Fatalf("retry: %+v %v", got2, err2)
+	}
+}
+
+func TestDeviceRejectsAnotherDevice(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var got DeviceClone
+	var err error
+	r := req(1, 1)
+	r.DeviceID = 8
+	s.update(t, time.Second, "a", r, &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err == nil || len(s.calls) != 0 {
+		t.Fatalf("a request for device 8 reached device 7's workflow: %v %v", err, s.calls)
+	}
+}
+
+func join(ss []string) string {
+	out := ""
+	for i, s := range ss {
+		if i > 0 {
+			out += ","
+		}
+		out += s
+	}
+	return out
+}
