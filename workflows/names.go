@@ -56,3 +56,10 @@ func GroupPublishID(groupID uint, n int) string {
 
 // EratorPurgeID is the id of a purge of a server's erator (one at a time per server).
 func EratorPurgeID(serverID uint) string { return fmt.Sprintf("erator-purge-%d", serverID) }
+
+// DeviceWorkflowID is the id of a device's entity workflow, which serialises its
+// provisioning and reprovisioning (one per device).
+func DeviceWorkflowID(deviceID uint) string { return fmt.Sprintf("device-%d", deviceID) }
+
+// UpdateProvision is the device workflow's update that provisions a version on a server.
+const UpdateProvision = "provision"

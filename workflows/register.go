@@ -13,4 +13,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(GroupPublish)
 	r.RegisterWorkflow(EratorPurge)
 	r.RegisterWorkflow(Restore)
+	r.RegisterWorkflow(Device)
 }
