@@ -20,6 +20,7 @@ type rc struct {
 	s    *models.Store
 	ui   *UI
 	nets map[uint]models.Network
+	comp map[uint]map[uint]models.Compliance // group id → device id → compliance
 }
 
 func (u *UI) rc(c *fiber.Ctx) *rc {
@@ -144,6 +145,7 @@ type resource struct {
 	del       func(r *rc, id uint) (*models.Created, error)
 	details   func(r *rc, obj any) []detail
 	sections  func(r *rc, obj any) []section
+	forms     func(r *rc, obj any) []*formView // small forms on the object's page
 }
 
 type listView struct {
@@ -175,6 +177,7 @@ type showView struct {
 	Details  []detail
 	Actions  []action
 	Sections []section
+	Forms    []*formView
 	Ops      []opView
 	Secret   string
 }
@@ -184,7 +187,7 @@ func (u *UI) mountResource(r routes, res *resource) {
 	r.get(base, u.h(func(c *fiber.Ctx) error { return u.list(c, res) }))
 	r.get(base+"/new", u.h(func(c *fiber.Ctx) error { return u.newForm(c, res) }))
 	r.post(base, u.h(func(c *fiber.Ctx) error { return u.create(c, res) }))
-	r.get(base+"/:id", u.h(func(c *fiber.Ctx) error { return u.show(c, res, "") }))
+	r.get(base+"/:id", u.h(func(c *fiber.Ctx) error { return u.show(c, res, 0, "", nil) }))
 	r.get(base+"/:id/edit", u.h(func(c *fiber.Ctx) error { return u.editForm(c, res) }))
 	r.post(base+"/:id", u.h(func(c *fiber.Ctx) error { return u.update(c, res) }))
 	r.post(base+"/:id/delete", u.h(func(c *fiber.Ctx) error { return u.delete(c, res) }))
@@ -308,7 +311,7 @@ func (u *UI) create(c *fiber.Ctx, res *resource) error {
 	id := res.id(created.Object)
 	if created.Secret != "" {
 		// The key exists nowhere else in clear: show the object's page with it, once.
-		return u.show(c.Status(fiber.StatusCreated), res, created.Secret, id)
+		return u.show(c.Status(fiber.StatusCreated), res, id, created.Secret, nil)
 	}
 	notice := "created"
 	if created.Operation != nil {
@@ -356,12 +359,18 @@ func (u *UI) delete(c *fiber.Ctx, res *resource) error {
 	return c.Redirect("/"+res.Name+"?notice=deleted", fiber.StatusSeeOther)
 }
 
-func (u *UI) show(c *fiber.Ctx, res *resource, secret string, ids ...uint) error {
+// formErr is a refused submit of one of an object page's small forms.
+type formErr struct {
+	ID     string
+	Values url.Values
+	Err    error
+}
+
+// show renders an object's page: id 0 reads it from the path; secret is a key shown once;
+// fe puts a refused small form's error (and what was typed) back on the page.
+func (u *UI) show(c *fiber.Ctx, res *resource, id uint, secret string, fe *formErr) error {
 	r := u.rc(c)
-	var id uint
-	if len(ids) > 0 {
-		id = ids[0]
-	} else {
+	if id == 0 {
 		var err error
 		if id, err = idParam(c); err != nil {
 			return err
@@ -377,6 +386,27 @@ func (u *UI) show(c *fiber.Ctx, res *resource, secret string, ids ...uint) error
 	}
 	if res.sections != nil {
 		v.Sections = res.sections(r, obj)
+	}
+	if res.forms != nil {
+		v.Forms = res.forms(r, obj)
+	}
+	if fe != nil {
+		code, body := api.Status(fe.Err)
+		if code >= 500 {
+			return fe.Err
+		}
+		shown := false
+		for _, f := range v.Forms {
+			if f.ID == fe.ID {
+				f.fill(fe.Values)
+				f.setError(body)
+				shown = true
+			}
+		}
+		if !shown {
+			return fe.Err
+		}
+		c.Status(code)
 	}
 	if res.Object != "" {
 		ops, err := r.s.ObjectOperations(r.ctx, r.a, res.Object, id, 10)

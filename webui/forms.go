@@ -38,6 +38,7 @@ func (f field) Checked() bool { return f.Value == "true" }
 
 // formView is a form with its fields and, after a refused submit, the error.
 type formView struct {
+	ID      string // prefix of the element ids, for a second form on a page ("" for the main one)
 	Heading string
 	Action  string
 	Submit  string

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
@@ -302,27 +303,60 @@ func (u *UI) rotateKey(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	for _, res := range resources() {
-		if res.Name == "servers" {
-			return u.show(c, res, key, id)
-		}
-	}
-	return nil
+	return u.show(c, resourceNamed("servers"), id, key, nil)
 }
 
-// publish queues the group's next version (models.Store.PublishGroup) and follows its progress on the group's page.
-func (u *UI) publish(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
+func resourceNamed(name string) *resource {
+	for _, res := range resources() {
+		if res.Name == name {
+			return res
+		}
+	}
+	panic("no resource " + name)
+}
+
+// groupForm handles one of a group page's small forms (publish, assign, maintenance): the
+// models call gets the decoded form; a refusal shows the form again with its error.
+func (u *UI) groupForm(formID string, do func(r *rc, id uint, v url.Values) error) func(c *fiber.Ctx) error {
+	return func(c *fiber.Ctx) error {
+		r := u.rc(c)
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		v := formValues(c)
+		if err := do(r, id, v); err != nil {
+			return u.show(c, resourceNamed("groups"), id, "", &formErr{ID: formID, Values: v, Err: err})
+		}
+		return c.Redirect(fmt.Sprintf("/groups/%d?notice=%s", id, strings.TrimSuffix(formID, "-")), fiber.StatusSeeOther)
+	}
+}
+
+// publish queues the group's next version (models.Store.PublishGroup); its progress shows on the group's page.
+func (u *UI) publish(r *rc, id uint, v url.Values) error {
+	in, err := decode[models.PublishInput](v, []field{{Name: "note", OmitEmpty: true}})
+	if err == nil {
+		_, err = u.store.PublishGroup(r.ctx, r.a, id, in)
+	}
+	return err
+}
+
+// assign pins the version the group's devices boot (models.Store.AssignVersion; 0 follows the newest).
+func (u *UI) assign(r *rc, id uint, v url.Values) error {
+	in, err := decode[models.AssignInput](v, nil)
+	if err == nil {
+		_, err = u.store.AssignVersion(r.ctx, r.a, id, in)
+	}
+	return err
+}
+
+// maintenance turns the group's maintenance on for a device, or off (models.Store.SetMaintenance).
+func (u *UI) maintenance(on bool) func(r *rc, id uint, v url.Values) error {
+	return func(r *rc, id uint, v url.Values) error {
+		in, err := decode[models.MaintenanceInput](v, nil)
+		if err == nil {
+			_, err = u.store.SetMaintenance(r.ctx, r.a, id, on, in)
+		}
 		return err
 	}
-	in, err := decode[models.PublishInput](formValues(c), []field{{Name: "note", OmitEmpty: true}})
-	if err != nil {
-		return err
-	}
-	if _, err := u.store.PublishGroup(r.ctx, r.a, id, in); err != nil {
-		return err
-	}
-	return c.Redirect(fmt.Sprintf("/groups/%d?notice=queued", id), fiber.StatusSeeOther)
 }

@@ -508,6 +508,24 @@ func (r *rc) versions(groupID uint) []models.GroupVersion {
 	return vs
 }
 
+// assigned is the version a group's devices boot: pinned, or the newest ready one.
+func (r *rc) assigned(g *models.Group) string {
+	var ready []models.GroupVersion
+	for _, v := range r.versions(g.ID) {
+		if v.State == models.StateReady {
+			ready = append(ready, v)
+		}
+	}
+	v := models.AssignedVersion(g, ready)
+	switch {
+	case v == nil:
+		return "—"
+	case g.AssignedVersionID != nil:
+		return "v" + itoa(v.Number) + " (pinned)"
+	}
+	return "v" + itoa(v.Number) + " (newest)"
+}
+
 func versionNumber(vs []models.GroupVersion, id *uint) string {
 	if id == nil {
 		return "—"
@@ -533,16 +551,8 @@ func groupsRes() *resource {
 			g := o.(*models.Group)
 			vid := g.VolumeID
 			return []cell{{Text: g.Name, Link: fmt.Sprintf("/groups/%d", g.ID)}, r.netCell(g.NetworkID), r.objName("volumes", &vid),
-				{Text: yesNo(g.StrictVersioning)}, {Text: yesNo(g.LazyLocks)}, {Text: versionNumber(r.versions(g.ID), g.AssignedVersionID)},
+				{Text: yesNo(g.StrictVersioning)}, {Text: yesNo(g.LazyLocks)}, {Text: r.assigned(g)},
 				{Text: yesNo(g.Maintenance)}, stateBadge(g.State)}
-		},
-		actions: func(r *rc, o any) []action {
-			g := o.(*models.Group)
-			if g.State != models.StateReady {
-				return nil
-			}
-			return []action{{Label: "Publish the next version of " + g.Name, Icon: "publish", Post: fmt.Sprintf("/groups/%d/publish", g.ID),
-				Confirm: fmt.Sprintf("Publish the head of group %q as its next version?", g.Name)}}
 		},
 		fields: func(r *rc, o any) []field {
 			if o == nil {
@@ -556,19 +566,40 @@ func groupsRes() *resource {
 				}
 			}
 			g := o.(*models.Group)
-			vopts := []option{{Value: "", Label: "— keep —"}}
-			for _, v := range r.versions(g.ID) {
-				if v.State == models.StateReady {
-					vopts = append(vopts, option{Value: itoa(v.Number), Label: "v" + itoa(v.Number) + " " + v.Note})
-				}
-			}
 			return []field{
 				{Name: "name", Label: "Name", Type: "text", Value: g.Name, Required: true},
 				{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: btoa(g.StrictVersioning), Help: "Devices boot the assigned version only."},
 				{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: btoa(g.LazyLocks), Help: "Unlocked devices are not reprovisioned under Strict Versioning."},
-				{Name: "assigned_version", Label: "Assigned version", Type: "select", OmitEmpty: true, Options: vopts, Disabled: len(vopts) == 1,
-					Help: "Currently " + versionNumber(r.versions(g.ID), g.AssignedVersionID) + ". Only published versions can be assigned."},
 			}
+		},
+		forms: func(r *rc, o any) []*formView {
+			g := o.(*models.Group)
+			var forms []*formView
+			if g.State == models.StateReady {
+				forms = append(forms, &formView{ID: "published-", Heading: "Publish", Action: fmt.Sprintf("/groups/%d/publish", g.ID), Submit: "Publish the next version",
+					Fields: []field{{Name: "note", Label: "Note", Type: "text", OmitEmpty: true, Help: "What changed in this version (optional)."}}})
+			}
+			vopts := []option{{Value: "0", Label: "Follow the newest version"}}
+			for _, v := range r.versions(g.ID) {
+				if v.State == models.StateReady {
+					vopts = append(vopts, option{Value: itoa(v.Number), Label: strings.TrimSpace("v" + itoa(v.Number) + " " + v.Note)})
+				}
+			}
+			cur := "0"
+			if g.AssignedVersionID != nil {
+				cur = strings.TrimPrefix(versionNumber(r.versions(g.ID), g.AssignedVersionID), "v")
+			}
+			forms = append(forms, &formView{ID: "assigned-", Heading: "Assigned version", Action: fmt.Sprintf("/groups/%d/assign", g.ID), Submit: "Assign",
+				Fields: []field{{Name: "version", Label: "Version devices boot", Type: "select", Value: cur, Options: vopts,
+					Help: "With Strict Versioning, devices boot this version only."}}})
+			if g.Maintenance {
+				forms = append(forms, &formView{ID: "maintenance-", Heading: "Maintenance", Action: fmt.Sprintf("/groups/%d/maintenance/off", g.ID), Submit: "End maintenance"})
+			} else {
+				devs := refOptions(r, g.NetworkID, "— choose a device —", func(d *models.Device) string { return orDash(d.Name) + " (" + d.MAC + ")" }, func(d *models.Device) uint { return d.ID })
+				forms = append(forms, &formView{ID: "maintenance-", Heading: "Maintenance", Action: fmt.Sprintf("/groups/%d/maintenance", g.ID), Submit: "Start maintenance",
+					Fields: []field{{Name: "device_id", Label: "Device that boots the group head read-write", Type: "select", Options: devs, Required: true}}})
+			}
+			return forms
 		},
 		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
 			in, err := decode[models.GroupInput](v, fs)
@@ -595,7 +626,7 @@ func groupsRes() *resource {
 			}
 			return []detail{{Label: "Name", Value: g.Name}, {Label: "Network", Value: r.netName(g.NetworkID), Link: fmt.Sprintf("/networks/%d", g.NetworkID)},
 				{Label: "Volume", Value: vol.Text, Link: vol.Link}, {Label: "Strict Versioning", Value: yesNo(g.StrictVersioning)},
-				{Label: "Lazy Locks", Value: yesNo(g.LazyLocks)}, {Label: "Assigned version", Value: versionNumber(r.versions(g.ID), g.AssignedVersionID)},
+				{Label: "Lazy Locks", Value: yesNo(g.LazyLocks)}, {Label: "Assigned version", Value: r.assigned(g)},
 				{Label: "Maintenance", Value: maint}, {Label: "State", Value: g.State, Badge: g.State}}
 		},
 		sections: func(r *rc, o any) []section {
@@ -627,39 +658,57 @@ func (r *rc) volumeOptions() []option {
 	return opts
 }
 
-// compliance says whether a device boots what its group assigns.
-func compliance(d *models.Device, g *models.Group) cell {
-	switch {
-	case g == nil:
-		return cell{Text: "no group", Badge: "pending"}
-	case g.AssignedVersionID == nil:
-		return cell{Text: "no assigned version", Badge: "pending"}
-	case d.BootedVersionID == nil:
-		return cell{Text: "not booted yet", Badge: "pending"}
-	case *d.BootedVersionID == *g.AssignedVersionID:
-		return cell{Text: "compliant", Badge: "ok"}
-	case !d.Locked && g.LazyLocks:
-		return cell{Text: "out of date (unlocked, lazy locks)", Badge: "pending"}
+// compliance is a device's standing in its group, from models.Store.GroupCompliance (the
+// boot path's own rule), read once per group per request.
+func (r *rc) compliance(d *models.Device) (models.Compliance, bool) {
+	if d.GroupID == nil {
+		return models.Compliance{}, false
 	}
-	return cell{Text: "out of date", Badge: "bad"}
+	if r.comp == nil {
+		r.comp = map[uint]map[uint]models.Compliance{}
+	}
+	rows, ok := r.comp[*d.GroupID]
+	if !ok {
+		rows = map[uint]models.Compliance{}
+		list, err := r.s.GroupCompliance(r.ctx, r.a, *d.GroupID)
+		if err == nil {
+			for _, c := range list {
+				rows[c.DeviceID] = c
+			}
+		}
+		r.comp[*d.GroupID] = rows
+	}
+	c, ok := rows[d.ID]
+	return c, ok
+}
+
+func vText(n int) string {
+	if n == 0 {
+		return "—"
+	}
+	return "v" + itoa(n)
+}
+
+func complianceCell(c models.Compliance, ok bool) cell {
+	switch {
+	case !ok:
+		return cell{Text: "no group", Badge: "pending"}
+	case c.Assigned == 0:
+		return cell{Text: "no version yet", Badge: "pending"}
+	case c.Clone == 0 && c.Booted == 0:
+		return cell{Text: "not booted yet", Badge: "pending"} // it gets its clone at first boot
+	case !c.Compliant:
+		return cell{Text: "out of date", Badge: "bad"}
+	}
+	return cell{Text: "compliant", Badge: "ok"}
 }
 
 func devicesRes() *resource {
 	list, get := owned[models.Device]("device")
-	group := func(r *rc, d *models.Device) (*models.Group, []models.GroupVersion) {
-		if d.GroupID == nil {
-			return nil, nil
-		}
-		g, err := models.GetOwned[models.Group](r.ctx, r.s, r.a, *d.GroupID, "group")
-		if err != nil {
-			return nil, nil
-		}
-		return g, r.versions(g.ID)
-	}
 	return &resource{
 		Name: "devices", Title: "Devices", Singular: "Device", Icon: "device", Object: "device", Submit: "Add", Filter: true,
 		Help:    "Devices register when they netboot into the network's default group; a locked device keeps its disk across reprovisioning.",
-		columns: []string{"Name", "MAC", "Network", "Group", "Assigned version", "Booted version", "Compliance", "Lock"},
+		columns: []string{"Name", "MAC", "Network", "Group", "Assigned version", "Clone version", "Booted version", "Compliance", "Lock"},
 		list:    list, get: get,
 		id: func(o any) uint { return o.(*models.Device).ID },
 		label: func(o any) string {
@@ -671,17 +720,13 @@ func devicesRes() *resource {
 		},
 		row: func(r *rc, o any) []cell {
 			d := o.(*models.Device)
-			g, vs := group(r, d)
-			assigned := "—"
-			if g != nil {
-				assigned = versionNumber(vs, g.AssignedVersionID)
-			}
+			c, ok := r.compliance(d)
 			lock := cell{Text: "unlocked", Badge: "pending"}
 			if d.Locked {
 				lock = cell{Text: "locked", Badge: "ok"}
 			}
 			return []cell{{Text: orDash(d.Name), Link: fmt.Sprintf("/devices/%d", d.ID)}, {Text: d.MAC}, r.netCell(d.NetworkID), r.objName("groups", d.GroupID),
-				{Text: assigned}, {Text: versionNumber(vs, d.BootedVersionID)}, compliance(d, g), lock}
+				{Text: vText(c.Assigned)}, {Text: vText(c.Clone)}, {Text: vText(c.Booted)}, complianceCell(c, ok), lock}
 		},
 		actions: func(r *rc, o any) []action {
 			d := o.(*models.Device)
@@ -734,16 +779,12 @@ func devicesRes() *resource {
 		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteDevice(r.ctx, r.a, id) },
 		details: func(r *rc, o any) []detail {
 			d := o.(*models.Device)
-			g, vs := group(r, d)
+			c, ok := r.compliance(d)
 			gc := r.objName("groups", d.GroupID)
-			assigned := "—"
-			if g != nil {
-				assigned = versionNumber(vs, g.AssignedVersionID)
-			}
-			comp := compliance(d, g)
+			comp := complianceCell(c, ok)
 			return []detail{{Label: "Name", Value: orDash(d.Name)}, {Label: "MAC", Value: d.MAC}, {Label: "Network", Value: r.netName(d.NetworkID), Link: fmt.Sprintf("/networks/%d", d.NetworkID)},
-				{Label: "Group", Value: gc.Text, Link: gc.Link}, {Label: "Assigned version", Value: assigned}, {Label: "Booted version", Value: versionNumber(vs, d.BootedVersionID)},
-				{Label: "Compliance", Value: comp.Text, Badge: comp.Badge}, {Label: "Locked", Value: yesNo(d.Locked)}, {Label: "Last boot", Value: ago(d.LastBootAt)}}
+				{Label: "Group", Value: gc.Text, Link: gc.Link}, {Label: "Assigned version", Value: vText(c.Assigned)}, {Label: "Clone version", Value: vText(c.Clone)},
+				{Label: "Booted version", Value: vText(c.Booted)}, {Label: "Compliance", Value: comp.Text, Badge: comp.Badge}, {Label: "Locked", Value: yesNo(d.Locked)}, {Label: "Last boot", Value: ago(d.LastBootAt)}}
 		},
 	}
 }

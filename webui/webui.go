@@ -110,7 +110,10 @@ func Mount(app *fiber.App, store *models.Store, o Options) {
 	r.post("/devices/:id/lock", u.h(u.lockDevice(true)))
 	r.post("/devices/:id/unlock", u.h(u.lockDevice(false)))
 	r.post("/servers/:id/key", u.h(u.rotateKey))
-	r.post("/groups/:id/publish", u.h(u.publish))
+	r.post("/groups/:id/publish", u.h(u.groupForm("published-", u.publish)))
+	r.post("/groups/:id/assign", u.h(u.groupForm("assigned-", u.assign)))
+	r.post("/groups/:id/maintenance", u.h(u.groupForm("maintenance-", u.maintenance(true))))
+	r.post("/groups/:id/maintenance/off", u.h(u.groupForm("maintenance-", u.maintenance(false))))
 	for _, res := range resources() {
 		u.mountResource(r, res)
 	}
@@ -218,6 +221,9 @@ var notices = map[string]string{
 	"delegated":   "Access delegated.",
 	"undelegated": "Delegation removed.",
 	"loggedout":   "You are logged out.",
+	"published":   "Publishing the next version: its progress shows below.",
+	"assigned":    "Assigned version saved.",
+	"maintenance": "Maintenance changed.",
 }
 
 func parsePages() map[string]*template.Template {

@@ -279,10 +279,21 @@ func TestGuide(t *testing.T) {
 	p.expectAlerts(b, admin)
 	b.both("dashboard-no-alerts")
 
-	// Assign v1 and register a device in the group; lock it from the list.
-	b.open(fmt.Sprintf("/groups/%d/edit", group.ID))
-	b.choose("#f-assigned_version", "v1")
-	b.submit()
+	// Pin v1 on the group's page; a version that does not exist is refused on its field.
+	b.open(fmt.Sprintf("/groups/%d", group.ID))
+	b.checkLabels("group page")
+	b.js(`var o = document.createElement('option'); o.value = '7'; o.text = 'v7'; document.querySelector('#assigned-f-version').add(o)`)
+	b.choose("#assigned-f-version", "v7")
+	b.post("#assigned-submit")
+	if msg := b.jsString(`return document.querySelector('#assigned-f-version').closest('.field').innerText`); !strings.Contains(msg, "has no v7") {
+		t.Fatalf("assign v7: %q", msg)
+	}
+	b.choose("#assigned-f-version", "v1")
+	b.post("#assigned-submit")
+	if got := b.jsString(`return document.body.innerText`); !strings.Contains(got, "v1 (pinned)") {
+		t.Fatalf("assigned version not shown: %q", got)
+	}
+	// Register a device in the group and lock it from the list.
 	b.open("/devices/new")
 	b.checkLabels("new device")
 	b.choose("#f-network_id", "New Network")
@@ -304,6 +315,19 @@ func TestGuide(t *testing.T) {
 		t.Fatalf("device row: %q", row)
 	}
 	b.both("device-locked")
+
+	// Maintenance: the device boots the group head; then it ends.
+	b.open(fmt.Sprintf("/groups/%d", group.ID))
+	b.choose("#maintenance-f-device_id", "desk-1")
+	b.post("#maintenance-submit")
+	if err := p.DB.Take(&group, group.ID).Error; err != nil || !group.Maintenance || group.MaintenanceDeviceID == nil || *group.MaintenanceDeviceID != dev.ID {
+		t.Fatalf("maintenance not on: %+v %v", group, err)
+	}
+	b.both("group-maintenance")
+	b.post("#maintenance-submit")
+	if err := p.DB.Take(&group, group.ID).Error; err != nil || group.Maintenance {
+		t.Fatalf("maintenance not off: %+v %v", group, err)
+	}
 
 	// A menu with items (bad JSON names the field).
 	b.open("/menus/new")
