@@ -73,6 +73,7 @@ func BootRoutes(store *models.Store) func(r fiber.Router) {
 //	POST /api/v0.9.2/agent/booted.json   [boot.Report] -> 204
 //	GET  /api/v0.9.2/agent/exports.json  -> [boot.Export] this server should export
 //	POST /api/v0.9.2/agent/clone.json    boot.ProvisionRequest -> 204 (a device's new clone)
+//	GET  /api/v0.9.2/agent/server.json   -> boot.ServerInfo of the key's server (its iSCSI IP)
 //
 // Mount it as an early mount, before the API's user authentication.
 type BootAgents struct {
@@ -130,6 +131,13 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 			out = append(out, boot.Export{Kind: r.Kind, ID: r.ID, NetworkID: r.NetworkID, UUID: r.UUID})
 		}
 		return c.JSON(out)
+	})
+	app.Get(Prefix+"/agent/server.json", func(c *fiber.Ctx) error {
+		srv, err := keys.server(c)
+		if err != nil {
+			return err
+		}
+		return c.JSON(boot.ServerInfo{ID: srv.ID, Name: srv.Name, IP: srv.IP})
 	})
 	app.Post(Prefix+"/agent/clone.json", func(c *fiber.Ctx) error {
 		srv, err := keys.server(c)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
-	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/workers/panel"
@@ -46,11 +45,7 @@ func startHostPanel(t *testing.T) *hostPanel {
 	db := harness.NewDB(t, "postgres")
 	store := &models.Store{DB: db}
 	admin := harness.Admin(t, db)
-	app := panel.NewApp(panel.Options{
-		Store: store,
-		API:   &api.Handler{Store: store, Extra: []func(fiber.Router){api.BootRoutes(store)}},
-		Early: []panel.Mount{(&api.BootAgents{Store: store}).Mount},
-	})
+	app := panel.NewApp(panel.Options{Store: store})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

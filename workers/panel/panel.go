@@ -39,9 +39,11 @@ func NewApp(o Options) *fiber.App {
 	app := api.NewApp()
 	h := o.API
 	if h == nil {
-		h = &api.Handler{Store: o.Store}
+		h = &api.Handler{Store: o.Store, Extra: []func(fiber.Router){api.BootRoutes(o.Store)}}
 	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	// The boot path's agent endpoints (server-key auth), before the API's user auth.
+	(&api.BootAgents{Store: o.Store}).Mount(app, o.Store)
 	for _, m := range o.Early {
 		m(app, o.Store)
 	}

@@ -38,6 +38,7 @@ type Config struct {
 	Version string
 	Log     *slog.Logger
 	HTTP    *http.Client
+	Boot    *BootConfig // the iSCSI target and boot endpoint (boot.go); nil: defaults
 }
 
 // Run is `clusterducks agent --panel URL --key FILE`.
@@ -46,6 +47,7 @@ func Run(ctx context.Context, args []string, version string) error {
 	panelURL := fs.String("panel", os.Getenv("CLUSTERDUCKS_PANEL"), "panel base URL (https://panel.example.com)")
 	keyFile := fs.String("key", os.Getenv("CLUSTERDUCKS_KEY_FILE"), "file holding the server key")
 	addr := fs.String("addr", "", "address of this agent's endpoints, as the panel should know it")
+	bootCfg := bootFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,7 +63,7 @@ func Run(ctx context.Context, args []string, version string) error {
 		return fmt.Errorf("agent: read key: %w", err)
 	}
 	cfg := Config{Panel: strings.TrimRight(*panelURL, "/"), Key: strings.TrimSpace(string(key)), Addr: *addr, Version: version,
-		Log: slog.Default(), HTTP: &http.Client{Timeout: 30 * time.Second}}
+		Log: slog.Default(), HTTP: &http.Client{Timeout: 30 * time.Second}, Boot: bootCfg}
 	if cfg.Key == "" {
 		return errors.New("agent: the key file is empty")
 	}
@@ -91,6 +93,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	acts := &storage.Activities{ZFS: zfs.New(log)}
 	w := worker.New(c, workflows.ServerQueue(reg.ServerID), worker.Options{})
 	w.RegisterActivity(acts)
+	stopBoot := startBootOrWarn(ctx, cfg, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
+	defer stopBoot()
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("storage worker: %w", err)
 	}

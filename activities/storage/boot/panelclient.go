@@ -90,3 +90,12 @@ func (p *HTTPPanel) Exports(ctx context.Context, _ uint) ([]Export, error) {
 func (p *HTTPPanel) RecordClone(ctx context.Context, r ProvisionRequest) error {
 	return p.do(ctx, http.MethodPost, "clone.json", r, nil)
 }
+
+// Self returns this server as the panel knows it (its iSCSI IP).
+func (p *HTTPPanel) Self(ctx context.Context) (*ServerInfo, error) {
+	var s ServerInfo
+	if err := p.do(ctx, http.MethodGet, "server.json", nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}

@@ -1,0 +1,175 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+	"github.com/clusterducks/clusterducks/workflows"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+)
+
+// BootConfig is the agent's boot path: its iSCSI target and boot endpoint.
+type BootConfig struct {
+	// ISCSIListen is where the target listens; empty: the server's iSCSI IP at port 3260.
+	ISCSIListen string
+	// Portal is the host:port devices reach the target at; empty: ISCSIListen's, with the
+	// server's iSCSI IP when it listens on all addresses.
+	Portal string
+	// BootListen is where the boot endpoint listens (default :8080, every agent the same port).
+	BootListen string
+	// StateDir holds the boot cache (default /var/lib/clusterducks).
+	StateDir string
+}
+
+// bootFlags declares the boot path's flags on the agent's flag set.
+func bootFlags(fs *flag.FlagSet) *BootConfig {
+	b := &BootConfig{}
+	fs.StringVar(&b.ISCSIListen, "iscsi-listen", os.Getenv("CLUSTERDUCKS_ISCSI_LISTEN"), "iSCSI target listen address (default: the server's iSCSI IP, port 3260)")
+	fs.StringVar(&b.Portal, "iscsi-portal", os.Getenv("CLUSTERDUCKS_ISCSI_PORTAL"), "host:port devices reach the target at (default: the listen address)")
+	fs.StringVar(&b.BootListen, "boot-listen", envDefault("CLUSTERDUCKS_BOOT_LISTEN", ":8080"), "boot endpoint (boot.ipxe) listen address")
+	fs.StringVar(&b.StateDir, "state", envDefault("CLUSTERDUCKS_STATE", "/var/lib/clusterducks"), "directory of the agent's local state (boot cache)")
+	return b
+}
+
+func envDefault(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// temporalProvisioner provisions through the device entity workflow: update-with-start
+// on device-<id>, one update id per (device, group, version, server), so a repeated boot
+// request joins the same work.
+type temporalProvisioner struct {
+	c client.Client
+}
+
+func (p *temporalProvisioner) Provision(ctx context.Context, r boot.ProvisionRequest) error {
+	start := p.c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       workflows.DeviceWorkflowID(r.DeviceID),
+		TaskQueue:                workflows.PanelQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, workflows.Device, workflows.DeviceInput{DeviceID: r.DeviceID})
+	h, err := p.c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateID:     fmt.Sprintf("provision-%d-g%d-v%d-s%d", r.DeviceID, r.GroupID, r.Version, r.ServerID),
+			UpdateName:   workflows.UpdateProvision,
+			Args:         []any{r},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("device %d: %w", r.DeviceID, err)
+	}
+	var out workflows.DeviceClone
+	return h.Get(ctx, &out)
+}
+
+// startBootOrWarn starts the boot path; when it cannot (no such address here, a port
+// taken) the storage worker still runs and the agent says why: the ZFS operations do not
+// depend on the boot path.
+func startBootOrWarn(ctx context.Context, cfg Config, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) func() {
+	stop, err := startBoot(ctx, cfg, serverID, pool, c, w, z, log)
+	if err != nil {
+		log.Error("boot path not started: devices cannot netboot from this server", "err", err)
+		return func() {}
+	}
+	return stop
+}
+
+// startBoot starts the agent's iSCSI target and boot endpoint, exports again what the
+// panel (or, when it is unreachable, the local cache) lists, and registers the boot
+// path's activities on the storage worker. The returned stop ends them.
+func startBoot(ctx context.Context, cfg Config, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), error) {
+	bc := cfg.Boot
+	if bc == nil {
+		bc = &BootConfig{BootListen: ":8080", StateDir: "/var/lib/clusterducks"}
+	}
+	panel := boot.NewHTTPPanel(cfg.Panel, cfg.Key)
+	listen := bc.ISCSIListen
+	if listen == "" {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		self, err := panel.Self(sctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("boot: the server's iSCSI IP: %w", err)
+		}
+		listen = net.JoinHostPort(self.IP, "3260")
+	}
+	portal := bc.Portal
+	if portal == "" {
+		portal = listen
+	}
+	target := iscsi.NewServer(iscsi.Config{Logger: log})
+	iln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("boot: iSCSI listen %s: %w", listen, err)
+	}
+	go func() {
+		if err := target.Serve(iln); err != nil && !errors.Is(err, iscsi.ErrServerClosed) {
+			log.Error("iscsi target", "err", err)
+		}
+	}()
+	cache, err := boot.OpenCache(filepath.Join(bc.StateDir, "boot-cache-"+strconv.FormatUint(uint64(serverID), 10)+".json"))
+	if err != nil {
+		iln.Close()
+		return nil, err
+	}
+	disks := &storage.ZFSDisks{ZFS: z, Pool: pool}
+	svc, err := boot.NewService(boot.Config{ServerID: serverID, Portal: portal, BootPort: portOf(bc.BootListen),
+		Panel: panel, Provision: &temporalProvisioner{c: c}, Disks: disks, Target: target, Cache: cache, Logger: log})
+	if err != nil {
+		iln.Close()
+		return nil, err
+	}
+	w.RegisterActivity(&storage.Devices{ZFS: z, Exports: svc})
+	n, err := svc.Restore(ctx)
+	log.Info("boot: targets exported again", "n", n, "err", err)
+	mux := http.NewServeMux()
+	mux.Handle("/boot.ipxe", svc)
+	hs := &http.Server{Addr: bc.BootListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hln, err := net.Listen("tcp", bc.BootListen)
+	if err != nil {
+		svc.Close()
+		iln.Close()
+		return nil, fmt.Errorf("boot: listen %s: %w", bc.BootListen, err)
+	}
+	go hs.Serve(hln) //nolint:errcheck
+	log.Info("boot path ready", "iscsi", listen, "portal", portal, "boot", hln.Addr().String())
+	return func() {
+		hs.Close()
+		svc.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		target.Shutdown(sctx) //nolint:errcheck
+	}, nil
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 8080
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return 8080
+	}
+	return n
+}
