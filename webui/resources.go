@@ -210,6 +210,13 @@ func (r *rc) objName(kind string, id *uint) cell {
 		if v, err := models.GetOwned[models.Volume](r.ctx, r.s, r.a, *id, "volume"); err == nil {
 			name = v.Alias
 		}
+	case "devices":
+		if d, err := models.GetOwned[models.Device](r.ctx, r.s, r.a, *id, "device"); err == nil {
+			name = d.Name
+			if name == "" {
+				name = d.MAC
+			}
+		}
 	}
 	if name == "" {
 		name = "#" + utoa(*id)
@@ -622,7 +629,7 @@ func groupsRes() *resource {
 			vol := r.objName("volumes", &vid)
 			maint := yesNo(g.Maintenance)
 			if g.MaintenanceDeviceID != nil {
-				maint += " (device #" + utoa(*g.MaintenanceDeviceID) + ")"
+				maint += " (device " + r.objName("devices", g.MaintenanceDeviceID).Text + " boots the group head read-write)"
 			}
 			return []detail{{Label: "Name", Value: g.Name}, {Label: "Network", Value: r.netName(g.NetworkID), Link: fmt.Sprintf("/networks/%d", g.NetworkID)},
 				{Label: "Volume", Value: vol.Text, Link: vol.Link}, {Label: "Strict Versioning", Value: yesNo(g.StrictVersioning)},
@@ -632,7 +639,7 @@ func groupsRes() *resource {
 		sections: func(r *rc, o any) []section {
 			g := o.(*models.Group)
 			s := section{Title: "Versions", Columns: []string{"Version", "State", "Note", "Created"},
-				Note: "Publishing snapshots the group head as the next version; maintenance boots one device read-write on the head. Both run as workflows on the storage servers; their progress shows below."}
+				Note: "Publishing snapshots the group head as the next version, on the master and then on every server; its progress shows under Operations below."}
 			for _, v := range r.versions(g.ID) {
 				s.Rows = append(s.Rows, []cell{{Text: "v" + itoa(v.Number)}, stateBadge(v.State), {Text: v.Note}, {Text: ago(&v.CreatedAt)}})
 			}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clusterducks/clusterducks/test/harness"
 )
 
 // A minimal W3C WebDriver client over chromedriver's HTTP API: enough to drive Debian's
@@ -89,6 +91,7 @@ func (d *chromedriver) stop() {
 
 func sharedDriver(t *testing.T) *chromedriver {
 	t.Helper()
+	harness.RequirePackages(t, "chromium", "chromium-driver")
 	driverOnce.Do(func() { driverInst, driverErr = startChromedriver() })
 	if driverErr != nil {
 		t.Fatal(driverErr)
