@@ -107,11 +107,12 @@ cat >"$root/sbin/lab-init" <<'EOF'
 #!/bin/sh
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
+# The initramfs has moved its /proc, /sys and /dev here already; mount what is missing.
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /mnt/host
-mount -t devpts devpts /dev/pts
+mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 modprobe -a virtio_pci 9pnet_virtio 9p
 if mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none host /mnt/host &&
 	[ -f /mnt/host/init.sh ]; then

@@ -134,6 +134,7 @@ func EnsureImage(ctx context.Context, logf func(format string, args ...any)) (*I
 	}
 	logf("lab: image %s built in %s", filepath.Base(base)+".img", time.Since(start).Round(time.Second))
 	os.RemoveAll(work) //nolint:errcheck
+	pruneImages(key)
 	img, ok := findImage(key)
 	if !ok {
 		return nil, errors.New("lab image: built but not found")
@@ -157,6 +158,21 @@ func findImage(key string) (*Image, bool) {
 		return img, true
 	}
 	return nil, false
+}
+
+// pruneImages removes the images of other recipes, which nothing will boot again. A VM
+// still running on one keeps its open file until it stops.
+func pruneImages(key string) {
+	imgs, _ := filepath.Glob(filepath.Join(CacheDir, "*.img"))
+	for _, img := range imgs {
+		base := strings.TrimSuffix(img, ".img")
+		if strings.HasSuffix(base, "-"+key) {
+			continue
+		}
+		for _, ext := range []string{".img", ".vmlinuz", ".initrd", ".env"} {
+			os.Remove(base + ext) //nolint:errcheck
+		}
+	}
 }
 
 // cleanBuildDirs removes the work directories of builds that were killed. It must only

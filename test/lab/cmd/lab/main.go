@@ -1,7 +1,9 @@
-// Command lab starts storage-server VMs of the storage lab (package test/lab) and keeps
-// them running until Ctrl-C.
+// Command lab is `task lab`: a dev panel (embedded Temporal, SQLite) plus N storage-server
+// VMs of the storage lab (package test/lab), each running `clusterducks agent` registered
+// as a server of the network "Lab", until Ctrl-C.
 //
-//	go run ./test/lab/cmd/lab -n 2
+//	go run ./test/lab/cmd/lab -n 2              # panel + 2 registered servers
+//	go run ./test/lab/cmd/lab -bare -n 3        # 3 VMs with an empty pool, no panel
 //	go run ./test/lab/cmd/lab -panel http://127.0.0.1:8080 -key s1.key -key s2.key
 //	go run ./test/lab/cmd/lab exec lab1 zpool status
 //
@@ -32,15 +34,22 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "exec" {
 		os.Exit(execCmd(os.Args[2:]))
 	}
+	os.Exit(run())
+}
+
+// run starts everything and blocks until Ctrl-C; deferred stops run before the exit.
+func run() int {
 	n := flag.Int("n", 1, "number of storage servers (ignored with -key: one per key)")
 	prefix := flag.String("name", "lab", "name prefix: servers are <name>1, <name>2, …")
-	panel := flag.String("panel", "", "panel URL as seen from the host; with -key, each server runs `clusterducks agent`")
+	panel := flag.String("panel", "", "an already running panel's URL as seen from the host; with -key, each server runs `clusterducks agent`")
 	var keys keyFiles
-	flag.Var(&keys, "key", "server key file for one agent (repeat for more servers)")
+	flag.Var(&keys, "key", "server key file for one agent on -panel (repeat for more servers)")
+	bare := flag.Bool("bare", false, "only the VMs: no panel, no agent")
+	data := flag.String("data", "", "the dev panel's data directory (default: a fresh one, removed at exit)")
 	flag.Parse()
 	if len(keys) > 0 && *panel == "" {
 		fmt.Fprintln(os.Stderr, "lab: -key needs -panel")
-		os.Exit(2)
+		return 2
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -50,19 +59,38 @@ func main() {
 	}
 	start := time.Now()
 	var servers []*lab.Server
+	var devPanel *lab.DevPanel
 	var err error
-	if len(keys) > 0 {
+	switch {
+	case !*bare && *panel == "":
+		// The VMs are new at each run, so is the panel's database: its servers are these VMs.
+		if *data == "" {
+			dir, err := os.MkdirTemp("", "clusterducks-lab-panel-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "lab:", err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			*data = dir
+		}
+		var l *lab.Lab
+		l, err = lab.StartLab(ctx, *n, *data, os.Stdout, logf)
+		if err == nil {
+			servers, devPanel = l.Servers, l.Panel
+			defer devPanel.Stop() //nolint:errcheck
+		}
+	case len(keys) > 0:
 		var kb [][]byte
 		for _, k := range keys {
 			b, err := os.ReadFile(k)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "lab:", err)
-				os.Exit(1)
+				return 1
 			}
 			kb = append(kb, b)
 		}
 		servers, err = lab.StartAgents(ctx, *prefix, *panel, kb, logf)
-	} else {
+	default:
 		opts := make([]lab.Options, *n)
 		for i := range opts {
 			opts[i] = lab.Options{Name: fmt.Sprintf("%s%d", *prefix, i+1), Logf: logf}
@@ -71,7 +99,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
-		os.Exit(1)
+		return 1
 	}
 	defer func() {
 		for _, s := range servers {
@@ -80,20 +108,31 @@ func main() {
 			}
 		}
 	}()
-	fmt.Printf("%d storage server(s) ready in %s\n\n", len(servers), time.Since(start).Round(time.Second))
+	fmt.Printf("\n%d storage server(s) ready in %s\n\n", len(servers), time.Since(start).Round(time.Second))
 	printServers(servers)
+	if devPanel != nil {
+		fmt.Printf("\nPanel %s (token above); the servers are in network \"Lab\" and run `clusterducks agent`\n"+
+			"(its log: <state dir>/share/command.log).\n", devPanel.URL)
+	}
 	fmt.Printf("\nRun a command in one: go run ./test/lab/cmd/lab exec %s zpool status\nCtrl-C stops everything.\n", servers[0].Name)
 
 	died := make(chan *lab.Server, len(servers))
 	for _, s := range servers {
 		go func() { <-s.Done(); died <- s }()
 	}
+	var panelDone <-chan struct{}
+	if devPanel != nil {
+		panelDone = devPanel.Done()
+	}
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nstopping")
 	case s := <-died:
 		fmt.Fprintf(os.Stderr, "lab: %s's qemu exited; stopping the rest\n%s", s.Name, s.Log("console.log"))
+	case <-panelDone:
+		fmt.Fprintln(os.Stderr, "lab: the panel exited; stopping the servers")
 	}
+	return 0
 }
 
 func printServers(servers []*lab.Server) {

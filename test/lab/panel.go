@@ -1,0 +1,261 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DevPanel is a `clusterducks dev` process (panel, embedded Temporal, SQLite) on host
+// loopback, the panel the lab's agents register with.
+type DevPanel struct {
+	URL   string // http://127.0.0.1:PORT
+	Token string // the admin's API token, as printed at start
+	Data  string
+
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	once sync.Once
+}
+
+// StartDevPanel runs `bin dev` with its data in dataDir, on a free loopback port with
+// Temporal on a free port, and waits (up to 3 minutes) for its URL and API token. Every
+// line it prints is also copied to echo when echo is not nil.
+func StartDevPanel(ctx context.Context, bin, dataDir string, echo io.Writer) (*DevPanel, error) {
+	cmd := exec.Command(bin, "dev", "--data", dataDir, "--listen", "127.0.0.1:0",
+		"--temporal-port", "-1", "--no-temporal-ui")
+	cmd.Env = append(os.Environ(), "TEMPORAL_VERSION_CHECK_DISABLED=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p := &DevPanel{Data: dataDir, cmd: cmd, out: &syncBuffer{echo: echo}, done: make(chan struct{})}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = p.out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("clusterducks dev: %w", err)
+	}
+	found := make(chan struct{})
+	dash := regexp.MustCompile(`Dashboard: (http://\S+)/`)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			p.out.Write([]byte(line + "\n")) //nolint:errcheck
+			if m := dash.FindStringSubmatch(line); m != nil && p.URL == "" {
+				p.URL = m[1]
+			}
+			if tok, ok := strings.CutPrefix(line, "API token: "); ok && p.Token == "" {
+				p.Token = tok
+				close(found)
+			}
+		}
+	}()
+	go func() {
+		cmd.Wait() //nolint:errcheck
+		close(p.done)
+	}()
+	select {
+	case <-found:
+		return p, nil
+	case <-p.done:
+		err = errors.New("clusterducks dev exited")
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-time.After(3 * time.Minute):
+		err = errors.New("clusterducks dev printed no API token in 3 minutes")
+	}
+	p.Stop() //nolint:errcheck
+	return nil, fmt.Errorf("%w:\n%s", err, tailString(p.Output(), 4000))
+}
+
+// Output is everything the panel printed so far.
+func (p *DevPanel) Output() string { return p.out.String() }
+
+// Done is closed when the panel process has exited.
+func (p *DevPanel) Done() <-chan struct{} { return p.done }
+
+// Stop ends the panel (SIGTERM, then SIGKILL after 20 s). Safe to call more than once.
+func (p *DevPanel) Stop() error {
+	p.once.Do(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			p.cmd.Process.Kill() //nolint:errcheck
+			<-p.done
+		}
+	})
+	return nil
+}
+
+// Call does one API request with the admin's token and decodes the JSON answer into out.
+func (p *DevPanel) Call(ctx context.Context, method, path string, body, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.URL+"/api/v0.9.2/"+strings.TrimPrefix(path, "/"), r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", `Token token="`+p.Token+`"`)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// CreateNetwork creates a network under the panel's first client and returns its id.
+func (p *DevPanel) CreateNetwork(ctx context.Context, name string) (uint, error) {
+	var clients []struct {
+		ID uint `json:"id"`
+	}
+	if err := p.Call(ctx, "GET", "clients.json", nil, &clients); err != nil {
+		return 0, err
+	}
+	if len(clients) == 0 {
+		return 0, errors.New("the panel has no client")
+	}
+	var network struct {
+		ID uint `json:"id"`
+	}
+	if err := p.Call(ctx, "POST", "networks.json", map[string]any{"Name": name, "Client": clients[0].ID}, &network); err != nil {
+		return 0, err
+	}
+	return network.ID, nil
+}
+
+// CreateServer adds a server to a network and returns its id and its key (shown once).
+func (p *DevPanel) CreateServer(ctx context.Context, networkID uint, name, ip, pool string) (uint, []byte, error) {
+	var server struct {
+		ID  uint   `json:"id"`
+		Key string `json:"key"`
+	}
+	if err := p.Call(ctx, "POST", "servers.json", map[string]any{
+		"Name": name, "network": networkID, "IP": ip, "Pool": pool,
+	}, &server); err != nil {
+		return 0, nil, err
+	}
+	if server.Key == "" {
+		return 0, nil, fmt.Errorf("server %s created without a key", name)
+	}
+	return server.ID, []byte(server.Key), nil
+}
+
+// Lab is a dev panel with storage servers registered as one network's servers: the whole
+// guide on one machine (`task lab`).
+type Lab struct {
+	Panel     *DevPanel
+	NetworkID uint
+	Servers   []*Server
+}
+
+// StartLab builds clusterducks, starts a dev panel with its data in dataDir, creates the
+// network "Lab" with n servers lab1…labn (pool tank) and boots one VM per server running
+// `clusterducks agent` with that server's key. logf gets progress; echo gets the panel's
+// output (both may be nil). Stop it with Stop.
+func StartLab(ctx context.Context, n int, dataDir string, echo io.Writer, logf func(string, ...any)) (*Lab, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	// The image build (first run) and the binary build can go side by side.
+	imgErr := make(chan error, 1)
+	go func() { _, err := EnsureImage(ctx, logf); imgErr <- err }()
+	bin, err := BuildBinary(ctx)
+	if err != nil {
+		<-imgErr
+		return nil, err
+	}
+	if err := <-imgErr; err != nil {
+		return nil, err
+	}
+	panel, err := StartDevPanel(ctx, bin, dataDir, echo)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Panel: panel}
+	if l.NetworkID, err = panel.CreateNetwork(ctx, "Lab"); err != nil {
+		l.Stop()
+		return nil, err
+	}
+	opts := make([]Options, n)
+	for i := range opts {
+		name := fmt.Sprintf("lab%d", i+1)
+		// Other VMs (netbooting devices) reach a server through host loopback: 10.0.2.2.
+		_, key, err := panel.CreateServer(ctx, l.NetworkID, name, GuestHostIP, "tank")
+		if err != nil {
+			l.Stop()
+			return nil, err
+		}
+		opts[i] = AgentOptions(name, panel.URL, key)
+		opts[i].Logf = logf
+	}
+	if l.Servers, err = StartServers(ctx, opts); err != nil {
+		l.Stop()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Stop stops the servers, then the panel.
+func (l *Lab) Stop() {
+	for _, s := range l.Servers {
+		s.Stop() //nolint:errcheck
+	}
+	if l.Panel != nil {
+		l.Panel.Stop() //nolint:errcheck
+	}
+}
+
+// syncBuffer collects a process's output while others read it, optionally echoing it.
+type syncBuffer struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	echo io.Writer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.echo != nil {
+		s.echo.Write(p) //nolint:errcheck
+	}
+	if s.b.Len() > 4<<20 {
+		s.b.Reset()
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
