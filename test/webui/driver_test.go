@@ -229,7 +229,7 @@ func (b *browser) find(css string) string {
 			b.t.Logf("find %s: %v", css, last)
 		}
 	}()
-	b.waitFor("element "+css, 10*time.Second, func() bool {
+	b.waitFor("element "+css, 20*time.Second, func() bool {
 		var v map[string]string
 		if err := b.try("POST", b.sess("/element"), map[string]string{"using": "css selector", "value": css}, &v); err != nil {
 			last = err

@@ -87,7 +87,7 @@ func (b *browser) login(email, password string) {
 	b.fill("#f-email", email)
 	b.fill("#f-password", password)
 	b.click("#submit")
-	b.waitFor("the dashboard after login", 15*time.Second, func() bool {
+	b.waitFor("the dashboard after login", 30*time.Second, func() bool {
 		return b.jsString(`return document.querySelector('.topbar') ? 'in' : ''`) == "in"
 	})
 }
@@ -103,7 +103,7 @@ func (b *browser) submit() {
 	b.t.Helper()
 	b.js(`document.body.setAttribute('data-stale', '1')`)
 	b.click("#submit")
-	b.waitFor("the page after submit", 15*time.Second, func() bool {
+	b.waitFor("the page after submit", 30*time.Second, func() bool {
 		return b.jsString(`return document.readyState === 'complete' && !document.body.hasAttribute('data-stale') ? 'y' : ''`) == "y"
 	})
 }
@@ -113,7 +113,7 @@ func (b *browser) post(css string) {
 	b.t.Helper()
 	b.js(`window.confirm = function () { return true }; document.body.setAttribute('data-stale', '1')`)
 	b.click(css)
-	b.waitFor("the page after "+css, 15*time.Second, func() bool {
+	b.waitFor("the page after "+css, 30*time.Second, func() bool {
 		return b.jsString(`return document.readyState === 'complete' && !document.body.hasAttribute('data-stale') ? 'y' : ''`) == "y"
 	})
 }
