@@ -250,7 +250,18 @@ func TestGuide(t *testing.T) {
 	if err := p.DB.Where("group_id = ?", group.ID).Take(&ver).Error; err != nil {
 		t.Fatal(err)
 	}
+	// The operations list follows the publish live too.
+	b.open("/operations")
+	var pub models.Operation
+	if err := p.DB.Where("object_type = ? AND object_id = ? AND kind = ?", "group", group.ID, models.OpGroupPublish).Take(&pub).Error; err != nil {
+		t.Fatal(err)
+	}
+	b.find(fmt.Sprintf("[data-op-id='%d'][data-done=false]", pub.ID))
 	finish(t, p, "group", group.ID, models.OpGroupPublish, models.Outcome{VersionID: ver.ID, GUID: "1234567890"})
+	b.waitFor("the publish to succeed on the operations list", 30*time.Second, func() bool {
+		return b.jsString(fmt.Sprintf(`var e = document.querySelector("[data-op-id='%d'] [data-op-state]"); return e ? e.textContent : ''`, pub.ID)) == "succeeded"
+	})
+	b.screenshot("operations-publish-succeeded")
 	p.expectAlerts(b, admin, models.AlertNoDefaultGroup, models.AlertSMTPNotConfigured)
 	b.open(fmt.Sprintf("/groups/%d", group.ID))
 	b.both("group-published")
