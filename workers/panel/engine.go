@@ -140,6 +140,9 @@ func (e *Engine) Start(ctx context.Context, op *models.Operation) error {
 		TaskQueue:                workflows.PanelQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		// A running run is joined (conflict policy); a finished one that may not run again
+		// comes back as an error, so the repeat can be answered with its outcome.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		Memo: map[string]any{
 			"operation": op.ID, "kind": op.Kind, "object": op.ObjectType + " " + strconv.FormatUint(uint64(op.ObjectID), 10),
 			"network": op.NetworkID,
