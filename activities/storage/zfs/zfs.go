@@ -280,7 +280,7 @@ func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err err
 // is success (created false); any other existing dest is ErrExists.
 func (z *ZFS) Clone(snapshot, dest string) (created bool, err error) {
 	err = z.call("clone", dest, func() error {
-		_, err := (&gozfs.Dataset{Name: snapshot}).Clone(dest, nil)
+		_, err := (&gozfs.Dataset{Name: snapshot, Type: gozfs.DatasetSnapshot}).Clone(dest, nil)
 		return err
 	})
 	if errors.Is(err, activities.ErrExists) {

@@ -212,3 +212,32 @@ func TestCreateIsSafeToRepeat(t *testing.T) {
 		t.Errorf("zfs create ran %d times", n)
 	}
 }
+
+func TestCloneRunsZFSClone(t *testing.T) {
+	log := fakeCommands(t, map[string]string{
+		"zfs clone": "out:zfs-get-guid.txt", // any exit-0 output
+		"zfs list":  "out:zfs-list-dataset.txt",
+	})
+	created, err := New(nil).Clone("tank/iscsi/volumes/1@base", "tank/iscsi/groups/2")
+	if err != nil || !created {
+		t.Fatalf("Clone = %v, %v", created, err)
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), "zfs clone -p tank/iscsi/volumes/1@base tank/iscsi/groups/2") {
+		t.Errorf("calls:\n%s", b)
+	}
+}
+
+func TestCloneExistingOfTheSameOriginIsSuccess(t *testing.T) {
+	fakeCommands(t, map[string]string{
+		"zfs clone": "err:err-zfs-create-exists.stderr",
+		"zfs list":  "out:zfs-list-dataset.txt", // groups/2, origin volumes/1@base
+	})
+	z := New(nil)
+	if created, err := z.Clone("tank/iscsi/volumes/1@base", "tank/iscsi/groups/2"); err != nil || created {
+		t.Errorf("same origin: %v %v", created, err)
+	}
+	if _, err := z.Clone("tank/iscsi/volumes/1@other", "tank/iscsi/groups/2"); !errors.Is(err, activities.ErrExists) {
+		t.Errorf("another origin: %v", err)
+	}
+}
