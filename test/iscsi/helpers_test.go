@@ -88,7 +88,7 @@ func startTgtd(t testing.TB, iqn, file string) *tgtd {
 	t.Helper()
 	harness.RequirePackages(t, "tgt")
 	port := freePort(t)
-	ctl := 20000 + os.Getpid()%20000
+	ctl := 20000 + os.Getpid()%10000 // tgtd accepts control numbers below 32768
 	cleanSockets := func() {
 		os.Remove(fmt.Sprintf("/var/run/tgtd/socket.%d", ctl))
 		os.Remove(fmt.Sprintf("/var/run/tgtd/socket.%d.lock", ctl))

@@ -630,13 +630,25 @@ func (s *Session) Command(ctx context.Context, lun uint64, cdb []byte, out []byt
 	return &c.res, nil
 }
 
+// commandRetryUA runs a command, repeating it after a UNIT ATTENTION (a
+// target reports one after a reset or at a session's first command), as
+// initiators do.
+func (s *Session) commandRetryUA(ctx context.Context, lun uint64, cdb, out, in []byte) (*Result, error) {
+	for i := 0; ; i++ {
+		r, err := s.Command(ctx, lun, cdb, out, in)
+		if err != nil || i == 3 || r.Status != 0x02 || r.SenseKey() != 0x06 {
+			return r, err
+		}
+	}
+}
+
 // Read reads blocks with READ(16) into buf (len(buf) bytes).
 func (s *Session) Read(ctx context.Context, lun, lba uint64, blockSize int, buf []byte) error {
 	cdb := make([]byte, 16)
 	cdb[0] = 0x88
 	binary.BigEndian.PutUint64(cdb[2:], lba)
 	binary.BigEndian.PutUint32(cdb[10:], uint32(len(buf)/blockSize))
-	r, err := s.Command(ctx, lun, cdb, nil, buf)
+	r, err := s.commandRetryUA(ctx, lun, cdb, nil, buf)
 	if err != nil {
 		return err
 	}
@@ -655,7 +667,7 @@ func (s *Session) Write(ctx context.Context, lun, lba uint64, blockSize int, dat
 	}
 	binary.BigEndian.PutUint64(cdb[2:], lba)
 	binary.BigEndian.PutUint32(cdb[10:], uint32(len(data)/blockSize))
-	r, err := s.Command(ctx, lun, cdb, data, nil)
+	r, err := s.commandRetryUA(ctx, lun, cdb, data, nil)
 	if err != nil {
 		return err
 	}
@@ -670,7 +682,7 @@ func (s *Session) ReadCapacity(ctx context.Context, lun uint64) (uint64, uint32,
 	cdb := make([]byte, 16)
 	cdb[0], cdb[1] = 0x9e, 0x10
 	binary.BigEndian.PutUint32(cdb[10:], 32)
-	r, err := s.Command(ctx, lun, cdb, nil, make([]byte, 32))
+	r, err := s.commandRetryUA(ctx, lun, cdb, nil, make([]byte, 32))
 	if err != nil {
 		return 0, 0, err
 	}
