@@ -132,6 +132,7 @@ type resource struct {
 	Help     string
 
 	canCreate func(a *models.Actor) bool
+	canChange func(r *rc, obj any) bool // hides Edit and Delete the models would refuse anyway
 	columns   []string
 	list      func(r *rc, p models.Page, nid uint) ([]any, int64, error)
 	get       func(r *rc, id uint) (any, error)
@@ -206,6 +207,9 @@ func (u *UI) rowActions(r *rc, res *resource, obj any) []action {
 	acts := []action{}
 	if res.actions != nil {
 		acts = append(acts, res.actions(r, obj)...)
+	}
+	if res.canChange != nil && !res.canChange(r, obj) {
+		return acts
 	}
 	if res.update != nil {
 		icon := res.EditIcon

@@ -54,6 +54,7 @@ func clientsRes() *resource {
 		Name: "clients", Title: "Clients", Singular: "Client", Icon: "building", Submit: "Save",
 		Help:      "Clients are the highest level of ownership: users and networks belong to a client.",
 		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() },
+		canChange: func(r *rc, _ any) bool { return r.a.SuperAdmin() },
 		columns:   []string{"Name", "Max networks"},
 		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
 			return anys(r.s.ListClients(r.ctx, r.a, p))
@@ -127,7 +128,11 @@ func usersRes() *resource {
 	return &resource{
 		Name: "users", Title: "Users", Singular: "User", Icon: "user", Submit: "Add",
 		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() || a.Role == models.RoleAdmin },
-		columns:   []string{"E-mail", "Name", "Role", "Client"},
+		canChange: func(r *rc, o any) bool {
+			u := o.(*models.User)
+			return u.ID == r.a.ID || r.a.CanAdminClient(u.ClientID)
+		},
+		columns: []string{"E-mail", "Name", "Role", "Client"},
 		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
 			return anys(r.s.ListUsers(r.ctx, r.a, p))
 		},
@@ -797,15 +802,7 @@ func devicesRes() *resource {
 }
 
 func (r *rc) groupOptions(nid uint) []option {
-	opts := []option{{Value: "", Label: "— none —"}}
-	gs, _, err := models.ListOwned[models.Group](r.ctx, r.s, r.a, all, nid)
-	if err != nil {
-		return opts
-	}
-	for _, g := range gs {
-		opts = append(opts, option{Value: utoa(g.ID), Label: r.netName(g.NetworkID) + " / " + g.Name})
-	}
-	return opts
+	return refOptions(r, nid, "— none —", func(g *models.Group) string { return r.netName(g.NetworkID) + " / " + g.Name }, func(g *models.Group) uint { return g.ID })
 }
 
 func menusRes() *resource {
