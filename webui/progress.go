@@ -55,7 +55,9 @@ func (u *UI) events(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
-	store, poll, lifetime, done, wfURL := u.store, u.opts.PollInterval, u.opts.StreamLifetime, u.done, u.workflowURL
+	// The server's done channel closes when it starts shutting down: streams end then, so
+	// the shutdown does not wait for them.
+	store, poll, lifetime, done, wfURL := u.store, u.opts.PollInterval, u.opts.StreamLifetime, c.Context().Done(), u.workflowURL
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		ctx, cancel := context.WithTimeout(context.Background(), lifetime)
 		defer cancel()

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/clusterducks/clusterducks/api"
@@ -52,9 +51,6 @@ type UI struct {
 	store *models.Store
 	opts  Options
 	pages map[string]*template.Template
-
-	done     chan struct{} // closed when the app shuts down: ends the streams
-	doneOnce sync.Once
 }
 
 const (
@@ -75,12 +71,7 @@ func Mount(app *fiber.App, store *models.Store, o Options) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 500 * time.Millisecond
 	}
-	u := &UI{store: store, opts: o, done: make(chan struct{})}
-	u.pages = parsePages()
-	app.Hooks().OnShutdown(func() error {
-		u.doneOnce.Do(func() { close(u.done) })
-		return nil
-	})
+	u := &UI{store: store, opts: o, pages: parsePages()}
 
 	static, _ := fs.Sub(files, "static")
 	app.Use("/static", func(c *fiber.Ctx) error {

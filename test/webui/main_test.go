@@ -19,6 +19,7 @@ import (
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/webui"
 	"github.com/clusterducks/clusterducks/workers/panel"
+	"github.com/gofiber/fiber/v2"
 	"gorm.io/gorm"
 )
 
@@ -38,6 +39,7 @@ type panelT struct {
 	DB    *gorm.DB
 	Store *models.Store
 	Admin *models.Actor
+	App   *fiber.App
 }
 
 // startPanel serves panel.NewApp (API and dashboard) on a loopback port.
@@ -54,7 +56,7 @@ func startPanel(t *testing.T, driver string, o webui.Options) *panelT {
 	}
 	go app.Listener(ln) //nolint:errcheck
 	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
-	return &panelT{t: t, URL: "http://" + ln.Addr().String(), DB: db, Store: store, Admin: admin}
+	return &panelT{t: t, URL: "http://" + ln.Addr().String(), DB: db, Store: store, Admin: admin, App: app}
 }
 
 func setPassword(t *testing.T, db *gorm.DB, userID uint, pw string) {
