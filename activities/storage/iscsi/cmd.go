@@ -29,6 +29,18 @@ type task struct {
 	start       time.Time
 }
 
+// maxConnBufferedOut bounds the Data-Out one connection buffers for commands
+// that need all their data before running (media writes stream to the LUN).
+const maxConnBufferedOut = 16 << 20
+
+// removeTask forgets a task and the memory it buffered.
+func (c *conn) removeTask(itt uint32) {
+	if tk, ok := c.tasks[itt]; ok {
+		c.bufferedOut -= len(tk.buf)
+		delete(c.tasks, itt)
+	}
+}
+
 // Buffer pools for Data-Out segments and Data-In reads; idle sessions keep none.
 var (
 	pool256K = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
@@ -87,6 +99,18 @@ func (c *conn) scsiCommand(p *pdu, haveData bool) error {
 		if !writeF {
 			edtl = 0
 		}
+		want := min(edtl, pl.outLen)
+		if len(c.tasks) >= int(c.srv.cfg.QueueDepth) || (!pl.writeMedia && c.bufferedOut+int(want) > maxConnBufferedOut) {
+			// Bounded memory per connection: refuse rather than buffer more.
+			if !haveData && p.dataLen() > 0 {
+				if err := c.pr.discardData(p); err != nil {
+					return err
+				}
+			}
+			c.observe(t, statusTaskSetFull, start)
+			c.sendResponse(itt, statusTaskSetFull, nil, 0, 0, 0)
+			return nil
+		}
 		tk := &task{
 			itt: itt, lunNum: lunNum, cmd: cmd, pl: pl, edtl: edtl,
 			want: min(edtl, pl.outLen), start: start,
@@ -95,6 +119,7 @@ func (c *conn) scsiCommand(p *pdu, haveData bool) error {
 		copy(tk.lunField[:], p.bhs[8:16])
 		if !pl.writeMedia {
 			tk.buf = make([]byte, tk.want)
+			c.bufferedOut += len(tk.buf)
 		}
 		if p.dataLen() > 0 {
 			if !c.p.immediateData {
@@ -192,7 +217,7 @@ func (c *conn) dataOut(p *pdu) error {
 			return err
 		}
 		c.sendReject(p, rejectProtocolError)
-		delete(c.tasks, tk.itt)
+		c.removeTask(tk.itt)
 		return nil
 	}
 	if err := c.receive(tk, p, off, false); err != nil {
@@ -235,7 +260,7 @@ func (c *conn) advance(tk *task) error {
 		c.queue(&r, nil)
 		return nil
 	}
-	delete(c.tasks, tk.itt)
+	c.removeTask(tk.itt)
 	pl := tk.pl
 	switch {
 	case tk.failed:
@@ -308,6 +333,20 @@ func (c *conn) complete(cmd *scsiCmd, itt uint32, lunField []byte, edtl uint32, 
 		return nil
 	}
 	l := cmd.lun
+	if c.srv.cfg.Sendfile && !c.p.dataDigest {
+		if err := c.flush(); err != nil {
+			return err
+		}
+		if c.out == nil {
+			c.out = getOut()
+		}
+		if err := c.sendfileRead(l, itt, pl.readOff, send, rflags, resid); err != nil {
+			return err
+		}
+		cmd.target.stats.bytesRead.Add(uint64(send))
+		c.observe(cmd.target, statusGood, start)
+		return nil
+	}
 	for sent := uint32(0); sent < send; {
 		chunk := min(send-sent, 1<<20)
 		pb := getBuf(int(chunk))

@@ -12,6 +12,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,7 +61,13 @@ type conn struct {
 	textTTT   uint32
 	loggedOut bool
 	commands  uint64
-	lastOp    byte // opcode of the command being completed, for debug logs
+
+	fullFeaturePhase atomic.Bool
+	logoutWanted     atomic.Bool
+	logoutSent       bool
+	lastOp           byte // opcode of the command being completed, for debug logs
+	bufferedOut      int  // bytes of Data-Out buffered by tasks
+	pendingBytes     int  // bytes held by commands queued for a CmdSN gap
 }
 
 var connSeq struct {
@@ -72,7 +79,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:     s,
 		nc:      nc,
-		br:      bufio.NewReaderSize(nc, 16<<10),
+		br:      bufio.NewReaderSize(nc, 8<<10),
 		done:    make(chan struct{}),
 		tasks:   map[uint32]*task{},
 		nextTTT: 1,
@@ -121,6 +128,10 @@ func (c *conn) serve() {
 	}
 	c.nc.SetDeadline(time.Time{})
 	c.readDL, c.writeDL = time.Time{}, time.Time{}
+	c.fullFeaturePhase.Store(true)
+	if c.logoutWanted.Load() {
+		c.nc.SetReadDeadline(time.Now().Add(-time.Second))
+	}
 	err := c.fullFeature()
 	c.endSession(err)
 }
@@ -202,7 +213,7 @@ func (c *conn) applyParams() {
 // releases what the I_T nexus held.
 func (c *conn) endSession(err error) {
 	for itt := range c.tasks {
-		delete(c.tasks, itt)
+		c.removeTask(itt)
 	}
 	if c.sess == nil || c.discovery {
 		return
@@ -258,19 +269,30 @@ func (c *conn) fullFeature() error {
 	return c.flush()
 }
 
-// readHeaderIdle reads the next BHS, pinging the initiator with NOP-In when it
-// stays idle and dropping it when it does not answer.
+// readHeaderIdle reads the next BHS. When the initiator stays idle it pings
+// it with NOP-In and drops it if it does not answer; when the target asks the
+// initiator to log out (requestLogout) it sends the Async Message here and
+// drops the connection if no logout follows within logoutGrace.
 func (c *conn) readHeaderIdle(p *pdu) error {
 	interval := c.srv.cfg.NopInterval
-	if interval < 0 {
-		return c.pr.readHeader(p)
-	}
 	got := 0
 	for {
+		if got == 0 && c.logoutWanted.Load() && !c.logoutSent {
+			c.sendAsyncLogout()
+			if err := c.flush(); err != nil {
+				return err
+			}
+			c.logoutSent = true
+			c.readDL = time.Now().Add(logoutGrace)
+			c.nc.SetReadDeadline(c.readDL)
+		}
 		now := time.Now()
-		if !c.nopSent && (c.readDL.IsZero() || c.readDL.Sub(now) < interval*3/4) {
+		if interval > 0 && !c.nopSent && !c.logoutSent && (c.readDL.IsZero() || c.readDL.Sub(now) < interval*3/4) {
 			c.readDL = now.Add(interval)
 			c.nc.SetReadDeadline(c.readDL)
+		}
+		if got == 0 && c.logoutWanted.Load() && !c.logoutSent {
+			continue // requested while we set our own deadline
 		}
 		n, err := io.ReadFull(c.br, p.bhs[got:])
 		got += n
@@ -286,22 +308,62 @@ func (c *conn) readHeaderIdle(p *pdu) error {
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			return err
 		}
-		if got > 0 && got < bhsLen {
+		switch {
+		case got > 0 && got < bhsLen:
 			c.readDL = time.Now().Add(c.srv.cfg.NopTimeout)
 			c.nc.SetReadDeadline(c.readDL)
-			continue
-		}
-		if c.nopSent {
+		case c.logoutSent:
+			return errors.New("initiator did not log out when asked")
+		case c.logoutWanted.Load():
+			// Woken to send the logout request: the loop sends it.
+		case interval <= 0:
+			c.readDL = time.Time{}
+			c.nc.SetReadDeadline(c.readDL)
+		case c.nopSent:
 			return errors.New("initiator did not answer NOP-In")
+		default:
+			c.sendNopPing()
+			if err := c.flush(); err != nil {
+				return err
+			}
+			c.nopSent = true
+			c.readDL = time.Now().Add(c.srv.cfg.NopTimeout)
+			c.nc.SetReadDeadline(c.readDL)
 		}
-		c.sendNopPing()
-		if err := c.flush(); err != nil {
-			return err
-		}
-		c.nopSent = true
-		c.readDL = time.Now().Add(c.srv.cfg.NopTimeout)
-		c.nc.SetReadDeadline(c.readDL)
 	}
+}
+
+// logoutGrace is how long an initiator asked to log out may take.
+const logoutGrace = 2 * time.Second
+
+// requestLogout asks the connection's initiator to log out (Async Message,
+// RFC 7143 §11.9); a connection still logging in is closed. Safe from any goroutine.
+func (c *conn) requestLogout(reason string) {
+	c.killMu.Lock()
+	if c.killReason == "" {
+		c.killReason = reason
+	}
+	c.killMu.Unlock()
+	if !c.fullFeaturePhase.Load() {
+		c.nc.Close()
+		return
+	}
+	c.logoutWanted.Store(true)
+	c.nc.SetReadDeadline(time.Now().Add(-time.Second))
+}
+
+func (c *conn) sendAsyncLogout() {
+	var r pdu
+	r.bhs[0] = opAsync
+	r.bhs[1] = 0x80
+	r.put32(16, reservedTag)
+	r.put32(24, c.statSN)
+	c.statSN++
+	r.put32(28, c.expCmdSN)
+	r.put32(32, c.maxCmdSN())
+	r.bhs[36] = 1 // AsyncEvent: the target requests a logout
+	binary.BigEndian.PutUint16(r.bhs[42:], uint16(logoutGrace/time.Second))
+	c.queue(&r, nil)
 }
 
 func (c *conn) sendNopPing() {
@@ -326,6 +388,9 @@ func (c *conn) newTTT() uint32 {
 }
 
 func (c *conn) maxCmdSN() uint32 { return c.expCmdSN + c.srv.cfg.QueueDepth - 1 }
+
+// maxPendingBytes bounds the immediate data held while waiting for a CmdSN gap to fill.
+const maxPendingBytes = 1 << 20
 
 // snCompare compares sequence numbers with RFC 1982 serial arithmetic.
 func snCompare(a, b uint32) int {
@@ -369,6 +434,10 @@ func (c *conn) handle(p *pdu) error {
 			if len(c.pending) >= int(c.srv.cfg.QueueDepth) {
 				return errors.New("CmdSN queue overflow")
 			}
+			if c.pendingBytes+p.dataLen() > maxPendingBytes {
+				return errors.New("CmdSN gap holds too much data")
+			}
+			c.pendingBytes += p.dataLen()
 			q := &pdu{bhs: p.bhs, ahs: append([]byte(nil), p.ahs...)}
 			if err := c.pr.readData(q, make([]byte, p.dataLen())); err != nil {
 				return err
@@ -391,6 +460,7 @@ func (c *conn) handle(p *pdu) error {
 				break
 			}
 			delete(c.pending, c.expCmdSN)
+			c.pendingBytes -= len(q.data)
 			c.expCmdSN++
 			if err := c.dispatch(q, true); err != nil {
 				return err
@@ -494,7 +564,7 @@ func (c *conn) taskMgmt(p *pdu) {
 		// for Data-Out can be aborted. Others have completed: "does not exist".
 		ref := p.u32(20)
 		if _, ok := c.tasks[ref]; ok {
-			delete(c.tasks, ref)
+			c.removeTask(ref)
 		} else {
 			resp = tmfNoTask
 		}
@@ -544,7 +614,7 @@ func (c *conn) taskMgmt(p *pdu) {
 func (c *conn) dropTasks(lunNum uint64, onlyLUN bool) {
 	for itt, t := range c.tasks {
 		if !onlyLUN || t.lunNum == lunNum {
-			delete(c.tasks, itt)
+			c.removeTask(itt)
 		}
 	}
 }
@@ -677,6 +747,9 @@ func (c *conn) sendReject(p *pdu, reason byte) {
 // queue appends a PDU to the output. Data larger than a few pages is kept by
 // reference (the caller must keep it unchanged until flush).
 func (c *conn) queue(h *pdu, data []byte) {
+	if c.out == nil {
+		c.out = getOut()
+	}
 	c.out = append(c.out, h.bhs[:]...)
 	if c.p.headerDigest {
 		c.out = binary.LittleEndian.AppendUint32(c.out, crc32.Checksum(h.bhs[:], castagnoli))
@@ -721,12 +794,28 @@ func (c *conn) flush() error {
 		clear(c.vec)
 		c.vec = c.vec[:0]
 	}
-	c.out = c.out[:0]
 	c.outMark = 0
-	if cap(c.out) > 256<<10 {
-		c.out = nil // do not keep a burst's buffer on an idle session
+	if c.br.Buffered() == 0 {
+		// The connection is about to wait for the initiator: give the
+		// buffer back so idle sessions hold none.
+		putOut(c.out)
+		c.out = nil
+	} else {
+		c.out = c.out[:0]
 	}
 	return err
+}
+
+var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func getOut() []byte { return (*outPool.Get().(*[]byte))[:0] }
+
+func putOut(b []byte) {
+	if cap(b) == 0 || cap(b) > 1<<20 {
+		return
+	}
+	b = b[:0]
+	outPool.Put(&b)
 }
 
 // ascResetOccurred is POWER ON, RESET, OR BUS DEVICE RESET OCCURRED / BUS DEVICE RESET FUNCTION OCCURRED.

@@ -12,6 +12,7 @@ const (
 	statusCheckCondition      = 0x02
 	statusConditionMet        = 0x04
 	statusReservationConflict = 0x18
+	statusTaskSetFull         = 0x28
 )
 
 // Sense keys.
@@ -310,7 +311,7 @@ func (s *Server) inquiry(cmd *scsiCmd) plan {
 		b = make([]byte, 64)
 		b[1] = 0xb0
 		put16(b[2:], 0x3c)
-		b[5] = 255                                  // maximum COMPARE AND WRITE length
+		b[5] = maxCompareAndWrite(l.bs)             // maximum COMPARE AND WRITE length
 		put16(b[6:], 1)                             // optimal transfer length granularity
 		put32(b[8:], uint32(min(l.blocks, 1<<24)))  // maximum transfer length
 		put32(b[12:], (1<<20)/l.bs)                 // optimal transfer length
@@ -703,6 +704,9 @@ func compareAndWrite(cmd *scsiCmd) plan {
 	if cdb[1]>>5 != 0 {
 		return check(keyIllegalRequest, ascInvalidFieldCDB)
 	}
+	if n > uint64(maxCompareAndWrite(l.bs)) {
+		return check(keyIllegalRequest, ascInvalidFieldCDB)
+	}
 	if !l.inRange(lba, n) {
 		return check(keyIllegalRequest, ascLBAOutOfRange)
 	}
@@ -1049,4 +1053,10 @@ func lbppbExponent(bs uint32) byte {
 		e++
 	}
 	return e
+}
+
+// maxCompareAndWrite is the largest COMPARE AND WRITE in blocks: its compare
+// and write data are buffered, within maxBufferedOut.
+func maxCompareAndWrite(bs uint32) byte {
+	return byte(min(255, maxBufferedOut/2/bs))
 }

@@ -43,6 +43,10 @@ type Config struct {
 	NopTimeout  time.Duration
 	// LoginTimeout bounds the whole login phase (default 15 s).
 	LoginTimeout time.Duration
+	// Sendfile serves media reads with sendfile(2) (page cache to socket,
+	// no copy through user space) instead of pread(2) and writev(2). It
+	// applies to TCP connections without data digests.
+	Sendfile bool
 }
 
 // TargetConfig describes one target.
@@ -224,8 +228,9 @@ func (s *Server) AddTarget(tc TargetConfig) error {
 	return nil
 }
 
-// RemoveTarget ends the target's sessions, closes its LUNs and forgets it.
-// Removing a target that does not exist is a no-op.
+// RemoveTarget stops new logins to the target, asks its initiators to log out
+// (disconnecting those that do not within 2 s), closes its LUNs and forgets
+// it. Removing a target that does not exist is a no-op.
 func (s *Server) RemoveTarget(iqn string) error {
 	s.mu.Lock()
 	t, ok := s.targets[iqn]
@@ -243,9 +248,11 @@ func (s *Server) RemoveTarget(iqn string) error {
 	}
 	s.mu.Unlock()
 	for _, c := range victims {
-		c.kill("target removed")
+		c.requestLogout("target removed")
 	}
 	for _, c := range victims {
+		c.waitDone(logoutGrace + time.Second)
+		c.kill("target removed")
 		c.waitDone(5 * time.Second)
 	}
 	t.closeLUNs()
@@ -370,9 +377,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// Shutdown stops accepting, asks every connection to end and waits for them
-// until ctx is done, then closes what is left and the LUNs. It is safe to call
-// more than once.
+// Shutdown stops accepting, asks every initiator to log out (Async Message)
+// and waits for the connections to end until ctx is done, then closes what is
+// left and the LUNs. An initiator that does not log out within 2 s is
+// disconnected. It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -385,7 +393,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.kill("server shutdown")
+		c.requestLogout("server shutdown")
 	}
 	done := make(chan struct{})
 	go func() { s.connWG.Wait(); close(done) }()
@@ -394,6 +402,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+		// Out of patience: close what is left and let the goroutines end.
+		s.mu.Lock()
+		for c := range s.conns {
+			c.kill("server shutdown")
+		}
+		s.mu.Unlock()
+		<-done
 	}
 	s.mu.Lock()
 	targets := s.targets

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -66,7 +67,13 @@ func dial(t *testing.T, addr string, o initiator.Options) *initiator.Session {
 }
 
 func TestReadWriteRoundTrip(t *testing.T) {
-	srv, addr := startServer(t, Config{})
+	for _, sendfile := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sendfile=%v", sendfile), func(t *testing.T) { testReadWriteRoundTrip(t, sendfile) })
+	}
+}
+
+func testReadWriteRoundTrip(t *testing.T, sendfile bool) {
+	srv, addr := startServer(t, Config{Sendfile: sendfile})
 	disk := newDisk(t, 64<<20)
 	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
 		t.Fatal(err)

@@ -74,13 +74,13 @@ func waitPort(t *testing.T, addr string) {
 
 // startOurs builds test/iscsi/targetd and runs it as its own process, so its
 // CPU time and memory can be measured like tgtd's.
-func startOurs(t *testing.T, disk string) *targetProc {
+func startOurs(t *testing.T, disk string, extra ...string) *targetProc {
 	bin := filepath.Join(t.TempDir(), "targetd")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../iscsi/targetd").CombinedOutput(); err != nil {
 		t.Fatalf("build targetd: %v\n%s", err, out)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, "-listen", addr, "-iqn", ourIQN, disk)
+	cmd := exec.Command(bin, append(append([]string{"-listen", addr, "-iqn", ourIQN}, extra...), disk)...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -340,7 +340,11 @@ func TestBenchVsTgtd(t *testing.T) {
 		"%d s per pattern, target alternating per pattern. Host %s, %d CPUs, load average at start: %s\n\n",
 		secs, host, numCPU(), strings.TrimSpace(string(load)))
 	fmt.Fprintf(&b, "| pattern | ours | tgtd | ratio | ours CPU s/GB | tgtd CPU s/GB | ours p99 | tgtd p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	only := os.Getenv("ISCSI_BENCH_ONLY") // substring filter on pattern names, for quick checks
 	for _, p := range patterns {
+		if only != "" && !strings.Contains(p.name, only) {
+			continue
+		}
 		ro := run(t, ours, p, dur)
 		rt := run(t, tgt, p, dur)
 		unit, vo, vt := "MB/s", ro.mbps, rt.mbps
@@ -352,9 +356,29 @@ func TestBenchVsTgtd(t *testing.T) {
 		t.Log(line)
 		fmt.Fprintln(&b, line)
 	}
-	mo := idleSessionMemory(t, ours, 200)
-	mt := idleSessionMemory(t, tgt, 200)
-	line := fmt.Sprintf("\nMemory per idle session (RSS growth over 200 idle sessions): ours %.1f KiB, tgtd %.1f KiB.\n", mo/1024, mt/1024)
+	if only != "" {
+		t.Logf("\n%s", b.String())
+		return
+	}
+	// Read path: pread+writev (default) vs sendfile, same patterns.
+	sf := startOurs(t, disk, "-sendfile")
+	run(t, sf, pattern{name: "warm", sessions: 1, qd: 4, size: 1 << 20}, time.Second)
+	fmt.Fprintf(&b, "\nRead path of our target: pread(2)+writev(2) (default) vs sendfile(2) (`Config.Sendfile`).\n\n")
+	fmt.Fprintf(&b, "| pattern | pread | sendfile | ratio | pread CPU s/GB | sendfile CPU s/GB |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, p := range []pattern{patterns[0], patterns[3], patterns[6]} {
+		rp := run(t, ours, p, dur)
+		rs := run(t, sf, p, dur)
+		unit, vp, vs := "MB/s", rp.mbps, rs.mbps
+		if p.size == 4096 {
+			unit, vp, vs = "IOPS", rp.iops, rs.iops
+		}
+		line := fmt.Sprintf("| %s | %.0f %s | %.0f %s | %.2f× | %.2f | %.2f |", p.name, vp, unit, vs, unit, vs/vp, rp.cpuPerGB, rs.cpuPerGB)
+		t.Log(line)
+		fmt.Fprintln(&b, line)
+	}
+	mo := idleSessionMemory(t, ours, 1000)
+	mt := idleSessionMemory(t, tgt, 1000)
+	line := fmt.Sprintf("\nMemory per idle session (RSS growth over 1000 idle sessions, each after one 4 KiB read): ours %.1f KiB, tgtd %.1f KiB.\n", mo/1024, mt/1024)
 	t.Log(line)
 	b.WriteString(line)
 	t.Logf("\n%s", b.String())

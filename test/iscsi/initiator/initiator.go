@@ -474,8 +474,33 @@ func (s *Session) readLoop() {
 		case 0x3f: // reject
 			s.fail(fmt.Errorf("target rejected a PDU: reason %#x", p.bhs[2]))
 			return
-		case 0x32: // async message: the target asks us to leave
-			s.fail(errors.New("target sent an async message"))
+		case 0x32: // async message
+			if p.bhs[36] != 1 {
+				continue
+			}
+			// The target asks us to log out: do so, as initiators must.
+			s.wmu.Lock()
+			var r pdu
+			r.bhs[0] = 0x40 | 0x06
+			r.bhs[1] = 0x80
+			s.mu.Lock()
+			binary.BigEndian.PutUint32(r.bhs[16:], 0xfffffffe)
+			binary.BigEndian.PutUint32(r.bhs[24:], s.cmdSN)
+			binary.BigEndian.PutUint32(r.bhs[28:], s.expStat)
+			s.mu.Unlock()
+			err := s.writePDU(&r)
+			if err == nil {
+				err = s.bw.Flush()
+			}
+			s.wmu.Unlock()
+			if err != nil {
+				s.fail(err)
+				return
+			}
+		}
+		if op == 0x26 && itt == 0xfffffffe {
+			s.fail(errors.New("logged out at the target's request"))
+			s.nc.Close()
 			return
 		}
 	}

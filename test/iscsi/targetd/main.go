@@ -21,13 +21,14 @@ func main() {
 	iqn := flag.String("iqn", "iqn.2026-11.dev.clusterducks:disk", "target name")
 	ro := flag.Bool("ro", false, "serve LUNs read-only")
 	verbose := flag.Bool("v", false, "log session events")
+	sendfile := flag.Bool("sendfile", false, "serve reads with sendfile(2)")
 	flag.Parse()
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	srv := iscsi.NewServer(iscsi.Config{Logger: log})
+	srv := iscsi.NewServer(iscsi.Config{Logger: log, Sendfile: *sendfile})
 	var luns []iscsi.LUNConfig
 	for _, p := range flag.Args() {
 		luns = append(luns, iscsi.LUNConfig{Path: p, ReadOnly: *ro})
