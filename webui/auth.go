@@ -2,7 +2,6 @@ package webui
 
 import (
 	"errors"
-	"net/url"
 	"strings"
 	"time"
 
@@ -10,8 +9,6 @@ import (
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
 )
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
 // secure reports whether cookies set on this response get the Secure attribute: always
 // when configured, otherwise when the request came over TLS or through a proxy that said so

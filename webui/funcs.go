@@ -56,7 +56,6 @@ var funcs = template.FuncMap{
 	},
 	"when":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"superadmin": func(a *models.Actor) bool { return a != nil && a.SuperAdmin() },
-	"inc":        func(n int) int { return n + 1 },
 	// dict passes several values to a shared template: dict "P" $ "F" .Form
 	"dict": func(kv ...any) map[string]any {
 		m := map[string]any{}

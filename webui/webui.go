@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -148,7 +149,7 @@ func (u *UI) authenticate(c *fiber.Ctx) error {
 	a, s, err := models.AuthenticateSession(c.UserContext(), u.store.DB, c.Cookies(api.SessionCookie))
 	if err != nil {
 		if c.Method() == fiber.MethodGet && !strings.HasPrefix(c.Path(), "/events/") {
-			return c.Redirect("/login?next="+urlQueryEscape(c.OriginalURL()), fiber.StatusSeeOther)
+			return c.Redirect("/login?next="+url.QueryEscape(c.OriginalURL()), fiber.StatusSeeOther)
 		}
 		return u.render(c.Status(fiber.StatusUnauthorized), "error", "Not logged in", "",
 			map[string]any{"Code": 401, "Message": "your session has ended: log in again"})
