@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/webui"
 	"github.com/clusterducks/clusterducks/workers/panel"
 )
 
@@ -63,5 +64,6 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 		fmt.Printf("Admin: %s (password shown at first start)\n", admin.Email)
 		fmt.Printf("API token: %s\n", tok)
 	}
-	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: store, Mounts: mounts, Early: []panel.Mount{t.AgentMount(store)}}), ln)
+	ui := webui.Options{TemporalUI: tinfo.ui, TemporalNamespace: tinfo.namespace}
+	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: store, Mounts: mounts, Early: []panel.Mount{t.AgentMount(store)}, WebUI: ui}), ln)
 }

@@ -128,7 +128,9 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	}
 	defer t.Stop()
 	slog.Info("panel listening", "addr", ln.Addr().String())
-	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}}), ln)
+	// TEMPORAL_UI_URL, when set, lets operations link to their workflow in Temporal's Web UI.
+	ui := webui.Options{TemporalUI: os.Getenv("TEMPORAL_UI_URL"), TemporalNamespace: os.Getenv("TEMPORAL_NAMESPACE")}
+	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui}), ln)
 }
 
 // Migrate is `clusterducks migrate`: applies pending migrations to DATABASE_URL (or --db).
