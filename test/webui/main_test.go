@@ -4,8 +4,9 @@
 package webui_test
 
 import (
-	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -143,11 +144,19 @@ func (p *panelT) expectAlerts(b *browser, a *models.Actor, want ...string) {
 		b.screenshot("alerts-mismatch")
 		p.t.Fatalf("dashboard alerts = %v, want %v", got, want)
 	}
-	list, err := p.Store.Alerts(context.Background(), a)
+	// The API serves the same list: GET /api/v0.9.2/alerts.json with the user's token.
+	req, _ := http.NewRequest("GET", p.URL+"/api/v0.9.2/alerts.json", nil)
+	req.Header.Set("Authorization", harness.Token(p.t, p.DB, a.ID))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	var api []string
+	defer resp.Body.Close()
+	var list []models.Alert
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != 200 {
+		p.t.Fatalf("alerts.json: %d %v", resp.StatusCode, err)
+	}
+	api := []string{}
 	for _, al := range list {
 		api = append(api, al.Code)
 	}
