@@ -1,7 +1,10 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"sync"
+	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/models"
@@ -78,13 +81,100 @@ func BootRoutes(store *models.Store) func(r fiber.Router) {
 // Mount it as an early mount, before the API's user authentication.
 type BootAgents struct {
 	Store *models.Store
+	// StateTTL is how long a network's boot state (servers, groups, versions, menus) is
+	// reused across boot requests (default 1 s): a boot storm costs one load per network
+	// and second, and a publish or a group's new settings reach devices within it. The
+	// device row itself is read at every request.
+	StateTTL time.Duration
+
+	mu   sync.Mutex
+	keys map[string]keyEntry
+	nets map[uint]*netEntry
+}
+
+type keyEntry struct {
+	srv *models.Server
+	at  time.Time
+}
+
+type netEntry struct {
+	nb      *models.NetworkBoot
+	at      time.Time
+	loading chan struct{} // closed when a load in flight ends
+}
+
+// server authenticates an agent by its key, remembering the answer for a few seconds so a
+// boot storm does not hash and look up the key hundreds of times.
+func (b *BootAgents) server(c *fiber.Ctx, keys *Agents) (*models.Server, error) {
+	h := c.Get(fiber.HeaderAuthorization)
+	b.mu.Lock()
+	e, ok := b.keys[h]
+	b.mu.Unlock()
+	if ok && time.Since(e.at) < 10*time.Second {
+		return e.srv, nil
+	}
+	srv, err := keys.server(c)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.keys == nil || len(b.keys) > 10000 {
+		b.keys = map[string]keyEntry{}
+	}
+	b.keys[h] = keyEntry{srv: srv, at: time.Now()}
+	b.mu.Unlock()
+	return srv, nil
+}
+
+// network returns the network's boot state, loading it at most once per StateTTL; callers
+// that arrive during a load wait for it.
+func (b *BootAgents) network(ctx context.Context, id uint) (*models.NetworkBoot, error) {
+	ttl := b.StateTTL
+	if ttl <= 0 {
+		ttl = time.Second
+	}
+	for {
+		b.mu.Lock()
+		if b.nets == nil {
+			b.nets = map[uint]*netEntry{}
+		}
+		e := b.nets[id]
+		if e != nil && e.loading == nil && time.Since(e.at) < ttl {
+			b.mu.Unlock()
+			return e.nb, nil
+		}
+		if e != nil && e.loading != nil {
+			wait := e.loading
+			b.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		ne := &netEntry{loading: make(chan struct{})}
+		b.nets[id] = ne
+		b.mu.Unlock()
+		nb, err := models.LoadNetworkBoot(ctx, b.Store.DB, id)
+		b.mu.Lock()
+		if err != nil {
+			delete(b.nets, id)
+		} else {
+			ne.nb, ne.at = nb, time.Now()
+		}
+		close(ne.loading)
+		ne.loading = nil
+		b.mu.Unlock()
+		return nb, err
+	}
 }
 
 // Mount registers the endpoints.
 func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 	keys := &Agents{Store: b.Store}
 	app.Post(Prefix+"/agent/boot.json", func(c *fiber.Ctx) error {
-		srv, err := keys.server(c)
+		srv, err := b.server(c, keys)
 		if err != nil {
 			return err
 		}
@@ -92,14 +182,18 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err := json.Unmarshal(c.Body(), &q); err != nil {
 			return &models.MalformedError{Msg: "body must be a boot query: " + err.Error()}
 		}
-		st, err := models.BootLookup(c.UserContext(), b.Store.DB, srv.ID, q.MAC, boot.NormalizeUUID(q.UUID), q.GroupID)
+		nb, err := b.network(c.UserContext(), srv.NetworkID)
+		if err != nil {
+			return err
+		}
+		st, err := models.BootLookup(c.UserContext(), b.Store.DB, srv.ID, nb, q.MAC, boot.NormalizeUUID(q.UUID), q.GroupID)
 		if err != nil {
 			return err
 		}
 		return c.JSON(BootInfo(st))
 	})
 	app.Post(Prefix+"/agent/booted.json", func(c *fiber.Ctx) error {
-		srv, err := keys.server(c)
+		srv, err := b.server(c, keys)
 		if err != nil {
 			return err
 		}

@@ -37,24 +37,108 @@ type BootState struct {
 	Servers []Server
 }
 
+// NetworkBoot is the part of a boot answer that is the same for every device of a
+// network: its servers, groups with their ready versions and holders, and menus. The
+// panel loads it once for many boots (a boot storm asks the same thing hundreds of times).
+type NetworkBoot struct {
+	Network  Network
+	Servers  []Server
+	Groups   map[uint]*GroupBoot
+	Versions map[uint]GroupVersion // every version of the network's groups, by id
+	Menus    map[uint]Menu
+}
+
+// GroupBoot is a group with its ready versions, who holds each, and the assigned one.
+type GroupBoot struct {
+	Group    Group
+	Versions []GroupVersion  // ready, by number
+	Holders  map[uint][]uint // version id -> server ids (the master first)
+	Assigned *GroupVersion
+}
+
+// LoadNetworkBoot reads a network's boot-wide state in a fixed number of queries.
+func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*NetworkBoot, error) {
+	db = db.WithContext(ctx)
+	nb := &NetworkBoot{Groups: map[uint]*GroupBoot{}, Versions: map[uint]GroupVersion{}, Menus: map[uint]Menu{}}
+	if err := db.Take(&nb.Network, networkID).Error; err != nil {
+		return nil, notFoundOr(err, "network")
+	}
+	n := &nb.Network
+	if err := db.Where("network_id = ?", n.ID).Order("id").Find(&nb.Servers).Error; err != nil {
+		return nil, err
+	}
+	var groups []Group
+	if err := db.Where("network_id = ?", n.ID).Order("id").Find(&groups).Error; err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		nb.Groups[g.ID] = &GroupBoot{Group: g, Holders: map[uint][]uint{}}
+	}
+	var versions []GroupVersion
+	if err := db.Where("group_id IN (?)", db.Model(&Group{}).Select("id").Where("network_id = ?", n.ID)).
+		Order("group_id, number").Find(&versions).Error; err != nil {
+		return nil, err
+	}
+	var ready []uint
+	for _, v := range versions {
+		nb.Versions[v.ID] = v
+		gb := nb.Groups[v.GroupID]
+		if gb == nil || v.State != StateReady {
+			continue
+		}
+		gb.Versions = append(gb.Versions, v)
+		ready = append(ready, v.ID)
+		if n.MasterServerID != nil {
+			// The master published the version: it holds it.
+			gb.Holders[v.ID] = append(gb.Holders[v.ID], *n.MasterServerID)
+		}
+	}
+	if len(ready) > 0 {
+		var copies []VersionCopy
+		if err := db.Where("version_id IN ?", ready).Order("server_id").Find(&copies).Error; err != nil {
+			return nil, err
+		}
+		for _, c := range copies {
+			if v, ok := nb.Versions[c.VersionID]; ok && (n.MasterServerID == nil || c.ServerID != *n.MasterServerID) {
+				gb := nb.Groups[v.GroupID]
+				gb.Holders[c.VersionID] = append(gb.Holders[c.VersionID], c.ServerID)
+			}
+		}
+	}
+	for _, gb := range nb.Groups {
+		gb.Assigned = AssignedVersion(&gb.Group, gb.Versions)
+	}
+	var menus []Menu
+	if err := db.Where("network_id = ?", n.ID).Find(&menus).Error; err != nil {
+		return nil, err
+	}
+	for _, m := range menus {
+		nb.Menus[m.ID] = m
+	}
+	return nb, nil
+}
+
 // BootLookup identifies a device by MAC in the network of the server it boots from,
 // registering an unknown MAC into the network's default group (or with no group when the
 // network has only a default menu). groupChoice, when not 0, is a menu's choice: the
-// device joins that group of its network.
-func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, mac, uuid string, groupChoice uint) (*BootState, error) {
+// device joins that group of its network. nb is the network's boot state (nil: loaded
+// here); the device itself is always read fresh.
+func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot, mac, uuid string, groupChoice uint) (*BootState, error) {
 	mac, err := NormalizeMAC(mac)
 	if err != nil {
 		return nil, err
 	}
 	db = db.WithContext(ctx)
-	var srv Server
-	if err := db.Take(&srv, serverID).Error; err != nil {
-		return nil, notFoundOr(err, "server")
+	if nb == nil {
+		var srv Server
+		if err := db.Take(&srv, serverID).Error; err != nil {
+			return nil, notFoundOr(err, "server")
+		}
+		if nb, err = LoadNetworkBoot(ctx, db, srv.NetworkID); err != nil {
+			return nil, err
+		}
 	}
-	st := &BootState{}
-	if err := db.Take(&st.Network, srv.NetworkID).Error; err != nil {
-		return nil, notFoundOr(err, "network")
-	}
+	st := &BootState{Network: nb.Network, Servers: nb.Servers}
 	n := &st.Network
 	err = db.Where("network_id = ? AND mac = ?", n.ID, mac).Take(&st.Device).Error
 	switch {
@@ -86,21 +170,16 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, mac, uuid strin
 		}
 	}
 	if groupChoice != 0 && (d.GroupID == nil || *d.GroupID != groupChoice) {
-		var g Group
-		if err := db.Where("id = ? AND network_id = ?", groupChoice, n.ID).Take(&g).Error; err != nil {
-			return nil, notFoundOr(err, "group")
+		if _, ok := nb.Groups[groupChoice]; !ok {
+			return nil, NotFound("group")
 		}
-		d.GroupID = &g.ID
-		if err := db.Model(&Device{}).Where("id = ?", d.ID).Update("group_id", g.ID).Error; err != nil {
+		d.GroupID = &groupChoice
+		if err := db.Model(&Device{}).Where("id = ?", d.ID).Update("group_id", groupChoice).Error; err != nil {
 			return nil, err
 		}
 	}
-	if err := db.Where("network_id = ?", n.ID).Order("id").Find(&st.Servers).Error; err != nil {
-		return nil, err
-	}
 	if d.CloneVersionID != nil {
-		var v GroupVersion
-		if err := db.Take(&v, *d.CloneVersionID).Error; err == nil {
+		if v, ok := nb.Versions[*d.CloneVersionID]; ok {
 			st.Clone = &v
 		}
 	}
@@ -111,43 +190,19 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, mac, uuid strin
 		menuID = n.DefaultMenuID
 	}
 	if menuID != nil && groupChoice == 0 {
-		var m Menu
-		if err := db.Where("id = ? AND network_id = ?", *menuID, n.ID).Take(&m).Error; err == nil {
+		if m, ok := nb.Menus[*menuID]; ok {
 			st.Menu = &m
 		}
 	}
 	if d.GroupID == nil {
 		return st, nil
 	}
-	var g Group
-	if err := db.Take(&g, *d.GroupID).Error; err != nil {
-		return nil, notFoundOr(err, "group")
+	gb, ok := nb.Groups[*d.GroupID]
+	if !ok {
+		return nil, NotFound("group")
 	}
-	st.Group = &g
-	if err := db.Where("group_id = ? AND state = ?", g.ID, StateReady).Order("number").Find(&st.Versions).Error; err != nil {
-		return nil, err
-	}
-	st.Holders = map[uint][]uint{}
-	ids := make([]uint, 0, len(st.Versions))
-	for _, v := range st.Versions {
-		ids = append(ids, v.ID)
-		if n.MasterServerID != nil {
-			// The master published the version: it holds it.
-			st.Holders[v.ID] = append(st.Holders[v.ID], *n.MasterServerID)
-		}
-	}
-	if len(ids) > 0 {
-		var copies []VersionCopy
-		if err := db.Where("version_id IN ?", ids).Order("server_id").Find(&copies).Error; err != nil {
-			return nil, err
-		}
-		for _, c := range copies {
-			if n.MasterServerID == nil || c.ServerID != *n.MasterServerID {
-				st.Holders[c.VersionID] = append(st.Holders[c.VersionID], c.ServerID)
-			}
-		}
-	}
-	st.Assigned = AssignedVersion(&g, st.Versions)
+	g := gb.Group
+	st.Group, st.Versions, st.Holders, st.Assigned = &g, gb.Versions, gb.Holders, gb.Assigned
 	return st, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -24,7 +23,6 @@ import (
 // A clone is a full copy: the images these tests boot are small.
 type FileDisks struct {
 	Root string
-	mu   sync.Mutex
 }
 
 // NewFileDisks creates the layout under root.
@@ -102,8 +100,6 @@ func (f *FileDisks) Origin(deviceID uint) int {
 // Clone makes device d's disk a copy of group g version n. An existing disk from the same
 // version is kept (a retry); another is moved to the erator first, restorable.
 func (f *FileDisks) Clone(g uint, n int, d uint) (trashed string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	dst, ok, err := f.DevicePath(context.Background(), d)
 	if err != nil {
 		return "", err
@@ -144,21 +140,73 @@ func (f *FileDisks) Trash() ([]string, error) {
 	return out, nil
 }
 
+// copyFile copies src to dst keeping it sparse: only src's data extents are read
+// (SEEK_DATA/SEEK_HOLE), and zero blocks within them become holes, as a ZFS clone shares
+// them.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
 	out, err := os.Create(dst)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	size := st.Size()
+	buf := make([]byte, 64<<10)
+	for off := int64(0); off < size; {
+		data, err := in.Seek(off, seekData)
+		if err != nil {
+			break // ENXIO: no data after off
+		}
+		hole, err := in.Seek(data, seekHole)
+		if err != nil {
+			hole = size
+		}
+		for p := data; p < hole; {
+			n, rerr := in.ReadAt(buf[:min(int64(len(buf)), hole-p)], p)
+			if n > 0 && !allZero(buf[:n]) {
+				if _, err := out.WriteAt(buf[:n], p); err != nil {
+					out.Close()
+					return err
+				}
+			}
+			p += int64(n)
+			if rerr != nil && rerr != io.EOF {
+				out.Close()
+				return rerr
+			}
+			if n == 0 {
+				break
+			}
+		}
+		off = hole
+	}
+	if err := out.Truncate(size); err != nil {
 		out.Close()
 		return err
 	}
 	return out.Close()
+}
+
+// lseek whences of Linux for sparse files.
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // LocalProvisioner provisions on FileDisks directly, without the device workflow: for

@@ -1,0 +1,241 @@
+package netboot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/workers/panel"
+	"github.com/gofiber/fiber/v2"
+	"gorm.io/gorm"
+)
+
+// HostPanel is the real panel (API, agent endpoints, PostgreSQL) on a loopback port.
+type HostPanel struct {
+	T       testing.TB
+	URL     string
+	DB      *gorm.DB
+	Store   *models.Store
+	Auth    string
+	App     *fiber.App
+	Network models.Network
+	Server  models.Server
+	Key     string
+}
+
+func StartHostPanel(t testing.TB) *HostPanel {
+	t.Helper()
+	db := harness.NewDB(t, "postgres")
+	store := &models.Store{DB: db}
+	admin := harness.Admin(t, db)
+	app := panel.NewApp(panel.Options{Store: store})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln) //nolint:errcheck
+	p := &HostPanel{T: t, URL: "http://" + ln.Addr().String(), DB: db, Store: store, App: app,
+		Auth: harness.Token(t, db, admin.ID)}
+	t.Cleanup(func() { app.Shutdown() }) //nolint:errcheck
+	ctx := context.Background()
+	created, err := store.CreateNetwork(ctx, admin, &models.NetworkInput{Name: models.Strp("netboot"), ClientID: models.Uintp(admin.ClientID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Network = *created.Object.(*models.Network)
+	srv, err := store.CreateServer(ctx, admin, &models.ServerInput{NetworkID: &p.Network.ID, Name: models.Strp("host"), IP: models.Strp("10.0.2.2"), Pool: models.Strp("tank")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Server, p.Key = *srv.Object.(*models.Server), srv.Secret
+	if err := db.Take(&p.Network, p.Network.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if p.Network.MasterServerID == nil || *p.Network.MasterServerID != p.Server.ID {
+		t.Fatalf("the first server is not the master: %+v", p.Network)
+	}
+	return p
+}
+
+// group records a ready group (the file-backed agent has no ZFS workflow to make it) and
+// makes it the network's default.
+func (p *HostPanel) Group(strict, lazy bool) *models.Group {
+	p.T.Helper()
+	vol := &models.Volume{NetworkID: p.Network.ID, Alias: "base", SizeGiB: 1, State: models.StateReady}
+	if err := p.DB.Create(vol).Error; err != nil {
+		p.T.Fatal(err)
+	}
+	g := &models.Group{NetworkID: p.Network.ID, Name: "desktops", VolumeID: vol.ID, StrictVersioning: strict, LazyLocks: lazy, State: models.StateReady}
+	if err := p.DB.Create(g).Error; err != nil {
+		p.T.Fatal(err)
+	}
+	if err := p.DB.Model(&models.Network{}).Where("id = ?", p.Network.ID).Update("default_group_id", g.ID).Error; err != nil {
+		p.T.Fatal(err)
+	}
+	return g
+}
+
+// publish makes version n of g: the head copied to g@v<n> on the agent's disks and the
+// version recorded ready.
+func (p *HostPanel) Publish(a *HostAgent, g *models.Group, n int) {
+	p.T.Helper()
+	head, _, _ := a.Disks.GroupPath(context.Background(), g.ID)
+	if err := MakeDisk(head, Marker(g.ID, n), 0); err != nil {
+		p.T.Fatal(err)
+	}
+	if err := a.Disks.Publish(g.ID, n); err != nil {
+		p.T.Fatal(err)
+	}
+	if err := p.DB.Create(&models.GroupVersion{GroupID: g.ID, Number: n, GUID: "", State: models.StateReady}).Error; err != nil {
+		p.T.Fatal(err)
+	}
+}
+
+func Marker(g uint, n int) string { return fmt.Sprintf("group%d-v%d", g, n) }
+
+// api sends an authenticated API request and fails the test on a status >= 300.
+func (p *HostPanel) API(method, path string, body any) map[string]any {
+	p.T.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, p.URL+"/api/v0.9.2"+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", p.Auth)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		p.T.Fatalf("%s %s: %s: %s", method, path, resp.Status, out)
+	}
+	var m map[string]any
+	json.Unmarshal(out, &m) //nolint:errcheck
+	return m
+}
+
+func (p *HostPanel) Device(mac string) models.Device {
+	p.T.Helper()
+	var d models.Device
+	if err := p.DB.Where("mac = ?", mac).Take(&d).Error; err != nil {
+		p.T.Fatalf("device %s: %v", mac, err)
+	}
+	return d
+}
+
+// HostAgent is the agent's boot side on the host: our iSCSI target on loopback, the boot
+// endpoint, file-backed disks, talking to the panel over HTTP with the server key.
+type HostAgent struct {
+	Svc     *boot.Service
+	Disks   *boot.FileDisks
+	Target  *iscsi.Server
+	BootURL string // as device VMs see it
+	http    *http.Server
+}
+
+// StartHostAgent starts the agent's boot side over disks (new ones when nil) and the
+// cache file, as an agent start does.
+func StartHostAgent(t testing.TB, p *HostPanel, disks *boot.FileDisks, cacheFile string) *HostAgent {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if disks == nil {
+		var err error
+		if disks, err = boot.NewFileDisks(filepath.Join(t.TempDir(), "pool")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := iscsi.NewServer(iscsi.Config{Logger: log})
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go target.Serve(iln) //nolint:errcheck
+	client := boot.NewHTTPPanel(p.URL, p.Key)
+	cache, err := boot.OpenCache(cacheFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := boot.NewService(boot.Config{
+		ServerID:    p.Server.ID,
+		Portal:      fmt.Sprintf("10.0.2.2:%d", iln.Addr().(*net.TCPAddr).Port),
+		Panel:       client,
+		Provision:   &boot.LocalProvisioner{Disks: disks, Target: target, Record: client.RecordClone},
+		Disks:       disks,
+		Target:      target,
+		Cache:       cache,
+		Logger:      log,
+		RebootPause: time.Second,
+		RetryPause:  time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/boot.ipxe", svc)
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(hln) //nolint:errcheck
+	a := &HostAgent{Svc: svc, Disks: disks, Target: target, http: hs,
+		BootURL: fmt.Sprintf("http://10.0.2.2:%d/boot.ipxe", hln.Addr().(*net.TCPAddr).Port)}
+	t.Cleanup(a.Stop)
+	return a
+}
+
+// stop ends the agent's boot side: the endpoint, the service (flushing its cache) and
+// the target. Stopping twice is harmless.
+func (a *HostAgent) Stop() {
+	a.http.Close()
+	a.Svc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.Target.Shutdown(ctx) //nolint:errcheck
+}
+
+
+// offlinePanel is a panel that is never reachable.
+type offlinePanel struct{}
+
+func (offlinePanel) Boot(context.Context, boot.Query) (*boot.Info, error) {
+	return nil, boot.ErrUnreachable
+}
+func (offlinePanel) Booted(context.Context, []boot.Report) error { return boot.ErrUnreachable }
+func (offlinePanel) Exports(context.Context, uint) ([]boot.Export, error) {
+	return nil, boot.ErrUnreachable
+}
+
+// NewBareAgent is the agent's boot side (target on loopback, boot service) over disks with
+// no panel at all: for measuring the boot side alone.
+func NewBareAgent(t testing.TB, disks *boot.FileDisks) *HostAgent {
+	t.Helper()
+	target := iscsi.NewServer(iscsi.Config{})
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go target.Serve(iln) //nolint:errcheck
+	svc, err := boot.NewService(boot.Config{ServerID: 1, Portal: iln.Addr().String(), Panel: offlinePanel{},
+		Provision: &boot.LocalProvisioner{Disks: disks, Target: target}, Disks: disks, Target: target,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &HostAgent{Svc: svc, Disks: disks, Target: target, http: &http.Server{}}
+	t.Cleanup(a.Stop)
+	return a
+}
