@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Operation kinds of the storage workflows beyond the ones the store records on create,
@@ -376,8 +376,8 @@ func (s *Store) PurgeErator(ctx context.Context, a *Actor, serverKey string, in 
 		v := strings.TrimSpace(*in.OlderThan)
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			var secs int64
-			if _, serr := fmt.Sscanf(v, "%d", &secs); serr != nil || fmt.Sprint(secs) != v {
+			secs, serr := strconv.ParseInt(v, 10, 64)
+			if serr != nil || secs > int64(100*365*24*time.Hour/time.Second) {
 				return nil, Invalid("older_than", "must be seconds or a duration such as 24h, got %q", v)
 			}
 			d = time.Duration(secs) * time.Second
@@ -435,11 +435,8 @@ func restore[T any](ctx context.Context, s *Store, a *Actor, id uint, what, kind
 			NetworkID uint
 			State     string
 		}
-		if err := tx.Model(new(T)).Clauses(clause.Locking{Strength: "UPDATE"}).Select("network_id, state").Where("id = ?", id).Take(&row).Error; err != nil {
+		if err := tx.Model(new(T)).Select("network_id, state").Where("id = ?", id).Take(&row).Error; err != nil {
 			return err
-		}
-		if row.State != StateDeleted {
-			return Conflict("", "%s %d is %s, not deleted: there is nothing to restore", what, id, row.State)
 		}
 		n, err := a.lockNetwork(tx, row.NetworkID, "")
 		if err != nil {
@@ -448,8 +445,14 @@ func restore[T any](ctx context.Context, s *Store, a *Actor, id uint, what, kind
 		if err := preflight(tx, n); err != nil {
 			return err
 		}
-		if err := tx.Model(new(T)).Where("id = ?", id).Update("state", StatePending).Error; err != nil {
-			return err
+		// Only a deleted object can come back, and only once: two restores racing find
+		// one of them updating no row.
+		res := tx.Model(new(T)).Where("id = ? AND state = ?", id, StateDeleted).Update("state", StatePending)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return Conflict("", "%s %d is %s, not deleted: there is nothing to restore", what, id, row.State)
 		}
 		if op, err = newOperation(tx, row.NetworkID, kind, what, id, nil); err != nil {
 			return err
