@@ -569,7 +569,10 @@ func prefetch(cmd *scsiCmd) plan {
 		n = l.blocks - lba
 	}
 	// Ask the kernel to read ahead; the answer does not depend on it.
-	syscall.Syscall(syscall.SYS_READAHEAD, uintptr(l.fd), uintptr(lba*uint64(l.bs)), uintptr(n*uint64(l.bs)))
+	l.control(func(fd int) error {
+		syscall.Syscall(syscall.SYS_READAHEAD, uintptr(fd), uintptr(lba*uint64(l.bs)), uintptr(n*uint64(l.bs)))
+		return nil
+	})
 	return good()
 }
 

@@ -63,7 +63,15 @@ func (c *conn) sendfileRead(l *lun, itt uint32, off int64, send uint32, rflags b
 		for remain > 0 {
 			var serr error
 			err := raw.Write(func(fd uintptr) bool {
-				m, e := syscall.Sendfile(int(fd), l.fd, &fileOff, remain)
+				var m int
+				var e error
+				if cerr := l.control(func(lfd int) error {
+					m, e = syscall.Sendfile(int(fd), lfd, &fileOff, remain)
+					return nil
+				}); cerr != nil {
+					serr = cerr
+					return true
+				}
 				if m > 0 {
 					remain -= m
 				}

@@ -432,3 +432,51 @@ func TestCHAPDigest(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveLUNDuringIO removes a LUN while an initiator writes to it: the
+// writes fail cleanly and never land in a file opened afterwards.
+func TestRemoveLUNDuringIO(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	victim := newDisk(t, 4<<20)
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: victim}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	defer s.Logout(ctx)
+	done := make(chan int)
+	go func() {
+		buf := bytes.Repeat([]byte{0xee}, 64<<10)
+		failed := 0
+		for i := 0; i < 2000 && failed < 50; i++ {
+			if err := s.Write(ctx, 0, uint64(i%64)*128, 512, buf, false); err != nil {
+				failed++
+			}
+		}
+		done <- failed
+	}()
+	time.Sleep(5 * time.Millisecond)
+	if err := srv.RemoveLUN(testIQN, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Files opened now may reuse the descriptor number the LUN had.
+	bystanders := make([]string, 8)
+	for i := range bystanders {
+		bystanders[i] = newDisk(t, 4<<20)
+		if err := srv.AddLUN(testIQN, uint64(10+i), LUNConfig{Path: bystanders[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if failed := <-done; failed == 0 {
+		t.Fatal("writes kept succeeding after the LUN was removed")
+	}
+	for _, p := range bystanders {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !allZero(b) {
+			t.Fatalf("a write to the removed LUN landed in %s", p)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package iscsi
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,7 +62,7 @@ type lun struct {
 	cfg      LUNConfig
 	number   uint64
 	f        *os.File
-	fd       int
+	raw      syscall.RawConn // fd access that is safe against a concurrent Close
 	bs       uint32
 	blocks   uint64
 	ro       bool
@@ -112,8 +113,13 @@ func openLUN(iqn string, number uint64, lc LUNConfig) (*lun, error) {
 		return nil, fmt.Errorf("%w: %s is smaller than one block", ErrInvalidConfig, lc.Path)
 	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", iqn, number))
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("LUN %d: %w", number, err)
+	}
 	l := &lun{
-		cfg: lc, number: number, f: f, fd: int(f.Fd()), bs: lc.BlockSize, blocks: blocks,
+		cfg: lc, number: number, f: f, raw: raw, bs: lc.BlockSize, blocks: blocks,
 		ro: lc.ReadOnly, blockDev: blockDev, serial: lc.Serial,
 	}
 	if l.serial == "" {
@@ -131,46 +137,39 @@ func (l *lun) close() {
 	}
 }
 
-func (l *lun) readAt(b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := syscall.Pread(l.fd, b, off)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			// Past the end of a sparse or truncated file reads as zeros.
-			clear(b)
-			return nil
-		}
-		b, off = b[n:], off+int64(n)
+// control runs fn with the LUN's descriptor held open, so a concurrent
+// RemoveLUN cannot close it (and the number be reused) under the call.
+func (l *lun) control(fn func(fd int) error) error {
+	var ferr error
+	if err := l.raw.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
 	}
-	return nil
+	return ferr
+}
+
+func (l *lun) readAt(b []byte, off int64) error {
+	n, err := l.f.ReadAt(b, off)
+	if err == io.EOF {
+		// Past the end of a truncated file reads as zeros.
+		clear(b[n:])
+		return nil
+	}
+	return err
 }
 
 func (l *lun) writeAt(b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := syscall.Pwrite(l.fd, b, off)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b, off = b[n:], off+int64(n)
-	}
-	return nil
+	_, err := l.f.WriteAt(b, off)
+	return err
 }
 
 func (l *lun) sync() error {
-	for {
-		err := syscall.Fdatasync(l.fd)
-		if err != syscall.EINTR {
-			return err
+	return l.control(func(fd int) error {
+		for {
+			if err := syscall.Fdatasync(fd); err != syscall.EINTR {
+				return err
+			}
 		}
-	}
+	})
 }
 
 const (
@@ -183,26 +182,27 @@ func (l *lun) punch(off, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	if l.blockDev {
-		var r [2]uint64
-		r[0], r[1] = uint64(off), uint64(n)
-		const blkDiscard = 0x1277
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(l.fd), blkDiscard, uintptrOf(&r)); e != 0 {
-			// Devices without discard still read back zeros after an explicit write.
-			return l.writeZeros(off, n)
+	err := l.control(func(fd int) error {
+		if l.blockDev {
+			r := [2]uint64{uint64(off), uint64(n)}
+			const blkDiscard = 0x1277
+			if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), blkDiscard, uintptrOf(&r)); e != 0 {
+				return e
+			}
+			return nil
 		}
-		return nil
+		for {
+			err := syscall.Fallocate(fd, fallocPunchHole|fallocKeepSize, off, n)
+			if err != syscall.EINTR {
+				return err
+			}
+		}
+	})
+	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.EINVAL) {
+		// No hole punching or discard here: zeros written read back the same.
+		return l.writeZeros(off, n)
 	}
-	for {
-		err := syscall.Fallocate(l.fd, fallocPunchHole|fallocKeepSize, off, n)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EOPNOTSUPP {
-			return l.writeZeros(off, n)
-		}
-		return err
-	}
+	return err
 }
 
 func (l *lun) writeZeros(off, n int64) error {
@@ -226,15 +226,20 @@ func (l *lun) mapped(lba uint64) (bool, uint64) {
 		return true, l.blocks - lba
 	}
 	const seekData, seekHole = 3, 4
-	data, err := syscall.Seek(l.fd, off, seekData)
-	if err != nil || data >= end {
+	var data, hole int64
+	var derr, herr error
+	l.control(func(fd int) error {
+		data, derr = syscall.Seek(fd, off, seekData)
+		hole, herr = syscall.Seek(fd, off, seekHole)
+		return nil
+	})
+	if derr != nil || data >= end {
 		return false, l.blocks - lba
 	}
 	if data > off {
 		return false, uint64(data-off) / uint64(l.bs)
 	}
-	hole, err := syscall.Seek(l.fd, off, seekHole)
-	if err != nil || hole > end {
+	if herr != nil || hole > end {
 		hole = end
 	}
 	n := (uint64(hole-off) + uint64(l.bs) - 1) / uint64(l.bs)
