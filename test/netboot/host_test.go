@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,7 +16,11 @@ import (
 	"github.com/clusterducks/clusterducks/test/harness"
 )
 
-func TestMain(m *testing.M) { harness.MainPostgres(m) }
+func TestMain(m *testing.M) {
+	code := harness.RunWithPostgres(m)
+	harness.StopTemporal()
+	os.Exit(code)
+}
 
 // bootVM boots a device VM and returns the marker it printed.
 func bootVM(t *testing.T, a *HostAgent, d Device) string {

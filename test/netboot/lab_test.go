@@ -1,0 +1,177 @@
+package netboot
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/lab"
+	storagetest "github.com/clusterducks/clusterducks/test/storage"
+)
+
+// TestLabNetboot is the real netboot end to end: the panel (process, PostgreSQL, the
+// in-process Temporal), a storage-server VM running `clusterducks agent` on OpenZFS with
+// our iSCSI target and boot endpoint in it, and device VMs that PXE-boot through iPXE,
+// whose disks are ZFS clones made by the device workflow. Each group version carries its
+// own marker; the test asserts which version each device booted.
+func TestLabNetboot(t *testing.T) {
+	harness.RequirePackages(t, Packages...)
+	e := storagetest.Start(t)
+
+	// The guide's sequence up to a group, with the agent's boot path reachable from the
+	// device VMs: they see the host's loopback forwards of the guest's ports at 10.0.2.2.
+	client := e.Must(http.StatusCreated, "POST", "/clients.json", map[string]any{"Name": "netboot"})
+	network := e.Must(http.StatusCreated, "POST", "/networks.json", map[string]any{"Name": "netboot", "Client": storagetest.ID(client, "id")})
+	networkID := storagetest.ID(network, "id")
+	e.Must(http.StatusCreated, "POST", "/tunnels.json", map[string]any{"Alias": "tunnel", "network": networkID, "IP": "4.2.2.1"})
+	server := e.Must(http.StatusCreated, "POST", "/servers.json", map[string]any{"Name": "netboot-master", "network": networkID, "IP": lab.GuestIP, "Pool": e.VM.Pool})
+	serverID := storagetest.ID(server, "id")
+	if err := os.WriteFile(filepath.Join(e.VM.Share, "netboot.key"), []byte(server["key"].(string)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	portal := "10.0.2.2:" + portOf(t, e.VM.Addr(lab.PortISCSI))
+	bootURL := "http://10.0.2.2:" + portOf(t, e.VM.Addr(lab.PortBoot)) + "/boot.ipxe"
+	e.Guest("sh", "-c", fmt.Sprintf("mkdir -p /run/cd && setsid /usr/local/bin/clusterducks agent --panel %s --key /mnt/host/netboot.key "+
+		"--iscsi-listen :%d --iscsi-portal %s --boot-listen :%d --state /run/cd >>/mnt/host/agent-netboot.log 2>&1 </dev/null & echo $! >/run/agent-netboot.pid",
+		lab.GuestURL(e.URL), lab.PortISCSI, portal, lab.PortBoot))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", tailOf(e.VM.Log("agent-netboot.log"), 6000))
+		}
+	})
+	e.WaitStats("netboot-master", "ONLINE")
+	var bootOp models.Operation
+	if err := e.DB.Where("kind = ? AND object_id = ?", models.OpServerBootstrap, serverID).Order("id DESC").Take(&bootOp).Error; err != nil {
+		t.Fatal(err)
+	}
+	e.WaitOK(bootOp.ID)
+	vol := e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": networkID, "Alias": "base", "vol_size": 1})
+	e.WaitOK(storagetest.OpID(vol))
+	grp := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": networkID, "Name": "desktops", "VolumeID": storagetest.ID(vol, "id")})
+	e.WaitOK(storagetest.OpID(grp))
+	groupID := storagetest.ID(grp, "id")
+	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/networks/%d.json", networkID), map[string]any{"default_group_id": groupID})
+	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/groups/%d.json", groupID), map[string]any{"strict_versioning": true, "lazy_locks": false})
+
+	pool := e.VM.Pool
+	head := fmt.Sprintf("/dev/zvol/%s/iscsi/groups/%d", pool, groupID)
+	// publish installs "the OS" of version n into the group head, then publishes it.
+	publish := func(n int) {
+		t.Helper()
+		img := filepath.Join(e.VM.Share, fmt.Sprintf("head-v%d.img", n))
+		if err := MakeDisk(img, Marker(groupID, n), 0); err != nil {
+			t.Fatal(err)
+		}
+		e.Guest("dd", "if=/mnt/host/"+filepath.Base(img), "of="+head, "bs=512", "count=2", "conv=notrunc,fsync", "status=none")
+		res := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", groupID), map[string]any{"version": n})
+		e.WaitOK(storagetest.OpID(res))
+	}
+	boot := func(d Device) string {
+		t.Helper()
+		res, err := Boot(context.Background(), bootURL, d, 4*time.Minute)
+		if err != nil {
+			t.Fatalf("device %s: %v", d.MAC, err)
+		}
+		t.Logf("device %s booted %q in %s", d.MAC, res.Marker, res.Took.Round(time.Millisecond))
+		return res.Marker
+	}
+	device := func(d Device) models.Device {
+		t.Helper()
+		var row models.Device
+		if err := e.DB.Where("network_id = ? AND mac = ?", networkID, d.MAC).Take(&row).Error; err != nil {
+			t.Fatalf("device %s: %v", d.MAC, err)
+		}
+		return row
+	}
+	erator := func(prefix string) []string {
+		var out []string
+		for _, ds := range e.Datasets(pool + "/erator") {
+			if strings.HasPrefix(ds, pool+"/erator/"+prefix) {
+				out = append(out, ds)
+			}
+		}
+		return out
+	}
+	publish(1)
+
+	devA, devB, devC := DeviceN(101), DeviceN(102), DeviceN(103)
+	// A new device registers into the default group and boots a clone of the assigned v1.
+	expect(t, boot(devA), Marker(groupID, 1), "new device A")
+	dA := device(devA)
+	if dA.GroupID == nil || *dA.GroupID != groupID {
+		t.Fatalf("device A not in the default group: %+v", dA)
+	}
+	if origin := e.Prop(fmt.Sprintf("%s/iscsi/devices/%d", pool, dA.ID), "origin"); origin != fmt.Sprintf("%s/iscsi/groups/%d@v1", pool, groupID) {
+		t.Fatalf("device A's disk has origin %q", origin)
+	}
+	expect(t, boot(devB), Marker(groupID, 1), "new device B")
+	dB := device(devB)
+	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/devices/%d.json", dB.ID), map[string]any{"locked": true})
+	expect(t, boot(devC), Marker(groupID, 1), "new device C")
+
+	// Publish v2 with strict versioning on and lazy locks off.
+	publish(2)
+	expect(t, boot(devA), Marker(groupID, 2), "unlocked device A after v2")
+	if trash := erator(fmt.Sprintf("device-%d-", dA.ID)); len(trash) != 1 {
+		t.Fatalf("device A's old clone is not in the erator: %v", trash)
+	}
+	expect(t, boot(devB), Marker(groupID, 1), "locked device B after v2")
+
+	// Lazy locks on: the unlocked device C keeps its clone.
+	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/groups/%d.json", groupID), map[string]any{"lazy_locks": true})
+	expect(t, boot(devC), Marker(groupID, 1), "unlocked device C with lazy locks")
+
+	// Non-strict: the newest version this server holds, even when v2 is pinned.
+	publish(3)
+	e.Must(http.StatusOK, "POST", fmt.Sprintf("/groups/%d/assign.json", groupID), map[string]any{"version": 2})
+	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/groups/%d.json", groupID), map[string]any{"strict_versioning": false, "lazy_locks": false})
+	time.Sleep(1500 * time.Millisecond) // the panel reuses a network's boot state for up to 1 s
+	expect(t, boot(devC), Marker(groupID, 3), "unlocked device C, non-strict")
+
+	// Four devices at once: A (reprovisioned to v3), locked B, C, and a new device D.
+	devs := []Device{devA, devB, devC, DeviceN(104)}
+	want := []string{Marker(groupID, 3), Marker(groupID, 1), Marker(groupID, 3), Marker(groupID, 3)}
+	got := make([]string, len(devs))
+	errs := make([]error, len(devs))
+	var wg sync.WaitGroup
+	for i := range devs {
+		wg.Go(func() {
+			res, err := Boot(context.Background(), bootURL, devs[i], 4*time.Minute)
+			if err == nil {
+				got[i] = res.Marker
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i := range devs {
+		if errs[i] != nil || got[i] != want[i] {
+			t.Fatalf("concurrent boot of %s: %q, want %q: %v", devs[i].MAC, got[i], want[i], errs[i])
+		}
+	}
+	t.Logf("erator: %v", erator("device-"))
+}
+
+func portOf(t *testing.T, addr string) string {
+	t.Helper()
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		t.Fatalf("address %q has no port", addr)
+	}
+	return addr[i+1:]
+}
+
+func tailOf(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
