@@ -71,6 +71,22 @@ func (c *Cache) Put(mac string, info *Info) {
 	c.dirty = true
 }
 
+// SetClone records a device's new clone in its cached answer, so that a device provisioned
+// just before the panel went away still boots its clone.
+func (c *Cache) SetClone(mac string, groupID uint, version int, versionID, serverID uint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ci, ok := c.devices[mac]
+	if !ok {
+		return
+	}
+	info := *ci.Info // answers are shared read-only: change a copy
+	info.Device.CloneGroupID, info.Device.CloneVersion = groupID, version
+	info.Device.CloneVersionID, info.Device.CloneServerID = versionID, serverID
+	c.devices[mac] = &cachedInfo{Info: &info, At: ci.At}
+	c.dirty = true
+}
+
 // Get returns the last answer for a device and when it was received.
 func (c *Cache) Get(mac string) (*Info, time.Time, bool) {
 	c.mu.Lock()

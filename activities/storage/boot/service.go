@@ -238,10 +238,10 @@ func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	if info.Group == nil {
 		return RebootScript("this device has no group and the network has no default group or menu", s.cfg.RebootPause)
 	}
-	return s.boot(ctx, info, uuid, offline)
+	return s.boot(ctx, mac, info, uuid, offline)
 }
 
-func (s *Service) boot(ctx context.Context, info *Info, uuid string, offline bool) string {
+func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string, offline bool) string {
 	dev, g := info.Device, info.Group
 	if offline && g.Strict {
 		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which is unreachable", g.Name), s.cfg.RebootPause)
@@ -314,6 +314,7 @@ func (s *Service) boot(ctx context.Context, info *Info, uuid string, offline boo
 			s.log.Warn("boot: provisioning failed", "device", dev.ID, "version", d.Version, "err", err)
 			return RebootScript(fmt.Sprintf("preparing the disk failed: %v", err), s.cfg.RebootPause)
 		}
+		s.cfg.Cache.SetClone(mac, g.ID, d.Version, req.VersionID, s.cfg.ServerID)
 		p, ok, err := s.cfg.Disks.DevicePath(ctx, dev.ID)
 		if err != nil || !ok {
 			return RetryScript("the new disk is not visible yet; asking again", s.cfg.RetryPause)

@@ -1,0 +1,226 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+)
+
+// fakePanel answers from a fixed Info (or fails), and records what the service asks.
+type fakePanel struct {
+	mu      sync.Mutex
+	info    *Info
+	err     error
+	queries []Query
+}
+
+func (p *fakePanel) Boot(_ context.Context, q Query) (*Info, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queries = append(p.queries, q)
+	if p.err != nil {
+		return nil, p.err
+	}
+	cp := *p.info
+	return &cp, nil
+}
+func (p *fakePanel) Booted(context.Context, []Report) error { return nil }
+func (p *fakePanel) Exports(context.Context, uint) ([]Export, error) {
+	return []Export{{Kind: "device", ID: 7, NetworkID: 1, UUID: uuid1}}, nil
+}
+
+type recordTarget struct {
+	mu    sync.Mutex
+	added map[string]iscsi.TargetConfig
+}
+
+func (r *recordTarget) AddTarget(tc iscsi.TargetConfig) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.added == nil {
+		r.added = map[string]iscsi.TargetConfig{}
+	}
+	r.added[tc.IQN] = tc
+	return nil
+}
+func (r *recordTarget) RemoveTarget(iqn string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.added, iqn)
+	return nil
+}
+
+type countingProvisioner struct {
+	LocalProvisioner
+	mu   sync.Mutex
+	reqs []ProvisionRequest
+}
+
+func (c *countingProvisioner) Provision(ctx context.Context, r ProvisionRequest) error {
+	c.mu.Lock()
+	c.reqs = append(c.reqs, r)
+	c.mu.Unlock()
+	return c.LocalProvisioner.Provision(ctx, r)
+}
+
+const (
+	mac1  = "52:54:00:00:00:07"
+	uuid1 = "c1d0c1d0-0000-4000-8000-000000000007"
+)
+
+func newTestService(t *testing.T, info *Info) (*Service, *fakePanel, *recordTarget, *countingProvisioner, *FileDisks) {
+	t.Helper()
+	disks, err := NewFileDisks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2} {
+		if err := writeFile(disks.GroupVersionPath(3, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	panel := &fakePanel{info: info}
+	target := &recordTarget{}
+	prov := &countingProvisioner{LocalProvisioner: LocalProvisioner{Disks: disks, Target: target}}
+	cache, _ := OpenCache(filepath.Join(t.TempDir(), "cache.json"))
+	svc, err := NewService(Config{ServerID: 1, Portal: "10.0.0.1:3260", Panel: panel, Provision: prov, Disks: disks, Target: target, Cache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return svc, panel, target, prov, disks
+}
+
+func writeFile(p string) error { return os.WriteFile(p, []byte("disk"), 0o644) }
+
+func info(strict bool, assigned int) *Info {
+	return &Info{Registered: true,
+		Device:         DeviceInfo{ID: 7, NetworkID: 1, MAC: mac1, UUID: uuid1},
+		Group:          &GroupInfo{ID: 3, Name: "g", Strict: strict, Assigned: assigned, Versions: []VersionInfo{{ID: 31, Number: 1, Servers: []uint{1}}, {ID: 32, Number: 2, Servers: []uint{1}}}},
+		Servers:        []ServerInfo{{ID: 1, IP: "10.0.0.1"}, {ID: 2, IP: "10.0.0.2"}},
+		MasterServerID: 1}
+}
+
+func TestScriptNewDeviceProvisionsAndSanboots(t *testing.T) {
+	svc, _, target, prov, _ := newTestService(t, info(true, 1))
+	s := svc.Script(context.Background(), "52-54-00-00-00-07", uuid1, 0)
+	if !strings.Contains(s, "sanboot iscsi:10.0.0.1::::0:"+DeviceIQN(1, 7)) && !strings.Contains(s, "sanboot iscsi:10.0.0.1:::0:"+DeviceIQN(1, 7)) {
+		t.Fatalf("script:\n%s", s)
+	}
+	if len(prov.reqs) != 1 || prov.reqs[0].Version != 1 || prov.reqs[0].Reprovision {
+		t.Fatalf("provisioning: %+v", prov.reqs)
+	}
+	tc := target.added[DeviceIQN(1, 7)]
+	if len(tc.AllowedInitiators) != 1 || tc.AllowedInitiators[0] != "iqn.2010-04.org.ipxe:"+uuid1 {
+		t.Fatalf("ACL: %+v", tc)
+	}
+}
+
+func TestScriptKnownDeviceNeedsNoProvisioning(t *testing.T) {
+	in := info(true, 1)
+	svc, _, _, prov, disks := newTestService(t, in)
+	if _, err := disks.Clone(3, 1, 7); err != nil {
+		t.Fatal(err)
+	}
+	in.Device.CloneGroupID, in.Device.CloneVersion, in.Device.CloneServerID = 3, 1, 1
+	for range 3 {
+		if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot iscsi:") {
+			t.Fatalf("script:\n%s", s)
+		}
+	}
+	if len(prov.reqs) != 0 {
+		t.Fatalf("a provisioned device started provisioning: %+v", prov.reqs)
+	}
+}
+
+func TestScriptAnswers(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*Info)
+		err  error
+		want string
+	}{
+		{"not registered", func(i *Info) { *i = Info{Message: "this device is not registered and the network has no default group"} }, nil,
+			"not registered and the network has no default group"},
+		{"menu", func(i *Info) {
+			i.Menu = &MenuInfo{Name: "Pick", Entries: []MenuEntry{{Type: MenuGroup, Label: "Desktops", GroupID: 3}, {Type: MenuLocal, Label: "Disk"}}}
+		}, nil, "chain --autofree /boot.ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}&group=3"},
+		{"no group", func(i *Info) { i.Group = nil }, nil, "no group"},
+		{"strict, A elsewhere: redirect", func(i *Info) { i.Group.Assigned = 4; i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4, Servers: []uint{2}}) }, nil,
+			"chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
+		{"strict, A nowhere: reboot loop", func(i *Info) { i.Group.Assigned = 4; i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4}) }, nil,
+			"no server holds the assigned v4 yet"},
+		{"panel down, unknown device", nil, errors.New("down"), "panel is unreachable"},
+		{"maintenance", func(i *Info) { i.Group.Maintenance, i.Group.MaintenanceDevice = true, 7 }, nil, "group 3's head is not on this server"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := info(true, 1)
+			if tt.edit != nil {
+				tt.edit(in)
+			}
+			svc, panel, _, _, _ := newTestService(t, in)
+			panel.err = tt.err
+			s := svc.Script(context.Background(), mac1, uuid1, 0)
+			if !strings.HasPrefix(s, "#!ipxe\n") || !strings.Contains(s, tt.want) {
+				t.Fatalf("script lacks %q:\n%s", tt.want, s)
+			}
+		})
+	}
+}
+
+func TestScriptFromCacheWhenPanelIsDown(t *testing.T) {
+	in := info(false, 1)
+	svc, panel, _, _, _ := newTestService(t, in)
+	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot") {
+		t.Fatalf("online:\n%s", s)
+	}
+	panel.err = ErrUnreachable
+	in.Device.CloneGroupID, in.Device.CloneVersion, in.Device.CloneServerID = 3, 2, 1
+	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot") {
+		t.Fatalf("non-strict from the cache:\n%s", s)
+	}
+	// A strict group needs the panel.
+	svc2, panel2, _, _, _ := newTestService(t, info(true, 1))
+	svc2.Script(context.Background(), mac1, uuid1, 0)
+	panel2.err = ErrUnreachable
+	if s := svc2.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "strict versioning") {
+		t.Fatalf("strict from the cache:\n%s", s)
+	}
+}
+
+func TestStaticScriptAndBadInput(t *testing.T) {
+	if s := ChainScript(); !strings.Contains(s, "chain --autofree /boot.ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}") {
+		t.Fatalf("static script:\n%s", s)
+	}
+	svc, _, _, _, _ := newTestService(t, info(true, 1))
+	if s := svc.Script(context.Background(), "zz", uuid1, 0); !strings.Contains(s, "bad MAC") {
+		t.Fatalf("bad mac:\n%s", s)
+	}
+	if s := svc.Script(context.Background(), mac1, "", 0); !strings.Contains(s, "no SMBIOS UUID") {
+		t.Fatalf("no uuid:\n%s", s)
+	}
+	if got := SANURI(SANTarget{Portal: "10.0.2.2:3261", LUN: 0, IQN: "iqn.x:y"}); got != "iscsi:10.0.2.2::3261:0:iqn.x:y" {
+		t.Fatalf("SANURI: %s", got)
+	}
+	if got := screenText("a\n${x}"); strings.ContainsAny(got, "\n$") {
+		t.Fatalf("screenText: %q", got)
+	}
+}
+
+func TestRestoreFromPanel(t *testing.T) {
+	svc, _, target, _, disks := newTestService(t, info(true, 1))
+	if _, err := disks.Clone(3, 1, 7); err != nil {
+		t.Fatal(err)
+	}
+	n, err := svc.Restore(context.Background())
+	if err != nil || n != 1 || target.added[DeviceIQN(1, 7)].IQN == "" {
+		t.Fatalf("restore: %d %v %v", n, err, target.added)
+	}
+}
