@@ -146,15 +146,23 @@ func TestScriptAnswers(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"not registered", func(i *Info) { *i = Info{Message: "this device is not registered and the network has no default group"} }, nil,
+		{"not registered", func(i *Info) {
+			*i = Info{Message: "this device is not registered and the network has no default group"}
+		}, nil,
 			"not registered and the network has no default group"},
 		{"menu", func(i *Info) {
 			i.Menu = &MenuInfo{Name: "Pick", Entries: []MenuEntry{{Type: MenuGroup, Label: "Desktops", GroupID: 3}, {Type: MenuLocal, Label: "Disk"}}}
 		}, nil, "chain --autofree /boot.ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}&group=3"},
 		{"no group", func(i *Info) { i.Group = nil }, nil, "no group"},
-		{"strict, A elsewhere: redirect", func(i *Info) { i.Group.Assigned = 4; i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4, Servers: []uint{2}}) }, nil,
+		{"strict, A elsewhere: redirect", func(i *Info) {
+			i.Group.Assigned = 4
+			i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4, Servers: []uint{2}})
+		}, nil,
 			"chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
-		{"strict, A nowhere: reboot loop", func(i *Info) { i.Group.Assigned = 4; i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4}) }, nil,
+		{"strict, A nowhere: reboot loop", func(i *Info) {
+			i.Group.Assigned = 4
+			i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4})
+		}, nil,
 			"no server holds the assigned v4 yet"},
 		{"panel down, unknown device", nil, errors.New("down"), "panel is unreachable"},
 		{"maintenance", func(i *Info) { i.Group.Maintenance, i.Group.MaintenanceDevice = true, 7 }, nil, "group 3's head is not on this server"},
