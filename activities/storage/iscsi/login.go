@@ -433,5 +433,10 @@ func (c *conn) sendLoginResp(ls *loginState, req *pdu, flags byte, data []byte, 
 		data = nil
 	}
 	r.setDataLen(len(data))
+	// Digests start with the first PDU after the login phase (RFC 7143 §13.1),
+	// and the final Login Response is still part of it.
+	hd, dd := c.p.headerDigest, c.p.dataDigest
+	c.p.headerDigest, c.p.dataDigest = false, false
 	c.queue(&r, data)
+	c.p.headerDigest, c.p.dataDigest = hd, dd
 }

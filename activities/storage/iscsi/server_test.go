@@ -67,19 +67,21 @@ func dial(t *testing.T, addr string, o initiator.Options) *initiator.Session {
 }
 
 func TestReadWriteRoundTrip(t *testing.T) {
-	for _, sendfile := range []bool{false, true} {
-		t.Run(fmt.Sprintf("sendfile=%v", sendfile), func(t *testing.T) { testReadWriteRoundTrip(t, sendfile) })
+	for _, tc := range []struct{ sendfile, digests bool }{{false, false}, {true, false}, {false, true}} {
+		t.Run(fmt.Sprintf("sendfile=%v,digests=%v", tc.sendfile, tc.digests), func(t *testing.T) {
+			testReadWriteRoundTrip(t, tc.sendfile, tc.digests)
+		})
 	}
 }
 
-func testReadWriteRoundTrip(t *testing.T, sendfile bool) {
-	srv, addr := startServer(t, Config{Sendfile: sendfile})
+func testReadWriteRoundTrip(t *testing.T, sendfile, digests bool) {
+	srv, addr := startServer(t, Config{Sendfile: sendfile, PreferDigests: digests})
 	disk := newDisk(t, 64<<20)
 	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	s := dial(t, addr, initiator.Options{TargetName: testIQN, Digests: digests})
 	defer s.Logout(ctx)
 	blocks, bs, err := s.ReadCapacity(ctx, 0)
 	if err != nil || blocks != (64<<20)/512 || bs != 512 {

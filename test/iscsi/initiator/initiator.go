@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"strconv"
@@ -32,6 +33,8 @@ type Options struct {
 	Dialer *net.Dialer
 	// Timeout bounds the login (default 10 s).
 	Timeout time.Duration
+	// Digests offers CRC32C header and data digests (only).
+	Digests bool
 }
 
 // Session is a logged-in iSCSI session on one connection. Commands may be
@@ -50,6 +53,8 @@ type Session struct {
 	maxBurst      uint32
 	immediateData bool
 	initialR2T    bool
+	hdrDigest     bool
+	dataDigest    bool
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -157,21 +162,31 @@ type pdu struct {
 	data []byte
 }
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 func (s *Session) writePDU(p *pdu) error {
 	n := len(p.data)
 	p.bhs[5], p.bhs[6], p.bhs[7] = byte(n>>16), byte(n>>8), byte(n)
 	if _, err := s.bw.Write(p.bhs[:]); err != nil {
 		return err
 	}
+	if s.hdrDigest {
+		s.bw.Write(binary.LittleEndian.AppendUint32(nil, crc32.Checksum(p.bhs[:], castagnoli)))
+	}
 	if n > 0 {
 		if _, err := s.bw.Write(p.data); err != nil {
 			return err
 		}
-		if pad := (4 - n%4) % 4; pad > 0 {
-			var z [4]byte
+		var z [4]byte
+		pad := (4 - n%4) % 4
+		if pad > 0 {
 			if _, err := s.bw.Write(z[:pad]); err != nil {
 				return err
 			}
+		}
+		if s.dataDigest {
+			sum := crc32.Update(crc32.Checksum(p.data, castagnoli), castagnoli, z[:pad])
+			s.bw.Write(binary.LittleEndian.AppendUint32(nil, sum))
 		}
 	}
 	return nil
@@ -186,6 +201,15 @@ func (s *Session) readPDU(p *pdu, dst func(p *pdu) []byte) error {
 			return err
 		}
 	}
+	if s.hdrDigest {
+		var d [4]byte
+		if _, err := io.ReadFull(s.br, d[:]); err != nil {
+			return err
+		}
+		if binary.LittleEndian.Uint32(d[:]) != crc32.Checksum(p.bhs[:], castagnoli) {
+			return errors.New("header digest mismatch")
+		}
+	}
 	n := int(p.bhs[5])<<16 | int(p.bhs[6])<<8 | int(p.bhs[7])
 	var buf []byte
 	if dst != nil {
@@ -198,9 +222,20 @@ func (s *Session) readPDU(p *pdu, dst func(p *pdu) []byte) error {
 	if _, err := io.ReadFull(s.br, p.data); err != nil {
 		return err
 	}
-	if pad := (4 - n%4) % 4; pad > 0 {
+	var z [4]byte
+	pad := (4 - n%4) % 4
+	if pad > 0 {
 		if _, err := s.br.Discard(pad); err != nil {
 			return err
+		}
+	}
+	if s.dataDigest && n > 0 {
+		var d [4]byte
+		if _, err := io.ReadFull(s.br, d[:]); err != nil {
+			return err
+		}
+		if binary.LittleEndian.Uint32(d[:]) != crc32.Update(crc32.Checksum(p.data, castagnoli), castagnoli, z[:pad]) {
+			return errors.New("data digest mismatch")
 		}
 	}
 	return nil
@@ -271,8 +306,12 @@ func (s *Session) login() error {
 	} else {
 		common = append(common, "SessionType", "Normal", "TargetName", o.TargetName)
 	}
+	digest := "None"
+	if o.Digests {
+		digest = "CRC32C"
+	}
 	op := []string{
-		"HeaderDigest", "None", "DataDigest", "None", "MaxConnections", "1",
+		"HeaderDigest", digest, "DataDigest", digest, "MaxConnections", "1",
 		"InitialR2T", "No", "ImmediateData", "Yes",
 		"MaxRecvDataSegmentLength", strconv.Itoa(int(o.MaxRecvDataSegmentLength)),
 		"MaxBurstLength", "1048576", "FirstBurstLength", "262144",
@@ -336,6 +375,11 @@ func (s *Session) login() error {
 	}
 	s.immediateData = kv["ImmediateData"] != "No"
 	s.initialR2T = kv["InitialR2T"] != "No"
+	s.hdrDigest = kv["HeaderDigest"] == "CRC32C"
+	s.dataDigest = kv["DataDigest"] == "CRC32C"
+	if o.Digests && (!s.hdrDigest || !s.dataDigest) {
+		return errors.New("target refused CRC32C digests")
+	}
 	return nil
 }
 

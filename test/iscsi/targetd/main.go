@@ -22,13 +22,14 @@ func main() {
 	ro := flag.Bool("ro", false, "serve LUNs read-only")
 	verbose := flag.Bool("v", false, "log session events")
 	sendfile := flag.Bool("sendfile", false, "serve reads with sendfile(2)")
+	digests := flag.Bool("digests", false, "prefer CRC32C digests when offered")
 	flag.Parse()
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	srv := iscsi.NewServer(iscsi.Config{Logger: log, Sendfile: *sendfile})
+	srv := iscsi.NewServer(iscsi.Config{Logger: log, Sendfile: *sendfile, PreferDigests: *digests})
 	var luns []iscsi.LUNConfig
 	for _, p := range flag.Args() {
 		luns = append(luns, iscsi.LUNConfig{Path: p, ReadOnly: *ro})
