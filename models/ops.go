@@ -477,8 +477,22 @@ func QueuedOperations(ctx context.Context, db *gorm.DB, limit int) ([]Operation,
 	return ops, err
 }
 
-// AttachWorkflow records which workflow run carries an operation.
+// AttachWorkflow records which workflow run carries an operation. An operation that
+// joined a run which has already reported its end (a repeat arriving in the last moment
+// of the run) takes that end over, since the run will not report again.
 func AttachWorkflow(ctx context.Context, db *gorm.DB, opID uint, workflowID, runID string) error {
-	return db.WithContext(ctx).Model(&Operation{}).Where("id = ?", opID).
-		Updates(map[string]any{"workflow_id": workflowID, "run_id": runID, "message": ""}).Error
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", opID).
+			Updates(map[string]any{"workflow_id": workflowID, "run_id": runID, "message": ""}).Error; err != nil {
+			return err
+		}
+		var done Operation
+		err := tx.Where("workflow_id = ? AND run_id = ? AND id <> ? AND state IN ?", workflowID, runID, opID,
+			[]string{OpSucceeded, OpFailed}).Order("id").Limit(1).Find(&done).Error
+		if err != nil || done.ID == 0 {
+			return err
+		}
+		return opRows(tx, opID, "", "").Updates(map[string]any{"state": done.State, "step": done.Step, "percent": done.Percent,
+			"message": done.Message, "error": done.Error, "finished_at": done.FinishedAt}).Error
+	})
 }
