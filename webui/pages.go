@@ -18,6 +18,7 @@ type opView struct {
 	ObjectURL   string
 	WorkflowURL string
 	Network     string
+	Object      string // "volume New Volume 1"
 	Done        bool
 }
 
@@ -40,7 +41,9 @@ func trimSlash(s string) string {
 }
 
 func (u *UI) opView(r *rc, op *models.Operation) opView {
-	v := opView{Operation: *op, WorkflowURL: u.workflowURL(op), ObjectURL: fmt.Sprintf("/%ss/%d", op.ObjectType, op.ObjectID), Done: op.Finished()}
+	oid := op.ObjectID
+	v := opView{Operation: *op, WorkflowURL: u.workflowURL(op), ObjectURL: fmt.Sprintf("/%ss/%d", op.ObjectType, op.ObjectID), Done: op.Finished(),
+		Object: op.ObjectType + " " + r.objName(op.ObjectType+"s", &oid).Text}
 	if op.NetworkID != nil {
 		v.Network = r.netName(*op.NetworkID)
 	}

@@ -443,6 +443,7 @@ func serversRes() *resource {
 				{Label: "Status", Value: status.Text, Badge: status.Badge},
 				{Label: "Pool health", Value: orDash(s.PoolHealth)}, {Label: "Pool size / free", Value: fmt.Sprintf("%s / %s", bytesText(s.PoolSize), bytesText(s.PoolFree))},
 				{Label: "Stats reported", Value: ago(s.StatsAt)},
+				{Label: "Install", Pre: true, Value: fmt.Sprintf("install.sh -h %q -k server.key -n br0\n# server.key holds the key shown when the server was added (or a new one: the key icon)", r.c.Hostname())},
 				{Label: "Stats", Value: string(stats), Pre: true, Link: fmt.Sprintf("/api/v0.9.2/servers/%d/stats.json", s.ID)}}
 		},
 	}
