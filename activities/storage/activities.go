@@ -59,6 +59,18 @@ func (a *Activities) alive(ctx context.Context, fn func() error) error {
 	}
 }
 
+// pool reads a pool; a missing one is said plainly, without the command line.
+func (a *Activities) pool(name string) (*zfs.Pool, error) {
+	p, err := a.ZFS.Pool(name)
+	if errors.Is(err, activities.ErrPoolNotFound) {
+		return nil, fmt.Errorf("pool %s does not exist on this server: %w", name, activities.ErrPoolNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", name, err)
+	}
+	return p, nil
+}
+
 // PoolInput names a pool.
 type PoolInput struct {
 	Pool string
@@ -82,9 +94,9 @@ func (a *Activities) Status(ctx context.Context, in PoolInput) (*PoolStatus, err
 }
 
 func (a *Activities) status(pool string) (*PoolStatus, error) {
-	p, err := a.ZFS.Pool(pool)
+	p, err := a.pool(pool)
 	if err != nil {
-		return nil, fmt.Errorf("pool %s: %w", pool, err)
+		return nil, err
 	}
 	st := &PoolStatus{Pool: *p, Erator: []EratorEntry{}}
 	if p.Health != "ONLINE" && p.Health != "DEGRADED" {
@@ -131,9 +143,9 @@ type BootstrapResult struct {
 func (a *Activities) Bootstrap(ctx context.Context, in PoolInput) (*BootstrapResult, error) {
 	res := &BootstrapResult{Created: []string{}}
 	err := a.alive(ctx, func() error {
-		p, err := a.ZFS.Pool(in.Pool)
+		p, err := a.pool(in.Pool)
 		if err != nil {
-			return fmt.Errorf("pool %s: %w", in.Pool, err)
+			return err
 		}
 		if p.Health != "ONLINE" {
 			return fmt.Errorf("pool %s is %s: %w", in.Pool, p.Health, activities.ErrPoolUnhealthy)

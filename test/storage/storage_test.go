@@ -237,7 +237,7 @@ func TestStorage(t *testing.T) {
 		if err := e.DB.Where("kind = ? AND object_id = ?", models.OpServerBootstrap, ID(srv, "id")).Order("id DESC").Take(&boot).Error; err != nil {
 			t.Fatal(err)
 		}
-		if op := e.WaitOp(boot.ID); op.State != models.OpFailed || !strings.Contains(op.Error, "pool does not exist") {
+		if op := e.WaitOp(boot.ID); op.State != models.OpFailed || !strings.Contains(op.Error, "pool gone does not exist on this server") {
 			t.Errorf("bootstrap on a missing pool: %+v", op)
 		}
 		status, body := e.Call("POST", "/volumes.json", map[string]any{"network": nid, "Alias": "nowhere", "vol_size": 1})
