@@ -17,6 +17,7 @@ import (
 //	DELETE /groups/<id>/maintenance.json             -> the group, out of maintenance
 //	POST   /groups/<id>/assign.json      {"version"} -> the group, pinned to v<N> (0: follow the newest)
 //	GET    /groups/<id>/compliance.json              -> each device's clone and booted version against the assigned one
+//	POST   /devices/<id>/restore.json    {"from"}    -> 202: the device's replaced disk back from the erator
 func BootRoutes(store *models.Store) func(r fiber.Router) {
 	return func(r fiber.Router) {
 		maintenance := func(on bool) fiber.Handler {
@@ -54,6 +55,23 @@ func BootRoutes(store *models.Store) func(r fiber.Router) {
 				return err
 			}
 			return c.JSON(g)
+		})
+		r.Post("/devices/:id/restore.json", func(c *fiber.Ctx) error {
+			id, err := idParam(c)
+			if err != nil {
+				return err
+			}
+			var in models.DeviceRestoreInput
+			if len(c.Body()) > 0 {
+				if err := models.DecodeJSON(c.Body(), &in); err != nil {
+					return err
+				}
+			}
+			res, err := store.RestoreDevice(c.UserContext(), actor(c), id, &in)
+			if err != nil {
+				return err
+			}
+			return sendCreated(c, "devices", res, fiber.StatusAccepted)
 		})
 		r.Get("/groups/:id/compliance.json", func(c *fiber.Ctx) error {
 			id, err := idParam(c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -496,4 +497,51 @@ func (s *Store) GroupCompliance(ctx context.Context, a *Actor, groupID uint) ([]
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// OpDeviceRestore is the operation that puts a device's replaced disk back from the erator.
+const OpDeviceRestore = "device-restore"
+
+// DeviceRestoreInput is the body of a device restore: an erator entry (as the server's
+// erator lists it), or none for the newest of the device's.
+type DeviceRestoreInput struct {
+	From *string `field:"from,name"`
+}
+
+// DeviceRestoreRequest is the input an engine reads from a device restore operation.
+type DeviceRestoreRequest struct {
+	ServerID uint   `json:"server_id"`
+	From     string `json:"from"`
+}
+
+// RestoreDevice queues putting a device's replaced disk back from its server's erator
+// (the disk it has now goes to the erator in exchange).
+func (s *Store) RestoreDevice(ctx context.Context, a *Actor, id uint, in *DeviceRestoreInput) (*Created, error) {
+	var d *Device
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
+			return err
+		}
+		if d.ServerID == nil {
+			return Conflict("", "device %d has no disk on any server: there is nothing to restore", d.ID)
+		}
+		from := ""
+		if in != nil && in.From != nil {
+			from = strings.TrimSpace(*in.From)
+			if from != "" && !strings.Contains(from, fmt.Sprintf("/erator/device-%d-", d.ID)) {
+				return Invalid("from", "must be an erator entry of device %d (…/erator/device-%d-<time>)", d.ID, d.ID)
+			}
+		}
+		if op, err = newOperation(tx, d.NetworkID, OpDeviceRestore, "device", d.ID, DeviceRestoreRequest{ServerID: *d.ServerID, From: from}); err != nil {
+			return err
+		}
+		return audit(tx, a, &d.NetworkID, "restore", "device", d.ID, from)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: d, Operation: op}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -151,4 +152,65 @@ func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r boot.Prov
 		return errors.Join(fmt.Errorf("record device %d's clone", deviceID), err)
 	}
 	return nil
+}
+
+// DeviceRestoreInput restores device DeviceID's disk on ServerID from the erator.
+type DeviceRestoreInput struct {
+	OperationID uint
+	DeviceID    uint
+	ServerID    uint
+	Pool        string
+	From        string // an erator entry; "" the newest of the device's
+}
+
+// DeviceRestoreResult names what was restored and its version.
+type DeviceRestoreResult struct {
+	From    string
+	GroupID uint
+	Version int
+}
+
+// DeviceRestore puts a replaced disk back: the device's target is removed, its current
+// disk goes to the erator (so the swap loses nothing either), the chosen entry becomes its
+// disk again, is exported, and the panel records the version it was cloned from.
+func DeviceRestore(ctx workflow.Context, in DeviceRestoreInput) (*DeviceRestoreResult, error) {
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	var plan panel.DevicePlanResult
+	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan, panel.DevicePlanInput{DeviceID: in.DeviceID, ServerID: in.ServerID}).Get(ctx, &plan); err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	target := storage.ExportInput{Kind: "device", ID: in.DeviceID, NetworkID: plan.NetworkID, UUID: plan.UUID, Pool: in.Pool}
+	if err := t.step("unexport", 20, "removing device %d's target", in.DeviceID); err != nil {
+		return nil, err
+	}
+	if err := workflow.ExecuteActivity(serverCtx(ctx, in.ServerID), da.UnexportTarget, target).Get(ctx, nil); err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	if err := t.step("restore", 50, "restoring device %d's disk from the erator", in.DeviceID); err != nil {
+		return nil, err
+	}
+	var res storage.RestoreDeviceResult
+	if err := workflow.ExecuteActivity(serverCtx(ctx, in.ServerID), da.RestoreDevice, storage.RestoreDeviceInput{
+		Pool: in.Pool, DeviceID: in.DeviceID, From: in.From, Unix: workflow.Now(ctx).Unix()}).Get(ctx, &res); err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	if err := t.step("export", 80, "exporting device %d's restored disk", in.DeviceID); err != nil {
+		return nil, err
+	}
+	if err := workflow.ExecuteActivity(serverCtx(ctx, in.ServerID), da.ExportTarget, target).Get(ctx, nil); err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	if res.GroupID != 0 && res.Version > 0 {
+		rec := panel.RecordCloneInput{NetworkID: plan.NetworkID, DeviceID: in.DeviceID, GroupID: res.GroupID, Version: res.Version, ServerID: in.ServerID}
+		if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordClone, rec).Get(ctx, nil); err != nil {
+			return nil, t.fail(models.Outcome{}, err)
+		}
+	}
+	if err := t.succeed(models.Outcome{}, "restored %s as device %d's disk (v%d)", res.From, in.DeviceID, res.Version); err != nil {
+		return nil, err
+	}
+	return &DeviceRestoreResult{From: res.From, GroupID: res.GroupID, Version: res.Version}, nil
 }

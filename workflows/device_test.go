@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +204,47 @@ func join(ss []string) string {
 		out += s
 	}
 	return out
+}
+
+func TestDeviceRestoreSwapsTheDisk(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.env.OnActivity(pa.Progress, mock.Anything, mock.Anything).Return(&panel.ProgressResult{}, nil)
+	var outcome panel.FinishInput
+	s.env.OnActivity(pa.Finish, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.FinishInput) (*panel.FinishResult, error) {
+			outcome = in
+			return &panel.FinishResult{}, nil
+		})
+	s.env.OnActivity(da.RestoreDevice, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.RestoreDeviceInput) (*storage.RestoreDeviceResult, error) {
+			s.calls = append(s.calls, "restore "+in.From)
+			return &storage.RestoreDeviceResult{From: "tank/erator/device-7-100", GroupID: 3, Version: 1}, nil
+		})
+	s.env.ExecuteWorkflow(DeviceRestore, DeviceRestoreInput{OperationID: 9, DeviceID: 7, ServerID: 1, Pool: "tank"})
+	var res DeviceRestoreResult
+	if err := s.env.GetWorkflowResult(&res); err != nil || res.Version != 1 {
+		t.Fatalf("restore: %+v %v", res, err)
+	}
+	if j := join(s.calls); j != "plan,unexport tank,restore ,export tank,record v1" {
+		t.Fatalf("calls %s", j)
+	}
+	if outcome.Failed || outcome.OperationID != 9 {
+		t.Fatalf("outcome %+v", outcome)
+	}
+}
+
+func TestDeviceRestoreNothingInErator(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.env.OnActivity(pa.Progress, mock.Anything, mock.Anything).Return(&panel.ProgressResult{}, nil)
+	var outcome panel.FinishInput
+	s.env.OnActivity(pa.Finish, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.FinishInput) (*panel.FinishResult, error) {
+			outcome = in
+			return &panel.FinishResult{}, nil
+		})
+	s.env.OnActivity(da.RestoreDevice, mock.Anything, mock.Anything).Return(nil, activities.Wrap(activities.ErrNotInErator))
+	s.env.ExecuteWorkflow(DeviceRestore, DeviceRestoreInput{OperationID: 9, DeviceID: 7, ServerID: 1, Pool: "tank"})
+	if s.env.GetWorkflowError() == nil || !outcome.Failed || !strings.Contains(outcome.Error, "nothing in the erator") {
+		t.Fatalf("outcome %+v", outcome)
+	}
 }

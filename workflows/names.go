@@ -63,3 +63,6 @@ func DeviceWorkflowID(deviceID uint) string { return fmt.Sprintf("device-%d", de
 
 // UpdateProvision is the device workflow's update that provisions a version on a server.
 const UpdateProvision = "provision"
+
+// DeviceRestoreID is the id of restoring a device's disk from the erator (one at a time).
+func DeviceRestoreID(deviceID uint) string { return fmt.Sprintf("device-restore-%d", deviceID) }

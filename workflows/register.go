@@ -14,4 +14,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(EratorPurge)
 	r.RegisterWorkflow(Restore)
 	r.RegisterWorkflow(Device)
+	r.RegisterWorkflow(DeviceRestore)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -153,4 +155,90 @@ func (d *Devices) UnexportTarget(ctx context.Context, in ExportInput) (*ExportRe
 		return nil, fmt.Errorf("unexport %s: %w", iqn, err)
 	}
 	return &ExportResult{IQN: iqn, Path: d.zvolPath(ds)}, nil
+}
+
+// RestoreDeviceInput puts a device's disk back from the erator: From (a dataset under
+// <pool>/erator), or when empty the newest device-<id>-* entry older than Unix. The
+// current disk, if any, goes to the erator as device-<id>-<Unix> first (nothing is lost).
+type RestoreDeviceInput struct {
+	Pool     string
+	DeviceID uint
+	From     string
+	Unix     int64 // the workflow's time: names the current disk's erator entry
+}
+
+// RestoreDeviceResult names what was restored and the group version it was cloned from.
+type RestoreDeviceResult struct {
+	From    string
+	Origin  string // <pool>/iscsi/groups/<g>@v<N>, "" when unknown
+	GroupID uint
+	Version int
+}
+
+// RestoreDevice swaps the device's disk with an erator entry. A retry that finds the swap
+// done (the entry gone, the disk there) reports the disk's origin.
+func (d *Devices) RestoreDevice(ctx context.Context, in RestoreDeviceInput) (*RestoreDeviceResult, error) {
+	disk := DeviceDataset(in.Pool, in.DeviceID)
+	res := &RestoreDeviceResult{From: in.From}
+	if res.From == "" {
+		trash, err := d.ZFS.Children(Erator(in.Pool))
+		if err != nil && !errors.Is(err, activities.ErrDatasetNotFound) {
+			return nil, activities.Wrap(err)
+		}
+		var best *EratorEntry
+		for _, t := range trash {
+			e, ok := ParseEratorName(t.Name)
+			if ok && e.Kind == "device" && e.ID == in.DeviceID && e.Unix < in.Unix && (best == nil || e.Unix > best.Unix) {
+				best = &e
+			}
+		}
+		if best == nil {
+			return nil, activities.Wrap(fmt.Errorf("device %d: %w", in.DeviceID, activities.ErrNotInErator))
+		}
+		res.From = best.Name
+	}
+	if e, ok := ParseEratorName(res.From); !ok || e.Kind != "device" || e.ID != in.DeviceID || !strings.HasPrefix(res.From, Erator(in.Pool)+"/") {
+		return nil, activities.Wrap(fmt.Errorf("%s is not an erator entry of device %d: %w", res.From, in.DeviceID, activities.ErrNotInErator))
+	}
+	from, err := d.ZFS.Lookup(res.From)
+	if err != nil {
+		return nil, activities.Wrap(err)
+	}
+	if from != nil {
+		if cur, err := d.ZFS.Lookup(disk); err != nil {
+			return nil, activities.Wrap(err)
+		} else if cur != nil {
+			if err := d.ZFS.Rename(disk, EratorDataset(in.Pool, "device", in.DeviceID, in.Unix)); err != nil {
+				return nil, activities.Wrap(err)
+			}
+		}
+		if err := d.ZFS.Rename(res.From, disk); err != nil {
+			return nil, activities.Wrap(err)
+		}
+	}
+	now, err := d.ZFS.Get(disk)
+	if err != nil {
+		return nil, activities.Wrap(err)
+	}
+	res.Origin = now.Origin
+	res.GroupID, res.Version = parseVersionOrigin(in.Pool, now.Origin)
+	return res, nil
+}
+
+// parseVersionOrigin reads <pool>/iscsi/groups/<g>@v<N>.
+func parseVersionOrigin(pool, origin string) (uint, int) {
+	rest, ok := strings.CutPrefix(origin, pool+"/iscsi/groups/")
+	if !ok {
+		return 0, 0
+	}
+	g, v, ok := strings.Cut(rest, "@v")
+	if !ok {
+		return 0, 0
+	}
+	gid, err1 := strconv.ParseUint(g, 10, 32)
+	n, err2 := strconv.Atoi(v)
+	if err1 != nil || err2 != nil {
+		return 0, 0
+	}
+	return uint(gid), n
 }

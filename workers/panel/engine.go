@@ -75,6 +75,9 @@ func (e *Engine) plan(ctx context.Context, op *models.Operation) (*start, error)
 		return &start{id: workflows.EratorPurgeID(id), fn: workflows.EratorPurge, again: true,
 			input: workflows.EratorPurgeInput{OperationID: op.ID, ServerID: s.ID, Pool: s.Pool, Before: req.Before}}, nil
 	}
+	if op.Kind == models.OpDeviceRestore {
+		return e.planDeviceRestore(ctx, op)
+	}
 	m, err := e.placement(ctx, networkID)
 	if err != nil {
 		return nil, err
