@@ -354,6 +354,46 @@ func TestGuide(t *testing.T) {
 	b.submit()
 	b.screenshot("menu-created")
 
+	// Delete from a list: the menu goes; a network that still has servers stays, and the
+	// page says why.
+	var menu models.Menu
+	if err := p.DB.Where("name = ?", "Boot menu").Take(&menu).Error; err != nil {
+		t.Fatal(err)
+	}
+	b.open("/menus")
+	b.post(fmt.Sprintf("form[action='/menus/%d/delete'] button", menu.ID))
+	if b.jsString(fmt.Sprintf(`return document.querySelector("tr[data-id='%d']") ? 'still there' : ''`, menu.ID)) != "" || !strings.Contains(b.text(".notice"), "Deleted") {
+		t.Fatal("the menu was not deleted")
+	}
+	b.open("/networks")
+	b.post(fmt.Sprintf("form[action='/networks/%d/delete'] button", network.ID))
+	if msg := b.text("#form-error"); !strings.Contains(msg, "still has") {
+		t.Fatalf("deleting a network with servers: %q", msg)
+	}
+	b.screenshot("network-delete-refused")
+	if err := p.DB.Take(&models.Network{}, network.ID).Error; err != nil {
+		t.Fatalf("the network went: %v", err)
+	}
+
+	// Users: a bad e-mail names the field; then the user is added.
+	b.open("/users/new")
+	b.checkLabels("new user")
+	b.fill("#f-email", "not-an-address")
+	b.fill("#f-password", "0123456789ab")
+	b.choose("#f-client_id", "New Client")
+	b.js(`document.querySelector('#main-form').noValidate = true`) // past the browser's own check, to the models'
+	b.submit()
+	if msg := b.text("#form-error"); !strings.HasPrefix(msg, "E-mail:") {
+		t.Fatalf("bad e-mail: %q", msg)
+	}
+	b.fill("#f-email", "ops@example.com")
+	b.fill("#f-password", "0123456789ab")
+	b.submit()
+	b.open("/users")
+	if !strings.Contains(b.text("#list"), "ops@example.com") {
+		t.Fatalf("user list: %q", b.text("#list"))
+	}
+
 	// Every list page, at both widths.
 	for _, page := range []string{"clients", "users", "networks", "servers", "volumes", "groups", "menus"} {
 		b.open("/" + page)
