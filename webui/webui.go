@@ -130,8 +130,17 @@ func (u *UI) h(fn func(c *fiber.Ctx) error) fiber.Handler {
 			return nil
 		}
 		code, body := api.Status(err)
-		return u.render(c.Status(code), "error", "Error", "", map[string]any{"Code": code, "Message": body.Error, "Field": body.Field})
+		return u.render(c.Status(code), "error", "Error", "", map[string]any{"Code": code, "Message": body.Error, "Field": body.Field, "Back": backTo(c)})
 	}
+}
+
+// backTo is the page the request came from, when it is one of this panel's.
+func backTo(c *fiber.Ctx) string {
+	ref, err := url.Parse(c.Get(fiber.HeaderReferer))
+	if err != nil || ref.Host != c.Hostname() || !strings.HasPrefix(ref.Path, "/") || ref.Path == c.Path() {
+		return ""
+	}
+	return ref.RequestURI()
 }
 
 func setSecurityHeaders(c *fiber.Ctx) {
