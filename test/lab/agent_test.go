@@ -33,7 +33,7 @@ func TestAgentRegisters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverID, key, err := panel.CreateServer(ctx, networkID, "labmaster", GuestHostIP, "tank")
+	serverID, key, err := panel.CreateServer(ctx, networkID, "labmaster", GuestIP, "tank")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -209,8 +209,9 @@ func StartLab(ctx context.Context, n int, dataDir string, echo io.Writer, logf f
 	opts := make([]Options, n)
 	for i := range opts {
 		name := fmt.Sprintf("lab%d", i+1)
-		// Other VMs (netbooting devices) reach a server through host loopback: 10.0.2.2.
-		_, key, err := panel.CreateServer(ctx, l.NetworkID, name, GuestHostIP, "tank")
+		// The server's IP is the address its agent serves on inside its VM; other VMs
+		// (netbooting devices) reach it through its forwards on host loopback (10.0.2.2).
+		_, key, err := panel.CreateServer(ctx, l.NetworkID, name, GuestIP, "tank")
 		if err != nil {
 			l.Stop()
 			return nil, err
