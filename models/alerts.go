@@ -50,52 +50,59 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 	for i, n := range nets {
 		ids[i] = n.ID
 	}
+	// Per network: how many tunnels, servers, volumes and groups it has, its master, and
+	// its groups without a ready version; a few grouped queries whatever the number of networks.
 	var (
-		tunnels  []Tunnel
-		servers  []Server
-		volumes  []Volume
-		groups   []Group
-		versions []GroupVersion
+		tunnels, servers, volumes = map[uint]int{}, map[uint]int{}, map[uint]int{}
+		masters                   = map[uint]Server{}
+		groups                    []Group
+		versioned                 []uint
 	)
 	if len(ids) > 0 {
 		live := []string{StatePending, StateReady}
 		for _, q := range []struct {
-			dst   any
+			into  map[uint]int
 			model any
 			where string
 			args  []any
 		}{
-			{&tunnels, &Tunnel{}, "network_id IN ?", []any{ids}},
-			{&servers, &Server{}, "network_id IN ?", []any{ids}},
-			{&volumes, &Volume{}, "network_id IN ? AND state IN ?", []any{ids, live}},
-			{&groups, &Group{}, "network_id IN ? AND state IN ?", []any{ids, live}},
+			{tunnels, &Tunnel{}, "network_id IN ?", []any{ids}},
+			{servers, &Server{}, "network_id IN ?", []any{ids}},
+			{volumes, &Volume{}, "network_id IN ? AND state IN ?", []any{ids, live}},
 		} {
-			if err := db.Model(q.model).Where(q.where, q.args...).Order("id").Find(q.dst).Error; err != nil {
+			var rows []struct {
+				NetworkID uint
+				N         int
+			}
+			if err := db.Model(q.model).Select("network_id, count(*) AS n").Where(q.where, q.args...).Group("network_id").Scan(&rows).Error; err != nil {
 				return nil, fmt.Errorf("alerts: %w", err)
 			}
-		}
-		gids := make([]uint, len(groups))
-		for i, g := range groups {
-			gids[i] = g.ID
-		}
-		if len(gids) > 0 {
-			if err := db.Where("group_id IN ? AND state = ?", gids, StateReady).Find(&versions).Error; err != nil {
-				return nil, fmt.Errorf("alerts: versions: %w", err)
+			for _, r := range rows {
+				q.into[r.NetworkID] = r.N
 			}
 		}
-	}
-	count := func(nid uint, of func(int) uint, n int) int {
-		c := 0
-		for i := 0; i < n; i++ {
-			if of(i) == nid {
-				c++
-			}
+		var ms []Server
+		if err := db.Where("id IN (?)", db.Model(&Network{}).Select("master_server_id").Where("id IN ?", ids)).Find(&ms).Error; err != nil {
+			return nil, fmt.Errorf("alerts: masters: %w", err)
 		}
-		return c
+		for _, m := range ms {
+			masters[m.ID] = m
+		}
+		if err := db.Where("network_id IN ? AND state IN ?", ids, live).Order("id").Find(&groups).Error; err != nil {
+			return nil, fmt.Errorf("alerts: groups: %w", err)
+		}
+		if err := db.Model(&GroupVersion{}).Distinct("group_id").Where("state = ? AND group_id IN (?)", StateReady,
+			db.Model(&Group{}).Select("id").Where("network_id IN ?", ids)).Pluck("group_id", &versioned).Error; err != nil {
+			return nil, fmt.Errorf("alerts: versions: %w", err)
+		}
 	}
 	hasVersion := map[uint]bool{}
-	for _, v := range versions {
-		hasVersion[v.GroupID] = true
+	for _, g := range versioned {
+		hasVersion[g] = true
+	}
+	groupsOf := map[uint][]Group{}
+	for _, g := range groups {
+		groupsOf[g.NetworkID] = append(groupsOf[g.NetworkID], g)
 	}
 	for _, n := range nets {
 		nid := n.ID
@@ -104,43 +111,38 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 		}
 		edit := fmt.Sprintf("/networks/%d/edit", nid)
 		if n.TunnelID == nil {
-			if count(nid, func(i int) uint { return tunnels[i].NetworkID }, len(tunnels)) == 0 {
+			if tunnels[nid] == 0 {
 				add(AlertNoTunnel, fmt.Sprintf("/tunnels/new?network_id=%d", nid), "Network %q has no tunnel server: add one so the panel can reach its servers.", n.Name)
 			} else {
 				add(AlertNoTunnel, edit, "Network %q has no tunnel server selected: choose one in the network's settings.", n.Name)
 			}
 		}
-		nServers := count(nid, func(i int) uint { return servers[i].NetworkID }, len(servers))
 		switch {
-		case nServers == 0:
+		case servers[nid] == 0:
 			add(AlertNoServer, fmt.Sprintf("/servers/new?network_id=%d", nid), "Network %q has no server: register its master server.", n.Name)
 		case n.MasterServerID == nil:
 			add(AlertNoMaster, edit, "Network %q has no master server: select one in the network's settings.", n.Name)
 		default:
-			for _, srv := range servers {
-				if srv.ID != *n.MasterServerID {
-					continue
-				}
-				link := fmt.Sprintf("/servers/%d", srv.ID)
-				switch {
-				case !srv.Reachable():
-					add(AlertMasterUnreachable, link, "The master server %q of network %q is not reachable (%s): run install.sh on it and check its tunnel port.", srv.Name, n.Name, srv.Status)
-				case srv.PoolHealth != "" && srv.PoolHealth != "ONLINE":
-					add(AlertPoolUnhealthy, link, "The master server %q reports pool %q as %s: make the pool healthy.", srv.Name, srv.Pool, srv.PoolHealth)
-				}
+			srv := masters[*n.MasterServerID]
+			link := fmt.Sprintf("/servers/%d", srv.ID)
+			switch {
+			case !srv.Reachable():
+				add(AlertMasterUnreachable, link, "The master server %q of network %q is not reachable (%s): run install.sh on it and check its tunnel port.", srv.Name, n.Name, srv.Status)
+			case srv.PoolHealth != "" && srv.PoolHealth != "ONLINE":
+				add(AlertPoolUnhealthy, link, "The master server %q reports pool %q as %s: make the pool healthy.", srv.Name, srv.Pool, srv.PoolHealth)
 			}
 		}
-		if count(nid, func(i int) uint { return volumes[i].NetworkID }, len(volumes)) == 0 {
+		if volumes[nid] == 0 {
 			add(AlertNoVolume, fmt.Sprintf("/volumes/new?network_id=%d", nid), "Network %q has no volume: create one to install an OS on.", n.Name)
 		}
-		if count(nid, func(i int) uint { return groups[i].NetworkID }, len(groups)) == 0 {
+		if len(groupsOf[nid]) == 0 {
 			add(AlertNoGroup, fmt.Sprintf("/groups/new?network_id=%d", nid), "Network %q has no group: clone a volume into a group.", n.Name)
 		}
 		if n.DefaultGroupID == nil {
 			add(AlertNoDefaultGroup, edit, "Network %q has no default group: assign one so netbooting devices can register.", n.Name)
 		}
-		for _, g := range groups {
-			if g.NetworkID == nid && !hasVersion[g.ID] {
+		for _, g := range groupsOf[nid] {
+			if !hasVersion[g.ID] {
 				add(AlertGroupWithoutVersion, fmt.Sprintf("/groups/%d", g.ID), "Group %q of network %q has no published version: devices cannot boot it yet.", g.Name, n.Name)
 			}
 		}
