@@ -40,6 +40,8 @@ type Config struct {
 	RebootPause time.Duration
 	// VersionsTTL is how long the list of local versions of a group is reused (default 2 s).
 	VersionsTTL time.Duration
+	// ReconcileEvery is how often exports are compared with the panel's (default 30 s).
+	ReconcileEvery time.Duration
 }
 
 // Service answers devices' boot requests (GET /boot.ipxe) and keeps this server's targets
@@ -98,6 +100,7 @@ func NewService(cfg Config) (*Service, error) {
 	def(&cfg.RetryPause, 3*time.Second)
 	def(&cfg.RebootPause, 10*time.Second)
 	def(&cfg.VersionsTTL, 2*time.Second)
+	def(&cfg.ReconcileEvery, 30*time.Second)
 	s := &Service{
 		cfg: cfg, log: cfg.Logger,
 		versions: map[uint]cachedVersions{},
@@ -127,6 +130,8 @@ func (s *Service) background() {
 	defer s.done.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	reconcile := time.NewTicker(s.cfg.ReconcileEvery)
+	defer reconcile.Stop()
 	var batch []Report
 	send := func() {
 		if len(batch) == 0 {
@@ -148,6 +153,12 @@ func (s *Service) background() {
 			if len(batch) >= 256 {
 				send()
 			}
+		case <-reconcile.C:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if _, err := s.Restore(ctx); err != nil {
+				s.log.Warn("boot: reconcile exports", "err", err)
+			}
+			cancel()
 		case <-tick.C:
 			send()
 			if err := s.cfg.Cache.Flush(); err != nil {
@@ -499,7 +510,10 @@ func (s *Service) bootURL(srv *ServerInfo) string {
 }
 
 // Restore exports again what this server exported before a restart: the panel's list,
-// or the cache's when the panel is unreachable. Disks that are gone are skipped.
+// or the cache's when the panel is unreachable. Disks that are gone are skipped. With the
+// panel's list, group heads and volumes it no longer lists (maintenance ended) are
+// unexported; device targets are only ever removed by their device workflow, which knows
+// when a clone is replaced.
 func (s *Service) Restore(ctx context.Context) (int, error) {
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PanelTimeout)
 	exports, err := s.cfg.Panel.Exports(pctx, s.cfg.ServerID)
@@ -507,6 +521,24 @@ func (s *Service) Restore(ctx context.Context) (int, error) {
 	if err != nil {
 		s.log.Info("boot: panel unreachable, restoring exports from the cache", "err", err)
 		exports = s.cfg.Cache.Exports()
+	} else {
+		want := map[Export]bool{}
+		for _, e := range exports {
+			want[Export{Kind: e.Kind, ID: e.ID, NetworkID: e.NetworkID}] = true
+		}
+		for _, e := range s.cfg.Cache.Exports() {
+			if e.Kind != "device" && !want[Export{Kind: e.Kind, ID: e.ID, NetworkID: e.NetworkID}] {
+				iqn := GroupHeadIQN(e.NetworkID, e.ID)
+				if e.Kind == "volume" {
+					iqn = VolumeIQN(e.NetworkID, e.ID)
+				}
+				if err := s.Unexport(iqn); err != nil {
+					s.log.Warn("boot: unexport", "target", iqn, "err", err)
+				} else {
+					s.log.Info("boot: unexported, no longer wanted", "target", iqn)
+				}
+			}
+		}
 	}
 	n := 0
 	var errs []error

@@ -232,3 +232,21 @@ func TestRestoreFromPanel(t *testing.T) {
 		t.Fatalf("restore: %d %v %v", n, err, target.added)
 	}
 }
+
+func TestRestoreUnexportsEndedMaintenance(t *testing.T) {
+	svc, _, target, _, disks := newTestService(t, info(true, 1))
+	head := filepath.Join(disks.Root, "groups", "3")
+	if err := writeFile(head); err != nil {
+		t.Fatal(err)
+	}
+	iqn := GroupHeadIQN(1, 3)
+	if err := svc.Export(iqn, Export{Kind: "group", ID: 3, NetworkID: 1, UUID: uuid1}, head); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := target.added[iqn]; ok {
+		t.Fatalf("the group head stays exported after maintenance: %v", target.added)
+	}
+}
