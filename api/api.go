@@ -63,77 +63,59 @@ func NewApp() *fiber.App {
 func (h *Handler) routes(r fiber.Router, sp *spec) {
 	resource(r, sp, "clients", models.Client{}, crud[models.ClientInput]{
 		list:   wrapList(h.Store.ListClients),
-		get:    func(ctx context.Context, a *models.Actor, id uint) (any, error) { return h.Store.GetClient(ctx, a, id) },
+		get:    getAny(h.Store.GetClient),
 		create: h.Store.CreateClient,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.ClientInput) (any, error) {
-			return h.Store.UpdateClient(ctx, a, id, in)
-		},
-		del: noOp(h.Store.DeleteClient),
+		update: asAny(h.Store.UpdateClient),
+		del:    noOp(h.Store.DeleteClient),
 	})
 	resource(r, sp, "users", models.User{}, crud[models.UserInput]{
 		list:   wrapList(h.Store.ListUsers),
-		get:    func(ctx context.Context, a *models.Actor, id uint) (any, error) { return h.Store.GetUser(ctx, a, id) },
+		get:    getAny(h.Store.GetUser),
 		create: h.Store.CreateUser,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.UserInput) (any, error) {
-			return h.Store.UpdateUser(ctx, a, id, in)
-		},
-		del: noOp(h.Store.DeleteUser),
+		update: asAny(h.Store.UpdateUser),
+		del:    noOp(h.Store.DeleteUser),
 	})
 	resource(r, sp, "networks", models.Network{}, crud[models.NetworkInput]{
-		list: wrapList(h.Store.ListNetworks),
-		get: func(ctx context.Context, a *models.Actor, id uint) (any, error) {
-			return h.Store.GetNetwork(ctx, a, id)
-		},
+		list:   wrapList(h.Store.ListNetworks),
+		get:    getAny(h.Store.GetNetwork),
 		create: h.Store.CreateNetwork,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.NetworkInput) (any, error) {
-			return h.Store.UpdateNetwork(ctx, a, id, in)
-		},
-		del: noOp(h.Store.DeleteNetwork),
+		update: asAny(h.Store.UpdateNetwork),
+		del:    noOp(h.Store.DeleteNetwork),
 	})
 	resource(r, sp, "tunnels", models.Tunnel{}, crud[models.TunnelInput]{
 		list:   ownedList[models.Tunnel](h.Store),
 		get:    ownedGet[models.Tunnel](h.Store, "tunnel"),
 		create: h.Store.CreateTunnel,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.TunnelInput) (any, error) {
-			return h.Store.UpdateTunnel(ctx, a, id, in)
-		},
-		del: noOp(h.Store.DeleteTunnel),
+		update: asAny(h.Store.UpdateTunnel),
+		del:    noOp(h.Store.DeleteTunnel),
 	})
 	resource(r, sp, "servers", models.Server{}, crud[models.ServerInput]{
 		list:   ownedList[models.Server](h.Store),
 		get:    ownedGet[models.Server](h.Store, "server"),
 		create: h.Store.CreateServer,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.ServerInput) (any, error) {
-			return h.Store.UpdateServer(ctx, a, id, in)
-		},
-		del: noOp(h.Store.DeleteServer),
+		update: asAny(h.Store.UpdateServer),
+		del:    noOp(h.Store.DeleteServer),
 	})
 	resource(r, sp, "volumes", models.Volume{}, crud[models.VolumeInput]{
 		list:   ownedList[models.Volume](h.Store),
 		get:    ownedGet[models.Volume](h.Store, "volume"),
 		create: h.Store.CreateVolume,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.VolumeInput) (any, error) {
-			return h.Store.UpdateVolume(ctx, a, id, in)
-		},
-		del: h.Store.DeleteVolume,
+		update: asAny(h.Store.UpdateVolume),
+		del:    h.Store.DeleteVolume,
 	})
 	resource(r, sp, "groups", models.Group{}, crud[models.GroupInput]{
 		list:   ownedList[models.Group](h.Store),
 		get:    ownedGet[models.Group](h.Store, "group"),
 		create: h.Store.CreateGroup,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.GroupInput) (any, error) {
-			return h.Store.UpdateGroup(ctx, a, id, in)
-		},
-		del: h.Store.DeleteGroup,
+		update: asAny(h.Store.UpdateGroup),
+		del:    h.Store.DeleteGroup,
 	})
 	resource(r, sp, "devices", models.Device{}, crud[models.DeviceInput]{
 		list:   ownedList[models.Device](h.Store),
 		get:    ownedGet[models.Device](h.Store, "device"),
 		create: h.Store.CreateDevice,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.DeviceInput) (any, error) {
-			return h.Store.UpdateDevice(ctx, a, id, in)
-		},
-		del: h.Store.DeleteDevice,
+		update: asAny(h.Store.UpdateDevice),
+		del:    h.Store.DeleteDevice,
 	})
 	resource(r, sp, "menus", models.MenuView{}, crud[models.MenuInput]{
 		list: func(ctx context.Context, a *models.Actor, p models.Page, nid uint) (any, int64, error) {
@@ -153,10 +135,8 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 			return &v, nil
 		},
 		create: h.Store.CreateMenu,
-		update: func(ctx context.Context, a *models.Actor, id uint, in *models.MenuInput) (any, error) {
-			return h.Store.UpdateMenu(ctx, a, id, in)
-		},
-		del: noOp(h.Store.DeleteMenu),
+		update: asAny(h.Store.UpdateMenu),
+		del:    noOp(h.Store.DeleteMenu),
 	})
 
 	r.Get("/servers/:name/stats.json", func(c *fiber.Ctx) error {
@@ -276,6 +256,16 @@ type crud[In any] struct {
 	create func(ctx context.Context, a *models.Actor, in *In) (*models.Created, error)
 	update func(ctx context.Context, a *models.Actor, id uint, in *In) (any, error)
 	del    func(ctx context.Context, a *models.Actor, id uint) (*models.Created, error)
+}
+
+// asAny adapts a typed store method to the collection's generic signature.
+func asAny[T, A any](f func(context.Context, *models.Actor, uint, A) (T, error)) func(context.Context, *models.Actor, uint, A) (any, error) {
+	return func(ctx context.Context, a *models.Actor, id uint, arg A) (any, error) { return f(ctx, a, id, arg) }
+}
+
+// getAny adapts a typed store getter to the collection's generic signature.
+func getAny[T any](f func(context.Context, *models.Actor, uint) (T, error)) func(context.Context, *models.Actor, uint) (any, error) {
+	return func(ctx context.Context, a *models.Actor, id uint) (any, error) { return f(ctx, a, id) }
 }
 
 func wrapList[T any](f func(context.Context, *models.Actor, models.Page) ([]T, int64, error)) func(context.Context, *models.Actor, models.Page, uint) (any, int64, error) {

@@ -53,6 +53,55 @@ func preflight(tx *gorm.DB, n *Network) error {
 	return nil
 }
 
+// queued describes a row whose creation is long work: the network limit it counts
+// against, and the operation that does the work.
+type queued struct {
+	row           any
+	id            func() uint
+	label, object string
+	kind          string
+	max           int
+	what, limit   string
+}
+
+// insertQueued inserts a row of network n within its limit and after the master's
+// preflight, with its operation and audit event, inside the caller's transaction.
+func insertQueued(tx *gorm.DB, a *Actor, n *Network, q queued) (*Operation, error) {
+	if err := checkLimit(tx, q.row, n.ID, q.max, q.what, q.limit); err != nil {
+		return nil, err
+	}
+	if err := preflight(tx, n); err != nil {
+		return nil, err
+	}
+	if err := tx.Create(q.row).Error; err != nil {
+		return nil, err
+	}
+	op, err := newOperation(tx, n.ID, q.kind, q.object, q.id(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return op, audit(tx, a, &n.ID, "create", q.object, q.id(), q.label)
+}
+
+// queueDelete marks a row deleting and records its delete operation; a row already being
+// deleted returns the operation under way, so a repeated DELETE starts nothing new.
+func queueDelete(tx *gorm.DB, a *Actor, row any, state *string, networkID, id uint, object, kind, label string) (*Operation, error) {
+	var op Operation
+	if *state == StateDeleting {
+		err := tx.Where("object_type = ? AND object_id = ? AND kind = ?", object, id, kind).Order("id DESC").Take(&op).Error
+		return &op, err
+	}
+	*state = StateDeleting
+	if err := tx.Model(row).Update("state", StateDeleting).Error; err != nil {
+		return nil, err
+	}
+	created, err := newOperation(tx, networkID, kind, object, id, nil)
+	if err != nil {
+		return nil, err
+	}
+	return created, audit(tx, a, &networkID, "delete", object, id, label)
+}
+
 // CreateVolume records a thin volume of vol_size GiB on the network's master and queues
 // its creation.
 func (s *Store) CreateVolume(ctx context.Context, a *Actor, in *VolumeInput) (*Created, error) {
@@ -77,19 +126,9 @@ func (s *Store) CreateVolume(ctx context.Context, a *Actor, in *VolumeInput) (*C
 		if err != nil {
 			return err
 		}
-		if err := checkLimit(tx, &Volume{}, nid, n.MaxVolumes, "volumes", "max_volumes"); err != nil {
-			return err
-		}
-		if err := preflight(tx, n); err != nil {
-			return err
-		}
-		if err := tx.Create(v).Error; err != nil {
-			return err
-		}
-		if op, err = newOperation(tx, nid, OpVolumeCreate, "volume", v.ID, nil); err != nil {
-			return err
-		}
-		return audit(tx, a, &nid, "create", "volume", v.ID, v.Alias)
+		op, err = insertQueued(tx, a, n, queued{row: v, id: func() uint { return v.ID }, label: v.Alias, object: "volume",
+			kind: OpVolumeCreate, max: n.MaxVolumes, what: "volumes", limit: "max_volumes"})
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -159,17 +198,8 @@ func (s *Store) DeleteVolume(ctx context.Context, a *Actor, id uint) (*Created, 
 		if groups > 0 {
 			return Conflict("", "volume %d has %d groups cloned from it: delete them first", v.ID, groups)
 		}
-		if v.State == StateDeleting {
-			return tx.Where("object_type = ? AND object_id = ? AND kind = ?", "volume", v.ID, OpVolumeDelete).Order("id DESC").Take(&op).Error
-		}
-		v.State = StateDeleting
-		if err := tx.Model(v).Update("state", v.State).Error; err != nil {
-			return err
-		}
-		if op, err = newOperation(tx, v.NetworkID, OpVolumeDelete, "volume", v.ID, nil); err != nil {
-			return err
-		}
-		return audit(tx, a, &v.NetworkID, "delete", "volume", v.ID, v.Alias)
+		op, err = queueDelete(tx, a, v, &v.State, v.NetworkID, v.ID, "volume", OpVolumeDelete, v.Alias)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -218,19 +248,9 @@ func (s *Store) CreateGroup(ctx context.Context, a *Actor, in *GroupInput) (*Cre
 		if vol.State == StateDeleting || vol.State == StateDeleted || vol.State == StateFailed {
 			return Conflict("volume_id", "volume %d is %s", vol.ID, vol.State)
 		}
-		if err := checkLimit(tx, &Group{}, nid, n.MaxGroups, "groups", "max_groups"); err != nil {
-			return err
-		}
-		if err := preflight(tx, n); err != nil {
-			return err
-		}
-		if err := tx.Create(g).Error; err != nil {
-			return err
-		}
-		if op, err = newOperation(tx, nid, OpGroupCreate, "group", g.ID, nil); err != nil {
-			return err
-		}
-		return audit(tx, a, &nid, "create", "group", g.ID, g.Name)
+		op, err = insertQueued(tx, a, n, queued{row: g, id: func() uint { return g.ID }, label: g.Name, object: "group",
+			kind: OpGroupCreate, max: n.MaxGroups, what: "groups", limit: "max_groups"})
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -300,17 +320,8 @@ func (s *Store) DeleteGroup(ctx context.Context, a *Actor, id uint) (*Created, e
 		if defaults > 0 {
 			return Conflict("", "group %d is its network's default group: choose another default first", g.ID)
 		}
-		if g.State == StateDeleting {
-			return tx.Where("object_type = ? AND object_id = ? AND kind = ?", "group", g.ID, OpGroupDelete).Order("id DESC").Take(&op).Error
-		}
-		g.State = StateDeleting
-		if err := tx.Model(g).Update("state", g.State).Error; err != nil {
-			return err
-		}
-		if op, err = newOperation(tx, g.NetworkID, OpGroupDelete, "group", g.ID, nil); err != nil {
-			return err
-		}
-		return audit(tx, a, &g.NetworkID, "delete", "group", g.ID, g.Name)
+		op, err = queueDelete(tx, a, g, &g.State, g.NetworkID, g.ID, "group", OpGroupDelete, g.Name)
+		return err
 	})
 	if err != nil {
 		return nil, err
