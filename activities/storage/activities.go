@@ -186,23 +186,49 @@ type VolumeResult struct {
 	Overcommitted bool   // thin provisioning promises more than the pool holds
 }
 
-// checkFits refuses a size the pool cannot hold at all (thin or not) and computes the
-// provisioning after the change.
-func (a *Activities) checkFits(pool string, size, previous uint64, res *VolumeResult) error {
-	st, err := a.status(pool)
+// room is what a size check needs, read with three commands: the pool's health, the
+// bytes its datasets can use, and every volume (whose sizes add up to the provisioning).
+type room struct {
+	pool        string
+	usable      uint64
+	provisioned uint64
+	volumes     map[string]*zfs.Dataset
+}
+
+func (a *Activities) room(pool string) (*room, error) {
+	p, err := a.pool(pool)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if st.Pool.Health != "ONLINE" {
-		return fmt.Errorf("pool %s is %s: %w", pool, st.Pool.Health, activities.ErrPoolUnhealthy)
+	if p.Health != "ONLINE" {
+		return nil, fmt.Errorf("pool %s is %s: %w", pool, p.Health, activities.ErrPoolUnhealthy)
 	}
-	if size > st.Capacity {
+	root, err := a.ZFS.Get(pool)
+	if err != nil {
+		return nil, err
+	}
+	vols, err := a.ZFS.Volumes(pool)
+	if err != nil {
+		return nil, err
+	}
+	r := &room{pool: pool, usable: root.Used + root.Avail, volumes: map[string]*zfs.Dataset{}}
+	for _, v := range vols {
+		r.provisioned += v.Volsize
+		r.volumes[v.Name] = v
+	}
+	return r, nil
+}
+
+// fits refuses a size the pool cannot hold at all (thin or not) and computes the
+// provisioning once a volume of previous bytes has the new size.
+func (r *room) fits(size, previous uint64, res *VolumeResult) error {
+	if size > r.usable {
 		return fmt.Errorf("%d GiB is more than pool %s can ever hold (%.1f GiB usable): %w",
-			size/GiB, pool, float64(st.Capacity)/GiB, activities.ErrTooLarge)
+			size/GiB, r.pool, float64(r.usable)/GiB, activities.ErrTooLarge)
 	}
-	res.Capacity = st.Capacity
-	res.Provisioned = st.Provisioned - previous + size
-	res.Overcommitted = res.Provisioned > st.Capacity
+	res.Capacity = r.usable
+	res.Provisioned = r.provisioned - previous + size
+	res.Overcommitted = res.Provisioned > r.usable
 	return nil
 }
 
@@ -211,15 +237,15 @@ func (a *Activities) checkFits(pool string, size, previous uint64, res *VolumeRe
 func (a *Activities) CreateVolume(ctx context.Context, in VolumeInput) (*VolumeResult, error) {
 	res := &VolumeResult{Dataset: VolumeDataset(in.Pool, in.VolumeID)}
 	err := a.alive(ctx, func() error {
-		existing, err := a.ZFS.Lookup(res.Dataset)
+		r, err := a.room(in.Pool)
 		if err != nil {
 			return err
 		}
-		if existing != nil {
+		if existing := r.volumes[res.Dataset]; existing != nil {
 			res.Volsize = existing.Volsize
-			return a.checkFits(in.Pool, existing.Volsize, existing.Volsize, res)
+			return r.fits(existing.Volsize, existing.Volsize, res)
 		}
-		if err := a.checkFits(in.Pool, in.Size, 0, res); err != nil {
+		if err := r.fits(in.Size, 0, res); err != nil {
 			return err
 		}
 		d, created, err := a.ZFS.CreateVolume(res.Dataset, in.Size)
@@ -237,15 +263,19 @@ func (a *Activities) CreateVolume(ctx context.Context, in VolumeInput) (*VolumeR
 func (a *Activities) ResizeVolume(ctx context.Context, in VolumeInput) (*VolumeResult, error) {
 	res := &VolumeResult{Dataset: VolumeDataset(in.Pool, in.VolumeID)}
 	err := a.alive(ctx, func() error {
-		d, err := a.ZFS.Get(res.Dataset)
+		r, err := a.room(in.Pool)
 		if err != nil {
 			return err
 		}
+		d := r.volumes[res.Dataset]
+		if d == nil {
+			return fmt.Errorf("volume %s: %w", res.Dataset, activities.ErrDatasetNotFound)
+		}
 		res.Volsize = d.Volsize
 		if d.Volsize >= in.Size {
-			return a.checkFits(in.Pool, d.Volsize, d.Volsize, res)
+			return r.fits(d.Volsize, d.Volsize, res)
 		}
-		if err := a.checkFits(in.Pool, in.Size, d.Volsize, res); err != nil {
+		if err := r.fits(in.Size, d.Volsize, res); err != nil {
 			return err
 		}
 		if err := a.ZFS.SetVolsize(res.Dataset, in.Size); err != nil {
