@@ -178,6 +178,13 @@ func (b *browser) try(method, url string, body, out any) error {
 		return fmt.Errorf("status %d: %s", resp.StatusCode, raw)
 	}
 	if resp.StatusCode != 200 {
+		var e struct {
+			Error   string `json:"error"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(env.Value, &e) == nil && e.Error != "" {
+			return fmt.Errorf("status %d: %s: %s", resp.StatusCode, e.Error, strings.SplitN(e.Message, "\n", 2)[0])
+		}
 		return fmt.Errorf("status %d: %s", resp.StatusCode, env.Value)
 	}
 	if out != nil {
