@@ -469,6 +469,16 @@ func restore[T any](ctx context.Context, s *Store, a *Actor, id uint, what, kind
 	return &Created{Object: obj, Operation: op}, nil
 }
 
+// SettleRepeat ends a repeated operation whose workflow already ran (failed when errText
+// is set), without applying the outcome to the object a second time.
+func SettleRepeat(ctx context.Context, db *gorm.DB, opID uint, message, errText string) error {
+	upd := map[string]any{"message": trunc(message, 1000), "state": OpSucceeded, "step": "done", "percent": 100, "finished_at": time.Now()}
+	if errText != "" {
+		upd["state"], upd["error"], upd["percent"] = OpFailed, trunc(errText, 1000), 0
+	}
+	return opRows(db.WithContext(ctx), opID, "", "").Updates(upd).Error
+}
+
 // QueuedOperations lists operations no engine has taken yet (oldest first), for a panel
 // to start at boot.
 func QueuedOperations(ctx context.Context, db *gorm.DB, limit int) ([]Operation, error) {

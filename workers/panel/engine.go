@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"time"
 
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/workflows"
@@ -178,32 +177,15 @@ func (e *Engine) adopt(ctx context.Context, op *models.Operation, wid, rid strin
 	if err := models.AttachWorkflow(ctx, e.DB, op.ID, wid, rid); err != nil {
 		return err
 	}
-	o := models.Outcome{WorkflowProgress: models.WorkflowProgress{OperationID: op.ID, WorkflowID: wid, RunID: rid,
-		Message: "the same request already ran as workflow " + wid}}
 	switch info.GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		return nil
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return models.SettleRepeat(ctx, e.DB, op.ID, "the same request already ran as workflow "+wid, "")
 	default:
-		o.Failed, o.Step, o.Error = true, "done", "workflow "+wid+" ended "+info.GetStatus().String()
+		return models.SettleRepeat(ctx, e.DB, op.ID, "the same request already ran as workflow "+wid,
+			"workflow "+wid+" ended "+info.GetStatus().String())
 	}
-	return finishOnly(ctx, e.DB, op.ID, o)
-}
-
-// finishOnly ends a repeated operation without applying its outcome to the object again.
-func finishOnly(ctx context.Context, db *gorm.DB, opID uint, o models.Outcome) error {
-	var op models.Operation
-	if err := db.WithContext(ctx).Take(&op, opID).Error; err != nil {
-		return err
-	}
-	if op.Finished() {
-		return nil
-	}
-	upd := map[string]any{"message": o.Message, "state": models.OpSucceeded, "step": "done", "percent": 100, "finished_at": time.Now()}
-	if o.Failed {
-		upd["state"], upd["error"] = models.OpFailed, o.Error
-	}
-	return db.WithContext(ctx).Model(&models.Operation{}).Where("id = ?", opID).Updates(upd).Error
 }
 
 // ResumeQueued starts the operations that were recorded while no engine could take
