@@ -1,13 +1,5 @@
 //go:build bench
 
-// Package iscsibench compares our target with Debian's tgtd on the same file
-// with the same client (test/iscsi/initiator). Run it with
-//
-//	go test -tags bench -run TestBenchVsTgtd -v -count=1 -timeout 30m ./test/bench/iscsi/
-//
-// ISCSI_BENCH_SECONDS sets the seconds per pattern (default 5);
-// ISCSI_BENCH_WRITE=1 rewrites RESULTS.md. It is behind the bench build tag so
-// go test ./... never runs it.
 package iscsibench
 
 import (

@@ -1,0 +1,10 @@
+// Package iscsibench compares our iSCSI target with Debian's tgtd on the same
+// file with the same client. The benchmark is behind the bench build tag so
+// go test ./... does not run it:
+//
+//	go test -tags bench -run TestBenchVsTgtd -v -count=1 -timeout 30m ./test/bench/iscsi/
+//
+// ISCSI_BENCH_SECONDS sets the seconds per pattern (default 5), ISCSI_BENCH_ONLY
+// runs only the patterns whose name contains it, and ISCSI_BENCH_WRITE=1
+// rewrites RESULTS.md.
+package iscsibench
