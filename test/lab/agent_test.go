@@ -2,92 +2,114 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestAgentRegisters is the lab's acceptance: a storage-server VM boots, the agent in it
-// registers with a panel on the host using its server key, connects to the panel's
-// Temporal, runs the bootstrap workflow's go-zfs activity on its pool (the guide's layout
-// appears on the guest's pool) and its pool status reaches the panel.
-func TestAgentRegisters(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	bin, err := BuildBinary(ctx)
-	if err != nil {
-		t.Fatal(err)
+// operationView is the part of an operation the test reads.
+type operationView struct {
+	ID       uint   `json:"id"`
+	Kind     string `json:"kind"`
+	State    string `json:"state"`
+	Error    string `json:"error"`
+	Message  string `json:"message"`
+	ObjectID uint   `json:"object_id"`
+}
+
+// waitOperation polls the panel until the operation of kind on object objectID has
+// finished, and returns it.
+func waitOperation(ctx context.Context, t *testing.T, l *Lab, kind string, objectID uint, within time.Duration) operationView {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last operationView
+	for {
+		var ops []operationView
+		if err := l.Panel.Call(ctx, "GET", "operations.json?per_page=100", nil, &ops); err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range ops {
+			if op.Kind == kind && op.ObjectID == objectID {
+				last = op
+			}
+		}
+		if last.State == "succeeded" || last.State == "failed" {
+			return last
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s of %d not finished after %s: %+v\nagent log:\n%s", kind, objectID, within, last,
+				tailString(l.Servers[0].Log("command.log"), 4000))
+		}
+		time.Sleep(time.Second)
 	}
-	panel, err := StartDevPanel(ctx, bin, t.TempDir(), nil)
+}
+
+// TestLabAgent is the lab's acceptance, through the same StartLab as `task lab`: a
+// storage-server VM boots, the agent in it registers with the dev panel on the host using
+// its server key, connects to the panel's Temporal, runs the bootstrap workflow's go-zfs
+// activity on its pool (the guide's layout appears on the guest's pool) and its pool
+// status reaches the panel; then the guide's volume create makes a zvol on it.
+func TestLabAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	l, err := StartLab(ctx, 1, t.TempDir(), nil, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		panel.Stop() //nolint:errcheck
 		if t.Failed() {
-			t.Logf("panel output:\n%s", tailString(panel.Output(), 6000))
+			t.Logf("panel output:\n%s", tailString(l.Panel.Output(), 6000))
+			l.Servers[0].dumpLogs(t.Logf)
 		}
+		l.Stop()
 	})
-	networkID, err := panel.CreateNetwork(ctx, "Lab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverID, key, err := panel.CreateServer(ctx, networkID, "labmaster", GuestIP, "tank")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	srv := StartServer(t, AgentOptions("labmaster", panel.URL, key))
+	srv, serverID := l.Servers[0], l.ServerIDs[0]
 
 	// The bootstrap operation succeeds only after the agent ran its activity through Temporal.
-	deadline := time.Now().Add(5 * time.Minute)
+	boot := waitOperation(ctx, t, l, "server-bootstrap", serverID, 5*time.Minute)
+	if boot.State != "succeeded" {
+		t.Fatalf("bootstrap: %+v\nagent log:\n%s", boot, srv.Log("command.log"))
+	}
 	var stats struct {
-		Status     string          `json:"status"`
-		PoolHealth string          `json:"pool_health"`
-		PoolSize   int64           `json:"pool_size"`
-		Stats      json.RawMessage `json:"stats"`
+		Status     string `json:"status"`
+		PoolHealth string `json:"pool_health"`
+		PoolSize   int64  `json:"pool_size"`
 	}
-	var boot struct {
-		Kind, State, Error, Message string
-		ObjectID                    uint `json:"object_id"`
-	}
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		var ops []struct {
-			Kind     string `json:"kind"`
-			State    string `json:"state"`
-			Error    string `json:"error"`
-			Message  string `json:"message"`
-			ObjectID uint   `json:"object_id"`
-		}
-		if err := panel.Call(ctx, "GET", "operations.json", nil, &ops); err != nil {
+		if err := l.Panel.Call(ctx, "GET", "servers/"+srv.Name+"/stats.json", nil, &stats); err != nil {
 			t.Fatal(err)
 		}
-		for _, op := range ops {
-			if op.Kind == "server-bootstrap" && op.ObjectID == serverID {
-				boot.Kind, boot.State, boot.Error, boot.Message, boot.ObjectID = op.Kind, op.State, op.Error, op.Message, op.ObjectID
-			}
-		}
-		if err := panel.Call(ctx, "GET", "servers/labmaster/stats.json", nil, &stats); err != nil {
-			t.Fatal(err)
-		}
-		if boot.State == "failed" {
-			t.Fatalf("bootstrap failed: %s\nagent log:\n%s", boot.Error, srv.Log("command.log"))
-		}
-		if boot.State == "succeeded" && stats.PoolHealth == "ONLINE" {
+		if stats.PoolHealth == "ONLINE" && stats.PoolSize > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 5 minutes: bootstrap %+v, stats %+v\nagent log:\n%s", boot, stats, srv.Log("command.log"))
+			t.Fatalf("stats after bootstrap: %+v", stats)
 		}
 		time.Sleep(time.Second)
 	}
 	t.Logf("bootstrap: %s; server status %q, pool %s, %d bytes", boot.Message, stats.Status, stats.PoolHealth, stats.PoolSize)
-	if stats.PoolSize <= 0 {
-		t.Errorf("pool size %d", stats.PoolSize)
-	}
 	// What the agent did through go-zfs is on the guest's pool.
 	if out, err := srv.Exec(ctx, "zfs", "list", "-H", "-o", "name", "tank/iscsi"); err != nil || strings.TrimSpace(out) != "tank/iscsi" {
 		t.Errorf("the bootstrap's layout is not on the pool: %q %v", out, err)
+	}
+
+	// The guide's volume create (its exact body, but for the network id).
+	var vol struct {
+		ID uint `json:"id"`
+	}
+	if err := l.Panel.Call(ctx, "POST", "volumes.json", map[string]any{
+		"network": l.NetworkID, "Alias": "New Volume 1", "vol_size": "1",
+	}, &vol); err != nil {
+		t.Fatal(err)
+	}
+	op := waitOperation(ctx, t, l, "volume-create", vol.ID, 5*time.Minute)
+	if op.State != "succeeded" {
+		t.Fatalf("volume create: %+v", op)
+	}
+	ds := fmt.Sprintf("tank/iscsi/volumes/%d", vol.ID)
+	if out, err := srv.Exec(ctx, "zfs", "get", "-Hp", "-o", "value", "type", ds); err != nil || strings.TrimSpace(out) != "volume" {
+		t.Errorf("%s on the guest: %q %v", ds, out, err)
 	}
 }

@@ -176,6 +176,7 @@ type Lab struct {
 	Panel     *DevPanel
 	NetworkID uint
 	Servers   []*Server
+	ServerIDs []uint // the panel's id of each of Servers
 }
 
 // StartLab builds clusterducks, starts a dev panel with its data in dataDir, creates the
@@ -211,11 +212,12 @@ func StartLab(ctx context.Context, n int, dataDir string, echo io.Writer, logf f
 		name := fmt.Sprintf("lab%d", i+1)
 		// The server's IP is the address its agent serves on inside its VM; other VMs
 		// (netbooting devices) reach it through its forwards on host loopback (10.0.2.2).
-		_, key, err := panel.CreateServer(ctx, l.NetworkID, name, GuestIP, "tank")
+		id, key, err := panel.CreateServer(ctx, l.NetworkID, name, GuestIP, "tank")
 		if err != nil {
 			l.Stop()
 			return nil, err
 		}
+		l.ServerIDs = append(l.ServerIDs, id)
 		opts[i] = AgentOptions(name, panel.URL, key)
 		opts[i].Logf = logf
 	}
