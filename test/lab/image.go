@@ -27,7 +27,7 @@ var CacheDir = "/var/cache/clusterducks/lab"
 
 // HostPackages are the Debian packages the lab needs on the host.
 var HostPackages = []string{
-	"debootstrap", "qemu-system-x86", "qemu-utils", "e2fsprogs", "util-linux",
+	"debootstrap", "debian-archive-keyring", "qemu-system-x86", "qemu-utils", "e2fsprogs", "util-linux",
 }
 
 // Image is a built storage-server image: an ext4 root file system plus the kernel and

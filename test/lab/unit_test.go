@@ -262,3 +262,34 @@ func TestProcStartTime(t *testing.T) {
 		t.Error("fresh directory without owner counted as stale")
 	}
 }
+
+// TestFind: a server of a live process is found by name; one whose owner is gone is not,
+// and a found server cannot be stopped from here.
+func TestFind(t *testing.T) {
+	withCacheDir(t)
+	live, err := newStateDir("box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Name: "box", UUID: newUUID(), Pool: "tank", Dir: live, ports: map[int]int{execPort: 12345, PortISCSI: 23456}, token: "t"}
+	if err := s.writeInfo(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Find("box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.UUID != s.UUID || f.Addr(PortISCSI) != "127.0.0.1:23456" || f.token != "t" {
+		t.Errorf("found %+v", f)
+	}
+	if err := f.Stop(); err == nil || !fileExists(live) {
+		t.Errorf("Stop on a found server: %v", err)
+	}
+	if _, err := Find("bo"); err == nil {
+		t.Error("found by prefix")
+	}
+	os.WriteFile(filepath.Join(live, "owner"), []byte("999999999 1\n"), 0o644) //nolint:errcheck
+	if _, err := Find("box"); err == nil {
+		t.Error("found a server whose owner is gone")
+	}
+}
