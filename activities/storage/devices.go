@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -67,15 +68,31 @@ func (d *Devices) CloneDevice(ctx context.Context, in CloneDeviceInput) (*CloneD
 	res := &CloneDeviceResult{Dataset: DeviceDataset(in.Pool, in.DeviceID),
 		Origin: GroupDataset(in.Pool, in.GroupID) + "@" + VersionSnapshot(in.Version)}
 	res.Path = d.zvolPath(res.Dataset)
+	// A disk just renamed into the erator may still have its /dev/zvol link under the
+	// device's name until udev handles the rename: opening that path now would serve the
+	// old disk. Let udev finish first, and again after the clone.
+	d.settle(ctx)
 	created, err := d.ZFS.Clone(res.Origin, res.Dataset)
 	if err != nil {
 		return nil, activities.Wrap(fmt.Errorf("clone device %d: %w", in.DeviceID, err))
 	}
 	res.Created = created
+	d.settle(ctx)
 	if err := d.waitNode(ctx, res.Path); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// settle waits for udev to process the events queued so far (zvol links follow renames
+// and clones asynchronously). Without udevadm (a file-backed pool) it does nothing.
+func (d *Devices) settle(ctx context.Context) {
+	if d.DevRoot != "" {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	exec.CommandContext(sctx, "udevadm", "settle", "--timeout=50").Run() //nolint:errcheck
 }
 
 // waitNode waits until udev has made the zvol's device node.
@@ -135,6 +152,7 @@ func (d *Devices) ExportTarget(ctx context.Context, in ExportInput) (*ExportResu
 		return nil, err
 	}
 	res := &ExportResult{IQN: iqn, Path: d.zvolPath(ds)}
+	d.settle(ctx)
 	if err := d.waitNode(ctx, res.Path); err != nil {
 		return nil, err
 	}
