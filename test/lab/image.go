@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -102,8 +103,9 @@ func EnsureImage(ctx context.Context, logf func(format string, args ...any)) (*I
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "bash", script, mirror, filepath.Join(work, "tmp"), out)
 	// The script unmounts on SIGTERM/EXIT; give it time to do so before a kill.
-	// It runs in its own process group so that apt and dkms stop with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// It runs in its own process group so that apt and dkms stop with it, and is told to
+	// stop when this process dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 60 * time.Second
 	logFile, err := os.Create(filepath.Join(work, "build.log"))
@@ -112,7 +114,13 @@ func EnsureImage(ctx context.Context, logf func(format string, args ...any)) (*I
 	}
 	defer logFile.Close()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Run(); err != nil {
+	err = cmd.Start()
+	if err == nil {
+		// The next build kills this one's process group if it outlives this process.
+		os.WriteFile(filepath.Join(work, "script.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644) //nolint:errcheck
+		err = cmd.Wait()
+	}
+	if err != nil {
 		b, _ := os.ReadFile(logFile.Name())
 		cleanBuildDirs() //nolint:errcheck // best effort; the next build cleans again
 		return nil, fmt.Errorf("lab image build (%s): %w\n%s", time.Since(start).Round(time.Second), err, tailString(string(b), 4000))
@@ -181,6 +189,7 @@ func pruneImages(key string) {
 func cleanBuildDirs() error {
 	dirs, _ := filepath.Glob(filepath.Join(CacheDir, "build-*"))
 	for _, d := range dirs {
+		killStaleBuild(d)
 		if err := unmountUnder(d); err != nil {
 			return err
 		}
@@ -189,6 +198,30 @@ func cleanBuildDirs() error {
 		}
 	}
 	return nil
+}
+
+// killStaleBuild kills the process group of a build script that outlived its driver,
+// if the pid in dir/script.pid is still that script (its command line names dir).
+func killStaleBuild(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "script.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), dir+"/") {
+		return
+	}
+	syscall.Kill(-pid, syscall.SIGKILL) //nolint:errcheck
+	for range 100 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // unmountUnder unmounts every mount point at or below dir, deepest first.

@@ -242,8 +242,23 @@ func TestCleanBuildDirs(t *testing.T) {
 	if err := syscall.Mount("proc", filepath.Join(work, "proc"), "proc", 0, ""); err != nil {
 		t.Fatal(err)
 	}
+	// A build script that outlived its driver, with a child in its process group.
+	script := exec.Command("bash", "-c", "sleep 300 & wait", filepath.Join(dir, "build-1", "build-image.sh"))
+	script.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := script.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { script.Wait(); close(exited) }()                                                             //nolint:errcheck
+	os.WriteFile(filepath.Join(dir, "build-1", "script.pid"), []byte(fmt.Sprint(script.Process.Pid)), 0o644) //nolint:errcheck
 	if err := cleanBuildDirs(); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Error("stale build script still running")
+		syscall.Kill(-script.Process.Pid, syscall.SIGKILL) //nolint:errcheck
 	}
 	if m := mountsUnder(dir); len(m) != 0 {
 		t.Errorf("mounts left: %v", m)
