@@ -186,8 +186,9 @@ type VolumeResult struct {
 	Overcommitted bool   // thin provisioning promises more than the pool holds
 }
 
-// room is what a size check needs, read with three commands: the pool's health, the
-// bytes its datasets can use, and every volume (whose sizes add up to the provisioning).
+// room is what a size check needs, read with two commands: the pool's health, then one
+// listing of the pool for the bytes its datasets can use and every volume (whose sizes
+// add up to the provisioning).
 type room struct {
 	pool        string
 	usable      uint64
@@ -203,18 +204,19 @@ func (a *Activities) room(pool string) (*room, error) {
 	if p.Health != "ONLINE" {
 		return nil, fmt.Errorf("pool %s is %s: %w", pool, p.Health, activities.ErrPoolUnhealthy)
 	}
-	root, err := a.ZFS.Get(pool)
+	all, err := a.ZFS.All(pool)
 	if err != nil {
 		return nil, err
 	}
-	vols, err := a.ZFS.Volumes(pool)
-	if err != nil {
-		return nil, err
-	}
-	r := &room{pool: pool, usable: root.Used + root.Avail, volumes: map[string]*zfs.Dataset{}}
-	for _, v := range vols {
-		r.provisioned += v.Volsize
-		r.volumes[v.Name] = v
+	r := &room{pool: pool, volumes: map[string]*zfs.Dataset{}}
+	for _, d := range all {
+		switch {
+		case d.Name == pool:
+			r.usable = d.Used + d.Avail
+		case d.Type == "volume":
+			r.provisioned += d.Volsize
+			r.volumes[d.Name] = d
+		}
 	}
 	return r, nil
 }

@@ -2,14 +2,13 @@ package zfs
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs/zfstest"
 )
 
 // fixture reads a file recorded in the storage lab's guest (see testdata/README.md).
@@ -22,43 +21,10 @@ func fixture(t *testing.T, name string) string {
 	return string(b)
 }
 
-// fakeCommands puts fake zfs and zpool commands first on PATH. answers maps
-// "<command> <subcommand>" to "out:<fixture>" (printed, exit 0) or "err:<fixture>"
-// (printed on stderr, exit 1); every call is appended to the returned log file.
+// fakeCommands answers zfs and zpool calls with the recorded fixtures (see zfstest.Fake).
 func fakeCommands(t *testing.T, answers map[string]string) (logFile string) {
 	t.Helper()
-	dir := t.TempDir()
-	logFile = filepath.Join(dir, "calls.log")
-	abs, err := filepath.Abs("testdata")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cmd := range []string{"zfs", "zpool"} {
-		var keys []string
-		for k := range answers {
-			if strings.HasPrefix(k, cmd+" ") {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		var b strings.Builder
-		fmt.Fprintf(&b, "#!/bin/sh\necho \"%s $*\" >>'%s'\ncase \"$1\" in\n", cmd, logFile)
-		for _, k := range keys {
-			kind, file, _ := strings.Cut(answers[k], ":")
-			path := filepath.Join(abs, file)
-			if kind == "err" {
-				fmt.Fprintf(&b, "%s) cat '%s' >&2; exit 1;;\n", strings.TrimPrefix(k, cmd+" "), path)
-			} else {
-				fmt.Fprintf(&b, "%s) cat '%s'; exit 0;;\n", strings.TrimPrefix(k, cmd+" "), path)
-			}
-		}
-		b.WriteString("*) echo \"unexpected call: $*\" >&2; exit 2;;\nesac\n")
-		if err := os.WriteFile(filepath.Join(dir, cmd), []byte(b.String()), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	return logFile
+	return zfstest.Fake(t, "testdata", answers)
 }
 
 func TestClassifyRecordedStderr(t *testing.T) {
