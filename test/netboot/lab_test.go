@@ -158,6 +158,16 @@ func TestLabNetboot(t *testing.T) {
 		}
 	}
 	t.Logf("erator: %v", erator("device-"))
+
+	// Reprovisioning lost nothing: A's v2 disk comes back from the erator through the API
+	// (A locked first, or non-strict would reprovision it to v3 again at once).
+	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/devices/%d.json", dA.ID), map[string]any{"locked": true})
+	res := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/devices/%d/restore.json", dA.ID), nil)
+	e.WaitOK(storagetest.OpID(res))
+	expect(t, boot(devA), Marker(groupID, 2), "device A after restoring its v2 disk")
+	if a := device(devA); a.CloneVersionID == nil {
+		t.Fatalf("restored device has no clone version: %+v", a)
+	}
 }
 
 func portOf(t *testing.T, addr string) string {
