@@ -51,13 +51,22 @@ func (h *Handler) Mount(app *fiber.App) {
 }
 
 // NewApp returns a Fiber app configured for the API: its error handler and body limit.
-func NewApp() *fiber.App {
-	return fiber.New(fiber.Config{
+// With trusted proxies (addresses or CIDRs of the load balancers in front of the panels),
+// the client address comes from their X-Forwarded-For, so per-address login limits and
+// audit records see the real client, not the balancer.
+func NewApp(trustedProxies ...string) *fiber.App {
+	cfg := fiber.Config{
 		ErrorHandler:          ErrorHandler,
 		BodyLimit:             1 << 20,
 		DisableStartupMessage: true,
 		ReadBufferSize:        16 << 10,
-	})
+	}
+	if len(trustedProxies) > 0 {
+		cfg.ProxyHeader = fiber.HeaderXForwardedFor
+		cfg.EnableTrustedProxyCheck = true
+		cfg.TrustedProxies = trustedProxies
+	}
+	return fiber.New(cfg)
 }
 
 func (h *Handler) routes(r fiber.Router, sp *spec) {

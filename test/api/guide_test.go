@@ -1,6 +1,12 @@
 package api_test
 
 import (
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/clusterducks/clusterducks/api"
+	"github.com/gofiber/fiber/v2"
 	"os"
 	"os/exec"
 	"strings"
@@ -49,5 +55,34 @@ func TestOpenAPI(t *testing.T) {
 	props := vol["requestBody"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)["properties"].(map[string]any)
 	if props["vol_size"] == nil || props["network_id"] == nil || props["alias"] == nil {
 		t.Errorf("volume create schema: %v", props)
+	}
+}
+
+// TestTrustedProxy: behind a trusted load balancer the client address comes from
+// X-Forwarded-For; from anyone else the header is ignored.
+func TestTrustedProxy(t *testing.T) {
+	for _, c := range []struct {
+		trusted []string
+		want    string
+	}{{[]string{"127.0.0.1"}, "203.0.113.7"}, {nil, "127.0.0.1"}, {[]string{"10.9.9.9"}, "127.0.0.1"}} {
+		app := api.NewApp(c.trusted...)
+		app.Get("/ip", func(ctx *fiber.Ctx) error { return ctx.SendString(ctx.IP()) })
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go app.Listener(ln) //nolint:errcheck
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/ip", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		app.Shutdown() //nolint:errcheck
+		if string(body) != c.want {
+			t.Errorf("trusted %v: client address %q, want %q", c.trusted, body, c.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/clusterducks/clusterducks/api"
@@ -32,11 +33,13 @@ type Options struct {
 	// authentication (the agents' server keys).
 	Early []Mount
 	WebUI webui.Options // the dashboard's options (Temporal Web UI link, cookies)
+	// TrustedProxies are the load balancers whose X-Forwarded-For names the client.
+	TrustedProxies []string
 }
 
 // NewApp builds the panel's HTTP app: the API under /api/v0.9.2 and the given mounts.
 func NewApp(o Options) *fiber.App {
-	app := api.NewApp()
+	app := api.NewApp(o.TrustedProxies...)
 	h := o.API
 	if h == nil {
 		h = &api.Handler{Store: o.Store, Extra: []func(fiber.Router){api.BootRoutes(o.Store)}}
@@ -130,7 +133,14 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	slog.Info("panel listening", "addr", ln.Addr().String())
 	// TEMPORAL_UI_URL, when set, lets operations link to their workflow in Temporal's Web UI.
 	ui := webui.Options{TemporalUI: os.Getenv("TEMPORAL_UI_URL"), TemporalNamespace: os.Getenv("TEMPORAL_NAMESPACE")}
-	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui}), ln)
+	// TRUSTED_PROXIES (comma-separated addresses or CIDRs) names the load balancers in front.
+	var proxies []string
+	for _, p := range strings.Split(os.Getenv("TRUSTED_PROXIES"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			proxies = append(proxies, p)
+		}
+	}
+	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui, TrustedProxies: proxies}), ln)
 }
 
 // Migrate is `clusterducks migrate`: applies pending migrations to DATABASE_URL (or --db).
