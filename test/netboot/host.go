@@ -206,36 +206,3 @@ func (a *HostAgent) Stop() {
 	defer cancel()
 	a.Target.Shutdown(ctx) //nolint:errcheck
 }
-
-
-// offlinePanel is a panel that is never reachable.
-type offlinePanel struct{}
-
-func (offlinePanel) Boot(context.Context, boot.Query) (*boot.Info, error) {
-	return nil, boot.ErrUnreachable
-}
-func (offlinePanel) Booted(context.Context, []boot.Report) error { return boot.ErrUnreachable }
-func (offlinePanel) Exports(context.Context, uint) ([]boot.Export, error) {
-	return nil, boot.ErrUnreachable
-}
-
-// NewBareAgent is the agent's boot side (target on loopback, boot service) over disks with
-// no panel at all: for measuring the boot side alone.
-func NewBareAgent(t testing.TB, disks *boot.FileDisks) *HostAgent {
-	t.Helper()
-	target := iscsi.NewServer(iscsi.Config{})
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go target.Serve(iln) //nolint:errcheck
-	svc, err := boot.NewService(boot.Config{ServerID: 1, Portal: iln.Addr().String(), Panel: offlinePanel{},
-		Provision: &boot.LocalProvisioner{Disks: disks, Target: target}, Disks: disks, Target: target,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &HostAgent{Svc: svc, Disks: disks, Target: target, http: &http.Server{}}
-	t.Cleanup(a.Stop)
-	return a
-}
