@@ -150,6 +150,20 @@ func cancellable(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, o)
 }
 
+// create runs a create activity on a server. Cancelled (the object was deleted while
+// pending), it moves whatever the activity made into the erator before returning.
+func create(ctx workflow.Context, serverID uint, activity, input, result any, made storage.TrashInput) error {
+	err := workflow.ExecuteActivity(cancellable(serverCtx(ctx, serverID)), activity, input).Get(ctx, result)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil && (isCancel(err) || ctx.Err() != nil) {
+		made.Unix = workflow.Now(ctx).Unix()
+		err = undo(ctx, serverID, made, err)
+	}
+	return err
+}
+
 // undo moves what a cancelled create made into the erator, with a context that survives
 // the cancellation, and returns the cause (joined with the undo's own failure, if any).
 func undo(ctx workflow.Context, serverID uint, in storage.TrashInput, cause error) error {

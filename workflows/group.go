@@ -34,15 +34,9 @@ func GroupCreate(ctx workflow.Context, in GroupCreateInput) (*GroupCreateResult,
 		return nil, err
 	}
 	var res storage.CloneResult
-	err = workflow.ExecuteActivity(cancellable(serverCtx(ctx, in.ServerID)), sa.CloneVolume,
-		storage.CloneInput{Pool: in.Pool, VolumeID: in.VolumeID, GroupID: in.GroupID}).Get(ctx, &res)
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
+	err = create(ctx, in.ServerID, sa.CloneVolume, storage.CloneInput{Pool: in.Pool, VolumeID: in.VolumeID, GroupID: in.GroupID},
+		&res, storage.TrashInput{Pool: in.Pool, Dataset: ds, Kind: "group", ID: in.GroupID})
 	if err != nil {
-		if isCancel(err) || ctx.Err() != nil {
-			err = undo(ctx, in.ServerID, storage.TrashInput{Pool: in.Pool, Dataset: ds, Kind: "group", ID: in.GroupID, Unix: workflow.Now(ctx).Unix()}, err)
-		}
 		return nil, t.fail(models.Outcome{}, err)
 	}
 	if err := t.succeed(models.Outcome{}, "cloned %s into %s", res.Origin, res.Dataset); err != nil {

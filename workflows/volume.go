@@ -38,16 +38,9 @@ func VolumeCreate(ctx workflow.Context, in VolumeCreateInput) (*VolumeCreateResu
 		return nil, err
 	}
 	var res storage.VolumeResult
-	err = workflow.ExecuteActivity(cancellable(serverCtx(ctx, in.ServerID)), sa.CreateVolume,
-		storage.VolumeInput{Pool: in.Pool, VolumeID: in.VolumeID, Size: gib(in.SizeGiB)}).Get(ctx, &res)
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
+	err = create(ctx, in.ServerID, sa.CreateVolume, storage.VolumeInput{Pool: in.Pool, VolumeID: in.VolumeID, Size: gib(in.SizeGiB)},
+		&res, storage.TrashInput{Pool: in.Pool, Dataset: ds, Kind: "volume", ID: in.VolumeID})
 	if err != nil {
-		if isCancel(err) || ctx.Err() != nil {
-			// Deleted while pending: whatever the create made goes into the erator.
-			err = undo(ctx, in.ServerID, storage.TrashInput{Pool: in.Pool, Dataset: ds, Kind: "volume", ID: in.VolumeID, Unix: workflow.Now(ctx).Unix()}, err)
-		}
 		return nil, t.fail(models.Outcome{}, err)
 	}
 	out := &VolumeCreateResult{Dataset: res.Dataset, Overcommitted: res.Overcommitted}
