@@ -107,6 +107,11 @@ func Serve(ctx context.Context, cfg Config) error {
 	defer tick.Stop()
 	for {
 		if err := reportStats(ctx, cfg, acts, reg.Pool); err != nil {
+			var pe *panelError
+			if errors.As(err, &pe) && pe.status == http.StatusUnauthorized {
+				// The key was rotated or the server deleted: this agent no longer speaks for it.
+				return fmt.Errorf("agent: the panel no longer accepts this server key: %s", pe.msg)
+			}
 			log.Warn("stats report", "err", err)
 		}
 		select {
