@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 )
 
 // deviceSuite runs the device workflow with every activity recorded in call order.
@@ -26,6 +27,8 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 	var ts testsuite.WorkflowTestSuite
 	ts.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	s := &deviceSuite{env: ts.NewTestWorkflowEnvironment()}
+	// CI machines are small and shared: a starved test process is not a deadlock.
+	s.env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: 30 * time.Second})
 	s.env.RegisterActivity(&panel.Activities{})
 	s.env.RegisterActivity(&storage.Activities{})
 	s.env.RegisterActivity(&storage.Devices{})
