@@ -1,7 +1,6 @@
 package iscsi
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -31,7 +30,7 @@ type session struct {
 type conn struct {
 	srv  *Server
 	nc   net.Conn
-	br   *bufio.Reader
+	br   *connReader
 	pr   pduReader
 	in   pdu
 	log  *slog.Logger
@@ -79,7 +78,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:     s,
 		nc:      nc,
-		br:      bufio.NewReaderSize(nc, 8<<10),
+		br:      newConnReader(nc),
 		done:    make(chan struct{}),
 		tasks:   map[uint32]*task{},
 		nextTTT: 1,

@@ -327,7 +327,7 @@ func TestBenchVsTgtd(t *testing.T) {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(&b, "# iSCSI target benchmark: ours vs tgtd\n\n")
+	fmt.Fprintf(&b, "## iSCSI target benchmark: ours vs tgtd\n\n")
 	fmt.Fprintf(&b, "Same 1 GiB file (page cache warm), same client (test/iscsi/initiator, in the test process), loopback, "+
 		"%d s per pattern, target alternating per pattern. Host %s, %d CPUs, load average at start: %s\n\n",
 		secs, host, numCPU(), strings.TrimSpace(string(load)))
@@ -375,7 +375,13 @@ func TestBenchVsTgtd(t *testing.T) {
 	b.WriteString(line)
 	t.Logf("\n%s", b.String())
 	if os.Getenv("ISCSI_BENCH_WRITE") != "" {
-		if err := os.WriteFile("RESULTS.md", []byte(b.String()), 0o644); err != nil {
+		// Append: the figures are noisy on shared machines, so the file keeps runs side by side.
+		f, err := os.OpenFile("RESULTS.md", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "\n---\n\nRun of %s\n\n%s", time.Now().UTC().Format(time.RFC3339), b.String())
+		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -6,5 +6,5 @@
 //
 // ISCSI_BENCH_SECONDS sets the seconds per pattern (default 5), ISCSI_BENCH_ONLY
 // runs only the patterns whose name contains it, and ISCSI_BENCH_WRITE=1
-// rewrites RESULTS.md.
+// appends the run to RESULTS.md.
 package iscsibench
