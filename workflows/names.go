@@ -66,3 +66,9 @@ const UpdateProvision = "provision"
 
 // DeviceRestoreID is the id of restoring a device's disk from the erator (one at a time).
 func DeviceRestoreID(deviceID uint) string { return fmt.Sprintf("device-restore-%d", deviceID) }
+
+// NotifyID is the id of one notification: the kind of event, the user and the event's
+// time, so a repeated report of the same event sends one mail.
+func NotifyID(kind string, userID uint, at int64) string {
+	return fmt.Sprintf("notify-%s-%d-%d", kind, userID, at)
+}

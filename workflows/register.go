@@ -15,4 +15,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(Restore)
 	r.RegisterWorkflow(Device)
 	r.RegisterWorkflow(DeviceRestore)
+	r.RegisterWorkflow(Notify)
 }

@@ -65,5 +65,5 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 		fmt.Printf("API token: %s\n", tok)
 	}
 	ui := webui.Options{TemporalUI: tinfo.ui, TemporalNamespace: tinfo.namespace}
-	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: store, Mounts: mounts, Early: []panel.Mount{t.AgentMount(store)}, WebUI: ui}), ln)
+	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: store, Mounts: mounts, Early: []panel.Mount{t.AgentMount(store)}, WebUI: ui, OnAccess: t.OnAccess(store)}), ln)
 }

@@ -35,6 +35,9 @@ type Options struct {
 	WebUI webui.Options // the dashboard's options (Temporal Web UI link, cookies)
 	// TrustedProxies are the load balancers whose X-Forwarded-For names the client.
 	TrustedProxies []string
+	// OnAccess, when set, is told of every account access (dashboard login, API token
+	// from a new address): the panel mails the account holder.
+	OnAccess func(a *models.Actor, how, ip string)
 }
 
 // NewApp builds the panel's HTTP app: the API under /api/v0.9.2 and the given mounts.
@@ -43,6 +46,10 @@ func NewApp(o Options) *fiber.App {
 	h := o.API
 	if h == nil {
 		h = &api.Handler{Store: o.Store, Extra: []func(fiber.Router){api.BootRoutes(o.Store)}}
+	}
+	if o.OnAccess != nil {
+		h.OnTokenUse = func(a *models.Actor, ip string) { o.OnAccess(a, "API token", ip) }
+		o.WebUI.OnLogin = func(a *models.Actor, ip string) { o.OnAccess(a, "dashboard login", ip) }
 	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	// The boot path's agent endpoints (server-key auth), before the API's user auth.
@@ -140,7 +147,7 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 			proxies = append(proxies, p)
 		}
 	}
-	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui, TrustedProxies: proxies}), ln)
+	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui, TrustedProxies: proxies, OnAccess: t.OnAccess(store)}), ln)
 }
 
 // Migrate is `clusterducks migrate`: applies pending migrations to DATABASE_URL (or --db).
