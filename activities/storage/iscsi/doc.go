@@ -53,7 +53,9 @@
 //
 // # Resources
 //
-// One goroutine per connection; commands run in order as they arrive. Reads
+// One goroutine per connection; commands run in order as they arrive. Input
+// is read 64 KiB at a time from a pooled buffer while data streams in and
+// through a 512-byte buffer when the initiator is quiet. Reads
 // are pread(2) into pooled 1 MiB buffers and written with writev(2) (or
 // sendfile(2) with Config.Sendfile; measured slower for single-session
 // sequential reads on loopback, see test/bench/iscsi). Writes stream from the
