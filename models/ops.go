@@ -210,6 +210,35 @@ func recordStats(tx *gorm.DB, serverID uint, r *StatsReport) error {
 	return nil
 }
 
+// volumeRoom checks a volume size against the master's last reported pool: a size the
+// pool can never hold is refused (422); one that overcommits thin provisioning is
+// accepted with a warning. Before the agent has reported, the workflow checks on the
+// server itself (and fails the operation with the same words).
+func volumeRoom(tx *gorm.DB, n *Network, sizeGiB, previousGiB int64) (string, error) {
+	if n.MasterServerID == nil {
+		return "", nil
+	}
+	var m Server
+	if err := tx.Take(&m, *n.MasterServerID).Error; err != nil || m.StatsAt == nil || m.PoolSize <= 0 {
+		return "", nil
+	}
+	const gib = 1 << 30
+	size := sizeGiB * gib
+	if size > m.PoolSize {
+		return "", Invalid("vol_size", "%d GiB is more than the master's pool %s can ever hold (%.1f GiB usable)",
+			sizeGiB, m.Pool, float64(m.PoolSize)/gib)
+	}
+	var st struct {
+		Provisioned int64 `json:"provisioned"`
+	}
+	_ = json.Unmarshal([]byte(m.Stats), &st)
+	if p := st.Provisioned - previousGiB*gib + size; p > m.PoolSize {
+		return fmt.Sprintf("thin provisioning overcommits pool %s: its volumes may grow to %.1f GiB, it holds %.1f GiB",
+			m.Pool, float64(p)/gib, float64(m.PoolSize)/gib), nil
+	}
+	return "", nil
+}
+
 // ---- agents ----
 
 // ErrBadServerKey is a server key that names no server.

@@ -193,3 +193,35 @@ func TestAgentKeyAndStats(t *testing.T) {
 		}
 	}
 }
+
+func TestVolumeSizeAgainstTheMastersStats(t *testing.T) {
+	ctx := context.Background()
+	s, a, key, _ := opsStore(t)
+	srv, err := ServerByKey(ctx, s.DB, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const gib = 1 << 30
+	if err := RecordServerStats(ctx, s.DB, srv.ID, &StatsReport{PoolHealth: "ONLINE", PoolSize: 8 * gib, PoolFree: 7 * gib,
+		Detail: []byte(`{"provisioned": 4294967296}`)}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(size int64) (*Created, error) {
+		return s.CreateVolume(ctx, a, &VolumeInput{NetworkID: &srv.NetworkID, Alias: Strp("v"), SizeGiB: &size})
+	}
+	var invalid *ValidationError
+	if _, err := create(9); !errors.As(err, &invalid) || invalid.Field != "vol_size" {
+		t.Errorf("9 GiB on an 8 GiB pool: %v", err)
+	}
+	if res, err := create(5); err != nil || res.Warning == "" {
+		t.Errorf("5 GiB more on 4 of 8 promised: %+v %v", res, err)
+	}
+	if res, err := create(2); err != nil || res.Warning != "" {
+		t.Errorf("2 GiB more on 4 of 8 promised: %+v %v", res, err)
+	}
+	// Growing volume 1 (1 GiB) to 9 GiB is refused the same way.
+	nine := int64(9)
+	if _, err := s.UpdateVolume(ctx, a, 1, &VolumeInput{SizeGiB: &nine}); !errors.As(err, &invalid) {
+		t.Errorf("resize beyond the pool: %v", err)
+	}
+}

@@ -121,9 +121,13 @@ func (s *Store) CreateVolume(ctx context.Context, a *Actor, in *VolumeInput) (*C
 	}
 	v.SizeGiB = *in.SizeGiB
 	var op *Operation
+	var warn string
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		n, err := a.lockNetwork(tx, nid, "network_id")
 		if err != nil {
+			return err
+		}
+		if warn, err = volumeRoom(tx, n, v.SizeGiB, 0); err != nil {
 			return err
 		}
 		op, err = insertQueued(tx, a, n, queued{row: v, id: func() uint { return v.ID }, label: v.Alias, object: "volume",
@@ -134,7 +138,7 @@ func (s *Store) CreateVolume(ctx context.Context, a *Actor, in *VolumeInput) (*C
 		return nil, err
 	}
 	s.launch(ctx, op)
-	return &Created{Object: v, Operation: op}, nil
+	return &Created{Object: v, Operation: op, Warning: warn}, nil
 }
 
 // UpdateVolume renames a volume or grows it (a resize operation); shrinking is refused
@@ -142,6 +146,7 @@ func (s *Store) CreateVolume(ctx context.Context, a *Actor, in *VolumeInput) (*C
 func (s *Store) UpdateVolume(ctx context.Context, a *Actor, id uint, in *VolumeInput) (*Created, error) {
 	var v *Volume
 	var op *Operation
+	var warn string
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
 		if v, err = getScoped[Volume](ctx, tx, a.scopeNetworkOwned, id, "volume"); err != nil {
@@ -165,6 +170,13 @@ func (s *Store) UpdateVolume(ctx context.Context, a *Actor, id uint, in *VolumeI
 			if *in.SizeGiB < v.SizeGiB {
 				return Invalid("vol_size", "cannot shrink a volume (from %d to %d GiB): it would cut off the file systems inside", v.SizeGiB, *in.SizeGiB)
 			}
+			var n Network
+			if err := tx.Take(&n, v.NetworkID).Error; err != nil {
+				return err
+			}
+			if warn, err = volumeRoom(tx, &n, *in.SizeGiB, v.SizeGiB); err != nil {
+				return err
+			}
 			if op, err = newOperation(tx, v.NetworkID, OpVolumeResize, "volume", v.ID, map[string]int64{"vol_size": *in.SizeGiB}); err != nil {
 				return err
 			}
@@ -178,7 +190,7 @@ func (s *Store) UpdateVolume(ctx context.Context, a *Actor, id uint, in *VolumeI
 		return nil, err
 	}
 	s.launch(ctx, op)
-	return &Created{Object: v, Operation: op}, nil
+	return &Created{Object: v, Operation: op, Warning: warn}, nil
 }
 
 // DeleteVolume queues a volume's deletion (its zvol is renamed into the erator); volumes
