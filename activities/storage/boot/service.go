@@ -29,7 +29,8 @@ type Config struct {
 	Cache     *Cache // nil: in memory only
 	Logger    *slog.Logger
 
-	// PanelTimeout bounds a question to the panel on the hot path (default 3 s).
+	// PanelTimeout bounds a question to the panel on the hot path (default 3 s; five times
+	// that for a device the cache does not know).
 	PanelTimeout time.Duration
 	// ProvisionWait is how long a request waits for a clone before telling the device to
 	// ask again (default 8 s).
@@ -216,7 +217,13 @@ func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	if uuid == "" {
 		return RebootScript("this machine reports no SMBIOS UUID: its disk cannot be protected", s.cfg.RebootPause)
 	}
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.PanelTimeout)
+	// A device the cache knows gets a quick fallback when the panel is slow; for one it
+	// does not (a first boot, registration) there is nothing to fall back to: wait longer.
+	timeout := s.cfg.PanelTimeout
+	if _, _, known := s.cfg.Cache.Get(mac); !known {
+		timeout *= 5
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	info, err := s.cfg.Panel.Boot(pctx, Query{ServerID: s.cfg.ServerID, MAC: mac, UUID: uuid, GroupID: menuGroup})
 	cancel()
 	offline := false
