@@ -14,7 +14,9 @@ import (
 )
 
 // One in-process Temporal server per test binary (in-memory SQLite, ready in about half a
-// second), started on first use. Tests isolate themselves with their own task queues.
+// second), started on first use. Tests isolate themselves with their own task queues;
+// the storage workflows' queues are fixed ("panel", "server-<id>"), so at most one test
+// of a binary runs a panel worker at a time.
 var (
 	temporalOnce sync.Once
 	temporalSrv  *temporaltest.TestServer
