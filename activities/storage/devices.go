@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,9 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
@@ -78,7 +81,7 @@ func (d *Devices) CloneDevice(ctx context.Context, in CloneDeviceInput) (*CloneD
 	}
 	res.Created = created
 	d.settle(ctx)
-	if err := d.waitNode(ctx, res.Path); err != nil {
+	if err := d.waitNode(ctx, res.Path, res.Dataset); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -95,19 +98,33 @@ func (d *Devices) settle(ctx context.Context) {
 	exec.CommandContext(sctx, "udevadm", "settle", "--timeout=50").Run() //nolint:errcheck
 }
 
-// waitNode waits until udev has made the zvol's device node.
-func (d *Devices) waitNode(ctx context.Context, path string) error {
+// waitNode waits until the zvol's link exists and leads to the zvol of that dataset.
+// Renames and clones reach /dev/zvol asynchronously (OpenZFS creates and renames minors
+// in a task queue, then udev moves the links): right after a reprovision the device's
+// link can still lead to its old disk, now in the erator. The zvol itself says which
+// dataset it is (BLKZNAME), so the link is only trusted once they agree.
+func (d *Devices) waitNode(ctx context.Context, path, dataset string) error {
 	wait := d.NodeWait
 	if wait <= 0 {
 		wait = time.Minute
 	}
 	deadline := time.Now().Add(wait)
+	last := "missing"
 	for {
-		if _, err := os.Stat(path); err == nil {
+		name, err := zvolName(path)
+		switch {
+		case err == nil && (name == dataset || d.DevRoot != ""):
 			return nil
+		case errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.EINVAL):
+			// Not a zvol (a file-backed pool): existence is all there is to check.
+			return nil
+		case err == nil:
+			last = "the zvol of " + name
+		case !os.IsNotExist(err):
+			last = err.Error()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not appear within %s", path, wait)
+			return fmt.Errorf("%s is %s, not %s, after %s", path, last, dataset, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -115,6 +132,27 @@ func (d *Devices) waitNode(ctx context.Context, path string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// blkzname is OpenZFS's BLKZNAME ioctl, _IOR(0x12, 125, char[256]): a zvol's dataset name.
+const blkzname = 2<<30 | 256<<16 | 0x12<<8 | 125
+
+// zvolName asks the block device at path which dataset it is.
+func zvolName(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var buf [256]byte
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), blkzname, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
+		return "", errno
+	}
+	n := bytes.IndexByte(buf[:], 0)
+	if n < 0 {
+		n = len(buf)
+	}
+	return string(buf[:n]), nil
 }
 
 // ExportInput exports a disk as a target admitting one device's initiator.
@@ -153,7 +191,7 @@ func (d *Devices) ExportTarget(ctx context.Context, in ExportInput) (*ExportResu
 	}
 	res := &ExportResult{IQN: iqn, Path: d.zvolPath(ds)}
 	d.settle(ctx)
-	if err := d.waitNode(ctx, res.Path); err != nil {
+	if err := d.waitNode(ctx, res.Path, ds); err != nil {
 		return nil, err
 	}
 	if err := d.Exports.Export(iqn, boot.Export{Kind: in.Kind, ID: in.ID, NetworkID: in.NetworkID, UUID: in.UUID}, res.Path); err != nil {
