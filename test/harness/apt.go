@@ -3,96 +3,19 @@
 package harness
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
+
+	"github.com/clusterducks/clusterducks/test/harness/pkgs"
 )
 
-var aptMu sync.Mutex
+// TestPackages are the Debian packages the whole test suite uses.
+var TestPackages = pkgs.Test
 
-// missingPackages returns the Debian packages of pkgs that dpkg does not list as installed.
-func missingPackages(pkgs []string) []string {
-	var missing []string
-	for _, p := range pkgs {
-		out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", p).Output()
-		if err != nil || !strings.Contains(string(out), "install ok installed") {
-			missing = append(missing, p)
-		}
-	}
-	return missing
-}
+// InstallPackages installs the missing Debian packages (see pkgs.Install).
+func InstallPackages(names ...string) error { return pkgs.Install(names...) }
 
-// InstallPackages installs the missing Debian packages with apt-get, quietly and idempotently.
-// Concurrent test binaries are serialised by a lock file, because dpkg allows one writer.
-// Mirrors come from the machine's own apt configuration.
-func InstallPackages(pkgs ...string) error {
-	aptMu.Lock()
-	defer aptMu.Unlock()
-	if len(missingPackages(pkgs)) == 0 {
-		return nil
-	}
-	lock, err := os.OpenFile("/tmp/clusterducks-apt.lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("apt lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("apt lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
-	missing := missingPackages(pkgs)
-	if len(missing) == 0 {
-		return nil
-	}
-	sudo := []string{}
-	if os.Geteuid() != 0 {
-		sudo = []string{"sudo", "-n"}
-	}
-	run := func(args ...string) ([]byte, error) {
-		full := append(append([]string{}, sudo...), args...)
-		cmd := exec.Command(full[0], full[1:]...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		return cmd.CombinedOutput()
-	}
-	install := append([]string{"apt-get", "install", "-y", "-qq", "--no-install-recommends"}, missing...)
-	if _, err := run(install...); err == nil {
-		return nil
-	}
-	if out, err := run("apt-get", "update", "-qq"); err != nil {
-		return fmt.Errorf("apt-get update: %v: %s", err, tail(out))
-	}
-	if out, err := run(install...); err != nil {
-		return fmt.Errorf("apt-get install %s: %v: %s", strings.Join(missing, " "), err, tail(out))
-	}
-	return nil
-}
-
-// RequirePackages installs pkgs or fails the test: a missing dependency is a failure, never a skip.
-func RequirePackages(t testing.TB, pkgs ...string) {
+// RequirePackages installs names or fails the test: a missing dependency is a failure, never a skip.
+func RequirePackages(t testing.TB, names ...string) {
 	t.Helper()
-	if err := InstallPackages(pkgs...); err != nil {
-		t.Fatalf("test dependencies: %v", err)
-	}
-}
-
-func tail(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 2000 {
-		s = s[len(s)-2000:]
-	}
-	return s
-}
-
-// TestPackages are the Debian packages the whole test suite uses: PostgreSQL, the storage
-// lab (debootstrap, qemu), the iSCSI reference target and conformance suite, iPXE, the
-// browser for the dashboard tests.
-var TestPackages = []string{
-	"postgresql", "curl",
-	"debootstrap", "qemu-system-x86", "qemu-utils", "ipxe-qemu", "e2fsprogs",
-	"tgt", "libiscsi-bin", "libiscsi-dev", "nasm",
-	"chromium", "chromium-driver",
+	pkgs.Require(t, names...)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness/pkgs"
 	"gorm.io/gorm"
 )
 
@@ -117,7 +118,7 @@ func StartPostgres() (*Postgres, error) {
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %v: %s", err, tail(out))
+		return nil, fmt.Errorf("initdb: %v: %s", err, pkgs.Tail(out))
 	}
 	// The port only names the socket file; listen_addresses='' keeps the cluster off TCP.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -151,7 +152,7 @@ func StartPostgres() (*Postgres, error) {
 		if time.Now().After(deadline) {
 			p.Stop()
 			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			return nil, fmt.Errorf("postgres did not start: %v: %s", err, tail(log))
+			return nil, fmt.Errorf("postgres did not start: %v: %s", err, pkgs.Tail(log))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

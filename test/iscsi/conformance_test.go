@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
-	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/harness/pkgs"
 )
 
 // suiteResult counts one iscsi-test-cu suite's outcome.
@@ -98,7 +98,7 @@ func runSuite(ctx context.Context, suite, url string) (suiteResult, string) {
 // against tgtd, both on the same file, and compares the pass counts.
 // ISCSI_WRITE_CONFORMANCE=1 rewrites CONFORMANCE.md with the table.
 func TestConformance(t *testing.T) {
-	harness.RequirePackages(t, "libiscsi-bin", "tgt")
+	pkgs.Require(t, "libiscsi-bin", "tgt")
 	disk := newDisk(t, "shared.img", 256<<20)
 	srv, addr := startOurs(t, iscsi.Config{})
 	if err := srv.AddTarget(iscsi.TargetConfig{IQN: ourIQN, LUNs: []iscsi.LUNConfig{{Path: disk}}}); err != nil {

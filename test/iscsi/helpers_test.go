@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
-	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/harness/pkgs"
 	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
 )
 
@@ -86,7 +86,7 @@ func freePort(t testing.TB) int {
 // is the given file. It is killed (SIGKILL: it ignores SIGTERM) at cleanup.
 func startTgtd(t testing.TB, iqn, file string) *tgtd {
 	t.Helper()
-	harness.RequirePackages(t, "tgt")
+	pkgs.Require(t, "tgt")
 	port := freePort(t)
 	ctl := 20000 + os.Getpid()%10000 // tgtd accepts control numbers below 32768
 	cleanSockets := func() {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
-	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/harness/pkgs"
 )
 
 type ioWrite struct {
@@ -42,7 +42,7 @@ func qemuIO(ctx context.Context, url string, cmds ...string) (string, error) {
 // that qemu-img (libiscsi) copies out for a byte-for-byte comparison; and the
 // backing files hold exactly the model. Zero mismatches allowed.
 func TestDataIntegrity(t *testing.T) {
-	harness.RequirePackages(t, "qemu-utils", "qemu-block-extra")
+	pkgs.Require(t, "qemu-utils", "qemu-block-extra")
 	const size = 32 << 20
 	srv, addr := startOurs(t, iscsi.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
-	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/harness/pkgs"
 )
 
 var markerRE = regexp.MustCompile(`<<<CLUSTERDUCKS-MARKER:(.*?)>>>`)
@@ -31,7 +31,7 @@ func randomUUID() string {
 // TFTP, sanboots our target, and the fixture boot sector prints the marker
 // it reads from LBA 1 and exits qemu. The target's ACL admits only this VM.
 func TestIPXESanboot(t *testing.T) {
-	harness.RequirePackages(t, "qemu-system-x86", "ipxe-qemu")
+	pkgs.Require(t, "qemu-system-x86", "ipxe-qemu")
 	boot, err := os.ReadFile("../fixtures/bootsector/bootsector.bin")
 	if err != nil || len(boot) != 512 {
 		t.Fatalf("boot sector fixture: %d bytes, %v", len(boot), err)

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/harness/pkgs"
 )
 
 func main() {
-	if err := harness.InstallPackages(harness.TestPackages...); err != nil {
+	if err := pkgs.Install(pkgs.Test...); err != nil {
 		fmt.Fprintln(os.Stderr, "test dependencies:", err)
 		os.Exit(1)
 	}
