@@ -1,33 +1,58 @@
 // Package netboot boots diskless device VMs under qemu (TCG) through iPXE's PXE ROM and
-// the agent's boot endpoint, and reads which image each one booted. The images are the
-// marker boot sector of testdata/marker.asm: LBA 0 boots, LBA 1 holds a marker text the
-// boot sector prints to COM1 before it ends qemu through isa-debug-exit.
+// the agent's boot endpoint, and reads which image each one booted. The images carry the
+// shared boot sector fixture (test/fixtures/bootsector): LBA 0 boots, LBA 1 holds a marker
+// text the boot sector prints to COM1 before it ends qemu through isa-debug-exit.
 package netboot
 
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/clusterducks/clusterducks/test/lab"
 )
 
-//go:embed testdata/marker.bin
-var bootSector []byte
+var (
+	sectorOnce sync.Once
+	bootSector []byte
+	sectorErr  error
+)
+
+// loadBootSector reads the committed fixture test/fixtures/bootsector/bootsector.bin.
+func loadBootSector() ([]byte, error) {
+	sectorOnce.Do(func() {
+		root, err := lab.ModuleRoot()
+		if err != nil {
+			sectorErr = err
+			return
+		}
+		bootSector, sectorErr = os.ReadFile(filepath.Join(root, "test", "fixtures", "bootsector", "bootsector.bin"))
+		if sectorErr == nil && len(bootSector) != 512 {
+			sectorErr = fmt.Errorf("boot sector fixture is %d bytes, not 512", len(bootSector))
+		}
+	})
+	return bootSector, sectorErr
+}
 
 // Packages are the Debian packages a device VM needs.
 var Packages = []string{"qemu-system-x86", "ipxe-qemu"}
 
 // MakeDisk writes a disk image of size bytes (at least 32 MiB, sparse: iPXE derives a CHS geometry and a smaller disk has no cylinder) that boots and prints marker.
 func MakeDisk(path, marker string, size int64) error {
-	if len(marker) > 500 {
-		return fmt.Errorf("marker too long")
+	if len(marker) > 500 || strings.Contains(marker, ">>>") {
+		return fmt.Errorf("marker %q: at most 500 bytes, without \">>>\"", marker)
+	}
+	sector, err := loadBootSector()
+	if err != nil {
+		return err
 	}
 	size = max(size, 32<<20)
 	f, err := os.Create(path)
@@ -39,7 +64,7 @@ func MakeDisk(path, marker string, size int64) error {
 		return err
 	}
 	sec := make([]byte, 1024)
-	copy(sec, bootSector)
+	copy(sec, sector)
 	copy(sec[512:], marker)
 	if _, err := f.WriteAt(sec, 0); err != nil {
 		return err
@@ -69,7 +94,7 @@ type Result struct {
 	Output string        // firmware, iPXE and COM1 output
 }
 
-var markerLine = regexp.MustCompile(`MARKER:([^\r\n]*)`)
+var markerLine = regexp.MustCompile(`<<<CLUSTERDUCKS-MARKER:(.*?)>>>`)
 
 // Boot runs one device VM that PXE-boots with bootURL as its DHCP boot file, until it
 // ends or timeout passes (then it is killed, by pid).
