@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
@@ -31,15 +32,18 @@ type Handler struct {
 
 // Mount registers the API on app under Prefix.
 func (h *Handler) Mount(app *fiber.App) {
+	sp := &spec{}
+	var once sync.Once
 	var doc []byte
 	app.Get(Prefix+"/openapi.json", func(c *fiber.Ctx) error {
+		// Built on first use, once every route of the app (actions, agent and boot
+		// endpoints registered by other packages too) is known.
+		once.Do(func() { doc = sp.document(c.App().GetRoutes(true)) })
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Send(doc)
 	})
 	r := app.Group(Prefix, h.Authenticate)
-	sp := &spec{}
 	h.routes(r, sp)
-	doc = sp.document()
 	h.alerts(r)
 	h.opsRoutes(r)
 	for _, f := range h.Extra {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"github.com/gofiber/fiber/v2"
 	"reflect"
 	"strings"
 	"time"
@@ -87,8 +88,9 @@ func addStruct(props map[string]any, t reflect.Type, input bool) {
 	}
 }
 
-// document builds the OpenAPI 3 document.
-func (s *spec) document() []byte {
+// document builds the OpenAPI 3 document: the collections with their schemas, and every
+// other route of the app under Prefix (actions, agent and boot endpoints) by its path.
+func (s *spec) document(routes []fiber.Route) []byte {
 	errResp := map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": schema(reflect.TypeOf(ErrorBody{}), false)}}}
 	errors := map[string]any{"400": errResp, "401": errResp, "403": errResp, "404": errResp, "409": errResp, "422": errResp}
 	with := func(ok map[string]any) map[string]any {
@@ -129,6 +131,31 @@ func (s *spec) document() []byte {
 			"delete": map[string]any{"parameters": idParam, "responses": with(map[string]any{"204": map[string]any{"description": "deleted"}, "202": ok("deletion accepted", out)})},
 		}
 		paths[Prefix+"/"+c.name+"/{id}.json"] = item
+	}
+	for _, rt := range routes {
+		if !strings.HasPrefix(rt.Path, Prefix+"/") || strings.Contains(rt.Path, "*") || rt.Method == fiber.MethodHead {
+			continue
+		}
+		path := rt.Path
+		var params []any
+		for _, p := range rt.Params {
+			path = strings.Replace(path, ":"+p, "{"+p+"}", 1)
+			params = append(params, map[string]any{"name": p, "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		item, _ := paths[path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[path] = item
+		}
+		method := strings.ToLower(rt.Method)
+		if _, ok := item[method]; ok {
+			continue
+		}
+		op := map[string]any{"responses": with(map[string]any{"200": map[string]any{"description": "see the README"}})}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		item[method] = op
 	}
 	doc := map[string]any{
 		"openapi": "3.0.3",
