@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,13 +76,21 @@ func (d *Devices) CloneDevice(ctx context.Context, in CloneDeviceInput) (*CloneD
 	// device's name until udev handles the rename: opening that path now would serve the
 	// old disk. Let udev finish first, and again after the clone.
 	d.settle(ctx)
+	// Where the name's link leads before the clone exists is the old disk's zvol (renamed
+	// into the erator, its link not moved yet): the new disk is a different one.
+	stale := ""
+	if cur, err := d.ZFS.Lookup(res.Dataset); err == nil && cur == nil {
+		if t, err := filepath.EvalSymlinks(res.Path); err == nil {
+			stale = t
+		}
+	}
 	created, err := d.ZFS.Clone(res.Origin, res.Dataset)
 	if err != nil {
 		return nil, activities.Wrap(fmt.Errorf("clone device %d: %w", in.DeviceID, err))
 	}
 	res.Created = created
 	d.settle(ctx)
-	if err := d.waitNode(ctx, res.Path, res.Dataset); err != nil {
+	if err := d.waitNode(ctx, res.Path, res.Dataset, stale); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -98,12 +107,13 @@ func (d *Devices) settle(ctx context.Context) {
 	exec.CommandContext(sctx, "udevadm", "settle", "--timeout=50").Run() //nolint:errcheck
 }
 
-// waitNode waits until the zvol's link exists and leads to the zvol of that dataset.
+// waitNode waits until the zvol's link exists and leads to the zvol of that dataset (and
+// not to stale, the old disk's device, when given).
 // Renames and clones reach /dev/zvol asynchronously (OpenZFS creates and renames minors
 // in a task queue, then udev moves the links): right after a reprovision the device's
 // link can still lead to its old disk, now in the erator. The zvol itself says which
 // dataset it is (BLKZNAME), so the link is only trusted once they agree.
-func (d *Devices) waitNode(ctx context.Context, path, dataset string) error {
+func (d *Devices) waitNode(ctx context.Context, path, dataset, stale string) error {
 	wait := d.NodeWait
 	if wait <= 0 {
 		wait = time.Minute
@@ -112,6 +122,12 @@ func (d *Devices) waitNode(ctx context.Context, path, dataset string) error {
 	last := "missing"
 	for {
 		name, err := zvolName(path)
+		if err == nil && stale != "" {
+			if t, lerr := filepath.EvalSymlinks(path); lerr != nil || t == stale {
+				// The old disk's zvol can still carry the name until OpenZFS renames its minor.
+				name = "the old disk"
+			}
+		}
 		switch {
 		case err == nil && (name == dataset || d.DevRoot != ""):
 			return nil
@@ -191,7 +207,7 @@ func (d *Devices) ExportTarget(ctx context.Context, in ExportInput) (*ExportResu
 	}
 	res := &ExportResult{IQN: iqn, Path: d.zvolPath(ds)}
 	d.settle(ctx)
-	if err := d.waitNode(ctx, res.Path, ds); err != nil {
+	if err := d.waitNode(ctx, res.Path, ds, ""); err != nil {
 		return nil, err
 	}
 	if err := d.Exports.Export(iqn, boot.Export{Kind: in.Kind, ID: in.ID, NetworkID: in.NetworkID, UUID: in.UUID}, res.Path); err != nil {

@@ -16,10 +16,10 @@ func TestWaitNodeOutsideZFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &Devices{NodeWait: 300 * time.Millisecond}
-	if err := d.waitNode(context.Background(), p, "tank/iscsi/devices/1"); err != nil {
+	if err := d.waitNode(context.Background(), p, "tank/iscsi/devices/1", ""); err != nil {
 		t.Fatalf("regular file: %v", err)
 	}
-	if err := d.waitNode(context.Background(), p+"-missing", "tank/iscsi/devices/1"); err == nil {
+	if err := d.waitNode(context.Background(), p+"-missing", "tank/iscsi/devices/1", ""); err == nil {
 		t.Fatal("a missing node was accepted")
 	}
 	if g, v := parseVersionOrigin("tank", "tank/iscsi/groups/12@v3"); g != 12 || v != 3 {
