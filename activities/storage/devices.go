@@ -199,7 +199,7 @@ func (d *Devices) target(in ExportInput) (iqn, dataset string, err error) {
 }
 
 // ExportTarget exports the disk on this agent's target (read-write, ACL = the device's
-// iPXE initiator name). Exporting it again is a no-op.
+// iPXE initiator name), replacing a target of that name (its sessions end). Safe to repeat.
 func (d *Devices) ExportTarget(ctx context.Context, in ExportInput) (*ExportResult, error) {
 	iqn, ds, err := d.target(in)
 	if err != nil {
@@ -209,6 +209,10 @@ func (d *Devices) ExportTarget(ctx context.Context, in ExportInput) (*ExportResu
 	d.settle(ctx)
 	if err := d.waitNode(ctx, res.Path, ds, ""); err != nil {
 		return nil, err
+	}
+	// Replace whatever target has the name: it may hold the disk this one replaced.
+	if err := d.Exports.Unexport(iqn); err != nil {
+		return nil, fmt.Errorf("export %s: %w", iqn, err)
 	}
 	if err := d.Exports.Export(iqn, boot.Export{Kind: in.Kind, ID: in.ID, NetworkID: in.NetworkID, UUID: in.UUID}, res.Path); err != nil {
 		return nil, fmt.Errorf("export %s: %w", iqn, err)

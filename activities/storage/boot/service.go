@@ -156,7 +156,7 @@ func (s *Service) background() {
 			}
 		case <-reconcile.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			if _, err := s.Restore(ctx); err != nil {
+			if _, err := s.restore(ctx, false); err != nil {
 				s.log.Warn("boot: reconcile exports", "err", err)
 			}
 			cancel()
@@ -521,7 +521,12 @@ func (s *Service) bootURL(srv *ServerInfo) string {
 // panel's list, group heads and volumes it no longer lists (maintenance ended) are
 // unexported; device targets are only ever removed by their device workflow, which knows
 // when a clone is replaced.
-func (s *Service) Restore(ctx context.Context) (int, error) {
+func (s *Service) Restore(ctx context.Context) (int, error) { return s.restore(ctx, true) }
+
+// restore is Restore; without devices it leaves device targets alone: while the agent
+// runs they belong to the device workflows and the boot path (re-adding one while its
+// workflow swaps the disk would serve the old disk).
+func (s *Service) restore(ctx context.Context, devices bool) (int, error) {
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PanelTimeout)
 	exports, err := s.cfg.Panel.Exports(pctx, s.cfg.ServerID)
 	cancel()
@@ -550,6 +555,9 @@ func (s *Service) Restore(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, e := range exports {
+		if e.Kind == "device" && !devices {
+			continue
+		}
 		var path, iqn string
 		var ok bool
 		var perr error
