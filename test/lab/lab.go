@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"net"
 	"net/http"
 	"net/url"
@@ -360,7 +361,7 @@ func (s *Server) boot(opts Options) error {
 		if _, dup := s.ports[gp]; dup {
 			continue
 		}
-		hp, err := freePort()
+		hp, err := proc.FreePort()
 		if err != nil {
 			return err
 		}
@@ -604,16 +605,6 @@ func (s *Server) ping(ctx context.Context) error {
 		return fmt.Errorf("ping: %s", resp.Status)
 	}
 	return nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func newUUID() string {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"io"
 	"net/http"
 	"os"
@@ -26,7 +27,7 @@ type DevPanel struct {
 	Data  string
 
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *proc.SyncBuffer
 	done chan struct{}
 	once sync.Once
 }
@@ -39,7 +40,7 @@ func StartDevPanel(ctx context.Context, bin, dataDir string, echo io.Writer) (*D
 		"--temporal-port", "-1", "--no-temporal-ui")
 	cmd.Env = append(os.Environ(), "TEMPORAL_VERSION_CHECK_DISABLED=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &DevPanel{Data: dataDir, cmd: cmd, out: &syncBuffer{echo: echo}, done: make(chan struct{})}
+	p := &DevPanel{Data: dataDir, cmd: cmd, out: &proc.SyncBuffer{Echo: echo}, done: make(chan struct{})}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -236,29 +237,4 @@ func (l *Lab) Stop() {
 	if l.Panel != nil {
 		l.Panel.Stop() //nolint:errcheck
 	}
-}
-
-// syncBuffer collects a process's output while others read it, optionally echoing it.
-type syncBuffer struct {
-	mu   sync.Mutex
-	b    bytes.Buffer
-	echo io.Writer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.echo != nil {
-		s.echo.Write(p) //nolint:errcheck
-	}
-	if s.b.Len() > 4<<20 {
-		s.b.Reset()
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -9,8 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -119,7 +119,7 @@ func Start(t testing.TB) *Env {
 	}
 	e.Guest("install", "-D", "-m", "755", "/mnt/host/slowzfs", "/opt/slow/zfs")
 
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,15 +135,6 @@ func Start(t testing.TB) *Env {
 		e.KillPanel()
 	})
 	return e
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(s string, n int) string {

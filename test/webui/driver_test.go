@@ -5,8 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,17 +38,8 @@ var (
 	driverErr  error
 )
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startChromedriver() (*chromedriver, error) {
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
