@@ -5,9 +5,9 @@
 package netboot
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,7 +111,7 @@ func Boot(ctx context.Context, bootURL string, d Device, timeout time.Duration) 
 		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 	}
 	cmd := exec.Command("qemu-system-x86_64", args...)
-	var out syncBuffer
+	var out proc.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -155,21 +155,4 @@ func tail(s string) string {
 		s = s[len(s)-3000:]
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
