@@ -328,7 +328,7 @@ func (c *conn) complete(cmd *scsiCmd, itt uint32, lunField []byte, edtl uint32, 
 	}
 	var dataSN uint32
 	if !pl.readMedia {
-		dataSN = c.queueDataIn(itt, pl.dataIn[:send], 0, dataSN, true, rflags, resid)
+		dataSN = c.queueDataInAt(itt, pl.dataIn[:send], 0, dataSN, true, rflags, resid)
 		c.observe(cmd.target, statusGood, start)
 		return nil
 	}
@@ -372,8 +372,37 @@ func (c *conn) complete(cmd *scsiCmd, itt uint32, lunField []byte, edtl uint32, 
 	return nil
 }
 
-func (c *conn) queueDataIn(itt uint32, b []byte, off uint32, dataSN uint32, last bool, rflags byte, resid uint32) uint32 {
-	return c.queueDataInAt(itt, b, off, dataSN, last, rflags, resid)
+// stampStatus fills the sequence numbers of a PDU that carries a status: the next
+// StatSN, and the command window (ExpCmdSN, MaxCmdSN) the initiator may use.
+func (c *conn) stampStatus(r *pdu) {
+	r.put32(24, c.statSN)
+	c.statSN++
+	r.put32(28, c.expCmdSN)
+	r.put32(32, c.maxCmdSN())
+}
+
+// dataInHeader fills the header of a Data-In PDU of n bytes at offset pos: F at the end
+// of each MaxBurstLength sequence, and on the command's final PDU the status (with the
+// next StatSN) and the residual count.
+func (c *conn) dataInHeader(r *pdu, itt, dataSN, pos, n uint32, final bool, rflags byte, resid uint32) {
+	r.bhs[0] = opDataIn
+	if (pos+n)%c.p.maxBurst == 0 {
+		r.bhs[1] |= 0x80
+	}
+	if final {
+		r.bhs[1] |= 0x80 | 0x01 | rflags
+		r.bhs[3] = statusGood
+		r.put32(24, c.statSN)
+		c.statSN++
+		r.put32(44, resid)
+	}
+	r.put32(16, itt)
+	r.put32(20, reservedTag)
+	r.put32(28, c.expCmdSN)
+	r.put32(32, c.maxCmdSN())
+	r.put32(36, dataSN)
+	r.put32(40, pos)
+	r.setDataLen(int(n))
 }
 
 // queueDataInAt queues Data-In PDUs for b, which sits at buffer offset off of
@@ -389,25 +418,8 @@ func (c *conn) queueDataInAt(itt uint32, b []byte, off uint32, dataSN uint32, la
 			n = int(rem)
 		}
 		var r pdu
-		r.bhs[0] = opDataIn
 		end := pos+uint32(n) == off+uint32(len(b))
-		if (pos+uint32(n))%burst == 0 {
-			r.bhs[1] |= 0x80
-		}
-		if end && last {
-			r.bhs[1] |= 0x80 | 0x01 | rflags
-			r.bhs[3] = statusGood
-			r.put32(24, c.statSN)
-			c.statSN++
-			r.put32(44, resid)
-		}
-		r.put32(16, itt)
-		r.put32(20, reservedTag)
-		r.put32(28, c.expCmdSN)
-		r.put32(32, c.maxCmdSN())
-		r.put32(36, dataSN)
-		r.put32(40, pos)
-		r.setDataLen(n)
+		c.dataInHeader(&r, itt, dataSN, pos, uint32(n), end && last, rflags, resid)
 		c.queue(&r, b[i:i+n])
 		dataSN++
 		i += n
@@ -422,10 +434,7 @@ func (c *conn) sendResponse(itt uint32, status byte, sense []byte, rflags byte, 
 	r.bhs[2] = 0 // command completed at target
 	r.bhs[3] = status
 	r.put32(16, itt)
-	r.put32(24, c.statSN)
-	c.statSN++
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.maxCmdSN())
+	c.stampStatus(&r)
 	r.put32(36, expDataSN)
 	r.put32(44, resid)
 	var d []byte

@@ -356,10 +356,7 @@ func (c *conn) sendAsyncLogout() {
 	r.bhs[0] = opAsync
 	r.bhs[1] = 0x80
 	r.put32(16, reservedTag)
-	r.put32(24, c.statSN)
-	c.statSN++
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.maxCmdSN())
+	c.stampStatus(&r)
 	r.bhs[36] = 1 // AsyncEvent: the target requests a logout
 	binary.BigEndian.PutUint16(r.bhs[42:], uint16(logoutGrace/time.Second))
 	c.queue(&r, nil)
@@ -524,10 +521,7 @@ func (c *conn) nopOut(p *pdu) {
 	copy(r.bhs[8:16], p.bhs[8:16])
 	r.put32(16, itt)
 	r.put32(20, reservedTag)
-	r.put32(24, c.statSN)
-	c.statSN++
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.maxCmdSN())
+	c.stampStatus(&r)
 	r.setDataLen(len(data))
 	c.queue(&r, data)
 }
@@ -603,10 +597,7 @@ func (c *conn) taskMgmt(p *pdu) {
 	r.bhs[1] = 0x80
 	r.bhs[2] = resp
 	r.put32(16, p.itt())
-	r.put32(24, c.statSN)
-	c.statSN++
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.maxCmdSN())
+	c.stampStatus(&r)
 	c.queue(&r, nil)
 }
 
@@ -637,10 +628,7 @@ func (c *conn) logout(p *pdu) {
 	r.bhs[1] = 0x80
 	r.bhs[2] = resp
 	r.put32(16, p.itt())
-	r.put32(24, c.statSN)
-	c.statSN++
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.maxCmdSN())
+	c.stampStatus(&r)
 	c.queue(&r, nil)
 	if resp == 0 {
 		c.loggedOut = true
@@ -690,10 +678,7 @@ func (c *conn) textRequest(p *pdu) error {
 		r.put32(20, reservedTag)
 	}
 	r.put32(16, p.itt())
-	r.put32(24, c.statSN)
-	c.statSN++
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.maxCmdSN())
+	c.stampStatus(&r)
 	r.setDataLen(len(chunk))
 	c.queue(&r, chunk)
 	return nil
@@ -734,10 +719,7 @@ func (c *conn) sendReject(p *pdu, reason byte) {
 	r.bhs[1] = 0x80
 	r.bhs[2] = reason
 	r.put32(16, reservedTag)
-	r.put32(24, c.statSN)
-	c.statSN++
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.maxCmdSN())
+	c.stampStatus(&r)
 	r.setDataLen(bhsLen)
 	hdr := p.bhs
 	c.queue(&r, hdr[:])

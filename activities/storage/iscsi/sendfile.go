@@ -36,24 +36,7 @@ func (c *conn) sendfileRead(l *lun, itt uint32, off int64, send uint32, rflags b
 			n = rem
 		}
 		var r pdu
-		r.bhs[0] = opDataIn
-		if (pos+n)%burst == 0 {
-			r.bhs[1] |= 0x80
-		}
-		if pos+n == send {
-			r.bhs[1] |= 0x80 | 0x01 | rflags
-			r.bhs[3] = statusGood
-			r.put32(24, c.statSN)
-			c.statSN++
-			r.put32(44, resid)
-		}
-		r.put32(16, itt)
-		r.put32(20, reservedTag)
-		r.put32(28, c.expCmdSN)
-		r.put32(32, c.maxCmdSN())
-		r.put32(36, dataSN)
-		r.put32(40, pos)
-		r.setDataLen(int(n))
+		c.dataInHeader(&r, itt, dataSN, pos, n, pos+n == send, rflags, resid)
 		c.queue(&r, nil)
 		if err := c.writeOut(); err != nil {
 			return err
