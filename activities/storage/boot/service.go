@@ -321,6 +321,9 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 		err := s.provision(ctx, req)
 		switch {
 		case err == nil:
+		case errors.Is(err, ErrLocked):
+			// Locked while this answer was being decided: the next request sees the lock.
+			return RetryScript(fmt.Sprintf("device %d was just locked: it keeps its disk; asking again", dev.ID), s.cfg.RetryPause)
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			return RetryScript(fmt.Sprintf("preparing this device's disk (group %d v%d); please wait", g.ID, d.Version), s.cfg.RetryPause)
 		case in.Clone > 0 && !g.Strict:

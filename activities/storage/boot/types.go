@@ -158,6 +158,10 @@ type Target interface {
 // ErrUnreachable marks a panel or engine that cannot be reached (network, timeout, 5xx).
 var ErrUnreachable = errors.New("unreachable")
 
+// ErrLocked is a provisioning the device workflow refused: the device was locked after
+// the boot decision was made, so it keeps its disk. Asking again decides anew.
+var ErrLocked = errors.New("the device is locked: it keeps its disk")
+
 // TargetConfig is the one definition of a disk's target: the agent's hot path and the
 // export activities build it here, so adding it again is always a no-op.
 func TargetConfig(iqn, path, uuid string, readOnly bool) iscsi.TargetConfig {
