@@ -15,12 +15,14 @@ import (
 //
 //	POST   /groups/<id>/maintenance.json {"device_id"} -> the group; that device boots its head read-write
 //	DELETE /groups/<id>/maintenance.json             -> the group, out of maintenance
+//	POST   /volumes/<id>/maintenance.json {"device_id"} -> the volume; that device boots it read-write (first install)
+//	DELETE /volumes/<id>/maintenance.json            -> the volume, out of maintenance
 //	POST   /groups/<id>/assign.json      {"version"} -> the group, pinned to v<N> (0: follow the newest)
 //	GET    /groups/<id>/compliance.json              -> each device's clone and booted version against the assigned one
 //	POST   /devices/<id>/restore.json    {"from"}    -> 202: the device's replaced disk back from the erator
 func BootRoutes(store *models.Store) func(r fiber.Router) {
 	return func(r fiber.Router) {
-		maintenance := func(on bool) fiber.Handler {
+		maintenance := func(on bool, set func(ctx context.Context, a *models.Actor, id uint, on bool, in *models.MaintenanceInput) (any, error)) fiber.Handler {
 			return func(c *fiber.Ctx) error {
 				id, err := idParam(c)
 				if err != nil {
@@ -32,15 +34,23 @@ func BootRoutes(store *models.Store) func(r fiber.Router) {
 						return err
 					}
 				}
-				g, err := store.SetMaintenance(c.UserContext(), actor(c), id, on, &in)
+				obj, err := set(c.UserContext(), actor(c), id, on, &in)
 				if err != nil {
 					return err
 				}
-				return c.JSON(g)
+				return c.JSON(obj)
 			}
 		}
-		r.Post("/groups/:id/maintenance.json", maintenance(true))
-		r.Delete("/groups/:id/maintenance.json", maintenance(false))
+		group := func(ctx context.Context, a *models.Actor, id uint, on bool, in *models.MaintenanceInput) (any, error) {
+			return store.SetMaintenance(ctx, a, id, on, in)
+		}
+		volume := func(ctx context.Context, a *models.Actor, id uint, on bool, in *models.MaintenanceInput) (any, error) {
+			return store.SetVolumeMaintenance(ctx, a, id, on, in)
+		}
+		r.Post("/groups/:id/maintenance.json", maintenance(true, group))
+		r.Delete("/groups/:id/maintenance.json", maintenance(false, group))
+		r.Post("/volumes/:id/maintenance.json", maintenance(true, volume))
+		r.Delete("/volumes/:id/maintenance.json", maintenance(false, volume))
 		r.Post("/groups/:id/assign.json", func(c *fiber.Ctx) error {
 			id, err := idParam(c)
 			if err != nil {
@@ -290,6 +300,9 @@ func BootInfo(st *models.BootState) *boot.Info {
 		if d.ServerID != nil {
 			info.Device.CloneServerID = *d.ServerID
 		}
+	}
+	if st.Volume != nil {
+		info.Volume = &boot.VolumeInfo{ID: st.Volume.ID}
 	}
 	if st.Menu != nil {
 		v := st.Menu.View()

@@ -13,7 +13,7 @@ import (
 // The panel's side of the boot path (DESIGN.md §5): what an agent needs to answer a
 // netbooting device, device registration on an unknown MAC, the record of each boot and
 // of each device clone, the desired exports an agent rebuilds after a restart, and group
-// maintenance. Agents are not users: these functions are scoped by the server a key was
+// and volume maintenance. Agents are not users: these functions are scoped by the server a key was
 // issued for, never by an Actor.
 
 // BootState is what the panel knows about a booting device.
@@ -34,6 +34,9 @@ type BootState struct {
 	// Clone is the version of the device's clone (nil: none).
 	Clone *GroupVersion
 	Menu  *Menu
+	// Volume is the volume this device maintains (boots read-write), nil when none: it
+	// comes before the device's menu and group.
+	Volume *Volume
 	// Servers of the network.
 	Servers []Server
 }
@@ -47,6 +50,8 @@ type NetworkBoot struct {
 	Groups   map[uint]*GroupBoot
 	Versions map[uint]GroupVersion // every version of the network's groups, by id
 	Menus    map[uint]Menu
+	// Maintained are the network's volumes in maintenance, by maintenance device id.
+	Maintained map[uint]Volume
 }
 
 // GroupBoot is a group with its ready versions, who holds each, and the assigned one.
@@ -60,7 +65,7 @@ type GroupBoot struct {
 // LoadNetworkBoot reads a network's boot-wide state in a fixed number of queries.
 func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*NetworkBoot, error) {
 	db = db.WithContext(ctx)
-	nb := &NetworkBoot{Groups: map[uint]*GroupBoot{}, Versions: map[uint]GroupVersion{}, Menus: map[uint]Menu{}}
+	nb := &NetworkBoot{Groups: map[uint]*GroupBoot{}, Versions: map[uint]GroupVersion{}, Menus: map[uint]Menu{}, Maintained: map[uint]Volume{}}
 	if err := db.Take(&nb.Network, networkID).Error; err != nil {
 		return nil, notFoundOr(err, "network")
 	}
@@ -115,6 +120,13 @@ func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*Network
 	}
 	for _, m := range menus {
 		nb.Menus[m.ID] = m
+	}
+	var vols []Volume
+	if err := db.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", n.ID, true).Find(&vols).Error; err != nil {
+		return nil, err
+	}
+	for _, v := range vols {
+		nb.Maintained[*v.MaintenanceDeviceID] = v
 	}
 	return nb, nil
 }
@@ -183,6 +195,9 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 		if v, ok := nb.Versions[*d.CloneVersionID]; ok {
 			st.Clone = &v
 		}
+	}
+	if v, ok := nb.Maintained[d.ID]; ok {
+		st.Volume = &v
 	}
 	// A device's own menu is shown at every boot; the network's default menu only to a
 	// device without a group. A menu choice (groupChoice) boots without the menu.
@@ -312,9 +327,9 @@ func VersionByNumber(ctx context.Context, db *gorm.DB, groupID uint, n int) (*Gr
 }
 
 // ExportRow is a target an agent should export: a device's clone on that server, or a group
-// head on the master while its group is in maintenance.
+// head or a volume on the master while it is in maintenance.
 type ExportRow struct {
-	Kind      string // device, group
+	Kind      string // device, group, volume
 	ID        uint
 	NetworkID uint
 	UUID      string
@@ -350,12 +365,22 @@ func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRo
 				out = append(out, ExportRow{Kind: "group", ID: g.ID, NetworkID: n.ID, UUID: d.UUID})
 			}
 		}
+		var vols []Volume
+		if err := db.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", n.ID, true).Order("id").Find(&vols).Error; err != nil {
+			return nil, err
+		}
+		for _, v := range vols {
+			var d Device
+			if err := db.Take(&d, *v.MaintenanceDeviceID).Error; err == nil {
+				out = append(out, ExportRow{Kind: "volume", ID: v.ID, NetworkID: n.ID, UUID: d.UUID})
+			}
+		}
 	}
 	return out, nil
 }
 
-// MaintenanceInput puts a group in maintenance (a device boots its head read-write) or
-// takes it out.
+// MaintenanceInput puts a group in maintenance (a device boots its head read-write), or a
+// volume (a device boots the volume read-write), or takes it out.
 type MaintenanceInput struct {
 	DeviceID *uint `field:"device_id,device"`
 }
@@ -384,12 +409,8 @@ func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on b
 			if err := refInNetwork(tx, &Device{}, in.DeviceID, g.NetworkID, "device_id", "device"); err != nil {
 				return err
 			}
-			var busy int64
-			if err := tx.Model(&Group{}).Where("maintenance_device_id = ? AND id <> ?", *in.DeviceID, g.ID).Count(&busy).Error; err != nil {
+			if err := maintainsOther(tx, *in.DeviceID, "group", g.ID); err != nil {
 				return err
-			}
-			if busy > 0 {
-				return Conflict("device_id", "device %d already maintains another group", *in.DeviceID)
 			}
 			g.Maintenance, g.MaintenanceDeviceID = true, in.DeviceID
 		}
@@ -405,6 +426,78 @@ func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on b
 		return audit(tx, a, &g.NetworkID, action, "group", g.ID, "")
 	})
 	return g, err
+}
+
+// maintainsOther refuses a device that already maintains something other than the group
+// or volume (kind, id) being put in maintenance: a device boots one disk read-write.
+func maintainsOther(tx *gorm.DB, deviceID uint, kind string, id uint) error {
+	var groups, vols []uint
+	q := tx.Model(&Group{}).Where("maintenance_device_id = ?", deviceID)
+	if kind == "group" {
+		q = q.Where("id <> ?", id)
+	}
+	if err := q.Pluck("id", &groups).Error; err != nil {
+		return err
+	}
+	q = tx.Model(&Volume{}).Where("maintenance_device_id = ?", deviceID)
+	if kind == "volume" {
+		q = q.Where("id <> ?", id)
+	}
+	if err := q.Pluck("id", &vols).Error; err != nil {
+		return err
+	}
+	switch {
+	case len(groups) > 0:
+		return Conflict("device_id", "device %d already maintains group %d: end that maintenance first", deviceID, groups[0])
+	case len(vols) > 0:
+		return Conflict("device_id", "device %d already maintains volume %d: end that maintenance first", deviceID, vols[0])
+	}
+	return nil
+}
+
+// SetVolumeMaintenance turns a volume's maintenance on for a device of its network (on), or
+// off. While on, that device boots the volume itself read-write from the master, to install
+// the first OS; ending it removes the export (the master's agent drops targets the panel no
+// longer lists). Repeating either changes nothing.
+func (s *Store) SetVolumeMaintenance(ctx context.Context, a *Actor, volumeID uint, on bool, in *MaintenanceInput) (*Volume, error) {
+	var v *Volume
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if v, err = getScoped[Volume](ctx, tx, a.scopeNetworkOwned, volumeID, "volume"); err != nil {
+			return err
+		}
+		if _, err := a.lockNetwork(tx, v.NetworkID, "network_id"); err != nil {
+			return err
+		}
+		if !on {
+			v.Maintenance, v.MaintenanceDeviceID = false, nil
+		} else {
+			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
+				return Invalid("device_id", "is required: the device that boots the volume")
+			}
+			if v.State != StateReady {
+				return Conflict("", "volume %d is %s: maintenance needs a ready volume", v.ID, v.State)
+			}
+			if err := refInNetwork(tx, &Device{}, in.DeviceID, v.NetworkID, "device_id", "device"); err != nil {
+				return err
+			}
+			if err := maintainsOther(tx, *in.DeviceID, "volume", v.ID); err != nil {
+				return err
+			}
+			v.Maintenance, v.MaintenanceDeviceID = true, in.DeviceID
+		}
+		if err := tx.Model(&Volume{}).Where("id = ?", v.ID).Updates(map[string]any{
+			"maintenance": v.Maintenance, "maintenance_device_id": v.MaintenanceDeviceID,
+		}).Error; err != nil {
+			return err
+		}
+		action := "maintenance-off"
+		if on {
+			action = "maintenance-on"
+		}
+		return audit(tx, a, &v.NetworkID, action, "volume", v.ID, "")
+	})
+	return v, err
 }
 
 // AssignInput pins a group's assigned version (0 follows the newest ready version).

@@ -90,8 +90,45 @@ func migrations() []*gormigrate.Migration {
 				return nil
 			},
 		},
+		{
+			// Volumes can be exported to a maintenance device (a first install). The
+			// initial migration creates the tables from today's structs, so on a new
+			// database the columns exist already: add only what is missing.
+			ID: "202611250001_volume_maintenance",
+			Migrate: func(tx *gorm.DB) error {
+				m := tx.Migrator()
+				for _, col := range []string{"Maintenance", "MaintenanceDeviceID"} {
+					if !m.HasColumn(&volumeMaintenance{}, col) {
+						if err := m.AddColumn(&volumeMaintenance{}, col); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			},
+			Rollback: func(tx *gorm.DB) error {
+				m := tx.Migrator()
+				for _, col := range []string{"MaintenanceDeviceID", "Maintenance"} {
+					if m.HasColumn(&volumeMaintenance{}, col) {
+						if err := m.DropColumn(&volumeMaintenance{}, col); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			},
+		},
 	}
 }
+
+// volumeMaintenance is the volumes table as migration 202611250001 knows it (frozen: the
+// Volume struct may change later, this migration must not).
+type volumeMaintenance struct {
+	Maintenance         bool `gorm:"not null;default:false"`
+	MaintenanceDeviceID *uint
+}
+
+func (volumeMaintenance) TableName() string { return "volumes" }
 
 func migrator(db *gorm.DB) *gormigrate.Gormigrate {
 	return gormigrate.New(db, &gormigrate.Options{TableName: "schema_migrations", IDColumnName: "id", IDColumnSize: 200, UseTransaction: true}, migrations())

@@ -124,13 +124,17 @@ const (
 
 // Volume is a thin zvol on the network's master: the base disk groups are cloned from.
 type Volume struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
-	NetworkID uint      `gorm:"not null;index" json:"network_id"`
-	Alias     string    `gorm:"size:200;not null" json:"alias"`
-	SizeGiB   int64     `gorm:"column:size_gib;not null" json:"vol_size"`
-	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID        uint   `gorm:"primaryKey" json:"id"`
+	NetworkID uint   `gorm:"not null;index" json:"network_id"`
+	Alias     string `gorm:"size:200;not null" json:"alias"`
+	SizeGiB   int64  `gorm:"column:size_gib;not null" json:"vol_size"`
+	// Maintenance: MaintenanceDeviceID boots the volume itself read-write (to install the
+	// first OS).
+	Maintenance         bool      `gorm:"not null;default:false" json:"maintenance"`
+	MaintenanceDeviceID *uint     `json:"maintenance_device_id"`
+	State               string    `gorm:"size:20;not null;default:'pending'" json:"state"`
+	CreatedAt           time.Time `json:"created_at"`
+	UpdatedAt           time.Time `json:"updated_at"`
 }
 
 // Group is a clone of a volume where the OS is installed; devices boot its versions.

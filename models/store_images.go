@@ -194,7 +194,8 @@ func (s *Store) UpdateVolume(ctx context.Context, a *Actor, id uint, in *VolumeI
 }
 
 // DeleteVolume queues a volume's deletion (its zvol is renamed into the erator); volumes
-// that groups were cloned from stay until those groups are deleted.
+// that groups were cloned from stay until those groups are deleted, and a volume in
+// maintenance until its maintenance ends (a device may be installing on it right now).
 func (s *Store) DeleteVolume(ctx context.Context, a *Actor, id uint) (*Created, error) {
 	var v *Volume
 	var op *Operation
@@ -209,6 +210,9 @@ func (s *Store) DeleteVolume(ctx context.Context, a *Actor, id uint) (*Created, 
 		}
 		if groups > 0 {
 			return Conflict("", "volume %d has %d groups cloned from it: delete them first", v.ID, groups)
+		}
+		if v.Maintenance && v.MaintenanceDeviceID != nil {
+			return Conflict("", "volume %d is in maintenance (device %d boots it): end the maintenance first", v.ID, *v.MaintenanceDeviceID)
 		}
 		op, err = queueDelete(tx, a, v, &v.State, v.NetworkID, v.ID, "volume", OpVolumeDelete, v.Alias)
 		return err
@@ -464,6 +468,11 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 			return err
 		}
 		if err := tx.Model(&Group{}).Where("maintenance_device_id = ?", d.ID).Update("maintenance_device_id", nil).Error; err != nil {
+			return err
+		}
+		// A volume it maintained leaves maintenance (its export goes at the agent's next check).
+		if err := tx.Model(&Volume{}).Where("maintenance_device_id = ?", d.ID).
+			Updates(map[string]any{"maintenance": false, "maintenance_device_id": nil}).Error; err != nil {
 			return err
 		}
 		if d.ServerID != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
 )
 
 // Config is what the boot service is built from; the agent fills it from its own config.
@@ -249,6 +251,11 @@ func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 		// The disk is protected by the UUID the device registered with, not the one it claims now.
 		uuid = info.Device.UUID
 	}
+	if info.Volume != nil {
+		// A maintenance device boots its volume whatever its menu or group (it may have none:
+		// a device registered through the API to install the first OS).
+		return s.bootVolume(ctx, info, uuid)
+	}
 	if info.Menu != nil && menuGroup == 0 {
 		entries := info.Menu.Entries
 		return MenuScript(info.Menu.Name, entries, 10*time.Second)
@@ -314,7 +321,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 			return RebootScript("the panel is unreachable: a new disk cannot be made now", s.cfg.RebootPause)
 		}
 		req := ProvisionRequest{NetworkID: dev.NetworkID, DeviceID: dev.ID, GroupID: g.ID, ServerID: s.cfg.ServerID,
-			Version: d.Version, VersionID: versionID(g, d.Version), UUID: uuid}
+			Version: d.Version, VersionID: versionID(g, d.Version), UUID: uuid, Locked: dev.Locked}
 		if dev.CloneVersion > 0 {
 			req.Reprovision, req.OldServerID = true, dev.CloneServerID
 		}
@@ -365,7 +372,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 			return RebootScript(fmt.Sprintf("group %d's head is not on this server", g.ID), s.cfg.RebootPause)
 		}
 		iqn := GroupHeadIQN(dev.NetworkID, g.ID)
-		if err := s.export(iqn, Export{Kind: "group", ID: g.ID, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
+		if err := s.exportMaintenance(iqn, Export{Kind: "group", ID: g.ID, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
 			return RebootScript(fmt.Sprintf("exporting the group head failed: %v", err), s.cfg.RebootPause)
 		}
 		s.report(rep)
@@ -375,6 +382,33 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 		s.report(rep)
 		return RebootScript(d.Reason, s.cfg.RebootPause)
 	}
+}
+
+// bootVolume boots the volume the device maintains, read-write, from the master (which
+// holds the volumes): on another server the device is sent to the master.
+func (s *Service) bootVolume(ctx context.Context, info *Info, uuid string) string {
+	dev, vid := info.Device, info.Volume.ID
+	if info.MasterServerID != 0 && info.MasterServerID != s.cfg.ServerID {
+		if to := findServer(info, info.MasterServerID); to != nil {
+			return RedirectScript(fmt.Sprintf("volume %d is on the master", vid), s.bootURL(to))
+		}
+	}
+	p, ok, err := s.cfg.Disks.VolumePath(ctx, vid)
+	if err != nil {
+		s.log.Warn("boot: volume path", "volume", vid, "err", err)
+		return RetryScript("this server cannot read its storage; asking again", s.cfg.RetryPause)
+	}
+	if !ok {
+		return RebootScript(fmt.Sprintf("volume %d is not on this server", vid), s.cfg.RebootPause)
+	}
+	iqn := VolumeIQN(dev.NetworkID, vid)
+	if err := s.exportMaintenance(iqn, Export{Kind: "volume", ID: vid, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
+		s.log.Warn("boot: export", "target", iqn, "err", err)
+		return RebootScript(fmt.Sprintf("exporting the volume failed: %v", err), s.cfg.RebootPause)
+	}
+	s.report(Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, Action: Maintenance, Reason: fmt.Sprintf("volume %d in maintenance", vid)})
+	return SanbootScript(fmt.Sprintf("clusterducks: device %d boots volume %d read-write (maintenance)", dev.ID, vid),
+		SANTarget{Portal: s.cfg.Portal, IQN: iqn}, s.cfg.RebootPause)
 }
 
 func (s *Service) sanbootDevice(dev DeviceInfo, uuid, path, banner string) string {
@@ -400,6 +434,20 @@ func (s *Service) export(iqn string, e Export, path string) error {
 	}
 	s.cfg.Cache.Exported(iqn, e, false)
 	return nil
+}
+
+// exportMaintenance exports a group head or a volume to its maintenance device. The
+// maintenance may have moved to another device while the target is still exported to the
+// previous one (another ACL): that target, and the old device's session, goes first.
+func (s *Service) exportMaintenance(iqn string, e Export, path string) error {
+	err := s.export(iqn, e, path)
+	if errors.Is(err, iscsi.ErrTargetExists) {
+		if err := s.Unexport(iqn); err != nil {
+			return err
+		}
+		err = s.export(iqn, e, path)
+	}
+	return err
 }
 
 // provision runs one provisioning per device at a time on this agent; concurrent requests
@@ -584,7 +632,11 @@ func (s *Service) restore(ctx context.Context, devices bool) (int, error) {
 		if !ok {
 			continue
 		}
-		if err := s.export(iqn, e, path); err != nil {
+		export := s.export
+		if e.Kind != "device" {
+			export = s.exportMaintenance
+		}
+		if err := export(iqn, e, path); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -30,6 +30,9 @@ type Info struct {
 	// Menu, when set, is shown instead of booting (the device's menu, or the network's
 	// default menu for a device without a group).
 	Menu *MenuInfo `json:"menu,omitempty"`
+	// Volume, when set, is the volume this device maintains: it boots the volume
+	// read-write from the master, before any menu or group.
+	Volume *VolumeInfo `json:"volume,omitempty"`
 	// Servers are the network's storage servers, for redirects.
 	Servers []ServerInfo `json:"servers"`
 	// MasterServerID holds the group heads.
@@ -62,6 +65,11 @@ type GroupInfo struct {
 	// MaintenanceDevice is the device that boots the head read-write while in maintenance.
 	MaintenanceDevice uint          `json:"maintenance_device_id"`
 	Versions          []VersionInfo `json:"versions"`
+}
+
+// VolumeInfo is a volume in maintenance, as its maintenance device boots it.
+type VolumeInfo struct {
+	ID uint `json:"id"`
 }
 
 // VersionInfo is a ready group version, its guid and the servers known to hold it.
@@ -129,6 +137,10 @@ type ProvisionRequest struct {
 	Reprovision bool   `json:"reprovision"`
 	OldServerID uint   `json:"old_server_id"`
 	UUID        string `json:"uuid"`
+	// Locked is the lock the decision saw. The device workflow refuses to replace the
+	// disk of a device locked since (ErrLocked); a locked device whose disk is gone still
+	// gets a new one.
+	Locked bool `json:"locked"`
 }
 
 // Provisioner carries out provisioning: in the agent, the device entity workflow.
