@@ -56,7 +56,7 @@ func TestOpenAPI(t *testing.T) {
 	if props["vol_size"] == nil || props["network_id"] == nil || props["alias"] == nil {
 		t.Errorf("volume create schema: %v", props)
 	}
-	for _, action := range []string{"/api/v0.9.2/servers/{name}/stats.json", "/api/v0.9.2/operations/{id}.json", "/api/v0.9.2/alerts.json", "/api/v0.9.2/groups/{id}/publish.json"} {
+	for _, action := range []string{"/api/v0.9.2/servers/{name}/stats.json", "/api/v0.9.2/operations/{id}.json", "/api/v0.9.2/alerts.json", "/api/v0.9.2/groups/{id}/publish.json", "/api/v0.9.2/volumes/{id}/maintenance.json"} {
 		if paths[action] == nil {
 			t.Errorf("openapi.json lacks %s", action)
 		}

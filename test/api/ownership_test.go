@@ -107,6 +107,10 @@ func TestOwnershipMatrix(t *testing.T) {
 				{"POST", fmt.Sprintf("/api/v0.9.2/networks/%d/delegations.json", nb), map[string]any{"user_id": 1}},
 				{"DELETE", fmt.Sprintf("/api/v0.9.2/networks/%d/delegations/1.json", nb), nil},
 				{"GET", fmt.Sprintf("/api/v0.9.2/tunnels.json?network_id=%d", nb), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/groups/%d/maintenance.json", gb), map[string]any{"device_id": w.objects["devices"]}},
+				{"DELETE", fmt.Sprintf("/api/v0.9.2/groups/%d/maintenance.json", gb), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/volumes/%d/maintenance.json", w.objects["volumes"]), map[string]any{"device_id": w.objects["devices"]}},
+				{"DELETE", fmt.Sprintf("/api/v0.9.2/volumes/%d/maintenance.json", w.objects["volumes"]), nil},
 			}
 			for _, coll := range []string{"tunnels", "servers", "volumes", "groups", "devices", "menus"} {
 				body := map[string]any{"network": nb, "name": "x", "alias": "x", "ip": "10.0.0.9", "pool": "tank", "vol_size": 1, "volume_id": w.objects["volumes"], "mac": "52:54:00:00:00:99"}

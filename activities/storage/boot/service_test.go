@@ -18,6 +18,7 @@ type fakePanel struct {
 	info    *Info
 	err     error
 	queries []Query
+	exports []Export // nil: device 7's clone
 }
 
 func (p *fakePanel) Boot(_ context.Context, q Query) (*Info, error) {
@@ -32,6 +33,11 @@ func (p *fakePanel) Boot(_ context.Context, q Query) (*Info, error) {
 }
 func (p *fakePanel) Booted(context.Context, []Report) error { return nil }
 func (p *fakePanel) Exports(context.Context, uint) ([]Export, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exports != nil {
+		return p.exports, nil
+	}
 	return []Export{{Kind: "device", ID: 7, NetworkID: 1, UUID: uuid1}}, nil
 }
 
@@ -248,5 +254,109 @@ func TestRestoreUnexportsEndedMaintenance(t *testing.T) {
 	}
 	if _, ok := target.added[iqn]; ok {
 		t.Fatalf("the group head stays exported after maintenance: %v", target.added)
+	}
+}
+
+// volumeInfo is device 7 maintaining volume 9; it has no group, only a menu, which the
+// volume comes before.
+func volumeInfo() *Info {
+	in := info(true, 1)
+	in.Group = nil
+	in.Menu = &MenuInfo{Name: "Pick", Entries: []MenuEntry{{Type: MenuLocal, Label: "Disk"}}}
+	in.Volume = &VolumeInfo{ID: 9}
+	return in
+}
+
+func TestScriptVolumeMaintenance(t *testing.T) {
+	svc, _, target, prov, disks := newTestService(t, volumeInfo())
+	if err := writeFile(filepath.Join(disks.Root, "volumes", "9")); err != nil {
+		t.Fatal(err)
+	}
+	s := svc.Script(context.Background(), mac1, uuid1, 0)
+	iqn := VolumeIQN(1, 9)
+	if !strings.Contains(s, "sanboot iscsi:10.0.0.1:::0:"+iqn) || !strings.Contains(s, "volume 9 read-write") {
+		t.Fatalf("script:\n%s", s)
+	}
+	tc, ok := target.added[iqn]
+	if !ok || len(tc.LUNs) != 1 || tc.LUNs[0].ReadOnly || tc.LUNs[0].Path != filepath.Join(disks.Root, "volumes", "9") {
+		t.Fatalf("volume target: %+v (targets %v)", tc, target.added)
+	}
+	if len(tc.AllowedInitiators) != 1 || tc.AllowedInitiators[0] != InitiatorName(uuid1) {
+		t.Fatalf("ACL: %+v", tc.AllowedInitiators)
+	}
+	if len(prov.reqs) != 0 {
+		t.Fatalf("volume maintenance provisioned a clone: %+v", prov.reqs)
+	}
+}
+
+func TestScriptVolumeMaintenanceAnswers(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*Info)
+		want string
+	}{
+		{"not the master: redirect", func(i *Info) { i.MasterServerID = 2 }, "chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
+		{"no volume file", func(i *Info) { i.Volume.ID = 8 }, "volume 8 is not on this server"},
+		{"before the group", func(i *Info) { *i = *info(true, 1); i.Volume = &VolumeInfo{ID: 8} }, "volume 8 is not on this server"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := volumeInfo()
+			tt.edit(in)
+			svc, _, target, _, _ := newTestService(t, in)
+			if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, tt.want) {
+				t.Fatalf("script lacks %q:\n%s", tt.want, s)
+			}
+			if len(target.added) != 0 {
+				t.Fatalf("targets added: %v", target.added)
+			}
+		})
+	}
+}
+
+// TestVolumeMaintenanceMovesToAnotherDevice: with the real target, the volume's target
+// exported to a first device is replaced when the maintenance moves to a second one, and
+// the agent's check removes it once the panel no longer lists it.
+func TestVolumeMaintenanceMovesToAnotherDevice(t *testing.T) {
+	in := volumeInfo()
+	svc, panel, _, _, disks := newTestService(t, in)
+	target := iscsi.NewServer(iscsi.Config{})
+	svc.cfg.Target = target
+	vol := filepath.Join(disks.Root, "volumes", "9")
+	if err := os.WriteFile(vol, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	iqn := VolumeIQN(1, 9)
+	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot") {
+		t.Fatalf("first device:\n%s", s)
+	}
+	const uuid2 = "c1d0c1d0-0000-4000-8000-000000000008"
+	panel.mu.Lock()
+	panel.info = volumeInfo()
+	panel.info.Device = DeviceInfo{ID: 8, NetworkID: 1, MAC: "52:54:00:00:00:08", UUID: uuid2}
+	panel.exports = []Export{{Kind: "volume", ID: 9, NetworkID: 1, UUID: uuid2}}
+	panel.mu.Unlock()
+	if s := svc.Script(context.Background(), "52:54:00:00:00:08", uuid2, 0); !strings.Contains(s, "sanboot") {
+		t.Fatalf("second device:\n%s", s)
+	}
+	// The periodic check with the volume still listed keeps it (same ACL: a no-op).
+	if n, err := svc.restore(context.Background(), false); err != nil || n != 1 {
+		t.Fatalf("check while listed: %d %v", n, err)
+	}
+	if got := target.Targets(); len(got) != 1 || got[0] != iqn {
+		t.Fatalf("targets: %v", got)
+	}
+	if err := target.AddTarget(TargetConfig(iqn, vol, uuid2, false)); err != nil {
+		t.Fatalf("the target does not admit the second device only: %v", err)
+	}
+	// Maintenance ends: the next check removes the target.
+	panel.mu.Lock()
+	panel.exports = []Export{}
+	panel.mu.Unlock()
+	if _, err := svc.restore(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := target.Targets(); len(got) != 0 {
+		t.Fatalf("targets after maintenance: %v", got)
 	}
 }
