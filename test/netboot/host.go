@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -32,8 +33,21 @@ type HostPanel struct {
 	Auth    string
 	App     *fiber.App
 	Network models.Network
-	Server  models.Server
+	Server  models.Server // the master, at 10.0.2.2 (the host as device VMs see it)
 	Key     string
+	// BootPort is the port of every agent's boot endpoint, the same on every server as in
+	// production (redirects name only the other server's IP); the first agent picks it.
+	BootPort int
+
+	admin   *models.Actor
+	servers int // servers created so far
+}
+
+// HostServer is one storage server of the panel's network with its key: what an agent
+// starts with.
+type HostServer struct {
+	models.Server
+	Key string
 }
 
 func StartHostPanel(t testing.TB) *HostPanel {
@@ -48,7 +62,7 @@ func StartHostPanel(t testing.TB) *HostPanel {
 	}
 	go app.Listener(ln) //nolint:errcheck
 	p := &HostPanel{T: t, URL: "http://" + ln.Addr().String(), DB: db, Store: store, App: app,
-		Auth: harness.Token(t, db, admin.ID)}
+		Auth: harness.Token(t, db, admin.ID), admin: admin, servers: 1}
 	t.Cleanup(func() { app.Shutdown() }) //nolint:errcheck
 	ctx := context.Background()
 	created, err := store.CreateNetwork(ctx, admin, &models.NetworkInput{Name: models.Strp("netboot"), ClientID: models.Uintp(admin.ClientID)})
@@ -68,6 +82,39 @@ func StartHostPanel(t testing.TB) *HostPanel {
 		t.Fatalf("the first server is not the master: %+v", p.Network)
 	}
 	return p
+}
+
+// AddServer creates another storage server of the network (a slave). Its IP is a
+// loopback address of its own, 127.0.0.<n>: qemu's user network passes a guest's
+// connection to an address outside 10.0.2.0/24 on to the host's, so a device VM reaches
+// each agent at its own IP and the one BootPort, as devices reach servers in production.
+func (p *HostPanel) AddServer(name string) HostServer {
+	p.T.Helper()
+	p.servers++
+	ip := fmt.Sprintf("127.0.0.%d", p.servers)
+	created, err := p.Store.CreateServer(context.Background(), p.admin, &models.ServerInput{NetworkID: &p.Network.ID,
+		Name: models.Strp(name), IP: models.Strp(ip), Pool: models.Strp("tank")})
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	return HostServer{Server: *created.Object.(*models.Server), Key: created.Secret}
+}
+
+// Copy puts version n of g on another server as replication would: the version's image
+// on its disks (a version's image is fixed by g and n) and the panel's record that the
+// server holds it (models.VersionCopy).
+func (p *HostPanel) Copy(to *HostAgent, g *models.Group, n int) {
+	p.T.Helper()
+	if err := MakeDisk(to.Disks.GroupVersionPath(g.ID, n), Marker(g.ID, n), 0); err != nil {
+		p.T.Fatal(err)
+	}
+	var v models.GroupVersion
+	if err := p.DB.Where("group_id = ? AND number = ?", g.ID, n).Take(&v).Error; err != nil {
+		p.T.Fatal(err)
+	}
+	if err := p.DB.Create(&models.VersionCopy{VersionID: v.ID, ServerID: to.ServerID, GUID: v.GUID, ReceivedAt: time.Now()}).Error; err != nil {
+		p.T.Fatal(err)
+	}
 }
 
 // group records a ready group (the file-backed agent has no ZFS workflow to make it) and
@@ -139,38 +186,62 @@ func (p *HostPanel) Device(mac string) models.Device {
 // HostAgent is the agent's boot side on the host: our iSCSI target on loopback, the boot
 // endpoint, file-backed disks, talking to the panel over HTTP with the server key.
 type HostAgent struct {
-	Svc     *boot.Service
-	Disks   *boot.FileDisks
-	Target  *iscsi.Server
-	BootURL string // as device VMs see it
-	http    *http.Server
+	ServerID uint
+	Svc      *boot.Service
+	Disks    *boot.FileDisks
+	Target   *iscsi.Server
+	BootURL  string // as device VMs see it
+	http     *http.Server
 }
 
-// StartHostAgent starts the agent's boot side over disks (new ones when nil) and the
-// cache file, as an agent start does.
+// StartHostAgent starts the master's agent (boot side) over disks (new ones when nil) and
+// the cache file, as an agent start does.
 func StartHostAgent(t testing.TB, p *HostPanel, disks *boot.FileDisks, cacheFile string) *HostAgent {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return StartServerAgent(t, p, HostServer{Server: p.Server, Key: p.Key}, disks, cacheFile)
+}
+
+// hostAddr is the host address a server's IP reaches from a device VM: qemu maps 10.0.2.2
+// to 127.0.0.1; other addresses are the host's own.
+func hostAddr(ip string) string {
+	if ip == "10.0.2.2" {
+		return "127.0.0.1"
+	}
+	return ip
+}
+
+// StartServerAgent starts the agent (boot side) of server srv: its iSCSI target and boot
+// endpoint listen at the server's IP as the host has it, the boot endpoint on p.BootPort.
+func StartServerAgent(t testing.TB, p *HostPanel, srv HostServer, disks *boot.FileDisks, cacheFile string) *HostAgent {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("server", srv.Name)
 	if disks == nil {
 		var err error
 		if disks, err = boot.NewFileDisks(filepath.Join(t.TempDir(), "pool")); err != nil {
 			t.Fatal(err)
 		}
 	}
+	host := hostAddr(srv.IP)
+	hln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p.BootPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.BootPort = hln.Addr().(*net.TCPAddr).Port
 	target := iscsi.NewServer(iscsi.Config{Logger: log})
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	iln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	go target.Serve(iln) //nolint:errcheck
-	client := boot.NewHTTPPanel(p.URL, p.Key)
+	client := boot.NewHTTPPanel(p.URL, srv.Key)
 	cache, err := boot.OpenCache(cacheFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc, err := boot.NewService(boot.Config{
-		ServerID:    p.Server.ID,
-		Portal:      fmt.Sprintf("10.0.2.2:%d", iln.Addr().(*net.TCPAddr).Port),
+		ServerID:    srv.ID,
+		Portal:      net.JoinHostPort(srv.IP, strconv.Itoa(iln.Addr().(*net.TCPAddr).Port)),
+		BootPort:    p.BootPort,
 		Panel:       client,
 		Provision:   &boot.LocalProvisioner{Disks: disks, Target: target, Record: client.RecordClone},
 		Disks:       disks,
@@ -183,16 +254,12 @@ func StartHostAgent(t testing.TB, p *HostPanel, disks *boot.FileDisks, cacheFile
 	if err != nil {
 		t.Fatal(err)
 	}
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/boot.ipxe", svc)
 	hs := &http.Server{Handler: mux}
 	go hs.Serve(hln) //nolint:errcheck
-	a := &HostAgent{Svc: svc, Disks: disks, Target: target, http: hs,
-		BootURL: fmt.Sprintf("http://10.0.2.2:%d/boot.ipxe", hln.Addr().(*net.TCPAddr).Port)}
+	a := &HostAgent{ServerID: srv.ID, Svc: svc, Disks: disks, Target: target, http: hs,
+		BootURL: "http://" + net.JoinHostPort(srv.IP, strconv.Itoa(p.BootPort)) + "/boot.ipxe"}
 	t.Cleanup(a.Stop)
 	return a
 }
