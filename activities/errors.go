@@ -35,6 +35,8 @@ const (
 	TypeExists          = "Exists"
 	TypeHasClones       = "HasClones"
 	TypeNotInErator     = "NotInErator"
+	// TypeDeviceLocked: the device workflow refused to replace a locked device's disk.
+	TypeDeviceLocked = "DeviceLocked"
 )
 
 var typeOf = []struct {

@@ -18,13 +18,14 @@ type ErrorBody struct {
 // does not know are 500 with a generic message; their text (SQL, stderr) never leaves the panel.
 func Status(err error) (int, ErrorBody) {
 	var (
-		malformed *models.MalformedError
-		invalid   *models.ValidationError
-		nfField   *models.NotFoundFieldError
-		nf        *models.NotFoundError
-		conflict  *models.ConflictError
-		forbidden *models.ForbiddenError
-		fe        *fiber.Error
+		malformed   *models.MalformedError
+		invalid     *models.ValidationError
+		nfField     *models.NotFoundFieldError
+		nf          *models.NotFoundError
+		conflict    *models.ConflictError
+		forbidden   *models.ForbiddenError
+		unavailable *models.UnavailableError
+		fe          *fiber.Error
 	)
 	switch {
 	case errors.As(err, &malformed):
@@ -39,6 +40,9 @@ func Status(err error) (int, ErrorBody) {
 		return fiber.StatusNotFound, ErrorBody{Error: "not found"}
 	case errors.As(err, &conflict):
 		return fiber.StatusConflict, ErrorBody{Error: conflict.Msg, Field: conflict.Field}
+	case errors.As(err, &unavailable):
+		slog.Warn("service unavailable", "field", unavailable.Field, "err", unavailable.Err)
+		return fiber.StatusServiceUnavailable, ErrorBody{Error: unavailable.Msg, Field: unavailable.Field}
 	case errors.As(err, &forbidden):
 		return fiber.StatusForbidden, ErrorBody{Error: forbidden.Msg}
 	case errors.Is(err, models.ErrBadCredentials):

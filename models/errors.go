@@ -36,6 +36,23 @@ func Conflict(field, format string, args ...any) error {
 }
 
 // ForbiddenError is an action the caller may not take on an object it can see (HTTP 403).
+// UnavailableError is a change a service the panel depends on (the workflow engine)
+// could not make now; asking again later may succeed.
+type UnavailableError struct {
+	Field string
+	Msg   string // for the client
+	Err   error  // the cause, for the panel's log only
+}
+
+func (e *UnavailableError) Error() string { return e.Msg + ": " + fmt.Sprint(e.Err) }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Unavailable reports a change that could not be made now, naming the field; cause stays
+// in the panel's log.
+func Unavailable(field string, cause error, format string, args ...any) error {
+	return &UnavailableError{Field: field, Msg: fmt.Sprintf(format, args...), Err: cause}
+}
+
 type ForbiddenError struct{ Msg string }
 
 func (e *ForbiddenError) Error() string { return e.Msg }

@@ -3,6 +3,8 @@ package models
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 
 	"gorm.io/gorm"
@@ -412,9 +414,13 @@ func (s *Store) CreateDevice(ctx context.Context, a *Actor, in *DeviceInput) (*C
 	return &Created{Object: d}, nil
 }
 
-// UpdateDevice changes a device's name, group, menu or lock.
-func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceInput) (*Device, error) {
+// UpdateDevice changes a device's name, group, menu or lock. With a workflow engine, a
+// lock change goes through the device's workflow (DeviceLocker), in order with its
+// provisionings; the other changes are saved first.
+func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceInput) (*Created, error) {
 	var d *Device
+	locker, _ := s.Engine.(DeviceLocker)
+	var lockTo *bool
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
 		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
@@ -449,13 +455,36 @@ func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceI
 			}
 			d.MenuID = nonZero(in.MenuID)
 		}
-		d.Locked = ptrOr(in.Locked, d.Locked)
+		detail := ""
+		if in.Locked != nil && *in.Locked != d.Locked {
+			detail = map[bool]string{true: "lock", false: "unlock"}[*in.Locked]
+			if locker != nil {
+				lockTo = in.Locked
+			} else {
+				d.Locked = *in.Locked
+			}
+		}
 		if err := tx.Save(d).Error; err != nil {
 			return err
 		}
-		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, "")
+		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, detail)
 	})
-	return d, err
+	if err != nil {
+		return nil, err
+	}
+	res := &Created{Object: d}
+	if lockTo == nil {
+		return res, nil
+	}
+	switch err := locker.LockDevice(ctx, d.ID, *lockTo); {
+	case errors.Is(err, ErrLockPending):
+		res.Warning = fmt.Sprintf("device %d is being provisioned: the lock change is queued and takes effect when that ends", d.ID)
+	case err != nil:
+		return nil, Unavailable("locked", err, "the workflow engine did not take the lock change, so the lock is unchanged (other changes were saved); try again")
+	default:
+		d.Locked = *lockTo
+	}
+	return res, nil
 }
 
 // DeleteDevice forgets a device; its clone, if any, is queued for the erator.

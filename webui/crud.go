@@ -341,8 +341,11 @@ func (u *UI) update(c *fiber.Ctx, res *resource) error {
 		return u.refused(c, res, f, v, err)
 	}
 	notice := "saved"
-	if updated != nil && updated.Operation != nil {
+	switch {
+	case updated != nil && updated.Operation != nil:
 		notice = "queued"
+	case updated != nil && updated.Warning != "" && res.Name == "devices":
+		notice = "lockqueued"
 	}
 	return c.Redirect(fmt.Sprintf("/%s/%d?notice=%s", res.Name, id, notice), fiber.StatusSeeOther)
 }

@@ -280,11 +280,15 @@ func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		if _, err := u.store.UpdateDevice(r.ctx, r.a, id, &models.DeviceInput{Locked: &lock}); err != nil {
+		res, err := u.store.UpdateDevice(r.ctx, r.a, id, &models.DeviceInput{Locked: &lock})
+		if err != nil {
 			return err
 		}
 		notice := "unlocked"
-		if lock {
+		switch {
+		case res.Warning != "":
+			notice = "lockqueued"
+		case lock:
 			notice = "locked"
 		}
 		// Back to the list when the button was on the list, else to the device's page.

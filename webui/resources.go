@@ -787,7 +787,7 @@ func devicesRes() *resource {
 			if err != nil {
 				return nil, err
 			}
-			return created(r.s.UpdateDevice(r.ctx, r.a, id, in))
+			return r.s.UpdateDevice(r.ctx, r.a, id, in)
 		},
 		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteDevice(r.ctx, r.a, id) },
 		details: func(r *rc, o any) []detail {

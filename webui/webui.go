@@ -218,6 +218,7 @@ var notices = map[string]string{
 	"queued":      "Accepted: the work runs in the background; its progress shows below.",
 	"locked":      "Device locked.",
 	"unlocked":    "Device unlocked.",
+	"lockqueued":  "The device is being provisioned: the lock change is queued and takes effect when that ends.",
 	"password":    "Password changed; your other sessions were logged out.",
 	"delegated":   "Access delegated.",
 	"undelegated": "Delegation removed.",

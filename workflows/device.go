@@ -10,6 +10,7 @@ import (
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/models"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -30,6 +31,17 @@ type DeviceInput struct {
 	Clone DeviceClone
 }
 
+// DeviceLockRequest locks (or unlocks) the device: the device workflow's "lock" update.
+type DeviceLockRequest struct {
+	Locked bool
+}
+
+// DeviceLockResult is the device's lock and disk once the change is made.
+type DeviceLockResult struct {
+	Locked bool
+	Clone  DeviceClone
+}
+
 // DeviceResult is the device's disk when the workflow ends (idle).
 type DeviceResult struct {
 	Clone DeviceClone
@@ -45,9 +57,12 @@ const (
 
 // Device is the entity workflow device-<id>. Its "provision" update (from the agent's boot
 // path, with update-with-start) makes the device's disk a clone of a group version on a
-// server, exported to the device; updates are handled one at a time, and a version the
-// disk already is returns at once: exactly once per (device, version). Reprovisioning
-// unexports the old disk and renames it into the erator (restorable) before the clone.
+// server, exported to the device; its "lock" update (from the API and the dashboard)
+// locks or unlocks the device. Updates are handled one at a time, in order: a lock set
+// while a reprovisioning runs takes effect when it ends, and a reprovisioning asked for
+// after the lock is refused (the device keeps its disk). A version the disk already is
+// returns at once: exactly once per (device, version). Reprovisioning unexports the old
+// disk and renames it into the erator (restorable) before the clone.
 func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 	st := in.Clone
 	mu := workflow.NewMutex(ctx)
@@ -83,6 +98,22 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	err = workflow.SetUpdateHandler(ctx, UpdateLock,
+		func(ctx workflow.Context, r DeviceLockRequest) (DeviceLockResult, error) {
+			if err := mu.Lock(ctx); err != nil {
+				return DeviceLockResult{}, err
+			}
+			defer mu.Unlock()
+			handled++
+			in := panel.SetDeviceLockInput{DeviceID: in.DeviceID, Locked: r.Locked}
+			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.SetDeviceLock, in).Get(ctx, nil); err != nil {
+				return DeviceLockResult{Clone: st}, fmt.Errorf("lock device %d: %w", in.DeviceID, err)
+			}
+			return DeviceLockResult{Locked: r.Locked, Clone: st}, nil
+		})
+	if err != nil {
+		return nil, err
+	}
 	for {
 		before := handled
 		more, err := workflow.AwaitWithTimeout(ctx, deviceIdle, func() bool { return handled >= deviceUpdates })
@@ -108,6 +139,11 @@ func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r boot.Prov
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan,
 		panel.DevicePlanInput{DeviceID: deviceID, ServerID: r.ServerID, OldServerID: oldServer}).Get(ctx, &plan); err != nil {
 		return fmt.Errorf("device %d: %w", deviceID, err)
+	}
+	if plan.Locked && !r.Locked && oldServer != 0 {
+		// Locked after the boot path decided to replace the disk: the lock wins, the disk stays.
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d is locked: it keeps its disk", deviceID),
+			activities.TypeDeviceLocked, nil)
 	}
 	uuid := plan.UUID
 	if uuid == "" {

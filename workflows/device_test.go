@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -19,8 +20,9 @@ import (
 
 // deviceSuite runs the device workflow with every activity recorded in call order.
 type deviceSuite struct {
-	env   *testsuite.TestWorkflowEnvironment
-	calls []string
+	env    *testsuite.TestWorkflowEnvironment
+	calls  []string
+	locked bool // the device row's lock, as SetDeviceLock left it
 }
 
 func newDeviceSuite(t *testing.T) *deviceSuite {
@@ -36,7 +38,7 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 	s.env.OnActivity(pa.DevicePlan, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.DevicePlanInput) (*panel.DevicePlanResult, error) {
 			s.calls = append(s.calls, "plan")
-			res := &panel.DevicePlanResult{NetworkID: 1, UUID: "u", Pool: "tank"}
+			res := &panel.DevicePlanResult{NetworkID: 1, UUID: "u", Pool: "tank", Locked: s.locked}
 			if in.OldServerID != 0 {
 				res.OldPool = "old"
 			}
@@ -46,6 +48,12 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 		func(_ context.Context, in panel.RecordCloneInput) (*panel.RecordCloneResult, error) {
 			s.calls = append(s.calls, "record v"+itoa(in.Version))
 			return &panel.RecordCloneResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(pa.SetDeviceLock, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.SetDeviceLockInput) (*panel.SetDeviceLockResult, error) {
+			s.locked = in.Locked
+			s.calls = append(s.calls, fmt.Sprintf("lock %t", in.Locked))
+			return &panel.SetDeviceLockResult{}, nil
 		}).Maybe()
 	s.env.OnActivity(da.UnexportTarget, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ExportInput) (*storage.ExportResult, error) {
@@ -92,6 +100,20 @@ func (s *deviceSuite) update(t *testing.T, delay time.Duration, id string, r boo
 				*got = v.(DeviceClone)
 			},
 		}, r)
+	}, delay)
+}
+
+// lock sends a lock update after delay and records when it completed (in calls) and its outcome.
+func (s *deviceSuite) lock(delay time.Duration, locked bool, gotErr *error) {
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(UpdateLock, fmt.Sprintf("lock-%t-%s", locked, delay), &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { *gotErr = err },
+			OnComplete: func(_ any, err error) {
+				*gotErr = err
+				s.calls = append(s.calls, fmt.Sprintf("locked %t", locked))
+			},
+		}, DeviceLockRequest{Locked: locked})
 	}, delay)
 }
 
@@ -249,5 +271,65 @@ func TestDeviceRestoreNothingInErator(t *testing.T) {
 	s.env.ExecuteWorkflow(DeviceRestore, DeviceRestoreInput{OperationID: 9, DeviceID: 7, ServerID: 1, Pool: "tank"})
 	if s.env.GetWorkflowError() == nil || !outcome.Failed || !strings.Contains(outcome.Error, "nothing in the erator") {
 		t.Fatalf("outcome %+v", outcome)
+	}
+}
+
+// A lock set while the device is being reprovisioned waits for it; a reprovisioning the
+// boot path decided before the lock is then refused (the disk stays); after an unlock the
+// next one goes ahead. All through the one device workflow, in order.
+func TestDeviceLockIsSerialisedWithProvisioning(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5*time.Second).Return(
+		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
+			s.calls = append(s.calls, "clone v"+itoa(in.Version))
+			return &storage.CloneDeviceResult{}, nil
+		})
+	reprovision := func(v int) boot.ProvisionRequest {
+		r := req(v, 1)
+		r.Reprovision, r.OldServerID = true, 1
+		return r
+	}
+	var v2, v3refused, v3 DeviceClone
+	var e2, e3refused, e3, eLock, eUnlock error
+	s.update(t, time.Second, "v2", reprovision(2), &v2, &e2)
+	s.lock(2*time.Second, true, &eLock) // arrives while v2's clone runs
+	s.update(t, 20*time.Second, "v3-stale", reprovision(3), &v3refused, &e3refused)
+	s.lock(30*time.Second, false, &eUnlock)
+	s.update(t, 40*time.Second, "v3", reprovision(3), &v3, &e3)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 1, ServerID: 1}})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if e2 != nil || eLock != nil || eUnlock != nil || e3 != nil {
+		t.Fatalf("updates failed: v2 %v, lock %v, unlock %v, v3 %v", e2, eLock, eUnlock, e3)
+	}
+	if !activities.IsType(e3refused, activities.TypeDeviceLocked) {
+		t.Fatalf("a reprovisioning of a locked device: %v, want a DeviceLocked refusal", e3refused)
+	}
+	if v2 != (DeviceClone{3, 2, 1}) || v3 != (DeviceClone{3, 3, 1}) {
+		t.Fatalf("clones: v2 %+v, v3 %+v", v2, v3)
+	}
+	want := "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2,lock true,locked true," +
+		"plan," + // the stale v3: refused, nothing touched
+		"lock false,locked false," +
+		"plan,unexport old,trash old/iscsi/devices/7,clone v3,export tank,record v3"
+	if j := join(s.calls); j != want {
+		t.Fatalf("calls %s\nwant  %s", j, want)
+	}
+}
+
+// A locked device whose disk is gone gets a new one: the boot path decided knowing the lock.
+func TestDeviceLockedWithoutDiskIsProvisioned(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.locked = true
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	r := req(2, 1)
+	r.Reprovision, r.OldServerID, r.Locked = true, 1, true
+	var got DeviceClone
+	var err error
+	s.update(t, time.Second, "a", r, &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err != nil || got != (DeviceClone{3, 2, 1}) {
+		t.Fatalf("update: %+v %v", got, err)
 	}
 }

@@ -64,6 +64,15 @@ func DeviceWorkflowID(deviceID uint) string { return fmt.Sprintf("device-%d", de
 // UpdateProvision is the device workflow's update that provisions a version on a server.
 const UpdateProvision = "provision"
 
+// UpdateLock is the device workflow's update that locks or unlocks the device.
+const UpdateLock = "lock"
+
+// ProvisionUpdateID is the update id of provisioning a version of a group on a server for
+// a device: a repeated boot request joins the same update.
+func ProvisionUpdateID(deviceID, groupID uint, version int, serverID uint) string {
+	return fmt.Sprintf("provision-%d-g%d-v%d-s%d", deviceID, groupID, version, serverID)
+}
+
 // DeviceRestoreID is the id of restoring a device's disk from the erator (one at a time).
 func DeviceRestoreID(deviceID uint) string { return fmt.Sprintf("device-restore-%d", deviceID) }
 

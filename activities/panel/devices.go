@@ -2,8 +2,11 @@ package panel
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/clusterducks/clusterducks/models"
+	"go.temporal.io/sdk/temporal"
 )
 
 // DevicePlanInput names a device and the servers its provisioning touches.
@@ -20,6 +23,8 @@ type DevicePlanResult struct {
 	UUID      string
 	Pool      string
 	OldPool   string
+	// Locked: the device is locked (its disk is not replaced).
+	Locked bool
 }
 
 // DevicePlan reads the device and the servers' pools. Read-only.
@@ -28,7 +33,7 @@ func (a *Activities) DevicePlan(ctx context.Context, in DevicePlanInput) (*Devic
 	if err := a.DB.WithContext(ctx).Take(&d, in.DeviceID).Error; err != nil {
 		return nil, err
 	}
-	res := &DevicePlanResult{NetworkID: d.NetworkID, UUID: d.UUID}
+	res := &DevicePlanResult{NetworkID: d.NetworkID, UUID: d.UUID, Locked: d.Locked}
 	var srv models.Server
 	if err := a.DB.WithContext(ctx).Where("id = ? AND network_id = ?", in.ServerID, d.NetworkID).Take(&srv).Error; err != nil {
 		return nil, err
@@ -62,4 +67,24 @@ func (a *Activities) RecordClone(ctx context.Context, in RecordCloneInput) (*Rec
 		return nil, err
 	}
 	return &RecordCloneResult{}, models.RecordClone(ctx, a.DB, in.NetworkID, in.DeviceID, v.ID, in.ServerID)
+}
+
+// SetDeviceLockInput locks or unlocks a device.
+type SetDeviceLockInput struct {
+	DeviceID uint
+	Locked   bool
+}
+
+// SetDeviceLockResult is empty.
+type SetDeviceLockResult struct{}
+
+// SetDeviceLock writes a device's lock; the device workflow calls it so a lock change
+// takes its place among the device's provisionings. Repeating it changes nothing.
+func (a *Activities) SetDeviceLock(ctx context.Context, in SetDeviceLockInput) (*SetDeviceLockResult, error) {
+	err := models.SetDeviceLock(ctx, a.DB, in.DeviceID, in.Locked)
+	if errors.Is(err, models.ErrNotFound) {
+		// A deleted device: no retry brings it back.
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d: %v", in.DeviceID, err), "NotFound", err)
+	}
+	return &SetDeviceLockResult{}, err
 }

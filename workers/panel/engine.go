@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/workflows"
@@ -21,6 +22,8 @@ type Engine struct {
 	Client client.Client
 	DB     *gorm.DB
 	Log    *slog.Logger
+	// LockWait bounds how long a lock change waits for a provisioning under way (default LockWait).
+	LockWait time.Duration
 }
 
 // start is one workflow to start: its id, function, input and how a repeated id behaves.

@@ -13,12 +13,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	"github.com/clusterducks/clusterducks/workflows"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 )
@@ -61,25 +62,19 @@ type temporalProvisioner struct {
 }
 
 func (p *temporalProvisioner) Provision(ctx context.Context, r boot.ProvisionRequest) error {
-	start := p.c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.DeviceWorkflowID(r.DeviceID),
-		TaskQueue:                workflows.PanelQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, workflows.Device, workflows.DeviceInput{DeviceID: r.DeviceID})
-	h, err := p.c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateID:     fmt.Sprintf("provision-%d-g%d-v%d-s%d", r.DeviceID, r.GroupID, r.Version, r.ServerID),
-			UpdateName:   workflows.UpdateProvision,
-			Args:         []any{r},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
+	h, err := temporalclient.UpdateDevice(ctx, p.c, r.DeviceID, workflows.UpdateProvision,
+		workflows.ProvisionUpdateID(r.DeviceID, r.GroupID, r.Version, r.ServerID), r)
 	if err != nil {
 		return fmt.Errorf("device %d: %w", r.DeviceID, err)
 	}
 	var out workflows.DeviceClone
-	return h.Get(ctx, &out)
+	if err := h.Get(ctx, &out); err != nil {
+		if activities.IsType(err, activities.TypeDeviceLocked) {
+			return boot.ErrLocked
+		}
+		return err
+	}
+	return nil
 }
 
 // startBootOrWarn starts the boot path; when it cannot (no such address here, a port
