@@ -210,10 +210,17 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 			st.Menu = &m
 		}
 	}
-	if d.GroupID == nil {
+	groupID := d.GroupID
+	for id, gb := range nb.Groups {
+		if gb.Group.Maintenance && gb.Group.MaintenanceDeviceID != nil && *gb.Group.MaintenanceDeviceID == d.ID {
+			// The maintenance device of a group boots its head, whatever its own group or menu.
+			groupID, st.Menu = &id, nil
+		}
+	}
+	if groupID == nil {
 		return st, nil
 	}
-	gb, ok := nb.Groups[*d.GroupID]
+	gb, ok := nb.Groups[*groupID]
 	if !ok {
 		return nil, NotFound("group")
 	}

@@ -55,13 +55,44 @@ func TestLabNetboot(t *testing.T) {
 	e.WaitOK(bootOp.ID)
 	vol := e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": networkID, "Alias": "base", "vol_size": 1})
 	e.WaitOK(storagetest.OpID(vol))
-	grp := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": networkID, "Name": "desktops", "VolumeID": storagetest.ID(vol, "id")})
+	volumeID := storagetest.ID(vol, "id")
+	pool := e.VM.Pool
+	boot := func(d Device) string {
+		t.Helper()
+		res, err := Boot(context.Background(), bootURL, d, 4*time.Minute)
+		if err != nil {
+			t.Fatalf("device %s: %v", d.MAC, err)
+		}
+		t.Logf("device %s booted %q in %s", d.MAC, res.Marker, res.Took.Round(time.Millisecond))
+		return res.Marker
+	}
+
+	// First install: "the OS" goes into the new volume, and an installer device registered
+	// through the API boots the volume read-write while it is in maintenance.
+	installed := "volume-installed"
+	img := filepath.Join(e.VM.Share, "volume.img")
+	if err := MakeDisk(img, installed, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.Guest("dd", "if=/mnt/host/volume.img", fmt.Sprintf("of=/dev/zvol/%s/iscsi/volumes/%d", pool, volumeID), "bs=512", "count=2", "conv=notrunc,fsync", "status=none")
+	devM := DeviceN(100)
+	installer := e.Must(http.StatusCreated, "POST", "/devices.json", map[string]any{"network": networkID, "mac": devM.MAC, "name": "installer"})
+	installerID := storagetest.ID(installer, "id")
+	e.Must(http.StatusOK, "POST", fmt.Sprintf("/volumes/%d/maintenance.json", volumeID), map[string]any{"device_id": installerID})
+	expect(t, boot(devM), installed, "the installer device in volume maintenance")
+	e.Must(http.StatusOK, "DELETE", fmt.Sprintf("/volumes/%d/maintenance.json", volumeID), nil)
+
+	grp := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": networkID, "Name": "desktops", "VolumeID": volumeID})
 	e.WaitOK(storagetest.OpID(grp))
 	groupID := storagetest.ID(grp, "id")
 	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/networks/%d.json", networkID), map[string]any{"default_group_id": groupID})
 	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/groups/%d.json", groupID), map[string]any{"strict_versioning": true, "lazy_locks": false})
 
-	pool := e.VM.Pool
+	// Group maintenance: the installer boots the group head, a clone of the installed volume.
+	e.Must(http.StatusOK, "POST", fmt.Sprintf("/groups/%d/maintenance.json", groupID), map[string]any{"device_id": installerID})
+	time.Sleep(1500 * time.Millisecond) // the panel reuses a network's boot state for up to 1 s
+	expect(t, boot(devM), installed, "the installer device in group maintenance")
+	e.Must(http.StatusOK, "DELETE", fmt.Sprintf("/groups/%d/maintenance.json", groupID), nil)
 	head := fmt.Sprintf("/dev/zvol/%s/iscsi/groups/%d", pool, groupID)
 	// publish installs "the OS" of version n into the group head, then publishes it.
 	publish := func(n int) {
@@ -73,15 +104,6 @@ func TestLabNetboot(t *testing.T) {
 		e.Guest("dd", "if=/mnt/host/"+filepath.Base(img), "of="+head, "bs=512", "count=2", "conv=notrunc,fsync", "status=none")
 		res := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", groupID), map[string]any{"version": n})
 		e.WaitOK(storagetest.OpID(res))
-	}
-	boot := func(d Device) string {
-		t.Helper()
-		res, err := Boot(context.Background(), bootURL, d, 4*time.Minute)
-		if err != nil {
-			t.Fatalf("device %s: %v", d.MAC, err)
-		}
-		t.Logf("device %s booted %q in %s", d.MAC, res.Marker, res.Took.Round(time.Millisecond))
-		return res.Marker
 	}
 	device := func(d Device) models.Device {
 		t.Helper()
