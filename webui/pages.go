@@ -325,6 +325,16 @@ func resourceNamed(name string) *resource {
 // groupForm handles one of a group page's small forms (publish, assign, maintenance): the
 // models call gets the decoded form; a refusal shows the form again with its error.
 func (u *UI) groupForm(formID string, do func(r *rc, id uint, v url.Values) error) func(c *fiber.Ctx) error {
+	return u.objectForm("groups", formID, do)
+}
+
+// volumeForm handles a volume page's maintenance form, as groupForm does a group's.
+func (u *UI) volumeForm(formID string, do func(r *rc, id uint, v url.Values) error) func(c *fiber.Ctx) error {
+	return u.objectForm("volumes", formID, do)
+}
+
+// objectForm handles one small form on the page of an object of resource res.
+func (u *UI) objectForm(res, formID string, do func(r *rc, id uint, v url.Values) error) func(c *fiber.Ctx) error {
 	return func(c *fiber.Ctx) error {
 		r := u.rc(c)
 		id, err := idParam(c)
@@ -333,9 +343,9 @@ func (u *UI) groupForm(formID string, do func(r *rc, id uint, v url.Values) erro
 		}
 		v := formValues(c)
 		if err := do(r, id, v); err != nil {
-			return u.show(c, resourceNamed("groups"), id, "", &formErr{ID: formID, Values: v, Err: err})
+			return u.show(c, resourceNamed(res), id, "", &formErr{ID: formID, Values: v, Err: err})
 		}
-		return c.Redirect(fmt.Sprintf("/groups/%d?notice=%s", id, strings.TrimSuffix(formID, "-")), fiber.StatusSeeOther)
+		return c.Redirect(fmt.Sprintf("/%s/%d?notice=%s", res, id, strings.TrimSuffix(formID, "-")), fiber.StatusSeeOther)
 	}
 }
 
@@ -355,6 +365,18 @@ func (u *UI) assign(r *rc, id uint, v url.Values) error {
 		_, err = u.store.AssignVersion(r.ctx, r.a, id, in)
 	}
 	return err
+}
+
+// volumeMaintenance turns the volume's maintenance on for a device, or off
+// (models.Store.SetVolumeMaintenance).
+func (u *UI) volumeMaintenance(on bool) func(r *rc, id uint, v url.Values) error {
+	return func(r *rc, id uint, v url.Values) error {
+		in, err := decode[models.MaintenanceInput](v, nil)
+		if err == nil {
+			_, err = u.store.SetVolumeMaintenance(r.ctx, r.a, id, on, in)
+		}
+		return err
+	}
 }
 
 // maintenance turns the group's maintenance on for a device, or off (models.Store.SetMaintenance).

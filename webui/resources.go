@@ -469,13 +469,13 @@ func volumesRes() *resource {
 	return &resource{
 		Name: "volumes", Title: "Volumes", Singular: "Volume", Icon: "volume", Object: "volume", Submit: "Add", Filter: true,
 		Help:    "Volumes are thin provisioned on the network's master pool. Start small and grow them later as needed.",
-		columns: []string{"Alias", "Network", "Size (GiB)", "State"},
+		columns: []string{"Alias", "Network", "Size (GiB)", "Maintenance", "State"},
 		list:    list, get: get,
 		id:    func(o any) uint { return o.(*models.Volume).ID },
 		label: func(o any) string { return o.(*models.Volume).Alias },
 		row: func(r *rc, o any) []cell {
 			v := o.(*models.Volume)
-			return []cell{{Text: v.Alias, Link: fmt.Sprintf("/volumes/%d", v.ID)}, r.netCell(v.NetworkID), {Text: i64toa(v.SizeGiB)}, stateBadge(v.State)}
+			return []cell{{Text: v.Alias, Link: fmt.Sprintf("/volumes/%d", v.ID)}, r.netCell(v.NetworkID), {Text: i64toa(v.SizeGiB)}, {Text: yesNo(v.Maintenance)}, stateBadge(v.State)}
 		},
 		fields: func(r *rc, o any) []field {
 			v := &models.Volume{}
@@ -507,8 +507,24 @@ func volumesRes() *resource {
 		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteVolume(r.ctx, r.a, id) },
 		details: func(r *rc, o any) []detail {
 			v := o.(*models.Volume)
+			maint := yesNo(v.Maintenance)
+			if v.MaintenanceDeviceID != nil {
+				maint += " (device " + r.objName("devices", v.MaintenanceDeviceID).Text + " boots the volume read-write)"
+			}
 			return []detail{{Label: "Alias", Value: v.Alias}, {Label: "Network", Value: r.netName(v.NetworkID), Link: fmt.Sprintf("/networks/%d", v.NetworkID)},
-				{Label: "Size", Value: i64toa(v.SizeGiB) + " GiB"}, {Label: "State", Value: v.State, Badge: v.State}}
+				{Label: "Size", Value: i64toa(v.SizeGiB) + " GiB"}, {Label: "Maintenance", Value: maint}, {Label: "State", Value: v.State, Badge: v.State}}
+		},
+		forms: func(r *rc, o any) []*formView {
+			v := o.(*models.Volume)
+			if v.Maintenance {
+				return []*formView{{ID: "maintenance-", Heading: "Maintenance", Action: fmt.Sprintf("/volumes/%d/maintenance/off", v.ID), Submit: "End maintenance"}}
+			}
+			if v.State != models.StateReady {
+				return nil
+			}
+			devs := refOptions(r, v.NetworkID, "— choose a device —", func(d *models.Device) string { return orDash(d.Name) + " (" + d.MAC + ")" }, func(d *models.Device) uint { return d.ID })
+			return []*formView{{ID: "maintenance-", Heading: "Maintenance", Action: fmt.Sprintf("/volumes/%d/maintenance", v.ID), Submit: "Start maintenance",
+				Fields: []field{{Name: "device_id", Label: "Device that boots the volume read-write (to install the first OS)", Type: "select", Options: devs, Required: true}}}}
 		},
 	}
 }

@@ -106,6 +106,8 @@ func Mount(app *fiber.App, store *models.Store, o Options) {
 	r.post("/groups/:id/assign", u.h(u.groupForm("assigned-", u.assign)))
 	r.post("/groups/:id/maintenance", u.h(u.groupForm("maintenance-", u.maintenance(true))))
 	r.post("/groups/:id/maintenance/off", u.h(u.groupForm("maintenance-", u.maintenance(false))))
+	r.post("/volumes/:id/maintenance", u.h(u.volumeForm("maintenance-", u.volumeMaintenance(true))))
+	r.post("/volumes/:id/maintenance/off", u.h(u.volumeForm("maintenance-", u.volumeMaintenance(false))))
 	for _, res := range resources() {
 		u.mountResource(r, res)
 	}

@@ -339,6 +339,21 @@ func TestGuide(t *testing.T) {
 	if err := p.DB.Take(&group, group.ID).Error; err != nil || group.Maintenance {
 		t.Fatalf("maintenance not off: %+v %v", group, err)
 	}
+	// The same for the volume (a first install): the page names the device; then it ends.
+	b.open(fmt.Sprintf("/volumes/%d", vol.ID))
+	b.choose("#maintenance-f-device_id", "desk-1")
+	b.post("#maintenance-submit")
+	if err := p.DB.Take(&vol, vol.ID).Error; err != nil || !vol.Maintenance || vol.MaintenanceDeviceID == nil || *vol.MaintenanceDeviceID != dev.ID {
+		t.Fatalf("volume maintenance not on: %+v %v", vol, err)
+	}
+	if got := b.jsString(`return document.body.innerText`); !strings.Contains(got, "desk-1 boots the volume read-write") || !strings.Contains(got, "End maintenance") {
+		t.Fatalf("volume page in maintenance: %q", got)
+	}
+	b.both("volume-maintenance")
+	b.post("#maintenance-submit")
+	if err := p.DB.Take(&vol, vol.ID).Error; err != nil || vol.Maintenance || vol.MaintenanceDeviceID != nil {
+		t.Fatalf("volume maintenance not off: %+v %v", vol, err)
+	}
 
 	// A menu with items (bad JSON names the field).
 	b.open("/menus/new")
