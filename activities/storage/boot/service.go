@@ -205,12 +205,23 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	group, _ := strconv.ParseUint(q.Get("group"), 10, 32)
-	fmt.Fprint(w, s.Script(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group)))
+	hop, _ := strconv.Atoi(q.Get("hop"))
+	fmt.Fprint(w, s.script(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group), hop))
 }
+
+// maxHops bounds the chain of redirects one boot may follow: a device is sent to the
+// server that holds its version or its clone, which boots it, so a legitimate chain is
+// one or two hops. More means servers that each believe another holds the disk.
+const maxHops = 3
 
 // Script returns the iPXE script of one boot request. It never fails: whatever goes wrong
 // becomes a script that says so and reboots (or asks again).
 func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup uint) string {
+	return s.script(ctx, macIn, uuidIn, menuGroup, 0)
+}
+
+// script is Script for a request that other servers redirected hop times.
+func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup uint, hop int) string {
 	mac, ok := NormalizeMAC(macIn)
 	if !ok {
 		return RebootScript(fmt.Sprintf("bad MAC address %q", macIn), s.cfg.RebootPause)
@@ -254,7 +265,7 @@ func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	if info.Volume != nil {
 		// A maintenance device boots its volume whatever its menu or group (it may have none:
 		// a device registered through the API to install the first OS).
-		return s.bootVolume(ctx, info, uuid)
+		return s.bootVolume(ctx, info, uuid, hop)
 	}
 	if info.Menu != nil && menuGroup == 0 {
 		entries := info.Menu.Entries
@@ -263,10 +274,10 @@ func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	if info.Group == nil {
 		return RebootScript("this device has no group and the network has no default group or menu", s.cfg.RebootPause)
 	}
-	return s.boot(ctx, mac, info, uuid, offline)
+	return s.boot(ctx, mac, info, uuid, offline, hop)
 }
 
-func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string, offline bool) string {
+func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string, offline bool, hop int) string {
 	dev, g := info.Device, info.Group
 	if offline && g.Strict {
 		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which is unreachable", g.Name), s.cfg.RebootPause)
@@ -360,11 +371,11 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 			return RebootScript(d.Reason+": no server to go to", s.cfg.RebootPause)
 		}
 		s.report(rep)
-		return RedirectScript(d.Reason, s.bootURL(to))
+		return s.redirect(d.Reason, to, hop)
 	case Maintenance:
 		if info.MasterServerID != 0 && info.MasterServerID != s.cfg.ServerID {
 			if to := findServer(info, info.MasterServerID); to != nil {
-				return RedirectScript("the group head is on the master", s.bootURL(to))
+				return s.redirect("the group head is on the master", to, hop)
 			}
 		}
 		p, ok, err := s.cfg.Disks.GroupPath(ctx, g.ID)
@@ -386,11 +397,11 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 
 // bootVolume boots the volume the device maintains, read-write, from the master (which
 // holds the volumes): on another server the device is sent to the master.
-func (s *Service) bootVolume(ctx context.Context, info *Info, uuid string) string {
+func (s *Service) bootVolume(ctx context.Context, info *Info, uuid string, hop int) string {
 	dev, vid := info.Device, info.Volume.ID
 	if info.MasterServerID != 0 && info.MasterServerID != s.cfg.ServerID {
 		if to := findServer(info, info.MasterServerID); to != nil {
-			return RedirectScript(fmt.Sprintf("volume %d is on the master", vid), s.bootURL(to))
+			return s.redirect(fmt.Sprintf("volume %d is on the master", vid), to, hop)
 		}
 	}
 	p, ok, err := s.cfg.Disks.VolumePath(ctx, vid)
@@ -566,6 +577,18 @@ func versionID(g *GroupInfo, n int) uint {
 func (s *Service) bootURL(srv *ServerInfo) string {
 	return "http://" + net.JoinHostPort(srv.IP, strconv.Itoa(s.cfg.BootPort)) + "/boot.ipxe"
 }
+
+// redirect sends the device to another server's boot endpoint, counting the hop; past
+// maxHops the answer is a reboot loop that says why (two servers each sure the other
+// holds the disk would otherwise pass the device back and forth for ever).
+func (s *Service) redirect(why string, to *ServerInfo, hop int) string {
+	if hop >= maxHops {
+		s.log.Warn("boot: redirect loop", "to", to.ID, "hops", hop, "why", why)
+		return RebootScript(fmt.Sprintf("%s, but this boot was already redirected %d times and no server could boot it: check which servers hold its versions", why, hop), s.cfg.RebootPause)
+	}
+	return RedirectScript(why, s.bootURL(to)+"?hop="+strconv.Itoa(hop+1))
+}
+
 
 // Restore exports again what this server exported before a restart: the panel's list,
 // or the cache's when the panel is unreachable. Disks that are gone are skipped. With the

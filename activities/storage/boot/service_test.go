@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -358,5 +359,29 @@ func TestVolumeMaintenanceMovesToAnotherDevice(t *testing.T) {
 	}
 	if got := target.Targets(); len(got) != 0 {
 		t.Fatalf("targets after maintenance: %v", got)
+	}
+}
+
+// Redirects count their hops in the URL; past maxHops a server that would redirect again
+// answers a reboot loop that says why, so two servers each sure the other holds the disk
+// do not pass a device back and forth for ever.
+func TestRedirectHopsAreBounded(t *testing.T) {
+	in := info(true, 1)
+	in.Group.Assigned = 4
+	in.Group.Versions = append(in.Group.Versions, VersionInfo{Number: 4, Servers: []uint{2}})
+	svc, _, _, _, _ := newTestService(t, in)
+	get := func(hop string) string {
+		rec := httptest.NewRecorder()
+		svc.ServeHTTP(rec, httptest.NewRequest("GET", "/boot.ipxe?mac="+mac1+"&uuid="+uuid1+hop, nil))
+		return rec.Body.String()
+	}
+	if s := get(""); !strings.Contains(s, "chain --autofree http://10.0.0.2:8080/boot.ipxe?hop=1&mac=") {
+		t.Fatalf("first redirect:\n%s", s)
+	}
+	if s := get("&hop=2"); !strings.Contains(s, "boot.ipxe?hop=3&mac=") {
+		t.Fatalf("third redirect:\n%s", s)
+	}
+	if s := get("&hop=3"); strings.Contains(s, "chain") || !strings.Contains(s, "redirected 3 times") || !strings.Contains(s, "reboot") {
+		t.Fatalf("past the limit:\n%s", s)
 	}
 }
