@@ -496,13 +496,12 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
 			return err
 		}
-		if err := tx.Model(&Group{}).Where("maintenance_device_id = ?", d.ID).Update("maintenance_device_id", nil).Error; err != nil {
-			return err
-		}
-		// A volume it maintained leaves maintenance (its export goes at the agent's next check).
-		if err := tx.Model(&Volume{}).Where("maintenance_device_id = ?", d.ID).
-			Updates(map[string]any{"maintenance": false, "maintenance_device_id": nil}).Error; err != nil {
-			return err
+		// A group or volume it maintained leaves maintenance (its export goes at the agent's next check).
+		for _, m := range []any{&Group{}, &Volume{}} {
+			if err := tx.Model(m).Where("maintenance_device_id = ?", d.ID).
+				Updates(map[string]any{"maintenance": false, "maintenance_device_id": nil}).Error; err != nil {
+				return err
+			}
 		}
 		if d.ServerID != nil {
 			if op, err = newOperation(tx, d.NetworkID, OpDeviceDelete, "device", d.ID, map[string]uint{"server_id": *d.ServerID}); err != nil {

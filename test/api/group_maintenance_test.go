@@ -54,6 +54,15 @@ func TestGroupMaintenanceDevice(t *testing.T) {
 			if st := lookup(); st.Group != nil || st.Menu == nil {
 				t.Fatalf("after maintenance: group %v, menu %v", st.Group, st.Menu)
 			}
+			// Deleting the maintenance device takes the group out of maintenance.
+			p.must(200, a, "POST", fmt.Sprintf("/api/v0.9.2/groups/%d/maintenance.json", grp), map[string]any{"device_id": dev})
+			if code, v, _ := p.do(a, "DELETE", fmt.Sprintf("/api/v0.9.2/devices/%d.json", dev), nil); code >= 300 {
+				t.Fatalf("delete device: %d %v", code, v)
+			}
+			g := p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/groups/%d.json", grp), nil)
+			if g["maintenance"] != false || g["maintenance_device_id"] != nil {
+				t.Fatalf("group after its maintenance device was deleted: %v", g)
+			}
 		})
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/lab"
 	storagetest "github.com/clusterducks/clusterducks/test/storage"
+	"github.com/clusterducks/clusterducks/workflows"
+	enumspb "go.temporal.io/api/enums/v1"
 )
 
 // TestLabNetboot is the real netboot end to end: the panel (process, PostgreSQL, the
@@ -137,6 +139,10 @@ func TestLabNetboot(t *testing.T) {
 	expect(t, boot(devB), Marker(groupID, 1), "new device B")
 	dB := device(devB)
 	e.Must(http.StatusOK, "PUT", fmt.Sprintf("/devices/%d.json", dB.ID), map[string]any{"locked": true})
+	// The lock went through B's device workflow, after its provisioning.
+	if got := updatesOf(t, workflows.DeviceWorkflowID(dB.ID)); strings.Join(got, ",") != workflows.UpdateProvision+","+workflows.UpdateLock {
+		t.Fatalf("device B's workflow handled %v, want its provisioning then the lock", got)
+	}
 	expect(t, boot(devC), Marker(groupID, 1), "new device C")
 
 	// Publish v2 with strict versioning on and lazy locks off.
@@ -190,6 +196,24 @@ func TestLabNetboot(t *testing.T) {
 	if a := device(devA); a.CloneVersionID == nil {
 		t.Fatalf("restored device has no clone version: %+v", a)
 	}
+}
+
+// updatesOf lists the updates a workflow accepted, in order.
+func updatesOf(t *testing.T, wid string) []string {
+	t.Helper()
+	c := harness.TemporalClient(t)
+	it := c.GetWorkflowHistory(context.Background(), wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var out []string
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatalf("history of %s: %v", wid, err)
+		}
+		if a := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); a != nil {
+			out = append(out, a.GetAcceptedRequest().GetInput().GetName())
+		}
+	}
+	return out
 }
 
 func portOf(t *testing.T, addr string) string {
