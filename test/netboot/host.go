@@ -38,6 +38,8 @@ type HostPanel struct {
 	// BootPort is the port of every agent's boot endpoint, the same on every server as in
 	// production (redirects name only the other server's IP); the first agent picks it.
 	BootPort int
+	// CHAPKey, when set before an agent starts, makes that agent's targets require CHAP.
+	CHAPKey []byte
 
 	admin   *models.Actor
 	servers int // servers created so far
@@ -250,6 +252,7 @@ func StartServerAgent(t testing.TB, p *HostPanel, srv HostServer, disks *boot.Fi
 		Logger:      log,
 		RebootPause: time.Second,
 		RetryPause:  time.Second,
+		CHAPKey:     p.CHAPKey,
 	})
 	if err != nil {
 		t.Fatal(err)

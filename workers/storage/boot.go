@@ -35,6 +35,9 @@ type BootConfig struct {
 	BootListen string
 	// StateDir holds the boot cache (default /var/lib/clusterducks).
 	StateDir string
+	// CHAP makes every target require CHAP, with per-target secrets derived from the
+	// server key (devices get theirs in their sanboot script).
+	CHAP bool
 }
 
 // bootFlags declares the boot path's flags on the agent's flag set.
@@ -44,6 +47,7 @@ func bootFlags(fs *flag.FlagSet) *BootConfig {
 	fs.StringVar(&b.Portal, "iscsi-portal", os.Getenv("CLUSTERDUCKS_ISCSI_PORTAL"), "host:port devices reach the target at (default: the listen address)")
 	fs.StringVar(&b.BootListen, "boot-listen", envDefault("CLUSTERDUCKS_BOOT_LISTEN", ":8080"), "boot endpoint (boot.ipxe) listen address")
 	fs.StringVar(&b.StateDir, "state", envDefault("CLUSTERDUCKS_STATE", "/var/lib/clusterducks"), "directory of the agent's local state (boot cache)")
+	fs.BoolVar(&b.CHAP, "iscsi-chap", os.Getenv("CLUSTERDUCKS_ISCSI_CHAP") == "1", "require CHAP on every target (per-target secrets derived from the server key; CLUSTERDUCKS_ISCSI_CHAP=1)")
 	return b
 }
 
@@ -128,8 +132,13 @@ func startBoot(ctx context.Context, cfg Config, serverID uint, pool string, c cl
 		return nil, err
 	}
 	disks := &storage.ZFSDisks{ZFS: z, Pool: pool}
+	var chapKey []byte
+	if bc.CHAP {
+		chapKey = []byte("iscsi-chap:" + cfg.Key)
+	}
 	svc, err := boot.NewService(boot.Config{ServerID: serverID, Portal: portal, BootPort: portOf(bc.BootListen),
-		Panel: panel, Provision: &temporalProvisioner{c: c}, Disks: disks, Target: target, Cache: cache, Logger: log})
+		Panel: panel, Provision: &temporalProvisioner{c: c}, Disks: disks, Target: target, Cache: cache, Logger: log,
+		CHAPKey: chapKey})
 	if err != nil {
 		iln.Close()
 		return nil, err
@@ -147,7 +156,7 @@ func startBoot(ctx context.Context, cfg Config, serverID uint, pool string, c cl
 		return nil, fmt.Errorf("boot: listen %s: %w", bc.BootListen, err)
 	}
 	go hs.Serve(hln) //nolint:errcheck
-	log.Info("boot path ready", "iscsi", listen, "portal", portal, "boot", hln.Addr().String())
+	log.Info("boot path ready", "iscsi", listen, "portal", portal, "boot", hln.Addr().String(), "chap", bc.CHAP)
 	return func() {
 		hs.Close()
 		svc.Close()

@@ -6,6 +6,9 @@
 package boot
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -58,4 +61,13 @@ func NormalizeUUID(v string) string {
 		}
 	}
 	return v
+}
+
+// CHAPCredentials are the CHAP user and secret of target iqn on a server whose CHAP key is
+// key: the secret is an HMAC of the target's name, so the agent derives it again after a
+// restart and no two targets share one. 16 characters, the most every initiator accepts.
+func CHAPCredentials(key []byte, iqn string) (user, secret string) {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(iqn))
+	return "clusterducks", hex.EncodeToString(m.Sum(nil))[:16]
 }

@@ -45,6 +45,9 @@ type Config struct {
 	VersionsTTL time.Duration
 	// ReconcileEvery is how often exports are compared with the panel's (default 30 s).
 	ReconcileEvery time.Duration
+	// CHAPKey, when set, makes every target of this server require CHAP, with a secret
+	// per target derived from the key (CHAPCredentials); the sanboot scripts carry it.
+	CHAPKey []byte
 }
 
 // Service answers devices' boot requests (GET /boot.ipxe) and keeps this server's targets
@@ -388,7 +391,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 		}
 		s.report(rep)
 		return SanbootScript(fmt.Sprintf("clusterducks: device %d boots group %d's head read-write (maintenance)", dev.ID, g.ID),
-			SANTarget{Portal: s.cfg.Portal, IQN: iqn}, s.cfg.RebootPause)
+			s.sanTarget(iqn), s.cfg.RebootPause)
 	default: // Wait
 		s.report(rep)
 		return RebootScript(d.Reason, s.cfg.RebootPause)
@@ -419,7 +422,7 @@ func (s *Service) bootVolume(ctx context.Context, info *Info, uuid string, hop i
 	}
 	s.report(Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, Action: Maintenance, Reason: fmt.Sprintf("volume %d in maintenance", vid)})
 	return SanbootScript(fmt.Sprintf("clusterducks: device %d boots volume %d read-write (maintenance)", dev.ID, vid),
-		SANTarget{Portal: s.cfg.Portal, IQN: iqn}, s.cfg.RebootPause)
+		s.sanTarget(iqn), s.cfg.RebootPause)
 }
 
 func (s *Service) sanbootDevice(dev DeviceInfo, uuid, path, banner string) string {
@@ -431,7 +434,17 @@ func (s *Service) sanbootDevice(dev DeviceInfo, uuid, path, banner string) strin
 		s.log.Warn("boot: export", "target", iqn, "err", err)
 		return RebootScript(fmt.Sprintf("exporting this device's disk failed: %v", err), s.cfg.RebootPause)
 	}
-	return SanbootScript(banner, SANTarget{Portal: s.cfg.Portal, IQN: iqn}, s.cfg.RebootPause)
+	return SanbootScript(banner, s.sanTarget(iqn), s.cfg.RebootPause)
+}
+
+// sanTarget is target iqn on this server as a device reaches it, with its CHAP
+// credentials when the server requires CHAP.
+func (s *Service) sanTarget(iqn string) SANTarget {
+	t := SANTarget{Portal: s.cfg.Portal, IQN: iqn}
+	if len(s.cfg.CHAPKey) > 0 {
+		t.User, t.Secret = CHAPCredentials(s.cfg.CHAPKey, iqn)
+	}
+	return t
 }
 
 // Export makes sure a target is there and records it for a restart; adding the same
@@ -440,7 +453,12 @@ func (s *Service) sanbootDevice(dev DeviceInfo, uuid, path, banner string) strin
 func (s *Service) Export(iqn string, e Export, path string) error { return s.export(iqn, e, path) }
 
 func (s *Service) export(iqn string, e Export, path string) error {
-	if err := s.cfg.Target.AddTarget(TargetConfig(iqn, path, e.UUID, false)); err != nil {
+	tc := TargetConfig(iqn, path, e.UUID, false)
+	if len(s.cfg.CHAPKey) > 0 {
+		user, secret := CHAPCredentials(s.cfg.CHAPKey, iqn)
+		tc.CHAP = &iscsi.CHAPConfig{User: user, Secret: secret}
+	}
+	if err := s.cfg.Target.AddTarget(tc); err != nil {
 		return err
 	}
 	s.cfg.Cache.Exported(iqn, e, false)
@@ -588,7 +606,6 @@ func (s *Service) redirect(why string, to *ServerInfo, hop int) string {
 	}
 	return RedirectScript(why, s.bootURL(to)+"?hop="+strconv.Itoa(hop+1))
 }
-
 
 // Restore exports again what this server exported before a restart: the panel's list,
 // or the cache's when the panel is unreachable. Disks that are gone are skipped. With the

@@ -385,3 +385,24 @@ func TestRedirectHopsAreBounded(t *testing.T) {
 		t.Fatalf("past the limit:\n%s", s)
 	}
 }
+
+// With a CHAP key every target requires CHAP with its own secret, and the sanboot script
+// carries the credentials.
+func TestScriptWithCHAP(t *testing.T) {
+	in := info(true, 1)
+	svc, _, target, _, _ := newTestService(t, in)
+	svc.cfg.CHAPKey = []byte("k")
+	s := svc.Script(context.Background(), mac1, uuid1, 0)
+	iqn := DeviceIQN(1, 7)
+	user, secret := CHAPCredentials([]byte("k"), iqn)
+	if !strings.Contains(s, "set username "+user+"\nset password "+secret+"\n") || !strings.Contains(s, "sanboot iscsi:") {
+		t.Fatalf("script:\n%s", s)
+	}
+	tc := target.added[iqn]
+	if tc.CHAP == nil || tc.CHAP.User != user || tc.CHAP.Secret != secret || len(secret) != 16 {
+		t.Fatalf("target CHAP: %+v", tc.CHAP)
+	}
+	if _, other := CHAPCredentials([]byte("k"), DeviceIQN(1, 8)); other == secret {
+		t.Fatal("two targets share a CHAP secret")
+	}
+}
