@@ -5,12 +5,15 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/test/harness"
+	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -18,7 +21,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-var recordHistories = flag.Bool("record-histories", false, "run the workflows on a real Temporal server and save their histories in testdata/")
+var (
+	recordHistories = flag.Bool("record-histories", false, "run the workflows on a real Temporal server and save their histories in testdata/")
+	recordOnly      = flag.String("record-only", "", "with -record-histories: record only the histories whose file name contains this")
+)
 
 // TestReplayHistories replays every saved history through today's workflow code: a change
 // that would break the workflows already running in production (a new step without a
@@ -62,6 +68,18 @@ func fakeStorage(w worker.Registry) {
 	reg(func(_ context.Context, in storage.TrashInput) (*storage.TrashResult, error) {
 		return &storage.TrashResult{Trash: storage.EratorDataset(in.Pool, in.Kind, in.ID, in.Unix)}, nil
 	}, "Trash")
+	reg(func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
+		return &storage.CloneDeviceResult{}, nil
+	}, "CloneDevice")
+	for _, name := range []string{"ExportTarget", "UnexportTarget"} {
+		reg(func(context.Context, storage.ExportInput) (*storage.ExportResult, error) {
+			return &storage.ExportResult{}, nil
+		}, name)
+	}
+	reg(func(_ context.Context, in storage.RestoreDeviceInput) (*storage.RestoreDeviceResult, error) {
+		return &storage.RestoreDeviceResult{From: storage.EratorDataset(in.Pool, "device", in.DeviceID, in.Unix-60),
+			Origin: in.Pool + "/iscsi/groups/1@v1", GroupID: 1, Version: 1}, nil
+	}, "RestoreDevice")
 }
 
 // TestRecordHistories (only with -record-histories) runs each workflow on the shared
@@ -87,24 +105,61 @@ func TestRecordHistories(t *testing.T) {
 		id    string
 		fn    any
 		input any
+		// updates are sent in order (update-with-start) instead of waiting for the end:
+		// an entity workflow does not end by itself, so it is terminated once they are done.
+		updates []recordedUpdate
 	}{
-		{"server-bootstrap.json", ServerBootstrapID(1), ServerBootstrap, ServerBootstrapInput{OperationID: 1, ServerID: 1, Pool: "tank"}},
-		{"volume-create.json", VolumeCreateID(1), VolumeCreate, VolumeCreateInput{OperationID: 2, VolumeID: 1, ServerID: 1, Pool: "tank", SizeGiB: 42}},
-		{"group-create.json", GroupCreateID(1), GroupCreate, GroupCreateInput{OperationID: 3, GroupID: 1, VolumeID: 1, ServerID: 1, Pool: "tank"}},
-		{"group-publish.json", GroupPublishID(1, 1), GroupPublish, GroupPublishInput{OperationID: 4, GroupID: 1, VersionID: 1, Number: 1, ServerID: 1, Pool: "tank"}},
-		{"volume-delete.json", VolumeDeleteID(2), VolumeDelete, DeleteInput{OperationID: 5, ObjectID: 2, ServerID: 1, Pool: "tank"}},
+		{"server-bootstrap.json", ServerBootstrapID(1), ServerBootstrap, ServerBootstrapInput{OperationID: 1, ServerID: 1, Pool: "tank"}, nil},
+		{"volume-create.json", VolumeCreateID(1), VolumeCreate, VolumeCreateInput{OperationID: 2, VolumeID: 1, ServerID: 1, Pool: "tank", SizeGiB: 42}, nil},
+		{"group-create.json", GroupCreateID(1), GroupCreate, GroupCreateInput{OperationID: 3, GroupID: 1, VolumeID: 1, ServerID: 1, Pool: "tank"}, nil},
+		{"group-publish.json", GroupPublishID(1, 1), GroupPublish, GroupPublishInput{OperationID: 4, GroupID: 1, VersionID: 1, Number: 1, ServerID: 1, Pool: "tank"}, nil},
+		{"volume-delete.json", VolumeDeleteID(2), VolumeDelete, DeleteInput{OperationID: 5, ObjectID: 2, ServerID: 1, Pool: "tank"}, nil},
+		{"device-restore.json", DeviceRestoreID(7), DeviceRestore, DeviceRestoreInput{OperationID: 6, DeviceID: 7, ServerID: 1, Pool: "tank"}, nil},
+		{"device-provision-lock.json", DeviceWorkflowID(7), Device, DeviceInput{DeviceID: 7}, []recordedUpdate{
+			{UpdateProvision, "p1", boot.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 1, ServerID: 1, Version: 1, UUID: "u"}},
+			{UpdateLock, "l1", DeviceLockRequest{Locked: true}},
+			{UpdateLock, "l2", DeviceLockRequest{Locked: false}},
+			{UpdateProvision, "p2", boot.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 1, ServerID: 1, Version: 2, UUID: "u",
+				Reprovision: true, OldServerID: 1}},
+		}},
 	}
 	for _, r := range runs {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: r.id, TaskQueue: PanelQueue}, r.fn, r.input)
-		if err != nil {
-			t.Fatal(err)
+		if !strings.Contains(r.file, *recordOnly) {
+			continue
 		}
-		if err := run.Get(ctx, nil); err != nil {
-			t.Fatalf("%s: %v", r.id, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		wid, rid := r.id, ""
+		if r.updates == nil {
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: r.id, TaskQueue: PanelQueue}, r.fn, r.input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := run.Get(ctx, nil); err != nil {
+				t.Fatalf("%s: %v", r.id, err)
+			}
+			rid = run.GetRunID()
+		}
+		for _, u := range r.updates {
+			start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{ID: r.id, TaskQueue: PanelQueue,
+				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING}, r.fn, r.input)
+			h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: start,
+				UpdateOptions: client.UpdateWorkflowOptions{UpdateID: u.id, UpdateName: u.name, Args: []any{u.arg},
+					WaitForStage: client.WorkflowUpdateStageCompleted}})
+			if err == nil {
+				err = h.Get(ctx, nil)
+			}
+			if err != nil {
+				t.Fatalf("%s: update %s: %v", r.id, u.id, err)
+			}
+			rid = h.RunID()
+		}
+		if r.updates != nil {
+			if err := c.TerminateWorkflow(ctx, wid, rid, "recorded"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		var h historypb.History
-		it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, 0)
+		it := c.GetWorkflowHistory(ctx, wid, rid, false, 0)
 		for it.HasNext() {
 			e, err := it.Next()
 			if err != nil {
@@ -124,8 +179,26 @@ func TestRecordHistories(t *testing.T) {
 	}
 }
 
+// recordedUpdate is one update sent to an entity workflow while recording.
+type recordedUpdate struct {
+	name, id string
+	arg      any
+}
+
 // fakePanel stands in for the panel's database activities while recording.
 type fakePanel struct{}
+
+func (*fakePanel) DevicePlan(context.Context, panel.DevicePlanInput) (*panel.DevicePlanResult, error) {
+	return &panel.DevicePlanResult{NetworkID: 1, UUID: "u", Pool: "tank", OldPool: "tank"}, nil
+}
+
+func (*fakePanel) RecordClone(context.Context, panel.RecordCloneInput) (*panel.RecordCloneResult, error) {
+	return &panel.RecordCloneResult{}, nil
+}
+
+func (*fakePanel) SetDeviceLock(context.Context, panel.SetDeviceLockInput) (*panel.SetDeviceLockResult, error) {
+	return &panel.SetDeviceLockResult{}, nil
+}
 
 func (*fakePanel) Progress(context.Context, panel.ProgressInput) (*panel.ProgressResult, error) {
 	return &panel.ProgressResult{}, nil
