@@ -516,6 +516,23 @@ func QueuedOperations(ctx context.Context, db *gorm.DB, limit int) ([]Operation,
 	return ops, err
 }
 
+// AttachUpdate records the entity workflow run that carries an operation as one of its
+// updates (a device's restore runs in device-<id>). Unlike AttachWorkflow it never takes
+// over another operation's end: one run carries many operations, each ending on its own.
+// The update may have reported first (naming the workflow, not the run); the run is then
+// added. Safe to repeat.
+func AttachUpdate(ctx context.Context, db *gorm.DB, opID uint, workflowID, runID string) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", opID).
+			Updates(map[string]any{"workflow_id": workflowID, "run_id": runID, "message": ""})
+		if res.Error != nil || res.RowsAffected > 0 {
+			return res.Error
+		}
+		return tx.Model(&Operation{}).Where("id = ? AND workflow_id = ? AND run_id = ''", opID, workflowID).
+			Update("run_id", runID).Error
+	})
+}
+
 // AttachWorkflow records which workflow run carries an operation. An operation that
 // joined a run which has already reported its end (a repeat arriving in the last moment
 // of the run) takes that end over, since the run will not report again.

@@ -85,6 +85,15 @@ func newTracker(ctx workflow.Context, opID uint) (*tracker, error) {
 	return t, nil
 }
 
+// newUpdateTracker tracks an operation carried by one update of an entity workflow (a
+// device's restore in device-<id>). Its writes name the workflow but not the run, so the
+// panel matches the operation's row by its id alone: one run carries many operations, and
+// the step or end of one must not land on another of the same run. It answers no query
+// (the entity workflow answers for the update under way).
+func newUpdateTracker(ctx workflow.Context, opID uint) *tracker {
+	return &tracker{ctx: ctx, opID: opID, wid: workflow.GetInfo(ctx).WorkflowExecution.ID}
+}
+
 func (t *tracker) progress() models.WorkflowProgress {
 	return models.WorkflowProgress{OperationID: t.opID, WorkflowID: t.wid, RunID: t.rid,
 		Step: t.cur.Step, Percent: t.cur.Percent, Message: t.cur.Message}

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -42,6 +43,25 @@ type DeviceLockResult struct {
 	Clone  DeviceClone
 }
 
+// DeviceRestoreRequest puts device DeviceID's replaced disk back from the erator of
+// ServerID (pool Pool): the device workflow's "restore" update, carrying operation
+// OperationID (whose row shows its progress and outcome).
+type DeviceRestoreRequest struct {
+	OperationID uint
+	DeviceID    uint
+	ServerID    uint
+	Pool        string
+	From        string // an erator entry; "" the newest of the device's
+}
+
+// DeviceRestoreUpdateResult names what was restored and the device's disk now.
+type DeviceRestoreUpdateResult struct {
+	From    string
+	GroupID uint // 0 with Version 0: the restored disk's origin is unknown
+	Version int
+	Clone   DeviceClone
+}
+
 // DeviceResult is the device's disk when the workflow ends (idle).
 type DeviceResult struct {
 	Clone DeviceClone
@@ -58,15 +78,29 @@ const (
 // Device is the entity workflow device-<id>. Its "provision" update (from the agent's boot
 // path, with update-with-start) makes the device's disk a clone of a group version on a
 // server, exported to the device; its "lock" update (from the API and the dashboard)
-// locks or unlocks the device. Updates are handled one at a time, in order: a lock set
-// while a reprovisioning runs takes effect when it ends, and a reprovisioning asked for
-// after the lock is refused (the device keeps its disk). A version the disk already is
-// returns at once: exactly once per (device, version). Reprovisioning unexports the old
-// disk and renames it into the erator (restorable) before the clone.
+// locks or unlocks the device; its "restore" update (from the panel's engine, for a
+// device-restore operation) swaps the disk with one from the erator. Updates are handled
+// one at a time, in order: a lock set while a reprovisioning runs takes effect when it
+// ends, a reprovisioning asked for after the lock is refused (the device keeps its disk),
+// and a restore never interleaves with a reprovisioning of the same disk. A version the
+// disk already is returns at once: exactly once per (device, version). Reprovisioning
+// unexports the old disk and renames it into the erator (restorable) before the clone.
 func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 	st := in.Clone
 	mu := workflow.NewMutex(ctx)
 	handled := 0
+	// restores are the restores accepted and not ended yet, oldest first; restoring is
+	// the one holding the mutex (its step answers the progress query).
+	var restores []*deviceRestore
+	var restoring *tracker
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Step, error) {
+		if restoring == nil {
+			return Step{}, nil
+		}
+		return restoring.cur, nil
+	}); err != nil {
+		return nil, err
+	}
 	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateProvision,
 		func(ctx workflow.Context, r boot.ProvisionRequest) (DeviceClone, error) {
 			if err := mu.Lock(ctx); err != nil {
@@ -110,6 +144,48 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 				return DeviceLockResult{Clone: st}, fmt.Errorf("lock device %d: %w", in.DeviceID, err)
 			}
 			return DeviceLockResult{Locked: r.Locked, Clone: st}, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	// No validator: a rejected update leaves no trace in the history, while the handler
+	// fails the operation on its row (see restoreDevice).
+	err = workflow.SetUpdateHandler(ctx, UpdateRestore,
+		func(ctx workflow.Context, r DeviceRestoreRequest) (DeviceRestoreUpdateResult, error) {
+			handled++
+			t := newUpdateTracker(ctx, r.OperationID)
+			// A restore asked again while the same one is under way (a double click, two
+			// tabs) joins it: run twice, the second would swap the disks back.
+			for _, p := range restores {
+				if p.from == r.From {
+					return p.join(ctx, t)
+				}
+			}
+			p := &deviceRestore{opID: r.OperationID, from: r.From}
+			restores = append(restores, p)
+			defer func() {
+				p.done = true
+				restores = slices.DeleteFunc(restores, func(q *deviceRestore) bool { return q == p })
+			}()
+			if mu.IsLocked() {
+				if err := t.step("waiting", 0, "waiting for device %d's provisioning or lock change under way", in.DeviceID); err != nil {
+					p.err = err
+					return DeviceRestoreUpdateResult{Clone: st}, err
+				}
+			}
+			if err := mu.Lock(ctx); err != nil {
+				p.err = err
+				return DeviceRestoreUpdateResult{Clone: st}, err
+			}
+			defer mu.Unlock()
+			restoring = t
+			defer func() { restoring = nil }()
+			p.res, p.err = restoreDevice(ctx, t, in.DeviceID, st, r)
+			if p.err != nil {
+				return DeviceRestoreUpdateResult{Clone: st}, p.err
+			}
+			st = p.res.Clone
+			return p.res, nil
 		})
 	if err != nil {
 		return nil, err
@@ -190,6 +266,100 @@ func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r boot.Prov
 	return nil
 }
 
+// deviceRestore is a restore the device workflow has accepted, for restores that join it.
+type deviceRestore struct {
+	opID uint
+	from string
+	done bool
+	res  DeviceRestoreUpdateResult
+	err  error
+}
+
+// join waits for the restore p under way and ends the joining operation (t) as p ended.
+func (p *deviceRestore) join(ctx workflow.Context, t *tracker) (DeviceRestoreUpdateResult, error) {
+	if err := t.step("waiting", 0, "the same restore runs as operation %d", p.opID); err != nil {
+		return DeviceRestoreUpdateResult{}, err
+	}
+	if err := workflow.Await(ctx, func() bool { return p.done }); err != nil {
+		return DeviceRestoreUpdateResult{}, err
+	}
+	if p.err != nil {
+		return p.res, t.fail(models.Outcome{}, p.err)
+	}
+	if err := t.succeed(models.Outcome{}, "the same restore ran as operation %d: restored %s (v%d)",
+		p.opID, p.res.From, p.res.Version); err != nil {
+		return p.res, err
+	}
+	return p.res, nil
+}
+
+// restoreDevice puts a replaced disk back, as the device workflow's "restore" update with
+// the device's disk cur (zero: unknown, a fresh run): the device's target is removed, its
+// current disk goes to the erator (so the swap loses nothing either), the chosen entry
+// becomes its disk again, is exported, and the panel records the version it was cloned
+// from. It reports on operation r.OperationID through t and returns the disk now. Nothing
+// to restore leaves the disk as it was, exported again. A disk moved to another server
+// since the restore was asked (a reprovisioning ahead of it) fails the operation: the
+// entry the restore names is on the old server.
+func restoreDevice(ctx workflow.Context, t *tracker, deviceID uint, cur DeviceClone, r DeviceRestoreRequest) (DeviceRestoreUpdateResult, error) {
+	out := DeviceRestoreUpdateResult{Clone: cur}
+	if r.DeviceID != deviceID || r.ServerID == 0 || r.Pool == "" {
+		return out, t.fail(models.Outcome{}, fmt.Errorf("restore: device %d, server %d, pool %q: invalid for device %d",
+			r.DeviceID, r.ServerID, r.Pool, deviceID))
+	}
+	if cur.ServerID != 0 && cur.ServerID != r.ServerID {
+		return out, t.fail(models.Outcome{}, fmt.Errorf("device %d's disk moved to server %d after the restore was asked on server %d: ask again",
+			deviceID, cur.ServerID, r.ServerID))
+	}
+	var plan panel.DevicePlanResult
+	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan, panel.DevicePlanInput{DeviceID: deviceID, ServerID: r.ServerID}).Get(ctx, &plan); err != nil {
+		return out, t.fail(models.Outcome{}, err)
+	}
+	target := storage.ExportInput{Kind: "device", ID: deviceID, NetworkID: plan.NetworkID, UUID: plan.UUID, Pool: r.Pool}
+	if err := t.step("unexport", 20, "removing device %d's target", deviceID); err != nil {
+		return out, err
+	}
+	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.UnexportTarget, target).Get(ctx, nil); err != nil {
+		return out, t.fail(models.Outcome{}, err)
+	}
+	if err := t.step("restore", 50, "restoring device %d's disk from the erator", deviceID); err != nil {
+		return out, err
+	}
+	var res storage.RestoreDeviceResult
+	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.RestoreDevice, storage.RestoreDeviceInput{
+		Pool: r.Pool, DeviceID: deviceID, From: r.From, Unix: workflow.Now(ctx).Unix()}).Get(ctx, &res); err != nil {
+		if activities.IsType(err, activities.TypeNotInErator) {
+			// Refused before any rename: the disk is the one it was; give it its target back.
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			if xerr := workflow.ExecuteActivity(serverCtx(dctx, r.ServerID), da.ExportTarget, target).Get(dctx, nil); xerr != nil {
+				err = errors.Join(err, fmt.Errorf("export the disk again: %w", xerr))
+			}
+		}
+		return out, t.fail(models.Outcome{}, err)
+	}
+	if err := t.step("export", 80, "exporting device %d's restored disk", deviceID); err != nil {
+		return out, err
+	}
+	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.ExportTarget, target).Get(ctx, nil); err != nil {
+		return out, t.fail(models.Outcome{}, err)
+	}
+	// The disk is now the restored one: later provisionings compare against it. Of an
+	// unknown origin, it matches no version (the next provisioning replaces it, into the
+	// erator) and the panel keeps its record.
+	out = DeviceRestoreUpdateResult{From: res.From, GroupID: res.GroupID, Version: res.Version, Clone: DeviceClone{ServerID: r.ServerID}}
+	if res.GroupID != 0 && res.Version > 0 {
+		out.Clone = DeviceClone{GroupID: res.GroupID, Version: res.Version, ServerID: r.ServerID}
+		rec := panel.RecordCloneInput{NetworkID: plan.NetworkID, DeviceID: deviceID, GroupID: res.GroupID, Version: res.Version, ServerID: r.ServerID}
+		if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordClone, rec).Get(ctx, nil); err != nil {
+			return out, t.fail(models.Outcome{}, err)
+		}
+	}
+	if err := t.succeed(models.Outcome{}, "restored %s as device %d's disk (v%d)", res.From, deviceID, res.Version); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
 // DeviceRestoreInput restores device DeviceID's disk on ServerID from the erator.
 type DeviceRestoreInput struct {
 	OperationID uint
@@ -209,6 +379,11 @@ type DeviceRestoreResult struct {
 // DeviceRestore puts a replaced disk back: the device's target is removed, its current
 // disk goes to the erator (so the swap loses nothing either), the chosen entry becomes its
 // disk again, is exported, and the panel records the version it was cloned from.
+//
+// Shipped, and no longer started: a restore now runs as the device workflow's "restore"
+// update (restoreDevice), in order with the device's provisionings and lock changes. It
+// stays registered, unchanged, for the runs already under way when the panel was
+// upgraded (testdata/device-restore.json replays one).
 func DeviceRestore(ctx workflow.Context, in DeviceRestoreInput) (*DeviceRestoreResult, error) {
 	t, err := newTracker(ctx, in.OperationID)
 	if err != nil {

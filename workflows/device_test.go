@@ -23,6 +23,9 @@ type deviceSuite struct {
 	env    *testsuite.TestWorkflowEnvironment
 	calls  []string
 	locked bool // the device row's lock, as SetDeviceLock left it
+	// steps and outcomes are the operation rows' writes (trackOps).
+	steps    []string
+	outcomes []panel.FinishInput
 }
 
 func newDeviceSuite(t *testing.T) *deviceSuite {
@@ -279,7 +282,7 @@ func TestDeviceRestoreNothingInErator(t *testing.T) {
 // next one goes ahead. All through the one device workflow, in order.
 func TestDeviceLockIsSerialisedWithProvisioning(t *testing.T) {
 	s := newDeviceSuite(t)
-	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5*time.Second).Return(
+	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
 		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
 			s.calls = append(s.calls, "clone v"+itoa(in.Version))
 			return &storage.CloneDeviceResult{}, nil
@@ -331,5 +334,193 @@ func TestDeviceLockedWithoutDiskIsProvisioned(t *testing.T) {
 	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
 	if err != nil || got != (DeviceClone{3, 2, 1}) {
 		t.Fatalf("update: %+v %v", got, err)
+	}
+}
+
+// trackOps records the operation rows' writes (progress steps and ends) made through the
+// panel activities, as "op<id> <step>" in steps and in outcomes.
+func (s *deviceSuite) trackOps() {
+	s.env.OnActivity(pa.Progress, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.ProgressInput) (*panel.ProgressResult, error) {
+			s.steps = append(s.steps, fmt.Sprintf("op%d %s", in.OperationID, in.Step))
+			if in.RunID != "" {
+				return nil, fmt.Errorf("op%d: a device workflow's progress names its run %q: it would land on the run's other operations", in.OperationID, in.RunID)
+			}
+			return &panel.ProgressResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(pa.Finish, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.FinishInput) (*panel.FinishResult, error) {
+			s.outcomes = append(s.outcomes, in)
+			state := "succeeded"
+			if in.Failed {
+				state = "failed"
+			}
+			s.steps = append(s.steps, fmt.Sprintf("op%d %s", in.OperationID, state))
+			return &panel.FinishResult{}, nil
+		}).Maybe()
+}
+
+// onRestore answers the agent's RestoreDevice: the swap gives v<version> of group 3 back,
+// or fails with err.
+func (s *deviceSuite) onRestore(version int, err error) {
+	s.env.OnActivity(da.RestoreDevice, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.RestoreDeviceInput) (*storage.RestoreDeviceResult, error) {
+			s.calls = append(s.calls, "restore "+in.Pool)
+			if err != nil {
+				return nil, err
+			}
+			return &storage.RestoreDeviceResult{From: in.Pool + "/erator/device-7-100", Origin: in.Pool + "/iscsi/groups/3@v" + itoa(version),
+				GroupID: 3, Version: version}, nil
+		})
+}
+
+// restore sends a restore update for operation opID after delay and records its outcome.
+func (s *deviceSuite) restore(delay time.Duration, opID uint, from string, got *DeviceRestoreUpdateResult, gotErr *error) {
+	s.env.RegisterDelayedCallback(func() {
+		r := DeviceRestoreRequest{OperationID: opID, DeviceID: 7, ServerID: 1, Pool: "tank", From: from}
+		s.env.UpdateWorkflow(UpdateRestore, RestoreUpdateID(opID), &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { *gotErr = err },
+			OnComplete: func(v any, err error) {
+				*gotErr = err
+				if err == nil {
+					*got = v.(DeviceRestoreUpdateResult)
+				}
+			},
+		}, r)
+	}, delay)
+}
+
+// A restore asked while a reprovisioning runs waits for it and then swaps the disk; the
+// restored clone is the workflow's disk, so asking for the restored version afterwards is
+// no work, and the operation's row shows the steps and the end.
+func TestDeviceRestoreRunsAfterTheProvisioningUnderWay(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.trackOps()
+	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
+		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
+			s.calls = append(s.calls, "clone v"+itoa(in.Version))
+			return &storage.CloneDeviceResult{}, nil
+		})
+	s.onRestore(1, nil)
+	r2 := req(2, 1)
+	r2.Reprovision, r2.OldServerID = true, 1
+	var v2, v1 DeviceClone
+	var restored DeviceRestoreUpdateResult
+	var e2, eRestore, e1 error
+	s.update(t, time.Second, "v2", r2, &v2, &e2)
+	s.restore(2*time.Second, 9, "", &restored, &eRestore) // arrives while v2's clone runs
+	r1 := req(1, 1)
+	r1.Reprovision, r1.OldServerID = true, 1
+	s.update(t, 30*time.Second, "v1", r1, &v1, &e1) // the restored version: no work
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 1, ServerID: 1}})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if e2 != nil || eRestore != nil || e1 != nil {
+		t.Fatalf("updates failed: v2 %v, restore %v, v1 %v", e2, eRestore, e1)
+	}
+	want := DeviceClone{GroupID: 3, Version: 1, ServerID: 1}
+	if restored.Clone != want || restored.Version != 1 || restored.From != "tank/erator/device-7-100" || v1 != want {
+		t.Fatalf("restore %+v, then v1 %+v; want the disk %+v", restored, v1, want)
+	}
+	calls := "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2," +
+		"plan,unexport tank,restore tank,export tank,record v1"
+	if j := join(s.calls); j != calls {
+		t.Fatalf("calls %s\nwant  %s", j, calls)
+	}
+	if j := join(s.steps); j != "op9 waiting,op9 unexport,op9 restore,op9 export,op9 succeeded" {
+		t.Fatalf("operation 9: %s", j)
+	}
+	if o := s.outcomes[0]; o.Failed || o.WorkflowID == "" || o.RunID != "" || o.Percent != 100 {
+		t.Fatalf("outcome %+v", o)
+	}
+	var res DeviceResult
+	if err := s.env.GetWorkflowResult(&res); err != nil || res.Clone != want {
+		t.Fatalf("the workflow ends with the disk %+v (%v), want %+v", res.Clone, err, want)
+	}
+}
+
+// Nothing to restore fails the operation and leaves the disk as it was: exported again,
+// and still the workflow's disk (asking for its version is no work).
+func TestDeviceRestoreNothingInEratorKeepsTheDisk(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.trackOps()
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	s.onRestore(0, activities.Wrap(activities.ErrNotInErator))
+	var restored DeviceRestoreUpdateResult
+	var again DeviceClone
+	var eRestore, eAgain error
+	s.restore(time.Second, 9, "", &restored, &eRestore)
+	s.update(t, 10*time.Second, "v2", req(2, 1), &again, &eAgain)
+	disk := DeviceClone{GroupID: 3, Version: 2, ServerID: 1}
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: disk})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatalf("the workflow must outlive a failed restore: %v", err)
+	}
+	if eRestore == nil || !strings.Contains(eRestore.Error(), "nothing in the erator") {
+		t.Fatalf("restore: %v, want nothing in the erator", eRestore)
+	}
+	if eAgain != nil || again != disk {
+		t.Fatalf("after the failed restore: %+v %v, want the disk %+v unchanged", again, eAgain, disk)
+	}
+	if j := join(s.calls); j != "plan,unexport tank,restore tank,export tank" {
+		t.Fatalf("calls %s", j)
+	}
+	if j := join(s.steps); j != "op9 unexport,op9 restore,op9 failed" {
+		t.Fatalf("operation 9: %s", j)
+	}
+	if o := s.outcomes[0]; !o.Failed || o.Step != "restore" || !strings.Contains(o.Error, "nothing in the erator") {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+// The same restore asked twice while the first is under way (a double click) swaps once:
+// the second operation ends as the first did. A later one is a new swap.
+func TestDeviceRestoreAskedTwiceSwapsOnce(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.trackOps()
+	s.env.OnActivity(da.RestoreDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
+		func(_ context.Context, in storage.RestoreDeviceInput) (*storage.RestoreDeviceResult, error) {
+			s.calls = append(s.calls, "restore "+in.Pool)
+			return &storage.RestoreDeviceResult{From: "tank/erator/device-7-100", GroupID: 3, Version: 1}, nil
+		})
+	var r1, r2, r3 DeviceRestoreUpdateResult
+	var e1, e2, e3 error
+	s.restore(time.Second, 9, "", &r1, &e1)
+	s.restore(2*time.Second, 10, "", &r2, &e2)
+	s.restore(30*time.Second, 11, "", &r3, &e3)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if e1 != nil || e2 != nil || e3 != nil {
+		t.Fatalf("restores: %v %v %v", e1, e2, e3)
+	}
+	if r2 != r1 || r1.Clone != (DeviceClone{GroupID: 3, Version: 1, ServerID: 1}) {
+		t.Fatalf("restores: %+v, joined %+v", r1, r2)
+	}
+	want := "plan,unexport tank,restore tank,export tank,record v1,plan,unexport tank,restore tank,export tank,record v1"
+	if j := join(s.calls); j != want {
+		t.Fatalf("calls %s\nwant  %s", j, want)
+	}
+	want = "op9 unexport,op9 restore,op10 waiting,op9 export,op9 succeeded,op10 succeeded," +
+		"op11 unexport,op11 restore,op11 export,op11 succeeded"
+	if j := join(s.steps); j != want {
+		t.Fatalf("operations %s\nwant       %s", j, want)
+	}
+}
+
+// A reprovisioning onto another server ahead of the restore moved the disk: the restore,
+// asked on the old server, fails without touching anything.
+func TestDeviceRestoreAfterTheDiskMovedFails(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.trackOps()
+	var got DeviceRestoreUpdateResult
+	var err error
+	s.restore(time.Second, 9, "", &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 2, ServerID: 2}})
+	if err == nil || !strings.Contains(err.Error(), "moved to server 2") || len(s.calls) != 0 {
+		t.Fatalf("restore: %v, calls %v", err, s.calls)
+	}
+	if j := join(s.steps); j != "op9 failed" || !strings.Contains(s.outcomes[0].Error, "ask again") {
+		t.Fatalf("operation 9: %s %+v", j, s.outcomes)
 	}
 }

@@ -73,7 +73,16 @@ func ProvisionUpdateID(deviceID, groupID uint, version int, serverID uint) strin
 	return fmt.Sprintf("provision-%d-g%d-v%d-s%d", deviceID, groupID, version, serverID)
 }
 
-// DeviceRestoreID is the id of restoring a device's disk from the erator (one at a time).
+// UpdateRestore is the device workflow's update that puts a replaced disk back from the erator.
+const UpdateRestore = "restore"
+
+// RestoreUpdateID is the update id of the device restore recorded as operation opID: the
+// engine sending it again (a retried start, a panel resuming it at boot) joins the first.
+func RestoreUpdateID(opID uint) string { return fmt.Sprintf("restore-op-%d", opID) }
+
+// DeviceRestoreID is the id of the shipped workflow that restored a device's disk from
+// the erator (one at a time); restores now run in the device workflow (UpdateRestore),
+// and the id only names runs started before.
 func DeviceRestoreID(deviceID uint) string { return fmt.Sprintf("device-restore-%d", deviceID) }
 
 // NotifyID is the id of one notification: the kind of event, the user and the event's

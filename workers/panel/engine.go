@@ -77,9 +77,6 @@ func (e *Engine) plan(ctx context.Context, op *models.Operation) (*start, error)
 		return &start{id: workflows.EratorPurgeID(id), fn: workflows.EratorPurge, again: true,
 			input: workflows.EratorPurgeInput{OperationID: op.ID, ServerID: s.ID, Pool: s.Pool, Before: req.Before}}, nil
 	}
-	if op.Kind == models.OpDeviceRestore {
-		return e.planDeviceRestore(ctx, op)
-	}
 	m, err := e.placement(ctx, networkID)
 	if err != nil {
 		return nil, err
@@ -134,8 +131,12 @@ func (e *Engine) plan(ctx context.Context, op *models.Operation) (*start, error)
 
 // Start starts the operation's workflow, or joins the run already under way for the same
 // object (the id comes from the object): a retried request or a double click never
-// starts a second one. Safe to repeat.
+// starts a second one. A device restore is an update of the device's workflow instead
+// (restoreDevice). Safe to repeat.
 func (e *Engine) Start(ctx context.Context, op *models.Operation) error {
+	if op.Kind == models.OpDeviceRestore {
+		return e.restoreDevice(ctx, op)
+	}
 	p, err := e.plan(ctx, op)
 	if err != nil {
 		return err

@@ -11,18 +11,42 @@ import (
 	"github.com/clusterducks/clusterducks/workflows"
 )
 
-// planDeviceRestore runs a device restore on the server that holds the device's disk.
-func (e *Engine) planDeviceRestore(ctx context.Context, op *models.Operation) (*start, error) {
+// RestoreAccept bounds how long recording a device restore waits for the device workflow
+// to accept it (the panel worker takes it in a workflow task); past it the operation
+// stays queued and ResumeQueued sends it again at the next panel start.
+const RestoreAccept = 15 * time.Second
+
+// restoreDevice hands a device restore to the device's workflow as its "restore" update
+// (update-with-start), so the swap runs in order with the device's provisionings and
+// lock changes; the update's handler reports on the operation's row and ends it.
+//
+// Why the engine sends the update, rather than a DeviceRestore workflow delegating to the
+// device workflow through an activity: a workflow cannot update another, so that activity
+// would need its own Temporal client (and activities/panel cannot import the workflows that
+// import it) and would sit heartbeating for as long as a provisioning ahead of it waits
+// for its agent, in a second workflow whose only work is to wait. Here the device
+// workflow's run carries the operation (its WorkflowID is device-<id>), which
+// models.AttachUpdate and the update's tracker account for (one run, many operations).
+//
+// The update id is the operation's: a repeat of the same operation (a retried start, a
+// panel resuming it) joins the first instead of swapping the disks back. Safe to repeat.
+func (e *Engine) restoreDevice(ctx context.Context, op *models.Operation) error {
 	var req models.DeviceRestoreRequest
 	if err := json.Unmarshal([]byte(op.Input), &req); err != nil || req.ServerID == 0 {
-		return nil, fmt.Errorf("device restore input %q: %v", op.Input, err)
+		return fmt.Errorf("device restore input %q: %v", op.Input, err)
 	}
 	var s models.Server
 	if err := e.DB.WithContext(ctx).Take(&s, req.ServerID).Error; err != nil {
-		return nil, fmt.Errorf("server %d: %w", req.ServerID, err)
+		return fmt.Errorf("server %d: %w", req.ServerID, err)
 	}
-	return &start{id: workflows.DeviceRestoreID(op.ObjectID), fn: workflows.DeviceRestore, again: true,
-		input: workflows.DeviceRestoreInput{OperationID: op.ID, DeviceID: op.ObjectID, ServerID: s.ID, Pool: s.Pool, From: req.From}}, nil
+	r := workflows.DeviceRestoreRequest{OperationID: op.ID, DeviceID: op.ObjectID, ServerID: s.ID, Pool: s.Pool, From: req.From}
+	actx, cancel := context.WithTimeout(ctx, RestoreAccept)
+	defer cancel()
+	h, err := temporalclient.UpdateDevice(actx, e.Client, op.ObjectID, workflows.UpdateRestore, workflows.RestoreUpdateID(op.ID), r)
+	if err != nil {
+		return fmt.Errorf("device %d's workflow: %w", op.ObjectID, err)
+	}
+	return models.AttachUpdate(ctx, e.DB, op.ID, h.WorkflowID(), h.RunID())
 }
 
 // LockWait is how long a lock change waits for the device's provisioning under way
