@@ -7,6 +7,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/temporal"
+	"gorm.io/gorm"
 )
 
 // DevicePlanInput names a device and the servers its provisioning touches.
@@ -31,6 +32,10 @@ type DevicePlanResult struct {
 func (a *Activities) DevicePlan(ctx context.Context, in DevicePlanInput) (*DevicePlanResult, error) {
 	var d models.Device
 	if err := a.DB.WithContext(ctx).Take(&d, in.DeviceID).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			// A deleted device: no retry brings it back, and its workflow must not wait for ever.
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d does not exist", in.DeviceID), "NotFound", err)
+		}
 		return nil, err
 	}
 	res := &DevicePlanResult{NetworkID: d.NetworkID, UUID: d.UUID, Locked: d.Locked}

@@ -45,7 +45,9 @@ func (f *slowAgent) register(w worker.Registry) {
 		return &storage.CloneDeviceResult{}, nil
 	}, "CloneDevice")
 	for _, name := range []string{"ExportTarget", "UnexportTarget"} {
-		reg(func(context.Context, storage.ExportInput) (*storage.ExportResult, error) { return &storage.ExportResult{}, nil }, name)
+		reg(func(context.Context, storage.ExportInput) (*storage.ExportResult, error) {
+			return &storage.ExportResult{}, nil
+		}, name)
 	}
 	reg(func(_ context.Context, in storage.TrashInput) (*storage.TrashResult, error) {
 		return &storage.TrashResult{Trash: storage.EratorDataset(in.Pool, in.Kind, in.ID, in.Unix)}, nil

@@ -17,7 +17,25 @@ const DeviceQuery = "mac=${net0/mac:hexhyp}&uuid=${uuid}"
 // ChainScript is the static boot.ipxe (for a DHCP filename): it asks the same endpoint
 // again, naming the device.
 func ChainScript() string {
-	return "#!ipxe\nchain --autofree /boot.ipxe?" + DeviceQuery + "\n"
+	return "#!ipxe\n" + chainAgain("/boot.ipxe?"+DeviceQuery, "")
+}
+
+// chainPause is how long a device waits before asking a boot endpoint again after a
+// failed request.
+const chainPause = 3
+
+// chainAgain chains to url; when the request fails (a connection reset or a timeout in a
+// boot storm, a server restarting) the device says so, waits and asks again (fallback,
+// when set, instead of url) rather than falling through to "no bootable device".
+func chainAgain(url, fallback string) string {
+	if fallback == "" {
+		fallback = url
+	}
+	// A chained script that ends (a menu's local-disk entry exits to the BIOS) ends this one too.
+	return fmt.Sprintf("chain --autofree %s || goto unanswered\nexit\n:unanswered\n"+
+		"echo clusterducks: the boot server did not answer; asking again in %d s\nsleep %d\n"+
+		":again\nchain --autofree %s || goto unanswered2\nexit\n:unanswered2\nsleep %d\ngoto again\n",
+		url, chainPause, chainPause, fallback, chainPause)
 }
 
 // SANTarget is a disk to sanboot.
@@ -68,8 +86,8 @@ func RebootScript(why string, pause time.Duration) string {
 
 // RetryScript asks again after pause, without a reboot: provisioning is still running.
 func RetryScript(why string, pause time.Duration) string {
-	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\nsleep %d\nchain --autofree /boot.ipxe?%s\n",
-		screenText(why), seconds(pause), DeviceQuery)
+	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\nsleep %d\n%s",
+		screenText(why), seconds(pause), chainAgain("/boot.ipxe?"+DeviceQuery, ""))
 }
 
 // RedirectScript hands the device to another server's boot endpoint.
@@ -78,8 +96,10 @@ func RedirectScript(why, bootURL string) string {
 	if strings.Contains(bootURL, "?") {
 		sep = "&"
 	}
-	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\nchain --autofree %s%s%s\n",
-		screenText(why), scriptWord(bootURL), sep, DeviceQuery)
+	// If the other server does not answer, this server is asked again (it may know of
+	// another holder by then, or answer why not).
+	return fmt.Sprintf("#!ipxe\necho clusterducks: %s\n%s",
+		screenText(why), chainAgain(scriptWord(bootURL)+sep+DeviceQuery, "/boot.ipxe?"+DeviceQuery))
 }
 
 // MenuEntry is one entry of an iPXE menu.
