@@ -111,7 +111,7 @@ func TestDevGuide(t *testing.T) {
 func TestDevRestart(t *testing.T) {
 	data := t.TempDir()
 	out, err := exec.Command(binary, "migrate", "--db", "sqlite:"+filepath.Join(data, "panel.db")).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "applied 1 migration") {
+	if err != nil || !strings.Contains(string(out), "migration(s) [202611240001_initial") {
 		t.Fatalf("migrate: %v %s", err, out)
 	}
 	_, _, first, stop := startDev(t, binary, data)
