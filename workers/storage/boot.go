@@ -65,7 +65,19 @@ type temporalProvisioner struct {
 	c client.Client
 }
 
+// healthWait bounds the check that Temporal answers before a provisioning is asked for.
+const healthWait = 3 * time.Second
+
 func (p *temporalProvisioner) Provision(ctx context.Context, r boot.ProvisionRequest) error {
+	// With Temporal down the SDK would retry the update for as long as ctx lasts, and the
+	// device would be told "please wait" all that time; said at once, a non-strict device
+	// boots the clone it has (nothing was started, so its disk is untouched).
+	hctx, cancel := context.WithTimeout(ctx, healthWait)
+	_, err := p.c.CheckHealth(hctx, &client.CheckHealthRequest{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("device %d: temporal: %w (%v)", r.DeviceID, boot.ErrUnreachable, err)
+	}
 	h, err := temporalclient.UpdateDevice(ctx, p.c, r.DeviceID, workflows.UpdateProvision,
 		workflows.ProvisionUpdateID(r.DeviceID, r.GroupID, r.Version, r.ServerID), r)
 	if err != nil {

@@ -406,3 +406,36 @@ func TestScriptWithCHAP(t *testing.T) {
 		t.Fatal("two targets share a CHAP secret")
 	}
 }
+
+type failingProvisioner struct{ err error }
+
+func (f failingProvisioner) Provision(context.Context, ProvisionRequest) error { return f.err }
+
+// When the device needs a new clone and provisioning fails (Temporal unreachable, the
+// clone refused): a non-strict device boots its old clone as is, a strict one gets a
+// reboot loop saying why, and a device locked meanwhile is asked again.
+func TestScriptWhenProvisioningFails(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		strict bool
+		err    error
+		want   string
+	}{
+		{"non-strict, engine unreachable: the old clone", false, ErrUnreachable, "sanboot iscsi:"},
+		{"strict, engine unreachable: reboot loop", true, ErrUnreachable, "preparing the disk failed"},
+		{"locked meanwhile: ask again", true, ErrLocked, "was just locked"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := info(tt.strict, 2)
+			svc, _, _, _, disks := newTestService(t, in)
+			if _, err := disks.Clone(3, 1, 7); err != nil {
+				t.Fatal(err)
+			}
+			in.Device.CloneGroupID, in.Device.CloneVersion, in.Device.CloneServerID = 3, 1, 1
+			svc.cfg.Provision = failingProvisioner{tt.err}
+			if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, tt.want) {
+				t.Fatalf("script lacks %q:\n%s", tt.want, s)
+			}
+		})
+	}
+}
