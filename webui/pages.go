@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -367,24 +368,13 @@ func (u *UI) assign(r *rc, id uint, v url.Values) error {
 	return err
 }
 
-// volumeMaintenance turns the volume's maintenance on for a device, or off
-// (models.Store.SetVolumeMaintenance).
-func (u *UI) volumeMaintenance(on bool) func(r *rc, id uint, v url.Values) error {
+// maintenance turns a group's or a volume's maintenance on for a device, or off, through
+// the store's set (models.Store.SetMaintenance, SetVolumeMaintenance).
+func maintenance[T any](set func(context.Context, *models.Actor, uint, bool, *models.MaintenanceInput) (T, error), on bool) func(r *rc, id uint, v url.Values) error {
 	return func(r *rc, id uint, v url.Values) error {
 		in, err := decode[models.MaintenanceInput](v, nil)
 		if err == nil {
-			_, err = u.store.SetVolumeMaintenance(r.ctx, r.a, id, on, in)
-		}
-		return err
-	}
-}
-
-// maintenance turns the group's maintenance on for a device, or off (models.Store.SetMaintenance).
-func (u *UI) maintenance(on bool) func(r *rc, id uint, v url.Values) error {
-	return func(r *rc, id uint, v url.Values) error {
-		in, err := decode[models.MaintenanceInput](v, nil)
-		if err == nil {
-			_, err = u.store.SetMaintenance(r.ctx, r.a, id, on, in)
+			_, err = set(r.ctx, r.a, id, on, in)
 		}
 		return err
 	}

@@ -104,10 +104,10 @@ func Mount(app *fiber.App, store *models.Store, o Options) {
 	r.post("/servers/:id/key", u.h(u.rotateKey))
 	r.post("/groups/:id/publish", u.h(u.groupForm("published-", u.publish)))
 	r.post("/groups/:id/assign", u.h(u.groupForm("assigned-", u.assign)))
-	r.post("/groups/:id/maintenance", u.h(u.groupForm("maintenance-", u.maintenance(true))))
-	r.post("/groups/:id/maintenance/off", u.h(u.groupForm("maintenance-", u.maintenance(false))))
-	r.post("/volumes/:id/maintenance", u.h(u.volumeForm("maintenance-", u.volumeMaintenance(true))))
-	r.post("/volumes/:id/maintenance/off", u.h(u.volumeForm("maintenance-", u.volumeMaintenance(false))))
+	r.post("/groups/:id/maintenance", u.h(u.groupForm("maintenance-", maintenance(u.store.SetMaintenance, true))))
+	r.post("/groups/:id/maintenance/off", u.h(u.groupForm("maintenance-", maintenance(u.store.SetMaintenance, false))))
+	r.post("/volumes/:id/maintenance", u.h(u.volumeForm("maintenance-", maintenance(u.store.SetVolumeMaintenance, true))))
+	r.post("/volumes/:id/maintenance/off", u.h(u.volumeForm("maintenance-", maintenance(u.store.SetVolumeMaintenance, false))))
 	for _, res := range resources() {
 		u.mountResource(r, res)
 	}

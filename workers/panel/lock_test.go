@@ -9,10 +9,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/models"
-	"github.com/clusterducks/clusterducks/test/harness"
-	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
@@ -62,54 +59,9 @@ func (f *slowAgent) register(w worker.Registry) {
 func TestLockThroughDeviceWorkflow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	db := harness.NewDB(t, "sqlite")
-	admin := harness.Admin(t, db)
-	store := &models.Store{DB: db}
-	c := harness.TemporalClient(t)
-	tmp, err := StartTemporal(ctx, c, store, temporalclient.Config{Address: "127.0.0.1:7233", Namespace: "default"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tmp.Worker.Stop)
+	e := newDeviceEnv(t, ctx, "locks", "52:54:00:00:10:01", 3)
+	tmp, c, db, store, admin, sid, did, versions := e.tmp, e.c, e.db, e.store, e.admin, e.sid, e.did, e.versions
 	tmp.Engine.LockWait = 3 * time.Second
-
-	created, err := store.CreateNetwork(ctx, admin, &models.NetworkInput{Name: models.Strp("locks"), ClientID: models.Uintp(admin.ClientID)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nid := created.Object.(*models.Network).ID
-	srv, err := store.CreateServer(ctx, admin, &models.ServerInput{NetworkID: &nid, Name: models.Strp("m"), IP: models.Strp("10.0.0.1"), Pool: models.Strp("tank")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid := srv.Object.(*models.Server).ID
-	vol := &models.Volume{NetworkID: nid, Alias: "base", SizeGiB: 1, State: models.StateReady}
-	if err := db.Create(vol).Error; err != nil {
-		t.Fatal(err)
-	}
-	g := &models.Group{NetworkID: nid, Name: "desktops", VolumeID: vol.ID, StrictVersioning: true, State: models.StateReady}
-	if err := db.Create(g).Error; err != nil {
-		t.Fatal(err)
-	}
-	versions := map[int]uint{}
-	for n := 1; n <= 3; n++ {
-		v := &models.GroupVersion{GroupID: g.ID, Number: n, State: models.StateReady}
-		if err := db.Create(v).Error; err != nil {
-			t.Fatal(err)
-		}
-		versions[n] = v.ID
-	}
-	dev, err := store.CreateDevice(ctx, admin, &models.DeviceInput{NetworkID: &nid, MAC: models.Strp("52:54:00:00:10:01"), GroupID: &g.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	did := dev.Object.(*models.Device).ID
-	if err := models.RecordClone(ctx, db, nid, did, versions[1], sid); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.TerminateWorkflow(context.Background(), workflows.DeviceWorkflowID(did), "", "test over") //nolint:errcheck
-	})
 
 	agent := &slowAgent{hold: map[int]chan struct{}{2: make(chan struct{}), 3: make(chan struct{})}, started: make(chan int, 8)}
 	aw := worker.New(c, workflows.ServerQueue(sid), worker.Options{})
@@ -119,21 +71,7 @@ func TestLockThroughDeviceWorkflow(t *testing.T) {
 	}
 	t.Cleanup(aw.Stop)
 
-	// provision is the agent's boot path asking for version v, decided with the device unlocked.
-	provision := func(v int) <-chan error {
-		out := make(chan error, 1)
-		go func() {
-			r := boot.ProvisionRequest{NetworkID: nid, DeviceID: did, GroupID: g.ID, ServerID: sid, Version: v,
-				VersionID: versions[v], Reprovision: true, OldServerID: sid}
-			h, err := temporalclient.UpdateDevice(ctx, c, did, workflows.UpdateProvision,
-				workflows.ProvisionUpdateID(did, g.ID, v, sid)+fmt.Sprintf("-%d", time.Now().UnixNano()), r)
-			if err == nil {
-				err = h.Get(ctx, nil)
-			}
-			out <- err
-		}()
-		return out
-	}
+	provision := e.provision
 	lock := func(locked bool) <-chan *models.Created {
 		out := make(chan *models.Created, 1)
 		go func() {

@@ -7,10 +7,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage"
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/models"
-	"github.com/clusterducks/clusterducks/test/harness"
-	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
@@ -24,53 +21,8 @@ import (
 func TestRestoreThroughDeviceWorkflow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	db := harness.NewDB(t, "sqlite")
-	admin := harness.Admin(t, db)
-	store := &models.Store{DB: db}
-	c := harness.TemporalClient(t)
-	tmp, err := StartTemporal(ctx, c, store, temporalclient.Config{Address: "127.0.0.1:7233", Namespace: "default"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tmp.Worker.Stop)
-
-	created, err := store.CreateNetwork(ctx, admin, &models.NetworkInput{Name: models.Strp("restores"), ClientID: models.Uintp(admin.ClientID)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nid := created.Object.(*models.Network).ID
-	srv, err := store.CreateServer(ctx, admin, &models.ServerInput{NetworkID: &nid, Name: models.Strp("m"), IP: models.Strp("10.0.0.1"), Pool: models.Strp("tank")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid := srv.Object.(*models.Server).ID
-	vol := &models.Volume{NetworkID: nid, Alias: "base", SizeGiB: 1, State: models.StateReady}
-	if err := db.Create(vol).Error; err != nil {
-		t.Fatal(err)
-	}
-	g := &models.Group{NetworkID: nid, Name: "desktops", VolumeID: vol.ID, StrictVersioning: true, State: models.StateReady}
-	if err := db.Create(g).Error; err != nil {
-		t.Fatal(err)
-	}
-	versions := map[int]uint{}
-	for n := 1; n <= 2; n++ {
-		v := &models.GroupVersion{GroupID: g.ID, Number: n, State: models.StateReady}
-		if err := db.Create(v).Error; err != nil {
-			t.Fatal(err)
-		}
-		versions[n] = v.ID
-	}
-	dev, err := store.CreateDevice(ctx, admin, &models.DeviceInput{NetworkID: &nid, MAC: models.Strp("52:54:00:00:20:01"), GroupID: &g.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	did := dev.Object.(*models.Device).ID
-	if err := models.RecordClone(ctx, db, nid, did, versions[1], sid); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.TerminateWorkflow(context.Background(), workflows.DeviceWorkflowID(did), "", "test over") //nolint:errcheck
-	})
+	e := newDeviceEnv(t, ctx, "restores", "52:54:00:00:20:01", 2)
+	tmp, c, db, store, admin, sid, did, g, versions := e.tmp, e.c, e.db, e.store, e.admin, e.sid, e.did, e.g, e.versions
 
 	// The agent: v2's clone waits for hold; the restore swaps v1 back (the disk v2 replaced).
 	agent := &slowAgent{hold: map[int]chan struct{}{2: make(chan struct{})}, started: make(chan int, 8)}
@@ -87,20 +39,7 @@ func TestRestoreThroughDeviceWorkflow(t *testing.T) {
 	}
 	t.Cleanup(aw.Stop)
 
-	provision := func(v int) <-chan error {
-		out := make(chan error, 1)
-		go func() {
-			r := boot.ProvisionRequest{NetworkID: nid, DeviceID: did, GroupID: g.ID, ServerID: sid, Version: v,
-				VersionID: versions[v], Reprovision: true, OldServerID: sid}
-			h, err := temporalclient.UpdateDevice(ctx, c, did, workflows.UpdateProvision,
-				workflows.ProvisionUpdateID(did, g.ID, v, sid)+fmt.Sprintf("-%d", time.Now().UnixNano()), r)
-			if err == nil {
-				err = h.Get(ctx, nil)
-			}
-			out <- err
-		}()
-		return out
-	}
+	provision := e.provision
 	op := func(id uint) models.Operation {
 		var o models.Operation
 		if err := db.Take(&o, id).Error; err != nil {
