@@ -32,17 +32,26 @@ type deviceEnv struct {
 	did      uint
 }
 
-func newDeviceEnv(t *testing.T, ctx context.Context, name, mac string, n int) *deviceEnv {
+// startEngine is a panel's store on a fresh SQLite database with its first admin, wired
+// to the shared in-process Temporal server by StartTemporal (panel worker stopped at the end).
+func startEngine(t *testing.T, ctx context.Context) (*models.Store, *models.Actor, client.Client, *Temporal) {
 	t.Helper()
-	e := &deviceEnv{ctx: ctx, db: harness.NewDB(t, "sqlite"), c: harness.TemporalClient(t), versions: map[int]uint{}}
-	e.admin = harness.Admin(t, e.db)
-	e.store = &models.Store{DB: e.db}
-	tmp, err := StartTemporal(ctx, e.c, e.store, temporalclient.Config{Address: "127.0.0.1:7233", Namespace: "default"}, nil)
+	db := harness.NewDB(t, "sqlite")
+	store := &models.Store{DB: db}
+	c := harness.TemporalClient(t)
+	tmp, err := StartTemporal(ctx, c, store, temporalclient.Config{Address: "127.0.0.1:7233", Namespace: "default"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tmp.Worker.Stop)
-	e.tmp = tmp
+	return store, harness.Admin(t, db), c, tmp
+}
+
+func newDeviceEnv(t *testing.T, ctx context.Context, name, mac string, n int) *deviceEnv {
+	t.Helper()
+	e := &deviceEnv{ctx: ctx, versions: map[int]uint{}}
+	e.store, e.admin, e.c, e.tmp = startEngine(t, ctx)
+	e.db = e.store.DB
 
 	created, err := e.store.CreateNetwork(ctx, e.admin, &models.NetworkInput{Name: models.Strp(name), ClientID: models.Uintp(e.admin.ClientID)})
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
-	"github.com/clusterducks/clusterducks/test/harness"
-	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
@@ -32,15 +30,8 @@ func (f *fakeAgent) register(w worker.Registry) {
 func TestEngineThroughTheStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	db := harness.NewDB(t, "sqlite")
-	admin := harness.Admin(t, db)
-	store := &models.Store{DB: db}
-	c := harness.TemporalClient(t)
-	tmp, err := StartTemporal(ctx, c, store, temporalclient.Config{Address: "127.0.0.1:7233", Namespace: "default"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tmp.Worker.Stop)
+	store, admin, c, tmp := startEngine(t, ctx)
+	db := store.DB
 
 	net, err := store.CreateNetwork(ctx, admin, &models.NetworkInput{Name: models.Strp("n"), ClientID: models.Uintp(1)})
 	if err != nil {
