@@ -24,6 +24,13 @@ type slowAgent struct {
 	clones  []int
 }
 
+// made lists the versions cloned so far, in order.
+func (f *slowAgent) made() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fmt.Sprint(f.clones)
+}
+
 func (f *slowAgent) register(w worker.Registry) {
 	reg := func(fn any, name string) { w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
 	reg(func(ctx context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
@@ -125,10 +132,7 @@ func TestLockThroughDeviceWorkflow(t *testing.T) {
 	if err := <-provision(3); !activities.IsType(err, activities.TypeDeviceLocked) {
 		t.Fatalf("stale reprovision of a locked device: %v, want DeviceLocked", err)
 	}
-	agent.mu.Lock()
-	clones := fmt.Sprint(agent.clones)
-	agent.mu.Unlock()
-	if clones != "[2]" {
+	if clones := agent.made(); clones != "[2]" {
 		t.Fatalf("clones made: %s, want only v2's", clones)
 	}
 

@@ -118,10 +118,7 @@ func TestRestoreThroughDeviceWorkflow(t *testing.T) {
 	if err := <-provision(1); err != nil {
 		t.Fatalf("provision of the restored v1: %v", err)
 	}
-	agent.mu.Lock()
-	clones := fmt.Sprint(agent.clones)
-	agent.mu.Unlock()
-	if clones != "[2]" {
+	if clones := agent.made(); clones != "[2]" {
 		t.Fatalf("clones made: %s, want only v2's", clones)
 	}
 
