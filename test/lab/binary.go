@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // built remembers one static build per package for the life of the process.
@@ -87,9 +88,28 @@ func buildStatic(ctx context.Context, pkg, name string) (string, error) {
 		if err := os.Rename(out, final); err != nil {
 			return "", err
 		}
+	} else {
+		now := time.Now()
+		os.Chtimes(final, now, now) //nolint:errcheck // in use: not pruned below
 	}
+	pruneBuilds(dir, name, final)
 	built[pkg] = final
 	return final, nil
+}
+
+// keepBuilds is how long a cached build nobody asked for stays: every change to the code
+// makes a new one (about 230 MB for clusterducks), so a CI machine's cache would grow
+// without bound. A build in use is touched each time it is asked for.
+const keepBuilds = 24 * time.Hour
+
+// pruneBuilds removes name's cached builds other than keep that were not used for keepBuilds.
+func pruneBuilds(dir, name, keep string) {
+	old, _ := filepath.Glob(filepath.Join(dir, name+"-*"))
+	for _, p := range old {
+		if fi, err := os.Stat(p); err == nil && p != keep && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > keepBuilds {
+			os.Remove(p) //nolint:errcheck // best effort: the next build prunes again
+		}
+	}
 }
 
 func fileSHA256(path string) (string, error) {
