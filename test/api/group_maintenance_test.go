@@ -22,14 +22,8 @@ func TestGroupMaintenanceDevice(t *testing.T) {
 			a := p.Admin
 			n := id(p.must(201, a, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "N", "Client": 1}))
 			srv := id(p.must(201, a, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "10.0.0.2", "Pool": "tank"}))
-			vol := id(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "base", "vol_size": 1}))
-			if err := p.DB.Model(&models.Volume{}).Where("id = ?", vol).Update("state", models.StateReady).Error; err != nil {
-				t.Fatal(err)
-			}
-			grp := id(p.must(202, a, "POST", "/api/v0.9.2/groups.json", map[string]any{"network": n, "Name": "g", "VolumeID": vol}))
-			if err := p.DB.Model(&models.Group{}).Where("id = ?", grp).Update("state", models.StateReady).Error; err != nil {
-				t.Fatal(err)
-			}
+			vol := p.ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "base", "vol_size": 1}), &models.Volume{})
+			grp := p.ready(p.must(202, a, "POST", "/api/v0.9.2/groups.json", map[string]any{"network": n, "Name": "g", "VolumeID": vol}), &models.Group{})
 			menu := id(p.must(201, a, "POST", "/api/v0.9.2/menus.json", map[string]any{"network": n, "Name": "boot", "items": []map[string]any{{"type": "local", "label": "Local disk"}}}))
 			p.must(200, a, "PUT", fmt.Sprintf("/api/v0.9.2/networks/%d.json", n), map[string]any{"default_menu_id": menu})
 			const mac = "52:54:00:00:02:01"

@@ -87,3 +87,13 @@ func (p *panelT) must(want int, auth, method, path string, body any) map[string]
 }
 
 func id(m map[string]any) int { f, _ := m["id"].(float64); return int(f) }
+
+// ready marks the object a create answered (a volume or a group; the API-only panel has
+// no workflow engine to finish it) ready, and returns its id.
+func (p *panelT) ready(m map[string]any, model any) int {
+	p.t.Helper()
+	if err := p.DB.Model(model).Where("id = ?", id(m)).Update("state", models.StateReady).Error; err != nil {
+		p.t.Fatal(err)
+	}
+	return id(m)
+}

@@ -23,12 +23,7 @@ func TestVolumeMaintenance(t *testing.T) {
 			n := id(p.must(201, a, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "N", "Client": 1}))
 			other := id(p.must(201, a, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "O", "Client": 1}))
 			srv := id(p.must(201, a, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "10.0.0.2", "Pool": "tank"}))
-			ready := func(m map[string]any, model any) int {
-				if err := p.DB.Model(model).Where("id = ?", id(m)).Update("state", models.StateReady).Error; err != nil {
-					t.Fatal(err)
-				}
-				return id(m)
-			}
+			ready := p.ready
 			vol := ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "base", "vol_size": 1}), &models.Volume{})
 			vol2 := ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "other", "vol_size": 1}), &models.Volume{})
 			pending := id(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "pending", "vol_size": 1}))
