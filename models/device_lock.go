@@ -27,13 +27,8 @@ func SetDeviceLock(ctx context.Context, db *gorm.DB, deviceID uint, locked bool)
 		return res.Error
 	}
 	if res.RowsAffected == 0 {
-		var n int64
-		if err := db.WithContext(ctx).Model(&Device{}).Where("id = ?", deviceID).Count(&n).Error; err != nil {
-			return err
-		}
-		if n == 0 {
-			return NotFound("device")
-		}
+		// PostgreSQL and SQLite count matched rows, changed or not: none matched.
+		return NotFound("device")
 	}
 	return nil
 }
