@@ -35,6 +35,8 @@ type conn struct {
 	in   pdu
 	log  *slog.Logger
 	done chan struct{}
+	// sessionEnded: endSession ran (it must run once, also after a panic).
+	sessionEnded bool
 
 	killMu     sync.Mutex
 	killReason string
@@ -116,6 +118,9 @@ func (c *conn) serve() {
 		if r := recover(); r != nil {
 			c.srv.panics.Add(1)
 			c.log.Error("iscsi connection panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			if !c.sessionEnded {
+				c.endSession(fmt.Errorf("panic: %v", r))
+			}
 		}
 	}()
 	c.nc.SetDeadline(time.Now().Add(c.srv.cfg.LoginTimeout))
@@ -123,6 +128,9 @@ func (c *conn) serve() {
 		if !isClosedErr(err) {
 			c.log.Debug("iscsi login ended", "err", err)
 		}
+		// The session may be bound already: the final login response was
+		// built but the initiator dropped the connection before it went out.
+		c.endSession(err)
 		return
 	}
 	c.nc.SetDeadline(time.Time{})
@@ -211,6 +219,7 @@ func (c *conn) applyParams() {
 // endSession forgets the session (unless a reinstatement took it over) and
 // releases what the I_T nexus held.
 func (c *conn) endSession(err error) {
+	c.sessionEnded = true
 	for itt := range c.tasks {
 		c.removeTask(itt)
 	}

@@ -482,3 +482,59 @@ func TestRemoveLUNDuringIO(t *testing.T) {
 		}
 	}
 }
+
+// dropFinalLogin is a listener whose connections fail the write of the final
+// login response (Login Response, T bit, next stage full feature), as when
+// an initiator gives up between its last login request and the answer.
+type dropFinalLogin struct{ net.Listener }
+
+func (l dropFinalLogin) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return dropFinalLoginConn{c}, nil
+}
+
+type dropFinalLoginConn struct{ net.Conn }
+
+func (c dropFinalLoginConn) Write(b []byte) (int, error) {
+	if len(b) >= 48 && b[0]&0x3f == 0x23 && b[1]&0x83 == 0x83 {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+// TestSessionEndsWhenFinalLoginResponseFails: the session was bound before
+// the final login response failed to go out; it must not stay behind.
+func TestSessionEndsWhenFinalLoginResponseFails(t *testing.T) {
+	srv := NewServer(Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(dropFinalLogin{ln})
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: newDisk(t, 1<<20)}}})
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := initiator.Dial(ctx, ln.Addr().String(), initiator.Options{
+			InitiatorName: "iqn.2026-11.dev.clusterducks:dropper", TargetName: testIQN,
+			ISID: [6]byte{0x80, 0, 0, 0, 0, byte(i)}})
+		cancel()
+		if err == nil {
+			t.Fatal("login succeeded although its final response was dropped")
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.ConnectionCount() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := srv.SessionCount(); n != 0 {
+		t.Fatalf("%d sessions left after failed final login responses", n)
+	}
+	if st := srv.Stats(); st[0].Sessions != 0 {
+		t.Fatalf("target counts %d sessions", st[0].Sessions)
+	}
+}
