@@ -61,8 +61,9 @@ const (
 	localSession    = "webui.session"
 )
 
-// Mount registers the dashboard's routes on app.
-func Mount(app *fiber.App, store *models.Store, o Options) {
+// Mount registers the dashboard's routes on app. The UI it returns renders the
+// not-found page (NotFound), to be used once every other route is mounted.
+func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	if o.TemporalNamespace == "" {
 		o.TemporalNamespace = "default"
 	}
@@ -111,6 +112,23 @@ func Mount(app *fiber.App, store *models.Store, o Options) {
 	for _, res := range resources() {
 		u.mountResource(r, res)
 	}
+	return u
+}
+
+// NotFound answers a request no route took: a page for a browser (one that
+// accepts HTML, outside the API), JSON for everything else.
+func (u *UI) NotFound(c *fiber.Ctx) error {
+	if strings.HasPrefix(c.Path(), "/api/") || !strings.Contains(c.Get(fiber.HeaderAccept), "text/html") {
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no such page: %s %s", c.Method(), c.Path()))
+	}
+	setSecurityHeaders(c)
+	// A logged-in operator gets the page with its navigation; anyone else a link to log in.
+	if a, s, err := models.AuthenticateSession(c.UserContext(), u.store.DB, c.Cookies(api.SessionCookie)); err == nil {
+		c.Locals(localActor, a)
+		c.Locals(localSession, s)
+	}
+	return u.render(c.Status(fiber.StatusNotFound), "error", "Not found", "",
+		map[string]any{"Code": fiber.StatusNotFound, "Message": "There is no page at " + c.Path() + "."})
 }
 
 // routes registers dashboard pages behind the login middleware.

@@ -58,10 +58,11 @@ func NewApp(o Options) *fiber.App {
 		m(app, o.Store)
 	}
 	h.Mount(app)
-	webui.Mount(app, o.Store, o.WebUI)
+	ui := webui.Mount(app, o.Store, o.WebUI)
 	for _, m := range o.Mounts {
 		m(app, o.Store)
 	}
+	app.Use(ui.NotFound)
 	return app
 }
 
