@@ -2,6 +2,8 @@ package temporalclient
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/clusterducks/clusterducks/workflows"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -11,20 +13,64 @@ import (
 // UpdateDevice sends an update to the device's entity workflow (device-<id>), starting it
 // when no run is under way, and returns once the workflow has accepted it. A repeated
 // call with the same update id joins the first one. The agent's boot path (provision)
-// and the panel (lock) both go through here.
+// and the panel (lock, restore) all go through here.
+//
+// A call the server cuts short (its stream cancelled or its own deadline passed, as
+// happens on a loaded server) is made again with the same update id while ctx lasts,
+// for the send and for the handle's Get: the caller sees the update's outcome, never the
+// transport's hiccup.
 func UpdateDevice(ctx context.Context, c client.Client, deviceID uint, name, updateID string, arg any) (client.WorkflowUpdateHandle, error) {
-	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.DeviceWorkflowID(deviceID),
-		TaskQueue:                workflows.PanelQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, workflows.Device, workflows.DeviceInput{DeviceID: deviceID})
-	return c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateID:     updateID,
-			UpdateName:   name,
-			Args:         []any{arg},
-			WaitForStage: client.WorkflowUpdateStageAccepted,
-		},
+	var h client.WorkflowUpdateHandle
+	err := retryCut(ctx, func() error {
+		// A start operation can be used once: each attempt gets its own.
+		start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+			ID:                       workflows.DeviceWorkflowID(deviceID),
+			TaskQueue:                workflows.PanelQueue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		}, workflows.Device, workflows.DeviceInput{DeviceID: deviceID})
+		var err error
+		h, err = c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+			StartWorkflowOperation: start,
+			UpdateOptions: client.UpdateWorkflowOptions{
+				UpdateID:     updateID,
+				UpdateName:   name,
+				Args:         []any{arg},
+				WaitForStage: client.WorkflowUpdateStageAccepted,
+			},
+		})
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return retryingHandle{h}, nil
+}
+
+// retryingHandle is an update handle whose Get asks again when the server cuts the
+// poll short.
+type retryingHandle struct{ client.WorkflowUpdateHandle }
+
+func (h retryingHandle) Get(ctx context.Context, valuePtr any) error {
+	return retryCut(ctx, func() error { return h.WorkflowUpdateHandle.Get(ctx, valuePtr) })
+}
+
+// retryCut runs f again, after a short pause, while it fails because the server cut the
+// call short and ctx is still alive.
+func retryCut(ctx context.Context, f func() error) error {
+	pause := 50 * time.Millisecond
+	for {
+		err := f()
+		var cut *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		if err == nil || !errors.As(err, &cut) || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, time.Second)
+	}
 }
