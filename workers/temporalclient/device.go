@@ -15,10 +15,11 @@ import (
 // call with the same update id joins the first one. The agent's boot path (provision)
 // and the panel (lock, restore) all go through here.
 //
-// A call the server cuts short (its stream cancelled or its own deadline passed, as
-// happens on a loaded server) is made again with the same update id while ctx lasts,
-// for the send and for the handle's Get: the caller sees the update's outcome, never the
-// transport's hiccup.
+// A call the server cuts short is made again with the same update id while ctx lasts,
+// for the send and for the handle's Get: the caller sees the update's outcome, or ctx's
+// end, never the transport's hiccup. (The server cancels a poll at the deadline it was
+// sent, a moment before ctx itself ends: without this, a caller that tells "ctx ended"
+// from "failed", as the lock's queued answer does, could see a failure.)
 func UpdateDevice(ctx context.Context, c client.Client, deviceID uint, name, updateID string, arg any) (client.WorkflowUpdateHandle, error) {
 	var h client.WorkflowUpdateHandle
 	err := retryCut(ctx, func() error {
