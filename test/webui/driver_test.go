@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/harness/proc"
 )
 
 // A minimal W3C WebDriver client over chromedriver's HTTP API: enough to drive Debian's
@@ -27,9 +28,10 @@ const elementKey = "element-6066-11e4-a52e-4f735466cecf"
 
 // chromedriver is one chromedriver process (its own process group) shared by the test binary.
 type chromedriver struct {
-	url string
-	cmd *exec.Cmd
-	dir string
+	url    string
+	cmd    *exec.Cmd
+	dir    string
+	exited chan struct{} // closed once cmd has been waited for
 }
 
 var (
@@ -38,7 +40,22 @@ var (
 	driverErr  error
 )
 
+// startChromedriver starts chromedriver on a free port, trying again on a new port when
+// an attempt fails (the port taken by another process between its probe and the bind,
+// or a start too slow on a loaded machine); the error carries chromedriver's own log.
 func startChromedriver() (*chromedriver, error) {
+	var errs []error
+	for range 3 {
+		d, err := startChromedriverOnce()
+		if err == nil {
+			return d, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func startChromedriverOnce() (*chromedriver, error) {
 	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
@@ -47,27 +64,52 @@ func startChromedriver() (*chromedriver, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("/usr/bin/chromedriver", fmt.Sprintf("--port=%d", port), "--allowed-ips=127.0.0.1", "--log-path="+filepath.Join(dir, "chromedriver.log"))
+	logPath := filepath.Join(dir, "chromedriver.log")
+	cmd := exec.Command("/usr/bin/chromedriver", fmt.Sprintf("--port=%d", port), "--allowed-ips=127.0.0.1", "--log-path="+logPath)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start chromedriver: %w", err)
 	}
-	d := &chromedriver{url: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, dir: dir}
-	deadline := time.Now().Add(20 * time.Second)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	d := &chromedriver{url: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, dir: dir, exited: exited}
+	fail := func(why string) error {
+		log, _ := os.ReadFile(logPath)
+		d.stop() // waits for the process, so its output is complete
+		return fmt.Errorf("chromedriver on %s %s; its output: %s; its log: %s", d.url, why,
+			strings.TrimSpace(stderr.String()), lastLines(string(log), 10))
+	}
+	const wait = 30 * time.Second
+	deadline := time.Now().Add(wait)
+	client := &http.Client{Timeout: 2 * time.Second}
 	for {
-		resp, err := http.Get(d.url + "/status")
+		resp, err := client.Get(d.url + "/status")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return d, nil
 			}
 		}
-		if time.Now().After(deadline) {
-			d.stop()
-			return nil, fmt.Errorf("chromedriver did not answer on %s within 20 s", d.url)
+		select {
+		case <-exited:
+			return nil, fail("exited at start")
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return nil, fail(fmt.Sprintf("did not answer within %v", wait))
+		}
 	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // stop ends chromedriver and the browsers it started (its process group, which this test made).
@@ -76,7 +118,7 @@ func (d *chromedriver) stop() {
 		return
 	}
 	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-	_, _ = d.cmd.Process.Wait()
+	<-d.exited
 	os.RemoveAll(d.dir)
 }
 
