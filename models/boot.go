@@ -122,13 +122,20 @@ func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*Network
 		nb.Menus[m.ID] = m
 	}
 	var vols []Volume
-	if err := db.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", n.ID, true).Find(&vols).Error; err != nil {
+	if err := db.Scopes(inMaintenance(n.ID)).Find(&vols).Error; err != nil {
 		return nil, err
 	}
 	for _, v := range vols {
 		nb.Maintained[*v.MaintenanceDeviceID] = v
 	}
 	return nb, nil
+}
+
+// inMaintenance selects a network's groups or volumes in maintenance with their device.
+func inMaintenance(networkID uint) func(*gorm.DB) *gorm.DB {
+	return func(q *gorm.DB) *gorm.DB {
+		return q.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", networkID, true)
+	}
 }
 
 // BootLookup identifies a device by MAC in the network of the server it boots from,
@@ -362,24 +369,20 @@ func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRo
 		return nil, err
 	}
 	if n.MasterServerID != nil && *n.MasterServerID == serverID {
-		var groups []Group
-		if err := db.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", n.ID, true).Order("id").Find(&groups).Error; err != nil {
-			return nil, err
-		}
-		for _, g := range groups {
-			var d Device
-			if err := db.Take(&d, *g.MaintenanceDeviceID).Error; err == nil {
-				out = append(out, ExportRow{Kind: "group", ID: g.ID, NetworkID: n.ID, UUID: d.UUID})
+		// Group heads, then volumes, each by id: exported to their maintenance device.
+		for _, k := range []struct {
+			kind  string
+			model any
+		}{{"group", &Group{}}, {"volume", &Volume{}}} {
+			var rows []struct{ ID, MaintenanceDeviceID uint }
+			if err := db.Model(k.model).Scopes(inMaintenance(n.ID)).Order("id").Find(&rows).Error; err != nil {
+				return nil, err
 			}
-		}
-		var vols []Volume
-		if err := db.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", n.ID, true).Order("id").Find(&vols).Error; err != nil {
-			return nil, err
-		}
-		for _, v := range vols {
-			var d Device
-			if err := db.Take(&d, *v.MaintenanceDeviceID).Error; err == nil {
-				out = append(out, ExportRow{Kind: "volume", ID: v.ID, NetworkID: n.ID, UUID: d.UUID})
+			for _, r := range rows {
+				var d Device
+				if err := db.Take(&d, r.MaintenanceDeviceID).Error; err == nil {
+					out = append(out, ExportRow{Kind: k.kind, ID: r.ID, NetworkID: n.ID, UUID: d.UUID})
+				}
 			}
 		}
 	}
