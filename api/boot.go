@@ -22,35 +22,10 @@ import (
 //	POST   /devices/<id>/restore.json    {"from"}    -> 202: the device's replaced disk back from the erator
 func BootRoutes(store *models.Store) func(r fiber.Router) {
 	return func(r fiber.Router) {
-		maintenance := func(on bool, set func(ctx context.Context, a *models.Actor, id uint, on bool, in *models.MaintenanceInput) (any, error)) fiber.Handler {
-			return func(c *fiber.Ctx) error {
-				id, err := idParam(c)
-				if err != nil {
-					return err
-				}
-				var in models.MaintenanceInput
-				if on && len(c.Body()) > 0 {
-					if err := models.DecodeJSON(c.Body(), &in); err != nil {
-						return err
-					}
-				}
-				obj, err := set(c.UserContext(), actor(c), id, on, &in)
-				if err != nil {
-					return err
-				}
-				return c.JSON(obj)
-			}
-		}
-		group := func(ctx context.Context, a *models.Actor, id uint, on bool, in *models.MaintenanceInput) (any, error) {
-			return store.SetMaintenance(ctx, a, id, on, in)
-		}
-		volume := func(ctx context.Context, a *models.Actor, id uint, on bool, in *models.MaintenanceInput) (any, error) {
-			return store.SetVolumeMaintenance(ctx, a, id, on, in)
-		}
-		r.Post("/groups/:id/maintenance.json", maintenance(true, group))
-		r.Delete("/groups/:id/maintenance.json", maintenance(false, group))
-		r.Post("/volumes/:id/maintenance.json", maintenance(true, volume))
-		r.Delete("/volumes/:id/maintenance.json", maintenance(false, volume))
+		r.Post("/groups/:id/maintenance.json", maintenanceRoute(true, store.SetMaintenance))
+		r.Delete("/groups/:id/maintenance.json", maintenanceRoute(false, store.SetMaintenance))
+		r.Post("/volumes/:id/maintenance.json", maintenanceRoute(true, store.SetVolumeMaintenance))
+		r.Delete("/volumes/:id/maintenance.json", maintenanceRoute(false, store.SetVolumeMaintenance))
 		r.Post("/groups/:id/assign.json", func(c *fiber.Ctx) error {
 			id, err := idParam(c)
 			if err != nil {
@@ -94,6 +69,28 @@ func BootRoutes(store *models.Store) func(r fiber.Router) {
 			}
 			return c.JSON(rows)
 		})
+	}
+}
+
+// maintenanceRoute turns a group's or a volume's maintenance on (POST {"device_id"}) or
+// off (DELETE) through the store's set, answering the object.
+func maintenanceRoute[T any](on bool, set func(context.Context, *models.Actor, uint, bool, *models.MaintenanceInput) (T, error)) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		var in models.MaintenanceInput
+		if on && len(c.Body()) > 0 {
+			if err := models.DecodeJSON(c.Body(), &in); err != nil {
+				return err
+			}
+		}
+		obj, err := set(c.UserContext(), actor(c), id, on, &in)
+		if err != nil {
+			return err
+		}
+		return c.JSON(obj)
 	}
 }
 
