@@ -3,7 +3,6 @@ package models
 import (
 	"context"
 	"fmt"
-	"strings"
 )
 
 // Alert codes, in the order the guide resolves them.
@@ -158,7 +157,3 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 	}
 	return alerts, nil
 }
-
-// Reachable reports whether the panel's last look at the server got through its tunnel
-// (a status of "Panel to server OK", possibly followed by a note about the pool).
-func (s *Server) Reachable() bool { return strings.HasPrefix(s.Status, StatusPanelOK) }

@@ -8,11 +8,23 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 	"gorm.io/gorm"
 )
+
+// APIToken authenticates API calls; only its SHA-256 is stored.
+type APIToken struct {
+	ID         uint       `gorm:"primaryKey" json:"id"`
+	UserID     uint       `gorm:"not null;index" json:"user_id"`
+	Hash       string     `gorm:"size:64;not null;uniqueIndex" json:"-"`
+	Label      string     `gorm:"size:100;not null;default:''" json:"label"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	LastIP     string     `gorm:"size:64;not null;default:''" json:"last_ip"`
+	CreatedAt  time.Time  `json:"created_at"`
+}
 
 // Actor is the authenticated caller with what it may see: its user, and the networks
 // delegated to it. Every query the API or the dashboard makes is scoped by an Actor.
@@ -157,4 +169,97 @@ func Bootstrap(ctx context.Context, db *gorm.DB, email string) (FirstStart, erro
 		return FirstStart{}, fmt.Errorf("first start: %w", err)
 	}
 	return fs, nil
+}
+
+// Login rate limits: failed logins are counted from the audit log, so every panel behind a
+// load balancer enforces the same limit without shared memory.
+const (
+	LoginWindow             = 15 * time.Minute
+	LoginMaxFailuresPerIP   = 10
+	LoginMaxFailuresPerUser = 20
+)
+
+// RateLimitedError is a login refused because of too many recent failures (HTTP 429).
+type RateLimitedError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("too many failed logins: try again in %d minutes", int(e.RetryAfter.Minutes()+0.999))
+}
+
+const actionLoginFailed = "login-failed"
+
+// dummyHash makes a login for an unknown e-mail cost as much as one for a known e-mail.
+var dummyHash, _ = HashPassword("not a password of anyone's")
+
+// Login checks an e-mail and password for a dashboard login from ip, within the rate
+// limits, and records the attempt in the audit log. It returns ErrBadCredentials for a
+// wrong e-mail or password and a *RateLimitedError once too many attempts failed.
+func Login(ctx context.Context, db *gorm.DB, email, password, ip string) (*Actor, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	if len(email) > 254 {
+		email = email[:254]
+	}
+	since := time.Now().Add(-LoginWindow)
+	for _, lim := range []struct {
+		col, val string
+		max      int
+	}{{"ip", ip, LoginMaxFailuresPerIP}, {"detail", email, LoginMaxFailuresPerUser}} {
+		var n int64
+		var oldest AuditEvent
+		q := db.WithContext(ctx).Model(&AuditEvent{}).Where("action = ? AND created_at > ? AND "+lim.col+" = ?", actionLoginFailed, since, lim.val)
+		if err := q.Count(&n).Error; err != nil {
+			return nil, fmt.Errorf("count failed logins: %w", err)
+		}
+		if n >= int64(lim.max) {
+			retry := LoginWindow
+			if err := q.Order("created_at").Limit(1).Take(&oldest).Error; err == nil {
+				retry = time.Until(oldest.CreatedAt.Add(LoginWindow))
+			}
+			return nil, &RateLimitedError{RetryAfter: max(retry, time.Second)}
+		}
+	}
+	var u User
+	err := db.WithContext(ctx).Where("email = ?", email).Take(&u).Error
+	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, fmt.Errorf("user lookup: %w", err)
+	}
+	hash := u.PasswordHash
+	if err != nil {
+		hash = dummyHash
+	}
+	if !CheckPassword(hash, password) || u.ID == 0 {
+		db.WithContext(ctx).Create(&AuditEvent{Action: actionLoginFailed, Object: "user", ObjectID: u.ID, IP: ip, Detail: email})
+		return nil, ErrBadCredentials
+	}
+	uid := u.ID
+	db.WithContext(ctx).Create(&AuditEvent{UserID: &uid, Action: "login", Object: "user", ObjectID: u.ID, IP: ip})
+	return &Actor{User: u}, nil
+}
+
+// ChangePassword changes the actor's own password after checking the current one, and ends
+// the actor's other dashboard sessions (keepSession is the hash-less cookie secret of the
+// session that made the change).
+func (s *Store) ChangePassword(ctx context.Context, a *Actor, current, next, keepSession string) error {
+	var u User
+	if err := s.DB.WithContext(ctx).Take(&u, a.ID).Error; err != nil {
+		return fmt.Errorf("user lookup: %w", err)
+	}
+	if !CheckPassword(u.PasswordHash, current) {
+		return Invalid("current_password", "is not your current password")
+	}
+	if _, err := s.UpdateUser(ctx, a, a.ID, &UserInput{Password: &next}); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) && ve.Field == "password" {
+			return Invalid("new_password", "%s", ve.Msg)
+		}
+		return err
+	}
+	return s.DB.WithContext(ctx).Where("user_id = ? AND id <> ?", a.ID, HashSecret(keepSession)).Delete(&Session{}).Error
+}
+
+// AccountTokens lists the actor's API tokens (their secrets are stored hashed and cannot be shown again).
+func (s *Store) AccountTokens(ctx context.Context, a *Actor) ([]APIToken, error) {
+	var ts []APIToken
+	err := s.DB.WithContext(ctx).Where("user_id = ?", a.ID).Order("id").Find(&ts).Error
+	return ts, err
 }

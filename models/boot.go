@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -12,9 +11,8 @@ import (
 
 // The panel's side of the boot path (DESIGN.md §5): what an agent needs to answer a
 // netbooting device, device registration on an unknown MAC, the record of each boot and
-// of each device clone, the desired exports an agent rebuilds after a restart, and group
-// and volume maintenance. Agents are not users: these functions are scoped by the server a key was
-// issued for, never by an Actor.
+// the desired exports an agent rebuilds after a restart. Agents are not users: these
+// functions are scoped by the server a key was issued for, never by an Actor.
 
 // BootState is what the panel knows about a booting device.
 type BootState struct {
@@ -131,13 +129,6 @@ func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*Network
 	return nb, nil
 }
 
-// inMaintenance selects a network's groups or volumes in maintenance with their device.
-func inMaintenance(networkID uint) func(*gorm.DB) *gorm.DB {
-	return func(q *gorm.DB) *gorm.DB {
-		return q.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", networkID, true)
-	}
-}
-
 // BootLookup identifies a device by MAC in the network of the server it boots from,
 // registering an unknown MAC into the network's default group (or with no group when the
 // network has only a default menu). groupChoice, when not 0, is a menu's choice: the
@@ -236,45 +227,6 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 	return st, nil
 }
 
-// AssignedVersion is the version a group assigns: the one pinned by AssignedVersionID, or,
-// when none is pinned, the newest ready version (so a publish assigns its version).
-func AssignedVersion(g *Group, ready []GroupVersion) *GroupVersion {
-	var newest *GroupVersion
-	for i := range ready {
-		v := &ready[i]
-		if g.AssignedVersionID != nil && v.ID == *g.AssignedVersionID {
-			return v
-		}
-		if newest == nil || v.Number > newest.Number {
-			newest = v
-		}
-	}
-	if g.AssignedVersionID != nil {
-		// The pinned version is not ready (pending, failed): nothing is assigned yet.
-		return nil
-	}
-	return newest
-}
-
-// registerDevice inserts a device on its first netboot, within MaxDevices. Two servers
-// seeing the same new MAC at once end with one row: the loser reads the winner's.
-func registerDevice(db *gorm.DB, n *Network, mac, uuid string, d *Device) (bool, error) {
-	err := db.Transaction(func(tx *gorm.DB) error {
-		if err := checkLimit(tx, &Device{}, n.ID, n.MaxDevices, "devices", "max_devices"); err != nil {
-			return err
-		}
-		*d = Device{NetworkID: n.ID, MAC: mac, UUID: uuid, GroupID: n.DefaultGroupID}
-		if err := tx.Create(d).Error; err != nil {
-			return err
-		}
-		return audit(tx, nil, &n.ID, "register", "device", d.ID, mac)
-	})
-	if err != nil && IsDuplicate(err) {
-		return false, db.Where("network_id = ? AND mac = ?", n.ID, mac).Take(d).Error
-	}
-	return err == nil, err
-}
-
 func notFoundOr(err error, what string) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return NotFound(what)
@@ -315,29 +267,6 @@ func RecordBoots(ctx context.Context, db *gorm.DB, serverID uint, recs []BootRec
 		}
 	}
 	return nil
-}
-
-// RecordClone stores that a device of a network now has a clone of a version on a server
-// (the device workflow calls it once the clone exists). Repeating it changes nothing.
-func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionID, serverID uint) error {
-	res := db.WithContext(ctx).Model(&Device{}).Where("id = ? AND network_id = ?", deviceID, networkID).
-		Updates(map[string]any{"clone_version_id": versionID, "server_id": serverID})
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		return NotFound("device")
-	}
-	return nil
-}
-
-// VersionByNumber finds version n of a group.
-func VersionByNumber(ctx context.Context, db *gorm.DB, groupID uint, n int) (*GroupVersion, error) {
-	var v GroupVersion
-	if err := db.WithContext(ctx).Where("group_id = ? AND number = ?", groupID, n).Take(&v).Error; err != nil {
-		return nil, notFoundOr(err, "version")
-	}
-	return &v, nil
 }
 
 // ExportRow is a target an agent should export: a device's clone on that server, or a group
@@ -387,264 +316,4 @@ func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRo
 		}
 	}
 	return out, nil
-}
-
-// MaintenanceInput puts a group in maintenance (a device boots its head read-write), or a
-// volume (a device boots the volume read-write), or takes it out.
-type MaintenanceInput struct {
-	DeviceID *uint `field:"device_id,device"`
-}
-
-// SetMaintenance turns a group's maintenance on for a device of its network (on), or off.
-// While on, that device boots the group head read-write instead of its clone.
-func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on bool, in *MaintenanceInput) (*Group, error) {
-	var g *Group
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
-			return err
-		}
-		if _, err := a.lockNetwork(tx, g.NetworkID, "network_id"); err != nil {
-			return err
-		}
-		if !on {
-			g.Maintenance, g.MaintenanceDeviceID = false, nil
-		} else {
-			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
-				return Invalid("device_id", "is required: the device that boots the group head")
-			}
-			if g.State != StateReady {
-				return Conflict("", "group %d is %s: maintenance needs a ready group", g.ID, g.State)
-			}
-			if err := refInNetwork(tx, &Device{}, in.DeviceID, g.NetworkID, "device_id", "device"); err != nil {
-				return err
-			}
-			if err := maintainsOther(tx, *in.DeviceID, "group", g.ID); err != nil {
-				return err
-			}
-			g.Maintenance, g.MaintenanceDeviceID = true, in.DeviceID
-		}
-		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Updates(map[string]any{
-			"maintenance": g.Maintenance, "maintenance_device_id": g.MaintenanceDeviceID,
-		}).Error; err != nil {
-			return err
-		}
-		action := "maintenance-off"
-		if on {
-			action = "maintenance-on"
-		}
-		return audit(tx, a, &g.NetworkID, action, "group", g.ID, "")
-	})
-	return g, err
-}
-
-// maintainsOther refuses a device that already maintains something other than the group
-// or volume (kind, id) being put in maintenance: a device boots one disk read-write.
-func maintainsOther(tx *gorm.DB, deviceID uint, kind string, id uint) error {
-	var groups, vols []uint
-	q := tx.Model(&Group{}).Where("maintenance_device_id = ?", deviceID)
-	if kind == "group" {
-		q = q.Where("id <> ?", id)
-	}
-	if err := q.Pluck("id", &groups).Error; err != nil {
-		return err
-	}
-	q = tx.Model(&Volume{}).Where("maintenance_device_id = ?", deviceID)
-	if kind == "volume" {
-		q = q.Where("id <> ?", id)
-	}
-	if err := q.Pluck("id", &vols).Error; err != nil {
-		return err
-	}
-	switch {
-	case len(groups) > 0:
-		return Conflict("device_id", "device %d already maintains group %d: end that maintenance first", deviceID, groups[0])
-	case len(vols) > 0:
-		return Conflict("device_id", "device %d already maintains volume %d: end that maintenance first", deviceID, vols[0])
-	}
-	return nil
-}
-
-// SetVolumeMaintenance turns a volume's maintenance on for a device of its network (on), or
-// off. While on, that device boots the volume itself read-write from the master, to install
-// the first OS; ending it removes the export (the master's agent drops targets the panel no
-// longer lists). Repeating either changes nothing.
-func (s *Store) SetVolumeMaintenance(ctx context.Context, a *Actor, volumeID uint, on bool, in *MaintenanceInput) (*Volume, error) {
-	var v *Volume
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if v, err = getScoped[Volume](ctx, tx, a.scopeNetworkOwned, volumeID, "volume"); err != nil {
-			return err
-		}
-		if _, err := a.lockNetwork(tx, v.NetworkID, "network_id"); err != nil {
-			return err
-		}
-		if !on {
-			v.Maintenance, v.MaintenanceDeviceID = false, nil
-		} else {
-			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
-				return Invalid("device_id", "is required: the device that boots the volume")
-			}
-			if v.State != StateReady {
-				return Conflict("", "volume %d is %s: maintenance needs a ready volume", v.ID, v.State)
-			}
-			if err := refInNetwork(tx, &Device{}, in.DeviceID, v.NetworkID, "device_id", "device"); err != nil {
-				return err
-			}
-			if err := maintainsOther(tx, *in.DeviceID, "volume", v.ID); err != nil {
-				return err
-			}
-			v.Maintenance, v.MaintenanceDeviceID = true, in.DeviceID
-		}
-		if err := tx.Model(&Volume{}).Where("id = ?", v.ID).Updates(map[string]any{
-			"maintenance": v.Maintenance, "maintenance_device_id": v.MaintenanceDeviceID,
-		}).Error; err != nil {
-			return err
-		}
-		action := "maintenance-off"
-		if on {
-			action = "maintenance-on"
-		}
-		return audit(tx, a, &v.NetworkID, action, "volume", v.ID, "")
-	})
-	return v, err
-}
-
-// AssignInput pins a group's assigned version (0 follows the newest ready version).
-type AssignInput struct {
-	Version *int `field:"version,number"`
-}
-
-// AssignVersion pins the version devices of a strict group boot, or (0) returns the group
-// to following its newest version.
-func (s *Store) AssignVersion(ctx context.Context, a *Actor, groupID uint, in *AssignInput) (*Group, error) {
-	if in == nil || in.Version == nil {
-		return nil, Invalid("version", "is required (0 follows the newest version)")
-	}
-	var g *Group
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
-			return err
-		}
-		g.AssignedVersionID = nil
-		if *in.Version != 0 {
-			var v GroupVersion
-			if err := tx.Where("group_id = ? AND number = ?", g.ID, *in.Version).Take(&v).Error; err != nil {
-				if errors.Is(err, gorm.ErrRecordNotFound) {
-					return Invalid("version", "group %d has no v%d", g.ID, *in.Version)
-				}
-				return err
-			}
-			if v.State != StateReady {
-				return Conflict("version", "v%d is %s: only a ready version can be assigned", v.Number, v.State)
-			}
-			g.AssignedVersionID = &v.ID
-		}
-		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Update("assigned_version_id", g.AssignedVersionID).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &g.NetworkID, "assign", "group", g.ID, fmt.Sprintf("v%d", *in.Version))
-	})
-	return g, err
-}
-
-// Compliance is one device's standing against its strict group's assigned version.
-type Compliance struct {
-	DeviceID  uint `json:"device_id"`
-	GroupID   uint `json:"group_id"`
-	Locked    bool `json:"locked"`
-	Assigned  int  `json:"assigned"`
-	Clone     int  `json:"clone"`
-	Booted    int  `json:"booted"`
-	Compliant bool `json:"compliant"`
-}
-
-// GroupCompliance lists, for a visible group, each device's clone and booted version
-// against the assigned one (non-compliant: a strict group's device on another version).
-func (s *Store) GroupCompliance(ctx context.Context, a *Actor, groupID uint) ([]Compliance, error) {
-	g, err := getScoped[Group](ctx, s.DB, a.scopeNetworkOwned, groupID, "group")
-	if err != nil {
-		return nil, err
-	}
-	var versions []GroupVersion
-	if err := s.DB.WithContext(ctx).Where("group_id = ?", g.ID).Find(&versions).Error; err != nil {
-		return nil, err
-	}
-	num := map[uint]int{}
-	var ready []GroupVersion
-	for _, v := range versions {
-		num[v.ID] = v.Number
-		if v.State == StateReady {
-			ready = append(ready, v)
-		}
-	}
-	assigned := 0
-	if v := AssignedVersion(g, ready); v != nil {
-		assigned = v.Number
-	}
-	var devs []Device
-	if err := s.DB.WithContext(ctx).Where("group_id = ?", g.ID).Order("id").Find(&devs).Error; err != nil {
-		return nil, err
-	}
-	out := make([]Compliance, 0, len(devs))
-	for _, d := range devs {
-		c := Compliance{DeviceID: d.ID, GroupID: g.ID, Locked: d.Locked, Assigned: assigned}
-		if d.CloneVersionID != nil {
-			c.Clone = num[*d.CloneVersionID]
-		}
-		if d.BootedVersionID != nil {
-			c.Booted = num[*d.BootedVersionID]
-		}
-		c.Compliant = !g.StrictVersioning || assigned == 0 || c.Clone == assigned
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-// OpDeviceRestore is the operation that puts a device's replaced disk back from the erator.
-const OpDeviceRestore = "device-restore"
-
-// DeviceRestoreInput is the body of a device restore: an erator entry (as the server's
-// erator lists it), or none for the newest of the device's.
-type DeviceRestoreInput struct {
-	From *string `field:"from,name"`
-}
-
-// DeviceRestoreRequest is the input an engine reads from a device restore operation.
-type DeviceRestoreRequest struct {
-	ServerID uint   `json:"server_id"`
-	From     string `json:"from"`
-}
-
-// RestoreDevice queues putting a device's replaced disk back from its server's erator
-// (the disk it has now goes to the erator in exchange).
-func (s *Store) RestoreDevice(ctx context.Context, a *Actor, id uint, in *DeviceRestoreInput) (*Created, error) {
-	var d *Device
-	var op *Operation
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
-			return err
-		}
-		if d.ServerID == nil {
-			return Conflict("", "device %d has no disk on any server: there is nothing to restore", d.ID)
-		}
-		from := ""
-		if in != nil && in.From != nil {
-			from = strings.TrimSpace(*in.From)
-			if from != "" && !strings.Contains(from, fmt.Sprintf("/erator/device-%d-", d.ID)) {
-				return Invalid("from", "must be an erator entry of device %d (…/erator/device-%d-<time>)", d.ID, d.ID)
-			}
-		}
-		if op, err = newOperation(tx, d.NetworkID, OpDeviceRestore, "device", d.ID, DeviceRestoreRequest{ServerID: *d.ServerID, From: from}); err != nil {
-			return err
-		}
-		return audit(tx, a, &d.NetworkID, "restore", "device", d.ID, from)
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.launch(ctx, op)
-	return &Created{Object: d, Operation: op}, nil
 }

@@ -18,6 +18,15 @@ import (
 	_ "modernc.org/sqlite" // pure-Go SQLite, registered as "sqlite"; the binary stays static
 )
 
+// All lists every model, in creation order, for migrations and tests.
+func All() []any {
+	return []any{
+		&Client{}, &User{}, &Network{}, &Delegation{}, &Tunnel{}, &Server{}, &Volume{},
+		&Group{}, &GroupVersion{}, &VersionCopy{}, &Device{}, &Menu{}, &CTemplate{},
+		&Container{}, &VDisk{}, &Settings{}, &APIToken{}, &Session{}, &AuditEvent{}, &Operation{},
+	}
+}
+
 // Open connects to the database named by dsn: a PostgreSQL URL or key/value string, or
 // "sqlite:<path>" for the embedded default of `dev`.
 func Open(dsn string) (*gorm.DB, error) {

@@ -45,6 +45,7 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string { return e.Msg + ": " + fmt.Sprint(e.Err) }
+
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // Unavailable reports a change that could not be made now, naming the field; cause stays
@@ -66,6 +67,7 @@ func Forbidden(format string, args ...any) error {
 type NotFoundError struct{ What string }
 
 func (e *NotFoundError) Error() string { return e.What + " not found" }
+
 func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 
 // NotFound builds a NotFoundError for a kind of object.

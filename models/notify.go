@@ -1,24 +1,9 @@
 package models
 
 import (
-	"context"
 	"fmt"
 	"time"
-
-	"gorm.io/gorm"
 )
-
-// LoadSettings returns the panel settings for internal callers (the mailer).
-func LoadSettings(ctx context.Context, db *gorm.DB) (*Settings, error) {
-	return loadSettings(db.WithContext(ctx))
-}
-
-// SMTPReady reports whether the panel can send mail now; it is read before starting a
-// notification so that a panel without SMTP starts no work per login.
-func SMTPReady(ctx context.Context, db *gorm.DB) bool {
-	st, err := LoadSettings(ctx, db)
-	return err == nil && st.SMTPConfigured()
-}
 
 // AccessNotice is the e-mail telling a user that its account was accessed (the guide:
 // "the panel will send an email notification whenever your account is accessed").

@@ -135,6 +135,7 @@ type NotFoundFieldError struct {
 }
 
 func (e *NotFoundFieldError) Error() string { return e.What + " not found" }
+
 func (e *NotFoundFieldError) Unwrap() error { return ErrNotFound }
 
 // checkLimit refuses an insert that would pass a network limit (0 = unlimited).

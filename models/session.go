@@ -10,6 +10,16 @@ import (
 	"gorm.io/gorm"
 )
 
+// Session is a dashboard login; its id is stored hashed, the cookie holds the secret.
+type Session struct {
+	ID        string    `gorm:"primaryKey;size:64" json:"-"`
+	UserID    uint      `gorm:"not null;index" json:"user_id"`
+	CSRF      string    `gorm:"size:64;not null" json:"-"`
+	IP        string    `gorm:"size:64;not null;default:''" json:"ip"`
+	ExpiresAt time.Time `gorm:"index" json:"expires_at"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
 // SessionTTL is how long a dashboard login lasts without activity.
 const SessionTTL = 12 * time.Hour
 

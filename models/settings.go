@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/mail"
@@ -12,6 +11,34 @@ import (
 
 	"gorm.io/gorm"
 )
+
+// Settings holds the panel-wide settings; there is one row, id 1.
+type Settings struct {
+	ID            uint      `gorm:"primaryKey" json:"-"`
+	PanelHostname string    `gorm:"size:253;not null;default:''" json:"panel_hostname"`
+	SMTPHost      string    `gorm:"column:smtp_host;size:253;not null;default:''" json:"smtp_host"`
+	SMTPPort      int       `gorm:"column:smtp_port;not null;default:587" json:"smtp_port"`
+	SMTPUser      string    `gorm:"column:smtp_user;size:253;not null;default:''" json:"smtp_user"`
+	SMTPPassword  string    `gorm:"column:smtp_password;size:253;not null;default:''" json:"-"`
+	SMTPFrom      string    `gorm:"column:smtp_from;size:254;not null;default:''" json:"smtp_from"`
+	SMTPTLS       string    `gorm:"column:smtp_tls;size:20;not null;default:'starttls'" json:"smtp_tls"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// SMTPConfigured reports whether the panel can send mail.
+func (s *Settings) SMTPConfigured() bool { return s.SMTPHost != "" && s.SMTPFrom != "" }
+
+// LoadSettings returns the panel settings for internal callers (the mailer).
+func LoadSettings(ctx context.Context, db *gorm.DB) (*Settings, error) {
+	return loadSettings(db.WithContext(ctx))
+}
+
+// SMTPReady reports whether the panel can send mail now; it is read before starting a
+// notification so that a panel without SMTP starts no work per login.
+func SMTPReady(ctx context.Context, db *gorm.DB) bool {
+	st, err := LoadSettings(ctx, db)
+	return err == nil && st.SMTPConfigured()
+}
 
 // SettingsInput is the body of a Panel Settings update. An empty smtp_password clears it
 // (the dashboard leaves the field out when the operator types nothing, which keeps it).
@@ -129,97 +156,4 @@ func (s *Store) UpdateSettings(ctx context.Context, a *Actor, in *SettingsInput)
 		return audit(tx, a, nil, "update", "settings", st.ID, "")
 	})
 	return st, err
-}
-
-// Login rate limits: failed logins are counted from the audit log, so every panel behind a
-// load balancer enforces the same limit without shared memory.
-const (
-	LoginWindow             = 15 * time.Minute
-	LoginMaxFailuresPerIP   = 10
-	LoginMaxFailuresPerUser = 20
-)
-
-// RateLimitedError is a login refused because of too many recent failures (HTTP 429).
-type RateLimitedError struct{ RetryAfter time.Duration }
-
-func (e *RateLimitedError) Error() string {
-	return fmt.Sprintf("too many failed logins: try again in %d minutes", int(e.RetryAfter.Minutes()+0.999))
-}
-
-const actionLoginFailed = "login-failed"
-
-// dummyHash makes a login for an unknown e-mail cost as much as one for a known e-mail.
-var dummyHash, _ = HashPassword("not a password of anyone's")
-
-// Login checks an e-mail and password for a dashboard login from ip, within the rate
-// limits, and records the attempt in the audit log. It returns ErrBadCredentials for a
-// wrong e-mail or password and a *RateLimitedError once too many attempts failed.
-func Login(ctx context.Context, db *gorm.DB, email, password, ip string) (*Actor, error) {
-	email = strings.ToLower(strings.TrimSpace(email))
-	if len(email) > 254 {
-		email = email[:254]
-	}
-	since := time.Now().Add(-LoginWindow)
-	for _, lim := range []struct {
-		col, val string
-		max      int
-	}{{"ip", ip, LoginMaxFailuresPerIP}, {"detail", email, LoginMaxFailuresPerUser}} {
-		var n int64
-		var oldest AuditEvent
-		q := db.WithContext(ctx).Model(&AuditEvent{}).Where("action = ? AND created_at > ? AND "+lim.col+" = ?", actionLoginFailed, since, lim.val)
-		if err := q.Count(&n).Error; err != nil {
-			return nil, fmt.Errorf("count failed logins: %w", err)
-		}
-		if n >= int64(lim.max) {
-			retry := LoginWindow
-			if err := q.Order("created_at").Limit(1).Take(&oldest).Error; err == nil {
-				retry = time.Until(oldest.CreatedAt.Add(LoginWindow))
-			}
-			return nil, &RateLimitedError{RetryAfter: max(retry, time.Second)}
-		}
-	}
-	var u User
-	err := db.WithContext(ctx).Where("email = ?", email).Take(&u).Error
-	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, fmt.Errorf("user lookup: %w", err)
-	}
-	hash := u.PasswordHash
-	if err != nil {
-		hash = dummyHash
-	}
-	if !CheckPassword(hash, password) || u.ID == 0 {
-		db.WithContext(ctx).Create(&AuditEvent{Action: actionLoginFailed, Object: "user", ObjectID: u.ID, IP: ip, Detail: email})
-		return nil, ErrBadCredentials
-	}
-	uid := u.ID
-	db.WithContext(ctx).Create(&AuditEvent{UserID: &uid, Action: "login", Object: "user", ObjectID: u.ID, IP: ip})
-	return &Actor{User: u}, nil
-}
-
-// ChangePassword changes the actor's own password after checking the current one, and ends
-// the actor's other dashboard sessions (keepSession is the hash-less cookie secret of the
-// session that made the change).
-func (s *Store) ChangePassword(ctx context.Context, a *Actor, current, next, keepSession string) error {
-	var u User
-	if err := s.DB.WithContext(ctx).Take(&u, a.ID).Error; err != nil {
-		return fmt.Errorf("user lookup: %w", err)
-	}
-	if !CheckPassword(u.PasswordHash, current) {
-		return Invalid("current_password", "is not your current password")
-	}
-	if _, err := s.UpdateUser(ctx, a, a.ID, &UserInput{Password: &next}); err != nil {
-		var ve *ValidationError
-		if errors.As(err, &ve) && ve.Field == "password" {
-			return Invalid("new_password", "%s", ve.Msg)
-		}
-		return err
-	}
-	return s.DB.WithContext(ctx).Where("user_id = ? AND id <> ?", a.ID, HashSecret(keepSession)).Delete(&Session{}).Error
-}
-
-// AccountTokens lists the actor's API tokens (their secrets are stored hashed and cannot be shown again).
-func (s *Store) AccountTokens(ctx context.Context, a *Actor) ([]APIToken, error) {
-	var ts []APIToken
-	err := s.DB.WithContext(ctx).Where("user_id = ?", a.ID).Order("id").Find(&ts).Error
-	return ts, err
 }

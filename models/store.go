@@ -2,15 +2,33 @@ package models
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"regexp"
 	"strings"
 
 	"gorm.io/gorm"
 )
+
+// ListOwned lists one page of a network-owned kind the actor sees, optionally in one network.
+func ListOwned[T any](ctx context.Context, s *Store, a *Actor, p Page, networkID uint) ([]T, int64, error) {
+	if networkID != 0 {
+		return listScoped[T](ctx, s.DB, a.scopeNetworkOwned, p, "network_id = ?", networkID)
+	}
+	return listScoped[T](ctx, s.DB, a.scopeNetworkOwned, p)
+}
+
+// GetOwned loads one visible network-owned object.
+func GetOwned[T any](ctx context.Context, s *Store, a *Actor, id uint, what string) (*T, error) {
+	return getScoped[T](ctx, s.DB, a.scopeNetworkOwned, id, what)
+}
+
+func requireNetwork(v *uint) (uint, error) {
+	if v == nil || *v == 0 {
+		return 0, Invalid("network_id", "is required (the id of the network)")
+	}
+	return *v, nil
+}
 
 // Engine starts the workflow behind an Operation. The panel wires Temporal here; with no
 // engine the operation stays queued and says so.
@@ -37,70 +55,6 @@ type Created struct {
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return s.DB.WithContext(ctx).Transaction(fn)
 }
-
-func audit(tx *gorm.DB, a *Actor, networkID *uint, action, object string, id uint, detail string) error {
-	var uid *uint
-	if a != nil {
-		uid = &a.ID
-	}
-	return tx.Create(&AuditEvent{UserID: uid, NetworkID: networkID, Action: action, Object: object, ObjectID: id, Detail: detail}).Error
-}
-
-// newOperation records an Operation for an object inside the inserting transaction.
-func newOperation(tx *gorm.DB, networkID uint, kind, objectType string, objectID uint, input any) (*Operation, error) {
-	in := ""
-	if input != nil {
-		b, err := json.Marshal(input)
-		if err != nil {
-			return nil, err
-		}
-		in = string(b)
-	}
-	nid := networkID
-	op := &Operation{NetworkID: &nid, Kind: kind, ObjectType: objectType, ObjectID: objectID, State: OpQueued, Step: "queued", Input: in}
-	if err := tx.Create(op).Error; err != nil {
-		return nil, fmt.Errorf("record operation: %w", err)
-	}
-	return op, nil
-}
-
-// launch hands committed operations to the engine. Without an engine, or if the engine
-// cannot take it now, the operation stays queued with a message: nothing is lost, and a
-// repeated start is safe because workflow ids come from the object.
-func (s *Store) launch(ctx context.Context, op *Operation) {
-	if op == nil {
-		return
-	}
-	msg := ""
-	if s.Engine == nil {
-		msg = "queued: this panel has no workflow engine yet; the operation will run once one is configured"
-	} else if err := s.Engine.Start(ctx, op); err != nil {
-		msg = "queued: the workflow engine did not take the operation yet: " + err.Error()
-	}
-	if msg != "" {
-		op.Message = msg
-		s.DB.WithContext(ctx).Model(&Operation{}).Where("id = ? AND state = ?", op.ID, OpQueued).Update("message", msg)
-	}
-	if fresh, err := s.Operation(ctx, nil, op.ID); err == nil {
-		*op = *fresh
-	}
-}
-
-// Operation loads an operation; a nil actor (internal callers) sees all.
-func (s *Store) Operation(ctx context.Context, a *Actor, id uint) (*Operation, error) {
-	scope := func(db *gorm.DB) *gorm.DB { return db }
-	if a != nil && !a.SuperAdmin() {
-		scope = func(db *gorm.DB) *gorm.DB { return db.Where("network_id IN (?)", a.VisibleNetworkIDs(db)) }
-	}
-	return getScoped[Operation](ctx, s.DB, scope, id, "operation")
-}
-
-// ListOperations lists the operations the actor may see, newest first.
-func (s *Store) ListOperations(ctx context.Context, a *Actor, p Page) ([]Operation, int64, error) {
-	return listScoped[Operation](ctx, s.DB, func(db *gorm.DB) *gorm.DB { return a.scopeNetworkOwned(db).Order("id DESC") }, p)
-}
-
-// ---- validation helpers ----
 
 func requiredName(field string, v *string, max int) (string, error) {
 	if v == nil || strings.TrimSpace(*v) == "" {

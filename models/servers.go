@@ -3,118 +3,48 @@ package models
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
 
-// ListOwned lists one page of a network-owned kind the actor sees, optionally in one network.
-func ListOwned[T any](ctx context.Context, s *Store, a *Actor, p Page, networkID uint) ([]T, int64, error) {
-	if networkID != 0 {
-		return listScoped[T](ctx, s.DB, a.scopeNetworkOwned, p, "network_id = ?", networkID)
-	}
-	return listScoped[T](ctx, s.DB, a.scopeNetworkOwned, p)
+// Server roles inside a network.
+const (
+	ServerMaster = "master"
+	ServerSlave  = "slave"
+)
+
+// Server is a storage server: a ZFS pool, an agent, an iSCSI target and a boot endpoint.
+type Server struct {
+	ID            uint       `gorm:"primaryKey" json:"id"`
+	NetworkID     uint       `gorm:"not null;index;uniqueIndex:idx_server_name" json:"network_id"`
+	Name          string     `gorm:"size:200;not null;uniqueIndex:idx_server_name" json:"name"`
+	IP            string     `gorm:"size:64;not null" json:"ip"`
+	ReplicationIP string     `gorm:"size:64;not null;default:''" json:"replication_ip"`
+	Pool          string     `gorm:"size:200;not null" json:"pool"`
+	TunnelPort    int        `gorm:"not null;default:0" json:"tunnel_port"`
+	Role          string     `gorm:"size:20;not null;default:'slave'" json:"role"`
+	KeyHash       string     `gorm:"size:64;not null;index" json:"-"`
+	Status        string     `gorm:"size:200;not null;default:'Waiting for agent'" json:"status"`
+	Stats         string     `gorm:"type:text;not null;default:''" json:"-"`
+	StatsAt       *time.Time `json:"stats_at"`
+	PoolHealth    string     `gorm:"size:40;not null;default:''" json:"pool_health"`
+	PoolSize      int64      `gorm:"not null;default:0" json:"pool_size"`
+	PoolFree      int64      `gorm:"not null;default:0" json:"pool_free"`
+	AgentAddr     string     `gorm:"size:200;not null;default:''" json:"agent_addr"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
-// GetOwned loads one visible network-owned object.
-func GetOwned[T any](ctx context.Context, s *Store, a *Actor, id uint, what string) (*T, error) {
-	return getScoped[T](ctx, s.DB, a.scopeNetworkOwned, id, what)
-}
-
-func requireNetwork(v *uint) (uint, error) {
-	if v == nil || *v == 0 {
-		return 0, Invalid("network_id", "is required (the id of the network)")
+// ReplicationAddress is where slaves pull from: the Replication IP, or the iSCSI IP when none is set.
+func (s *Server) ReplicationAddress() string {
+	if s.ReplicationIP != "" {
+		return s.ReplicationIP
 	}
-	return *v, nil
-}
-
-// TunnelInput is the body of a tunnel create or update.
-type TunnelInput struct {
-	NetworkID *uint   `field:"network_id,network"`
-	Alias     *string `field:"alias"`
-	IP        *string `field:"ip"`
-}
-
-// CreateTunnel creates a tunnel server for a network; the network's first tunnel is selected.
-func (s *Store) CreateTunnel(ctx context.Context, a *Actor, in *TunnelInput) (*Created, error) {
-	nid, err := requireNetwork(in.NetworkID)
-	if err != nil {
-		return nil, err
-	}
-	t := &Tunnel{NetworkID: nid, Status: "Waiting for tunnel"}
-	if t.Alias, err = requiredName("alias", in.Alias, 200); err != nil {
-		return nil, err
-	}
-	if t.IP, err = checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
-		return nil, err
-	}
-	var secret string
-	err = s.tx(ctx, func(tx *gorm.DB) error {
-		n, err := a.lockNetwork(tx, nid, "network_id")
-		if err != nil {
-			return err
-		}
-		secret = NewSecret("cdk_")
-		t.KeyHash = HashSecret(secret)
-		if err := tx.Create(t).Error; err != nil {
-			return err
-		}
-		if n.TunnelID == nil {
-			if err := tx.Model(n).Update("tunnel_id", t.ID).Error; err != nil {
-				return err
-			}
-		}
-		return audit(tx, a, &nid, "create", "tunnel", t.ID, t.Alias)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &Created{Object: t, Secret: secret}, nil
-}
-
-// UpdateTunnel changes a tunnel's alias or address.
-func (s *Store) UpdateTunnel(ctx context.Context, a *Actor, id uint, in *TunnelInput) (*Tunnel, error) {
-	var t *Tunnel
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if t, err = getScoped[Tunnel](ctx, tx, a.scopeNetworkOwned, id, "tunnel"); err != nil {
-			return err
-		}
-		if in.NetworkID != nil && *in.NetworkID != t.NetworkID {
-			return Invalid("network_id", "a tunnel cannot move to another network")
-		}
-		if in.Alias != nil {
-			if t.Alias, err = checkName("alias", *in.Alias, 200); err != nil {
-				return err
-			}
-		}
-		if in.IP != nil {
-			if t.IP, err = checkIP("ip", *in.IP, true); err != nil {
-				return err
-			}
-		}
-		if err := tx.Save(t).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &t.NetworkID, "update", "tunnel", t.ID, "")
-	})
-	return t, err
-}
-
-// DeleteTunnel deletes a tunnel; a network that had selected it has no tunnel afterwards.
-func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		t, err := getScoped[Tunnel](ctx, tx, a.scopeNetworkOwned, id, "tunnel")
-		if err != nil {
-			return err
-		}
-		if err := tx.Model(&Network{}).Where("tunnel_id = ?", t.ID).Update("tunnel_id", nil).Error; err != nil {
-			return err
-		}
-		if err := tx.Delete(t).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &t.NetworkID, "delete", "tunnel", t.ID, t.Alias)
-	})
+	return s.IP
 }
 
 // ServerInput is the body of a server create or update.
@@ -367,4 +297,96 @@ func (srv *Server) StatsView() ServerStats {
 	}
 	return ServerStats{ID: srv.ID, Name: srv.Name, Status: srv.Status, PoolHealth: srv.PoolHealth,
 		PoolSize: srv.PoolSize, PoolFree: srv.PoolFree, StatsAt: at, Stats: raw}
+}
+
+// Reachable reports whether the panel's last look at the server got through its tunnel
+// (a status of "Panel to server OK", possibly followed by a note about the pool).
+func (s *Server) Reachable() bool { return strings.HasPrefix(s.Status, StatusPanelOK) }
+
+// StatusPanelOK is the server status the guide asks to check after install.
+const StatusPanelOK = "Panel to server OK"
+
+// PoolMissing is the pool health recorded when the agent finds no pool of the server's name.
+const PoolMissing = "MISSING"
+
+// StatsReport is what an agent reports about its pool.
+type StatsReport struct {
+	PoolHealth string          `json:"pool_health"` // ONLINE, DEGRADED, ..., or MISSING
+	PoolSize   int64           `json:"pool_size"`   // bytes usable by datasets
+	PoolFree   int64           `json:"pool_free"`   // bytes
+	Detail     json.RawMessage `json:"detail"`      // the agent's full report, shown as stats
+}
+
+// RecordServerStats stores a server's latest stats and marks it reachable
+// ("Panel to server OK").
+func RecordServerStats(ctx context.Context, db *gorm.DB, serverID uint, r *StatsReport) error {
+	return recordStats(db.WithContext(ctx), serverID, r)
+}
+
+func recordStats(tx *gorm.DB, serverID uint, r *StatsReport) error {
+	detail := r.Detail
+	if len(detail) == 0 || !json.Valid(detail) {
+		detail = json.RawMessage("{}")
+	}
+	status := StatusPanelOK
+	switch r.PoolHealth {
+	case "ONLINE":
+	case PoolMissing:
+		status += "; pool missing"
+	default:
+		status += "; pool " + strings.ToLower(r.PoolHealth)
+	}
+	now := time.Now()
+	res := tx.Model(&Server{}).Where("id = ?", serverID).Updates(map[string]any{
+		"status": status, "pool_health": trunc(r.PoolHealth, 40), "pool_size": r.PoolSize, "pool_free": r.PoolFree,
+		"stats": string(detail), "stats_at": now,
+	})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return NotFound("server")
+	}
+	return nil
+}
+
+// ErrBadServerKey is a server key that names no server.
+var ErrBadServerKey = errors.New("unknown server key")
+
+// ServerByKey finds the server a key was issued for (install.sh -k); ErrBadServerKey when none.
+func ServerByKey(ctx context.Context, db *gorm.DB, key string) (*Server, error) {
+	key = strings.TrimSpace(key)
+	if key == "" {
+		return nil, ErrBadServerKey
+	}
+	var srv Server
+	err := db.WithContext(ctx).Where("key_hash = ?", HashSecret(key)).Take(&srv).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrBadServerKey
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server lookup: %w", err)
+	}
+	return &srv, nil
+}
+
+// RegisterAgent records an agent's start for its server (its address, when it gave one)
+// and queues the server's bootstrap operation.
+func (s *Store) RegisterAgent(ctx context.Context, srv *Server, agentAddr string) (*Operation, error) {
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Model(&Server{}).Where("id = ?", srv.ID).Updates(map[string]any{
+			"agent_addr": trunc(agentAddr, 200), "status": "Agent connected; bootstrapping",
+		}).Error; err != nil {
+			return err
+		}
+		var err error
+		op, err = newOperation(tx, srv.NetworkID, OpServerBootstrap, "server", srv.ID, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return op, nil
 }

@@ -2,9 +2,28 @@ package models
 
 import (
 	"context"
+	"time"
 
 	"gorm.io/gorm"
 )
+
+// Network groups servers, devices, volumes, groups, menus and containers; it is owned by a client.
+// Limits of 0 mean unlimited.
+type Network struct {
+	ID             uint      `gorm:"primaryKey" json:"id"`
+	ClientID       uint      `gorm:"not null;index" json:"client_id"`
+	Name           string    `gorm:"size:200;not null" json:"name"`
+	MaxServers     int       `gorm:"not null;default:0" json:"max_servers"`
+	MaxDevices     int       `gorm:"not null;default:0" json:"max_devices"`
+	MaxVolumes     int       `gorm:"not null;default:0" json:"max_volumes"`
+	MaxGroups      int       `gorm:"not null;default:0" json:"max_groups"`
+	TunnelID       *uint     `json:"tunnel_id"`
+	MasterServerID *uint     `json:"master_server_id"`
+	DefaultGroupID *uint     `json:"default_group_id"`
+	DefaultMenuID  *uint     `json:"default_menu_id"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
 
 // NetworkInput is the body of a network create or update.
 type NetworkInput struct {
@@ -211,61 +230,4 @@ func (s *Store) DeleteNetwork(ctx context.Context, a *Actor, id uint) error {
 		}
 		return audit(tx, a, nil, "delete", "network", n.ID, n.Name)
 	})
-}
-
-// Delegate gives a user access to a network ("pilot"); only an admin of the network's client may.
-func (s *Store) Delegate(ctx context.Context, a *Actor, networkID, userID uint) (*Delegation, error) {
-	d := &Delegation{NetworkID: networkID, UserID: userID}
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		n, err := a.lockNetwork(tx, networkID, "")
-		if err != nil {
-			return NotFound("network")
-		}
-		if !a.CanAdminClient(n.ClientID) {
-			return Forbidden("only an admin of the network's client can delegate it")
-		}
-		var u User
-		if err := tx.Take(&u, userID).Error; err != nil {
-			return &NotFoundFieldError{Field: "user_id", What: "user"}
-		}
-		if u.SuperAdmin() || u.ClientID == n.ClientID {
-			return Conflict("user_id", "user %d already sees this network", userID)
-		}
-		if err := tx.Where(d).FirstOrCreate(d).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &n.ID, "delegate", "network", n.ID, u.Email)
-	})
-	return d, err
-}
-
-// Undelegate removes a delegation.
-func (s *Store) Undelegate(ctx context.Context, a *Actor, networkID, userID uint) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		n, err := a.lockNetwork(tx, networkID, "")
-		if err != nil {
-			return NotFound("network")
-		}
-		if !a.CanAdminClient(n.ClientID) {
-			return Forbidden("only an admin of the network's client can change its delegations")
-		}
-		res := tx.Where("network_id = ? AND user_id = ?", networkID, userID).Delete(&Delegation{})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return NotFound("delegation")
-		}
-		return audit(tx, a, &n.ID, "undelegate", "network", n.ID, "")
-	})
-}
-
-// ListDelegations lists a visible network's delegations.
-func (s *Store) ListDelegations(ctx context.Context, a *Actor, networkID uint) ([]Delegation, error) {
-	if _, err := s.GetNetwork(ctx, a, networkID); err != nil {
-		return nil, err
-	}
-	var ds []Delegation
-	err := s.DB.WithContext(ctx).Where("network_id = ?", networkID).Order("user_id").Find(&ds).Error
-	return ds, err
 }

@@ -1,0 +1,297 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Device is a diskless machine known by its MAC; it boots its own clone of a group version.
+type Device struct {
+	ID              uint       `gorm:"primaryKey" json:"id"`
+	NetworkID       uint       `gorm:"not null;index;uniqueIndex:idx_device_mac" json:"network_id"`
+	MAC             string     `gorm:"size:17;not null;uniqueIndex:idx_device_mac" json:"mac"`
+	Name            string     `gorm:"size:200;not null;default:''" json:"name"`
+	UUID            string     `gorm:"size:64;not null;default:''" json:"uuid"`
+	GroupID         *uint      `gorm:"index" json:"group_id"`
+	MenuID          *uint      `json:"menu_id"`
+	Locked          bool       `gorm:"not null;default:false" json:"locked"`
+	CloneVersionID  *uint      `json:"clone_version_id"`
+	BootedVersionID *uint      `json:"booted_version_id"`
+	ServerID        *uint      `json:"server_id"`
+	LastBootAt      *time.Time `json:"last_boot_at"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+}
+
+// DeviceInput is the body of a device create or update.
+type DeviceInput struct {
+	NetworkID *uint   `field:"network_id,network"`
+	MAC       *string `field:"mac"`
+	Name      *string `field:"name"`
+	GroupID   *uint   `field:"group_id,group"`
+	MenuID    *uint   `field:"menu_id,menu"`
+	Locked    *bool   `field:"locked"`
+}
+
+// CreateDevice registers a device by MAC within the network's MaxDevices.
+func (s *Store) CreateDevice(ctx context.Context, a *Actor, in *DeviceInput) (*Created, error) {
+	nid, err := requireNetwork(in.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{NetworkID: nid, Locked: ptrOr(in.Locked, false), GroupID: nonZero(in.GroupID), MenuID: nonZero(in.MenuID)}
+	if in.MAC == nil {
+		return nil, Invalid("mac", "is required")
+	}
+	if d.MAC, err = NormalizeMAC(*in.MAC); err != nil {
+		return nil, err
+	}
+	if in.Name != nil {
+		if d.Name, err = checkName("name", *in.Name, 200); err != nil {
+			return nil, err
+		}
+	}
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		n, err := a.lockNetwork(tx, nid, "network_id")
+		if err != nil {
+			return err
+		}
+		if err := refInNetwork(tx, &Group{}, d.GroupID, nid, "group_id", "group"); err != nil {
+			return err
+		}
+		if err := refInNetwork(tx, &Menu{}, d.MenuID, nid, "menu_id", "menu"); err != nil {
+			return err
+		}
+		if err := checkLimit(tx, &Device{}, nid, n.MaxDevices, "devices", "max_devices"); err != nil {
+			return err
+		}
+		if err := tx.Create(d).Error; err != nil {
+			if IsDuplicate(err) {
+				return Conflict("mac", "a device with MAC %s already exists in this network", d.MAC)
+			}
+			return err
+		}
+		return audit(tx, a, &nid, "create", "device", d.ID, d.MAC)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Created{Object: d}, nil
+}
+
+// UpdateDevice changes a device's name, group, menu or lock. With a workflow engine, a
+// lock change goes through the device's workflow (DeviceLocker), in order with its
+// provisionings; the other changes are saved first.
+func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceInput) (*Created, error) {
+	var d *Device
+	locker, _ := s.Engine.(DeviceLocker)
+	var lockTo *bool
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
+			return err
+		}
+		if in.NetworkID != nil && *in.NetworkID != d.NetworkID {
+			return Invalid("network_id", "a device cannot move to another network")
+		}
+		if in.MAC != nil {
+			mac, err := NormalizeMAC(*in.MAC)
+			if err != nil {
+				return err
+			}
+			if mac != d.MAC {
+				return Invalid("mac", "a device's MAC cannot change: register a new device")
+			}
+		}
+		if in.Name != nil {
+			if d.Name, err = checkName("name", *in.Name, 200); err != nil {
+				return err
+			}
+		}
+		if in.GroupID != nil {
+			if err := refInNetwork(tx, &Group{}, in.GroupID, d.NetworkID, "group_id", "group"); err != nil {
+				return err
+			}
+			d.GroupID = nonZero(in.GroupID)
+		}
+		if in.MenuID != nil {
+			if err := refInNetwork(tx, &Menu{}, in.MenuID, d.NetworkID, "menu_id", "menu"); err != nil {
+				return err
+			}
+			d.MenuID = nonZero(in.MenuID)
+		}
+		detail := ""
+		if in.Locked != nil && *in.Locked != d.Locked {
+			detail = map[bool]string{true: "lock", false: "unlock"}[*in.Locked]
+			if locker != nil {
+				lockTo = in.Locked
+			} else {
+				d.Locked = *in.Locked
+			}
+		}
+		if err := tx.Save(d).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, detail)
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &Created{Object: d}
+	if lockTo == nil {
+		return res, nil
+	}
+	switch err := locker.LockDevice(ctx, d.ID, *lockTo); {
+	case errors.Is(err, ErrLockPending):
+		res.Warning = fmt.Sprintf("device %d is being provisioned: the lock change is queued and takes effect when that ends", d.ID)
+	case err != nil:
+		return nil, Unavailable("locked", err, "the workflow engine did not take the lock change, so the lock is unchanged (other changes were saved); try again")
+	default:
+		d.Locked = *lockTo
+	}
+	return res, nil
+}
+
+// DeleteDevice forgets a device; its clone, if any, is queued for the erator.
+func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, error) {
+	var d *Device
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
+			return err
+		}
+		// A group or volume it maintained leaves maintenance (its export goes at the agent's next check).
+		for _, m := range []any{&Group{}, &Volume{}} {
+			if err := tx.Model(m).Where("maintenance_device_id = ?", d.ID).
+				Updates(map[string]any{"maintenance": false, "maintenance_device_id": nil}).Error; err != nil {
+				return err
+			}
+		}
+		if d.ServerID != nil {
+			if op, err = newOperation(tx, d.NetworkID, OpDeviceDelete, "device", d.ID, map[string]uint{"server_id": *d.ServerID}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Delete(d).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &d.NetworkID, "delete", "device", d.ID, d.MAC)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: d, Operation: op}, nil
+}
+
+// registerDevice inserts a device on its first netboot, within MaxDevices. Two servers
+// seeing the same new MAC at once end with one row: the loser reads the winner's.
+func registerDevice(db *gorm.DB, n *Network, mac, uuid string, d *Device) (bool, error) {
+	err := db.Transaction(func(tx *gorm.DB) error {
+		if err := checkLimit(tx, &Device{}, n.ID, n.MaxDevices, "devices", "max_devices"); err != nil {
+			return err
+		}
+		*d = Device{NetworkID: n.ID, MAC: mac, UUID: uuid, GroupID: n.DefaultGroupID}
+		if err := tx.Create(d).Error; err != nil {
+			return err
+		}
+		return audit(tx, nil, &n.ID, "register", "device", d.ID, mac)
+	})
+	if err != nil && IsDuplicate(err) {
+		return false, db.Where("network_id = ? AND mac = ?", n.ID, mac).Take(d).Error
+	}
+	return err == nil, err
+}
+
+// RecordClone stores that a device of a network now has a clone of a version on a server
+// (the device workflow calls it once the clone exists). Repeating it changes nothing.
+func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionID, serverID uint) error {
+	res := db.WithContext(ctx).Model(&Device{}).Where("id = ? AND network_id = ?", deviceID, networkID).
+		Updates(map[string]any{"clone_version_id": versionID, "server_id": serverID})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return NotFound("device")
+	}
+	return nil
+}
+
+// OpDeviceRestore is the operation that puts a device's replaced disk back from the erator.
+const OpDeviceRestore = "device-restore"
+
+// DeviceRestoreInput is the body of a device restore: an erator entry (as the server's
+// erator lists it), or none for the newest of the device's.
+type DeviceRestoreInput struct {
+	From *string `field:"from,name"`
+}
+
+// DeviceRestoreRequest is the input an engine reads from a device restore operation.
+type DeviceRestoreRequest struct {
+	ServerID uint   `json:"server_id"`
+	From     string `json:"from"`
+}
+
+// RestoreDevice queues putting a device's replaced disk back from its server's erator
+// (the disk it has now goes to the erator in exchange).
+func (s *Store) RestoreDevice(ctx context.Context, a *Actor, id uint, in *DeviceRestoreInput) (*Created, error) {
+	var d *Device
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
+			return err
+		}
+		if d.ServerID == nil {
+			return Conflict("", "device %d has no disk on any server: there is nothing to restore", d.ID)
+		}
+		from := ""
+		if in != nil && in.From != nil {
+			from = strings.TrimSpace(*in.From)
+			if from != "" && !strings.Contains(from, fmt.Sprintf("/erator/device-%d-", d.ID)) {
+				return Invalid("from", "must be an erator entry of device %d (…/erator/device-%d-<time>)", d.ID, d.ID)
+			}
+		}
+		if op, err = newOperation(tx, d.NetworkID, OpDeviceRestore, "device", d.ID, DeviceRestoreRequest{ServerID: *d.ServerID, From: from}); err != nil {
+			return err
+		}
+		return audit(tx, a, &d.NetworkID, "restore", "device", d.ID, from)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: d, Operation: op}, nil
+}
+
+// DeviceLocker changes a device's lock in order with its provisionings: the panel's
+// engine sends the change to the device's entity workflow, so a lock set while the device
+// is being reprovisioned takes effect when that ends, and a reprovisioning decided before
+// the lock is refused. An Engine that is also a DeviceLocker gets every lock change.
+type DeviceLocker interface {
+	// LockDevice returns once the lock is written; ErrLockPending when the device's
+	// provisioning under way outlasts the wait (the change is queued and happens after it).
+	LockDevice(ctx context.Context, deviceID uint, locked bool) error
+}
+
+// ErrLockPending: the lock change is queued behind the device's provisioning under way.
+var ErrLockPending = errors.New("the lock change is queued behind the device's provisioning under way")
+
+// SetDeviceLock writes a device's lock (the device workflow's step). Repeating it changes nothing.
+func SetDeviceLock(ctx context.Context, db *gorm.DB, deviceID uint, locked bool) error {
+	res := db.WithContext(ctx).Model(&Device{}).Where("id = ?", deviceID).Update("locked", locked)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		// PostgreSQL and SQLite count matched rows, changed or not: none matched.
+		return NotFound("device")
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Group is a clone of a volume where the OS is installed; devices boot its versions.
+type Group struct {
+	ID                  uint      `gorm:"primaryKey" json:"id"`
+	NetworkID           uint      `gorm:"not null;index" json:"network_id"`
+	Name                string    `gorm:"size:200;not null" json:"name"`
+	VolumeID            uint      `gorm:"not null;index" json:"volume_id"`
+	StrictVersioning    bool      `gorm:"not null;default:false" json:"strict_versioning"`
+	LazyLocks           bool      `gorm:"not null;default:false" json:"lazy_locks"`
+	AssignedVersionID   *uint     `json:"assigned_version_id"`
+	Maintenance         bool      `gorm:"not null;default:false" json:"maintenance"`
+	MaintenanceDeviceID *uint     `json:"maintenance_device_id"`
+	State               string    `gorm:"size:20;not null;default:'pending'" json:"state"`
+	CreatedAt           time.Time `json:"created_at"`
+	UpdatedAt           time.Time `json:"updated_at"`
+}
+
+// GroupInput is the body of a group create or update.
+type GroupInput struct {
+	NetworkID        *uint   `field:"network_id,network"`
+	Name             *string `field:"name"`
+	VolumeID         *uint   `field:"volume_id,volume"`
+	StrictVersioning *bool   `field:"strict_versioning,strict"`
+	LazyLocks        *bool   `field:"lazy_locks"`
+	AssignedVersion  *int    `field:"assigned_version,version"`
+}
+
+// CreateGroup records a group cloned from a volume of the same network and queues the clone.
+func (s *Store) CreateGroup(ctx context.Context, a *Actor, in *GroupInput) (*Created, error) {
+	nid, err := requireNetwork(in.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{NetworkID: nid, State: StatePending, StrictVersioning: ptrOr(in.StrictVersioning, false), LazyLocks: ptrOr(in.LazyLocks, false)}
+	if g.Name, err = requiredName("name", in.Name, 200); err != nil {
+		return nil, err
+	}
+	if in.VolumeID == nil || *in.VolumeID == 0 {
+		return nil, Invalid("volume_id", "is required (the volume the group is cloned from)")
+	}
+	if in.AssignedVersion != nil {
+		return nil, Invalid("assigned_version", "a new group has no versions yet: publish one first")
+	}
+	g.VolumeID = *in.VolumeID
+	var op *Operation
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		n, err := a.lockNetwork(tx, nid, "network_id")
+		if err != nil {
+			return err
+		}
+		var vol Volume
+		if err := tx.Where("id = ? AND network_id = ?", g.VolumeID, nid).Take(&vol).Error; err != nil {
+			return Invalid("volume_id", "volume %d is not in network %d", g.VolumeID, nid)
+		}
+		if vol.State == StateDeleting || vol.State == StateDeleted || vol.State == StateFailed {
+			return Conflict("volume_id", "volume %d is %s", vol.ID, vol.State)
+		}
+		op, err = insertQueued(tx, a, n, queued{row: g, id: func() uint { return g.ID }, label: g.Name, object: "group",
+			kind: OpGroupCreate, max: n.MaxGroups, what: "groups", limit: "max_groups"})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: g, Operation: op}, nil
+}
+
+// UpdateGroup changes a group's name, properties (Strict Versioning, Lazy Locks) or its
+// assigned version (a published version number).
+func (s *Store) UpdateGroup(ctx context.Context, a *Actor, id uint, in *GroupInput) (*Group, error) {
+	var g *Group
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, id, "group"); err != nil {
+			return err
+		}
+		if in.NetworkID != nil && *in.NetworkID != g.NetworkID {
+			return Invalid("network_id", "a group cannot move to another network")
+		}
+		if in.VolumeID != nil && *in.VolumeID != g.VolumeID {
+			return Invalid("volume_id", "a group's volume is fixed when it is created")
+		}
+		if in.Name != nil {
+			if g.Name, err = checkName("name", *in.Name, 200); err != nil {
+				return err
+			}
+		}
+		g.StrictVersioning = ptrOr(in.StrictVersioning, g.StrictVersioning)
+		g.LazyLocks = ptrOr(in.LazyLocks, g.LazyLocks)
+		if in.AssignedVersion != nil {
+			var ver GroupVersion
+			if err := tx.Where("group_id = ? AND number = ? AND state = ?", g.ID, *in.AssignedVersion, StateReady).Take(&ver).Error; err != nil {
+				return Invalid("assigned_version", "group %d has no published version v%d", g.ID, *in.AssignedVersion)
+			}
+			g.AssignedVersionID = &ver.ID
+		}
+		if err := tx.Save(g).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &g.NetworkID, "update", "group", g.ID, "")
+	})
+	return g, err
+}
+
+// DeleteGroup queues a group's deletion (renamed into the erator). A group that devices
+// belong to, or that is a network's default, stays.
+func (s *Store) DeleteGroup(ctx context.Context, a *Actor, id uint) (*Created, error) {
+	var g *Group
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, id, "group"); err != nil {
+			return err
+		}
+		var devices int64
+		if err := tx.Model(&Device{}).Where("group_id = ?", g.ID).Count(&devices).Error; err != nil {
+			return err
+		}
+		if devices > 0 {
+			return Conflict("", "group %d has %d devices: move them to another group first", g.ID, devices)
+		}
+		var defaults int64
+		if err := tx.Model(&Network{}).Where("default_group_id = ?", g.ID).Count(&defaults).Error; err != nil {
+			return err
+		}
+		if defaults > 0 {
+			return Conflict("", "group %d is its network's default group: choose another default first", g.ID)
+		}
+		op, err = queueDelete(tx, a, g, &g.State, g.NetworkID, g.ID, "group", OpGroupDelete, g.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: g, Operation: op}, nil
+}
+
+// inMaintenance selects a network's groups or volumes in maintenance with their device.
+func inMaintenance(networkID uint) func(*gorm.DB) *gorm.DB {
+	return func(q *gorm.DB) *gorm.DB {
+		return q.Where("network_id = ? AND maintenance = ? AND maintenance_device_id IS NOT NULL", networkID, true)
+	}
+}
+
+// MaintenanceInput puts a group in maintenance (a device boots its head read-write), or a
+// volume (a device boots the volume read-write), or takes it out.
+type MaintenanceInput struct {
+	DeviceID *uint `field:"device_id,device"`
+}
+
+// SetMaintenance turns a group's maintenance on for a device of its network (on), or off.
+// While on, that device boots the group head read-write instead of its clone.
+func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on bool, in *MaintenanceInput) (*Group, error) {
+	var g *Group
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
+			return err
+		}
+		if _, err := a.lockNetwork(tx, g.NetworkID, "network_id"); err != nil {
+			return err
+		}
+		if !on {
+			g.Maintenance, g.MaintenanceDeviceID = false, nil
+		} else {
+			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
+				return Invalid("device_id", "is required: the device that boots the group head")
+			}
+			if g.State != StateReady {
+				return Conflict("", "group %d is %s: maintenance needs a ready group", g.ID, g.State)
+			}
+			if err := refInNetwork(tx, &Device{}, in.DeviceID, g.NetworkID, "device_id", "device"); err != nil {
+				return err
+			}
+			if err := maintainsOther(tx, *in.DeviceID, "group", g.ID); err != nil {
+				return err
+			}
+			g.Maintenance, g.MaintenanceDeviceID = true, in.DeviceID
+		}
+		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Updates(map[string]any{
+			"maintenance": g.Maintenance, "maintenance_device_id": g.MaintenanceDeviceID,
+		}).Error; err != nil {
+			return err
+		}
+		action := "maintenance-off"
+		if on {
+			action = "maintenance-on"
+		}
+		return audit(tx, a, &g.NetworkID, action, "group", g.ID, "")
+	})
+	return g, err
+}
+
+// maintainsOther refuses a device that already maintains something other than the group
+// or volume (kind, id) being put in maintenance: a device boots one disk read-write.
+func maintainsOther(tx *gorm.DB, deviceID uint, kind string, id uint) error {
+	var groups, vols []uint
+	q := tx.Model(&Group{}).Where("maintenance_device_id = ?", deviceID)
+	if kind == "group" {
+		q = q.Where("id <> ?", id)
+	}
+	if err := q.Pluck("id", &groups).Error; err != nil {
+		return err
+	}
+	q = tx.Model(&Volume{}).Where("maintenance_device_id = ?", deviceID)
+	if kind == "volume" {
+		q = q.Where("id <> ?", id)
+	}
+	if err := q.Pluck("id", &vols).Error; err != nil {
+		return err
+	}
+	switch {
+	case len(groups) > 0:
+		return Conflict("device_id", "device %d already maintains group %d: end that maintenance first", deviceID, groups[0])
+	case len(vols) > 0:
+		return Conflict("device_id", "device %d already maintains volume %d: end that maintenance first", deviceID, vols[0])
+	}
+	return nil
+}
+
+// AssignInput pins a group's assigned version (0 follows the newest ready version).
+type AssignInput struct {
+	Version *int `field:"version,number"`
+}
+
+// AssignVersion pins the version devices of a strict group boot, or (0) returns the group
+// to following its newest version.
+func (s *Store) AssignVersion(ctx context.Context, a *Actor, groupID uint, in *AssignInput) (*Group, error) {
+	if in == nil || in.Version == nil {
+		return nil, Invalid("version", "is required (0 follows the newest version)")
+	}
+	var g *Group
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
+			return err
+		}
+		g.AssignedVersionID = nil
+		if *in.Version != 0 {
+			var v GroupVersion
+			if err := tx.Where("group_id = ? AND number = ?", g.ID, *in.Version).Take(&v).Error; err != nil {
+				if errors.Is(err, gorm.ErrRecordNotFound) {
+					return Invalid("version", "group %d has no v%d", g.ID, *in.Version)
+				}
+				return err
+			}
+			if v.State != StateReady {
+				return Conflict("version", "v%d is %s: only a ready version can be assigned", v.Number, v.State)
+			}
+			g.AssignedVersionID = &v.ID
+		}
+		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Update("assigned_version_id", g.AssignedVersionID).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &g.NetworkID, "assign", "group", g.ID, fmt.Sprintf("v%d", *in.Version))
+	})
+	return g, err
+}
+
+// RestoreGroup queues putting a deleted group back from the erator.
+func (s *Store) RestoreGroup(ctx context.Context, a *Actor, id uint) (*Created, error) {
+	return restore[Group](ctx, s, a, id, "group", OpGroupRestore)
+}

@@ -1,0 +1,378 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Operation states.
+const (
+	OpQueued    = "queued"
+	OpRunning   = "running"
+	OpSucceeded = "succeeded"
+	OpFailed    = "failed"
+)
+
+// Operation links an object to the workflow that does its long work, with live progress.
+type Operation struct {
+	ID         uint       `gorm:"primaryKey" json:"id"`
+	NetworkID  *uint      `gorm:"index" json:"network_id"`
+	Kind       string     `gorm:"size:40;not null" json:"kind"`
+	ObjectType string     `gorm:"size:40;not null" json:"object_type"`
+	ObjectID   uint       `gorm:"not null" json:"object_id"`
+	WorkflowID string     `gorm:"size:200;not null;default:'';index" json:"workflow_id"`
+	RunID      string     `gorm:"size:100;not null;default:''" json:"run_id"`
+	State      string     `gorm:"size:20;not null;default:'queued'" json:"state"`
+	Step       string     `gorm:"size:200;not null;default:''" json:"step"`
+	Percent    int        `gorm:"not null;default:0" json:"percent"`
+	Message    string     `gorm:"size:1000;not null;default:''" json:"message"`
+	Error      string     `gorm:"size:1000;not null;default:''" json:"error"`
+	Input      string     `gorm:"type:text;not null;default:''" json:"-"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// Operation kinds; the workflow engine maps each to its workflow.
+const (
+	OpVolumeCreate = "volume-create"
+	OpVolumeResize = "volume-resize"
+	OpVolumeDelete = "volume-delete"
+	OpGroupCreate  = "group-create"
+	OpGroupDelete  = "group-delete"
+	OpGroupPublish = "group-publish"
+	OpDeviceDelete = "device-delete"
+)
+
+// preflight refuses work on a network whose master cannot take it: no master, or a master
+// whose last stats say its pool is missing or unhealthy. A master whose agent has not
+// reported yet is accepted: the operation waits for it.
+func preflight(tx *gorm.DB, n *Network) error {
+	if n.MasterServerID == nil {
+		return Conflict("network_id", "network %d has no master server: add a server and select it as the master on the network's page", n.ID)
+	}
+	var m Server
+	if err := tx.Take(&m, *n.MasterServerID).Error; err != nil {
+		return Conflict("network_id", "network %d has no master server: select one on the network's page", n.ID)
+	}
+	if m.StatsAt != nil && m.PoolHealth != "" && m.PoolHealth != "ONLINE" {
+		return Conflict("network_id", "the master server %q reports pool %q as %s: check the server's stats and make the pool healthy before trying again", m.Name, m.Pool, m.PoolHealth)
+	}
+	return nil
+}
+
+// insertQueued inserts a row of network n within its limit and after the master's
+// preflight, with its operation and audit event, inside the caller's transaction.
+func insertQueued(tx *gorm.DB, a *Actor, n *Network, q queued) (*Operation, error) {
+	if err := checkLimit(tx, q.row, n.ID, q.max, q.what, q.limit); err != nil {
+		return nil, err
+	}
+	if err := preflight(tx, n); err != nil {
+		return nil, err
+	}
+	if err := tx.Create(q.row).Error; err != nil {
+		return nil, err
+	}
+	op, err := newOperation(tx, n.ID, q.kind, q.object, q.id(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return op, audit(tx, a, &n.ID, "create", q.object, q.id(), q.label)
+}
+
+// queueDelete marks a row deleting and records its delete operation; a row already being
+// deleted returns the operation under way, so a repeated DELETE starts nothing new.
+func queueDelete(tx *gorm.DB, a *Actor, row any, state *string, networkID, id uint, object, kind, label string) (*Operation, error) {
+	var op Operation
+	if *state == StateDeleting {
+		err := tx.Where("object_type = ? AND object_id = ? AND kind = ?", object, id, kind).Order("id DESC").Take(&op).Error
+		return &op, err
+	}
+	*state = StateDeleting
+	if err := tx.Model(row).Update("state", StateDeleting).Error; err != nil {
+		return nil, err
+	}
+	created, err := newOperation(tx, networkID, kind, object, id, nil)
+	if err != nil {
+		return nil, err
+	}
+	return created, audit(tx, a, &networkID, "delete", object, id, label)
+}
+
+// Operation kinds of the storage workflows beyond the ones the store records on create,
+// update and delete.
+const (
+	OpServerBootstrap = "server-bootstrap"
+	OpEratorPurge     = "erator-purge"
+	OpVolumeRestore   = "volume-restore"
+	OpGroupRestore    = "group-restore"
+)
+
+// WorkflowProgress is a step of a running operation, as its workflow reports it. Rows are matched by OperationID and also by
+// (WorkflowID, RunID), so a repeated request that joined the same workflow shows the
+// same progress.
+type WorkflowProgress struct {
+	OperationID uint
+	WorkflowID  string
+	RunID       string
+	Step        string
+	Percent     int
+	Message     string
+}
+
+func opRows(tx *gorm.DB, id uint, wid, rid string) *gorm.DB {
+	q := tx.Model(&Operation{}).Where("state NOT IN ?", []string{OpSucceeded, OpFailed})
+	if wid != "" && rid != "" {
+		return q.Where("id = ? OR (workflow_id = ? AND run_id = ?)", id, wid, rid)
+	}
+	return q.Where("id = ?", id)
+}
+
+// RecordProgress (the workflow engine's ReportProgress) marks an operation running at a step. A finished operation is left as it
+// is, so a late or repeated progress write never undoes a result.
+func RecordProgress(ctx context.Context, db *gorm.DB, p WorkflowProgress) error {
+	pct := min(max(p.Percent, 0), 99)
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if p.WorkflowID != "" {
+			// The workflow can report before the engine has written its ids on the row.
+			if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", p.OperationID).
+				Updates(map[string]any{"workflow_id": p.WorkflowID, "run_id": p.RunID}).Error; err != nil {
+				return err
+			}
+		}
+		return opRows(tx, p.OperationID, p.WorkflowID, p.RunID).Updates(map[string]any{
+			"state": OpRunning, "step": trunc(p.Step, 200), "percent": pct, "message": trunc(p.Message, 1000),
+		}).Error
+	})
+}
+
+// Outcome ends an operation and applies its result to the object, in one transaction.
+type Outcome struct {
+	WorkflowProgress
+	Failed bool
+	Error  string // why it failed, for people
+	// Results of particular kinds.
+	VolumeSizeGiB int64  // volume-resize: the size now
+	VersionID     uint   // group-publish: the version row
+	GUID          string // group-publish: the snapshot's guid
+	Stats         *StatsReport
+}
+
+// FinishOperation records an operation's end and its effect on the object: a volume or
+// group becomes ready, failed or deleted, a version records its guid, a server its stats.
+// Repeating it with the same outcome changes nothing.
+func FinishOperation(ctx context.Context, db *gorm.DB, o Outcome) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var op Operation
+		if err := tx.Take(&op, o.OperationID).Error; err != nil {
+			return fmt.Errorf("operation %d: %w", o.OperationID, err)
+		}
+		if err := applyOutcome(tx, &op, &o); err != nil {
+			return err
+		}
+		now := time.Now()
+		upd := map[string]any{"finished_at": now, "message": trunc(o.Message, 1000)}
+		if o.Failed {
+			upd["state"], upd["step"], upd["error"] = OpFailed, trunc(o.Step, 200), trunc(o.Error, 1000)
+		} else {
+			upd["state"], upd["step"], upd["percent"], upd["error"] = OpSucceeded, "done", 100, ""
+		}
+		if o.WorkflowID != "" {
+			if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", op.ID).
+				Updates(map[string]any{"workflow_id": o.WorkflowID, "run_id": o.RunID}).Error; err != nil {
+				return err
+			}
+		}
+		return opRows(tx, op.ID, o.WorkflowID, o.RunID).Updates(upd).Error
+	})
+}
+
+func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
+	setState := func(model any, state string) error {
+		return tx.Model(model).Where("id = ?", op.ObjectID).Update("state", state).Error
+	}
+	// A create or restore only settles a pending object: a delete that started meanwhile
+	// (and cancelled it) has the last word.
+	settle := func(model any, state string) error {
+		return tx.Model(model).Where("id = ? AND state = ?", op.ObjectID, StatePending).Update("state", state).Error
+	}
+	ok := !o.Failed
+	switch op.Kind {
+	case OpVolumeCreate:
+		return settle(&Volume{}, pick(ok, StateReady, StateFailed))
+	case OpVolumeRestore:
+		// A failed restore leaves the volume where it was: in the erator.
+		return settle(&Volume{}, pick(ok, StateReady, StateDeleted))
+	case OpVolumeResize:
+		if ok && o.VolumeSizeGiB > 0 {
+			return tx.Model(&Volume{}).Where("id = ?", op.ObjectID).Update("size_gib", o.VolumeSizeGiB).Error
+		}
+	case OpVolumeDelete:
+		return setState(&Volume{}, pick(ok, StateDeleted, StateFailed))
+	case OpGroupCreate:
+		return settle(&Group{}, pick(ok, StateReady, StateFailed))
+	case OpGroupRestore:
+		return settle(&Group{}, pick(ok, StateReady, StateDeleted))
+	case OpGroupDelete:
+		return setState(&Group{}, pick(ok, StateDeleted, StateFailed))
+	case OpGroupPublish:
+		if o.VersionID == 0 {
+			return nil
+		}
+		upd := map[string]any{"state": pick(ok, StateReady, StateFailed)}
+		if ok {
+			upd["guid"] = o.GUID
+		}
+		return tx.Model(&GroupVersion{}).Where("id = ? AND group_id = ?", o.VersionID, op.ObjectID).Updates(upd).Error
+	case OpServerBootstrap:
+		if o.Stats != nil {
+			return recordStats(tx, op.ObjectID, o.Stats)
+		}
+	}
+	return nil
+}
+
+func pick[T any](cond bool, a, b T) T {
+	if cond {
+		return a
+	}
+	return b
+}
+
+func trunc(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// SettleRepeat ends a repeated operation whose workflow already ran (failed when errText
+// is set), without applying the outcome to the object a second time.
+func SettleRepeat(ctx context.Context, db *gorm.DB, opID uint, message, errText string) error {
+	upd := map[string]any{"message": trunc(message, 1000), "state": OpSucceeded, "step": "done", "percent": 100, "finished_at": time.Now()}
+	if errText != "" {
+		upd["state"], upd["error"], upd["percent"] = OpFailed, trunc(errText, 1000), 0
+	}
+	return opRows(db.WithContext(ctx), opID, "", "").Updates(upd).Error
+}
+
+// QueuedOperations lists operations no engine has taken yet (oldest first), for a panel
+// to start at boot.
+func QueuedOperations(ctx context.Context, db *gorm.DB, limit int) ([]Operation, error) {
+	var ops []Operation
+	err := db.WithContext(ctx).Where("state = ? AND workflow_id = ''", OpQueued).Order("id").Limit(limit).Find(&ops).Error
+	return ops, err
+}
+
+// AttachUpdate records the entity workflow run that carries an operation as one of its
+// updates (a device's restore runs in device-<id>). Unlike AttachWorkflow it never takes
+// over another operation's end: one run carries many operations, each ending on its own.
+// The update may have reported first (naming the workflow, not the run); the run is then
+// added. Safe to repeat.
+func AttachUpdate(ctx context.Context, db *gorm.DB, opID uint, workflowID, runID string) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", opID).
+			Updates(map[string]any{"workflow_id": workflowID, "run_id": runID, "message": ""})
+		if res.Error != nil || res.RowsAffected > 0 {
+			return res.Error
+		}
+		return tx.Model(&Operation{}).Where("id = ? AND workflow_id = ? AND run_id = ''", opID, workflowID).
+			Update("run_id", runID).Error
+	})
+}
+
+// AttachWorkflow records which workflow run carries an operation. An operation that
+// joined a run which has already reported its end (a repeat arriving in the last moment
+// of the run) takes that end over, since the run will not report again.
+func AttachWorkflow(ctx context.Context, db *gorm.DB, opID uint, workflowID, runID string) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", opID).
+			Updates(map[string]any{"workflow_id": workflowID, "run_id": runID, "message": ""}).Error; err != nil {
+			return err
+		}
+		var done Operation
+		err := tx.Where("workflow_id = ? AND run_id = ? AND id <> ? AND state IN ?", workflowID, runID, opID,
+			[]string{OpSucceeded, OpFailed}).Order("id").Limit(1).Find(&done).Error
+		if err != nil || done.ID == 0 {
+			return err
+		}
+		return opRows(tx, opID, "", "").Updates(map[string]any{"state": done.State, "step": done.Step, "percent": done.Percent,
+			"message": done.Message, "error": done.Error, "finished_at": done.FinishedAt}).Error
+	})
+}
+
+// newOperation records an Operation for an object inside the inserting transaction.
+func newOperation(tx *gorm.DB, networkID uint, kind, objectType string, objectID uint, input any) (*Operation, error) {
+	in := ""
+	if input != nil {
+		b, err := json.Marshal(input)
+		if err != nil {
+			return nil, err
+		}
+		in = string(b)
+	}
+	nid := networkID
+	op := &Operation{NetworkID: &nid, Kind: kind, ObjectType: objectType, ObjectID: objectID, State: OpQueued, Step: "queued", Input: in}
+	if err := tx.Create(op).Error; err != nil {
+		return nil, fmt.Errorf("record operation: %w", err)
+	}
+	return op, nil
+}
+
+// launch hands committed operations to the engine. Without an engine, or if the engine
+// cannot take it now, the operation stays queued with a message: nothing is lost, and a
+// repeated start is safe because workflow ids come from the object.
+func (s *Store) launch(ctx context.Context, op *Operation) {
+	if op == nil {
+		return
+	}
+	msg := ""
+	if s.Engine == nil {
+		msg = "queued: this panel has no workflow engine yet; the operation will run once one is configured"
+	} else if err := s.Engine.Start(ctx, op); err != nil {
+		msg = "queued: the workflow engine did not take the operation yet: " + err.Error()
+	}
+	if msg != "" {
+		op.Message = msg
+		s.DB.WithContext(ctx).Model(&Operation{}).Where("id = ? AND state = ?", op.ID, OpQueued).Update("message", msg)
+	}
+	if fresh, err := s.Operation(ctx, nil, op.ID); err == nil {
+		*op = *fresh
+	}
+}
+
+// Operation loads an operation; a nil actor (internal callers) sees all.
+func (s *Store) Operation(ctx context.Context, a *Actor, id uint) (*Operation, error) {
+	scope := func(db *gorm.DB) *gorm.DB { return db }
+	if a != nil && !a.SuperAdmin() {
+		scope = func(db *gorm.DB) *gorm.DB { return db.Where("network_id IN (?)", a.VisibleNetworkIDs(db)) }
+	}
+	return getScoped[Operation](ctx, s.DB, scope, id, "operation")
+}
+
+// ListOperations lists the operations the actor may see, newest first.
+func (s *Store) ListOperations(ctx context.Context, a *Actor, p Page) ([]Operation, int64, error) {
+	return listScoped[Operation](ctx, s.DB, func(db *gorm.DB) *gorm.DB { return a.scopeNetworkOwned(db).Order("id DESC") }, p)
+}
+
+// ObjectOperations lists the latest operations (newest first, at most limit) of one object
+// the actor may see: what the object's dashboard page follows live.
+func (s *Store) ObjectOperations(ctx context.Context, a *Actor, objectType string, objectID uint, limit int) ([]Operation, error) {
+	if limit < 1 || limit > 100 {
+		limit = 10
+	}
+	ops := []Operation{}
+	q := a.scopeNetworkOwned(s.DB.WithContext(ctx).Model(&Operation{}))
+	err := q.Where("object_type = ? AND object_id = ?", objectType, objectID).Order("id DESC").Limit(limit).Find(&ops).Error
+	if err != nil {
+		return nil, fmt.Errorf("list operations: %w", err)
+	}
+	return ops, nil
+}
+
+// Finished reports whether an operation has ended.
+func (op *Operation) Finished() bool { return op.State == OpSucceeded || op.State == OpFailed }

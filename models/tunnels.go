@@ -1,0 +1,110 @@
+package models
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Tunnel is a tunnel server that relays the panel's requests to the network's nodes.
+type Tunnel struct {
+	ID        uint      `gorm:"primaryKey" json:"id"`
+	NetworkID uint      `gorm:"not null;index" json:"network_id"`
+	Alias     string    `gorm:"size:200;not null" json:"alias"`
+	IP        string    `gorm:"size:64;not null" json:"ip"`
+	KeyHash   string    `gorm:"size:64;not null;default:''" json:"-"`
+	Status    string    `gorm:"size:200;not null;default:''" json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TunnelInput is the body of a tunnel create or update.
+type TunnelInput struct {
+	NetworkID *uint   `field:"network_id,network"`
+	Alias     *string `field:"alias"`
+	IP        *string `field:"ip"`
+}
+
+// CreateTunnel creates a tunnel server for a network; the network's first tunnel is selected.
+func (s *Store) CreateTunnel(ctx context.Context, a *Actor, in *TunnelInput) (*Created, error) {
+	nid, err := requireNetwork(in.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tunnel{NetworkID: nid, Status: "Waiting for tunnel"}
+	if t.Alias, err = requiredName("alias", in.Alias, 200); err != nil {
+		return nil, err
+	}
+	if t.IP, err = checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
+		return nil, err
+	}
+	var secret string
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		n, err := a.lockNetwork(tx, nid, "network_id")
+		if err != nil {
+			return err
+		}
+		secret = NewSecret("cdk_")
+		t.KeyHash = HashSecret(secret)
+		if err := tx.Create(t).Error; err != nil {
+			return err
+		}
+		if n.TunnelID == nil {
+			if err := tx.Model(n).Update("tunnel_id", t.ID).Error; err != nil {
+				return err
+			}
+		}
+		return audit(tx, a, &nid, "create", "tunnel", t.ID, t.Alias)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Created{Object: t, Secret: secret}, nil
+}
+
+// UpdateTunnel changes a tunnel's alias or address.
+func (s *Store) UpdateTunnel(ctx context.Context, a *Actor, id uint, in *TunnelInput) (*Tunnel, error) {
+	var t *Tunnel
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if t, err = getScoped[Tunnel](ctx, tx, a.scopeNetworkOwned, id, "tunnel"); err != nil {
+			return err
+		}
+		if in.NetworkID != nil && *in.NetworkID != t.NetworkID {
+			return Invalid("network_id", "a tunnel cannot move to another network")
+		}
+		if in.Alias != nil {
+			if t.Alias, err = checkName("alias", *in.Alias, 200); err != nil {
+				return err
+			}
+		}
+		if in.IP != nil {
+			if t.IP, err = checkIP("ip", *in.IP, true); err != nil {
+				return err
+			}
+		}
+		if err := tx.Save(t).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &t.NetworkID, "update", "tunnel", t.ID, "")
+	})
+	return t, err
+}
+
+// DeleteTunnel deletes a tunnel; a network that had selected it has no tunnel afterwards.
+func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		t, err := getScoped[Tunnel](ctx, tx, a.scopeNetworkOwned, id, "tunnel")
+		if err != nil {
+			return err
+		}
+		if err := tx.Model(&Network{}).Where("tunnel_id = ?", t.ID).Update("tunnel_id", nil).Error; err != nil {
+			return err
+		}
+		if err := tx.Delete(t).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &t.NetworkID, "delete", "tunnel", t.ID, t.Alias)
+	})
+}
