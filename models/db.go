@@ -118,6 +118,7 @@ func migrations() []*gormigrate.Migration {
 				return nil
 			},
 		},
+		caMigration(),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"gorm.io/gorm"
 )
 
@@ -25,7 +26,7 @@ const (
 const StatusPanelOK = "Panel to server OK"
 
 // PoolMissing is the pool health recorded when the agent finds no pool of the server's name.
-const PoolMissing = "MISSING"
+const PoolMissing = wire.PoolMissing
 
 // ---- progress, written by the panel worker's activities ----
 
@@ -169,13 +170,8 @@ func trunc(s string, n int) string {
 
 // ---- server stats, from the agent's heartbeat and the bootstrap workflow ----
 
-// StatsReport is what an agent reports about its pool.
-type StatsReport struct {
-	PoolHealth string          `json:"pool_health"` // ONLINE, DEGRADED, ..., or MISSING
-	PoolSize   int64           `json:"pool_size"`   // bytes usable by datasets
-	PoolFree   int64           `json:"pool_free"`   // bytes
-	Detail     json.RawMessage `json:"detail"`      // the agent's full report, shown as stats
-}
+// StatsReport is what an agent reports about its pool (a wire message).
+type StatsReport = wire.StatsReport
 
 // RecordServerStats stores a server's latest stats and marks it reachable
 // ("Panel to server OK").
