@@ -70,8 +70,8 @@ func (g *Agents) register(c *fiber.Ctx) error {
 	}
 	var in wire.RegisterRequest
 	if len(c.Body()) > 0 {
-		if err := json.Unmarshal(c.Body(), &in); err != nil {
-			return &models.MalformedError{Msg: "body must be a JSON object: " + err.Error()}
+		if in, err = agentBody[wire.RegisterRequest](c, "a registration"); err != nil {
+			return err
 		}
 	}
 	ca, err := g.authority(c.UserContext())
@@ -115,9 +115,9 @@ func (g *Agents) certificate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var in wire.CertificateRequest
-	if err := json.Unmarshal(c.Body(), &in); err != nil {
-		return &models.MalformedError{Msg: "body must be a certificate request: " + err.Error()}
+	in, err := agentBody[wire.CertificateRequest](c, "a certificate request")
+	if err != nil {
+		return err
 	}
 	if in.CSRPEM == "" {
 		return models.Invalid("csr_pem", "is required")
@@ -135,6 +135,15 @@ func (g *Agents) certificate(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(wire.CertificateResponse{CertPEM: cert, PanelCAPEM: ca.CertPEM})
+}
+
+// agentBody reads an agent's JSON message; what names it in the 400 a malformed one gets.
+func agentBody[T any](c *fiber.Ctx, what string) (T, error) {
+	var v T
+	if err := json.Unmarshal(c.Body(), &v); err != nil {
+		return v, &models.MalformedError{Msg: "body must be " + what + ": " + err.Error()}
+	}
+	return v, nil
 }
 
 func parseCSR(s string) (*x509.CertificateRequest, error) {
@@ -182,9 +191,9 @@ func (g *Agents) stats(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var r wire.StatsReport
-	if err := json.Unmarshal(c.Body(), &r); err != nil {
-		return &models.MalformedError{Msg: "body must be a stats report: " + err.Error()}
+	r, err := agentBody[wire.StatsReport](c, "a stats report")
+	if err != nil {
+		return err
 	}
 	if r.PoolHealth == "" {
 		return models.Invalid("pool_health", "is required")

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -203,9 +202,9 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err != nil {
 			return err
 		}
-		var q wire.Query
-		if err := json.Unmarshal(c.Body(), &q); err != nil {
-			return &models.MalformedError{Msg: "body must be a boot query: " + err.Error()}
+		q, err := agentBody[wire.Query](c, "a boot query")
+		if err != nil {
+			return err
 		}
 		nb, err := b.network(c.UserContext(), srv.NetworkID)
 		if err != nil {
@@ -222,9 +221,9 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err != nil {
 			return err
 		}
-		var reps []wire.Report
-		if err := json.Unmarshal(c.Body(), &reps); err != nil {
-			return &models.MalformedError{Msg: "body must be a list of boot reports: " + err.Error()}
+		reps, err := agentBody[[]wire.Report](c, "a list of boot reports")
+		if err != nil {
+			return err
 		}
 		recs := make([]models.BootRecord, 0, len(reps))
 		for _, r := range reps {
@@ -263,9 +262,9 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err != nil {
 			return err
 		}
-		var r wire.ProvisionRequest
-		if err := json.Unmarshal(c.Body(), &r); err != nil {
-			return &models.MalformedError{Msg: "body must be a provision request: " + err.Error()}
+		r, err := agentBody[wire.ProvisionRequest](c, "a provision request")
+		if err != nil {
+			return err
 		}
 		v, err := models.VersionByNumber(c.UserContext(), b.Store.DB, r.GroupID, r.Version)
 		if err != nil {

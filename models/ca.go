@@ -21,6 +21,9 @@ type PanelCA struct {
 	CreatedAt time.Time
 }
 
+// TableName keeps the name migration 202611300001 made.
+func (PanelCA) TableName() string { return "panel_cas" }
+
 // AgentCert is a certificate the panel CA issued to a server's agent, so the panel knows
 // which certificates speak for a server (to pin them, and to tell a renewal from a restart).
 type AgentCert struct {
@@ -32,6 +35,9 @@ type AgentCert struct {
 	// CreatedAt is when it was issued.
 	CreatedAt time.Time
 }
+
+// TableName keeps the name migration 202611300001 made.
+func (AgentCert) TableName() string { return "agent_certs" }
 
 // LoadPanelCA returns the panel's CA, making it with create when the database has none
 // yet. Two panels making it at once keep one: the loser reads the winner's.
@@ -110,9 +116,3 @@ type caMigrationCert struct {
 }
 
 func (caMigrationCert) TableName() string { return "agent_certs" }
-
-// TableName keeps the names migration 202611300001 made.
-func (PanelCA) TableName() string { return "panel_cas" }
-
-// TableName keeps the names migration 202611300001 made.
-func (AgentCert) TableName() string { return "agent_certs" }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -48,34 +46,20 @@ func loadIdentity(dir string) (*identity, error) {
 	b, err := os.ReadFile(kp)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		k, keyPEM, err := wire.NewKey()
 		if err != nil {
-			return nil, fmt.Errorf("make the agent key: %w", err)
+			return nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			return nil, fmt.Errorf("make the agent key: %w", err)
-		}
-		if err := writeFile(kp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		if err := writeFile(kp, keyPEM, 0o600); err != nil {
 			return nil, err
 		}
 		id.key = k
 	case err != nil:
 		return nil, fmt.Errorf("read the agent key: %w", err)
 	default:
-		blk, _ := pem.Decode(b)
-		if blk == nil || blk.Type != "PRIVATE KEY" {
-			return nil, fmt.Errorf("%s is not a PEM PRIVATE KEY: remove it to make a new key", kp)
+		if id.key, err = wire.ParseKey(b); err != nil {
+			return nil, fmt.Errorf("%s: %w: remove it to make a new key", kp, err)
 		}
-		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", kp, err)
-		}
-		signer, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%s: a %T cannot sign", kp, k)
-		}
-		id.key = signer
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, certFile)); err == nil {
 		if c, err := wire.ParseCertificate(string(b)); err == nil && id.holds(c) {

@@ -38,12 +38,12 @@ type CA struct {
 	key     crypto.Signer
 }
 
-// New creates a CA: an ECDSA P-256 key and a self-signed certificate valid for
+// New creates a CA: an ECDSA P-256 key (wire.NewKey) and a self-signed certificate valid for
 // CAValidity from now. It returns both as PEM for the panel to keep.
 func New(now time.Time) (certPEM, keyPEM string, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, keyPEMb, err := wire.NewKey()
 	if err != nil {
-		return "", "", fmt.Errorf("CA key: %w", err)
+		return "", "", fmt.Errorf("CA: %w", err)
 	}
 	serial, err := newSerial()
 	if err != nil {
@@ -64,12 +64,7 @@ func New(now time.Time) (certPEM, keyPEM string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("CA certificate: %w", err)
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return "", "", fmt.Errorf("CA key: %w", err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})), nil
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(keyPEMb), nil
 }
 
 // Load parses a CA that New made.
@@ -78,17 +73,9 @@ func Load(certPEM, keyPEM string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("panel CA: %w", err)
 	}
-	b, _ := pem.Decode([]byte(keyPEM))
-	if b == nil || b.Type != "PRIVATE KEY" {
-		return nil, errors.New("panel CA: the key is not a PEM PRIVATE KEY")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	key, err := wire.ParseKey([]byte(keyPEM))
 	if err != nil {
 		return nil, fmt.Errorf("panel CA key: %w", err)
-	}
-	key, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("panel CA key: %T cannot sign", k)
 	}
 	if !cert.IsCA {
 		return nil, errors.New("panel CA: the certificate is not a CA")

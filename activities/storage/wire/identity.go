@@ -1,6 +1,10 @@
 package wire
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -58,4 +62,35 @@ func ParseCertificate(certPEM string) (*x509.Certificate, error) {
 		return nil, errors.New("not a PEM CERTIFICATE")
 	}
 	return x509.ParseCertificate(b.Bytes)
+}
+
+// NewKey makes an ECDSA P-256 private key, the kind agents and the panel CA keep, and
+// its PEM (PKCS #8 "PRIVATE KEY").
+func NewKey() (crypto.Signer, []byte, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("make a key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, nil, fmt.Errorf("make a key: %w", err)
+	}
+	return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ParseKey reads a PEM PKCS #8 private key that can sign (as NewKey writes it).
+func ParseKey(keyPEM []byte) (crypto.Signer, error) {
+	b, _ := pem.Decode(keyPEM)
+	if b == nil || b.Type != "PRIVATE KEY" {
+		return nil, errors.New("not a PEM PRIVATE KEY")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("a %T cannot sign", k)
+	}
+	return signer, nil
 }
