@@ -1,57 +1,49 @@
 package api
 
 import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/panel/pki"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
 )
 
-// AgentTemporal is the Temporal endpoint the panel hands its agents.
-type AgentTemporal struct {
-	Address    string `json:"address"`
-	Namespace  string `json:"namespace"`
-	TLS        bool   `json:"tls"`
-	ServerName string `json:"server_name,omitempty"`
-	CAPEM      string `json:"ca_pem,omitempty"`
-}
-
 // Agents serves the endpoints storage-server agents call with their server key (from
-// install.sh -k), not with a user's token:
+// install.sh -k), not with a user's token; the messages are the wire contract's:
 //
-//	POST /api/v0.9.2/agent/register.json  {"addr": "..."} -> server id, task queue, Temporal settings
-//	POST /api/v0.9.2/agent/stats.json     models.StatsReport -> 204
+//	POST /api/v0.9.2/agent/register.json     wire.RegisterRequest -> wire.RegisterResponse
+//	POST /api/v0.9.2/agent/certificate.json  wire.CertificateRequest -> wire.CertificateResponse
+//	POST /api/v0.9.2/agent/stats.json        wire.StatsReport -> 204
 //
-// The key goes in `Authorization: Bearer <key>` (or `Key key="<key>"`).
+// The key goes in `Authorization: Bearer <key>` (or `Key key="<key>"`). Agent
+// certificates are signed by the panel CA, made the first time an agent registers.
 type Agents struct {
 	Store    *models.Store
-	Temporal AgentTemporal
+	Temporal wire.Temporal
 	// StatsEvery is how often agents report their pool's stats (default 15 s).
 	StatsEvery time.Duration
 	// TaskQueue builds a server's task queue name (workflows.ServerQueue).
 	TaskQueue func(serverID uint) string
-}
 
-// RegisterResponse is what an agent receives when it presents its key.
-type RegisterResponse struct {
-	ServerID     uint           `json:"server_id"`
-	Name         string         `json:"name"`
-	NetworkID    uint           `json:"network_id"`
-	Pool         string         `json:"pool"`
-	TaskQueue    string         `json:"task_queue"`
-	Temporal     AgentTemporal  `json:"temporal"`
-	StatsSeconds int            `json:"stats_seconds"`
-	Operation    *OperationView `json:"operation,omitempty"`
+	caMu sync.Mutex
+	ca   *pki.CA // loaded once; the row never changes
 }
 
 // Mount registers the agent endpoints; it must run before the API's authenticated group
 // (a panel "early" mount), because agents carry no user credentials.
 func (g *Agents) Mount(app *fiber.App, _ *models.Store) {
-	app.Post(Prefix+"/agent/register.json", g.register)
-	app.Post(Prefix+"/agent/stats.json", g.stats)
+	app.Post(Prefix+wire.PathRegister, g.register)
+	app.Post(Prefix+wire.PathCertificate, g.certificate)
+	app.Post(Prefix+wire.PathStats, g.stats)
 }
 
 func (g *Agents) server(c *fiber.Ctx) (*models.Server, error) {
@@ -76,13 +68,21 @@ func (g *Agents) register(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Addr    string `json:"addr"`
-		Version string `json:"version"`
-	}
+	var in wire.RegisterRequest
 	if len(c.Body()) > 0 {
-		if err := json.Unmarshal(c.Body(), &in); err != nil {
-			return &models.MalformedError{Msg: "body must be a JSON object: " + err.Error()}
+		if in, err = agentBody[wire.RegisterRequest](c, "a registration"); err != nil {
+			return err
+		}
+	}
+	ca, err := g.authority(c.UserContext())
+	if err != nil {
+		return err
+	}
+	// A bad CSR is refused before anything is recorded.
+	var csr *x509.CertificateRequest
+	if in.CSRPEM != "" {
+		if csr, err = parseCSR(in.CSRPEM); err != nil {
+			return err
 		}
 	}
 	op, err := g.Store.RegisterAgent(c.UserContext(), srv, in.Addr)
@@ -94,10 +94,96 @@ func (g *Agents) register(c *fiber.Ctx) error {
 		every = 15 * time.Second
 	}
 	v := viewOperation(op)
-	return c.JSON(RegisterResponse{
+	out := wire.RegisterResponse{
 		ServerID: srv.ID, Name: srv.Name, NetworkID: srv.NetworkID, Pool: srv.Pool,
-		TaskQueue: g.TaskQueue(srv.ID), Temporal: g.Temporal, StatsSeconds: int(every / time.Second), Operation: &v,
-	})
+		TaskQueue: g.TaskQueue(srv.ID), Temporal: g.Temporal, StatsSeconds: int(every / time.Second),
+		Operation:  &wire.OperationRef{ID: op.ID, URL: v.URL, State: op.State, Step: op.Step, Percent: op.Percent},
+		PanelCAPEM: ca.CertPEM,
+	}
+	if csr != nil {
+		if out.CertPEM, err = g.issue(c.UserContext(), ca, srv, csr); err != nil {
+			return err
+		}
+	}
+	return c.JSON(out)
+}
+
+// certificate signs a new agent certificate for a registered agent (renewal, or a
+// certificate from another CA).
+func (g *Agents) certificate(c *fiber.Ctx) error {
+	srv, err := g.server(c)
+	if err != nil {
+		return err
+	}
+	in, err := agentBody[wire.CertificateRequest](c, "a certificate request")
+	if err != nil {
+		return err
+	}
+	if in.CSRPEM == "" {
+		return models.Invalid("csr_pem", "is required")
+	}
+	csr, err := parseCSR(in.CSRPEM)
+	if err != nil {
+		return err
+	}
+	ca, err := g.authority(c.UserContext())
+	if err != nil {
+		return err
+	}
+	cert, err := g.issue(c.UserContext(), ca, srv, csr)
+	if err != nil {
+		return err
+	}
+	return c.JSON(wire.CertificateResponse{CertPEM: cert, PanelCAPEM: ca.CertPEM})
+}
+
+// agentBody reads an agent's JSON message; what names it in the 400 a malformed one gets.
+func agentBody[T any](c *fiber.Ctx, what string) (T, error) {
+	var v T
+	if err := json.Unmarshal(c.Body(), &v); err != nil {
+		return v, &models.MalformedError{Msg: "body must be " + what + ": " + err.Error()}
+	}
+	return v, nil
+}
+
+func parseCSR(s string) (*x509.CertificateRequest, error) {
+	csr, err := pki.ParseCSR(s)
+	if err != nil {
+		return nil, models.Invalid("csr_pem", "%s", err.Error())
+	}
+	return csr, nil
+}
+
+// authority returns the panel CA, making it the first time any panel needs it.
+func (g *Agents) authority(ctx context.Context) (*pki.CA, error) {
+	g.caMu.Lock()
+	defer g.caMu.Unlock()
+	if g.ca != nil {
+		return g.ca, nil
+	}
+	row, err := models.LoadPanelCA(ctx, g.Store.DB, func() (string, string, error) { return pki.New(time.Now()) })
+	if err != nil {
+		return nil, err
+	}
+	if g.ca, err = pki.Load(row.CertPEM, row.KeyPEM); err != nil {
+		return nil, err
+	}
+	return g.ca, nil
+}
+
+// issue signs the server's certificate (its identity from the key it authenticated with,
+// never from the CSR: an agent may be only itself) and records it.
+func (g *Agents) issue(ctx context.Context, ca *pki.CA, srv *models.Server, csr *x509.CertificateRequest) (string, error) {
+	cert, certPEM, err := ca.SignAgent(csr, wire.AgentIdentity{NetworkID: srv.NetworkID, ServerID: srv.ID}, time.Now())
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(cert.Raw)
+	rec := &models.AgentCert{ServerID: srv.ID, Serial: cert.SerialNumber.Text(16), SHA256: hex.EncodeToString(sum[:]), NotAfter: cert.NotAfter}
+	if err := models.RecordAgentCert(ctx, g.Store.DB, rec); err != nil {
+		return "", err
+	}
+	return certPEM, nil
 }
 
 func (g *Agents) stats(c *fiber.Ctx) error {
@@ -105,9 +191,9 @@ func (g *Agents) stats(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var r models.StatsReport
-	if err := json.Unmarshal(c.Body(), &r); err != nil {
-		return &models.MalformedError{Msg: "body must be a stats report: " + err.Error()}
+	r, err := agentBody[wire.StatsReport](c, "a stats report")
+	if err != nil {
+		return err
 	}
 	if r.PoolHealth == "" {
 		return models.Invalid("pool_health", "is required")

@@ -12,12 +12,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
 )
 
-// Prefix is the API's path prefix.
-const Prefix = "/api/v0.9.2"
+// Prefix is the API's path prefix (the wire contract's: agents call under it too).
+const Prefix = wire.Prefix
 
 // Handler serves the API.
 type Handler struct {

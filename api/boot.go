@@ -2,11 +2,10 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
 )
@@ -97,11 +96,11 @@ func maintenanceRoute[T any](on bool, set func(context.Context, *models.Actor, u
 // BootAgents serves the boot path's agent endpoints, authenticated with the server key
 // like the other agent endpoints (Authorization: Bearer <key>):
 //
-//	POST /api/v0.9.2/agent/boot.json     boot.Query -> boot.Info (registers an unknown MAC)
-//	POST /api/v0.9.2/agent/booted.json   [boot.Report] -> 204
-//	GET  /api/v0.9.2/agent/exports.json  -> [boot.Export] this server should export
-//	POST /api/v0.9.2/agent/clone.json    boot.ProvisionRequest -> 204 (a device's new clone)
-//	GET  /api/v0.9.2/agent/server.json   -> boot.ServerInfo of the key's server (its iSCSI IP)
+//	POST /api/v0.9.2/agent/boot.json     wire.Query -> wire.Info (registers an unknown MAC)
+//	POST /api/v0.9.2/agent/booted.json   [wire.Report] -> 204
+//	GET  /api/v0.9.2/agent/exports.json  -> [wire.Export] this server should export
+//	POST /api/v0.9.2/agent/clone.json    wire.ProvisionRequest -> 204 (a device's new clone)
+//	GET  /api/v0.9.2/agent/server.json   -> wire.ServerInfo of the key's server (its iSCSI IP)
 //
 // Mount it as an early mount, before the API's user authentication.
 type BootAgents struct {
@@ -198,45 +197,45 @@ func (b *BootAgents) network(ctx context.Context, id uint) (*models.NetworkBoot,
 // Mount registers the endpoints.
 func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 	keys := &Agents{Store: b.Store}
-	app.Post(Prefix+"/agent/boot.json", func(c *fiber.Ctx) error {
+	app.Post(Prefix+wire.PathBoot, func(c *fiber.Ctx) error {
 		srv, err := b.server(c, keys)
 		if err != nil {
 			return err
 		}
-		var q boot.Query
-		if err := json.Unmarshal(c.Body(), &q); err != nil {
-			return &models.MalformedError{Msg: "body must be a boot query: " + err.Error()}
+		q, err := agentBody[wire.Query](c, "a boot query")
+		if err != nil {
+			return err
 		}
 		nb, err := b.network(c.UserContext(), srv.NetworkID)
 		if err != nil {
 			return err
 		}
-		st, err := models.BootLookup(c.UserContext(), b.Store.DB, srv.ID, nb, q.MAC, boot.NormalizeUUID(q.UUID), q.GroupID)
+		st, err := models.BootLookup(c.UserContext(), b.Store.DB, srv.ID, nb, q.MAC, wire.NormalizeUUID(q.UUID), q.GroupID)
 		if err != nil {
 			return err
 		}
 		return c.JSON(BootInfo(st))
 	})
-	app.Post(Prefix+"/agent/booted.json", func(c *fiber.Ctx) error {
+	app.Post(Prefix+wire.PathBooted, func(c *fiber.Ctx) error {
 		srv, err := b.server(c, keys)
 		if err != nil {
 			return err
 		}
-		var reps []boot.Report
-		if err := json.Unmarshal(c.Body(), &reps); err != nil {
-			return &models.MalformedError{Msg: "body must be a list of boot reports: " + err.Error()}
+		reps, err := agentBody[[]wire.Report](c, "a list of boot reports")
+		if err != nil {
+			return err
 		}
 		recs := make([]models.BootRecord, 0, len(reps))
 		for _, r := range reps {
 			recs = append(recs, models.BootRecord{DeviceID: r.DeviceID, GroupID: r.GroupID, Version: r.Version,
-				Booted: r.Action == boot.BootClone || r.Action == boot.Provision, ServerID: srv.ID, Reason: r.Reason, Compliant: !r.NonCompliant})
+				Booted: r.Booted(), ServerID: srv.ID, Reason: r.Reason, Compliant: !r.NonCompliant})
 		}
 		if err := models.RecordBoots(c.UserContext(), b.Store.DB, srv.ID, recs); err != nil {
 			return err
 		}
 		return c.SendStatus(fiber.StatusNoContent)
 	})
-	app.Get(Prefix+"/agent/exports.json", func(c *fiber.Ctx) error {
+	app.Get(Prefix+wire.PathExports, func(c *fiber.Ctx) error {
 		srv, err := keys.server(c)
 		if err != nil {
 			return err
@@ -245,27 +244,27 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err != nil {
 			return err
 		}
-		out := make([]boot.Export, 0, len(rows))
+		out := make([]wire.Export, 0, len(rows))
 		for _, r := range rows {
-			out = append(out, boot.Export{Kind: r.Kind, ID: r.ID, NetworkID: r.NetworkID, UUID: r.UUID})
+			out = append(out, wire.Export{Kind: r.Kind, ID: r.ID, NetworkID: r.NetworkID, UUID: r.UUID})
 		}
 		return c.JSON(out)
 	})
-	app.Get(Prefix+"/agent/server.json", func(c *fiber.Ctx) error {
+	app.Get(Prefix+wire.PathServer, func(c *fiber.Ctx) error {
 		srv, err := keys.server(c)
 		if err != nil {
 			return err
 		}
-		return c.JSON(boot.ServerInfo{ID: srv.ID, Name: srv.Name, IP: srv.IP})
+		return c.JSON(wire.ServerInfo{ID: srv.ID, Name: srv.Name, IP: srv.IP})
 	})
-	app.Post(Prefix+"/agent/clone.json", func(c *fiber.Ctx) error {
+	app.Post(Prefix+wire.PathClone, func(c *fiber.Ctx) error {
 		srv, err := keys.server(c)
 		if err != nil {
 			return err
 		}
-		var r boot.ProvisionRequest
-		if err := json.Unmarshal(c.Body(), &r); err != nil {
-			return &models.MalformedError{Msg: "body must be a provision request: " + err.Error()}
+		r, err := agentBody[wire.ProvisionRequest](c, "a provision request")
+		if err != nil {
+			return err
 		}
 		v, err := models.VersionByNumber(c.UserContext(), b.Store.DB, r.GroupID, r.Version)
 		if err != nil {
@@ -279,19 +278,19 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 }
 
 // BootInfo turns the panel's view of a booting device into the agent's wire format.
-func BootInfo(st *models.BootState) *boot.Info {
-	info := &boot.Info{Registered: st.Registered, Message: st.Message, NewlyRegistered: st.New, Servers: []boot.ServerInfo{}}
+func BootInfo(st *models.BootState) *wire.Info {
+	info := &wire.Info{Registered: st.Registered, Message: st.Message, NewlyRegistered: st.New, Servers: []wire.ServerInfo{}}
 	if st.Network.MasterServerID != nil {
 		info.MasterServerID = *st.Network.MasterServerID
 	}
 	for _, s := range st.Servers {
-		info.Servers = append(info.Servers, boot.ServerInfo{ID: s.ID, Name: s.Name, IP: s.IP})
+		info.Servers = append(info.Servers, wire.ServerInfo{ID: s.ID, Name: s.Name, IP: s.IP})
 	}
 	if !st.Registered {
 		return info
 	}
 	d := st.Device
-	info.Device = boot.DeviceInfo{ID: d.ID, NetworkID: d.NetworkID, MAC: d.MAC, UUID: d.UUID, Locked: d.Locked}
+	info.Device = wire.DeviceInfo{ID: d.ID, NetworkID: d.NetworkID, MAC: d.MAC, UUID: d.UUID, Locked: d.Locked}
 	if st.Clone != nil {
 		info.Device.CloneGroupID, info.Device.CloneVersion, info.Device.CloneVersionID = st.Clone.GroupID, st.Clone.Number, st.Clone.ID
 		if d.ServerID != nil {
@@ -299,19 +298,19 @@ func BootInfo(st *models.BootState) *boot.Info {
 		}
 	}
 	if st.Volume != nil {
-		info.Volume = &boot.VolumeInfo{ID: st.Volume.ID}
+		info.Volume = &wire.VolumeInfo{ID: st.Volume.ID}
 	}
 	if st.Menu != nil {
 		v := st.Menu.View()
-		m := &boot.MenuInfo{ID: st.Menu.ID, Name: st.Menu.Name, Entries: []boot.MenuEntry{}}
+		m := &wire.MenuInfo{ID: st.Menu.ID, Name: st.Menu.Name, Entries: []wire.MenuEntry{}}
 		for _, it := range v.Items {
-			m.Entries = append(m.Entries, boot.MenuEntry{Type: it.Type, Label: it.Label, GroupID: it.GroupID, URL: it.URL})
+			m.Entries = append(m.Entries, wire.MenuEntry{Type: it.Type, Label: it.Label, GroupID: it.GroupID, URL: it.URL})
 		}
 		info.Menu = m
 	}
 	if g := st.Group; g != nil {
-		gi := &boot.GroupInfo{ID: g.ID, Name: g.Name, Strict: g.StrictVersioning, Lazy: g.LazyLocks,
-			Maintenance: g.Maintenance, Versions: []boot.VersionInfo{}}
+		gi := &wire.GroupInfo{ID: g.ID, Name: g.Name, Strict: g.StrictVersioning, Lazy: g.LazyLocks,
+			Maintenance: g.Maintenance, Versions: []wire.VersionInfo{}}
 		if g.MaintenanceDeviceID != nil {
 			gi.MaintenanceDevice = *g.MaintenanceDeviceID
 		}
@@ -319,7 +318,7 @@ func BootInfo(st *models.BootState) *boot.Info {
 			gi.Assigned = st.Assigned.Number
 		}
 		for _, v := range st.Versions {
-			gi.Versions = append(gi.Versions, boot.VersionInfo{ID: v.ID, Number: v.Number, GUID: v.GUID, Servers: append([]uint{}, st.Holders[v.ID]...)})
+			gi.Versions = append(gi.Versions, wire.VersionInfo{ID: v.ID, Number: v.Number, GUID: v.GUID, Servers: append([]uint{}, st.Holders[v.ID]...)})
 		}
 		info.Group = gi
 	}

@@ -4,15 +4,13 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
 )
 
 // ErrorBody is every error the API sends: a message and, when one is to blame, the field.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
+type ErrorBody = wire.ErrorBody
 
 // Status maps an error from the models or Fiber to its HTTP status and body. Errors it
 // does not know are 500 with a generic message; their text (SQL, stderr) never leaves the panel.

@@ -127,6 +127,7 @@ func migrations() []*gormigrate.Migration {
 				return nil
 			},
 		},
+		caMigration(),
 	}
 }
 

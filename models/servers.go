@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"gorm.io/gorm"
 )
 
@@ -307,15 +308,10 @@ func (s *Server) Reachable() bool { return strings.HasPrefix(s.Status, StatusPan
 const StatusPanelOK = "Panel to server OK"
 
 // PoolMissing is the pool health recorded when the agent finds no pool of the server's name.
-const PoolMissing = "MISSING"
+const PoolMissing = wire.PoolMissing
 
-// StatsReport is what an agent reports about its pool.
-type StatsReport struct {
-	PoolHealth string          `json:"pool_health"` // ONLINE, DEGRADED, ..., or MISSING
-	PoolSize   int64           `json:"pool_size"`   // bytes usable by datasets
-	PoolFree   int64           `json:"pool_free"`   // bytes
-	Detail     json.RawMessage `json:"detail"`      // the agent's full report, shown as stats
-}
+// StatsReport is what an agent reports about its pool (a wire message).
+type StatsReport = wire.StatsReport
 
 // RecordServerStats stores a server's latest stats and marks it reachable
 // ("Panel to server OK").

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"gorm.io/gorm"
 )
 
@@ -118,20 +119,14 @@ func checkPool(v *string) (string, error) {
 	return p, nil
 }
 
-var macRe = regexp.MustCompile(`^[0-9a-f]{12}$`)
-
-// NormalizeMAC returns a MAC address as lower-case colon-separated hex, accepting
-// colons, dashes, dots or none as separators.
+// NormalizeMAC is wire.NormalizeMAC (agents spell MACs the same way), its error naming
+// the field "mac".
 func NormalizeMAC(v string) (string, error) {
-	s := strings.ToLower(strings.NewReplacer(":", "", "-", "", ".", "").Replace(strings.TrimSpace(v)))
-	if !macRe.MatchString(s) {
-		return "", Invalid("mac", "must be a MAC address like 52:54:00:12:34:56, got %q", v)
+	mac, err := wire.NormalizeMAC(v)
+	if err != nil {
+		return "", Invalid("mac", "%s", err.Error())
 	}
-	parts := make([]string, 6)
-	for i := range parts {
-		parts[i] = s[2*i : 2*i+2]
-	}
-	return strings.Join(parts, ":"), nil
+	return mac, nil
 }
 
 // IsDuplicate reports whether err is a unique-constraint violation, from PostgreSQL (which

@@ -9,7 +9,7 @@ import (
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -18,19 +18,11 @@ import (
 // da is the receiver of the agent's boot-path activities for type-safe calls.
 var da *storage.Devices
 
-// DeviceClone is what a device's disk is: a clone of group GroupID's v<Version> on ServerID.
-type DeviceClone struct {
-	GroupID  uint
-	Version  int
-	ServerID uint
-}
+// DeviceClone is what a device's disk is (agents read it as the provision update's result).
+type DeviceClone = wire.DeviceClone
 
-// DeviceInput starts (or continues) a device's entity workflow.
-type DeviceInput struct {
-	DeviceID uint
-	// Clone is the disk as the previous run left it (continue-as-new); zero at first start.
-	Clone DeviceClone
-}
+// DeviceInput starts (or continues) a device's entity workflow (agents start it too).
+type DeviceInput = wire.DeviceInput
 
 // DeviceLockRequest locks (or unlocks) the device: the device workflow's "lock" update.
 type DeviceLockRequest struct {
@@ -102,7 +94,7 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 		return nil, err
 	}
 	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateProvision,
-		func(ctx workflow.Context, r boot.ProvisionRequest) (DeviceClone, error) {
+		func(ctx workflow.Context, r wire.ProvisionRequest) (DeviceClone, error) {
 			if err := mu.Lock(ctx); err != nil {
 				return st, err
 			}
@@ -122,7 +114,7 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 			st = want
 			return st, nil
 		},
-		workflow.UpdateHandlerOptions{Validator: func(r boot.ProvisionRequest) error {
+		workflow.UpdateHandlerOptions{Validator: func(r wire.ProvisionRequest) error {
 			if r.DeviceID != in.DeviceID || r.ServerID == 0 || r.GroupID == 0 || r.Version <= 0 {
 				return fmt.Errorf("provision: device %d, server %d, group %d, version %d: invalid for device %d",
 					r.DeviceID, r.ServerID, r.GroupID, r.Version, in.DeviceID)
@@ -210,7 +202,7 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 
 // provisionDevice does one (re)provisioning: old disk out (unexport, erator), new clone in
 // (clone, export), then the panel's record.
-func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r boot.ProvisionRequest) error {
+func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r wire.ProvisionRequest) error {
 	var plan panel.DevicePlanResult
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan,
 		panel.DevicePlanInput{DeviceID: deviceID, ServerID: r.ServerID, OldServerID: oldServer}).Get(ctx, &plan); err != nil {

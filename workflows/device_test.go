@@ -11,7 +11,7 @@ import (
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/stretchr/testify/mock"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
@@ -90,7 +90,7 @@ func (s *deviceSuite) onClone(fn func(storage.CloneDeviceInput) error) {
 }
 
 // update sends a provision update after delay and records its outcome.
-func (s *deviceSuite) update(t *testing.T, delay time.Duration, id string, r boot.ProvisionRequest, got *DeviceClone, gotErr *error) {
+func (s *deviceSuite) update(t *testing.T, delay time.Duration, id string, r wire.ProvisionRequest, got *DeviceClone, gotErr *error) {
 	s.env.RegisterDelayedCallback(func() {
 		s.env.UpdateWorkflow(UpdateProvision, id, &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
@@ -120,8 +120,8 @@ func (s *deviceSuite) lock(delay time.Duration, locked bool, gotErr *error) {
 	}, delay)
 }
 
-func req(version int, server uint) boot.ProvisionRequest {
-	return boot.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 3, ServerID: server, Version: version, UUID: "u"}
+func req(version int, server uint) wire.ProvisionRequest {
+	return wire.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 3, ServerID: server, Version: version, UUID: "u"}
 }
 
 func TestDeviceProvisionsOncePerVersion(t *testing.T) {
@@ -141,7 +141,7 @@ func TestDeviceProvisionsOncePerVersion(t *testing.T) {
 	if e1 != nil || e2 != nil || e3 != nil {
 		t.Fatalf("updates failed: %v %v %v", e1, e2, e3)
 	}
-	if first != (DeviceClone{3, 1, 1}) || second != first || third != (DeviceClone{3, 2, 1}) {
+	if first != (DeviceClone{GroupID: 3, Version: 1, ServerID: 1}) || second != first || third != (DeviceClone{GroupID: 3, Version: 2, ServerID: 1}) {
 		t.Fatalf("clones: %+v %+v %+v", first, second, third)
 	}
 	want := []string{"plan", "clone v1", "export tank", "record v1",
@@ -174,7 +174,7 @@ func TestDeviceUnknownDiskGoesToErator(t *testing.T) {
 	var err error
 	s.update(t, time.Second, "a", req(1, 2), &got, &err)
 	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
-	if err != nil || got != (DeviceClone{3, 1, 2}) {
+	if err != nil || got != (DeviceClone{GroupID: 3, Version: 1, ServerID: 2}) {
 		t.Fatalf("update: %+v %v", got, err)
 	}
 	want := "plan,clone v1,unexport tank,trash tank/iscsi/devices/7,clone v1,export tank,record v1"
@@ -204,7 +204,7 @@ func TestDeviceCloneFailureFailsTheUpdateOnly(t *testing.T) {
 	if err1 == nil {
 		t.Fatalf("first update: %v", err1)
 	}
-	if err2 != nil || got2 != (DeviceClone{3, 4, 1}) {
+	if err2 != nil || got2 != (DeviceClone{GroupID: 3, Version: 4, ServerID: 1}) {
 		t.Fatalf("retry: %+v %v", got2, err2)
 	}
 }
@@ -287,7 +287,7 @@ func TestDeviceLockIsSerialisedWithProvisioning(t *testing.T) {
 			s.calls = append(s.calls, "clone v"+itoa(in.Version))
 			return &storage.CloneDeviceResult{}, nil
 		})
-	reprovision := func(v int) boot.ProvisionRequest {
+	reprovision := func(v int) wire.ProvisionRequest {
 		r := req(v, 1)
 		r.Reprovision, r.OldServerID = true, 1
 		return r
@@ -309,7 +309,7 @@ func TestDeviceLockIsSerialisedWithProvisioning(t *testing.T) {
 	if !activities.IsType(e3refused, activities.TypeDeviceLocked) {
 		t.Fatalf("a reprovisioning of a locked device: %v, want a DeviceLocked refusal", e3refused)
 	}
-	if v2 != (DeviceClone{3, 2, 1}) || v3 != (DeviceClone{3, 3, 1}) {
+	if v2 != (DeviceClone{GroupID: 3, Version: 2, ServerID: 1}) || v3 != (DeviceClone{GroupID: 3, Version: 3, ServerID: 1}) {
 		t.Fatalf("clones: v2 %+v, v3 %+v", v2, v3)
 	}
 	want := "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2,lock true,locked true," +
@@ -332,7 +332,7 @@ func TestDeviceLockedWithoutDiskIsProvisioned(t *testing.T) {
 	var err error
 	s.update(t, time.Second, "a", r, &got, &err)
 	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
-	if err != nil || got != (DeviceClone{3, 2, 1}) {
+	if err != nil || got != (DeviceClone{GroupID: 3, Version: 2, ServerID: 1}) {
 		t.Fatalf("update: %+v %v", got, err)
 	}
 }

@@ -4,18 +4,24 @@
 // the agent of the server that holds the data, on "server-<id>".
 //
 // This file is the one place that builds task queue names, workflow ids and query names.
+// The names agents use too (queues, the device workflow's id and updates) are defined in
+// the wire contract, which agents import instead of this package; they are delegated here.
 package workflows
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+)
 
 // PanelQueue is the task queue of the panel worker: workflows and database activities.
-const PanelQueue = "panel"
+const PanelQueue = wire.PanelQueue
 
 // ServerQueue is the task queue of a storage server's agent.
-func ServerQueue(serverID uint) string { return fmt.Sprintf("server-%d", serverID) }
+func ServerQueue(serverID uint) string { return wire.ServerQueue(serverID) }
 
 // TunnelQueue is the task queue of a tunnel process.
-func TunnelQueue(tunnelID uint) string { return fmt.Sprintf("tunnel-%d", tunnelID) }
+func TunnelQueue(tunnelID uint) string { return wire.TunnelQueue(tunnelID) }
 
 // QueryProgress is the query every storage workflow answers with its current Step.
 const QueryProgress = "progress"
@@ -59,22 +65,22 @@ func EratorPurgeID(serverID uint) string { return fmt.Sprintf("erator-purge-%d",
 
 // DeviceWorkflowID is the id of a device's entity workflow, which serialises its
 // provisioning and reprovisioning (one per device).
-func DeviceWorkflowID(deviceID uint) string { return fmt.Sprintf("device-%d", deviceID) }
+func DeviceWorkflowID(deviceID uint) string { return wire.DeviceWorkflowID(deviceID) }
 
 // UpdateProvision is the device workflow's update that provisions a version on a server.
-const UpdateProvision = "provision"
+const UpdateProvision = wire.UpdateProvision
 
 // UpdateLock is the device workflow's update that locks or unlocks the device.
-const UpdateLock = "lock"
+const UpdateLock = wire.UpdateLock
 
 // ProvisionUpdateID is the update id of provisioning a version of a group on a server for
 // a device: a repeated boot request joins the same update.
 func ProvisionUpdateID(deviceID, groupID uint, version int, serverID uint) string {
-	return fmt.Sprintf("provision-%d-g%d-v%d-s%d", deviceID, groupID, version, serverID)
+	return wire.ProvisionUpdateID(deviceID, groupID, version, serverID)
 }
 
 // UpdateRestore is the device workflow's update that puts a replaced disk back from the erator.
-const UpdateRestore = "restore"
+const UpdateRestore = wire.UpdateRestore
 
 // RestoreUpdateID is the update id of the device restore recorded as operation opID: the
 // engine sending it again (a retried start, a panel resuming it at boot) joins the first.

@@ -1,6 +1,10 @@
 package workflows
 
-import "go.temporal.io/sdk/worker"
+import (
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
 
 // Register registers every workflow with a worker on PanelQueue.
 func Register(r worker.WorkflowRegistry) {
@@ -13,7 +17,8 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(GroupPublish)
 	r.RegisterWorkflow(EratorPurge)
 	r.RegisterWorkflow(Restore)
-	r.RegisterWorkflow(Device)
+	// Agents start the device workflow by its type name, without linking this package.
+	r.RegisterWorkflowWithOptions(Device, workflow.RegisterOptions{Name: wire.DeviceWorkflow})
 	r.RegisterWorkflow(DeviceRestore)
 	r.RegisterWorkflow(Notify)
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/test/harness"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -116,10 +116,10 @@ func TestRecordHistories(t *testing.T) {
 		{"volume-delete.json", VolumeDeleteID(2), VolumeDelete, DeleteInput{OperationID: 5, ObjectID: 2, ServerID: 1, Pool: "tank"}, nil},
 		{"device-restore.json", DeviceRestoreID(7), DeviceRestore, DeviceRestoreInput{OperationID: 6, DeviceID: 7, ServerID: 1, Pool: "tank"}, nil},
 		{"device-provision-lock.json", DeviceWorkflowID(7), Device, DeviceInput{DeviceID: 7}, []recordedUpdate{
-			{UpdateProvision, "p1", boot.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 1, ServerID: 1, Version: 1, UUID: "u"}},
+			{UpdateProvision, "p1", wire.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 1, ServerID: 1, Version: 1, UUID: "u"}},
 			{UpdateLock, "l1", DeviceLockRequest{Locked: true}},
 			{UpdateLock, "l2", DeviceLockRequest{Locked: false}},
-			{UpdateProvision, "p2", boot.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 1, ServerID: 1, Version: 2, UUID: "u",
+			{UpdateProvision, "p2", wire.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 1, ServerID: 1, Version: 2, UUID: "u",
 				Reprovision: true, OldServerID: 1}},
 		}},
 	}

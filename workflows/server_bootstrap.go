@@ -1,8 +1,6 @@
 package workflows
 
 import (
-	"encoding/json"
-
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
@@ -47,16 +45,9 @@ func ServerBootstrap(ctx workflow.Context, in ServerBootstrapInput) (*ServerBoot
 		}
 		return nil, t.fail(o, err)
 	}
-	stats := StatsOf(&res.Status)
+	stats := res.Status.Stats()
 	if err := t.succeed(models.Outcome{Stats: stats}, "pool %s is %s; created %d file systems", in.Pool, res.Status.Pool.Health, len(res.Created)); err != nil {
 		return nil, err
 	}
 	return &ServerBootstrapResult{Health: res.Status.Pool.Health, Created: res.Created}, nil
-}
-
-// StatsOf turns a pool status into the stats the panel records for the server; the agent's
-// heartbeat sends the same.
-func StatsOf(st *storage.PoolStatus) *models.StatsReport {
-	detail, _ := json.Marshal(st)
-	return &models.StatsReport{PoolHealth: st.Pool.Health, PoolSize: int64(st.Capacity), PoolFree: int64(st.Available), Detail: detail}
 }

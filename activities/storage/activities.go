@@ -6,6 +6,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"go.temporal.io/sdk/activity"
 )
@@ -84,6 +86,13 @@ type PoolStatus struct {
 	Provisioned uint64        `json:"provisioned"` // sum of all volumes' sizes (thin provisioning)
 	Erator      []EratorEntry `json:"erator"`
 	Layout      bool          `json:"layout"` // the guide's file systems exist
+}
+
+// Stats is the status as the panel records it for the server: the agent's heartbeat
+// and the bootstrap's outcome send the same.
+func (st *PoolStatus) Stats() *wire.StatsReport {
+	detail, _ := json.Marshal(st)
+	return &wire.StatsReport{PoolHealth: st.Pool.Health, PoolSize: int64(st.Capacity), PoolFree: int64(st.Available), Detail: detail}
 }
 
 // Status reads a pool's health, capacity and erator. ErrPoolNotFound when it is missing.

@@ -15,7 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/clusterducks/clusterducks/activities"
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 )
 
@@ -35,7 +35,7 @@ type Devices struct {
 
 // Exporter adds and removes the agent's targets (boot.Service).
 type Exporter interface {
-	Export(iqn string, e boot.Export, path string) error
+	Export(iqn string, e wire.Export, path string) error
 	Unexport(iqn string) error
 }
 
@@ -187,15 +187,21 @@ type ExportResult struct {
 }
 
 func (d *Devices) target(in ExportInput) (iqn, dataset string, err error) {
+	iqn = in.export().IQN()
 	switch in.Kind {
 	case "device":
-		return boot.DeviceIQN(in.NetworkID, in.ID), DeviceDataset(in.Pool, in.ID), nil
+		return iqn, DeviceDataset(in.Pool, in.ID), nil
 	case "group":
-		return boot.GroupHeadIQN(in.NetworkID, in.ID), GroupDataset(in.Pool, in.ID), nil
+		return iqn, GroupDataset(in.Pool, in.ID), nil
 	case "volume":
-		return boot.VolumeIQN(in.NetworkID, in.ID), VolumeDataset(in.Pool, in.ID), nil
+		return iqn, VolumeDataset(in.Pool, in.ID), nil
 	}
 	return "", "", errors.New("export: kind must be device, group or volume")
+}
+
+// export is the target as the panel lists it.
+func (in ExportInput) export() wire.Export {
+	return wire.Export{Kind: in.Kind, ID: in.ID, NetworkID: in.NetworkID, UUID: in.UUID}
 }
 
 // ExportTarget exports the disk on this agent's target (read-write, ACL = the device's
@@ -214,7 +220,7 @@ func (d *Devices) ExportTarget(ctx context.Context, in ExportInput) (*ExportResu
 	if err := d.Exports.Unexport(iqn); err != nil {
 		return nil, fmt.Errorf("export %s: %w", iqn, err)
 	}
-	if err := d.Exports.Export(iqn, boot.Export{Kind: in.Kind, ID: in.ID, NetworkID: in.NetworkID, UUID: in.UUID}, res.Path); err != nil {
+	if err := d.Exports.Export(iqn, in.export(), res.Path); err != nil {
 		return nil, fmt.Errorf("export %s: %w", iqn, err)
 	}
 	return res, nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
 )
@@ -27,7 +28,7 @@ func TestHostCHAP(t *testing.T) {
 	expect(t, bootVM(t, a, dev), Marker(g.ID, 1), "a device booting through CHAP")
 
 	d := p.Device(dev.MAC)
-	iqn := boot.DeviceIQN(p.Network.ID, d.ID)
+	iqn := wire.DeviceIQN(p.Network.ID, d.ID)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/workers/panel"
@@ -235,7 +236,7 @@ func StartServerAgent(t testing.TB, p *HostPanel, srv HostServer, disks *boot.Fi
 		t.Fatal(err)
 	}
 	go target.Serve(iln) //nolint:errcheck
-	client := boot.NewHTTPPanel(p.URL, srv.Key)
+	client := wire.NewClient(p.URL, srv.Key)
 	cache, err := boot.OpenCache(cacheFile)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 )
 
@@ -17,14 +17,14 @@ import (
 func TestPanelBootEndpoints(t *testing.T) {
 	p := StartHostPanel(t)
 	ctx := context.Background()
-	agent := boot.NewHTTPPanel(p.URL, p.Key)
-	q := func(i int) boot.Query {
+	agent := wire.NewClient(p.URL, p.Key)
+	q := func(i int) wire.Query {
 		d := DeviceN(i)
-		return boot.Query{ServerID: p.Server.ID, MAC: d.MAC, UUID: d.UUID}
+		return wire.Query{ServerID: p.Server.ID, MAC: d.MAC, UUID: d.UUID}
 	}
 
 	// A wrong key is refused.
-	if _, err := boot.NewHTTPPanel(p.URL, "nope").Boot(ctx, q(1)); err == nil {
+	if _, err := wire.NewClient(p.URL, "nope").Boot(ctx, q(1)); err == nil {
 		t.Fatal("a wrong server key was accepted")
 	}
 	// No default group and no default menu: not registered, nothing stored.
@@ -47,7 +47,7 @@ func TestPanelBootEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.DB.Model(&models.Network{}).Where("id = ?", p.Network.ID).Update("default_menu_id", m.ID)
-	agentFresh := func() *boot.HTTPPanel { return boot.NewHTTPPanel(p.URL, p.Key) }
+	agentFresh := func() *wire.Client { return wire.NewClient(p.URL, p.Key) }
 	waitState := func() { // the panel reuses a network's boot state for up to 1 s
 		<-timeAfter(1100)
 	}
@@ -90,7 +90,7 @@ func TestPanelBootEndpoints(t *testing.T) {
 	// Maintenance: the device boots the head; the master exports it.
 	dev := p.Device(DeviceN(3).MAC)
 	p.API("POST", fmt.Sprintf("/groups/%d/maintenance.json", g.ID), map[string]any{"device_id": dev.ID})
-	exports, err := agent.Exports(ctx, p.Server.ID)
+	exports, err := agent.Exports(ctx)
 	if err != nil || len(exports) != 1 || exports[0].Kind != "group" || exports[0].UUID != DeviceN(3).UUID {
 		t.Fatalf("exports in maintenance: %+v %v", exports, err)
 	}
@@ -99,11 +99,11 @@ func TestPanelBootEndpoints(t *testing.T) {
 		t.Fatalf("maintenance boot info: %+v %v", info, err)
 	}
 	p.API("DELETE", fmt.Sprintf("/groups/%d/maintenance.json", g.ID), nil)
-	if exports, _ := agent.Exports(ctx, p.Server.ID); len(exports) != 0 {
+	if exports, _ := agent.Exports(ctx); len(exports) != 0 {
 		t.Fatalf("exports after maintenance: %+v", exports)
 	}
 	// Booted reports record the last boot.
-	if err := agent.Booted(ctx, []boot.Report{{ServerID: p.Server.ID, DeviceID: dev.ID, GroupID: g.ID, Action: boot.Wait}}); err != nil {
+	if err := agent.Booted(ctx, []wire.Report{{ServerID: p.Server.ID, DeviceID: dev.ID, GroupID: g.ID, Action: wire.Wait}}); err != nil {
 		t.Fatal(err)
 	}
 	if d := p.Device(DeviceN(3).MAC); d.LastBootAt == nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
@@ -49,7 +50,7 @@ func TestVolumeMaintenance(t *testing.T) {
 	p.API("POST", fmt.Sprintf("/volumes/%d/maintenance.json", vid), map[string]any{"device_id": did})
 
 	expect(t, bootVM(t, a, dev), blank, "the maintenance device boots the volume")
-	iqn := boot.VolumeIQN(p.Network.ID, vid)
+	iqn := wire.VolumeIQN(p.Network.ID, vid)
 	if !slices.Contains(a.Target.Targets(), iqn) {
 		t.Fatalf("the volume's target is not exported: %v", a.Target.Targets())
 	}

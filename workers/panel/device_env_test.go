@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
@@ -97,7 +97,7 @@ func newDeviceEnv(t *testing.T, ctx context.Context, name, mac string, n int) *d
 func (e *deviceEnv) provision(v int) <-chan error {
 	out := make(chan error, 1)
 	go func() {
-		r := boot.ProvisionRequest{NetworkID: e.nid, DeviceID: e.did, GroupID: e.g.ID, ServerID: e.sid, Version: v,
+		r := wire.ProvisionRequest{NetworkID: e.nid, DeviceID: e.did, GroupID: e.g.ID, ServerID: e.sid, Version: v,
 			VersionID: e.versions[v], Reprovision: true, OldServerID: e.sid}
 		h, err := temporalclient.UpdateDevice(e.ctx, e.c, e.did, workflows.UpdateProvision,
 			workflows.ProvisionUpdateID(e.did, e.g.ID, v, e.sid)+fmt.Sprintf("-%d", time.Now().UnixNano()), r)

@@ -49,9 +49,7 @@ func (t *Temporal) AgentMount(store *models.Store) Mount {
 
 // NewAgents returns the agent endpoints handing out cfg (the Temporal address agents dial).
 func NewAgents(store *models.Store, cfg temporalclient.Config) *api.Agents {
-	return &api.Agents{Store: store, TaskQueue: workflows.ServerQueue, Temporal: api.AgentTemporal{
-		Address: cfg.Address, Namespace: cfg.Namespace, TLS: cfg.TLS, ServerName: cfg.ServerName, CAPEM: cfg.CAPEM,
-	}}
+	return &api.Agents{Store: store, TaskQueue: workflows.ServerQueue, Temporal: cfg.Wire()}
 }
 
 // StartTemporal wires Temporal into a panel: a panel worker on the task queue "panel"

@@ -1,17 +1,17 @@
 // Package storage wires `clusterducks agent`, the storage-server agent: it presents the
-// server's key to the panel, receives its server id and the Temporal settings, runs the
-// storage worker on the task queue server-<id> and reports its pool's health and
-// capacity to the panel at a steady pace (the server's stats, "Panel to server OK").
+// server's key to the panel, receives its server id, the Temporal settings and its client
+// certificate, runs the storage worker on the task queue server-<id> and reports its
+// pool's health and capacity to the panel at a steady pace (the server's stats, "Panel
+// to server OK"). It speaks to the panel only through the wire contract.
 package storage
 
 import (
-	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,11 +22,9 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
-	"github.com/clusterducks/clusterducks/api"
-	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
-	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/sdk/worker"
 )
 
@@ -36,9 +34,27 @@ type Config struct {
 	Key     string // the server key (install.sh -k)
 	Addr    string // address the agent reports for its own endpoints (informational)
 	Version string
-	Log     *slog.Logger
-	HTTP    *http.Client
-	Boot    *BootConfig // the iSCSI target and boot endpoint (boot.go); nil: defaults
+	// StateDir holds what the agent keeps across restarts: its key and certificate, the
+	// boot cache (default /var/lib/clusterducks).
+	StateDir string
+	Log      *slog.Logger
+	Boot     *BootConfig // the iSCSI target and boot endpoint (boot.go); nil: defaults
+}
+
+const defaultStateDir = "/var/lib/clusterducks"
+
+func (c Config) stateDir() string {
+	if c.StateDir == "" {
+		return defaultStateDir
+	}
+	return c.StateDir
+}
+
+func (c Config) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.Default()
+	}
+	return c.Log
 }
 
 // Run is `clusterducks agent --panel URL --key FILE`.
@@ -47,6 +63,7 @@ func Run(ctx context.Context, args []string, version string) error {
 	panelURL := fs.String("panel", os.Getenv("CLUSTERDUCKS_PANEL"), "panel base URL (https://panel.example.com)")
 	keyFile := fs.String("key", os.Getenv("CLUSTERDUCKS_KEY_FILE"), "file holding the server key")
 	addr := fs.String("addr", "", "address of this agent's endpoints, as the panel should know it")
+	state := fs.String("state", envDefault("CLUSTERDUCKS_STATE", defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
 	bootCfg := bootFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -63,7 +80,7 @@ func Run(ctx context.Context, args []string, version string) error {
 		return fmt.Errorf("agent: read key: %w", err)
 	}
 	cfg := Config{Panel: strings.TrimRight(*panelURL, "/"), Key: strings.TrimSpace(string(key)), Addr: *addr, Version: version,
-		Log: slog.Default(), HTTP: &http.Client{Timeout: 30 * time.Second}, Boot: bootCfg}
+		StateDir: *state, Log: slog.Default(), Boot: bootCfg}
 	if cfg.Key == "" {
 		return errors.New("agent: the key file is empty")
 	}
@@ -73,13 +90,13 @@ func Run(ctx context.Context, args []string, version string) error {
 // Serve registers with the panel and runs the storage worker and the stats heartbeat
 // until ctx ends. A panel or Temporal that is not reachable yet is retried.
 func Serve(ctx context.Context, cfg Config) error {
-	log := cfg.Log
-	reg, err := register(ctx, cfg)
+	log := cfg.log()
+	panel := wire.NewClient(cfg.Panel, cfg.Key)
+	reg, id, err := register(ctx, cfg, panel)
 	if err != nil {
 		return err
 	}
-	tc := temporalclient.Config{Address: reg.Temporal.Address, Namespace: reg.Temporal.Namespace, TLS: reg.Temporal.TLS,
-		ServerName: reg.Temporal.ServerName, CAPEM: reg.Temporal.CAPEM}
+	tc := temporalclient.FromWire(reg.Temporal)
 	if tc.Address == "" {
 		return errors.New("agent: the panel has no workflow engine (TEMPORAL_ADDRESS is not set on the panel)")
 	}
@@ -91,9 +108,9 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	defer c.Close()
 	acts := &storage.Activities{ZFS: zfs.New(log)}
-	w := worker.New(c, workflows.ServerQueue(reg.ServerID), worker.Options{})
+	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{})
 	w.RegisterActivity(acts)
-	stopBoot := startBootOrWarn(ctx, cfg, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
+	stopBoot := startBootOrWarn(ctx, cfg, panel, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
 	defer stopBoot()
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("storage worker: %w", err)
@@ -105,20 +122,79 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var renewAt time.Time // a renewal that failed is tried again an hour later
 	for {
-		if err := reportStats(ctx, cfg, acts, reg.Pool); err != nil {
-			var pe *panelError
-			if errors.As(err, &pe) && pe.status == http.StatusUnauthorized {
+		if err := reportStats(ctx, panel, acts, reg.Pool); err != nil {
+			if wire.IsStatus(err, http.StatusUnauthorized) {
 				// The key was rotated or the server deleted: this agent no longer speaks for it.
-				return fmt.Errorf("agent: the panel no longer accepts this server key: %s", pe.msg)
+				return fmt.Errorf("agent: the panel no longer accepts this server key: %w", err)
 			}
 			log.Warn("stats report", "err", err)
+		}
+		// An agent that runs for a year renews its certificate without a restart.
+		if now := time.Now(); id != nil && id.due(now) && now.After(renewAt) {
+			renewAt = now.Add(time.Hour)
+			if err := id.renew(ctx, panel); err != nil {
+				log.Warn("renew the agent certificate", "err", err)
+			} else {
+				log.Info("agent certificate renewed", "until", id.cert.NotAfter)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// Register presents the server key to the panel (see register) and returns what the
+// panel answered and the agent's certificate, nil when the agent has none.
+func Register(ctx context.Context, cfg Config) (*wire.RegisterResponse, *x509.Certificate, error) {
+	reg, id, err := register(ctx, cfg, wire.NewClient(cfg.Panel, cfg.Key))
+	if err != nil || id == nil {
+		return reg, nil, err
+	}
+	return reg, id.cert, nil
+}
+
+// register presents the key until the panel answers (a key the panel does not know is
+// fatal: retrying cannot fix it) and keeps the agent's certificate valid: a CSR goes with
+// the registration when the agent has no certificate or its one nears its end. A
+// certificate that cannot be had is logged, not fatal (nothing requires it yet); the
+// identity is nil when the state directory cannot hold one.
+func register(ctx context.Context, cfg Config, panel *wire.Client) (*wire.RegisterResponse, *identity, error) {
+	log := cfg.log()
+	req := wire.RegisterRequest{Addr: cfg.Addr, Version: cfg.Version}
+	id, err := loadIdentity(cfg.stateDir())
+	if err != nil {
+		log.Error("agent certificate: cannot keep a key", "dir", cfg.stateDir(), "err", err)
+	} else if id.due(time.Now()) {
+		if req.CSRPEM, err = id.csr(); err != nil {
+			log.Error("agent certificate", "err", err)
+		}
+	}
+	wait := time.Second
+	for {
+		reg, err := panel.Register(ctx, req)
+		if err == nil {
+			if id != nil {
+				if err := id.enroll(ctx, panel, reg); err != nil {
+					log.Warn("agent certificate: none from the panel", "err", err)
+				}
+			}
+			return reg, id, nil
+		}
+		if wire.IsStatus(err, http.StatusUnauthorized) {
+			return nil, nil, fmt.Errorf("agent: the panel does not know this server key: %w", err)
+		}
+		log.Warn("register with the panel", "panel", cfg.Panel, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
 	}
 }
 
@@ -140,79 +216,19 @@ func reachable(address, panelURL string) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-func post(ctx context.Context, cfg Config, path string, body any, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Panel+api.Prefix+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+cfg.Key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := cfg.HTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		var e api.ErrorBody
-		_ = json.Unmarshal(data, &e)
-		return &panelError{status: resp.StatusCode, msg: e.Error}
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
-}
-
-type panelError struct {
-	status int
-	msg    string
-}
-
-func (e *panelError) Error() string { return fmt.Sprintf("panel answered %d: %s", e.status, e.msg) }
-
-// register presents the key until the panel answers; a key the panel does not know is
-// fatal (retrying cannot fix it).
-func register(ctx context.Context, cfg Config) (*api.RegisterResponse, error) {
-	body := map[string]string{"addr": cfg.Addr, "version": cfg.Version}
-	wait := time.Second
-	for {
-		var reg api.RegisterResponse
-		err := post(ctx, cfg, "/agent/register.json", body, &reg)
-		if err == nil {
-			return &reg, nil
-		}
-		var pe *panelError
-		if errors.As(err, &pe) && pe.status == http.StatusUnauthorized {
-			return nil, fmt.Errorf("agent: the panel does not know this server key: %s", pe.msg)
-		}
-		cfg.Log.Warn("register with the panel", "panel", cfg.Panel, "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 30*time.Second)
-	}
-}
-
 // reportStats sends the pool's health and capacity (and its erator) to the panel.
-func reportStats(ctx context.Context, cfg Config, acts *storage.Activities, pool string) error {
+func reportStats(ctx context.Context, panel *wire.Client, acts *storage.Activities, pool string) error {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	st, err := acts.Status(sctx, storage.PoolInput{Pool: pool})
-	var r *models.StatsReport
+	var r *wire.StatsReport
 	switch {
 	case err == nil:
-		r = workflows.StatsOf(st)
+		r = st.Stats()
 	case activities.IsType(err, activities.TypePoolNotFound) || errors.Is(err, activities.ErrPoolNotFound):
-		r = &models.StatsReport{PoolHealth: models.PoolMissing, Detail: json.RawMessage(fmt.Sprintf(`{"error":%q}`, activities.Message(err)))}
+		r = &wire.StatsReport{PoolHealth: wire.PoolMissing, Detail: json.RawMessage(fmt.Sprintf(`{"error":%q}`, activities.Message(err)))}
 	default:
 		return err
 	}
-	return post(sctx, cfg, "/agent/stats.json", r, nil)
+	return panel.Stats(sctx, r)
 }

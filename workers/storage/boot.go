@@ -17,9 +17,9 @@ import (
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
-	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 )
@@ -33,8 +33,6 @@ type BootConfig struct {
 	Portal string
 	// BootListen is where the boot endpoint listens (default :8080, every agent the same port).
 	BootListen string
-	// StateDir holds the boot cache (default /var/lib/clusterducks).
-	StateDir string
 	// CHAP makes every target require CHAP, with per-target secrets derived from the
 	// server key (devices get theirs in their sanboot script).
 	CHAP bool
@@ -46,7 +44,6 @@ func bootFlags(fs *flag.FlagSet) *BootConfig {
 	fs.StringVar(&b.ISCSIListen, "iscsi-listen", os.Getenv("CLUSTERDUCKS_ISCSI_LISTEN"), "iSCSI target listen address (default: the server's iSCSI IP, port 3260)")
 	fs.StringVar(&b.Portal, "iscsi-portal", os.Getenv("CLUSTERDUCKS_ISCSI_PORTAL"), "host:port devices reach the target at (default: the listen address)")
 	fs.StringVar(&b.BootListen, "boot-listen", envDefault("CLUSTERDUCKS_BOOT_LISTEN", ":8080"), "boot endpoint (boot.ipxe) listen address")
-	fs.StringVar(&b.StateDir, "state", envDefault("CLUSTERDUCKS_STATE", "/var/lib/clusterducks"), "directory of the agent's local state (boot cache)")
 	fs.BoolVar(&b.CHAP, "iscsi-chap", os.Getenv("CLUSTERDUCKS_ISCSI_CHAP") == "1", "require CHAP on every target (per-target secrets derived from the server key; CLUSTERDUCKS_ISCSI_CHAP=1)")
 	return b
 }
@@ -68,7 +65,7 @@ type temporalProvisioner struct {
 // healthWait bounds the check that Temporal answers before a provisioning is asked for.
 const healthWait = 3 * time.Second
 
-func (p *temporalProvisioner) Provision(ctx context.Context, r boot.ProvisionRequest) error {
+func (p *temporalProvisioner) Provision(ctx context.Context, r wire.ProvisionRequest) error {
 	// With Temporal down the SDK would retry the update for as long as ctx lasts, and the
 	// device would be told "please wait" all that time; said at once, a non-strict device
 	// boots the clone it has (nothing was started, so its disk is untouched).
@@ -76,14 +73,14 @@ func (p *temporalProvisioner) Provision(ctx context.Context, r boot.ProvisionReq
 	_, err := p.c.CheckHealth(hctx, &client.CheckHealthRequest{})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("device %d: temporal: %w (%v)", r.DeviceID, boot.ErrUnreachable, err)
+		return fmt.Errorf("device %d: temporal: %w (%v)", r.DeviceID, wire.ErrUnreachable, err)
 	}
-	h, err := temporalclient.UpdateDevice(ctx, p.c, r.DeviceID, workflows.UpdateProvision,
-		workflows.ProvisionUpdateID(r.DeviceID, r.GroupID, r.Version, r.ServerID), r)
+	h, err := temporalclient.UpdateDevice(ctx, p.c, r.DeviceID, wire.UpdateProvision,
+		wire.ProvisionUpdateID(r.DeviceID, r.GroupID, r.Version, r.ServerID), r)
 	if err != nil {
 		return fmt.Errorf("device %d: %w", r.DeviceID, err)
 	}
-	var out workflows.DeviceClone
+	var out wire.DeviceClone
 	if err := h.Get(ctx, &out); err != nil {
 		if activities.IsType(err, activities.TypeDeviceLocked) {
 			return boot.ErrLocked
@@ -96,8 +93,8 @@ func (p *temporalProvisioner) Provision(ctx context.Context, r boot.ProvisionReq
 // startBootOrWarn starts the boot path; when it cannot (no such address here, a port
 // taken) the storage worker still runs and the agent says why: the ZFS operations do not
 // depend on the boot path.
-func startBootOrWarn(ctx context.Context, cfg Config, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) func() {
-	stop, err := startBoot(ctx, cfg, serverID, pool, c, w, z, log)
+func startBootOrWarn(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) func() {
+	stop, err := startBoot(ctx, cfg, panel, serverID, pool, c, w, z, log)
 	if err != nil {
 		log.Error("boot path not started: devices cannot netboot from this server", "err", err)
 		return func() {}
@@ -108,16 +105,15 @@ func startBootOrWarn(ctx context.Context, cfg Config, serverID uint, pool string
 // startBoot starts the agent's iSCSI target and boot endpoint, exports again what the
 // panel (or, when it is unreachable, the local cache) lists, and registers the boot
 // path's activities on the storage worker. The returned stop ends them.
-func startBoot(ctx context.Context, cfg Config, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), error) {
+func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), error) {
 	bc := cfg.Boot
 	if bc == nil {
-		bc = &BootConfig{BootListen: ":8080", StateDir: "/var/lib/clusterducks"}
+		bc = &BootConfig{BootListen: ":8080"}
 	}
-	panel := boot.NewHTTPPanel(cfg.Panel, cfg.Key)
 	listen := bc.ISCSIListen
 	if listen == "" {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		self, err := panel.Self(sctx)
+		self, err := panel.Server(sctx)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("boot: the server's iSCSI IP: %w", err)
@@ -138,7 +134,7 @@ func startBoot(ctx context.Context, cfg Config, serverID uint, pool string, c cl
 			log.Error("iscsi target", "err", err)
 		}
 	}()
-	cache, err := boot.OpenCache(filepath.Join(bc.StateDir, "boot-cache-"+strconv.FormatUint(uint64(serverID), 10)+".json"))
+	cache, err := boot.OpenCache(filepath.Join(cfg.stateDir(), "boot-cache-"+strconv.FormatUint(uint64(serverID), 10)+".json"))
 	if err != nil {
 		iln.Close()
 		return nil, err

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"go.temporal.io/sdk/client"
 )
 
@@ -27,8 +27,8 @@ func TestProvisionTemporalUnreachable(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err = (&temporalProvisioner{c: c}).Provision(ctx, boot.ProvisionRequest{DeviceID: 7, GroupID: 3, ServerID: 1, Version: 2})
-	if !errors.Is(err, boot.ErrUnreachable) {
+	err = (&temporalProvisioner{c: c}).Provision(ctx, wire.ProvisionRequest{DeviceID: 7, GroupID: 3, ServerID: 1, Version: 2})
+	if !errors.Is(err, wire.ErrUnreachable) {
 		t.Fatalf("provision with Temporal down: %v, want ErrUnreachable", err)
 	}
 	if ctx.Err() != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 )
@@ -25,6 +26,16 @@ type Config struct {
 	// Client certificate (mTLS); files, read at dial time. Never sent to agents.
 	CertFile string `json:"-"`
 	KeyFile  string `json:"-"`
+}
+
+// FromWire is the Temporal endpoint the panel handed an agent at registration.
+func FromWire(t wire.Temporal) Config {
+	return Config{Address: t.Address, Namespace: t.Namespace, TLS: t.TLS, ServerName: t.ServerName, CAPEM: t.CAPEM}
+}
+
+// Wire is the endpoint as the panel hands it to agents: never the client certificate.
+func (c Config) Wire() wire.Temporal {
+	return wire.Temporal{Address: c.Address, Namespace: c.Namespace, TLS: c.TLS, ServerName: c.ServerName, CAPEM: c.CAPEM}
 }
 
 // FromEnv reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and the TLS settings

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/clusterducks/clusterducks/workflows"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 )
@@ -13,7 +13,8 @@ import (
 // UpdateDevice sends an update to the device's entity workflow (device-<id>), starting it
 // when no run is under way, and returns once the workflow has accepted it. A repeated
 // call with the same update id joins the first one. The agent's boot path (provision)
-// and the panel (lock, restore) all go through here.
+// and the panel (lock, restore) all go through here; the workflow is named by its type
+// (wire.DeviceWorkflow), so the agent does not link the workflows.
 //
 // A call the server cuts short is made again with the same update id while ctx lasts,
 // for the send and for the handle's Get: the caller sees the update's outcome, or ctx's
@@ -25,10 +26,10 @@ func UpdateDevice(ctx context.Context, c client.Client, deviceID uint, name, upd
 	err := retryCut(ctx, func() error {
 		// A start operation can be used once: each attempt gets its own.
 		start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-			ID:                       workflows.DeviceWorkflowID(deviceID),
-			TaskQueue:                workflows.PanelQueue,
+			ID:                       wire.DeviceWorkflowID(deviceID),
+			TaskQueue:                wire.PanelQueue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		}, workflows.Device, workflows.DeviceInput{DeviceID: deviceID})
+		}, wire.DeviceWorkflow, wire.DeviceInput{DeviceID: deviceID})
 		var err error
 		h, err = c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 			StartWorkflowOperation: start,

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
 // Cache is the agent's local knowledge of the boot path: the panel's last answer for
@@ -19,24 +21,24 @@ type Cache struct {
 
 	mu      sync.Mutex
 	devices map[string]*cachedInfo // by MAC
-	exports map[string]Export      // by IQN
+	exports map[string]wire.Export // by IQN
 	dirty   bool
 }
 
 type cachedInfo struct {
-	Info *Info     `json:"info"`
-	At   time.Time `json:"at"`
+	Info *wire.Info `json:"info"`
+	At   time.Time  `json:"at"`
 }
 
 type cacheFile struct {
 	Devices map[string]*cachedInfo `json:"devices"`
-	Exports map[string]Export      `json:"exports"`
+	Exports map[string]wire.Export `json:"exports"`
 }
 
 // OpenCache loads the cache file at path (a missing file is an empty cache). An empty path
 // keeps the cache in memory only.
 func OpenCache(path string) (*Cache, error) {
-	c := &Cache{path: path, devices: map[string]*cachedInfo{}, exports: map[string]Export{}}
+	c := &Cache{path: path, devices: map[string]*cachedInfo{}, exports: map[string]wire.Export{}}
 	if path == "" {
 		return c, nil
 	}
@@ -64,7 +66,7 @@ func OpenCache(path string) (*Cache, error) {
 }
 
 // Put records the panel's answer for a device.
-func (c *Cache) Put(mac string, info *Info) {
+func (c *Cache) Put(mac string, info *wire.Info) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.devices[mac] = &cachedInfo{Info: info, At: time.Now()}
@@ -88,7 +90,7 @@ func (c *Cache) SetClone(mac string, groupID uint, version int, versionID, serve
 }
 
 // Get returns the last answer for a device and when it was received.
-func (c *Cache) Get(mac string) (*Info, time.Time, bool) {
+func (c *Cache) Get(mac string) (*wire.Info, time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ci, ok := c.devices[mac]
@@ -99,7 +101,7 @@ func (c *Cache) Get(mac string) (*Info, time.Time, bool) {
 }
 
 // Exported records that a target is exported (or, with remove, that it no longer is).
-func (c *Cache) Exported(iqn string, e Export, remove bool) {
+func (c *Cache) Exported(iqn string, e wire.Export, remove bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.exports[iqn]; remove == !ok || (!remove && old == e) {
@@ -114,7 +116,7 @@ func (c *Cache) Exported(iqn string, e Export, remove bool) {
 }
 
 // Exports lists the recorded exports, sorted by IQN.
-func (c *Cache) Exports() []Export {
+func (c *Cache) Exports() []wire.Export {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	keys := make([]string, 0, len(c.exports))
@@ -122,7 +124,7 @@ func (c *Cache) Exports() []Export {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	out := make([]Export, 0, len(keys))
+	out := make([]wire.Export, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, c.exports[k])
 	}

@@ -1,22 +1,9 @@
 package boot
 
-import "fmt"
+import (
+	"fmt"
 
-// Action is what a booting device is told to do.
-type Action string
-
-const (
-	// BootClone sanboots the device's existing clone as it is.
-	BootClone Action = "boot-clone"
-	// Provision makes a new clone of Decision.Version on this server (the old clone, if
-	// any, goes to the erator first) and then boots it.
-	Provision Action = "provision"
-	// Redirect chains to another server's boot endpoint (Decision.To says which).
-	Redirect Action = "redirect"
-	// Wait is the reboot loop: nothing can boot the device now; the script says why.
-	Wait Action = "wait"
-	// Maintenance boots the group head read-write (the device is the group's maintenance device).
-	Maintenance Action = "maintenance"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
 // RedirectTarget says which server a Redirect goes to.
@@ -54,7 +41,7 @@ type DecideInput struct {
 
 // Decision is what a device boots.
 type Decision struct {
-	Action Action
+	Action wire.Action
 	// Version is the version booted (BootClone: the clone's; Provision: the one to clone;
 	// Redirect to the assigned version: A).
 	Version int
@@ -74,7 +61,7 @@ type Decision struct {
 // out the decision.
 func Decide(in DecideInput) Decision {
 	if in.Maintenance {
-		return Decision{Action: Maintenance, Reason: "group in maintenance: this device boots the group head read-write"}
+		return Decision{Action: wire.Maintenance, Reason: "group in maintenance: this device boots the group head read-write"}
 	}
 	if !in.Strict {
 		return decideLoose(in)
@@ -93,32 +80,32 @@ func Decide(in DecideInput) Decision {
 	// The device needs A: a new device, or an unlocked one without lazy locks whose clone
 	// is another version.
 	if in.Assigned == 0 {
-		return Decision{Action: Wait, Reason: "the group has no assigned version yet"}
+		return Decision{Action: wire.Wait, Reason: "the group has no assigned version yet"}
 	}
 	switch {
 	case in.HasAssigned && hasClone:
-		return Decision{Action: Provision, Version: in.Assigned, Reprovision: true,
+		return Decision{Action: wire.Provision, Version: in.Assigned, Reprovision: true,
 			Reason: fmt.Sprintf("strict versioning: reprovision from v%d to the assigned v%d", in.Clone, in.Assigned)}
 	case in.HasAssigned:
-		return Decision{Action: Provision, Version: in.Assigned, Reason: fmt.Sprintf("new clone of the assigned v%d", in.Assigned)}
+		return Decision{Action: wire.Provision, Version: in.Assigned, Reason: fmt.Sprintf("new clone of the assigned v%d", in.Assigned)}
 	case in.AssignedElsewhere:
-		return Decision{Action: Redirect, To: ToAssigned, Version: in.Assigned,
+		return Decision{Action: wire.Redirect, To: ToAssigned, Version: in.Assigned,
 			Reason: fmt.Sprintf("this server does not hold the assigned v%d: another server does", in.Assigned)}
 	default:
-		return Decision{Action: Wait, Version: in.Assigned,
+		return Decision{Action: wire.Wait, Version: in.Assigned,
 			Reason: fmt.Sprintf("no server holds the assigned v%d yet", in.Assigned)}
 	}
 }
 
 // bootAsIs boots the existing clone, on the server that holds it.
 func bootAsIs(in DecideInput, why string) Decision {
-	d := Decision{Action: BootClone, Version: in.Clone, Reason: why}
+	d := Decision{Action: wire.BootClone, Version: in.Clone, Reason: why}
 	if in.Strict && in.Assigned != 0 && in.Clone != in.Assigned {
 		d.NonCompliant = true
 		d.Reason += fmt.Sprintf(" (v%d, assigned v%d: non-compliant)", in.Clone, in.Assigned)
 	}
 	if in.CloneElsewhere {
-		d.Action, d.To = Redirect, ToClone
+		d.Action, d.To = wire.Redirect, ToClone
 		d.Reason += "; the clone is on another server"
 	}
 	return d
@@ -134,13 +121,13 @@ func decideLoose(in DecideInput) Decision {
 	case in.Newest == 0 && hasClone:
 		return bootAsIs(in, "this server holds no version of the group: device keeps its clone")
 	case in.Newest == 0:
-		return Decision{Action: Wait, Reason: "this server holds no version of the group yet"}
+		return Decision{Action: wire.Wait, Reason: "this server holds no version of the group yet"}
 	case hasClone && in.Clone >= in.Newest && !in.CloneElsewhere:
 		return bootAsIs(in, fmt.Sprintf("clone of v%d is up to date", in.Clone))
 	case hasClone:
-		return Decision{Action: Provision, Version: in.Newest, Reprovision: true,
+		return Decision{Action: wire.Provision, Version: in.Newest, Reprovision: true,
 			Reason: fmt.Sprintf("reprovision from v%d to the newest local v%d", in.Clone, in.Newest)}
 	default:
-		return Decision{Action: Provision, Version: in.Newest, Reason: fmt.Sprintf("new clone of the newest local v%d", in.Newest)}
+		return Decision{Action: wire.Provision, Version: in.Newest, Reason: fmt.Sprintf("new clone of the newest local v%d", in.Newest)}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
 // FileDisks is a file-backed stand-in for a ZFS pool, for `clusterducks dev` on machines
@@ -215,13 +217,13 @@ func allZero(b []byte) bool {
 type LocalProvisioner struct {
 	Disks  *FileDisks
 	Target Target // the old disk's target is removed before it goes to the erator
-	Record func(ctx context.Context, r ProvisionRequest) error
+	Record func(ctx context.Context, r wire.ProvisionRequest) error
 }
 
 // Provision clones the version for the device (replacing an older clone).
-func (p *LocalProvisioner) Provision(ctx context.Context, r ProvisionRequest) error {
+func (p *LocalProvisioner) Provision(ctx context.Context, r wire.ProvisionRequest) error {
 	if r.Reprovision && p.Target != nil {
-		if err := p.Target.RemoveTarget(DeviceIQN(r.NetworkID, r.DeviceID)); err != nil {
+		if err := p.Target.RemoveTarget(wire.DeviceIQN(r.NetworkID, r.DeviceID)); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
 // The iPXE scripts the agent answers with. Every script starts with "#!ipxe"; text shown
@@ -102,25 +104,10 @@ func RedirectScript(why, bootURL string) string {
 		screenText(why), chainAgain(scriptWord(bootURL)+sep+DeviceQuery, "/boot.ipxe?"+DeviceQuery))
 }
 
-// MenuEntry is one entry of an iPXE menu.
-type MenuEntry struct {
-	Type    string // group, local, chain
-	Label   string
-	GroupID uint   // type group
-	URL     string // type chain
-}
-
-// Menu entry types, as models.MenuItem spells them.
-const (
-	MenuGroup = "group"
-	MenuLocal = "local"
-	MenuChain = "chain"
-)
-
 // MenuScript renders a network's menu. Choosing a group asks this endpoint again for that
 // group; local boots the first hard disk; chain loads a URL. After timeout the first entry
 // is taken.
-func MenuScript(title string, entries []MenuEntry, timeout time.Duration) string {
+func MenuScript(title string, entries []wire.MenuEntry, timeout time.Duration) string {
 	var b strings.Builder
 	b.WriteString("#!ipxe\n")
 	fmt.Fprintf(&b, "menu %s\n", screenText(title))
@@ -136,11 +123,11 @@ func MenuScript(title string, entries []MenuEntry, timeout time.Duration) string
 	for i, e := range entries {
 		fmt.Fprintf(&b, ":e%d\n", i)
 		switch e.Type {
-		case MenuGroup:
+		case wire.MenuGroup:
 			fmt.Fprintf(&b, "chain --autofree /boot.ipxe?%s&group=%d\n", DeviceQuery, e.GroupID)
-		case MenuLocal:
+		case wire.MenuLocal:
 			b.WriteString("sanboot --no-describe --drive 0x80 || exit\n")
-		case MenuChain:
+		case wire.MenuChain:
 			fmt.Fprintf(&b, "chain --autofree %s\n", scriptWord(e.URL))
 		default:
 			b.WriteString("exit\n")

@@ -8,11 +8,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
 // Config is what the boot service is built from; the agent fills it from its own config.
@@ -62,7 +62,7 @@ type Service struct {
 	pmu      sync.Mutex
 	inflight map[uint]*flight // provisioning by device
 
-	reports chan Report
+	reports chan wire.Report
 	stop    chan struct{}
 	done    sync.WaitGroup
 }
@@ -111,7 +111,7 @@ func NewService(cfg Config) (*Service, error) {
 		cfg: cfg, log: cfg.Logger,
 		versions: map[uint]cachedVersions{},
 		inflight: map[uint]*flight{},
-		reports:  make(chan Report, 4096),
+		reports:  make(chan wire.Report, 4096),
 		stop:     make(chan struct{}),
 	}
 	s.done.Add(1)
@@ -138,7 +138,7 @@ func (s *Service) background() {
 	defer tick.Stop()
 	reconcile := time.NewTicker(s.cfg.ReconcileEvery)
 	defer reconcile.Stop()
-	var batch []Report
+	var batch []wire.Report
 	send := func() {
 		if len(batch) == 0 {
 			return
@@ -186,7 +186,7 @@ func (s *Service) background() {
 	}
 }
 
-func (s *Service) report(r Report) {
+func (s *Service) report(r wire.Report) {
 	select {
 	case s.reports <- r:
 	default:
@@ -225,11 +225,11 @@ func (s *Service) Script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 
 // script is Script for a request that other servers redirected hop times.
 func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup uint, hop int) string {
-	mac, ok := NormalizeMAC(macIn)
-	if !ok {
+	mac, err := wire.NormalizeMAC(macIn)
+	if err != nil {
 		return RebootScript(fmt.Sprintf("bad MAC address %q", macIn), s.cfg.RebootPause)
 	}
-	uuid := NormalizeUUID(uuidIn)
+	uuid := wire.NormalizeUUID(uuidIn)
 	if uuid == "" {
 		return RebootScript("this machine reports no SMBIOS UUID: its disk cannot be protected", s.cfg.RebootPause)
 	}
@@ -240,7 +240,7 @@ func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 		timeout *= 5
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
-	info, err := s.cfg.Panel.Boot(pctx, Query{ServerID: s.cfg.ServerID, MAC: mac, UUID: uuid, GroupID: menuGroup})
+	info, err := s.cfg.Panel.Boot(pctx, wire.Query{ServerID: s.cfg.ServerID, MAC: mac, UUID: uuid, GroupID: menuGroup})
 	cancel()
 	offline := false
 	if err != nil {
@@ -280,7 +280,7 @@ func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	return s.boot(ctx, mac, info, uuid, offline, hop)
 }
 
-func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string, offline bool, hop int) string {
+func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid string, offline bool, hop int) string {
 	dev, g := info.Device, info.Group
 	if offline && g.Strict {
 		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which is unreachable", g.Name), s.cfg.RebootPause)
@@ -318,23 +318,23 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 		devPath = p
 	}
 	d := Decide(in)
-	rep := Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, GroupID: g.ID, Version: d.Version, Action: d.Action,
+	rep := wire.Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, GroupID: g.ID, Version: d.Version, Action: d.Action,
 		NonCompliant: d.NonCompliant, Reason: d.Reason}
 	banner := fmt.Sprintf("clusterducks: device %d boots group %d v%d from server %d", dev.ID, g.ID, d.Version, s.cfg.ServerID)
 	switch d.Action {
-	case BootClone:
+	case wire.BootClone:
 		s.report(rep)
 		return s.sanbootDevice(dev, uuid, devPath, banner)
-	case Provision:
+	case wire.Provision:
 		if offline {
 			if in.Clone > 0 {
-				rep.Action, rep.Version = BootClone, in.Clone
+				rep.Action, rep.Version = wire.BootClone, in.Clone
 				s.report(rep)
 				return s.sanbootDevice(dev, uuid, devPath, fmt.Sprintf("%s (panel unreachable: v%d as is)", banner, in.Clone))
 			}
 			return RebootScript("the panel is unreachable: a new disk cannot be made now", s.cfg.RebootPause)
 		}
-		req := ProvisionRequest{NetworkID: dev.NetworkID, DeviceID: dev.ID, GroupID: g.ID, ServerID: s.cfg.ServerID,
+		req := wire.ProvisionRequest{NetworkID: dev.NetworkID, DeviceID: dev.ID, GroupID: g.ID, ServerID: s.cfg.ServerID,
 			Version: d.Version, VersionID: versionID(g, d.Version), UUID: uuid, Locked: dev.Locked}
 		if dev.CloneVersion > 0 {
 			req.Reprovision, req.OldServerID = true, dev.CloneServerID
@@ -349,7 +349,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 			return RetryScript(fmt.Sprintf("preparing this device's disk (group %d v%d); please wait", g.ID, d.Version), s.cfg.RetryPause)
 		case in.Clone > 0 && !g.Strict:
 			s.log.Warn("boot: provisioning failed, booting the old clone", "device", dev.ID, "err", err)
-			rep.Action, rep.Version = BootClone, in.Clone
+			rep.Action, rep.Version = wire.BootClone, in.Clone
 			s.report(rep)
 			return s.sanbootDevice(dev, uuid, devPath, banner)
 		default:
@@ -363,8 +363,8 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 		}
 		s.report(rep)
 		return s.sanbootDevice(dev, uuid, p, banner)
-	case Redirect:
-		var to *ServerInfo
+	case wire.Redirect:
+		var to *wire.ServerInfo
 		if d.To == ToClone {
 			to = findServer(info, dev.CloneServerID)
 		} else {
@@ -375,7 +375,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 		}
 		s.report(rep)
 		return s.redirect(d.Reason, to, hop)
-	case Maintenance:
+	case wire.Maintenance:
 		if info.MasterServerID != 0 && info.MasterServerID != s.cfg.ServerID {
 			if to := findServer(info, info.MasterServerID); to != nil {
 				return s.redirect("the group head is on the master", to, hop)
@@ -385,8 +385,8 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 		if err != nil || !ok {
 			return RebootScript(fmt.Sprintf("group %d's head is not on this server", g.ID), s.cfg.RebootPause)
 		}
-		iqn := GroupHeadIQN(dev.NetworkID, g.ID)
-		if err := s.exportMaintenance(iqn, Export{Kind: "group", ID: g.ID, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
+		iqn := wire.GroupHeadIQN(dev.NetworkID, g.ID)
+		if err := s.exportMaintenance(iqn, wire.Export{Kind: "group", ID: g.ID, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
 			return RebootScript(fmt.Sprintf("exporting the group head failed: %v", err), s.cfg.RebootPause)
 		}
 		s.report(rep)
@@ -400,7 +400,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *Info, uuid string,
 
 // bootVolume boots the volume the device maintains, read-write, from the master (which
 // holds the volumes): on another server the device is sent to the master.
-func (s *Service) bootVolume(ctx context.Context, info *Info, uuid string, hop int) string {
+func (s *Service) bootVolume(ctx context.Context, info *wire.Info, uuid string, hop int) string {
 	dev, vid := info.Device, info.Volume.ID
 	if info.MasterServerID != 0 && info.MasterServerID != s.cfg.ServerID {
 		if to := findServer(info, info.MasterServerID); to != nil {
@@ -415,22 +415,22 @@ func (s *Service) bootVolume(ctx context.Context, info *Info, uuid string, hop i
 	if !ok {
 		return RebootScript(fmt.Sprintf("volume %d is not on this server", vid), s.cfg.RebootPause)
 	}
-	iqn := VolumeIQN(dev.NetworkID, vid)
-	if err := s.exportMaintenance(iqn, Export{Kind: "volume", ID: vid, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
+	iqn := wire.VolumeIQN(dev.NetworkID, vid)
+	if err := s.exportMaintenance(iqn, wire.Export{Kind: "volume", ID: vid, NetworkID: dev.NetworkID, UUID: uuid}, p); err != nil {
 		s.log.Warn("boot: export", "target", iqn, "err", err)
 		return RebootScript(fmt.Sprintf("exporting the volume failed: %v", err), s.cfg.RebootPause)
 	}
-	s.report(Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, Action: Maintenance, Reason: fmt.Sprintf("volume %d in maintenance", vid)})
+	s.report(wire.Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, Action: wire.Maintenance, Reason: fmt.Sprintf("volume %d in maintenance", vid)})
 	return SanbootScript(fmt.Sprintf("clusterducks: device %d boots volume %d read-write (maintenance)", dev.ID, vid),
 		s.sanTarget(iqn), s.cfg.RebootPause)
 }
 
-func (s *Service) sanbootDevice(dev DeviceInfo, uuid, path, banner string) string {
-	iqn := DeviceIQN(dev.NetworkID, dev.ID)
+func (s *Service) sanbootDevice(dev wire.DeviceInfo, uuid, path, banner string) string {
+	iqn := wire.DeviceIQN(dev.NetworkID, dev.ID)
 	if path == "" {
 		return RetryScript("this device's disk is not visible yet; asking again", s.cfg.RetryPause)
 	}
-	if err := s.export(iqn, Export{Kind: "device", ID: dev.ID, NetworkID: dev.NetworkID, UUID: uuid}, path); err != nil {
+	if err := s.export(iqn, wire.Export{Kind: "device", ID: dev.ID, NetworkID: dev.NetworkID, UUID: uuid}, path); err != nil {
 		s.log.Warn("boot: export", "target", iqn, "err", err)
 		return RebootScript(fmt.Sprintf("exporting this device's disk failed: %v", err), s.cfg.RebootPause)
 	}
@@ -450,9 +450,9 @@ func (s *Service) sanTarget(iqn string) SANTarget {
 // Export makes sure a target is there and records it for a restart; adding the same
 // target again is a no-op, so the hot path pays one map lookup for a device already
 // exported.
-func (s *Service) Export(iqn string, e Export, path string) error { return s.export(iqn, e, path) }
+func (s *Service) Export(iqn string, e wire.Export, path string) error { return s.export(iqn, e, path) }
 
-func (s *Service) export(iqn string, e Export, path string) error {
+func (s *Service) export(iqn string, e wire.Export, path string) error {
 	tc := TargetConfig(iqn, path, e.UUID, false)
 	if len(s.cfg.CHAPKey) > 0 {
 		user, secret := CHAPCredentials(s.cfg.CHAPKey, iqn)
@@ -468,7 +468,7 @@ func (s *Service) export(iqn string, e Export, path string) error {
 // exportMaintenance exports a group head or a volume to its maintenance device. The
 // maintenance may have moved to another device while the target is still exported to the
 // previous one (another ACL): that target, and the old device's session, goes first.
-func (s *Service) exportMaintenance(iqn string, e Export, path string) error {
+func (s *Service) exportMaintenance(iqn string, e wire.Export, path string) error {
 	err := s.export(iqn, e, path)
 	if errors.Is(err, iscsi.ErrTargetExists) {
 		if err := s.Unexport(iqn); err != nil {
@@ -481,7 +481,7 @@ func (s *Service) exportMaintenance(iqn string, e Export, path string) error {
 
 // provision runs one provisioning per device at a time on this agent; concurrent requests
 // for the same device and version wait for the same result.
-func (s *Service) provision(ctx context.Context, req ProvisionRequest) error {
+func (s *Service) provision(ctx context.Context, req wire.ProvisionRequest) error {
 	s.pmu.Lock()
 	f, ok := s.inflight[req.DeviceID]
 	if !ok || f.version != req.Version {
@@ -543,7 +543,7 @@ func (s *Service) forgetVersions(groupID uint) {
 // holds reports whether this server holds version n of g: the snapshot exists and, when
 // the panel knows the version's guid, has that guid (DESIGN §6: a copy counts only once
 // its guid matches the master's).
-func (s *Service) holds(g *GroupInfo, local map[int]string, n int) bool {
+func (s *Service) holds(g *wire.GroupInfo, local map[int]string, n int) bool {
 	guid, ok := local[n]
 	if !ok {
 		return false
@@ -558,7 +558,7 @@ func (s *Service) holds(g *GroupInfo, local map[int]string, n int) bool {
 }
 
 // serverWith picks another server that holds version n of the device's group.
-func (s *Service) serverWith(info *Info, n int) *ServerInfo {
+func (s *Service) serverWith(info *wire.Info, n int) *wire.ServerInfo {
 	for _, v := range info.Group.Versions {
 		if v.Number != n {
 			continue
@@ -574,7 +574,7 @@ func (s *Service) serverWith(info *Info, n int) *ServerInfo {
 	return nil
 }
 
-func findServer(info *Info, id uint) *ServerInfo {
+func findServer(info *wire.Info, id uint) *wire.ServerInfo {
 	for i := range info.Servers {
 		if info.Servers[i].ID == id {
 			return &info.Servers[i]
@@ -583,7 +583,7 @@ func findServer(info *Info, id uint) *ServerInfo {
 	return nil
 }
 
-func versionID(g *GroupInfo, n int) uint {
+func versionID(g *wire.GroupInfo, n int) uint {
 	for _, v := range g.Versions {
 		if v.Number == n {
 			return v.ID
@@ -592,14 +592,14 @@ func versionID(g *GroupInfo, n int) uint {
 	return 0
 }
 
-func (s *Service) bootURL(srv *ServerInfo) string {
+func (s *Service) bootURL(srv *wire.ServerInfo) string {
 	return "http://" + net.JoinHostPort(srv.IP, strconv.Itoa(s.cfg.BootPort)) + "/boot.ipxe"
 }
 
 // redirect sends the device to another server's boot endpoint, counting the hop; past
 // maxHops the answer is a reboot loop that says why (two servers each sure the other
 // holds the disk would otherwise pass the device back and forth for ever).
-func (s *Service) redirect(why string, to *ServerInfo, hop int) string {
+func (s *Service) redirect(why string, to *wire.ServerInfo, hop int) string {
 	if hop >= maxHops {
 		s.log.Warn("boot: redirect loop", "to", to.ID, "hops", hop, "why", why)
 		return RebootScript(fmt.Sprintf("%s, but this boot was already redirected %d times and no server could boot it: check which servers hold its versions", why, hop), s.cfg.RebootPause)
@@ -619,22 +619,19 @@ func (s *Service) Restore(ctx context.Context) (int, error) { return s.restore(c
 // workflow swaps the disk would serve the old disk).
 func (s *Service) restore(ctx context.Context, devices bool) (int, error) {
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PanelTimeout)
-	exports, err := s.cfg.Panel.Exports(pctx, s.cfg.ServerID)
+	exports, err := s.cfg.Panel.Exports(pctx)
 	cancel()
 	if err != nil {
 		s.log.Info("boot: panel unreachable, restoring exports from the cache", "err", err)
 		exports = s.cfg.Cache.Exports()
 	} else {
-		want := map[Export]bool{}
+		want := map[wire.Export]bool{}
 		for _, e := range exports {
-			want[Export{Kind: e.Kind, ID: e.ID, NetworkID: e.NetworkID}] = true
+			want[wire.Export{Kind: e.Kind, ID: e.ID, NetworkID: e.NetworkID}] = true
 		}
 		for _, e := range s.cfg.Cache.Exports() {
-			if e.Kind != "device" && !want[Export{Kind: e.Kind, ID: e.ID, NetworkID: e.NetworkID}] {
-				iqn := GroupHeadIQN(e.NetworkID, e.ID)
-				if e.Kind == "volume" {
-					iqn = VolumeIQN(e.NetworkID, e.ID)
-				}
+			if e.Kind != "device" && !want[wire.Export{Kind: e.Kind, ID: e.ID, NetworkID: e.NetworkID}] {
+				iqn := e.IQN()
 				if err := s.Unexport(iqn); err != nil {
 					s.log.Warn("boot: unexport", "target", iqn, "err", err)
 				} else {
@@ -649,22 +646,20 @@ func (s *Service) restore(ctx context.Context, devices bool) (int, error) {
 		if e.Kind == "device" && !devices {
 			continue
 		}
-		var path, iqn string
+		var path string
 		var ok bool
 		var perr error
 		switch e.Kind {
 		case "device":
 			path, ok, perr = s.cfg.Disks.DevicePath(ctx, e.ID)
-			iqn = DeviceIQN(e.NetworkID, e.ID)
 		case "group":
 			path, ok, perr = s.cfg.Disks.GroupPath(ctx, e.ID)
-			iqn = GroupHeadIQN(e.NetworkID, e.ID)
 		case "volume":
 			path, ok, perr = s.cfg.Disks.VolumePath(ctx, e.ID)
-			iqn = VolumeIQN(e.NetworkID, e.ID)
 		default:
 			continue
 		}
+		iqn := e.IQN()
 		if perr != nil {
 			errs = append(errs, perr)
 			continue
@@ -690,27 +685,6 @@ func (s *Service) Unexport(iqn string) error {
 	if err := s.cfg.Target.RemoveTarget(iqn); err != nil {
 		return err
 	}
-	s.cfg.Cache.Exported(iqn, Export{}, true)
+	s.cfg.Cache.Exported(iqn, wire.Export{}, true)
 	return nil
-}
-
-// NormalizeMAC returns a MAC as lower-case colon-separated hex (iPXE sends colons; dashes
-// and bare hex are accepted too).
-func NormalizeMAC(v string) (string, bool) {
-	h := strings.NewReplacer(":", "", "-", "", ".", "").Replace(strings.ToLower(strings.TrimSpace(v)))
-	if len(h) != 12 {
-		return "", false
-	}
-	var b strings.Builder
-	for i := 0; i < 12; i++ {
-		c := h[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return "", false
-		}
-		if i > 0 && i%2 == 0 {
-			b.WriteByte(':')
-		}
-		b.WriteByte(c)
-	}
-	return b.String(), true
 }

@@ -11,18 +11,19 @@ import (
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
 // fakePanel answers from a fixed Info (or fails), and records what the service asks.
 type fakePanel struct {
 	mu      sync.Mutex
-	info    *Info
+	info    *wire.Info
 	err     error
-	queries []Query
-	exports []Export // nil: device 7's clone
+	queries []wire.Query
+	exports []wire.Export // nil: device 7's clone
 }
 
-func (p *fakePanel) Boot(_ context.Context, q Query) (*Info, error) {
+func (p *fakePanel) Boot(_ context.Context, q wire.Query) (*wire.Info, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.queries = append(p.queries, q)
@@ -32,14 +33,14 @@ func (p *fakePanel) Boot(_ context.Context, q Query) (*Info, error) {
 	cp := *p.info
 	return &cp, nil
 }
-func (p *fakePanel) Booted(context.Context, []Report) error { return nil }
-func (p *fakePanel) Exports(context.Context, uint) ([]Export, error) {
+func (p *fakePanel) Booted(context.Context, []wire.Report) error { return nil }
+func (p *fakePanel) Exports(context.Context) ([]wire.Export, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.exports != nil {
 		return p.exports, nil
 	}
-	return []Export{{Kind: "device", ID: 7, NetworkID: 1, UUID: uuid1}}, nil
+	return []wire.Export{{Kind: "device", ID: 7, NetworkID: 1, UUID: uuid1}}, nil
 }
 
 type recordTarget struct {
@@ -66,10 +67,10 @@ func (r *recordTarget) RemoveTarget(iqn string) error {
 type countingProvisioner struct {
 	LocalProvisioner
 	mu   sync.Mutex
-	reqs []ProvisionRequest
+	reqs []wire.ProvisionRequest
 }
 
-func (c *countingProvisioner) Provision(ctx context.Context, r ProvisionRequest) error {
+func (c *countingProvisioner) Provision(ctx context.Context, r wire.ProvisionRequest) error {
 	c.mu.Lock()
 	c.reqs = append(c.reqs, r)
 	c.mu.Unlock()
@@ -81,7 +82,7 @@ const (
 	uuid1 = "c1d0c1d0-0000-4000-8000-000000000007"
 )
 
-func newTestService(t *testing.T, info *Info) (*Service, *fakePanel, *recordTarget, *countingProvisioner, *FileDisks) {
+func newTestService(t *testing.T, info *wire.Info) (*Service, *fakePanel, *recordTarget, *countingProvisioner, *FileDisks) {
 	t.Helper()
 	disks, err := NewFileDisks(t.TempDir())
 	if err != nil {
@@ -106,24 +107,24 @@ func newTestService(t *testing.T, info *Info) (*Service, *fakePanel, *recordTarg
 
 func writeFile(p string) error { return os.WriteFile(p, []byte("disk"), 0o644) }
 
-func info(strict bool, assigned int) *Info {
-	return &Info{Registered: true,
-		Device:         DeviceInfo{ID: 7, NetworkID: 1, MAC: mac1, UUID: uuid1},
-		Group:          &GroupInfo{ID: 3, Name: "g", Strict: strict, Assigned: assigned, Versions: []VersionInfo{{ID: 31, Number: 1, Servers: []uint{1}}, {ID: 32, Number: 2, Servers: []uint{1}}}},
-		Servers:        []ServerInfo{{ID: 1, IP: "10.0.0.1"}, {ID: 2, IP: "10.0.0.2"}},
+func info(strict bool, assigned int) *wire.Info {
+	return &wire.Info{Registered: true,
+		Device:         wire.DeviceInfo{ID: 7, NetworkID: 1, MAC: mac1, UUID: uuid1},
+		Group:          &wire.GroupInfo{ID: 3, Name: "g", Strict: strict, Assigned: assigned, Versions: []wire.VersionInfo{{ID: 31, Number: 1, Servers: []uint{1}}, {ID: 32, Number: 2, Servers: []uint{1}}}},
+		Servers:        []wire.ServerInfo{{ID: 1, IP: "10.0.0.1"}, {ID: 2, IP: "10.0.0.2"}},
 		MasterServerID: 1}
 }
 
 func TestScriptNewDeviceProvisionsAndSanboots(t *testing.T) {
 	svc, _, target, prov, _ := newTestService(t, info(true, 1))
 	s := svc.Script(context.Background(), "52-54-00-00-00-07", uuid1, 0)
-	if !strings.Contains(s, "sanboot iscsi:10.0.0.1::::0:"+DeviceIQN(1, 7)) && !strings.Contains(s, "sanboot iscsi:10.0.0.1:::0:"+DeviceIQN(1, 7)) {
+	if !strings.Contains(s, "sanboot iscsi:10.0.0.1::::0:"+wire.DeviceIQN(1, 7)) && !strings.Contains(s, "sanboot iscsi:10.0.0.1:::0:"+wire.DeviceIQN(1, 7)) {
 		t.Fatalf("script:\n%s", s)
 	}
 	if len(prov.reqs) != 1 || prov.reqs[0].Version != 1 || prov.reqs[0].Reprovision {
 		t.Fatalf("provisioning: %+v", prov.reqs)
 	}
-	tc := target.added[DeviceIQN(1, 7)]
+	tc := target.added[wire.DeviceIQN(1, 7)]
 	if len(tc.AllowedInitiators) != 1 || tc.AllowedInitiators[0] != "iqn.2010-04.org.ipxe:"+uuid1 {
 		t.Fatalf("ACL: %+v", tc)
 	}
@@ -149,30 +150,30 @@ func TestScriptKnownDeviceNeedsNoProvisioning(t *testing.T) {
 func TestScriptAnswers(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(*Info)
+		edit func(*wire.Info)
 		err  error
 		want string
 	}{
-		{"not registered", func(i *Info) {
-			*i = Info{Message: "this device is not registered and the network has no default group"}
+		{"not registered", func(i *wire.Info) {
+			*i = wire.Info{Message: "this device is not registered and the network has no default group"}
 		}, nil,
 			"not registered and the network has no default group"},
-		{"menu", func(i *Info) {
-			i.Menu = &MenuInfo{Name: "Pick", Entries: []MenuEntry{{Type: MenuGroup, Label: "Desktops", GroupID: 3}, {Type: MenuLocal, Label: "Disk"}}}
+		{"menu", func(i *wire.Info) {
+			i.Menu = &wire.MenuInfo{Name: "Pick", Entries: []wire.MenuEntry{{Type: wire.MenuGroup, Label: "Desktops", GroupID: 3}, {Type: wire.MenuLocal, Label: "Disk"}}}
 		}, nil, "chain --autofree /boot.ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}&group=3"},
-		{"no group", func(i *Info) { i.Group = nil }, nil, "no group"},
-		{"strict, A elsewhere: redirect", func(i *Info) {
+		{"no group", func(i *wire.Info) { i.Group = nil }, nil, "no group"},
+		{"strict, A elsewhere: redirect", func(i *wire.Info) {
 			i.Group.Assigned = 4
-			i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4, Servers: []uint{2}})
+			i.Group.Versions = append(i.Group.Versions, wire.VersionInfo{Number: 4, Servers: []uint{2}})
 		}, nil,
 			"chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
-		{"strict, A nowhere: reboot loop", func(i *Info) {
+		{"strict, A nowhere: reboot loop", func(i *wire.Info) {
 			i.Group.Assigned = 4
-			i.Group.Versions = append(i.Group.Versions, VersionInfo{Number: 4})
+			i.Group.Versions = append(i.Group.Versions, wire.VersionInfo{Number: 4})
 		}, nil,
 			"no server holds the assigned v4 yet"},
 		{"panel down, unknown device", nil, errors.New("down"), "panel is unreachable"},
-		{"maintenance", func(i *Info) { i.Group.Maintenance, i.Group.MaintenanceDevice = true, 7 }, nil, "group 3's head is not on this server"},
+		{"maintenance", func(i *wire.Info) { i.Group.Maintenance, i.Group.MaintenanceDevice = true, 7 }, nil, "group 3's head is not on this server"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,7 +197,7 @@ func TestScriptFromCacheWhenPanelIsDown(t *testing.T) {
 	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot") {
 		t.Fatalf("online:\n%s", s)
 	}
-	panel.err = ErrUnreachable
+	panel.err = wire.ErrUnreachable
 	in.Device.CloneGroupID, in.Device.CloneVersion, in.Device.CloneServerID = 3, 2, 1
 	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot") {
 		t.Fatalf("non-strict from the cache:\n%s", s)
@@ -204,7 +205,7 @@ func TestScriptFromCacheWhenPanelIsDown(t *testing.T) {
 	// A strict group needs the panel.
 	svc2, panel2, _, _, _ := newTestService(t, info(true, 1))
 	svc2.Script(context.Background(), mac1, uuid1, 0)
-	panel2.err = ErrUnreachable
+	panel2.err = wire.ErrUnreachable
 	if s := svc2.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "strict versioning") {
 		t.Fatalf("strict from the cache:\n%s", s)
 	}
@@ -235,7 +236,7 @@ func TestRestoreFromPanel(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := svc.Restore(context.Background())
-	if err != nil || n != 1 || target.added[DeviceIQN(1, 7)].IQN == "" {
+	if err != nil || n != 1 || target.added[wire.DeviceIQN(1, 7)].IQN == "" {
 		t.Fatalf("restore: %d %v %v", n, err, target.added)
 	}
 }
@@ -246,8 +247,8 @@ func TestRestoreUnexportsEndedMaintenance(t *testing.T) {
 	if err := writeFile(head); err != nil {
 		t.Fatal(err)
 	}
-	iqn := GroupHeadIQN(1, 3)
-	if err := svc.Export(iqn, Export{Kind: "group", ID: 3, NetworkID: 1, UUID: uuid1}, head); err != nil {
+	iqn := wire.GroupHeadIQN(1, 3)
+	if err := svc.Export(iqn, wire.Export{Kind: "group", ID: 3, NetworkID: 1, UUID: uuid1}, head); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.Restore(context.Background()); err != nil {
@@ -260,11 +261,11 @@ func TestRestoreUnexportsEndedMaintenance(t *testing.T) {
 
 // volumeInfo is device 7 maintaining volume 9; it has no group, only a menu, which the
 // volume comes before.
-func volumeInfo() *Info {
+func volumeInfo() *wire.Info {
 	in := info(true, 1)
 	in.Group = nil
-	in.Menu = &MenuInfo{Name: "Pick", Entries: []MenuEntry{{Type: MenuLocal, Label: "Disk"}}}
-	in.Volume = &VolumeInfo{ID: 9}
+	in.Menu = &wire.MenuInfo{Name: "Pick", Entries: []wire.MenuEntry{{Type: wire.MenuLocal, Label: "Disk"}}}
+	in.Volume = &wire.VolumeInfo{ID: 9}
 	return in
 }
 
@@ -274,7 +275,7 @@ func TestScriptVolumeMaintenance(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := svc.Script(context.Background(), mac1, uuid1, 0)
-	iqn := VolumeIQN(1, 9)
+	iqn := wire.VolumeIQN(1, 9)
 	if !strings.Contains(s, "sanboot iscsi:10.0.0.1:::0:"+iqn) || !strings.Contains(s, "volume 9 read-write") {
 		t.Fatalf("script:\n%s", s)
 	}
@@ -293,12 +294,12 @@ func TestScriptVolumeMaintenance(t *testing.T) {
 func TestScriptVolumeMaintenanceAnswers(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(*Info)
+		edit func(*wire.Info)
 		want string
 	}{
-		{"not the master: redirect", func(i *Info) { i.MasterServerID = 2 }, "chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
-		{"no volume file", func(i *Info) { i.Volume.ID = 8 }, "volume 8 is not on this server"},
-		{"before the group", func(i *Info) { *i = *info(true, 1); i.Volume = &VolumeInfo{ID: 8} }, "volume 8 is not on this server"},
+		{"not the master: redirect", func(i *wire.Info) { i.MasterServerID = 2 }, "chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
+		{"no volume file", func(i *wire.Info) { i.Volume.ID = 8 }, "volume 8 is not on this server"},
+		{"before the group", func(i *wire.Info) { *i = *info(true, 1); i.Volume = &wire.VolumeInfo{ID: 8} }, "volume 8 is not on this server"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -327,15 +328,15 @@ func TestVolumeMaintenanceMovesToAnotherDevice(t *testing.T) {
 	if err := os.WriteFile(vol, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	iqn := VolumeIQN(1, 9)
+	iqn := wire.VolumeIQN(1, 9)
 	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot") {
 		t.Fatalf("first device:\n%s", s)
 	}
 	const uuid2 = "c1d0c1d0-0000-4000-8000-000000000008"
 	panel.mu.Lock()
 	panel.info = volumeInfo()
-	panel.info.Device = DeviceInfo{ID: 8, NetworkID: 1, MAC: "52:54:00:00:00:08", UUID: uuid2}
-	panel.exports = []Export{{Kind: "volume", ID: 9, NetworkID: 1, UUID: uuid2}}
+	panel.info.Device = wire.DeviceInfo{ID: 8, NetworkID: 1, MAC: "52:54:00:00:00:08", UUID: uuid2}
+	panel.exports = []wire.Export{{Kind: "volume", ID: 9, NetworkID: 1, UUID: uuid2}}
 	panel.mu.Unlock()
 	if s := svc.Script(context.Background(), "52:54:00:00:00:08", uuid2, 0); !strings.Contains(s, "sanboot") {
 		t.Fatalf("second device:\n%s", s)
@@ -352,7 +353,7 @@ func TestVolumeMaintenanceMovesToAnotherDevice(t *testing.T) {
 	}
 	// Maintenance ends: the next check removes the target.
 	panel.mu.Lock()
-	panel.exports = []Export{}
+	panel.exports = []wire.Export{}
 	panel.mu.Unlock()
 	if _, err := svc.restore(context.Background(), false); err != nil {
 		t.Fatal(err)
@@ -368,7 +369,7 @@ func TestVolumeMaintenanceMovesToAnotherDevice(t *testing.T) {
 func TestRedirectHopsAreBounded(t *testing.T) {
 	in := info(true, 1)
 	in.Group.Assigned = 4
-	in.Group.Versions = append(in.Group.Versions, VersionInfo{Number: 4, Servers: []uint{2}})
+	in.Group.Versions = append(in.Group.Versions, wire.VersionInfo{Number: 4, Servers: []uint{2}})
 	svc, _, _, _, _ := newTestService(t, in)
 	get := func(hop string) string {
 		rec := httptest.NewRecorder()
@@ -393,7 +394,7 @@ func TestScriptWithCHAP(t *testing.T) {
 	svc, _, target, _, _ := newTestService(t, in)
 	svc.cfg.CHAPKey = []byte("k")
 	s := svc.Script(context.Background(), mac1, uuid1, 0)
-	iqn := DeviceIQN(1, 7)
+	iqn := wire.DeviceIQN(1, 7)
 	user, secret := CHAPCredentials([]byte("k"), iqn)
 	if !strings.Contains(s, "set username "+user+"\nset password "+secret+"\n") || !strings.Contains(s, "sanboot iscsi:") {
 		t.Fatalf("script:\n%s", s)
@@ -402,14 +403,14 @@ func TestScriptWithCHAP(t *testing.T) {
 	if tc.CHAP == nil || tc.CHAP.User != user || tc.CHAP.Secret != secret || len(secret) != 16 {
 		t.Fatalf("target CHAP: %+v", tc.CHAP)
 	}
-	if _, other := CHAPCredentials([]byte("k"), DeviceIQN(1, 8)); other == secret {
+	if _, other := CHAPCredentials([]byte("k"), wire.DeviceIQN(1, 8)); other == secret {
 		t.Fatal("two targets share a CHAP secret")
 	}
 }
 
 type failingProvisioner struct{ err error }
 
-func (f failingProvisioner) Provision(context.Context, ProvisionRequest) error { return f.err }
+func (f failingProvisioner) Provision(context.Context, wire.ProvisionRequest) error { return f.err }
 
 // When the device needs a new clone and provisioning fails (Temporal unreachable, the
 // clone refused): a non-strict device boots its old clone as is, a strict one gets a
@@ -421,8 +422,8 @@ func TestScriptWhenProvisioningFails(t *testing.T) {
 		err    error
 		want   string
 	}{
-		{"non-strict, engine unreachable: the old clone", false, ErrUnreachable, "sanboot iscsi:"},
-		{"strict, engine unreachable: reboot loop", true, ErrUnreachable, "preparing the disk failed"},
+		{"non-strict, engine unreachable: the old clone", false, wire.ErrUnreachable, "sanboot iscsi:"},
+		{"strict, engine unreachable: reboot loop", true, wire.ErrUnreachable, "preparing the disk failed"},
 		{"locked meanwhile: ask again", true, ErrLocked, "was just locked"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/netboot"
@@ -158,7 +159,7 @@ func BenchmarkBootStorm(b *testing.B) {
 	t := startTgtd(b, files, devs)
 	scripts := http.NewServeMux()
 	scripts.HandleFunc("/boot.ipxe", func(w http.ResponseWriter, r *http.Request) {
-		mac, _ := boot.NormalizeMAC(r.URL.Query().Get("mac"))
+		mac, _ := wire.NormalizeMAC(r.URL.Query().Get("mac"))
 		for i, d := range devs {
 			if d.MAC == mac {
 				fmt.Fprint(w, boot.SanbootScript("tgtd", boot.SANTarget{Portal: fmt.Sprintf("10.0.2.2:%d", t.port), LUN: 1, IQN: t.iqn(i)}, time.Second))

@@ -15,14 +15,15 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
 type offline struct{}
 
-func (offline) Boot(context.Context, boot.Query) (*boot.Info, error) { return nil, boot.ErrUnreachable }
-func (offline) Booted(context.Context, []boot.Report) error          { return boot.ErrUnreachable }
-func (offline) Exports(context.Context, uint) ([]boot.Export, error) {
-	return nil, boot.ErrUnreachable
+func (offline) Boot(context.Context, wire.Query) (*wire.Info, error) { return nil, wire.ErrUnreachable }
+func (offline) Booted(context.Context, []wire.Report) error          { return wire.ErrUnreachable }
+func (offline) Exports(context.Context) ([]wire.Export, error) {
+	return nil, wire.ErrUnreachable
 }
 
 func rss() int64 {
@@ -63,7 +64,7 @@ func main() {
 		}
 		p, _, _ := disks.DevicePath(context.Background(), uint(i))
 		uuid := fmt.Sprintf("c1d0c1d0-0000-4000-8000-%012x", i)
-		if err := svc.Export(boot.DeviceIQN(1, uint(i)), boot.Export{Kind: "device", ID: uint(i), NetworkID: 1, UUID: uuid}, p); err != nil {
+		if err := svc.Export(wire.DeviceIQN(1, uint(i)), wire.Export{Kind: "device", ID: uint(i), NetworkID: 1, UUID: uuid}, p); err != nil {
 			panic(err)
 		}
 	}
