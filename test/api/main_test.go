@@ -26,11 +26,11 @@ type panelT struct {
 	Admin string // Authorization header of the super-admin
 }
 
-func startPanel(t *testing.T, driver string) *panelT {
+func startPanel(t *testing.T, driver string, early ...panel.Mount) *panelT {
 	t.Helper()
 	db := harness.NewDB(t, driver)
 	store := &models.Store{DB: db}
-	app := panel.NewApp(panel.Options{Store: store})
+	app := panel.NewApp(panel.Options{Store: store, Early: early})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

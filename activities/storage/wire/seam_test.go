@@ -50,7 +50,9 @@ func forbid(t *testing.T, all []string, why string, rules ...func(string) bool) 
 	}
 }
 
-func contains(s string) func(string) bool { return func(p string) bool { return strings.Contains(p, s) } }
+func contains(s string) func(string) bool {
+	return func(p string) bool { return strings.Contains(p, s) }
+}
 
 func under(pkg string) func(string) bool {
 	return func(p string) bool { return p == module+"/"+pkg || strings.HasPrefix(p, module+"/"+pkg+"/") }
