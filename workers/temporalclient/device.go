@@ -21,21 +21,27 @@ import (
 // sent, a moment before ctx itself ends: without this, a caller that tells "ctx ended"
 // from "failed", as the lock's queued answer does, could see a failure.)
 func UpdateDevice(ctx context.Context, c client.Client, deviceID uint, name, updateID string, arg any) (client.WorkflowUpdateHandle, error) {
+	return Update(ctx, c, workflows.DeviceUpdate(deviceID, name, updateID, arg))
+}
+
+// Update sends s's update to its workflow, starting the workflow when no run is under
+// way, as UpdateDevice does for a device's (the panel's engine sends an operation's).
+func Update(ctx context.Context, c client.Client, s workflows.Start) (client.WorkflowUpdateHandle, error) {
 	var h client.WorkflowUpdateHandle
 	err := retryCut(ctx, func() error {
 		// A start operation can be used once: each attempt gets its own.
 		start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-			ID:                       workflows.DeviceWorkflowID(deviceID),
-			TaskQueue:                workflows.PanelQueue,
+			ID:                       s.WorkflowID,
+			TaskQueue:                s.Queue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		}, workflows.Device, workflows.DeviceInput{DeviceID: deviceID})
+		}, s.Workflow, s.Input)
 		var err error
 		h, err = c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 			StartWorkflowOperation: start,
 			UpdateOptions: client.UpdateWorkflowOptions{
-				UpdateID:     updateID,
-				UpdateName:   name,
-				Args:         []any{arg},
+				UpdateID:     s.UpdateID,
+				UpdateName:   s.Update,
+				Args:         []any{s.UpdateArg},
 				WaitForStage: client.WorkflowUpdateStageAccepted,
 			},
 		})
