@@ -119,11 +119,12 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 	}); err != nil {
 		return nil, err
 	}
-	// deleted: the disk went to the erator; the run ends, and updates that waited behind
-	// the delete are refused (their device is gone).
-	deleted := false
+	// deleting: a delete was accepted; the updates that get the mutex after it are refused
+	// (their device is gone), whichever of them waited first. deleted: the disk went to
+	// the erator; the run ends.
+	deleting, deleted := false, false
 	gone := func() error {
-		if !deleted {
+		if !deleting {
 			return nil
 		}
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d was deleted", in.DeviceID), "NotFound", nil)
@@ -233,6 +234,7 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 			handled++
 			// Marks the first history with a delete: runs recorded before never reach here.
 			workflow.GetVersion(ctx, VersionDeviceDelete, workflow.DefaultVersion, 1)
+			deleting = true
 			t := newUpdateTracker(ctx, r.OperationID)
 			if mu.IsLocked() {
 				if err := t.step("waiting", 0, "waiting for device %d's provisioning or lock change under way", in.DeviceID); err != nil {
