@@ -92,7 +92,7 @@ func OperationKinds() []string {
 type OperationInput struct {
 	ServerID uint   `json:"server_id,omitempty"`
 	Pool     string `json:"pool,omitempty"`
-	SizeGiB  int64  `json:"vol_size,omitempty"` // volume-create, volume-resize
+	SizeGiB  int64  `json:"vol_size,omitempty"`  // volume-create, volume-resize
 	VolumeID uint   `json:"volume_id,omitempty"` // group-create: the volume it clones
 	// group-publish. Number follows VersionID: PublishGroup finds a version's operation
 	// by `"version_id":<id>,`.

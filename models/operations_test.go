@@ -244,9 +244,7 @@ func inputOf(t *testing.T, op *Operation) OperationInput {
 func TestOperationsRecordTheirWorkflowInput(t *testing.T) {
 	ctx := context.Background()
 	s, a, _, g := opsStore(t)
-	var n Network
-	s.DB.Take(&n, g.NetworkID)
-	sid := *n.MasterServerID
+	sid := masterOf(t, s, g.NetworkID)
 	at := func(in OperationInput) OperationInput {
 		in.ServerID, in.Pool = sid, "tank"
 		return in
@@ -321,9 +319,7 @@ func TestOperationsRecordTheirWorkflowInput(t *testing.T) {
 func TestStartInputCompletesOlderRows(t *testing.T) {
 	ctx := context.Background()
 	s, a, _, g := opsStore(t)
-	var n Network
-	s.DB.Take(&n, g.NetworkID)
-	sid := *n.MasterServerID
+	sid := masterOf(t, s, g.NetworkID)
 	for _, tc := range []struct {
 		kind, object, input string
 		id                  uint
@@ -369,4 +365,14 @@ func TestStartInputCompletesOlderRows(t *testing.T) {
 	if in, err := StartInput(ctx, s.DB, res.Operation); err != nil || in.ServerID != sid || in.Pool != "tank" {
 		t.Fatalf("start once the network has a master: %+v %v", in, err)
 	}
+}
+
+// masterOf is the id of a network's master server.
+func masterOf(t *testing.T, s *Store, networkID uint) uint {
+	t.Helper()
+	var n Network
+	if err := s.DB.Take(&n, networkID).Error; err != nil || n.MasterServerID == nil {
+		t.Fatalf("network %d's master: %+v %v", networkID, n.MasterServerID, err)
+	}
+	return *n.MasterServerID
 }

@@ -91,6 +91,26 @@ func (s *deviceSuite) onClone(fn func(storage.CloneDeviceInput) error) {
 		})
 }
 
+// expect checks the activities called and the operation rows' writes, in order.
+func (s *deviceSuite) expect(t *testing.T, calls, steps string) {
+	t.Helper()
+	if j := join(s.calls); j != calls {
+		t.Fatalf("calls %s\nwant  %s", j, calls)
+	}
+	if j := join(s.steps); j != steps {
+		t.Fatalf("operations %s\nwant       %s", j, steps)
+	}
+}
+
+// slowClone makes every clone take 5 s (workflow time), for updates to arrive meanwhile.
+func (s *deviceSuite) slowClone() {
+	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
+		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
+			s.calls = append(s.calls, "clone v"+itoa(in.Version))
+			return &storage.CloneDeviceResult{}, nil
+		})
+}
+
 // update sends a provision update after delay and records its outcome.
 func (s *deviceSuite) update(t *testing.T, delay time.Duration, id string, r boot.ProvisionRequest, got *DeviceClone, gotErr *error) {
 	s.env.RegisterDelayedCallback(func() {
@@ -284,11 +304,7 @@ func TestDeviceRestoreNothingInErator(t *testing.T) {
 // next one goes ahead. All through the one device workflow, in order.
 func TestDeviceLockIsSerialisedWithProvisioning(t *testing.T) {
 	s := newDeviceSuite(t)
-	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
-		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
-			s.calls = append(s.calls, "clone v"+itoa(in.Version))
-			return &storage.CloneDeviceResult{}, nil
-		})
+	s.slowClone()
 	reprovision := func(v int) boot.ProvisionRequest {
 		r := req(v, 1)
 		r.Reprovision, r.OldServerID = true, 1
@@ -378,18 +394,23 @@ func (s *deviceSuite) onRestore(version int, err error) {
 
 // restore sends a restore update for operation opID after delay and records its outcome.
 func (s *deviceSuite) restore(delay time.Duration, opID uint, from string, got *DeviceRestoreUpdateResult, gotErr *error) {
+	r := DeviceRestoreRequest{OperationID: opID, DeviceID: 7, ServerID: 1, Pool: "tank", From: from}
+	sendUpdate(s, delay, UpdateRestore, RestoreUpdateID(opID), r, got, gotErr)
+}
+
+// sendUpdate sends update name (id, arg) after delay and records its outcome.
+func sendUpdate[T any](s *deviceSuite, delay time.Duration, name, id string, arg any, got *T, gotErr *error) {
 	s.env.RegisterDelayedCallback(func() {
-		r := DeviceRestoreRequest{OperationID: opID, DeviceID: 7, ServerID: 1, Pool: "tank", From: from}
-		s.env.UpdateWorkflow(UpdateRestore, RestoreUpdateID(opID), &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(name, id, &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
 			OnReject: func(err error) { *gotErr = err },
 			OnComplete: func(v any, err error) {
 				*gotErr = err
 				if err == nil {
-					*got = v.(DeviceRestoreUpdateResult)
+					*got = v.(T)
 				}
 			},
-		}, r)
+		}, arg)
 	}, delay)
 }
 
@@ -399,11 +420,7 @@ func (s *deviceSuite) restore(delay time.Duration, opID uint, from string, got *
 func TestDeviceRestoreRunsAfterTheProvisioningUnderWay(t *testing.T) {
 	s := newDeviceSuite(t)
 	s.trackOps()
-	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
-		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
-			s.calls = append(s.calls, "clone v"+itoa(in.Version))
-			return &storage.CloneDeviceResult{}, nil
-		})
+	s.slowClone()
 	s.onRestore(1, nil)
 	r2 := req(2, 1)
 	r2.Reprovision, r2.OldServerID = true, 1
@@ -426,14 +443,9 @@ func TestDeviceRestoreRunsAfterTheProvisioningUnderWay(t *testing.T) {
 	if restored.Clone != want || restored.Version != 1 || restored.From != "tank/erator/device-7-100" || v1 != want {
 		t.Fatalf("restore %+v, then v1 %+v; want the disk %+v", restored, v1, want)
 	}
-	calls := "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2," +
-		"plan,unexport tank,restore tank,export tank,record v1"
-	if j := join(s.calls); j != calls {
-		t.Fatalf("calls %s\nwant  %s", j, calls)
-	}
-	if j := join(s.steps); j != "op9 waiting,op9 unexport,op9 restore,op9 export,op9 succeeded" {
-		t.Fatalf("operation 9: %s", j)
-	}
+	s.expect(t, "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2,"+
+		"plan,unexport tank,restore tank,export tank,record v1",
+		"op9 waiting,op9 unexport,op9 restore,op9 export,op9 succeeded")
 	if o := s.outcomes[0]; o.Failed || o.WorkflowID == "" || o.RunID != "" || o.Percent != 100 {
 		t.Fatalf("outcome %+v", o)
 	}
@@ -530,19 +542,18 @@ func TestDeviceRestoreAfterTheDiskMovedFails(t *testing.T) {
 // del sends the delete update of operation opID (the disk recorded on server, pool) after
 // delay and records its outcome.
 func (s *deviceSuite) del(delay time.Duration, opID, server uint, pool string, got *DeviceDeleteResult, gotErr *error) {
-	s.env.RegisterDelayedCallback(func() {
-		r := DeviceDeleteRequest{OperationID: opID, DeviceID: 7, NetworkID: 1, ServerID: server, Pool: pool}
-		s.env.UpdateWorkflow(UpdateDelete, DeleteUpdateID(opID), &testsuite.TestUpdateCallback{
-			OnAccept: func() {},
-			OnReject: func(err error) { *gotErr = err },
-			OnComplete: func(v any, err error) {
-				*gotErr = err
-				if err == nil {
-					*got = v.(DeviceDeleteResult)
-				}
-			},
-		}, r)
-	}, delay)
+	r := DeviceDeleteRequest{OperationID: opID, DeviceID: 7, NetworkID: 1, ServerID: server, Pool: pool}
+	sendUpdate(s, delay, UpdateDelete, DeleteUpdateID(opID), r, got, gotErr)
+}
+
+// deleteSuite is a device suite tracking operations, with operation 9's delete (the disk
+// recorded on server, pool) sent after a second; got and err receive its outcome.
+func deleteSuite(t *testing.T, server uint, pool string) (s *deviceSuite, got *DeviceDeleteResult, err *error) {
+	s = newDeviceSuite(t)
+	s.trackOps()
+	got, err = new(DeviceDeleteResult), new(error)
+	s.del(time.Second, 9, server, pool, got, err)
+	return s, got, err
 }
 
 // runDevice runs the device workflow from disk and returns how long it ran (workflow time).
@@ -563,21 +574,12 @@ func (s *deviceSuite) runDevice(t *testing.T, disk DeviceClone) time.Duration {
 // A delete moves the device's disk to the erator of its server (target removed first),
 // ends the operation succeeded and the workflow at once (not after its idle hour).
 func TestDeviceDeleteMovesTheDiskToTheErator(t *testing.T) {
-	s := newDeviceSuite(t)
-	s.trackOps()
-	var got DeviceDeleteResult
-	var err error
-	s.del(time.Second, 9, 1, "tank", &got, &err)
+	s, got, err := deleteSuite(t, 1, "tank")
 	took := s.runDevice(t, DeviceClone{GroupID: 3, Version: 1, ServerID: 1})
-	if err != nil || got.Trash != "tank/erator/device-7-"+strconv.FormatInt(s.env.Now().Unix(), 10) {
-		t.Fatalf("delete: %+v %v", got, err)
+	if *err != nil || got.Trash != "tank/erator/device-7-"+strconv.FormatInt(s.env.Now().Unix(), 10) {
+		t.Fatalf("delete: %+v %v", got, *err)
 	}
-	if j := join(s.calls); j != "unexport tank,trash tank/iscsi/devices/7" {
-		t.Fatalf("calls %s", j)
-	}
-	if j := join(s.steps); j != "op9 unexport,op9 erator,op9 succeeded" {
-		t.Fatalf("operation 9: %s", j)
-	}
+	s.expect(t, "unexport tank,trash tank/iscsi/devices/7", "op9 unexport,op9 erator,op9 succeeded")
 	if o := s.outcomes[0]; o.Failed || o.Percent != 100 || !strings.Contains(o.Message, "tank/erator/device-7-") {
 		t.Fatalf("outcome %+v", o)
 	}
@@ -599,22 +601,12 @@ func TestDeviceDeleteWithoutAKnownDisk(t *testing.T) {
 		{"never provisioned", 0, "", "op9 succeeded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newDeviceSuite(t)
-			s.trackOps()
-			var got DeviceDeleteResult
-			var err error
-			pool := map[bool]string{true: "tank"}[tc.server != 0]
-			s.del(time.Second, 9, tc.server, pool, &got, &err)
+			s, _, err := deleteSuite(t, tc.server, map[bool]string{true: "tank"}[tc.server != 0])
 			s.runDevice(t, DeviceClone{})
-			if err != nil {
-				t.Fatal(err)
+			if *err != nil {
+				t.Fatal(*err)
 			}
-			if j := join(s.calls); j != tc.calls {
-				t.Fatalf("calls %q, want %q", j, tc.calls)
-			}
-			if j := join(s.steps); j != tc.steps || s.outcomes[0].Failed {
-				t.Fatalf("operation 9: %s %+v", j, s.outcomes)
-			}
+			s.expect(t, tc.calls, tc.steps)
 		})
 	}
 }
@@ -622,15 +614,11 @@ func TestDeviceDeleteWithoutAKnownDisk(t *testing.T) {
 // A disk already gone (a repeated delete, a disk removed by hand) is success: deleting is
 // safe to repeat.
 func TestDeviceDeleteDiskAlreadyGone(t *testing.T) {
-	s := newDeviceSuite(t)
-	s.trackOps()
+	s, got, err := deleteSuite(t, 1, "tank")
 	s.diskGone = true
-	var got DeviceDeleteResult
-	var err error
-	s.del(time.Second, 9, 1, "tank", &got, &err)
 	s.runDevice(t, DeviceClone{GroupID: 3, Version: 1, ServerID: 1})
-	if err != nil || got.Trash != "" {
-		t.Fatalf("delete: %+v %v", got, err)
+	if *err != nil || got.Trash != "" {
+		t.Fatalf("delete: %+v %v", got, *err)
 	}
 	if o := s.outcomes[0]; o.Failed || !strings.Contains(o.Message, "already gone") {
 		t.Fatalf("outcome %+v", o)
@@ -642,11 +630,7 @@ func TestDeviceDeleteDiskAlreadyGone(t *testing.T) {
 func TestDeviceDeleteWaitsForTheProvisioningUnderWay(t *testing.T) {
 	s := newDeviceSuite(t)
 	s.trackOps()
-	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
-		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
-			s.calls = append(s.calls, "clone v"+itoa(in.Version))
-			return &storage.CloneDeviceResult{}, nil
-		})
+	s.slowClone()
 	r2 := req(2, 1)
 	r2.Reprovision, r2.OldServerID = true, 1
 	var v2, v3 DeviceClone
@@ -662,27 +646,18 @@ func TestDeviceDeleteWaitsForTheProvisioningUnderWay(t *testing.T) {
 	if e3 == nil || !strings.Contains(e3.Error(), "device 7 was deleted") {
 		t.Fatalf("a provisioning after the delete: %+v %v, want it refused; calls %v", v3, e3, s.calls)
 	}
-	want := "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2," +
-		"unexport tank,trash tank/iscsi/devices/7"
-	if j := join(s.calls); j != want {
-		t.Fatalf("calls %s\nwant  %s", j, want)
-	}
-	if j := join(s.steps); j != "op9 waiting,op9 unexport,op9 erator,op9 succeeded" {
-		t.Fatalf("operation 9: %s", j)
-	}
+	s.expect(t, "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2,"+
+		"unexport tank,trash tank/iscsi/devices/7",
+		"op9 waiting,op9 unexport,op9 erator,op9 succeeded")
 }
 
 // A disk the workflow knows on another server than the delete names (moved since the
 // delete was recorded) is left alone and the operation fails, saying so.
 func TestDeviceDeleteAfterTheDiskMovedFails(t *testing.T) {
-	s := newDeviceSuite(t)
-	s.trackOps()
-	var got DeviceDeleteResult
-	var err error
-	s.del(time.Second, 9, 1, "tank", &got, &err)
+	s, _, err := deleteSuite(t, 1, "tank")
 	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 2, ServerID: 2}})
-	if err == nil || !strings.Contains(err.Error(), "moved to server 2") || len(s.calls) != 0 {
-		t.Fatalf("delete: %v, calls %v", err, s.calls)
+	if *err == nil || !strings.Contains((*err).Error(), "moved to server 2") || len(s.calls) != 0 {
+		t.Fatalf("delete: %v, calls %v", *err, s.calls)
 	}
 	if j := join(s.steps); j != "op9 failed" {
 		t.Fatalf("operation 9: %s", j)

@@ -43,40 +43,24 @@ var dispatch = map[string]func(r recorded) (Start, error){
 			Input: EratorPurgeInput{OperationID: r.ID, ServerID: r.ServerID, Pool: r.Pool, Before: r.Before}}, nil
 	},
 	models.OpVolumeCreate: func(r recorded) (Start, error) {
-		return Start{WorkflowID: VolumeCreateID(r.Object), Workflow: VolumeCreate,
-			Input: VolumeCreateInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}},
-			need(r.SizeGiB > 0, "vol_size")
+		in := VolumeCreateInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VolumeCreateID(r.Object), Workflow: VolumeCreate, Input: in}, need(r.SizeGiB > 0, "vol_size")
 	},
 	models.OpVolumeResize: func(r recorded) (Start, error) {
-		return Start{WorkflowID: VolumeResizeID(r.Object, r.SizeGiB), Workflow: VolumeResize,
-			Input: VolumeResizeInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}},
-			need(r.SizeGiB > 0, "vol_size")
+		in := VolumeResizeInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VolumeResizeID(r.Object, r.SizeGiB), Workflow: VolumeResize, Input: in}, need(r.SizeGiB > 0, "vol_size")
 	},
-	models.OpVolumeDelete: func(r recorded) (Start, error) {
-		return Start{WorkflowID: VolumeDeleteID(r.Object), Workflow: VolumeDelete, Again: true,
-			Input: DeleteInput{OperationID: r.ID, Kind: "volume", ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
-	},
-	models.OpVolumeRestore: func(r recorded) (Start, error) {
-		return Start{WorkflowID: VolumeRestoreID(r.Object), Workflow: Restore, Again: true,
-			Input: RestoreInput{OperationID: r.ID, Kind: "volume", ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
-	},
+	models.OpVolumeDelete:  deleting("volume", VolumeDeleteID, VolumeDelete),
+	models.OpVolumeRestore: restoring("volume", VolumeRestoreID),
 	models.OpGroupCreate: func(r recorded) (Start, error) {
-		return Start{WorkflowID: GroupCreateID(r.Object), Workflow: GroupCreate,
-			Input: GroupCreateInput{OperationID: r.ID, GroupID: r.Object, VolumeID: r.VolumeID, ServerID: r.ServerID, Pool: r.Pool}},
-			need(r.VolumeID != 0, "volume_id")
+		in := GroupCreateInput{OperationID: r.ID, GroupID: r.Object, VolumeID: r.VolumeID, ServerID: r.ServerID, Pool: r.Pool}
+		return Start{WorkflowID: GroupCreateID(r.Object), Workflow: GroupCreate, Input: in}, need(r.VolumeID != 0, "volume_id")
 	},
-	models.OpGroupDelete: func(r recorded) (Start, error) {
-		return Start{WorkflowID: GroupDeleteID(r.Object), Workflow: GroupDelete, Again: true,
-			Input: DeleteInput{OperationID: r.ID, Kind: "group", ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
-	},
-	models.OpGroupRestore: func(r recorded) (Start, error) {
-		return Start{WorkflowID: GroupRestoreID(r.Object), Workflow: Restore, Again: true,
-			Input: RestoreInput{OperationID: r.ID, Kind: "group", ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
-	},
+	models.OpGroupDelete:  deleting("group", GroupDeleteID, GroupDelete),
+	models.OpGroupRestore: restoring("group", GroupRestoreID),
 	models.OpGroupPublish: func(r recorded) (Start, error) {
-		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish,
-			Input: GroupPublishInput{OperationID: r.ID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number, ServerID: r.ServerID, Pool: r.Pool}},
-			need(r.VersionID != 0 && r.Number > 0, "version_id and number")
+		in := GroupPublishInput{OperationID: r.ID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number, ServerID: r.ServerID, Pool: r.Pool}
+		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish, Input: in}, need(r.VersionID != 0 && r.Number > 0, "version_id and number")
 	},
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
@@ -88,6 +72,22 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		return DeviceUpdate(r.Object, UpdateDelete, DeleteUpdateID(r.ID),
 			DeviceDeleteRequest{OperationID: r.ID, DeviceID: r.Object, NetworkID: r.Network, ServerID: r.ServerID, Pool: r.Pool}), nil
 	},
+}
+
+// deleting is the delete of a volume or a group (kind): workflow fn under id.
+func deleting(kind string, id func(uint) string, fn any) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: id(r.Object), Workflow: fn, Again: true,
+			Input: DeleteInput{OperationID: r.ID, Kind: kind, ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
+	}
+}
+
+// restoring is the restore of a volume or a group (kind) from the erator, under id.
+func restoring(kind string, id func(uint) string) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: id(r.Object), Workflow: Restore, Again: true,
+			Input: RestoreInput{OperationID: r.ID, Kind: kind, ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
+	}
 }
 
 // need is the error of a recorded input that lacks what its kind needs.
