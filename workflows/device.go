@@ -267,16 +267,13 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if deleted {
-			// Let the updates that waited behind the delete answer (refused) first.
-			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-				return nil, err
-			}
-			return &DeviceResult{}, nil
-		}
 		if more {
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 				return nil, err
+			}
+			if deleted {
+				// Ends once the updates that waited behind the delete have answered (refused).
+				return &DeviceResult{}, nil
 			}
 			return nil, workflow.NewContinueAsNewError(ctx, Device, DeviceInput{DeviceID: in.DeviceID, Clone: st})
 		}
