@@ -14,7 +14,7 @@ func TestAttachUpdateOneRunManyOperations(t *testing.T) {
 	s, _, _, g := opsStore(t)
 	ops := make([]*Operation, 3)
 	for i := range ops {
-		op, err := newOperation(s.DB, g.NetworkID, OpDeviceRestore, "device", 7, DeviceRestoreRequest{ServerID: 1})
+		op, err := newOperation(s.DB, g.NetworkID, OpDeviceRestore, 7, OperationInput{ServerID: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -174,7 +174,7 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 			}
 		}
 		if d.ServerID != nil {
-			if op, err = newOperation(tx, d.NetworkID, OpDeviceDelete, "device", d.ID, map[string]uint{"server_id": *d.ServerID}); err != nil {
+			if op, err = newOperation(tx, d.NetworkID, OpDeviceDelete, d.ID, OperationInput{ServerID: *d.ServerID}); err != nil {
 				return err
 			}
 		}
@@ -223,19 +223,10 @@ func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionI
 	return nil
 }
 
-// OpDeviceRestore is the operation that puts a device's replaced disk back from the erator.
-const OpDeviceRestore = "device-restore"
-
 // DeviceRestoreInput is the body of a device restore: an erator entry (as the server's
 // erator lists it), or none for the newest of the device's.
 type DeviceRestoreInput struct {
 	From *string `field:"from,name"`
-}
-
-// DeviceRestoreRequest is the input an engine reads from a device restore operation.
-type DeviceRestoreRequest struct {
-	ServerID uint   `json:"server_id"`
-	From     string `json:"from"`
 }
 
 // RestoreDevice queues putting a device's replaced disk back from its server's erator
@@ -258,7 +249,7 @@ func (s *Store) RestoreDevice(ctx context.Context, a *Actor, id uint, in *Device
 				return Invalid("from", "must be an erator entry of device %d (…/erator/device-%d-<time>)", d.ID, d.ID)
 			}
 		}
-		if op, err = newOperation(tx, d.NetworkID, OpDeviceRestore, "device", d.ID, DeviceRestoreRequest{ServerID: *d.ServerID, From: from}); err != nil {
+		if op, err = newOperation(tx, d.NetworkID, OpDeviceRestore, d.ID, OperationInput{ServerID: *d.ServerID, From: from}); err != nil {
 			return err
 		}
 		return audit(tx, a, &d.NetworkID, "restore", "device", d.ID, from)

@@ -44,11 +44,6 @@ type PurgeInput struct {
 	OlderThan *string `field:"older_than,age"`
 }
 
-// PurgeRequest is the input an engine reads from a purge operation.
-type PurgeRequest struct {
-	Before int64 `json:"before"` // unix seconds
-}
-
 // PurgeErator queues the purge of a server's erator. Only a client's admins may purge.
 func (s *Store) PurgeErator(ctx context.Context, a *Actor, serverKey string, in *PurgeInput) (*Created, error) {
 	age := time.Duration(0)
@@ -80,7 +75,7 @@ func (s *Store) PurgeErator(ctx context.Context, a *Actor, serverKey string, in 
 		if !a.CanAdminClient(n.ClientID) {
 			return Forbidden("only the client's admins may purge the erator")
 		}
-		op, err = newOperation(tx, srv.NetworkID, OpEratorPurge, "server", srv.ID, PurgeRequest{Before: time.Now().Add(-age).Unix()})
+		op, err = newOperation(tx, srv.NetworkID, OpEratorPurge, srv.ID, OperationInput{Before: time.Now().Add(-age).Unix()})
 		if err != nil {
 			return err
 		}
@@ -124,7 +119,7 @@ func restore[T any](ctx context.Context, s *Store, a *Actor, id uint, what, kind
 		if res.RowsAffected == 0 {
 			return Conflict("", "%s %d is %s, not deleted: there is nothing to restore", what, id, row.State)
 		}
-		if op, err = newOperation(tx, row.NetworkID, kind, what, id, nil); err != nil {
+		if op, err = newOperation(tx, row.NetworkID, kind, id, OperationInput{}); err != nil {
 			return err
 		}
 		return audit(tx, a, &row.NetworkID, "restore", what, id, "")

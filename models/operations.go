@@ -3,7 +3,9 @@ package models
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -37,16 +39,151 @@ type Operation struct {
 	FinishedAt *time.Time `json:"finished_at"`
 }
 
-// Operation kinds; the workflow engine maps each to its workflow.
+// Operation kinds, every one declared here. opObjects gives the type of object each acts
+// on (newOperation records it from there), and workflows' dispatch table has the workflow
+// of each (its test walks OperationKinds).
 const (
-	OpVolumeCreate = "volume-create"
-	OpVolumeResize = "volume-resize"
-	OpVolumeDelete = "volume-delete"
-	OpGroupCreate  = "group-create"
-	OpGroupDelete  = "group-delete"
-	OpGroupPublish = "group-publish"
-	OpDeviceDelete = "device-delete"
+	OpServerBootstrap = "server-bootstrap"
+	OpEratorPurge     = "erator-purge"
+	OpVolumeCreate    = "volume-create"
+	OpVolumeResize    = "volume-resize"
+	OpVolumeDelete    = "volume-delete"
+	OpVolumeRestore   = "volume-restore"
+	OpGroupCreate     = "group-create"
+	OpGroupDelete     = "group-delete"
+	OpGroupRestore    = "group-restore"
+	OpGroupPublish    = "group-publish"
+	OpDeviceRestore   = "device-restore"
+	OpDeviceDelete    = "device-delete"
 )
+
+// opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
+var opObjects = map[string]string{
+	OpServerBootstrap: "server",
+	OpEratorPurge:     "server",
+	OpVolumeCreate:    "volume",
+	OpVolumeResize:    "volume",
+	OpVolumeDelete:    "volume",
+	OpVolumeRestore:   "volume",
+	OpGroupCreate:     "group",
+	OpGroupDelete:     "group",
+	OpGroupRestore:    "group",
+	OpGroupPublish:    "group",
+	OpDeviceRestore:   "device",
+	OpDeviceDelete:    "device",
+}
+
+// OperationKinds lists every operation kind, sorted.
+func OperationKinds() []string {
+	kinds := make([]string, 0, len(opObjects))
+	for k := range opObjects {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+// OperationInput is what an operation's workflow starts from, recorded on the row
+// (Operation.Input) by the transaction that records the operation: the server the work
+// runs on and its pool, and the parameters of its kind. The engine starts the workflow
+// from it alone (workflows.Plan), so the workflow does what was decided with the row.
+// The JSON names are those of the inputs recorded before (resize, publish, purge, device
+// restore and delete), so older rows decode into it.
+type OperationInput struct {
+	ServerID uint   `json:"server_id,omitempty"`
+	Pool     string `json:"pool,omitempty"`
+	SizeGiB  int64  `json:"vol_size,omitempty"`  // volume-create, volume-resize
+	VolumeID uint   `json:"volume_id,omitempty"` // group-create: the volume it clones
+	// group-publish. Number follows VersionID: PublishGroup finds a version's operation
+	// by `"version_id":<id>,`.
+	VersionID uint   `json:"version_id,omitempty"`
+	Number    int    `json:"number,omitempty"`
+	Before    int64  `json:"before,omitempty"` // erator-purge: unix seconds
+	From      string `json:"from,omitempty"`   // device-restore: an erator entry
+}
+
+// errNoServer: an operation's rows name no server for its work to run on (yet).
+var errNoServer = errors.New("no server to run on")
+
+// completeInput fills in what in does not say yet, from the rows op acts on: the server
+// (a server's operations run on it, a volume's or group's on the network's master, a
+// device's on the server its caller names) with its pool, a new volume's size and a new
+// group's volume. Without a server it returns errNoServer, with what is missing.
+func completeInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
+	switch opObjects[op.Kind] {
+	case "server":
+		in.ServerID = op.ObjectID
+	case "volume", "group":
+		if in.ServerID == 0 && op.NetworkID != nil {
+			var n Network
+			if err := tx.Take(&n, *op.NetworkID).Error; err != nil {
+				return fmt.Errorf("network %d: %w", *op.NetworkID, err)
+			}
+			if n.MasterServerID == nil {
+				return fmt.Errorf("network %d has no master server: %w", n.ID, errNoServer)
+			}
+			in.ServerID = *n.MasterServerID
+		}
+	}
+	if in.ServerID == 0 {
+		return fmt.Errorf("%s %d: %w", op.Kind, op.ObjectID, errNoServer)
+	}
+	if in.Pool == "" {
+		var s Server
+		if err := tx.Take(&s, in.ServerID).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("server %d does not exist: %w", in.ServerID, errNoServer)
+		} else if err != nil {
+			return fmt.Errorf("server %d: %w", in.ServerID, err)
+		}
+		in.Pool = s.Pool
+	}
+	switch {
+	case op.Kind == OpVolumeCreate && in.SizeGiB == 0:
+		var v Volume
+		if err := tx.Take(&v, op.ObjectID).Error; err != nil {
+			return fmt.Errorf("volume %d: %w", op.ObjectID, err)
+		}
+		in.SizeGiB = v.SizeGiB
+	case op.Kind == OpGroupCreate && in.VolumeID == 0:
+		var g Group
+		if err := tx.Take(&g, op.ObjectID).Error; err != nil {
+			return fmt.Errorf("group %d: %w", op.ObjectID, err)
+		}
+		in.VolumeID = g.VolumeID
+	}
+	return nil
+}
+
+// StartInput is the input op's workflow starts from: the one recorded with it. A row
+// recorded without its server (by a panel from before inputs were recorded, or a delete
+// queued while its network had no master) is completed here from the rows it acts on,
+// and the completion recorded, so every later start of it runs the same.
+func StartInput(ctx context.Context, db *gorm.DB, op *Operation) (*OperationInput, error) {
+	var in OperationInput
+	if op.Input != "" {
+		if err := json.Unmarshal([]byte(op.Input), &in); err != nil {
+			return nil, fmt.Errorf("operation %d's input %q: %w", op.ID, op.Input, err)
+		}
+	}
+	if in.Pool != "" {
+		return &in, nil
+	}
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := completeInput(tx, op, &in); err != nil {
+			return err
+		}
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		op.Input = string(b)
+		return tx.Model(&Operation{}).Where("id = ?", op.ID).Update("input", op.Input).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("operation %d (%s): %w", op.ID, op.Kind, err)
+	}
+	return &in, nil
+}
 
 // preflight refuses work on a network whose master cannot take it: no master, or a master
 // whose last stats say its pool is missing or unhealthy. A master whose agent has not
@@ -77,7 +214,7 @@ func insertQueued(tx *gorm.DB, a *Actor, n *Network, q queued) (*Operation, erro
 	if err := tx.Create(q.row).Error; err != nil {
 		return nil, err
 	}
-	op, err := newOperation(tx, n.ID, q.kind, q.object, q.id(), nil)
+	op, err := newOperation(tx, n.ID, q.kind, q.id(), OperationInput{})
 	if err != nil {
 		return nil, err
 	}
@@ -96,21 +233,12 @@ func queueDelete(tx *gorm.DB, a *Actor, row any, state *string, networkID, id ui
 	if err := tx.Model(row).Update("state", StateDeleting).Error; err != nil {
 		return nil, err
 	}
-	created, err := newOperation(tx, networkID, kind, object, id, nil)
+	created, err := newOperation(tx, networkID, kind, id, OperationInput{})
 	if err != nil {
 		return nil, err
 	}
 	return created, audit(tx, a, &networkID, "delete", object, id, label)
 }
-
-// Operation kinds of the storage workflows beyond the ones the store records on create,
-// update and delete.
-const (
-	OpServerBootstrap = "server-bootstrap"
-	OpEratorPurge     = "erator-purge"
-	OpVolumeRestore   = "volume-restore"
-	OpGroupRestore    = "group-restore"
-)
 
 // WorkflowProgress is a step of a running operation, as its workflow reports it. Rows are matched by OperationID and also by
 // (WorkflowID, RunID), so a repeated request that joined the same workflow shows the
@@ -305,18 +433,25 @@ func AttachWorkflow(ctx context.Context, db *gorm.DB, opID uint, workflowID, run
 	})
 }
 
-// newOperation records an Operation for an object inside the inserting transaction.
-func newOperation(tx *gorm.DB, networkID uint, kind, objectType string, objectID uint, input any) (*Operation, error) {
-	in := ""
-	if input != nil {
-		b, err := json.Marshal(input)
-		if err != nil {
-			return nil, err
-		}
-		in = string(b)
+// newOperation records an Operation of a kind for an object inside the inserting
+// transaction, with its workflow's input: in, completed from the rows (completeInput). An
+// operation with no server to run on yet is recorded all the same and waits (StartInput
+// completes it once the network has a master).
+func newOperation(tx *gorm.DB, networkID uint, kind string, objectID uint, in OperationInput) (*Operation, error) {
+	object, ok := opObjects[kind]
+	if !ok {
+		return nil, fmt.Errorf("record operation: undeclared kind %q", kind)
 	}
 	nid := networkID
-	op := &Operation{NetworkID: &nid, Kind: kind, ObjectType: objectType, ObjectID: objectID, State: OpQueued, Step: "queued", Input: in}
+	op := &Operation{NetworkID: &nid, Kind: kind, ObjectType: object, ObjectID: objectID, State: OpQueued, Step: "queued"}
+	if err := completeInput(tx, op, &in); err != nil && !errors.Is(err, errNoServer) {
+		return nil, fmt.Errorf("record operation: %w", err)
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	op.Input = string(b)
 	if err := tx.Create(op).Error; err != nil {
 		return nil, fmt.Errorf("record operation: %w", err)
 	}

@@ -2,8 +2,11 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -224,4 +227,152 @@ func TestVolumeSizeAgainstTheMastersStats(t *testing.T) {
 	if _, err := s.UpdateVolume(ctx, a, 1, &VolumeInput{SizeGiB: &nine}); !errors.As(err, &invalid) {
 		t.Errorf("resize beyond the pool: %v", err)
 	}
+}
+
+// inputOf decodes the input recorded with an operation.
+func inputOf(t *testing.T, op *Operation) OperationInput {
+	t.Helper()
+	var in OperationInput
+	if err := json.Unmarshal([]byte(op.Input), &in); err != nil {
+		t.Fatalf("operation %d's input %q: %v", op.ID, op.Input, err)
+	}
+	return in
+}
+
+// Every operation the store records carries its kind's object type and the complete input
+// of its workflow, decided in the same transaction: the engine reads nothing else.
+func TestOperationsRecordTheirWorkflowInput(t *testing.T) {
+	ctx := context.Background()
+	s, a, _, g := opsStore(t)
+	sid := masterOf(t, s, g.NetworkID)
+	at := func(in OperationInput) OperationInput {
+		in.ServerID, in.Pool = sid, "tank"
+		return in
+	}
+	byKind := func(kind string) *Operation {
+		var op Operation
+		if err := s.DB.Where("kind = ?", kind).Order("id DESC").Take(&op).Error; err != nil {
+			t.Fatalf("no %s operation: %v", kind, err)
+		}
+		return &op
+	}
+	size := int64(2)
+	if _, err := s.UpdateVolume(ctx, a, g.VolumeID, &VolumeInput{SizeGiB: &size}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := s.PublishGroup(ctx, a, g.ID, &PublishInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := s.CreateDevice(ctx, a, &DeviceInput{NetworkID: &g.NetworkID, MAC: Strp("52:54:00:00:00:01")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	did := dev.Object.(*Device).ID
+	if err := RecordClone(ctx, s.DB, g.NetworkID, did, pub.Object.(*GroupVersion).ID, sid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RestoreDevice(ctx, a, did, &DeviceRestoreInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteDevice(ctx, a, did); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kind   string
+		object string
+		id     uint
+		want   OperationInput
+	}{
+		{OpVolumeCreate, "volume", g.VolumeID, at(OperationInput{SizeGiB: 1})},
+		{OpVolumeResize, "volume", g.VolumeID, at(OperationInput{SizeGiB: 2})},
+		{OpGroupCreate, "group", g.ID, at(OperationInput{VolumeID: g.VolumeID})},
+		{OpGroupPublish, "group", g.ID, at(OperationInput{VersionID: pub.Object.(*GroupVersion).ID, Number: 1})},
+		{OpDeviceRestore, "device", did, at(OperationInput{})},
+		{OpDeviceDelete, "device", did, at(OperationInput{})},
+	} {
+		op := byKind(tc.kind)
+		if op.ObjectType != tc.object || op.ObjectID != tc.id || inputOf(t, op) != tc.want {
+			t.Errorf("%s: %s %d with %s, want %s %d with %+v", tc.kind, op.ObjectType, op.ObjectID, op.Input, tc.object, tc.id, tc.want)
+		}
+		if in, err := StartInput(ctx, s.DB, op); err != nil || *in != tc.want {
+			t.Errorf("%s: start input %+v %v", tc.kind, in, err)
+		}
+	}
+
+	// A device that never had a disk leaves nothing to move: no operation.
+	dev, err = s.CreateDevice(ctx, a, &DeviceInput{NetworkID: &g.NetworkID, MAC: Strp("52:54:00:00:00:02")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.DeleteDevice(ctx, a, dev.Object.(*Device).ID); err != nil || res.Operation != nil {
+		t.Fatalf("delete of a device without a disk: %+v %v", res, err)
+	}
+	if _, err := newOperation(s.DB, g.NetworkID, "volume-explode", 1, OperationInput{}); err == nil {
+		t.Fatal("an undeclared kind was recorded")
+	}
+}
+
+// Rows recorded without their server (by a panel from before recorded inputs, or a
+// delete queued while the network had no master) are completed when the engine starts
+// them, from the rows they act on, and the completion is kept.
+func TestStartInputCompletesOlderRows(t *testing.T) {
+	ctx := context.Background()
+	s, a, _, g := opsStore(t)
+	sid := masterOf(t, s, g.NetworkID)
+	for _, tc := range []struct {
+		kind, object, input string
+		id                  uint
+		want                OperationInput
+	}{
+		{OpVolumeCreate, "volume", "", g.VolumeID, OperationInput{SizeGiB: 1}},
+		{OpVolumeResize, "volume", `{"vol_size":5}`, g.VolumeID, OperationInput{SizeGiB: 5}},
+		{OpGroupCreate, "group", "", g.ID, OperationInput{VolumeID: g.VolumeID}},
+		{OpGroupPublish, "group", `{"version_id":3,"number":2}`, g.ID, OperationInput{VersionID: 3, Number: 2}},
+		{OpServerBootstrap, "server", "", sid, OperationInput{}},
+		{OpEratorPurge, "server", `{"before":100}`, sid, OperationInput{Before: 100}},
+		{OpDeviceRestore, "device", fmt.Sprintf(`{"server_id":%d,"from":""}`, sid), 9, OperationInput{}},
+		{OpDeviceDelete, "device", fmt.Sprintf(`{"server_id":%d}`, sid), 9, OperationInput{}},
+	} {
+		op := &Operation{NetworkID: &g.NetworkID, Kind: tc.kind, ObjectType: tc.object, ObjectID: tc.id, State: OpQueued, Input: tc.input}
+		if err := s.DB.Create(op).Error; err != nil {
+			t.Fatal(err)
+		}
+		tc.want.ServerID, tc.want.Pool = sid, "tank"
+		in, err := StartInput(ctx, s.DB, op)
+		if err != nil || *in != tc.want {
+			t.Errorf("%s %q: %+v %v, want %+v", tc.kind, tc.input, in, err, tc.want)
+			continue
+		}
+		var kept Operation
+		s.DB.Take(&kept, op.ID)
+		if inputOf(t, &kept) != tc.want {
+			t.Errorf("%s: kept %s", tc.kind, kept.Input)
+		}
+	}
+
+	// A delete queued on a network without a master waits for one.
+	s.DB.Model(&Network{}).Where("id = ?", g.NetworkID).Update("master_server_id", nil)
+	s.DB.Model(&Group{}).Where("id = ?", g.ID).Update("state", StateDeleted)
+	res, err := s.DeleteVolume(ctx, a, g.VolumeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StartInput(ctx, s.DB, res.Operation); err == nil || !strings.Contains(err.Error(), "has no master server") {
+		t.Fatalf("start without a master: %v", err)
+	}
+	s.DB.Model(&Network{}).Where("id = ?", g.NetworkID).Update("master_server_id", sid)
+	if in, err := StartInput(ctx, s.DB, res.Operation); err != nil || in.ServerID != sid || in.Pool != "tank" {
+		t.Fatalf("start once the network has a master: %+v %v", in, err)
+	}
+}
+
+// masterOf is the id of a network's master server.
+func masterOf(t *testing.T, s *Store, networkID uint) uint {
+	t.Helper()
+	var n Network
+	if err := s.DB.Take(&n, networkID).Error; err != nil || n.MasterServerID == nil {
+		t.Fatalf("network %d's master: %+v %v", networkID, n.MasterServerID, err)
+	}
+	return *n.MasterServerID
 }

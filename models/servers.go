@@ -377,7 +377,7 @@ func (s *Store) RegisterAgent(ctx context.Context, srv *Server, agentAddr string
 			return err
 		}
 		var err error
-		op, err = newOperation(tx, srv.NetworkID, OpServerBootstrap, "server", srv.ID, nil)
+		op, err = newOperation(tx, srv.NetworkID, OpServerBootstrap, srv.ID, OperationInput{})
 		return err
 	})
 	if err != nil {

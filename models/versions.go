@@ -126,12 +126,6 @@ type PublishInput struct {
 	Version *int    `field:"version,number"`
 }
 
-// PublishVersion is the input an engine reads from a publish operation.
-type PublishVersion struct {
-	VersionID uint `json:"version_id"`
-	Number    int  `json:"number"`
-}
-
 // PublishGroup records the group's next version (pending) and queues its snapshot
 // <pool>/iscsi/groups/<id>@v<N>.
 func (s *Store) PublishGroup(ctx context.Context, a *Actor, groupID uint, in *PublishInput) (*Created, error) {
@@ -168,8 +162,9 @@ func (s *Store) PublishGroup(ctx context.Context, a *Actor, groupID uint, in *Pu
 			var existing GroupVersion
 			if *in.Version < next && tx.Where("group_id = ? AND number = ?", g.ID, *in.Version).Take(&existing).Error == nil {
 				ver = &existing
+				// The version id follows the server and pool (inputs recorded before them start with it).
 				return tx.Where("object_type = ? AND object_id = ? AND kind = ? AND input LIKE ?", "group", g.ID, OpGroupPublish,
-					fmt.Sprintf(`{"version_id":%d,%%`, existing.ID)).Order("id DESC").Take(&op).Error
+					fmt.Sprintf(`%%"version_id":%d,%%`, existing.ID)).Order("id DESC").Take(&op).Error
 			}
 			return Conflict("version", "the next version of group %d is v%d, not v%d", g.ID, next, *in.Version)
 		}
@@ -180,7 +175,7 @@ func (s *Store) PublishGroup(ctx context.Context, a *Actor, groupID uint, in *Pu
 		if err := tx.Create(ver).Error; err != nil {
 			return err
 		}
-		if op, err = newOperation(tx, g.NetworkID, OpGroupPublish, "group", g.ID, PublishVersion{VersionID: ver.ID, Number: next}); err != nil {
+		if op, err = newOperation(tx, g.NetworkID, OpGroupPublish, g.ID, OperationInput{VersionID: ver.ID, Number: next}); err != nil {
 			return err
 		}
 		return audit(tx, a, &g.NetworkID, "publish", "group", g.ID, fmt.Sprintf("v%d", next))

@@ -136,7 +136,7 @@ func (s *Store) UpdateVolume(ctx context.Context, a *Actor, id uint, in *VolumeI
 			if warn, err = volumeRoom(tx, &n, *in.SizeGiB, v.SizeGiB); err != nil {
 				return err
 			}
-			if op, err = newOperation(tx, v.NetworkID, OpVolumeResize, "volume", v.ID, map[string]int64{"vol_size": *in.SizeGiB}); err != nil {
+			if op, err = newOperation(tx, v.NetworkID, OpVolumeResize, v.ID, OperationInput{SizeGiB: *in.SizeGiB}); err != nil {
 				return err
 			}
 		}

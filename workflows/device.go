@@ -54,7 +54,23 @@ type DeviceRestoreUpdateResult struct {
 	Clone   DeviceClone
 }
 
-// DeviceResult is the device's disk when the workflow ends (idle).
+// DeviceDeleteRequest deletes device DeviceID of network NetworkID: its disk on ServerID
+// (pool Pool; none when ServerID is 0) goes to the erator and the workflow ends. The
+// device workflow's "delete" update, carrying operation OperationID.
+type DeviceDeleteRequest struct {
+	OperationID uint
+	DeviceID    uint
+	NetworkID   uint
+	ServerID    uint
+	Pool        string
+}
+
+// DeviceDeleteResult names the disk's erator entry ("" when it had none).
+type DeviceDeleteResult struct {
+	Trash string
+}
+
+// DeviceResult is the device's disk when the workflow ends (idle, or zero once deleted).
 type DeviceResult struct {
 	Clone DeviceClone
 }
@@ -71,7 +87,9 @@ const (
 // path, with update-with-start) makes the device's disk a clone of a group version on a
 // server, exported to the device; its "lock" update (from the API and the dashboard)
 // locks or unlocks the device; its "restore" update (from the panel's engine, for a
-// device-restore operation) swaps the disk with one from the erator. Updates are handled
+// device-restore operation) swaps the disk with one from the erator; its "delete" update
+// (from the engine, for a device-delete operation) moves the disk to the erator and ends
+// the workflow, refusing the updates queued behind it. Updates are handled
 // one at a time, in order: a lock set while a reprovisioning runs takes effect when it
 // ends, a reprovisioning asked for after the lock is refused (the device keeps its disk),
 // and a restore never interleaves with a reprovisioning of the same disk. A version the
@@ -81,17 +99,27 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 	st := in.Clone
 	mu := workflow.NewMutex(ctx)
 	handled := 0
-	// restores are the restores accepted and not ended yet, oldest first; restoring is
-	// the one holding the mutex (its step answers the progress query).
+	// restores are the restores accepted and not ended yet, oldest first; tracked is the
+	// restore or delete holding the mutex (its step answers the progress query).
 	var restores []*deviceRestore
-	var restoring *tracker
+	var tracked *tracker
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Step, error) {
-		if restoring == nil {
+		if tracked == nil {
 			return Step{}, nil
 		}
-		return restoring.cur, nil
+		return tracked.cur, nil
 	}); err != nil {
 		return nil, err
+	}
+	// deleting: a delete was accepted; the updates that get the mutex after it are refused
+	// (their device is gone), whichever of them waited first. deleted: the disk went to
+	// the erator; the run ends.
+	deleting, deleted := false, false
+	gone := func() error {
+		if !deleting {
+			return nil
+		}
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d was deleted", in.DeviceID), "NotFound", nil)
 	}
 	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateProvision,
 		func(ctx workflow.Context, r wire.ProvisionRequest) (DeviceClone, error) {
@@ -100,6 +128,9 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 			}
 			defer mu.Unlock()
 			handled++
+			if err := gone(); err != nil {
+				return st, err
+			}
 			want := DeviceClone{GroupID: r.GroupID, Version: r.Version, ServerID: r.ServerID}
 			if st == want {
 				return st, nil
@@ -131,6 +162,9 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 			}
 			defer mu.Unlock()
 			handled++
+			if err := gone(); err != nil {
+				return DeviceLockResult{Clone: st}, err
+			}
 			in := panel.SetDeviceLockInput{DeviceID: in.DeviceID, Locked: r.Locked}
 			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.SetDeviceLock, in).Get(ctx, nil); err != nil {
 				return DeviceLockResult{Clone: st}, fmt.Errorf("lock device %d: %w", in.DeviceID, err)
@@ -170,8 +204,12 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 				return DeviceRestoreUpdateResult{Clone: st}, err
 			}
 			defer mu.Unlock()
-			restoring = t
-			defer func() { restoring = nil }()
+			if err := gone(); err != nil {
+				p.err = t.fail(models.Outcome{}, err)
+				return DeviceRestoreUpdateResult{}, p.err
+			}
+			tracked = t
+			defer func() { tracked = nil }()
 			p.res, p.err = restoreDevice(ctx, t, in.DeviceID, st, r)
 			if p.err != nil {
 				return DeviceRestoreUpdateResult{Clone: st}, p.err
@@ -182,15 +220,52 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No validator: like a restore, a delete reports on its operation's row.
+	err = workflow.SetUpdateHandler(ctx, UpdateDelete,
+		func(ctx workflow.Context, r DeviceDeleteRequest) (DeviceDeleteResult, error) {
+			handled++
+			// Marks the first history with a delete: runs recorded before never reach here.
+			workflow.GetVersion(ctx, VersionDeviceDelete, workflow.DefaultVersion, 1)
+			deleting = true
+			t := newUpdateTracker(ctx, r.OperationID)
+			if mu.IsLocked() {
+				if err := t.step("waiting", 0, "waiting for device %d's provisioning or lock change under way", in.DeviceID); err != nil {
+					return DeviceDeleteResult{}, err
+				}
+			}
+			if err := mu.Lock(ctx); err != nil {
+				return DeviceDeleteResult{}, err
+			}
+			defer mu.Unlock()
+			if deleted {
+				// Another operation deleted it first (the device row goes once, so rare).
+				return DeviceDeleteResult{}, t.succeed(models.Outcome{}, "device %d was already deleted", in.DeviceID)
+			}
+			tracked = t
+			defer func() { tracked = nil }()
+			res, err := deleteDevice(ctx, t, in.DeviceID, st, r)
+			if err != nil {
+				return res, err
+			}
+			st, deleted = DeviceClone{}, true
+			return res, nil
+		})
+	if err != nil {
+		return nil, err
+	}
 	for {
 		before := handled
-		more, err := workflow.AwaitWithTimeout(ctx, deviceIdle, func() bool { return handled >= deviceUpdates })
+		more, err := workflow.AwaitWithTimeout(ctx, deviceIdle, func() bool { return handled >= deviceUpdates || deleted })
 		if err != nil {
 			return nil, err
 		}
 		if more {
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 				return nil, err
+			}
+			if deleted {
+				// Ends once the updates that waited behind the delete have answered (refused).
+				return &DeviceResult{}, nil
 			}
 			return nil, workflow.NewContinueAsNewError(ctx, Device, DeviceInput{DeviceID: in.DeviceID, Clone: st})
 		}
@@ -350,6 +425,49 @@ func restoreDevice(ctx workflow.Context, t *tracker, deviceID uint, cur DeviceCl
 		return out, err
 	}
 	return out, nil
+}
+
+// deleteDevice moves a deleted device's disk to the erator of its server, as the device
+// workflow's "delete" update with the device's disk cur (zero: unknown, a fresh run): its
+// target is removed and the disk renamed to <pool>/erator/device-<id>-<unix>, as a
+// reprovisioning does with the disk it replaces. It reports on operation r.OperationID
+// through t. A disk already gone (a repeat, a disk removed by hand) is success, as is a
+// device without one. A disk moved to another server since the delete was recorded fails
+// the operation: the request names the old server.
+func deleteDevice(ctx workflow.Context, t *tracker, deviceID uint, cur DeviceClone, r DeviceDeleteRequest) (DeviceDeleteResult, error) {
+	var out DeviceDeleteResult
+	if r.DeviceID != deviceID || (r.ServerID != 0 && r.Pool == "") {
+		return out, t.fail(models.Outcome{}, fmt.Errorf("delete: device %d, server %d, pool %q: invalid for device %d",
+			r.DeviceID, r.ServerID, r.Pool, deviceID))
+	}
+	if cur.ServerID != 0 && cur.ServerID != r.ServerID {
+		return out, t.fail(models.Outcome{}, fmt.Errorf("device %d's disk moved to server %d after the delete was recorded on server %d",
+			deviceID, cur.ServerID, r.ServerID))
+	}
+	if r.ServerID == 0 {
+		return out, t.succeed(models.Outcome{}, "device %d had no disk", deviceID)
+	}
+	if err := t.step("unexport", 30, "removing device %d's target", deviceID); err != nil {
+		return out, err
+	}
+	target := storage.ExportInput{Kind: "device", ID: deviceID, NetworkID: r.NetworkID, Pool: r.Pool}
+	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.UnexportTarget, target).Get(ctx, nil); err != nil {
+		return out, t.fail(models.Outcome{}, err)
+	}
+	if err := t.step("erator", 60, "moving device %d's disk to the erator", deviceID); err != nil {
+		return out, err
+	}
+	in := storage.TrashInput{Pool: r.Pool, Dataset: storage.DeviceDataset(r.Pool, deviceID), Kind: "device", ID: deviceID,
+		Unix: workflow.Now(ctx).Unix()}
+	var res storage.TrashResult
+	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), sa.Trash, in).Get(ctx, &res); err != nil {
+		return out, t.fail(models.Outcome{}, err)
+	}
+	if res.Missing {
+		return out, t.succeed(models.Outcome{}, "device %d's disk %s was already gone", deviceID, in.Dataset)
+	}
+	out.Trash = res.Trash
+	return out, t.succeed(models.Outcome{}, "moved device %d's disk to %s", deviceID, res.Trash)
 }
 
 // DeviceRestoreInput restores device DeviceID's disk on ServerID from the erator.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ type deviceSuite struct {
 	// steps and outcomes are the operation rows' writes (trackOps).
 	steps    []string
 	outcomes []panel.FinishInput
+	diskGone bool // Trash finds no disk (removed by hand, or moved by an earlier run)
 }
 
 func newDeviceSuite(t *testing.T) *deviceSuite {
@@ -66,7 +68,7 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 	s.env.OnActivity(sa.Trash, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.TrashInput) (*storage.TrashResult, error) {
 			s.calls = append(s.calls, "trash "+in.Dataset)
-			return &storage.TrashResult{}, nil
+			return &storage.TrashResult{Trash: storage.EratorDataset(in.Pool, in.Kind, in.ID, in.Unix), Missing: s.diskGone}, nil
 		}).Maybe()
 	s.env.OnActivity(da.ExportTarget, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ExportInput) (*storage.ExportResult, error) {
@@ -85,6 +87,26 @@ func (s *deviceSuite) onClone(fn func(storage.CloneDeviceInput) error) {
 			if err := fn(in); err != nil {
 				return nil, err
 			}
+			return &storage.CloneDeviceResult{}, nil
+		})
+}
+
+// expect checks the activities called and the operation rows' writes, in order.
+func (s *deviceSuite) expect(t *testing.T, calls, steps string) {
+	t.Helper()
+	if j := join(s.calls); j != calls {
+		t.Fatalf("calls %s\nwant  %s", j, calls)
+	}
+	if j := join(s.steps); j != steps {
+		t.Fatalf("operations %s\nwant       %s", j, steps)
+	}
+}
+
+// slowClone makes every clone take 5 s (workflow time), for updates to arrive meanwhile.
+func (s *deviceSuite) slowClone() {
+	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
+		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
+			s.calls = append(s.calls, "clone v"+itoa(in.Version))
 			return &storage.CloneDeviceResult{}, nil
 		})
 }
@@ -282,11 +304,7 @@ func TestDeviceRestoreNothingInErator(t *testing.T) {
 // next one goes ahead. All through the one device workflow, in order.
 func TestDeviceLockIsSerialisedWithProvisioning(t *testing.T) {
 	s := newDeviceSuite(t)
-	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
-		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
-			s.calls = append(s.calls, "clone v"+itoa(in.Version))
-			return &storage.CloneDeviceResult{}, nil
-		})
+	s.slowClone()
 	reprovision := func(v int) wire.ProvisionRequest {
 		r := req(v, 1)
 		r.Reprovision, r.OldServerID = true, 1
@@ -376,18 +394,23 @@ func (s *deviceSuite) onRestore(version int, err error) {
 
 // restore sends a restore update for operation opID after delay and records its outcome.
 func (s *deviceSuite) restore(delay time.Duration, opID uint, from string, got *DeviceRestoreUpdateResult, gotErr *error) {
+	r := DeviceRestoreRequest{OperationID: opID, DeviceID: 7, ServerID: 1, Pool: "tank", From: from}
+	sendUpdate(s, delay, UpdateRestore, RestoreUpdateID(opID), r, got, gotErr)
+}
+
+// sendUpdate sends update name (id, arg) after delay and records its outcome.
+func sendUpdate[T any](s *deviceSuite, delay time.Duration, name, id string, arg any, got *T, gotErr *error) {
 	s.env.RegisterDelayedCallback(func() {
-		r := DeviceRestoreRequest{OperationID: opID, DeviceID: 7, ServerID: 1, Pool: "tank", From: from}
-		s.env.UpdateWorkflow(UpdateRestore, RestoreUpdateID(opID), &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(name, id, &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
 			OnReject: func(err error) { *gotErr = err },
 			OnComplete: func(v any, err error) {
 				*gotErr = err
 				if err == nil {
-					*got = v.(DeviceRestoreUpdateResult)
+					*got = v.(T)
 				}
 			},
-		}, r)
+		}, arg)
 	}, delay)
 }
 
@@ -397,11 +420,7 @@ func (s *deviceSuite) restore(delay time.Duration, opID uint, from string, got *
 func TestDeviceRestoreRunsAfterTheProvisioningUnderWay(t *testing.T) {
 	s := newDeviceSuite(t)
 	s.trackOps()
-	s.env.OnActivity(da.CloneDevice, mock.Anything, mock.Anything).After(5 * time.Second).Return(
-		func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
-			s.calls = append(s.calls, "clone v"+itoa(in.Version))
-			return &storage.CloneDeviceResult{}, nil
-		})
+	s.slowClone()
 	s.onRestore(1, nil)
 	r2 := req(2, 1)
 	r2.Reprovision, r2.OldServerID = true, 1
@@ -424,14 +443,9 @@ func TestDeviceRestoreRunsAfterTheProvisioningUnderWay(t *testing.T) {
 	if restored.Clone != want || restored.Version != 1 || restored.From != "tank/erator/device-7-100" || v1 != want {
 		t.Fatalf("restore %+v, then v1 %+v; want the disk %+v", restored, v1, want)
 	}
-	calls := "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2," +
-		"plan,unexport tank,restore tank,export tank,record v1"
-	if j := join(s.calls); j != calls {
-		t.Fatalf("calls %s\nwant  %s", j, calls)
-	}
-	if j := join(s.steps); j != "op9 waiting,op9 unexport,op9 restore,op9 export,op9 succeeded" {
-		t.Fatalf("operation 9: %s", j)
-	}
+	s.expect(t, "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2,"+
+		"plan,unexport tank,restore tank,export tank,record v1",
+		"op9 waiting,op9 unexport,op9 restore,op9 export,op9 succeeded")
 	if o := s.outcomes[0]; o.Failed || o.WorkflowID == "" || o.RunID != "" || o.Percent != 100 {
 		t.Fatalf("outcome %+v", o)
 	}
@@ -522,5 +536,130 @@ func TestDeviceRestoreAfterTheDiskMovedFails(t *testing.T) {
 	}
 	if j := join(s.steps); j != "op9 failed" || !strings.Contains(s.outcomes[0].Error, "ask again") {
 		t.Fatalf("operation 9: %s %+v", j, s.outcomes)
+	}
+}
+
+// del sends the delete update of operation opID (the disk recorded on server, pool) after
+// delay and records its outcome.
+func (s *deviceSuite) del(delay time.Duration, opID, server uint, pool string, got *DeviceDeleteResult, gotErr *error) {
+	r := DeviceDeleteRequest{OperationID: opID, DeviceID: 7, NetworkID: 1, ServerID: server, Pool: pool}
+	sendUpdate(s, delay, UpdateDelete, DeleteUpdateID(opID), r, got, gotErr)
+}
+
+// deleteSuite is a device suite tracking operations, with operation 9's delete (the disk
+// recorded on server, pool) sent after a second; got and err receive its outcome.
+func deleteSuite(t *testing.T, server uint, pool string) (s *deviceSuite, got *DeviceDeleteResult, err *error) {
+	s = newDeviceSuite(t)
+	s.trackOps()
+	got, err = new(DeviceDeleteResult), new(error)
+	s.del(time.Second, 9, server, pool, got, err)
+	return s, got, err
+}
+
+// runDevice runs the device workflow from disk and returns how long it ran (workflow time).
+func (s *deviceSuite) runDevice(t *testing.T, disk DeviceClone) time.Duration {
+	t.Helper()
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: disk})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res DeviceResult
+	if err := s.env.GetWorkflowResult(&res); err != nil || res.Clone != (DeviceClone{}) {
+		t.Fatalf("the workflow ends with the disk %+v (%v), want none", res.Clone, err)
+	}
+	return s.env.Now().Sub(start)
+}
+
+// A delete moves the device's disk to the erator of its server (target removed first),
+// ends the operation succeeded and the workflow at once (not after its idle hour).
+func TestDeviceDeleteMovesTheDiskToTheErator(t *testing.T) {
+	s, got, err := deleteSuite(t, 1, "tank")
+	took := s.runDevice(t, DeviceClone{GroupID: 3, Version: 1, ServerID: 1})
+	if *err != nil || got.Trash != "tank/erator/device-7-"+strconv.FormatInt(s.env.Now().Unix(), 10) {
+		t.Fatalf("delete: %+v %v", got, *err)
+	}
+	s.expect(t, "unexport tank,trash tank/iscsi/devices/7", "op9 unexport,op9 erator,op9 succeeded")
+	if o := s.outcomes[0]; o.Failed || o.Percent != 100 || !strings.Contains(o.Message, "tank/erator/device-7-") {
+		t.Fatalf("outcome %+v", o)
+	}
+	if took >= deviceIdle {
+		t.Fatalf("the workflow ran %s after the delete, want it to end at once", took)
+	}
+}
+
+// A run that does not know the disk (a fresh run: the last one ended idle) trusts the
+// recorded server; a device that never had a disk only ends its operation and its run.
+func TestDeviceDeleteWithoutAKnownDisk(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		server uint
+		calls  string
+		steps  string
+	}{
+		{"fresh run", 1, "unexport tank,trash tank/iscsi/devices/7", "op9 unexport,op9 erator,op9 succeeded"},
+		{"never provisioned", 0, "", "op9 succeeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, err := deleteSuite(t, tc.server, map[bool]string{true: "tank"}[tc.server != 0])
+			s.runDevice(t, DeviceClone{})
+			if *err != nil {
+				t.Fatal(*err)
+			}
+			s.expect(t, tc.calls, tc.steps)
+		})
+	}
+}
+
+// A disk already gone (a repeated delete, a disk removed by hand) is success: deleting is
+// safe to repeat.
+func TestDeviceDeleteDiskAlreadyGone(t *testing.T) {
+	s, got, err := deleteSuite(t, 1, "tank")
+	s.diskGone = true
+	s.runDevice(t, DeviceClone{GroupID: 3, Version: 1, ServerID: 1})
+	if *err != nil || got.Trash != "" {
+		t.Fatalf("delete: %+v %v", got, *err)
+	}
+	if o := s.outcomes[0]; o.Failed || !strings.Contains(o.Message, "already gone") {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+// A delete asked while a reprovisioning runs waits for it, then moves the new disk to the
+// erator; a provisioning that waited behind the delete is refused (the device is gone).
+func TestDeviceDeleteWaitsForTheProvisioningUnderWay(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.trackOps()
+	s.slowClone()
+	r2 := req(2, 1)
+	r2.Reprovision, r2.OldServerID = true, 1
+	var v2, v3 DeviceClone
+	var deleted DeviceDeleteResult
+	var e2, eDelete, e3 error
+	s.update(t, time.Second, "v2", r2, &v2, &e2)
+	s.del(2*time.Second, 9, 1, "tank", &deleted, &eDelete) // arrives while v2's clone runs
+	s.update(t, 3*time.Second, "v3", req(3, 1), &v3, &e3)  // queued behind the delete
+	s.runDevice(t, DeviceClone{GroupID: 3, Version: 1, ServerID: 1})
+	if e2 != nil || eDelete != nil {
+		t.Fatalf("updates failed: v2 %v, delete %v", e2, eDelete)
+	}
+	if e3 == nil || !strings.Contains(e3.Error(), "device 7 was deleted") {
+		t.Fatalf("a provisioning after the delete: %+v %v, want it refused; calls %v", v3, e3, s.calls)
+	}
+	s.expect(t, "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2,"+
+		"unexport tank,trash tank/iscsi/devices/7",
+		"op9 waiting,op9 unexport,op9 erator,op9 succeeded")
+}
+
+// A disk the workflow knows on another server than the delete names (moved since the
+// delete was recorded) is left alone and the operation fails, saying so.
+func TestDeviceDeleteAfterTheDiskMovedFails(t *testing.T) {
+	s, _, err := deleteSuite(t, 1, "tank")
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 2, ServerID: 2}})
+	if *err == nil || !strings.Contains((*err).Error(), "moved to server 2") || len(s.calls) != 0 {
+		t.Fatalf("delete: %v, calls %v", *err, s.calls)
+	}
+	if j := join(s.steps); j != "op9 failed" {
+		t.Fatalf("operation 9: %s", j)
 	}
 }

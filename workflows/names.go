@@ -86,6 +86,14 @@ const UpdateRestore = wire.UpdateRestore
 // engine sending it again (a retried start, a panel resuming it at boot) joins the first.
 func RestoreUpdateID(opID uint) string { return fmt.Sprintf("restore-op-%d", opID) }
 
+// UpdateDelete is the device workflow's update that moves the device's disk to the erator
+// and ends the workflow (the device is deleted).
+const UpdateDelete = "delete"
+
+// DeleteUpdateID is the update id of the device delete recorded as operation opID: the
+// engine sending it again joins the first.
+func DeleteUpdateID(opID uint) string { return fmt.Sprintf("delete-op-%d", opID) }
+
 // DeviceRestoreID is the id of the shipped workflow that restored a device's disk from
 // the erator (one at a time); restores now run in the device workflow (UpdateRestore),
 // and the id only names runs started before.

@@ -8,3 +8,8 @@ package workflows
 // testdata/group-publish-before-snapshot-step.json was recorded before this change and
 // goes straight to the snapshot.
 const VersionPublishStep = "group-publish-snapshot-step"
+
+// VersionDeviceDelete: the device workflow accepts a "delete" update (its disk goes to
+// the erator and the run ends). Runs recorded before never handle one; the marker is
+// recorded by the first delete a run handles.
+const VersionDeviceDelete = "device-delete-update"

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -196,6 +197,22 @@ func TestLabNetboot(t *testing.T) {
 	if a := device(devA); a.CloneVersionID == nil {
 		t.Fatalf("restored device has no clone version: %+v", a)
 	}
+
+	// Deleting a provisioned device through the API moves its disk into the server's
+	// erator (through its device workflow), and the operation ends succeeded.
+	dC := device(devC)
+	disk := fmt.Sprintf("%s/iscsi/devices/%d", pool, dC.ID)
+	before := erator(fmt.Sprintf("device-%d-", dC.ID))
+	del := e.Must(http.StatusAccepted, "DELETE", fmt.Sprintf("/devices/%d.json", dC.ID), nil)
+	if op := e.WaitOK(storagetest.OpID(del)); op.Kind != models.OpDeviceDelete || op.WorkflowID != workflows.DeviceWorkflowID(dC.ID) {
+		t.Fatalf("delete operation %+v", op)
+	}
+	after := erator(fmt.Sprintf("device-%d-", dC.ID))
+	if len(after) != len(before)+1 || slices.Contains(e.Datasets(pool+"/iscsi/devices"), disk) {
+		t.Fatalf("after deleting device C, its erator entries are %v (before %v) and %s is still there: %v",
+			after, before, disk, e.Datasets(pool+"/iscsi/devices"))
+	}
+	t.Logf("device C's disk went to the erator: %v", after)
 }
 
 // updatesOf lists the updates a workflow accepted, in order.

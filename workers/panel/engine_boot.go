@@ -2,7 +2,6 @@ package panel
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -11,40 +10,34 @@ import (
 	"github.com/clusterducks/clusterducks/workflows"
 )
 
-// RestoreAccept bounds how long recording a device restore waits for the device workflow
-// to accept it (the panel worker takes it in a workflow task); past it the operation
-// stays queued and ResumeQueued sends it again at the next panel start.
-const RestoreAccept = 15 * time.Second
+// UpdateAccept bounds how long handing an operation to an entity workflow waits for the
+// workflow to accept it (the panel worker takes it in a workflow task); past it the
+// operation stays queued and ResumeQueued sends it again at the next panel start.
+const UpdateAccept = 15 * time.Second
 
-// restoreDevice hands a device restore to the device's workflow as its "restore" update
-// (update-with-start), so the swap runs in order with the device's provisionings and
-// lock changes; the update's handler reports on the operation's row and ends it.
+// update hands an operation to the device's workflow as one of its updates
+// (update-with-start: a device restore or delete), so it runs in order with the device's
+// provisionings and lock changes; the update's handler reports on the operation's row and
+// ends it.
 //
-// Why the engine sends the update, rather than a DeviceRestore workflow delegating to the
-// device workflow through an activity: a workflow cannot update another, so that activity
-// would need its own Temporal client (and activities/panel cannot import the workflows that
-// import it) and would sit heartbeating for as long as a provisioning ahead of it waits
-// for its agent, in a second workflow whose only work is to wait. Here the device
-// workflow's run carries the operation (its WorkflowID is device-<id>), which
-// models.AttachUpdate and the update's tracker account for (one run, many operations).
+// Why the engine sends the update, rather than a workflow of the operation's own
+// delegating to the device workflow through an activity: a workflow cannot update
+// another, so that activity would need its own Temporal client (and activities/panel
+// cannot import the workflows that import it) and would sit heartbeating for as long as a
+// provisioning ahead of it waits for its agent, in a second workflow whose only work is
+// to wait. Here the device workflow's run carries the operation (its WorkflowID is
+// device-<id>), which models.AttachUpdate and the update's tracker account for (one run,
+// many operations).
 //
 // The update id is the operation's: a repeat of the same operation (a retried start, a
-// panel resuming it) joins the first instead of swapping the disks back. Safe to repeat.
-func (e *Engine) restoreDevice(ctx context.Context, op *models.Operation) error {
-	var req models.DeviceRestoreRequest
-	if err := json.Unmarshal([]byte(op.Input), &req); err != nil || req.ServerID == 0 {
-		return fmt.Errorf("device restore input %q: %v", op.Input, err)
-	}
-	var s models.Server
-	if err := e.DB.WithContext(ctx).Take(&s, req.ServerID).Error; err != nil {
-		return fmt.Errorf("server %d: %w", req.ServerID, err)
-	}
-	r := workflows.DeviceRestoreRequest{OperationID: op.ID, DeviceID: op.ObjectID, ServerID: s.ID, Pool: s.Pool, From: req.From}
-	actx, cancel := context.WithTimeout(ctx, RestoreAccept)
+// panel resuming it) joins the first instead of doing the work again. Safe to repeat.
+func (e *Engine) update(ctx context.Context, op *models.Operation, p *workflows.Start) error {
+	actx, cancel := context.WithTimeout(ctx, UpdateAccept)
 	defer cancel()
-	h, err := temporalclient.UpdateDevice(actx, e.Client, op.ObjectID, workflows.UpdateRestore, workflows.RestoreUpdateID(op.ID), r)
+	h, err := temporalclient.Update(actx, e.Client, temporalclient.UpdateWithStart{WorkflowID: p.WorkflowID, Queue: p.Queue,
+		Workflow: p.Workflow, Input: p.Input, Update: p.Update, UpdateID: p.UpdateID, UpdateArg: p.UpdateArg})
 	if err != nil {
-		return fmt.Errorf("device %d's workflow: %w", op.ObjectID, err)
+		return fmt.Errorf("%s: %w", p.WorkflowID, err)
 	}
 	return models.AttachUpdate(ctx, e.DB, op.ID, h.WorkflowID(), h.RunID())
 }

@@ -22,21 +22,38 @@ import (
 // sent, a moment before ctx itself ends: without this, a caller that tells "ctx ended"
 // from "failed", as the lock's queued answer does, could see a failure.)
 func UpdateDevice(ctx context.Context, c client.Client, deviceID uint, name, updateID string, arg any) (client.WorkflowUpdateHandle, error) {
+	return Update(ctx, c, UpdateWithStart{WorkflowID: wire.DeviceWorkflowID(deviceID), Queue: wire.PanelQueue,
+		Workflow: wire.DeviceWorkflow, Input: wire.DeviceInput{DeviceID: deviceID}, Update: name, UpdateID: updateID, UpdateArg: arg})
+}
+
+// UpdateWithStart is an update and the workflow that receives it, started when no run is
+// under way (the fields of workflows.Start that Update needs; this package does not
+// import the workflows, since the agent links it).
+type UpdateWithStart struct {
+	WorkflowID, Queue string
+	Workflow, Input   any
+	Update, UpdateID  string
+	UpdateArg         any
+}
+
+// Update sends s's update to its workflow, starting the workflow when no run is under
+// way, as UpdateDevice does for a device's (the panel's engine sends an operation's).
+func Update(ctx context.Context, c client.Client, s UpdateWithStart) (client.WorkflowUpdateHandle, error) {
 	var h client.WorkflowUpdateHandle
 	err := retryCut(ctx, func() error {
 		// A start operation can be used once: each attempt gets its own.
 		start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-			ID:                       wire.DeviceWorkflowID(deviceID),
-			TaskQueue:                wire.PanelQueue,
+			ID:                       s.WorkflowID,
+			TaskQueue:                s.Queue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		}, wire.DeviceWorkflow, wire.DeviceInput{DeviceID: deviceID})
+		}, s.Workflow, s.Input)
 		var err error
 		h, err = c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 			StartWorkflowOperation: start,
 			UpdateOptions: client.UpdateWorkflowOptions{
-				UpdateID:     updateID,
-				UpdateName:   name,
-				Args:         []any{arg},
+				UpdateID:     s.UpdateID,
+				UpdateName:   s.Update,
+				Args:         []any{s.UpdateArg},
 				WaitForStage: client.WorkflowUpdateStageAccepted,
 			},
 		})

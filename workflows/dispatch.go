@@ -1,0 +1,128 @@
+package workflows
+
+import (
+	"fmt"
+
+	"github.com/clusterducks/clusterducks/models"
+)
+
+// Start is how an operation runs: workflow WorkflowID (Workflow with Input) on Queue,
+// started by the panel's engine, or, with Update set, an update of that (entity)
+// workflow, which the engine starts if no run is under way (update-with-start).
+type Start struct {
+	WorkflowID string
+	Queue      string
+	Workflow   any
+	Input      any
+	// Again: the id may run again once its previous run has ended (a second delete after
+	// a restore, a bootstrap at each agent start); otherwise an id runs once.
+	Again bool
+	// Update names the update that carries the operation, UpdateID its id (from the
+	// operation, so a repeated start joins the first) and UpdateArg its argument.
+	Update    string
+	UpdateID  string
+	UpdateArg any
+}
+
+// recorded is what an operation's workflow is built from: the operation's id, network and
+// object, and the input recorded with it.
+type recorded struct {
+	ID, Network, Object uint
+	models.OperationInput
+}
+
+// dispatch is the workflow of each operation kind (models.OperationKinds), built from the
+// recorded operation alone. Every kind has an entry (dispatch_test.go).
+var dispatch = map[string]func(r recorded) (Start, error){
+	models.OpServerBootstrap: func(r recorded) (Start, error) {
+		return Start{WorkflowID: ServerBootstrapID(r.Object), Workflow: ServerBootstrap, Again: true,
+			Input: ServerBootstrapInput{OperationID: r.ID, ServerID: r.ServerID, Pool: r.Pool}}, nil
+	},
+	models.OpEratorPurge: func(r recorded) (Start, error) {
+		return Start{WorkflowID: EratorPurgeID(r.Object), Workflow: EratorPurge, Again: true,
+			Input: EratorPurgeInput{OperationID: r.ID, ServerID: r.ServerID, Pool: r.Pool, Before: r.Before}}, nil
+	},
+	models.OpVolumeCreate: func(r recorded) (Start, error) {
+		in := VolumeCreateInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VolumeCreateID(r.Object), Workflow: VolumeCreate, Input: in}, need(r.SizeGiB > 0, "vol_size")
+	},
+	models.OpVolumeResize: func(r recorded) (Start, error) {
+		in := VolumeResizeInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VolumeResizeID(r.Object, r.SizeGiB), Workflow: VolumeResize, Input: in}, need(r.SizeGiB > 0, "vol_size")
+	},
+	models.OpVolumeDelete:  deleting("volume", VolumeDeleteID, VolumeDelete),
+	models.OpVolumeRestore: restoring("volume", VolumeRestoreID),
+	models.OpGroupCreate: func(r recorded) (Start, error) {
+		in := GroupCreateInput{OperationID: r.ID, GroupID: r.Object, VolumeID: r.VolumeID, ServerID: r.ServerID, Pool: r.Pool}
+		return Start{WorkflowID: GroupCreateID(r.Object), Workflow: GroupCreate, Input: in}, need(r.VolumeID != 0, "volume_id")
+	},
+	models.OpGroupDelete:  deleting("group", GroupDeleteID, GroupDelete),
+	models.OpGroupRestore: restoring("group", GroupRestoreID),
+	models.OpGroupPublish: func(r recorded) (Start, error) {
+		in := GroupPublishInput{OperationID: r.ID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number, ServerID: r.ServerID, Pool: r.Pool}
+		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish, Input: in}, need(r.VersionID != 0 && r.Number > 0, "version_id and number")
+	},
+	// A device's operations are updates of its entity workflow, in order with its
+	// provisionings and lock changes.
+	models.OpDeviceRestore: func(r recorded) (Start, error) {
+		return DeviceUpdate(r.Object, UpdateRestore, RestoreUpdateID(r.ID),
+			DeviceRestoreRequest{OperationID: r.ID, DeviceID: r.Object, ServerID: r.ServerID, Pool: r.Pool, From: r.From}), nil
+	},
+	models.OpDeviceDelete: func(r recorded) (Start, error) {
+		return DeviceUpdate(r.Object, UpdateDelete, DeleteUpdateID(r.ID),
+			DeviceDeleteRequest{OperationID: r.ID, DeviceID: r.Object, NetworkID: r.Network, ServerID: r.ServerID, Pool: r.Pool}), nil
+	},
+}
+
+// deleting is the delete of a volume or a group (kind): workflow fn under id.
+func deleting(kind string, id func(uint) string, fn any) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: id(r.Object), Workflow: fn, Again: true,
+			Input: DeleteInput{OperationID: r.ID, Kind: kind, ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
+	}
+}
+
+// restoring is the restore of a volume or a group (kind) from the erator, under id.
+func restoring(kind string, id func(uint) string) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: id(r.Object), Workflow: Restore, Again: true,
+			Input: RestoreInput{OperationID: r.ID, Kind: kind, ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
+	}
+}
+
+// need is the error of a recorded input that lacks what its kind needs.
+func need(ok bool, what string) error {
+	if ok {
+		return nil
+	}
+	return fmt.Errorf("the recorded input has no %s", what)
+}
+
+// Plan is the workflow of operation op, from the input recorded with it
+// (models.StartInput): no row is read again.
+func Plan(op *models.Operation, in *models.OperationInput) (*Start, error) {
+	build, ok := dispatch[op.Kind]
+	if !ok {
+		return nil, fmt.Errorf("no workflow for operations of kind %q", op.Kind)
+	}
+	if in.ServerID == 0 || in.Pool == "" {
+		return nil, fmt.Errorf("operation %d (%s): the recorded input names no server and pool", op.ID, op.Kind)
+	}
+	r := recorded{ID: op.ID, Object: op.ObjectID, OperationInput: *in}
+	if op.NetworkID != nil {
+		r.Network = *op.NetworkID
+	}
+	s, err := build(r)
+	if err != nil {
+		return nil, fmt.Errorf("operation %d (%s): %w", op.ID, op.Kind, err)
+	}
+	s.Queue = PanelQueue
+	return &s, nil
+}
+
+// DeviceUpdate is update name (id updateID, argument arg) of device deviceID's entity
+// workflow, started if no run is under way.
+func DeviceUpdate(deviceID uint, name, updateID string, arg any) Start {
+	return Start{WorkflowID: DeviceWorkflowID(deviceID), Queue: PanelQueue, Workflow: Device, Input: DeviceInput{DeviceID: deviceID},
+		Update: name, UpdateID: updateID, UpdateArg: arg}
+}
