@@ -2,11 +2,14 @@ package models
 
 import (
 	"context"
+	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Roles a user can hold. A super-admin sees everything; an admin manages its client's
@@ -83,6 +86,37 @@ func (a *Actor) checkRole(v string) (string, error) {
 	return "", Invalid("role", "must be one of user, admin, superadmin")
 }
 
+// CanChangeUser reports whether the actor may change or delete u: u itself, or an admin of
+// u's client — but a super-admin only by a super-admin, since a client admin of the first
+// client (where super-admins live) would otherwise take over the whole panel.
+func (a *Actor) CanChangeUser(u *User) bool {
+	if u.ID == a.ID {
+		return true
+	}
+	return a.CanAdminClient(u.ClientID) && (a.SuperAdmin() || !u.SuperAdmin())
+}
+
+// keepSuperAdmin refuses to delete or demote u when it is the panel's last super-admin.
+// On PostgreSQL the super-admins' rows are locked first, so two super-admins demoting each
+// other at once cannot leave none (SQLite transactions are serialised already).
+func keepSuperAdmin(tx *gorm.DB, u *User) error {
+	if !u.SuperAdmin() {
+		return nil
+	}
+	q := tx.Model(&User{}).Where("role = ?", RoleSuperAdmin)
+	if tx.Dialector.Name() == "postgres" {
+		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	var ids []uint
+	if err := q.Pluck("id", &ids).Error; err != nil {
+		return fmt.Errorf("count super-admins: %w", err)
+	}
+	if !slices.Contains(ids, u.ID) || len(ids) > 1 {
+		return nil
+	}
+	return Conflict("role", "user %d is the last super-admin: make another user super-admin first", u.ID)
+}
+
 // CreateUser creates a user in a client the actor administers.
 func (s *Store) CreateUser(ctx context.Context, a *Actor, in *UserInput) (*Created, error) {
 	u := &User{ClientID: a.ClientID, Role: RoleUser}
@@ -146,8 +180,8 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 			return err
 		}
 		self := u.ID == a.ID
-		if !self && !a.CanAdminClient(u.ClientID) {
-			return Forbidden("only the user or an admin of its client can change it")
+		if !a.CanChangeUser(u) {
+			return Forbidden("only the user or an admin of its client can change it, and a super-admin only a super-admin")
 		}
 		if in.ClientID != nil && *in.ClientID != u.ClientID {
 			return Invalid("client_id", "a user cannot move to another client")
@@ -165,6 +199,9 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 		if in.Role != nil && *in.Role != u.Role {
 			if !a.CanAdminClient(u.ClientID) || self {
 				return Forbidden("a user cannot change its own role")
+			}
+			if err := keepSuperAdmin(tx, u); err != nil {
+				return err
 			}
 			if u.Role, err = a.checkRole(*in.Role); err != nil {
 				return err
@@ -201,6 +238,12 @@ func (s *Store) DeleteUser(ctx context.Context, a *Actor, id uint) error {
 		}
 		if u.ID == a.ID {
 			return Conflict("", "you cannot delete your own account")
+		}
+		if !a.CanChangeUser(u) {
+			return Forbidden("only a super-admin can delete a super-admin")
+		}
+		if err := keepSuperAdmin(tx, u); err != nil {
+			return err
 		}
 		for _, m := range []any{&APIToken{}, &Session{}, &Delegation{}} {
 			if err := tx.Where("user_id = ?", u.ID).Delete(m).Error; err != nil {
