@@ -129,7 +129,7 @@ func usersRes() *resource {
 		Name: "users", Title: "Users", Singular: "User", Icon: "user", Submit: "Add",
 		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() || a.Role == models.RoleAdmin },
 		canChange: func(r *rc, o any) bool { return r.a.CanChangeUser(o.(*models.User)) },
-		columns: []string{"E-mail", "Name", "Role", "Client"},
+		columns:   []string{"E-mail", "Name", "Role", "Client"},
 		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
 			return anys(r.s.ListUsers(r.ctx, r.a, p))
 		},
