@@ -85,3 +85,54 @@ func TestSuperAdminTakeover(t *testing.T) {
 		})
 	}
 }
+
+// network creates a network with a tunnel and a master server (through the API) and returns its id.
+func (p *panelT) network(auth string) int {
+	p.t.Helper()
+	n := id(p.must(201, auth, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "N", "Client": 1}))
+	p.must(201, auth, "POST", "/api/v0.9.2/tunnels.json", map[string]any{"Alias": "t", "network": n, "IP": "4.2.2.1"})
+	p.must(201, auth, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "192.168.1.10", "Pool": "tank"})
+	return n
+}
+
+// TestRepeatedKeys: a key given twice, in any spelling, is a 422 naming the field, and
+// nothing is written (a map decode kept the last value: {"vol_size": 1048577, "vol_size": 5}
+// was a 202 for 5 GiB).
+func TestRepeatedKeys(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			a := p.Admin
+			n := p.network(a)
+			vol := p.ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": 1}), &models.Volume{})
+			var ops0 int64
+			p.DB.Model(&models.Operation{}).Count(&ops0)
+			for _, c := range []struct {
+				method, path, body, field string
+			}{
+				{"POST", "/api/v0.9.2/clients.json", `{"Name": "a", "Name": "b"}`, "name"},
+				{"POST", "/api/v0.9.2/volumes.json", fmt.Sprintf(`{"network": %d, "Alias": "w", "vol_size": 1048577, "vol_size": 5}`, n), "vol_size"},
+				{"POST", "/api/v0.9.2/volumes.json", fmt.Sprintf(`{"network": %d, "Alias": "w", "vol_size": 5, "VOL_SIZE": 6}`, n), "vol_size"},
+				{"POST", "/api/v0.9.2/volumes.json", fmt.Sprintf(`{"network": %d, "network_id": %d, "Alias": "w", "vol_size": 5}`, n, n), "network_id"},
+				{"PATCH", fmt.Sprintf("/api/v0.9.2/volumes/%d.json", vol), `{"vol_size": 2, "vol_size": 3}`, "vol_size"},
+				{"POST", "/api/v0.9.2/menus.json", fmt.Sprintf(`{"network": %d, "name": "m", "items": [{"type": "local", "label": "a", "Label": "b"}]}`, n), "items"},
+				{"POST", "/api/v0.9.2/users.json", `{"email": "x@example.com", "password": "correct horse battery", "role": "user", "Role": "admin"}`, "role"},
+			} {
+				code, v, _ := p.do(a, c.method, c.path, c.body)
+				if m, _ := v.(map[string]any); code != 422 || m["field"] != c.field {
+					t.Errorf("%s %s %s: %d %v, want 422 naming %s", c.method, c.path, c.body, code, v, c.field)
+				}
+			}
+			var clients, volumes, menus, users, ops int64
+			p.DB.Model(&models.Client{}).Count(&clients)
+			p.DB.Model(&models.Volume{}).Count(&volumes)
+			p.DB.Model(&models.Menu{}).Count(&menus)
+			p.DB.Model(&models.User{}).Count(&users)
+			p.DB.Model(&models.Operation{}).Count(&ops)
+			if clients != 1 || volumes != 1 || menus != 0 || users != 1 || ops != ops0 {
+				t.Fatalf("refused requests wrote rows: %d clients, %d volumes, %d menus, %d users, %d operations (was %d)", clients, volumes, menus, users, ops, ops0)
+			}
+		})
+	}
+}
