@@ -245,10 +245,10 @@ func TestLoginLimits(t *testing.T) {
 		t.Fatalf("account limit: %v", err)
 	}
 	// Changing the password needs the current one.
-	if err := s.ChangePassword(ctx, admin, "wrong", "new password 1", ""); err == nil {
+	if err := s.ChangePassword(ctx, admin, "wrong", "new password 1"); err == nil {
 		t.Fatal("changed the password without the current one")
 	}
-	if err := s.ChangePassword(ctx, admin, "right password", "short", ""); err == nil {
+	if err := s.ChangePassword(ctx, admin, "right password", "short"); err == nil {
 		t.Fatal("accepted a short password")
 	}
 }

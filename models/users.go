@@ -40,8 +40,10 @@ type UserInput struct {
 	Email    *string `field:"email"`
 	Name     *string `field:"name"`
 	Password *string `field:"password"`
-	Role     *string `field:"role"`
-	ClientID *uint   `field:"client_id,client"`
+	// CurrentPassword is required when users change their own password.
+	CurrentPassword *string `field:"current_password"`
+	Role            *string `field:"role"`
+	ClientID        *uint   `field:"client_id,client"`
 }
 
 // ListUsers lists the users the actor sees.
@@ -208,6 +210,14 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 			}
 		}
 		if in.Password != nil {
+			// Users changing their own password prove they know the current one (a stolen
+			// session or token must not lock the holder out); an admin resets without.
+			if self && (in.CurrentPassword == nil || !CheckPassword(u.PasswordHash, *in.CurrentPassword)) {
+				if in.CurrentPassword == nil {
+					return Invalid("current_password", "is required to change your own password")
+				}
+				return Invalid("current_password", "is not your current password")
+			}
 			if err := checkPassword(*in.Password); err != nil {
 				return err
 			}
@@ -220,6 +230,12 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 				return Conflict("email", "a user with this e-mail already exists")
 			}
 			return err
+		}
+		if in.Password != nil {
+			// A new password ends the user's dashboard sessions, but the one that set it.
+			if err := tx.Where("user_id = ? AND id <> ?", u.ID, a.SessionID).Delete(&Session{}).Error; err != nil {
+				return err
+			}
 		}
 		return audit(tx, a, nil, "update", "user", u.ID, "")
 	})

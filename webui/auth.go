@@ -161,7 +161,7 @@ func (u *UI) changePassword(c *fiber.Ctx) error {
 	if next != confirm {
 		err = models.Invalid("confirm_password", "does not match the new password")
 	} else {
-		err = u.store.ChangePassword(c.UserContext(), actorOf(c), c.FormValue("current_password"), next, c.Cookies(api.SessionCookie))
+		err = u.store.ChangePassword(c.UserContext(), actorOf(c), c.FormValue("current_password"), next)
 	}
 	if err != nil {
 		code, body := api.Status(err)

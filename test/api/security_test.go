@@ -3,6 +3,8 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -132,6 +134,89 @@ func TestRepeatedKeys(t *testing.T) {
 			p.DB.Model(&models.Operation{}).Count(&ops)
 			if clients != 1 || volumes != 1 || menus != 0 || users != 1 || ops != ops0 {
 				t.Fatalf("refused requests wrote rows: %d clients, %d volumes, %d menus, %d users, %d operations (was %d)", clients, volumes, menus, users, ops, ops0)
+			}
+		})
+	}
+}
+
+// TestPasswordChange: through the API as on the dashboard, users changing their own
+// password give the current one, and the change ends their other dashboard sessions
+// (the one that made it stays); an admin's reset ends all of them.
+func TestPasswordChange(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			ctx := context.Background()
+			u := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "u@example.com", "password": password})
+			uid := uint(id(u))
+			ut := harness.Token(t, p.DB, uid)
+			path := fmt.Sprintf("/api/v0.9.2/users/%d.json", uid)
+			sessions := func() []string {
+				t.Helper()
+				var out []string
+				for range 2 {
+					secret, _, err := models.CreateSession(ctx, p.DB, uid, "192.0.2.1")
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, secret)
+				}
+				return out
+			}
+			alive := func(secret string) bool {
+				_, _, err := models.AuthenticateSession(ctx, p.DB, secret)
+				return err == nil
+			}
+			hashOf := func() string {
+				var row models.User
+				p.DB.Take(&row, uid)
+				return row.PasswordHash
+			}
+			before := hashOf()
+			ss := sessions()
+			for _, body := range []map[string]any{
+				{"password": "a new password 1"},
+				{"password": "a new password 1", "current_password": "not the password"},
+			} {
+				code, v, _ := p.do(ut, "PATCH", path, body)
+				if m, _ := v.(map[string]any); code != 422 || m["field"] != "current_password" {
+					t.Fatalf("PATCH %v: %d %v, want 422 naming current_password", body, code, v)
+				}
+			}
+			if hashOf() != before || !alive(ss[0]) || !alive(ss[1]) {
+				t.Fatal("a refused password change changed the password or ended sessions")
+			}
+			// With a token: the current password, and every session ends.
+			p.must(200, ut, "PATCH", path, map[string]any{"password": "a new password 1", "current_password": password})
+			if alive(ss[0]) || alive(ss[1]) {
+				t.Fatal("a password change through the API kept the other sessions")
+			}
+			if _, err := models.Login(ctx, p.DB, "u@example.com", "a new password 1", "192.0.2.9"); err != nil {
+				t.Fatalf("login with the new password: %v", err)
+			}
+			// With a session cookie (and its CSRF header): that session stays, the other ends.
+			ss = sessions()
+			_, s, err := models.AuthenticateSession(ctx, p.DB, ss[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("PATCH", p.URL+path, strings.NewReader(`{"password": "a new password 2", "current_password": "a new password 1"}`))
+			req.AddCookie(&http.Cookie{Name: "cd_session", Value: ss[0]})
+			req.Header.Set("X-CSRF-Token", s.CSRF)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !alive(ss[0]) || alive(ss[1]) {
+				t.Fatalf("change with a session: %d, that session alive %v, the other alive %v", resp.StatusCode, alive(ss[0]), alive(ss[1]))
+			}
+			// An admin resets without the current password and ends every session of the user.
+			ss = sessions()
+			p.must(200, p.Admin, "PATCH", path, map[string]any{"password": "reset by the admin"})
+			if alive(ss[0]) || alive(ss[1]) {
+				t.Fatal("an admin's reset kept the user's sessions")
 			}
 		})
 	}
