@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Roles a user can hold. A super-admin sees everything; an admin manages its client's
@@ -105,12 +104,8 @@ func keepSuperAdmin(tx *gorm.DB, u *User) error {
 	if !u.SuperAdmin() {
 		return nil
 	}
-	q := tx.Model(&User{}).Where("role = ?", RoleSuperAdmin)
-	if tx.Dialector.Name() == "postgres" {
-		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
-	}
 	var ids []uint
-	if err := q.Pluck("id", &ids).Error; err != nil {
+	if err := forUpdate(tx.Model(&User{})).Where("role = ?", RoleSuperAdmin).Pluck("id", &ids).Error; err != nil {
 		return fmt.Errorf("count super-admins: %w", err)
 	}
 	if !slices.Contains(ids, u.ID) || len(ids) > 1 {

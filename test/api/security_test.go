@@ -221,3 +221,74 @@ func TestPasswordChange(t *testing.T) {
 		})
 	}
 }
+
+// TestResizeOneAtATime: a resize while another resize or the delete of the volume is
+// queued is a 409 naming vol_size, so "cannot shrink" is always checked against the size
+// the last resize left; concurrent resizes queue one operation, and none beside a delete.
+func TestResizeOneAtATime(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			a := p.Admin
+			n := p.network(a)
+			vol := p.ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": 1}), &models.Volume{})
+			path := fmt.Sprintf("/api/v0.9.2/volumes/%d.json", vol)
+			finish := func(opID int, size int64) {
+				t.Helper()
+				if err := models.FinishOperation(context.Background(), p.DB, models.Outcome{WorkflowProgress: models.WorkflowProgress{OperationID: uint(opID)}, VolumeSizeGiB: size}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conflict := func(body map[string]any) {
+				t.Helper()
+				code, v, _ := p.do(a, "PATCH", path, body)
+				if m, _ := v.(map[string]any); code != 409 || m["field"] != "vol_size" {
+					t.Fatalf("PATCH %v: %d %v, want 409 naming vol_size", body, code, v)
+				}
+			}
+			grow := p.must(202, a, "PATCH", path, map[string]any{"vol_size": 5})
+			conflict(map[string]any{"vol_size": 3}) // a shrink from the 5 GiB under way
+			conflict(map[string]any{"vol_size": 8})
+			p.must(200, a, "PATCH", path, map[string]any{"alias": "renamed"}) // a rename is not a resize
+			finish(id(grow["operation"].(map[string]any)), 5)
+			p.must(422, a, "PATCH", path, map[string]any{"vol_size": 3})
+			finish(id(p.must(202, a, "PATCH", path, map[string]any{"vol_size": 6})["operation"].(map[string]any)), 6)
+
+			unfinished := func(kind string) []models.Operation {
+				var ops []models.Operation
+				p.DB.Where("object_type = 'volume' AND object_id = ? AND kind = ? AND state IN ?", vol, kind, []string{models.OpQueued, models.OpRunning}).Find(&ops)
+				return ops
+			}
+			// Ten concurrent resizes, and a delete among them.
+			var wg sync.WaitGroup
+			codes := make([]int, 11)
+			for i := range codes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if i == 5 {
+						codes[i], _, _ = p.do(a, "DELETE", path, nil)
+						return
+					}
+					codes[i], _, _ = p.do(a, "PATCH", path, map[string]any{"vol_size": 10 + i})
+				}()
+			}
+			wg.Wait()
+			resizes, deletes := unfinished(models.OpVolumeResize), unfinished(models.OpVolumeDelete)
+			if len(resizes) > 1 || len(deletes) != 1 {
+				t.Fatalf("concurrent resizes and a delete: %d resizes and %d deletes queued (statuses %v)", len(resizes), len(deletes), codes)
+			}
+			if len(resizes) == 1 && resizes[0].ID > deletes[0].ID {
+				t.Fatalf("a resize was queued after the delete (statuses %v)", codes)
+			}
+			for i, c := range codes {
+				if i != 5 && c != 202 && c != 409 {
+					t.Errorf("concurrent resize %d: status %d", i, c)
+				}
+			}
+			// After the delete, a resize is refused too.
+			conflict(map[string]any{"vol_size": 40})
+		})
+	}
+}
