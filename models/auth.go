@@ -30,6 +30,9 @@ type APIToken struct {
 // delegated to it. Every query the API or the dashboard makes is scoped by an Actor.
 type Actor struct {
 	User
+	// SessionID is the stored id of the dashboard session the actor came with ("" for an
+	// API token): a password change keeps that session and ends the others.
+	SessionID string
 }
 
 // NewSecret returns a random secret (160 bits, base32) with a readable prefix, e.g. "cdt_" for tokens.
@@ -237,24 +240,14 @@ func Login(ctx context.Context, db *gorm.DB, email, password, ip string) (*Actor
 }
 
 // ChangePassword changes the actor's own password after checking the current one, and ends
-// the actor's other dashboard sessions (keepSession is the hash-less cookie secret of the
-// session that made the change).
-func (s *Store) ChangePassword(ctx context.Context, a *Actor, current, next, keepSession string) error {
-	var u User
-	if err := s.DB.WithContext(ctx).Take(&u, a.ID).Error; err != nil {
-		return fmt.Errorf("user lookup: %w", err)
+// the actor's other dashboard sessions: UpdateUser's rule, with the account form's field names.
+func (s *Store) ChangePassword(ctx context.Context, a *Actor, current, next string) error {
+	_, err := s.UpdateUser(ctx, a, a.ID, &UserInput{Password: &next, CurrentPassword: &current})
+	var ve *ValidationError
+	if errors.As(err, &ve) && ve.Field == "password" {
+		return Invalid("new_password", "%s", ve.Msg)
 	}
-	if !CheckPassword(u.PasswordHash, current) {
-		return Invalid("current_password", "is not your current password")
-	}
-	if _, err := s.UpdateUser(ctx, a, a.ID, &UserInput{Password: &next}); err != nil {
-		var ve *ValidationError
-		if errors.As(err, &ve) && ve.Field == "password" {
-			return Invalid("new_password", "%s", ve.Msg)
-		}
-		return err
-	}
-	return s.DB.WithContext(ctx).Where("user_id = ? AND id <> ?", a.ID, HashSecret(keepSession)).Delete(&Session{}).Error
+	return err
 }
 
 // AccountTokens lists the actor's API tokens (their secrets are stored hashed and cannot be shown again).

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"maps"
 	"math"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MalformedError is a request body that is not a JSON object at all (HTTP 400).
@@ -47,32 +49,109 @@ func fieldsOf(t reflect.Type) map[string]bindField {
 }
 
 // DecodeJSON fills dst (a pointer to an input struct of pointer fields) from a JSON object.
-// Unknown keys and wrong types are ValidationErrors naming the key; a body that is not
-// a JSON object is a MalformedError. Numbers may be sent as strings ("vol_size": "42").
+// Unknown keys, wrong types and a key given twice (in any spelling, also inside nested
+// objects) are ValidationErrors naming the field; a body that is not a JSON object is a
+// MalformedError. Numbers may be sent as strings ("vol_size": "42").
 func DecodeJSON(body []byte, dst any) error {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return &MalformedError{Msg: "request body is empty: send a JSON object"}
 	}
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil || raw == nil {
-		return &MalformedError{Msg: "request body is not a JSON object"}
+	if !utf8.Valid(body) {
+		return &MalformedError{Msg: "request body is not valid UTF-8"}
 	}
-	if dec.More() {
-		return &MalformedError{Msg: "request body has data after the JSON object"}
+	members, err := objectMembers(body)
+	if err != nil {
+		return err
 	}
-	keys := slices.Sorted(maps.Keys(raw)) // errors name the same key whatever the order
+	// Sorted (stably, so a repeated key keeps its order): errors name the same key
+	// whatever the order of the body.
+	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
 	return bindValues(dst, func(yield func(key string, set func(reflect.Value, string) error) error) error {
-		for _, k := range keys {
-			v := raw[k]
-			if err := yield(k, func(f reflect.Value, name string) error { return setJSON(f, name, v) }); err != nil {
+		for _, m := range members {
+			if err := yield(m.key, func(f reflect.Value, name string) error { return setJSON(f, name, m.value) }); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// member is one key of a JSON object with its value, in the order of the body.
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectMembers splits a JSON object into its members, keeping every one: decoding into a
+// map would keep only the last of a repeated key.
+func objectMembers(body []byte) ([]member, error) {
+	notObject := &MalformedError{Msg: "request body is not a JSON object"}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, notObject
+	}
+	var ms []member
+	for dec.More() {
+		tok, err := dec.Token()
+		key, ok := tok.(string)
+		if err != nil || !ok {
+			return nil, notObject
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, notObject
+		}
+		ms = append(ms, member{key, v})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &MalformedError{Msg: "request body has data after the JSON object"}
+	}
+	return ms, nil
+}
+
+// repeatedKey returns a key that one of the objects inside a JSON value (at any depth)
+// has twice, in any spelling normKey folds together.
+func repeatedKey(v json.RawMessage) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	// Each open object's keys; arrays get nil so that keys are only read in objects.
+	var stack []map[string]bool
+	expectKey := false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, map[string]bool{})
+				expectKey = true
+				continue
+			case '[':
+				stack = append(stack, nil)
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if expectKey {
+				k := normKey(t)
+				if stack[len(stack)-1][k] {
+					return t, true
+				}
+				stack[len(stack)-1][k] = true
+				expectKey = false
+				continue
+			}
+		}
+		// After a value, the next token is a key if we are directly inside an object.
+		expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
+	}
 }
 
 // DecodeForm fills dst from form values, with the same names and rules as DecodeJSON.
@@ -88,11 +167,18 @@ func DecodeForm(values map[string][]string, dst any, skip ...string) error {
 					continue keys
 				}
 			}
-			v := ""
-			if len(vs) > 0 {
-				v = vs[len(vs)-1]
-			}
-			if err := yield(k, func(f reflect.Value, name string) error { return setString(f, name, v) }); err != nil {
+			if err := yield(k, func(f reflect.Value, name string) error {
+				switch {
+				case len(vs) == 0:
+					return setString(f, name, "")
+				case len(vs) == 1:
+				// A checkbox comes after its hidden "false" (so that unchecked is sent too).
+				case len(vs) == 2 && vs[0] == "false" && f.Type().Elem().Kind() == reflect.Bool:
+				default:
+					return Invalid(name, "is given twice")
+				}
+				return setString(f, name, vs[len(vs)-1])
+			}); err != nil {
 				return err
 			}
 		}
@@ -115,7 +201,7 @@ func bindValues(dst any, each func(func(string, func(reflect.Value, string) erro
 		}
 		fv := rv.Field(f.index)
 		if !fv.IsNil() {
-			return Invalid(key, "is given twice")
+			return Invalid(f.name, "is given twice (keys match whatever their case, and _ and - are ignored)")
 		}
 		if err := set(fv, f.name); err != nil && firstErr == nil {
 			firstErr = err
@@ -166,8 +252,16 @@ func setJSON(f reflect.Value, name string, v json.RawMessage) error {
 		}
 		return setString(f, name, str)
 	default:
+		if k, ok := repeatedKey(v); ok {
+			return Invalid(name, "has the key %q twice in one object", k)
+		}
 		p := reflect.New(elem)
-		if err := json.Unmarshal(v, p.Interface()); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(p.Interface()); err != nil {
+			if k, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+				return Invalid(name, "has an unknown key %s", k)
+			}
 			return Invalid(name, "has the wrong type: %s", describe(elem))
 		}
 		f.Set(p)
@@ -188,6 +282,9 @@ func setString(f reflect.Value, name, s string) error {
 	p := reflect.New(elem)
 	switch elem.Kind() {
 	case reflect.String:
+		if !utf8.ValidString(s) {
+			return Invalid(name, "is not valid UTF-8")
+		}
 		p.Elem().SetString(s)
 	case reflect.Bool:
 		switch strings.ToLower(strings.TrimSpace(s)) {

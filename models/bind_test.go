@@ -7,12 +7,13 @@ import (
 
 func TestDecodeJSON(t *testing.T) {
 	type in struct {
-		Name    *string `field:"name"`
-		Client  *uint   `field:"client_id,client"`
-		Size    *int64  `field:"vol_size"`
-		Locked  *bool   `field:"locked"`
-		Volume  *uint   `field:"volume_id"`
-		Network *uint   `field:"network_id,network"`
+		Name    *string     `field:"name"`
+		Client  *uint       `field:"client_id,client"`
+		Size    *int64      `field:"vol_size"`
+		Locked  *bool       `field:"locked"`
+		Volume  *uint       `field:"volume_id"`
+		Network *uint       `field:"network_id,network"`
+		Items   *[]MenuItem `field:"items"`
 	}
 	cases := []struct {
 		body      string
@@ -34,6 +35,19 @@ func TestDecodeJSON(t *testing.T) {
 		{`{"colour": "red"}`, nil, "colour", false},
 		{`{"name": "a", "Name": "b"}`, nil, "name", false},
 		{`{"client": 1, "client_id": 2}`, nil, "client_id", false},
+		// A key given twice, whatever its spelling, is refused (a map would keep the last).
+		{`{"vol_size": 1048577, "vol_size": 5}`, nil, "vol_size", false},
+		{`{"vol_size": 5, "VOL_SIZE": 1}`, nil, "vol_size", false},
+		{`{"Vol-Size": 5, "vol_size": 1}`, nil, "vol_size", false},
+		{`{"name": null, "name": "x"}`, nil, "name", false},
+		{`{"network": 1, "network_id": 1}`, nil, "network_id", false},
+		{`{"items": [{"type": "local", "label": "a", "type": "group"}]}`, nil, "items", false},
+		{`{"items": [{"type": "local", "label": "a", "Label": "b"}]}`, nil, "items", false},
+		{`{"items": [{"type": "local", "label": "a", "colour": "red"}]}`, nil, "items", false},
+		{`{"items": [{"type": "local", "label": "a"}, {"type": "local", "label": "b"}]}`, func(v in) bool { return len(*v.Items) == 2 }, "", false},
+		{"{\"name\": \"\xff\"}", nil, "", true},
+		{`{"a": 1} ]`, nil, "", true},
+		{`{"a": 1`, nil, "", true},
 		{`[1]`, nil, "", true},
 		{`{"a": 1} {}`, nil, "", true},
 		{``, nil, "", true},
@@ -71,6 +85,23 @@ func TestDecodeFormSharesRules(t *testing.T) {
 	var ve *ValidationError
 	if err := DecodeForm(map[string][]string{"vol_size": {"big"}}, &v); !errors.As(err, &ve) || ve.Field != "vol_size" {
 		t.Fatalf("form wrong type: %v", err)
+	}
+	// A key given twice is refused, but for a checkbox after its hidden "false".
+	v = VolumeInput{}
+	if err := DecodeForm(map[string][]string{"vol_size": {"5", "1048577"}}, &v); !errors.As(err, &ve) || ve.Field != "vol_size" {
+		t.Fatalf("form with vol_size twice: %v %+v", err, v)
+	}
+	var d DeviceInput
+	if err := DecodeForm(map[string][]string{"locked": {"false", "true"}}, &d); err != nil || d.Locked == nil || !*d.Locked {
+		t.Fatalf("checkbox after its hidden field: %v %+v", err, d)
+	}
+	d = DeviceInput{}
+	if err := DecodeForm(map[string][]string{"locked": {"true", "false"}}, &d); !errors.As(err, &ve) || ve.Field != "locked" {
+		t.Fatalf("locked twice: %v", err)
+	}
+	// Form values are bytes as sent: invalid UTF-8 is refused, not stored.
+	if err := DecodeForm(map[string][]string{"alias": {"V\xff"}}, &v); !errors.As(err, &ve) || ve.Field != "alias" {
+		t.Fatalf("invalid UTF-8 alias: %v", err)
 	}
 }
 

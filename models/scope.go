@@ -112,10 +112,7 @@ func getScoped[T any](ctx context.Context, db *gorm.DB, scope func(*gorm.DB) *go
 // row, so that limit checks and inserts of its children are serialised (SQLite
 // transactions already hold the database's write lock from their start).
 func (a *Actor) lockNetwork(tx *gorm.DB, id uint, field string) (*Network, error) {
-	q := a.scopeNetworks(tx.Model(&Network{}))
-	if tx.Dialector.Name() == "postgres" {
-		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
-	}
+	q := forUpdate(a.scopeNetworks(tx.Model(&Network{})))
 	var n Network
 	err := q.Where("id = ?", id).Take(&n).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -125,6 +122,16 @@ func (a *Actor) lockNetwork(tx *gorm.DB, id uint, field string) (*Network, error
 		return nil, fmt.Errorf("load network: %w", err)
 	}
 	return &n, nil
+}
+
+// forUpdate makes a query inside a transaction lock the rows it reads until the
+// transaction ends, on PostgreSQL; SQLite transactions already hold the database's write
+// lock from their start.
+func forUpdate(q *gorm.DB) *gorm.DB {
+	if q.Dialector.Name() == "postgres" {
+		return q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return q
 }
 
 // NotFoundFieldError is a reference in a request body to an object that is absent or not

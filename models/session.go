@@ -56,6 +56,7 @@ func AuthenticateSession(ctx context.Context, db *gorm.DB, secret string) (*Acto
 	if err != nil {
 		return nil, nil, err
 	}
+	a.SessionID = s.ID
 	return a, &s, nil
 }
 

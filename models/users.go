@@ -2,7 +2,9 @@ package models
 
 import (
 	"context"
+	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,8 +39,10 @@ type UserInput struct {
 	Email    *string `field:"email"`
 	Name     *string `field:"name"`
 	Password *string `field:"password"`
-	Role     *string `field:"role"`
-	ClientID *uint   `field:"client_id,client"`
+	// CurrentPassword is required when users change their own password.
+	CurrentPassword *string `field:"current_password"`
+	Role            *string `field:"role"`
+	ClientID        *uint   `field:"client_id,client"`
 }
 
 // ListUsers lists the users the actor sees.
@@ -81,6 +85,33 @@ func (a *Actor) checkRole(v string) (string, error) {
 		return "", Forbidden("only a super-admin can grant the superadmin role")
 	}
 	return "", Invalid("role", "must be one of user, admin, superadmin")
+}
+
+// CanChangeUser reports whether the actor may change or delete u: u itself, or an admin of
+// u's client — but a super-admin only by a super-admin, since a client admin of the first
+// client (where super-admins live) would otherwise take over the whole panel.
+func (a *Actor) CanChangeUser(u *User) bool {
+	if u.ID == a.ID {
+		return true
+	}
+	return a.CanAdminClient(u.ClientID) && (a.SuperAdmin() || !u.SuperAdmin())
+}
+
+// keepSuperAdmin refuses to delete or demote u when it is the panel's last super-admin.
+// On PostgreSQL the super-admins' rows are locked first, so two super-admins demoting each
+// other at once cannot leave none (SQLite transactions are serialised already).
+func keepSuperAdmin(tx *gorm.DB, u *User) error {
+	if !u.SuperAdmin() {
+		return nil
+	}
+	var ids []uint
+	if err := forUpdate(tx.Model(&User{})).Where("role = ?", RoleSuperAdmin).Pluck("id", &ids).Error; err != nil {
+		return fmt.Errorf("count super-admins: %w", err)
+	}
+	if !slices.Contains(ids, u.ID) || len(ids) > 1 {
+		return nil
+	}
+	return Conflict("role", "user %d is the last super-admin: make another user super-admin first", u.ID)
 }
 
 // CreateUser creates a user in a client the actor administers.
@@ -146,8 +177,8 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 			return err
 		}
 		self := u.ID == a.ID
-		if !self && !a.CanAdminClient(u.ClientID) {
-			return Forbidden("only the user or an admin of its client can change it")
+		if !a.CanChangeUser(u) {
+			return Forbidden("only the user or an admin of its client can change it, and a super-admin only a super-admin")
 		}
 		if in.ClientID != nil && *in.ClientID != u.ClientID {
 			return Invalid("client_id", "a user cannot move to another client")
@@ -166,11 +197,22 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 			if !a.CanAdminClient(u.ClientID) || self {
 				return Forbidden("a user cannot change its own role")
 			}
+			if err := keepSuperAdmin(tx, u); err != nil {
+				return err
+			}
 			if u.Role, err = a.checkRole(*in.Role); err != nil {
 				return err
 			}
 		}
 		if in.Password != nil {
+			// Users changing their own password prove they know the current one (a stolen
+			// session or token must not lock the holder out); an admin resets without.
+			if self && (in.CurrentPassword == nil || !CheckPassword(u.PasswordHash, *in.CurrentPassword)) {
+				if in.CurrentPassword == nil {
+					return Invalid("current_password", "is required to change your own password")
+				}
+				return Invalid("current_password", "is not your current password")
+			}
 			if err := checkPassword(*in.Password); err != nil {
 				return err
 			}
@@ -183,6 +225,12 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 				return Conflict("email", "a user with this e-mail already exists")
 			}
 			return err
+		}
+		if in.Password != nil {
+			// A new password ends the user's dashboard sessions, but the one that set it.
+			if err := tx.Where("user_id = ? AND id <> ?", u.ID, a.SessionID).Delete(&Session{}).Error; err != nil {
+				return err
+			}
 		}
 		return audit(tx, a, nil, "update", "user", u.ID, "")
 	})
@@ -201,6 +249,12 @@ func (s *Store) DeleteUser(ctx context.Context, a *Actor, id uint) error {
 		}
 		if u.ID == a.ID {
 			return Conflict("", "you cannot delete your own account")
+		}
+		if !a.CanChangeUser(u) {
+			return Forbidden("only a super-admin can delete a super-admin")
+		}
+		if err := keepSuperAdmin(tx, u); err != nil {
+			return err
 		}
 		for _, m := range []any{&APIToken{}, &Session{}, &Delegation{}} {
 			if err := tx.Where("user_id = ?", u.ID).Delete(m).Error; err != nil {

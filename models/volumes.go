@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,8 +112,18 @@ func (s *Store) UpdateVolume(ctx context.Context, a *Actor, id uint, in *VolumeI
 		if v, err = getScoped[Volume](ctx, tx, a.scopeNetworkOwned, id, "volume"); err != nil {
 			return err
 		}
+		// Read again under the row's lock: concurrent resizes and a delete of the volume
+		// take their turns, and each sees what the one before it queued.
+		if err := forUpdate(tx).Take(v, v.ID).Error; err != nil {
+			return err
+		}
 		if in.NetworkID != nil && *in.NetworkID != v.NetworkID {
 			return Invalid("network_id", "a volume cannot move to another network")
+		}
+		if in.SizeGiB != nil && *in.SizeGiB != v.SizeGiB {
+			if err := resizeFree(tx, v.ID); err != nil {
+				return err
+			}
 		}
 		if v.State == StateDeleting || v.State == StateDeleted {
 			return Conflict("", "volume %d is being deleted", v.ID)
@@ -150,6 +161,22 @@ func (s *Store) UpdateVolume(ctx context.Context, a *Actor, id uint, in *VolumeI
 	}
 	s.launch(ctx, op)
 	return &Created{Object: v, Operation: op, Warning: warn}, nil
+}
+
+// resizeFree refuses a resize while another resize or the delete of the volume is queued
+// or running: one resize at a time, each checked against the size the one before left
+// (the stored size is only updated when a resize ends).
+func resizeFree(tx *gorm.DB, volumeID uint) error {
+	var op Operation
+	err := tx.Where("object_type = ? AND object_id = ? AND kind IN ? AND state IN ?", "volume", volumeID,
+		[]string{OpVolumeResize, OpVolumeDelete}, []string{OpQueued, OpRunning}).Order("id").Take(&op).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look for operations of volume %d: %w", volumeID, err)
+	}
+	return Conflict("vol_size", "volume %d has a %s under way (operation %d, %s): resize it once that has ended", volumeID, op.Kind, op.ID, op.State)
 }
 
 // DeleteVolume queues a volume's deletion (its zvol is renamed into the erator); volumes

@@ -2,6 +2,7 @@ package webui
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"time"
 
@@ -17,9 +18,27 @@ func (u *UI) secure(c *fiber.Ctx) bool {
 	return u.opts.SecureCookies || c.Protocol() == "https"
 }
 
-// safeNext keeps a post-login redirect on this panel.
+// localPath reports whether p is a path on this panel as a browser reads it. Browsers
+// follow the WHATWG URL rules: they drop tabs and newlines anywhere, strip leading C0
+// controls and spaces, and read a backslash as a slash, so "/\t/evil.example" and
+// "/\\evil.example" are "//evil.example", another host. Only printable ASCII without
+// backslashes is accepted, starting with one slash, with no scheme or host once parsed.
+func localPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] >= 0x7f || p[i] == '\\' {
+			return false
+		}
+	}
+	u, err := url.Parse(p)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//")
+}
+
+// safeNext keeps a post-login redirect on this panel (and off the login page itself).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.HasPrefix(next, "/login") {
+	if !localPath(next) || strings.HasPrefix(next, "/login") {
 		return "/"
 	}
 	return next
@@ -39,7 +58,7 @@ func (u *UI) loginPage(c *fiber.Ctx) error {
 	if _, _, err := models.AuthenticateSession(c.UserContext(), u.store.DB, c.Cookies(api.SessionCookie)); err == nil {
 		return c.Redirect(safeNext(c.Query("next")), fiber.StatusSeeOther)
 	}
-	return u.showLogin(c, loginData{Next: c.Query("next"), Message: notices[c.Query("notice")]})
+	return u.showLogin(c, loginData{Next: safeNext(c.Query("next")), Message: notices[c.Query("notice")]})
 }
 
 func (u *UI) showLogin(c *fiber.Ctx, d loginData) error {
@@ -142,7 +161,7 @@ func (u *UI) changePassword(c *fiber.Ctx) error {
 	if next != confirm {
 		err = models.Invalid("confirm_password", "does not match the new password")
 	} else {
-		err = u.store.ChangePassword(c.UserContext(), actorOf(c), c.FormValue("current_password"), next, c.Cookies(api.SessionCookie))
+		err = u.store.ChangePassword(c.UserContext(), actorOf(c), c.FormValue("current_password"), next)
 	}
 	if err != nil {
 		code, body := api.Status(err)

@@ -128,11 +128,8 @@ func usersRes() *resource {
 	return &resource{
 		Name: "users", Title: "Users", Singular: "User", Icon: "user", Submit: "Add",
 		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() || a.Role == models.RoleAdmin },
-		canChange: func(r *rc, o any) bool {
-			u := o.(*models.User)
-			return u.ID == r.a.ID || r.a.CanAdminClient(u.ClientID)
-		},
-		columns: []string{"E-mail", "Name", "Role", "Client"},
+		canChange: func(r *rc, o any) bool { return r.a.CanChangeUser(o.(*models.User)) },
+		columns:   []string{"E-mail", "Name", "Role", "Client"},
 		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
 			return anys(r.s.ListUsers(r.ctx, r.a, p))
 		},
@@ -157,13 +154,19 @@ func usersRes() *resource {
 			if !creating {
 				pw.Required, pw.OmitEmpty, pw.Help = false, true, "Leave empty to keep the current password."
 			}
-			return []field{
+			fs := []field{
 				{Name: "email", Label: "E-mail", Type: "email", Value: u.Email, Required: true, Autocomplete: "off"},
 				{Name: "name", Label: "Name", Type: "text", Value: u.Name, OmitEmpty: true},
 				pw,
-				{Name: "role", Label: "Role", Type: "select", Value: u.Role, Options: roles, Disabled: !creating && (u.ID == r.a.ID || !r.a.CanAdminClient(u.ClientID))},
-				{Name: "client_id", Label: "Client", Type: "select", Value: utoa(u.ClientID), Options: r.clientOptions(), Disabled: !creating || !r.a.SuperAdmin()},
 			}
+			if !creating && u.ID == r.a.ID {
+				// Changing one's own password needs the current one, as on the account page.
+				fs = append(fs, field{Name: "current_password", Label: "Current password", Type: "password", OmitEmpty: true, Autocomplete: "current-password", Help: "Needed to change your password."})
+			}
+			return append(fs,
+				field{Name: "role", Label: "Role", Type: "select", Value: u.Role, Options: roles, Disabled: !creating && (u.ID == r.a.ID || !r.a.CanAdminClient(u.ClientID))},
+				field{Name: "client_id", Label: "Client", Type: "select", Value: utoa(u.ClientID), Options: r.clientOptions(), Disabled: !creating || !r.a.SuperAdmin()},
+			)
 		},
 		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
 			in, err := decode[models.UserInput](v, fs)

@@ -157,7 +157,7 @@ func (u *UI) h(fn func(c *fiber.Ctx) error) fiber.Handler {
 // backTo is the page the request came from, when it is one of this panel's.
 func backTo(c *fiber.Ctx) string {
 	ref, err := url.Parse(c.Get(fiber.HeaderReferer))
-	if err != nil || ref.Host != c.Hostname() || !strings.HasPrefix(ref.Path, "/") || ref.Path == c.Path() {
+	if err != nil || ref.Host != c.Hostname() || ref.Path == c.Path() || !localPath(ref.RequestURI()) {
 		return ""
 	}
 	return ref.RequestURI()

@@ -15,6 +15,21 @@ func TestSafeNext(t *testing.T) {
 		"/\\evil.example":       "/",
 		"https://evil.example":  "/",
 		"/login?next=/x":        "/",
+		// Browsers drop tabs and newlines and read a backslash as a slash (WHATWG URL).
+		"/\t/evil.example":    "/",
+		"/\n/evil.example":    "/",
+		"/\r\n/evil.example":  "/",
+		"\t//evil.example":    "/",
+		" //evil.example":     "/",
+		"/\x00/evil.example":  "/",
+		"/\x7f/evil.example":  "/",
+		"\\/evil.example":     "/",
+		"/x\\y":               "/",
+		"/%2F%2Fevil.example": "/",
+		"/a b":                "/",
+		"/é":                  "/",
+		"javascript:alert(1)": "/",
+		"/servers?next=//x":   "/servers?next=//x",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)

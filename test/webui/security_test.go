@@ -1,6 +1,9 @@
 package webui_test
 
 import (
+	"context"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -141,4 +144,108 @@ func TestLoginLimits(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("login after %d failures = %d (Retry-After %q), want 429", models.LoginMaxFailuresPerIP, resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
+}
+
+var nextInput = regexp.MustCompile(`name="next" value="([^"]*)"`)
+
+// TestLoginRedirect: after login the panel redirects only to its own paths as a browser
+// reads them (WHATWG URL: tabs and newlines dropped, a backslash is a slash), from the
+// query, from the login form's hidden field and for a visitor already logged in.
+func TestLoginRedirect(t *testing.T) {
+	p := startPanel(t, "sqlite", webui.Options{})
+	evil := []string{"/\t/evil.example", "/\n/evil.example", "/\\evil.example", "\\/evil.example", "//evil.example", "/\r\n//evil.example",
+		" //evil.example", "https://evil.example", "/%2F%2Fevil.example"}
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, next := range append(evil, "/servers?network_id=1") {
+		want := "/"
+		if !strings.Contains(next, "evil") {
+			want = next
+		}
+		// The form posted as the page has it, and with its hidden field forged.
+		for _, forged := range []bool{false, true} {
+			c.Jar, _ = cookiejar.New(nil)
+			resp, err := c.Get(p.URL + "/login?next=" + url.QueryEscape(next))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m, tok := nextInput.FindSubmatch(body), csrfInput.FindSubmatch(body)
+			if resp.StatusCode != 200 || m == nil || tok == nil {
+				t.Fatalf("login page for next=%q: %d", next, resp.StatusCode)
+			}
+			if strings.Contains(string(m[1]), "evil") {
+				t.Errorf("next=%q: the login form carries next %q", next, m[1])
+			}
+			posted := html.UnescapeString(string(m[1]))
+			if forged {
+				posted = next
+			}
+			resp, err = c.PostForm(p.URL+"/login", url.Values{"email": {p.Admin.Email}, "password": {adminPassword}, "csrf": {string(tok[1])}, "next": {posted}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != want {
+				t.Errorf("login with next=%q: %d Location %q, want %q", posted, resp.StatusCode, loc, want)
+			}
+		}
+	}
+	// Already logged in: /login redirects straight to next.
+	sess := sessionCookie(t, p, p.Admin.Email, adminPassword)
+	for _, next := range evil {
+		req, _ := http.NewRequest("GET", p.URL+"/login?next="+url.QueryEscape(next), nil)
+		req.AddCookie(&http.Cookie{Name: "cd_session", Value: sess})
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
+			t.Errorf("logged in, next=%q: %d Location %q, want /", next, resp.StatusCode, loc)
+		}
+	}
+}
+
+// TestSuperAdminDashboard: a client admin of the first client sees no Edit or Delete on a
+// super-admin and is refused when it posts the forms by hand.
+func TestSuperAdminDashboard(t *testing.T) {
+	p := startPanel(t, "postgres", webui.Options{})
+	ctx := context.Background()
+	created, err := p.Store.CreateUser(ctx, p.Admin, &models.UserInput{Email: models.Strp("ca@example.com"), Password: models.Strp(adminPassword), Role: models.Strp(models.RoleAdmin)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := created.Object.(*models.User)
+	sess := sessionCookie(t, p, ca.Email, adminPassword)
+	var s models.Session
+	if err := p.DB.Where("id = ?", models.HashSecret(sess)).Take(&s).Error; err != nil {
+		t.Fatal(err)
+	}
+	csrf := "&csrf=" + url.QueryEscape(s.CSRF)
+	root := p.Admin.ID
+	for _, c := range []struct{ path, form string }{
+		{fmt.Sprintf("/users/%d", root), "email=ca%2Broot%40example.com&password=the+attacker%27s+password" + csrf},
+		{fmt.Sprintf("/users/%d", root), "role=admin" + csrf},
+		{fmt.Sprintf("/users/%d/delete", root), strings.TrimPrefix(csrf, "&")},
+	} {
+		if code := httpDo(t, p, "POST", c.path, sess, c.form); code != http.StatusForbidden {
+			t.Errorf("client admin POST %s: %d, want 403", c.path, code)
+		}
+	}
+	var after models.User
+	p.DB.Take(&after, root)
+	if !models.CheckPassword(after.PasswordHash, adminPassword) || after.Email != p.Admin.Email || after.Role != models.RoleSuperAdmin {
+		t.Fatalf("the dashboard let a client admin change the super-admin: %+v", after)
+	}
+	b := newBrowser(t, p.URL, outDir(t))
+	b.login(ca.Email, adminPassword)
+	b.open("/users")
+	if strings.Contains(b.source(), fmt.Sprintf(`/users/%d/edit`, root)) || strings.Contains(b.source(), fmt.Sprintf(`/users/%d/delete`, root)) {
+		t.Fatal("the users page offers a client admin Edit or Delete on the super-admin")
+	}
+	if !strings.Contains(b.source(), fmt.Sprintf(`/users/%d/edit`, ca.ID)) {
+		t.Fatal("the users page offers the client admin no Edit on itself")
+	}
+	b.both("users-as-client-admin")
 }

@@ -1,0 +1,294 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
+)
+
+const password = "correct horse battery"
+
+// TestSuperAdminTakeover: an admin of the first client (where super-admins live) can see a
+// super-admin but cannot change its password, e-mail or role, nor delete it; the last
+// super-admin can never be demoted or deleted, also when two super-admins demote each
+// other at once.
+func TestSuperAdminTakeover(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			var root models.User
+			p.DB.Where("role = ?", models.RoleSuperAdmin).Take(&root)
+			admin := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "ca@example.com", "password": password, "role": "admin"})
+			ca := harness.Token(t, p.DB, uint(id(admin)))
+			path := fmt.Sprintf("/api/v0.9.2/users/%d.json", root.ID)
+			p.must(200, ca, "GET", path, nil)
+			for _, body := range []map[string]any{
+				{"password": "the attacker's password"}, {"email": "ca+root@example.com"}, {"role": "user"}, {"role": "admin"}, {"name": "x"},
+			} {
+				for _, verb := range []string{"PATCH", "PUT"} {
+					p.must(403, ca, verb, path, body)
+				}
+			}
+			p.must(403, ca, "DELETE", path, nil)
+			var after models.User
+			p.DB.Take(&after, root.ID)
+			if after.PasswordHash != root.PasswordHash || after.Email != root.Email || after.Role != models.RoleSuperAdmin || after.Name != root.Name {
+				t.Fatalf("a client admin changed the super-admin: %+v", after)
+			}
+			// The client admin still manages its client's other users.
+			u := p.must(201, ca, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "u@example.com", "password": password})
+			p.must(200, ca, "PATCH", fmt.Sprintf("/api/v0.9.2/users/%d.json", id(u)), map[string]any{"role": "admin"})
+			p.must(204, ca, "DELETE", fmt.Sprintf("/api/v0.9.2/users/%d.json", id(u)), nil)
+
+			// The last super-admin: a super-admin whose token was authenticated before it was
+			// itself demoted still cannot demote or delete the last one.
+			ctx := context.Background()
+			stale := &models.Actor{User: models.User{ID: 9999, ClientID: root.ClientID, Role: models.RoleSuperAdmin}}
+			if _, err := p.Store.UpdateUser(ctx, stale, root.ID, &models.UserInput{Role: models.Strp(models.RoleAdmin)}); err == nil {
+				t.Fatal("the last super-admin was demoted")
+			}
+			if err := p.Store.DeleteUser(ctx, stale, root.ID); err == nil {
+				t.Fatal("the last super-admin was deleted")
+			}
+			// Two super-admins demoting each other at once leave one.
+			for round := range 5 {
+				second := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{
+					"email": fmt.Sprintf("root%d@example.com", round), "password": password, "role": "superadmin"})
+				sa := harness.Token(t, p.DB, uint(id(second)))
+				var wg sync.WaitGroup
+				codes := make([]int, 2)
+				for i, c := range []struct {
+					auth string
+					whom int
+				}{{p.Admin, id(second)}, {sa, int(root.ID)}} {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						codes[i], _, _ = p.do(c.auth, "PATCH", fmt.Sprintf("/api/v0.9.2/users/%d.json", c.whom), map[string]any{"role": "admin"})
+					}()
+				}
+				wg.Wait()
+				var supers int64
+				p.DB.Model(&models.User{}).Where("role = ?", models.RoleSuperAdmin).Count(&supers)
+				if supers < 1 {
+					t.Fatalf("round %d: no super-admin left (statuses %v)", round, codes)
+				}
+				// Put root back as the one super-admin for the next round.
+				p.DB.Model(&models.User{}).Where("id = ?", root.ID).Update("role", models.RoleSuperAdmin)
+				p.DB.Model(&models.User{}).Where("id = ?", id(second)).Update("role", models.RoleAdmin)
+			}
+		})
+	}
+}
+
+// network creates a network with a tunnel and a master server (through the API) and returns its id.
+func (p *panelT) network(auth string) int {
+	p.t.Helper()
+	n := id(p.must(201, auth, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "N", "Client": 1}))
+	p.must(201, auth, "POST", "/api/v0.9.2/tunnels.json", map[string]any{"Alias": "t", "network": n, "IP": "4.2.2.1"})
+	p.must(201, auth, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "192.168.1.10", "Pool": "tank"})
+	return n
+}
+
+// TestRepeatedKeys: a key given twice, in any spelling, is a 422 naming the field, and
+// nothing is written (a map decode kept the last value: {"vol_size": 1048577, "vol_size": 5}
+// was a 202 for 5 GiB).
+func TestRepeatedKeys(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			a := p.Admin
+			n := p.network(a)
+			vol := p.ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": 1}), &models.Volume{})
+			var ops0 int64
+			p.DB.Model(&models.Operation{}).Count(&ops0)
+			for _, c := range []struct {
+				method, path, body, field string
+			}{
+				{"POST", "/api/v0.9.2/clients.json", `{"Name": "a", "Name": "b"}`, "name"},
+				{"POST", "/api/v0.9.2/volumes.json", fmt.Sprintf(`{"network": %d, "Alias": "w", "vol_size": 1048577, "vol_size": 5}`, n), "vol_size"},
+				{"POST", "/api/v0.9.2/volumes.json", fmt.Sprintf(`{"network": %d, "Alias": "w", "vol_size": 5, "VOL_SIZE": 6}`, n), "vol_size"},
+				{"POST", "/api/v0.9.2/volumes.json", fmt.Sprintf(`{"network": %d, "network_id": %d, "Alias": "w", "vol_size": 5}`, n, n), "network_id"},
+				{"PATCH", fmt.Sprintf("/api/v0.9.2/volumes/%d.json", vol), `{"vol_size": 2, "vol_size": 3}`, "vol_size"},
+				{"POST", "/api/v0.9.2/menus.json", fmt.Sprintf(`{"network": %d, "name": "m", "items": [{"type": "local", "label": "a", "Label": "b"}]}`, n), "items"},
+				{"POST", "/api/v0.9.2/users.json", `{"email": "x@example.com", "password": "correct horse battery", "role": "user", "Role": "admin"}`, "role"},
+			} {
+				code, v, _ := p.do(a, c.method, c.path, c.body)
+				if m, _ := v.(map[string]any); code != 422 || m["field"] != c.field {
+					t.Errorf("%s %s %s: %d %v, want 422 naming %s", c.method, c.path, c.body, code, v, c.field)
+				}
+			}
+			var clients, volumes, menus, users, ops int64
+			p.DB.Model(&models.Client{}).Count(&clients)
+			p.DB.Model(&models.Volume{}).Count(&volumes)
+			p.DB.Model(&models.Menu{}).Count(&menus)
+			p.DB.Model(&models.User{}).Count(&users)
+			p.DB.Model(&models.Operation{}).Count(&ops)
+			if clients != 1 || volumes != 1 || menus != 0 || users != 1 || ops != ops0 {
+				t.Fatalf("refused requests wrote rows: %d clients, %d volumes, %d menus, %d users, %d operations (was %d)", clients, volumes, menus, users, ops, ops0)
+			}
+		})
+	}
+}
+
+// TestPasswordChange: through the API as on the dashboard, users changing their own
+// password give the current one, and the change ends their other dashboard sessions
+// (the one that made it stays); an admin's reset ends all of them.
+func TestPasswordChange(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			ctx := context.Background()
+			u := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "u@example.com", "password": password})
+			uid := uint(id(u))
+			ut := harness.Token(t, p.DB, uid)
+			path := fmt.Sprintf("/api/v0.9.2/users/%d.json", uid)
+			sessions := func() []string {
+				t.Helper()
+				var out []string
+				for range 2 {
+					secret, _, err := models.CreateSession(ctx, p.DB, uid, "192.0.2.1")
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, secret)
+				}
+				return out
+			}
+			alive := func(secret string) bool {
+				_, _, err := models.AuthenticateSession(ctx, p.DB, secret)
+				return err == nil
+			}
+			hashOf := func() string {
+				var row models.User
+				p.DB.Take(&row, uid)
+				return row.PasswordHash
+			}
+			before := hashOf()
+			ss := sessions()
+			for _, body := range []map[string]any{
+				{"password": "a new password 1"},
+				{"password": "a new password 1", "current_password": "not the password"},
+			} {
+				code, v, _ := p.do(ut, "PATCH", path, body)
+				if m, _ := v.(map[string]any); code != 422 || m["field"] != "current_password" {
+					t.Fatalf("PATCH %v: %d %v, want 422 naming current_password", body, code, v)
+				}
+			}
+			if hashOf() != before || !alive(ss[0]) || !alive(ss[1]) {
+				t.Fatal("a refused password change changed the password or ended sessions")
+			}
+			// With a token: the current password, and every session ends.
+			p.must(200, ut, "PATCH", path, map[string]any{"password": "a new password 1", "current_password": password})
+			if alive(ss[0]) || alive(ss[1]) {
+				t.Fatal("a password change through the API kept the other sessions")
+			}
+			if _, err := models.Login(ctx, p.DB, "u@example.com", "a new password 1", "192.0.2.9"); err != nil {
+				t.Fatalf("login with the new password: %v", err)
+			}
+			// With a session cookie (and its CSRF header): that session stays, the other ends.
+			ss = sessions()
+			_, s, err := models.AuthenticateSession(ctx, p.DB, ss[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("PATCH", p.URL+path, strings.NewReader(`{"password": "a new password 2", "current_password": "a new password 1"}`))
+			req.AddCookie(&http.Cookie{Name: "cd_session", Value: ss[0]})
+			req.Header.Set("X-CSRF-Token", s.CSRF)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !alive(ss[0]) || alive(ss[1]) {
+				t.Fatalf("change with a session: %d, that session alive %v, the other alive %v", resp.StatusCode, alive(ss[0]), alive(ss[1]))
+			}
+			// An admin resets without the current password and ends every session of the user.
+			ss = sessions()
+			p.must(200, p.Admin, "PATCH", path, map[string]any{"password": "reset by the admin"})
+			if alive(ss[0]) || alive(ss[1]) {
+				t.Fatal("an admin's reset kept the user's sessions")
+			}
+		})
+	}
+}
+
+// TestResizeOneAtATime: a resize while another resize or the delete of the volume is
+// queued is a 409 naming vol_size, so "cannot shrink" is always checked against the size
+// the last resize left; concurrent resizes queue one operation, and none beside a delete.
+func TestResizeOneAtATime(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			a := p.Admin
+			n := p.network(a)
+			vol := p.ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": 1}), &models.Volume{})
+			path := fmt.Sprintf("/api/v0.9.2/volumes/%d.json", vol)
+			finish := func(opID int, size int64) {
+				t.Helper()
+				if err := models.FinishOperation(context.Background(), p.DB, models.Outcome{WorkflowProgress: models.WorkflowProgress{OperationID: uint(opID)}, VolumeSizeGiB: size}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conflict := func(body map[string]any) {
+				t.Helper()
+				code, v, _ := p.do(a, "PATCH", path, body)
+				if m, _ := v.(map[string]any); code != 409 || m["field"] != "vol_size" {
+					t.Fatalf("PATCH %v: %d %v, want 409 naming vol_size", body, code, v)
+				}
+			}
+			grow := p.must(202, a, "PATCH", path, map[string]any{"vol_size": 5})
+			conflict(map[string]any{"vol_size": 3}) // a shrink from the 5 GiB under way
+			conflict(map[string]any{"vol_size": 8})
+			p.must(200, a, "PATCH", path, map[string]any{"alias": "renamed"}) // a rename is not a resize
+			finish(id(grow["operation"].(map[string]any)), 5)
+			p.must(422, a, "PATCH", path, map[string]any{"vol_size": 3})
+			finish(id(p.must(202, a, "PATCH", path, map[string]any{"vol_size": 6})["operation"].(map[string]any)), 6)
+
+			unfinished := func(kind string) []models.Operation {
+				var ops []models.Operation
+				p.DB.Where("object_type = 'volume' AND object_id = ? AND kind = ? AND state IN ?", vol, kind, []string{models.OpQueued, models.OpRunning}).Find(&ops)
+				return ops
+			}
+			// Ten concurrent resizes, and a delete among them.
+			var wg sync.WaitGroup
+			codes := make([]int, 11)
+			for i := range codes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if i == 5 {
+						codes[i], _, _ = p.do(a, "DELETE", path, nil)
+						return
+					}
+					codes[i], _, _ = p.do(a, "PATCH", path, map[string]any{"vol_size": 10 + i})
+				}()
+			}
+			wg.Wait()
+			resizes, deletes := unfinished(models.OpVolumeResize), unfinished(models.OpVolumeDelete)
+			if len(resizes) > 1 || len(deletes) != 1 {
+				t.Fatalf("concurrent resizes and a delete: %d resizes and %d deletes queued (statuses %v)", len(resizes), len(deletes), codes)
+			}
+			if len(resizes) == 1 && resizes[0].ID > deletes[0].ID {
+				t.Fatalf("a resize was queued after the delete (statuses %v)", codes)
+			}
+			for i, c := range codes {
+				if i != 5 && c != 202 && c != 409 {
+					t.Errorf("concurrent resize %d: status %d", i, c)
+				}
+			}
+			// After the delete, a resize is refused too.
+			conflict(map[string]any{"vol_size": 40})
+		})
+	}
+}
