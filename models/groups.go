@@ -79,19 +79,12 @@ func (s *Store) CreateGroup(ctx context.Context, a *Actor, in *GroupInput) (*Cre
 // UpdateGroup changes a group's name, properties (Strict Versioning, Lazy Locks) or its
 // assigned version (a published version number).
 func (s *Store) UpdateGroup(ctx context.Context, a *Actor, id uint, in *GroupInput) (*Group, error) {
-	var g *Group
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, id, "group"); err != nil {
-			return err
-		}
-		if in.NetworkID != nil && *in.NetworkID != g.NetworkID {
-			return Invalid("network_id", "a group cannot move to another network")
-		}
+	return updateOwned(ctx, s, a, id, "group", in.NetworkID, func(g *Group) uint { return g.NetworkID }, func(tx *gorm.DB, g *Group) error {
 		if in.VolumeID != nil && *in.VolumeID != g.VolumeID {
 			return Invalid("volume_id", "a group's volume is fixed when it is created")
 		}
 		if in.Name != nil {
+			var err error
 			if g.Name, err = checkName("name", *in.Name, 200); err != nil {
 				return err
 			}
@@ -105,12 +98,8 @@ func (s *Store) UpdateGroup(ctx context.Context, a *Actor, id uint, in *GroupInp
 			}
 			g.AssignedVersionID = &ver.ID
 		}
-		if err := tx.Save(g).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &g.NetworkID, "update", "group", g.ID, "")
+		return nil
 	})
-	return g, err
 }
 
 // DeleteGroup queues a group's deletion (renamed into the erator). A group that devices
