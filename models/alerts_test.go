@@ -3,37 +3,11 @@ package models
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"testing"
 )
-
-func testStore(t *testing.T) (*Store, *Actor) {
-	t.Helper()
-	db, err := Open("sqlite:" + filepath.Join(t.TempDir(), "panel.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if s, err := db.DB(); err == nil {
-			s.Close()
-		}
-	})
-	ctx := context.Background()
-	if err := Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Bootstrap(ctx, db, "admin@example.com"); err != nil {
-		t.Fatal(err)
-	}
-	var u User
-	if err := db.Where("role = ?", RoleSuperAdmin).Take(&u).Error; err != nil {
-		t.Fatal(err)
-	}
-	return &Store{DB: db}, &Actor{User: u}
-}
 
 func codes(t *testing.T, s *Store, a *Actor) []string {
 	t.Helper()

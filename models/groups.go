@@ -79,19 +79,12 @@ func (s *Store) CreateGroup(ctx context.Context, a *Actor, in *GroupInput) (*Cre
 // UpdateGroup changes a group's name, properties (Strict Versioning, Lazy Locks) or its
 // assigned version (a published version number).
 func (s *Store) UpdateGroup(ctx context.Context, a *Actor, id uint, in *GroupInput) (*Group, error) {
-	var g *Group
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, id, "group"); err != nil {
-			return err
-		}
-		if in.NetworkID != nil && *in.NetworkID != g.NetworkID {
-			return Invalid("network_id", "a group cannot move to another network")
-		}
+	return updateOwned(ctx, s, a, id, "group", in.NetworkID, func(g *Group) uint { return g.NetworkID }, func(tx *gorm.DB, g *Group) error {
 		if in.VolumeID != nil && *in.VolumeID != g.VolumeID {
 			return Invalid("volume_id", "a group's volume is fixed when it is created")
 		}
 		if in.Name != nil {
+			var err error
 			if g.Name, err = checkName("name", *in.Name, 200); err != nil {
 				return err
 			}
@@ -105,12 +98,8 @@ func (s *Store) UpdateGroup(ctx context.Context, a *Actor, id uint, in *GroupInp
 			}
 			g.AssignedVersionID = &ver.ID
 		}
-		if err := tx.Save(g).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &g.NetworkID, "update", "group", g.ID, "")
+		return nil
 	})
-	return g, err
 }
 
 // DeleteGroup queues a group's deletion (renamed into the erator). A group that devices
@@ -163,34 +152,52 @@ type MaintenanceInput struct {
 // SetMaintenance turns a group's maintenance on for a device of its network (on), or off.
 // While on, that device boots the group head read-write instead of its clone.
 func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on bool, in *MaintenanceInput) (*Group, error) {
-	var g *Group
+	return setMaintenance(ctx, s, a, groupID, on, in, "group", "the group head", func(g *Group) maintained {
+		return maintained{g.ID, g.NetworkID, g.State, &g.Maintenance, &g.MaintenanceDeviceID}
+	})
+}
+
+// maintained is what turning maintenance on or off reads of a group or a volume, and the
+// two fields it sets.
+type maintained struct {
+	id, networkID uint
+	state         string
+	on            *bool
+	deviceID      **uint
+}
+
+// setMaintenance is SetMaintenance for a group or a volume (what, its table's T; boots is
+// what its device boots read-write). Repeating either changes nothing.
+func setMaintenance[T any](ctx context.Context, s *Store, a *Actor, id uint, on bool, in *MaintenanceInput, what, boots string, fields func(*T) maintained) (*T, error) {
+	var obj *T
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
+		if obj, err = getScoped[T](ctx, tx, a.scopeNetworkOwned, id, what); err != nil {
 			return err
 		}
-		if _, err := a.lockNetwork(tx, g.NetworkID, "network_id"); err != nil {
+		m := fields(obj)
+		if _, err := a.lockNetwork(tx, m.networkID, "network_id"); err != nil {
 			return err
 		}
 		if !on {
-			g.Maintenance, g.MaintenanceDeviceID = false, nil
+			*m.on, *m.deviceID = false, nil
 		} else {
 			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
-				return Invalid("device_id", "is required: the device that boots the group head")
+				return Invalid("device_id", "is required: the device that boots %s", boots)
 			}
-			if g.State != StateReady {
-				return Conflict("", "group %d is %s: maintenance needs a ready group", g.ID, g.State)
+			if m.state != StateReady {
+				return Conflict("", "%s %d is %s: maintenance needs a ready %s", what, m.id, m.state, what)
 			}
-			if err := refInNetwork(tx, &Device{}, in.DeviceID, g.NetworkID, "device_id", "device"); err != nil {
+			if err := refInNetwork(tx, &Device{}, in.DeviceID, m.networkID, "device_id", "device"); err != nil {
 				return err
 			}
-			if err := maintainsOther(tx, *in.DeviceID, "group", g.ID); err != nil {
+			if err := maintainsOther(tx, *in.DeviceID, what, m.id); err != nil {
 				return err
 			}
-			g.Maintenance, g.MaintenanceDeviceID = true, in.DeviceID
+			*m.on, *m.deviceID = true, in.DeviceID
 		}
-		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Updates(map[string]any{
-			"maintenance": g.Maintenance, "maintenance_device_id": g.MaintenanceDeviceID,
+		if err := tx.Model(new(T)).Where("id = ?", m.id).Updates(map[string]any{
+			"maintenance": *m.on, "maintenance_device_id": *m.deviceID,
 		}).Error; err != nil {
 			return err
 		}
@@ -198,9 +205,9 @@ func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on b
 		if on {
 			action = "maintenance-on"
 		}
-		return audit(tx, a, &g.NetworkID, action, "group", g.ID, "")
+		return audit(tx, a, &m.networkID, action, what, m.id, "")
 	})
-	return g, err
+	return obj, err
 }
 
 // maintainsOther refuses a device that already maintains something other than the group

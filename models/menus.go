@@ -112,15 +112,8 @@ func (s *Store) CreateMenu(ctx context.Context, a *Actor, in *MenuInput) (*Creat
 
 // UpdateMenu changes a menu's name or items.
 func (s *Store) UpdateMenu(ctx context.Context, a *Actor, id uint, in *MenuInput) (*MenuView, error) {
-	var m *Menu
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	m, err := updateOwned(ctx, s, a, id, "menu", in.NetworkID, func(m *Menu) uint { return m.NetworkID }, func(tx *gorm.DB, m *Menu) error {
 		var err error
-		if m, err = getScoped[Menu](ctx, tx, a.scopeNetworkOwned, id, "menu"); err != nil {
-			return err
-		}
-		if in.NetworkID != nil && *in.NetworkID != m.NetworkID {
-			return Invalid("network_id", "a menu cannot move to another network")
-		}
 		if in.Name != nil {
 			if m.Name, err = checkName("name", *in.Name, 200); err != nil {
 				return err
@@ -131,10 +124,7 @@ func (s *Store) UpdateMenu(ctx context.Context, a *Actor, id uint, in *MenuInput
 				return err
 			}
 		}
-		if err := tx.Save(m).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &m.NetworkID, "update", "menu", m.ID, "")
+		return nil
 	})
 	if err != nil {
 		return nil, err

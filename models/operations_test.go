@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,26 +14,8 @@ import (
 func opsStore(t *testing.T) (s *Store, a *Actor, key string, g *Group) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := Open("sqlite:" + filepath.Join(t.TempDir(), "panel.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if s, err := db.DB(); err == nil {
-			s.Close()
-		}
-	})
-	if err := Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Bootstrap(ctx, db, "admin@example.com"); err != nil {
-		t.Fatal(err)
-	}
-	var u User
-	if err := db.Where("role = ?", RoleSuperAdmin).Take(&u).Error; err != nil {
-		t.Fatal(err)
-	}
-	s, a = &Store{DB: db}, &Actor{User: u}
+	s, a = testStore(t)
+	db := s.DB
 	n, err := s.CreateNetwork(ctx, a, &NetworkInput{Name: Strp("n"), ClientID: Uintp(1)})
 	if err != nil {
 		t.Fatal(err)

@@ -103,52 +103,35 @@ func (s *Store) CreateServer(ctx context.Context, a *Actor, in *ServerInput) (*C
 		return nil, err
 	}
 	srv.TunnelPort = ptrOr(in.TunnelPort, 0)
-	secret := NewSecret("cdk_")
-	srv.KeyHash = HashSecret(secret)
-	err = s.tx(ctx, func(tx *gorm.DB) error {
-		n, err := a.lockNetwork(tx, nid, "network_id")
-		if err != nil {
-			return err
-		}
-		if err := checkLimit(tx, &Server{}, nid, n.MaxServers, "servers", "max_servers"); err != nil {
-			return err
-		}
-		if err := tunnelPortFree(tx, nid, srv.TunnelPort, 0); err != nil {
-			return err
-		}
-		if n.MasterServerID == nil {
-			srv.Role = ServerMaster
-		}
-		if err := tx.Create(srv).Error; err != nil {
-			if IsDuplicate(err) {
-				return Conflict("name", "a server named %q already exists in this network", srv.Name)
-			}
-			return err
-		}
-		if n.MasterServerID == nil {
-			if err := tx.Model(n).Update("master_server_id", srv.ID).Error; err != nil {
+	return s.createKeyed(ctx, a, nid, keyed{what: "server", obj: srv, id: &srv.ID, name: &srv.Name, keyHash: &srv.KeyHash,
+		selected: func(n *Network) *uint { return n.MasterServerID }, column: "master_server_id",
+		check: func(tx *gorm.DB, n *Network) error {
+			if err := checkLimit(tx, &Server{}, nid, n.MaxServers, "servers", "max_servers"); err != nil {
 				return err
 			}
-		}
-		return audit(tx, a, &nid, "create", "server", srv.ID, srv.Name)
-	})
-	if err != nil {
-		return nil, err
+			if err := tunnelPortFree(tx, nid, srv.TunnelPort, 0); err != nil {
+				return err
+			}
+			if n.MasterServerID == nil {
+				srv.Role = ServerMaster
+			}
+			return nil
+		},
+		inserted: func(err error) error { return serverNameTaken(err, srv.Name) }})
+}
+
+// serverNameTaken is a save's error, or the conflict it means when the name is taken.
+func serverNameTaken(err error, name string) error {
+	if IsDuplicate(err) {
+		return Conflict("name", "a server named %q already exists in this network", name)
 	}
-	return &Created{Object: srv, Secret: secret}, nil
+	return err
 }
 
 // UpdateServer changes a server's name, addresses, pool or tunnel port.
 func (s *Store) UpdateServer(ctx context.Context, a *Actor, id uint, in *ServerInput) (*Server, error) {
-	var srv *Server
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	srv, err := updateOwned(ctx, s, a, id, "server", in.NetworkID, func(srv *Server) uint { return srv.NetworkID }, func(tx *gorm.DB, srv *Server) error {
 		var err error
-		if srv, err = getScoped[Server](ctx, tx, a.scopeNetworkOwned, id, "server"); err != nil {
-			return err
-		}
-		if in.NetworkID != nil && *in.NetworkID != srv.NetworkID {
-			return Invalid("network_id", "a server cannot move to another network")
-		}
 		if in.Name != nil {
 			if srv.Name, err = checkName("name", *in.Name, 200); err != nil {
 				return err
@@ -178,14 +161,11 @@ func (s *Store) UpdateServer(ctx context.Context, a *Actor, id uint, in *ServerI
 			}
 			srv.TunnelPort = *in.TunnelPort
 		}
-		if err := tx.Save(srv).Error; err != nil {
-			if IsDuplicate(err) {
-				return Conflict("name", "a server named %q already exists in this network", srv.Name)
-			}
-			return err
-		}
-		return audit(tx, a, &srv.NetworkID, "update", "server", srv.ID, "")
+		return nil
 	})
+	if srv != nil {
+		err = serverNameTaken(err, srv.Name) // only the save can find the name taken
+	}
 	return srv, err
 }
 

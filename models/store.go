@@ -24,6 +24,80 @@ func GetOwned[T any](ctx context.Context, s *Store, a *Actor, id uint, what stri
 	return getScoped[T](ctx, s.DB, a.scopeNetworkOwned, id, what)
 }
 
+// updateOwned is the frame of an update of a network-owned object (what names it): in one
+// transaction it loads the object the actor sees, refuses a move to another network
+// (moveTo, the input's network), lets change apply the rest of the input, saves the
+// object and audits the update.
+func updateOwned[T any](ctx context.Context, s *Store, a *Actor, id uint, what string, moveTo *uint, networkOf func(*T) uint, change func(tx *gorm.DB, obj *T) error) (*T, error) {
+	var obj *T
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if obj, err = getScoped[T](ctx, tx, a.scopeNetworkOwned, id, what); err != nil {
+			return err
+		}
+		nid := networkOf(obj)
+		if moveTo != nil && *moveTo != nid {
+			return Invalid("network_id", "a %s cannot move to another network", what)
+		}
+		if err := change(tx, obj); err != nil {
+			return err
+		}
+		if err := tx.Save(obj).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &nid, "update", what, id, "")
+	})
+	return obj, err
+}
+
+// keyed is how CreateTunnel and CreateServer insert their object: a network's object whose
+// agent authenticates with a key (shown once), the network's selected one while it has none.
+type keyed struct {
+	what     string                              // the object's type in the audit
+	obj      any                                 // the *Tunnel or *Server to insert
+	id       *uint                               // its ID, set by the insert
+	name     *string                             // its name, for the audit
+	keyHash  *string                             // where the key's hash goes
+	selected func(n *Network) *uint              // the network's selected one…
+	column   string                              // …and its column
+	check    func(tx *gorm.DB, n *Network) error // before the insert, the network locked; may be nil
+	inserted func(err error) error               // maps an insert's error (a name taken); may be nil
+}
+
+// createKeyed inserts k.obj into network nid, locked, with a new key, and returns the key
+// once in Created.Secret.
+func (s *Store) createKeyed(ctx context.Context, a *Actor, nid uint, k keyed) (*Created, error) {
+	secret := NewSecret("cdk_")
+	*k.keyHash = HashSecret(secret)
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		n, err := a.lockNetwork(tx, nid, "network_id")
+		if err != nil {
+			return err
+		}
+		if k.check != nil {
+			if err := k.check(tx, n); err != nil {
+				return err
+			}
+		}
+		if err := tx.Create(k.obj).Error; err != nil {
+			if k.inserted != nil {
+				return k.inserted(err)
+			}
+			return err
+		}
+		if k.selected(n) == nil {
+			if err := tx.Model(n).Update(k.column, *k.id).Error; err != nil {
+				return err
+			}
+		}
+		return audit(tx, a, &nid, "create", k.what, *k.id, *k.name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Created{Object: k.obj, Secret: secret}, nil
+}
+
 func requireNetwork(v *uint) (uint, error) {
 	if v == nil || *v == 0 {
 		return 0, Invalid("network_id", "is required (the id of the network)")

@@ -39,41 +39,14 @@ func (s *Store) CreateTunnel(ctx context.Context, a *Actor, in *TunnelInput) (*C
 	if t.IP, err = checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
 		return nil, err
 	}
-	var secret string
-	err = s.tx(ctx, func(tx *gorm.DB) error {
-		n, err := a.lockNetwork(tx, nid, "network_id")
-		if err != nil {
-			return err
-		}
-		secret = NewSecret("cdk_")
-		t.KeyHash = HashSecret(secret)
-		if err := tx.Create(t).Error; err != nil {
-			return err
-		}
-		if n.TunnelID == nil {
-			if err := tx.Model(n).Update("tunnel_id", t.ID).Error; err != nil {
-				return err
-			}
-		}
-		return audit(tx, a, &nid, "create", "tunnel", t.ID, t.Alias)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &Created{Object: t, Secret: secret}, nil
+	return s.createKeyed(ctx, a, nid, keyed{what: "tunnel", obj: t, id: &t.ID, name: &t.Alias, keyHash: &t.KeyHash,
+		selected: func(n *Network) *uint { return n.TunnelID }, column: "tunnel_id"})
 }
 
 // UpdateTunnel changes a tunnel's alias or address.
 func (s *Store) UpdateTunnel(ctx context.Context, a *Actor, id uint, in *TunnelInput) (*Tunnel, error) {
-	var t *Tunnel
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	return updateOwned(ctx, s, a, id, "tunnel", in.NetworkID, func(t *Tunnel) uint { return t.NetworkID }, func(tx *gorm.DB, t *Tunnel) error {
 		var err error
-		if t, err = getScoped[Tunnel](ctx, tx, a.scopeNetworkOwned, id, "tunnel"); err != nil {
-			return err
-		}
-		if in.NetworkID != nil && *in.NetworkID != t.NetworkID {
-			return Invalid("network_id", "a tunnel cannot move to another network")
-		}
 		if in.Alias != nil {
 			if t.Alias, err = checkName("alias", *in.Alias, 200); err != nil {
 				return err
@@ -84,12 +57,8 @@ func (s *Store) UpdateTunnel(ctx context.Context, a *Actor, id uint, in *TunnelI
 				return err
 			}
 		}
-		if err := tx.Save(t).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &t.NetworkID, "update", "tunnel", t.ID, "")
+		return nil
 	})
-	return t, err
 }
 
 // DeleteTunnel deletes a tunnel; a network that had selected it has no tunnel afterwards.

@@ -215,44 +215,9 @@ func (s *Store) DeleteVolume(ctx context.Context, a *Actor, id uint) (*Created, 
 // the first OS; ending it removes the export (the master's agent drops targets the panel no
 // longer lists). Repeating either changes nothing.
 func (s *Store) SetVolumeMaintenance(ctx context.Context, a *Actor, volumeID uint, on bool, in *MaintenanceInput) (*Volume, error) {
-	var v *Volume
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if v, err = getScoped[Volume](ctx, tx, a.scopeNetworkOwned, volumeID, "volume"); err != nil {
-			return err
-		}
-		if _, err := a.lockNetwork(tx, v.NetworkID, "network_id"); err != nil {
-			return err
-		}
-		if !on {
-			v.Maintenance, v.MaintenanceDeviceID = false, nil
-		} else {
-			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
-				return Invalid("device_id", "is required: the device that boots the volume")
-			}
-			if v.State != StateReady {
-				return Conflict("", "volume %d is %s: maintenance needs a ready volume", v.ID, v.State)
-			}
-			if err := refInNetwork(tx, &Device{}, in.DeviceID, v.NetworkID, "device_id", "device"); err != nil {
-				return err
-			}
-			if err := maintainsOther(tx, *in.DeviceID, "volume", v.ID); err != nil {
-				return err
-			}
-			v.Maintenance, v.MaintenanceDeviceID = true, in.DeviceID
-		}
-		if err := tx.Model(&Volume{}).Where("id = ?", v.ID).Updates(map[string]any{
-			"maintenance": v.Maintenance, "maintenance_device_id": v.MaintenanceDeviceID,
-		}).Error; err != nil {
-			return err
-		}
-		action := "maintenance-off"
-		if on {
-			action = "maintenance-on"
-		}
-		return audit(tx, a, &v.NetworkID, action, "volume", v.ID, "")
+	return setMaintenance(ctx, s, a, volumeID, on, in, "volume", "the volume", func(v *Volume) maintained {
+		return maintained{v.ID, v.NetworkID, v.State, &v.Maintenance, &v.MaintenanceDeviceID}
 	})
-	return v, err
 }
 
 // volumeRoom checks a volume size against the master's last reported pool: a size the

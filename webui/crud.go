@@ -118,9 +118,8 @@ type section struct {
 	Actions []action
 }
 
-// resource describes one list of the guide (Clients, Networks, Servers, ...): its columns,
-// its form and the models.Store calls behind list, show, create, update and delete.
-type resource struct {
+// meta is what the pages show of a resource and what does not depend on its model.
+type meta struct {
 	Name     string // path segment and API collection name
 	Title    string
 	Singular string
@@ -130,23 +129,108 @@ type resource struct {
 	Submit   string // label of the create button (the guide says "Add" or "Save")
 	Filter   bool   // list can be filtered by network
 	Help     string
+}
 
+// resource describes one list of the guide (Clients, Networks, Servers, ...): its columns,
+// its form and the models.Store calls behind list, show, create, update and delete. It is
+// a kind with its model's type erased (kind.resource), so the pages below serve them all.
+type resource struct {
+	meta
 	canCreate func(a *models.Actor) bool
-	canChange func(r *rc, obj any) bool // hides Edit and Delete the models would refuse anyway
 	columns   []string
-	list      func(r *rc, p models.Page, nid uint) ([]any, int64, error)
-	get       func(r *rc, id uint) (any, error)
-	id        func(obj any) uint
-	label     func(obj any) string
-	row       func(r *rc, obj any) []cell
-	actions   func(r *rc, obj any) []action
-	fields    func(r *rc, obj any) []field // obj is nil for a new one
+	list      func(r *rc, p models.Page, nid uint) ([]*object, int64, error)
+	get       func(r *rc, id uint) (*object, error)
+	newFields func(r *rc) []field
+	create    func(r *rc, v url.Values, fs []field) (c *models.Created, id uint, err error)
+	update    func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error)
+	del       func(r *rc, id uint) (*models.Created, error)
+}
+
+// object is one object of a resource with its kind's functions bound to it; the optional
+// ones are nil when the kind has none.
+type object struct {
+	id        uint
+	label     string
+	canChange func(r *rc) bool // hides Edit and Delete the models would refuse anyway
+	row       func(r *rc) []cell
+	actions   func(r *rc) []action
+	fields    func(r *rc) []field
+	details   func(r *rc) []detail
+	sections  func(r *rc) []section
+	forms     func(r *rc) []*formView // small forms on the object's page
+}
+
+// kind describes a resource in terms of its model T, so each function takes a *T and
+// needs no type assertion.
+type kind[T any] struct {
+	meta
+	canCreate func(a *models.Actor) bool
+	columns   []string
+	list      func(r *rc, p models.Page, nid uint) ([]T, int64, error)
+	get       func(r *rc, id uint) (*T, error)
 	create    func(r *rc, v url.Values, fs []field) (*models.Created, error)
 	update    func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error)
 	del       func(r *rc, id uint) (*models.Created, error)
-	details   func(r *rc, obj any) []detail
-	sections  func(r *rc, obj any) []section
-	forms     func(r *rc, obj any) []*formView // small forms on the object's page
+	id        func(obj *T) uint
+	label     func(obj *T) string
+	canChange func(r *rc, obj *T) bool
+	row       func(r *rc, obj *T) []cell
+	actions   func(r *rc, obj *T) []action
+	fields    func(r *rc, obj *T) []field // obj is nil for a new one
+	details   func(r *rc, obj *T) []detail
+	sections  func(r *rc, obj *T) []section
+	forms     func(r *rc, obj *T) []*formView
+}
+
+// resource erases T: lists and gets return objects with k's functions bound to them.
+func (k *kind[T]) resource() *resource {
+	res := &resource{meta: k.meta, canCreate: k.canCreate, columns: k.columns, update: k.update, del: k.del,
+		list: func(r *rc, p models.Page, nid uint) ([]*object, int64, error) {
+			items, total, err := k.list(r, p, nid)
+			objs := make([]*object, len(items))
+			for i := range items {
+				objs[i] = k.bind(&items[i])
+			}
+			return objs, total, err
+		},
+		get: func(r *rc, id uint) (*object, error) {
+			obj, err := k.get(r, id)
+			if err != nil {
+				return nil, err
+			}
+			return k.bind(obj), nil
+		},
+		newFields: func(r *rc) []field { return k.fields(r, nil) },
+	}
+	if k.create != nil {
+		res.create = func(r *rc, v url.Values, fs []field) (*models.Created, uint, error) {
+			c, err := k.create(r, v, fs)
+			if err != nil {
+				return nil, 0, err
+			}
+			// models.Created carries any (the API serialises it as it is): its one check.
+			obj, ok := c.Object.(*T)
+			if !ok {
+				return nil, 0, fmt.Errorf("create %s: the store returned a %T", k.Name, c.Object)
+			}
+			return c, k.id(obj), nil
+		}
+	}
+	return res
+}
+
+func (k *kind[T]) bind(obj *T) *object {
+	return &object{id: k.id(obj), label: k.label(obj),
+		canChange: bound(k.canChange, obj), row: bound(k.row, obj), actions: bound(k.actions, obj), fields: bound(k.fields, obj),
+		details: bound(k.details, obj), sections: bound(k.sections, obj), forms: bound(k.forms, obj)}
+}
+
+// bound is f with its object given, or nil when the kind has no f.
+func bound[T, R any](f func(r *rc, obj *T) R, obj *T) func(r *rc) R {
+	if f == nil {
+		return nil
+	}
+	return func(r *rc) R { return f(r, obj) }
 }
 
 type listView struct {
@@ -202,13 +286,13 @@ func idParam(c *fiber.Ctx) (uint, error) {
 	return uint(n), nil
 }
 
-func (u *UI) rowActions(r *rc, res *resource, obj any) []action {
-	id := res.id(obj)
+func (u *UI) rowActions(r *rc, res *resource, obj *object) []action {
+	id := obj.id
 	acts := []action{}
-	if res.actions != nil {
-		acts = append(acts, res.actions(r, obj)...)
+	if obj.actions != nil {
+		acts = append(acts, obj.actions(r)...)
 	}
-	if res.canChange != nil && !res.canChange(r, obj) {
+	if obj.canChange != nil && !obj.canChange(r) {
 		return acts
 	}
 	if res.update != nil {
@@ -216,11 +300,11 @@ func (u *UI) rowActions(r *rc, res *resource, obj any) []action {
 		if icon == "" {
 			icon = "edit"
 		}
-		acts = append(acts, action{Label: "Edit " + res.label(obj), Icon: icon, Href: fmt.Sprintf("/%s/%d/edit", res.Name, id)})
+		acts = append(acts, action{Label: "Edit " + obj.label, Icon: icon, Href: fmt.Sprintf("/%s/%d/edit", res.Name, id)})
 	}
 	if res.del != nil {
-		acts = append(acts, action{Label: "Delete " + res.label(obj), Icon: "trash", Post: fmt.Sprintf("/%s/%d/delete", res.Name, id),
-			Confirm: fmt.Sprintf("Delete %s %q?", res.Singular, res.label(obj)), Class: "danger"})
+		acts = append(acts, action{Label: "Delete " + obj.label, Icon: "trash", Post: fmt.Sprintf("/%s/%d/delete", res.Name, id),
+			Confirm: fmt.Sprintf("Delete %s %q?", res.Singular, obj.label), Class: "danger"})
 	}
 	return acts
 }
@@ -258,20 +342,19 @@ func (u *UI) list(c *fiber.Ctx, res *resource) error {
 		v.Networks = r.networkOptions()
 	}
 	for _, obj := range items {
-		v.Rows = append(v.Rows, listRow{ID: res.id(obj), Label: res.label(obj), Cells: res.row(r, obj), Actions: u.rowActions(r, res, obj)})
+		v.Rows = append(v.Rows, listRow{ID: obj.id, Label: obj.label, Cells: obj.row(r), Actions: u.rowActions(r, res, obj)})
 	}
 	return u.render(c, "list", res.Title, res.Name, v)
 }
 
-func (u *UI) formFor(r *rc, res *resource, obj any) *formView {
-	f := &formView{Fields: res.fields(r, obj)}
+func (u *UI) formFor(r *rc, res *resource, obj *object) *formView {
 	if obj == nil {
+		f := &formView{Fields: res.newFields(r)}
 		f.Heading, f.Action, f.Submit, f.Cancel = "New "+res.Singular, "/"+res.Name, res.Submit, "/"+res.Name
-	} else {
-		id := res.id(obj)
-		f.Heading = "Edit " + res.Singular + " " + res.label(obj)
-		f.Action, f.Submit, f.Cancel = fmt.Sprintf("/%s/%d", res.Name, id), "Save", fmt.Sprintf("/%s/%d", res.Name, id)
+		return f
 	}
+	f := &formView{Fields: obj.fields(r), Heading: "Edit " + res.Singular + " " + obj.label}
+	f.Action, f.Submit, f.Cancel = fmt.Sprintf("/%s/%d", res.Name, obj.id), "Save", fmt.Sprintf("/%s/%d", res.Name, obj.id)
 	return f
 }
 
@@ -308,11 +391,10 @@ func (u *UI) create(c *fiber.Ctx, res *resource) error {
 	r := u.rc(c)
 	f := u.formFor(r, res, nil)
 	v := formValues(c)
-	created, err := res.create(r, v, f.Fields)
+	created, id, err := res.create(r, v, f.Fields)
 	if err != nil {
 		return u.refused(c, res, f, v, err)
 	}
-	id := res.id(created.Object)
 	if created.Secret != "" {
 		// The key exists nowhere else in clear: show the object's page with it, once.
 		return u.show(c.Status(fiber.StatusCreated), res, id, created.Secret, nil)
@@ -387,15 +469,15 @@ func (u *UI) show(c *fiber.Ctx, res *resource, id uint, secret string, fe *formE
 	if err != nil {
 		return err
 	}
-	v := &showView{Res: res, ID: id, Label: res.label(obj), Secret: secret, Actions: u.rowActions(r, res, obj)}
-	if res.details != nil {
-		v.Details = res.details(r, obj)
+	v := &showView{Res: res, ID: id, Label: obj.label, Secret: secret, Actions: u.rowActions(r, res, obj)}
+	if obj.details != nil {
+		v.Details = obj.details(r)
 	}
-	if res.sections != nil {
-		v.Sections = res.sections(r, obj)
+	if obj.sections != nil {
+		v.Sections = obj.sections(r)
 	}
-	if res.forms != nil {
-		v.Forms = res.forms(r, obj)
+	if obj.forms != nil {
+		v.Forms = obj.forms(r)
 	}
 	if fe != nil {
 		code, body := api.Status(fe.Err)
@@ -427,28 +509,65 @@ func (u *UI) show(c *fiber.Ctx, res *resource, id uint, secret string, fe *formE
 	return u.render(c, "show", res.Singular+" "+v.Label, res.Name, v)
 }
 
-// anys turns a list of values into pointers behind any, for the generic tables.
-func anys[T any](xs []T, total int64, err error) ([]any, int64, error) {
-	out := make([]any, len(xs))
-	for i := range xs {
-		out[i] = &xs[i]
-	}
-	return out, total, err
+// The store calls behind a resource are given as method expressions
+// ((*models.Store).CreateClient): these bind them to the request and decode the form into
+// their input, the same way for every resource.
+
+func storeList[T any](f func(*models.Store, context.Context, *models.Actor, models.Page) ([]T, int64, error)) func(r *rc, p models.Page, nid uint) ([]T, int64, error) {
+	return func(r *rc, p models.Page, _ uint) ([]T, int64, error) { return f(r.s, r.ctx, r.a, p) }
 }
 
-func owned[T any](what string) (func(r *rc, p models.Page, nid uint) ([]any, int64, error), func(r *rc, id uint) (any, error)) {
-	return func(r *rc, p models.Page, nid uint) ([]any, int64, error) {
-			return anys(models.ListOwned[T](r.ctx, r.s, r.a, p, nid))
-		}, func(r *rc, id uint) (any, error) {
+func storeGet[T any](f func(*models.Store, context.Context, *models.Actor, uint) (*T, error)) func(r *rc, id uint) (*T, error) {
+	return func(r *rc, id uint) (*T, error) { return f(r.s, r.ctx, r.a, id) }
+}
+
+// owned lists and gets the objects that belong to a network (what names them in errors).
+func owned[T any](what string) (func(r *rc, p models.Page, nid uint) ([]T, int64, error), func(r *rc, id uint) (*T, error)) {
+	return func(r *rc, p models.Page, nid uint) ([]T, int64, error) {
+			return models.ListOwned[T](r.ctx, r.s, r.a, p, nid)
+		}, func(r *rc, id uint) (*T, error) {
 			return models.GetOwned[T](r.ctx, r.s, r.a, id, what)
 		}
 }
 
-func created(obj any, err error) (*models.Created, error) {
-	if err != nil {
-		return nil, err
+func storeCreate[I any](f func(*models.Store, context.Context, *models.Actor, *I) (*models.Created, error)) func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+	return func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+		in, err := decode[I](v, fs)
+		if err != nil {
+			return nil, err
+		}
+		return f(r.s, r.ctx, r.a, in)
 	}
-	return &models.Created{Object: obj}, nil
 }
 
-func deleted(err error) (*models.Created, error) { return nil, err }
+// storeUpdate is for the updates that may queue an operation (they return a Created).
+func storeUpdate[I any](f func(*models.Store, context.Context, *models.Actor, uint, *I) (*models.Created, error)) func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+	return func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+		in, err := decode[I](v, fs)
+		if err != nil {
+			return nil, err
+		}
+		return f(r.s, r.ctx, r.a, id, in)
+	}
+}
+
+// storeSave is for the updates that return the object only.
+func storeSave[I, O any](f func(*models.Store, context.Context, *models.Actor, uint, *I) (O, error)) func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+	return storeUpdate(func(s *models.Store, ctx context.Context, a *models.Actor, id uint, in *I) (*models.Created, error) {
+		obj, err := f(s, ctx, a, id, in)
+		if err != nil {
+			return nil, err
+		}
+		return &models.Created{Object: obj}, nil
+	})
+}
+
+// storeDelete is for the deletes that may queue an operation (they return a Created).
+func storeDelete(f func(*models.Store, context.Context, *models.Actor, uint) (*models.Created, error)) func(r *rc, id uint) (*models.Created, error) {
+	return func(r *rc, id uint) (*models.Created, error) { return f(r.s, r.ctx, r.a, id) }
+}
+
+// storeRemove is for the deletes that return an error only.
+func storeRemove(f func(*models.Store, context.Context, *models.Actor, uint) error) func(r *rc, id uint) (*models.Created, error) {
+	return func(r *rc, id uint) (*models.Created, error) { return nil, f(r.s, r.ctx, r.a, id) }
+}

@@ -1,9 +1,10 @@
 package webui
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -50,52 +51,33 @@ func resources() []*resource {
 }
 
 func clientsRes() *resource {
-	return &resource{
-		Name: "clients", Title: "Clients", Singular: "Client", Icon: "building", Submit: "Save",
-		Help:      "Clients are the highest level of ownership: users and networks belong to a client.",
+	k := &kind[models.Client]{
+		meta: meta{Name: "clients", Title: "Clients", Singular: "Client", Icon: "building", Submit: "Save",
+			Help: "Clients are the highest level of ownership: users and networks belong to a client."},
 		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() },
-		canChange: func(r *rc, _ any) bool { return r.a.SuperAdmin() },
+		canChange: func(r *rc, _ *models.Client) bool { return r.a.SuperAdmin() },
 		columns:   []string{"Name", "Max networks"},
-		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
-			return anys(r.s.ListClients(r.ctx, r.a, p))
-		},
-		get:   func(r *rc, id uint) (any, error) { return r.s.GetClient(r.ctx, r.a, id) },
-		id:    func(o any) uint { return o.(*models.Client).ID },
-		label: func(o any) string { return o.(*models.Client).Name },
-		row: func(r *rc, o any) []cell {
-			c := o.(*models.Client)
+		list:      storeList((*models.Store).ListClients), get: storeGet((*models.Store).GetClient),
+		id:    func(x *models.Client) uint { return x.ID },
+		label: func(x *models.Client) string { return x.Name },
+		row: func(r *rc, c *models.Client) []cell {
 			return []cell{{Text: c.Name, Link: fmt.Sprintf("/clients/%d", c.ID)}, {Text: limitText(c.MaxNetworks)}}
 		},
-		fields: func(r *rc, o any) []field {
-			c := &models.Client{}
-			if o != nil {
-				c = o.(*models.Client)
-			}
+		fields: func(r *rc, o *models.Client) []field {
+			c := cmp.Or(o, &models.Client{})
 			return []field{
 				{Name: "name", Label: "Name", Type: "text", Value: c.Name, Required: true},
 				limitField("max_networks", "Max networks", c.MaxNetworks, false),
 			}
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.ClientInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateClient(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.ClientInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return created(r.s.UpdateClient(r.ctx, r.a, id, in))
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteClient(r.ctx, r.a, id)) },
-		details: func(r *rc, o any) []detail {
-			c := o.(*models.Client)
+		create: storeCreate((*models.Store).CreateClient),
+		update: storeSave((*models.Store).UpdateClient),
+		del:    storeRemove((*models.Store).DeleteClient),
+		details: func(r *rc, c *models.Client) []detail {
 			return []detail{{Label: "Name", Value: c.Name}, {Label: "Max networks", Value: limitText(c.MaxNetworks)}, {Label: "Created", Value: ago(&c.CreatedAt)}}
 		},
 	}
+	return k.resource()
 }
 
 func limitText(n int) string {
@@ -125,27 +107,20 @@ func (r *rc) clientName(id uint) string {
 }
 
 func usersRes() *resource {
-	return &resource{
-		Name: "users", Title: "Users", Singular: "User", Icon: "user", Submit: "Add",
+	k := &kind[models.User]{
+		meta:      meta{Name: "users", Title: "Users", Singular: "User", Icon: "user", Submit: "Add"},
 		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() || a.Role == models.RoleAdmin },
-		canChange: func(r *rc, o any) bool { return r.a.CanChangeUser(o.(*models.User)) },
-		columns:   []string{"E-mail", "Name", "Role", "Client"},
-		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
-			return anys(r.s.ListUsers(r.ctx, r.a, p))
-		},
-		get:   func(r *rc, id uint) (any, error) { return r.s.GetUser(r.ctx, r.a, id) },
-		id:    func(o any) uint { return o.(*models.User).ID },
-		label: func(o any) string { return o.(*models.User).Email },
-		row: func(r *rc, o any) []cell {
-			u := o.(*models.User)
+		canChange: func(r *rc, u *models.User) bool { return r.a.CanChangeUser(u) },
+		columns: []string{"E-mail", "Name", "Role", "Client"},
+		list:    storeList((*models.Store).ListUsers), get: storeGet((*models.Store).GetUser),
+		id:    func(x *models.User) uint { return x.ID },
+		label: func(x *models.User) string { return x.Email },
+		row: func(r *rc, u *models.User) []cell {
 			return []cell{{Text: u.Email, Link: fmt.Sprintf("/users/%d", u.ID)}, {Text: u.Name}, {Text: u.Role}, {Text: r.clientName(u.ClientID), Link: fmt.Sprintf("/clients/%d", u.ClientID)}}
 		},
-		fields: func(r *rc, o any) []field {
-			u := &models.User{Role: models.RoleUser, ClientID: r.a.ClientID}
+		fields: func(r *rc, o *models.User) []field {
+			u := cmp.Or(o, &models.User{Role: models.RoleUser, ClientID: r.a.ClientID})
 			creating := o == nil
-			if !creating {
-				u = o.(*models.User)
-			}
 			roles := []option{{Value: models.RoleUser, Label: "user"}, {Value: models.RoleAdmin, Label: "admin"}}
 			if r.a.SuperAdmin() {
 				roles = append(roles, option{Value: models.RoleSuperAdmin, Label: "superadmin"})
@@ -168,95 +143,54 @@ func usersRes() *resource {
 				field{Name: "client_id", Label: "Client", Type: "select", Value: utoa(u.ClientID), Options: r.clientOptions(), Disabled: !creating || !r.a.SuperAdmin()},
 			)
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.UserInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateUser(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.UserInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return created(r.s.UpdateUser(r.ctx, r.a, id, in))
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteUser(r.ctx, r.a, id)) },
-		details: func(r *rc, o any) []detail {
-			u := o.(*models.User)
+		create: storeCreate((*models.Store).CreateUser),
+		update: storeSave((*models.Store).UpdateUser),
+		del:    storeRemove((*models.Store).DeleteUser),
+		details: func(r *rc, u *models.User) []detail {
 			return []detail{{Label: "E-mail", Value: u.Email}, {Label: "Name", Value: u.Name}, {Label: "Role", Value: u.Role},
 				{Label: "Client", Value: r.clientName(u.ClientID), Link: fmt.Sprintf("/clients/%d", u.ClientID)}}
 		},
 	}
+	return k.resource()
 }
 
 func (r *rc) objName(kind string, id *uint) cell {
 	if id == nil {
 		return cell{Text: "—"}
 	}
-	link := fmt.Sprintf("/%s/%d", kind, *id)
 	var name string
 	switch kind {
-	case "tunnels":
-		if t, err := models.GetOwned[models.Tunnel](r.ctx, r.s, r.a, *id, "tunnel"); err == nil {
-			name = t.Alias
-		}
-	case "servers":
-		if s, err := models.GetOwned[models.Server](r.ctx, r.s, r.a, *id, "server"); err == nil {
-			name = s.Name
-		}
-	case "groups":
-		if g, err := models.GetOwned[models.Group](r.ctx, r.s, r.a, *id, "group"); err == nil {
-			name = g.Name
-		}
-	case "menus":
-		if m, err := models.GetOwned[models.Menu](r.ctx, r.s, r.a, *id, "menu"); err == nil {
-			name = m.Name
-		}
-	case "volumes":
-		if v, err := models.GetOwned[models.Volume](r.ctx, r.s, r.a, *id, "volume"); err == nil {
-			name = v.Alias
-		}
-	case "devices":
-		if d, err := models.GetOwned[models.Device](r.ctx, r.s, r.a, *id, "device"); err == nil {
-			name = d.Name
-			if name == "" {
-				name = d.MAC
-			}
+	case "tunnels", "servers", "groups", "menus", "volumes", "devices": // the objects of a network
+		if o, err := resourceNamed(kind).get(r, *id); err == nil {
+			name = o.label
 		}
 	}
 	if name == "" {
 		name = "#" + utoa(*id)
 	}
-	return cell{Text: name, Link: link}
+	return cell{Text: name, Link: fmt.Sprintf("/%s/%d", kind, *id)}
 }
 
 func networksRes() *resource {
-	return &resource{
-		Name: "networks", Title: "Networks", Singular: "Network", Icon: "network", Submit: "Add",
-		Help:    "Before a server or any devices can be configured, you must have a network. Use the pilot icon to delegate a network to a user of another client.",
+	k := &kind[models.Network]{
+		meta: meta{Name: "networks", Title: "Networks", Singular: "Network", Icon: "network", Submit: "Add",
+			Help: "Before a server or any devices can be configured, you must have a network. Use the pilot icon to delegate a network to a user of another client."},
 		columns: []string{"Name", "Client", "Tunnel server", "Master server", "Default group"},
-		list: func(r *rc, p models.Page, _ uint) ([]any, int64, error) {
-			return anys(r.s.ListNetworks(r.ctx, r.a, p))
-		},
-		get:   func(r *rc, id uint) (any, error) { return r.s.GetNetwork(r.ctx, r.a, id) },
-		id:    func(o any) uint { return o.(*models.Network).ID },
-		label: func(o any) string { return o.(*models.Network).Name },
-		row: func(r *rc, o any) []cell {
-			n := o.(*models.Network)
+		list:    storeList((*models.Store).ListNetworks), get: storeGet((*models.Store).GetNetwork),
+		id:    func(x *models.Network) uint { return x.ID },
+		label: func(x *models.Network) string { return x.Name },
+		row: func(r *rc, n *models.Network) []cell {
 			return []cell{{Text: n.Name, Link: fmt.Sprintf("/networks/%d", n.ID)}, {Text: r.clientName(n.ClientID)},
 				r.objName("tunnels", n.TunnelID), r.objName("servers", n.MasterServerID), r.objName("groups", n.DefaultGroupID)}
 		},
-		actions: func(r *rc, o any) []action {
-			n := o.(*models.Network)
+		actions: func(r *rc, n *models.Network) []action {
 			if !r.a.CanAdminClient(n.ClientID) {
 				return nil
 			}
 			return []action{{Label: "Delegate " + n.Name + " (pilot)", Icon: "pilot", Href: fmt.Sprintf("/networks/%d/delegations", n.ID)}}
 		},
-		fields: func(r *rc, o any) []field {
-			if o == nil {
+		fields: func(r *rc, n *models.Network) []field {
+			if n == nil {
 				cid := r.a.ClientID
 				return []field{
 					{Name: "name", Label: "Name", Type: "text", Required: true},
@@ -267,7 +201,6 @@ func networksRes() *resource {
 					{Name: "client_id", Label: "Client", Type: "select", Value: utoa(cid), Options: r.clientOptions(), Required: true},
 				}
 			}
-			n := o.(*models.Network)
 			admin := r.a.CanAdminClient(n.ClientID)
 			return []field{
 				{Name: "name", Label: "Name", Type: "text", Value: n.Name, Required: true},
@@ -286,31 +219,17 @@ func networksRes() *resource {
 					Options: refOptions(r, n.ID, "— none —", func(m *models.Menu) string { return m.Name }, func(m *models.Menu) uint { return m.ID })},
 			}
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.NetworkInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateNetwork(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.NetworkInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return created(r.s.UpdateNetwork(r.ctx, r.a, id, in))
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteNetwork(r.ctx, r.a, id)) },
-		details: func(r *rc, o any) []detail {
-			n := o.(*models.Network)
+		create: storeCreate((*models.Store).CreateNetwork),
+		update: storeSave((*models.Store).UpdateNetwork),
+		del:    storeRemove((*models.Store).DeleteNetwork),
+		details: func(r *rc, n *models.Network) []detail {
 			t, m, g := r.objName("tunnels", n.TunnelID), r.objName("servers", n.MasterServerID), r.objName("groups", n.DefaultGroupID)
 			return []detail{{Label: "Name", Value: n.Name}, {Label: "Client", Value: r.clientName(n.ClientID)},
 				{Label: "Tunnel server", Value: t.Text, Link: t.Link}, {Label: "Master server", Value: m.Text, Link: m.Link},
 				{Label: "Default group", Value: g.Text, Link: g.Link},
 				{Label: "Limits", Value: fmt.Sprintf("servers %s, devices %s, volumes %s, groups %s", limitText(n.MaxServers), limitText(n.MaxDevices), limitText(n.MaxVolumes), limitText(n.MaxGroups))}}
 		},
-		sections: func(r *rc, o any) []section {
-			n := o.(*models.Network)
+		sections: func(r *rc, n *models.Network) []section {
 			s := section{Title: "Alerts", Columns: []string{"Problem", "Fix"}}
 			alerts, err := r.s.Alerts(r.ctx, r.a)
 			if err == nil {
@@ -330,54 +249,39 @@ func networksRes() *resource {
 			return []section{s, links}
 		},
 	}
+	return k.resource()
 }
 
 func tunnelsRes() *resource {
 	list, get := owned[models.Tunnel]("tunnel")
-	return &resource{
-		Name: "tunnels", Title: "Tunnel Servers", Singular: "Tunnel Server", Icon: "tunnel", Submit: "Add", Filter: true,
-		Help:    "Tunnel servers proxy the panel's commands to the network's servers. IP is a routable address that the panel must reach.",
+	k := &kind[models.Tunnel]{
+		meta: meta{Name: "tunnels", Title: "Tunnel Servers", Singular: "Tunnel Server", Icon: "tunnel", Submit: "Add", Filter: true,
+			Help: "Tunnel servers proxy the panel's commands to the network's servers. IP is a routable address that the panel must reach."},
 		columns: []string{"Alias", "IP", "Network", "Selected", "Status"},
 		list:    list, get: get,
-		id:    func(o any) uint { return o.(*models.Tunnel).ID },
-		label: func(o any) string { return o.(*models.Tunnel).Alias },
-		row: func(r *rc, o any) []cell {
-			t := o.(*models.Tunnel)
+		id:    func(x *models.Tunnel) uint { return x.ID },
+		label: func(x *models.Tunnel) string { return x.Alias },
+		row: func(r *rc, t *models.Tunnel) []cell {
 			n := r.networks()[t.NetworkID]
 			return []cell{{Text: t.Alias, Link: fmt.Sprintf("/tunnels/%d", t.ID)}, {Text: t.IP}, r.netCell(t.NetworkID),
 				{Text: yesNo(n.TunnelID != nil && *n.TunnelID == t.ID)}, {Text: t.Status}}
 		},
-		fields: func(r *rc, o any) []field {
-			t := &models.Tunnel{}
-			if o != nil {
-				t = o.(*models.Tunnel)
-			}
+		fields: func(r *rc, o *models.Tunnel) []field {
+			t := cmp.Or(o, &models.Tunnel{})
 			return []field{
 				r.networkField(t.NetworkID, o == nil),
 				{Name: "alias", Label: "Alias", Type: "text", Value: t.Alias, Required: true, Help: "A human-readable name; it can be whatever you want."},
 				{Name: "ip", Label: "IP", Type: "text", Value: t.IP, Required: true, Inputmode: "decimal", Placeholder: "203.0.113.10", Help: "A routable address that the panel's web server reaches."},
 			}
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.TunnelInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateTunnel(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.TunnelInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return created(r.s.UpdateTunnel(r.ctx, r.a, id, in))
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteTunnel(r.ctx, r.a, id)) },
-		details: func(r *rc, o any) []detail {
-			t := o.(*models.Tunnel)
+		create: storeCreate((*models.Store).CreateTunnel),
+		update: storeSave((*models.Store).UpdateTunnel),
+		del:    storeRemove((*models.Store).DeleteTunnel),
+		details: func(r *rc, t *models.Tunnel) []detail {
 			return []detail{{Label: "Alias", Value: t.Alias}, {Label: "IP", Value: t.IP}, {Label: "Network", Value: r.netName(t.NetworkID), Link: fmt.Sprintf("/networks/%d", t.NetworkID)}, {Label: "Status", Value: t.Status}}
 		},
 	}
+	return k.resource()
 }
 
 func serverStatus(s *models.Server) cell {
@@ -390,27 +294,22 @@ func serverStatus(s *models.Server) cell {
 
 func serversRes() *resource {
 	list, get := owned[models.Server]("server")
-	return &resource{
-		Name: "servers", Title: "Servers", Singular: "Server", Icon: "server", Submit: "Add", Filter: true,
-		Help:    "The first server of a network is its master. After adding a server, run install.sh -h <panel> -k <server key> -n <bridge> on it.",
+	k := &kind[models.Server]{
+		meta: meta{Name: "servers", Title: "Servers", Singular: "Server", Icon: "server", Submit: "Add", Filter: true,
+			Help: "The first server of a network is its master. After adding a server, run install.sh -h <panel> -k <server key> -n <bridge> on it."},
 		columns: []string{"Name", "Network", "Role", "iSCSI IP", "Replication IP", "Pool", "Tunnel port", "Status"},
 		list:    list, get: get,
-		id:    func(o any) uint { return o.(*models.Server).ID },
-		label: func(o any) string { return o.(*models.Server).Name },
-		row: func(r *rc, o any) []cell {
-			s := o.(*models.Server)
+		id:    func(x *models.Server) uint { return x.ID },
+		label: func(x *models.Server) string { return x.Name },
+		row: func(r *rc, s *models.Server) []cell {
 			return []cell{{Text: s.Name, Link: fmt.Sprintf("/servers/%d", s.ID)}, r.netCell(s.NetworkID), {Text: s.Role}, {Text: s.IP},
 				{Text: s.ReplicationAddress()}, {Text: s.Pool}, {Text: itoa(s.TunnelPort)}, serverStatus(s)}
 		},
-		actions: func(r *rc, o any) []action {
-			s := o.(*models.Server)
+		actions: func(r *rc, s *models.Server) []action {
 			return []action{{Label: "New key for " + s.Name, Icon: "key", Post: fmt.Sprintf("/servers/%d/key", s.ID), Confirm: "Issue a new server key? The old key stops working."}}
 		},
-		fields: func(r *rc, o any) []field {
-			s := &models.Server{}
-			if o != nil {
-				s = o.(*models.Server)
-			}
+		fields: func(r *rc, o *models.Server) []field {
+			s := cmp.Or(o, &models.Server{})
 			return []field{
 				r.networkField(s.NetworkID, o == nil),
 				{Name: "name", Label: "Name", Type: "text", Value: s.Name, Required: true, Help: "For aesthetics only; it need not be a resolvable host name."},
@@ -420,23 +319,10 @@ func serversRes() *resource {
 				{Name: "tunnel_port", Label: "Tunnel Port", Type: "number", Value: itoa(s.TunnelPort), Inputmode: "numeric", Help: "A port forward opened on the network's tunnel server."},
 			}
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.ServerInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateServer(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.ServerInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return created(r.s.UpdateServer(r.ctx, r.a, id, in))
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteServer(r.ctx, r.a, id)) },
-		details: func(r *rc, o any) []detail {
-			s := o.(*models.Server)
+		create: storeCreate((*models.Store).CreateServer),
+		update: storeSave((*models.Store).UpdateServer),
+		del:    storeRemove((*models.Store).DeleteServer),
+		details: func(r *rc, s *models.Server) []detail {
 			st := s.StatsView()
 			stats, _ := json.MarshalIndent(st.Stats, "", "  ")
 			status := serverStatus(s)
@@ -450,6 +336,7 @@ func serversRes() *resource {
 				{Label: "Stats", Value: string(stats), Pre: true, Link: fmt.Sprintf("/api/v0.9.2/servers/%d/stats.json", s.ID)}}
 		},
 	}
+	return k.resource()
 }
 
 func orDash(s string) string {
@@ -469,22 +356,20 @@ func bytesText(n int64) string {
 
 func volumesRes() *resource {
 	list, get := owned[models.Volume]("volume")
-	return &resource{
-		Name: "volumes", Title: "Volumes", Singular: "Volume", Icon: "volume", Object: "volume", Submit: "Add", Filter: true,
-		Help:    "Volumes are thin provisioned on the network's master pool. Start small and grow them later as needed.",
+	k := &kind[models.Volume]{
+		meta: meta{Name: "volumes", Title: "Volumes", Singular: "Volume", Icon: "volume", Object: "volume", Submit: "Add", Filter: true,
+			Help: "Volumes are thin provisioned on the network's master pool. Start small and grow them later as needed."},
 		columns: []string{"Alias", "Network", "Size (GiB)", "Maintenance", "State"},
 		list:    list, get: get,
-		id:    func(o any) uint { return o.(*models.Volume).ID },
-		label: func(o any) string { return o.(*models.Volume).Alias },
-		row: func(r *rc, o any) []cell {
-			v := o.(*models.Volume)
+		id:    func(x *models.Volume) uint { return x.ID },
+		label: func(x *models.Volume) string { return x.Alias },
+		row: func(r *rc, v *models.Volume) []cell {
 			return []cell{{Text: v.Alias, Link: fmt.Sprintf("/volumes/%d", v.ID)}, r.netCell(v.NetworkID), {Text: i64toa(v.SizeGiB)}, {Text: yesNo(v.Maintenance)}, stateBadge(v.State)}
 		},
-		fields: func(r *rc, o any) []field {
-			v := &models.Volume{}
+		fields: func(r *rc, o *models.Volume) []field {
+			v := cmp.Or(o, &models.Volume{})
 			size := ""
 			if o != nil {
-				v = o.(*models.Volume)
 				size = i64toa(v.SizeGiB)
 			}
 			return []field{
@@ -493,23 +378,10 @@ func volumesRes() *resource {
 				{Name: "vol_size", Label: "Size (GiB)", Type: "number", Value: size, Required: true, Inputmode: "numeric", Help: "Thin provisioned; a volume can only grow."},
 			}
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.VolumeInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateVolume(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.VolumeInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.UpdateVolume(r.ctx, r.a, id, in)
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteVolume(r.ctx, r.a, id) },
-		details: func(r *rc, o any) []detail {
-			v := o.(*models.Volume)
+		create: storeCreate((*models.Store).CreateVolume),
+		update: storeUpdate((*models.Store).UpdateVolume),
+		del:    storeDelete((*models.Store).DeleteVolume),
+		details: func(r *rc, v *models.Volume) []detail {
 			maint := yesNo(v.Maintenance)
 			if v.MaintenanceDeviceID != nil {
 				maint += " (device " + r.objName("devices", v.MaintenanceDeviceID).Text + " boots the volume read-write)"
@@ -517,8 +389,7 @@ func volumesRes() *resource {
 			return []detail{{Label: "Alias", Value: v.Alias}, {Label: "Network", Value: r.netName(v.NetworkID), Link: fmt.Sprintf("/networks/%d", v.NetworkID)},
 				{Label: "Size", Value: i64toa(v.SizeGiB) + " GiB"}, {Label: "Maintenance", Value: maint}, {Label: "State", Value: v.State, Badge: v.State}}
 		},
-		forms: func(r *rc, o any) []*formView {
-			v := o.(*models.Volume)
+		forms: func(r *rc, v *models.Volume) []*formView {
 			if v.Maintenance {
 				return []*formView{{ID: "maintenance-", Heading: "Maintenance", Action: fmt.Sprintf("/volumes/%d/maintenance/off", v.ID), Submit: "End maintenance"}}
 			}
@@ -530,6 +401,7 @@ func volumesRes() *resource {
 				Fields: []field{{Name: "device_id", Label: "Device that boots the volume read-write (to install the first OS)", Type: "select", Options: devs, Required: true}}}}
 		},
 	}
+	return k.resource()
 }
 
 func (r *rc) versions(groupID uint) []models.GroupVersion {
@@ -572,22 +444,21 @@ func versionNumber(vs []models.GroupVersion, id *uint) string {
 
 func groupsRes() *resource {
 	list, get := owned[models.Group]("group")
-	return &resource{
-		Name: "groups", Title: "Groups", Singular: "Group", Icon: "group", EditIcon: "properties", Object: "group", Submit: "Add", Filter: true,
-		Help:    "Groups are clones of volumes, where the OS is installed and maintained. Use the properties icon for Strict Versioning and Lazy Locks.",
+	k := &kind[models.Group]{
+		meta: meta{Name: "groups", Title: "Groups", Singular: "Group", Icon: "group", EditIcon: "properties", Object: "group", Submit: "Add", Filter: true,
+			Help: "Groups are clones of volumes, where the OS is installed and maintained. Use the properties icon for Strict Versioning and Lazy Locks."},
 		columns: []string{"Name", "Network", "Volume", "Strict Versioning", "Lazy Locks", "Assigned version", "Maintenance", "State"},
 		list:    list, get: get,
-		id:    func(o any) uint { return o.(*models.Group).ID },
-		label: func(o any) string { return o.(*models.Group).Name },
-		row: func(r *rc, o any) []cell {
-			g := o.(*models.Group)
+		id:    func(x *models.Group) uint { return x.ID },
+		label: func(x *models.Group) string { return x.Name },
+		row: func(r *rc, g *models.Group) []cell {
 			vid := g.VolumeID
 			return []cell{{Text: g.Name, Link: fmt.Sprintf("/groups/%d", g.ID)}, r.netCell(g.NetworkID), r.objName("volumes", &vid),
 				{Text: yesNo(g.StrictVersioning)}, {Text: yesNo(g.LazyLocks)}, {Text: r.assigned(g)},
 				{Text: yesNo(g.Maintenance)}, stateBadge(g.State)}
 		},
-		fields: func(r *rc, o any) []field {
-			if o == nil {
+		fields: func(r *rc, g *models.Group) []field {
+			if g == nil {
 				return []field{
 					r.networkField(0, true),
 					{Name: "name", Label: "Name", Type: "text", Required: true},
@@ -597,15 +468,13 @@ func groupsRes() *resource {
 					{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: "false", Help: "Unlocked devices are not reprovisioned under Strict Versioning."},
 				}
 			}
-			g := o.(*models.Group)
 			return []field{
 				{Name: "name", Label: "Name", Type: "text", Value: g.Name, Required: true},
 				{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: btoa(g.StrictVersioning), Help: "Devices boot the assigned version only."},
 				{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: btoa(g.LazyLocks), Help: "Unlocked devices are not reprovisioned under Strict Versioning."},
 			}
 		},
-		forms: func(r *rc, o any) []*formView {
-			g := o.(*models.Group)
+		forms: func(r *rc, g *models.Group) []*formView {
 			var forms []*formView
 			if g.State == models.StateReady {
 				forms = append(forms, &formView{ID: "published-", Heading: "Publish", Action: fmt.Sprintf("/groups/%d/publish", g.ID), Submit: "Publish the next version",
@@ -633,23 +502,10 @@ func groupsRes() *resource {
 			}
 			return forms
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.GroupInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateGroup(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.GroupInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return created(r.s.UpdateGroup(r.ctx, r.a, id, in))
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteGroup(r.ctx, r.a, id) },
-		details: func(r *rc, o any) []detail {
-			g := o.(*models.Group)
+		create: storeCreate((*models.Store).CreateGroup),
+		update: storeSave((*models.Store).UpdateGroup),
+		del:    storeDelete((*models.Store).DeleteGroup),
+		details: func(r *rc, g *models.Group) []detail {
 			vid := g.VolumeID
 			vol := r.objName("volumes", &vid)
 			maint := yesNo(g.Maintenance)
@@ -661,8 +517,7 @@ func groupsRes() *resource {
 				{Label: "Lazy Locks", Value: yesNo(g.LazyLocks)}, {Label: "Assigned version", Value: r.assigned(g)},
 				{Label: "Maintenance", Value: maint}, {Label: "State", Value: g.State, Badge: g.State}}
 		},
-		sections: func(r *rc, o any) []section {
-			g := o.(*models.Group)
+		sections: func(r *rc, g *models.Group) []section {
 			s := section{Title: "Versions", Columns: []string{"Version", "State", "Note", "Created"},
 				Note: "Publishing snapshots the group head as the next version, on the master and then on every server; its progress shows under Operations below."}
 			for _, v := range r.versions(g.ID) {
@@ -674,6 +529,7 @@ func groupsRes() *resource {
 			return []section{s}
 		},
 	}
+	return k.resource()
 }
 
 func (r *rc) volumeOptions() []option {
@@ -737,21 +593,14 @@ func complianceCell(c models.Compliance, ok bool) cell {
 
 func devicesRes() *resource {
 	list, get := owned[models.Device]("device")
-	return &resource{
-		Name: "devices", Title: "Devices", Singular: "Device", Icon: "device", Object: "device", Submit: "Add", Filter: true,
-		Help:    "Devices register when they netboot into the network's default group; a locked device keeps its disk across reprovisioning.",
+	k := &kind[models.Device]{
+		meta: meta{Name: "devices", Title: "Devices", Singular: "Device", Icon: "device", Object: "device", Submit: "Add", Filter: true,
+			Help: "Devices register when they netboot into the network's default group; a locked device keeps its disk across reprovisioning."},
 		columns: []string{"Name", "MAC", "Network", "Group", "Assigned version", "Clone version", "Booted version", "Compliance", "Lock"},
 		list:    list, get: get,
-		id: func(o any) uint { return o.(*models.Device).ID },
-		label: func(o any) string {
-			d := o.(*models.Device)
-			if d.Name != "" {
-				return d.Name
-			}
-			return d.MAC
-		},
-		row: func(r *rc, o any) []cell {
-			d := o.(*models.Device)
+		id:    func(x *models.Device) uint { return x.ID },
+		label: func(d *models.Device) string { return cmp.Or(d.Name, d.MAC) },
+		row: func(r *rc, d *models.Device) []cell {
 			c, ok := r.compliance(d)
 			lock := cell{Text: "unlocked", Badge: "pending"}
 			if d.Locked {
@@ -760,22 +609,15 @@ func devicesRes() *resource {
 			return []cell{{Text: orDash(d.Name), Link: fmt.Sprintf("/devices/%d", d.ID)}, {Text: d.MAC}, r.netCell(d.NetworkID), r.objName("groups", d.GroupID),
 				{Text: vText(c.Assigned)}, {Text: vText(c.Clone)}, {Text: vText(c.Booted)}, complianceCell(c, ok), lock}
 		},
-		actions: func(r *rc, o any) []action {
-			d := o.(*models.Device)
-			name := d.Name
-			if name == "" {
-				name = d.MAC
-			}
+		actions: func(r *rc, d *models.Device) []action {
+			name := cmp.Or(d.Name, d.MAC)
 			if d.Locked {
 				return []action{{Label: "Unlock " + name, Icon: "unlock", Post: fmt.Sprintf("/devices/%d/unlock", d.ID)}}
 			}
 			return []action{{Label: "Lock " + name, Icon: "lock", Post: fmt.Sprintf("/devices/%d/lock", d.ID)}}
 		},
-		fields: func(r *rc, o any) []field {
-			d := &models.Device{}
-			if o != nil {
-				d = o.(*models.Device)
-			}
+		fields: func(r *rc, o *models.Device) []field {
+			d := cmp.Or(o, &models.Device{})
 			nid := d.NetworkID
 			if o == nil {
 				nid = 0
@@ -794,23 +636,10 @@ func devicesRes() *resource {
 				{Name: "locked", Label: "Locked", Type: "checkbox", Value: btoa(d.Locked), Help: "A locked device keeps its own disk when the group's version changes."},
 			}
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.DeviceInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.CreateDevice(r.ctx, r.a, in)
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.DeviceInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			return r.s.UpdateDevice(r.ctx, r.a, id, in)
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return r.s.DeleteDevice(r.ctx, r.a, id) },
-		details: func(r *rc, o any) []detail {
-			d := o.(*models.Device)
+		create: storeCreate((*models.Store).CreateDevice),
+		update: storeUpdate((*models.Store).UpdateDevice),
+		del:    storeDelete((*models.Store).DeleteDevice),
+		details: func(r *rc, d *models.Device) []detail {
 			c, ok := r.compliance(d)
 			gc := r.objName("groups", d.GroupID)
 			comp := complianceCell(c, ok)
@@ -819,6 +648,7 @@ func devicesRes() *resource {
 				{Label: "Booted version", Value: vText(c.Booted)}, {Label: "Compliance", Value: comp.Text, Badge: comp.Badge}, {Label: "Locked", Value: yesNo(d.Locked)}, {Label: "Last boot", Value: ago(d.LastBootAt)}}
 		},
 	}
+	return k.resource()
 }
 
 func (r *rc) groupOptions(nid uint) []option {
@@ -827,22 +657,18 @@ func (r *rc) groupOptions(nid uint) []option {
 
 func menusRes() *resource {
 	list, get := owned[models.Menu]("menu")
-	return &resource{
-		Name: "menus", Title: "Menus", Singular: "Menu", Icon: "menu", Submit: "Add", Filter: true,
-		Help:    "iPXE menus offered to a network's devices at boot.",
+	k := &kind[models.Menu]{
+		meta: meta{Name: "menus", Title: "Menus", Singular: "Menu", Icon: "menu", Submit: "Add", Filter: true,
+			Help: "iPXE menus offered to a network's devices at boot."},
 		columns: []string{"Name", "Network", "Items"},
 		list:    list, get: get,
-		id:    func(o any) uint { return o.(*models.Menu).ID },
-		label: func(o any) string { return o.(*models.Menu).Name },
-		row: func(r *rc, o any) []cell {
-			m := o.(*models.Menu)
+		id:    func(x *models.Menu) uint { return x.ID },
+		label: func(x *models.Menu) string { return x.Name },
+		row: func(r *rc, m *models.Menu) []cell {
 			return []cell{{Text: m.Name, Link: fmt.Sprintf("/menus/%d", m.ID)}, r.netCell(m.NetworkID), {Text: itoa(len(m.View().Items))}}
 		},
-		fields: func(r *rc, o any) []field {
-			m := &models.Menu{Items: "[]"}
-			if o != nil {
-				m = o.(*models.Menu)
-			}
+		fields: func(r *rc, o *models.Menu) []field {
+			m := cmp.Or(o, &models.Menu{Items: "[]"})
 			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
 			return []field{
 				r.networkField(m.NetworkID, o == nil),
@@ -851,33 +677,20 @@ func menusRes() *resource {
 					Help: `A list of {"type": "group", "label": "...", "group_id": N}, {"type": "local", "label": "Boot from disk"} or {"type": "chain", "label": "...", "url": "https://..."}.`},
 			}
 		},
-		create: func(r *rc, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.MenuInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			c, err := r.s.CreateMenu(r.ctx, r.a, in)
+		create: storeCreate(func(s *models.Store, ctx context.Context, a *models.Actor, in *models.MenuInput) (*models.Created, error) {
+			c, err := s.CreateMenu(ctx, a, in)
 			if err == nil {
+				// The API answers with the menu's view (its items parsed); the page wants the menu.
 				c.Object = &c.Object.(*models.MenuView).Menu
 			}
 			return c, err
-		},
-		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
-			in, err := decode[models.MenuInput](v, fs)
-			if err != nil {
-				return nil, err
-			}
-			mv, err := r.s.UpdateMenu(r.ctx, r.a, id, in)
-			if err != nil {
-				return nil, err
-			}
-			return &models.Created{Object: &mv.Menu}, nil
-		},
-		del: func(r *rc, id uint) (*models.Created, error) { return deleted(r.s.DeleteMenu(r.ctx, r.a, id)) },
-		details: func(r *rc, o any) []detail {
-			m := o.(*models.Menu)
+		}),
+		update: storeSave((*models.Store).UpdateMenu),
+		del:    storeRemove((*models.Store).DeleteMenu),
+		details: func(r *rc, m *models.Menu) []detail {
 			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
 			return []detail{{Label: "Name", Value: m.Name}, {Label: "Network", Value: r.netName(m.NetworkID), Link: fmt.Sprintf("/networks/%d", m.NetworkID)}, {Label: "Items", Value: string(items), Pre: true}}
 		},
 	}
+	return k.resource()
 }

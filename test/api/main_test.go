@@ -97,3 +97,34 @@ func (p *panelT) ready(m map[string]any, model any) int {
 	}
 	return id(m)
 }
+
+// onEachDriver runs f in a parallel subtest per database, each on a panel of its own.
+func onEachDriver(t *testing.T, f func(t *testing.T, p *panelT)) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			f(t, startPanel(t, driver))
+		})
+	}
+}
+
+// networkWithMaster creates network "N" of client 1 and its master server "m"
+// (10.0.0.2, pool tank), as the admin, and returns their ids.
+func (p *panelT) networkWithMaster() (n, srv int) {
+	p.t.Helper()
+	n = id(p.must(201, p.Admin, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "N", "Client": 1}))
+	srv = id(p.must(201, p.Admin, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "10.0.0.2", "Pool": "tank"}))
+	return n, srv
+}
+
+// readyVolume creates a 1 GiB volume in network n and marks it ready; readyGroup does the
+// same for a group of volume vol.
+func (p *panelT) readyVolume(n int, alias string) int {
+	p.t.Helper()
+	return p.ready(p.must(202, p.Admin, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": alias, "vol_size": 1}), &models.Volume{})
+}
+
+func (p *panelT) readyGroup(n int, name string, vol int) int {
+	p.t.Helper()
+	return p.ready(p.must(202, p.Admin, "POST", "/api/v0.9.2/groups.json", map[string]any{"network": n, "Name": name, "VolumeID": vol}), &models.Group{})
+}

@@ -18,11 +18,8 @@ import (
 func TestHostCHAP(t *testing.T) {
 	harness.RequirePackages(t, Packages...)
 	ctx := context.Background()
-	p := StartHostPanel(t)
-	p.CHAPKey = []byte("iscsi-chap:test-server-key")
-	a := StartHostAgent(t, p, nil, "")
-	g := p.Group(true, false)
-	p.Publish(a, g, 1)
+	p, a := startHost(t, func(p *HostPanel) { p.CHAPKey = []byte("iscsi-chap:test-server-key") })
+	g := publishedGroup(p, a)
 
 	dev := DeviceN(60)
 	expect(t, bootVM(t, a, dev), Marker(g.ID, 1), "a device booting through CHAP")

@@ -33,6 +33,24 @@ func bootVM(t *testing.T, a *HostAgent, d Device) string {
 	return res.Marker
 }
 
+// startHost starts a panel and its master's agent (file disks, no boot cache); each setup
+// runs on the panel before the agent starts.
+func startHost(t *testing.T, setup ...func(*HostPanel)) (*HostPanel, *HostAgent) {
+	t.Helper()
+	p := StartHostPanel(t)
+	for _, f := range setup {
+		f(p)
+	}
+	return p, StartHostAgent(t, p, nil, "")
+}
+
+// publishedGroup is a new group with Strict Versioning whose v1 agent a has published.
+func publishedGroup(p *HostPanel, a *HostAgent) *models.Group {
+	g := p.Group(true, false)
+	p.Publish(a, g, 1)
+	return g
+}
+
 func expect(t *testing.T, got, want, why string) {
 	t.Helper()
 	if got != want {
@@ -48,8 +66,7 @@ func TestHostNetboot(t *testing.T) {
 	p := StartHostPanel(t)
 	cacheFile := filepath.Join(t.TempDir(), "boot-cache.json")
 	a := StartHostAgent(t, p, nil, cacheFile)
-	g := p.Group(true, false)
-	p.Publish(a, g, 1)
+	g := publishedGroup(p, a)
 
 	devA, devB, devC := DeviceN(1), DeviceN(2), DeviceN(3)
 

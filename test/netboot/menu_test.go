@@ -15,10 +15,8 @@ import (
 // boots its version), and a device's own menu whose first entry chains a URL.
 func TestHostMenu(t *testing.T) {
 	harness.RequirePackages(t, Packages...)
-	p := StartHostPanel(t)
-	a := StartHostAgent(t, p, nil, "")
-	g := p.Group(true, false)
-	p.Publish(a, g, 1)
+	p, a := startHost(t)
+	g := publishedGroup(p, a)
 	// No default group: only the default menu.
 	if err := p.DB.Model(&models.Network{}).Where("id = ?", p.Network.ID).Update("default_group_id", nil).Error; err != nil {
 		t.Fatal(err)

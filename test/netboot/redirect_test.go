@@ -17,11 +17,9 @@ import (
 // the other server's IP.
 func TestHostRedirect(t *testing.T) {
 	harness.RequirePackages(t, Packages...)
-	p := StartHostPanel(t)
-	a := StartHostAgent(t, p, nil, "")
+	p, a := startHost(t)
 	b := StartServerAgent(t, p, p.AddServer("b"), nil, "")
-	g := p.Group(true, false)
-	p.Publish(a, g, 1)
+	g := publishedGroup(p, a)
 	p.Copy(b, g, 1)
 	dev1, dev2, dev3 := DeviceN(1), DeviceN(2), DeviceN(3)
 

@@ -29,8 +29,7 @@ import (
 func TestVolumeMaintenance(t *testing.T) {
 	harness.RequirePackages(t, Packages...)
 	ctx := context.Background()
-	p := StartHostPanel(t)
-	a := StartHostAgent(t, p, nil, "")
+	p, a := startHost(t)
 
 	// A volume, ready (the file-backed agent has no ZFS workflow to create it), whose disk
 	// on the master holds a boot sector and a marker.

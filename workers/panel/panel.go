@@ -3,6 +3,7 @@
 package panel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -114,8 +115,8 @@ func Serve(ctx context.Context, app *fiber.App, ln net.Listener) error {
 // Run is `clusterducks panel`: the production panel on PostgreSQL (DATABASE_URL).
 func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	fs := flag.NewFlagSet("panel", flag.ContinueOnError)
-	listen := fs.String("listen", envOr("LISTEN", ":8080"), "HTTP listen address")
-	adminEmail := fs.String("admin-email", envOr("ADMIN_EMAIL", "admin@localhost"), "e-mail of the first admin (first start only)")
+	listen := fs.String("listen", cmp.Or(os.Getenv("LISTEN"), ":8080"), "HTTP listen address")
+	adminEmail := fs.String("admin-email", cmp.Or(os.Getenv("ADMIN_EMAIL"), "admin@localhost"), "e-mail of the first admin (first start only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -171,11 +172,4 @@ func Migrate(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("applied %d migration(s) %v\n", len(pending), pending)
 	return nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

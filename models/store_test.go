@@ -1,0 +1,175 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+// testStore is a store on a fresh SQLite file, migrated, with the bootstrap superadmin as
+// the actor.
+func testStore(t *testing.T) (*Store, *Actor) {
+	t.Helper()
+	db, err := Open("sqlite:" + filepath.Join(t.TempDir(), "panel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if s, err := db.DB(); err == nil {
+			s.Close()
+		}
+	})
+	ctx := context.Background()
+	if err := Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Bootstrap(ctx, db, "admin@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	var u User
+	if err := db.Where("role = ?", RoleSuperAdmin).Take(&u).Error; err != nil {
+		t.Fatal(err)
+	}
+	return &Store{DB: db}, &Actor{User: u}
+}
+
+// TestNetworkObjectWrites pins what CreateTunnel/CreateServer (createKeyed) and the
+// updates through updateOwned answer: the first tunnel and server are the network's, the
+// key is kept as its hash, a taken server name is a 409 on create and update, and no
+// object moves to another network.
+func TestNetworkObjectWrites(t *testing.T) {
+	ctx := context.Background()
+	s, a, _, g := opsStore(t) // network 1: master server "m", volume, group
+	nid := g.NetworkID
+	other, err := s.CreateNetwork(ctx, a, &NetworkInput{Name: Strp("other"), ClientID: Uintp(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid := other.Object.(*Network).ID
+	network := func(id uint) *Network {
+		var n Network
+		if err := s.DB.Take(&n, id).Error; err != nil {
+			t.Fatal(err)
+		}
+		return &n
+	}
+
+	t1, err := s.CreateTunnel(ctx, a, &TunnelInput{NetworkID: &nid, Alias: Strp("t1"), IP: Strp("203.0.113.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tun := t1.Object.(*Tunnel)
+	if t1.Secret == "" || tun.KeyHash != HashSecret(t1.Secret) || tun.Status != "Waiting for tunnel" {
+		t.Errorf("tunnel: secret %q, hash %q, status %q", t1.Secret, tun.KeyHash, tun.Status)
+	}
+	if n := network(nid); n.TunnelID == nil || *n.TunnelID != tun.ID {
+		t.Errorf("first tunnel not selected: %v", n.TunnelID)
+	}
+	if _, err := s.CreateTunnel(ctx, a, &TunnelInput{NetworkID: &nid, Alias: Strp("t2"), IP: Strp("203.0.113.2")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := network(nid); *n.TunnelID != tun.ID {
+		t.Errorf("second tunnel took the selection: %d", *n.TunnelID)
+	}
+
+	s2, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s2"), IP: Strp("10.0.0.2"), Pool: Strp("tank")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave := s2.Object.(*Server)
+	if slave.Role != ServerSlave || slave.KeyHash != HashSecret(s2.Secret) || network(nid).MasterServerID == nil || *network(nid).MasterServerID == slave.ID {
+		t.Errorf("second server: role %q, master %v", slave.Role, network(nid).MasterServerID)
+	}
+	o1, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &oid, Name: Strp("m"), IP: Strp("10.0.1.1"), Pool: Strp("tank")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv := o1.Object.(*Server); srv.Role != ServerMaster || *network(oid).MasterServerID != srv.ID {
+		t.Errorf("first server of a network: role %q, master %v", srv.Role, network(oid).MasterServerID)
+	}
+
+	var menuID uint
+	if m, err := s.CreateMenu(ctx, a, &MenuInput{NetworkID: &nid, Name: Strp("menu")}); err != nil {
+		t.Fatal(err)
+	} else {
+		menuID = m.Object.(*MenuView).ID
+	}
+
+	var conflict *ConflictError
+	var invalid *ValidationError
+	for _, c := range []struct {
+		name  string
+		do    func() error
+		want  any // **ConflictError or **ValidationError
+		field string
+		msg   string
+	}{
+		{"server name taken on create", func() error {
+			_, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s2"), IP: Strp("10.0.0.3"), Pool: Strp("tank")})
+			return err
+		}, &conflict, "name", `a server named "s2" already exists in this network`},
+		{"server name taken on update", func() error {
+			_, err := s.UpdateServer(ctx, a, slave.ID, &ServerInput{Name: Strp("m")})
+			return err
+		}, &conflict, "name", `a server named "m" already exists in this network`},
+		{"tunnel moved", func() error {
+			_, err := s.UpdateTunnel(ctx, a, tun.ID, &TunnelInput{NetworkID: &oid})
+			return err
+		}, &invalid, "network_id", "a tunnel cannot move to another network"},
+		{"server moved", func() error {
+			_, err := s.UpdateServer(ctx, a, slave.ID, &ServerInput{NetworkID: &oid})
+			return err
+		}, &invalid, "network_id", "a server cannot move to another network"},
+		{"menu moved", func() error {
+			_, err := s.UpdateMenu(ctx, a, menuID, &MenuInput{NetworkID: &oid})
+			return err
+		}, &invalid, "network_id", "a menu cannot move to another network"},
+		{"group moved", func() error {
+			_, err := s.UpdateGroup(ctx, a, g.ID, &GroupInput{NetworkID: &oid})
+			return err
+		}, &invalid, "network_id", "a group cannot move to another network"},
+		{"group maintenance without a device", func() error {
+			_, err := s.SetMaintenance(ctx, a, g.ID, true, &MaintenanceInput{})
+			return err
+		}, &invalid, "device_id", "is required: the device that boots the group head"},
+		{"volume maintenance without a device", func() error {
+			_, err := s.SetVolumeMaintenance(ctx, a, g.VolumeID, true, nil)
+			return err
+		}, &invalid, "device_id", "is required: the device that boots the volume"},
+	} {
+		err := c.do()
+		var field, msg string
+		switch want := c.want.(type) {
+		case **ConflictError:
+			if errors.As(err, want) {
+				field, msg = (*want).Field, (*want).Msg
+			}
+		case **ValidationError:
+			if errors.As(err, want) {
+				field, msg = (*want).Field, (*want).Msg
+			}
+		}
+		if field != c.field || msg != c.msg {
+			t.Errorf("%s: %v, want %s: %s", c.name, err, c.field, c.msg)
+		}
+	}
+
+	// Updates that pass save and answer the object.
+	if tu, err := s.UpdateTunnel(ctx, a, tun.ID, &TunnelInput{Alias: Strp("t1b")}); err != nil || tu.Alias != "t1b" {
+		t.Errorf("tunnel update: %+v, %v", tu, err)
+	}
+	if su, err := s.UpdateServer(ctx, a, slave.ID, &ServerInput{Name: Strp("s2b"), TunnelPort: intp(2222)}); err != nil || su.Name != "s2b" || su.TunnelPort != 2222 {
+		t.Errorf("server update: %+v, %v", su, err)
+	}
+	if mv, err := s.UpdateMenu(ctx, a, menuID, &MenuInput{Name: Strp("menu2")}); err != nil || mv.Name != "menu2" {
+		t.Errorf("menu update: %+v, %v", mv, err)
+	}
+	var audits int64
+	s.DB.Model(&AuditEvent{}).Where("action = ?", "update").Count(&audits)
+	if audits != 3 {
+		t.Errorf("%d update audit events, want 3", audits)
+	}
+}
+
+func intp(n int) *int { return &n }
