@@ -286,3 +286,35 @@ func SetDeviceLock(ctx context.Context, db *gorm.DB, deviceID uint, locked bool)
 	}
 	return nil
 }
+
+// DevicePlan is what a device's workflow needs from the database before it touches a disk.
+type DevicePlan struct {
+	NetworkID uint
+	UUID      string // the device's targets' ACL
+	Locked    bool   // a locked device's disk is not replaced
+	Pool      string // of the server the new clone goes to
+	OldPool   string // of the server the old clone is on ("" for none, or a server gone)
+}
+
+// PlanDevice reads device deviceID and the pools of serverID and oldServerID (0: none),
+// both of the device's network. A device that does not exist is ErrNotFound. Read-only.
+func PlanDevice(ctx context.Context, db *gorm.DB, deviceID, serverID, oldServerID uint) (*DevicePlan, error) {
+	db = db.WithContext(ctx)
+	var d Device
+	if err := db.Take(&d, deviceID).Error; err != nil {
+		return nil, notFoundOr(err, fmt.Sprintf("device %d", deviceID))
+	}
+	p := &DevicePlan{NetworkID: d.NetworkID, UUID: d.UUID, Locked: d.Locked}
+	var srv Server
+	if err := db.Where("id = ? AND network_id = ?", serverID, d.NetworkID).Take(&srv).Error; err != nil {
+		return nil, fmt.Errorf("server %d of device %d's network: %w", serverID, deviceID, err)
+	}
+	p.Pool = srv.Pool
+	if oldServerID != 0 {
+		var old Server
+		if err := db.Where("id = ? AND network_id = ?", oldServerID, d.NetworkID).Take(&old).Error; err == nil {
+			p.OldPool = old.Pool
+		}
+	}
+	return p, nil
+}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/temporal"
-	"gorm.io/gorm"
 )
 
 // DevicePlanInput names a device and the servers its provisioning touches.
@@ -28,29 +27,17 @@ type DevicePlanResult struct {
 	Locked bool
 }
 
-// DevicePlan reads the device and the servers' pools. Read-only.
+// DevicePlan reads the device and the servers' pools (models.PlanDevice). Read-only.
 func (a *Activities) DevicePlan(ctx context.Context, in DevicePlanInput) (*DevicePlanResult, error) {
-	var d models.Device
-	if err := a.DB.WithContext(ctx).Take(&d, in.DeviceID).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			// A deleted device: no retry brings it back, and its workflow must not wait for ever.
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d does not exist", in.DeviceID), "NotFound", err)
-		}
+	p, err := models.PlanDevice(ctx, a.DB, in.DeviceID, in.ServerID, in.OldServerID)
+	if errors.Is(err, models.ErrNotFound) {
+		// A deleted device: no retry brings it back, and its workflow must not wait for ever.
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "NotFound", err)
+	}
+	if err != nil {
 		return nil, err
 	}
-	res := &DevicePlanResult{NetworkID: d.NetworkID, UUID: d.UUID, Locked: d.Locked}
-	var srv models.Server
-	if err := a.DB.WithContext(ctx).Where("id = ? AND network_id = ?", in.ServerID, d.NetworkID).Take(&srv).Error; err != nil {
-		return nil, err
-	}
-	res.Pool = srv.Pool
-	if in.OldServerID != 0 {
-		var old models.Server
-		if err := a.DB.WithContext(ctx).Where("id = ? AND network_id = ?", in.OldServerID, d.NetworkID).Take(&old).Error; err == nil {
-			res.OldPool = old.Pool
-		}
-	}
-	return res, nil
+	return &DevicePlanResult{NetworkID: p.NetworkID, UUID: p.UUID, Pool: p.Pool, OldPool: p.OldPool, Locked: p.Locked}, nil
 }
 
 // RecordCloneInput is a device's new clone: version Version of GroupID on ServerID.
