@@ -5,7 +5,10 @@ import (
 	"errors"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 )
@@ -42,6 +45,10 @@ type Engine interface {
 type Store struct {
 	DB     *gorm.DB
 	Engine Engine
+	// AllowLoopback accepts loopback addresses (127.0.0.0/8, ::1) for servers and tunnels,
+	// for a dev panel or a lab whose agents run on the panel's machine. Otherwise they are
+	// refused: in production a server or tunnel is always another machine.
+	AllowLoopback bool
 }
 
 // Created is the result of a create or an update that starts long work.
@@ -71,15 +78,40 @@ func checkName(field, v string, max int) (string, error) {
 	if len(v) > max {
 		return "", Invalid(field, "must be at most %d characters", max)
 	}
+	visible := false
 	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r == utf8.RuneError:
+			return "", Invalid(field, "must be valid UTF-8")
+		case unicode.IsControl(r): // C0, DEL and C1
 			return "", Invalid(field, "must not contain control characters")
+		case unicode.Is(unicode.Bidi_Control, r):
+			// Overrides and isolates make a name show in another order than it reads.
+			return "", Invalid(field, "must not contain bidirectional text controls (U+%04X)", r)
+		case unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) && !blank(r):
+			visible = true
 		}
+	}
+	if !visible {
+		return "", Invalid(field, "must have a visible character (letters, digits, punctuation or symbols)")
 	}
 	return v, nil
 }
 
-func checkIP(field, v string, required bool) (string, error) {
+// blank reports the letters and symbols that fonts draw as nothing (Hangul fillers, the
+// Braille blank): a name of only these, spaces, marks and format characters shows empty.
+func blank(r rune) bool {
+	switch r {
+	case 0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800:
+		return true
+	}
+	return false
+}
+
+// checkIP checks the address of another machine (a server or a tunnel): an IP address
+// the panel and devices can reach, so not unspecified, broadcast or multicast, and not
+// loopback unless the store allows it (dev and lab panels).
+func (s *Store) checkIP(field, v string, required bool) (string, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		if required {
@@ -88,8 +120,15 @@ func checkIP(field, v string, required bool) (string, error) {
 		return "", nil
 	}
 	ip := net.ParseIP(v)
-	if ip == nil {
+	switch {
+	case ip == nil:
 		return "", Invalid(field, "must be an IP address, got %q", v)
+	case ip.IsUnspecified():
+		return "", Invalid(field, "%s is the unspecified address: give the machine's own address", ip)
+	case ip.Equal(net.IPv4bcast) || ip.IsMulticast():
+		return "", Invalid(field, "%s is a broadcast or multicast address: give the machine's own address", ip)
+	case ip.IsLoopback() && !s.AllowLoopback:
+		return "", Invalid(field, "%s is a loopback address, which is this panel itself: give an address the panel and devices reach the machine at (a dev or lab panel, or CLUSTERDUCKS_ALLOW_LOOPBACK=1, accepts loopback)", ip)
 	}
 	return ip.String(), nil
 }
@@ -118,18 +157,28 @@ func checkPool(v *string) (string, error) {
 	return p, nil
 }
 
-var macRe = regexp.MustCompile(`^[0-9a-f]{12}$`)
+// macForms are the ways a MAC address is written: 12 hex digits, six pairs separated
+// all by colons or all by dashes, or three groups of four separated by dots.
+var macForms = regexp.MustCompile(`^(?:[0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}(?:\.[0-9a-f]{4}){2})$`)
 
-// NormalizeMAC returns a MAC address as lower-case colon-separated hex, accepting
-// colons, dashes, dots or none as separators.
+// NormalizeMAC returns a device's MAC address as lower-case colon-separated hex. It
+// accepts only the usual forms (see macForms), and only a unicast address a network card
+// can have: not all zeros, not broadcast or multicast (the low bit of the first octet).
 func NormalizeMAC(v string) (string, error) {
-	s := strings.ToLower(strings.NewReplacer(":", "", "-", "", ".", "").Replace(strings.TrimSpace(v)))
-	if !macRe.MatchString(s) {
+	s := strings.ToLower(strings.TrimSpace(v))
+	if !macForms.MatchString(s) {
 		return "", Invalid("mac", "must be a MAC address like 52:54:00:12:34:56, got %q", v)
+	}
+	hex := strings.NewReplacer(":", "", "-", "", ".", "").Replace(s)
+	if hex == "000000000000" {
+		return "", Invalid("mac", "%s is the all-zero address, which no network card has", v)
+	}
+	if first, _ := strconv.ParseUint(hex[:2], 16, 8); first&1 == 1 {
+		return "", Invalid("mac", "%s is a broadcast or multicast address: a device's MAC is unicast (the first octet is even)", v)
 	}
 	parts := make([]string, 6)
 	for i := range parts {
-		parts[i] = s[2*i : 2*i+2]
+		parts[i] = hex[2*i : 2*i+2]
 	}
 	return strings.Join(parts, ":"), nil
 }

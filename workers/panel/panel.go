@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,7 +133,13 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
-	store := &models.Store{DB: db}
+	// CLUSTERDUCKS_ALLOW_LOOPBACK=1 accepts servers and tunnels at loopback addresses, for
+	// a test or lab panel whose agents run on its own machine.
+	loopback, err := strconv.ParseBool(envOr("CLUSTERDUCKS_ALLOW_LOOPBACK", "0"))
+	if err != nil {
+		return fmt.Errorf("CLUSTERDUCKS_ALLOW_LOOPBACK=%q: want 1 or 0", os.Getenv("CLUSTERDUCKS_ALLOW_LOOPBACK"))
+	}
+	store := &models.Store{DB: db, AllowLoopback: loopback}
 	t, err := TemporalFromEnv(ctx, store, slog.Default())
 	if err != nil {
 		return err
