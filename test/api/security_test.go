@@ -428,3 +428,58 @@ func TestValidationGaps(t *testing.T) {
 		})
 	}
 }
+
+// TestEnumeration: a client admin cannot tell a super-admin's id from an absent one by
+// delegating to it, and "e-mail already taken" answers (which tell that an address has an
+// account somewhere) are bounded per caller.
+func TestEnumeration(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			client := p.must(201, p.Admin, "POST", "/api/v0.9.2/clients.json", map[string]any{"Name": "B"})
+			admin := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "b@example.com", "password": password, "client_id": id(client), "role": "admin"})
+			b := harness.Token(t, p.DB, uint(id(admin)))
+			n := id(p.must(201, b, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "NB", "Client": id(client)}))
+			path := fmt.Sprintf("/api/v0.9.2/networks/%d/delegations.json", n)
+			var root models.User
+			p.DB.Where("role = ?", models.RoleSuperAdmin).Take(&root)
+			code1, super, _ := p.do(b, "POST", path, map[string]any{"user_id": root.ID})
+			code2, absent, _ := p.do(b, "POST", path, map[string]any{"user_id": 4242})
+			if code1 != 404 || code2 != 404 || fmt.Sprint(super) != fmt.Sprint(absent) {
+				t.Fatalf("delegating to the super-admin: %d %v; to an absent user: %d %v; want the same 404", code1, super, code2, absent)
+			}
+			// A super-admin delegating to a super-admin learns nothing new: it sees every user.
+			p.must(409, p.Admin, "POST", path, map[string]any{"user_id": root.ID})
+
+			// "E-mail already taken" is answered EmailConflictsPerWindow times, then 429.
+			for i := range models.EmailConflictsPerWindow {
+				body := map[string]any{"email": root.Email, "password": password}
+				if i%2 == 1 {
+					body["email"] = strings.ToUpper(root.Email)
+				}
+				p.must(409, b, "POST", "/api/v0.9.2/users.json", body)
+			}
+			code, v, h := p.do(b, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "another@example.com", "password": password})
+			if code != 429 || h.Get("Retry-After") == "" {
+				t.Fatalf("after %d taken e-mails: %d %v (Retry-After %q), want 429", models.EmailConflictsPerWindow, code, v, h.Get("Retry-After"))
+			}
+			// Changing one's own e-mail is bounded alike; the super-admin is not.
+			u := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "c@example.com", "password": password, "client_id": id(client)})
+			ut := harness.Token(t, p.DB, uint(id(u)))
+			upath := fmt.Sprintf("/api/v0.9.2/users/%d.json", id(u))
+			for range models.EmailConflictsPerWindow {
+				p.must(409, ut, "PATCH", upath, map[string]any{"email": root.Email})
+			}
+			p.must(429, ut, "PATCH", upath, map[string]any{"email": "free@example.com"})
+			for range models.EmailConflictsPerWindow + 1 {
+				p.must(409, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "b@example.com", "password": password})
+			}
+			var users int64
+			p.DB.Model(&models.User{}).Count(&users)
+			if users != 3 {
+				t.Fatalf("%d users, want 3", users)
+			}
+		})
+	}
+}

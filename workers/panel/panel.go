@@ -51,6 +51,7 @@ func NewApp(o Options) *fiber.App {
 	if o.OnAccess != nil {
 		h.OnTokenUse = func(a *models.Actor, ip string) { o.OnAccess(a, "API token", ip) }
 		o.WebUI.OnLogin = func(a *models.Actor, ip string) { o.OnAccess(a, "dashboard login", ip) }
+		o.WebUI.OnLoginBackoff = func(a *models.Actor, ip string) { o.OnAccess(a, models.AccessFailedLogins, ip) }
 	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	// The boot path's agent endpoints (server-key auth), before the API's user auth.
