@@ -5,9 +5,12 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +18,7 @@ import (
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 )
 
 // Prefix is the API's path prefix (the wire contract's: agents call under it too).
@@ -71,8 +75,43 @@ func NewApp(trustedProxies ...string) *fiber.App {
 		cfg.EnableTrustedProxyCheck = true
 		cfg.TrustedProxies = trustedProxies
 	}
-	return fiber.New(cfg)
+	app := fiber.New(cfg)
+	guardServer(app.Server())
+	return app
 }
+
+// guardServer makes the two answers Fiber gives below its routes and error handler JSON
+// like every other: a method it does not know (it answered 400 in plain text) is 501,
+// and a request fasthttp cannot parse is 400 without fasthttp's text, which quotes the
+// request's bytes, its Authorization header and token included.
+func guardServer(srv *fasthttp.Server) {
+	handle, fail := srv.Handler, srv.ErrorHandler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if !slices.Contains(fiber.DefaultMethods, string(ctx.Method())) {
+			body, _ := json.Marshal(ErrorBody{Error: "this panel does not implement that HTTP method"})
+			ctx.Response.Header.Set(fiber.HeaderAllow, strings.Join(fiber.DefaultMethods, ", "))
+			ctx.SetContentType(fiber.MIMEApplicationJSON)
+			ctx.SetStatusCode(fiber.StatusNotImplemented)
+			ctx.SetBody(body)
+			return
+		}
+		handle(ctx)
+	}
+	srv.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
+		var small *fasthttp.ErrSmallBuffer
+		var netErr net.Error
+		switch {
+		case errors.As(err, &small), errors.As(err, &netErr), errors.Is(err, fasthttp.ErrBodyTooLarge), errors.Is(err, fasthttp.ErrGetOnly):
+			// Fiber maps these to their statuses with messages of its own.
+		default:
+			err = errMalformedRequest
+		}
+		fail(ctx, err)
+	}
+}
+
+// errMalformedRequest stands for every parse error of fasthttp (Fiber answers it 400).
+var errMalformedRequest = errors.New("malformed HTTP request")
 
 func (h *Handler) routes(r fiber.Router, sp *spec) {
 	resource(r, sp, "clients", models.Client{}, crud[models.ClientInput]{

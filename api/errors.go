@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"log/slog"
+	"strconv"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
@@ -23,6 +24,7 @@ func Status(err error) (int, ErrorBody) {
 		conflict    *models.ConflictError
 		forbidden   *models.ForbiddenError
 		unavailable *models.UnavailableError
+		limited     *models.RateLimitedError
 		fe          *fiber.Error
 	)
 	switch {
@@ -43,6 +45,8 @@ func Status(err error) (int, ErrorBody) {
 		return fiber.StatusServiceUnavailable, ErrorBody{Error: unavailable.Msg, Field: unavailable.Field}
 	case errors.As(err, &forbidden):
 		return fiber.StatusForbidden, ErrorBody{Error: forbidden.Msg}
+	case errors.As(err, &limited):
+		return fiber.StatusTooManyRequests, ErrorBody{Error: limited.Error()}
 	case errors.Is(err, models.ErrBadCredentials):
 		return fiber.StatusUnauthorized, ErrorBody{Error: `missing or invalid credentials: send Authorization: Token token="..."`}
 	case models.IsDuplicate(err):
@@ -59,6 +63,10 @@ func ErrorHandler(c *fiber.Ctx, err error) error {
 	code, body := Status(err)
 	if code == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Token realm="clusterducks"`)
+	}
+	var limited *models.RateLimitedError
+	if errors.As(err, &limited) {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(limited.RetryAfter.Seconds()+0.999)))
 	}
 	return c.Status(code).JSON(body)
 }

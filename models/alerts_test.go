@@ -64,7 +64,7 @@ func TestAlerts(t *testing.T) {
 			return err
 		}, []string{AlertNoTunnel, AlertNoServer, AlertNoVolume, AlertNoGroup, AlertNoDefaultGroup, AlertSMTPNotConfigured}, []string{AlertNoNetwork}},
 		{"tunnel", func() error {
-			_, err := s.CreateTunnel(ctx, admin, &TunnelInput{NetworkID: &net.ID, Alias: Strp("t"), IP: Strp("127.0.0.2")})
+			_, err := s.CreateTunnel(ctx, admin, &TunnelInput{NetworkID: &net.ID, Alias: Strp("t"), IP: Strp("192.0.2.2")})
 			return err
 		}, []string{AlertNoServer, AlertNoVolume, AlertNoGroup, AlertNoDefaultGroup, AlertSMTPNotConfigured}, []string{AlertNoNetwork}},
 		{"tunnel unselected", func() error {
@@ -75,7 +75,7 @@ func TestAlerts(t *testing.T) {
 			if _, err := s.UpdateNetwork(ctx, admin, net.ID, &NetworkInput{TunnelID: Uintp(1)}); err != nil {
 				return err
 			}
-			c, err := s.CreateServer(ctx, admin, &ServerInput{NetworkID: &net.ID, Name: Strp("m"), IP: Strp("127.0.0.3"), Pool: Strp("tank")})
+			c, err := s.CreateServer(ctx, admin, &ServerInput{NetworkID: &net.ID, Name: Strp("m"), IP: Strp("192.0.2.3"), Pool: Strp("tank")})
 			if err == nil {
 				srv = c.Object.(*Server)
 			}

@@ -175,54 +175,109 @@ func Bootstrap(ctx context.Context, db *gorm.DB, email string) (FirstStart, erro
 }
 
 // Login rate limits: failed logins are counted from the audit log, so every panel behind a
-// load balancer enforces the same limit without shared memory.
+// load balancer enforces the same limits without shared memory. An address that fails
+// LoginMaxFailuresPerIP times in the window is refused for the rest of it. An account that
+// fails LoginMaxFailuresPerUser times (from anywhere) backs off: each further attempt from
+// an address new to it waits twice as long as the one before (1 s, 2 s, 4 s … at most the
+// window), while addresses its holder logged in from are never held back — knowing an
+// e-mail is not enough to lock its holder out.
 const (
 	LoginWindow             = 15 * time.Minute
 	LoginMaxFailuresPerIP   = 10
 	LoginMaxFailuresPerUser = 20
+	// LoginKnownFor is how long an address its holder logged in from stays known to an account.
+	LoginKnownFor = 90 * 24 * time.Hour
 )
 
-// RateLimitedError is a login refused because of too many recent failures (HTTP 429).
-type RateLimitedError struct{ RetryAfter time.Duration }
+// RateLimitedError is a request refused because of too many recent failures (HTTP 429).
+type RateLimitedError struct {
+	RetryAfter time.Duration
+	// Account: the account failed from many addresses and backs off for addresses new to
+	// it; those its holder logged in from before are not held back.
+	Account bool
+	// What failed too often: "failed logins" when empty.
+	What string
+}
 
 func (e *RateLimitedError) Error() string {
-	return fmt.Sprintf("too many failed logins: try again in %d minutes", int(e.RetryAfter.Minutes()+0.999))
+	wait := fmt.Sprintf("%d minutes", int(e.RetryAfter.Minutes()+0.999))
+	if e.RetryAfter < 2*time.Minute {
+		wait = fmt.Sprintf("%d seconds", int(e.RetryAfter.Seconds()+0.999))
+	}
+	if e.Account {
+		return "too many failed logins to this account: from an address new to it, try again in " + wait + " (addresses you logged in from before are not held back)"
+	}
+	what := e.What
+	if what == "" {
+		what = "failed logins"
+	}
+	return "too many " + what + ": try again in " + wait
 }
+
+// LoginBackoffError is the wrong password that made the account back off: the account's
+// holder is to be told (the panel mails it when SMTP is set).
+type LoginBackoffError struct{ User User }
+
+func (e *LoginBackoffError) Error() string { return ErrBadCredentials.Error() }
+
+func (e *LoginBackoffError) Unwrap() error { return ErrBadCredentials }
 
 const actionLoginFailed = "login-failed"
 
 // dummyHash makes a login for an unknown e-mail cost as much as one for a known e-mail.
 var dummyHash, _ = HashPassword("not a password of anyone's")
 
+// failures is the audit events of one action (failed logins) since a time that match a
+// condition: how many, the first and the last.
+type failures struct {
+	n           int64
+	first, last time.Time
+}
+
+func countFailures(ctx context.Context, db *gorm.DB, action string, since time.Time, cond string, args ...any) (failures, error) {
+	q := func() *gorm.DB {
+		return db.WithContext(ctx).Model(&AuditEvent{}).Where("action = ? AND created_at > ?", action, since).Where(cond, args...)
+	}
+	var f failures
+	if err := q().Count(&f.n).Error; err != nil || f.n == 0 {
+		return f, err
+	}
+	var first, last AuditEvent
+	if err := q().Order("created_at").Limit(1).Take(&first).Error; err != nil {
+		return f, err
+	}
+	if err := q().Order("created_at DESC").Limit(1).Take(&last).Error; err != nil {
+		return f, err
+	}
+	f.first, f.last = first.CreatedAt, last.CreatedAt
+	return f, nil
+}
+
 // Login checks an e-mail and password for a dashboard login from ip, within the rate
 // limits, and records the attempt in the audit log. It returns ErrBadCredentials for a
-// wrong e-mail or password and a *RateLimitedError once too many attempts failed.
+// wrong e-mail or password (a *LoginBackoffError when that failure made the account back off),
+// and a *RateLimitedError while a limit holds. An unknown e-mail gets the same answers
+// as a known one.
 func Login(ctx context.Context, db *gorm.DB, email, password, ip string) (*Actor, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
 	if len(email) > 254 {
 		email = email[:254]
 	}
-	since := time.Now().Add(-LoginWindow)
-	for _, lim := range []struct {
-		col, val string
-		max      int
-	}{{"ip", ip, LoginMaxFailuresPerIP}, {"detail", email, LoginMaxFailuresPerUser}} {
-		var n int64
-		var oldest AuditEvent
-		q := db.WithContext(ctx).Model(&AuditEvent{}).Where("action = ? AND created_at > ? AND "+lim.col+" = ?", actionLoginFailed, since, lim.val)
-		if err := q.Count(&n).Error; err != nil {
-			return nil, fmt.Errorf("count failed logins: %w", err)
-		}
-		if n >= int64(lim.max) {
-			retry := LoginWindow
-			if err := q.Order("created_at").Limit(1).Take(&oldest).Error; err == nil {
-				retry = time.Until(oldest.CreatedAt.Add(LoginWindow))
-			}
-			return nil, &RateLimitedError{RetryAfter: max(retry, time.Second)}
-		}
+	now := time.Now()
+	since := now.Add(-LoginWindow)
+	limited := func(until time.Time, account bool) error {
+		return &RateLimitedError{RetryAfter: max(until.Sub(now), time.Second), Account: account}
+	}
+	// The address, on any account.
+	fromIP, err := countFailures(ctx, db, actionLoginFailed, since, "ip = ?", ip)
+	if err != nil {
+		return nil, fmt.Errorf("count failed logins: %w", err)
+	}
+	if fromIP.n >= LoginMaxFailuresPerIP {
+		return nil, limited(fromIP.first.Add(LoginWindow), false)
 	}
 	var u User
-	err := db.WithContext(ctx).Where("email = ?", email).Take(&u).Error
+	err = db.WithContext(ctx).Where("email = ?", email).Take(&u).Error
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, fmt.Errorf("user lookup: %w", err)
 	}
@@ -230,13 +285,47 @@ func Login(ctx context.Context, db *gorm.DB, email, password, ip string) (*Actor
 	if err != nil {
 		hash = dummyHash
 	}
+	// The account, from everywhere: addresses new to it back off.
+	account, err := countFailures(ctx, db, actionLoginFailed, since, "detail = ?", email)
+	if err != nil {
+		return nil, fmt.Errorf("count failed logins: %w", err)
+	}
+	if account.n >= LoginMaxFailuresPerUser {
+		wait := min(time.Second<<min(account.n-LoginMaxFailuresPerUser, 20), LoginWindow)
+		if until := account.last.Add(wait); until.After(now) {
+			known, err := knownAddress(ctx, db, u.ID, ip, now)
+			if err != nil {
+				return nil, err
+			}
+			if !known {
+				return nil, limited(until, true)
+			}
+		}
+	}
 	if !CheckPassword(hash, password) || u.ID == 0 {
 		db.WithContext(ctx).Create(&AuditEvent{Action: actionLoginFailed, Object: "user", ObjectID: u.ID, IP: ip, Detail: email})
+		if u.ID != 0 && account.n+1 == LoginMaxFailuresPerUser {
+			return nil, &LoginBackoffError{User: u}
+		}
 		return nil, ErrBadCredentials
 	}
 	uid := u.ID
 	db.WithContext(ctx).Create(&AuditEvent{UserID: &uid, Action: "login", Object: "user", ObjectID: u.ID, IP: ip})
 	return &Actor{User: u}, nil
+}
+
+// knownAddress reports whether the user logged in from ip within LoginKnownFor.
+func knownAddress(ctx context.Context, db *gorm.DB, userID uint, ip string, now time.Time) (bool, error) {
+	if userID == 0 {
+		return false, nil
+	}
+	var n int64
+	err := db.WithContext(ctx).Model(&AuditEvent{}).Where("action = ? AND user_id = ? AND ip = ? AND created_at > ?",
+		"login", userID, ip, now.Add(-LoginKnownFor)).Count(&n).Error
+	if err != nil {
+		return false, fmt.Errorf("look up known addresses: %w", err)
+	}
+	return n > 0, nil
 }
 
 // ChangePassword changes the actor's own password after checking the current one, and ends

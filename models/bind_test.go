@@ -111,7 +111,12 @@ func TestNormalizeMAC(t *testing.T) {
 			t.Errorf("%s: %s %v", in, got, err)
 		}
 	}
-	for _, bad := range []string{"", "52:54:00", "zz:54:00:ab:cd:01", "52:54:00:ab:cd:01:02"} {
+	for _, bad := range []string{"", "52:54:00", "zz:54:00:ab:cd:01", "52:54:00:ab:cd:01:02",
+		// Separators anywhere, mixed or partial.
+		"5:2:5:4:0:0:1:2:3:4:5:6", "52:54-00:ab:cd:01", "5254:00ab:cd01", "52.54.00.ab.cd.01", "52:54:00:abcd01", "52-5400-abcd-01", ":525400abcd01",
+		"52:54:00:ab:cd:1", " 52 54 00 ab cd 01", "52:54:00:ab:cd:01\n00",
+		// Not a card's address: all zeros, broadcast, multicast.
+		"00:00:00:00:00:00", "000000000000", "ff:ff:ff:ff:ff:ff", "FF-FF-FF-FF-FF-FF", "01:00:5e:00:00:01", "33:33:00:00:00:01", "0300.0000.0001"} {
 		if _, err := NormalizeMAC(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

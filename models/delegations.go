@@ -2,6 +2,8 @@ package models
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -25,9 +27,15 @@ func (s *Store) Delegate(ctx context.Context, a *Actor, networkID, userID uint) 
 		if !a.CanAdminClient(n.ClientID) {
 			return Forbidden("only an admin of the network's client can delegate it")
 		}
+		// An absent user and a super-admin get the same answer: nobody but a super-admin
+		// learns which ids are super-admins (the accounts worth taking over).
 		var u User
-		if err := tx.Take(&u, userID).Error; err != nil {
+		err = tx.Take(&u, userID).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) || err == nil && u.SuperAdmin() && !a.SuperAdmin() {
 			return &NotFoundFieldError{Field: "user_id", What: "user"}
+		}
+		if err != nil {
+			return fmt.Errorf("load user: %w", err)
 		}
 		if u.SuperAdmin() || u.ClientID == n.ClientID {
 			return Conflict("user_id", "user %d already sees this network", userID)

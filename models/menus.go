@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"time"
 
@@ -47,6 +48,10 @@ type MenuInput struct {
 	Items     *[]MenuItem `field:"items"`
 }
 
+// MaxMenuURL bounds a chain item's URL (browsers and iPXE handle far less than the
+// request body's megabyte).
+const MaxMenuURL = 2048
+
 func checkMenuItems(tx *gorm.DB, networkID uint, items []MenuItem) (string, error) {
 	if len(items) > 100 {
 		return "", Invalid("items", "a menu holds at most 100 items")
@@ -67,7 +72,13 @@ func checkMenuItems(tx *gorm.DB, networkID uint, items []MenuItem) (string, erro
 		case "local":
 			it.GroupID, it.URL = 0, ""
 		case "chain":
-			if !strings.HasPrefix(it.URL, "http://") && !strings.HasPrefix(it.URL, "https://") || strings.ContainsAny(it.URL, " \n\r\t") {
+			if len(it.URL) > MaxMenuURL {
+				return "", Invalid("items", "item %d: url must be at most %d characters", i+1, MaxMenuURL)
+			}
+			// The URL goes into an iPXE script: one line, printable, with a host.
+			u, err := url.Parse(it.URL)
+			if !strings.HasPrefix(it.URL, "http://") && !strings.HasPrefix(it.URL, "https://") || err != nil || u.Host == "" ||
+				strings.IndexFunc(it.URL, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
 				return "", Invalid("items", "item %d: url must be an http:// or https:// address", i+1)
 			}
 			it.GroupID = 0

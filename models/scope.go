@@ -89,6 +89,10 @@ func listScoped[T any](ctx context.Context, db *gorm.DB, scope func(*gorm.DB) *g
 		return nil, 0, fmt.Errorf("count: %w", err)
 	}
 	items := make([]T, 0)
+	// A page past the last is empty (and its offset, which could overflow, is never computed).
+	if p.Page > 1 && int64(p.Page-1) >= (total+int64(p.PerPage)-1)/int64(p.PerPage) {
+		return items, total, nil
+	}
 	if err := q.Order("id").Offset((p.Page - 1) * p.PerPage).Limit(p.PerPage).Find(&items).Error; err != nil {
 		return nil, 0, fmt.Errorf("list: %w", err)
 	}

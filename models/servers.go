@@ -90,10 +90,10 @@ func (s *Store) CreateServer(ctx context.Context, a *Actor, in *ServerInput) (*C
 	if srv.Name, err = requiredName("name", in.Name, 200); err != nil {
 		return nil, err
 	}
-	if srv.IP, err = checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
+	if srv.IP, err = s.checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
 		return nil, err
 	}
-	if srv.ReplicationIP, err = checkIP("replication_ip", ptrOr(in.ReplicationIP, ""), false); err != nil {
+	if srv.ReplicationIP, err = s.checkIP("replication_ip", ptrOr(in.ReplicationIP, ""), false); err != nil {
 		return nil, err
 	}
 	if srv.Pool, err = checkPool(in.Pool); err != nil {
@@ -138,12 +138,12 @@ func (s *Store) UpdateServer(ctx context.Context, a *Actor, id uint, in *ServerI
 			}
 		}
 		if in.IP != nil {
-			if srv.IP, err = checkIP("ip", *in.IP, true); err != nil {
+			if srv.IP, err = s.checkIP("ip", *in.IP, true); err != nil {
 				return err
 			}
 		}
 		if in.ReplicationIP != nil {
-			if srv.ReplicationIP, err = checkIP("replication_ip", *in.ReplicationIP, false); err != nil {
+			if srv.ReplicationIP, err = s.checkIP("replication_ip", *in.ReplicationIP, false); err != nil {
 				return err
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"gorm.io/gorm"
@@ -117,6 +119,10 @@ type Engine interface {
 type Store struct {
 	DB     *gorm.DB
 	Engine Engine
+	// AllowLoopback accepts loopback addresses (127.0.0.0/8, ::1) for servers and tunnels,
+	// for a dev panel or a lab whose agents run on the panel's machine. Otherwise they are
+	// refused: in production a server or tunnel is always another machine.
+	AllowLoopback bool
 }
 
 // Created is the result of a create or an update that starts long work.
@@ -146,15 +152,40 @@ func checkName(field, v string, max int) (string, error) {
 	if len(v) > max {
 		return "", Invalid(field, "must be at most %d characters", max)
 	}
+	visible := false
 	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r == utf8.RuneError:
+			return "", Invalid(field, "must be valid UTF-8")
+		case unicode.IsControl(r): // C0, DEL and C1
 			return "", Invalid(field, "must not contain control characters")
+		case unicode.Is(unicode.Bidi_Control, r):
+			// Overrides and isolates make a name show in another order than it reads.
+			return "", Invalid(field, "must not contain bidirectional text controls (U+%04X)", r)
+		case unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) && !blank(r):
+			visible = true
 		}
+	}
+	if !visible {
+		return "", Invalid(field, "must have a visible character (letters, digits, punctuation or symbols)")
 	}
 	return v, nil
 }
 
-func checkIP(field, v string, required bool) (string, error) {
+// blank reports the letters and symbols that fonts draw as nothing (Hangul fillers, the
+// Braille blank): a name of only these, spaces, marks and format characters shows empty.
+func blank(r rune) bool {
+	switch r {
+	case 0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800:
+		return true
+	}
+	return false
+}
+
+// checkIP checks the address of another machine (a server or a tunnel): an IP address
+// the panel and devices can reach, so not unspecified, broadcast or multicast, and not
+// loopback unless the store allows it (dev and lab panels).
+func (s *Store) checkIP(field, v string, required bool) (string, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		if required {
@@ -163,8 +194,15 @@ func checkIP(field, v string, required bool) (string, error) {
 		return "", nil
 	}
 	ip := net.ParseIP(v)
-	if ip == nil {
+	switch {
+	case ip == nil:
 		return "", Invalid(field, "must be an IP address, got %q", v)
+	case ip.IsUnspecified():
+		return "", Invalid(field, "%s is the unspecified address: give the machine's own address", ip)
+	case ip.Equal(net.IPv4bcast) || ip.IsMulticast():
+		return "", Invalid(field, "%s is a broadcast or multicast address: give the machine's own address", ip)
+	case ip.IsLoopback() && !s.AllowLoopback:
+		return "", Invalid(field, "%s is a loopback address, which is this panel itself: give an address the panel and devices reach the machine at (a dev or lab panel, or CLUSTERDUCKS_ALLOW_LOOPBACK=1, accepts loopback)", ip)
 	}
 	return ip.String(), nil
 }

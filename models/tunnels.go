@@ -36,7 +36,7 @@ func (s *Store) CreateTunnel(ctx context.Context, a *Actor, in *TunnelInput) (*C
 	if t.Alias, err = requiredName("alias", in.Alias, 200); err != nil {
 		return nil, err
 	}
-	if t.IP, err = checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
+	if t.IP, err = s.checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
 		return nil, err
 	}
 	return s.createKeyed(ctx, a, nid, keyed{what: "tunnel", obj: t, id: &t.ID, name: &t.Alias, keyHash: &t.KeyHash,
@@ -53,7 +53,7 @@ func (s *Store) UpdateTunnel(ctx context.Context, a *Actor, id uint, in *TunnelI
 			}
 		}
 		if in.IP != nil {
-			if t.IP, err = checkIP("ip", *in.IP, true); err != nil {
+			if t.IP, err = s.checkIP("ip", *in.IP, true); err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/mail"
 	"slices"
@@ -114,6 +115,40 @@ func keepSuperAdmin(tx *gorm.DB, u *User) error {
 	return Conflict("role", "user %d is the last super-admin: make another user super-admin first", u.ID)
 }
 
+// EmailConflictsPerWindow bounds how many "e-mail already taken" answers (a user create,
+// or a change of e-mail) anyone but a super-admin gets within LoginWindow. E-mails are
+// unique across clients, so that 409 tells that an address has an account somewhere; the
+// bound keeps it from becoming a way to list other clients' users.
+const EmailConflictsPerWindow = 10
+
+const actionEmailTaken = "user-email-taken"
+
+// checkEmailProbes refuses a create or change of e-mail once the actor had too many
+// "e-mail already taken" answers.
+func (s *Store) checkEmailProbes(ctx context.Context, a *Actor) error {
+	if a.SuperAdmin() {
+		return nil
+	}
+	now := time.Now()
+	taken, err := countFailures(ctx, s.DB, actionEmailTaken, now.Add(-LoginWindow), "user_id = ?", a.ID)
+	if err != nil {
+		return fmt.Errorf("count e-mail conflicts: %w", err)
+	}
+	if taken.n >= EmailConflictsPerWindow {
+		return &RateLimitedError{RetryAfter: max(taken.first.Add(LoginWindow).Sub(now), time.Second), What: "e-mails already taken"}
+	}
+	return nil
+}
+
+// recordEmailProbe counts err against the actor when it is an "e-mail already taken";
+// outside the failed transaction, which rolled its own records back.
+func (s *Store) recordEmailProbe(ctx context.Context, a *Actor, email string, err error) {
+	var taken *ConflictError
+	if errors.As(err, &taken) && taken.Field == "email" && !a.SuperAdmin() {
+		s.DB.WithContext(ctx).Create(&AuditEvent{UserID: &a.ID, Action: actionEmailTaken, Object: "user", Detail: email})
+	}
+}
+
 // CreateUser creates a user in a client the actor administers.
 func (s *Store) CreateUser(ctx context.Context, a *Actor, in *UserInput) (*Created, error) {
 	u := &User{ClientID: a.ClientID, Role: RoleUser}
@@ -146,6 +181,9 @@ func (s *Store) CreateUser(ctx context.Context, a *Actor, in *UserInput) (*Creat
 	if u.PasswordHash, err = HashPassword(*in.Password); err != nil {
 		return nil, err
 	}
+	if err := s.checkEmailProbes(ctx, a); err != nil {
+		return nil, err
+	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		if _, err := getScoped[Client](ctx, tx, a.allClients, u.ClientID, "client"); err != nil {
 			return &NotFoundFieldError{Field: "client_id", What: "client"}
@@ -161,6 +199,7 @@ func (s *Store) CreateUser(ctx context.Context, a *Actor, in *UserInput) (*Creat
 		}
 		return audit(tx, a, nil, "create", "user", u.ID, u.Email)
 	})
+	s.recordEmailProbe(ctx, a, u.Email, err)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +209,11 @@ func (s *Store) CreateUser(ctx context.Context, a *Actor, in *UserInput) (*Creat
 // UpdateUser changes a user: the user itself may change its name, e-mail and password;
 // an admin of its client may also change its role.
 func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput) (*User, error) {
+	if in.Email != nil {
+		if err := s.checkEmailProbes(ctx, a); err != nil {
+			return nil, err
+		}
+	}
 	var u *User
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
@@ -234,6 +278,9 @@ func (s *Store) UpdateUser(ctx context.Context, a *Actor, id uint, in *UserInput
 		}
 		return audit(tx, a, nil, "update", "user", u.ID, "")
 	})
+	if in.Email != nil {
+		s.recordEmailProbe(ctx, a, *in.Email, err)
+	}
 	return u, err
 }
 

@@ -84,6 +84,10 @@ func (u *UI) login(c *fiber.Ctx) error {
 		d.Error = "Too many failed logins. " + strings.ToUpper(rl.Error()[:1]) + rl.Error()[1:] + "."
 		return u.showLogin(c, d)
 	case errors.Is(err, models.ErrBadCredentials):
+		var backoff *models.LoginBackoffError
+		if errors.As(err, &backoff) && u.opts.OnLoginBackoff != nil {
+			u.opts.OnLoginBackoff(&models.Actor{User: backoff.User}, c.IP())
+		}
 		c.Status(fiber.StatusUnauthorized)
 		d.Error = "Wrong e-mail or password."
 		return u.showLogin(c, d)

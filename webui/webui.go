@@ -40,6 +40,9 @@ type Options struct {
 	// OnLogin, when set, is told of every dashboard login (the panel mails the account
 	// holder when SMTP is configured).
 	OnLogin func(a *models.Actor, ip string)
+	// OnLoginBackoff, when set, is told when failed logins made an account back off (the
+	// panel mails the account holder); ip is the address of the last failure.
+	OnLoginBackoff func(a *models.Actor, ip string)
 	// StreamLifetime bounds one live-progress stream (default 5 minutes); the browser
 	// reconnects by itself for operations still running.
 	StreamLifetime time.Duration

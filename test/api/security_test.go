@@ -3,10 +3,13 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
@@ -289,6 +292,194 @@ func TestResizeOneAtATime(t *testing.T) {
 			}
 			// After the delete, a resize is refused too.
 			conflict(map[string]any{"vol_size": 40})
+		})
+	}
+}
+
+// raw sends bytes as one HTTP request and returns the whole answer.
+func (p *panelT) raw(req string) string {
+	p.t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(p.URL, "http://"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	if _, err := c.Write([]byte(req)); err != nil {
+		p.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// TestValidationGaps: each value the adversarial pass got stored, or answered wrongly,
+// is now refused with a JSON error naming the field, and nothing is written.
+func TestValidationGaps(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			a := p.Admin
+			n := p.network(a)
+			var before [4]int64
+			count := func() [4]int64 {
+				var c [4]int64
+				for i, m := range []any{&models.Device{}, &models.Server{}, &models.Tunnel{}, &models.Menu{}} {
+					p.DB.Model(m).Count(&c[i])
+				}
+				return c
+			}
+			before = count()
+			long := "http://boot.example/" + strings.Repeat("a", 4096)
+			cases := []struct {
+				method, path string
+				body         any
+				field        string
+			}{}
+			add := func(method, path string, body any, field string) {
+				cases = append(cases, struct {
+					method, path string
+					body         any
+					field        string
+				}{method, path, body, field})
+			}
+			for _, mac := range []string{"5:2:5:4:0:0:1:2:3:4:5:6", "52:54-00:12:34:56", "5254:0012:3456", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "00:00:00:00:00:00", "33-33-00-00-00-01"} {
+				add("POST", "/api/v0.9.2/devices.json", map[string]any{"network": n, "mac": mac}, "mac")
+			}
+			for _, ip := range []string{"::1", "127.0.0.1", "127.0.0.2", "0.0.0.0", "::", "255.255.255.255", "224.0.0.1", "ff02::1", "::ffff:127.0.0.1"} {
+				add("POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "s2", "network": n, "IP": ip, "Pool": "tank"}, "ip")
+				add("POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "s2", "network": n, "IP": "192.168.1.11", "replication_ip": ip, "Pool": "tank"}, "replication_ip")
+				add("PATCH", "/api/v0.9.2/servers/1.json", map[string]any{"IP": ip}, "ip")
+				add("POST", "/api/v0.9.2/tunnels.json", map[string]any{"Alias": "t2", "network": n, "IP": ip}, "ip")
+				add("PATCH", "/api/v0.9.2/tunnels/1.json", map[string]any{"IP": ip}, "ip")
+			}
+			for _, name := range []string{"a\u0085b", "a\u009bb", "\u202egnp.exe", "a\u2067b", "\u200b\u200b", "\u3164", "\u00a0\u3000\u2800"} {
+				add("POST", "/api/v0.9.2/devices.json", map[string]any{"network": n, "mac": "52:54:00:12:34:56", "name": name}, "name")
+				add("PATCH", fmt.Sprintf("/api/v0.9.2/networks/%d.json", n), map[string]any{"name": name}, "name")
+				add("POST", "/api/v0.9.2/menus.json", map[string]any{"network": n, "name": "m", "items": []map[string]any{{"type": "local", "label": name}}}, "items")
+			}
+			add("POST", "/api/v0.9.2/menus.json", map[string]any{"network": n, "name": "m", "items": []map[string]any{{"type": "local", "label": "Local", "colour": "red"}}}, "items")
+			add("POST", "/api/v0.9.2/menus.json", map[string]any{"network": n, "name": "m", "items": []map[string]any{{"type": "chain", "label": "x", "url": long}}}, "items")
+			add("POST", "/api/v0.9.2/menus.json", map[string]any{"network": n, "name": "m", "items": []map[string]any{{"type": "chain", "label": "x", "url": "http://a\x0bb/"}}}, "items")
+			for _, c := range cases {
+				code, v, _ := p.do(a, c.method, c.path, c.body)
+				if m, _ := v.(map[string]any); code != 422 || m["field"] != c.field {
+					t.Errorf("%s %s %q: %d %v, want 422 naming %s", c.method, c.path, c.body, code, v, c.field)
+				}
+			}
+			if after := count(); after != before {
+				t.Errorf("refused requests wrote rows: devices, servers, tunnels, menus %v, were %v", after, before)
+			}
+			var srv models.Server
+			if p.DB.Take(&srv, 1); srv.IP != "192.168.1.10" || srv.ReplicationIP != "" {
+				t.Errorf("the server's addresses changed: %+v", srv)
+			}
+			// The canonical MAC forms still work.
+			for i, mac := range []string{"52:54:00:12:34:5A", "52-54-00-12-34-5b", "525400.12345c", "5254.0012.345d", "52540012345e"} {
+				want := 201
+				if i == 2 {
+					want = 422
+				}
+				p.must(want, a, "POST", "/api/v0.9.2/devices.json", map[string]any{"network": n, "mac": mac})
+			}
+
+			// A page far past the last is empty (its offset overflowed into page 1).
+			for _, q := range []string{"page=9223372036854775807", "page=9223372036854775807&per_page=500", "page=4611686018427387904&per_page=2", "page=2"} {
+				code, v, _ := p.do(a, "GET", "/api/v0.9.2/networks.json?"+q, nil)
+				if l, ok := v.([]any); code != 200 || !ok || len(l) != 0 {
+					t.Errorf("networks.json?%s: %d %v, want an empty page", q, code, v)
+				}
+			}
+			p.must(422, a, "GET", "/api/v0.9.2/networks.json?page=9223372036854775808", nil)
+
+			// An unknown HTTP method is a JSON 501; a request fasthttp cannot parse a JSON 400
+			// that does not quote the request (and its token).
+			tok := strings.TrimSuffix(strings.TrimPrefix(a, `Token token="`), `"`)
+			for _, c := range []struct{ req, status string }{
+				{"FOO /api/v0.9.2/networks.json HTTP/1.1\r\nHost: x\r\nAuthorization: " + a + "\r\n\r\n", "501"},
+				{"GET /api/v0.9.2/networks.json HTTP/1.1\r\nHost: x\r\nAuthorization: " + a + "\r\nContent-Length: abc\r\n\r\n", "400"},
+				{"GET /api/v0.9.2/networks.json HTTP/1.1\r\nHost: x\r\n Authorization: " + a + "\r\n\r\n", "400"},
+			} {
+				resp := p.raw(c.req)
+				head, body, _ := strings.Cut(resp, "\r\n\r\n")
+				if !strings.HasPrefix(head, "HTTP/1.1 "+c.status) || !strings.Contains(head, "application/json") || !strings.HasPrefix(body, `{"error":`) || strings.Contains(resp, tok) {
+					t.Errorf("%q: answered %q", c.req, resp)
+				}
+			}
+
+			// The dashboard refuses a form value that is not UTF-8 instead of storing it.
+			secret, csrf, err := models.CreateSession(context.Background(), p.DB, 1, "192.0.2.1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("POST", p.URL+"/clients", strings.NewReader("name=Bad%FFName&csrf="+csrf))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.AddCookie(&http.Cookie{Name: "cd_session", Value: secret})
+			resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			var clients int64
+			p.DB.Model(&models.Client{}).Count(&clients)
+			if resp.StatusCode != 422 || clients != 1 {
+				t.Errorf("a form name that is not UTF-8: %d, %d clients", resp.StatusCode, clients)
+			}
+		})
+	}
+}
+
+// TestEnumeration: a client admin cannot tell a super-admin's id from an absent one by
+// delegating to it, and "e-mail already taken" answers (which tell that an address has an
+// account somewhere) are bounded per caller.
+func TestEnumeration(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			p := startPanel(t, driver)
+			client := p.must(201, p.Admin, "POST", "/api/v0.9.2/clients.json", map[string]any{"Name": "B"})
+			admin := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "b@example.com", "password": password, "client_id": id(client), "role": "admin"})
+			b := harness.Token(t, p.DB, uint(id(admin)))
+			n := id(p.must(201, b, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "NB", "Client": id(client)}))
+			path := fmt.Sprintf("/api/v0.9.2/networks/%d/delegations.json", n)
+			var root models.User
+			p.DB.Where("role = ?", models.RoleSuperAdmin).Take(&root)
+			code1, super, _ := p.do(b, "POST", path, map[string]any{"user_id": root.ID})
+			code2, absent, _ := p.do(b, "POST", path, map[string]any{"user_id": 4242})
+			if code1 != 404 || code2 != 404 || fmt.Sprint(super) != fmt.Sprint(absent) {
+				t.Fatalf("delegating to the super-admin: %d %v; to an absent user: %d %v; want the same 404", code1, super, code2, absent)
+			}
+			// A super-admin delegating to a super-admin learns nothing new: it sees every user.
+			p.must(409, p.Admin, "POST", path, map[string]any{"user_id": root.ID})
+
+			// "E-mail already taken" is answered EmailConflictsPerWindow times, then 429.
+			for i := range models.EmailConflictsPerWindow {
+				body := map[string]any{"email": root.Email, "password": password}
+				if i%2 == 1 {
+					body["email"] = strings.ToUpper(root.Email)
+				}
+				p.must(409, b, "POST", "/api/v0.9.2/users.json", body)
+			}
+			code, v, h := p.do(b, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "another@example.com", "password": password})
+			if code != 429 || h.Get("Retry-After") == "" {
+				t.Fatalf("after %d taken e-mails: %d %v (Retry-After %q), want 429", models.EmailConflictsPerWindow, code, v, h.Get("Retry-After"))
+			}
+			// Changing one's own e-mail is bounded alike; the super-admin is not.
+			u := p.must(201, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "c@example.com", "password": password, "client_id": id(client)})
+			ut := harness.Token(t, p.DB, uint(id(u)))
+			upath := fmt.Sprintf("/api/v0.9.2/users/%d.json", id(u))
+			for range models.EmailConflictsPerWindow {
+				p.must(409, ut, "PATCH", upath, map[string]any{"email": root.Email})
+			}
+			p.must(429, ut, "PATCH", upath, map[string]any{"email": "free@example.com"})
+			for range models.EmailConflictsPerWindow + 1 {
+				p.must(409, p.Admin, "POST", "/api/v0.9.2/users.json", map[string]any{"email": "b@example.com", "password": password})
+			}
+			var users int64
+			p.DB.Model(&models.User{}).Count(&users)
+			if users != 3 {
+				t.Fatalf("%d users, want 3", users)
+			}
 		})
 	}
 }

@@ -56,7 +56,8 @@ type HostServer struct {
 func StartHostPanel(t testing.TB) *HostPanel {
 	t.Helper()
 	db := harness.NewDB(t, "postgres")
-	store := &models.Store{DB: db}
+	// Slave servers are loopback addresses of their own (AddServer).
+	store := &models.Store{DB: db, AllowLoopback: true}
 	admin := harness.Admin(t, db)
 	app := panel.NewApp(panel.Options{Store: store})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -86,7 +86,7 @@ func TestGuide(t *testing.T) {
 	b.checkLabels("new tunnel")
 	b.choose("#f-network_id", "New Network")
 	b.fill("#f-alias", "New Tunnel Service")
-	b.fill("#f-ip", "127.0.0.2")
+	b.fill("#f-ip", "192.0.2.2")
 	b.submit()
 	b.open("/tunnels")
 	b.js(`document.querySelector('#list').setAttribute('data-old', '1')`)
@@ -125,8 +125,8 @@ func TestGuide(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("a refused server left %d rows", n)
 	}
-	b.fill("#f-ip", "127.0.0.3")
-	b.fill("#f-replication_ip", "127.0.0.4")
+	b.fill("#f-ip", "192.0.2.3")
+	b.fill("#f-replication_ip", "192.0.2.4")
 	b.submit()
 	if key := b.text("#secret-value"); !strings.HasPrefix(key, "cdk_") {
 		t.Fatalf("server key: %q", key)

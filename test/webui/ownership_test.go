@@ -49,8 +49,8 @@ func buildWorld(t *testing.T, p *panelT) *world {
 		net := must(s.CreateNetwork(ctx, admin, &models.NetworkInput{Name: models.Strp("net" + n.name), ClientID: models.Uintp(clients[n.client])})).Object.(*models.Network)
 		nid := models.Uintp(net.ID)
 		o["net"] = net.ID
-		o["tun"] = must(s.CreateTunnel(ctx, admin, &models.TunnelInput{NetworkID: nid, Alias: models.Strp("tun" + n.name), IP: models.Strp(fmt.Sprintf("127.0.1.%d", i+1))})).Object.(*models.Tunnel).ID
-		o["srv"] = must(s.CreateServer(ctx, admin, &models.ServerInput{NetworkID: nid, Name: models.Strp("srv" + n.name), IP: models.Strp(fmt.Sprintf("127.0.2.%d", i+1)), Pool: models.Strp("tank")})).Object.(*models.Server).ID
+		o["tun"] = must(s.CreateTunnel(ctx, admin, &models.TunnelInput{NetworkID: nid, Alias: models.Strp("tun" + n.name), IP: models.Strp(fmt.Sprintf("192.0.2.%d", i+1))})).Object.(*models.Tunnel).ID
+		o["srv"] = must(s.CreateServer(ctx, admin, &models.ServerInput{NetworkID: nid, Name: models.Strp("srv" + n.name), IP: models.Strp(fmt.Sprintf("198.51.100.%d", i+1)), Pool: models.Strp("tank")})).Object.(*models.Server).ID
 		size := int64(10)
 		o["vol"] = must(s.CreateVolume(ctx, admin, &models.VolumeInput{NetworkID: nid, Alias: models.Strp("vol" + n.name), SizeGiB: &size})).Object.(*models.Volume).ID
 		o["grp"] = must(s.CreateGroup(ctx, admin, &models.GroupInput{NetworkID: nid, Name: models.Strp("grp" + n.name), VolumeID: models.Uintp(o["vol"])})).Object.(*models.Group).ID

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/webui"
+	"github.com/clusterducks/clusterducks/workers/panel"
 )
 
 // TestSessionAndCSRF: the session cookie is HttpOnly and SameSite; a form post without
@@ -248,4 +251,56 @@ func TestSuperAdminDashboard(t *testing.T) {
 		t.Fatal("the users page offers the client admin no Edit on itself")
 	}
 	b.both("users-as-client-admin")
+}
+
+// TestLoginLockout: behind a trusted proxy, failed logins to an account from many
+// addresses do not lock its holder out: from the address it logged in from it logs in at
+// once, from a new one after a second's backoff; the failure that starts the backoff
+// tells the panel to mail the holder.
+func TestLoginLockout(t *testing.T) {
+	db := harness.NewDB(t, "sqlite")
+	store := &models.Store{DB: db}
+	admin := harness.Admin(t, db)
+	setPassword(t, db, admin.ID, adminPassword)
+	told := make(chan string, 10)
+	app := panel.NewApp(panel.Options{Store: store, TrustedProxies: []string{"127.0.0.1"}, OnAccess: func(a *models.Actor, how, ip string) {
+		told <- fmt.Sprintf("%s %s %s", a.Email, how, ip)
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln) //nolint:errcheck
+	t.Cleanup(func() { _ = app.ShutdownWithTimeout(5 * time.Second) })
+	p := &panelT{t: t, URL: "http://" + ln.Addr().String(), DB: db, Store: store, Admin: admin, App: app}
+	from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+
+	if resp := loginHTTP(t, p, admin.Email, adminPassword, from("203.0.113.1")); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("first login: %d", resp.StatusCode)
+	}
+	<-told // the dashboard login
+	for i := 1; i <= models.LoginMaxFailuresPerUser; i++ {
+		if resp := loginHTTP(t, p, admin.Email, "not the password", from(fmt.Sprintf("198.51.100.%d", i))); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i, resp.StatusCode)
+		}
+	}
+	if resp := loginHTTP(t, p, admin.Email, adminPassword, from("203.0.113.1")); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the holder from its own address after %d failures elsewhere: %d", models.LoginMaxFailuresPerUser, resp.StatusCode)
+	}
+	select {
+	case m := <-told:
+		if m != admin.Email+" "+models.AccessFailedLogins+" 198.51.100.20" {
+			t.Fatalf("told %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder was not told of the failed logins")
+	}
+	resp := loginHTTP(t, p, admin.Email, adminPassword, from("192.0.2.50"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("a new address right after: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if resp := loginHTTP(t, p, admin.Email, adminPassword, from("192.0.2.50")); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a new address a second later: %d (locked out)", resp.StatusCode)
+	}
 }

@@ -34,7 +34,8 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
-	store := &models.Store{DB: db}
+	// A dev panel's servers and tunnels may be this machine (the lab's agents are).
+	store := &models.Store{DB: db, AllowLoopback: true}
 	t, tinfo, err := startTemporal(ctx, store, filepath.Join(*data, "temporal"), *temporalPort, *noUI)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,7 @@ func NewApp(o Options) *fiber.App {
 	if o.OnAccess != nil {
 		h.OnTokenUse = func(a *models.Actor, ip string) { o.OnAccess(a, "API token", ip) }
 		o.WebUI.OnLogin = func(a *models.Actor, ip string) { o.OnAccess(a, "dashboard login", ip) }
+		o.WebUI.OnLoginBackoff = func(a *models.Actor, ip string) { o.OnAccess(a, models.AccessFailedLogins, ip) }
 	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	// The boot path's agent endpoints (server-key auth), before the API's user auth.
@@ -133,7 +135,13 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
-	store := &models.Store{DB: db}
+	// CLUSTERDUCKS_ALLOW_LOOPBACK=1 accepts servers and tunnels at loopback addresses, for
+	// a test or lab panel whose agents run on its own machine.
+	loopback, err := strconv.ParseBool(cmp.Or(os.Getenv("CLUSTERDUCKS_ALLOW_LOOPBACK"), "0"))
+	if err != nil {
+		return fmt.Errorf("CLUSTERDUCKS_ALLOW_LOOPBACK=%q: want 1 or 0", os.Getenv("CLUSTERDUCKS_ALLOW_LOOPBACK"))
+	}
+	store := &models.Store{DB: db, AllowLoopback: loopback}
 	t, err := TemporalFromEnv(ctx, store, slog.Default())
 	if err != nil {
 		return err

@@ -2,31 +2,37 @@ package wire
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 )
 
-// NormalizeMAC returns a MAC address as lower-case colon-separated hex, accepting colons,
-// dashes, dots or none as separators (iPXE sends hyphens, operators type colons). The
-// error says what was expected; the caller names the field.
+// macForms are the ways a MAC address is written: 12 hex digits, six pairs separated
+// all by colons or all by dashes (iPXE sends dashes, operators type colons), or three
+// groups of four separated by dots.
+var macForms = regexp.MustCompile(`^(?:[0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}(?:\.[0-9a-f]{4}){2})$`)
+
+// NormalizeMAC returns a MAC address as lower-case colon-separated hex. It accepts only
+// the usual forms (macForms), and only a unicast address a network card can have: not all
+// zeros, not broadcast or multicast (the low bit of the first octet). The error says what
+// was expected; the caller names the field.
 func NormalizeMAC(v string) (string, error) {
-	h := strings.NewReplacer(":", "", "-", "", ".", "").Replace(strings.ToLower(strings.TrimSpace(v)))
-	ok := len(h) == 12
-	var b strings.Builder
-	for i := 0; ok && i < 12; i++ {
-		c := h[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			ok = false
-			break
-		}
-		if i > 0 && i%2 == 0 {
-			b.WriteByte(':')
-		}
-		b.WriteByte(c)
-	}
-	if !ok {
+	s := strings.ToLower(strings.TrimSpace(v))
+	if !macForms.MatchString(s) {
 		return "", fmt.Errorf("must be a MAC address like 52:54:00:12:34:56, got %q", v)
 	}
-	return b.String(), nil
+	hex := strings.NewReplacer(":", "", "-", "", ".", "").Replace(s)
+	if hex == "000000000000" {
+		return "", fmt.Errorf("%s is the all-zero address, which no network card has", v)
+	}
+	if first, _ := strconv.ParseUint(hex[:2], 16, 8); first&1 == 1 {
+		return "", fmt.Errorf("%s is a broadcast or multicast address: a device's MAC is unicast (the first octet is even)", v)
+	}
+	parts := make([]string, 6)
+	for i := range parts {
+		parts[i] = hex[2*i : 2*i+2]
+	}
+	return strings.Join(parts, ":"), nil
 }
 
 // NormalizeUUID returns a UUID in the lower-case 8-4-4-4-12 form iPXE prints, or "" when
