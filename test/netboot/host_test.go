@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,11 +15,7 @@ import (
 	"github.com/clusterducks/clusterducks/test/harness"
 )
 
-func TestMain(m *testing.M) {
-	code := harness.RunWithPostgres(m)
-	harness.StopTemporal()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.MainPostgresTemporal(m) }
 
 // bootVM boots a device VM and returns the marker it printed.
 func bootVM(t *testing.T, a *HostAgent, d Device) string {
