@@ -148,16 +148,11 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 		if err != nil {
 			return err
 		}
-		var in struct {
-			UserID *uint `field:"user_id,user"`
-		}
+		var in models.DelegationInput
 		if err := models.DecodeJSON(c.Body(), &in); err != nil {
 			return err
 		}
-		if in.UserID == nil || *in.UserID == 0 {
-			return models.Invalid("user_id", "is required")
-		}
-		d, err := h.Store.Delegate(c.UserContext(), actor(c), id, *in.UserID)
+		d, err := h.Store.Delegate(c.UserContext(), actor(c), id, &in)
 		if err != nil {
 			return err
 		}

@@ -133,6 +133,10 @@ func TestNetworkObjectWrites(t *testing.T) {
 			_, err := s.SetMaintenance(ctx, a, g.ID, true, &MaintenanceInput{})
 			return err
 		}, &invalid, "device_id", "is required: the device that boots the group head"},
+		{"delegation without a user", func() error {
+			_, err := s.Delegate(ctx, a, nid, &DelegationInput{})
+			return err
+		}, &invalid, "user_id", "is required"},
 		{"volume maintenance without a device", func() error {
 			_, err := s.SetVolumeMaintenance(ctx, a, g.VolumeID, true, nil)
 			return err

@@ -376,15 +376,21 @@ func (u *UI) editForm(c *fiber.Ctx, res *resource) error {
 	return u.render(c, "form", "Edit "+res.Singular, res.Name, u.formFor(r, res, obj))
 }
 
-// refused shows the form again with what was typed and the models' error on its field.
+// refused shows a resource's form again with what was typed and the models' error.
 func (u *UI) refused(c *fiber.Ctx, res *resource, f *formView, v url.Values, err error) error {
+	return u.refuse(c, f, v, err, "form", f.Heading, res.Name, f)
+}
+
+// refuse renders a page again (template tmpl with data) whose form f was refused: with
+// what was typed and the models' error on its field; a server error is returned as is.
+func (u *UI) refuse(c *fiber.Ctx, f *formView, v url.Values, err error, tmpl, title, nav string, data any) error {
 	code, body := api.Status(err)
 	if code >= 500 {
 		return err
 	}
 	f.fill(v)
 	f.setError(body)
-	return u.render(c.Status(code), "form", f.Heading, res.Name, f)
+	return u.render(c.Status(code), tmpl, title, nav, data)
 }
 
 func (u *UI) create(c *fiber.Ctx, res *resource) error {

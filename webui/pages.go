@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
 )
@@ -156,13 +155,7 @@ func (u *UI) saveSettings(c *fiber.Ctx) error {
 		_, err = u.store.UpdateSettings(r.ctx, r.a, in)
 	}
 	if err != nil {
-		code, body := api.Status(err)
-		if code >= 500 {
-			return err
-		}
-		f.fill(v)
-		f.setError(body)
-		return u.render(c.Status(code), "settings", "Panel Settings", "settings", f)
+		return u.refuse(c, f, v, err, "settings", "Panel Settings", "settings", f)
 	}
 	return c.Redirect("/settings?notice=saved", fiber.StatusSeeOther)
 }
@@ -236,24 +229,12 @@ func (u *UI) delegate(c *fiber.Ctx) error {
 		return err
 	}
 	v := formValues(c)
-	var in struct {
-		UserID *uint `field:"user_id,user"`
-	}
-	err = models.DecodeForm(v, &in, csrfField)
-	if err == nil && (in.UserID == nil || *in.UserID == 0) {
-		err = models.Invalid("user_id", "is required")
-	}
+	in, err := decode[models.DelegationInput](v, nil)
 	if err == nil {
-		_, err = u.store.Delegate(r.ctx, r.a, id, *in.UserID)
+		_, err = u.store.Delegate(r.ctx, r.a, id, in)
 	}
 	if err != nil {
-		code, body := api.Status(err)
-		if code >= 500 {
-			return err
-		}
-		d.Form.fill(v)
-		d.Form.setError(body)
-		return u.render(c.Status(code), "delegations", "Delegations of "+d.Network.Name, "networks", d)
+		return u.refuse(c, d.Form, v, err, "delegations", "Delegations of "+d.Network.Name, "networks", d)
 	}
 	return c.Redirect(fmt.Sprintf("/networks/%d/delegations?notice=delegated", id), fiber.StatusSeeOther)
 }
