@@ -100,12 +100,7 @@ func (u *UI) operations(c *fiber.Ctx) error {
 	return u.render(c, "operations", "Operations", "operations", d)
 }
 
-func (u *UI) operation(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) operation(c *fiber.Ctx, r *rc, id uint) error {
 	op, err := u.store.Operation(r.ctx, r.a, id)
 	if err != nil {
 		return err
@@ -205,12 +200,7 @@ func (u *UI) delegationsData(r *rc, id uint) (*delegationsData, error) {
 	return d, nil
 }
 
-func (u *UI) delegations(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) delegations(c *fiber.Ctx, r *rc, id uint) error {
 	d, err := u.delegationsData(r, id)
 	if err != nil {
 		return err
@@ -218,12 +208,7 @@ func (u *UI) delegations(c *fiber.Ctx) error {
 	return u.render(c, "delegations", "Delegations of "+d.Network.Name, "networks", d)
 }
 
-func (u *UI) delegate(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) delegate(c *fiber.Ctx, r *rc, id uint) error {
 	d, err := u.delegationsData(r, id)
 	if err != nil {
 		return err
@@ -239,12 +224,7 @@ func (u *UI) delegate(c *fiber.Ctx) error {
 	return c.Redirect(fmt.Sprintf("/networks/%d/delegations?notice=delegated", id), fiber.StatusSeeOther)
 }
 
-func (u *UI) undelegate(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) undelegate(c *fiber.Ctx, r *rc, id uint) error {
 	uid, err := strconv.ParseUint(c.Params("user"), 10, 32)
 	if err != nil {
 		return models.NotFound("delegation")
@@ -255,13 +235,8 @@ func (u *UI) undelegate(c *fiber.Ctx) error {
 	return c.Redirect(fmt.Sprintf("/networks/%d/delegations?notice=undelegated", id), fiber.StatusSeeOther)
 }
 
-func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx) error {
-	return func(c *fiber.Ctx) error {
-		r := u.rc(c)
-		id, err := idParam(c)
-		if err != nil {
-			return err
-		}
+func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx, r *rc, id uint) error {
+	return func(c *fiber.Ctx, r *rc, id uint) error {
 		res, err := u.store.UpdateDevice(r.ctx, r.a, id, &models.DeviceInput{Locked: &lock})
 		if err != nil {
 			return err
@@ -282,12 +257,7 @@ func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx) error {
 	}
 }
 
-func (u *UI) rotateKey(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) rotateKey(c *fiber.Ctx, r *rc, id uint) error {
 	key, err := u.store.RotateServerKey(r.ctx, r.a, id)
 	if err != nil {
 		return err
@@ -317,18 +287,13 @@ func (u *UI) volumeForm(formID string, do func(r *rc, id uint, v url.Values) err
 
 // objectForm handles one small form on the page of an object of resource res.
 func (u *UI) objectForm(res, formID string, do func(r *rc, id uint, v url.Values) error) func(c *fiber.Ctx) error {
-	return func(c *fiber.Ctx) error {
-		r := u.rc(c)
-		id, err := idParam(c)
-		if err != nil {
-			return err
-		}
+	return u.withID(func(c *fiber.Ctx, r *rc, id uint) error {
 		v := formValues(c)
 		if err := do(r, id, v); err != nil {
 			return u.show(c, resourceNamed(res), id, "", &formErr{ID: formID, Values: v, Err: err})
 		}
 		return c.Redirect(fmt.Sprintf("/%s/%d?notice=%s", res, id, strings.TrimSuffix(formID, "-")), fiber.StatusSeeOther)
-	}
+	})
 }
 
 // publish queues the group's next version (models.Store.PublishGroup); its progress shows on the group's page.
