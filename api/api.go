@@ -115,61 +115,32 @@ var errMalformedRequest = errors.New("malformed HTTP request")
 
 func (h *Handler) routes(r fiber.Router, sp *spec) {
 	resource(r, sp, "clients", models.Client{}, crud[models.ClientInput]{
-		list:   wrapList(h.Store.ListClients),
-		get:    getAny(h.Store.GetClient),
-		create: h.Store.CreateClient,
-		update: asAny(h.Store.UpdateClient),
-		del:    noOp(h.Store.DeleteClient),
+		list: wrapList(h.Store.ListClients), get: getAny(h.Store.GetClient),
+		create: h.Store.CreateClient, update: asAny(h.Store.UpdateClient), del: noOp(h.Store.DeleteClient),
 	})
 	resource(r, sp, "users", models.User{}, crud[models.UserInput]{
-		list:   wrapList(h.Store.ListUsers),
-		get:    getAny(h.Store.GetUser),
-		create: h.Store.CreateUser,
-		update: asAny(h.Store.UpdateUser),
-		del:    noOp(h.Store.DeleteUser),
+		list: wrapList(h.Store.ListUsers), get: getAny(h.Store.GetUser),
+		create: h.Store.CreateUser, update: asAny(h.Store.UpdateUser), del: noOp(h.Store.DeleteUser),
 	})
 	resource(r, sp, "networks", models.Network{}, crud[models.NetworkInput]{
-		list:   wrapList(h.Store.ListNetworks),
-		get:    getAny(h.Store.GetNetwork),
-		create: h.Store.CreateNetwork,
-		update: asAny(h.Store.UpdateNetwork),
-		del:    noOp(h.Store.DeleteNetwork),
+		list: wrapList(h.Store.ListNetworks), get: getAny(h.Store.GetNetwork),
+		create: h.Store.CreateNetwork, update: asAny(h.Store.UpdateNetwork), del: noOp(h.Store.DeleteNetwork),
 	})
-	resource(r, sp, "tunnels", models.Tunnel{}, crud[models.TunnelInput]{
-		list:   ownedList[models.Tunnel](h.Store),
-		get:    ownedGet[models.Tunnel](h.Store, "tunnel"),
-		create: h.Store.CreateTunnel,
-		update: asAny(h.Store.UpdateTunnel),
-		del:    noOp(h.Store.DeleteTunnel),
-	})
-	resource(r, sp, "servers", models.Server{}, crud[models.ServerInput]{
-		list:   ownedList[models.Server](h.Store),
-		get:    ownedGet[models.Server](h.Store, "server"),
-		create: h.Store.CreateServer,
-		update: asAny(h.Store.UpdateServer),
-		del:    noOp(h.Store.DeleteServer),
-	})
-	resource(r, sp, "volumes", models.Volume{}, crud[models.VolumeInput]{
-		list:   ownedList[models.Volume](h.Store),
-		get:    ownedGet[models.Volume](h.Store, "volume"),
-		create: h.Store.CreateVolume,
-		update: asAny(h.Store.UpdateVolume),
-		del:    h.Store.DeleteVolume,
-	})
-	resource(r, sp, "groups", models.Group{}, crud[models.GroupInput]{
-		list:   ownedList[models.Group](h.Store),
-		get:    ownedGet[models.Group](h.Store, "group"),
-		create: h.Store.CreateGroup,
-		update: asAny(h.Store.UpdateGroup),
-		del:    h.Store.DeleteGroup,
-	})
-	resource(r, sp, "devices", models.Device{}, crud[models.DeviceInput]{
-		list:   ownedList[models.Device](h.Store),
-		get:    ownedGet[models.Device](h.Store, "device"),
-		create: h.Store.CreateDevice,
-		update: asAny(h.Store.UpdateDevice),
-		del:    h.Store.DeleteDevice,
-	})
+	resource(r, sp, "tunnels", models.Tunnel{}, owned[models.Tunnel](h.Store, "tunnel", crud[models.TunnelInput]{
+		create: h.Store.CreateTunnel, update: asAny(h.Store.UpdateTunnel), del: noOp(h.Store.DeleteTunnel),
+	}))
+	resource(r, sp, "servers", models.Server{}, owned[models.Server](h.Store, "server", crud[models.ServerInput]{
+		create: h.Store.CreateServer, update: asAny(h.Store.UpdateServer), del: noOp(h.Store.DeleteServer),
+	}))
+	resource(r, sp, "volumes", models.Volume{}, owned[models.Volume](h.Store, "volume", crud[models.VolumeInput]{
+		create: h.Store.CreateVolume, update: asAny(h.Store.UpdateVolume), del: h.Store.DeleteVolume,
+	}))
+	resource(r, sp, "groups", models.Group{}, owned[models.Group](h.Store, "group", crud[models.GroupInput]{
+		create: h.Store.CreateGroup, update: asAny(h.Store.UpdateGroup), del: h.Store.DeleteGroup,
+	}))
+	resource(r, sp, "devices", models.Device{}, owned[models.Device](h.Store, "device", crud[models.DeviceInput]{
+		create: h.Store.CreateDevice, update: asAny(h.Store.UpdateDevice), del: h.Store.DeleteDevice,
+	}))
 	resource(r, sp, "menus", models.MenuView{}, crud[models.MenuInput]{
 		list: func(ctx context.Context, a *models.Actor, p models.Page, nid uint) (any, int64, error) {
 			ms, total, err := models.ListOwned[models.Menu](ctx, h.Store, a, p, nid)
@@ -210,43 +181,18 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 		}
 		return c.JSON(fiber.Map{"id": id, "key": key})
 	})
-	r.Get("/groups/:id/versions.json", func(c *fiber.Ctx) error {
-		id, err := idParam(c)
-		if err != nil {
-			return err
-		}
-		vs, err := h.Store.ListVersions(c.UserContext(), actor(c), id)
-		if err != nil {
-			return err
-		}
-		return c.JSON(vs)
-	})
-	r.Get("/networks/:id/delegations.json", func(c *fiber.Ctx) error {
-		id, err := idParam(c)
-		if err != nil {
-			return err
-		}
-		ds, err := h.Store.ListDelegations(c.UserContext(), actor(c), id)
-		if err != nil {
-			return err
-		}
-		return c.JSON(ds)
-	})
+	r.Get("/groups/:id/versions.json", byID(h.Store.ListVersions))
+	r.Get("/networks/:id/delegations.json", byID(h.Store.ListDelegations))
 	r.Post("/networks/:id/delegations.json", func(c *fiber.Ctx) error {
 		id, err := idParam(c)
 		if err != nil {
 			return err
 		}
-		var in struct {
-			UserID *uint `field:"user_id,user"`
-		}
+		var in models.DelegationInput
 		if err := models.DecodeJSON(c.Body(), &in); err != nil {
 			return err
 		}
-		if in.UserID == nil || *in.UserID == 0 {
-			return models.Invalid("user_id", "is required")
-		}
-		d, err := h.Store.Delegate(c.UserContext(), actor(c), id, *in.UserID)
+		d, err := h.Store.Delegate(c.UserContext(), actor(c), id, &in)
 		if err != nil {
 			return err
 		}
@@ -330,15 +276,30 @@ func wrapList[T any](f func(context.Context, *models.Actor, models.Page) ([]T, i
 	}
 }
 
-func ownedList[T any](s *models.Store) func(context.Context, *models.Actor, models.Page, uint) (any, int64, error) {
-	return func(ctx context.Context, a *models.Actor, p models.Page, networkID uint) (any, int64, error) {
+// owned completes ops of a kind T that belongs to a network (what names it in errors):
+// listed, optionally in one network, and read, among the caller's networks.
+func owned[T, In any](s *models.Store, what string, ops crud[In]) crud[In] {
+	ops.list = func(ctx context.Context, a *models.Actor, p models.Page, networkID uint) (any, int64, error) {
 		return models.ListOwned[T](ctx, s, a, p, networkID)
 	}
+	ops.get = func(ctx context.Context, a *models.Actor, id uint) (any, error) {
+		return models.GetOwned[T](ctx, s, a, id, what)
+	}
+	return ops
 }
 
-func ownedGet[T any](s *models.Store, what string) func(context.Context, *models.Actor, uint) (any, error) {
-	return func(ctx context.Context, a *models.Actor, id uint) (any, error) {
-		return models.GetOwned[T](ctx, s, a, id, what)
+// byID answers a GET under /:id with what f returns for that id, as JSON.
+func byID[T any](f func(context.Context, *models.Actor, uint) (T, error)) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		v, err := f(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(v)
 	}
 }
 

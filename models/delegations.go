@@ -16,8 +16,17 @@ type Delegation struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// DelegationInput is the body of a delegation: the user the network is delegated to.
+type DelegationInput struct {
+	UserID *uint `field:"user_id,user"`
+}
+
 // Delegate gives a user access to a network ("pilot"); only an admin of the network's client may.
-func (s *Store) Delegate(ctx context.Context, a *Actor, networkID, userID uint) (*Delegation, error) {
+func (s *Store) Delegate(ctx context.Context, a *Actor, networkID uint, in *DelegationInput) (*Delegation, error) {
+	if in.UserID == nil || *in.UserID == 0 {
+		return nil, Invalid("user_id", "is required")
+	}
+	userID := *in.UserID
 	d := &Delegation{NetworkID: networkID, UserID: userID}
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		n, err := a.lockNetwork(tx, networkID, "")

@@ -146,20 +146,7 @@ func (s *Store) UpdateMenu(ctx context.Context, a *Actor, id uint, in *MenuInput
 
 // DeleteMenu deletes a menu; devices and networks that chose it fall back to none.
 func (s *Store) DeleteMenu(ctx context.Context, a *Actor, id uint) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		m, err := getScoped[Menu](ctx, tx, a.scopeNetworkOwned, id, "menu")
-		if err != nil {
-			return err
-		}
-		if err := tx.Model(&Device{}).Where("menu_id = ?", m.ID).Update("menu_id", nil).Error; err != nil {
-			return err
-		}
-		if err := tx.Model(&Network{}).Where("default_menu_id = ?", m.ID).Update("default_menu_id", nil).Error; err != nil {
-			return err
-		}
-		if err := tx.Delete(m).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &m.NetworkID, "delete", "menu", m.ID, m.Name)
+	return deleteOwned(ctx, s, a, id, "menu", func(m *Menu) (uint, string) { return m.NetworkID, m.Name }, func(tx *gorm.DB, m *Menu) error {
+		return clearRefs(tx, m.ID, ref{&Device{}, "menu_id"}, ref{&Network{}, "default_menu_id"})
 	})
 }

@@ -188,11 +188,7 @@ func (s *Store) RotateServerKey(ctx context.Context, a *Actor, id uint) (string,
 // DeleteServer removes a server. The master can only go while it is the network's last
 // server: choose another master first.
 func (s *Store) DeleteServer(ctx context.Context, a *Actor, id uint) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		srv, err := getScoped[Server](ctx, tx, a.scopeNetworkOwned, id, "server")
-		if err != nil {
-			return err
-		}
+	return deleteOwned(ctx, s, a, id, "server", func(srv *Server) (uint, string) { return srv.NetworkID, srv.Name }, func(tx *gorm.DB, srv *Server) error {
 		n, err := a.lockNetwork(tx, srv.NetworkID, "")
 		if err != nil {
 			return err
@@ -209,21 +205,10 @@ func (s *Store) DeleteServer(ctx context.Context, a *Actor, id uint) error {
 				return err
 			}
 		}
-		for _, q := range []struct {
-			model any
-			col   string
-		}{{&Device{}, "server_id"}, {&Container{}, "server_id"}} {
-			if err := tx.Model(q.model).Where(q.col+" = ?", srv.ID).Update(q.col, nil).Error; err != nil {
-				return err
-			}
-		}
-		if err := tx.Where("server_id = ?", srv.ID).Delete(&VersionCopy{}).Error; err != nil {
+		if err := clearRefs(tx, srv.ID, ref{&Device{}, "server_id"}, ref{&Container{}, "server_id"}); err != nil {
 			return err
 		}
-		if err := tx.Delete(srv).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &srv.NetworkID, "delete", "server", srv.ID, srv.Name)
+		return tx.Where("server_id = ?", srv.ID).Delete(&VersionCopy{}).Error
 	})
 }
 

@@ -52,6 +52,42 @@ func updateOwned[T any](ctx context.Context, s *Store, a *Actor, id uint, what s
 	return obj, err
 }
 
+// deleteOwned is the frame of a delete of a network-owned object (what names it): in one
+// transaction it loads the object the actor sees, runs before (checks, references to
+// clear), deletes it and audits the delete with the object's network and name.
+func deleteOwned[T any](ctx context.Context, s *Store, a *Actor, id uint, what string, named func(*T) (networkID uint, name string), before func(tx *gorm.DB, obj *T) error) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		obj, err := getScoped[T](ctx, tx, a.scopeNetworkOwned, id, what)
+		if err != nil {
+			return err
+		}
+		if err := before(tx, obj); err != nil {
+			return err
+		}
+		if err := tx.Delete(obj).Error; err != nil {
+			return err
+		}
+		nid, name := named(obj)
+		return audit(tx, a, &nid, "delete", what, id, name)
+	})
+}
+
+// ref is a column of another table that points at an object.
+type ref struct {
+	model  any
+	column string
+}
+
+// clearRefs sets the columns that point at object id to NULL (nothing points at it after).
+func clearRefs(tx *gorm.DB, id uint, refs ...ref) error {
+	for _, r := range refs {
+		if err := tx.Model(r.model).Where(r.column+" = ?", id).Update(r.column, nil).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // keyed is how CreateTunnel and CreateServer insert their object: a network's object whose
 // agent authenticates with a key (shown once), the network's selected one while it has none.
 type keyed struct {

@@ -3,7 +3,9 @@ package models
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -227,5 +229,72 @@ func TestCheckName(t *testing.T) {
 		if _, err := checkName("name", bad, 200); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestNetworkObjectDeletes(t *testing.T) {
+	ctx := context.Background()
+	s, a, _, g := opsStore(t) // network: master server "m", volume, group
+	nid := g.NetworkID
+	network := func() *Network {
+		var n Network
+		if err := s.DB.Take(&n, nid).Error; err != nil {
+			t.Fatal(err)
+		}
+		return &n
+	}
+	tu, err := s.CreateTunnel(ctx, a, &TunnelInput{NetworkID: &nid, Alias: Strp("t"), IP: Strp("203.0.113.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.CreateMenu(ctx, a, &MenuInput{NetworkID: &nid, Name: Strp("menu")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := m.Object.(*MenuView).ID
+	if _, err := s.UpdateNetwork(ctx, a, nid, &NetworkInput{DefaultMenuID: &mid}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.CreateDevice(ctx, a, &DeviceInput{NetworkID: &nid, MAC: Strp("52:54:00:00:09:01")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	did := d.Object.(*Device).ID
+	if _, err := s.UpdateDevice(ctx, a, did, &DeviceInput{MenuID: &mid}); err != nil {
+		t.Fatal(err)
+	}
+	slave, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s"), IP: Strp("10.0.0.2"), Pool: Strp("tank")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := *network().MasterServerID
+
+	if err := s.DeleteTunnel(ctx, a, tu.Object.(*Tunnel).ID); err != nil || network().TunnelID != nil {
+		t.Errorf("tunnel delete: %v, network's tunnel %v", err, network().TunnelID)
+	}
+	if err := s.DeleteMenu(ctx, a, mid); err != nil || network().DefaultMenuID != nil {
+		t.Errorf("menu delete: %v, network's default menu %v", err, network().DefaultMenuID)
+	}
+	var dev Device
+	if err := s.DB.Take(&dev, did).Error; err != nil || dev.MenuID != nil {
+		t.Errorf("device's menu after its delete: %v %v", dev.MenuID, err)
+	}
+	var conflict *ConflictError
+	if err := s.DeleteServer(ctx, a, master); !errors.As(err, &conflict) || conflict.Msg != fmt.Sprintf("server %d is the network's master: choose another master server first", master) {
+		t.Errorf("master delete with a slave left: %v", err)
+	}
+	if err := s.DeleteServer(ctx, a, slave.Object.(*Server).ID); err != nil {
+		t.Errorf("slave delete: %v", err)
+	}
+	if err := s.DeleteServer(ctx, a, master); err != nil || network().MasterServerID != nil {
+		t.Errorf("last server delete: %v, master %v", err, network().MasterServerID)
+	}
+	if err := s.DeleteTunnel(ctx, a, tu.Object.(*Tunnel).ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleting a deleted tunnel: %v", err)
+	}
+	var names []string
+	s.DB.Model(&AuditEvent{}).Where("action = ?", "delete").Order("id").Pluck("detail", &names)
+	if want := []string{"t", "menu", "s", "m"}; !slices.Equal(names, want) {
+		t.Errorf("delete audits %q, want %q", names, want)
 	}
 }

@@ -63,17 +63,7 @@ func (s *Store) UpdateTunnel(ctx context.Context, a *Actor, id uint, in *TunnelI
 
 // DeleteTunnel deletes a tunnel; a network that had selected it has no tunnel afterwards.
 func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		t, err := getScoped[Tunnel](ctx, tx, a.scopeNetworkOwned, id, "tunnel")
-		if err != nil {
-			return err
-		}
-		if err := tx.Model(&Network{}).Where("tunnel_id = ?", t.ID).Update("tunnel_id", nil).Error; err != nil {
-			return err
-		}
-		if err := tx.Delete(t).Error; err != nil {
-			return err
-		}
-		return audit(tx, a, &t.NetworkID, "delete", "tunnel", t.ID, t.Alias)
+	return deleteOwned(ctx, s, a, id, "tunnel", func(t *Tunnel) (uint, string) { return t.NetworkID, t.Alias }, func(tx *gorm.DB, t *Tunnel) error {
+		return clearRefs(tx, t.ID, ref{&Network{}, "tunnel_id"})
 	})
 }

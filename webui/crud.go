@@ -269,13 +269,31 @@ type showView struct {
 
 func (u *UI) mountResource(r routes, res *resource) {
 	base := "/" + res.Name
-	r.get(base, u.h(func(c *fiber.Ctx) error { return u.list(c, res) }))
-	r.get(base+"/new", u.h(func(c *fiber.Ctx) error { return u.newForm(c, res) }))
-	r.post(base, u.h(func(c *fiber.Ctx) error { return u.create(c, res) }))
-	r.get(base+"/:id", u.h(func(c *fiber.Ctx) error { return u.show(c, res, 0, "", nil) }))
-	r.get(base+"/:id/edit", u.h(func(c *fiber.Ctx) error { return u.editForm(c, res) }))
-	r.post(base+"/:id", u.h(func(c *fiber.Ctx) error { return u.update(c, res) }))
-	r.post(base+"/:id/delete", u.h(func(c *fiber.Ctx) error { return u.delete(c, res) }))
+	page := func(fn func(c *fiber.Ctx, res *resource) error) fiber.Handler {
+		return u.h(func(c *fiber.Ctx) error { return fn(c, res) })
+	}
+	object := func(fn func(c *fiber.Ctx, r *rc, res *resource, id uint) error) fiber.Handler {
+		return u.h(u.withID(func(c *fiber.Ctx, r *rc, id uint) error { return fn(c, r, res, id) }))
+	}
+	r.get(base, page(u.list))
+	r.get(base+"/new", page(u.newForm))
+	r.post(base, page(u.create))
+	r.get(base+"/:id", object(func(c *fiber.Ctx, _ *rc, res *resource, id uint) error { return u.show(c, res, id, "", nil) }))
+	r.get(base+"/:id/edit", object(u.editForm))
+	r.post(base+"/:id", object(u.update))
+	r.post(base+"/:id/delete", object(u.delete))
+}
+
+// withID adapts a handler of a path with :id: it gets the request's context and the id
+// (one that is not an id is a 404 before fn runs).
+func (u *UI) withID(fn func(c *fiber.Ctx, r *rc, id uint) error) func(c *fiber.Ctx) error {
+	return func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		return fn(c, u.rc(c), id)
+	}
 }
 
 func idParam(c *fiber.Ctx) (uint, error) {
@@ -363,12 +381,7 @@ func (u *UI) newForm(c *fiber.Ctx, res *resource) error {
 	return u.render(c, "form", "New "+res.Singular, res.Name, u.formFor(r, res, nil))
 }
 
-func (u *UI) editForm(c *fiber.Ctx, res *resource) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) editForm(c *fiber.Ctx, r *rc, res *resource, id uint) error {
 	obj, err := res.get(r, id)
 	if err != nil {
 		return err
@@ -376,15 +389,21 @@ func (u *UI) editForm(c *fiber.Ctx, res *resource) error {
 	return u.render(c, "form", "Edit "+res.Singular, res.Name, u.formFor(r, res, obj))
 }
 
-// refused shows the form again with what was typed and the models' error on its field.
+// refused shows a resource's form again with what was typed and the models' error.
 func (u *UI) refused(c *fiber.Ctx, res *resource, f *formView, v url.Values, err error) error {
+	return u.refuse(c, f, v, err, "form", f.Heading, res.Name, f)
+}
+
+// refuse renders a page again (template tmpl with data) whose form f was refused: with
+// what was typed and the models' error on its field; a server error is returned as is.
+func (u *UI) refuse(c *fiber.Ctx, f *formView, v url.Values, err error, tmpl, title, nav string, data any) error {
 	code, body := api.Status(err)
 	if code >= 500 {
 		return err
 	}
 	f.fill(v)
 	f.setError(body)
-	return u.render(c.Status(code), "form", f.Heading, res.Name, f)
+	return u.render(c.Status(code), tmpl, title, nav, data)
 }
 
 func (u *UI) create(c *fiber.Ctx, res *resource) error {
@@ -406,12 +425,7 @@ func (u *UI) create(c *fiber.Ctx, res *resource) error {
 	return c.Redirect(fmt.Sprintf("/%s/%d?notice=%s", res.Name, id, notice), fiber.StatusSeeOther)
 }
 
-func (u *UI) update(c *fiber.Ctx, res *resource) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) update(c *fiber.Ctx, r *rc, res *resource, id uint) error {
 	obj, err := res.get(r, id) // visibility first: another client's object is a 404 whatever is sent
 	if err != nil {
 		return err
@@ -432,12 +446,7 @@ func (u *UI) update(c *fiber.Ctx, res *resource) error {
 	return c.Redirect(fmt.Sprintf("/%s/%d?notice=%s", res.Name, id, notice), fiber.StatusSeeOther)
 }
 
-func (u *UI) delete(c *fiber.Ctx, res *resource) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) delete(c *fiber.Ctx, r *rc, res *resource, id uint) error {
 	deleted, err := res.del(r, id)
 	if err != nil {
 		return err
@@ -455,16 +464,10 @@ type formErr struct {
 	Err    error
 }
 
-// show renders an object's page: id 0 reads it from the path; secret is a key shown once;
-// fe puts a refused small form's error (and what was typed) back on the page.
+// show renders an object's page: secret is a key shown once; fe puts a refused small
+// form's error (and what was typed) back on the page.
 func (u *UI) show(c *fiber.Ctx, res *resource, id uint, secret string, fe *formErr) error {
 	r := u.rc(c)
-	if id == 0 {
-		var err error
-		if id, err = idParam(c); err != nil {
-			return err
-		}
-	}
 	obj, err := res.get(r, id)
 	if err != nil {
 		return err

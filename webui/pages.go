@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
 )
@@ -101,12 +100,7 @@ func (u *UI) operations(c *fiber.Ctx) error {
 	return u.render(c, "operations", "Operations", "operations", d)
 }
 
-func (u *UI) operation(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) operation(c *fiber.Ctx, r *rc, id uint) error {
 	op, err := u.store.Operation(r.ctx, r.a, id)
 	if err != nil {
 		return err
@@ -156,13 +150,7 @@ func (u *UI) saveSettings(c *fiber.Ctx) error {
 		_, err = u.store.UpdateSettings(r.ctx, r.a, in)
 	}
 	if err != nil {
-		code, body := api.Status(err)
-		if code >= 500 {
-			return err
-		}
-		f.fill(v)
-		f.setError(body)
-		return u.render(c.Status(code), "settings", "Panel Settings", "settings", f)
+		return u.refuse(c, f, v, err, "settings", "Panel Settings", "settings", f)
 	}
 	return c.Redirect("/settings?notice=saved", fiber.StatusSeeOther)
 }
@@ -212,12 +200,7 @@ func (u *UI) delegationsData(r *rc, id uint) (*delegationsData, error) {
 	return d, nil
 }
 
-func (u *UI) delegations(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) delegations(c *fiber.Ctx, r *rc, id uint) error {
 	d, err := u.delegationsData(r, id)
 	if err != nil {
 		return err
@@ -225,45 +208,23 @@ func (u *UI) delegations(c *fiber.Ctx) error {
 	return u.render(c, "delegations", "Delegations of "+d.Network.Name, "networks", d)
 }
 
-func (u *UI) delegate(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) delegate(c *fiber.Ctx, r *rc, id uint) error {
 	d, err := u.delegationsData(r, id)
 	if err != nil {
 		return err
 	}
 	v := formValues(c)
-	var in struct {
-		UserID *uint `field:"user_id,user"`
-	}
-	err = models.DecodeForm(v, &in, csrfField)
-	if err == nil && (in.UserID == nil || *in.UserID == 0) {
-		err = models.Invalid("user_id", "is required")
-	}
+	in, err := decode[models.DelegationInput](v, nil)
 	if err == nil {
-		_, err = u.store.Delegate(r.ctx, r.a, id, *in.UserID)
+		_, err = u.store.Delegate(r.ctx, r.a, id, in)
 	}
 	if err != nil {
-		code, body := api.Status(err)
-		if code >= 500 {
-			return err
-		}
-		d.Form.fill(v)
-		d.Form.setError(body)
-		return u.render(c.Status(code), "delegations", "Delegations of "+d.Network.Name, "networks", d)
+		return u.refuse(c, d.Form, v, err, "delegations", "Delegations of "+d.Network.Name, "networks", d)
 	}
 	return c.Redirect(fmt.Sprintf("/networks/%d/delegations?notice=delegated", id), fiber.StatusSeeOther)
 }
 
-func (u *UI) undelegate(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) undelegate(c *fiber.Ctx, r *rc, id uint) error {
 	uid, err := strconv.ParseUint(c.Params("user"), 10, 32)
 	if err != nil {
 		return models.NotFound("delegation")
@@ -274,13 +235,8 @@ func (u *UI) undelegate(c *fiber.Ctx) error {
 	return c.Redirect(fmt.Sprintf("/networks/%d/delegations?notice=undelegated", id), fiber.StatusSeeOther)
 }
 
-func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx) error {
-	return func(c *fiber.Ctx) error {
-		r := u.rc(c)
-		id, err := idParam(c)
-		if err != nil {
-			return err
-		}
+func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx, r *rc, id uint) error {
+	return func(c *fiber.Ctx, r *rc, id uint) error {
 		res, err := u.store.UpdateDevice(r.ctx, r.a, id, &models.DeviceInput{Locked: &lock})
 		if err != nil {
 			return err
@@ -301,12 +257,7 @@ func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx) error {
 	}
 }
 
-func (u *UI) rotateKey(c *fiber.Ctx) error {
-	r := u.rc(c)
-	id, err := idParam(c)
-	if err != nil {
-		return err
-	}
+func (u *UI) rotateKey(c *fiber.Ctx, r *rc, id uint) error {
 	key, err := u.store.RotateServerKey(r.ctx, r.a, id)
 	if err != nil {
 		return err
@@ -336,18 +287,13 @@ func (u *UI) volumeForm(formID string, do func(r *rc, id uint, v url.Values) err
 
 // objectForm handles one small form on the page of an object of resource res.
 func (u *UI) objectForm(res, formID string, do func(r *rc, id uint, v url.Values) error) func(c *fiber.Ctx) error {
-	return func(c *fiber.Ctx) error {
-		r := u.rc(c)
-		id, err := idParam(c)
-		if err != nil {
-			return err
-		}
+	return u.withID(func(c *fiber.Ctx, r *rc, id uint) error {
 		v := formValues(c)
 		if err := do(r, id, v); err != nil {
 			return u.show(c, resourceNamed(res), id, "", &formErr{ID: formID, Values: v, Err: err})
 		}
 		return c.Redirect(fmt.Sprintf("/%s/%d?notice=%s", res, id, strings.TrimSuffix(formID, "-")), fiber.StatusSeeOther)
-	}
+	})
 }
 
 // publish queues the group's next version (models.Store.PublishGroup); its progress shows on the group's page.

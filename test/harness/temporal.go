@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,14 @@ func Temporal(t testing.TB) *temporaltest.TestServer {
 		t.Fatal("harness: the shared Temporal server did not start")
 	}
 	return temporalSrv
+}
+
+// MainPostgresTemporal is MainPostgres for a package whose tests also use the shared
+// Temporal server: it stops that server too before exiting.
+func MainPostgresTemporal(m *testing.M) {
+	code := RunWithPostgres(m)
+	StopTemporal()
+	os.Exit(code)
 }
 
 // StopTemporal stops the shared server if it was started; call it at the end of TestMain.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,11 +17,7 @@ import (
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
 )
 
-func TestMain(m *testing.M) {
-	code := harness.RunWithPostgres(m)
-	harness.StopTemporal()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.MainPostgresTemporal(m) }
 
 // TestAccessMail: with SMTP set, the first use of an API token from an address mails the
 // account holder once; without SMTP nothing is sent.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,11 +15,7 @@ import (
 	"github.com/clusterducks/clusterducks/test/harness"
 )
 
-func TestMain(m *testing.M) {
-	code := harness.RunWithPostgres(m)
-	harness.StopTemporal()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.MainPostgresTemporal(m) }
 
 // bootVM boots a device VM and returns the marker it printed.
 func bootVM(t *testing.T, a *HostAgent, d Device) string {
@@ -49,6 +44,29 @@ func publishedGroup(p *HostPanel, a *HostAgent) *models.Group {
 	g := p.Group(true, false)
 	p.Publish(a, g, 1)
 	return g
+}
+
+// bootAll boots devs at once through bootURL and fails unless device i printed want[i].
+func bootAll(t *testing.T, bootURL string, devs []Device, want []string, timeout time.Duration) {
+	t.Helper()
+	got := make([]string, len(devs))
+	errs := make([]error, len(devs))
+	var wg sync.WaitGroup
+	for i := range devs {
+		wg.Go(func() {
+			res, err := Boot(context.Background(), bootURL, devs[i], timeout)
+			if err == nil {
+				got[i] = res.Marker
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i := range devs {
+		if errs[i] != nil || got[i] != want[i] {
+			t.Fatalf("concurrent boot of %s: %q, want %q: %v", devs[i].MAC, got[i], want[i], errs[i])
+		}
+	}
 }
 
 func expect(t *testing.T, got, want, why string) {
@@ -108,24 +126,7 @@ func TestHostNetboot(t *testing.T) {
 	// Four devices at once (three known, one new) all reach their markers.
 	devs := []Device{devA, devB, devC, DeviceN(4)}
 	want := []string{Marker(g.ID, 3), Marker(g.ID, 1), Marker(g.ID, 3), Marker(g.ID, 3)}
-	got := make([]string, len(devs))
-	errs := make([]error, len(devs))
-	var wg sync.WaitGroup
-	for i := range devs {
-		wg.Go(func() {
-			res, err := Boot(context.Background(), a.BootURL, devs[i], 3*time.Minute)
-			if err == nil {
-				got[i] = res.Marker
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for i := range devs {
-		if errs[i] != nil || got[i] != want[i] {
-			t.Fatalf("concurrent boot of %s: %q (want %q): %v", devs[i].MAC, got[i], want[i], errs[i])
-		}
-	}
+	bootAll(t, a.BootURL, devs, want, 3*time.Minute)
 
 	// The agent restarts while the panel is down: it exports again what its cache lists,
 	// and non-strict devices still boot.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -168,24 +167,7 @@ func TestLabNetboot(t *testing.T) {
 	// Four devices at once: A (reprovisioned to v3), locked B, C, and a new device D.
 	devs := []Device{devA, devB, devC, DeviceN(104)}
 	want := []string{Marker(groupID, 3), Marker(groupID, 1), Marker(groupID, 3), Marker(groupID, 3)}
-	got := make([]string, len(devs))
-	errs := make([]error, len(devs))
-	var wg sync.WaitGroup
-	for i := range devs {
-		wg.Go(func() {
-			res, err := Boot(context.Background(), bootURL, devs[i], 4*time.Minute)
-			if err == nil {
-				got[i] = res.Marker
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for i := range devs {
-		if errs[i] != nil || got[i] != want[i] {
-			t.Fatalf("concurrent boot of %s: %q, want %q: %v", devs[i].MAC, got[i], want[i], errs[i])
-		}
-	}
+	bootAll(t, bootURL, devs, want, 4*time.Minute)
 	t.Logf("erator: %v", erator("device-"))
 
 	// Reprovisioning lost nothing: A's v2 disk comes back from the erator through the API

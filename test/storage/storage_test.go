@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -16,11 +15,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 )
 
-func TestMain(m *testing.M) {
-	code := harness.RunWithPostgres(m)
-	harness.StopTemporal()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.MainPostgresTemporal(m) }
 
 // TestStorage follows the guide's curl sequence on a real storage server and then the
 // faults of issue 4, all on one VM booted once (its subtests run in order and build on

@@ -12,6 +12,7 @@ import (
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
 	"gorm.io/gorm"
 )
 
@@ -107,4 +108,16 @@ func (e *deviceEnv) provision(v int) <-chan error {
 		out <- err
 	}()
 	return out
+}
+
+// startAgent runs a worker on the master's task queue with the activities register puts
+// there (a fake agent's), stopped when the test ends.
+func (e *deviceEnv) startAgent(t *testing.T, register func(worker.Registry)) {
+	t.Helper()
+	aw := worker.New(e.c, workflows.ServerQueue(e.sid), worker.Options{})
+	register(aw)
+	if err := aw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(aw.Stop)
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
-	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 )
@@ -67,16 +66,11 @@ func TestLockThroughDeviceWorkflow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	e := newDeviceEnv(t, ctx, "locks", "52:54:00:00:10:01", 3)
-	tmp, c, db, store, admin, sid, did, versions := e.tmp, e.c, e.db, e.store, e.admin, e.sid, e.did, e.versions
+	tmp, db, store, admin, did, versions := e.tmp, e.db, e.store, e.admin, e.did, e.versions
 	tmp.Engine.LockWait = 3 * time.Second
 
 	agent := &slowAgent{hold: map[int]chan struct{}{2: make(chan struct{}), 3: make(chan struct{})}, started: make(chan int, 8)}
-	aw := worker.New(c, workflows.ServerQueue(sid), worker.Options{})
-	agent.register(aw)
-	if err := aw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(aw.Stop)
+	e.startAgent(t, agent.register)
 
 	provision := e.provision
 	lock := func(locked bool) <-chan *models.Created {

@@ -22,22 +22,19 @@ func TestRestoreThroughDeviceWorkflow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	e := newDeviceEnv(t, ctx, "restores", "52:54:00:00:20:01", 2)
-	tmp, c, db, store, admin, sid, did, g, versions := e.tmp, e.c, e.db, e.store, e.admin, e.sid, e.did, e.g, e.versions
+	tmp, db, store, admin, did, g, versions := e.tmp, e.db, e.store, e.admin, e.did, e.g, e.versions
 
 	// The agent: v2's clone waits for hold; the restore swaps v1 back (the disk v2 replaced).
 	agent := &slowAgent{hold: map[int]chan struct{}{2: make(chan struct{})}, started: make(chan int, 8)}
 	restores := make(chan storage.RestoreDeviceInput, 8)
-	aw := worker.New(c, workflows.ServerQueue(sid), worker.Options{})
-	agent.register(aw)
-	aw.RegisterActivityWithOptions(func(_ context.Context, in storage.RestoreDeviceInput) (*storage.RestoreDeviceResult, error) {
-		restores <- in
-		from := storage.EratorDataset(in.Pool, "device", in.DeviceID, in.Unix-60)
-		return &storage.RestoreDeviceResult{From: from, Origin: fmt.Sprintf("%s/iscsi/groups/%d@v1", in.Pool, g.ID), GroupID: g.ID, Version: 1}, nil
-	}, activity.RegisterOptions{Name: "RestoreDevice"})
-	if err := aw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(aw.Stop)
+	e.startAgent(t, func(aw worker.Registry) {
+		agent.register(aw)
+		aw.RegisterActivityWithOptions(func(_ context.Context, in storage.RestoreDeviceInput) (*storage.RestoreDeviceResult, error) {
+			restores <- in
+			from := storage.EratorDataset(in.Pool, "device", in.DeviceID, in.Unix-60)
+			return &storage.RestoreDeviceResult{From: from, Origin: fmt.Sprintf("%s/iscsi/groups/%d@v1", in.Pool, g.ID), GroupID: g.ID, Version: 1}, nil
+		}, activity.RegisterOptions{Name: "RestoreDevice"})
+	})
 
 	provision := e.provision
 	op := func(id uint) models.Operation {

@@ -8,7 +8,6 @@ package storage
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -19,11 +18,7 @@ import (
 	storagetest "github.com/clusterducks/clusterducks/test/storage"
 )
 
-func TestMain(m *testing.M) {
-	code := harness.RunWithPostgres(m)
-	harness.StopTemporal()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.MainPostgresTemporal(m) }
 
 const samples = 8
 

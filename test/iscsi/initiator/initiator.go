@@ -677,24 +677,8 @@ func (s *Session) Command(ctx context.Context, lun uint64, cdb []byte, out []byt
 		err = s.sendData(itt, 0xffffffff, c, unsolicited, more)
 		s.wmu.Lock()
 	}
-	if err == nil {
-		err = s.bw.Flush()
-	}
-	s.wmu.Unlock()
-	if err != nil {
-		s.fail(err)
+	if answered, err := s.await(ctx, c, err); !answered || !c.ok {
 		return nil, err
-	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	s.mu.Lock()
-	serr := s.err
-	s.mu.Unlock()
-	if !c.ok {
-		return nil, serr
 	}
 	return &c.res, nil
 }
@@ -779,27 +763,38 @@ func (s *Session) simple(ctx context.Context, build func(p *pdu, itt, cmdSN, exp
 		p.bhs[0] |= 0x40
 	}
 	p.data = data
-	err = s.writePDU(&p)
+	answered, err := s.await(ctx, c, s.writePDU(&p))
+	if !answered {
+		return nil, err
+	}
+	return c, err
+}
+
+// await flushes the request the caller wrote holding wmu (err is the write's), releases
+// wmu and waits for c's end. answered is false when the write failed (the session fails
+// with it) or ctx ended first; a call that ended without its answer (!c.ok) gives the
+// session's error.
+func (s *Session) await(ctx context.Context, c *call, err error) (answered bool, _ error) {
 	if err == nil {
 		err = s.bw.Flush()
 	}
 	s.wmu.Unlock()
 	if err != nil {
 		s.fail(err)
-		return nil, err
+		return false, err
 	}
 	select {
 	case <-c.done:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return false, ctx.Err()
 	}
 	s.mu.Lock()
 	serr := s.err
 	s.mu.Unlock()
 	if !c.ok {
-		return c, serr
+		return true, serr
 	}
-	return c, nil
+	return true, nil
 }
 
 // Ping sends a NOP-Out and waits for the NOP-In.
