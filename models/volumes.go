@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"gorm.io/gorm"
 )
 
@@ -232,19 +233,18 @@ func volumeRoom(tx *gorm.DB, n *Network, sizeGiB, previousGiB int64) (string, er
 	if err := tx.Take(&m, *n.MasterServerID).Error; err != nil || m.StatsAt == nil || m.PoolSize <= 0 {
 		return "", nil
 	}
-	const gib = 1 << 30
-	size := sizeGiB * gib
+	size := sizeGiB * wire.GiB
 	if size > m.PoolSize {
 		return "", Invalid("vol_size", "%d GiB is more than the master's pool %s can ever hold (%.1f GiB usable)",
-			sizeGiB, m.Pool, float64(m.PoolSize)/gib)
+			sizeGiB, m.Pool, float64(m.PoolSize)/wire.GiB)
 	}
 	var st struct {
 		Provisioned int64 `json:"provisioned"`
 	}
 	_ = json.Unmarshal([]byte(m.Stats), &st)
-	if p := st.Provisioned - previousGiB*gib + size; p > m.PoolSize {
+	if p := st.Provisioned - previousGiB*wire.GiB + size; p > m.PoolSize {
 		return fmt.Sprintf("thin provisioning overcommits pool %s: its volumes may grow to %.1f GiB, it holds %.1f GiB",
-			m.Pool, float64(p)/gib, float64(m.PoolSize)/gib), nil
+			m.Pool, float64(p)/wire.GiB, float64(m.PoolSize)/wire.GiB), nil
 	}
 	return "", nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 )
 
@@ -111,8 +112,8 @@ func usersRes() *resource {
 		meta:      meta{Name: "users", Title: "Users", Singular: "User", Icon: "user", Submit: "Add"},
 		canCreate: func(a *models.Actor) bool { return a.SuperAdmin() || a.Role == models.RoleAdmin },
 		canChange: func(r *rc, u *models.User) bool { return r.a.CanChangeUser(u) },
-		columns: []string{"E-mail", "Name", "Role", "Client"},
-		list:    storeList((*models.Store).ListUsers), get: storeGet((*models.Store).GetUser),
+		columns:   []string{"E-mail", "Name", "Role", "Client"},
+		list:      storeList((*models.Store).ListUsers), get: storeGet((*models.Store).GetUser),
 		id:    func(x *models.User) uint { return x.ID },
 		label: func(x *models.User) string { return x.Email },
 		row: func(r *rc, u *models.User) []cell {
@@ -347,11 +348,10 @@ func orDash(s string) string {
 }
 
 func bytesText(n int64) string {
-	const gib = 1 << 30
 	if n == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.1f GiB", float64(n)/gib)
+	return fmt.Sprintf("%.1f GiB", float64(n)/wire.GiB)
 }
 
 func volumesRes() *resource {

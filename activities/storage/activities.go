@@ -19,8 +19,8 @@ import (
 	"go.temporal.io/sdk/activity"
 )
 
-// GiB is the unit of vol_size.
-const GiB = 1 << 30
+// GiB is the unit of vol_size (wire.GiB).
+const GiB = wire.GiB
 
 // Activities are the storage worker's activities; one value per agent.
 type Activities struct {

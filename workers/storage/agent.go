@@ -6,6 +6,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -63,7 +64,7 @@ func Run(ctx context.Context, args []string, version string) error {
 	panelURL := fs.String("panel", os.Getenv("CLUSTERDUCKS_PANEL"), "panel base URL (https://panel.example.com)")
 	keyFile := fs.String("key", os.Getenv("CLUSTERDUCKS_KEY_FILE"), "file holding the server key")
 	addr := fs.String("addr", "", "address of this agent's endpoints, as the panel should know it")
-	state := fs.String("state", envDefault("CLUSTERDUCKS_STATE", defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
+	state := fs.String("state", cmp.Or(os.Getenv("CLUSTERDUCKS_STATE"), defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
 	bootCfg := bootFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -43,16 +44,9 @@ func bootFlags(fs *flag.FlagSet) *BootConfig {
 	b := &BootConfig{}
 	fs.StringVar(&b.ISCSIListen, "iscsi-listen", os.Getenv("CLUSTERDUCKS_ISCSI_LISTEN"), "iSCSI target listen address (default: the server's iSCSI IP, port 3260)")
 	fs.StringVar(&b.Portal, "iscsi-portal", os.Getenv("CLUSTERDUCKS_ISCSI_PORTAL"), "host:port devices reach the target at (default: the listen address)")
-	fs.StringVar(&b.BootListen, "boot-listen", envDefault("CLUSTERDUCKS_BOOT_LISTEN", ":8080"), "boot endpoint (boot.ipxe) listen address")
+	fs.StringVar(&b.BootListen, "boot-listen", cmp.Or(os.Getenv("CLUSTERDUCKS_BOOT_LISTEN"), ":8080"), "boot endpoint (boot.ipxe) listen address")
 	fs.BoolVar(&b.CHAP, "iscsi-chap", os.Getenv("CLUSTERDUCKS_ISCSI_CHAP") == "1", "require CHAP on every target (per-target secrets derived from the server key; CLUSTERDUCKS_ISCSI_CHAP=1)")
 	return b
-}
-
-func envDefault(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // temporalProvisioner provisions through the device entity workflow: update-with-start

@@ -92,3 +92,7 @@ type StatsReport struct {
 	PoolFree   int64           `json:"pool_free"`   // bytes
 	Detail     json.RawMessage `json:"detail"`      // the agent's full report, shown as stats
 }
+
+// GiB is the unit of vol_size and of the pool figures the panel shows: one definition for
+// the panel's checks, its pages and the agent's zvols.
+const GiB = 1 << 30
