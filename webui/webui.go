@@ -1,5 +1,5 @@
-// Package webui is the panel's dashboard: server-rendered pages (html/template, embedded with
-// go:embed), a little vanilla JavaScript, and the live-progress stream (server-sent events).
+// Package webui is the panel's dashboard: server-rendered pages (html/template, embedded in
+// the binary), a little vanilla JavaScript, and the live-progress stream (server-sent events).
 // Every read and write goes through models.Store with the logged-in user's Actor, so a page
 // can never show what the API hides or do what the API refuses.
 package webui

@@ -328,7 +328,7 @@ func (c *conn) complete(cmd *scsiCmd, itt uint32, lunField []byte, edtl uint32, 
 	}
 	var dataSN uint32
 	if !pl.readMedia {
-		dataSN = c.queueDataInAt(itt, pl.dataIn[:send], 0, dataSN, true, rflags, resid)
+		c.queueDataInAt(itt, pl.dataIn[:send], 0, dataSN, true, rflags, resid)
 		c.observe(cmd.target, statusGood, start)
 		return nil
 	}

@@ -71,11 +71,6 @@ type conn struct {
 	pendingBytes     int  // bytes held by commands queued for a CmdSN gap
 }
 
-var connSeq struct {
-	sync.Mutex
-	n uint64
-}
-
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:     s,

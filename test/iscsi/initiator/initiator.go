@@ -106,9 +106,7 @@ type call struct {
 	got     int
 	res     Result
 	done    chan struct{}
-	tmf     bool
 	tmfResp byte
-	nop     bool
 	ok      bool // a response arrived
 }
 
@@ -344,7 +342,7 @@ func (s *Session) login() error {
 		h.Write([]byte{byte(id)})
 		h.Write([]byte(o.CHAPSecret))
 		h.Write(chal)
-		r, err = s.loginPDU(0, 1, true, kvEncode("CHAP_N", o.CHAPUser, "CHAP_R", "0x"+hex.EncodeToString(h.Sum(nil))))
+		_, err = s.loginPDU(0, 1, true, kvEncode("CHAP_N", o.CHAPUser, "CHAP_R", "0x"+hex.EncodeToString(h.Sum(nil))))
 		if err != nil {
 			return err
 		}
