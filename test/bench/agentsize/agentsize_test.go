@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -18,7 +17,8 @@ import (
 // BenchmarkAgentSize reports the agent binary's size in bytes and the number of packages
 // it links.
 func BenchmarkAgentSize(b *testing.B) {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// go test puts its own GOROOT/bin first on the PATH.
+	goBin := "go"
 	out := filepath.Join(b.TempDir(), "agent")
 	for i := 0; i < b.N; i++ {
 		cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./cmd/agent")
