@@ -212,8 +212,14 @@ func registerDevice(db *gorm.DB, n *Network, mac, uuid string, d *Device) (bool,
 // RecordClone stores that a device of a network now has a clone of a version on a server
 // (the device workflow calls it once the clone exists). Repeating it changes nothing.
 func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionID, serverID uint) error {
-	res := db.WithContext(ctx).Model(&Device{}).Where("id = ? AND network_id = ?", deviceID, networkID).
-		Updates(map[string]any{"clone_version_id": versionID, "server_id": serverID})
+	return updateDevice(ctx, db, map[string]any{"clone_version_id": versionID, "server_id": serverID},
+		"id = ? AND network_id = ?", deviceID, networkID)
+}
+
+// updateDevice writes fields of the device that where matches. PostgreSQL and SQLite
+// count matched rows, changed or not, so none counted means no such device.
+func updateDevice(ctx context.Context, db *gorm.DB, fields map[string]any, where string, args ...any) error {
+	res := db.WithContext(ctx).Model(&Device{}).Where(where, args...).Updates(fields)
 	if res.Error != nil {
 		return res.Error
 	}
@@ -276,15 +282,7 @@ var ErrLockPending = errors.New("the lock change is queued behind the device's p
 
 // SetDeviceLock writes a device's lock (the device workflow's step). Repeating it changes nothing.
 func SetDeviceLock(ctx context.Context, db *gorm.DB, deviceID uint, locked bool) error {
-	res := db.WithContext(ctx).Model(&Device{}).Where("id = ?", deviceID).Update("locked", locked)
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		// PostgreSQL and SQLite count matched rows, changed or not: none matched.
-		return NotFound("device")
-	}
-	return nil
+	return updateDevice(ctx, db, map[string]any{"locked": locked}, "id = ?", deviceID)
 }
 
 // DevicePlan is what a device's workflow needs from the database before it touches a disk.
