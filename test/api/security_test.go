@@ -100,6 +100,12 @@ func (p *panelT) network(auth string) int {
 	return n
 }
 
+// volume creates a 1 GiB volume in a network, marks it ready and returns its id.
+func (p *panelT) volume(auth string, network int) int {
+	p.t.Helper()
+	return p.ready(p.must(202, auth, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": network, "Alias": "v", "vol_size": 1}), &models.Volume{})
+}
+
 // TestRepeatedKeys: a key given twice, in any spelling, is a 422 naming the field, and
 // nothing is written (a map decode kept the last value: {"vol_size": 1048577, "vol_size": 5}
 // was a 202 for 5 GiB).
@@ -110,7 +116,7 @@ func TestRepeatedKeys(t *testing.T) {
 			p := startPanel(t, driver)
 			a := p.Admin
 			n := p.network(a)
-			vol := p.ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": 1}), &models.Volume{})
+			vol := p.volume(a, n)
 			var ops0 int64
 			p.DB.Model(&models.Operation{}).Count(&ops0)
 			for _, c := range []struct {
@@ -235,7 +241,7 @@ func TestResizeOneAtATime(t *testing.T) {
 			p := startPanel(t, driver)
 			a := p.Admin
 			n := p.network(a)
-			vol := p.ready(p.must(202, a, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": 1}), &models.Volume{})
+			vol := p.volume(a, n)
 			path := fmt.Sprintf("/api/v0.9.2/volumes/%d.json", vol)
 			finish := func(opID int, size int64) {
 				t.Helper()
