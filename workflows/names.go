@@ -104,3 +104,9 @@ func DeviceRestoreID(deviceID uint) string { return fmt.Sprintf("device-restore-
 func NotifyID(kind string, userID uint, at int64) string {
 	return fmt.Sprintf("notify-%s-%d-%d", kind, userID, at)
 }
+
+// ReplicateID is the id of bringing a dataset (kind "volume" or "group", object id) of the
+// network's master to slave server slaveID: one workflow per (slave, dataset).
+func ReplicateID(slaveID uint, kind string, objectID uint) string {
+	return fmt.Sprintf("replicate-%d-%s-%d", slaveID, kind, objectID)
+}

@@ -15,6 +15,7 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(GroupCreate)
 	r.RegisterWorkflow(GroupDelete)
 	r.RegisterWorkflow(GroupPublish)
+	r.RegisterWorkflow(Replicate)
 	r.RegisterWorkflow(EratorPurge)
 	r.RegisterWorkflow(Restore)
 	// Agents start the device workflow by its type name, without linking this package.
