@@ -12,6 +12,7 @@ import (
 	"github.com/clusterducks/clusterducks/workers/dev"
 	"github.com/clusterducks/clusterducks/workers/panel"
 	"github.com/clusterducks/clusterducks/workers/storage"
+	"github.com/clusterducks/clusterducks/workers/temporalite"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -24,6 +25,7 @@ commands:
   panel     production panel on PostgreSQL (DATABASE_URL)
   migrate   apply pending database migrations (DATABASE_URL or --db)
   agent     storage-server agent: --panel URL --key FILE (the server key from the panel)
+  temporal  Temporal server on PostgreSQL for the production topology (--db URL)
   version   print the version
 `
 
@@ -43,6 +45,8 @@ func main() {
 		err = panel.Run(ctx, args)
 	case "agent":
 		err = storage.Run(ctx, args, version)
+	case "temporal":
+		err = temporalite.Run(ctx, args)
 	case "migrate":
 		err = panel.Migrate(ctx, args)
 	case "version", "--version", "-v":

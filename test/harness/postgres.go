@@ -256,3 +256,9 @@ func Token(t testing.TB, db *gorm.DB, userID uint) string {
 	}
 	return `Token token="` + tok + `"`
 }
+
+// URL returns a postgres:// URL of a database of the cluster (over its unix socket), for
+// programs that take URLs only (Temporal's PostgreSQL store).
+func (p *Postgres) URL(database string) string {
+	return fmt.Sprintf("postgres://postgres@localhost:%d/%s?host=%s&sslmode=disable", p.port, database, p.socket)
+}

@@ -1,16 +1,16 @@
-// Package temporalite runs a single-process Temporal server for `clusterducks dev`: all
-// four services in this process, state in one SQLite file (kept across restarts), the
-// default namespace pre-registered, and Temporal's Web UI beside it. Nothing is
-// downloaded at run time and the server's version check (which calls the internet) is off.
+// Package temporalite runs a single-process Temporal server: all four services in this
+// process, the namespace pre-registered, and Temporal's Web UI beside it. For
+// `clusterducks dev` the state is one SQLite file (kept across restarts); for
+// `clusterducks temporal`, the server of the production topology, it is PostgreSQL
+// (schema created and upgraded at start from the schema files compiled into the server
+// module). Nothing is downloaded at run time and the server's version check (which calls
+// the internet) is off.
 package temporalite
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -22,8 +22,6 @@ import (
 	"go.temporal.io/server/common/dynamicconfig"
 	tlog "go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/metrics"
-	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
-	"go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 )
 
@@ -35,6 +33,10 @@ type Options struct {
 	UIPort    int    // Web UI port; default Port+1000 (8233), -1 for none
 	Namespace string // registered at start; default "default"
 	LogLevel  string // the server's own log level; default "error"
+	// Postgres, when set, keeps the state in PostgreSQL instead of SQLite under Dir: a URL
+	// postgres://user:password@host:port/database?sslmode=…; the visibility store is the
+	// database named database_visibility on the same server. Both are created when absent.
+	Postgres string
 }
 
 // Server is a running embedded Temporal.
@@ -80,9 +82,6 @@ func Start(o Options) (*Server, error) {
 	if o.UIPort == 0 {
 		o.UIPort = o.Port + 1000
 	}
-	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
-		return nil, err
-	}
 	// Each service listens on its own port; only the frontend's is fixed.
 	ports := make([]int, 8)
 	for i := range ports {
@@ -94,10 +93,9 @@ func Start(o Options) (*Server, error) {
 		return config.Service{RPC: config.RPC{GRPCPort: grpc, MembershipPort: membership, BindOnIP: o.IP}}
 	}
 	frontend := net.JoinHostPort(o.IP, strconv.Itoa(o.Port))
-	store := config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      filepath.Join(o.Dir, "temporal.db"),
-		ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "normal"},
+	st, err := openStore(o)
+	if err != nil {
+		return nil, err
 	}
 	cfg := &config.Config{
 		Global: config.Global{
@@ -106,8 +104,8 @@ func Start(o Options) (*Server, error) {
 				ListenAddress: net.JoinHostPort(o.IP, strconv.Itoa(ports[6])), HandlerPath: "/metrics"}},
 		},
 		Persistence: config.Persistence{
-			DefaultStore: sqliteplugin.PluginName, VisibilityStore: sqliteplugin.PluginName, NumHistoryShards: 1,
-			DataStores: map[string]config.DataStore{sqliteplugin.PluginName: {SQL: &store}},
+			DefaultStore: "default", VisibilityStore: st.visibilityName(), NumHistoryShards: st.shards,
+			DataStores: st.dataStores(),
 		},
 		ClusterMetadata: &cluster.Config{
 			EnableGlobalNamespace: false, FailoverVersionIncrement: 10,
@@ -132,17 +130,8 @@ func Start(o Options) (*Server, error) {
 		}},
 		PublicClient: config.PublicClient{HostPort: frontend},
 	}
-	if _, err := os.Stat(store.DatabaseName); errors.Is(err, os.ErrNotExist) {
-		if err := sqlite.SetupSchema(&store); err != nil {
-			return nil, fmt.Errorf("temporal schema: %w", err)
-		}
-	}
-	ns, err := sqlite.NewNamespaceConfig("active", o.Namespace, false, nil)
-	if err != nil {
+	if err := st.setup(o.Namespace); err != nil {
 		return nil, err
-	}
-	if err := sqlite.CreateNamespaces(&store, ns); err != nil {
-		return nil, fmt.Errorf("temporal namespace: %w", err)
 	}
 	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: o.LogLevel}))
 	srv, err := temporal.NewServer(
@@ -163,6 +152,14 @@ func Start(o Options) (*Server, error) {
 	if err := waitListening(frontend, time.Minute); err != nil {
 		s.Stop()
 		return nil, err
+	}
+	if st.visibility != nil {
+		// SQLite's namespace is written into the file before the start; on PostgreSQL the
+		// namespace is registered through the running frontend, as any cluster's is.
+		if err := registerNamespace(frontend, o.Namespace, time.Minute); err != nil {
+			s.Stop()
+			return nil, err
+		}
 	}
 	if o.UIPort > 0 {
 		ui := uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
