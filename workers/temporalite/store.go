@@ -116,7 +116,7 @@ func redact(raw string) string {
 
 // setup creates the schema when absent (or upgrades it to the server's version) and
 // registers the namespace; repeating it changes nothing.
-func (st *store) setup(namespace string) error {
+func (st *store) setup(namespace, logLevel string) error {
 	if st.visibility == nil {
 		if _, err := os.Stat(st.main.DatabaseName); errors.Is(err, os.ErrNotExist) {
 			if err := sqlite.SetupSchema(st.main); err != nil {
@@ -132,7 +132,7 @@ func (st *store) setup(namespace string) error {
 		}
 		return nil
 	}
-	logger := tlog.NewNoopLogger()
+	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: logLevel}))
 	for _, s := range []struct {
 		cfg  *config.SQL
 		name string
@@ -148,14 +148,11 @@ func (st *store) setup(namespace string) error {
 // the database is created when missing, the version table set up at 0.0 the first time,
 // then every versioned step after the database's version is applied.
 func pgSchema(cfg *config.SQL, name string, logger tlog.Logger) error {
-	conn, err := sqltool.NewConnection(cfg, logger)
-	if err != nil && strings.Contains(err.Error(), "does not exist") {
-		admin := *cfg
-		if err := sqltool.DoCreateDatabase(&admin, "postgres", logger); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return fmt.Errorf("create database: %w", err)
-		}
-		conn, err = sqltool.NewConnection(cfg, logger)
+	admin := *cfg
+	if err := sqltool.DoCreateDatabase(&admin, "postgres", logger); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return fmt.Errorf("create database: %w", err)
 	}
+	conn, err := sqltool.NewConnection(cfg, logger)
 	if err != nil {
 		return err
 	}

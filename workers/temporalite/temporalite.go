@@ -10,6 +10,7 @@ package temporalite
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"time"
@@ -49,13 +50,21 @@ type Server struct {
 	ui  *uiserver.Server
 }
 
-func freePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, err
+// servicePort is a free port for an internal service: below 32768, because Temporal's
+// PostgreSQL schema keeps membership ports as SMALLINT (the kernel's ephemeral ports are
+// above it).
+func servicePort(ip string) (int, error) {
+	var last error
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
+		last = err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port below 32768: %w", last)
 }
 
 // Start starts the server and, unless disabled, its Web UI; it returns once the frontend
@@ -75,7 +84,7 @@ func Start(o Options) (*Server, error) {
 	case 0:
 		o.Port = 7233
 	case -1:
-		if o.Port, err = freePort(o.IP); err != nil {
+		if o.Port, err = servicePort(o.IP); err != nil {
 			return nil, err
 		}
 	}
@@ -85,7 +94,7 @@ func Start(o Options) (*Server, error) {
 	// Each service listens on its own port; only the frontend's is fixed.
 	ports := make([]int, 8)
 	for i := range ports {
-		if ports[i], err = freePort(o.IP); err != nil {
+		if ports[i], err = servicePort(o.IP); err != nil {
 			return nil, err
 		}
 	}
@@ -130,7 +139,7 @@ func Start(o Options) (*Server, error) {
 		}},
 		PublicClient: config.PublicClient{HostPort: frontend},
 	}
-	if err := st.setup(o.Namespace); err != nil {
+	if err := st.setup(o.Namespace, o.LogLevel); err != nil {
 		return nil, err
 	}
 	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: o.LogLevel}))
