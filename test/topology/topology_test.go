@@ -59,7 +59,8 @@ func (p *panel) ready(ctx context.Context) error {
 }
 
 // TestTwoPanelsExternalTemporal: two panels share one PostgreSQL database and an external
-// Temporal server that keeps its own state in PostgreSQL. A dashboard session made on
+// Temporal server that keeps its own state in PostgreSQL and serves TLS (the agent in its
+// VM gets the CA and the server name from the panel at registration). A dashboard session made on
 // panel A works on panel B; an operation started through panel A ends while panel A is
 // dead, its progress streaming from panel B (B's worker picks up the workflow and its
 // database activities).
@@ -72,9 +73,12 @@ func TestTwoPanelsExternalTemporal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The external Temporal server: its schema is created in an empty database at start.
+	// The external Temporal server: its schema is created in an empty database at start;
+	// its frontend speaks TLS only, and panels and agents verify its certificate.
 	tdb := "temporal_" + strconv.Itoa(os.Getpid())
-	temporal := start(t, "temporal", bin, nil, "temporal", "--db", pg.URL(tdb), "--port", "-1", "--ui-port", "-1")
+	certs := writeTLS(t)
+	temporal := start(t, "temporal", bin, nil, "temporal", "--db", pg.URL(tdb), "--port", "-1", "--ui-port", "-1",
+		"--tls-cert", certs.cert, "--tls-key", certs.key, "--tls-ca", certs.ca, "--tls-server-name", temporalName)
 	m, err := temporal.await(ctx, regexp.MustCompile(`temporal: frontend (\S+), namespace (\S+)`), 3*time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +87,8 @@ func TestTwoPanelsExternalTemporal(t *testing.T) {
 	t.Logf("external temporal at %s (state in PostgreSQL database %s)", frontend, tdb)
 
 	dsn := pg.NewDatabase(t)
-	env := []string{"DATABASE_URL=" + dsn, "TEMPORAL_ADDRESS=" + frontend, "TEMPORAL_NAMESPACE=default", "CLUSTERDUCKS_ALLOW_LOOPBACK=1"}
+	env := []string{"DATABASE_URL=" + dsn, "TEMPORAL_ADDRESS=" + frontend, "TEMPORAL_NAMESPACE=default", "CLUSTERDUCKS_ALLOW_LOOPBACK=1",
+		"TEMPORAL_TLS_CA=" + certs.ca, "TEMPORAL_TLS_SERVER_NAME=" + temporalName}
 	a := startPanel(t, "panel A", bin, env)
 	tok, err := a.await(ctx, regexp.MustCompile(`API token: (\S+)`), 3*time.Minute)
 	if err != nil {

@@ -22,13 +22,28 @@ func Run(ctx context.Context, args []string) error {
 	uiPort := fs.Int("ui-port", 0, "Web UI port (default: port+1000; -1: no UI)")
 	namespace := fs.String("namespace", cmp.Or(os.Getenv("TEMPORAL_NAMESPACE"), "default"), "namespace registered at start")
 	logLevel := fs.String("log-level", "warn", "the server's log level (debug, info, warn, error)")
+	var t TLS
+	fs.StringVar(&t.CertFile, "tls-cert", os.Getenv("TEMPORAL_SERVER_TLS_CERT"), "frontend certificate (PEM file): serve the frontend over TLS")
+	fs.StringVar(&t.KeyFile, "tls-key", os.Getenv("TEMPORAL_SERVER_TLS_KEY"), "its private key (PEM file)")
+	fs.StringVar(&t.CAFile, "tls-ca", os.Getenv("TEMPORAL_SERVER_TLS_CA"), "the CA that signed the certificate (PEM file), for the server's own clients")
+	fs.StringVar(&t.ServerName, "tls-server-name", os.Getenv("TEMPORAL_SERVER_TLS_SERVER_NAME"), "a DNS name in the certificate, as clients verify it")
+	fs.StringVar(&t.ClientCA, "tls-client-ca", os.Getenv("TEMPORAL_SERVER_TLS_CLIENT_CA"), "require client certificates signed by this CA (mTLS; agents then need one too)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *db == "" {
 		return errors.New("temporal: --db (or TEMPORAL_DATABASE_URL) is required: postgres://user:password@host:5432/temporal")
 	}
-	srv, err := Start(Options{IP: *ip, Port: *port, UIPort: *uiPort, Namespace: *namespace, LogLevel: *logLevel, Postgres: *db})
+	o := Options{IP: *ip, Port: *port, UIPort: *uiPort, Namespace: *namespace, LogLevel: *logLevel, Postgres: *db}
+	switch {
+	case t.CertFile != "" && (t.KeyFile == "" || t.CAFile == "" || t.ServerName == ""):
+		return errors.New("temporal: --tls-cert needs --tls-key, --tls-ca and --tls-server-name")
+	case t.CertFile != "":
+		o.TLS = &t
+	case t.KeyFile != "" || t.ClientCA != "":
+		return errors.New("temporal: --tls-key and --tls-client-ca need --tls-cert")
+	}
+	srv, err := Start(o)
 	if err != nil {
 		return err
 	}

@@ -17,10 +17,14 @@ const namespaceRetention = 7 * 24 * time.Hour
 
 // registerNamespace registers namespace on the frontend at address unless it exists,
 // retrying while the freshly started server is not ready to serve it yet.
-func registerNamespace(address, namespace string, wait time.Duration) error {
+func registerNamespace(address, namespace string, t *TLS, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	nc, err := client.NewNamespaceClient(client.Options{HostPort: address})
+	tc, err := t.clientTLS()
+	if err != nil {
+		return err
+	}
+	nc, err := client.NewNamespaceClient(client.Options{HostPort: address, ConnectionOptions: client.ConnectionOptions{TLS: tc}})
 	if err != nil {
 		return fmt.Errorf("temporal namespace client: %w", err)
 	}

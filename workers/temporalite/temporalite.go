@@ -8,10 +8,13 @@
 package temporalite
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -38,6 +41,30 @@ type Options struct {
 	// postgres://user:password@host:port/database?sslmode=…; the visibility store is the
 	// database named database_visibility on the same server. Both are created when absent.
 	Postgres string
+	// TLS, when set, serves the frontend (the only port clients use) over TLS.
+	TLS *TLS
+}
+
+// TLS is the frontend's certificate (files), the CA that signed it and the name in it;
+// with ClientCA set, clients must present a certificate signed by it (mTLS).
+type TLS struct {
+	CertFile, KeyFile, CAFile, ServerName string
+	ClientCA                              string
+}
+
+// rootTLS is the server's TLS settings: the frontend listener, and the server's own system
+// worker (schedules, batch jobs), which dials the frontend like any client.
+func (t *TLS) rootTLS() config.RootTLS {
+	if t == nil {
+		return config.RootTLS{}
+	}
+	srv := config.ServerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile}
+	worker := config.WorkerTLS{Client: config.ClientTLS{ServerName: t.ServerName, RootCAFiles: []string{t.CAFile}}}
+	if t.ClientCA != "" {
+		srv.RequireClientAuth, srv.ClientCAFiles = true, []string{t.ClientCA}
+		worker.CertFile, worker.KeyFile = t.CertFile, t.KeyFile
+	}
+	return config.RootTLS{Frontend: config.GroupTLS{Server: srv}, SystemWorker: worker}
 }
 
 // Server is a running embedded Temporal.
@@ -108,6 +135,7 @@ func Start(o Options) (*Server, error) {
 	}
 	cfg := &config.Config{
 		Global: config.Global{
+			TLS:        o.TLS.rootTLS(),
 			Membership: config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: o.IP},
 			Metrics: &metrics.Config{Prometheus: &metrics.PrometheusConfig{
 				ListenAddress: net.JoinHostPort(o.IP, strconv.Itoa(ports[6])), HandlerPath: "/metrics"}},
@@ -165,7 +193,7 @@ func Start(o Options) (*Server, error) {
 	if st.visibility != nil {
 		// SQLite's namespace is written into the file before the start; on PostgreSQL the
 		// namespace is registered through the running frontend, as any cluster's is.
-		if err := registerNamespace(frontend, o.Namespace, time.Minute); err != nil {
+		if err := registerNamespace(frontend, o.Namespace, o.TLS, time.Minute); err != nil {
 			s.Stop()
 			return nil, err
 		}
@@ -174,7 +202,7 @@ func Start(o Options) (*Server, error) {
 		ui := uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
 			Host: o.IP, Port: o.UIPort, TemporalGRPCAddress: frontend, EnableUI: true,
 			DefaultNamespace: o.Namespace, HideLogs: true, DisableNewsFetch: true,
-			CORS: uiconfig.CORS{CookieInsecure: true},
+			CORS: uiconfig.CORS{CookieInsecure: true}, TLS: o.TLS.uiTLS(),
 		}))
 		s.ui = ui
 		s.UIURL = "http://" + net.JoinHostPort(o.IP, strconv.Itoa(o.UIPort))
@@ -210,4 +238,41 @@ func (s *Server) Stop() {
 	if err := s.srv.Stop(); err != nil {
 		slog.Warn("stop temporal", "err", err)
 	}
+}
+
+// uiTLS is how the Web UI dials a TLS frontend.
+func (t *TLS) uiTLS() uiconfig.TLS {
+	if t == nil {
+		return uiconfig.TLS{}
+	}
+	u := uiconfig.TLS{CaFile: t.CAFile, ServerName: t.ServerName, EnableHostVerification: true}
+	if t.ClientCA != "" {
+		u.CertFile, u.KeyFile = t.CertFile, t.KeyFile
+	}
+	return u
+}
+
+// clientTLS is how this process's own clients (the namespace registration) dial a TLS
+// frontend; nil without TLS.
+func (t *TLS) clientTLS() (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	ca, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("temporal TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("temporal TLS CA %s holds no PEM certificate", t.CAFile)
+	}
+	c := &tls.Config{RootCAs: pool, ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.ClientCA != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("temporal TLS certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
