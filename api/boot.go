@@ -73,7 +73,7 @@ func BootRoutes(store *models.Store) func(r fiber.Router) {
 
 // maintenanceRoute turns a group's or a volume's maintenance on (POST {"device_id"}) or
 // off (DELETE) through the store's set, answering the object.
-func maintenanceRoute[T any](on bool, set func(context.Context, *models.Actor, uint, bool, *models.MaintenanceInput) (T, error)) fiber.Handler {
+func maintenanceRoute(on bool, set func(context.Context, *models.Actor, uint, bool, *models.MaintenanceInput) (*models.Created, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		id, err := idParam(c)
 		if err != nil {
@@ -85,11 +85,12 @@ func maintenanceRoute[T any](on bool, set func(context.Context, *models.Actor, u
 				return err
 			}
 		}
-		obj, err := set(c.UserContext(), actor(c), id, on, &in)
+		res, err := set(c.UserContext(), actor(c), id, on, &in)
 		if err != nil {
 			return err
 		}
-		return c.JSON(obj)
+		// Ending a maintenance answers 202 with the operation that removes the target.
+		return sendCreated(c, "", res, fiber.StatusOK)
 	}
 }
 

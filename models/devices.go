@@ -161,16 +161,35 @@ func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceI
 func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, error) {
 	var d *Device
 	var op *Operation
+	var ends []*Operation
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
 		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
 			return err
 		}
-		// A group or volume it maintained leaves maintenance (its export goes at the agent's next check).
-		for _, m := range []any{&Group{}, &Volume{}} {
-			if err := tx.Model(m).Where("maintenance_device_id = ?", d.ID).
+		// A group or volume it maintained leaves maintenance, its target removed by a
+		// maintenance-end operation like any end of maintenance.
+		for _, m := range []struct {
+			model any
+			kind  string
+		}{{&Group{}, OpGroupMaintenanceEnd}, {&Volume{}, OpVolumeMaintenanceEnd}} {
+			var ids []uint
+			if err := tx.Model(m.model).Where("maintenance_device_id = ?", d.ID).Pluck("id", &ids).Error; err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				continue
+			}
+			if err := tx.Model(m.model).Where("id IN ?", ids).
 				Updates(map[string]any{"maintenance": false, "maintenance_device_id": nil}).Error; err != nil {
 				return err
+			}
+			for _, oid := range ids {
+				end, err := newOperation(tx, d.NetworkID, m.kind, oid, OperationInput{})
+				if err != nil {
+					return err
+				}
+				ends = append(ends, end)
 			}
 		}
 		if d.ServerID != nil {
@@ -185,6 +204,9 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, end := range ends {
+		s.launch(ctx, end)
 	}
 	s.launch(ctx, op)
 	return &Created{Object: d, Operation: op}, nil

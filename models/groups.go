@@ -65,6 +65,9 @@ func (s *Store) CreateGroup(ctx context.Context, a *Actor, in *GroupInput) (*Cre
 		if vol.State == StateDeleting || vol.State == StateDeleted || vol.State == StateFailed {
 			return Conflict("volume_id", "volume %d is %s", vol.ID, vol.State)
 		}
+		if err := checkNotMaintained(tx, "volume_id", "volume", vol.ID, vol.Maintenance, vol.MaintenanceDeviceID); err != nil {
+			return err
+		}
 		op, err = insertQueued(tx, a, n, queued{row: g, id: func() uint { return g.ID }, label: g.Name, object: "group",
 			kind: OpGroupCreate, max: n.MaxGroups, what: "groups", limit: "max_groups"})
 		return err
@@ -150,9 +153,10 @@ type MaintenanceInput struct {
 }
 
 // SetMaintenance turns a group's maintenance on for a device of its network (on), or off.
-// While on, that device boots the group head read-write instead of its clone.
-func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on bool, in *MaintenanceInput) (*Group, error) {
-	return setMaintenance(ctx, s, a, groupID, on, in, "group", "the group head", func(g *Group) maintained {
+// While on, that device boots the group head read-write instead of its clone. Turning it
+// off answers with the operation that removes the head's target (see setMaintenance).
+func (s *Store) SetMaintenance(ctx context.Context, a *Actor, groupID uint, on bool, in *MaintenanceInput) (*Created, error) {
+	return setMaintenance(ctx, s, a, groupID, on, in, "group", "the group head", OpGroupMaintenanceEnd, func(g *Group) maintained {
 		return maintained{g.ID, g.NetworkID, g.State, &g.Maintenance, &g.MaintenanceDeviceID}
 	})
 }
@@ -167,9 +171,14 @@ type maintained struct {
 }
 
 // setMaintenance is SetMaintenance for a group or a volume (what, its table's T; boots is
-// what its device boots read-write). Repeating either changes nothing.
-func setMaintenance[T any](ctx context.Context, s *Store, a *Actor, id uint, on bool, in *MaintenanceInput, what, boots string, fields func(*T) maintained) (*T, error) {
+// what its device boots read-write). Repeating either changes nothing. Ending a maintenance
+// records operation end (the row says "no maintenance" at once, so no boot exports the
+// disk again) whose workflow removes the target and closes its sessions on the master:
+// until it has succeeded, nothing may snapshot or clone the disk (maintenanceEnding), so
+// no version holds a disk the installer was still writing.
+func setMaintenance[T any](ctx context.Context, s *Store, a *Actor, id uint, on bool, in *MaintenanceInput, what, boots, end string, fields func(*T) maintained) (*Created, error) {
 	var obj *T
+	var op *Operation
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
 		if obj, err = getScoped[T](ctx, tx, a.scopeNetworkOwned, id, what); err != nil {
@@ -180,8 +189,19 @@ func setMaintenance[T any](ctx context.Context, s *Store, a *Actor, id uint, on 
 			return err
 		}
 		if !on {
+			if *m.on {
+				if op, err = newOperation(tx, m.networkID, end, m.id, OperationInput{}); err != nil {
+					return err
+				}
+			}
 			*m.on, *m.deviceID = false, nil
 		} else {
+			if err := maintenanceEnding(tx, what, m.id); err != nil {
+				return err
+			}
+			if err := copying(tx, what, m.id); err != nil {
+				return err
+			}
 			if in == nil || in.DeviceID == nil || *in.DeviceID == 0 {
 				return Invalid("device_id", "is required: the device that boots %s", boots)
 			}
@@ -207,7 +227,72 @@ func setMaintenance[T any](ctx context.Context, s *Store, a *Actor, id uint, on 
 		}
 		return audit(tx, a, &m.networkID, action, what, m.id, "")
 	})
-	return obj, err
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: obj, Operation: op}, nil
+}
+
+// maintenanceEnding refuses work on a group head or a volume (what, id) whose maintenance
+// has ended but whose target may still be exported: its maintenance-end operation has not
+// succeeded yet. A failed one keeps refusing until a new end succeeds (the target's state
+// is unknown).
+func maintenanceEnding(tx *gorm.DB, what string, id uint) error {
+	var op Operation
+	err := tx.Where("object_type = ? AND object_id = ? AND kind IN ?", what, id, []string{OpGroupMaintenanceEnd, OpVolumeMaintenanceEnd}).
+		Order("id DESC").Limit(1).Find(&op).Error
+	if err != nil {
+		return err
+	}
+	if op.ID != 0 && op.State != OpSucceeded {
+		return Conflict("", "%s %d's maintenance is ending: its target on the master is being removed (operation %d, %s); try again once it has succeeded", what, id, op.ID, op.State)
+	}
+	return nil
+}
+
+// copying refuses a maintenance of a group head or a volume (what, id) while a version
+// snapshot of the head, or a group clone of the volume, is still to be taken: the copy
+// must hold the disk as it was when it was asked for.
+func copying(tx *gorm.DB, what string, id uint) error {
+	var pending int64
+	var err error
+	if what == "group" {
+		err = tx.Model(&GroupVersion{}).Where("group_id = ? AND state = ?", id, StatePending).Count(&pending).Error
+	} else {
+		err = tx.Model(&Group{}).Where("volume_id = ? AND state = ?", id, StatePending).Count(&pending).Error
+	}
+	if err != nil {
+		return err
+	}
+	if pending > 0 {
+		copy := "a version of it is being published"
+		if what == "volume" {
+			copy = "a group is being cloned from it"
+		}
+		return Conflict("", "%s %d: %s; start the maintenance once that has finished", what, id, copy)
+	}
+	return nil
+}
+
+// checkNotMaintained refuses a snapshot or a clone of a group head or a volume (what, id)
+// that a device may still be writing: in maintenance, or its maintenance still ending.
+func checkNotMaintained(tx *gorm.DB, field, what string, id uint, on bool, device *uint) error {
+	if on {
+		d := uint(0)
+		if device != nil {
+			d = *device
+		}
+		return Conflict(field, "%s %d is in maintenance (device %d writes it): end the maintenance first, so the %s is not copied while it is written", what, id, d, what)
+	}
+	if err := maintenanceEnding(tx, what, id); err != nil {
+		var c *ConflictError
+		if errors.As(err, &c) {
+			c.Field = field
+		}
+		return err
+	}
+	return nil
 }
 
 // maintainsOther refuses a device that already maintains something other than the group

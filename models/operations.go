@@ -55,6 +55,10 @@ const (
 	OpGroupPublish    = "group-publish"
 	OpDeviceRestore   = "device-restore"
 	OpDeviceDelete    = "device-delete"
+	// Ending a maintenance removes the group head's or the volume's target on the master
+	// (its sessions closed) before anything may snapshot or clone that disk.
+	OpGroupMaintenanceEnd  = "group-maintenance-end"
+	OpVolumeMaintenanceEnd = "volume-maintenance-end"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -71,6 +75,9 @@ var opObjects = map[string]string{
 	OpGroupPublish:    "group",
 	OpDeviceRestore:   "device",
 	OpDeviceDelete:    "device",
+
+	OpGroupMaintenanceEnd:  "group",
+	OpVolumeMaintenanceEnd: "volume",
 }
 
 // OperationKinds lists every operation kind, sorted.

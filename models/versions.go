@@ -150,6 +150,9 @@ func (s *Store) PublishGroup(ctx context.Context, a *Actor, groupID uint, in *Pu
 		if g.State != StateReady {
 			return Conflict("", "group %d is %s: it can be published once it is ready", g.ID, g.State)
 		}
+		if err := checkNotMaintained(tx, "", "group", g.ID, g.Maintenance, g.MaintenanceDeviceID); err != nil {
+			return err
+		}
 		var last GroupVersion
 		next := 1
 		if err := tx.Where("group_id = ?", g.ID).Order("number DESC").Limit(1).Find(&last).Error; err != nil {

@@ -215,8 +215,8 @@ func (s *Store) DeleteVolume(ctx context.Context, a *Actor, id uint) (*Created, 
 // off. While on, that device boots the volume itself read-write from the master, to install
 // the first OS; ending it removes the export (the master's agent drops targets the panel no
 // longer lists). Repeating either changes nothing.
-func (s *Store) SetVolumeMaintenance(ctx context.Context, a *Actor, volumeID uint, on bool, in *MaintenanceInput) (*Volume, error) {
-	return setMaintenance(ctx, s, a, volumeID, on, in, "volume", "the volume", func(v *Volume) maintained {
+func (s *Store) SetVolumeMaintenance(ctx context.Context, a *Actor, volumeID uint, on bool, in *MaintenanceInput) (*Created, error) {
+	return setMaintenance(ctx, s, a, volumeID, on, in, "volume", "the volume", OpVolumeMaintenanceEnd, func(v *Volume) maintained {
 		return maintained{v.ID, v.NetworkID, v.State, &v.Maintenance, &v.MaintenanceDeviceID}
 	})
 }

@@ -316,7 +316,7 @@ func (u *UI) assign(r *rc, id uint, v url.Values) error {
 
 // maintenance turns a group's or a volume's maintenance on for a device, or off, through
 // the store's set (models.Store.SetMaintenance, SetVolumeMaintenance).
-func maintenance[T any](set func(context.Context, *models.Actor, uint, bool, *models.MaintenanceInput) (T, error), on bool) func(r *rc, id uint, v url.Values) error {
+func maintenance(set func(context.Context, *models.Actor, uint, bool, *models.MaintenanceInput) (*models.Created, error), on bool) func(r *rc, id uint, v url.Values) error {
 	return func(r *rc, id uint, v url.Values) error {
 		in, err := decode[models.MaintenanceInput](v, nil)
 		if err == nil {

@@ -62,6 +62,8 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		in := GroupPublishInput{OperationID: r.ID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number, ServerID: r.ServerID, Pool: r.Pool}
 		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish, Input: in}, need(r.VersionID != 0 && r.Number > 0, "version_id and number")
 	},
+	models.OpGroupMaintenanceEnd:  maintenanceEnd("group"),
+	models.OpVolumeMaintenanceEnd: maintenanceEnd("volume"),
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
 	models.OpDeviceRestore: func(r recorded) (Start, error) {
@@ -72,6 +74,14 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		return DeviceUpdate(r.Object, UpdateDelete, DeleteUpdateID(r.ID),
 			DeviceDeleteRequest{OperationID: r.ID, DeviceID: r.Object, NetworkID: r.Network, ServerID: r.ServerID, Pool: r.Pool}), nil
 	},
+}
+
+// maintenanceEnd is the end of a group's or a volume's (kind) maintenance.
+func maintenanceEnd(kind string) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: MaintenanceEndID(kind, r.Object), Workflow: MaintenanceEnd, Again: true,
+			Input: MaintenanceEndInput{OperationID: r.ID, Kind: kind, ID: r.Object, NetworkID: r.Network, ServerID: r.ServerID, Pool: r.Pool}}, nil
+	}
 }
 
 // deleting is the delete of a volume or a group (kind): workflow fn under id.

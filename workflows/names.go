@@ -110,3 +110,7 @@ func NotifyID(kind string, userID uint, at int64) string {
 func ReplicateID(slaveID uint, kind string, objectID uint) string {
 	return fmt.Sprintf("replicate-%d-%s-%d", slaveID, kind, objectID)
 }
+
+// MaintenanceEndID is the id of ending the maintenance of a group head or a volume
+// (kind): one at a time per object, and again at each later end.
+func MaintenanceEndID(kind string, id uint) string { return fmt.Sprintf("%s-maintenance-end-%d", kind, id) }

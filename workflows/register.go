@@ -16,6 +16,7 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(GroupDelete)
 	r.RegisterWorkflow(GroupPublish)
 	r.RegisterWorkflow(Replicate)
+	r.RegisterWorkflow(MaintenanceEnd)
 	r.RegisterWorkflow(EratorPurge)
 	r.RegisterWorkflow(Restore)
 	// Agents start the device workflow by its type name, without linking this package.

@@ -38,7 +38,7 @@ func TestGroupMaintenanceDevice(t *testing.T) {
 		if st := lookup(); st.Group == nil || st.Group.ID != uint(grp) || !st.Group.Maintenance || st.Menu != nil {
 			t.Fatalf("in maintenance: group %+v, menu %v (want the group, no menu)", st.Group, st.Menu)
 		}
-		p.must(200, a, "DELETE", fmt.Sprintf("/api/v0.9.2/groups/%d/maintenance.json", grp), nil)
+		p.endMaintenance(fmt.Sprintf("/api/v0.9.2/groups/%d/maintenance.json", grp))
 		if st := lookup(); st.Group != nil || st.Menu == nil {
 			t.Fatalf("after maintenance: group %v, menu %v", st.Group, st.Menu)
 		}

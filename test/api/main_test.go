@@ -128,3 +128,19 @@ func (p *panelT) readyGroup(n int, name string, vol int) int {
 	p.t.Helper()
 	return p.ready(p.must(202, p.Admin, "POST", "/api/v0.9.2/groups.json", map[string]any{"network": n, "Name": name, "VolumeID": vol}), &models.Group{})
 }
+
+// endMaintenance ends the maintenance at path (a group's or a volume's maintenance.json):
+// 202 with the operation that removes the target, which the agent of this agent-less
+// panel is taken to have done (the operation succeeds). It returns the answer.
+func (p *panelT) endMaintenance(path string) map[string]any {
+	p.t.Helper()
+	m := p.must(202, p.Admin, "DELETE", path, nil)
+	op, _ := m["operation"].(map[string]any)
+	if op == nil {
+		p.t.Fatalf("end of maintenance without an operation: %v", m)
+	}
+	if err := p.DB.Model(&models.Operation{}).Where("id = ?", id(op)).Update("state", models.OpSucceeded).Error; err != nil {
+		p.t.Fatal(err)
+	}
+	return m
+}

@@ -103,7 +103,7 @@ func TestVolumeMaintenance(t *testing.T) {
 			t.Fatalf("exports: %+v %v", exports, err)
 		}
 
-		off := p.must(200, a, "DELETE", path(vol), nil)
+		off := p.endMaintenance(path(vol))
 		if off["maintenance"] != false || off["maintenance_device_id"] != nil {
 			t.Fatalf("maintenance off: %v", off)
 		}
