@@ -113,4 +113,6 @@ func ReplicateID(slaveID uint, kind string, objectID uint) string {
 
 // MaintenanceEndID is the id of ending the maintenance of a group head or a volume
 // (kind): one at a time per object, and again at each later end.
-func MaintenanceEndID(kind string, id uint) string { return fmt.Sprintf("%s-maintenance-end-%d", kind, id) }
+func MaintenanceEndID(kind string, id uint) string {
+	return fmt.Sprintf("%s-maintenance-end-%d", kind, id)
+}
