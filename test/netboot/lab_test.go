@@ -82,7 +82,7 @@ func TestLabNetboot(t *testing.T) {
 	installerID := storagetest.ID(installer, "id")
 	e.Must(http.StatusOK, "POST", fmt.Sprintf("/volumes/%d/maintenance.json", volumeID), map[string]any{"device_id": installerID})
 	expect(t, boot(devM), installed, "the installer device in volume maintenance")
-	e.Must(http.StatusOK, "DELETE", fmt.Sprintf("/volumes/%d/maintenance.json", volumeID), nil)
+	e.WaitOK(storagetest.OpID(e.Must(http.StatusAccepted, "DELETE", fmt.Sprintf("/volumes/%d/maintenance.json", volumeID), nil)))
 
 	grp := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": networkID, "Name": "desktops", "VolumeID": volumeID})
 	e.WaitOK(storagetest.OpID(grp))
@@ -94,7 +94,8 @@ func TestLabNetboot(t *testing.T) {
 	e.Must(http.StatusOK, "POST", fmt.Sprintf("/groups/%d/maintenance.json", groupID), map[string]any{"device_id": installerID})
 	time.Sleep(1500 * time.Millisecond) // the panel reuses a network's boot state for up to 1 s
 	expect(t, boot(devM), installed, "the installer device in group maintenance")
-	e.Must(http.StatusOK, "DELETE", fmt.Sprintf("/groups/%d/maintenance.json", groupID), nil)
+	// Versions are never torn: the installer still writes when the maintenance ends.
+	written, bs := endMaintenanceUnderWrites(t, e, networkID, groupID, devM, 1)
 	head := fmt.Sprintf("/dev/zvol/%s/iscsi/groups/%d", pool, groupID)
 	// publish installs "the OS" of version n into the group head, then publishes it.
 	publish := func(n int) {
@@ -125,6 +126,7 @@ func TestLabNetboot(t *testing.T) {
 		return out
 	}
 	publish(1)
+	tornBlocks(t, e, groupID, 1, written, bs)
 
 	devA, devB, devC := DeviceN(101), DeviceN(102), DeviceN(103)
 	// A new device registers into the default group and boots a clone of the assigned v1.
