@@ -30,7 +30,11 @@ type Postgres struct {
 	socket string
 	port   int
 	cmd    *exec.Cmd
+	exited chan struct{}
 	next   atomic.Int64
+
+	data, bin string
+	cred      *syscall.Credential
 }
 
 var (
@@ -127,19 +131,32 @@ func StartPostgres() (*Postgres, error) {
 	}
 	p.port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
+	p.data, p.bin, p.cred = data, bin, cred
+	if err := p.run(); err != nil {
+		p.Stop()
 		return nil, err
 	}
-	p.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", p.socket, "-p", strconv.Itoa(p.port),
+	return p, nil
+}
+
+// run starts the server on the cluster's data and waits until it answers.
+func (p *Postgres) run() error {
+	logf, err := os.OpenFile(filepath.Join(p.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	p.cmd = exec.Command(filepath.Join(p.bin, "postgres"), "-D", p.data, "-k", p.socket, "-p", strconv.Itoa(p.port),
 		"-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
+		return fmt.Errorf("start postgres: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	p.exited = make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(p.cmd, p.exited) //nolint:errcheck
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		db, err := sql.Open("pgx", p.DSN("postgres"))
 		if err == nil {
@@ -147,16 +164,29 @@ func StartPostgres() (*Postgres, error) {
 			db.Close()
 		}
 		if err == nil {
-			return p, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			p.Stop()
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			return nil, fmt.Errorf("postgres did not start: %v: %s", err, pkgs.Tail(log))
+			log, _ := os.ReadFile(filepath.Join(p.dir, "postgres.log"))
+			return fmt.Errorf("postgres did not start: %v: %s", err, pkgs.Tail(log))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Kill ends the server and its backends with SIGKILL, as a crash would (the chaos test);
+// Restart brings it back on the same data.
+func (p *Postgres) Kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // the whole process group: postmaster and backends
+	<-p.exited
+	os.Remove(filepath.Join(p.data, "postmaster.pid")) //nolint:errcheck
+}
+
+// Restart starts the server again after Kill (crash recovery runs at its start).
+func (p *Postgres) Restart() error { return p.run() }
 
 // DSN returns the key/value connection string of a database of the cluster.
 func (p *Postgres) DSN(database string) string {
@@ -188,15 +218,13 @@ func (p *Postgres) NewDatabase(t testing.TB) string {
 
 // Stop stops the cluster and removes its files.
 func (p *Postgres) Stop() {
-	if p.cmd != nil && p.cmd.Process != nil {
+	if p.cmd != nil && p.cmd.Process != nil && p.exited != nil {
 		p.cmd.Process.Signal(syscall.SIGINT) //nolint:errcheck // fast shutdown
-		done := make(chan struct{})
-		go func() { p.cmd.Wait(); close(done) }() //nolint:errcheck
 		select {
-		case <-done:
+		case <-p.exited:
 		case <-time.After(10 * time.Second):
 			p.cmd.Process.Kill() //nolint:errcheck
-			<-done
+			<-p.exited
 		}
 	}
 	os.RemoveAll(p.dir)

@@ -1,7 +1,8 @@
-// Package topology proves the production topology of DESIGN §1 through real processes:
-// an external Temporal server on PostgreSQL (`clusterducks temporal`), two panels on one
-// PostgreSQL database behind no shared memory, and a storage agent in a lab VM.
-package topology
+// Package chaos proves the production topology of DESIGN §1 through real processes, and
+// that it loses nothing under kills: an external Temporal server on PostgreSQL
+// (`clusterducks temporal`), panels on one PostgreSQL database, and a storage agent in a
+// lab VM (one VM for the package, each test running its own agent in it).
+package chaos
 
 import (
 	"bufio"
@@ -23,7 +24,11 @@ import (
 	"github.com/clusterducks/clusterducks/test/lab"
 )
 
-func TestMain(m *testing.M) { harness.MainPostgres(m) }
+func TestMain(m *testing.M) {
+	code := harness.RunWithPostgres(m)
+	stopVM()
+	os.Exit(code)
+}
 
 // panel is one `clusterducks panel` process and its API client.
 type panel struct {
@@ -122,13 +127,15 @@ func TestTwoPanelsExternalTemporal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverID, key, err := a.api.CreateServer(ctx, network, "s1", lab.GuestIP, "tank")
+	srv := sharedVM(t)
+	pool := newPool(t, srv)
+	serverID, key, err := a.api.CreateServer(ctx, network, "s1", lab.GuestIP, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := lab.StartServer(t, lab.AgentOptions("s1", a.api.URL, key))
+	ag := startAgent(t, srv, a.api.URL, pool, key)
 	if op := waitOp(ctx, t, b.api, "server-bootstrap", serverID, 10*time.Minute); op.State != "succeeded" {
-		t.Fatalf("bootstrap: %+v\nagent:\n%s", op, tail(srv.Log("command.log"), 3000))
+		t.Fatalf("bootstrap: %+v\nagent:\n%s", op, ag.log())
 	}
 
 	// The guide's volume create through panel A, then panel A dies at once.
@@ -150,7 +157,7 @@ func TestTwoPanelsExternalTemporal(t *testing.T) {
 		t.Fatalf("volume create after panel A died: %+v\nevents:\n%s", op, strings.Join(events, "\n"))
 	}
 	t.Logf("progress streamed by panel B: %d events, last %s", len(events), events[len(events)-1])
-	ds := fmt.Sprintf("tank/iscsi/volumes/%d", vol.ID)
+	ds := fmt.Sprintf("%s/iscsi/volumes/%d", ag.pool, vol.ID)
 	if out, err := srv.Exec(ctx, "zfs", "get", "-Hp", "-o", "value", "type", ds); err != nil || trimmed(out) != "volume" {
 		t.Errorf("%s on the server: %q %v", ds, out, err)
 	}
