@@ -1,0 +1,169 @@
+package metrics_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	cdmetrics "github.com/clusterducks/clusterducks/activities/metrics"
+	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/clusterducks/clusterducks/activities/storage/metrics"
+	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+const targetIQN = "iqn.2026-11.dev.clusterducks:metrics"
+
+func scrape(t *testing.T, a *metrics.Agent) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	a.Registry.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	fams, err := expfmt.NewTextParser(model.UTF8Validation).TextToMetricFamilies(rec.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return fams
+}
+
+// one returns the value of the single metric of family name carrying label target (or
+// no label when target is ""); -1 when there is none.
+func one(fams map[string]*dto.MetricFamily, name, label, value string) float64 {
+	for _, m := range fams[name].GetMetric() {
+		match := label == ""
+		for _, l := range m.Label {
+			if l.GetName() == label && l.GetValue() == value {
+				match = true
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// The agent's iSCSI metrics come from the real target's counters: a login and a
+// write and read through the test initiator move sessions and bytes of that target.
+func TestISCSIMetrics(t *testing.T) {
+	a := metrics.NewAgent(cdmetrics.New("agent", "test"))
+	srv := iscsi.NewServer(iscsi.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx) //nolint:errcheck
+	})
+	a.WatchTarget(srv)
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(disk, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddTarget(iscsi.TargetConfig{IQN: targetIQN, LUNs: []iscsi.LUNConfig{{Path: disk}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := scrape(t, a)
+	if one(before, "clusterducks_iscsi_sessions", "target", targetIQN) != 0 {
+		t.Fatalf("sessions before a login: %v", before["clusterducks_iscsi_sessions"])
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := initiator.Dial(ctx, ln.Addr().String(), initiator.Options{InitiatorName: "iqn.2026-11.dev.clusterducks:test-init", TargetName: targetIQN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{0xcd}, 64<<10)
+	if err := s.Write(ctx, 0, 0, 512, data, false); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(data))
+	if err := s.Read(ctx, 0, 0, 512, buf); err != nil {
+		t.Fatal(err)
+	}
+	during := scrape(t, a)
+	for _, c := range []struct {
+		name string
+		min  float64
+	}{
+		{"clusterducks_iscsi_sessions", 1},
+		{"clusterducks_iscsi_logins_total", 1},
+		{"clusterducks_iscsi_written_bytes_total", float64(len(data))},
+		{"clusterducks_iscsi_read_bytes_total", float64(len(data))},
+		{"clusterducks_iscsi_commands_total", 2},
+	} {
+		if got := one(during, c.name, "target", targetIQN); got < c.min {
+			t.Errorf("%s{target=%q} = %v, want >= %v", c.name, targetIQN, got, c.min)
+		}
+	}
+	if got := one(during, "clusterducks_iscsi_connections", "", ""); got != 1 {
+		t.Errorf("connections = %v, want 1", got)
+	}
+	if err := s.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for one(scrape(t, a), "clusterducks_iscsi_sessions", "target", targetIQN) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the session gauge stayed up after the logout")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Boot requests are counted by result with their latency; in progress goes back to 0.
+func TestBootMetrics(t *testing.T) {
+	a := metrics.NewAgent(cdmetrics.New("agent", "test"))
+	a.Boot.BootStarted()
+	if got := one(scrape(t, a), "clusterducks_boots_in_progress", "", ""); got != 1 {
+		t.Errorf("in progress = %v, want 1", got)
+	}
+	a.Boot.BootDone("sanboot", 20*time.Millisecond)
+	a.Boot.BootStarted()
+	a.Boot.BootDone("reboot", time.Millisecond)
+	f := scrape(t, a)
+	if got := one(f, "clusterducks_boots_in_progress", "", ""); got != 0 {
+		t.Errorf("in progress = %v, want 0", got)
+	}
+	for _, r := range []string{"sanboot", "reboot"} {
+		if got := one(f, "clusterducks_boot_requests_total", "result", r); got != 1 {
+			t.Errorf("requests{result=%s} = %v", r, got)
+		}
+		if got := one(f, "clusterducks_boot_request_duration_seconds", "result", r); got != 1 {
+			t.Errorf("latency{result=%s} count = %v", r, got)
+		}
+	}
+	// Replication metrics are declared for the replication work to update.
+	a.Replication.Bytes.WithLabelValues(metrics.Slave(2)).Add(100)
+	a.Replication.LastSuccess.WithLabelValues(metrics.Slave(2)).SetToCurrentTime()
+	f = scrape(t, a)
+	if got := one(f, "clusterducks_replication_sent_bytes_total", "slave", "2"); got != 100 {
+		t.Errorf("replication bytes = %v", got)
+	}
+	if got := one(f, "clusterducks_replication_last_success_timestamp_seconds", "slave", "2"); got <= 0 {
+		t.Errorf("replication last success = %v", got)
+	}
+}
