@@ -6,7 +6,6 @@ package install
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -279,4 +278,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/clusterducks/clusterducks/activities/metrics"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/clusterducks/clusterducks/models"

@@ -26,7 +26,8 @@ func scrape(t *testing.T, a *metrics.Agent) map[string]*dto.MetricFamily {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	a.Registry.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	fams, err := expfmt.NewTextParser(model.UTF8Validation).TextToMetricFamilies(rec.Body)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(rec.Body)
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
