@@ -10,14 +10,10 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/test/harness"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 func TestMain(m *testing.M) {
@@ -35,53 +31,11 @@ func probe(ctx workflow.Context, fail bool) (string, error) {
 
 // scrape reads the registry through its HTTP handler and parses the text format, as
 // Prometheus would.
-func scrape(t *testing.T, r *metrics.Registry) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, r *metrics.Registry) harness.Metrics {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
-
-// value returns the counter (or histogram count) of family name whose labels include want.
-func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-	var sum float64
-	found := false
-next:
-	for _, m := range f.Metric {
-		for k, v := range want {
-			ok := false
-			for _, l := range m.Label {
-				if l.GetName() == k && l.GetValue() == v {
-					ok = true
-				}
-			}
-			if !ok {
-				continue next
-			}
-		}
-		found = true
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	if !found {
-		return -1
-	}
-	return sum
+	return harness.ParseMetrics(t, rec.Body)
 }
 
 // Through a real Temporal server: a client made with the registry's options reports the
@@ -101,7 +55,7 @@ func TestWorkflowAndSDKMetrics(t *testing.T) {
 	defer w.Stop()
 
 	before := scrape(t, reg)
-	if value(before, "clusterducks_build_info", map[string]string{"role": "panel", "version": "test"}) != 1 {
+	if before.Sum("clusterducks_build_info", map[string]string{"role": "panel", "version": "test"}) != 1 {
 		t.Errorf("build info missing: %v", before["clusterducks_build_info"])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -130,11 +84,11 @@ func TestWorkflowAndSDKMetrics(t *testing.T) {
 		{"temporal_workflow_completed", map[string]string{"workflow_type": "MetricsProbe"}, 2},
 		{"temporal_workflow_failed", map[string]string{"workflow_type": "MetricsProbe"}, 1},
 	} {
-		if got := value(after, tc.name, tc.labels); got != tc.want {
+		if got := after.Sum(tc.name, tc.labels); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
-	if got := value(after, "temporal_request", nil); got <= 0 {
+	if got := after.Sum("temporal_request", nil); got <= 0 {
 		t.Errorf("temporal_request did not move: %v", got)
 	}
 	// Sticky queues (host:uuid) fold into one label value.

@@ -69,48 +69,49 @@ func sdkName(name string) string {
 	return strings.NewReplacer(".", "_", "-", "_").Replace(name)
 }
 
-func (h *sdkHandler) Counter(name string) client.MetricsCounter {
-	v := h.vecs
+// vec returns the collector registered for an SDK name, made and registered by mk on
+// first use; false when the name clashes with one already registered.
+func vec[V prometheus.Collector](v *sdkVecs, m map[string]V, name string, mk func(name string) V) (V, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	c, ok := v.counters[name]
+	c, ok := m[name]
 	if !ok {
-		c = prometheus.NewCounterVec(prometheus.CounterOpts{Name: sdkName(name), Help: "Temporal SDK counter " + name + "."}, sdkLabels)
+		c = mk(sdkName(name))
 		if err := v.reg.Register(c); err != nil {
-			return nopMetric{}
+			return c, false
 		}
-		v.counters[name] = c
+		m[name] = c
+	}
+	return c, true
+}
+
+func (h *sdkHandler) Counter(name string) client.MetricsCounter {
+	c, ok := vec(h.vecs, h.vecs.counters, name, func(n string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: n, Help: "Temporal SDK counter " + name + "."}, sdkLabels)
+	})
+	if !ok {
+		return nopMetric{}
 	}
 	return counter{c.With(h.labels)}
 }
 
 func (h *sdkHandler) Gauge(name string) client.MetricsGauge {
-	v := h.vecs
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	g, ok := v.gauges[name]
+	g, ok := vec(h.vecs, h.vecs.gauges, name, func(n string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: n, Help: "Temporal SDK gauge " + name + "."}, sdkLabels)
+	})
 	if !ok {
-		g = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: sdkName(name), Help: "Temporal SDK gauge " + name + "."}, sdkLabels)
-		if err := v.reg.Register(g); err != nil {
-			return nopMetric{}
-		}
-		v.gauges[name] = g
+		return nopMetric{}
 	}
 	return gauge{g.With(h.labels)}
 }
 
 func (h *sdkHandler) Timer(name string) client.MetricsTimer {
-	v := h.vecs
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	hv, ok := v.histograms[name]
-	if !ok {
-		hv = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: sdkName(name) + "_seconds",
+	hv, ok := vec(h.vecs, h.vecs.histograms, name, func(n string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: n + "_seconds",
 			Help: "Temporal SDK timer " + name + ".", Buckets: durationBuckets}, sdkLabels)
-		if err := v.reg.Register(hv); err != nil {
-			return nopMetric{}
-		}
-		v.histograms[name] = hv
+	})
+	if !ok {
+		return nopMetric{}
 	}
 	return timer{hv.With(h.labels)}
 }

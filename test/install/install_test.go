@@ -86,20 +86,7 @@ func TestInstallScript(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	start := time.Now()
-	bin, err := lab.BuildBinary(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	panel, err := lab.StartDevPanel(ctx, bin, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("panel output:\n%s", tail(panel.Output(), 5000))
-		}
-		panel.Stop() //nolint:errcheck
-	})
+	panel := lab.StartTestPanel(ctx, t)
 	netID, err := panel.CreateNetwork(ctx, "Install")
 	if err != nil {
 		t.Fatal(err)
@@ -270,11 +257,4 @@ func checkAgentMetrics(t *testing.T, url string) {
 			t.Errorf("agent metrics lack %s", name)
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }

@@ -19,61 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"github.com/clusterducks/clusterducks/test/lab"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
-	dto "github.com/prometheus/client_model/go"
 )
-
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("scrape %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("scrape %s: %s %s", url, resp.Status, b)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
-		t.Errorf("scrape %s: content type %q", url, ct)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	return fams
-}
-
-// sum adds the values (histogram: sample counts) of family name whose labels include want.
-func sum(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
-	var total float64
-next:
-	for _, m := range fams[name].GetMetric() {
-		for k, v := range want {
-			found := false
-			for _, l := range m.Label {
-				found = found || l.GetName() == k && l.GetValue() == v
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			total += m.Counter.GetValue()
-		case m.Gauge != nil:
-			total += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			total += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return total
-}
 
 func TestProcessMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -82,16 +31,7 @@ func TestProcessMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	panel, err := lab.StartDevPanel(ctx, bin, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("panel output:\n%s", panel.Output())
-		}
-		panel.Stop() //nolint:errcheck
-	})
+	panel := lab.StartTestPanel(ctx, t)
 	netID, err := panel.CreateNetwork(ctx, "Metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -100,8 +40,8 @@ func TestProcessMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	panelBefore := scrape(t, panel.URL+"/metrics")
-	if sum(panelBefore, "clusterducks_build_info", map[string]string{"role": "panel"}) != 1 {
+	panelBefore := harness.ScrapeMetrics(t, panel.URL+"/metrics")
+	if panelBefore.Sum("clusterducks_build_info", map[string]string{"role": "panel"}) != 1 {
 		t.Errorf("panel build info: %v", panelBefore["clusterducks_build_info"])
 	}
 
@@ -148,8 +88,8 @@ func TestProcessMetrics(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	agentBefore := scrape(t, agentURL)
-	if sum(agentBefore, "clusterducks_build_info", map[string]string{"role": "agent"}) != 1 {
+	agentBefore := harness.ScrapeMetrics(t, agentURL)
+	if agentBefore.Sum("clusterducks_build_info", map[string]string{"role": "agent"}) != 1 {
 		t.Errorf("agent build info: %v", agentBefore["clusterducks_build_info"])
 	}
 
@@ -173,25 +113,25 @@ func TestProcessMetrics(t *testing.T) {
 	}
 	defer conn.Close()
 
-	var agentAfter map[string]*dto.MetricFamily
+	var agentAfter harness.Metrics
 	deadline = time.Now().Add(time.Minute)
 	for {
-		agentAfter = scrape(t, agentURL)
-		if sum(agentAfter, "clusterducks_iscsi_connections", nil) == 1 && sum(agentAfter, "temporal_request", nil) > 0 {
+		agentAfter = harness.ScrapeMetrics(t, agentURL)
+		if agentAfter.Sum("clusterducks_iscsi_connections", nil) == 1 && agentAfter.Sum("temporal_request", nil) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("iSCSI connections %v, temporal_request %v", sum(agentAfter, "clusterducks_iscsi_connections", nil), sum(agentAfter, "temporal_request", nil))
+			t.Fatalf("iSCSI connections %v, temporal_request %v", agentAfter.Sum("clusterducks_iscsi_connections", nil), agentAfter.Sum("temporal_request", nil))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if got := sum(agentAfter, "clusterducks_boot_requests_total", map[string]string{"result": "reboot"}); got != boots {
+	if got := agentAfter.Sum("clusterducks_boot_requests_total", map[string]string{"result": "reboot"}); got != boots {
 		t.Errorf("boot requests{result=reboot} = %v, want %d", got, boots)
 	}
-	if got := sum(agentAfter, "clusterducks_boot_request_duration_seconds", nil); got != boots {
+	if got := agentAfter.Sum("clusterducks_boot_request_duration_seconds", nil); got != boots {
 		t.Errorf("boot latency samples = %v, want %d", got, boots)
 	}
-	if got := sum(agentAfter, "clusterducks_boots_in_progress", nil); got != 0 {
+	if got := agentAfter.Sum("clusterducks_boots_in_progress", nil); got != 0 {
 		t.Errorf("boots in progress = %v after the answers", got)
 	}
 
@@ -199,11 +139,11 @@ func TestProcessMetrics(t *testing.T) {
 	// of that workflow type moved.
 	deadline = time.Now().Add(2 * time.Minute)
 	for {
-		panelAfter := scrape(t, panel.URL+"/metrics")
-		tasks := sum(panelAfter, "temporal_workflow_task_execution_latency_seconds", map[string]string{"workflow_type": "ServerBootstrap"})
-		if tasks > 0 && sum(panelAfter, "temporal_request", nil) > sum(panelBefore, "temporal_request", nil) {
+		panelAfter := harness.ScrapeMetrics(t, panel.URL+"/metrics")
+		tasks := panelAfter.Sum("temporal_workflow_task_execution_latency_seconds", map[string]string{"workflow_type": "ServerBootstrap"})
+		if tasks > 0 && panelAfter.Sum("temporal_request", nil) > panelBefore.Sum("temporal_request", nil) {
 			t.Logf("panel: %v ServerBootstrap workflow tasks, %v SDK requests; agent: %v boot requests, %v SDK requests",
-				tasks, sum(panelAfter, "temporal_request", nil), sum(agentAfter, "clusterducks_boot_requests_total", nil), sum(agentAfter, "temporal_request", nil))
+				tasks, panelAfter.Sum("temporal_request", nil), agentAfter.Sum("clusterducks_boot_requests_total", nil), agentAfter.Sum("temporal_request", nil))
 			break
 		}
 		if time.Now().After(deadline) {

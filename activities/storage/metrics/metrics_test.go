@@ -13,50 +13,17 @@ import (
 	cdmetrics "github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
 	"github.com/clusterducks/clusterducks/activities/storage/metrics"
+	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 const targetIQN = "iqn.2026-11.dev.clusterducks:metrics"
 
-func scrape(t *testing.T, a *metrics.Agent) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, a *metrics.Agent) harness.Metrics {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	a.Registry.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
-
-// one returns the value of the single metric of family name carrying label target (or
-// no label when target is ""); -1 when there is none.
-func one(fams map[string]*dto.MetricFamily, name, label, value string) float64 {
-	for _, m := range fams[name].GetMetric() {
-		match := label == ""
-		for _, l := range m.Label {
-			if l.GetName() == label && l.GetValue() == value {
-				match = true
-			}
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return -1
+	return harness.ParseMetrics(t, rec.Body)
 }
 
 // The agent's iSCSI metrics come from the real target's counters: a login and a
@@ -86,7 +53,7 @@ func TestISCSIMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := scrape(t, a)
-	if one(before, "clusterducks_iscsi_sessions", "target", targetIQN) != 0 {
+	if before.Sum("clusterducks_iscsi_sessions", map[string]string{"target": targetIQN}) != 0 {
 		t.Fatalf("sessions before a login: %v", before["clusterducks_iscsi_sessions"])
 	}
 
@@ -115,11 +82,11 @@ func TestISCSIMetrics(t *testing.T) {
 		{"clusterducks_iscsi_read_bytes_total", float64(len(data))},
 		{"clusterducks_iscsi_commands_total", 2},
 	} {
-		if got := one(during, c.name, "target", targetIQN); got < c.min {
+		if got := during.Sum(c.name, map[string]string{"target": targetIQN}); got < c.min {
 			t.Errorf("%s{target=%q} = %v, want >= %v", c.name, targetIQN, got, c.min)
 		}
 	}
-	if got := one(during, "clusterducks_iscsi_connections", "", ""); got != 1 {
+	if got := during.Sum("clusterducks_iscsi_connections", nil); got != 1 {
 		t.Errorf("connections = %v, want 1", got)
 	}
 	if err := s.Logout(ctx); err != nil {
@@ -127,7 +94,7 @@ func TestISCSIMetrics(t *testing.T) {
 	}
 	s.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for one(scrape(t, a), "clusterducks_iscsi_sessions", "target", targetIQN) != 0 {
+	for scrape(t, a).Sum("clusterducks_iscsi_sessions", map[string]string{"target": targetIQN}) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the session gauge stayed up after the logout")
 		}
@@ -139,21 +106,21 @@ func TestISCSIMetrics(t *testing.T) {
 func TestBootMetrics(t *testing.T) {
 	a := metrics.NewAgent(cdmetrics.New("agent", "test"))
 	a.Boot.BootStarted()
-	if got := one(scrape(t, a), "clusterducks_boots_in_progress", "", ""); got != 1 {
+	if got := scrape(t, a).Sum("clusterducks_boots_in_progress", nil); got != 1 {
 		t.Errorf("in progress = %v, want 1", got)
 	}
 	a.Boot.BootDone("sanboot", 20*time.Millisecond)
 	a.Boot.BootStarted()
 	a.Boot.BootDone("reboot", time.Millisecond)
 	f := scrape(t, a)
-	if got := one(f, "clusterducks_boots_in_progress", "", ""); got != 0 {
+	if got := f.Sum("clusterducks_boots_in_progress", nil); got != 0 {
 		t.Errorf("in progress = %v, want 0", got)
 	}
 	for _, r := range []string{"sanboot", "reboot"} {
-		if got := one(f, "clusterducks_boot_requests_total", "result", r); got != 1 {
+		if got := f.Sum("clusterducks_boot_requests_total", map[string]string{"result": r}); got != 1 {
 			t.Errorf("requests{result=%s} = %v", r, got)
 		}
-		if got := one(f, "clusterducks_boot_request_duration_seconds", "result", r); got != 1 {
+		if got := f.Sum("clusterducks_boot_request_duration_seconds", map[string]string{"result": r}); got != 1 {
 			t.Errorf("latency{result=%s} count = %v", r, got)
 		}
 	}
@@ -161,10 +128,10 @@ func TestBootMetrics(t *testing.T) {
 	a.Replication.Bytes.WithLabelValues(metrics.Slave(2)).Add(100)
 	a.Replication.LastSuccess.WithLabelValues(metrics.Slave(2)).SetToCurrentTime()
 	f = scrape(t, a)
-	if got := one(f, "clusterducks_replication_sent_bytes_total", "slave", "2"); got != 100 {
+	if got := f.Sum("clusterducks_replication_sent_bytes_total", map[string]string{"slave": "2"}); got != 100 {
 		t.Errorf("replication bytes = %v", got)
 	}
-	if got := one(f, "clusterducks_replication_last_success_timestamp_seconds", "slave", "2"); got <= 0 {
+	if got := f.Sum("clusterducks_replication_last_success_timestamp_seconds", map[string]string{"slave": "2"}); got <= 0 {
 		t.Errorf("replication last success = %v", got)
 	}
 }
