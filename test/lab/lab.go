@@ -381,14 +381,7 @@ func (s *Server) boot(opts Options) error {
 		s.ports[gp] = hp
 		fwd = append(fwd, fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", hp, gp))
 	}
-	// The lab's own init, or systemd (the image's /sbin/init) with this VM's machine id.
-	appendLine := "root=LABEL=labroot rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 panic=-1 loglevel=4"
-	reboot := "-no-reboot"
-	if opts.Systemd {
-		appendLine = "root=LABEL=labroot rw console=ttyS0 net.ifnames=0 panic=-1 loglevel=4 systemd.machine_id=" +
-			strings.ReplaceAll(s.UUID, "-", "")
-		reboot = "-no-shutdown" // a guest reboot restarts it in place; a power-off leaves qemu for Stop
-	}
+	appendLine, reboot := kernelLine(opts.Systemd, s.UUID)
 	args := []string{
 		"-name", "clusterducks-lab-" + s.Name,
 		"-machine", "q35",
@@ -466,6 +459,17 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 			return nil
 		}
 	}
+}
+
+// kernelLine is the kernel command line and qemu's reboot flag: the lab's own init, or
+// systemd (the image's /sbin/init) with this VM's machine id, whose reboots restart the
+// guest in place (-no-shutdown) instead of ending qemu (-no-reboot).
+func kernelLine(systemd bool, uuid string) (string, string) {
+	const common = "root=LABEL=labroot rw console=ttyS0 net.ifnames=0 panic=-1 loglevel=4"
+	if systemd {
+		return common + " systemd.machine_id=" + strings.ReplaceAll(uuid, "-", ""), "-no-shutdown"
+	}
+	return "root=LABEL=labroot rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 panic=-1 loglevel=4", "-no-reboot"
 }
 
 // Reboot reboots a systemd server's guest (systemctl reboot) and waits until it is ready
