@@ -53,7 +53,7 @@ rm -rf --one-file-system "$root"
 
 log "debootstrap $suite from $mirror"
 debootstrap --variant=minbase --components=main,contrib \
-	--include=udev,kmod,iproute2,procps \
+	--include=udev,kmod,iproute2,procps,systemd,systemd-sysv,wget,ca-certificates,netbase \
 	"$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
 	tail -n 50 "$work/debootstrap.log" >&2
 	exit 1
@@ -122,6 +122,48 @@ echo "lab-init: no host share" >/dev/console
 echo o >/proc/sysrq-trigger
 EOF
 chmod 755 "$root/sbin/lab-init"
+
+# The same image also boots systemd as init (no init= on the kernel command line), as a
+# minimal networked Debian does: the install tests need a real service manager. Then the
+# lab-host unit mounts the share and runs the driver's systemd.sh (exec helper, pool);
+# systemd-networkd gives eth0 the user-mode network's fixed address.
+cat >"$root/sbin/lab-systemd" <<'EOF'
+#!/bin/sh
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mkdir -p /mnt/host
+mountpoint -q /mnt/host ||
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none host /mnt/host || exit 1
+[ -f /mnt/host/systemd.sh ] || exit 0
+exec /bin/sh /mnt/host/systemd.sh
+EOF
+chmod 755 "$root/sbin/lab-systemd"
+cat >"$root/etc/systemd/system/lab-host.service" <<'EOF'
+[Unit]
+Description=Storage lab host share and exec helper
+After=local-fs.target systemd-udevd.service network.target
+Wants=network.target
+
+[Service]
+Type=simple
+ExecStart=/sbin/lab-systemd
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+EOF
+mkdir -p "$root/etc/systemd/network"
+cat >"$root/etc/systemd/network/10-lab.network" <<'EOF'
+[Match]
+Name=eth0
+
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+DNS=10.0.2.3
+EOF
+in_chroot systemctl enable lab-host.service systemd-networkd.service
+in_chroot systemctl mask systemd-firstboot.service
+in_chroot systemd-machine-id-setup
 echo lab >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
 printf 'nameserver 10.0.2.3\n' >"$root/etc/resolv.conf"

@@ -56,7 +56,8 @@ func recipeHash(mirror string) string {
 // EnsureImage returns the cached image for the current recipe, building it first when
 // there is none (12–15 minutes on two cores). Concurrent callers, in this process or
 // another, wait for one build. logf receives progress; it may be nil.
-// Setting CLUSTERDUCKS_LAB_REBUILD=1 forces a new build (to pick up archive updates).
+// Setting CLUSTERDUCKS_LAB_REBUILD=1 forces a new build (to pick up archive updates);
+// CLUSTERDUCKS_LAB_PRUNE=1 removes the other recipes' images after a build.
 func EnsureImage(ctx context.Context, logf func(format string, args ...any)) (*Image, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -142,7 +143,10 @@ func EnsureImage(ctx context.Context, logf func(format string, args ...any)) (*I
 	}
 	logf("lab: image %s built in %s", filepath.Base(base)+".img", time.Since(start).Round(time.Second))
 	os.RemoveAll(work) //nolint:errcheck
-	pruneImages(key)
+	// Other worktrees may still boot an older recipe's image: pruning is asked for, never implied.
+	if os.Getenv("CLUSTERDUCKS_LAB_PRUNE") == "1" {
+		pruneImages(key)
+	}
 	img, ok := findImage(key)
 	if !ok {
 		return nil, errors.New("lab image: built but not found")

@@ -40,6 +40,9 @@ import (
 //go:embed init.sh
 var initScript []byte
 
+//go:embed systemd.sh
+var systemdScript []byte
+
 // Guest ports the agent serves; the defaults every server forwards. Tests that need
 // another port list set Options.GuestPorts.
 const (
@@ -76,6 +79,11 @@ type Options struct {
 	Command     string
 	BootTimeout time.Duration // from qemu start to ready; default 6 minutes
 	Logf        func(format string, args ...any)
+	// Systemd boots the image with systemd as init, as an installed server runs: the
+	// network comes from systemd-networkd, the pool is created at the first boot and
+	// imported by zfs-import-cache at the next ones, and the guest may reboot (Reboot)
+	// without ending the VM. Command is not run; use Exec.
+	Systemd bool
 }
 
 // Server is a running storage-server VM.
@@ -88,11 +96,12 @@ type Server struct {
 	Image    *Image        // what it booted
 	BootTime time.Duration // from qemu start to ready
 
-	ports map[int]int // guest port -> host port
-	token string
-	cmd   *exec.Cmd
-	done  chan struct{}
-	err   error // qemu's exit, valid after done
+	ports   map[int]int // guest port -> host port
+	systemd bool
+	token   string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error // qemu's exit, valid after done
 
 	stopOnce sync.Once
 	stopErr  error
@@ -262,14 +271,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		Name:  opts.Name,
-		UUID:  newUUID(),
-		Pool:  opts.Pool,
-		Dir:   dir,
-		Share: filepath.Join(dir, "share"),
-		Image: img,
-		token: randomHex(16),
-		done:  make(chan struct{}),
+		Name:    opts.Name,
+		UUID:    newUUID(),
+		Pool:    opts.Pool,
+		Dir:     dir,
+		Share:   filepath.Join(dir, "share"),
+		Image:   img,
+		systemd: opts.Systemd,
+		token:   randomHex(16),
+		done:    make(chan struct{}),
 	}
 	if err := s.prepare(ctx, opts, guestexec, binary); err != nil {
 		os.RemoveAll(dir) //nolint:errcheck
@@ -330,6 +340,9 @@ func (s *Server) prepare(ctx context.Context, opts Options, guestexec, binary st
 	if opts.Command != "" {
 		files["command.sh"] = []byte(opts.Command)
 	}
+	if opts.Systemd {
+		files["systemd.sh"] = systemdScript
+	}
 	for name, b := range opts.Files {
 		if strings.Contains(name, "/") || files[name] != nil || name == "clusterducks" || name == "guestexec" {
 			return fmt.Errorf("lab: file name %q not allowed", name)
@@ -368,16 +381,17 @@ func (s *Server) boot(opts Options) error {
 		s.ports[gp] = hp
 		fwd = append(fwd, fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", hp, gp))
 	}
+	appendLine, reboot := kernelLine(opts.Systemd, s.UUID)
 	args := []string{
 		"-name", "clusterducks-lab-" + s.Name,
 		"-machine", "q35",
 		"-accel", "tcg,thread=multi", "-cpu", "max",
 		"-smp", strconv.Itoa(opts.CPUs), "-m", strconv.Itoa(opts.MemoryMB),
 		"-uuid", s.UUID,
-		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
+		"-nodefaults", "-display", "none", "-monitor", "none", reboot,
 		"-serial", "file:" + filepath.Join(s.Dir, "console.log"),
 		"-kernel", s.Image.Kernel, "-initrd", s.Image.Initrd,
-		"-append", "root=LABEL=labroot rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 panic=-1 loglevel=4",
+		"-append", appendLine,
 		// Disks are named by serial and label, not by order: the pool disk may enumerate first.
 		"-drive", "file=" + filepath.Join(s.Dir, "root.qcow2") + ",if=none,id=root,format=qcow2,cache=unsafe",
 		"-device", "virtio-blk-pci,drive=root,serial=labroot",
@@ -445,6 +459,36 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 			return nil
 		}
 	}
+}
+
+// kernelLine is the kernel command line and qemu's reboot flag: the lab's own init, or
+// systemd (the image's /sbin/init) with this VM's machine id, whose reboots restart the
+// guest in place (-no-shutdown) instead of ending qemu (-no-reboot).
+func kernelLine(systemd bool, uuid string) (string, string) {
+	const common = "root=LABEL=labroot rw console=ttyS0 net.ifnames=0 panic=-1 loglevel=4"
+	if systemd {
+		return common + " systemd.machine_id=" + strings.ReplaceAll(uuid, "-", ""), "-no-shutdown"
+	}
+	return "root=LABEL=labroot rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 panic=-1 loglevel=4", "-no-reboot"
+}
+
+// Reboot reboots a systemd server's guest (systemctl reboot) and waits until it is ready
+// again: its pool imported and the exec helper answering. The VM, its disks, its share
+// and its forwarded ports stay the same.
+func (s *Server) Reboot(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	if !s.systemd {
+		return 0, fmt.Errorf("lab: %s does not run systemd: it cannot reboot", s.Name)
+	}
+	os.Remove(filepath.Join(s.Share, "ready")) //nolint:errcheck
+	start := time.Now()
+	// The helper dies with the guest: its answer may never come.
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	s.Exec(ectx, "systemctl", "reboot") //nolint:errcheck
+	cancel()
+	if err := s.waitReady(ctx, timeout); err != nil {
+		return 0, fmt.Errorf("%s after reboot: %w", s.Name, err)
+	}
+	return time.Since(start), nil
 }
 
 // Addr returns the host address (127.0.0.1:port) forwarded to guestPort, or "" when the

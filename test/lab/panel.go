@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -237,4 +238,26 @@ func (l *Lab) Stop() {
 	if l.Panel != nil {
 		l.Panel.Stop() //nolint:errcheck
 	}
+}
+
+// StartTestPanel builds clusterducks and runs a dev panel for a test with its data in a
+// temporary directory; it is stopped when the test ends, with its output in the log of
+// a failed test.
+func StartTestPanel(ctx context.Context, t testing.TB) *DevPanel {
+	t.Helper()
+	bin, err := BuildBinary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := StartDevPanel(ctx, bin, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("panel output:\n%s", tailString(p.Output(), 6000))
+		}
+		p.Stop() //nolint:errcheck
+	})
+	return p
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -306,5 +307,27 @@ func TestFind(t *testing.T) {
 	os.WriteFile(filepath.Join(live, "owner"), []byte("999999999 1\n"), 0o644) //nolint:errcheck
 	if _, err := Find("box"); err == nil {
 		t.Error("found a server whose owner is gone")
+	}
+}
+
+// The systemd mode boots the image's own init with a machine id of the VM's UUID and
+// survives reboots; the default keeps the lab's init and ends qemu on a reboot.
+func TestKernelLine(t *testing.T) {
+	line, flag := kernelLine(false, "6e56620d-2926-4926-8880-18e0d59d7297")
+	if !strings.Contains(line, "init=/sbin/lab-init") || flag != "-no-reboot" {
+		t.Errorf("lab init: %q %q", line, flag)
+	}
+	line, flag = kernelLine(true, "6e56620d-2926-4926-8880-18e0d59d7297")
+	if strings.Contains(line, "init=") || !strings.Contains(line, "systemd.machine_id=6e56620d29264926888018e0d59d7297") || flag != "-no-shutdown" {
+		t.Errorf("systemd: %q %q", line, flag)
+	}
+}
+
+// Both guest scripts parse as the guest's sh (dash).
+func TestGuestScriptsParse(t *testing.T) {
+	for _, f := range []string{"init.sh", "systemd.sh"} {
+		if out, err := exec.Command("dash", "-n", f).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", f, err, out)
+		}
 	}
 }

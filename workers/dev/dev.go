@@ -6,7 +6,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/clusterducks/clusterducks/activities/metrics"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/clusterducks/clusterducks/models"
@@ -36,7 +38,8 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 	}
 	// A dev panel's servers and tunnels may be this machine (the lab's agents are).
 	store := &models.Store{DB: db, AllowLoopback: true}
-	t, tinfo, err := startTemporal(ctx, store, filepath.Join(*data, "temporal"), *temporalPort, *noUI)
+	m := metrics.New("panel", "")
+	t, tinfo, err := startTemporal(ctx, store, filepath.Join(*data, "temporal"), *temporalPort, *noUI, m)
 	if err != nil {
 		return err
 	}
@@ -66,5 +69,6 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 		fmt.Printf("API token: %s\n", tok)
 	}
 	ui := webui.Options{TemporalUI: tinfo.ui, TemporalNamespace: tinfo.namespace}
-	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: store, Mounts: mounts, Early: []panel.Mount{t.AgentMount(store)}, WebUI: ui, OnAccess: t.OnAccess(store)}), ln)
+	return panel.Serve(ctx, panel.NewApp(panel.Options{Store: store, Mounts: mounts, Early: []panel.Mount{t.AgentMount(store)}, WebUI: ui, OnAccess: t.OnAccess(store),
+		Metrics: m, MetricsToken: os.Getenv("METRICS_TOKEN"), AgentBinary: os.Getenv("CLUSTERDUCKS_AGENT_BINARY")}), ln)
 }

@@ -2,6 +2,7 @@ package dev
 
 import (
 	"context"
+	"github.com/clusterducks/clusterducks/activities/metrics"
 	"log/slog"
 	"os"
 	"time"
@@ -19,10 +20,10 @@ type temporalInfo struct {
 
 // startTemporal gives the dev panel its workflow engine: the Temporal named by
 // TEMPORAL_ADDRESS when set, else an embedded server keeping its state under dir.
-func startTemporal(ctx context.Context, store *models.Store, dir string, port int, noUI bool) (*panel.Temporal, temporalInfo, error) {
+func startTemporal(ctx context.Context, store *models.Store, dir string, port int, noUI bool, m *metrics.Registry) (*panel.Temporal, temporalInfo, error) {
 	info := temporalInfo{stop: func() {}}
 	if os.Getenv("TEMPORAL_ADDRESS") != "" {
-		t, err := panel.TemporalFromEnv(ctx, store, slog.Default())
+		t, err := panel.TemporalFromEnv(ctx, store, slog.Default(), m)
 		if t != nil {
 			cfg, _ := temporalclient.FromEnv()
 			info.address, info.namespace = cfg.Address, cfg.Namespace
@@ -38,7 +39,9 @@ func startTemporal(ctx context.Context, store *models.Store, dir string, port in
 		return nil, info, err
 	}
 	cfg := temporalclient.Config{Address: srv.Address, Namespace: srv.Namespace}
-	c, err := cfg.Dial(slog.Default(), time.Minute)
+	dial := cfg
+	dial.Metrics = m
+	c, err := dial.Dial(slog.Default(), time.Minute)
 	if err != nil {
 		srv.Stop()
 		return nil, info, err

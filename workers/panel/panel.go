@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/api"
+	"github.com/clusterducks/clusterducks/deploy"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/webui"
 	"github.com/gofiber/fiber/v2"
@@ -40,6 +42,12 @@ type Options struct {
 	// OnAccess, when set, is told of every account access (dashboard login, API token
 	// from a new address): the panel mails the account holder.
 	OnAccess func(a *models.Actor, how, ip string)
+	// Metrics, when set, are served at /metrics (MetricsToken, when set, guards them).
+	Metrics      *metrics.Registry
+	MetricsToken string
+	// AgentBinary is the agent executable served to install.sh; "" serves the panel's own
+	// executable when it is the static linux/amd64 build.
+	AgentBinary string
 }
 
 // NewApp builds the panel's HTTP app: the API under /api/v0.9.2 and the given mounts.
@@ -55,6 +63,11 @@ func NewApp(o Options) *fiber.App {
 		o.WebUI.OnLoginBackoff = func(a *models.Actor, ip string) { o.OnAccess(a, models.AccessFailedLogins, ip) }
 	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	// What install.sh and a new server fetch; public, like /healthz.
+	(&api.Downloads{Script: deploy.InstallScript, Binary: o.AgentBinary}).Mount(app)
+	if o.Metrics != nil {
+		api.MountMetrics(app, o.Metrics.Handler(), o.MetricsToken)
+	}
 	// The boot path's agent endpoints (server-key auth), before the API's user auth.
 	(&api.BootAgents{Store: o.Store}).Mount(app, o.Store)
 	for _, m := range o.Early {
@@ -142,7 +155,8 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 		return fmt.Errorf("CLUSTERDUCKS_ALLOW_LOOPBACK=%q: want 1 or 0", os.Getenv("CLUSTERDUCKS_ALLOW_LOOPBACK"))
 	}
 	store := &models.Store{DB: db, AllowLoopback: loopback}
-	t, err := TemporalFromEnv(ctx, store, slog.Default())
+	m := metrics.New("panel", "")
+	t, err := TemporalFromEnv(ctx, store, slog.Default(), m)
 	if err != nil {
 		return err
 	}
@@ -157,7 +171,9 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 			proxies = append(proxies, p)
 		}
 	}
-	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui, TrustedProxies: proxies, OnAccess: t.OnAccess(store)}), ln)
+	// METRICS_TOKEN guards /metrics; CLUSTERDUCKS_AGENT_BINARY is the agent served to install.sh.
+	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui, TrustedProxies: proxies, OnAccess: t.OnAccess(store),
+		Metrics: m, MetricsToken: os.Getenv("METRICS_TOKEN"), AgentBinary: os.Getenv("CLUSTERDUCKS_AGENT_BINARY")}), ln)
 }
 
 // Migrate is `clusterducks migrate`: applies pending migrations to DATABASE_URL (or --db).

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
@@ -76,11 +77,12 @@ func StartTemporal(ctx context.Context, c client.Client, store *models.Store, ag
 // settings (see temporalclient.FromEnv); TEMPORAL_AGENT_ADDRESS, when set, is the address
 // agents are told to dial instead of TEMPORAL_ADDRESS. Without TEMPORAL_ADDRESS the panel
 // runs without an engine (operations stay queued until one is configured) and it returns nil.
-func TemporalFromEnv(ctx context.Context, store *models.Store, log *slog.Logger) (*Temporal, error) {
+func TemporalFromEnv(ctx context.Context, store *models.Store, log *slog.Logger, m *metrics.Registry) (*Temporal, error) {
 	cfg, err := temporalclient.FromEnv()
 	if err != nil {
 		return nil, err
 	}
+	cfg.Metrics = m
 	if cfg.Address == "" {
 		slog.Warn("TEMPORAL_ADDRESS is not set: operations stay queued until the panel runs with Temporal")
 		return nil, nil
@@ -90,6 +92,7 @@ func TemporalFromEnv(ctx context.Context, store *models.Store, log *slog.Logger)
 		return nil, err
 	}
 	agentCfg := cfg
+	agentCfg.Metrics = nil
 	if a := os.Getenv("TEMPORAL_AGENT_ADDRESS"); a != "" {
 		agentCfg.Address = a
 	}

@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage"
+	agentmetrics "github.com/clusterducks/clusterducks/activities/storage/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
@@ -40,6 +42,8 @@ type Config struct {
 	StateDir string
 	Log      *slog.Logger
 	Boot     *BootConfig // the iSCSI target and boot endpoint (boot.go); nil: defaults
+	// Metrics are the agent's Prometheus metrics (served at /metrics); nil: Serve makes them.
+	Metrics *agentmetrics.Agent
 }
 
 const defaultStateDir = "/var/lib/clusterducks"
@@ -92,6 +96,9 @@ func Run(ctx context.Context, args []string, version string) error {
 // until ctx ends. A panel or Temporal that is not reachable yet is retried.
 func Serve(ctx context.Context, cfg Config) error {
 	log := cfg.log()
+	if cfg.Metrics == nil {
+		cfg.Metrics = agentmetrics.NewAgent(metrics.New("agent", cfg.Version))
+	}
 	panel := wire.NewClient(cfg.Panel, cfg.Key)
 	reg, id, err := register(ctx, cfg, panel)
 	if err != nil {
@@ -102,6 +109,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		return errors.New("agent: the panel has no workflow engine (TEMPORAL_ADDRESS is not set on the panel)")
 	}
 	tc.Address = reachable(tc.Address, cfg.Panel)
+	tc.Metrics = cfg.Metrics.Registry
 	log.Info("registered", "server", reg.ServerID, "name", reg.Name, "pool", reg.Pool, "queue", reg.TaskQueue, "temporal", tc.Address)
 	c, err := tc.Dial(log, 10*time.Minute)
 	if err != nil {

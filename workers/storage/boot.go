@@ -123,6 +123,9 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	if err != nil {
 		return nil, fmt.Errorf("boot: iSCSI listen %s: %w", listen, err)
 	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.WatchTarget(target)
+	}
 	go func() {
 		if err := target.Serve(iln); err != nil && !errors.Is(err, iscsi.ErrServerClosed) {
 			log.Error("iscsi target", "err", err)
@@ -140,7 +143,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	}
 	svc, err := boot.NewService(boot.Config{ServerID: serverID, Portal: portal, BootPort: portOf(bc.BootListen),
 		Panel: panel, Provision: &temporalProvisioner{c: c}, Disks: disks, Target: target, Cache: cache, Logger: log,
-		CHAPKey: chapKey})
+		CHAPKey: chapKey, Observer: bootObserver(cfg)})
 	if err != nil {
 		iln.Close()
 		return nil, err
@@ -150,6 +153,10 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	log.Info("boot: targets exported again", "n", n, "err", err)
 	mux := http.NewServeMux()
 	mux.Handle("/boot.ipxe", svc)
+	if cfg.Metrics != nil {
+		// Until the agent API (through the tunnel) serves them, the metrics are on the boot listener.
+		mux.Handle("/metrics", cfg.Metrics.Registry.Handler())
+	}
 	hs := &http.Server{Addr: bc.BootListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	hln, err := net.Listen("tcp", bc.BootListen)
 	if err != nil {
@@ -166,6 +173,15 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 		defer cancel()
 		target.Shutdown(sctx) //nolint:errcheck
 	}, nil
+}
+
+// bootObserver is the boot service's metrics, nil when the agent has none (a typed nil
+// pointer would not compare equal to a nil interface).
+func bootObserver(cfg Config) boot.Observer {
+	if cfg.Metrics == nil {
+		return nil
+	}
+	return cfg.Metrics.Boot
 }
 
 func portOf(addr string) int {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -26,6 +27,9 @@ type Config struct {
 	// Client certificate (mTLS); files, read at dial time. Never sent to agents.
 	CertFile string `json:"-"`
 	KeyFile  string `json:"-"`
+	// Metrics, when set, receives the SDK's metrics and the workflow outcomes of the
+	// workers made from the client. Never sent to agents.
+	Metrics *metrics.Registry `json:"-"`
 }
 
 // FromWire is the Temporal endpoint the panel handed an agent at registration.
@@ -69,6 +73,7 @@ func FromEnv() (Config, error) {
 // Options returns the SDK client options for c.
 func (c Config) Options(log *slog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: c.Address, Namespace: c.Namespace}
+	c.Metrics.ClientOptions(&o)
 	if log != nil {
 		o.Logger = sdklog.NewStructuredLogger(log)
 	}

@@ -171,3 +171,26 @@ func scriptWord(s string) string {
 func seconds(d time.Duration) int {
 	return max(int(d.Round(time.Second)/time.Second), 1)
 }
+
+// ScriptKind names what a script of this package tells the device to do, for metrics:
+// sanboot, menu, reboot, retry (ask this server again after a pause), redirect (ask
+// another server), chain (the first request, without a MAC), or other.
+func ScriptKind(script string) string {
+	lines := strings.SplitN(script, "\n", 5)
+	at := func(i int, prefix string) bool { return len(lines) > i && strings.HasPrefix(lines[i], prefix) }
+	switch {
+	case at(1, "menu "):
+		return "menu"
+	case strings.Contains(script, "\nsanboot iscsi:"):
+		return "sanboot"
+	case at(1, "chain "):
+		return "chain"
+	case at(1, "echo ") && at(2, "sleep ") && at(3, "chain "):
+		return "retry"
+	case at(1, "echo ") && at(2, "chain "):
+		return "redirect"
+	case strings.HasSuffix(script, "\nreboot\n"):
+		return "reboot"
+	}
+	return "other"
+}

@@ -48,6 +48,15 @@ type Config struct {
 	// CHAPKey, when set, makes every target of this server require CHAP, with a secret
 	// per target derived from the key (CHAPCredentials); the sanboot scripts carry it.
 	CHAPKey []byte
+	// Observer, when set, is told of every device boot request (the agent's metrics).
+	Observer Observer
+}
+
+// Observer is told when a device's boot request arrives and how it was answered.
+type Observer interface {
+	BootStarted()
+	// BootDone gets the kind of script sent (ScriptKind) and the time it took.
+	BootDone(result string, d time.Duration)
 }
 
 // Service answers devices' boot requests (GET /boot.ipxe) and keeps this server's targets
@@ -209,7 +218,15 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	group, _ := strconv.ParseUint(q.Get("group"), 10, 32)
 	hop, _ := strconv.Atoi(q.Get("hop"))
-	fmt.Fprint(w, s.script(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group), hop))
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.BootStarted()
+	}
+	start := time.Now()
+	script := s.script(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group), hop)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.BootDone(ScriptKind(script), time.Since(start))
+	}
+	fmt.Fprint(w, script)
 }
 
 // maxHops bounds the chain of redirects one boot may follow: a device is sent to the

@@ -6,6 +6,7 @@
 //	go run ./test/lab/cmd/lab -bare -n 3        # 3 VMs with an empty pool, no panel
 //	go run ./test/lab/cmd/lab -panel http://127.0.0.1:8080 -key s1.key -key s2.key
 //	go run ./test/lab/cmd/lab exec lab1 zpool status
+//	go run ./test/lab/cmd/lab image             # only build (or find) the image
 //
 // The first run on a machine builds the image (12–15 minutes); later runs reuse it.
 package main
@@ -33,6 +34,16 @@ func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "exec" {
 		os.Exit(execCmd(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "image" {
+		// Builds ahead of a test run, so the build's 10-30 minutes are not a test's timeout.
+		img, err := lab.EnsureImage(context.Background(), func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "lab:", err)
+			os.Exit(1)
+		}
+		fmt.Println(img.Root)
+		os.Exit(0)
 	}
 	os.Exit(run())
 }

@@ -1,0 +1,147 @@
+// Package metrics holds an agent's own metrics: its iSCSI target (sessions and bytes per
+// target, read from the target's atomic counters at scrape time, so the data path pays
+// nothing more), its boot endpoint (requests by result, their latency, boots in
+// progress) and replication to each slave. Mount Agent.Registry's handler on the agent
+// API (or the boot listener).
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	cdmetrics "github.com/clusterducks/clusterducks/activities/metrics"
+	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const ns = cdmetrics.Namespace
+
+// Agent is one agent's metrics, registered on its process registry.
+type Agent struct {
+	Registry    *cdmetrics.Registry
+	Boot        *Boot
+	Replication *Replication
+
+	mu     sync.Mutex
+	target iscsiStats // nil until the boot path starts its target
+}
+
+// iscsiStats is what the collector reads: *iscsi.Server.
+type iscsiStats interface {
+	Stats() []iscsi.TargetStats
+	ConnectionCount() int
+}
+
+// NewAgent registers the agent's metrics on reg.
+func NewAgent(reg *cdmetrics.Registry) *Agent {
+	a := &Agent{Registry: reg, Boot: newBoot(reg), Replication: NewReplication(reg)}
+	reg.MustRegister(&iscsiCollector{a: a})
+	return a
+}
+
+// WatchTarget makes the iSCSI metrics read target (the agent's one iSCSI server).
+func (a *Agent) WatchTarget(target iscsiStats) {
+	a.mu.Lock()
+	a.target = target
+	a.mu.Unlock()
+}
+
+var (
+	descSessions = prometheus.NewDesc(ns+"_iscsi_sessions", "Logged-in iSCSI sessions, by target IQN.", []string{"target"}, nil)
+	descLogins   = prometheus.NewDesc(ns+"_iscsi_logins_total", "Successful iSCSI logins, by target IQN.", []string{"target"}, nil)
+	descLoginErr = prometheus.NewDesc(ns+"_iscsi_login_failures_total", "Refused iSCSI logins, by target IQN.", []string{"target"}, nil)
+	descCommands = prometheus.NewDesc(ns+"_iscsi_commands_total", "SCSI commands served, by target IQN.", []string{"target"}, nil)
+	descErrors   = prometheus.NewDesc(ns+"_iscsi_command_errors_total", "SCSI commands that ended with a status other than GOOD, by target IQN.", []string{"target"}, nil)
+	descRead     = prometheus.NewDesc(ns+"_iscsi_read_bytes_total", "Bytes sent to initiators from the target's LUNs, by target IQN.", []string{"target"}, nil)
+	descWritten  = prometheus.NewDesc(ns+"_iscsi_written_bytes_total", "Bytes written to the target's LUNs, by target IQN.", []string{"target"}, nil)
+	descConns    = prometheus.NewDesc(ns+"_iscsi_connections", "Open TCP connections to the iSCSI target (logged in or not).", nil, nil)
+)
+
+// iscsiCollector turns the target's counters into metrics at scrape time. Targets are
+// the exported disks (devices, group heads, volumes): bounded by the inventory.
+type iscsiCollector struct{ a *Agent }
+
+func (c *iscsiCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSessions, descLogins, descLoginErr, descCommands, descErrors, descRead, descWritten, descConns} {
+		ch <- d
+	}
+}
+
+func (c *iscsiCollector) Collect(ch chan<- prometheus.Metric) {
+	c.a.mu.Lock()
+	t := c.a.target
+	c.a.mu.Unlock()
+	if t == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(t.ConnectionCount()))
+	for _, st := range t.Stats() {
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(st.Sessions), st.IQN)
+		ch <- prometheus.MustNewConstMetric(descLogins, prometheus.CounterValue, float64(st.Logins), st.IQN)
+		ch <- prometheus.MustNewConstMetric(descLoginErr, prometheus.CounterValue, float64(st.LoginFailures), st.IQN)
+		ch <- prometheus.MustNewConstMetric(descCommands, prometheus.CounterValue, float64(st.Commands), st.IQN)
+		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(st.Errors), st.IQN)
+		ch <- prometheus.MustNewConstMetric(descRead, prometheus.CounterValue, float64(st.BytesRead), st.IQN)
+		ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(st.BytesWritten), st.IQN)
+	}
+}
+
+// Boot counts the boot endpoint's answers; it is the boot service's Observer.
+type Boot struct {
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	inProgress prometheus.Gauge
+}
+
+func newBoot(reg prometheus.Registerer) *Boot {
+	b := &Boot{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "boot_requests_total",
+			Help: "Boot requests answered, by the kind of script sent (sanboot, redirect, retry, reboot, menu, chain)."}, []string{"result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "boot_request_duration_seconds",
+			Help:    "Time to answer a boot request, by result (a provisioning waits up to its wait bound).",
+			Buckets: []float64{0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}}, []string{"result"}),
+		inProgress: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "boots_in_progress",
+			Help: "Boot requests being answered now (a provisioning one can take seconds)."}),
+	}
+	reg.MustRegister(b.requests, b.latency, b.inProgress)
+	return b
+}
+
+// BootStarted is called when a device's boot request arrives.
+func (b *Boot) BootStarted() { b.inProgress.Inc() }
+
+// BootDone is called when the request was answered with a script of kind result.
+func (b *Boot) BootDone(result string, d time.Duration) {
+	b.inProgress.Dec()
+	b.requests.WithLabelValues(result).Inc()
+	b.latency.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// Replication is what the replication work updates, per slave server (label "slave", the
+// slave's server id: bounded by the network's servers).
+type Replication struct {
+	// Bytes counts stream bytes sent to the slave.
+	Bytes *prometheus.CounterVec
+	// Remaining is the estimated size still to send in the running replication (0 when idle).
+	Remaining *prometheus.GaugeVec
+	// LastSuccess is the Unix time of the slave's last complete replication.
+	LastSuccess *prometheus.GaugeVec
+}
+
+// NewReplication declares the replication metrics on reg.
+func NewReplication(reg prometheus.Registerer) *Replication {
+	r := &Replication{
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "replication_sent_bytes_total",
+			Help: "Replication stream bytes sent to each slave."}, []string{"slave"}),
+		Remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "replication_remaining_bytes",
+			Help: "Estimated bytes left in each slave's running replication (0 when idle)."}, []string{"slave"}),
+		LastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "replication_last_success_timestamp_seconds",
+			Help: "Unix time of each slave's last complete replication."}, []string{"slave"}),
+	}
+	reg.MustRegister(r.Bytes, r.Remaining, r.LastSuccess)
+	return r
+}
+
+// Slave is the label value of a slave server.
+func Slave(serverID uint) string { return strconv.FormatUint(uint64(serverID), 10) }
