@@ -101,7 +101,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	if tc.Address == "" {
 		return errors.New("agent: the panel has no workflow engine (TEMPORAL_ADDRESS is not set on the panel)")
 	}
-	tc.Address = reachable(tc.Address, cfg.Panel)
+	tc.Address = temporalclient.Reachable(tc.Address, cfg.Panel)
 	log.Info("registered", "server", reg.ServerID, "name", reg.Name, "pool", reg.Pool, "queue", reg.TaskQueue, "temporal", tc.Address)
 	c, err := tc.Dial(log, 10*time.Minute)
 	if err != nil {
@@ -197,24 +197,6 @@ func register(ctx context.Context, cfg Config, panel *wire.Client) (*wire.Regist
 		}
 		wait = min(wait*2, 30*time.Second)
 	}
-}
-
-// reachable rewrites a loopback Temporal address to the panel's host: a panel that runs
-// Temporal beside itself on loopback means "where the panel is" (as agents in VMs see it).
-func reachable(address, panelURL string) string {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return address
-	}
-	ip := net.ParseIP(host)
-	if host != "localhost" && (ip == nil || !(ip.IsLoopback() || ip.IsUnspecified())) {
-		return address
-	}
-	u, err := url.Parse(panelURL)
-	if err != nil || u.Hostname() == "" {
-		return address
-	}
-	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // reportStats sends the pool's health and capacity (and its erator) to the panel.
