@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,54 @@ func (g *Agents) Mount(app *fiber.App, _ *models.Store) {
 	app.Post(Prefix+wire.PathRegister, g.register)
 	app.Post(Prefix+wire.PathCertificate, g.certificate)
 	app.Post(Prefix+wire.PathStats, g.stats)
+	app.Post(Prefix+wire.PathTunnelRegister, g.registerTunnel)
+}
+
+// registerTunnel answers a tunnel process presenting its tunnel key with a CSR: its
+// identity, its certificate (for its agent listener and tunnel ports), the Temporal
+// settings and the tunnel ports to open. A bad CSR is refused before anything is recorded.
+func (g *Agents) registerTunnel(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	h := strings.TrimSpace(c.Get(fiber.HeaderAuthorization))
+	t, err := models.TunnelByKey(ctx, g.Store.DB, strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")))
+	if errors.Is(err, models.ErrBadTunnelKey) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="clusterducks-tunnel"`)
+		return fiber.NewError(fiber.StatusUnauthorized, "missing or unknown tunnel key: send Authorization: Bearer <the tunnel's key>")
+	}
+	if err != nil {
+		return err
+	}
+	in, err := agentBody[wire.TunnelRegisterRequest](c, "a tunnel registration")
+	if err != nil {
+		return err
+	}
+	if in.CSRPEM == "" {
+		return models.Invalid("csr_pem", "is required")
+	}
+	csr, err := parseCSR(in.CSRPEM)
+	if err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(in.AgentAddr); err != nil {
+		return models.Invalid("agent_addr", "must be host:port")
+	}
+	ca, err := g.authority(ctx)
+	if err != nil {
+		return err
+	}
+	_, certPEM, err := ca.SignTunnel(csr, wire.TunnelIdentity{NetworkID: t.NetworkID, TunnelID: t.ID}, time.Now())
+	if err != nil {
+		return err
+	}
+	ports, err := models.TunnelPorts(ctx, g.Store.DB, t)
+	if err != nil {
+		return err
+	}
+	if err := models.RegisterTunnel(ctx, g.Store.DB, t, in.AgentAddr); err != nil {
+		return err
+	}
+	return c.JSON(wire.TunnelRegisterResponse{TunnelID: t.ID, NetworkID: t.NetworkID, Alias: t.Alias,
+		TaskQueue: wire.TunnelQueue(t.ID), Temporal: g.Temporal, PanelCAPEM: ca.CertPEM, CertPEM: certPEM, Ports: ports})
 }
 
 func (g *Agents) server(c *fiber.Ctx) (*models.Server, error) {
@@ -99,6 +148,9 @@ func (g *Agents) register(c *fiber.Ctx) error {
 		TaskQueue: g.TaskQueue(srv.ID), Temporal: g.Temporal, StatsSeconds: int(every / time.Second),
 		Operation:  &wire.OperationRef{ID: op.ID, URL: v.URL, State: op.State, Step: op.Step, Percent: op.Percent},
 		PanelCAPEM: ca.CertPEM,
+	}
+	if out.Tunnel, err = models.TunnelEndpointFor(c.UserContext(), g.Store.DB, srv.NetworkID); err != nil {
+		return err
 	}
 	if csr != nil {
 		if out.CertPEM, err = g.issue(c.UserContext(), ca, srv, csr); err != nil {

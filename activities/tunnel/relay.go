@@ -7,7 +7,6 @@
 package tunnel
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -145,7 +144,7 @@ func (r *Relay) admit(ctx context.Context, tc *tls.Conn) (wire.AgentIdentity, er
 	if err != nil {
 		return id, fmt.Errorf("%w: %w", errRefused, err)
 	}
-	line, err := bufio.NewReader(io.LimitReader(tc, 1024)).ReadSlice('\n')
+	line, err := wire.ReadLine(tc)
 	if err != nil {
 		return id, fmt.Errorf("%w: no hello: %v", errRefused, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 )
 
@@ -116,4 +117,21 @@ func IsPanel(cert *x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// ReadLine reads one line (the hello or the welcome) byte by byte, so that nothing of the
+// session that follows is consumed; at most 1 KiB.
+func ReadLine(r io.Reader) ([]byte, error) {
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 1024 {
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		if b[0] == '\n' {
+			return line, nil
+		}
+		line = append(line, b[0])
+	}
+	return nil, errors.New("line longer than 1 KiB")
 }
