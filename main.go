@@ -12,6 +12,7 @@ import (
 	"github.com/clusterducks/clusterducks/workers/dev"
 	"github.com/clusterducks/clusterducks/workers/panel"
 	"github.com/clusterducks/clusterducks/workers/storage"
+	"github.com/clusterducks/clusterducks/workers/tunnel"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -43,6 +44,8 @@ func main() {
 		err = panel.Run(ctx, args)
 	case "agent":
 		err = storage.Run(ctx, args, version)
+	case "tunnel":
+		err = tunnel.Run(ctx, args, version)
 	case "migrate":
 		err = panel.Migrate(ctx, args)
 	case "version", "--version", "-v":
