@@ -80,6 +80,9 @@ type HealthRules struct {
 	// none for its changes until it has been stable for FlapWindow (defaults 4, 10 min).
 	FlapChanges int
 	FlapWindow  time.Duration
+	// Grace is how long after a tunnel came up its servers' failures do not count: its
+	// agents are still reconnecting (default 30 s; agents redial within about 13 s).
+	Grace time.Duration
 }
 
 func (r HealthRules) withDefaults() HealthRules {
@@ -91,6 +94,9 @@ func (r HealthRules) withDefaults() HealthRules {
 	}
 	if r.FlapWindow <= 0 {
 		r.FlapWindow = 10 * time.Minute
+	}
+	if r.Grace <= 0 {
+		r.Grace = 30 * time.Second
 	}
 	return r
 }
@@ -277,6 +283,21 @@ func markObject(tx *gorm.DB, st *HealthState, now time.Time) error {
 		return tx.Model(&Tunnel{}).Where("id = ?", st.ObjectID).Update("status", status).Error
 	}
 	return tx.Model(&Server{}).Where("id = ?", st.ObjectID).Update("status", status).Error
+}
+
+// TunnelSettled reports whether the servers behind tunnel id can be judged at now: the
+// tunnel is up, and has been for the rules' grace.
+func TunnelSettled(ctx context.Context, db *gorm.DB, id uint, rules HealthRules, now time.Time) (bool, error) {
+	rules = rules.withDefaults()
+	var st HealthState
+	err := db.WithContext(ctx).Where("object_key = ?", HealthKey(HealthTunnel, id)).Take(&st).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return st.State == HealthUp && (st.ChangedAt == nil || now.Sub(*st.ChangedAt) >= rules.Grace), nil
 }
 
 // OpenHealthAlerts lists the objects of networks nids that are down or flapping.

@@ -20,6 +20,8 @@ type HealthCheckInput struct {
 	// TunnelTimeout is how long a tunnel may take to pick up its check before it counts
 	// as failed (default 10 s).
 	TunnelTimeout time.Duration
+	// AgentTimeout bounds one agent's answer through its tunnel (default 10 s).
+	AgentTimeout time.Duration
 }
 
 // HealthCheckResult says what the round did.
@@ -69,7 +71,7 @@ func HealthCheck(ctx workflow.Context, in HealthCheckInput) (HealthCheckResult, 
 		}
 	}
 	var round panel.CheckHealthResult
-	if err := workflow.ExecuteActivity(pctx, pa.CheckHealth, panel.CheckHealthInput{Tunnels: checks, Rules: in.Rules}).Get(ctx, &round); err != nil {
+	if err := workflow.ExecuteActivity(pctx, pa.CheckHealth, panel.CheckHealthInput{Tunnels: checks, Rules: in.Rules, AgentTimeout: in.AgentTimeout}).Get(ctx, &round); err != nil {
 		return HealthCheckResult{}, err
 	}
 	for _, m := range round.Mails {

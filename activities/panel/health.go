@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,8 @@ type TunnelCheck struct {
 type CheckHealthInput struct {
 	Tunnels []TunnelCheck
 	Rules   models.HealthRules
+	// AgentTimeout bounds one agent's answer (default 10 s).
+	AgentTimeout time.Duration
 }
 
 // HealthMail is one mail of an alert event to one user.
@@ -123,9 +126,15 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (*Che
 		if err := db.Where("network_id = ? AND tunnel_port > 0", n.ID).Order("id").Find(&srvs).Error; err != nil {
 			return nil, err
 		}
+		// Its servers are judged only behind a tunnel that answered this round and has
+		// been up for a while: a tunnel down gives one tunnel alert, not one per server.
+		settled, err := models.TunnelSettled(ctx, a.DB, t.ID, in.Rules, now)
+		if err != nil {
+			return nil, err
+		}
 		for _, s := range srvs {
 			r := models.HealthResult{Class: models.HealthServer, NetworkID: n.ID, ObjectID: s.ID, Name: s.Name}
-			if !tunnelOK[t.ID] {
+			if !tunnelOK[t.ID] || !settled {
 				r.Skip = true
 				results = append(results, r)
 				continue
@@ -134,7 +143,9 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (*Che
 			go func() {
 				defer wg.Done()
 				var st wire.StatsReport
-				err := a.Agents.Get(ctx, &t, s.TunnelPort, wire.AgentPathStats, &st)
+				actx, cancel := context.WithTimeout(ctx, cmp.Or(in.AgentTimeout, 10*time.Second))
+				err := a.Agents.Get(actx, &t, s.TunnelPort, wire.AgentPathStats, &st)
+				cancel()
 				if err == nil {
 					err = models.RecordServerStats(ctx, a.DB, s.ID, &st)
 				}

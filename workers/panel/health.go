@@ -24,6 +24,8 @@ type HealthConfig struct {
 	Rules models.HealthRules
 	// TunnelTimeout: see workflows.HealthCheckInput.
 	TunnelTimeout time.Duration
+	// AgentTimeout: see workflows.HealthCheckInput.
+	AgentTimeout time.Duration
 }
 
 // HealthFromEnv reads HEALTH_EVERY (a duration), HEALTH_FAILURES, HEALTH_FLAP_CHANGES and
@@ -56,7 +58,7 @@ func (t *Temporal) StartHealth(ctx context.Context, cfg HealthConfig) error {
 	action := &client.ScheduleWorkflowAction{
 		ID:        workflows.HealthCheckID,
 		Workflow:  workflows.HealthCheck,
-		Args:      []any{workflows.HealthCheckInput{Rules: cfg.Rules, TunnelTimeout: cfg.TunnelTimeout}},
+		Args:      []any{workflows.HealthCheckInput{Rules: cfg.Rules, TunnelTimeout: cfg.TunnelTimeout, AgentTimeout: cfg.AgentTimeout}},
 		TaskQueue: workflows.PanelQueue,
 		// A round that hangs must not stop the next ones.
 		WorkflowRunTimeout: 10 * time.Minute,
