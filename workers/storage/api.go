@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -44,6 +45,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // poolStats is the pool's health and capacity (and its erator); a pool that does not
 // exist is reported as wire.PoolMissing, not as an error.
 func poolStats(ctx context.Context, acts *storage.Activities, pool string) (*wire.StatsReport, error) {
+	// A machine without OpenZFS has no pool either; say so rather than fail.
+	if _, err := exec.LookPath("zpool"); err != nil {
+		return &wire.StatsReport{PoolHealth: wire.PoolMissing, Detail: json.RawMessage(`{"error":"zpool is not installed on this server"}`)}, nil
+	}
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	st, err := acts.Status(sctx, storage.PoolInput{Pool: pool})
