@@ -326,15 +326,16 @@ func NetworkWatchers(ctx context.Context, db *gorm.DB, nid uint) ([]User, error)
 
 // HealthNotice is the mail of an alert event.
 func HealthNotice(ev *AlertEvent, network, panel string) (subject, body string) {
-	if panel == "" {
-		panel = "the clusterducks panel"
+	where := ev.Link + " on the clusterducks panel"
+	if panel != "" {
+		where = "https://" + panel + ev.Link
 	}
 	what := map[string]string{EventDown: "unreachable", EventUp: "recovered", EventFlapping: "flapping", EventStable: "stable"}[ev.Kind]
 	if ev.Class == HealthTunnel && ev.Kind == EventDown {
 		what = "tunnel down"
 	}
 	subject = fmt.Sprintf("clusterducks: %s %s (network %s)", ev.Name, what, network)
-	body = fmt.Sprintf("%s\n\nNetwork: %s\nWhen: %s\nSee %s%s\n", ev.Message, network, ev.CreatedAt.UTC().Format(time.RFC1123), panel, ev.Link)
+	body = fmt.Sprintf("%s\n\nNetwork: %s\nWhen: %s\nSee %s\n", ev.Message, network, ev.CreatedAt.UTC().Format(time.RFC1123), where)
 	return subject, body
 }
 
