@@ -194,7 +194,9 @@ func (st *HealthState) apply(r HealthResult, rules HealthRules, now time.Time) [
 		from := st.State
 		st.State = next
 		st.ChangedAt = &now
-		recent = append(recent, now.Unix())
+		if from != HealthUnknown { // a first look is no change of the object
+			recent = append(recent, now.Unix())
+		}
 		switch {
 		case from == HealthUnknown && next == HealthUp:
 			// A first look finding it up is no news.

@@ -126,15 +126,16 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (*Che
 		if err := db.Where("network_id = ? AND tunnel_port > 0", n.ID).Order("id").Find(&srvs).Error; err != nil {
 			return nil, err
 		}
-		// Its servers are judged only behind a tunnel that answered this round and has
-		// been up for a while: a tunnel down gives one tunnel alert, not one per server.
+		// Its servers' failures count only behind a tunnel that answered this round and
+		// has been up for a while (its agents reconnect meanwhile): a tunnel down gives one
+		// tunnel alert, not one per server. Their answers always count.
 		settled, err := models.TunnelSettled(ctx, a.DB, t.ID, in.Rules, now)
 		if err != nil {
 			return nil, err
 		}
 		for _, s := range srvs {
 			r := models.HealthResult{Class: models.HealthServer, NetworkID: n.ID, ObjectID: s.ID, Name: s.Name}
-			if !tunnelOK[t.ID] || !settled {
+			if !tunnelOK[t.ID] {
 				r.Skip = true
 				results = append(results, r)
 				continue
@@ -149,7 +150,7 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (*Che
 				if err == nil {
 					err = models.RecordServerStats(ctx, a.DB, s.ID, &st)
 				}
-				r.OK = err == nil
+				r.OK, r.Skip = err == nil, err != nil && !settled
 				if err != nil {
 					r.Error = err.Error()
 				}
