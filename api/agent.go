@@ -53,12 +53,7 @@ func (g *Agents) Mount(app *fiber.App, _ *models.Store) {
 // settings and the tunnel ports to open. A bad CSR is refused before anything is recorded.
 func (g *Agents) registerTunnel(c *fiber.Ctx) error {
 	ctx := c.UserContext()
-	h := strings.TrimSpace(c.Get(fiber.HeaderAuthorization))
-	t, err := models.TunnelByKey(ctx, g.Store.DB, strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")))
-	if errors.Is(err, models.ErrBadTunnelKey) {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="clusterducks-tunnel"`)
-		return fiber.NewError(fiber.StatusUnauthorized, "missing or unknown tunnel key: send Authorization: Bearer <the tunnel's key>")
-	}
+	t, err := keyed(c, "tunnel", func(key string) (*models.Tunnel, error) { return models.TunnelByKey(ctx, g.Store.DB, key) })
 	if err != nil {
 		return err
 	}
@@ -96,6 +91,12 @@ func (g *Agents) registerTunnel(c *fiber.Ctx) error {
 }
 
 func (g *Agents) server(c *fiber.Ctx) (*models.Server, error) {
+	return keyed(c, "server", func(key string) (*models.Server, error) { return models.ServerByKey(c.UserContext(), g.Store.DB, key) })
+}
+
+// keyed authenticates a process of kind ("server" for agents, "tunnel") by the key in
+// `Authorization: Bearer <key>` (or `Key key="<key>"`): a key that names nothing is a 401.
+func keyed[T any](c *fiber.Ctx, kind string, byKey func(key string) (*T, error)) (*T, error) {
 	h := strings.TrimSpace(c.Get(fiber.HeaderAuthorization))
 	key := ""
 	switch {
@@ -104,12 +105,12 @@ func (g *Agents) server(c *fiber.Ctx) (*models.Server, error) {
 	case strings.HasPrefix(h, "Key "):
 		key = strings.Trim(strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(h, "Key ")), "key="), `"`)
 	}
-	srv, err := models.ServerByKey(c.UserContext(), g.Store.DB, key)
-	if errors.Is(err, models.ErrBadServerKey) {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="clusterducks-agent"`)
-		return nil, fiber.NewError(fiber.StatusUnauthorized, "missing or unknown server key: send Authorization: Bearer <the server's key>")
+	v, err := byKey(key)
+	if errors.Is(err, models.ErrBadKey) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="clusterducks-`+kind+`"`)
+		return nil, fiber.NewError(fiber.StatusUnauthorized, "missing or unknown "+kind+" key: send Authorization: Bearer <the "+kind+"'s key>")
 	}
-	return srv, err
+	return v, err
 }
 
 func (g *Agents) register(c *fiber.Ctx) error {

@@ -80,24 +80,9 @@ func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
 	})
 }
 
-// ErrBadTunnelKey is a tunnel key that names no tunnel.
-var ErrBadTunnelKey = errors.New("unknown tunnel key")
-
-// TunnelByKey finds the tunnel a key was issued for; ErrBadTunnelKey when none.
+// TunnelByKey finds the tunnel a key was issued for; ErrBadKey when none.
 func TunnelByKey(ctx context.Context, db *gorm.DB, key string) (*Tunnel, error) {
-	key = strings.TrimSpace(key)
-	if key == "" {
-		return nil, ErrBadTunnelKey
-	}
-	var t Tunnel
-	err := db.WithContext(ctx).Where("key_hash = ?", HashSecret(key)).Take(&t).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, ErrBadTunnelKey
-	}
-	if err != nil {
-		return nil, fmt.Errorf("tunnel lookup: %w", err)
-	}
-	return &t, nil
+	return byKey[Tunnel](ctx, db, key, "tunnel")
 }
 
 // RegisterTunnel records a tunnel process's start and where it listens for agents.

@@ -6,7 +6,6 @@ package tunnel_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/harness/proc"
+	"github.com/clusterducks/clusterducks/test/lab"
 	"github.com/clusterducks/clusterducks/workers/panel"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	"gorm.io/gorm"
@@ -26,24 +26,15 @@ import (
 
 var binary string
 
-// TestMain builds the binary once: tunnels and agents run as their own processes, so
-// that a test can stop and kill them.
+// TestMain builds the binary once (the lab's static build, shared with its VMs): tunnels
+// and agents run as their own processes, so that a test can stop and kill them.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "clusterducks-tunnel-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "clusterducks")
-	cmd := exec.Command("go", "build", "-o", binary, ".")
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		panic("build: " + err.Error() + "\n" + string(out))
+	var err error
+	if binary, err = lab.BuildBinary(context.Background()); err != nil {
+		panic("build: " + err.Error())
 	}
 	code := harness.RunWithPostgres(m)
 	harness.StopTemporal()
-	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -240,5 +231,3 @@ func (e *env) healthState(class string, id uint) models.HealthState {
 	e.DB.Where("object_key = ?", models.HealthKey(class, id)).Take(&st) //nolint:errcheck
 	return st
 }
-
-var _ = fmt.Sprint
