@@ -218,14 +218,6 @@ func eventually(t *testing.T, within time.Duration, what string, f func() error)
 	return 0
 }
 
-func (e *env) serverRow(id uint) models.Server {
-	var s models.Server
-	if err := e.DB.Take(&s, id).Error; err != nil {
-		e.t.Fatal(err)
-	}
-	return s
-}
-
 func (e *env) healthState(class string, id uint) models.HealthState {
 	var st models.HealthState
 	e.DB.Where("object_key = ?", models.HealthKey(class, id)).Take(&st) //nolint:errcheck
