@@ -61,10 +61,7 @@ func (g *Agents) registerTunnel(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if in.CSRPEM == "" {
-		return models.Invalid("csr_pem", "is required")
-	}
-	csr, err := parseCSR(in.CSRPEM)
+	csr, err := requiredCSR(in.CSRPEM)
 	if err != nil {
 		return err
 	}
@@ -172,10 +169,7 @@ func (g *Agents) certificate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if in.CSRPEM == "" {
-		return models.Invalid("csr_pem", "is required")
-	}
-	csr, err := parseCSR(in.CSRPEM)
+	csr, err := requiredCSR(in.CSRPEM)
 	if err != nil {
 		return err
 	}
@@ -197,6 +191,14 @@ func agentBody[T any](c *fiber.Ctx, what string) (T, error) {
 		return v, &models.MalformedError{Msg: "body must be " + what + ": " + err.Error()}
 	}
 	return v, nil
+}
+
+// requiredCSR is parseCSR of a CSR that must be there.
+func requiredCSR(csrPEM string) (*x509.CertificateRequest, error) {
+	if csrPEM == "" {
+		return nil, models.Invalid("csr_pem", "is required")
+	}
+	return parseCSR(csrPEM)
 }
 
 func parseCSR(s string) (*x509.CertificateRequest, error) {
