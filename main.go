@@ -13,6 +13,7 @@ import (
 	"github.com/clusterducks/clusterducks/workers/panel"
 	"github.com/clusterducks/clusterducks/workers/storage"
 	"github.com/clusterducks/clusterducks/workers/temporalite"
+	"github.com/clusterducks/clusterducks/workers/tunnel"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -47,6 +48,8 @@ func main() {
 		err = storage.Run(ctx, args, version)
 	case "temporal":
 		err = temporalite.Run(ctx, args)
+	case "tunnel":
+		err = tunnel.Run(ctx, args, version)
 	case "migrate":
 		err = panel.Migrate(ctx, args)
 	case "version", "--version", "-v":

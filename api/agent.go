@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -44,9 +45,55 @@ func (g *Agents) Mount(app *fiber.App, _ *models.Store) {
 	app.Post(Prefix+wire.PathRegister, g.register)
 	app.Post(Prefix+wire.PathCertificate, g.certificate)
 	app.Post(Prefix+wire.PathStats, g.stats)
+	app.Post(Prefix+wire.PathTunnelRegister, g.registerTunnel)
+}
+
+// registerTunnel answers a tunnel process presenting its tunnel key with a CSR: its
+// identity, its certificate (for its agent listener and tunnel ports), the Temporal
+// settings and the tunnel ports to open. A bad CSR is refused before anything is recorded.
+func (g *Agents) registerTunnel(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	t, err := keyed(c, "tunnel", func(key string) (*models.Tunnel, error) { return models.TunnelByKey(ctx, g.Store.DB, key) })
+	if err != nil {
+		return err
+	}
+	in, err := agentBody[wire.TunnelRegisterRequest](c, "a tunnel registration")
+	if err != nil {
+		return err
+	}
+	csr, err := requiredCSR(in.CSRPEM)
+	if err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(in.AgentAddr); err != nil {
+		return models.Invalid("agent_addr", "must be host:port")
+	}
+	ca, err := g.authority(ctx)
+	if err != nil {
+		return err
+	}
+	_, certPEM, err := ca.SignTunnel(csr, wire.TunnelIdentity{NetworkID: t.NetworkID, TunnelID: t.ID}, time.Now())
+	if err != nil {
+		return err
+	}
+	ports, err := models.TunnelPorts(ctx, g.Store.DB, t)
+	if err != nil {
+		return err
+	}
+	if err := models.RegisterTunnel(ctx, g.Store.DB, t, in.AgentAddr); err != nil {
+		return err
+	}
+	return c.JSON(wire.TunnelRegisterResponse{TunnelID: t.ID, NetworkID: t.NetworkID, Alias: t.Alias,
+		TaskQueue: wire.TunnelQueue(t.ID), Temporal: g.Temporal, PanelCAPEM: ca.CertPEM, CertPEM: certPEM, Ports: ports})
 }
 
 func (g *Agents) server(c *fiber.Ctx) (*models.Server, error) {
+	return keyed(c, "server", func(key string) (*models.Server, error) { return models.ServerByKey(c.UserContext(), g.Store.DB, key) })
+}
+
+// keyed authenticates a process of kind ("server" for agents, "tunnel") by the key in
+// `Authorization: Bearer <key>` (or `Key key="<key>"`): a key that names nothing is a 401.
+func keyed[T any](c *fiber.Ctx, kind string, byKey func(key string) (*T, error)) (*T, error) {
 	h := strings.TrimSpace(c.Get(fiber.HeaderAuthorization))
 	key := ""
 	switch {
@@ -55,12 +102,12 @@ func (g *Agents) server(c *fiber.Ctx) (*models.Server, error) {
 	case strings.HasPrefix(h, "Key "):
 		key = strings.Trim(strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(h, "Key ")), "key="), `"`)
 	}
-	srv, err := models.ServerByKey(c.UserContext(), g.Store.DB, key)
-	if errors.Is(err, models.ErrBadServerKey) {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="clusterducks-agent"`)
-		return nil, fiber.NewError(fiber.StatusUnauthorized, "missing or unknown server key: send Authorization: Bearer <the server's key>")
+	v, err := byKey(key)
+	if errors.Is(err, models.ErrBadKey) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="clusterducks-`+kind+`"`)
+		return nil, fiber.NewError(fiber.StatusUnauthorized, "missing or unknown "+kind+" key: send Authorization: Bearer <the "+kind+"'s key>")
 	}
-	return srv, err
+	return v, err
 }
 
 func (g *Agents) register(c *fiber.Ctx) error {
@@ -100,6 +147,9 @@ func (g *Agents) register(c *fiber.Ctx) error {
 		Operation:  &wire.OperationRef{ID: op.ID, URL: v.URL, State: op.State, Step: op.Step, Percent: op.Percent},
 		PanelCAPEM: ca.CertPEM,
 	}
+	if out.Tunnel, err = models.TunnelEndpointFor(c.UserContext(), g.Store.DB, srv.NetworkID); err != nil {
+		return err
+	}
 	if csr != nil {
 		if out.CertPEM, err = g.issue(c.UserContext(), ca, srv, csr); err != nil {
 			return err
@@ -119,10 +169,7 @@ func (g *Agents) certificate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if in.CSRPEM == "" {
-		return models.Invalid("csr_pem", "is required")
-	}
-	csr, err := parseCSR(in.CSRPEM)
+	csr, err := requiredCSR(in.CSRPEM)
 	if err != nil {
 		return err
 	}
@@ -144,6 +191,14 @@ func agentBody[T any](c *fiber.Ctx, what string) (T, error) {
 		return v, &models.MalformedError{Msg: "body must be " + what + ": " + err.Error()}
 	}
 	return v, nil
+}
+
+// requiredCSR is parseCSR of a CSR that must be there.
+func requiredCSR(csrPEM string) (*x509.CertificateRequest, error) {
+	if csrPEM == "" {
+		return nil, models.Invalid("csr_pem", "is required")
+	}
+	return parseCSR(csrPEM)
 }
 
 func parseCSR(s string) (*x509.CertificateRequest, error) {

@@ -256,7 +256,11 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err != nil {
 			return err
 		}
-		return c.JSON(wire.ServerInfo{ID: srv.ID, Name: srv.Name, IP: srv.IP})
+		tunnel, err := models.TunnelEndpointFor(c.UserContext(), b.Store.DB, srv.NetworkID)
+		if err != nil {
+			return err
+		}
+		return c.JSON(wire.ServerInfo{ID: srv.ID, Name: srv.Name, IP: srv.IP, Tunnel: tunnel})
 	})
 	app.Post(Prefix+wire.PathClone, func(c *fiber.Ctx) error {
 		srv, err := keys.server(c)

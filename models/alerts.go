@@ -18,6 +18,11 @@ const (
 	AlertNoDefaultGroup      = "no_default_group"
 	AlertGroupWithoutVersion = "group_without_version"
 	AlertSMTPNotConfigured   = "smtp_not_configured"
+	// The health check's alerts (stored, see health.go): a tunnel down, a server other
+	// than the master unreachable, a server flapping.
+	AlertTunnelDown        = HealthTunnel
+	AlertServerUnreachable = HealthServer
+	AlertServerFlapping    = "server_flapping"
 )
 
 // Alert is one problem that keeps a network (or the panel) from being operational, with the
@@ -95,6 +100,14 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 			return nil, fmt.Errorf("alerts: versions: %w", err)
 		}
 	}
+	health, err := OpenHealthAlerts(ctx, db, ids)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: health: %w", err)
+	}
+	healthOf := map[uint][]HealthState{}
+	for _, h := range health {
+		healthOf[h.NetworkID] = append(healthOf[h.NetworkID], h)
+	}
 	hasVersion := map[uint]bool{}
 	for _, g := range versioned {
 		hasVersion[g] = true
@@ -114,6 +127,18 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 				add(AlertNoTunnel, fmt.Sprintf("/tunnels/new?network_id=%d", nid), "Network %q has no tunnel server: add one so the panel can reach its servers.", n.Name)
 			} else {
 				add(AlertNoTunnel, edit, "Network %q has no tunnel server selected: choose one in the network's settings.", n.Name)
+			}
+		}
+		for _, h := range healthOf[nid] {
+			switch {
+			case h.Class == HealthTunnel && h.State == HealthDown:
+				add(AlertTunnelDown, h.link(), "The tunnel server %q of network %q is down: the panel cannot reach its servers. Start `clusterducks tunnel` on it.", h.Name, n.Name)
+			case h.Flapping:
+				add(AlertServerFlapping, h.link(), "The server %q of network %q is flapping (up and down): check its network and agent.", h.Name, n.Name)
+			case n.MasterServerID != nil && *n.MasterServerID == h.ObjectID:
+				// The master's own alert below says it.
+			case h.State == HealthDown:
+				add(AlertServerUnreachable, h.link(), "The server %q of network %q is unreachable through its tunnel: check its agent and tunnel port.", h.Name, n.Name)
 			}
 		}
 		switch {

@@ -311,24 +311,32 @@ func recordStats(tx *gorm.DB, serverID uint, r *StatsReport) error {
 	return nil
 }
 
+// ErrBadKey is a server or tunnel key that names none.
+var ErrBadKey = errors.New("unknown key")
+
 // ErrBadServerKey is a server key that names no server.
-var ErrBadServerKey = errors.New("unknown server key")
+var ErrBadServerKey = ErrBadKey
 
 // ServerByKey finds the server a key was issued for (install.sh -k); ErrBadServerKey when none.
 func ServerByKey(ctx context.Context, db *gorm.DB, key string) (*Server, error) {
+	return byKey[Server](ctx, db, key, "server")
+}
+
+// byKey finds the server or tunnel (what) a key was issued for; ErrBadKey when none.
+func byKey[T any](ctx context.Context, db *gorm.DB, key, what string) (*T, error) {
 	key = strings.TrimSpace(key)
 	if key == "" {
-		return nil, ErrBadServerKey
+		return nil, ErrBadKey
 	}
-	var srv Server
-	err := db.WithContext(ctx).Where("key_hash = ?", HashSecret(key)).Take(&srv).Error
+	var v T
+	err := db.WithContext(ctx).Where("key_hash = ?", HashSecret(key)).Take(&v).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, ErrBadServerKey
+		return nil, ErrBadKey
 	}
 	if err != nil {
-		return nil, fmt.Errorf("server lookup: %w", err)
+		return nil, fmt.Errorf("%s lookup: %w", what, err)
 	}
-	return &srv, nil
+	return &v, nil
 }
 
 // RegisterAgent records an agent's start for its server (its address, when it gave one)

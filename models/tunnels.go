@@ -2,21 +2,33 @@ package models
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"gorm.io/gorm"
 )
 
 // Tunnel is a tunnel server that relays the panel's requests to the network's nodes.
 type Tunnel struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
-	NetworkID uint      `gorm:"not null;index" json:"network_id"`
-	Alias     string    `gorm:"size:200;not null" json:"alias"`
-	IP        string    `gorm:"size:64;not null" json:"ip"`
-	KeyHash   string    `gorm:"size:64;not null;default:''" json:"-"`
-	Status    string    `gorm:"size:200;not null;default:''" json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID        uint   `gorm:"primaryKey" json:"id"`
+	NetworkID uint   `gorm:"not null;index" json:"network_id"`
+	Alias     string `gorm:"size:200;not null" json:"alias"`
+	IP        string `gorm:"size:64;not null" json:"ip"`
+	KeyHash   string `gorm:"size:64;not null;default:''" json:"-"`
+	Status    string `gorm:"size:200;not null;default:''" json:"status"`
+	// AgentAddr is where the tunnel process listens for agents, as it registered it.
+	AgentAddr string `gorm:"size:200;not null;default:''" json:"agent_addr"`
+	// Agents lists the servers whose agents had a session at the last health check
+	// (comma-separated ids), CheckedAt when that was.
+	Agents    string     `gorm:"size:2000;not null;default:''" json:"-"`
+	CheckedAt *time.Time `json:"checked_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // TunnelInput is the body of a tunnel create or update.
@@ -66,4 +78,90 @@ func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
 	return deleteOwned(ctx, s, a, id, "tunnel", func(t *Tunnel) (uint, string) { return t.NetworkID, t.Alias }, func(tx *gorm.DB, t *Tunnel) error {
 		return clearRefs(tx, t.ID, ref{&Network{}, "tunnel_id"})
 	})
+}
+
+// TunnelByKey finds the tunnel a key was issued for; ErrBadKey when none.
+func TunnelByKey(ctx context.Context, db *gorm.DB, key string) (*Tunnel, error) {
+	return byKey[Tunnel](ctx, db, key, "tunnel")
+}
+
+// RegisterTunnel records a tunnel process's start and where it listens for agents.
+func RegisterTunnel(ctx context.Context, db *gorm.DB, t *Tunnel, agentAddr string) error {
+	t.AgentAddr, t.Status = trunc(agentAddr, 200), "Tunnel connected"
+	return db.WithContext(ctx).Model(&Tunnel{}).Where("id = ?", t.ID).
+		Updates(map[string]any{"agent_addr": t.AgentAddr, "status": t.Status}).Error
+}
+
+// TunnelPorts lists the tunnel ports tunnel t should have open: those of its network's
+// servers while it is the network's selected tunnel, none otherwise.
+func TunnelPorts(ctx context.Context, db *gorm.DB, t *Tunnel) ([]wire.TunnelPort, error) {
+	db = db.WithContext(ctx)
+	var n Network
+	if err := db.Take(&n, t.NetworkID).Error; err != nil {
+		return nil, fmt.Errorf("tunnel %d's network: %w", t.ID, err)
+	}
+	out := []wire.TunnelPort{}
+	if n.TunnelID == nil || *n.TunnelID != t.ID {
+		return out, nil
+	}
+	var srvs []Server
+	if err := db.Where("network_id = ? AND tunnel_port > 0", n.ID).Order("id").Find(&srvs).Error; err != nil {
+		return nil, fmt.Errorf("tunnel %d's servers: %w", t.ID, err)
+	}
+	for _, s := range srvs {
+		out = append(out, wire.TunnelPort{ServerID: s.ID, Port: s.TunnelPort})
+	}
+	return out, nil
+}
+
+// AgentEndpoint is where agents dial the tunnel: its registered listen address, with the
+// tunnel's IP for an unspecified host; "" before the tunnel process registered.
+func (t *Tunnel) AgentEndpoint() string {
+	host, port, err := net.SplitHostPort(t.AgentAddr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = t.IP
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// SelectedTunnel returns network nid's selected tunnel, nil when it has none.
+func SelectedTunnel(ctx context.Context, db *gorm.DB, nid uint) (*Tunnel, error) {
+	var n Network
+	if err := db.WithContext(ctx).Take(&n, nid).Error; err != nil {
+		return nil, fmt.Errorf("network %d: %w", nid, err)
+	}
+	if n.TunnelID == nil {
+		return nil, nil
+	}
+	var t Tunnel
+	if err := db.WithContext(ctx).Take(&t, *n.TunnelID).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("tunnel %d: %w", *n.TunnelID, err)
+	}
+	return &t, nil
+}
+
+// TunnelEndpointFor is where the agents of network nid dial their tunnel, "" when none.
+func TunnelEndpointFor(ctx context.Context, db *gorm.DB, nid uint) (string, error) {
+	t, err := SelectedTunnel(ctx, db, nid)
+	if err != nil || t == nil {
+		return "", err
+	}
+	return t.AgentEndpoint(), nil
+}
+
+// ConnectedAgents is the server ids of Agents.
+func (t *Tunnel) ConnectedAgents() []uint {
+	var out []uint
+	for _, f := range strings.Split(t.Agents, ",") {
+		if id, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32); err == nil {
+			out = append(out, uint(id))
+		}
+	}
+	return out
 }

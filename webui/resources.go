@@ -258,14 +258,14 @@ func tunnelsRes() *resource {
 	k := &kind[models.Tunnel]{
 		meta: meta{Name: "tunnels", Title: "Tunnel Servers", Singular: "Tunnel Server", Icon: "tunnel", Submit: "Add", Filter: true,
 			Help: "Tunnel servers proxy the panel's commands to the network's servers. IP is a routable address that the panel must reach."},
-		columns: []string{"Alias", "IP", "Network", "Selected", "Status"},
+		columns: []string{"Alias", "IP", "Network", "Selected", "Status", "Connected agents", "Checked"},
 		list:    list, get: get,
 		id:    func(x *models.Tunnel) uint { return x.ID },
 		label: func(x *models.Tunnel) string { return x.Alias },
 		row: func(r *rc, t *models.Tunnel) []cell {
 			n := r.networks()[t.NetworkID]
 			return []cell{{Text: t.Alias, Link: fmt.Sprintf("/tunnels/%d", t.ID)}, {Text: t.IP}, r.netCell(t.NetworkID),
-				{Text: yesNo(n.TunnelID != nil && *n.TunnelID == t.ID)}, {Text: t.Status}}
+				{Text: yesNo(n.TunnelID != nil && *n.TunnelID == t.ID)}, tunnelStatus(t), {Text: r.agentNames(t)}, {Text: ago(t.CheckedAt)}}
 		},
 		fields: func(r *rc, o *models.Tunnel) []field {
 			t := cmp.Or(o, &models.Tunnel{})
@@ -279,18 +279,43 @@ func tunnelsRes() *resource {
 		update: storeSave((*models.Store).UpdateTunnel),
 		del:    storeRemove((*models.Store).DeleteTunnel),
 		details: func(r *rc, t *models.Tunnel) []detail {
-			return []detail{{Label: "Alias", Value: t.Alias}, {Label: "IP", Value: t.IP}, {Label: "Network", Value: r.netName(t.NetworkID), Link: fmt.Sprintf("/networks/%d", t.NetworkID)}, {Label: "Status", Value: t.Status}}
+			return []detail{{Label: "Alias", Value: t.Alias}, {Label: "IP", Value: t.IP}, {Label: "Network", Value: r.netName(t.NetworkID), Link: fmt.Sprintf("/networks/%d", t.NetworkID)},
+				{Label: "Status", Value: t.Status, Badge: tunnelStatus(t).Badge}, {Label: "Connected agents", Value: r.agentNames(t)},
+				{Label: "Agents dial", Value: orDash(t.AgentEndpoint())}, {Label: "Checked", Value: ago(t.CheckedAt)}}
 		},
 	}
 	return k.resource()
 }
 
+// serverStatus is the server's status, with the time of the panel's last round trip
+// through the tunnel when it got through.
 func serverStatus(s *models.Server) cell {
-	b := "bad"
 	if s.Reachable() {
+		return cell{Text: s.Status + " (" + ago(s.StatsAt) + ")", Badge: "ok"}
+	}
+	return cell{Text: s.Status, Badge: "bad"}
+}
+
+// tunnelStatus is a tunnel's status, good while the last health check found it running.
+func tunnelStatus(t *models.Tunnel) cell {
+	b := "bad"
+	if strings.HasPrefix(t.Status, "Running") {
 		b = "ok"
 	}
-	return cell{Text: s.Status, Badge: b}
+	return cell{Text: t.Status, Badge: b}
+}
+
+// agentNames names the servers whose agents had a session with t at its last check.
+func (r *rc) agentNames(t *models.Tunnel) string {
+	ids := t.ConnectedAgents()
+	if len(ids) == 0 {
+		return "—"
+	}
+	var names []string
+	if err := r.s.DB.WithContext(r.ctx).Model(&models.Server{}).Where("id IN ?", ids).Order("name").Pluck("name", &names).Error; err != nil {
+		return fmt.Sprintf("%d", len(ids))
+	}
+	return strings.Join(names, ", ")
 }
 
 func serversRes() *resource {

@@ -116,3 +116,15 @@ func ReplicateID(slaveID uint, kind string, objectID uint) string {
 func MaintenanceEndID(kind string, id uint) string {
 	return fmt.Sprintf("%s-maintenance-end-%d", kind, id)
 }
+
+// HealthScheduleID is the id of the panel's health-check schedule (one per panel
+// database: every panel creates it idempotently at start).
+const HealthScheduleID = "health-check"
+
+// HealthCheckID is the id of the health check's rounds (the schedule appends the time).
+const HealthCheckID = "health-check-round"
+
+// AlertNotifyID is the id of the mail of alert event eventID to a user: each is sent once.
+func AlertNotifyID(eventID, userID uint) string {
+	return fmt.Sprintf("notify-alert-%d-%d", eventID, userID)
+}

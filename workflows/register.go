@@ -23,4 +23,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Device, workflow.RegisterOptions{Name: wire.DeviceWorkflow})
 	r.RegisterWorkflow(DeviceRestore)
 	r.RegisterWorkflow(Notify)
+	r.RegisterWorkflow(HealthCheck)
 }

@@ -6,6 +6,7 @@ package panel
 import (
 	"context"
 
+	"github.com/clusterducks/clusterducks/activities/panel/agentclient"
 	"github.com/clusterducks/clusterducks/models"
 	"gorm.io/gorm"
 )
@@ -13,6 +14,9 @@ import (
 // Activities are the panel worker's database activities; one value per panel process.
 type Activities struct {
 	DB *gorm.DB
+	// Agents reaches agents through their tunnels (the health check); nil in a panel
+	// that checks none.
+	Agents *agentclient.Client
 }
 
 // ProgressInput is a step of a running operation.

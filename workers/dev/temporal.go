@@ -47,6 +47,15 @@ func startTemporal(ctx context.Context, store *models.Store, dir string, port in
 		return nil, info, err
 	}
 	t, err := panel.StartTemporal(ctx, c, store, cfg, slog.Default())
+	if err == nil {
+		var hc panel.HealthConfig
+		if hc, err = panel.HealthFromEnv(); err == nil {
+			err = t.StartHealth(ctx, hc)
+		}
+		if err != nil {
+			t.Stop()
+		}
+	}
 	if err != nil {
 		c.Close()
 		srv.Stop()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/panel/agentclient"
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
@@ -63,7 +64,7 @@ func StartTemporal(ctx context.Context, c client.Client, store *models.Store, ag
 	}
 	w := worker.New(c, workflows.PanelQueue, worker.Options{})
 	workflows.Register(w)
-	w.RegisterActivity(&panel.Activities{DB: store.DB})
+	w.RegisterActivity(&panel.Activities{DB: store.DB, Agents: agentclient.New(store.DB)})
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("panel worker: %w", err)
 	}
@@ -99,6 +100,14 @@ func TemporalFromEnv(ctx context.Context, store *models.Store, log *slog.Logger,
 	t, err := StartTemporal(ctx, c, store, agentCfg, log)
 	if err != nil {
 		c.Close()
+		return nil, err
+	}
+	hc, err := HealthFromEnv()
+	if err == nil {
+		err = t.StartHealth(ctx, hc)
+	}
+	if err != nil {
+		t.Stop()
 		return nil, err
 	}
 	slog.Info("workflow engine ready", "temporal", cfg.Address, "namespace", cfg.Namespace, "queue", workflows.PanelQueue)

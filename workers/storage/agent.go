@@ -9,19 +9,16 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	agentmetrics "github.com/clusterducks/clusterducks/activities/storage/metrics"
@@ -44,6 +41,9 @@ type Config struct {
 	Boot     *BootConfig // the iSCSI target and boot endpoint (boot.go); nil: defaults
 	// Metrics are the agent's Prometheus metrics (served at /metrics); nil: Serve makes them.
 	Metrics *agentmetrics.Agent
+	// APIHandlers are mounted on the agent API (api.go) beside its stats and health, by
+	// path pattern (e.g. "/metrics"); the panel reaches them through the tunnel.
+	APIHandlers map[string]http.Handler
 }
 
 const defaultStateDir = "/var/lib/clusterducks"
@@ -99,6 +99,14 @@ func Serve(ctx context.Context, cfg Config) error {
 	if cfg.Metrics == nil {
 		cfg.Metrics = agentmetrics.NewAgent(metrics.New("agent", cfg.Version))
 	}
+	// The panel scrapes the agent's metrics through its tunnel, on the agent API.
+	if _, ok := cfg.APIHandlers["/metrics"]; !ok {
+		handlers := map[string]http.Handler{"/metrics": cfg.Metrics.Registry.Handler()}
+		for p, h := range cfg.APIHandlers {
+			handlers[p] = h
+		}
+		cfg.APIHandlers = handlers
+	}
 	panel := wire.NewClient(cfg.Panel, cfg.Key)
 	reg, id, err := register(ctx, cfg, panel)
 	if err != nil {
@@ -108,7 +116,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	if tc.Address == "" {
 		return errors.New("agent: the panel has no workflow engine (TEMPORAL_ADDRESS is not set on the panel)")
 	}
-	tc.Address = reachable(tc.Address, cfg.Panel)
+	tc.Address = temporalclient.Reachable(tc.Address, cfg.Panel)
 	tc.Metrics = cfg.Metrics.Registry
 	log.Info("registered", "server", reg.ServerID, "name", reg.Name, "pool", reg.Pool, "queue", reg.TaskQueue, "temporal", tc.Address)
 	c, err := tc.Dial(log, 10*time.Minute)
@@ -129,16 +137,31 @@ func Serve(ctx context.Context, cfg Config) error {
 	if every <= 0 {
 		every = 15 * time.Second
 	}
+	// The panel reaches the agent through its network's tunnel; the agent pushes its
+	// stats itself only while there is none (or it has no certificate to dial one with).
+	var tun *tunnelDialer
+	if id != nil && id.cert != nil {
+		roots := x509.NewCertPool()
+		if ca, err := wire.ParseCertificate(reg.PanelCAPEM); err == nil {
+			roots.AddCert(ca)
+		}
+		tun = &tunnelDialer{id: id, roots: roots, network: reg.NetworkID, server: reg.ServerID,
+			handler: agentAPI(cfg, reg.ServerID, reg.Pool, acts), log: log}
+		tun.setAddr(tunnelAddr(reg.Tunnel, cfg.Panel))
+		go tun.run(ctx)
+	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var renewAt time.Time // a renewal that failed is tried again an hour later
 	for {
-		if err := reportStats(ctx, panel, acts, reg.Pool); err != nil {
-			if wire.IsStatus(err, http.StatusUnauthorized) {
-				// The key was rotated or the server deleted: this agent no longer speaks for it.
-				return fmt.Errorf("agent: the panel no longer accepts this server key: %w", err)
+		if tun == nil || tun.current() == "" {
+			if err := reportStats(ctx, panel, acts, reg.Pool); err != nil {
+				if wire.IsStatus(err, http.StatusUnauthorized) {
+					// The key was rotated or the server deleted: this agent no longer speaks for it.
+					return fmt.Errorf("agent: the panel no longer accepts this server key: %w", err)
+				}
+				log.Warn("stats report", "err", err)
 			}
-			log.Warn("stats report", "err", err)
 		}
 		// An agent that runs for a year renews its certificate without a restart.
 		if now := time.Now(); id != nil && id.due(now) && now.After(renewAt) {
@@ -154,7 +177,21 @@ func Serve(ctx context.Context, cfg Config) error {
 			return nil
 		case <-tick.C:
 		}
+		// The network's tunnel may have been added or changed: follow it.
+		if tun != nil {
+			if info, err := panel.Server(ctx); err == nil {
+				tun.setAddr(tunnelAddr(info.Tunnel, cfg.Panel))
+			}
+		}
 	}
+}
+
+// tunnelAddr is where to dial a tunnel the panel named: a loopback one is where the panel is.
+func tunnelAddr(addr, panelURL string) string {
+	if addr == "" {
+		return ""
+	}
+	return temporalclient.Reachable(addr, panelURL)
 }
 
 // Register presents the server key to the panel (see register) and returns what the
@@ -207,37 +244,11 @@ func register(ctx context.Context, cfg Config, panel *wire.Client) (*wire.Regist
 	}
 }
 
-// reachable rewrites a loopback Temporal address to the panel's host: a panel that runs
-// Temporal beside itself on loopback means "where the panel is" (as agents in VMs see it).
-func reachable(address, panelURL string) string {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return address
-	}
-	ip := net.ParseIP(host)
-	if host != "localhost" && (ip == nil || !(ip.IsLoopback() || ip.IsUnspecified())) {
-		return address
-	}
-	u, err := url.Parse(panelURL)
-	if err != nil || u.Hostname() == "" {
-		return address
-	}
-	return net.JoinHostPort(u.Hostname(), port)
-}
-
 // reportStats sends the pool's health and capacity (and its erator) to the panel.
 func reportStats(ctx context.Context, panel *wire.Client, acts *storage.Activities, pool string) error {
-	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	st, err := acts.Status(sctx, storage.PoolInput{Pool: pool})
-	var r *wire.StatsReport
-	switch {
-	case err == nil:
-		r = st.Stats()
-	case activities.IsType(err, activities.TypePoolNotFound) || errors.Is(err, activities.ErrPoolNotFound):
-		r = &wire.StatsReport{PoolHealth: wire.PoolMissing, Detail: json.RawMessage(fmt.Sprintf(`{"error":%q}`, activities.Message(err)))}
-	default:
+	r, err := poolStats(ctx, acts, pool)
+	if err != nil {
 		return err
 	}
-	return panel.Stats(sctx, r)
+	return panel.Stats(ctx, r)
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -119,4 +121,22 @@ func (c Config) Dial(log *slog.Logger, wait time.Duration) (client.Client, error
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// Reachable rewrites a loopback address (Temporal's, a tunnel's) to the panel's host: a panel that runs
+// Temporal or a tunnel beside itself on loopback means "where the panel is" (as agents in VMs see it).
+func Reachable(address, panelURL string) string {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return address
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !(ip.IsLoopback() || ip.IsUnspecified())) {
+		return address
+	}
+	u, err := url.Parse(panelURL)
+	if err != nil || u.Hostname() == "" {
+		return address
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -115,33 +116,7 @@ func ParseCSR(csrPEM string) (*x509.CertificateRequest, error) {
 // tunnels and each other, and answer peers), valid AgentValidity from now (never beyond
 // the CA). Each call signs a new certificate with a new serial.
 func (ca *CA) SignAgent(csr *x509.CertificateRequest, id wire.AgentIdentity, now time.Time) (*x509.Certificate, string, error) {
-	serial, err := newSerial()
-	if err != nil {
-		return nil, "", err
-	}
-	notAfter := now.Add(AgentValidity)
-	if notAfter.After(ca.Cert.NotAfter) {
-		notAfter = ca.Cert.NotAfter
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{Organization: []string{"clusterducks"}, CommonName: id.CommonName()},
-		URIs:         []*url.URL{id.URI()},
-		DNSNames:     []string{id.DNSName()},
-		NotBefore:    now.Add(-clockSkew),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.key)
-	if err != nil {
-		return nil, "", fmt.Errorf("sign the certificate of %s: %w", id.CommonName(), err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, "", err
-	}
-	return cert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), nil
+	return ca.sign(csr.PublicKey, id.CommonName(), id.URI(), id.DNSName(), now)
 }
 
 // newSerial is a random 128-bit serial number, as RFC 5280 allows (at most 20 octets).
@@ -152,4 +127,58 @@ func newSerial() (*big.Int, error) {
 	}
 	// Serial numbers are positive.
 	return n.Add(n, big.NewInt(1)), nil
+}
+
+// SignTunnel issues tunnel id's certificate for the CSR's key: CN tunnel-<id>, the identity
+// as URI SAN and its DNS SAN, for server authentication (agents and the panel dial the
+// tunnel) and client authentication. Each call signs a new certificate.
+func (ca *CA) SignTunnel(csr *x509.CertificateRequest, id wire.TunnelIdentity, now time.Time) (*x509.Certificate, string, error) {
+	return ca.sign(csr.PublicKey, id.CommonName(), id.URI(), id.DNSName(), now)
+}
+
+// PanelClient makes a fresh key and a certificate naming the panel (wire.PanelURI), the
+// only client certificate a tunnel port accepts. A panel makes one when it starts and
+// keeps it in memory: every panel behind the load balancer has its own.
+func (ca *CA) PanelClient(now time.Time) (tls.Certificate, error) {
+	key, _, err := wire.NewKey()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	u, _ := url.Parse(wire.PanelURI)
+	cert, _, err := ca.sign(key.Public(), "clusterducks panel", u, wire.PanelDNSName, now)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
+}
+
+// sign issues a leaf certificate for pub, valid AgentValidity from now (never beyond the CA).
+func (ca *CA) sign(pub any, cn string, uri *url.URL, dns string, now time.Time) (*x509.Certificate, string, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, "", err
+	}
+	notAfter := now.Add(AgentValidity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{Organization: []string{"clusterducks"}, CommonName: cn},
+		URIs:         []*url.URL{uri},
+		DNSNames:     []string{dns},
+		NotBefore:    now.Add(-clockSkew),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.key)
+	if err != nil {
+		return nil, "", fmt.Errorf("sign the certificate of %s: %w", cn, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, "", err
+	}
+	return cert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), nil
 }

@@ -48,6 +48,9 @@ type RegisterResponse struct {
 	PanelCAPEM string `json:"panel_ca_pem"`
 	// CertPEM is the agent's new certificate, when the request carried a CSR.
 	CertPEM string `json:"cert_pem,omitempty"`
+	// Tunnel is where the agent dials its network's selected tunnel (host:port), "" while
+	// there is none; the agent re-reads it (PathServer) to follow a change.
+	Tunnel string `json:"tunnel,omitempty"`
 }
 
 // Temporal is the workflow engine's endpoint the panel hands its agents.

@@ -107,6 +107,9 @@ type ServerInfo struct {
 	ID   uint   `json:"id"`
 	Name string `json:"name"`
 	IP   string `json:"ip"`
+	// Tunnel is where the server's agent dials its network's selected tunnel (host:port),
+	// "" while the network has no tunnel that has started (only in /agent/server.json).
+	Tunnel string `json:"tunnel,omitempty"`
 }
 
 // Action is what a booting device is told to do.

@@ -161,3 +161,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// RegisterTunnel presents a tunnel key (the client's Key) with the tunnel's CSR: the
+// panel answers who the tunnel is, its certificate and the tunnel ports to open.
+func (c *Client) RegisterTunnel(ctx context.Context, r TunnelRegisterRequest) (*TunnelRegisterResponse, error) {
+	var out TunnelRegisterResponse
+	if err := c.do(ctx, http.MethodPost, PathTunnelRegister, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

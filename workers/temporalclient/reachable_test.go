@@ -1,4 +1,4 @@
-package storage
+package temporalclient
 
 import "testing"
 
@@ -15,8 +15,8 @@ func TestReachable(t *testing.T) {
 		{"garbage", "http://10.0.2.2:8080", "garbage"},
 	}
 	for _, c := range cases {
-		if got := reachable(c.addr, c.panel); got != c.want {
-			t.Errorf("reachable(%q, %q) = %q, want %q", c.addr, c.panel, got, c.want)
+		if got := Reachable(c.addr, c.panel); got != c.want {
+			t.Errorf("Reachable(%q, %q) = %q, want %q", c.addr, c.panel, got, c.want)
 		}
 	}
 }

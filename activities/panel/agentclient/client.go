@@ -1,0 +1,109 @@
+// Package agentclient is the panel's one client of the agents' API: it reaches an agent
+// only through its network's tunnel, dialing <tunnel IP>:<the server's Tunnel Port> with
+// the panel's client certificate (from the panel CA), and checks that the tunnel's
+// certificate names that tunnel.
+package agentclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities/panel/pki"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/models"
+	"gorm.io/gorm"
+)
+
+// Client asks agents through their tunnels. Safe for concurrent use; it makes the panel's
+// client certificate at first use and again before it ends.
+type Client struct {
+	DB *gorm.DB
+	// Timeout bounds one request, dial included (default 10 s).
+	Timeout time.Duration
+
+	mu    sync.Mutex
+	cert  *tls.Certificate
+	roots *x509.CertPool
+}
+
+// New returns a client of the agents of the panel whose database is db.
+func New(db *gorm.DB) *Client { return &Client{DB: db} }
+
+// credentials returns the panel's client certificate and the panel CA.
+func (c *Client) credentials(ctx context.Context) (*tls.Certificate, *x509.CertPool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.cert != nil && now.Add(24*time.Hour).Before(c.cert.Leaf.NotAfter) {
+		return c.cert, c.roots, nil
+	}
+	row, err := models.LoadPanelCA(ctx, c.DB, func() (string, string, error) { return pki.New(now) })
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := pki.Load(row.CertPEM, row.KeyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := ca.PanelClient(now)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	c.cert, c.roots = &cert, roots
+	return c.cert, c.roots, nil
+}
+
+// Get asks the agent of the server with tunnel port port, behind tunnel t, for path (a
+// wire.AgentPath*) and decodes the JSON answer into out.
+func (c *Client) Get(ctx context.Context, t *models.Tunnel, port int, path string, out any) error {
+	cert, roots, err := c.credentials(ctx)
+	if err != nil {
+		return err
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{*cert}, RootCAs: roots, MinVersion: tls.VersionTLS13,
+			ServerName: wire.TunnelIdentity{NetworkID: t.NetworkID, TunnelID: t.ID}.DNSName()},
+		DialContext:       (&net.Dialer{Timeout: timeout}).DialContext,
+		DisableKeepAlives: true, // a tunnel port connection is a stream of the agent's session: hold none
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: timeout}
+	url := "https://" + net.JoinHostPort(t.IP, strconv.Itoa(port)) + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e wire.ErrorBody
+		json.Unmarshal(b, &e) //nolint:errcheck
+		return fmt.Errorf("agent %s: %d %s", path, resp.StatusCode, e.Error)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("agent %s: %w", path, err)
+	}
+	return nil
+}
