@@ -99,6 +99,8 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.post("/settings", u.h(u.saveSettings))
 	r.get("/operations", u.h(u.operations))
 	r.get("/operations/:id", u.h(u.withID(u.operation)))
+	r.post("/operations/:id/cancel", u.h(u.withID(u.controlOperation(false))))
+	r.post("/operations/:id/retry", u.h(u.withID(u.controlOperation(true))))
 	r.get("/events/operations", u.h(u.events))
 	r.get("/networks/:id/delegations", u.h(u.withID(u.delegations)))
 	r.post("/networks/:id/delegations", u.h(u.withID(u.delegate)))
@@ -249,6 +251,7 @@ var notices = map[string]string{
 	"published":   "Publishing the next version: its progress shows below.",
 	"assigned":    "Assigned version saved.",
 	"maintenance": "Maintenance changed.",
+	"cancelling":  "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
 }
 
 func parsePages() map[string]*template.Template {

@@ -33,7 +33,7 @@ func startTemporal(ctx context.Context, store *models.Store, dir string, port in
 	if noUI {
 		uiPort = -1
 	}
-	srv, err := temporalite.Start(temporalite.Options{Dir: dir, Port: port, UIPort: uiPort})
+	srv, err := temporalite.Start(temporalite.Options{Dir: dir, Port: port, UIPort: uiPort, RegisterSearchAttributes: true})
 	if err != nil {
 		return nil, info, err
 	}

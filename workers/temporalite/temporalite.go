@@ -5,6 +5,7 @@
 package temporalite
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,9 +15,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -35,6 +39,9 @@ type Options struct {
 	UIPort    int    // Web UI port; default Port+1000 (8233), -1 for none
 	Namespace string // registered at start; default "default"
 	LogLevel  string // the server's own log level; default "error"
+	// RegisterSearchAttributes registers the panel's custom search attributes
+	// (temporalclient.SearchAttributeTypes) in the namespace at start.
+	RegisterSearchAttributes bool
 }
 
 // Server is a running embedded Temporal.
@@ -164,6 +171,12 @@ func Start(o Options) (*Server, error) {
 		s.Stop()
 		return nil, err
 	}
+	if o.RegisterSearchAttributes {
+		if err := registerSearchAttributes(frontend, o.Namespace); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	if o.UIPort > 0 {
 		ui := uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
 			Host: o.IP, Port: o.UIPort, TemporalGRPCAddress: frontend, EnableUI: true,
@@ -179,6 +192,18 @@ func Start(o Options) (*Server, error) {
 		}()
 	}
 	return s, nil
+}
+
+// registerSearchAttributes adds the missing custom search attributes to namespace ns.
+func registerSearchAttributes(frontend, ns string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{HostPort: frontend, Namespace: ns, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		return fmt.Errorf("temporal client: %w", err)
+	}
+	defer c.Close()
+	return temporalclient.RegisterSearchAttributes(ctx, c, ns)
 }
 
 func waitListening(addr string, wait time.Duration) error {
