@@ -26,6 +26,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := harness.RunWithPostgres(m)
+	harness.StopTemporal()
 	if driverInst != nil {
 		driverInst.stop()
 	}
