@@ -250,3 +250,27 @@ func resetForRetry(tx *gorm.DB, op *Operation, state string) error {
 	}
 	return nil
 }
+
+// SettleUnmade ends a delete (operation deleteOpID) whose object's create never ran on
+// the server, and that create (the run wid/rid), in one transaction: the create ends
+// cancelled, the delete succeeds and the object is deleted, with nothing in the erator.
+// Repeating it changes nothing.
+func SettleUnmade(ctx context.Context, db *gorm.DB, deleteOpID uint, wid, rid, reason string) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		now := time.Now()
+		if err := opRows(tx, 0, wid, rid).Updates(map[string]any{"state": OpCancelled, "error": trunc(reason, 1000),
+			"message": "cancelled by the delete before it ran", "finished_at": now}).Error; err != nil {
+			return err
+		}
+		var op Operation
+		if err := tx.Take(&op, deleteOpID).Error; err != nil {
+			return fmt.Errorf("operation %d: %w", deleteOpID, err)
+		}
+		o := Outcome{WorkflowProgress: WorkflowProgress{OperationID: op.ID}}
+		if err := applyOutcome(tx, &op, &o); err != nil {
+			return err
+		}
+		return opRows(tx, op.ID, "", "").Updates(map[string]any{"state": OpSucceeded, "step": "done", "percent": 100, "error": "",
+			"message": trunc(reason+": nothing to move, no agent needed", 1000), "finished_at": now}).Error
+	})
+}

@@ -45,6 +45,9 @@ func (e *Engine) Start(ctx context.Context, op *models.Operation) error {
 	if p.Update != "" {
 		return e.update(ctx, op, p)
 	}
+	if done, err := e.deleteUnmade(ctx, op); done || err != nil {
+		return err
+	}
 	opts := client.StartWorkflowOptions{
 		ID:                       p.WorkflowID,
 		TaskQueue:                p.Queue,
@@ -67,6 +70,17 @@ func (e *Engine) Start(ctx context.Context, op *models.Operation) error {
 	if p.Again || in.Retry > 0 {
 		// An operator's retry runs the id once more after its failed or cancelled run.
 		opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	}
+	if in.Retry > 0 {
+		// The run being retried records its operation's end just before it returns: let
+		// it return, or the retry would join it (conflict policy) instead of running anew.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_ = e.Client.GetWorkflow(wctx, p.WorkflowID, "").Get(wctx, nil) // how it ended is the old operation's
+		waited := errors.Is(wctx.Err(), context.DeadlineExceeded)
+		cancel()
+		if waited {
+			return fmt.Errorf("the previous run of %s has not ended yet", p.WorkflowID)
+		}
 	}
 	run, err := e.Client.ExecuteWorkflow(ctx, opts, p.Workflow, p.Input)
 	if err != nil && isUndefinedSearchAttribute(err) {

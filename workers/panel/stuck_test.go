@@ -62,7 +62,7 @@ func startStandIn(t *testing.T, c client.Client, sid uint) *standIn {
 // `cancelled`; a retry runs the create again and the volume becomes ready. A workflow
 // terminated in Temporal's UI shows as such. Every workflow carries the search attributes.
 func TestStuckWorkExplainedCancelledRetried(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	store, admin, c, _ := startEngine(t, ctx)
 	net, err := store.CreateNetwork(ctx, admin, &models.NetworkInput{Name: models.Strp("stuck"), ClientID: models.Uintp(admin.ClientID)})
@@ -224,13 +224,50 @@ func TestStuckWorkExplainedCancelledRetried(t *testing.T) {
 	if term.State != models.OpCancelled || !strings.Contains(term.Error, "terminated in Temporal") || !strings.Contains(term.Error, "operator gave up") {
 		t.Fatalf("terminated workflow's operation: %+v", term)
 	}
+
+	// A delete of a volume whose create never reached the (still absent) agent ends at
+	// once, without it: nothing exists on the server.
+	reported(t, ctx, store, sid)
+	res, err = newVolume("unmade")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmade := res.Object.(*models.Volume).ID
+	for {
+		desc, err := c.DescribeWorkflowExecution(ctx, workflows.VolumeCreateID(unmade), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(desc.GetPendingActivities()) == 1 && desc.GetPendingActivities()[0].GetActivityType().GetName() == "CreateVolume" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the create never asked for its agent")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	del, err := store.DeleteVolume(ctx, admin, unmade)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := waitEnded(t, ctx, store, del.Operation.ID); d.State != models.OpSucceeded || !strings.Contains(d.Message, "nothing to move") {
+		t.Fatalf("delete of a volume never made: %+v", d)
+	}
+	if cr, _ := store.Operation(ctx, nil, res.Operation.ID); cr.State != models.OpCancelled {
+		t.Fatalf("its create: %+v", cr)
+	}
+	var gone models.Volume
+	store.DB.Take(&gone, unmade)
+	if gone.State != models.StateDeleted {
+		t.Fatalf("volume never made, deleted: %s", gone.State)
+	}
 }
 
 // waitEnded polls an operation until it ends.
 func waitEnded(t *testing.T, ctx context.Context, store *models.Store, id uint) *models.Operation {
 	t.Helper()
 	for {
-		got, err := store.Operation(ctx, nil, id)
+		got, err := store.Operation(context.Background(), nil, id)
 		if err != nil {
 			t.Fatal(err)
 		}
