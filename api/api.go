@@ -52,6 +52,7 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.alerts(r)
 	h.opsRoutes(r)
 	h.operationRoutes(r)
+	h.tokenRoutes(r)
 	for _, f := range h.Extra {
 		f(r)
 	}

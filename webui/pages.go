@@ -286,7 +286,7 @@ func (u *UI) rotateKey(c *fiber.Ctx, r *rc, id uint) error {
 	if err != nil {
 		return err
 	}
-	return u.show(c, resourceNamed("servers"), id, key, nil)
+	return u.redirectWithSecret(c, fmt.Sprintf("/servers/%d", id), "", key)
 }
 
 func resourceNamed(name string) *resource {

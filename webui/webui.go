@@ -95,6 +95,8 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.get("/account", u.h(u.account))
 	r.post("/account/password", u.h(u.changePassword))
 	r.post("/account/token", u.h(u.regenerateToken))
+	r.post("/account/tokens", u.h(u.createToken))
+	r.post("/account/tokens/:id/revoke", u.h(u.withID(u.revokeToken)))
 	r.get("/settings", u.h(u.settings))
 	r.post("/settings", u.h(u.saveSettings))
 	r.get("/operations", u.h(u.operations))
@@ -251,6 +253,8 @@ var notices = map[string]string{
 	"published":   "Publishing the next version: its progress shows below.",
 	"assigned":    "Assigned version saved.",
 	"maintenance": "Maintenance changed.",
+	"token":       "Token created: copy it now, it is shown only once.",
+	"revoked":     "Token revoked: it no longer works.",
 	"cancelling":  "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
 }
 
