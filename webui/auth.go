@@ -125,7 +125,7 @@ func (u *UI) logout(c *fiber.Ctx) error {
 }
 
 type accountData struct {
-	User     models.User
+	User      models.User
 	Tokens    []models.APIToken
 	NewToken  string
 	Form      *formView
