@@ -41,3 +41,18 @@ func TestOperationCancelRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestDuplicateClientNames: a client name already taken (in any case) is refused with
+// 409 naming the field, on create and on rename, like a duplicate server name.
+func TestDuplicateClientNames(t *testing.T) {
+	onEachDriver(t, func(t *testing.T, p *panelT) {
+		a := p.must(201, p.Admin, "POST", "/api/v0.9.2/clients.json", map[string]any{"Name": "Acme"})
+		if code, body, _ := p.do(p.Admin, "POST", "/api/v0.9.2/clients.json", map[string]any{"Name": "ACME"}); code != 409 ||
+			fmt.Sprint(body.(map[string]any)["field"]) != "name" {
+			t.Errorf("duplicate client: %d %v", code, body)
+		}
+		b := p.must(201, p.Admin, "POST", "/api/v0.9.2/clients.json", map[string]any{"Name": "Other"})
+		p.must(409, p.Admin, "PATCH", fmt.Sprintf("/api/v0.9.2/clients/%d.json", id(b)), map[string]any{"Name": "acme"})
+		p.must(200, p.Admin, "PATCH", fmt.Sprintf("/api/v0.9.2/clients/%d.json", id(a)), map[string]any{"Name": "Acme"})
+	})
+}
