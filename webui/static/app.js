@@ -25,6 +25,17 @@
     });
   });
 
+  // Lazy Locks is a companion of Strict Versioning: usable only while it is checked (the
+  // disabled checkbox leaves its hidden "false" to be sent).
+  document.querySelectorAll("form").forEach(function (f) {
+    var strict = f.querySelector("[name=strict_versioning][type=checkbox]");
+    var lazy = f.querySelector("[name=lazy_locks][type=checkbox]");
+    if (!strict || !lazy) return;
+    var sync = function () { if (!strict.checked) lazy.checked = false; lazy.disabled = !strict.checked; };
+    strict.addEventListener("change", sync);
+    sync();
+  });
+
   document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
     el.addEventListener("change", function () { el.form.submit(); });
   });
