@@ -409,10 +409,15 @@ func TestGuide(t *testing.T) {
 		t.Fatalf("user list: %q", b.text("#list"))
 	}
 
-	// Every list page, at both widths.
-	for _, page := range []string{"clients", "users", "networks", "servers", "volumes", "groups", "menus"} {
+	// Every list page, at both widths: its action buttons are within the viewport.
+	for _, page := range []string{"clients", "users", "networks", "tunnels", "servers", "volumes", "groups", "devices", "menus", "operations"} {
 		b.open("/" + page)
 		b.find("main h1")
+		b.actionsInView(page)
+		b.width(390)
+		b.waitFor("layout at 390 px", 5*time.Second, func() bool { return b.js(`return window.innerWidth`) == float64(390) })
+		b.actionsInView(page)
+		b.width(1280)
 		b.both("list-" + page)
 	}
 	b.open(fmt.Sprintf("/networks/%d", network.ID))
