@@ -51,6 +51,8 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.routes(r, sp)
 	h.alerts(r)
 	h.opsRoutes(r)
+	h.operationRoutes(r)
+	h.tokenRoutes(r)
 	for _, f := range h.Extra {
 		f(r)
 	}
@@ -232,11 +234,13 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 		if err != nil {
 			return err
 		}
-		op, err := h.Store.Operation(c.UserContext(), actor(c), id)
+		op, wait, err := h.Store.OperationStatus(c.UserContext(), actor(c), id)
 		if err != nil {
 			return err
 		}
-		return c.JSON(viewOperation(op))
+		v := viewOperation(op)
+		v.Waiting = wait
+		return c.JSON(v)
 	})
 	r.Get("/account.json", func(c *fiber.Ctx) error { return c.JSON(actor(c).User) })
 	r.Post("/account/token.json", func(c *fiber.Ctx) error {
@@ -452,6 +456,8 @@ func sendList(c *fiber.Ctx, items any, total int64, p models.Page) error {
 type OperationView struct {
 	models.Operation
 	URL string `json:"url"`
+	// Waiting: what a running operation waits for, from Temporal's view (single GET only).
+	Waiting *models.OperationWait `json:"waiting,omitempty"`
 }
 
 func viewOperation(op *models.Operation) OperationView {

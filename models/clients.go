@@ -48,6 +48,9 @@ func (s *Store) CreateClient(ctx context.Context, a *Actor, in *ClientInput) (*C
 	}
 	c := &Client{Name: name, MaxNetworks: ptrOr(in.MaxNetworks, 0)}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
+		if err := uniqueClientName(tx, name, 0); err != nil {
+			return err
+		}
 		if err := tx.Create(c).Error; err != nil {
 			return err
 		}
@@ -72,6 +75,9 @@ func (s *Store) UpdateClient(ctx context.Context, a *Actor, id uint, in *ClientI
 		}
 		if in.Name != nil {
 			if c.Name, err = checkName("name", *in.Name, 200); err != nil {
+				return err
+			}
+			if err := uniqueClientName(tx, c.Name, c.ID); err != nil {
 				return err
 			}
 		}
@@ -114,4 +120,18 @@ func (s *Store) DeleteClient(ctx context.Context, a *Actor, id uint) error {
 		}
 		return audit(tx, a, nil, "delete", "client", c.ID, c.Name)
 	})
+}
+
+// uniqueClientName refuses a client name another client (not self) already has, ignoring
+// case, as duplicate server names are refused: two clients named alike cannot be told
+// apart in the panel's lists and forms.
+func uniqueClientName(tx *gorm.DB, name string, self uint) error {
+	var n int64
+	if err := tx.Model(&Client{}).Where("LOWER(name) = LOWER(?) AND id <> ?", name, self).Count(&n).Error; err != nil {
+		return err
+	}
+	if n > 0 {
+		return Conflict("name", "a client named %q already exists: choose another name", name)
+	}
+	return nil
 }

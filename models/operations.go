@@ -17,7 +17,13 @@ const (
 	OpRunning   = "running"
 	OpSucceeded = "succeeded"
 	OpFailed    = "failed"
+	// OpCancelled: an operator cancelled it (in the panel or in Temporal's UI); a create's
+	// undo has run before it says so.
+	OpCancelled = "cancelled"
 )
+
+// finishedStates are the states an operation ends in.
+var finishedStates = []string{OpSucceeded, OpFailed, OpCancelled}
 
 // Operation links an object to the workflow that does its long work, with live progress.
 type Operation struct {
@@ -107,6 +113,9 @@ type OperationInput struct {
 	Number    int    `json:"number,omitempty"`
 	Before    int64  `json:"before,omitempty"` // erator-purge: unix seconds
 	From      string `json:"from,omitempty"`   // device-restore: an erator entry
+	// Retry counts the runs an operator asked for again (RetryOperation): its workflow id
+	// may then run once more.
+	Retry int `json:"retry,omitempty"`
 }
 
 // errNoServer: an operation's rows name no server for its work to run on (yet).
@@ -192,9 +201,16 @@ func StartInput(ctx context.Context, db *gorm.DB, op *Operation) (*OperationInpu
 	return &in, nil
 }
 
-// preflight refuses work on a network whose master cannot take it: no master, or a master
-// whose last stats say its pool is missing or unhealthy. A master whose agent has not
-// reported yet is accepted: the operation waits for it.
+// StatsStaleAfter is how old a master's last stats may be for new work to be accepted on
+// it: agents report every 15 s (api.AgentGateway.StatsEvery), so this is several missed
+// reports in a row, not one slow one.
+var StatsStaleAfter = 2 * time.Minute
+
+// preflight refuses work on a network whose master cannot take it: no master, a master
+// whose agent has never reported or has not reported for StatsStaleAfter, or one whose
+// last stats say its pool is missing or unhealthy. The guide's promise ("if the tunnel
+// connection and server pool are ok, it will be created; if not, check your server
+// stats") is kept here: only a master that drops out mid-operation leaves work waiting.
 func preflight(tx *gorm.DB, n *Network) error {
 	if n.MasterServerID == nil {
 		return Conflict("network_id", "network %d has no master server: add a server and select it as the master on the network's page", n.ID)
@@ -203,7 +219,14 @@ func preflight(tx *gorm.DB, n *Network) error {
 	if err := tx.Take(&m, *n.MasterServerID).Error; err != nil {
 		return Conflict("network_id", "network %d has no master server: select one on the network's page", n.ID)
 	}
-	if m.StatsAt != nil && m.PoolHealth != "" && m.PoolHealth != "ONLINE" {
+	if m.StatsAt == nil {
+		return Conflict("network_id", "the master server %q has never reported: its agent has not connected yet; run install.sh on it (or start its agent) and check its status on the server's page before trying again", m.Name)
+	}
+	if age := time.Since(*m.StatsAt); age > StatsStaleAfter {
+		return Conflict("network_id", "the master server %q last reported %s ago (at %s): check that its agent is running and reaches the panel (the server's page shows its stats) before trying again",
+			m.Name, age.Round(time.Second), m.StatsAt.UTC().Format(time.RFC3339))
+	}
+	if m.PoolHealth != "" && m.PoolHealth != "ONLINE" {
 		return Conflict("network_id", "the master server %q reports pool %q as %s: check the server's stats and make the pool healthy before trying again", m.Name, m.Pool, m.PoolHealth)
 	}
 	return nil
@@ -260,7 +283,7 @@ type WorkflowProgress struct {
 }
 
 func opRows(tx *gorm.DB, id uint, wid, rid string) *gorm.DB {
-	q := tx.Model(&Operation{}).Where("state NOT IN ?", []string{OpSucceeded, OpFailed})
+	q := tx.Model(&Operation{}).Where("state NOT IN ?", finishedStates)
 	if wid != "" && rid != "" {
 		return q.Where("id = ? OR (workflow_id = ? AND run_id = ?)", id, wid, rid)
 	}
@@ -289,7 +312,9 @@ func RecordProgress(ctx context.Context, db *gorm.DB, p WorkflowProgress) error 
 type Outcome struct {
 	WorkflowProgress
 	Failed bool
-	Error  string // why it failed, for people
+	// Cancelled (with Failed): the workflow was cancelled; the operation ends cancelled.
+	Cancelled bool
+	Error     string // why it failed, for people
 	// Results of particular kinds.
 	VolumeSizeGiB int64  // volume-resize: the size now
 	VersionID     uint   // group-publish: the version row
@@ -311,9 +336,12 @@ func FinishOperation(ctx context.Context, db *gorm.DB, o Outcome) error {
 		}
 		now := time.Now()
 		upd := map[string]any{"finished_at": now, "message": trunc(o.Message, 1000)}
-		if o.Failed {
+		switch {
+		case o.Failed && o.Cancelled:
+			upd["state"], upd["step"], upd["error"] = OpCancelled, trunc(o.Step, 200), trunc(o.Error, 1000)
+		case o.Failed:
 			upd["state"], upd["step"], upd["error"] = OpFailed, trunc(o.Step, 200), trunc(o.Error, 1000)
-		} else {
+		default:
 			upd["state"], upd["step"], upd["percent"], upd["error"] = OpSucceeded, "done", 100, ""
 		}
 		if o.WorkflowID != "" {
@@ -431,7 +459,7 @@ func AttachWorkflow(ctx context.Context, db *gorm.DB, opID uint, workflowID, run
 		}
 		var done Operation
 		err := tx.Where("workflow_id = ? AND run_id = ? AND id <> ? AND state IN ?", workflowID, runID, opID,
-			[]string{OpSucceeded, OpFailed}).Order("id").Limit(1).Find(&done).Error
+			finishedStates).Order("id").Limit(1).Find(&done).Error
 		if err != nil || done.ID == 0 {
 			return err
 		}
@@ -517,4 +545,4 @@ func (s *Store) ObjectOperations(ctx context.Context, a *Actor, objectType strin
 }
 
 // Finished reports whether an operation has ended.
-func (op *Operation) Finished() bool { return op.State == OpSucceeded || op.State == OpFailed }
+func (op *Operation) Finished() bool { return slices.Contains(finishedStates, op.State) }

@@ -25,6 +25,10 @@ func opsStore(t *testing.T) (s *Store, a *Actor, key string, g *Group) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its agent has reported (creates on a master that never did are refused).
+	if err := RecordServerStats(ctx, db, srv.Object.(*Server).ID, &StatsReport{PoolHealth: "ONLINE"}); err != nil {
+		t.Fatal(err)
+	}
 	size := int64(1)
 	v, err := s.CreateVolume(ctx, a, &VolumeInput{NetworkID: &nid, Alias: Strp("v"), SizeGiB: &size})
 	if err != nil {

@@ -148,6 +148,10 @@ func requireNetwork(v *uint) (uint, error) {
 type Engine interface {
 	// Start starts (or finds, for a repeated call) the operation's workflow; it is safe to repeat.
 	Start(ctx context.Context, op *Operation) error
+	// Cancel asks the operation's workflow to cancel (its undo runs); safe to repeat.
+	Cancel(ctx context.Context, op *Operation) error
+	// Inspect tells what the engine knows of the operation's run (nil when nothing).
+	Inspect(ctx context.Context, op *Operation) (*WorkflowView, error)
 }
 
 // Store is the panel's business layer: every create, read, update and delete that the API

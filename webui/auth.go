@@ -125,10 +125,11 @@ func (u *UI) logout(c *fiber.Ctx) error {
 }
 
 type accountData struct {
-	User     models.User
-	Tokens   []models.APIToken
-	NewToken string
-	Form     *formView
+	User      models.User
+	Tokens    []models.APIToken
+	NewToken  string
+	Form      *formView
+	TokenForm *formView
 }
 
 func (u *UI) accountData(c *fiber.Ctx) (*accountData, error) {
@@ -137,7 +138,42 @@ func (u *UI) accountData(c *fiber.Ctx) (*accountData, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &accountData{User: a.User, Tokens: toks, Form: passwordForm()}, nil
+	return &accountData{User: a.User, Tokens: toks, Form: passwordForm(), TokenForm: tokenForm()}, nil
+}
+
+func tokenForm() *formView {
+	return &formView{ID: "token-", Action: "/account/tokens", Submit: "Create token", Fields: []field{
+		{Name: "name", Label: "Token name", Type: "text", Required: true, Help: "What the token is for (a script, a host): tokens are listed and revoked by name."},
+	}}
+}
+
+// createToken makes a named API token and shows it once on the account page
+// (Post/Redirect/Get: a reload makes no second token).
+func (u *UI) createToken(c *fiber.Ctx) error {
+	name := c.FormValue("name")
+	_, secret, err := u.store.CreateToken(c.UserContext(), actorOf(c), &models.TokenInput{Name: &name})
+	if err != nil {
+		code, body := api.Status(err)
+		if code >= 500 {
+			return err
+		}
+		d, derr := u.accountData(c)
+		if derr != nil {
+			return derr
+		}
+		d.TokenForm.setError(body)
+		d.TokenForm.fill(url.Values{"name": {name}})
+		return u.render(c.Status(code), "account", "Account settings", "account", d)
+	}
+	return u.redirectWithSecret(c, "/account", "?notice=token", secret)
+}
+
+// revokeToken deletes one of the caller's tokens.
+func (u *UI) revokeToken(c *fiber.Ctx, r *rc, id uint) error {
+	if err := u.store.RevokeToken(r.ctx, r.a, id); err != nil {
+		return err
+	}
+	return c.Redirect("/account?notice=revoked", fiber.StatusSeeOther)
 }
 
 func passwordForm() *formView {
@@ -153,6 +189,7 @@ func (u *UI) account(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	d.NewToken = u.takeSecret(c)
 	return u.render(c, "account", "Account settings", "account", d)
 }
 

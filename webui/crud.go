@@ -278,7 +278,9 @@ func (u *UI) mountResource(r routes, res *resource) {
 	r.get(base, page(u.list))
 	r.get(base+"/new", page(u.newForm))
 	r.post(base, page(u.create))
-	r.get(base+"/:id", object(func(c *fiber.Ctx, _ *rc, res *resource, id uint) error { return u.show(c, res, id, "", nil) }))
+	r.get(base+"/:id", object(func(c *fiber.Ctx, _ *rc, res *resource, id uint) error {
+		return u.show(c, res, id, u.takeSecret(c), nil)
+	}))
 	r.get(base+"/:id/edit", object(u.editForm))
 	r.post(base+"/:id", object(u.update))
 	r.post(base+"/:id/delete", object(u.delete))
@@ -415,8 +417,8 @@ func (u *UI) create(c *fiber.Ctx, res *resource) error {
 		return u.refused(c, res, f, v, err)
 	}
 	if created.Secret != "" {
-		// The key exists nowhere else in clear: show the object's page with it, once.
-		return u.show(c.Status(fiber.StatusCreated), res, id, created.Secret, nil)
+		// The key exists nowhere else in clear: the object's page shows it, once.
+		return u.redirectWithSecret(c, fmt.Sprintf("/%s/%d", res.Name, id), "?notice=created", created.Secret)
 	}
 	notice := "created"
 	if created.Operation != nil {

@@ -78,6 +78,10 @@ type opsData struct {
 	Page    int
 	PrevURL string
 	NextURL string
+	// One operation's page: what it waits for (Temporal's view) and what may be done.
+	Wait      *models.OperationWait
+	CanCancel bool
+	CanRetry  bool
 }
 
 func (u *UI) operations(c *fiber.Ctx) error {
@@ -101,11 +105,31 @@ func (u *UI) operations(c *fiber.Ctx) error {
 }
 
 func (u *UI) operation(c *fiber.Ctx, r *rc, id uint) error {
-	op, err := u.store.Operation(r.ctx, r.a, id)
+	op, wait, err := u.store.OperationStatus(r.ctx, r.a, id)
 	if err != nil {
 		return err
 	}
-	return u.render(c, "operations", fmt.Sprintf("Operation %d", id), "operations", &opsData{Ops: []opView{u.opView(r, op)}})
+	d := &opsData{Ops: []opView{u.opView(r, op)}, Wait: wait,
+		CanCancel: !op.Finished() && op.ObjectType != "device", CanRetry: op.State == models.OpFailed || op.State == models.OpCancelled}
+	return u.render(c, "operations", fmt.Sprintf("Operation %d", id), "operations", d)
+}
+
+// controlOperation cancels or retries an operation (POST, then the operation's page:
+// Post/Redirect/Get, so a reload never sends it twice).
+func (u *UI) controlOperation(retry bool) func(c *fiber.Ctx, r *rc, id uint) error {
+	return func(c *fiber.Ctx, r *rc, id uint) error {
+		if retry {
+			op, err := u.store.RetryOperation(r.ctx, r.a, id)
+			if err != nil {
+				return err
+			}
+			return c.Redirect(fmt.Sprintf("/operations/%d?notice=queued", op.ID), fiber.StatusSeeOther)
+		}
+		if _, err := u.store.CancelOperation(r.ctx, r.a, id); err != nil {
+			return err
+		}
+		return c.Redirect(fmt.Sprintf("/operations/%d?notice=cancelling", id), fiber.StatusSeeOther)
+	}
 }
 
 func settingsForm(st *models.Settings) *formView {
@@ -262,7 +286,7 @@ func (u *UI) rotateKey(c *fiber.Ctx, r *rc, id uint) error {
 	if err != nil {
 		return err
 	}
-	return u.show(c, resourceNamed("servers"), id, key, nil)
+	return u.redirectWithSecret(c, fmt.Sprintf("/servers/%d", id), "", key)
 }
 
 func resourceNamed(name string) *resource {

@@ -489,14 +489,14 @@ func groupsRes() *resource {
 					{Name: "name", Label: "Name", Type: "text", Required: true},
 					{Name: "volume_id", Label: "Volume", Type: "select", Required: true, Value: r.c.Query("volume_id"), Help: "The volume the group is cloned from (in the same network).",
 						Options: r.volumeOptions()},
-					{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: "false", Help: "Devices boot the assigned version only."},
-					{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: "false", Help: "Unlocked devices are not reprovisioned under Strict Versioning."},
+					{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: "false", Help: strictVersioningHelp},
+					{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: "false", Help: lazyLocksHelp},
 				}
 			}
 			return []field{
 				{Name: "name", Label: "Name", Type: "text", Value: g.Name, Required: true},
-				{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: btoa(g.StrictVersioning), Help: "Devices boot the assigned version only."},
-				{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: btoa(g.LazyLocks), Help: "Unlocked devices are not reprovisioned under Strict Versioning."},
+				{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: btoa(g.StrictVersioning), Help: strictVersioningHelp},
+				{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: btoa(g.LazyLocks), Help: lazyLocksHelp},
 			}
 		},
 		forms: func(r *rc, g *models.Group) []*formView {
@@ -719,3 +719,19 @@ func menusRes() *resource {
 	}
 	return k.resource()
 }
+
+// The guide's own words on a group's two properties, shown in full beside their
+// checkboxes: what each risks (a reboot loop, lost data) is why an operator picks it.
+const (
+	strictVersioningHelp = "Strict Versioning will ensure all devices across all servers boot to the assigned version only. " +
+		"If a server does not have the version, the device will attempt another server, until it finds an available image. " +
+		"If it doesn't find the image on any servers (as in a satellite site with long replication times) it will remain in a \"reboot loop\" until it does. " +
+		"If no image becomes available, the device will not boot. " +
+		"If Strict Versioning is not enabled, the server will attempt to provision the device image from the latest available local snapshot. " +
+		"This may be undesirable from a security perspective for certain updates; it may be desirable to boot devices to older snapshots " +
+		"if site uptime is absolutely critical, or replication times are longer than acceptable downtime."
+	lazyLocksHelp = "Lazy Locks are a companion property to Strict Versioning (available only with it). " +
+		"With Lazy Locks, unlocked devices are not subjected to reprovisioning under Strict Versioning. " +
+		"Without Lazy Locks, it is possible to lose data stored in unlocked devices. However, if unlocked devices store no critical data, " +
+		"disabling Lazy Locks will enforce image version compliance across the entire group and simplify administration."
+)

@@ -95,10 +95,14 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.get("/account", u.h(u.account))
 	r.post("/account/password", u.h(u.changePassword))
 	r.post("/account/token", u.h(u.regenerateToken))
+	r.post("/account/tokens", u.h(u.createToken))
+	r.post("/account/tokens/:id/revoke", u.h(u.withID(u.revokeToken)))
 	r.get("/settings", u.h(u.settings))
 	r.post("/settings", u.h(u.saveSettings))
 	r.get("/operations", u.h(u.operations))
 	r.get("/operations/:id", u.h(u.withID(u.operation)))
+	r.post("/operations/:id/cancel", u.h(u.withID(u.controlOperation(false))))
+	r.post("/operations/:id/retry", u.h(u.withID(u.controlOperation(true))))
 	r.get("/events/operations", u.h(u.events))
 	r.get("/networks/:id/delegations", u.h(u.withID(u.delegations)))
 	r.post("/networks/:id/delegations", u.h(u.withID(u.delegate)))
@@ -249,6 +253,9 @@ var notices = map[string]string{
 	"published":   "Publishing the next version: its progress shows below.",
 	"assigned":    "Assigned version saved.",
 	"maintenance": "Maintenance changed.",
+	"token":       "Token created: copy it now, it is shown only once.",
+	"revoked":     "Token revoked: it no longer works.",
+	"cancelling":  "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
 }
 
 func parsePages() map[string]*template.Template {

@@ -125,6 +125,9 @@ func (t *tracker) fail(o models.Outcome, cause error) error {
 	ctx, _ := workflow.NewDisconnectedContext(t.ctx)
 	o.WorkflowProgress = t.progress()
 	o.Failed = true
+	// A cancelled run (by the panel's cancel or Temporal's UI) ends its operation
+	// cancelled rather than failed, after the undo the caller ran first.
+	o.Cancelled = isCancel(cause)
 	o.Error = failureText(cause)
 	if t.opID != 0 {
 		if err := workflow.ExecuteActivity(panelCtx(ctx), pa.Finish, o).Get(ctx, nil); err != nil {

@@ -136,3 +136,17 @@ func DeviceUpdate(deviceID uint, name, updateID string, arg any) Start {
 	return Start{WorkflowID: DeviceWorkflowID(deviceID), Queue: PanelQueue, Workflow: Device, Input: DeviceInput{DeviceID: deviceID},
 		Update: name, UpdateID: updateID, UpdateArg: arg}
 }
+
+// CreateBefore names, for a delete of kind on objectID, the create workflow that delete
+// cancels and the storage activity that makes the object on the server. A delete whose
+// create never started that activity has nothing on the server to move: the panel's
+// engine then ends both without waiting for the agent.
+func CreateBefore(kind string, objectID uint) (workflowID, activity string, ok bool) {
+	switch kind {
+	case models.OpVolumeDelete:
+		return VolumeCreateID(objectID), "CreateVolume", true
+	case models.OpGroupDelete:
+		return GroupCreateID(objectID), "CloneVolume", true
+	}
+	return "", "", false
+}

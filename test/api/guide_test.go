@@ -6,6 +6,9 @@ import (
 	"net/http"
 
 	"github.com/clusterducks/clusterducks/api"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/workers/panel"
+	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	"github.com/gofiber/fiber/v2"
 	"os"
 	"os/exec"
@@ -19,7 +22,10 @@ func TestGuideCurl(t *testing.T) {
 	for _, driver := range []string{"postgres", "sqlite"} {
 		t.Run(driver, func(t *testing.T) {
 			t.Parallel()
-			p := startPanel(t, driver)
+			// The agent endpoints, as `clusterducks panel` mounts them: the guide's agent reports.
+			p := startPanel(t, driver, func(app *fiber.App, store *models.Store) {
+				panel.NewAgents(store, temporalclient.Config{}).Mount(app, store)
+			})
 			tok := strings.TrimSuffix(strings.TrimPrefix(p.Admin, `Token token="`), `"`)
 			cmd := exec.Command("bash", "testdata/guide.sh")
 			cmd.Env = append(os.Environ(), "PANEL="+p.URL, "API_TOKEN="+tok)
@@ -28,7 +34,7 @@ func TestGuideCurl(t *testing.T) {
 				t.Fatalf("guide's curl sequence failed: %v\n%s", err, out)
 			}
 			for _, want := range []string{`"name":"New Client"`, `"name":"New Network"`, `"alias":"New Tunnel Service"`,
-				`"name":"masterServer"`, `"vol_size":42`, `"volume_id":1`, `"status":"Waiting for agent"`} {
+				`"name":"masterServer"`, `"vol_size":42`, `"volume_id":1`, `"pool_health":"ONLINE"`} {
 				if !strings.Contains(string(out), want) {
 					t.Errorf("output lacks %s:\n%s", want, out)
 				}

@@ -3,6 +3,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -113,8 +114,20 @@ func onEachDriver(t *testing.T, f func(t *testing.T, p *panelT)) {
 func (p *panelT) networkWithMaster() (n, srv int) {
 	p.t.Helper()
 	n = id(p.must(201, p.Admin, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "N", "Client": 1}))
-	srv = id(p.must(201, p.Admin, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "10.0.0.2", "Pool": "tank"}))
+	srv = id(p.reported(p.must(201, p.Admin, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "10.0.0.2", "Pool": "tank"})))
 	return n, srv
+}
+
+// reported records healthy stats for the server a create answered, as its agent does
+// every 15 s once it runs (creates on a master that never reported are refused), and
+// returns the answer.
+func (p *panelT) reported(srv map[string]any) map[string]any {
+	p.t.Helper()
+	err := models.RecordServerStats(context.Background(), p.DB, uint(id(srv)), &models.StatsReport{PoolHealth: "ONLINE", PoolSize: 100 << 30, PoolFree: 90 << 30})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return srv
 }
 
 // readyVolume creates a 1 GiB volume in network n and marks it ready; readyGroup does the

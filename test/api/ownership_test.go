@@ -28,7 +28,7 @@ func buildWorld(t *testing.T, driver string) *world {
 		net := p.must(201, auth, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "Net " + c, "Client": id(client)})
 		n := id(net)
 		tun := p.must(201, auth, "POST", "/api/v0.9.2/tunnels.json", map[string]any{"Alias": "t", "network": n, "IP": "10.0.0.1"})
-		srv := p.must(201, auth, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "srv" + c, "network": n, "IP": "10.0.0.2", "Pool": "tank"})
+		srv := p.reported(p.must(201, auth, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "srv" + c, "network": n, "IP": "10.0.0.2", "Pool": "tank"}))
 		vol := p.must(202, auth, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": "1"})
 		grp := p.must(202, auth, "POST", "/api/v0.9.2/groups.json", map[string]any{"network": n, "Name": "g", "VolumeID": id(vol)})
 		dev := p.must(201, auth, "POST", "/api/v0.9.2/devices.json", map[string]any{"network": n, "mac": "52:54:00:00:00:0" + map[string]string{"A": "1", "B": "2"}[c]})

@@ -96,7 +96,7 @@ func (p *panelT) network(auth string) int {
 	p.t.Helper()
 	n := id(p.must(201, auth, "POST", "/api/v0.9.2/networks.json", map[string]any{"Name": "N", "Client": 1}))
 	p.must(201, auth, "POST", "/api/v0.9.2/tunnels.json", map[string]any{"Alias": "t", "network": n, "IP": "4.2.2.1"})
-	p.must(201, auth, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "192.168.1.10", "Pool": "tank"})
+	p.reported(p.must(201, auth, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "m", "network": n, "IP": "192.168.1.10", "Pool": "tank"}))
 	return n
 }
 

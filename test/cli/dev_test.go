@@ -4,6 +4,7 @@ package cli_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,10 +43,10 @@ func TestMain(m *testing.M) {
 }
 
 // startDev runs `clusterducks dev` and returns the dashboard URL and the printed token.
-func startDev(t *testing.T, bin, data string) (url, token string, lines []string, stop func()) {
+func startDev(t *testing.T, bin, data string, args ...string) (url, token string, lines []string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "dev", "--data", data, "--listen", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, bin, append([]string{"dev", "--data", data, "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 20 * time.Second
 	cmd.Env = append(os.Environ(), "TEMPORAL_VERSION_CHECK_DISABLED=1")
@@ -183,4 +185,28 @@ func TestPanelPostgres(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestDevTemporalPortTaken: with the Temporal port it is given already taken (by a
+// listener this test opens on a free port, standing for another Temporal on 7233), dev
+// says so in one line, starts on a free port, and the admin's token works.
+func TestDevTemporalPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	url, token, lines, _ := startDev(t, binary, t.TempDir(), "--temporal-port", strconv.Itoa(port), "--no-temporal-ui")
+	joined := strings.Join(lines, "\n")
+	if !strings.Contains(joined, fmt.Sprintf("Temporal's port %d is taken", port)) || strings.Contains(joined, "panic") || strings.Contains(joined, "goroutine ") {
+		t.Fatalf("output with the port taken:\n%s", joined)
+	}
+	req, _ := http.NewRequest("GET", url+"/api/v0.9.2/account.json", nil)
+	req.Header.Set("Authorization", `Token token="`+token+`"`)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the admin's token with Temporal on another port: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

@@ -1,12 +1,16 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/workers/temporalclient"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -22,6 +26,7 @@ var (
 	temporalOnce sync.Once
 	temporalSrv  *temporaltest.TestServer
 	queueSeq     atomic.Int64
+	temporalErr  error
 )
 
 // Temporal returns the test binary's shared Temporal server, starting it on first use.
@@ -36,7 +41,18 @@ func Temporal(t testing.TB) *temporaltest.TestServer {
 				dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): []dynamicconfig.ConstrainedValue{{Value: true}},
 			}),
 		))
+		// The panel's custom search attributes, as `dev` registers them in its server.
+		c := temporalSrv.NewClientWithOptions(client.Options{})
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := temporalclient.RegisterSearchAttributes(ctx, c, temporalSrv.GetDefaultNamespace()); err != nil {
+			temporalErr = err
+		}
 	})
+	if temporalErr != nil {
+		t.Fatalf("harness: register search attributes: %v", temporalErr)
+	}
 	if temporalSrv == nil {
 		t.Fatal("harness: the shared Temporal server did not start")
 	}

@@ -79,6 +79,11 @@ func StartHostPanel(t testing.TB) *HostPanel {
 		t.Fatal(err)
 	}
 	p.Server, p.Key = *srv.Object.(*models.Server), srv.Secret
+	// The host agent serves files, not a pool, and reports none: the panel is told the
+	// master is healthy, as its agent would (creates on a master that never reported are refused).
+	if err := models.RecordServerStats(ctx, db, p.Server.ID, &models.StatsReport{PoolHealth: "ONLINE", PoolSize: 100 << 30, PoolFree: 90 << 30}); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Take(&p.Network, p.Network.ID).Error; err != nil {
 		t.Fatal(err)
 	}

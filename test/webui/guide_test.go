@@ -409,33 +409,78 @@ func TestGuide(t *testing.T) {
 		t.Fatalf("user list: %q", b.text("#list"))
 	}
 
-	// Every list page, at both widths.
-	for _, page := range []string{"clients", "users", "networks", "servers", "volumes", "groups", "menus"} {
+	// Every list page, at both widths: its action buttons are within the viewport.
+	for _, page := range []string{"clients", "users", "networks", "tunnels", "servers", "volumes", "groups", "devices", "menus", "operations"} {
 		b.open("/" + page)
 		b.find("main h1")
+		b.actionsInView(page)
+		b.width(390)
+		b.waitFor("layout at 390 px", 5*time.Second, func() bool { return b.js(`return window.innerWidth`) == float64(390) })
+		b.actionsInView(page)
+		b.width(1280)
 		b.both("list-" + page)
 	}
 	b.open(fmt.Sprintf("/networks/%d", network.ID))
 	b.both("network-page")
 
-	// Account settings: regenerate the API token; the API answers with it, and its alerts
-	// are the dashboard's (none).
+	// Account settings: named API tokens. Two are made (each shown once, after a
+	// redirect: a reload makes no third), both work; revoking one leaves the other working,
+	// and its last use shows. The API answers with the dashboard's alerts (none).
 	b.open("/account")
 	b.checkLabels("account")
-	b.post("#regenerate")
-	token := b.text("#api-token")
+	alerts := func(token string) (int, string) {
+		req, _ := http.NewRequest("GET", p.URL+"/api/v0.9.2/alerts.json", nil)
+		req.Header.Set("Authorization", `Token token="`+token+`"`)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
+	newToken := func(name string) string {
+		b.fill("#token-f-name", name)
+		b.js(`document.body.setAttribute('data-stale', '1')`)
+		b.click("#token-submit")
+		b.waitFor("the account page with the new token", 30*time.Second, func() bool {
+			return b.jsString(`return !document.body.hasAttribute('data-stale') && document.getElementById('api-token') ? 'y' : ''`) == "y"
+		})
+		return b.text("#api-token")
+	}
+	backup := newToken("backup script")
+	b.click("[data-copy='api-token']")
+	b.waitFor("the copy button to answer", 5*time.Second, func() bool {
+		return b.jsString(`return document.querySelector("[data-copy='api-token']").getAttribute('data-copied') || ''`) != ""
+	})
 	b.both("account-token")
-	req, _ := http.NewRequest("GET", p.URL+"/api/v0.9.2/alerts.json", nil)
-	req.Header.Set("Authorization", `Token token="`+token+`"`)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	b.open("/account")
+	if b.jsString(`return document.getElementById('api-token') ? 'shown' : ''`) != "" {
+		t.Fatal("a reload of the account page shows the token again")
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "[]" {
-		t.Fatalf("alerts.json with the new token: %d %s", resp.StatusCode, body)
+	token := newToken("monitoring")
+	b.fill("#token-f-name", "monitoring")
+	b.post("#token-submit")
+	if msg := b.text("#token-err-name"); !strings.Contains(msg, "already have a token named") {
+		t.Errorf("a duplicate token name: %q", msg)
 	}
+	for _, tok := range []string{backup, token} {
+		if code, body := alerts(tok); code != 200 || body != "[]" {
+			t.Fatalf("alerts.json with a new token: %d %s", code, body)
+		}
+	}
+	b.open("/account")
+	if used := b.text(`[data-token="monitoring"] td[data-label="Last used"]`); used == "never" {
+		t.Errorf("the used token shows no last use")
+	}
+	b.post(`[data-revoke="backup script"]`)
+	if code, _ := alerts(backup); code != 401 {
+		t.Fatalf("a revoked token answers %d", code)
+	}
+	if code, _ := alerts(token); code != 200 {
+		t.Fatalf("revoking one token broke another: %d", code)
+	}
+	b.both("account-tokens")
 
 	// Change the password; log out; the new password works.
 	b.open("/account")

@@ -26,6 +26,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := harness.RunWithPostgres(m)
+	harness.StopTemporal()
 	if driverInst != nil {
 		driverInst.stop()
 	}
@@ -179,5 +180,25 @@ func (b *browser) checkLabels(page string) {
 	b.t.Helper()
 	if ul := b.unlabelled(); len(ul) > 0 {
 		b.t.Errorf("%s: form fields without a label: %v", page, ul)
+	}
+}
+
+// actionsInView checks, at the current window width, that every action button and link
+// in the page's tables lies inside the viewport (reachable without scrolling sideways),
+// measured from the elements' positions, and that the page itself does not scroll sideways.
+func (b *browser) actionsInView(page string) {
+	b.t.Helper()
+	out := b.js(`var w = window.innerWidth, bad = [];
+		document.querySelectorAll('td.row-actions .btn, td.row-actions button, td[data-label="Fix"] a').forEach(function (e) {
+			var r = e.getBoundingClientRect();
+			if (r.width === 0 || r.left < 0 || r.right > w) bad.push((e.getAttribute('aria-label') || e.textContent.trim()) + ' at ' + Math.round(r.left) + '..' + Math.round(r.right));
+		});
+		return {width: w, scroll: document.documentElement.scrollWidth, bad: bad, count: document.querySelectorAll('td.row-actions .btn').length}`).(map[string]any)
+	if bad, _ := out["bad"].([]any); len(bad) > 0 {
+		b.screenshot(page + "-actions-hidden")
+		b.t.Errorf("%s at %v px: action buttons outside the viewport: %v", page, out["width"], bad)
+	}
+	if out["scroll"].(float64) > out["width"].(float64)+2 {
+		b.t.Errorf("%s at %v px: the page scrolls sideways (%v px wide)", page, out["width"], out["scroll"])
 	}
 }

@@ -51,6 +51,9 @@ func buildWorld(t *testing.T, p *panelT) *world {
 		o["net"] = net.ID
 		o["tun"] = must(s.CreateTunnel(ctx, admin, &models.TunnelInput{NetworkID: nid, Alias: models.Strp("tun" + n.name), IP: models.Strp(fmt.Sprintf("192.0.2.%d", i+1))})).Object.(*models.Tunnel).ID
 		o["srv"] = must(s.CreateServer(ctx, admin, &models.ServerInput{NetworkID: nid, Name: models.Strp("srv" + n.name), IP: models.Strp(fmt.Sprintf("198.51.100.%d", i+1)), Pool: models.Strp("tank")})).Object.(*models.Server).ID
+		if err := models.RecordServerStats(ctx, s.DB, o["srv"], &models.StatsReport{PoolHealth: "ONLINE", PoolSize: 100 << 30, PoolFree: 90 << 30}); err != nil {
+			t.Fatal(err)
+		}
 		size := int64(10)
 		o["vol"] = must(s.CreateVolume(ctx, admin, &models.VolumeInput{NetworkID: nid, Alias: models.Strp("vol" + n.name), SizeGiB: &size})).Object.(*models.Volume).ID
 		o["grp"] = must(s.CreateGroup(ctx, admin, &models.GroupInput{NetworkID: nid, Name: models.Strp("grp" + n.name), VolumeID: models.Uintp(o["vol"])})).Object.(*models.Group).ID

@@ -7,6 +7,35 @@
     if (msg && !window.confirm(msg)) e.preventDefault();
   });
 
+  // Copy buttons beside secrets shown once (API tokens, server and tunnel keys). The
+  // clipboard API needs a secure context; elsewhere the text is selected for Ctrl-C.
+  document.querySelectorAll("[data-copy]").forEach(function (btn) {
+    btn.addEventListener("click", function () {
+      var el = document.getElementById(btn.getAttribute("data-copy"));
+      if (!el) return;
+      var text = el.textContent.trim();
+      var done = function () { btn.setAttribute("data-copied", "true"); btn.lastChild.textContent = " Copied"; };
+      var select = function () {
+        var r = document.createRange(); r.selectNodeContents(el);
+        var s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
+        btn.setAttribute("data-copied", "selected"); btn.lastChild.textContent = " Selected: press Ctrl-C";
+      };
+      if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, select);
+      else select();
+    });
+  });
+
+  // Lazy Locks is a companion of Strict Versioning: usable only while it is checked (the
+  // disabled checkbox leaves its hidden "false" to be sent).
+  document.querySelectorAll("form").forEach(function (f) {
+    var strict = f.querySelector("[name=strict_versioning][type=checkbox]");
+    var lazy = f.querySelector("[name=lazy_locks][type=checkbox]");
+    if (!strict || !lazy) return;
+    var sync = function () { if (!strict.checked) lazy.checked = false; lazy.disabled = !strict.checked; };
+    strict.addEventListener("change", sync);
+    sync();
+  });
+
   document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
     el.addEventListener("change", function () { el.form.submit(); });
   });

@@ -2,10 +2,14 @@ package dev
 
 import (
 	"context"
-	"github.com/clusterducks/clusterducks/activities/metrics"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"time"
+
+	"github.com/clusterducks/clusterducks/activities/metrics"
 
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/workers/panel"
@@ -34,7 +38,12 @@ func startTemporal(ctx context.Context, store *models.Store, dir string, port in
 	if noUI {
 		uiPort = -1
 	}
-	srv, err := temporalite.Start(temporalite.Options{Dir: dir, Port: port, UIPort: uiPort})
+	if port > 0 && !portFree(port) {
+		// Another Temporal (or another dev) holds it: a dev panel works on any port.
+		fmt.Printf("Temporal's port %d is taken (another Temporal or dev?): using a free port instead (--temporal-port N picks one)\n", port)
+		port = -1
+	}
+	srv, err := temporalite.Start(temporalite.Options{Dir: dir, Port: port, UIPort: uiPort, RegisterSearchAttributes: true})
 	if err != nil {
 		return nil, info, err
 	}
@@ -62,4 +71,14 @@ func startTemporal(ctx context.Context, store *models.Store, dir string, port in
 		return nil, info, err
 	}
 	return t, temporalInfo{address: srv.Address, namespace: srv.Namespace, ui: srv.UIURL, stop: srv.Stop}, nil
+}
+
+// portFree reports whether 127.0.0.1:port can be listened on now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }

@@ -43,6 +43,7 @@ func TestEngineThroughTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	sid := srv.Object.(*models.Server).ID
+	reported(t, ctx, store, sid)
 	agent := &fakeAgent{}
 	aw := worker.New(c, workflows.ServerQueue(sid), worker.Options{})
 	agent.register(aw)

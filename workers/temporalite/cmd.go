@@ -34,7 +34,7 @@ func Run(ctx context.Context, args []string) error {
 	if *db == "" {
 		return errors.New("temporal: --db (or TEMPORAL_DATABASE_URL) is required: postgres://user:password@host:5432/temporal")
 	}
-	o := Options{IP: *ip, Port: *port, UIPort: *uiPort, Namespace: *namespace, LogLevel: *logLevel, Postgres: *db}
+	o := Options{IP: *ip, Port: *port, UIPort: *uiPort, Namespace: *namespace, LogLevel: *logLevel, Postgres: *db, RegisterSearchAttributes: true}
 	switch {
 	case t.CertFile != "" && (t.KeyFile == "" || t.CAFile == "" || t.ServerName == ""):
 		return errors.New("temporal: --tls-cert needs --tls-key, --tls-ca and --tls-server-name")

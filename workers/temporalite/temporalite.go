@@ -8,6 +8,7 @@
 package temporalite
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -18,9 +19,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/clusterducks/clusterducks/workers/temporalclient"
 	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -41,6 +45,9 @@ type Options struct {
 	// postgres://user:password@host:port/database?sslmode=…; the visibility store is the
 	// database named database_visibility on the same server. Both are created when absent.
 	Postgres string
+	// RegisterSearchAttributes registers the panel's custom search attributes
+	// (temporalclient.SearchAttributeTypes) in the namespace at start.
+	RegisterSearchAttributes bool
 	// TLS, when set, serves the frontend (the only port clients use) over TLS.
 	TLS *TLS
 }
@@ -198,6 +205,12 @@ func Start(o Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	if o.RegisterSearchAttributes {
+		if err := registerSearchAttributes(frontend, o.Namespace, o.TLS); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	if o.UIPort > 0 {
 		ui := uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
 			Host: o.IP, Port: o.UIPort, TemporalGRPCAddress: frontend, EnableUI: true,
@@ -213,6 +226,23 @@ func Start(o Options) (*Server, error) {
 		}()
 	}
 	return s, nil
+}
+
+// registerSearchAttributes adds the missing custom search attributes to namespace ns.
+func registerSearchAttributes(frontend, ns string, t *TLS) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tc, err := t.clientTLS()
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: frontend, Namespace: ns, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+		ConnectionOptions: client.ConnectionOptions{TLS: tc}})
+	if err != nil {
+		return fmt.Errorf("temporal client: %w", err)
+	}
+	defer c.Close()
+	return temporalclient.RegisterSearchAttributes(ctx, c, ns)
 }
 
 func waitListening(addr string, wait time.Duration) error {

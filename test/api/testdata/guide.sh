@@ -21,12 +21,18 @@ post tunnels '{
         "network": 1,
         "IP": "4.2.2.1"
     }'
-post servers '{
+server=$(post servers '{
         "Name": "masterServer",
         "network": 1,
         "IP": "192.168.1.10",
         "Pool": "tank"
-    }'
+    }')
+echo "$server"
+# Between these steps the guide runs install.sh on the server: its agent presents the
+# server key and reports its pool (the panel refuses creates on a master that never did).
+key=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' <<<"$server")
+curl -sf -H "Authorization: Bearer ${key}" -H 'Content-Type: application/json' -X POST "${PANEL}/api/v0.9.2/agent/stats.json" \
+    -d '{"pool_health":"ONLINE","pool_size":107374182400,"pool_free":96636764160}'
 post volumes '{
         "network": 1,
         "Alias": "New Volume 1",
