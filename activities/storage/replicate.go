@@ -199,6 +199,9 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(wire.HeaderGUID, guid)
 	w.Header().Set(wire.HeaderSize, strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
+	// The headers go at once: the slave learns the stream's guid and size, and times its
+	// stall bound from here, not from the first 4 KiB.
+	_ = http.NewResponseController(w).Flush()
 	start := time.Now()
 	n, cerr := io.Copy(w, stream)
 	err = stream.Close()
@@ -226,6 +229,9 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		ds, _, _ := strings.Cut(target, "@")
 		if rel, ok := strings.CutPrefix(ds, s.Pool+"/"); !ok || !replicated(rel) {
 			return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeForbidden, Message: "the token names a dataset that is not replicated"}
+		}
+		if _, err := s.ZFS.Property(ctx, target, "guid"); errors.Is(err, activities.ErrDatasetNotFound) {
+			return zfs.SendArgs{}, "", "", fmt.Errorf("%s is gone: %w", target, zfs.ErrStaleToken)
 		}
 		return zfs.SendArgs{Token: req.Token}, "", target, nil
 	}
@@ -512,7 +518,9 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 	if errors.As(err, &re) && re.Code == wire.CodeStaleToken {
 		// The master lost the token's snapshot: drop the partial receive, start again from
 		// the newest common snapshot (never from scratch while one exists).
-		activity.GetLogger(ctx).Warn("stale resume token: aborting the partial receive", "dataset", local, "err", err)
+		if activity.IsActivity(ctx) {
+			activity.GetLogger(ctx).Warn("stale resume token: aborting the partial receive", "dataset", local, "err", err)
+		}
 		if err := z.AbortReceive(ctx, local); err != nil {
 			return nil, err
 		}
@@ -538,6 +546,15 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		return nil, err
 	}
 	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot })
+	if i < 0 && req.Token != "" {
+		// A resumed stream ends with the snapshot it was cut in; the ones after it
+		// (-I) come with a fresh incremental from there.
+		r, err := a.replicate(ctx, in, prog)
+		if r != nil {
+			r.Resumed = true
+		}
+		return r, err
+	}
 	if i < 0 || snaps[i].GUID != in.GUID {
 		got := ""
 		if i >= 0 {
@@ -566,7 +583,7 @@ func (a *Activities) localGUIDs(ctx context.Context, z ReplicationZFS, dataset s
 
 // receive feeds body into zfs receive through the bandwidth limit, heartbeating the
 // bytes, and cuts it when no byte came for the stall bound.
-func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in ReplicateInput, recv zfs.ReceiveArgs, body io.Reader, prog *ReplicateProgress) error {
+func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in ReplicateInput, recv zfs.ReceiveArgs, body io.ReadCloser, prog *ReplicateProgress) error {
 	stall := DefaultStall
 	if in.StallSeconds > 0 {
 		stall = time.Duration(in.StallSeconds) * time.Second
@@ -607,6 +624,7 @@ func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in Replicate
 			}
 			if idle := now.Sub(time.Unix(0, cr.last.Load())); idle > stall {
 				cancel(fmt.Errorf("stalled: no byte from the master for %s (received %d of ~%d)", idle.Round(time.Second), prog.Done, prog.Size))
+				_ = body.Close() // unblocks a read waiting on the silent connection
 			}
 		}
 	}
@@ -668,7 +686,8 @@ func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
 		return nil
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false,
-		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 10 * time.Minute}}, nil
+		// The master answers once it has sized the stream (zfs send -n): minutes at most.
+		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}}, nil
 }
 
 // pull posts a send request; an answer other than 200 or 204 becomes a
