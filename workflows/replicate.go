@@ -49,7 +49,7 @@ type ReplicateResult struct {
 // heartbeats every few seconds, and cuts a stream stalled for replicateStall itself.
 const (
 	replicateRun       = 24 * time.Hour
-	replicateHeartbeat = 2 * time.Minute
+	replicateHeartbeat = 30 * time.Second
 	replicateStall     = 60 // seconds
 )
 
