@@ -533,7 +533,9 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 	if resp.StatusCode == http.StatusNoContent {
 		return nil, fmt.Errorf("master says %s@%s (guid %s) is here, but it is not", in.Dataset, in.Snapshot, resp.Header.Get(wire.HeaderGUID))
 	}
-	if g := resp.Header.Get(wire.HeaderGUID); g != in.GUID {
+	// A resumed stream ends at the snapshot it was cut in, which may be one before the
+	// target (-I); a fresh one ends at the target.
+	if g := resp.Header.Get(wire.HeaderGUID); req.Token == "" && g != in.GUID {
 		return nil, fmt.Errorf("master streams guid %s, wanted %s: %w", g, in.GUID, ErrGUIDMismatch)
 	}
 	prog.Size, _ = strconv.ParseInt(resp.Header.Get(wire.HeaderSize), 10, 64)

@@ -63,6 +63,12 @@ func commandError(line string, stderr string, err error, ctxErr error) error {
 
 // run runs one zfs command to its end and returns its stdout.
 func (z *ZFS) run(ctx context.Context, args ...string) (string, error) {
+	out, _, err := z.run2(ctx, args...)
+	return out, err
+}
+
+// run2 is run returning stderr as well (some commands print what they report there).
+func (z *ZFS) run2(ctx context.Context, args ...string) (string, string, error) {
 	line := "zfs " + strings.Join(args, " ")
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "zfs", args...)
@@ -72,10 +78,10 @@ func (z *ZFS) run(ctx context.Context, args ...string) (string, error) {
 	took := time.Since(start)
 	if err != nil {
 		z.Log.Info("zfs failed", "cmd", line, "took", took, "stderr", strings.TrimSpace(errb.String()))
-		return "", commandError(line, errb.String(), err, ctx.Err())
+		return "", "", commandError(line, errb.String(), err, ctx.Err())
 	}
 	z.Log.Debug("zfs", "cmd", line, "took", took)
-	return out.String(), nil
+	return out.String(), errb.String(), nil
 }
 
 // Snap is a snapshot of a dataset with its guid (the identity that survives a send).
@@ -142,11 +148,12 @@ func (z *ZFS) AbortReceive(ctx context.Context, dataset string) error {
 
 // TokenTarget is the snapshot a resume token continues (its toname), read with a dry run.
 func (z *ZFS) TokenTarget(ctx context.Context, token string) (string, error) {
-	out, err := z.run(ctx, "send", "-n", "-v", "-t", token)
+	// OpenZFS prints the token's contents on stderr (stdout is for streams).
+	out, errOut, err := z.run2(ctx, "send", "-n", "-v", "-t", token)
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(out, "\n") {
+	for _, line := range strings.Split(out+"\n"+errOut, "\n") {
 		if k, v, ok := strings.Cut(strings.TrimSpace(line), " = "); ok && k == "toname" {
 			return strings.TrimSpace(v), nil
 		}

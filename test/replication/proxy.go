@@ -8,11 +8,11 @@ import (
 	"testing"
 )
 
-// proxy forwards TCP connections from a free loopback port to the master's replication
+// Proxy forwards TCP connections from a free loopback port to the master's replication
 // port, counting the bytes the master sends and able to drop every open connection (a
 // network cut the endpoints do not cause).
-type proxy struct {
-	port   int
+type Proxy struct {
+	Port   int
 	ln     net.Listener
 	target string
 	down   atomic.Int64 // bytes from the master
@@ -20,19 +20,21 @@ type proxy struct {
 	conns  map[net.Conn]struct{}
 }
 
-func startProxy(t *testing.T, target string) *proxy {
+// StartProxy listens on a free loopback port (Port) and forwards to target until the
+// test ends.
+func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{port: ln.Addr().(*net.TCPAddr).Port, ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	t.Cleanup(func() { ln.Close(); p.drop() })
+	p := &Proxy{Port: ln.Addr().(*net.TCPAddr).Port, ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() { ln.Close(); p.Drop() })
 	go p.serve()
 	return p
 }
 
-func (p *proxy) serve() {
+func (p *Proxy) serve() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
@@ -42,7 +44,7 @@ func (p *proxy) serve() {
 	}
 }
 
-func (p *proxy) track(cs ...net.Conn) {
+func (p *Proxy) track(cs ...net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range cs {
@@ -50,7 +52,7 @@ func (p *proxy) track(cs ...net.Conn) {
 	}
 }
 
-func (p *proxy) pipe(c net.Conn) {
+func (p *Proxy) pipe(c net.Conn) {
 	m, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
@@ -84,10 +86,11 @@ func (p *proxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *proxy) bytes() int64 { return p.down.Load() }
+// Bytes is how many bytes the master sent through the proxy so far.
+func (p *Proxy) Bytes() int64 { return p.down.Load() }
 
-// drop closes every open connection and returns how many pairs there were.
-func (p *proxy) drop() int {
+// Drop closes every open connection and returns how many pairs there were.
+func (p *Proxy) Drop() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
