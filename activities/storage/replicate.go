@@ -455,7 +455,28 @@ func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (*Replica
 	if activity.IsActivity(ctx) && activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &prog)
 	}
-	res, err := a.replicate(ctx, in, &prog)
+	// Heartbeat from the start, not only while bytes flow: listing snapshots and sizing
+	// the stream take a while on a loaded server, and a silent attempt is timed out.
+	var pub atomic.Pointer[ReplicateProgress]
+	first := prog
+	pub.Store(&first)
+	stop := make(chan struct{})
+	defer close(stop)
+	if activity.IsActivity(ctx) {
+		go func() {
+			tick := time.NewTicker(a.heartbeatEvery())
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					activity.RecordHeartbeat(ctx, *pub.Load())
+				}
+			}
+		}()
+	}
+	res, err := a.replicate(ctx, in, &prog, &pub)
 	if res != nil {
 		res.Bytes = prog.Bytes
 	}
@@ -477,7 +498,14 @@ func (a *Activities) replZFS() ReplicationZFS {
 	return a.ZFS
 }
 
-func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *ReplicateProgress) (*ReplicateResult, error) {
+func (a *Activities) heartbeatEvery() time.Duration {
+	if a.HeartbeatEvery <= 0 {
+		return 5 * time.Second
+	}
+	return a.HeartbeatEvery
+}
+
+func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) (*ReplicateResult, error) {
 	if !replicated(in.Dataset) || !snapName.MatchString(in.Snapshot) || in.GUID == "" {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replicate: bad input %q@%q guid %q", in.Dataset, in.Snapshot, in.GUID), "BadInput", nil)
 	}
@@ -524,7 +552,7 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		if err := z.AbortReceive(ctx, local); err != nil {
 			return nil, err
 		}
-		return a.replicate(ctx, in, prog)
+		return a.replicate(ctx, in, prog, pub)
 	}
 	if err != nil {
 		return nil, err
@@ -540,7 +568,12 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 	}
 	prog.Size, _ = strconv.ParseInt(resp.Header.Get(wire.HeaderSize), 10, 64)
 	prog.Done = 0
-	if err := a.receive(ctx, z, in, recv, resp.Body, prog); err != nil {
+	if err := a.receive(ctx, z, in, recv, resp.Body, prog, pub); err != nil {
+		if errors.Is(err, zfs.ErrNotResumable) && req.Token == "" {
+			// A partial receive appeared since the token was read (an earlier attempt's
+			// receive still ending): the next attempt resumes it.
+			return nil, fmt.Errorf("%s: a partial receive is pending, resume it next: %w", local, err)
+		}
 		return nil, err
 	}
 	snaps, err := z.Snapshots(ctx, local)
@@ -551,7 +584,7 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 	if i < 0 && req.Token != "" {
 		// A resumed stream ends with the snapshot it was cut in; the ones after it
 		// (-I) come with a fresh incremental from there.
-		r, err := a.replicate(ctx, in, prog)
+		r, err := a.replicate(ctx, in, prog, pub)
 		if r != nil {
 			r.Resumed = true
 		}
@@ -585,7 +618,7 @@ func (a *Activities) localGUIDs(ctx context.Context, z ReplicationZFS, dataset s
 
 // receive feeds body into zfs receive through the bandwidth limit, heartbeating the
 // bytes, and cuts it when no byte came for the stall bound.
-func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in ReplicateInput, recv zfs.ReceiveArgs, body io.ReadCloser, prog *ReplicateProgress) error {
+func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in ReplicateInput, recv zfs.ReceiveArgs, body io.ReadCloser, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) error {
 	stall := DefaultStall
 	if in.StallSeconds > 0 {
 		stall = time.Duration(in.StallSeconds) * time.Second
@@ -600,19 +633,16 @@ func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in Replicate
 	}
 	done := make(chan error, 1)
 	go func() { done <- z.Receive(rctx, recv, cr) }()
-	every := a.HeartbeatEvery
-	if every <= 0 {
-		every = 5 * time.Second
-	}
-	tick := time.NewTicker(min(every, time.Second))
+	tick := time.NewTicker(min(a.heartbeatEvery(), time.Second))
 	defer tick.Stop()
-	lastBeat := time.Now()
 	base := prog.Bytes
 	for {
 		select {
 		case err := <-done:
 			prog.Done = cr.n.Load()
 			prog.Bytes = base + prog.Done
+			snap := *prog
+			pub.Store(&snap)
 			if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
 				return cause
 			}
@@ -620,10 +650,8 @@ func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in Replicate
 		case now := <-tick.C:
 			prog.Done = cr.n.Load()
 			prog.Bytes = base + prog.Done
-			if now.Sub(lastBeat) >= every && activity.IsActivity(ctx) {
-				activity.RecordHeartbeat(ctx, *prog)
-				lastBeat = now
-			}
+			snap := *prog
+			pub.Store(&snap)
 			if idle := now.Sub(time.Unix(0, cr.last.Load())); idle > stall {
 				cancel(fmt.Errorf("stalled: no byte from the master for %s (received %d of ~%d)", idle.Round(time.Second), prog.Done, prog.Size))
 				_ = body.Close() // unblocks a read waiting on the silent connection
