@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sort"
 	"sync"
@@ -25,10 +26,19 @@ import (
 
 func TestMain(m *testing.M) { harness.MainPostgresTemporal(m) }
 
-const (
-	samples = 3
-	fullMiB = 128
+// samples and fullMiB default to 3 runs of 128 MiB; REPL_BENCH_SAMPLES and
+// REPL_BENCH_MIB make a quicker run on a loaded machine.
+var (
+	samples = envInt("REPL_BENCH_SAMPLES", 3)
+	fullMiB = envInt("REPL_BENCH_MIB", 128)
 )
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 func loadAverage() string {
 	b, _ := os.ReadFile("/proc/loadavg")
