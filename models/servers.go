@@ -36,8 +36,14 @@ type Server struct {
 	PoolSize      int64      `gorm:"not null;default:0" json:"pool_size"`
 	PoolFree      int64      `gorm:"not null;default:0" json:"pool_free"`
 	AgentAddr     string     `gorm:"size:200;not null;default:''" json:"agent_addr"`
-	CreatedAt     time.Time  `json:"created_at"`
-	UpdatedAt     time.Time  `json:"updated_at"`
+	// ReplicationAddr is host:port of the agent's replication endpoint as the agent
+	// advertised it; "" means the Replication IP (or iSCSI IP), port 8082.
+	ReplicationAddr string `gorm:"size:200;not null;default:''" json:"replication_addr"`
+	// ReplicationBandwidth caps what this server receives from its master, bytes per
+	// second; 0 is unlimited.
+	ReplicationBandwidth int64     `gorm:"not null;default:0" json:"replication_bandwidth"`
+	CreatedAt            time.Time `json:"created_at"`
+	UpdatedAt            time.Time `json:"updated_at"`
 }
 
 // ReplicationAddress is where slaves pull from: the Replication IP, or the iSCSI IP when none is set.

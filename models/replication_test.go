@@ -1,0 +1,87 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+)
+
+// TestPlanReplication: a group's plan is its origin volume snapshot, then the group up to
+// the wanted ready version, with the master's advertised address (or the Replication IP
+// and port 8082) and the slave's bandwidth.
+func TestPlanReplication(t *testing.T) {
+	ctx := context.Background()
+	s, a, _, g := opsStore(t) // network's master "m" (10.0.0.1, pool tank), volume, group
+	nid := g.NetworkID
+	sl, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s"), IP: Strp("10.0.0.2"), ReplicationIP: Strp("10.9.0.2"), Pool: Strp("sat")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave := sl.Object.(*Server)
+	s.DB.Model(&Server{}).Where("id = ?", slave.ID).Update("replication_bandwidth", 1000)
+	for n, guid := range []string{"g1", "g2", ""} { // v3 is not published yet
+		state := StateReady
+		if guid == "" {
+			state = StatePending
+		}
+		if err := s.DB.Create(&GroupVersion{GroupID: g.ID, Number: n + 1, GUID: guid, State: state}).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var master Server
+	s.DB.Where("network_id = ? AND role = ?", nid, ServerMaster).Take(&master)
+
+	p, err := PlanReplication(ctx, s.DB, nid, slave.ID, ReplicateGroup, g.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.MasterID != master.ID || p.MasterAddr != "10.0.0.1:8082" || p.MasterPool != "tank" || p.SlavePool != "sat" || p.BytesPerSecond != 1000 {
+		t.Errorf("plan %+v", p)
+	}
+	if len(p.Datasets) != 2 || p.Datasets[0].Kind != ReplicateVolume || p.Datasets[0].Snapshot != "group-"+itoa(g.ID) ||
+		p.Datasets[1].Snapshot != "v2" || p.Datasets[1].GUID != "g2" || p.Datasets[1].Origin != "iscsi/volumes/"+itoa(g.VolumeID)+"@group-"+itoa(g.ID) {
+		t.Errorf("datasets %+v", p.Datasets)
+	}
+	if len(p.Versions) != 2 || p.Versions[1].GUID != "g2" {
+		t.Errorf("versions %+v", p.Versions)
+	}
+	if p, err = PlanReplication(ctx, s.DB, nid, slave.ID, ReplicateGroup, g.ID, "v1"); err != nil || len(p.Versions) != 1 || p.Datasets[1].GUID != "g1" {
+		t.Errorf("v1: %+v %v", p, err)
+	}
+
+	// The advertised address wins; a malformed one is refused naming the field.
+	if err := SetReplicationAddr(ctx, s.DB, master.ID, "203.0.113.5:9000"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = PlanReplication(ctx, s.DB, nid, slave.ID, ReplicateVolume, g.VolumeID, ""); err != nil || p.MasterAddr != "203.0.113.5:9000" || len(p.Datasets) != 1 || p.Versions != nil {
+		t.Errorf("volume plan %+v %v", p, err)
+	}
+	var ve *ValidationError
+	for _, bad := range []string{"nohost", ":80", "h:0", "h:99999", "h:x"} {
+		if err := SetReplicationAddr(ctx, s.DB, master.ID, bad); !errors.As(err, &ve) || ve.Field != "replication_addr" {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+
+	for name, c := range map[string]struct {
+		slave uint
+		kind  string
+		id    uint
+		snap  string
+	}{
+		"the master as slave": {master.ID, ReplicateVolume, g.VolumeID, ""},
+		"an unknown kind":     {slave.ID, "vdisk", 1, ""},
+		"a missing group":     {slave.ID, ReplicateGroup, 999, ""},
+		"an unready version":  {slave.ID, ReplicateGroup, g.ID, "v3"},
+		"a missing slave":     {999, ReplicateVolume, g.VolumeID, ""},
+	} {
+		if _, err := PlanReplication(ctx, s.DB, nid, c.slave, c.kind, c.id, c.snap); err == nil {
+			t.Errorf("%s: planned", name)
+		} else if !errors.Is(err, ErrNotFound) && !errors.As(err, &ve) {
+			t.Errorf("%s: %v is neither not-found nor invalid", name, err)
+		}
+	}
+}
+
+func itoa(n uint) string { return strconv.FormatUint(uint64(n), 10) }
