@@ -55,6 +55,9 @@ const (
 	OpGroupPublish    = "group-publish"
 	OpDeviceRestore   = "device-restore"
 	OpDeviceDelete    = "device-delete"
+	OpServerPromote   = "server-promote"
+	OpReplicateVolume = "replicate-volume"
+	OpReplicateGroup  = "replicate-group"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -71,6 +74,10 @@ var opObjects = map[string]string{
 	OpGroupPublish:    "group",
 	OpDeviceRestore:   "device",
 	OpDeviceDelete:    "device",
+	OpServerPromote:   "server",
+	// A replication acts on the dataset; the slave it goes to is the input's server.
+	OpReplicateVolume: "volume",
+	OpReplicateGroup:  "group",
 }
 
 // OperationKinds lists every operation kind, sorted.
@@ -100,6 +107,8 @@ type OperationInput struct {
 	Number    int    `json:"number,omitempty"`
 	Before    int64  `json:"before,omitempty"` // erator-purge: unix seconds
 	From      string `json:"from,omitempty"`   // device-restore: an erator entry
+	// replicate-volume, replicate-group: the newest snapshot wanted ("" the newest).
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // errNoServer: an operation's rows name no server for its work to run on (yet).
