@@ -138,7 +138,7 @@ func (volumeCopyTable) TableName() string { return "volume_copies" }
 
 // ReplicationRequest asks for datasets of a network's master to be brought to its slaves.
 type ReplicationRequest struct {
-	NetworkID uint   // needed when Kind is "" (everything the network holds)
+	NetworkID uint   // with Kind "": the network (0: SlaveID's)
 	Kind      string // "volume", "group", or "" for every ready volume and published group
 	ObjectID  uint
 	SlaveID   uint   // 0: every slave of the network
@@ -163,6 +163,12 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 			}
 			nid, datasets = d.networkID, []replicaDataset{*d}
 		case "":
+			if nid == 0 && in.SlaveID != 0 {
+				// A slave's catch-up: everything its network holds.
+				if err := tx.Model(&Server{}).Where("id = ?", in.SlaveID).Pluck("network_id", &nid).Error; err != nil {
+					return err
+				}
+			}
 			var err error
 			if datasets, err = networkDatasets(tx, nid); err != nil {
 				return err

@@ -13,6 +13,9 @@ import (
 // Activities are the panel worker's database activities; one value per panel process.
 type Activities struct {
 	DB *gorm.DB
+	// Store records and launches operations (replication fan-out); nil in tests that
+	// need only the database writes.
+	Store *models.Store
 }
 
 // ProgressInput is a step of a running operation.

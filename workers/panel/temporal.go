@@ -62,7 +62,7 @@ func StartTemporal(ctx context.Context, c client.Client, store *models.Store, ag
 	}
 	w := worker.New(c, workflows.PanelQueue, worker.Options{})
 	workflows.Register(w)
-	w.RegisterActivity(&panel.Activities{DB: store.DB})
+	w.RegisterActivity(&panel.Activities{DB: store.DB, Store: store})
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("panel worker: %w", err)
 	}
