@@ -68,6 +68,10 @@ func StartTemporal(ctx context.Context, c client.Client, store *models.Store, ag
 	}
 	e := &Engine{Client: c, DB: store.DB, Log: log}
 	store.Engine = e
+	if err := EnsureSchedules(ctx, c); err != nil {
+		// Replication still runs from its triggers; the next panel start tries again.
+		log.Warn("schedules not created", "err", err)
+	}
 	go e.ResumeQueued(ctx)
 	return &Temporal{Client: c, Worker: w, Engine: e, Agents: NewAgents(store, agentCfg)}, nil
 }
