@@ -259,6 +259,9 @@ func loadReplicationHealth(db *gorm.DB, ids []uint, now time.Time) (*replication
 // alerts are network n's replication alerts: slaves unreachable or with a full pool, and
 // transfers that keep failing.
 func (h *replicationHealth) alerts(n Network) []Alert {
+	if n.MasterServerID == nil {
+		return nil // no master, no slaves: the no_master alert says what to do
+	}
 	var out []Alert
 	for _, s := range h.slaves[n.ID] {
 		link := fmt.Sprintf("/servers/%d", s.ID)
