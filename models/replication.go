@@ -145,10 +145,15 @@ type ReplicationRequest struct {
 	Snapshot  string // the newest snapshot wanted ("v3"); "" the newest
 }
 
+// ReplicationJoinWindow is how long an unfinished replication operation stands for its
+// (slave, dataset): within it a new request adds nothing; after it, a new operation is
+// recorded (and joins the run if it is still going).
+const ReplicationJoinWindow = time.Hour
+
 // QueueReplication records a replicate-volume or replicate-group operation for each
 // (slave, dataset) asked for and hands it to the engine (the workflow id is per slave and
 // dataset: a transfer under way is joined, never doubled). A pair whose operation is still
-// queued or running gets no second one. Slaves that never reported (no agent yet) are
+// queued or running (recorded within ReplicationJoinWindow) gets no second one. Slaves that never reported (no agent yet) are
 // skipped: their bootstrap catches up. Safe to repeat.
 func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]Operation, error) {
 	var ops []*Operation
@@ -195,9 +200,11 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 			for _, d := range datasets {
 				kind := pick(d.kind == "volume", OpReplicateVolume, OpReplicateGroup)
 				var under int64
-				// The recorded input starts with the server: {"server_id":<slave>,...}.
-				if err := tx.Model(&Operation{}).Where("kind = ? AND object_id = ? AND state IN ? AND input LIKE ?", kind, d.id,
-					[]string{OpQueued, OpRunning}, fmt.Sprintf(`{"server_id":%d,%%`, slave)).Count(&under).Error; err != nil {
+				// The recorded input starts with the server: {"server_id":<slave>,...}. An
+				// older unfinished one may belong to a run that ended without a word (a
+				// terminated workflow): a new operation then joins or restarts the run.
+				if err := tx.Model(&Operation{}).Where("kind = ? AND object_id = ? AND state IN ? AND input LIKE ? AND created_at > ?", kind, d.id,
+					[]string{OpQueued, OpRunning}, fmt.Sprintf(`{"server_id":%d,%%`, slave), time.Now().Add(-ReplicationJoinWindow)).Count(&under).Error; err != nil {
 					return err
 				}
 				if under > 0 {
