@@ -85,6 +85,9 @@ func (g *Agents) register(c *fiber.Ctx) error {
 			return err
 		}
 	}
+	if err := models.SetReplicationAddr(c.UserContext(), g.Store.DB, srv.ID, in.ReplicationAddr); err != nil {
+		return err
+	}
 	op, err := g.Store.RegisterAgent(c.UserContext(), srv, in.Addr)
 	if err != nil {
 		return err

@@ -128,6 +128,7 @@ func migrations() []*gormigrate.Migration {
 			},
 		},
 		caMigration(),
+		replicationMigration(),
 		groupPendingMigration(),
 		serverBandwidthMigration(),
 		volumeCopyMigration(),

@@ -37,6 +37,9 @@ type Server struct {
 	PoolSize      int64      `gorm:"not null;default:0" json:"pool_size"`
 	PoolFree      int64      `gorm:"not null;default:0" json:"pool_free"`
 	AgentAddr     string     `gorm:"size:200;not null;default:''" json:"agent_addr"`
+	// ReplicationAddr is host:port of the agent's replication endpoint as the agent
+	// advertised it; "" means the Replication IP (or iSCSI IP), port 8082.
+	ReplicationAddr string `gorm:"size:200;not null;default:''" json:"replication_addr"`
 	// BandwidthLimit caps what a slave pulls from its master, in bytes per second (0: unlimited).
 	BandwidthLimit int64     `gorm:"not null;default:0" json:"bandwidth_limit"`
 	CreatedAt      time.Time `json:"created_at"`

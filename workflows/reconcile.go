@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"strings"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
@@ -69,12 +70,12 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 	}
 	// Each dataset is listed once, all at once: masters and slaves answer in parallel.
 	listed := map[string]workflow.Future{}
-	list := func(serverID uint, ds string) workflow.Future {
-		key := ServerQueue(serverID) + ":" + ds
+	list := func(serverID uint, pool, ds string) workflow.Future {
+		key := ServerQueue(serverID) + ":" + pool + "/" + ds
 		if f, ok := listed[key]; ok {
 			return f
 		}
-		f := workflow.ExecuteActivity(snapshotsCtx(ctx, serverID), sa.Snapshots, storage.SnapshotsInput{Dataset: ds})
+		f := workflow.ExecuteActivity(snapshotsCtx(ctx, serverID), sa.Snapshots, storage.SnapshotsInput{Pool: pool, Dataset: ds})
 		listed[key] = f
 		return f
 	}
@@ -84,12 +85,13 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 	}
 	pairs := make([]pair, 0, len(targets.Targets))
 	for _, tg := range targets.Targets {
-		pairs = append(pairs, pair{tg, list(tg.MasterID, dataset(tg.Kind, tg.MasterPool, tg.ObjectID)), list(tg.SlaveID, dataset(tg.Kind, tg.SlavePool, tg.ObjectID))})
+		ds := relDataset(tg.Kind, tg.ObjectID)
+		pairs = append(pairs, pair{tg, list(tg.MasterID, tg.MasterPool, ds), list(tg.SlaveID, tg.SlavePool, ds)})
 	}
 	res := &ReconcileResult{}
 	for _, p := range pairs {
 		var m, s storage.SnapshotsResult
-		if err := p.master.Get(ctx, &m); err != nil || m.Missing || len(m.Snapshots) == 0 {
+		if err := p.master.Get(ctx, &m); err != nil || !m.Exists || len(m.Snapshots) == 0 {
 			// Nothing to compare against (the master's agent is away, or it holds no snapshot yet).
 			res.Skipped++
 			continue
@@ -99,7 +101,15 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 			continue
 		}
 		res.Compared++
-		if holds(&s, m.Snapshots[len(m.Snapshots)-1].GUID) {
+		both := shared(&m, &s)
+		if len(both) > 0 {
+			// What the slave verifiably holds counts, whoever sent it (a promote needs it).
+			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordVerified, panel.RecordVerifiedInput{ServerID: p.t.SlaveID,
+				Kind: p.t.Kind, ObjectID: p.t.ObjectID, Both: both}).Get(ctx, nil); err != nil {
+				workflow.GetLogger(ctx).Warn("verified copies not recorded", "slave", p.t.SlaveID, "error", err)
+			}
+		}
+		if !s.Partial && len(both) > 0 && both[len(both)-1].GUID == m.Snapshots[len(m.Snapshots)-1].GUID {
 			continue
 		}
 		res.Queued += len(replicateTo(ctx, panel.QueueReplicationInput{Kind: p.t.Kind, ObjectID: p.t.ObjectID, SlaveID: p.t.SlaveID}))
@@ -109,18 +119,29 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 
 // dataset is the dataset of a replicated volume or group on a pool.
 func dataset(kind, pool string, id uint) string {
-	if kind == ReplicateVolume {
-		return storage.VolumeDataset(pool, id)
-	}
-	return storage.GroupDataset(pool, id)
+	return pool + "/" + relDataset(kind, id)
 }
 
-// holds reports whether a listing has a snapshot with the guid (matched by guid, never by name).
-func holds(r *storage.SnapshotsResult, guid string) bool {
-	for _, s := range r.Snapshots {
-		if s.GUID == guid {
-			return true
+// relDataset is the dataset of a replicated volume or group relative to its pool.
+func relDataset(kind string, id uint) string {
+	if kind == ReplicateVolume {
+		return strings.TrimPrefix(storage.VolumeDataset("", id), "/")
+	}
+	return strings.TrimPrefix(storage.GroupDataset("", id), "/")
+}
+
+// shared lists the master's snapshots the slave holds, matched by guid (never by name),
+// in the master's order.
+func shared(m, s *storage.SnapshotsResult) []models.SnapshotGUID {
+	have := map[string]bool{}
+	for _, sn := range s.Snapshots {
+		have[sn.GUID] = true
+	}
+	var out []models.SnapshotGUID
+	for _, sn := range m.Snapshots {
+		if have[sn.GUID] {
+			out = append(out, models.SnapshotGUID{Name: sn.Name, GUID: sn.GUID})
 		}
 	}
-	return false
+	return out
 }

@@ -2,10 +2,12 @@ package workflows
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
@@ -26,21 +28,28 @@ func TestReconcile(t *testing.T) {
 		tg("volume", 9, 2, "current"),
 	}}, nil).Once()
 	listings := map[string]*storage.SnapshotsResult{
-		"m/iscsi/groups/4":        {Snapshots: []storage.SnapshotInfo{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "22"}}},
-		"current/iscsi/groups/4":  {Snapshots: []storage.SnapshotInfo{{Name: "v1", GUID: "11"}, {Name: "renamed", GUID: "22"}}},
-		"behind/iscsi/groups/4":   {Snapshots: []storage.SnapshotInfo{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "99"}}},
-		"empty/iscsi/groups/4":    {Missing: true},
-		"m/iscsi/volumes/9":       {Snapshots: []storage.SnapshotInfo{{Name: "group-4", GUID: "7"}}},
-		"current/iscsi/volumes/9": {Snapshots: []storage.SnapshotInfo{{Name: "group-4", GUID: "7"}}},
+		"m/iscsi/groups/4":        {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "22"}}},
+		"current/iscsi/groups/4":  {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}, {Name: "renamed", GUID: "22"}}},
+		"behind/iscsi/groups/4":   {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "99"}}},
+		"empty/iscsi/groups/4":    {Snapshots: []zfs.Snap{}},
+		"m/iscsi/volumes/9":       {Exists: true, Snapshots: []zfs.Snap{{Name: "group-4", GUID: "7"}}},
+		"current/iscsi/volumes/9": {Exists: true, Snapshots: []zfs.Snap{{Name: "group-4", GUID: "7"}}},
 	}
 	calls := map[string]int{}
 	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
-			calls[in.Dataset]++
-			if r, ok := listings[in.Dataset]; ok {
+			full := in.Pool + "/" + in.Dataset
+			calls[full]++
+			if r, ok := listings[full]; ok {
 				return r, nil
 			}
 			return nil, temporal.NewNonRetryableApplicationError("agent away", "X", nil)
+		})
+	var verified []panel.RecordVerifiedInput
+	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+			verified = append(verified, in)
+			return &panel.RecordVerifiedResult{}, nil
 		})
 	s.env.ExecuteWorkflow(Reconcile, ReconcileInput{})
 	if err := s.env.GetWorkflowError(); err != nil {
@@ -56,6 +65,16 @@ func TestReconcile(t *testing.T) {
 	want := []panel.QueueReplicationInput{{Kind: "group", ObjectID: 4, SlaveID: 3}, {Kind: "group", ObjectID: 4, SlaveID: 5}}
 	if len(s.queued) != 2 || s.queued[0] != want[0] || s.queued[1] != want[1] {
 		t.Errorf("queued = %+v", s.queued)
+	}
+	// Verified copies are recorded, by guid: v1 and v2 (named "renamed") on the current
+	// slave, v1 only on the one behind, the volume's snapshot on the current slave.
+	want2 := []panel.RecordVerifiedInput{
+		{ServerID: 2, Kind: "group", ObjectID: 4, Both: []models.SnapshotGUID{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "22"}}},
+		{ServerID: 3, Kind: "group", ObjectID: 4, Both: []models.SnapshotGUID{{Name: "v1", GUID: "11"}}},
+		{ServerID: 2, Kind: "volume", ObjectID: 9, Both: []models.SnapshotGUID{{Name: "group-4", GUID: "7"}}},
+	}
+	if !reflect.DeepEqual(verified, want2) {
+		t.Errorf("verified = %+v", verified)
 	}
 	if calls["m/iscsi/groups/4"] != 1 {
 		t.Errorf("the master's dataset was listed %d times", calls["m/iscsi/groups/4"])

@@ -13,6 +13,7 @@ import (
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -84,10 +85,10 @@ func fakeStorage(w worker.Registry) {
 			Origin: in.Pool + "/iscsi/groups/1@v1", GroupID: 1, Version: 1}, nil
 	}, "RestoreDevice")
 	reg(func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
-		if strings.HasPrefix(in.Dataset, "slave/") {
-			return &storage.SnapshotsResult{Missing: true}, nil
+		if in.Pool == "slave" {
+			return &storage.SnapshotsResult{Snapshots: []zfs.Snap{}}, nil
 		}
-		return &storage.SnapshotsResult{Snapshots: []storage.SnapshotInfo{{Name: "v1", GUID: "11282122156945685705"}}}, nil
+		return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11282122156945685705"}}}, nil
 	}, "Snapshots")
 }
 
@@ -232,6 +233,10 @@ func (*fakePanel) Finish(context.Context, panel.FinishInput) (*panel.FinishResul
 
 func (*fakePanel) QueueReplication(context.Context, panel.QueueReplicationInput) (*panel.QueueReplicationResult, error) {
 	return &panel.QueueReplicationResult{OperationIDs: []uint{20}}, nil
+}
+
+func (*fakePanel) RecordVerified(context.Context, panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+	return &panel.RecordVerifiedResult{}, nil
 }
 
 func (*fakePanel) SwitchMaster(context.Context, panel.SwitchMasterInput) (*panel.SwitchMasterResult, error) {

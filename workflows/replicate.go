@@ -1,8 +1,14 @@
 package workflows
 
 import (
-	"errors"
+	"fmt"
+	"time"
 
+	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/models"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -26,8 +32,8 @@ type ReplicateInput struct {
 
 // Kinds of replicated datasets.
 const (
-	ReplicateVolume = "volume"
-	ReplicateGroup  = "group"
+	ReplicateVolume = models.ReplicateVolume
+	ReplicateGroup  = models.ReplicateGroup
 )
 
 // ReplicateResult is what the slave holds at the end, verified against the master.
@@ -35,10 +41,130 @@ type ReplicateResult struct {
 	Snapshot string
 	GUID     string
 	Bytes    int64 // bytes received over the wire in this run, all attempts together
+	// Versions are the group versions recorded as copies on the slave (their ids).
+	Versions []uint
 }
 
-// Replicate brings one dataset of the master to a slave (see ReplicateInput).
-// (The transfer is being built: this placeholder fails so nothing claims a copy.)
+// Timeouts of a transfer: it may run for hours at a satellite's bandwidth; the agent
+// heartbeats every few seconds, and cuts a stream stalled for replicateStall itself.
+const (
+	replicateRun       = 24 * time.Hour
+	replicateHeartbeat = 30 * time.Second
+	replicateStall     = 60 // seconds
+)
+
+// replicateCtx runs a transfer on the slave: retried without end (from its resume token)
+// while the master is busy, unreachable or the stream is cut; a refusal, a guid mismatch
+// or a full pool stop it.
+func replicateCtx(ctx workflow.Context, slaveID uint) workflow.Context {
+	o := workflow.GetActivityOptions(serverCtx(ctx, slaveID))
+	o.StartToCloseTimeout = replicateRun
+	o.HeartbeatTimeout = replicateHeartbeat
+	o.ScheduleToCloseTimeout = 0
+	o.RetryPolicy.NonRetryableErrorTypes = append(o.RetryPolicy.NonRetryableErrorTypes,
+		storage.TypeGUIDMismatch, storage.TypeReplicationRefused, "BadInput")
+	return workflow.WithActivityOptions(ctx, o)
+}
+
+// Replicate brings one dataset of the master to a slave (see ReplicateInput): a group's
+// origin volume snapshot first (so the slave's group is a clone of it), then the dataset,
+// then it records each group version the slave holds with the master's guid.
 func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error) {
-	return nil, errors.New("replication is not built yet")
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := replicate(ctx, t, in)
+	if err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	return res, t.succeed(models.Outcome{}, "%s %d is on server %d up to %s (%d bytes received)", in.Kind, in.ObjectID, in.SlaveID, res.Snapshot, res.Bytes)
+}
+
+func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateResult, error) {
+	if err := t.step("plan", 0, "reading the replication plan"); err != nil {
+		return nil, err
+	}
+	var plan panel.ReplicationPlanResult
+	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.ReplicationPlan, panel.ReplicationPlanInput{NetworkID: in.NetworkID,
+		SlaveID: in.SlaveID, Kind: in.Kind, ObjectID: in.ObjectID, Snapshot: in.Snapshot}).Get(ctx, &plan); err != nil {
+		return nil, err
+	}
+	master := wire.AgentIdentity{NetworkID: in.NetworkID, ServerID: plan.MasterID}
+	res := &ReplicateResult{Versions: []uint{}}
+	start := workflow.Now(ctx)
+	for i, d := range plan.Datasets {
+		guid, snap := d.GUID, d.Snapshot
+		if guid == "" {
+			// The panel does not record volume snapshots' guids: the master tells them.
+			var ms storage.SnapshotsResult
+			if err := workflow.ExecuteActivity(serverCtx(ctx, plan.MasterID), sa.Snapshots,
+				storage.SnapshotsInput{Pool: plan.MasterPool, Dataset: d.Dataset}).Get(ctx, &ms); err != nil {
+				return nil, err
+			}
+			for _, s := range ms.Snapshots {
+				if snap == "" || s.Name == snap {
+					guid = s.GUID
+					if snap != "" {
+						break
+					}
+				}
+			}
+			if snap == "" && len(ms.Snapshots) > 0 {
+				snap = ms.Snapshots[len(ms.Snapshots)-1].Name
+			}
+			if guid == "" {
+				return nil, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("the master has no snapshot %q of %s", snap, d.Dataset), "NotFound", nil)
+			}
+		}
+		pct := 5 + 90*i/len(plan.Datasets)
+		if err := t.step("transfer", pct, "receiving %s@%s from server %d", d.Dataset, snap, plan.MasterID); err != nil {
+			return nil, err
+		}
+		var r storage.ReplicateResult
+		if err := workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, storage.ReplicateInput{
+			MasterAddr: plan.MasterAddr, Master: master, Pool: plan.SlavePool, Dataset: d.Dataset, Snapshot: snap,
+			GUID: guid, Origin: d.Origin, BytesPerSecond: plan.BytesPerSecond, StallSeconds: replicateStall,
+		}).Get(ctx, &r); err != nil {
+			return nil, err
+		}
+		res.Bytes += r.Bytes
+		res.Snapshot, res.GUID = r.Snapshot, r.GUID
+		secs := workflow.Now(ctx).Sub(start).Seconds()
+		rate := 0.0
+		if secs > 0 {
+			rate = float64(res.Bytes) / secs
+		}
+		if err := t.step("transfer", 5+90*(i+1)/len(plan.Datasets), "%s@%s verified (guid %s); %d bytes received, %.0f bytes/s",
+			d.Dataset, snap, r.GUID, res.Bytes, rate); err != nil {
+			return nil, err
+		}
+	}
+	if len(plan.Versions) == 0 {
+		return res, nil
+	}
+	// A version is on the slave once its guid there is the master's: read them back.
+	group := plan.Datasets[len(plan.Datasets)-1]
+	var ss storage.SnapshotsResult
+	if err := workflow.ExecuteActivity(serverCtx(ctx, in.SlaveID), sa.Snapshots,
+		storage.SnapshotsInput{Pool: plan.SlavePool, Dataset: group.Dataset}).Get(ctx, &ss); err != nil {
+		return nil, err
+	}
+	if err := t.step("verify", 97, "recording the versions server %d holds", in.SlaveID); err != nil {
+		return nil, err
+	}
+	for _, v := range plan.Versions {
+		for _, s := range ss.Snapshots {
+			if s.Name != storage.VersionSnapshot(v.Number) || s.GUID != v.GUID {
+				continue
+			}
+			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordVersionCopy, panel.RecordVersionCopyInput{
+				ServerID: in.SlaveID, VersionID: v.ID, GUID: s.GUID}).Get(ctx, nil); err != nil {
+				return nil, err
+			}
+			res.Versions = append(res.Versions, v.ID)
+		}
+	}
+	return res, nil
 }

@@ -107,3 +107,21 @@ func (a *Activities) SlavesOf(ctx context.Context, in SlavesOfInput) (*SlavesOfR
 	}
 	return res, nil
 }
+
+// RecordVerifiedInput is what a comparison by guid found slave ServerID to hold of a
+// volume or group: the snapshots it shares with the master (same guid).
+type RecordVerifiedInput struct {
+	ServerID uint
+	Kind     string
+	ObjectID uint
+	Both     []models.SnapshotGUID
+}
+
+// RecordVerifiedResult is empty.
+type RecordVerifiedResult struct{}
+
+// RecordVerified records the verified copies a reconcile found (models.RecordVerified).
+// Safe to repeat.
+func (a *Activities) RecordVerified(ctx context.Context, in RecordVerifiedInput) (*RecordVerifiedResult, error) {
+	return &RecordVerifiedResult{}, models.RecordVerified(ctx, a.DB, in.ServerID, in.Kind, in.ObjectID, in.Both)
+}

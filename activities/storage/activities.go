@@ -6,6 +6,7 @@ package storage
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,11 @@ type Activities struct {
 	// HeartbeatEvery is how often a running activity tells Temporal it is alive (default 5 s),
 	// so a killed agent's work is retried elsewhere within the heartbeat timeout.
 	HeartbeatEvery time.Duration
+	// ReplicationTLS is the agent's TLS client configuration for pulling from its master
+	// (its certificate, the panel's CA); nil when it has no certificate.
+	ReplicationTLS func() (*tls.Config, error)
+	// ReplicationZFS replaces ZFS for replication in unit tests; nil: ZFS.
+	ReplicationZFS ReplicationZFS
 }
 
 // alive runs fn while heartbeating; zfs commands cannot be interrupted, so a cancelled

@@ -103,13 +103,14 @@ func TestPromoteAndPending(t *testing.T) {
 		if err := models.RecordVersionCopy(ctx, p.DB, models.VersionCopyInput{ServerID: uint(s), VersionID: v1, GUID: "999"}); !errors.Is(err, models.ErrGUIDMismatch) {
 			t.Fatalf("a copy with another guid: %v", err)
 		}
-		if err := models.RecordVersionCopy(ctx, p.DB, models.VersionCopyInput{ServerID: uint(s), VersionID: v1, GUID: "111"}); err != nil {
+		// What a reconcile found by guid: v1 is verified, a snapshot that is no version is ignored.
+		if err := models.RecordVerified(ctx, p.DB, uint(s), "group", uint(grp), []models.SnapshotGUID{{Name: "hold-x", GUID: "5"}, {Name: "v1", GUID: "111"}}); err != nil {
 			t.Fatal(err)
 		}
 		if code, v, _ := p.do(a, "POST", fmt.Sprintf("/api/v0.9.2/servers/%d/promote.json", s), nil); code != 409 || strings.Contains(fmt.Sprint(v), "v1") {
 			t.Fatalf("promote a slave lacking the volume only: %d %v", code, v)
 		}
-		if err := models.RecordVolumeCopy(ctx, p.DB, models.VolumeCopyInput{ServerID: uint(s), VolumeID: uint(vol), Snapshot: "group-1", GUID: "77"}); err != nil {
+		if err := models.RecordVerified(ctx, p.DB, uint(s), "volume", uint(vol), []models.SnapshotGUID{{Name: "group-1", GUID: "77"}}); err != nil {
 			t.Fatal(err)
 		}
 		if view := p.compliance(grp); holders(view, 1) != "m:master s:slave" {

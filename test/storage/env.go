@@ -38,6 +38,8 @@ type Env struct {
 	Temporal string // frontend host:port
 	Space    string // Temporal namespace
 	VM       *lab.Server
+	// VMs are all the env's storage-server VMs (StartVMs); VMs[0] is VM.
+	VMs []*lab.Server
 
 	panel    *exec.Cmd
 	panelLog string
@@ -65,16 +67,29 @@ exec REALZFS "$@"
 // panel. The VM and the panel are stopped when the test ends.
 func Start(t testing.TB) *Env {
 	t.Helper()
+	return StartVMs(t, []lab.Options{{Name: "storage"}})
+}
+
+// StartVMs is Start with several storage-server VMs booted at once (replication's master
+// and slaves); each gets the binary, the slow-zfs shim and, unless set, a PoolGiB pool.
+func StartVMs(t testing.TB, opts []lab.Options) *Env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	type booted struct {
-		vm  *lab.Server
+		vms []*lab.Server
 		err error
+	}
+	for i := range opts {
+		opts[i].Binary, opts[i].Logf = true, t.Logf
+		if opts[i].PoolSize == 0 {
+			opts[i].PoolSize = PoolGiB << 30
+		}
 	}
 	vmc := make(chan booted, 1)
 	go func() {
-		vm, err := lab.Start(ctx, lab.Options{Name: "storage", Binary: true, PoolSize: PoolGiB << 30, Logf: t.Logf})
-		vmc <- booted{vm, err}
+		vms, err := lab.StartServers(ctx, opts)
+		vmc <- booted{vms, err}
 	}()
 
 	e := &Env{T: t}
@@ -103,21 +118,25 @@ func Start(t testing.TB) *Env {
 	if b.err != nil {
 		t.Fatalf("storage VM: %v", b.err)
 	}
-	e.VM = b.vm
+	e.VMs, e.VM = b.vms, b.vms[0]
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("agent logs:\n%s\n%s", tail(e.VM.Log("agent-1.log"), 4000), tail(e.VM.Log("agent-2.log"), 2000))
+		for _, vm := range e.VMs {
+			if t.Failed() {
+				t.Logf("%s agent logs:\n%s\n%s", vm.Name, tail(vm.Log("agent-1.log"), 4000), tail(vm.Log("agent-2.log"), 2000))
+			}
+			vm.Stop() //nolint:errcheck
 		}
-		e.VM.Stop() //nolint:errcheck
 	})
 	if e.Binary, err = lab.BuildBinary(ctx); err != nil {
 		t.Fatal(err)
 	}
-	real := strings.TrimSpace(e.Guest("sh", "-c", "command -v zfs"))
-	if err := os.WriteFile(filepath.Join(e.VM.Share, "slowzfs"), []byte(strings.Replace(slowZFS, "REALZFS", real, 1)), 0o755); err != nil {
-		t.Fatal(err)
+	for _, vm := range e.VMs {
+		real := strings.TrimSpace(e.GuestOn(vm, "sh", "-c", "command -v zfs"))
+		if err := os.WriteFile(filepath.Join(vm.Share, "slowzfs"), []byte(strings.Replace(slowZFS, "REALZFS", real, 1)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		e.GuestOn(vm, "install", "-D", "-m", "755", "/mnt/host/slowzfs", "/opt/slow/zfs")
 	}
-	e.Guest("install", "-D", "-m", "755", "/mnt/host/slowzfs", "/opt/slow/zfs")
 
 	port, err := proc.FreePort()
 	if err != nil {
@@ -191,18 +210,27 @@ func (e *Env) KillPanel() {
 // Guest runs a command in the VM and fails the test on error.
 func (e *Env) Guest(args ...string) string {
 	e.T.Helper()
-	out, err := e.GuestErr(args...)
+	return e.GuestOn(e.VM, args...)
+}
+
+// GuestOn runs a command in one of the env's VMs and fails the test on error.
+func (e *Env) GuestOn(vm *lab.Server, args ...string) string {
+	e.T.Helper()
+	out, err := e.GuestErrOn(vm, args...)
 	if err != nil {
-		e.T.Fatalf("guest %v: %v", args, err)
+		e.T.Fatalf("guest %s %v: %v", vm.Name, args, err)
 	}
 	return out
 }
 
 // GuestErr runs a command in the VM.
-func (e *Env) GuestErr(args ...string) (string, error) {
+func (e *Env) GuestErr(args ...string) (string, error) { return e.GuestErrOn(e.VM, args...) }
+
+// GuestErrOn runs a command in one of the env's VMs.
+func (e *Env) GuestErrOn(vm *lab.Server, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return e.VM.Exec(ctx, args[0], args[1:]...)
+	return vm.Exec(ctx, args[0], args[1:]...)
 }
 
 // StartAgent starts `clusterducks agent` in the guest with a server key, as agent n
@@ -210,19 +238,32 @@ func (e *Env) GuestErr(args ...string) (string, error) {
 // comes first on its PATH.
 func (e *Env) StartAgent(n int, key string) {
 	e.T.Helper()
+	e.StartAgentOn(e.VM, n, key)
+}
+
+// StartAgentOn is StartAgent in one of the env's VMs, with extra agent flags (each
+// shell-safe, e.g. --replication-advertise 10.0.2.2:PORT).
+func (e *Env) StartAgentOn(vm *lab.Server, n int, key string, flags ...string) {
+	e.T.Helper()
 	kf := fmt.Sprintf("server-%d.key", n)
-	if err := os.WriteFile(filepath.Join(e.VM.Share, kf), []byte(key+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(vm.Share, kf), []byte(key+"\n"), 0o600); err != nil {
 		e.T.Fatal(err)
 	}
-	script := fmt.Sprintf("PATH=/opt/slow:$PATH setsid /usr/local/bin/clusterducks agent --panel %s --key /mnt/host/%s >>/mnt/host/agent-%d.log 2>&1 </dev/null & echo $! >/run/agent-%d.pid",
-		lab.GuestURL(e.URL), kf, n, n)
-	e.Guest("sh", "-c", script)
+	script := fmt.Sprintf("PATH=/opt/slow:$PATH setsid /usr/local/bin/clusterducks agent --panel %s --key /mnt/host/%s %s >>/mnt/host/agent-%d.log 2>&1 </dev/null & echo $! >/run/agent-%d.pid",
+		lab.GuestURL(e.URL), kf, strings.Join(flags, " "), n, n)
+	e.GuestOn(vm, "sh", "-c", script)
 }
 
 // KillAgent SIGKILLs agent n by the pid it was started with.
 func (e *Env) KillAgent(n int) {
 	e.T.Helper()
-	e.Guest("sh", "-c", fmt.Sprintf("kill -9 $(cat /run/agent-%d.pid) && rm /run/agent-%d.pid", n, n))
+	e.KillAgentOn(e.VM, n)
+}
+
+// KillAgentOn is KillAgent in one of the env's VMs.
+func (e *Env) KillAgentOn(vm *lab.Server, n int) {
+	e.T.Helper()
+	e.GuestOn(vm, "sh", "-c", fmt.Sprintf("kill -9 $(cat /run/agent-%d.pid) && rm /run/agent-%d.pid", n, n))
 }
 
 // Slow makes `zfs <sub>` in the guest wait seconds first (0 turns it off) and clears

@@ -40,6 +40,8 @@ type Config struct {
 	StateDir string
 	Log      *slog.Logger
 	Boot     *BootConfig // the iSCSI target and boot endpoint (boot.go); nil: defaults
+	// Replication is the endpoint slaves pull from (replication.go); nil: defaults.
+	Replication *ReplicationConfig
 }
 
 const defaultStateDir = "/var/lib/clusterducks"
@@ -66,6 +68,7 @@ func Run(ctx context.Context, args []string, version string) error {
 	addr := fs.String("addr", "", "address of this agent's endpoints, as the panel should know it")
 	state := fs.String("state", cmp.Or(os.Getenv("CLUSTERDUCKS_STATE"), defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
 	bootCfg := bootFlags(fs)
+	replCfg := replicationFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,7 +84,7 @@ func Run(ctx context.Context, args []string, version string) error {
 		return fmt.Errorf("agent: read key: %w", err)
 	}
 	cfg := Config{Panel: strings.TrimRight(*panelURL, "/"), Key: strings.TrimSpace(string(key)), Addr: *addr, Version: version,
-		StateDir: *state, Log: slog.Default(), Boot: bootCfg}
+		StateDir: *state, Log: slog.Default(), Boot: bootCfg, Replication: replCfg}
 	if cfg.Key == "" {
 		return errors.New("agent: the key file is empty")
 	}
@@ -109,6 +112,17 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	defer c.Close()
 	acts := &storage.Activities{ZFS: zfs.New(log)}
+	if id != nil {
+		tid := &tlsIdentity{id: id}
+		acts.ReplicationTLS = tid.client
+		rc := cmp.Or(cfg.Replication, &ReplicationConfig{Listen: fmt.Sprintf(":%d", wire.DefaultReplicationPort)})
+		stopRepl, err := startReplication(ctx, rc, tid, wire.AgentIdentity{NetworkID: reg.NetworkID, ServerID: reg.ServerID}, reg.Pool, acts.ZFS, log)
+		if err != nil {
+			log.Error("replication endpoint not started: slaves cannot pull from this server", "err", err)
+		} else {
+			defer stopRepl()
+		}
+	}
 	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{})
 	w.RegisterActivity(acts)
 	stopBoot := startBootOrWarn(ctx, cfg, panel, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
@@ -167,6 +181,9 @@ func Register(ctx context.Context, cfg Config) (*wire.RegisterResponse, *x509.Ce
 func register(ctx context.Context, cfg Config, panel *wire.Client) (*wire.RegisterResponse, *identity, error) {
 	log := cfg.log()
 	req := wire.RegisterRequest{Addr: cfg.Addr, Version: cfg.Version}
+	if cfg.Replication != nil {
+		req.ReplicationAddr = cfg.Replication.Advertise
+	}
 	id, err := loadIdentity(cfg.stateDir())
 	if err != nil {
 		log.Error("agent certificate: cannot keep a key", "dir", cfg.stateDir(), "err", err)

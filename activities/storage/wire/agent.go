@@ -28,6 +28,9 @@ type ErrorBody struct {
 type RegisterRequest struct {
 	Addr    string `json:"addr"`    // where the agent's endpoints are, as the panel should know it
 	Version string `json:"version"` // the agent's build
+	// ReplicationAddr is host:port where slaves reach this agent's replication endpoint;
+	// "" means the server's Replication IP (or iSCSI IP), port DefaultReplicationPort.
+	ReplicationAddr string `json:"replication_addr,omitempty"`
 	// CSRPEM, when set, asks for a client certificate (a PEM "CERTIFICATE REQUEST" for
 	// the agent's own key): at first start, and when the one it has nears its end.
 	CSRPEM string `json:"csr_pem,omitempty"`

@@ -1,0 +1,744 @@
+package storage
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/time/rate"
+)
+
+// ReplicationZFS is what replication needs of zfs (package zfs; a fake in unit tests).
+type ReplicationZFS interface {
+	Snapshots(ctx context.Context, dataset string) ([]zfs.Snap, error)
+	Property(ctx context.Context, name, prop string) (string, error)
+	ResumeToken(ctx context.Context, dataset string) (string, error)
+	AbortReceive(ctx context.Context, dataset string) error
+	TokenTarget(ctx context.Context, token string) (string, error)
+	Hold(ctx context.Context, snapshot, tag string) error
+	Release(ctx context.Context, snapshot, tag string) error
+	Holds(ctx context.Context, root string) (map[string][]string, error)
+	SendSize(ctx context.Context, a zfs.SendArgs) (int64, error)
+	Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, error)
+	Receive(ctx context.Context, a zfs.ReceiveArgs, r io.Reader) error
+}
+
+var _ ReplicationZFS = (*zfs.ZFS)(nil)
+
+// Replication's defaults.
+const (
+	// DefaultMaxSends is how many slaves a master sends to at once; more are told "busy"
+	// and retry, so a slow slave takes one slot and never holds back the others.
+	DefaultMaxSends = 4
+	// DefaultStall is how long a receive may go without a byte before it is cut and retried
+	// (from its resume token).
+	DefaultStall = 60 * time.Second
+)
+
+var (
+	datasetID = regexp.MustCompile(`^[0-9]+$`)
+	snapName  = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,200}$`)
+)
+
+// replicated reports whether rel (relative to the pool) is a dataset a master may send:
+// one directly under a replicated root, named by its id.
+func replicated(rel string) bool {
+	for _, root := range wire.ReplicatedRoots {
+		if id, ok := strings.CutPrefix(rel, root); ok && datasetID.MatchString(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplicationServer is the master's side: it streams zfs send to the slaves of its own
+// network that ask, and keeps a hold on each slave's incremental base. It never receives.
+type ReplicationServer struct {
+	ZFS      ReplicationZFS
+	Pool     string
+	Self     wire.AgentIdentity
+	MaxSends int // default DefaultMaxSends
+	Log      *slog.Logger
+	slots    chan struct{}
+}
+
+// Handler serves the replication endpoints. It expects a TLS server that required and
+// verified a client certificate of the panel's CA.
+func (s *ReplicationServer) Handler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	s.slots = make(chan struct{}, max(cmp.Or(s.MaxSends, DefaultMaxSends), 1))
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+wire.PathReplicationSend, s.send)
+	mux.HandleFunc("POST "+wire.PathReplicationAck, s.ack)
+	return mux
+}
+
+func replError(w http.ResponseWriter, status int, code, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(wire.ReplicationError{Code: code, Message: fmt.Sprintf(format, args...)})
+}
+
+// peer is the verified identity of the slave asking, or false (an answer was sent) when
+// it is not a server of this network.
+func (s *ReplicationServer) peer(w http.ResponseWriter, r *http.Request) (wire.AgentIdentity, bool) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		replError(w, http.StatusForbidden, wire.CodeForbidden, "a client certificate is required")
+		return wire.AgentIdentity{}, false
+	}
+	id, err := wire.IdentityOf(r.TLS.PeerCertificates[0])
+	if err != nil {
+		replError(w, http.StatusForbidden, wire.CodeForbidden, "%v", err)
+		return id, false
+	}
+	if id.NetworkID != s.Self.NetworkID || id.ServerID == s.Self.ServerID {
+		replError(w, http.StatusForbidden, wire.CodeForbidden, "server %d of network %d is not a slave of network %d", id.ServerID, id.NetworkID, s.Self.NetworkID)
+		return id, false
+	}
+	return id, true
+}
+
+// statusOf maps a zfs failure to the answer a slave acts on.
+func statusOf(err error) (int, string) {
+	switch {
+	case errors.Is(err, zfs.ErrStaleToken):
+		return http.StatusGone, wire.CodeStaleToken
+	case errors.Is(err, activities.ErrDatasetNotFound):
+		return http.StatusNotFound, wire.CodeNotFound
+	}
+	return http.StatusInternalServerError, wire.CodeFailed
+}
+
+func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
+	slave, ok := s.peer(w, r)
+	if !ok {
+		return
+	}
+	var req wire.SendRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		replError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: %v", err)
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		replError(w, http.StatusServiceUnavailable, wire.CodeBusy, "sending to %d slaves already", cap(s.slots))
+		return
+	}
+	ctx := r.Context()
+	args, from, target, err := s.plan(ctx, req)
+	if err != nil {
+		var re *wire.ReplicationError
+		if errors.As(err, &re) {
+			status := map[string]int{wire.CodeNotFound: http.StatusNotFound, wire.CodeForbidden: http.StatusForbidden,
+				wire.CodeBadRequest: http.StatusBadRequest}[re.Code]
+			replError(w, cmp.Or(status, http.StatusBadRequest), re.Code, "%s", re.Message)
+			return
+		}
+		status, code := statusOf(err)
+		s.Log.Warn("replication: send refused", "slave", slave.ServerID, "dataset", req.Dataset, "err", err)
+		replError(w, status, code, "%s", zfsMessage(err))
+		return
+	}
+	guid, err := s.ZFS.Property(ctx, target, "guid")
+	if err != nil {
+		status, code := statusOf(err)
+		replError(w, status, code, "%s", zfsMessage(err))
+		return
+	}
+	if slices.Contains(req.Have, guid) {
+		w.Header().Set(wire.HeaderGUID, guid)
+		w.WriteHeader(http.StatusNoContent) // the slave has it already
+		return
+	}
+	// Hold what the slave is about to build on and what it is receiving: neither may be
+	// destroyed before the slave acknowledges a newer snapshot (a cut stream's token
+	// needs its target to survive too).
+	tag := wire.HoldTag(slave.ServerID)
+	for _, snap := range []string{from, target} {
+		if snap != "" && strings.HasPrefix(snap, s.Pool+"/"+req.Dataset+"@") {
+			if err := s.ZFS.Hold(ctx, snap, tag); err != nil {
+				replError(w, http.StatusInternalServerError, wire.CodeFailed, "hold %s: %s", snap, zfsMessage(err))
+				return
+			}
+		}
+	}
+	size, err := s.ZFS.SendSize(ctx, args)
+	if err != nil {
+		s.Log.Info("replication: no size estimate", "target", target, "err", err)
+	}
+	stream, err := s.ZFS.Send(ctx, args)
+	if err != nil {
+		status, code := statusOf(err)
+		replError(w, status, code, "%s", zfsMessage(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set(wire.HeaderFrom, strings.TrimPrefix(from, s.Pool+"/"))
+	w.Header().Set(wire.HeaderGUID, guid)
+	w.Header().Set(wire.HeaderSize, strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	// The headers go at once: the slave learns the stream's guid and size, and times its
+	// stall bound from here, not from the first 4 KiB.
+	_ = http.NewResponseController(w).Flush()
+	start := time.Now()
+	n, cerr := io.Copy(w, stream)
+	err = stream.Close()
+	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "",
+		"bytes", n, "took", time.Since(start), "copy_err", cerr, "err", err)
+}
+
+// zfsMessage is a zfs failure as a peer may read it: the command's stderr, never more.
+func zfsMessage(err error) string {
+	var e *zfs.Error
+	if errors.As(err, &e) {
+		return strings.TrimSpace(e.Stderr)
+	}
+	return err.Error()
+}
+
+// plan decides the stream of a request: its zfs send arguments, its base snapshot ("" for
+// a full stream) and the snapshot it ends at (full names).
+func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs.SendArgs, string, string, error) {
+	if req.Token != "" {
+		target, err := s.ZFS.TokenTarget(ctx, req.Token)
+		if err != nil {
+			return zfs.SendArgs{}, "", "", err
+		}
+		ds, _, _ := strings.Cut(target, "@")
+		if rel, ok := strings.CutPrefix(ds, s.Pool+"/"); !ok || !replicated(rel) {
+			return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeForbidden, Message: "the token names a dataset that is not replicated"}
+		}
+		if _, err := s.ZFS.Property(ctx, target, "guid"); errors.Is(err, activities.ErrDatasetNotFound) {
+			return zfs.SendArgs{}, "", "", fmt.Errorf("%s is gone: %w", target, zfs.ErrStaleToken)
+		}
+		return zfs.SendArgs{Token: req.Token}, "", target, nil
+	}
+	if !replicated(req.Dataset) {
+		return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeForbidden, Message: fmt.Sprintf("dataset %q is not replicated", req.Dataset)}
+	}
+	if req.Snapshot != "" && !snapName.MatchString(req.Snapshot) {
+		return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeBadRequest, Message: fmt.Sprintf("snapshot %q is not a snapshot name", req.Snapshot)}
+	}
+	full := s.Pool + "/" + req.Dataset
+	snaps, err := s.ZFS.Snapshots(ctx, full)
+	if err != nil {
+		return zfs.SendArgs{}, "", "", err
+	}
+	ti := len(snaps) - 1
+	if req.Snapshot != "" {
+		ti = slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == req.Snapshot })
+	}
+	if ti < 0 {
+		return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeNotFound, Message: fmt.Sprintf("%s has no snapshot %q", req.Dataset, req.Snapshot)}
+	}
+	args := zfs.SendArgs{Snapshot: full + "@" + snaps[ti].Name}
+	enc, err := s.ZFS.Property(ctx, full, "encryption")
+	if err != nil {
+		return zfs.SendArgs{}, "", "", err
+	}
+	args.Raw = enc != "" && enc != "off" && enc != "-"
+	// The newest common snapshot by guid (names may repeat with other contents).
+	for i := ti - 1; i >= 0; i-- {
+		if slices.Contains(req.Have, snaps[i].GUID) {
+			args.From = full + "@" + snaps[i].Name
+			return args, args.From, args.Snapshot, nil
+		}
+	}
+	// None: a clone builds on its origin when the slave has that.
+	origin, err := s.ZFS.Property(ctx, full, "origin")
+	if err != nil {
+		return zfs.SendArgs{}, "", "", err
+	}
+	if origin != "" && origin != "-" {
+		og, err := s.ZFS.Property(ctx, origin, "guid")
+		if err != nil {
+			return zfs.SendArgs{}, "", "", err
+		}
+		if slices.Contains(req.Have, og) {
+			args.From = origin
+			return args, origin, args.Snapshot, nil
+		}
+	}
+	return args, "", args.Snapshot, nil
+}
+
+func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
+	slave, ok := s.peer(w, r)
+	if !ok {
+		return
+	}
+	var req wire.AckRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		replError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: %v", err)
+		return
+	}
+	if !replicated(req.Dataset) {
+		replError(w, http.StatusForbidden, wire.CodeForbidden, "dataset %q is not replicated", req.Dataset)
+		return
+	}
+	if err := moveHold(r.Context(), s.ZFS, s.Pool+"/"+req.Dataset, req.GUID, wire.HoldTag(slave.ServerID)); err != nil {
+		status, code := statusOf(err)
+		replError(w, status, code, "%s", zfsMessage(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// moveHold puts tag on dataset's snapshot guid and takes it off every other snapshot of
+// the dataset: the slave's next incremental base is the only one kept for it.
+func moveHold(ctx context.Context, z ReplicationZFS, dataset, guid, tag string) error {
+	snaps, err := z.Snapshots(ctx, dataset)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.GUID == guid })
+	if i < 0 {
+		return fmt.Errorf("%s has no snapshot of guid %s: %w", dataset, guid, activities.ErrDatasetNotFound)
+	}
+	if err := z.Hold(ctx, dataset+"@"+snaps[i].Name, tag); err != nil {
+		return err
+	}
+	for j, sn := range snaps {
+		if j != i {
+			if err := z.Release(ctx, dataset+"@"+sn.Name, tag); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ReleaseReplicationHoldsInput names a slave whose holds a master drops (the slave was
+// removed from the network).
+type ReleaseReplicationHoldsInput struct {
+	Pool    string // the master's pool
+	SlaveID uint
+}
+
+// ReleaseReplicationHoldsResult lists the snapshots that were released.
+type ReleaseReplicationHoldsResult struct {
+	Released []string
+}
+
+// ReleaseReplicationHolds drops every hold the master keeps for a slave, on the master's
+// queue. Repeating it finds nothing left to release.
+func (a *Activities) ReleaseReplicationHolds(ctx context.Context, in ReleaseReplicationHoldsInput) (*ReleaseReplicationHoldsResult, error) {
+	z := a.replZFS()
+	res := &ReleaseReplicationHoldsResult{Released: []string{}}
+	tag := wire.HoldTag(in.SlaveID)
+	err := a.alive(ctx, func() error {
+		holds, err := z.Holds(ctx, in.Pool+"/iscsi")
+		if err != nil {
+			return err
+		}
+		names := make([]string, 0, len(holds))
+		for snap := range holds {
+			names = append(names, snap)
+		}
+		slices.Sort(names)
+		for _, snap := range names {
+			if slices.Contains(holds[snap], tag) {
+				if err := z.Release(ctx, snap, tag); err != nil {
+					return err
+				}
+				res.Released = append(res.Released, snap)
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// SnapshotsInput names a dataset relative to the pool (iscsi/groups/7).
+type SnapshotsInput struct {
+	Pool    string
+	Dataset string
+}
+
+// SnapshotsResult is a dataset's snapshots, oldest first, with guids; Exists is false when
+// the dataset is not on this server, Partial when it holds a cut receive.
+type SnapshotsResult struct {
+	Exists    bool
+	Partial   bool
+	Snapshots []zfs.Snap
+}
+
+// Snapshots lists a dataset's snapshots with their guids (the reconcile compares master
+// and slaves by them). Read only.
+func (a *Activities) Snapshots(ctx context.Context, in SnapshotsInput) (*SnapshotsResult, error) {
+	z := a.replZFS()
+	full := in.Pool + "/" + in.Dataset
+	snaps, err := z.Snapshots(ctx, full)
+	if errors.Is(err, activities.ErrDatasetNotFound) {
+		return &SnapshotsResult{Snapshots: []zfs.Snap{}}, nil
+	}
+	if err != nil {
+		return nil, activities.Wrap(err)
+	}
+	token, err := z.ResumeToken(ctx, full)
+	if err != nil {
+		return nil, activities.Wrap(err)
+	}
+	return &SnapshotsResult{Exists: true, Partial: token != "", Snapshots: append([]zfs.Snap{}, snaps...)}, nil
+}
+
+// ReplicateInput asks a slave's agent to pull one dataset from its master up to a
+// snapshot, and to verify it by guid.
+type ReplicateInput struct {
+	MasterAddr string             // host:port of the master's replication endpoint
+	Master     wire.AgentIdentity // whom the master's certificate must name
+	Pool       string             // the slave's pool
+	Dataset    string             // relative to the pools: iscsi/groups/7
+	Snapshot   string             // v2
+	GUID       string             // the master's guid of Snapshot: what the slave must end with
+	// Origin is the dataset's origin snapshot relative to the pool (a group's volume
+	// snapshot, iscsi/volumes/5@group-7): a new dataset is received as its clone.
+	Origin         string
+	BytesPerSecond int64 // 0: unlimited
+	StallSeconds   int   // no byte for this long cuts the stream (retried); 0: DefaultStall
+}
+
+// ReplicateResult is what the slave holds at the end.
+type ReplicateResult struct {
+	Snapshot string
+	GUID     string
+	Bytes    int64 // received over the wire, every attempt of this activity together
+	Resumed  bool  // this attempt continued a cut stream
+	UpToDate bool  // the slave held it already
+}
+
+// ReplicateProgress is the activity's heartbeat details: a retry goes on counting bytes.
+type ReplicateProgress struct {
+	Bytes int64 // received, all attempts
+	Size  int64 // the current stream's estimated size
+	Done  int64 // received of the current stream
+}
+
+// Error types of Replicate a retry cannot fix.
+const (
+	TypeGUIDMismatch       = "GUIDMismatch"
+	TypeReplicationRefused = "ReplicationRefused"
+)
+
+// ErrGUIDMismatch: the slave received a snapshot whose guid is not the master's.
+var ErrGUIDMismatch = errors.New("received snapshot's guid differs from the master's")
+
+// Replicate pulls one dataset from the master (see ReplicateInput), on the slave's queue:
+// the rest of a cut stream when the slave holds one, else an incremental from the newest
+// common snapshot (or its origin), else a full stream. It heartbeats the bytes received
+// and cuts a stalled stream, which the retry resumes from the token. A retry after success
+// finds the snapshot there and only acknowledges it again.
+func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (*ReplicateResult, error) {
+	var prog ReplicateProgress
+	if activity.IsActivity(ctx) && activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &prog)
+	}
+	res, err := a.replicate(ctx, in, &prog)
+	if res != nil {
+		res.Bytes = prog.Bytes
+	}
+	if errors.Is(err, ErrGUIDMismatch) {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), TypeGUIDMismatch, err)
+	}
+	var re *wire.ReplicationError
+	if errors.As(err, &re) && (re.Code == wire.CodeForbidden || re.Code == wire.CodeBadRequest) {
+		// The master refuses this slave or this dataset: asking again cannot change that.
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), TypeReplicationRefused, err)
+	}
+	return res, activities.Wrap(err)
+}
+
+func (a *Activities) replZFS() ReplicationZFS {
+	if a.ReplicationZFS != nil {
+		return a.ReplicationZFS
+	}
+	return a.ZFS
+}
+
+func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *ReplicateProgress) (*ReplicateResult, error) {
+	if !replicated(in.Dataset) || !snapName.MatchString(in.Snapshot) || in.GUID == "" {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replicate: bad input %q@%q guid %q", in.Dataset, in.Snapshot, in.GUID), "BadInput", nil)
+	}
+	z := a.replZFS()
+	local := in.Pool + "/" + in.Dataset
+	res := &ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}
+	have, exists, err := a.localGUIDs(ctx, z, local)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(have, in.GUID) {
+		res.UpToDate = true
+		return res, a.ackMaster(ctx, in)
+	}
+	token, err := z.ResumeToken(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	req := wire.SendRequest{Dataset: in.Dataset, Snapshot: in.Snapshot, Have: have}
+	recv := zfs.ReceiveArgs{Dataset: local}
+	if token != "" {
+		req.Token = token
+		res.Resumed = true
+	} else if !exists && in.Origin != "" {
+		origin := in.Pool + "/" + in.Origin
+		og, err := z.Property(ctx, origin, "guid")
+		if errors.Is(err, activities.ErrDatasetNotFound) {
+			// Retryable: the workflow replicates the origin's volume first.
+			return nil, fmt.Errorf("origin %s is not on this server yet", origin)
+		}
+		if err != nil {
+			return nil, err
+		}
+		req.Have, recv.Origin = []string{og}, origin
+	}
+	resp, err := a.pull(ctx, in, req)
+	var re *wire.ReplicationError
+	if errors.As(err, &re) && re.Code == wire.CodeStaleToken {
+		// The master lost the token's snapshot: drop the partial receive, start again from
+		// the newest common snapshot (never from scratch while one exists).
+		if activity.IsActivity(ctx) {
+			activity.GetLogger(ctx).Warn("stale resume token: aborting the partial receive", "dataset", local, "err", err)
+		}
+		if err := z.AbortReceive(ctx, local); err != nil {
+			return nil, err
+		}
+		return a.replicate(ctx, in, prog)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, fmt.Errorf("master says %s@%s (guid %s) is here, but it is not", in.Dataset, in.Snapshot, resp.Header.Get(wire.HeaderGUID))
+	}
+	if g := resp.Header.Get(wire.HeaderGUID); g != in.GUID {
+		return nil, fmt.Errorf("master streams guid %s, wanted %s: %w", g, in.GUID, ErrGUIDMismatch)
+	}
+	prog.Size, _ = strconv.ParseInt(resp.Header.Get(wire.HeaderSize), 10, 64)
+	prog.Done = 0
+	if err := a.receive(ctx, z, in, recv, resp.Body, prog); err != nil {
+		return nil, err
+	}
+	snaps, err := z.Snapshots(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot })
+	if i < 0 && req.Token != "" {
+		// A resumed stream ends with the snapshot it was cut in; the ones after it
+		// (-I) come with a fresh incremental from there.
+		r, err := a.replicate(ctx, in, prog)
+		if r != nil {
+			r.Resumed = true
+		}
+		return r, err
+	}
+	if i < 0 || snaps[i].GUID != in.GUID {
+		got := ""
+		if i >= 0 {
+			got = snaps[i].GUID
+		}
+		return nil, fmt.Errorf("%s@%s: received guid %q, master's %s: %w", local, in.Snapshot, got, in.GUID, ErrGUIDMismatch)
+	}
+	return res, a.ackMaster(ctx, in)
+}
+
+// localGUIDs are the guids of the slave's snapshots of dataset.
+func (a *Activities) localGUIDs(ctx context.Context, z ReplicationZFS, dataset string) ([]string, bool, error) {
+	snaps, err := z.Snapshots(ctx, dataset)
+	if errors.Is(err, activities.ErrDatasetNotFound) {
+		return []string{}, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]string, len(snaps))
+	for i, s := range snaps {
+		out[i] = s.GUID
+	}
+	return out, true, nil
+}
+
+// receive feeds body into zfs receive through the bandwidth limit, heartbeating the
+// bytes, and cuts it when no byte came for the stall bound.
+func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in ReplicateInput, recv zfs.ReceiveArgs, body io.ReadCloser, prog *ReplicateProgress) error {
+	stall := DefaultStall
+	if in.StallSeconds > 0 {
+		stall = time.Duration(in.StallSeconds) * time.Second
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	cr := &countingReader{r: body, ctx: rctx}
+	cr.last.Store(time.Now().UnixNano())
+	if in.BytesPerSecond > 0 {
+		burst := int(min(in.BytesPerSecond, 256<<10))
+		cr.limit = rate.NewLimiter(rate.Limit(in.BytesPerSecond), burst)
+	}
+	done := make(chan error, 1)
+	go func() { done <- z.Receive(rctx, recv, cr) }()
+	every := a.HeartbeatEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	tick := time.NewTicker(min(every, time.Second))
+	defer tick.Stop()
+	lastBeat := time.Now()
+	base := prog.Bytes
+	for {
+		select {
+		case err := <-done:
+			prog.Done = cr.n.Load()
+			prog.Bytes = base + prog.Done
+			if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
+				return cause
+			}
+			return err
+		case now := <-tick.C:
+			prog.Done = cr.n.Load()
+			prog.Bytes = base + prog.Done
+			if now.Sub(lastBeat) >= every && activity.IsActivity(ctx) {
+				activity.RecordHeartbeat(ctx, *prog)
+				lastBeat = now
+			}
+			if idle := now.Sub(time.Unix(0, cr.last.Load())); idle > stall {
+				cancel(fmt.Errorf("stalled: no byte from the master for %s (received %d of ~%d)", idle.Round(time.Second), prog.Done, prog.Size))
+				_ = body.Close() // unblocks a read waiting on the silent connection
+			}
+		}
+	}
+}
+
+// countingReader counts and paces what it reads and notes when the last byte came.
+type countingReader struct {
+	r     io.Reader
+	ctx   context.Context
+	limit *rate.Limiter
+	n     atomic.Int64
+	last  atomic.Int64 // unix nanoseconds
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	if c.limit != nil && len(p) > c.limit.Burst() {
+		p = p[:c.limit.Burst()]
+	}
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n.Add(int64(n))
+		c.last.Store(time.Now().UnixNano())
+		if c.limit != nil {
+			if werr := c.limit.WaitN(c.ctx, n); werr != nil && err == nil {
+				err = context.Cause(c.ctx)
+			}
+		}
+	}
+	return n, err
+}
+
+// client is an HTTPS client that presents the agent's certificate and accepts only the
+// master named in.Master.
+func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
+	if a.ReplicationTLS == nil {
+		return nil, errors.New("this agent has no certificate for replication")
+	}
+	cfg, err := a.ReplicationTLS()
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.Clone()
+	cfg.ServerName = in.Master.DNSName()
+	want := in.Master
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the master presented no certificate")
+		}
+		got, err := wire.IdentityOf(cs.PeerCertificates[0])
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("%s answers as server %d of network %d, not the master %d of network %d", in.MasterAddr, got.ServerID, got.NetworkID, want.ServerID, want.NetworkID)
+		}
+		return nil
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false,
+		// The master answers once it has sized the stream (zfs send -n): minutes at most.
+		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}}, nil
+}
+
+// pull posts a send request; an answer other than 200 or 204 becomes a
+// *wire.ReplicationError (busy is retried by Temporal like any other error).
+func (a *Activities) pull(ctx context.Context, in ReplicateInput, req wire.SendRequest) (*http.Response, error) {
+	resp, err := a.post(ctx, in, wire.PathReplicationSend, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, answerError(resp)
+}
+
+func answerError(resp *http.Response) error {
+	var re wire.ReplicationError
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &re) != nil || re.Code == "" {
+		re = wire.ReplicationError{Code: wire.CodeFailed, Message: fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))}
+	}
+	return &re
+}
+
+func (a *Activities) post(ctx context.Context, in ReplicateInput, path string, body any) (*http.Response, error) {
+	c, err := a.client(in)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+in.MasterAddr+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set("Content-Type", "application/json")
+	return c.Do(r)
+}
+
+// ackMaster tells the master the slave holds in.Snapshot, verified: it moves its hold.
+func (a *Activities) ackMaster(ctx context.Context, in ReplicateInput) error {
+	resp, err := a.post(ctx, in, wire.PathReplicationAck, wire.AckRequest{Dataset: in.Dataset, GUID: in.GUID})
+	if err != nil {
+		return fmt.Errorf("acknowledge %s@%s to the master: %w", in.Dataset, in.Snapshot, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("acknowledge %s@%s to the master: %w", in.Dataset, in.Snapshot, answerError(resp))
+	}
+	return nil
+}

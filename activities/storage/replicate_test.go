@@ -1,0 +1,341 @@
+package storage
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"go.temporal.io/sdk/temporal"
+)
+
+// testPKI is a panel CA and the certificates it signs, as activities/panel/pki makes them
+// (identity in the URI and DNS SANs, client and server use).
+type testPKI struct {
+	ca   *x509.Certificate
+	key  crypto.Signer
+	pool *x509.CertPool
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	key, _, err := wire.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test panel CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &testPKI{ca: ca, key: key, pool: pool}
+}
+
+func (p *testPKI) cert(t *testing.T, id wire.AgentIdentity) tls.Certificate {
+	t.Helper()
+	key, _, err := wire.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: id.CommonName()},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		URIs: []*url.URL{id.URI()}, DNSNames: []string{id.DNSName()}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, key.Public(), p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+var (
+	masterID = wire.AgentIdentity{NetworkID: 1, ServerID: 1}
+	slaveID  = wire.AgentIdentity{NetworkID: 1, ServerID: 2}
+)
+
+// replRig is a master (fake pool "mpool" behind the real endpoint over mutual TLS) and a
+// slave (fake pool "spool") whose Replicate activity pulls from it.
+type replRig struct {
+	master, slave *fakeZFS
+	srv           *httptest.Server
+	acts          *Activities
+	rs            *ReplicationServer
+}
+
+func newRig(t *testing.T, maxSends int, slave wire.AgentIdentity) *replRig {
+	t.Helper()
+	pki := newPKI(t)
+	r := &replRig{master: newFake(), slave: newFake()}
+	r.rs = &ReplicationServer{ZFS: r.master, Pool: "mpool", Self: masterID, MaxSends: maxSends}
+	r.srv = httptest.NewUnstartedServer(r.rs.Handler())
+	r.srv.TLS = &tls.Config{Certificates: []tls.Certificate{pki.cert(t, masterID)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.pool}
+	r.srv.StartTLS()
+	t.Cleanup(r.srv.Close)
+	sc := pki.cert(t, slave)
+	r.acts = &Activities{ReplicationZFS: r.slave, HeartbeatEvery: 100 * time.Millisecond,
+		ReplicationTLS: func() (*tls.Config, error) {
+			return &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{sc}}, nil
+		}}
+	return r
+}
+
+func (r *replRig) input(ds, snap, guid string) ReplicateInput {
+	return ReplicateInput{MasterAddr: strings.TrimPrefix(r.srv.URL, "https://"), Master: masterID, Pool: "spool",
+		Dataset: ds, Snapshot: snap, GUID: guid}
+}
+
+func (r *replRig) guids(t *testing.T, ds string) []string {
+	snaps, err := r.slave.Snapshots(context.Background(), "spool/"+ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range snaps {
+		out = append(out, s.Name+"="+s.GUID)
+	}
+	return out
+}
+
+func TestReplicateFullThenIncrementalByGUID(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "group-7")
+	res, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-7", g1))
+	if err != nil || res.GUID != g1 || res.UpToDate {
+		t.Fatalf("full: %+v %v", res, err)
+	}
+	// The group is a clone of the volume's snapshot: its first stream builds on the origin.
+	r.master.ds["mpool/iscsi/groups/7"] = &fakeDS{origin: "mpool/iscsi/volumes/5@group-7"}
+	v1 := r.master.snapshot("mpool/iscsi/groups/7", "v1")
+	v2 := r.master.snapshot("mpool/iscsi/groups/7", "v2")
+	in := r.input("iscsi/groups/7", "v2", v2)
+	in.Origin = "iscsi/volumes/5@group-7"
+	before := r.master.sent.Load()
+	if res, err = r.acts.Replicate(ctx, in); err != nil || res.GUID != v2 {
+		t.Fatalf("group: %+v %v", res, err)
+	}
+	if got := r.guids(t, "iscsi/groups/7"); !slices.Equal(got, []string{"v1=" + v1, "v2=" + v2}) {
+		t.Errorf("slave's group snapshots %v (every version, guids kept)", got)
+	}
+	if o := r.slave.ds["spool/iscsi/groups/7"].origin; o != "spool/iscsi/volumes/5@group-7" {
+		t.Errorf("slave's group origin %q, want its own volume's snapshot", o)
+	}
+	if sent := r.master.sent.Load() - before; sent != 2*int64(r.master.snapSize) {
+		t.Errorf("sent %d bytes for two versions, want %d (incremental from the origin)", sent, 2*r.master.snapSize)
+	}
+	// The master holds the slave's base (v2) only.
+	tag := wire.HoldTag(slaveID.ServerID)
+	if h := r.master.holds["mpool/iscsi/groups/7@v2"]; !slices.Equal(h, []string{tag}) || len(r.master.holds["mpool/iscsi/groups/7@v1"]) != 0 {
+		t.Errorf("holds %v", r.master.holds)
+	}
+	// Repeated: nothing is sent, the snapshot is acknowledged again.
+	before = r.master.sent.Load()
+	if res, err = r.acts.Replicate(ctx, in); err != nil || !res.UpToDate || r.master.sent.Load() != before {
+		t.Errorf("repeat: %+v %v, sent %d", res, err, r.master.sent.Load()-before)
+	}
+	// v3 comes as an incremental from v2, matched by guid even though the slave renamed nothing.
+	v3 := r.master.snapshot("mpool/iscsi/groups/7", "v3")
+	before = r.master.sent.Load()
+	if res, err = r.acts.Replicate(ctx, r.input("iscsi/groups/7", "v3", v3)); err != nil || res.Bytes == 0 {
+		t.Fatalf("v3: %+v %v", res, err)
+	}
+	if sent := r.master.sent.Load() - before; sent != int64(r.master.snapSize) {
+		t.Errorf("v3 sent %d bytes, want one snapshot's %d", sent, r.master.snapSize)
+	}
+	// The slave is removed: its holds go.
+	rel, err := r.masterActs().ReleaseReplicationHolds(ctx, ReleaseReplicationHoldsInput{Pool: "mpool", SlaveID: slaveID.ServerID})
+	if err != nil || !slices.Equal(rel.Released, []string{"mpool/iscsi/groups/7@v3", "mpool/iscsi/volumes/5@group-7"}) || len(r.master.holds) != 0 {
+		t.Errorf("release: %+v %v, left %v", rel, err, r.master.holds)
+	}
+}
+
+func (r *replRig) masterActs() *Activities { return &Activities{ReplicationZFS: r.master} }
+
+func TestReplicateResumesACutStream(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	r.master.snapSize = 1 << 20
+	g := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	r.master.cutAfter = 300 << 10 // the connection drops after 300 KiB
+	in := r.input("iscsi/volumes/5", "s1", g)
+	if _, err := r.acts.Replicate(ctx, in); err == nil {
+		t.Fatal("a cut stream succeeded")
+	}
+	tok, _ := r.slave.ResumeToken(ctx, "spool/iscsi/volumes/5")
+	if tok == "" {
+		t.Fatal("no resume token after the cut")
+	}
+	res, err := r.acts.Replicate(ctx, in)
+	if err != nil || !res.Resumed || res.GUID != g {
+		t.Fatalf("resume: %+v %v", res, err)
+	}
+	if sent := r.master.sent.Load(); float64(sent) > 1.2*float64(r.master.snapSize) {
+		t.Errorf("sent %d bytes in total for %d", sent, r.master.snapSize)
+	}
+	if tok, _ := r.slave.ResumeToken(ctx, "spool/iscsi/volumes/5"); tok != "" {
+		t.Errorf("token left: %q", tok)
+	}
+}
+
+func TestReplicateStaleTokenRestartsFromTheCommonSnapshot(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	ds := "mpool/iscsi/groups/7"
+	v1 := r.master.snapshot(ds, "v1")
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/groups/7", "v1", v1)); err != nil {
+		t.Fatal(err)
+	}
+	v2 := r.master.snapshot(ds, "v2")
+	r.master.cutAfter = 1000
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/groups/7", "v2", v2)); err == nil {
+		t.Fatal("a cut stream succeeded")
+	}
+	// v2 is destroyed on the master before the slave comes back; v3 is wanted now.
+	r.master.destroy(ds + "@v2")
+	v3 := r.master.snapshot(ds, "v3")
+	before := r.master.sent.Load()
+	res, err := r.acts.Replicate(ctx, r.input("iscsi/groups/7", "v3", v3))
+	if err != nil || res.GUID != v3 {
+		t.Fatalf("after a stale token: %+v %v", res, err)
+	}
+	if got := r.guids(t, "iscsi/groups/7"); !slices.Equal(got, []string{"v1=" + v1, "v3=" + v3}) {
+		t.Errorf("slave holds %v", got)
+	}
+	if sent := r.master.sent.Load() - before; sent != int64(r.master.snapSize) {
+		t.Errorf("sent %d: want one incremental from v1 (%d), not a full stream", sent, r.master.snapSize)
+	}
+}
+
+func TestReplicateCutsAStalledStream(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	g := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	r.master.cutAfter, r.master.stall = 20000, true // past the server's 4 KiB buffer
+	in := r.input("iscsi/volumes/5", "s1", g)
+	in.StallSeconds = 1
+	_, err := r.acts.Replicate(ctx, in)
+	if err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("stalled stream: %v", err)
+	}
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && app.NonRetryable() {
+		t.Errorf("a stall must be retried: %v", err)
+	}
+	if tok, _ := r.slave.ResumeToken(ctx, "spool/iscsi/volumes/5"); tok == "" {
+		t.Error("a stalled stream left no resume token")
+	}
+	if res, err := r.acts.Replicate(ctx, in); err != nil || !res.Resumed {
+		t.Errorf("retry: %+v %v", res, err)
+	}
+}
+
+func TestReplicationRefusesOutsiders(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		slave wire.AgentIdentity
+		ds    string
+	}{
+		{"another network", wire.AgentIdentity{NetworkID: 2, ServerID: 9}, "iscsi/volumes/5"},
+		{"the master itself", masterID, "iscsi/volumes/5"},
+		{"a device disk", slaveID, "iscsi/devices/3"},
+		{"a path escape", slaveID, "iscsi/volumes/../../x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, 0, tc.slave)
+			g := r.master.snapshot("mpool/"+strings.TrimPrefix(tc.ds, ""), "s1")
+			in := r.input(tc.ds, "s1", g)
+			if tc.ds != "iscsi/volumes/5" {
+				// The slave refuses to ask for it; ask the endpoint directly as well.
+				resp, err := r.acts.pull(ctx, in, wire.SendRequest{Dataset: tc.ds, Snapshot: "s1"})
+				var re *wire.ReplicationError
+				if !errors.As(err, &re) || re.Code != wire.CodeForbidden {
+					t.Errorf("direct request: %v %v", resp, err)
+				}
+			}
+			_, err := r.acts.Replicate(ctx, in)
+			var app *temporal.ApplicationError
+			if !errors.As(err, &app) || !app.NonRetryable() {
+				t.Errorf("want a non-retryable refusal, got %v", err)
+			}
+			if r.master.sent.Load() != 0 {
+				t.Errorf("sent %d bytes", r.master.sent.Load())
+			}
+		})
+	}
+}
+
+func TestReplicationRefusesAnImpostorMaster(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	g := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	in := r.input("iscsi/volumes/5", "s1", g)
+	in.Master = wire.AgentIdentity{NetworkID: 1, ServerID: 3} // the slave meant another server
+	if _, err := r.acts.Replicate(context.Background(), in); err == nil || r.master.sent.Load() != 0 {
+		t.Fatalf("pulled from the wrong server: %v", err)
+	}
+}
+
+func TestReplicationBusyBeyondTheCap(t *testing.T) {
+	r := newRig(t, 1, slaveID)
+	ctx := context.Background()
+	g := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	r.master.block = make(chan struct{})
+	in := r.input("iscsi/volumes/5", "s1", g)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var first error
+	go func() { defer wg.Done(); _, first = r.acts.Replicate(ctx, in) }()
+	// Wait for the first send to take the one slot.
+	for i := 0; len(r.rs.slots) == 0; i++ {
+		if i > 500 {
+			t.Fatal("the first send never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	other := r.input("iscsi/volumes/6", "s1", "1")
+	_, err := r.acts.pull(ctx, other, wire.SendRequest{Dataset: "iscsi/volumes/6", Snapshot: "s1"})
+	var re *wire.ReplicationError
+	if !errors.As(err, &re) || re.Code != wire.CodeBusy {
+		t.Errorf("second send: %v", err)
+	}
+	close(r.master.block)
+	wg.Wait()
+	if first != nil {
+		t.Errorf("first send: %v", first)
+	}
+}
+
+func TestReplicateBandwidthLimit(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	r.master.snapSize = 512 << 10
+	g := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	in := r.input("iscsi/volumes/5", "s1", g)
+	in.BytesPerSecond = 1 << 20
+	start := time.Now()
+	if _, err := r.acts.Replicate(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	// 512 KiB at 1 MiB/s with a 256 KiB burst takes at least a quarter second: a lower
+	// bound, which load cannot make fail.
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("512 KiB at 1 MiB/s took %s", took)
+	}
+}

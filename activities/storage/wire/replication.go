@@ -1,0 +1,67 @@
+package wire
+
+import "fmt"
+
+// Replication between agents: a slave pulls datasets from its network's master over
+// HTTPS with mutual TLS, both sides presenting the certificates the panel signed (their
+// AgentIdentity). The master only sends; datasets are named relative to the pool, since
+// the master's and the slave's pools may have different names.
+
+// DefaultReplicationPort is the port of the master's replication endpoint.
+const DefaultReplicationPort = 8082
+
+// The replication endpoints, served by every agent on its replication address.
+const (
+	PathReplicationSend = "/replication/v1/send" // POST SendRequest -> the zfs send stream (application/octet-stream)
+	PathReplicationAck  = "/replication/v1/ack"  // POST AckRequest -> 204: the slave holds the snapshot, verified
+)
+
+// ReplicatedRoots are the file systems (relative to the pool) whose datasets a master
+// sends: nothing outside them ever leaves a server.
+var ReplicatedRoots = []string{"iscsi/volumes/", "iscsi/groups/"}
+
+// SendRequest asks the master for one dataset's stream: the rest of a cut stream
+// (Token), or Snapshot incremental from the newest of the master's snapshots whose guid
+// the slave holds (Have; the group's origin snapshot counts), or in full when none.
+type SendRequest struct {
+	Dataset  string   `json:"dataset"`  // relative to the pool: iscsi/groups/7
+	Snapshot string   `json:"snapshot"` // v3
+	Have     []string `json:"have"`     // guids of the slave's snapshots of it (or of its origin)
+	Token    string   `json:"token,omitempty"`
+}
+
+// Headers of a send's answer: what the stream holds, so the slave can check it and show
+// progress.
+const (
+	HeaderFrom = "X-Clusterducks-From" // the base snapshot (full name relative to the pool), "" for a full stream
+	HeaderGUID = "X-Clusterducks-Guid" // the guid of the snapshot the stream ends at
+	HeaderSize = "X-Clusterducks-Size" // the estimated stream size in bytes
+)
+
+// AckRequest is a slave's report that it holds Dataset's snapshot GUID, verified: the
+// master moves the slave's hold to it (its next incremental base).
+type AckRequest struct {
+	Dataset string `json:"dataset"`
+	GUID    string `json:"guid"`
+}
+
+// Error codes of the replication endpoints (ReplicationError.Code).
+const (
+	CodeBusy       = "busy"        // 503: the master sends to as many slaves as it may; ask again later
+	CodeStaleToken = "stale_token" // 410: the token's snapshot is gone: abort the partial receive, start again from a common snapshot
+	CodeNotFound   = "not_found"   // 404: no such dataset or snapshot on the master
+	CodeForbidden  = "forbidden"   // 403: not a peer of this network, or not a replicated dataset
+	CodeBadRequest = "bad_request" // 400
+	CodeFailed     = "failed"      // 500
+)
+
+// ReplicationError is every error the replication endpoints answer.
+type ReplicationError struct {
+	Code    string `json:"code"`
+	Message string `json:"error"`
+}
+
+func (e *ReplicationError) Error() string { return fmt.Sprintf("master: %s: %s", e.Code, e.Message) }
+
+// HoldTag is the tag of the master's hold on slave slaveID's incremental base.
+func HoldTag(slaveID uint) string { return fmt.Sprintf("clusterducks-slave-%d", slaveID) }

@@ -1,0 +1,165 @@
+package workflows
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+)
+
+// groupPlan is group 7 (a clone of volume 5) with versions v1 and v2 on master 1,
+// replicated to slave 2.
+func groupPlan() *panel.ReplicationPlanResult {
+	return &panel.ReplicationPlanResult{MasterID: 1, MasterAddr: "10.0.0.1:8082", MasterPool: "tank", SlavePool: "sat",
+		BytesPerSecond: 1 << 20,
+		Datasets: []models.ReplicationDataset{
+			{Kind: "volume", ObjectID: 5, Dataset: "iscsi/volumes/5", Snapshot: "group-7"},
+			{Kind: "group", ObjectID: 7, Dataset: "iscsi/groups/7", Snapshot: "v2", GUID: "g2", Origin: "iscsi/volumes/5@group-7"},
+		},
+		Versions: []models.ReplicationVersion{{ID: 71, Number: 1, GUID: "g1"}, {ID: 72, Number: 2, GUID: "g2"}},
+	}
+}
+
+type replCalls struct {
+	transfers []storage.ReplicateInput
+	copies    []panel.RecordVersionCopyInput
+	listed    []storage.SnapshotsInput
+}
+
+func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zfs.Snap, transfer func(storage.ReplicateInput) (*storage.ReplicateResult, error)) *replCalls {
+	c := &replCalls{}
+	s.env.OnActivity(pa.ReplicationPlan, mock.Anything, mock.Anything).Return(plan, nil)
+	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
+			c.listed = append(c.listed, in)
+			if in.Pool == "tank" { // the master's volume
+				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "group-3", GUID: "o3"}, {Name: "group-7", GUID: "o7"}, {Name: "group-9", GUID: "o9"}}}, nil
+			}
+			return &storage.SnapshotsResult{Exists: true, Snapshots: slaveSnaps}, nil
+		}).Maybe()
+	s.env.OnActivity(sa.Replicate, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			c.transfers = append(c.transfers, in)
+			return transfer(in)
+		})
+	s.env.OnActivity(pa.RecordVersionCopy, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordVersionCopyInput) (*panel.RecordVersionCopyResult, error) {
+			c.copies = append(c.copies, in)
+			return &panel.RecordVersionCopyResult{}, nil
+		}).Maybe()
+	return c
+}
+
+func TestReplicateGroupOriginFirstThenVersions(t *testing.T) {
+	s := newSuite(t)
+	c := s.onReplication(groupPlan(), []zfs.Snap{{Name: "v1", GUID: "g1"}, {Name: "v2", GUID: "g2"}},
+		func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Bytes: 1000}, nil
+		})
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateGroup, ObjectID: 7, OperationID: 9})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res ReplicateResult
+	if err := s.env.GetWorkflowResult(&res); err != nil || res.GUID != "g2" || res.Bytes != 2000 || !slices.Equal(res.Versions, []uint{71, 72}) {
+		t.Errorf("result %+v %v", res, err)
+	}
+	if len(c.transfers) != 2 {
+		t.Fatalf("transfers %+v", c.transfers)
+	}
+	vol, grp := c.transfers[0], c.transfers[1]
+	// The volume's guid comes from the master, the group's from the panel's record.
+	if vol.Dataset != "iscsi/volumes/5" || vol.Snapshot != "group-7" || vol.GUID != "o7" || vol.Pool != "sat" ||
+		vol.Master.ServerID != 1 || vol.Master.NetworkID != 3 || vol.MasterAddr != "10.0.0.1:8082" || vol.BytesPerSecond != 1<<20 {
+		t.Errorf("volume transfer %+v", vol)
+	}
+	if grp.Dataset != "iscsi/groups/7" || grp.GUID != "g2" || grp.Origin != "iscsi/volumes/5@group-7" {
+		t.Errorf("group transfer %+v", grp)
+	}
+	if len(c.copies) != 2 || c.copies[0] != (panel.RecordVersionCopyInput{ServerID: 2, VersionID: 71, GUID: "g1"}) || c.copies[1].VersionID != 72 {
+		t.Errorf("copies %+v", c.copies)
+	}
+	if o := s.outcome(t); o.Failed || o.OperationID != 9 || o.Percent != 100 {
+		t.Errorf("outcome %+v", o)
+	}
+	if len(s.steps) < 3 {
+		t.Errorf("progress steps %+v", s.steps)
+	}
+}
+
+func TestReplicateRecordsOnlyVerifiedVersions(t *testing.T) {
+	s := newSuite(t)
+	// The slave's v2 has another guid (say, a snapshot taken there by hand): no copy of v2.
+	c := s.onReplication(groupPlan(), []zfs.Snap{{Name: "v1", GUID: "g1"}, {Name: "v2", GUID: "zz"}},
+		func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}, nil
+		})
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateGroup, ObjectID: 7, OperationID: 9})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.copies) != 1 || c.copies[0].VersionID != 71 {
+		t.Errorf("copies %+v", c.copies)
+	}
+}
+
+func TestReplicateFailsOnAGUIDMismatch(t *testing.T) {
+	s := newSuite(t)
+	c := s.onReplication(groupPlan(), nil, func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+		if in.Dataset == "iscsi/groups/7" {
+			return nil, temporal.NewNonRetryableApplicationError("received guid zz, master's g2", storage.TypeGUIDMismatch, nil)
+		}
+		return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}, nil
+	})
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateGroup, ObjectID: 7, OperationID: 9})
+	if err := s.env.GetWorkflowError(); err == nil {
+		t.Fatal("a guid mismatch succeeded")
+	}
+	if len(c.copies) != 0 || len(c.transfers) != 2 {
+		t.Errorf("copies %+v transfers %d", c.copies, len(c.transfers))
+	}
+	if o := s.outcome(t); !o.Failed || o.Step != "transfer" {
+		t.Errorf("outcome %+v", o)
+	}
+}
+
+func TestReplicateRetriesACutTransfer(t *testing.T) {
+	s := newSuite(t)
+	plan := groupPlan()
+	plan.Datasets, plan.Versions = plan.Datasets[:1], nil
+	plan.Datasets[0].Snapshot = "" // the master's newest
+	attempts := 0
+	c := s.onReplication(plan, nil, func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+		attempts++
+		if attempts < 3 {
+			return nil, temporal.NewApplicationError("stalled: no byte from the master for 1m0s", "")
+		}
+		return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Bytes: 5, Resumed: true}, nil
+	})
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateVolume, ObjectID: 5, OperationID: 9})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 3 || c.transfers[2].Snapshot != "group-9" || c.transfers[2].GUID != "o9" {
+		t.Errorf("attempts %d, last %+v", attempts, c.transfers[len(c.transfers)-1])
+	}
+}
+
+func TestReplicatePlanRefused(t *testing.T) {
+	s := newSuite(t)
+	s.env.OnActivity(pa.ReplicationPlan, mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError("server 1 is the network's master", "NotFound", nil))
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 1, Kind: ReplicateVolume, ObjectID: 5, OperationID: 4})
+	if err := s.env.GetWorkflowError(); err == nil {
+		t.Fatal("a refused plan succeeded")
+	}
+	if o := s.outcome(t); !o.Failed || o.Step != "plan" {
+		t.Errorf("outcome %+v", o)
+	}
+}
