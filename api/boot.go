@@ -17,7 +17,8 @@ import (
 //	POST   /volumes/<id>/maintenance.json {"device_id"} -> the volume; that device boots it read-write (first install)
 //	DELETE /volumes/<id>/maintenance.json            -> the volume, out of maintenance
 //	POST   /groups/<id>/assign.json      {"version"} -> the group, pinned to v<N> (0: follow the newest)
-//	GET    /groups/<id>/compliance.json              -> each device's clone and booted version against the assigned one
+//	GET    /groups/<id>/compliance.json              -> per version, the servers holding it (since when) and
+//	                                                    those receiving it; per device, assigned, clone and booted version
 //	POST   /devices/<id>/restore.json    {"from"}    -> 202: the device's replaced disk back from the erator
 func BootRoutes(store *models.Store) func(r fiber.Router) {
 	return func(r fiber.Router) {
@@ -62,11 +63,11 @@ func BootRoutes(store *models.Store) func(r fiber.Router) {
 			if err != nil {
 				return err
 			}
-			rows, err := store.GroupCompliance(c.UserContext(), actor(c), id)
+			view, err := store.GroupComplianceView(c.UserContext(), actor(c), id)
 			if err != nil {
 				return err
 			}
-			return c.JSON(rows)
+			return c.JSON(view)
 		})
 	}
 }

@@ -12,6 +12,22 @@ import (
 // /api/v0.9.2/openapi.json is generated from the same types the handlers use.
 type spec struct {
 	collections []specCollection
+	described   map[string]described // "<method> <path>" of an action route
+}
+
+// described is an action route's summary and the type of its answer.
+type described struct {
+	summary string
+	status  string
+	out     reflect.Type
+}
+
+// describe documents an action route (path in OpenAPI form, "/groups/{id}/compliance.json").
+func (s *spec) describe(method, path, summary, status string, out any) {
+	if s.described == nil {
+		s.described = map[string]described{}
+	}
+	s.described[method+" "+Prefix+path] = described{summary, status, reflect.TypeOf(out)}
 }
 
 type specCollection struct {
@@ -152,6 +168,11 @@ func (s *spec) document(routes []fiber.Route) []byte {
 			continue
 		}
 		op := map[string]any{"responses": with(map[string]any{"200": map[string]any{"description": "see the README"}})}
+		if d, ok := s.described[rt.Method+" "+path]; ok {
+			r := jsonBody(schema(d.out, false))
+			r["description"] = d.summary
+			op = map[string]any{"summary": d.summary, "responses": with(map[string]any{d.status: r})}
+		}
 		if len(params) > 0 {
 			op["parameters"] = params
 		}

@@ -12,7 +12,19 @@ import (
 //	POST /groups/<id>/restore.json        -> 202, a deleted group back from the erator
 //	GET  /servers/<id|name>/erator.json   -> the server's erator, as its agent last reported it
 //	POST /servers/<id|name>/erator/purge.json {"older_than": "24h"} -> 202 (admins only)
+//	POST /servers/<id>/promote.json       -> 202: the slave becomes the master (409 naming what it lacks)
 func (h *Handler) opsRoutes(r fiber.Router) {
+	r.Post("/servers/:id/promote.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		res, err := h.Store.PromoteServer(c.UserContext(), actor(c), id)
+		if err != nil {
+			return err
+		}
+		return sendCreated(c, "servers", res, fiber.StatusAccepted)
+	})
 	r.Post("/groups/:id/publish.json", func(c *fiber.Ctx) error {
 		id, err := idParam(c)
 		if err != nil {

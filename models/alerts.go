@@ -2,7 +2,10 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"gorm.io/gorm"
+	"time"
 )
 
 // Alert codes, in the order the guide resolves them.
@@ -20,9 +23,12 @@ const (
 	AlertSMTPNotConfigured   = "smtp_not_configured"
 	// The health check's alerts (stored, see health.go): a tunnel down, a server other
 	// than the master unreachable, a server flapping.
-	AlertTunnelDown        = HealthTunnel
-	AlertServerUnreachable = HealthServer
-	AlertServerFlapping    = "server_flapping"
+	AlertTunnelDown         = HealthTunnel
+	AlertServerUnreachable  = HealthServer
+	AlertServerFlapping     = "server_flapping"
+	AlertSlaveUnreachable   = "slave_unreachable"
+	AlertSlavePoolFull      = "slave_pool_full"
+	AlertReplicationFailing = "replication_failing"
 )
 
 // Alert is one problem that keeps a network (or the panel) from being operational, with the
@@ -108,6 +114,10 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 	for _, h := range health {
 		healthOf[h.NetworkID] = append(healthOf[h.NetworkID], h)
 	}
+	repl, err := loadReplicationHealth(db, ids, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	hasVersion := map[uint]bool{}
 	for _, g := range versioned {
 		hasVersion[g] = true
@@ -170,6 +180,9 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 				add(AlertGroupWithoutVersion, fmt.Sprintf("/groups/%d", g.ID), "Group %q of network %q has no published version: devices cannot boot it yet.", g.Name, n.Name)
 			}
 		}
+		for _, al := range repl.alerts(n) {
+			add(al.Code, al.Link, "%s", al.Message)
+		}
 	}
 	if a.SuperAdmin() {
 		st, err := loadSettings(db)
@@ -181,4 +194,127 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 		}
 	}
 	return alerts, nil
+}
+
+// Bounds of the replication alerts.
+const (
+	// StaleStats: a slave whose last stats are older is unreachable (the stats schedule
+	// polls every minute or so).
+	StaleStats = 10 * time.Minute
+	// PoolFullPercent: a slave's pool with less free space than this cannot take the
+	// next version.
+	PoolFullPercent = 5
+	// FailingTransfers: this many failed transfers in a row of the same dataset to the
+	// same slave is an alert (one is a retry that will likely pass).
+	FailingTransfers = 3
+)
+
+// replicationHealth is what the replication alerts read of some networks: their slaves
+// and the recent replication operations.
+type replicationHealth struct {
+	now    time.Time
+	slaves map[uint][]Server
+	// failing counts, per network, each (slave, kind, object)'s failures since its last success.
+	failing map[uint][]failingTransfer
+}
+
+type failingTransfer struct {
+	slave          Server
+	kind           string
+	object, failed uint
+	lastError      string
+}
+
+func loadReplicationHealth(db *gorm.DB, ids []uint, now time.Time) (*replicationHealth, error) {
+	h := &replicationHealth{now: now, slaves: map[uint][]Server{}, failing: map[uint][]failingTransfer{}}
+	if len(ids) == 0 {
+		return h, nil
+	}
+	var slaves []Server
+	if err := db.Where("network_id IN ? AND id NOT IN (?)", ids,
+		db.Model(&Network{}).Select("COALESCE(master_server_id, 0)").Where("id IN ?", ids)).Order("id").Find(&slaves).Error; err != nil {
+		return nil, fmt.Errorf("alerts: slaves: %w", err)
+	}
+	byID := map[uint]Server{}
+	for _, s := range slaves {
+		h.slaves[s.NetworkID] = append(h.slaves[s.NetworkID], s)
+		byID[s.ID] = s
+	}
+	// The latest replication operations, newest first: enough to see a run of failures.
+	var ops []Operation
+	if err := db.Where("network_id IN ? AND kind IN ? AND state IN ?", ids, []string{OpReplicateVolume, OpReplicateGroup},
+		[]string{OpSucceeded, OpFailed}).Order("id DESC").Limit(1000).Find(&ops).Error; err != nil {
+		return nil, fmt.Errorf("alerts: replication operations: %w", err)
+	}
+	type key struct {
+		slave  uint
+		kind   string
+		object uint
+	}
+	settled := map[key]bool{}
+	at := map[key]int{}
+	for _, op := range ops {
+		var in OperationInput
+		if json.Unmarshal([]byte(op.Input), &in) != nil || op.NetworkID == nil {
+			continue
+		}
+		k := key{in.ServerID, op.Kind, op.ObjectID}
+		if settled[k] {
+			continue
+		}
+		if op.State == OpSucceeded {
+			settled[k] = true
+			continue
+		}
+		srv, ok := byID[in.ServerID]
+		if !ok {
+			continue // no longer a slave
+		}
+		i, seen := at[k]
+		if !seen {
+			i = len(h.failing[*op.NetworkID])
+			at[k] = i
+			h.failing[*op.NetworkID] = append(h.failing[*op.NetworkID], failingTransfer{slave: srv, kind: op.ObjectType, object: op.ObjectID, lastError: op.Error})
+		}
+		h.failing[*op.NetworkID][i].failed++
+	}
+	return h, nil
+}
+
+// alerts are network n's replication alerts: slaves unreachable or with a full pool, and
+// transfers that keep failing.
+func (h *replicationHealth) alerts(n Network) []Alert {
+	if n.MasterServerID == nil {
+		return nil // no master, no slaves: the no_master alert says what to do
+	}
+	var out []Alert
+	for _, s := range h.slaves[n.ID] {
+		link := fmt.Sprintf("/servers/%d", s.ID)
+		switch {
+		case s.StatsAt == nil:
+			out = append(out, Alert{Code: AlertSlaveUnreachable, Link: link, Message: fmt.Sprintf(
+				"The slave server %q of network %q has never reported: run install.sh on it; it receives the network's volumes and versions once its agent has started.", s.Name, n.Name)})
+		case !s.Reachable() || h.now.Sub(*s.StatsAt) > StaleStats:
+			out = append(out, Alert{Code: AlertSlaveUnreachable, Link: link, Message: fmt.Sprintf(
+				"The slave server %q of network %q has not reported since %s: check its agent and its network; it receives no new version meanwhile, and devices booting from it are redirected or wait.",
+				s.Name, n.Name, s.StatsAt.UTC().Format(time.RFC3339))})
+		case s.PoolHealth != "" && s.PoolHealth != "ONLINE":
+			out = append(out, Alert{Code: AlertPoolUnhealthy, Link: link, Message: fmt.Sprintf(
+				"The slave server %q reports pool %q as %s: make the pool healthy.", s.Name, s.Pool, s.PoolHealth)})
+		}
+		if s.PoolSize > 0 && s.PoolFree*100 < s.PoolSize*PoolFullPercent {
+			out = append(out, Alert{Code: AlertSlavePoolFull, Link: link, Message: fmt.Sprintf(
+				"The pool %q of slave server %q is full (%d MiB free of %d MiB): grow the pool or purge its erator; new versions cannot reach it.",
+				s.Pool, s.Name, s.PoolFree>>20, s.PoolSize>>20)})
+		}
+	}
+	for _, f := range h.failing[n.ID] {
+		if f.failed < FailingTransfers {
+			continue
+		}
+		out = append(out, Alert{Code: AlertReplicationFailing, Link: fmt.Sprintf("/%ss/%d", f.kind, f.object), Message: fmt.Sprintf(
+			"Replicating %s %d to slave server %q has failed %d times in a row (last: %s): check the slave's agent, its pool and the master's replication IP; the reconcile retries it.",
+			f.kind, f.object, f.slave.Name, f.failed, f.lastError)})
+	}
+	return out
 }

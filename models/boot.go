@@ -110,7 +110,7 @@ func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*Network
 		}
 	}
 	for _, gb := range nb.Groups {
-		gb.Assigned = AssignedVersion(&gb.Group, gb.Versions)
+		gb.Assigned = AssignedVersion(&gb.Group, Assignable(&gb.Group, gb.Versions, gb.Holders, len(nb.Servers)))
 	}
 	var menus []Menu
 	if err := db.Where("network_id = ?", n.ID).Find(&menus).Error; err != nil {

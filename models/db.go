@@ -22,7 +22,7 @@ import (
 func All() []any {
 	return []any{
 		&Client{}, &User{}, &Network{}, &Delegation{}, &Tunnel{}, &Server{}, &Volume{},
-		&Group{}, &GroupVersion{}, &VersionCopy{}, &Device{}, &Menu{}, &CTemplate{},
+		&Group{}, &GroupVersion{}, &VersionCopy{}, &VolumeCopy{}, &Device{}, &Menu{}, &CTemplate{},
 		&Container{}, &VDisk{}, &Settings{}, &APIToken{}, &Session{}, &AuditEvent{}, &Operation{},
 	}
 }
@@ -129,6 +129,9 @@ func migrations() []*gormigrate.Migration {
 		},
 		caMigration(),
 		replicationMigration(),
+		groupPendingMigration(),
+		serverBandwidthMigration(),
+		volumeCopyMigration(),
 		healthMigration(),
 	}
 }
@@ -141,6 +144,37 @@ type volumeMaintenance struct {
 }
 
 func (volumeMaintenance) TableName() string { return "volumes" }
+
+// addColumnsMigration adds columns of a frozen table struct that are missing (the initial
+// migration makes new databases from today's structs, where they exist already), and
+// drops them on rollback.
+func addColumnsMigration(id string, table any, cols ...string) *gormigrate.Migration {
+	return &gormigrate.Migration{
+		ID: id,
+		Migrate: func(tx *gorm.DB) error {
+			m := tx.Migrator()
+			for _, col := range cols {
+				if !m.HasColumn(table, col) {
+					if err := m.AddColumn(table, col); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+		Rollback: func(tx *gorm.DB) error {
+			m := tx.Migrator()
+			for i := len(cols) - 1; i >= 0; i-- {
+				if m.HasColumn(table, cols[i]) {
+					if err := m.DropColumn(table, cols[i]); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
+}
 
 func migrator(db *gorm.DB) *gormigrate.Gormigrate {
 	return gormigrate.New(db, &gormigrate.Options{TableName: "schema_migrations", IDColumnName: "id", IDColumnSize: 200, UseTransaction: true}, migrations())

@@ -6,33 +6,41 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-gormigrate/gormigrate/v2"
 	"gorm.io/gorm"
 )
 
 // Group is a clone of a volume where the OS is installed; devices boot its versions.
 type Group struct {
-	ID                  uint      `gorm:"primaryKey" json:"id"`
-	NetworkID           uint      `gorm:"not null;index" json:"network_id"`
-	Name                string    `gorm:"size:200;not null" json:"name"`
-	VolumeID            uint      `gorm:"not null;index" json:"volume_id"`
-	StrictVersioning    bool      `gorm:"not null;default:false" json:"strict_versioning"`
-	LazyLocks           bool      `gorm:"not null;default:false" json:"lazy_locks"`
-	AssignedVersionID   *uint     `json:"assigned_version_id"`
-	Maintenance         bool      `gorm:"not null;default:false" json:"maintenance"`
-	MaintenanceDeviceID *uint     `json:"maintenance_device_id"`
-	State               string    `gorm:"size:20;not null;default:'pending'" json:"state"`
-	CreatedAt           time.Time `json:"created_at"`
-	UpdatedAt           time.Time `json:"updated_at"`
+	ID                  uint   `gorm:"primaryKey" json:"id"`
+	NetworkID           uint   `gorm:"not null;index" json:"network_id"`
+	Name                string `gorm:"size:200;not null" json:"name"`
+	VolumeID            uint   `gorm:"not null;index" json:"volume_id"`
+	StrictVersioning    bool   `gorm:"not null;default:false" json:"strict_versioning"`
+	LazyLocks           bool   `gorm:"not null;default:false" json:"lazy_locks"`
+	AssignedVersionID   *uint  `json:"assigned_version_id"`
+	Maintenance         bool   `gorm:"not null;default:false" json:"maintenance"`
+	MaintenanceDeviceID *uint  `json:"maintenance_device_id"`
+	State               string `gorm:"size:20;not null;default:'pending'" json:"state"`
+	// AssignWhenReplicated holds an assignment back until every server of the network
+	// holds the version (Citrix PVS's pending state): PendingVersionID is the version
+	// waiting, and a group that follows its newest version follows the newest every
+	// server holds.
+	AssignWhenReplicated bool      `gorm:"not null;default:false" json:"assign_when_replicated"`
+	PendingVersionID     *uint     `json:"pending_version_id"`
+	CreatedAt            time.Time `json:"created_at"`
+	UpdatedAt            time.Time `json:"updated_at"`
 }
 
 // GroupInput is the body of a group create or update.
 type GroupInput struct {
-	NetworkID        *uint   `field:"network_id,network"`
-	Name             *string `field:"name"`
-	VolumeID         *uint   `field:"volume_id,volume"`
-	StrictVersioning *bool   `field:"strict_versioning,strict"`
-	LazyLocks        *bool   `field:"lazy_locks"`
-	AssignedVersion  *int    `field:"assigned_version,version"`
+	NetworkID            *uint   `field:"network_id,network"`
+	Name                 *string `field:"name"`
+	VolumeID             *uint   `field:"volume_id,volume"`
+	StrictVersioning     *bool   `field:"strict_versioning,strict"`
+	LazyLocks            *bool   `field:"lazy_locks"`
+	AssignedVersion      *int    `field:"assigned_version,version"`
+	AssignWhenReplicated *bool   `field:"assign_when_replicated"`
 }
 
 // CreateGroup records a group cloned from a volume of the same network and queues the clone.
@@ -41,7 +49,8 @@ func (s *Store) CreateGroup(ctx context.Context, a *Actor, in *GroupInput) (*Cre
 	if err != nil {
 		return nil, err
 	}
-	g := &Group{NetworkID: nid, State: StatePending, StrictVersioning: ptrOr(in.StrictVersioning, false), LazyLocks: ptrOr(in.LazyLocks, false)}
+	g := &Group{NetworkID: nid, State: StatePending, StrictVersioning: ptrOr(in.StrictVersioning, false), LazyLocks: ptrOr(in.LazyLocks, false),
+		AssignWhenReplicated: ptrOr(in.AssignWhenReplicated, false)}
 	if g.Name, err = requiredName("name", in.Name, 200); err != nil {
 		return nil, err
 	}
@@ -94,12 +103,16 @@ func (s *Store) UpdateGroup(ctx context.Context, a *Actor, id uint, in *GroupInp
 		}
 		g.StrictVersioning = ptrOr(in.StrictVersioning, g.StrictVersioning)
 		g.LazyLocks = ptrOr(in.LazyLocks, g.LazyLocks)
+		g.AssignWhenReplicated = ptrOr(in.AssignWhenReplicated, g.AssignWhenReplicated)
+		if !g.AssignWhenReplicated {
+			g.PendingVersionID = nil
+		}
 		if in.AssignedVersion != nil {
 			var ver GroupVersion
 			if err := tx.Where("group_id = ? AND number = ? AND state = ?", g.ID, *in.AssignedVersion, StateReady).Take(&ver).Error; err != nil {
 				return Invalid("assigned_version", "group %d has no published version v%d", g.ID, *in.AssignedVersion)
 			}
-			g.AssignedVersionID = &ver.ID
+			return assign(tx, g, &ver)
 		}
 		return nil
 	})
@@ -339,7 +352,7 @@ func (s *Store) AssignVersion(ctx context.Context, a *Actor, groupID uint, in *A
 		if g, err = getScoped[Group](ctx, tx, a.scopeNetworkOwned, groupID, "group"); err != nil {
 			return err
 		}
-		g.AssignedVersionID = nil
+		var ver *GroupVersion
 		if *in.Version != 0 {
 			var v GroupVersion
 			if err := tx.Where("group_id = ? AND number = ?", g.ID, *in.Version).Take(&v).Error; err != nil {
@@ -351,9 +364,14 @@ func (s *Store) AssignVersion(ctx context.Context, a *Actor, groupID uint, in *A
 			if v.State != StateReady {
 				return Conflict("version", "v%d is %s: only a ready version can be assigned", v.Number, v.State)
 			}
-			g.AssignedVersionID = &v.ID
+			ver = &v
 		}
-		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Update("assigned_version_id", g.AssignedVersionID).Error; err != nil {
+		if err := assign(tx, g, ver); err != nil {
+			return err
+		}
+		if err := tx.Model(&Group{}).Where("id = ?", g.ID).Updates(map[string]any{
+			"assigned_version_id": g.AssignedVersionID, "pending_version_id": g.PendingVersionID,
+		}).Error; err != nil {
 			return err
 		}
 		return audit(tx, a, &g.NetworkID, "assign", "group", g.ID, fmt.Sprintf("v%d", *in.Version))
@@ -365,3 +383,40 @@ func (s *Store) AssignVersion(ctx context.Context, a *Actor, groupID uint, in *A
 func (s *Store) RestoreGroup(ctx context.Context, a *Actor, id uint) (*Created, error) {
 	return restore[Group](ctx, s, a, id, "group", OpGroupRestore)
 }
+
+// assign points group g at version v (nil: follow the newest), or, when the group assigns
+// only what every server holds and some server lacks v, records v as the group's pending
+// version: RecordVersionCopy moves the assignment when the last server verifies it.
+func assign(tx *gorm.DB, g *Group, v *GroupVersion) error {
+	g.PendingVersionID = nil
+	if v == nil {
+		g.AssignedVersionID = nil
+		return nil
+	}
+	if g.AssignWhenReplicated {
+		missing, err := serversLacking(tx, g.NetworkID, v.ID)
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			g.PendingVersionID = &v.ID
+			return nil
+		}
+	}
+	g.AssignedVersionID = &v.ID
+	return nil
+}
+
+// groupPendingMigration adds the groups' "assign only when every server holds it" setting
+// and their pending version.
+func groupPendingMigration() *gormigrate.Migration {
+	return addColumnsMigration("202611300201_group_assign_when_replicated", &groupPending{}, "AssignWhenReplicated", "PendingVersionID")
+}
+
+// groupPending is the groups table as migration 202611300201 knows it (frozen).
+type groupPending struct {
+	AssignWhenReplicated bool `gorm:"not null;default:false"`
+	PendingVersionID     *uint
+}
+
+func (groupPending) TableName() string { return "groups" }

@@ -65,6 +65,9 @@ const (
 	// (its sessions closed) before anything may snapshot or clone that disk.
 	OpGroupMaintenanceEnd  = "group-maintenance-end"
 	OpVolumeMaintenanceEnd = "volume-maintenance-end"
+	OpServerPromote        = "server-promote"
+	OpReplicateVolume      = "replicate-volume"
+	OpReplicateGroup       = "replicate-group"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -84,6 +87,10 @@ var opObjects = map[string]string{
 
 	OpGroupMaintenanceEnd:  "group",
 	OpVolumeMaintenanceEnd: "volume",
+	OpServerPromote:        "server",
+	// A replication acts on the dataset; the slave it goes to is the input's server.
+	OpReplicateVolume: "volume",
+	OpReplicateGroup:  "group",
 }
 
 // OperationKinds lists every operation kind, sorted.
@@ -116,6 +123,8 @@ type OperationInput struct {
 	// Retry counts the runs an operator asked for again (RetryOperation): its workflow id
 	// may then run once more.
 	Retry int `json:"retry,omitempty"`
+	// replicate-volume, replicate-group: the newest snapshot wanted ("" the newest).
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // errNoServer: an operation's rows name no server for its work to run on (yet).

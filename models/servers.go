@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/go-gormigrate/gormigrate/v2"
 	"gorm.io/gorm"
 )
 
@@ -39,11 +40,10 @@ type Server struct {
 	// ReplicationAddr is host:port of the agent's replication endpoint as the agent
 	// advertised it; "" means the Replication IP (or iSCSI IP), port 8082.
 	ReplicationAddr string `gorm:"size:200;not null;default:''" json:"replication_addr"`
-	// ReplicationBandwidth caps what this server receives from its master, bytes per
-	// second; 0 is unlimited.
-	ReplicationBandwidth int64     `gorm:"not null;default:0" json:"replication_bandwidth"`
-	CreatedAt            time.Time `json:"created_at"`
-	UpdatedAt            time.Time `json:"updated_at"`
+	// BandwidthLimit caps what a slave pulls from its master, in bytes per second (0: unlimited).
+	BandwidthLimit int64     `gorm:"not null;default:0" json:"bandwidth_limit"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
 }
 
 // ReplicationAddress is where slaves pull from: the Replication IP, or the iSCSI IP when none is set.
@@ -56,12 +56,21 @@ func (s *Server) ReplicationAddress() string {
 
 // ServerInput is the body of a server create or update.
 type ServerInput struct {
-	NetworkID     *uint   `field:"network_id,network"`
-	Name          *string `field:"name"`
-	IP            *string `field:"ip,iscsi_ip"`
-	ReplicationIP *string `field:"replication_ip"`
-	Pool          *string `field:"pool,zfs_pool,pool_name"`
-	TunnelPort    *int    `field:"tunnel_port"`
+	NetworkID      *uint   `field:"network_id,network"`
+	Name           *string `field:"name"`
+	IP             *string `field:"ip,iscsi_ip"`
+	ReplicationIP  *string `field:"replication_ip"`
+	Pool           *string `field:"pool,zfs_pool,pool_name"`
+	TunnelPort     *int    `field:"tunnel_port"`
+	BandwidthLimit *int64  `field:"bandwidth_limit,bandwidth"`
+}
+
+// checkBandwidth validates a bandwidth limit in bytes per second (0: unlimited).
+func checkBandwidth(v *int64) error {
+	if v != nil && *v < 0 {
+		return Invalid("bandwidth_limit", "must be bytes per second, 0 for unlimited")
+	}
+	return nil
 }
 
 func checkPort(field string, v *int) error {
@@ -109,6 +118,10 @@ func (s *Store) CreateServer(ctx context.Context, a *Actor, in *ServerInput) (*C
 		return nil, err
 	}
 	srv.TunnelPort = ptrOr(in.TunnelPort, 0)
+	if err := checkBandwidth(in.BandwidthLimit); err != nil {
+		return nil, err
+	}
+	srv.BandwidthLimit = ptrOr(in.BandwidthLimit, 0)
 	return s.createKeyed(ctx, a, nid, keyed{what: "server", obj: srv, id: &srv.ID, name: &srv.Name, keyHash: &srv.KeyHash,
 		selected: func(n *Network) *uint { return n.MasterServerID }, column: "master_server_id",
 		check: func(tx *gorm.DB, n *Network) error {
@@ -167,6 +180,10 @@ func (s *Store) UpdateServer(ctx context.Context, a *Actor, id uint, in *ServerI
 			}
 			srv.TunnelPort = *in.TunnelPort
 		}
+		if err := checkBandwidth(in.BandwidthLimit); err != nil {
+			return err
+		}
+		srv.BandwidthLimit = ptrOr(in.BandwidthLimit, srv.BandwidthLimit)
 		return nil
 	})
 	if srv != nil {
@@ -212,6 +229,9 @@ func (s *Store) DeleteServer(ctx context.Context, a *Actor, id uint) error {
 			}
 		}
 		if err := clearRefs(tx, srv.ID, ref{&Device{}, "server_id"}, ref{&Container{}, "server_id"}); err != nil {
+			return err
+		}
+		if err := tx.Where("server_id = ?", srv.ID).Delete(&VolumeCopy{}).Error; err != nil {
 			return err
 		}
 		return tx.Where("server_id = ?", srv.ID).Delete(&VersionCopy{}).Error
@@ -365,3 +385,15 @@ func (s *Store) RegisterAgent(ctx context.Context, srv *Server, agentAddr string
 	s.launch(ctx, op)
 	return op, nil
 }
+
+// serverBandwidthMigration adds the servers' bandwidth limit (replication pulls).
+func serverBandwidthMigration() *gormigrate.Migration {
+	return addColumnsMigration("202611300202_server_bandwidth_limit", &serverBandwidth{}, "BandwidthLimit")
+}
+
+// serverBandwidth is the servers table as migration 202611300202 knows it (frozen).
+type serverBandwidth struct {
+	BandwidthLimit int64 `gorm:"not null;default:0"`
+}
+
+func (serverBandwidth) TableName() string { return "servers" }

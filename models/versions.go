@@ -57,6 +57,23 @@ func AssignedVersion(g *Group, ready []GroupVersion) *GroupVersion {
 	return newest
 }
 
+// Assignable is the part of a group's ready versions its assignment may pick: all of
+// them, except for a group that follows its newest version and assigns only what every
+// server holds (AssignWhenReplicated), which follows the newest version that every one of
+// the network's servers holds (holders: version id -> servers, the master included).
+func Assignable(g *Group, ready []GroupVersion, holders map[uint][]uint, servers int) []GroupVersion {
+	if !g.AssignWhenReplicated || g.AssignedVersionID != nil {
+		return ready
+	}
+	var held []GroupVersion
+	for _, v := range ready {
+		if len(holders[v.ID]) >= servers {
+			held = append(held, v)
+		}
+	}
+	return held
+}
+
 // VersionByNumber finds version n of a group.
 func VersionByNumber(ctx context.Context, db *gorm.DB, groupID uint, n int) (*GroupVersion, error) {
 	var v GroupVersion
@@ -75,6 +92,11 @@ type Compliance struct {
 	Clone     int  `json:"clone"`
 	Booted    int  `json:"booted"`
 	Compliant bool `json:"compliant"`
+	// ServerID is the server the device's clone is on and it last booted from; Server its
+	// name (filled in by GroupComplianceView).
+	ServerID   *uint      `json:"server_id"`
+	Server     string     `json:"server,omitempty"`
+	LastBootAt *time.Time `json:"last_boot_at"`
 }
 
 // GroupCompliance lists, for a visible group, each device's clone and booted version
@@ -106,7 +128,7 @@ func (s *Store) GroupCompliance(ctx context.Context, a *Actor, groupID uint) ([]
 	}
 	out := make([]Compliance, 0, len(devs))
 	for _, d := range devs {
-		c := Compliance{DeviceID: d.ID, GroupID: g.ID, Locked: d.Locked, Assigned: assigned}
+		c := Compliance{DeviceID: d.ID, GroupID: g.ID, Locked: d.Locked, Assigned: assigned, ServerID: d.ServerID, LastBootAt: d.LastBootAt}
 		if d.CloneVersionID != nil {
 			c.Clone = num[*d.CloneVersionID]
 		}

@@ -107,6 +107,7 @@ func decode[In any](v url.Values, fields []field) (*In, error) {
 
 func itoa(n int) string     { return strconv.Itoa(n) }
 func utoa(n uint) string    { return strconv.FormatUint(uint64(n), 10) }
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 func i64toa(n int64) string { return strconv.FormatInt(n, 10) }
 func btoa(b bool) string {
 	if b {

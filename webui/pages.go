@@ -329,6 +329,13 @@ func (u *UI) publish(r *rc, id uint, v url.Values) error {
 	return err
 }
 
+// promote makes a slave its network's master (models.Store.PromoteServer); a refusal
+// names what the server lacks.
+func (u *UI) promote(r *rc, id uint, _ url.Values) error {
+	_, err := u.store.PromoteServer(r.ctx, r.a, id)
+	return err
+}
+
 // assign pins the version the group's devices boot (models.Store.AssignVersion; 0 follows the newest).
 func (u *UI) assign(r *rc, id uint, v url.Values) error {
 	in, err := decode[models.AssignInput](v, nil)

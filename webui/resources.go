@@ -343,7 +343,17 @@ func serversRes() *resource {
 				{Name: "replication_ip", Label: "Replication IP", Type: "text", Value: s.ReplicationIP, Inputmode: "decimal", Help: "Slave servers must reach it. If left blank, the iSCSI IP is used."},
 				{Name: "pool", Label: "ZFS Pool Name", Type: "text", Value: s.Pool, Required: true, Help: "A manually created ZFS pool; the filesystems are created on it automatically."},
 				{Name: "tunnel_port", Label: "Tunnel Port", Type: "number", Value: itoa(s.TunnelPort), Inputmode: "numeric", Help: "A port forward opened on the network's tunnel server."},
+				{Name: "bandwidth_limit", Label: "Replication bandwidth limit", Type: "number", Value: itoa64(s.BandwidthLimit), Inputmode: "numeric",
+					Help: "Bytes per second this server pulls from the master at most; 0 for unlimited."},
 			}
+		},
+		forms: func(r *rc, s *models.Server) []*formView {
+			if s.Role == models.ServerMaster {
+				return nil
+			}
+			// Refused (with what is missing) while the server lacks a verified copy of a
+			// volume or version the network uses; the master becomes a slave.
+			return []*formView{{ID: "promoted-", Heading: "Slave of the network's master", Action: fmt.Sprintf("/servers/%d/promote", s.ID), Submit: "Make this server the master"}}
 		},
 		create: storeCreate((*models.Store).CreateServer),
 		update: storeSave((*models.Store).UpdateServer),
@@ -355,6 +365,7 @@ func serversRes() *resource {
 			return []detail{{Label: "Name", Value: s.Name}, {Label: "Network", Value: r.netName(s.NetworkID), Link: fmt.Sprintf("/networks/%d", s.NetworkID)},
 				{Label: "Role", Value: s.Role}, {Label: "iSCSI IP", Value: s.IP}, {Label: "Replication IP", Value: s.ReplicationAddress()},
 				{Label: "ZFS Pool Name", Value: s.Pool}, {Label: "Tunnel Port", Value: itoa(s.TunnelPort)},
+				{Label: "Replication bandwidth limit", Value: bandwidthText(s.BandwidthLimit)},
 				{Label: "Status", Value: status.Text, Badge: status.Badge},
 				{Label: "Pool health", Value: orDash(s.PoolHealth)}, {Label: "Pool size / free", Value: fmt.Sprintf("%s / %s", bytesText(s.PoolSize), bytesText(s.PoolFree))},
 				{Label: "Stats reported", Value: ago(s.StatsAt)},
@@ -363,6 +374,13 @@ func serversRes() *resource {
 		},
 	}
 	return k.resource()
+}
+
+func bandwidthText(n int64) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return bytesText(n) + "/s"
 }
 
 func orDash(s string) string {
@@ -491,12 +509,14 @@ func groupsRes() *resource {
 						Options: r.volumeOptions()},
 					{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: "false", Help: strictVersioningHelp},
 					{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: "false", Help: lazyLocksHelp},
+					assignWhenReplicated(false),
 				}
 			}
 			return []field{
 				{Name: "name", Label: "Name", Type: "text", Value: g.Name, Required: true},
 				{Name: "strict_versioning", Label: "Strict Versioning", Type: "checkbox", Value: btoa(g.StrictVersioning), Help: strictVersioningHelp},
 				{Name: "lazy_locks", Label: "Lazy Locks", Type: "checkbox", Value: btoa(g.LazyLocks), Help: lazyLocksHelp},
+				assignWhenReplicated(g.AssignWhenReplicated),
 			}
 		},
 		forms: func(r *rc, g *models.Group) []*formView {
@@ -540,6 +560,8 @@ func groupsRes() *resource {
 			return []detail{{Label: "Name", Value: g.Name}, {Label: "Network", Value: r.netName(g.NetworkID), Link: fmt.Sprintf("/networks/%d", g.NetworkID)},
 				{Label: "Volume", Value: vol.Text, Link: vol.Link}, {Label: "Strict Versioning", Value: yesNo(g.StrictVersioning)},
 				{Label: "Lazy Locks", Value: yesNo(g.LazyLocks)}, {Label: "Assigned version", Value: r.assigned(g)},
+				{Label: "Assign only when every server holds it", Value: yesNo(g.AssignWhenReplicated)},
+				{Label: "Pending version", Value: versionNumber(r.versions(g.ID), g.PendingVersionID)},
 				{Label: "Maintenance", Value: maint}, {Label: "State", Value: g.State, Badge: g.State}}
 		},
 		sections: func(r *rc, g *models.Group) []section {
@@ -551,10 +573,58 @@ func groupsRes() *resource {
 			if len(s.Rows) == 0 {
 				s.Note = "No published version yet: devices cannot boot this group until one is published. " + s.Note
 			}
-			return []section{s}
+			return append([]section{s}, r.complianceSections(g)...)
 		},
 	}
 	return k.resource()
+}
+
+func assignWhenReplicated(on bool) field {
+	return field{Name: "assign_when_replicated", Label: "Assign only when every server holds it", Type: "checkbox", Value: btoa(on),
+		Help: "A version assigned (or published, when following the newest) becomes the group's pending version until every server of the network has received it."}
+}
+
+// complianceSections are a group's compliance view (models.Store.GroupComplianceView):
+// where each version is, and each device's standing.
+func (r *rc) complianceSections(g *models.Group) []section {
+	view, err := r.s.GroupComplianceView(r.ctx, r.a, g.ID)
+	if err != nil {
+		return nil
+	}
+	repl := section{Title: "Compliance: versions on servers", Columns: []string{"Version", "Held by", "Receiving", "Not yet"},
+		Note: "A version counts on a server once the guid it received matches the master's. Lag is the time since the version was published."}
+	for i := len(view.Versions) - 1; i >= 0; i-- {
+		v := view.Versions[i]
+		var held, recv, missing []string
+		for _, h := range v.Holders {
+			held = append(held, fmt.Sprintf("%s (%s, %s)", h.Server, h.Role, ago(h.Since)))
+		}
+		for _, x := range v.Receiving {
+			recv = append(recv, fmt.Sprintf("%s: %d%% %s, lag %s", x.Server, x.Percent, x.Step, time.Duration(x.LagSeconds*int64(time.Second)).String()))
+		}
+		for _, m := range v.Missing {
+			missing = append(missing, m.Server)
+		}
+		label := "v" + itoa(v.Number)
+		switch v.Number {
+		case view.Assigned:
+			label += " (assigned)"
+		case view.Pending:
+			label += " (pending)"
+		}
+		repl.Rows = append(repl.Rows, []cell{{Text: label}, {Text: orDash(strings.Join(held, ", "))}, {Text: orDash(strings.Join(recv, ", "))},
+			{Text: orDash(strings.Join(missing, ", "))}})
+	}
+	devs := section{Title: "Compliance: devices", Columns: []string{"Device", "Assigned", "Clone", "Booted", "Server", "Last boot", "Compliance"}}
+	for _, c := range view.Devices {
+		id := c.DeviceID
+		devs.Rows = append(devs.Rows, []cell{r.objName("devices", &id), {Text: vText(c.Assigned)}, {Text: vText(c.Clone)}, {Text: vText(c.Booted)},
+			{Text: orDash(c.Server)}, {Text: ago(c.LastBootAt)}, complianceCell(c, true)})
+	}
+	if len(devs.Rows) == 0 {
+		devs.Note = "No device in this group yet."
+	}
+	return []section{repl, devs}
 }
 
 func (r *rc) volumeOptions() []option {

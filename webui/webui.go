@@ -110,6 +110,7 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.post("/devices/:id/lock", u.h(u.withID(u.lockDevice(true))))
 	r.post("/devices/:id/unlock", u.h(u.withID(u.lockDevice(false))))
 	r.post("/servers/:id/key", u.h(u.withID(u.rotateKey)))
+	r.post("/servers/:id/promote", u.h(u.objectForm("servers", "promoted-", u.promote)))
 	r.post("/groups/:id/publish", u.h(u.groupForm("published-", u.publish)))
 	r.post("/groups/:id/assign", u.h(u.groupForm("assigned-", u.assign)))
 	r.post("/groups/:id/maintenance", u.h(u.groupForm("maintenance-", maintenance(u.store.SetMaintenance, true))))
@@ -251,6 +252,7 @@ var notices = map[string]string{
 	"undelegated": "Delegation removed.",
 	"loggedout":   "You are logged out.",
 	"published":   "Publishing the next version: its progress shows below.",
+	"promoted":    "Switching the master: its progress shows below.",
 	"assigned":    "Assigned version saved.",
 	"maintenance": "Maintenance changed.",
 	"token":       "Token created: copy it now, it is shown only once.",

@@ -64,6 +64,12 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	},
 	models.OpGroupMaintenanceEnd:  maintenanceEnd("group"),
 	models.OpVolumeMaintenanceEnd: maintenanceEnd("volume"),
+	models.OpServerPromote: func(r recorded) (Start, error) {
+		return Start{WorkflowID: ServerPromoteID(r.Object), Workflow: ServerPromote, Again: true,
+			Input: ServerPromoteInput{OperationID: r.ID, NetworkID: r.Network, ServerID: r.Object}}, nil
+	},
+	models.OpReplicateVolume: replicating(ReplicateVolume),
+	models.OpReplicateGroup:  replicating(ReplicateGroup),
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
 	models.OpDeviceRestore: func(r recorded) (Start, error) {
@@ -97,6 +103,16 @@ func restoring(kind string, id func(uint) string) func(recorded) (Start, error) 
 	return func(r recorded) (Start, error) {
 		return Start{WorkflowID: id(r.Object), Workflow: Restore, Again: true,
 			Input: RestoreInput{OperationID: r.ID, Kind: kind, ObjectID: r.Object, ServerID: r.ServerID, Pool: r.Pool}}, nil
+	}
+}
+
+// replicating is the replication of a volume or group (kind) to the slave the operation
+// names (its input's server): one workflow per slave and dataset, run again at each
+// trigger once the previous run has ended.
+func replicating(kind string) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: ReplicateID(r.ServerID, kind, r.Object), Workflow: Replicate, Again: true,
+			Input: ReplicateInput{NetworkID: r.Network, SlaveID: r.ServerID, Kind: kind, ObjectID: r.Object, Snapshot: r.Snapshot, OperationID: r.ID}}, nil
 	}
 }
 

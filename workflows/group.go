@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
@@ -62,7 +63,8 @@ type GroupPublishResult struct {
 }
 
 // GroupPublish snapshots the group head as @v<N> and records the version with the
-// snapshot's guid (replication compares guids to know a server holds the version).
+// snapshot's guid (replication compares guids to know a server holds the version), then
+// queues the version's replication to every slave.
 func GroupPublish(ctx workflow.Context, in GroupPublishInput) (*GroupPublishResult, error) {
 	t, err := newTracker(ctx, in.OperationID)
 	if err != nil {
@@ -82,6 +84,10 @@ func GroupPublish(ctx workflow.Context, in GroupPublishInput) (*GroupPublishResu
 	}
 	if err := t.succeed(models.Outcome{VersionID: in.VersionID, GUID: res.GUID}, "published %s (guid %s)", res.Snapshot, res.GUID); err != nil {
 		return nil, err
+	}
+	if workflow.GetVersion(ctx, VersionPublishReplicate, workflow.DefaultVersion, 1) == 1 {
+		// The version is recorded ready: every slave can now fetch it.
+		replicateTo(ctx, panel.QueueReplicationInput{Kind: ReplicateGroup, ObjectID: in.GroupID, Snapshot: storage.VersionSnapshot(in.Number)})
 	}
 	return &GroupPublishResult{Snapshot: res.Snapshot, GUID: res.GUID}, nil
 }

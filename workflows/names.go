@@ -128,3 +128,14 @@ const HealthCheckID = "health-check-round"
 func AlertNotifyID(eventID, userID uint) string {
 	return fmt.Sprintf("notify-alert-%d-%d", eventID, userID)
 }
+
+// ServerPromoteID is the id of making a server its network's master (one at a time per server).
+func ServerPromoteID(serverID uint) string { return fmt.Sprintf("server-promote-%d", serverID) }
+
+// ReconcileScheduleID is the id of the Temporal schedule that runs the replication
+// reconcile; the panel creates it at start (an existing one is kept).
+const ReconcileScheduleID = "replication-reconcile"
+
+// ReconcileID is the id of the reconcile workflow the schedule starts (the schedule
+// appends the time of each run).
+const ReconcileID = "replication-reconcile"

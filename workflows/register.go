@@ -17,6 +17,8 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(GroupPublish)
 	r.RegisterWorkflow(Replicate)
 	r.RegisterWorkflow(MaintenanceEnd)
+	r.RegisterWorkflow(ServerPromote)
+	r.RegisterWorkflow(Reconcile)
 	r.RegisterWorkflow(EratorPurge)
 	r.RegisterWorkflow(Restore)
 	// Agents start the device workflow by its type name, without linking this package.

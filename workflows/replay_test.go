@@ -13,6 +13,8 @@ import (
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -82,6 +84,12 @@ func fakeStorage(w worker.Registry) {
 		return &storage.RestoreDeviceResult{From: storage.EratorDataset(in.Pool, "device", in.DeviceID, in.Unix-60),
 			Origin: in.Pool + "/iscsi/groups/1@v1", GroupID: 1, Version: 1}, nil
 	}, "RestoreDevice")
+	reg(func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
+		if in.Pool == "slave" {
+			return &storage.SnapshotsResult{Snapshots: []zfs.Snap{}}, nil
+		}
+		return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11282122156945685705"}}}, nil
+	}, "Snapshots")
 }
 
 // TestRecordHistories (only with -record-histories) runs each workflow on the shared
@@ -124,6 +132,13 @@ func TestRecordHistories(t *testing.T) {
 			{UpdateProvision, "p2", wire.ProvisionRequest{NetworkID: 1, DeviceID: 7, GroupID: 1, ServerID: 1, Version: 2, UUID: "u",
 				Reprovision: true, OldServerID: 1}},
 		}},
+		// Since replication: the triggers, deletes on the slaves, promote and reconcile.
+		{"group-publish-replication.json", GroupPublishID(1, 2), GroupPublish, GroupPublishInput{OperationID: 8, GroupID: 1, VersionID: 2, Number: 2, ServerID: 1, Pool: "tank"}, nil},
+		{"volume-create-replication.json", VolumeCreateID(3), VolumeCreate, VolumeCreateInput{OperationID: 9, VolumeID: 3, ServerID: 1, Pool: "tank", SizeGiB: 1}, nil},
+		{"server-bootstrap-replication.json", ServerBootstrapID(2), ServerBootstrap, ServerBootstrapInput{OperationID: 10, ServerID: 1, Pool: "tank"}, nil},
+		{"group-delete-replication.json", GroupDeleteID(4), GroupDelete, DeleteInput{OperationID: 11, ObjectID: 4, ServerID: 1, Pool: "tank"}, nil},
+		{"server-promote-replication.json", ServerPromoteID(1), ServerPromote, ServerPromoteInput{OperationID: 12, NetworkID: 1, ServerID: 1}, nil},
+		{"reconcile-replication.json", ReconcileID, Reconcile, ReconcileInput{}, nil},
 		// The run ends by itself after the delete.
 		{"device-provision-delete.json", DeviceWorkflowID(8), Device, DeviceInput{DeviceID: 8}, []recordedUpdate{
 			{UpdateProvision, "p1", wire.ProvisionRequest{NetworkID: 1, DeviceID: 8, GroupID: 1, ServerID: 1, Version: 1, UUID: "u"}},
@@ -214,4 +229,26 @@ func (*fakePanel) Progress(context.Context, panel.ProgressInput) (*panel.Progres
 
 func (*fakePanel) Finish(context.Context, panel.FinishInput) (*panel.FinishResult, error) {
 	return &panel.FinishResult{}, nil
+}
+
+func (*fakePanel) QueueReplication(context.Context, panel.QueueReplicationInput) (*panel.QueueReplicationResult, error) {
+	return &panel.QueueReplicationResult{OperationIDs: []uint{20}}, nil
+}
+
+func (*fakePanel) RecordVerified(context.Context, panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+	return &panel.RecordVerifiedResult{}, nil
+}
+
+func (*fakePanel) SwitchMaster(context.Context, panel.SwitchMasterInput) (*panel.SwitchMasterResult, error) {
+	return &panel.SwitchMasterResult{}, nil
+}
+
+// ReplicaTargets: one slave (on the same queue as the master, the one agent recording
+// has) that lacks the group.
+func (*fakePanel) ReplicaTargets(context.Context, panel.ReplicaTargetsInput) (*panel.ReplicaTargetsResult, error) {
+	return &panel.ReplicaTargetsResult{Targets: []models.ReplicaTarget{{NetworkID: 1, Kind: "group", ObjectID: 1, MasterID: 1, MasterPool: "tank", SlaveID: 1, SlavePool: "slave"}}}, nil
+}
+
+func (*fakePanel) SlavesOf(context.Context, panel.SlavesOfInput) (*panel.SlavesOfResult, error) {
+	return &panel.SlavesOfResult{Slaves: []panel.Slave{{ID: 1, Pool: "slave"}}}, nil
 }

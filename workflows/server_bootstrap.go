@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
@@ -48,6 +49,11 @@ func ServerBootstrap(ctx workflow.Context, in ServerBootstrapInput) (*ServerBoot
 	stats := res.Status.Stats()
 	if err := t.succeed(models.Outcome{Stats: stats}, "pool %s is %s; created %d file systems", in.Pool, res.Status.Pool.Health, len(res.Created)); err != nil {
 		return nil, err
+	}
+	if workflow.GetVersion(ctx, VersionBootstrapCatchUp, workflow.DefaultVersion, 1) == 1 {
+		// A slave that joined (or came back) catches up everything its network holds; for
+		// the master this queues nothing.
+		replicateTo(ctx, panel.QueueReplicationInput{SlaveID: in.ServerID})
 	}
 	return &ServerBootstrapResult{Health: res.Status.Pool.Health, Created: res.Created}, nil
 }

@@ -13,3 +13,18 @@ const VersionPublishStep = "group-publish-snapshot-step"
 // the erator and the run ends). Runs recorded before never handle one; the marker is
 // recorded by the first delete a run handles.
 const VersionDeviceDelete = "device-delete-update"
+
+// VersionPublishReplicate: after the snapshot, a publish queues the version's replication
+// to every slave. Histories recorded before end with the publish's Finish.
+const VersionPublishReplicate = "group-publish-replicate"
+
+// VersionVolumeReplicate: a created volume is queued for replication to every slave.
+const VersionVolumeReplicate = "volume-create-replicate"
+
+// VersionBootstrapCatchUp: a slave whose bootstrap succeeded is queued everything its
+// network holds.
+const VersionBootstrapCatchUp = "server-bootstrap-catch-up"
+
+// VersionDeleteSlaves: deleting a volume or group on the master also moves the slaves'
+// copies into their erators.
+const VersionDeleteSlaves = "delete-on-slaves"

@@ -2,7 +2,10 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
+	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
@@ -27,7 +30,8 @@ type VolumeCreateResult struct {
 // VolumeCreate creates the thin zvol <pool>/iscsi/volumes/<id>. A size the pool can never
 // hold fails the operation with a clear error; a size that overcommits the pool (thin
 // provisioning) succeeds with a warning. Cancelled after the zvol exists (the volume was
-// deleted while pending), it moves the zvol into the erator.
+// deleted while pending), it moves the zvol into the erator. Created, it is queued for
+// replication to every slave.
 func VolumeCreate(ctx workflow.Context, in VolumeCreateInput) (*VolumeCreateResult, error) {
 	t, err := newTracker(ctx, in.OperationID)
 	if err != nil {
@@ -54,6 +58,9 @@ func VolumeCreate(ctx workflow.Context, in VolumeCreateInput) (*VolumeCreateResu
 	}
 	if err := t.succeed(models.Outcome{}, "%s", msg); err != nil {
 		return nil, err
+	}
+	if workflow.GetVersion(ctx, VersionVolumeReplicate, workflow.DefaultVersion, 1) == 1 {
+		replicateTo(ctx, panel.QueueReplicationInput{Kind: ReplicateVolume, ObjectID: in.VolumeID})
 	}
 	return out, nil
 }
@@ -147,14 +154,58 @@ func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*De
 	if err != nil {
 		return nil, t.fail(models.Outcome{}, err)
 	}
+	slaves := ""
+	if workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 {
+		if err := t.step("slaves", 60, "moving the slaves' copies of %s %d into their erators", in.Kind, in.ObjectID); err != nil {
+			return nil, err
+		}
+		slaves = trashOnSlaves(ctx, in)
+	}
 	if res.Missing {
-		if err := t.succeed(models.Outcome{}, "%s did not exist: nothing to move", ds); err != nil {
+		if err := t.succeed(models.Outcome{}, "%s did not exist: nothing to move%s", ds, slaves); err != nil {
 			return nil, err
 		}
 		return &DeleteResult{}, nil
 	}
-	if err := t.succeed(models.Outcome{}, "moved %s to %s", ds, res.Trash); err != nil {
+	if err := t.succeed(models.Outcome{}, "moved %s to %s%s", ds, res.Trash, slaves); err != nil {
 		return nil, err
 	}
 	return &DeleteResult{Trash: res.Trash}, nil
+}
+
+// slaveTrashWait bounds moving a slave's copy: a slave that is away keeps its copy (the
+// operation says so) rather than holding the delete for a day.
+const slaveTrashWait = 10 * time.Minute
+
+// trashOnSlaves moves every slave's copy of the deleted volume or group into that slave's
+// erator, all slaves at once, after cancelling a transfer still bringing it there. It
+// returns what to add to the operation's message: the slaves whose copy stayed.
+func trashOnSlaves(ctx workflow.Context, in DeleteInput) string {
+	var list panel.SlavesOfResult
+	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.SlavesOf, panel.SlavesOfInput{Kind: in.Kind, ObjectID: in.ObjectID}).Get(ctx, &list); err != nil {
+		return fmt.Sprintf("; the slaves' copies were not moved: %s", failureText(err))
+	}
+	futures := make([]workflow.Future, len(list.Slaves))
+	for i, s := range list.Slaves {
+		// Not found (no transfer under way) is the usual answer.
+		_ = workflow.RequestCancelExternalWorkflow(ctx, ReplicateID(s.ID, in.Kind, in.ObjectID), "").Get(ctx, nil)
+		o := workflow.GetActivityOptions(serverCtx(ctx, s.ID))
+		o.ScheduleToCloseTimeout = slaveTrashWait
+		sctx := workflow.WithActivityOptions(ctx, o)
+		ds := dataset(in.Kind, s.Pool, in.ObjectID)
+		futures[i] = workflow.ExecuteActivity(sctx, sa.Trash, storage.TrashInput{Pool: s.Pool, Dataset: ds, Kind: in.Kind, ID: in.ObjectID, Unix: workflow.Now(ctx).Unix()})
+	}
+	var kept []string
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			kept = append(kept, fmt.Sprintf("server %d (%s)", list.Slaves[i].ID, failureText(err)))
+		}
+	}
+	switch {
+	case len(list.Slaves) == 0:
+		return ""
+	case len(kept) == 0:
+		return fmt.Sprintf("; the copies on %d slaves too", len(list.Slaves))
+	}
+	return fmt.Sprintf("; copies left on %s: move them with the erator once the slave answers", strings.Join(kept, ", "))
 }

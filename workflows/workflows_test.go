@@ -28,6 +28,13 @@ type suite struct {
 	trashed  []storage.TrashInput
 	// cancelled lists the workflows the one under test asked to cancel.
 	cancelled []string
+	// queued lists the replications asked for; slaves is what SlavesOf answers.
+	queued []panel.QueueReplicationInput
+	slaves []panel.Slave
+	// noOperation: the workflow under test reports on no operation (no progress, no finish).
+	noOperation bool
+	// queueErr, when set, is what QueueReplication answers instead.
+	queueErr func(panel.QueueReplicationInput) error
 }
 
 func newSuite(t *testing.T) *suite {
@@ -52,7 +59,25 @@ func newSuite(t *testing.T) *suite {
 			s.cancelled = append(s.cancelled, wid)
 			return nil
 		}).Maybe()
-	t.Cleanup(func() { s.env.AssertExpectations(t) })
+	s.env.OnActivity(pa.QueueReplication, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.QueueReplicationInput) (*panel.QueueReplicationResult, error) {
+			if s.queueErr != nil {
+				if err := s.queueErr(in); err != nil {
+					return nil, err
+				}
+			}
+			s.queued = append(s.queued, in)
+			return &panel.QueueReplicationResult{OperationIDs: []uint{uint(100 + len(s.queued))}}, nil
+		}).Maybe()
+	s.env.OnActivity(pa.SlavesOf, mock.Anything, mock.Anything).Return(
+		func(context.Context, panel.SlavesOfInput) (*panel.SlavesOfResult, error) {
+			return &panel.SlavesOfResult{Slaves: s.slaves}, nil
+		}).Maybe()
+	t.Cleanup(func() {
+		if !s.noOperation {
+			s.env.AssertExpectations(t)
+		}
+	})
 	return s
 }
 

@@ -17,6 +17,9 @@ type Activities struct {
 	// Agents reaches agents through their tunnels (the health check); nil in a panel
 	// that checks none.
 	Agents *agentclient.Client
+	// Store records and launches operations (replication fan-out); nil in tests that
+	// need only the database writes.
+	Store *models.Store
 }
 
 // ProgressInput is a step of a running operation.

@@ -152,12 +152,12 @@ func complianceOf(t *testing.T, p *HostPanel, groupID uint) map[uint]bool {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var rows []models.Compliance
-	if err := json.NewDecoder(resp.Body).Decode(&rows); err != nil {
+	var view models.ComplianceView
+	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
 		t.Fatal(err)
 	}
 	out := map[uint]bool{}
-	for _, r := range rows {
+	for _, r := range view.Devices {
 		out[r.DeviceID] = r.Compliant
 	}
 	return out

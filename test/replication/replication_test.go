@@ -99,7 +99,7 @@ func TestReplication(t *testing.T) {
 		snap := fmt.Sprintf("group-%d", gid)
 		size := r.SendSize(t, r.Master, vds+"@"+snap)
 		// Slow enough to cut it three times: 4 MiB/s.
-		if err := e.DB.Model(&models.Server{}).Where("id = ?", r.SlaveIDs[0]).Update("replication_bandwidth", 4<<20).Error; err != nil {
+		if err := e.DB.Model(&models.Server{}).Where("id = ?", r.SlaveIDs[0]).Update("bandwidth_limit", 4<<20).Error; err != nil {
 			t.Fatal(err)
 		}
 		base := r.Proxy.Bytes()

@@ -1,0 +1,82 @@
+package workflows
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+)
+
+// TestReconcile: slaves are compared with the master by guid, never by name; a slave
+// missing the master's newest snapshot (or the whole dataset) gets a replication queued,
+// one that holds it (even under another name) does not, and an agent that does not
+// answer is skipped for this round. Each dataset is listed once.
+func TestReconcile(t *testing.T) {
+	s := newSuite(t)
+	s.noOperation = true
+	tg := func(kind string, obj, slave uint, pool string) models.ReplicaTarget {
+		return models.ReplicaTarget{NetworkID: 1, Kind: kind, ObjectID: obj, MasterID: 1, MasterPool: "m", SlaveID: slave, SlavePool: pool}
+	}
+	s.env.OnActivity(pa.ReplicaTargets, mock.Anything, mock.Anything).Return(&panel.ReplicaTargetsResult{Targets: []models.ReplicaTarget{
+		tg("group", 4, 2, "current"), tg("group", 4, 3, "behind"), tg("group", 4, 5, "empty"), tg("group", 4, 6, "down"),
+		tg("volume", 9, 2, "current"),
+	}}, nil).Once()
+	listings := map[string]*storage.SnapshotsResult{
+		"m/iscsi/groups/4":        {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "22"}}},
+		"current/iscsi/groups/4":  {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}, {Name: "renamed", GUID: "22"}}},
+		"behind/iscsi/groups/4":   {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "99"}}},
+		"empty/iscsi/groups/4":    {Snapshots: []zfs.Snap{}},
+		"m/iscsi/volumes/9":       {Exists: true, Snapshots: []zfs.Snap{{Name: "group-4", GUID: "7"}}},
+		"current/iscsi/volumes/9": {Exists: true, Snapshots: []zfs.Snap{{Name: "group-4", GUID: "7"}}},
+	}
+	calls := map[string]int{}
+	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
+			full := in.Pool + "/" + in.Dataset
+			calls[full]++
+			if r, ok := listings[full]; ok {
+				return r, nil
+			}
+			return nil, temporal.NewNonRetryableApplicationError("agent away", "X", nil)
+		})
+	var verified []panel.RecordVerifiedInput
+	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+			verified = append(verified, in)
+			return &panel.RecordVerifiedResult{}, nil
+		})
+	s.env.ExecuteWorkflow(Reconcile, ReconcileInput{})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res ReconcileResult
+	if err := s.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res != (ReconcileResult{Compared: 4, Queued: 2, Skipped: 1}) {
+		t.Errorf("result = %+v", res)
+	}
+	want := []panel.QueueReplicationInput{{Kind: "group", ObjectID: 4, SlaveID: 3}, {Kind: "group", ObjectID: 4, SlaveID: 5}}
+	if len(s.queued) != 2 || s.queued[0] != want[0] || s.queued[1] != want[1] {
+		t.Errorf("queued = %+v", s.queued)
+	}
+	// Verified copies are recorded, by guid: v1 and v2 (named "renamed") on the current
+	// slave, v1 only on the one behind, the volume's snapshot on the current slave.
+	want2 := []panel.RecordVerifiedInput{
+		{ServerID: 2, Kind: "group", ObjectID: 4, Both: []models.SnapshotGUID{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "22"}}},
+		{ServerID: 3, Kind: "group", ObjectID: 4, Both: []models.SnapshotGUID{{Name: "v1", GUID: "11"}}},
+		{ServerID: 2, Kind: "volume", ObjectID: 9, Both: []models.SnapshotGUID{{Name: "group-4", GUID: "7"}}},
+	}
+	if !reflect.DeepEqual(verified, want2) {
+		t.Errorf("verified = %+v", verified)
+	}
+	if calls["m/iscsi/groups/4"] != 1 {
+		t.Errorf("the master's dataset was listed %d times", calls["m/iscsi/groups/4"])
+	}
+}
