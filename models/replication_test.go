@@ -19,7 +19,7 @@ func TestPlanReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	slave := sl.Object.(*Server)
-	s.DB.Model(&Server{}).Where("id = ?", slave.ID).Update("replication_bandwidth", 1000)
+	s.DB.Model(&Server{}).Where("id = ?", slave.ID).Update("bandwidth_limit", 1000)
 	for n, guid := range []string{"g1", "g2", ""} { // v3 is not published yet
 		state := StateReady
 		if guid == "" {
