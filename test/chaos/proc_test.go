@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,9 +25,7 @@ type process struct {
 	out  *proc.SyncBuffer
 	done chan struct{}
 
-	mu      sync.Mutex
-	matched map[*regexp.Regexp][]string
-	notify  chan struct{}
+	notify chan struct{}
 }
 
 // start runs bin with args and env (added to the test's environment).
