@@ -22,6 +22,7 @@ import (
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/harness/proc"
 	"github.com/clusterducks/clusterducks/test/lab"
+	"github.com/clusterducks/clusterducks/workflows"
 )
 
 func TestMain(m *testing.M) {
@@ -93,7 +94,7 @@ func TestTwoPanelsExternalTemporal(t *testing.T) {
 
 	dsn := pg.NewDatabase(t)
 	env := []string{"DATABASE_URL=" + dsn, "TEMPORAL_ADDRESS=" + frontend, "TEMPORAL_NAMESPACE=default", "CLUSTERDUCKS_ALLOW_LOOPBACK=1",
-		"TEMPORAL_TLS_CA=" + certs.ca, "TEMPORAL_TLS_SERVER_NAME=" + temporalName}
+		"TEMPORAL_TLS_CA=" + certs.ca, "TEMPORAL_TLS_SERVER_NAME=" + temporalName, "HEALTH_EVERY=5s"}
 	a := startPanel(t, "panel A", bin, env)
 	tok, err := a.await(ctx, regexp.MustCompile(`API token: (\S+)`), 3*time.Minute)
 	if err != nil {
@@ -160,6 +161,33 @@ func TestTwoPanelsExternalTemporal(t *testing.T) {
 	ds := fmt.Sprintf("%s/iscsi/volumes/%d", ag.pool, vol.ID)
 	if out, err := srv.Exec(ctx, "zfs", "get", "-Hp", "-o", "value", "type", ds); err != nil || trimmed(out) != "volume" {
 		t.Errorf("%s on the server: %q %v", ds, out, err)
+	}
+
+	// The schedules every panel creates at start exist once, and each of their runs was
+	// started once (one action per scheduled time), however many panels run.
+	if err := eventually(2*time.Minute, 2*time.Second, func() error {
+		sch, err := schedules(ctx, frontend, certs.ca, temporalName)
+		if err != nil {
+			return err
+		}
+		for _, id := range []string{workflows.HealthScheduleID, workflows.ReconcileScheduleID} {
+			if _, ok := sch[id+"#count"]; !ok {
+				return fmt.Errorf("no schedule %s: %v", id, sch)
+			}
+		}
+		runs := sch[workflows.HealthScheduleID]
+		if len(runs) < 2 {
+			return fmt.Errorf("the health check ran %d times so far", len(runs))
+		}
+		for i := 1; i < len(runs); i++ {
+			if runs[i].Equal(runs[i-1]) {
+				return fmt.Errorf("the health check ran twice for %s", runs[i])
+			}
+		}
+		t.Logf("schedules with two panels: %d, health check runs at distinct times %v", len(sch)/2, runs)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Panel A comes back on the same database and serves the finished operation.
