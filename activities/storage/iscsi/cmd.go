@@ -340,10 +340,12 @@ func (c *conn) complete(cmd *scsiCmd, itt uint32, lunField []byte, edtl uint32, 
 		if c.out == nil {
 			c.out = getOut()
 		}
+		// Counted before the data leaves: the initiator may ask for the metrics as soon as
+		// it has the status, before this goroutine runs again.
+		cmd.target.stats.bytesRead.Add(uint64(send))
 		if err := c.sendfileRead(l, itt, pl.readOff, send, rflags, resid); err != nil {
 			return err
 		}
-		cmd.target.stats.bytesRead.Add(uint64(send))
 		c.observe(cmd.target, statusGood, start)
 		return nil
 	}
@@ -360,6 +362,7 @@ func (c *conn) complete(cmd *scsiCmd, itt uint32, lunField []byte, edtl uint32, 
 		}
 		last := sent+chunk == send
 		dataSN = c.queueDataInAt(itt, buf, sent, dataSN, last, rflags, resid)
+		cmd.target.stats.bytesRead.Add(uint64(chunk)) // before the flush, as above
 		err := c.flush()
 		putBuf(pb)
 		if err != nil {
@@ -367,7 +370,6 @@ func (c *conn) complete(cmd *scsiCmd, itt uint32, lunField []byte, edtl uint32, 
 		}
 		sent += chunk
 	}
-	cmd.target.stats.bytesRead.Add(uint64(send))
 	c.observe(cmd.target, statusGood, start)
 	return nil
 }

@@ -71,8 +71,9 @@ func TestISCSIMetrics(t *testing.T) {
 	if err := s.Read(ctx, 0, 0, 512, buf); err != nil {
 		t.Fatal(err)
 	}
-	during := scrape(t, a)
-	for _, c := range []struct {
+	// A command's counters move as its answer leaves; the initiator may have the answer a
+	// moment before the target's goroutine has counted it: read until they settle.
+	want := []struct {
 		name string
 		min  float64
 	}{
@@ -81,7 +82,21 @@ func TestISCSIMetrics(t *testing.T) {
 		{"clusterducks_iscsi_written_bytes_total", float64(len(data))},
 		{"clusterducks_iscsi_read_bytes_total", float64(len(data))},
 		{"clusterducks_iscsi_commands_total", 2},
-	} {
+	}
+	var during harness.Metrics
+	for settle := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		during = scrape(t, a)
+		short := 0
+		for _, c := range want {
+			if during.Sum(c.name, map[string]string{"target": targetIQN}) < c.min {
+				short++
+			}
+		}
+		if short == 0 || time.Now().After(settle) {
+			break
+		}
+	}
+	for _, c := range want {
 		if got := during.Sum(c.name, map[string]string{"target": targetIQN}); got < c.min {
 			t.Errorf("%s{target=%q} = %v, want >= %v", c.name, targetIQN, got, c.min)
 		}
