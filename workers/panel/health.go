@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"time"
@@ -72,16 +73,37 @@ func (t *Temporal) StartHealth(ctx context.Context, cfg HealthConfig) error {
 		}
 		return nil
 	}
-	err = sc.GetHandle(ctx, workflows.HealthScheduleID).Update(ctx, client.ScheduleUpdateOptions{
-		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-			s := in.Description.Schedule
-			s.Spec, s.Action = &spec, action
-			s.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
-			return &client.ScheduleUpdate{Schedule: &s}, nil
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("health schedule: %w", err)
+	// The schedule exists: bring it to this panel's settings. Right after a Temporal
+	// restart the schedule's own workflow may take a while to answer an update, so the
+	// update is retried in the background (the existing schedule keeps checking meanwhile)
+	// rather than holding up the panel's start.
+	update := func(ctx context.Context) error {
+		uctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return sc.GetHandle(uctx, workflows.HealthScheduleID).Update(uctx, client.ScheduleUpdateOptions{
+			DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+				s := in.Description.Schedule
+				s.Spec, s.Action = &spec, action
+				s.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
+				return &client.ScheduleUpdate{Schedule: &s}, nil
+			},
+		})
+	}
+	if err := update(ctx); err != nil {
+		slog.Warn("health schedule: update deferred", "err", err)
+		go func() {
+			for i := 0; i < 30 && ctx.Err() == nil; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(10 * time.Second):
+				}
+				if err := update(ctx); err == nil {
+					slog.Info("health schedule updated")
+					return
+				}
+			}
+		}()
 	}
 	return nil
 }
