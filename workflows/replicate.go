@@ -75,6 +75,31 @@ func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error
 		return nil, err
 	}
 	res, err := replicate(ctx, t, in)
+	if err == nil && in.Kind == ReplicateGroup && workflow.GetVersion(ctx, VersionReplicateCatchUp, workflow.DefaultVersion, 1) == 1 {
+		// A publish that came while this run was busy joined it (one run per slave and
+		// dataset): before ending, catch up with the newest version the master has now.
+		for range 5 {
+			var plan panel.ReplicationPlanResult
+			if err = workflow.ExecuteActivity(panelCtx(ctx), pa.ReplicationPlan, panel.ReplicationPlanInput{NetworkID: in.NetworkID,
+				SlaveID: in.SlaveID, Kind: in.Kind, ObjectID: in.ObjectID}).Get(ctx, &plan); err != nil || len(plan.Datasets) == 0 {
+				break
+			}
+			newest := plan.Datasets[len(plan.Datasets)-1].Snapshot
+			if newest == "" || newest == res.Snapshot {
+				break
+			}
+			next := in
+			next.Snapshot = newest
+			more, err2 := replicate(ctx, t, next)
+			if err2 != nil {
+				err = err2
+				break
+			}
+			more.Bytes += res.Bytes
+			more.Versions = append(res.Versions, more.Versions...)
+			res = more
+		}
+	}
 	if err != nil {
 		return nil, t.fail(models.Outcome{}, err)
 	}

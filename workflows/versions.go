@@ -28,3 +28,7 @@ const VersionBootstrapCatchUp = "server-bootstrap-catch-up"
 // VersionDeleteSlaves: deleting a volume or group on the master also moves the slaves'
 // copies into their erators.
 const VersionDeleteSlaves = "delete-on-slaves"
+
+// VersionReplicateCatchUp: a group's replication, before it ends, catches up with the
+// newest version the master holds (a publish that joined the running run).
+const VersionReplicateCatchUp = "replicate-catch-up"

@@ -40,11 +40,8 @@ func TestReplication(t *testing.T) {
 			res := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", groupID), map[string]any{"note": fmt.Sprintf("v%d", n)})
 			e.WaitOK(storagetest.OpID(res))
 		}
-		var copies int64
-		e.DB.Model(&models.VersionCopy{}).Where("server_id = ?", r.SlaveIDs[0]).Count(&copies)
-		if copies != 0 {
-			t.Fatalf("%d version copies before any transfer", copies)
-		}
+		// Each publish queued the version's replication to the slave (a run per slave and
+		// group: v2's joins v1's, which then catches up); this start joins it too.
 
 		began := time.Now()
 		res, err := r.Replicate(t, 0, workflows.ReplicateGroup, groupID, "v2")()
