@@ -61,7 +61,7 @@ func TestProcessMetrics(t *testing.T) {
 	}
 	bootAddr := fmt.Sprintf("127.0.0.1:%d", bootPort)
 	agent := exec.Command(bin, "agent", "--panel", panel.URL, "--key", keyFile, "--state", filepath.Join(dir, "state"),
-		"--iscsi-listen", fmt.Sprintf("127.0.0.1:%d", iscsiPort), "--boot-listen", bootAddr)
+		"--iscsi-listen", fmt.Sprintf("127.0.0.1:%d", iscsiPort), "--boot-listen", bootAddr, "--replication-listen", "127.0.0.1:0")
 	agent.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	agentLog := &proc.SyncBuffer{}
 	agent.Stdout, agent.Stderr = agentLog, agentLog

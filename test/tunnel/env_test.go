@@ -199,7 +199,7 @@ func (e *env) startTunnel(key string) (*process, string) {
 // startAgent runs `clusterducks agent` for a server, its state in a directory of its own.
 func (e *env) startAgent(key, state string) *process {
 	return e.start("agent", "--panel", e.URL, "--key", keyFile(e.t, key), "--state", state,
-		"--iscsi-listen", "127.0.0.1:0", "--boot-listen", "127.0.0.1:0")
+		"--iscsi-listen", "127.0.0.1:0", "--boot-listen", "127.0.0.1:0", "--replication-listen", "127.0.0.1:0")
 }
 
 // eventually polls f every 200 ms until it returns nil or within passes; it returns the
