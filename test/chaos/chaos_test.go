@@ -122,12 +122,8 @@ func TestChaos(t *testing.T) {
 			switch victim {
 			case "panel A", "panel B":
 				i := int(victim[len(victim)-1] - 'A')
-				addr := strings.TrimPrefix(panels[i].api.URL, "http://")
 				panels[i].kill()
-				restart = func() {
-					p := start(t, victim, bin, env, "panel", "--listen", addr)
-					panels[i].process = p
-				}
+				restart = func() { panels[i].restart(t, bin, env) }
 			case "agent":
 				ag.kill()
 				restart = ag.start
@@ -167,7 +163,7 @@ func TestChaos(t *testing.T) {
 				select {
 				case <-p.done:
 					t.Logf("round %d: %s had exited (%s); restarted", r, p.name, lastLine(p.out.String()))
-					panels[i].process = start(t, p.name, bin, env, "panel", "--listen", strings.TrimPrefix(p.api.URL, "http://"))
+					panels[i].restart(t, bin, env)
 				default:
 				}
 			}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -122,5 +121,3 @@ func eventually(within, interval time.Duration, fn func() error) error {
 		time.Sleep(interval)
 	}
 }
-
-func trimmed(s string) string { return strings.TrimSpace(s) }

@@ -48,6 +48,11 @@ func startPanel(t *testing.T, name, bin string, env []string) *panel {
 	return &panel{process: p, api: &lab.DevPanel{URL: "http://" + addr}}
 }
 
+// restart starts the panel again where it listened (after a kill), same name, same env.
+func (p *panel) restart(t *testing.T, bin string, env []string) {
+	p.process = start(t, p.name, bin, env, "panel", "--listen", strings.TrimPrefix(p.api.URL, "http://"))
+}
+
 // ready waits until the panel answers its health endpoint.
 func (p *panel) ready(ctx context.Context) error {
 	return eventually(2*time.Minute, 300*time.Millisecond, func() error {
@@ -159,7 +164,7 @@ func TestTwoPanelsExternalTemporal(t *testing.T) {
 	}
 	t.Logf("progress streamed by panel B: %d events, last %s", len(events), events[len(events)-1])
 	ds := fmt.Sprintf("%s/iscsi/volumes/%d", ag.pool, vol.ID)
-	if out, err := srv.Exec(ctx, "zfs", "get", "-Hp", "-o", "value", "type", ds); err != nil || trimmed(out) != "volume" {
+	if out, err := srv.Exec(ctx, "zfs", "get", "-Hp", "-o", "value", "type", ds); err != nil || strings.TrimSpace(out) != "volume" {
 		t.Errorf("%s on the server: %q %v", ds, out, err)
 	}
 
