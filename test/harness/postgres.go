@@ -290,3 +290,25 @@ func Token(t testing.TB, db *gorm.DB, userID uint) string {
 func (p *Postgres) URL(database string) string {
 	return fmt.Sprintf("postgres://postgres@localhost:%d/%s?host=%s&sslmode=disable", p.port, database, p.socket)
 }
+
+// idBase hands each DistinctIDs call of a test binary its own range of ids.
+var idBase atomic.Int64
+
+// DistinctIDs makes the rows a test creates next in db (a PostgreSQL database) take ids
+// no other test of the binary uses. Tests of one binary share one Temporal namespace,
+// and the agents', tunnels' and workflows' names carry row ids (task queue `server-1`,
+// `tunnel-1`): without it, work a finished test left queued there (an activity of its
+// last health round) can reach the next test's processes.
+func DistinctIDs(t testing.TB, db *gorm.DB) {
+	t.Helper()
+	base := idBase.Add(1) * 1000
+	var seqs []string
+	if err := db.Raw("SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = current_schema()").Scan(&seqs).Error; err != nil {
+		t.Fatalf("harness: list sequences: %v", err)
+	}
+	for _, s := range seqs {
+		if err := db.Exec("SELECT setval(?::regclass, ?, false)", s, base).Error; err != nil {
+			t.Fatalf("harness: setval %s: %v", s, err)
+		}
+	}
+}

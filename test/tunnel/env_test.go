@@ -53,6 +53,7 @@ func startEnv(t *testing.T, health *panel.HealthConfig) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := harness.NewDB(t, "postgres")
+	harness.DistinctIDs(t, db)
 	store := &models.Store{DB: db, AllowLoopback: true}
 	ts := harness.Temporal(t)
 	tmp, err := panel.StartTemporal(ctx, harness.TemporalClient(t), store,
