@@ -87,8 +87,48 @@ func (g *Agents) registerTunnel(c *fiber.Ctx) error {
 		TaskQueue: wire.TunnelQueue(t.ID), Temporal: g.Temporal, PanelCAPEM: ca.CertPEM, CertPEM: certPEM, Ports: ports})
 }
 
+// server authenticates an agent by its server key or, once it holds its certificate
+// (the key file may then be deleted), by a request signed for that certificate.
 func (g *Agents) server(c *fiber.Ctx) (*models.Server, error) {
+	if h := c.Get(fiber.HeaderAuthorization); wire.IsCertAuthorization(h) {
+		return g.serverByCert(c, h)
+	}
 	return keyed(c, "server", func(key string) (*models.Server, error) { return models.ServerByKey(c.UserContext(), g.Store.DB, key) })
+}
+
+// serverByCert checks a signed request (wire.VerifyCertAuthorization): a certificate of
+// the panel CA for client authentication, issued to the server it names. Anything else
+// is a 401 that says why, never which server exists.
+func (g *Agents) serverByCert(c *fiber.Ctx, h string) (*models.Server, error) {
+	ctx := c.UserContext()
+	refuse := func(why string) error {
+		c.Set(fiber.HeaderWWWAuthenticate, `Cert realm="clusterducks-server"`)
+		return fiber.NewError(fiber.StatusUnauthorized, "agent certificate refused: "+why)
+	}
+	now := time.Now()
+	cert, err := wire.VerifyCertAuthorization(h, c.Method(), c.Path(), c.Body(), now)
+	if err != nil {
+		return nil, refuse(err.Error())
+	}
+	ca, err := g.authority(ctx)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, refuse("not a certificate of this panel")
+	}
+	id, err := wire.IdentityOf(cert)
+	if err != nil {
+		return nil, refuse("not an agent's certificate")
+	}
+	sum := sha256.Sum256(cert.Raw)
+	srv, err := models.ServerByCert(ctx, g.Store.DB, id.NetworkID, id.ServerID, hex.EncodeToString(sum[:]))
+	if errors.Is(err, models.ErrBadKey) {
+		return nil, refuse("the panel issued it to no server it knows")
+	}
+	return srv, err
 }
 
 // keyed authenticates a process of kind ("server" for agents, "tunnel") by the key in

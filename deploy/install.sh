@@ -270,6 +270,8 @@ EOF
 		say "nothing changed; the agent keeps running"
 	fi
 	say "done: reboot the server, then check \"Panel to server OK\" in its Status on the panel"
+	# The agent exchanges the key once for its certificate and authenticates with that after.
+	say "once it shows, the agent holds its certificate in $state: $key_file and $etc/server.key may be deleted (running install.sh again needs a key: the panel's server page issues a new one)"
 	say "to remove the agent (the pool and its datasets stay): $uninstall"
 }
 

@@ -184,6 +184,9 @@ func (s *Store) UpdateNetwork(ctx context.Context, a *Actor, id uint, in *Networ
 		}
 		return audit(tx, a, &n.ID, "update", "network", n.ID, "")
 	})
+	if err == nil && in.TunnelID != nil {
+		s.syncTunnelPorts(ctx, n.ID) // the new tunnel opens the ports, the old one closes them
+	}
 	return n, err
 }
 

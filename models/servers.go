@@ -122,7 +122,7 @@ func (s *Store) CreateServer(ctx context.Context, a *Actor, in *ServerInput) (*C
 		return nil, err
 	}
 	srv.BandwidthLimit = ptrOr(in.BandwidthLimit, 0)
-	return s.createKeyed(ctx, a, nid, keyed{what: "server", obj: srv, id: &srv.ID, name: &srv.Name, keyHash: &srv.KeyHash,
+	c, err := s.createKeyed(ctx, a, nid, keyed{what: "server", obj: srv, id: &srv.ID, name: &srv.Name, keyHash: &srv.KeyHash,
 		selected: func(n *Network) *uint { return n.MasterServerID }, column: "master_server_id",
 		check: func(tx *gorm.DB, n *Network) error {
 			if err := checkLimit(tx, &Server{}, nid, n.MaxServers, "servers", "max_servers"); err != nil {
@@ -137,6 +137,10 @@ func (s *Store) CreateServer(ctx context.Context, a *Actor, in *ServerInput) (*C
 			return nil
 		},
 		inserted: func(err error) error { return serverNameTaken(err, srv.Name) }})
+	if err == nil && srv.TunnelPort > 0 {
+		s.syncTunnelPorts(ctx, nid)
+	}
+	return c, err
 }
 
 // serverNameTaken is a save's error, or the conflict it means when the name is taken.
@@ -189,6 +193,9 @@ func (s *Store) UpdateServer(ctx context.Context, a *Actor, id uint, in *ServerI
 	if srv != nil {
 		err = serverNameTaken(err, srv.Name) // only the save can find the name taken
 	}
+	if err == nil && in.TunnelPort != nil {
+		s.syncTunnelPorts(ctx, srv.NetworkID)
+	}
 	return srv, err
 }
 
@@ -211,7 +218,9 @@ func (s *Store) RotateServerKey(ctx context.Context, a *Actor, id uint) (string,
 // DeleteServer removes a server. The master can only go while it is the network's last
 // server: choose another master first.
 func (s *Store) DeleteServer(ctx context.Context, a *Actor, id uint) error {
-	return deleteOwned(ctx, s, a, id, "server", func(srv *Server) (uint, string) { return srv.NetworkID, srv.Name }, func(tx *gorm.DB, srv *Server) error {
+	var nid uint
+	err := deleteOwned(ctx, s, a, id, "server", func(srv *Server) (uint, string) { return srv.NetworkID, srv.Name }, func(tx *gorm.DB, srv *Server) error {
+		nid = srv.NetworkID
 		n, err := a.lockNetwork(tx, srv.NetworkID, "")
 		if err != nil {
 			return err
@@ -236,6 +245,10 @@ func (s *Store) DeleteServer(ctx context.Context, a *Actor, id uint) error {
 		}
 		return tx.Where("server_id = ?", srv.ID).Delete(&VersionCopy{}).Error
 	})
+	if err == nil {
+		s.syncTunnelPorts(ctx, nid) // its tunnel port closes
+	}
+	return err
 }
 
 // ServerStats is the body of /servers/<name>/stats.json.
@@ -346,6 +359,23 @@ var ErrBadServerKey = ErrBadKey
 // ServerByKey finds the server a key was issued for (install.sh -k); ErrBadServerKey when none.
 func ServerByKey(ctx context.Context, db *gorm.DB, key string) (*Server, error) {
 	return byKey[Server](ctx, db, key, "server")
+}
+
+// ServerByCert finds the server an agent certificate speaks for: the server its identity
+// names, in the network it names, to which the panel issued the certificate (its SHA-256
+// in hex, of the DER) — a deleted server's certificates name none. ErrBadKey when none.
+// The caller has checked that the certificate chains to the panel CA.
+func ServerByCert(ctx context.Context, db *gorm.DB, networkID, serverID uint, sha256Hex string) (*Server, error) {
+	var srv Server
+	err := db.WithContext(ctx).Where("id = ? AND network_id = ? AND EXISTS (SELECT 1 FROM agent_certs WHERE agent_certs.server_id = servers.id AND agent_certs.sha256 = ?)",
+		serverID, networkID, sha256Hex).Take(&srv).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrBadKey
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server lookup: %w", err)
+	}
+	return &srv, nil
 }
 
 // byKey finds the server or tunnel (what) a key was issued for; ErrBadKey when none.

@@ -51,8 +51,12 @@ func (s *Store) CreateTunnel(ctx context.Context, a *Actor, in *TunnelInput) (*C
 	if t.IP, err = s.checkIP("ip", ptrOr(in.IP, ""), true); err != nil {
 		return nil, err
 	}
-	return s.createKeyed(ctx, a, nid, keyed{what: "tunnel", obj: t, id: &t.ID, name: &t.Alias, keyHash: &t.KeyHash,
+	c, err := s.createKeyed(ctx, a, nid, keyed{what: "tunnel", obj: t, id: &t.ID, name: &t.Alias, keyHash: &t.KeyHash,
 		selected: func(n *Network) *uint { return n.TunnelID }, column: "tunnel_id"})
+	if err == nil {
+		s.syncTunnelPorts(ctx, nid) // the network's first tunnel is selected at once
+	}
+	return c, err
 }
 
 // UpdateTunnel changes a tunnel's alias or address.
@@ -78,6 +82,22 @@ func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
 	return deleteOwned(ctx, s, a, id, "tunnel", func(t *Tunnel) (uint, string) { return t.NetworkID, t.Alias }, func(tx *gorm.DB, t *Tunnel) error {
 		return clearRefs(tx, t.ID, ref{&Network{}, "tunnel_id"})
 	})
+}
+
+// TunnelPortSyncer moves tunnel ports as soon as a change to them commits: an Engine that
+// is also a TunnelPortSyncer is told of every server added, deleted or given another
+// port, and of every change of a network's tunnel. It starts (or signals) the network's
+// TunnelPorts workflow and logs what it could not do: the health round's sync converges
+// the ports anyway, so the change that caused it never fails for it.
+type TunnelPortSyncer interface {
+	SyncTunnelPorts(ctx context.Context, networkID uint)
+}
+
+// syncTunnelPorts tells the engine that network nid's tunnel ports changed.
+func (s *Store) syncTunnelPorts(ctx context.Context, nid uint) {
+	if ts, ok := s.Engine.(TunnelPortSyncer); ok && nid != 0 {
+		ts.SyncTunnelPorts(ctx, nid)
+	}
 }
 
 // TunnelByKey finds the tunnel a key was issued for; ErrBadKey when none.

@@ -121,6 +121,14 @@ func MaintenanceEndID(kind string, id uint) string {
 // database: every panel creates it idempotently at start).
 const HealthScheduleID = "health-check"
 
+// TunnelPortsID is the id of the sync of network networkID's tunnel ports: one run at a
+// time per network, which a later change signals (TunnelPortsChanged) instead of starting
+// a second.
+func TunnelPortsID(networkID uint) string { return fmt.Sprintf("tunnel-ports-%d", networkID) }
+
+// TunnelPortsChanged is the signal that tells a running TunnelPorts of a new change.
+const TunnelPortsChanged = "tunnel-ports-changed"
+
 // HealthCheckID is the id of the health check's rounds (the schedule appends the time).
 const HealthCheckID = "health-check-round"
 

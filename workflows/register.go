@@ -26,4 +26,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(DeviceRestore)
 	r.RegisterWorkflow(Notify)
 	r.RegisterWorkflow(HealthCheck)
+	r.RegisterWorkflow(TunnelPorts)
 }

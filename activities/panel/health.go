@@ -15,7 +15,10 @@ import (
 )
 
 // HealthTargetsInput asks for what the health check looks at.
-type HealthTargetsInput struct{}
+type HealthTargetsInput struct {
+	// NetworkID limits the answer to one network's tunnels (TunnelPorts); 0: every tunnel.
+	NetworkID uint
+}
 
 // TunnelTarget is a tunnel and the ports it should have open.
 type TunnelTarget struct {
@@ -31,9 +34,13 @@ type HealthTargetsResult struct {
 
 // HealthTargets lists every tunnel with the tunnel ports it should have open (its
 // network's servers' while it is the selected tunnel, none otherwise). Read-only.
-func (a *Activities) HealthTargets(ctx context.Context, _ HealthTargetsInput) (*HealthTargetsResult, error) {
+func (a *Activities) HealthTargets(ctx context.Context, in HealthTargetsInput) (*HealthTargetsResult, error) {
 	var ts []models.Tunnel
-	if err := a.DB.WithContext(ctx).Order("id").Find(&ts).Error; err != nil {
+	q := a.DB.WithContext(ctx).Order("id")
+	if in.NetworkID != 0 {
+		q = q.Where("network_id = ?", in.NetworkID)
+	}
+	if err := q.Find(&ts).Error; err != nil {
 		return nil, fmt.Errorf("health targets: %w", err)
 	}
 	out := &HealthTargetsResult{}

@@ -77,7 +77,9 @@ type ReplicationServer struct {
 	Self     wire.AgentIdentity
 	MaxSends int // default DefaultMaxSends
 	Log      *slog.Logger
-	slots    chan struct{}
+	// Metrics count what is sent to each slave (replicate_metrics.go); nil: nothing.
+	Metrics ReplicationMetrics
+	slots   chan struct{}
 }
 
 // Handler serves the replication endpoints. It expects a TLS server that required and
@@ -203,7 +205,13 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	// stall bound from here, not from the first 4 KiB.
 	_ = http.NewResponseController(w).Flush()
 	start := time.Now()
-	n, cerr := io.Copy(w, stream)
+	var out io.Writer = w
+	if s.Metrics != nil {
+		mw := newMeteredWriter(w, s.Metrics, slave.ServerID, size)
+		defer mw.done()
+		out = mw
+	}
+	n, cerr := io.Copy(out, stream)
 	err = stream.Close()
 	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "",
 		"bytes", n, "took", time.Since(start), "copy_err", cerr, "err", err)
@@ -302,6 +310,9 @@ func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
 		status, code := statusOf(err)
 		replError(w, status, code, "%s", zfsMessage(err))
 		return
+	}
+	if s.Metrics != nil {
+		s.Metrics.Succeeded(slave.ServerID) // the slave verified the snapshot's guid
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -31,6 +31,7 @@ type SyncPortsResult struct {
 func (a *Activities) SyncPorts(ctx context.Context, in SyncPortsInput) (*SyncPortsResult, error) {
 	res := &SyncPortsResult{}
 	if err := a.Relay.Sync(ctx, in.Ports); err != nil {
+		a.Relay.log().Warn("tunnel ports", "err", err)
 		res.Error = err.Error()
 	}
 	res.Agents = a.Relay.Connected()

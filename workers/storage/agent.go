@@ -83,13 +83,15 @@ func Run(ctx context.Context, args []string, version string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("agent: --panel must be an http(s) URL, got %q", *panelURL)
 	}
+	// The key is exchanged once for the agent's certificate: a key file deleted after the
+	// first registration leaves the agent its certificate under --state to authenticate with.
 	key, err := os.ReadFile(*keyFile)
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("agent: read key: %w", err)
 	}
 	cfg := Config{Panel: strings.TrimRight(*panelURL, "/"), Key: strings.TrimSpace(string(key)), Addr: *addr, Version: version,
 		StateDir: *state, Log: slog.Default(), Boot: bootCfg, Replication: replCfg}
-	if cfg.Key == "" {
+	if cfg.Key == "" && err == nil {
 		return errors.New("agent: the key file is empty")
 	}
 	return Serve(ctx, cfg)
@@ -132,7 +134,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		tid := &tlsIdentity{id: id}
 		acts.ReplicationTLS = tid.client
 		rc := cmp.Or(cfg.Replication, &ReplicationConfig{Listen: fmt.Sprintf(":%d", wire.DefaultReplicationPort)})
-		stopRepl, err := startReplication(ctx, rc, tid, wire.AgentIdentity{NetworkID: reg.NetworkID, ServerID: reg.ServerID}, reg.Pool, acts.ZFS, log)
+		stopRepl, err := startReplication(ctx, rc, tid, wire.AgentIdentity{NetworkID: reg.NetworkID, ServerID: reg.ServerID}, reg.Pool, acts.ZFS, cfg.Metrics.Replication, log)
 		if err != nil {
 			log.Error("replication endpoint not started: slaves cannot pull from this server", "err", err)
 		} else {
@@ -160,7 +162,14 @@ func Serve(ctx context.Context, cfg Config) error {
 			roots.AddCert(ca)
 		}
 		tun = &tunnelDialer{id: id, roots: roots, network: reg.NetworkID, server: reg.ServerID,
-			handler: agentAPI(cfg, reg.ServerID, reg.Pool, acts), log: log}
+			handler: agentAPI(cfg, reg.ServerID, reg.Pool, acts), log: log,
+			lookup: func(ctx context.Context) (string, error) {
+				info, err := panel.Server(ctx)
+				if err != nil {
+					return "", err
+				}
+				return tunnelAddr(info.Tunnel, cfg.Panel), nil
+			}}
 		tun.setAddr(tunnelAddr(reg.Tunnel, cfg.Panel))
 		go tun.run(ctx)
 	}
@@ -230,12 +239,18 @@ func register(ctx context.Context, cfg Config, panel *wire.Client) (*wire.Regist
 		req.ReplicationAddr = cfg.Replication.Advertise
 	}
 	id, err := loadIdentity(cfg.stateDir())
+	if cfg.Key == "" && (err != nil || id.cert == nil) {
+		return nil, nil, fmt.Errorf("agent: no server key and no certificate under %s: run install.sh -k with the server's key again", cfg.stateDir())
+	}
 	if err != nil {
 		log.Error("agent certificate: cannot keep a key", "dir", cfg.stateDir(), "err", err)
 	} else if id.due(time.Now()) {
 		if req.CSRPEM, err = id.csr(); err != nil {
 			log.Error("agent certificate", "err", err)
 		}
+	}
+	if id != nil {
+		panel.Cert = id.pair // used only once the key is gone
 	}
 	wait := time.Second
 	for {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
@@ -32,6 +33,18 @@ type identity struct {
 	dir  string
 	key  crypto.Signer
 	cert *x509.Certificate
+
+	// mu guards cert for pair, which the panel client calls from other goroutines while
+	// a renewal replaces the certificate.
+	mu sync.Mutex
+}
+
+// pair is the certificate (nil: none yet) and the key, for the panel client to sign
+// requests with once the server key is gone (wire.Client.Cert).
+func (id *identity) pair() (*x509.Certificate, crypto.Signer) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.cert, id.key
 }
 
 // loadIdentity reads the key and certificate from dir, making the key (ECDSA P-256,
@@ -132,7 +145,9 @@ func (id *identity) keep(certPEM, caPEM string) error {
 	if err := writeFile(filepath.Join(id.dir, certFile), []byte(certPEM), 0o644); err != nil {
 		return err
 	}
+	id.mu.Lock()
 	id.cert = c
+	id.mu.Unlock()
 	return nil
 }
 

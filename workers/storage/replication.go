@@ -108,7 +108,7 @@ func (t *tlsIdentity) server() *tls.Config {
 
 // startReplication serves the replication endpoint until ctx ends (the returned stop
 // closes it). Without a certificate the agent can neither serve nor pull: it says so.
-func startReplication(ctx context.Context, rc *ReplicationConfig, tid *tlsIdentity, self wire.AgentIdentity, pool string, z *zfs.ZFS, log *slog.Logger) (func(), error) {
+func startReplication(ctx context.Context, rc *ReplicationConfig, tid *tlsIdentity, self wire.AgentIdentity, pool string, z *zfs.ZFS, m storage.ReplicationMetrics, log *slog.Logger) (func(), error) {
 	if rc.Listen == "-" {
 		return func() {}, nil
 	}
@@ -116,7 +116,7 @@ func startReplication(ctx context.Context, rc *ReplicationConfig, tid *tlsIdenti
 	if err != nil {
 		return nil, fmt.Errorf("replication: %w", err)
 	}
-	rs := &storage.ReplicationServer{ZFS: z, Pool: pool, Self: self, MaxSends: rc.MaxSends, Log: log}
+	rs := &storage.ReplicationServer{ZFS: z, Pool: pool, Self: self, MaxSends: rc.MaxSends, Log: log, Metrics: m}
 	srv := &http.Server{Handler: rs.Handler(), TLSConfig: tid.server(), ReadHeaderTimeout: 30 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {

@@ -34,6 +34,10 @@ type tunnelDialer struct {
 	server  uint
 	handler http.Handler
 	log     *slog.Logger
+	// lookup asks the panel where the network's tunnel is now; the dialer asks after every
+	// session that ends, so that an agent dropped by a tunnel that is no longer its
+	// network's follows the move at once instead of at its next stats tick. May be nil.
+	lookup func(ctx context.Context) (string, error)
 
 	mu   sync.Mutex
 	addr string
@@ -69,6 +73,12 @@ func (d *tunnelDialer) run(ctx context.Context) {
 		err := d.session(ctx, addr)
 		if time.Since(start) > time.Minute {
 			backoff = time.Second // the session lived: a new failure starts the backoff over
+		}
+		if d.lookup != nil && ctx.Err() == nil {
+			if now, lerr := d.lookup(ctx); lerr == nil && now != addr {
+				d.setAddr(now)
+				backoff = time.Second // another tunnel: its first dial is not a retry
+			}
 		}
 		wait := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
 		if ctx.Err() == nil {

@@ -143,5 +143,21 @@ func NewReplication(reg prometheus.Registerer) *Replication {
 	return r
 }
 
+// Sent counts n stream bytes sent to slave (storage.ReplicationMetrics).
+func (r *Replication) Sent(slave uint, n int64) {
+	r.Bytes.WithLabelValues(Slave(slave)).Add(float64(n))
+}
+
+// AddRemaining moves slave's estimate of bytes left by delta (a stream's size when it
+// starts, minus what it sends).
+func (r *Replication) AddRemaining(slave uint, delta int64) {
+	r.Remaining.WithLabelValues(Slave(slave)).Add(float64(delta))
+}
+
+// Succeeded records that slave acknowledged a complete replication now.
+func (r *Replication) Succeeded(slave uint) {
+	r.LastSuccess.WithLabelValues(Slave(slave)).SetToCurrentTime()
+}
+
 // Slave is the label value of a slave server.
 func Slave(serverID uint) string { return strconv.FormatUint(uint64(serverID), 10) }

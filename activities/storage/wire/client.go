@@ -3,6 +3,8 @@ package wire
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +46,10 @@ type Client struct {
 	URL  string // the panel's base URL, e.g. https://panel.example.com
 	Key  string // the server key
 	HTTP *http.Client
+	// Cert, without a Key, returns the agent's certificate and key, which then sign each
+	// request (CertAuthorization); it is asked at each request, so a renewal is used at
+	// once. Nil, or a nil certificate: the request goes with the Key.
+	Cert func() (*x509.Certificate, crypto.Signer)
 }
 
 // NewClient returns a client of the panel at url with a connection pool sized for boot
@@ -118,18 +124,27 @@ func (c *Client) Server(ctx context.Context) (*ServerInfo, error) {
 // do sends in as JSON (nil: no body) and decodes the answer into out (nil: ignored).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
+	var raw []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if raw, err = json.Marshal(in); err != nil {
 			return fmt.Errorf("panel %s: %w", path, err)
 		}
-		body = bytes.NewReader(b)
+		body = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.URL+Prefix+path, body)
 	if err != nil {
 		return fmt.Errorf("panel %s: %w", path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Key)
+	auth := "Bearer " + c.Key
+	if c.Key == "" && c.Cert != nil {
+		if cert, key := c.Cert(); cert != nil && key != nil {
+			if auth, err = CertAuthorization(cert, key, method, Prefix+path, raw, time.Now()); err != nil {
+				return fmt.Errorf("panel %s: %w", path, err)
+			}
+		}
+	}
+	req.Header.Set("Authorization", auth)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
