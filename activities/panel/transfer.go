@@ -113,7 +113,9 @@ func transferRow(in WatchTransferInput, prog storage.ReplicateProgress, seen []s
 	var rate int64
 	if n := len(seen); n >= 2 {
 		if dt := seen[n-1].at.Sub(seen[0].at).Seconds(); dt > 0 {
-			rate = int64(float64(seen[n-1].bytes-seen[0].bytes) / dt)
+			// A retry restarts from the last heartbeat that reached Temporal: the count
+			// may step back once.
+			rate = max(0, int64(float64(seen[n-1].bytes-seen[0].bytes)/dt))
 		}
 	}
 	msg := fmt.Sprintf("receiving %s: %s of ~%s, %s/s", in.Label, size(prog.Bytes), size(total), size(rate))

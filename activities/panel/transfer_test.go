@@ -35,4 +35,3 @@ func TestTransferRow(t *testing.T) {
 		}
 	}
 }
-
