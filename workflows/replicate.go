@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
@@ -98,7 +99,13 @@ func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error
 				break
 			}
 			more.Bytes += res.Bytes
-			more.Versions = append(res.Versions, more.Versions...)
+			// Each run lists every version up to its snapshot: keep each once.
+			for _, v := range res.Versions {
+				if !slices.Contains(more.Versions, v) {
+					more.Versions = append(more.Versions, v)
+				}
+			}
+			slices.Sort(more.Versions)
 			res = more
 		}
 	}

@@ -222,6 +222,7 @@ func TestReplication(t *testing.T) {
 		gds := fmt.Sprintf("%s/iscsi/groups/%d", mp, groupID)
 		onWire := r.SlaveProxies[0].Bytes() - base
 		t.Logf("v3 replicated back in %s: %+v (%d bytes from the new master)", time.Since(began).Round(time.Second), back, onWire)
+		r.Timeline(t, workflows.ReplicateID(oldID, workflows.ReplicateGroup, groupID))
 		for _, v := range []string{"v1", "v2", "v3"} {
 			if mg, sg := r.Prop(r.Master, gds+"@"+v, "guid"), r.Prop(slave, sgds+"@"+v, "guid"); mg != sg || mg == "" {
 				t.Errorf("%s: old master %s, new master %s", v, mg, sg)

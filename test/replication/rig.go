@@ -198,3 +198,51 @@ func (r *Rig) SendSize(t testing.TB, vm *lab.Server, args ...string) int64 {
 	t.Fatalf("zfs send -nP %v: %q", args, out)
 	return 0
 }
+
+// Timeline logs where a finished workflow run's time went: each activity's wait for a
+// worker (scheduled → started) and its run (started → closed), from the run's history.
+// It names the gaps a transfer pays before its first byte (for the benchmark's profile).
+func (r *Rig) Timeline(t testing.TB, workflowID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type act struct {
+		name                      string
+		scheduled, started, ended time.Time
+	}
+	acts := map[int64]*act{}
+	var order []int64
+	var first, last time.Time
+	it := r.TC.GetWorkflowHistory(ctx, workflowID, "", false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Logf("timeline of %s: %v", workflowID, err)
+			return
+		}
+		at := ev.GetEventTime().AsTime()
+		if first.IsZero() {
+			first = at
+		}
+		last = at
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			acts[ev.GetEventId()] = &act{name: a.GetActivityType().GetName(), scheduled: at}
+			order = append(order, ev.GetEventId())
+		} else if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].started = at
+		} else if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].ended = at
+		} else if a := ev.GetActivityTaskFailedEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].ended = at
+		} else if a := ev.GetActivityTaskCanceledEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].ended = at
+		}
+	}
+	var b strings.Builder
+	for _, id := range order {
+		a := acts[id]
+		fmt.Fprintf(&b, "\n  +%6.2fs %-24s waited %6.2fs ran %6.2fs", a.scheduled.Sub(first).Seconds(), a.name,
+			a.started.Sub(a.scheduled).Seconds(), a.ended.Sub(a.started).Seconds())
+	}
+	t.Logf("timeline of %s (%.2fs from start to end):%s", workflowID, last.Sub(first).Seconds(), b.String())
+}
