@@ -27,18 +27,23 @@ var finishedStates = []string{OpSucceeded, OpFailed, OpCancelled}
 
 // Operation links an object to the workflow that does its long work, with live progress.
 type Operation struct {
-	ID         uint       `gorm:"primaryKey" json:"id"`
-	NetworkID  *uint      `gorm:"index" json:"network_id"`
-	Kind       string     `gorm:"size:40;not null" json:"kind"`
-	ObjectType string     `gorm:"size:40;not null" json:"object_type"`
-	ObjectID   uint       `gorm:"not null" json:"object_id"`
-	WorkflowID string     `gorm:"size:200;not null;default:'';index" json:"workflow_id"`
-	RunID      string     `gorm:"size:100;not null;default:''" json:"run_id"`
-	State      string     `gorm:"size:20;not null;default:'queued'" json:"state"`
-	Step       string     `gorm:"size:200;not null;default:''" json:"step"`
-	Percent    int        `gorm:"not null;default:0" json:"percent"`
-	Message    string     `gorm:"size:1000;not null;default:''" json:"message"`
-	Error      string     `gorm:"size:1000;not null;default:''" json:"error"`
+	ID         uint   `gorm:"primaryKey" json:"id"`
+	NetworkID  *uint  `gorm:"index" json:"network_id"`
+	Kind       string `gorm:"size:40;not null" json:"kind"`
+	ObjectType string `gorm:"size:40;not null" json:"object_type"`
+	ObjectID   uint   `gorm:"not null" json:"object_id"`
+	WorkflowID string `gorm:"size:200;not null;default:'';index" json:"workflow_id"`
+	RunID      string `gorm:"size:100;not null;default:''" json:"run_id"`
+	State      string `gorm:"size:20;not null;default:'queued'" json:"state"`
+	Step       string `gorm:"size:200;not null;default:''" json:"step"`
+	Percent    int    `gorm:"not null;default:0" json:"percent"`
+	Message    string `gorm:"size:1000;not null;default:''" json:"message"`
+	Error      string `gorm:"size:1000;not null;default:''" json:"error"`
+	// A transfer's progress (replication): bytes received so far, the whole stream's
+	// estimate and the recent rate in bytes per second; 0 for other kinds.
+	Bytes      int64      `gorm:"not null;default:0" json:"bytes"`
+	BytesTotal int64      `gorm:"not null;default:0" json:"bytes_total"`
+	Rate       int64      `gorm:"not null;default:0" json:"rate"`
 	Input      string     `gorm:"type:text;not null;default:''" json:"-"`
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`

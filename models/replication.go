@@ -687,3 +687,48 @@ func RecordVerified(ctx context.Context, db *gorm.DB, serverID uint, kind string
 	}
 	return nil
 }
+
+// transferProgressMigration adds a transfer's bytes, estimate and rate to operations.
+func transferProgressMigration() *gormigrate.Migration {
+	return addColumnsMigration("202611300301_operation_transfer", &operationTransfer{}, "Bytes", "BytesTotal", "Rate")
+}
+
+// operationTransfer is the operations table's new columns as migration 202611300301 makes
+// them (frozen).
+type operationTransfer struct {
+	Bytes      int64 `gorm:"not null;default:0"`
+	BytesTotal int64 `gorm:"not null;default:0"`
+	Rate       int64 `gorm:"not null;default:0"`
+}
+
+func (operationTransfer) TableName() string { return "operations" }
+
+// TransferProgress is a running transfer's progress on its operation (the replication's
+// watcher reads it from the transfer's heartbeats).
+type TransferProgress struct {
+	WorkflowProgress
+	Bytes      int64 // received so far
+	BytesTotal int64 // the estimate of everything
+	Rate       int64 // bytes per second, lately
+}
+
+// RecordTransferProgress writes a transfer's bytes, percent and rate on its running
+// operation. It never moves the percent back: a watcher's late write (the workflow went
+// on to its next step, at a higher percent) leaves the row as it is. Safe to repeat.
+func RecordTransferProgress(ctx context.Context, db *gorm.DB, p TransferProgress) error {
+	pct := min(max(p.Percent, 0), 99)
+	return opRows(db.WithContext(ctx), p.OperationID, p.WorkflowID, p.RunID).Where("percent <= ?", pct).Updates(map[string]any{
+		"state": OpRunning, "step": trunc(p.Step, 200), "percent": pct, "message": trunc(p.Message, 1000),
+		"bytes": p.Bytes, "bytes_total": p.BytesTotal, "rate": p.Rate,
+	}).Error
+}
+
+// PeersOf lists the other servers of server serverID's network, with their pools (after a
+// promote: the slaves, the old master among them).
+func PeersOf(ctx context.Context, db *gorm.DB, serverID uint) ([]Server, error) {
+	db = db.WithContext(ctx)
+	var peers []Server
+	err := db.Where("id <> ? AND network_id IN (?)", serverID, db.Model(&Server{}).Select("network_id").Where("id = ?", serverID)).
+		Order("id").Find(&peers).Error
+	return peers, err
+}

@@ -85,3 +85,43 @@ func TestPlanReplication(t *testing.T) {
 }
 
 func itoa(n uint) string { return strconv.FormatUint(uint64(n), 10) }
+
+// TestRecordTransferProgress: a transfer's bytes, percent and rate land on its running
+// operation, never moving its percent back (a watcher's late write after the workflow's
+// next step), and never on a finished one.
+func TestRecordTransferProgress(t *testing.T) {
+	ctx := context.Background()
+	s, _, _, g := opsStore(t)
+	op := Operation{NetworkID: &g.NetworkID, Kind: OpReplicateGroup, ObjectType: "group", ObjectID: g.ID, State: OpRunning, Step: "transfer", Percent: 50}
+	if err := s.DB.Create(&op).Error; err != nil {
+		t.Fatal(err)
+	}
+	p := TransferProgress{WorkflowProgress: WorkflowProgress{OperationID: op.ID, Step: "transfer", Percent: 60, Message: "receiving"},
+		Bytes: 3 << 20, BytesTotal: 10 << 20, Rate: 1 << 20}
+	if err := RecordTransferProgress(ctx, s.DB, p); err != nil {
+		t.Fatal(err)
+	}
+	var got Operation
+	s.DB.Take(&got, op.ID)
+	if got.Percent != 60 || got.Bytes != 3<<20 || got.BytesTotal != 10<<20 || got.Rate != 1<<20 || got.Message != "receiving" {
+		t.Errorf("after a write: %+v", got)
+	}
+	// The workflow went on (verified, 95 %): a late watcher write changes nothing.
+	s.DB.Model(&Operation{}).Where("id = ?", op.ID).Updates(map[string]any{"percent": 95, "message": "verified"})
+	p.Percent, p.Bytes = 94, 9<<20
+	if err := RecordTransferProgress(ctx, s.DB, p); err != nil {
+		t.Fatal(err)
+	}
+	s.DB.Take(&got, op.ID)
+	if got.Percent != 95 || got.Message != "verified" || got.Bytes != 3<<20 {
+		t.Errorf("a late write moved the row: %+v", got)
+	}
+	s.DB.Model(&Operation{}).Where("id = ?", op.ID).Updates(map[string]any{"state": OpSucceeded, "percent": 100})
+	p.Percent = 99
+	if err := RecordTransferProgress(ctx, s.DB, p); err != nil {
+		t.Fatal(err)
+	}
+	if s.DB.Take(&got, op.ID); got.State != OpSucceeded || got.Percent != 100 {
+		t.Errorf("a finished operation changed: %+v", got)
+	}
+}

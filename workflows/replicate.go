@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
@@ -51,6 +52,8 @@ const (
 	replicateRun       = 24 * time.Hour
 	replicateHeartbeat = 30 * time.Second
 	replicateStall     = 60 // seconds
+	// watchHeartbeat bounds the progress watcher's silence (it beats every 2 s).
+	watchHeartbeat = 20 * time.Second
 )
 
 // replicateCtx runs a transfer on the slave: retried without end (from its resume token)
@@ -96,7 +99,13 @@ func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error
 				break
 			}
 			more.Bytes += res.Bytes
-			more.Versions = append(res.Versions, more.Versions...)
+			// Each run lists every version up to its snapshot: keep each once.
+			for _, v := range res.Versions {
+				if !slices.Contains(more.Versions, v) {
+					more.Versions = append(more.Versions, v)
+				}
+			}
+			slices.Sort(more.Versions)
 			res = more
 		}
 	}
@@ -148,11 +157,21 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 			return nil, err
 		}
 		var r storage.ReplicateResult
-		if err := workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, storage.ReplicateInput{
+		stop := watchTransfer(ctx, t, fmt.Sprintf("%s@%s from server %d", d.Dataset, snap, plan.MasterID), pct, 5+90*(i+1)/len(plan.Datasets))
+		err := workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, storage.ReplicateInput{
 			MasterAddr: plan.MasterAddr, Master: master, Pool: plan.SlavePool, Dataset: d.Dataset, Snapshot: snap,
 			GUID: guid, Origin: d.Origin, BytesPerSecond: plan.BytesPerSecond, StallSeconds: replicateStall,
-		}).Get(ctx, &r); err != nil {
+		}).Get(ctx, &r)
+		stop()
+		if err != nil {
 			return nil, err
+		}
+		if d.Kind == ReplicateVolume && workflow.GetVersion(ctx, VersionReplicateVolumeCopy, workflow.DefaultVersion, 1) == 1 {
+			// The slave ended with the master's guid: its copy of the volume is verified.
+			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordVerified, panel.RecordVerifiedInput{ServerID: in.SlaveID,
+				Kind: ReplicateVolume, ObjectID: d.ObjectID, Both: []models.SnapshotGUID{{Name: r.Snapshot, GUID: r.GUID}}}).Get(ctx, nil); err != nil {
+				return nil, err
+			}
 		}
 		res.Bytes += r.Bytes
 		res.Snapshot, res.GUID = r.Snapshot, r.GUID
@@ -192,4 +211,24 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 		}
 	}
 	return res, nil
+}
+
+// watchTransfer starts, when the run has an operation, the panel's watcher that copies
+// the transfer's heartbeats onto it between percents from and to; the returned stop
+// cancels it without waiting for its end: the watcher never moves the percent back, so
+// a late write cannot undo the next step.
+func watchTransfer(ctx workflow.Context, t *tracker, label string, from, to int) (stop func()) {
+	if t.opID == 0 || workflow.GetVersion(ctx, VersionReplicateProgress, workflow.DefaultVersion, 1) != 1 {
+		return func() {}
+	}
+	wctx, cancel := workflow.WithCancel(ctx)
+	wctx = workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
+		TaskQueue:           PanelQueue,
+		StartToCloseTimeout: replicateRun,
+		HeartbeatTimeout:    watchHeartbeat,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+	})
+	workflow.ExecuteActivity(wctx, pa.WatchTransfer, panel.WatchTransferInput{OperationID: t.opID, WorkflowID: t.wid, RunID: t.rid,
+		Activity: "Replicate", Label: label, From: from, To: to})
+	return cancel
 }

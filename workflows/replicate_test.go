@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
@@ -30,6 +31,13 @@ type replCalls struct {
 	transfers []storage.ReplicateInput
 	copies    []panel.RecordVersionCopyInput
 	listed    []storage.SnapshotsInput
+	verified  []panel.RecordVerifiedInput
+	watched   []panel.WatchTransferInput
+	// cancelled counts the watchers that saw their cancel.
+	cancelled int
+	// watching, when set, makes each transfer wait for its watcher to start (the test
+	// environment would otherwise cancel a watcher that never ran).
+	watching chan string
 }
 
 func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zfs.Snap, transfer func(storage.ReplicateInput) (*storage.ReplicateResult, error)) *replCalls {
@@ -46,12 +54,34 @@ func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zf
 	s.env.OnActivity(sa.Replicate, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ReplicateInput) (*storage.ReplicateResult, error) {
 			c.transfers = append(c.transfers, in)
+			if c.watching != nil {
+				select {
+				case <-c.watching:
+				case <-time.After(10 * time.Second):
+					return nil, temporal.NewNonRetryableApplicationError("no watcher started", "Test", nil)
+				}
+			}
 			return transfer(in)
 		})
 	s.env.OnActivity(pa.RecordVersionCopy, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.RecordVersionCopyInput) (*panel.RecordVersionCopyResult, error) {
 			c.copies = append(c.copies, in)
 			return &panel.RecordVersionCopyResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+			c.verified = append(c.verified, in)
+			return &panel.RecordVerifiedResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(pa.WatchTransfer, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in panel.WatchTransferInput) (*panel.WatchTransferResult, error) {
+			c.watched = append(c.watched, in)
+			if c.watching != nil {
+				c.watching <- in.Label
+			}
+			<-ctx.Done()
+			c.cancelled++
+			return nil, ctx.Err()
 		}).Maybe()
 	return c
 }
@@ -62,6 +92,7 @@ func TestReplicateGroupOriginFirstThenVersions(t *testing.T) {
 		func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
 			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Bytes: 1000}, nil
 		})
+	c.watching = make(chan string, 1)
 	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateGroup, ObjectID: 7, OperationID: 9})
 	if err := s.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -90,6 +121,34 @@ func TestReplicateGroupOriginFirstThenVersions(t *testing.T) {
 	}
 	if len(s.steps) < 3 {
 		t.Errorf("progress steps %+v", s.steps)
+	}
+	// The volume's snapshot, verified by guid, is the slave's copy of the volume.
+	if len(c.verified) != 1 || c.verified[0].ServerID != 2 || c.verified[0].Kind != ReplicateVolume || c.verified[0].ObjectID != 5 ||
+		len(c.verified[0].Both) != 1 || c.verified[0].Both[0] != (models.SnapshotGUID{Name: "group-7", GUID: "o7"}) {
+		t.Errorf("verified %+v", c.verified)
+	}
+	// Each transfer had a watcher copying its heartbeats to operation 9 between its
+	// percents, cancelled once the transfer ended.
+	if len(c.watched) != 2 || c.watched[0].OperationID != 9 || c.watched[0].Activity != "Replicate" ||
+		c.watched[0].From != 5 || c.watched[0].To != 50 || c.watched[1].From != 50 || c.watched[1].To != 95 ||
+		c.watched[1].Label != "iscsi/groups/7@v2 from server 1" {
+		t.Errorf("watchers %+v", c.watched)
+	}
+}
+
+func TestReplicateWithoutOperationHasNoWatcher(t *testing.T) {
+	s := newSuite(t)
+	c := s.onReplication(groupPlan(), []zfs.Snap{{Name: "v1", GUID: "g1"}, {Name: "v2", GUID: "g2"}},
+		func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}, nil
+		})
+	s.noOperation = true
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateGroup, ObjectID: 7})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.watched) != 0 || len(c.transfers) != 2 {
+		t.Errorf("watchers %+v, transfers %d", c.watched, len(c.transfers))
 	}
 }
 

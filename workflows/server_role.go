@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"github.com/clusterducks/clusterducks/activities/panel"
+	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
 )
@@ -32,9 +33,25 @@ func ServerPromote(ctx workflow.Context, in ServerPromoteInput) (*ServerPromoteR
 	if err := t.step("switch", 20, "making server %d the master of network %d", in.ServerID, in.NetworkID); err != nil {
 		return nil, err
 	}
-	err = workflow.ExecuteActivity(panelCtx(ctx), pa.SwitchMaster, panel.SwitchMasterInput{ServerID: in.ServerID}).Get(ctx, nil)
+	var sw panel.SwitchMasterResult
+	err = workflow.ExecuteActivity(panelCtx(ctx), pa.SwitchMaster, panel.SwitchMasterInput{ServerID: in.ServerID}).Get(ctx, &sw)
 	if err != nil {
 		return nil, t.fail(models.Outcome{}, err)
+	}
+	if workflow.GetVersion(ctx, VersionPromoteReleaseHolds, workflow.DefaultVersion, 1) == 1 {
+		// The old master kept holds for this server as its slave: nobody acknowledges
+		// them now, and they would pin those snapshots for ever. A server that does not
+		// answer within a few minutes keeps them (the promote is done all the same).
+		fs := make([]workflow.Future, 0, len(sw.Slaves))
+		for _, s := range sw.Slaves {
+			fs = append(fs, workflow.ExecuteActivity(snapshotsCtx(ctx, s.ID), sa.ReleaseReplicationHolds,
+				storage.ReleaseReplicationHoldsInput{Pool: s.Pool, SlaveID: in.ServerID}))
+		}
+		for i, f := range fs {
+			if err := f.Get(ctx, nil); err != nil {
+				workflow.GetLogger(ctx).Warn("holds for the new master not released", "server", sw.Slaves[i].ID, "error", err)
+			}
+		}
 	}
 	if err := t.step("catch-up", 80, "server %d is the master: queueing what its slaves lack", in.ServerID); err != nil {
 		return nil, err

@@ -28,6 +28,33 @@ func TestServerPromote(t *testing.T) {
 			t.Errorf("queued = %+v", s.queued)
 		}
 	})
+	t.Run("releases the holds kept for the new master", func(t *testing.T) {
+		s := newSuite(t)
+		s.env.OnActivity(pa.SwitchMaster, mock.Anything, panel.SwitchMasterInput{ServerID: 2}).Return(
+			&panel.SwitchMasterResult{Slaves: []panel.Slave{{ID: 1, Pool: "tank"}, {ID: 5, Pool: "sat5"}}}, nil).Once()
+		var released []storage.ReleaseReplicationHoldsInput
+		s.env.OnActivity(sa.ReleaseReplicationHolds, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, in storage.ReleaseReplicationHoldsInput) (*storage.ReleaseReplicationHoldsResult, error) {
+				released = append(released, in)
+				if in.Pool == "sat5" {
+					return nil, temporal.NewNonRetryableApplicationError("agent away", "Unreachable", nil)
+				}
+				return &storage.ReleaseReplicationHoldsResult{Released: []string{"tank/iscsi/groups/1@v2"}}, nil
+			})
+		s.env.ExecuteWorkflow(ServerPromote, ServerPromoteInput{OperationID: 4, NetworkID: 3, ServerID: 2})
+		if err := s.env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(released, func(a, b storage.ReleaseReplicationHoldsInput) int { return strings.Compare(a.Pool, b.Pool) })
+		want := []storage.ReleaseReplicationHoldsInput{{Pool: "sat5", SlaveID: 2}, {Pool: "tank", SlaveID: 2}}
+		// An agent that does not answer leaves its holds; the promote succeeds all the same.
+		if !slices.Equal(released, want) {
+			t.Errorf("released %+v, want %+v", released, want)
+		}
+		if o := s.outcome(t); o.Failed || len(s.queued) != 1 {
+			t.Errorf("outcome = %+v, queued %+v", o, s.queued)
+		}
+	})
 	t.Run("refused", func(t *testing.T) {
 		s := newSuite(t)
 		msg := `server "b" cannot become the master: it does not hold a verified copy of group 1 ("win") v3`

@@ -32,3 +32,16 @@ const VersionDeleteSlaves = "delete-on-slaves"
 // VersionReplicateCatchUp: a group's replication, before it ends, catches up with the
 // newest version the master holds (a publish that joined the running run).
 const VersionReplicateCatchUp = "replicate-catch-up"
+
+// VersionReplicateProgress: while a transfer runs, a panel activity copies its heartbeats
+// (bytes, percent, rate) onto the operation.
+const VersionReplicateProgress = "replicate-progress"
+
+// VersionReplicateVolumeCopy: a volume's snapshot received and verified by guid is
+// recorded as the slave's copy of the volume (a promote needs it) without waiting for
+// the reconcile.
+const VersionReplicateVolumeCopy = "replicate-volume-copy"
+
+// VersionPromoteReleaseHolds: after the switch, every other server drops the holds it
+// kept for the new master as its slave (they would pin those snapshots for ever).
+const VersionPromoteReleaseHolds = "promote-release-holds"

@@ -40,8 +40,10 @@ type SwitchMasterInput struct {
 	ServerID uint
 }
 
-// SwitchMasterResult is empty.
-type SwitchMasterResult struct{}
+// SwitchMasterResult lists the network's other servers (now its slaves).
+type SwitchMasterResult struct {
+	Slaves []Slave
+}
 
 // TypePromoteRefused: the server lacks a verified copy of something its network uses.
 const TypePromoteRefused = "PromoteRefused"
@@ -58,7 +60,15 @@ func (a *Activities) SwitchMaster(ctx context.Context, in SwitchMasterInput) (*S
 	if err != nil {
 		return nil, err
 	}
-	return &SwitchMasterResult{}, nil
+	peers, err := models.PeersOf(ctx, a.DB, in.ServerID)
+	if err != nil {
+		return nil, err
+	}
+	res := &SwitchMasterResult{Slaves: []Slave{}}
+	for _, p := range peers {
+		res.Slaves = append(res.Slaves, Slave{ID: p.ID, Pool: p.Pool})
+	}
+	return res, nil
 }
 
 // ReplicaTargetsInput is empty: the reconcile looks at every network.

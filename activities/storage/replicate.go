@@ -328,14 +328,26 @@ func moveHold(ctx context.Context, z ReplicationZFS, dataset, guid, tag string) 
 	if i < 0 {
 		return fmt.Errorf("%s has no snapshot of guid %s: %w", dataset, guid, activities.ErrDatasetNotFound)
 	}
-	if err := z.Hold(ctx, dataset+"@"+snaps[i].Name, tag); err != nil {
+	keep := dataset + "@" + snaps[i].Name
+	if err := z.Hold(ctx, keep, tag); err != nil {
 		return err
 	}
-	for j, sn := range snaps {
-		if j != i {
-			if err := z.Release(ctx, dataset+"@"+sn.Name, tag); err != nil {
-				return err
-			}
+	// Only the snapshots that carry the tag are released: one zfs call per snapshot of a
+	// group with many versions would cost seconds per acknowledgement.
+	held, err := z.Holds(ctx, dataset)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(held))
+	for name, tags := range held {
+		if name != keep && strings.HasPrefix(name, dataset+"@") && slices.Contains(tags, tag) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := z.Release(ctx, name, tag); err != nil {
+			return err
 		}
 	}
 	return nil

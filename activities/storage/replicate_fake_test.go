@@ -178,7 +178,7 @@ func (f *fakeZFS) Holds(_ context.Context, root string) (map[string][]string, er
 	defer f.mu.Unlock()
 	out := map[string][]string{}
 	for s, tags := range f.holds {
-		if strings.HasPrefix(s, root+"/") {
+		if strings.HasPrefix(s, root+"/") || strings.HasPrefix(s, root+"@") {
 			out[s] = slices.Clone(tags)
 		}
 	}

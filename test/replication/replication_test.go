@@ -3,6 +3,7 @@ package replication
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/clusterducks/clusterducks/test/lab"
 	storagetest "github.com/clusterducks/clusterducks/test/storage"
 	"github.com/clusterducks/clusterducks/workflows"
+	"gorm.io/gorm"
 )
 
 func TestMain(m *testing.M) { harness.MainPostgresTemporal(m) }
@@ -29,11 +31,12 @@ func TestReplication(t *testing.T) {
 		t.Fatalf("master row %+v %v: want the master role and the advertised replication address", srv, err)
 	}
 	mp, sp := r.Master.Pool, slave.Pool
+	var volumeID, groupID uint // the guide's
 
 	t.Run("guide", func(t *testing.T) {
 		e.T = t
 		// "The OS": 48 MiB that does not compress, then a group and two versions.
-		volumeID, groupID := r.Volume("base", 48)
+		volumeID, groupID = r.Volume("base", 48)
 		gds := fmt.Sprintf("%s/iscsi/groups/%d", mp, groupID)
 		for n := 1; n <= 2; n++ {
 			r.Fill(gds, 100+8*n, 4)
@@ -99,9 +102,17 @@ func TestReplication(t *testing.T) {
 		if err := e.DB.Model(&models.Server{}).Where("id = ?", r.SlaveIDs[0]).Update("bandwidth_limit", 4<<20).Error; err != nil {
 			t.Fatal(err)
 		}
+		// The transfer's operation, as a trigger records one: its row shows the progress.
+		op := models.Operation{NetworkID: &r.NetworkID, Kind: models.OpReplicateVolume, ObjectType: "volume", ObjectID: vid,
+			State: models.OpQueued, Step: "queued", Input: fmt.Sprintf(`{"server_id":%d}`, r.SlaveIDs[0])}
+		if err := e.DB.Create(&op).Error; err != nil {
+			t.Fatal(err)
+		}
 		base := r.Proxy.Bytes()
 		began := time.Now()
-		wait := r.Replicate(t, 0, workflows.ReplicateVolume, vid, snap)
+		wait := r.ReplicateTo(t, workflows.ReplicateInput{SlaveID: r.SlaveIDs[0], Kind: workflows.ReplicateVolume, ObjectID: vid,
+			Snapshot: snap, OperationID: op.ID})
+		rows := watchOperation(e.DB, op.ID)
 		at := func(frac float64) {
 			t.Helper()
 			deadline := time.Now().Add(10 * time.Minute)
@@ -125,10 +136,29 @@ func TestReplication(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		r.StartMaster()
 		res, err := wait()
+		seen := rows()
 		if err != nil {
 			t.Fatalf("replicate after the cuts: %v", err)
 		}
 		onWire := r.Proxy.Bytes() - base
+		// While it ran, the operation carried the bytes, a percent that moved and a rate.
+		var moving []int
+		var rate int64
+		for _, o := range seen {
+			if o.State == models.OpRunning && o.Step == "transfer" && o.Bytes > 0 && o.BytesTotal > 0 {
+				if len(moving) == 0 || o.Percent != moving[len(moving)-1] {
+					moving = append(moving, o.Percent)
+				}
+				rate = max(rate, o.Rate)
+			}
+		}
+		t.Logf("the operation's transfer percents while it ran: %v; highest rate %d B/s", moving, rate)
+		if len(moving) < 3 || !slices.IsSorted(moving) || rate <= 0 || rate > 8<<20 {
+			t.Errorf("operation %d: transfer percents %v, rate %d B/s: want a percent that moves forward and a rate under the limit's burst", op.ID, moving, rate)
+		}
+		if got := e.WaitOK(op.ID); got.Bytes < size*9/10 {
+			t.Errorf("operation %d ended with %d bytes received of a %d byte stream", op.ID, got.Bytes, size)
+		}
 		t.Logf("volume of %d stream bytes replicated in %s through 3 cuts: %d bytes on the wire (%.3f×), result %+v",
 			size, time.Since(began).Round(time.Second), onWire, float64(onWire)/float64(size), res)
 		sds := fmt.Sprintf("%s/iscsi/volumes/%d", sp, vid)
@@ -145,4 +175,98 @@ func TestReplication(t *testing.T) {
 			t.Errorf("the master resumed %d streams, want one after each cut:\n%s", strings.Count(log, "resumed=true"), log)
 		}
 	})
+	if t.Failed() {
+		return
+	}
+
+	// The slave becomes the master: it holds a verified copy of everything, the switch
+	// touches no dataset, the old master's holds for it go, and a version published on the
+	// new master replicates back to the old one (now its slave), incrementally by guid.
+	t.Run("promote", func(t *testing.T) {
+		e.T = t
+		newID, oldID := r.SlaveIDs[0], r.MasterID
+		res := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/servers/%d/promote.json", newID), nil)
+		e.WaitOK(storagetest.OpID(res))
+		var n models.Network
+		var roles []models.Server
+		e.DB.Take(&n, r.NetworkID)
+		e.DB.Where("network_id = ?", r.NetworkID).Order("id").Find(&roles)
+		if n.MasterServerID == nil || *n.MasterServerID != newID || len(roles) != 2 || roles[0].Role != models.ServerSlave || roles[1].Role != models.ServerMaster {
+			t.Fatalf("after the promote: network master %v, servers %+v", n.MasterServerID, roles)
+		}
+		tag := fmt.Sprintf("clusterducks-slave-%d", newID)
+		if holds := e.GuestOn(r.Master, "sh", "-c", "zfs list -H -r -t snapshot -o name "+mp+"/iscsi | xargs -r zfs holds -H"); strings.Contains(holds, tag) {
+			t.Errorf("the old master still holds snapshots for the new master:\n%s", holds)
+		}
+
+		// v3 on the new master: 4 MiB more in its group, published there.
+		sgds := fmt.Sprintf("%s/iscsi/groups/%d", sp, groupID)
+		r.FillOn(slave, sgds, 140, 4)
+		pub := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", groupID), map[string]any{"note": "v3"})
+		e.WaitOK(storagetest.OpID(pub))
+		var v3 models.GroupVersion
+		if err := e.DB.Where("group_id = ? AND number = 3", groupID).Take(&v3).Error; err != nil || v3.State != models.StateReady {
+			t.Fatalf("v3 %+v %v", v3, err)
+		}
+		if g := r.Prop(slave, sgds+"@v3", "guid"); g != v3.GUID {
+			t.Fatalf("v3's guid: panel %s, new master %s", v3.GUID, g)
+		}
+		// The publish queued v3 to the old master (its catch-up after the promote may still
+		// run: this joins it, or finds v3 there).
+		base := r.SlaveProxies[0].Bytes()
+		began := time.Now()
+		back, err := r.ReplicateTo(t, workflows.ReplicateInput{SlaveID: oldID, Kind: workflows.ReplicateGroup, ObjectID: groupID, Snapshot: "v3"})()
+		if err != nil {
+			t.Fatalf("v3 back to the old master: %v", err)
+		}
+		gds := fmt.Sprintf("%s/iscsi/groups/%d", mp, groupID)
+		onWire := r.SlaveProxies[0].Bytes() - base
+		t.Logf("v3 replicated back in %s: %+v (%d bytes from the new master)", time.Since(began).Round(time.Second), back, onWire)
+		r.Timeline(t, workflows.ReplicateID(oldID, workflows.ReplicateGroup, groupID))
+		for _, v := range []string{"v1", "v2", "v3"} {
+			if mg, sg := r.Prop(r.Master, gds+"@"+v, "guid"), r.Prop(slave, sgds+"@"+v, "guid"); mg != sg || mg == "" {
+				t.Errorf("%s: old master %s, new master %s", v, mg, sg)
+			}
+		}
+		// Incremental from v2: the 4 MiB, not the group or its volume again.
+		if onWire > 12<<20 {
+			t.Errorf("%d bytes came back for a 4 MiB version: not incremental", onWire)
+		}
+		var vc models.VersionCopy
+		if err := e.DB.Where("version_id = ? AND server_id = ?", v3.ID, oldID).Take(&vc).Error; err != nil || vc.GUID != v3.GUID {
+			t.Errorf("old master's copy of v3: %+v %v", vc, err)
+		}
+		// The new master keeps the old one's base: v3 of the group.
+		if holds := e.GuestOn(slave, "zfs", "holds", "-H", sgds+"@v3"); !strings.Contains(holds, fmt.Sprintf("clusterducks-slave-%d", oldID)) {
+			t.Errorf("new master's holds on v3:\n%s", holds)
+		}
+	})
+}
+
+// watchOperation reads an operation's row twice a second until the returned stop, which
+// gives every row read.
+func watchOperation(db *gorm.DB, id uint) (stop func() []models.Operation) {
+	done := make(chan struct{})
+	out := make(chan []models.Operation, 1)
+	go func() {
+		var rows []models.Operation
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var o models.Operation
+			if db.Take(&o, id).Error == nil {
+				rows = append(rows, o)
+			}
+			select {
+			case <-done:
+				out <- rows
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []models.Operation {
+		close(done)
+		return <-out
+	}
 }

@@ -37,7 +37,10 @@ type Rig struct {
 	MasterID  uint
 	SlaveIDs  []uint
 	Proxy     *Proxy
-	TC        client.Client
+	// SlaveProxies lead to each slave's replication port: the way back once a slave is
+	// promoted (every agent serves replication; the panel tells slaves whom to dial).
+	SlaveProxies []*Proxy
+	TC           client.Client
 
 	masterKey string
 	slaveKeys []string
@@ -56,6 +59,9 @@ func StartRig(t testing.TB, slaves int) *Rig {
 	r := &Rig{E: e, Master: e.VMs[0], Slaves: e.VMs[1:]}
 	t.Logf("setup (VMs booted in %s) in %s", r.Master.BootTime.Round(time.Second), time.Since(start).Round(time.Second))
 	r.Proxy = StartProxy(t, r.Master.Addr(lab.PortReplication))
+	for _, vm := range r.Slaves {
+		r.SlaveProxies = append(r.SlaveProxies, StartProxy(t, vm.Addr(lab.PortReplication)))
+	}
 	r.TC = harness.TemporalClient(t)
 
 	c := e.Must(http.StatusCreated, "POST", "/clients.json", map[string]any{"Name": "Replication"})
@@ -94,14 +100,24 @@ func (r *Rig) StartMaster() {
 	r.E.StartAgentOn(r.Master, 1, r.masterKey, "--replication-advertise", fmt.Sprintf("%s:%d", lab.GuestHostIP, r.Proxy.Port))
 }
 
-// StartSlave starts slave i's agent.
-func (r *Rig) StartSlave(i int) { r.E.StartAgentOn(r.Slaves[i], 1, r.slaveKeys[i]) }
+// StartSlave starts slave i's agent, advertising its proxy as its replication address.
+func (r *Rig) StartSlave(i int) {
+	r.E.StartAgentOn(r.Slaves[i], 1, r.slaveKeys[i], "--replication-advertise", fmt.Sprintf("%s:%d", lab.GuestHostIP, r.SlaveProxies[i].Port))
+}
 
 // Replicate starts the Replicate workflow bringing (kind, id) up to snapshot to slave i;
 // wait waits for its end.
 func (r *Rig) Replicate(t testing.TB, i int, kind string, objectID uint, snapshot string) (wait func() (*workflows.ReplicateResult, error)) {
 	t.Helper()
-	in := workflows.ReplicateInput{NetworkID: r.NetworkID, SlaveID: r.SlaveIDs[i], Kind: kind, ObjectID: objectID, Snapshot: snapshot}
+	return r.ReplicateTo(t, workflows.ReplicateInput{SlaveID: r.SlaveIDs[i], Kind: kind, ObjectID: objectID, Snapshot: snapshot})
+}
+
+// ReplicateTo starts (or joins) the Replicate workflow of in (its network is the rig's)
+// and returns the wait for its end.
+func (r *Rig) ReplicateTo(t testing.TB, in workflows.ReplicateInput) (wait func() (*workflows.ReplicateResult, error)) {
+	t.Helper()
+	in.NetworkID = r.NetworkID
+	kind, objectID := in.Kind, in.ObjectID
 	run, err := r.TC.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: workflows.ReplicateID(in.SlaveID, kind, objectID), TaskQueue: workflows.PanelQueue}, workflows.Replicate, in)
 	if err != nil {
@@ -135,11 +151,14 @@ func (r *Rig) Volume(name string, mib int) (volumeID, groupID uint) {
 // Fill writes mib MiB of random data (which does not compress) into a zvol of the
 // master at offset seekMiB. The data is made on the host and read through the share:
 // /dev/urandom under TCG is far slower.
-func (r *Rig) Fill(zvol string, seekMiB, mib int) {
+func (r *Rig) Fill(zvol string, seekMiB, mib int) { r.FillOn(r.Master, zvol, seekMiB, mib) }
+
+// FillOn is Fill on any of the rig's VMs.
+func (r *Rig) FillOn(vm *lab.Server, zvol string, seekMiB, mib int) {
 	t := r.E.T
 	t.Helper()
 	name := "random-" + strconv.Itoa(mib) + ".bin"
-	f, err := os.Create(filepath.Join(r.Master.Share, name))
+	f, err := os.Create(filepath.Join(vm.Share, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +171,7 @@ func (r *Rig) Fill(zvol string, seekMiB, mib int) {
 	defer os.Remove(f.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	if _, err := r.Master.Exec(ctx, "dd", "if=/mnt/host/"+name, "of=/dev/zvol/"+zvol, "bs=1M",
+	if _, err := vm.Exec(ctx, "dd", "if=/mnt/host/"+name, "of=/dev/zvol/"+zvol, "bs=1M",
 		"seek="+strconv.Itoa(seekMiB), "conv=notrunc,fsync", "status=none"); err != nil {
 		t.Fatalf("fill %s: %v", zvol, err)
 	}
@@ -178,4 +197,52 @@ func (r *Rig) SendSize(t testing.TB, vm *lab.Server, args ...string) int64 {
 	}
 	t.Fatalf("zfs send -nP %v: %q", args, out)
 	return 0
+}
+
+// Timeline logs where a finished workflow run's time went: each activity's wait for a
+// worker (scheduled → started) and its run (started → closed), from the run's history.
+// It names the gaps a transfer pays before its first byte (for the benchmark's profile).
+func (r *Rig) Timeline(t testing.TB, workflowID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type act struct {
+		name                      string
+		scheduled, started, ended time.Time
+	}
+	acts := map[int64]*act{}
+	var order []int64
+	var first, last time.Time
+	it := r.TC.GetWorkflowHistory(ctx, workflowID, "", false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Logf("timeline of %s: %v", workflowID, err)
+			return
+		}
+		at := ev.GetEventTime().AsTime()
+		if first.IsZero() {
+			first = at
+		}
+		last = at
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			acts[ev.GetEventId()] = &act{name: a.GetActivityType().GetName(), scheduled: at}
+			order = append(order, ev.GetEventId())
+		} else if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].started = at
+		} else if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].ended = at
+		} else if a := ev.GetActivityTaskFailedEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].ended = at
+		} else if a := ev.GetActivityTaskCanceledEventAttributes(); a != nil && acts[a.GetScheduledEventId()] != nil {
+			acts[a.GetScheduledEventId()].ended = at
+		}
+	}
+	var b strings.Builder
+	for _, id := range order {
+		a := acts[id]
+		fmt.Fprintf(&b, "\n  +%6.2fs %-24s waited %6.2fs ran %6.2fs", a.scheduled.Sub(first).Seconds(), a.name,
+			a.started.Sub(a.scheduled).Seconds(), a.ended.Sub(a.started).Seconds())
+	}
+	t.Logf("timeline of %s (%.2fs from start to end):%s", workflowID, last.Sub(first).Seconds(), b.String())
 }

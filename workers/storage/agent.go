@@ -141,7 +141,9 @@ func Serve(ctx context.Context, cfg Config) error {
 			defer stopRepl()
 		}
 	}
-	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{})
+	// Heartbeats reach Temporal every few seconds rather than at 0.8 × each activity's
+	// heartbeat timeout: a transfer's bytes are shown live on its operation from them.
+	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{MaxHeartbeatThrottleInterval: 3 * time.Second})
 	w.RegisterActivity(acts)
 	stopBoot := startBootOrWarn(ctx, cfg, panel, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
 	defer stopBoot()
