@@ -94,10 +94,18 @@ func bumpBootDevices(tx *gorm.DB, deviceIDs ...uint) error {
 	return nil
 }
 
-// BootRevisionOf returns a network's revision and floor (zero for a network never bumped).
+// BootRevisionOf returns a network's revision and floor. A network never bumped starts
+// at revision 1: revision 0 is the agent's "I have nothing", always answered in full.
 func BootRevisionOf(ctx context.Context, db *gorm.DB, networkID uint) (rev, floor uint64, err error) {
+	db = db.WithContext(ctx)
 	var r BootRevision
-	err = db.WithContext(ctx).Where("network_id = ?", networkID).Limit(1).Find(&r).Error
+	if err = db.Where("network_id = ?", networkID).Limit(1).Find(&r).Error; err != nil || r.Revision > 0 {
+		return r.Revision, r.Floor, err
+	}
+	if err := db.Clauses(clause.OnConflict{DoNothing: true}).Create(&BootRevision{NetworkID: networkID, Revision: 1}).Error; err != nil {
+		return 0, 0, fmt.Errorf("boot revision: %w", err)
+	}
+	err = db.Where("network_id = ?", networkID).Take(&r).Error
 	return r.Revision, r.Floor, err
 }
 
@@ -105,7 +113,7 @@ func BootRevisionOf(ctx context.Context, db *gorm.DB, networkID uint) (rev, floo
 // and including rev; all is true when the log cannot say (a bulk change, or since is
 // before the log's floor or after rev): then every device must be sent.
 func BootDevicesChanged(ctx context.Context, db *gorm.DB, networkID uint, since, rev, floor uint64) (ids []uint, all bool, err error) {
-	if since < floor || since > rev {
+	if since == 0 || since < floor || since > rev {
 		return nil, true, nil
 	}
 	if since == rev {

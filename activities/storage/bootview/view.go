@@ -234,7 +234,7 @@ func (v *View) Run(ctx context.Context) {
 			if wire.IsStatus(err, http.StatusUnauthorized) {
 				v.log.Error("bootview: the panel refuses this server's key", "err", err)
 			} else {
-				v.log.Info("bootview: watch", "err", err, "retry_in", backoff)
+				v.log.Warn("bootview: watch", "err", err, "retry_in", backoff)
 			}
 			// Jittered, so that a panel back after an outage is not asked by every agent at once.
 			pause := backoff/2 + rand.N(backoff)
