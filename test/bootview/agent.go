@@ -176,15 +176,50 @@ func Serve(t testing.TB, p *netboot.HostPanel, lease time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tl := &trackedListener{Listener: ln, conns: map[net.Conn]bool{}}
 	app := panel.NewApp(panel.Options{Store: p.Store, BootLease: lease})
-	go app.Listener(ln) //nolint:errcheck
+	go app.Listener(tl) //nolint:errcheck
 	p.App = app
-	t.Cleanup(func() { app.ShutdownWithTimeout(time.Second) }) //nolint:errcheck
+	served.Store(p, tl)
+	t.Cleanup(func() { Stop(p) })
 }
 
-// Stop stops the panel's HTTP app (its database stays); watches under way are cut.
+// served holds the listener of each panel Serve started, by panel.
+var served sync.Map
+
+// Stop stops the panel's HTTP app (its database stays), cutting its open connections as
+// a stopped process would: the agents' watches under way end with an error.
 func Stop(p *netboot.HostPanel) {
+	if tl, ok := served.LoadAndDelete(p); ok {
+		tl.(*trackedListener).closeAll()
+	}
 	p.App.ShutdownWithTimeout(time.Second) //nolint:errcheck
+}
+
+// trackedListener remembers its connections so that Stop can cut them.
+type trackedListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = true
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackedListener) closeAll() {
+	l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.Close()
+	}
 }
 
 // KnownDevices registers n devices of group g, numbered from first, with clones of

@@ -234,7 +234,7 @@ func TestPanelStopped(t *testing.T) {
 	}
 	eventually(t, lease+60*time.Second, func() error {
 		if got := bootScript(t, a, strict[1]); boot.ScriptKind(got) != "reboot" {
-			return fmt.Errorf("strict device after the lease: %s", got)
+			return fmt.Errorf("strict device after the lease (view %+v, panel requests %d): %s", a.View.Stats(), a.Panel.Count(wire.PathBootView), got)
 		}
 		return nil
 	})
