@@ -103,6 +103,7 @@ func maintenanceRoute(on bool, set func(context.Context, *models.Actor, uint, bo
 //	GET  /api/v0.9.2/agent/exports.json  -> [wire.Export] this server should export
 //	POST /api/v0.9.2/agent/clone.json    wire.ProvisionRequest -> 204 (a device's new clone)
 //	GET  /api/v0.9.2/agent/server.json   -> wire.ServerInfo of the key's server (its iSCSI IP)
+//	GET  /api/v0.9.2/agent/bootview.json?since=&net=&wait= -> wire.BootDelta (the agent's view; bootview.go)
 //
 // Mount it as an early mount, before the API's user authentication.
 type BootAgents struct {
@@ -112,10 +113,17 @@ type BootAgents struct {
 	// and second, and a publish or a group's new settings reach devices within it. The
 	// device row itself is read at every request.
 	StateTTL time.Duration
+	// Lease is how long strict groups boot from an agent's view the panel has not
+	// confirmed since (default 60 s), sent to the agents with their view.
+	Lease time.Duration
 
 	mu   sync.Mutex
 	keys map[string]keyEntry
 	nets map[uint]*netEntry
+
+	vmu    sync.Mutex
+	views  map[uint]*viewNet // the network part of the agents' view, by network
+	pruned time.Time         // the change log's last pruning
 }
 
 type keyEntry struct {
@@ -252,6 +260,7 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		}
 		return c.JSON(out)
 	})
+	app.Get(Prefix+wire.PathBootView, func(c *fiber.Ctx) error { return b.bootView(c, keys) })
 	app.Get(Prefix+wire.PathServer, func(c *fiber.Ctx) error {
 		srv, err := keys.server(c)
 		if err != nil {
@@ -307,26 +316,36 @@ func BootInfo(st *models.BootState) *wire.Info {
 		info.Volume = &wire.VolumeInfo{ID: st.Volume.ID}
 	}
 	if st.Menu != nil {
-		v := st.Menu.View()
-		m := &wire.MenuInfo{ID: st.Menu.ID, Name: st.Menu.Name, Entries: []wire.MenuEntry{}}
-		for _, it := range v.Items {
-			m.Entries = append(m.Entries, wire.MenuEntry{Type: it.Type, Label: it.Label, GroupID: it.GroupID, URL: it.URL})
-		}
-		info.Menu = m
+		info.Menu = menuInfo(st.Menu)
 	}
 	if g := st.Group; g != nil {
-		gi := &wire.GroupInfo{ID: g.ID, Name: g.Name, Strict: g.StrictVersioning, Lazy: g.LazyLocks,
-			Maintenance: g.Maintenance, Versions: []wire.VersionInfo{}}
-		if g.MaintenanceDeviceID != nil {
-			gi.MaintenanceDevice = *g.MaintenanceDeviceID
-		}
-		if st.Assigned != nil {
-			gi.Assigned = st.Assigned.Number
-		}
-		for _, v := range st.Versions {
-			gi.Versions = append(gi.Versions, wire.VersionInfo{ID: v.ID, Number: v.Number, GUID: v.GUID, Servers: append([]uint{}, st.Holders[v.ID]...)})
-		}
-		info.Group = gi
+		info.Group = groupInfo(g, st.Versions, st.Holders, st.Assigned)
 	}
 	return info
+}
+
+// menuInfo is a menu in the wire format (shared by a boot answer and the agents' view).
+func menuInfo(menu *models.Menu) *wire.MenuInfo {
+	v := menu.View()
+	m := &wire.MenuInfo{ID: menu.ID, Name: menu.Name, Entries: []wire.MenuEntry{}}
+	for _, it := range v.Items {
+		m.Entries = append(m.Entries, wire.MenuEntry{Type: it.Type, Label: it.Label, GroupID: it.GroupID, URL: it.URL})
+	}
+	return m
+}
+
+// groupInfo is a group with its ready versions in the wire format.
+func groupInfo(g *models.Group, versions []models.GroupVersion, holders map[uint][]uint, assigned *models.GroupVersion) *wire.GroupInfo {
+	gi := &wire.GroupInfo{ID: g.ID, Name: g.Name, Strict: g.StrictVersioning, Lazy: g.LazyLocks,
+		Maintenance: g.Maintenance, Versions: []wire.VersionInfo{}}
+	if g.MaintenanceDeviceID != nil {
+		gi.MaintenanceDevice = *g.MaintenanceDeviceID
+	}
+	if assigned != nil {
+		gi.Assigned = assigned.Number
+	}
+	for _, v := range versions {
+		gi.Versions = append(gi.Versions, wire.VersionInfo{ID: v.ID, Number: v.Number, GUID: v.GUID, Servers: append([]uint{}, holders[v.ID]...)})
+	}
+	return gi
 }

@@ -176,7 +176,13 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 	if d.UUID == "" && uuid != "" {
 		// First boot of a device registered through the API: its UUID protects its disk from now on.
 		d.UUID = uuid
-		if err := db.Model(&Device{}).Where("id = ? AND uuid = ''", d.ID).Update("uuid", uuid).Error; err != nil {
+		if err := db.Transaction(func(tx *gorm.DB) error {
+			if err := tx.Model(&Device{}).Where("id = ? AND uuid = ''", d.ID).Update("uuid", uuid).Error; err != nil {
+				return err
+			}
+			_, err := bumpBoot(tx, d.NetworkID, d.ID)
+			return err
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -185,7 +191,13 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 			return nil, NotFound("group")
 		}
 		d.GroupID = &groupChoice
-		if err := db.Model(&Device{}).Where("id = ?", d.ID).Update("group_id", groupChoice).Error; err != nil {
+		if err := db.Transaction(func(tx *gorm.DB) error {
+			if err := tx.Model(&Device{}).Where("id = ?", d.ID).Update("group_id", groupChoice).Error; err != nil {
+				return err
+			}
+			_, err := bumpBoot(tx, d.NetworkID, d.ID)
+			return err
+		}); err != nil {
 			return nil, err
 		}
 	}

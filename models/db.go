@@ -134,6 +134,7 @@ func migrations() []*gormigrate.Migration {
 		volumeCopyMigration(),
 		healthMigration(),
 		transferProgressMigration(),
+		bootRevisionMigration(),
 	}
 }
 

@@ -76,6 +76,9 @@ func (s *Store) CreateDevice(ctx context.Context, a *Actor, in *DeviceInput) (*C
 			}
 			return err
 		}
+		if _, err := bumpBoot(tx, nid, d.ID); err != nil {
+			return err
+		}
 		return audit(tx, a, &nid, "create", "device", d.ID, d.MAC)
 	})
 	if err != nil {
@@ -135,6 +138,9 @@ func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceI
 			}
 		}
 		if err := tx.Save(d).Error; err != nil {
+			return err
+		}
+		if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
 			return err
 		}
 		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, detail)
@@ -200,6 +206,9 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 		if err := tx.Delete(d).Error; err != nil {
 			return err
 		}
+		if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
+			return err
+		}
 		return audit(tx, a, &d.NetworkID, "delete", "device", d.ID, d.MAC)
 	})
 	if err != nil {
@@ -223,6 +232,9 @@ func registerDevice(db *gorm.DB, n *Network, mac, uuid string, d *Device) (bool,
 		if err := tx.Create(d).Error; err != nil {
 			return err
 		}
+		if _, err := bumpBoot(tx, n.ID, d.ID); err != nil {
+			return err
+		}
 		return audit(tx, nil, &n.ID, "register", "device", d.ID, mac)
 	})
 	if err != nil && IsDuplicate(err) {
@@ -241,14 +253,20 @@ func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionI
 // updateDevice writes fields of the device that where matches. PostgreSQL and SQLite
 // count matched rows, changed or not, so none counted means no such device.
 func updateDevice(ctx context.Context, db *gorm.DB, fields map[string]any, where string, args ...any) error {
-	res := db.WithContext(ctx).Model(&Device{}).Where(where, args...).Updates(fields)
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		return NotFound("device")
-	}
-	return nil
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Device{}).Where(where, args...).Updates(fields)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return NotFound("device")
+		}
+		var ids []uint
+		if err := tx.Model(&Device{}).Where(where, args...).Pluck("id", &ids).Error; err != nil {
+			return err
+		}
+		return bumpBootDevices(tx, ids...)
+	})
 }
 
 // DeviceRestoreInput is the body of a device restore: an erator entry (as the server's

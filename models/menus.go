@@ -147,6 +147,9 @@ func (s *Store) UpdateMenu(ctx context.Context, a *Actor, id uint, in *MenuInput
 // DeleteMenu deletes a menu; devices and networks that chose it fall back to none.
 func (s *Store) DeleteMenu(ctx context.Context, a *Actor, id uint) error {
 	return deleteOwned(ctx, s, a, id, "menu", func(m *Menu) (uint, string) { return m.NetworkID, m.Name }, func(tx *gorm.DB, m *Menu) error {
+		if _, err := bumpBoot(tx, m.NetworkID, AllDevices); err != nil {
+			return err
+		}
 		return clearRefs(tx, m.ID, ref{&Device{}, "menu_id"}, ref{&Network{}, "default_menu_id"})
 	})
 }

@@ -237,6 +237,9 @@ func (s *Store) DeleteServer(ctx context.Context, a *Actor, id uint) error {
 				return err
 			}
 		}
+		if _, err := bumpBoot(tx, srv.NetworkID, AllDevices); err != nil {
+			return err
+		}
 		if err := clearRefs(tx, srv.ID, ref{&Device{}, "server_id"}, ref{&Container{}, "server_id"}); err != nil {
 			return err
 		}

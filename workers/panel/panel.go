@@ -48,6 +48,8 @@ type Options struct {
 	// AgentBinary is the agent executable served to install.sh; "" serves the panel's own
 	// executable when it is the static linux/amd64 build.
 	AgentBinary string
+	// BootLease is how long strict groups boot from an agent's unconfirmed view (BOOT_LEASE; default 60 s).
+	BootLease time.Duration
 }
 
 // NewApp builds the panel's HTTP app: the API under /api/v0.9.2 and the given mounts.
@@ -69,7 +71,7 @@ func NewApp(o Options) *fiber.App {
 		api.MountMetrics(app, o.Metrics.Handler(), o.MetricsToken)
 	}
 	// The boot path's agent endpoints (server-key auth), before the API's user auth.
-	(&api.BootAgents{Store: o.Store}).Mount(app, o.Store)
+	(&api.BootAgents{Store: o.Store, Lease: o.BootLease}).Mount(app, o.Store)
 	for _, m := range o.Early {
 		m(app, o.Store)
 	}
@@ -155,6 +157,10 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 		return fmt.Errorf("CLUSTERDUCKS_ALLOW_LOOPBACK=%q: want 1 or 0", os.Getenv("CLUSTERDUCKS_ALLOW_LOOPBACK"))
 	}
 	store := &models.Store{DB: db, AllowLoopback: loopback}
+	lease, err := time.ParseDuration(cmp.Or(os.Getenv("BOOT_LEASE"), "60s"))
+	if err != nil || lease < time.Second {
+		return fmt.Errorf("BOOT_LEASE=%q: want a duration of at least 1s", os.Getenv("BOOT_LEASE"))
+	}
 	m := metrics.New("panel", "")
 	t, err := TemporalFromEnv(ctx, store, slog.Default(), m)
 	if err != nil {
@@ -173,7 +179,7 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	}
 	// METRICS_TOKEN guards /metrics; CLUSTERDUCKS_AGENT_BINARY is the agent served to install.sh.
 	return Serve(ctx, NewApp(Options{Store: store, Mounts: mounts, Early: []Mount{t.AgentMount(store)}, WebUI: ui, TrustedProxies: proxies, OnAccess: t.OnAccess(store),
-		Metrics: m, MetricsToken: os.Getenv("METRICS_TOKEN"), AgentBinary: os.Getenv("CLUSTERDUCKS_AGENT_BINARY")}), ln)
+		Metrics: m, MetricsToken: os.Getenv("METRICS_TOKEN"), AgentBinary: os.Getenv("CLUSTERDUCKS_AGENT_BINARY"), BootLease: lease}), ln)
 }
 
 // Migrate is `clusterducks migrate`: applies pending migrations to DATABASE_URL (or --db).

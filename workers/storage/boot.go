@@ -17,7 +17,9 @@ import (
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/bootview"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
+	agentmetrics "github.com/clusterducks/clusterducks/activities/storage/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
@@ -37,6 +39,10 @@ type BootConfig struct {
 	// CHAP makes every target require CHAP, with per-target secrets derived from the
 	// server key (devices get theirs in their sanboot script).
 	CHAP bool
+	// MaxProvisions and MaxLogins are the server's admission bounds: new disks made at
+	// once, and devices in their iSCSI login phase (0: the boot service's defaults).
+	MaxProvisions int
+	MaxLogins     int
 }
 
 // bootFlags declares the boot path's flags on the agent's flag set.
@@ -46,6 +52,9 @@ func bootFlags(fs *flag.FlagSet) *BootConfig {
 	fs.StringVar(&b.Portal, "iscsi-portal", os.Getenv("CLUSTERDUCKS_ISCSI_PORTAL"), "host:port devices reach the target at (default: the listen address)")
 	fs.StringVar(&b.BootListen, "boot-listen", cmp.Or(os.Getenv("CLUSTERDUCKS_BOOT_LISTEN"), ":8080"), "boot endpoint (boot.ipxe) listen address")
 	fs.BoolVar(&b.CHAP, "iscsi-chap", os.Getenv("CLUSTERDUCKS_ISCSI_CHAP") == "1", "require CHAP on every target (per-target secrets derived from the server key; CLUSTERDUCKS_ISCSI_CHAP=1)")
+	envInt := func(name string) int { n, _ := strconv.Atoi(os.Getenv(name)); return n }
+	fs.IntVar(&b.MaxProvisions, "boot-max-provisions", envInt("CLUSTERDUCKS_BOOT_MAX_PROVISIONS"), "new disks this server makes at once; devices beyond are told to retry (default 32)")
+	fs.IntVar(&b.MaxLogins, "boot-max-logins", envInt("CLUSTERDUCKS_BOOT_MAX_LOGINS"), "devices in their iSCSI login phase at once; devices beyond are told to retry (default 256)")
 	return b
 }
 
@@ -136,6 +145,20 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 		iln.Close()
 		return nil, err
 	}
+	// The agent's own view of the network's boot state answers known devices without the
+	// panel; it follows the panel's watch for as long as the agent runs.
+	view, err := bootview.Open(bootview.Config{Panel: panel, Logger: log,
+		Path: filepath.Join(cfg.stateDir(), "bootview-"+strconv.FormatUint(uint64(serverID), 10)+".json")})
+	if err != nil {
+		iln.Close()
+		return nil, err
+	}
+	vctx, stopView := context.WithCancel(context.Background())
+	viewDone := make(chan struct{})
+	go func() {
+		defer close(viewDone)
+		view.Run(vctx)
+	}()
 	disks := &storage.ZFSDisks{ZFS: z, Pool: pool}
 	var chapKey []byte
 	if bc.CHAP {
@@ -143,10 +166,14 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	}
 	svc, err := boot.NewService(boot.Config{ServerID: serverID, Portal: portal, BootPort: portOf(bc.BootListen),
 		Panel: panel, Provision: &temporalProvisioner{c: c}, Disks: disks, Target: target, Cache: cache, Logger: log,
-		CHAPKey: chapKey, Observer: bootObserver(cfg)})
+		CHAPKey: chapKey, Observer: bootObserver(cfg), View: view, MaxProvisions: bc.MaxProvisions, MaxLogins: bc.MaxLogins})
 	if err != nil {
+		stopView()
 		iln.Close()
 		return nil, err
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.WatchBoot(func() agentmetrics.BootState { return bootState(svc, view) })
 	}
 	w.RegisterActivity(&storage.Devices{ZFS: z, Exports: svc})
 	n, err := svc.Restore(ctx)
@@ -161,6 +188,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	hln, err := net.Listen("tcp", bc.BootListen)
 	if err != nil {
 		svc.Close()
+		stopView()
 		iln.Close()
 		return nil, fmt.Errorf("boot: listen %s: %w", bc.BootListen, err)
 	}
@@ -169,10 +197,20 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	return func() {
 		hs.Close()
 		svc.Close()
+		stopView()
+		<-viewDone
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		target.Shutdown(sctx) //nolint:errcheck
 	}, nil
+}
+
+// bootState is what the agent's metrics show of the boot path's admission and view.
+func bootState(svc *boot.Service, view *bootview.View) agentmetrics.BootState {
+	a, v := svc.Admission(), view.Stats()
+	return agentmetrics.BootState{Provisions: a.Provisions, MaxProvisions: a.MaxProvisions, Logins: a.Logins, MaxLogins: a.MaxLogins,
+		Refused: a.Refused, ViewRevision: v.Revision, ViewDevices: v.Devices, ViewAge: v.Age, ViewLease: v.Lease,
+		ViewFullLoads: v.FullLoads, ViewDeltas: v.Deltas, ViewFailures: v.Failures, ViewAnswered: v.Answered, ViewPassed: v.Passed}
 }
 
 // bootObserver is the boot service's metrics, nil when the agent has none (a typed nil

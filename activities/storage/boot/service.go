@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
@@ -50,6 +51,19 @@ type Config struct {
 	CHAPKey []byte
 	// Observer, when set, is told of every device boot request (the agent's metrics).
 	Observer Observer
+	// View, when set, answers known devices from the agent's own view of the network
+	// (bootview): no panel round trip. Strict groups boot from it within its lease.
+	View View
+
+	// MaxProvisions bounds the provisionings (new clones) this server runs at once
+	// (default 32); MaxLogins the devices told to sanboot whose iSCSI login has not come
+	// yet (default 256). A device beyond either is told to ask again after a jittered
+	// pause, never left to time out.
+	MaxProvisions int
+	MaxLogins     int
+	// LoginWindow is how long a sanboot answer holds its login slot when no login comes
+	// (default 30 s).
+	LoginWindow time.Duration
 }
 
 // Observer is told when a device's boot request arrives and how it was answered.
@@ -71,6 +85,10 @@ type Service struct {
 	pmu      sync.Mutex
 	inflight map[uint]*flight // provisioning by device
 
+	lmu     sync.Mutex
+	logins  map[string]pendingLogin // sanboot answers awaiting their login, by target
+	refused atomic.Uint64           // requests told to come back by admission control
+
 	reports chan wire.Report
 	stop    chan struct{}
 	done    sync.WaitGroup
@@ -79,6 +97,13 @@ type Service struct {
 type cachedVersions struct {
 	v  map[int]string
 	at time.Time
+}
+
+// pendingLogin is a device told to sanboot a target: it holds a login slot until the
+// target's login count passes base, or until.
+type pendingLogin struct {
+	base  uint64
+	until time.Time
 }
 
 type flight struct {
@@ -116,10 +141,18 @@ func NewService(cfg Config) (*Service, error) {
 	def(&cfg.RebootPause, 10*time.Second)
 	def(&cfg.VersionsTTL, 2*time.Second)
 	def(&cfg.ReconcileEvery, 30*time.Second)
+	def(&cfg.LoginWindow, 30*time.Second)
+	if cfg.MaxProvisions <= 0 {
+		cfg.MaxProvisions = 32
+	}
+	if cfg.MaxLogins <= 0 {
+		cfg.MaxLogins = 256
+	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger,
 		versions: map[uint]cachedVersions{},
 		inflight: map[uint]*flight{},
+		logins:   map[string]pendingLogin{},
 		reports:  make(chan wire.Report, 4096),
 		stop:     make(chan struct{}),
 	}
@@ -250,6 +283,15 @@ func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	if uuid == "" {
 		return RebootScript("this machine reports no SMBIOS UUID: its disk cannot be protected", s.cfg.RebootPause)
 	}
+	if s.cfg.View != nil {
+		if info, fresh, ok := s.cfg.View.Lookup(mac, menuGroup); ok {
+			stale := ""
+			if !fresh {
+				stale = "has not confirmed this server's view within its lease"
+			}
+			return s.answer(ctx, mac, uuid, info, menuGroup, stale, hop)
+		}
+	}
 	// A device the cache knows gets a quick fallback when the panel is slow; for one it
 	// does not (a first boot, registration) there is nothing to fall back to: wait longer.
 	timeout := s.cfg.PanelTimeout
@@ -259,7 +301,7 @@ func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	info, err := s.cfg.Panel.Boot(pctx, wire.Query{ServerID: s.cfg.ServerID, MAC: mac, UUID: uuid, GroupID: menuGroup})
 	cancel()
-	offline := false
+	offline := ""
 	if err != nil {
 		cached, at, ok := s.cfg.Cache.Get(mac)
 		if !ok {
@@ -267,10 +309,16 @@ func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 			return RebootScript("the panel is unreachable and this server does not know this device yet", s.cfg.RebootPause)
 		}
 		s.log.Info("boot: panel unreachable, answering from the cache", "mac", mac, "cached_at", at, "err", err)
-		info, offline = cached, true
+		info, offline = cached, "is unreachable"
 	} else {
 		s.cfg.Cache.Put(mac, info)
 	}
+	return s.answer(ctx, mac, uuid, info, menuGroup, offline, hop)
+}
+
+// answer turns the device's Info (from the panel, the view or the cache) into its script.
+// offline, when not "", says why the panel's word is missing (strict groups then do not boot).
+func (s *Service) answer(ctx context.Context, mac, uuid string, info *wire.Info, menuGroup uint, offline string, hop int) string {
 	if !info.Registered {
 		msg := info.Message
 		if msg == "" {
@@ -297,10 +345,10 @@ func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	return s.boot(ctx, mac, info, uuid, offline, hop)
 }
 
-func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid string, offline bool, hop int) string {
+func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid string, offline string, hop int) string {
 	dev, g := info.Device, info.Group
-	if offline && g.Strict {
-		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which is unreachable", g.Name), s.cfg.RebootPause)
+	if offline != "" && g.Strict {
+		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which %s", g.Name, offline), s.cfg.RebootPause)
 	}
 	in := DecideInput{Strict: g.Strict, Lazy: g.Lazy, Locked: dev.Locked, Assigned: g.Assigned,
 		Maintenance: g.Maintenance && g.MaintenanceDevice == dev.ID}
@@ -343,7 +391,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		s.report(rep)
 		return s.sanbootDevice(dev, uuid, devPath, banner)
 	case wire.Provision:
-		if offline {
+		if offline != "" {
 			if in.Clone > 0 {
 				rep.Action, rep.Version = wire.BootClone, in.Clone
 				s.report(rep)
@@ -359,6 +407,8 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		err := s.provision(ctx, req)
 		switch {
 		case err == nil:
+		case errors.Is(err, errBusy):
+			return s.busy(fmt.Sprintf("this server is making %d new disks already", s.cfg.MaxProvisions))
 		case errors.Is(err, ErrLocked):
 			// Locked while this answer was being decided: the next request sees the lock.
 			return RetryScript(fmt.Sprintf("device %d was just locked: it keeps its disk; asking again", dev.ID), s.cfg.RetryPause)
@@ -374,6 +424,9 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 			return RebootScript(fmt.Sprintf("preparing the disk failed: %v", err), s.cfg.RebootPause)
 		}
 		s.cfg.Cache.SetClone(mac, g.ID, d.Version, req.VersionID, s.cfg.ServerID)
+		if s.cfg.View != nil {
+			s.cfg.View.Provisioned(dev.ID, req.VersionID, s.cfg.ServerID)
+		}
 		p, ok, err := s.cfg.Disks.DevicePath(ctx, dev.ID)
 		if err != nil || !ok {
 			return RetryScript("the new disk is not visible yet; asking again", s.cfg.RetryPause)
@@ -447,6 +500,9 @@ func (s *Service) sanbootDevice(dev wire.DeviceInfo, uuid, path, banner string) 
 	if path == "" {
 		return RetryScript("this device's disk is not visible yet; asking again", s.cfg.RetryPause)
 	}
+	if !s.admitLogin(iqn) {
+		return s.busy(fmt.Sprintf("%d devices are logging in to this server already", s.cfg.MaxLogins))
+	}
 	if err := s.export(iqn, wire.Export{Kind: "device", ID: dev.ID, NetworkID: dev.NetworkID, UUID: uuid}, path); err != nil {
 		s.log.Warn("boot: export", "target", iqn, "err", err)
 		return RebootScript(fmt.Sprintf("exporting this device's disk failed: %v", err), s.cfg.RebootPause)
@@ -501,6 +557,10 @@ func (s *Service) exportMaintenance(iqn string, e wire.Export, path string) erro
 func (s *Service) provision(ctx context.Context, req wire.ProvisionRequest) error {
 	s.pmu.Lock()
 	f, ok := s.inflight[req.DeviceID]
+	if !ok && len(s.inflight) >= s.cfg.MaxProvisions {
+		s.pmu.Unlock()
+		return errBusy
+	}
 	if !ok || f.version != req.Version {
 		f = &flight{version: req.Version, done: make(chan struct{})}
 		s.inflight[req.DeviceID] = f

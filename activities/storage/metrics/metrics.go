@@ -24,7 +24,8 @@ type Agent struct {
 	Replication *Replication
 
 	mu     sync.Mutex
-	target iscsiStats // nil until the boot path starts its target
+	target iscsiStats       // nil until the boot path starts its target
+	boot   func() BootState // nil until the boot path starts
 }
 
 // iscsiStats is what the collector reads: *iscsi.Server.
@@ -161,3 +162,79 @@ func (r *Replication) Succeeded(slave uint) {
 
 // Slave is the label value of a slave server.
 func Slave(serverID uint) string { return strconv.FormatUint(uint64(serverID), 10) }
+
+// BootState is the boot path's admission control and view, read at scrape time.
+type BootState struct {
+	Provisions, MaxProvisions int
+	Logins, MaxLogins         int
+	Refused                   uint64
+	ViewRevision              uint64
+	ViewDevices               int
+	ViewAge, ViewLease        time.Duration
+	ViewFullLoads, ViewDeltas uint64
+	ViewFailures              uint64
+	ViewAnswered, ViewPassed  uint64
+}
+
+// WatchBoot makes the boot metrics read state (the agent's boot service and view).
+func (a *Agent) WatchBoot(state func() BootState) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.boot == nil {
+		a.Registry.MustRegister(&bootCollector{a: a})
+	}
+	a.boot = state
+}
+
+var (
+	descProvisions    = prometheus.NewDesc(ns+"_boot_provisions", "Provisionings (new disks) running now.", nil, nil)
+	descMaxProvisions = prometheus.NewDesc(ns+"_boot_provisions_max", "Admission bound on provisionings at once.", nil, nil)
+	descBootLogins    = prometheus.NewDesc(ns+"_boot_logins_pending", "Devices told to sanboot whose iSCSI login has not come yet.", nil, nil)
+	descMaxLogins     = prometheus.NewDesc(ns+"_boot_logins_max", "Admission bound on devices in their iSCSI login phase.", nil, nil)
+	descRefused       = prometheus.NewDesc(ns+"_boot_admission_retries_total", "Boot requests told to come back later by admission control.", nil, nil)
+	descViewRev       = prometheus.NewDesc(ns+"_bootview_revision", "Revision of the agent's view of its network's boot state.", nil, nil)
+	descViewDevices   = prometheus.NewDesc(ns+"_bootview_devices", "Devices in the agent's view.", nil, nil)
+	descViewAge       = prometheus.NewDesc(ns+"_bootview_age_seconds", "Time since the panel last confirmed the view.", nil, nil)
+	descViewLease     = prometheus.NewDesc(ns+"_bootview_lease_seconds", "How long strict groups boot from an unconfirmed view.", nil, nil)
+	descViewFull      = prometheus.NewDesc(ns+"_bootview_full_loads_total", "Full snapshots of the view received from the panel.", nil, nil)
+	descViewDeltas    = prometheus.NewDesc(ns+"_bootview_deltas_total", "Changes received from the panel's watch.", nil, nil)
+	descViewFailures  = prometheus.NewDesc(ns+"_bootview_watch_failures_total", "Watches of the panel that failed.", nil, nil)
+	descViewAnswered  = prometheus.NewDesc(ns+"_bootview_answers_total", "Boot queries answered from the view, by where: view or panel.", []string{"from"}, nil)
+)
+
+type bootCollector struct{ a *Agent }
+
+func (c *bootCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descProvisions, descMaxProvisions, descBootLogins, descMaxLogins, descRefused, descViewRev,
+		descViewDevices, descViewAge, descViewLease, descViewFull, descViewDeltas, descViewFailures, descViewAnswered} {
+		ch <- d
+	}
+}
+
+func (c *bootCollector) Collect(ch chan<- prometheus.Metric) {
+	c.a.mu.Lock()
+	f := c.a.boot
+	c.a.mu.Unlock()
+	if f == nil {
+		return
+	}
+	s := f()
+	g := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	n := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	g(descProvisions, float64(s.Provisions))
+	g(descMaxProvisions, float64(s.MaxProvisions))
+	g(descBootLogins, float64(s.Logins))
+	g(descMaxLogins, float64(s.MaxLogins))
+	n(descRefused, s.Refused)
+	g(descViewRev, float64(s.ViewRevision))
+	g(descViewDevices, float64(s.ViewDevices))
+	g(descViewAge, s.ViewAge.Seconds())
+	g(descViewLease, s.ViewLease.Seconds())
+	n(descViewFull, s.ViewFullLoads)
+	n(descViewDeltas, s.ViewDeltas)
+	n(descViewFailures, s.ViewFailures)
+	ch <- prometheus.MustNewConstMetric(descViewAnswered, prometheus.CounterValue, float64(s.ViewAnswered), "view")
+	ch <- prometheus.MustNewConstMetric(descViewAnswered, prometheus.CounterValue, float64(s.ViewPassed), "panel")
+}
