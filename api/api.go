@@ -53,8 +53,6 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.opsRoutes(r)
 	h.operationRoutes(r)
 	h.tokenRoutes(r)
-	sp.describe(fiber.MethodPost, "/servers/{id}/promote.json", "Make a slave its network's master (the master becomes a slave); 409 naming what it lacks", "202", models.Server{})
-	sp.describe(fiber.MethodGet, "/groups/{id}/compliance.json", "Per version, the servers holding it and those receiving it; per device, assigned, clone and booted version", "200", models.ComplianceView{})
 	for _, f := range h.Extra {
 		f(r)
 	}
