@@ -33,19 +33,26 @@ type Handler struct {
 	// Extra, when set, registers more routes on the authenticated API group (alerts,
 	// agent endpoints and other capabilities wire themselves in here).
 	Extra []func(r fiber.Router)
+
+	spec    spec
+	docOnce sync.Once
+	doc     []byte
+}
+
+// Document is the OpenAPI document of app's API (the dashboard renders it too). It is
+// built on first use, once every route of the app (actions, agent and boot endpoints
+// registered by other packages too) is known.
+func (h *Handler) Document(app *fiber.App) []byte {
+	h.docOnce.Do(func() { h.doc = h.spec.document(app.GetRoutes(true)) })
+	return h.doc
 }
 
 // Mount registers the API on app under Prefix.
 func (h *Handler) Mount(app *fiber.App) {
-	sp := &spec{}
-	var once sync.Once
-	var doc []byte
+	sp := &h.spec
 	app.Get(Prefix+"/openapi.json", func(c *fiber.Ctx) error {
-		// Built on first use, once every route of the app (actions, agent and boot
-		// endpoints registered by other packages too) is known.
-		once.Do(func() { doc = sp.document(c.App().GetRoutes(true)) })
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.Send(doc)
+		return c.Send(h.Document(c.App()))
 	})
 	r := app.Group(Prefix, h.Authenticate)
 	h.routes(r, sp)
@@ -53,8 +60,6 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.opsRoutes(r)
 	h.operationRoutes(r)
 	h.tokenRoutes(r)
-	sp.describe(fiber.MethodPost, "/servers/{id}/promote.json", "Make a slave its network's master (the master becomes a slave); 409 naming what it lacks", "202", models.Server{})
-	sp.describe(fiber.MethodGet, "/groups/{id}/compliance.json", "Per version, the servers holding it and those receiving it; per device, assigned, clone and booted version", "200", models.ComplianceView{})
 	for _, f := range h.Extra {
 		f(r)
 	}

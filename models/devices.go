@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"gorm.io/gorm"
 )
 
@@ -36,6 +37,22 @@ type DeviceInput struct {
 	GroupID   *uint   `field:"group_id,group"`
 	MenuID    *uint   `field:"menu_id,menu"`
 	Locked    *bool   `field:"locked"`
+	// UUID pre-registers the machine's SMBIOS UUID (its iSCSI initiator name is
+	// iqn.2010-04.org.ipxe:<uuid>), so a maintenance target admits its installer before
+	// its first boot; otherwise the first boot records it.
+	UUID *string `field:"uuid"`
+}
+
+// inputUUID validates a UUID given in a device's input ("" clears nothing: absent).
+func inputUUID(v *string) (string, error) {
+	if v == nil || strings.TrimSpace(*v) == "" {
+		return "", nil
+	}
+	u := wire.NormalizeUUID(*v)
+	if u == "" {
+		return "", Invalid("uuid", "must be an SMBIOS UUID such as 4c4c4544-0042-3510-8052-b4c04f4e3332")
+	}
+	return u, nil
 }
 
 // CreateDevice registers a device by MAC within the network's MaxDevices.
@@ -49,6 +66,9 @@ func (s *Store) CreateDevice(ctx context.Context, a *Actor, in *DeviceInput) (*C
 		return nil, Invalid("mac", "is required")
 	}
 	if d.MAC, err = NormalizeMAC(*in.MAC); err != nil {
+		return nil, err
+	}
+	if d.UUID, err = inputUUID(in.UUID); err != nil {
 		return nil, err
 	}
 	if in.Name != nil {
@@ -115,6 +135,15 @@ func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceI
 			if d.Name, err = checkName("name", *in.Name, 200); err != nil {
 				return err
 			}
+		}
+		if u, err := inputUUID(in.UUID); err != nil {
+			return err
+		} else if u != "" && u != d.UUID {
+			// The UUID guards the device's disk: set once (here or at its first boot), never moved to another machine.
+			if d.UUID != "" {
+				return Invalid("uuid", "a device's UUID cannot change once set: register a new device")
+			}
+			d.UUID = u
 		}
 		if in.GroupID != nil {
 			if err := refInNetwork(tx, &Group{}, in.GroupID, d.NetworkID, "group_id", "group"); err != nil {

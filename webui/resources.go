@@ -726,6 +726,8 @@ func devicesRes() *resource {
 				r.networkField(d.NetworkID, o == nil),
 				{Name: "mac", Label: "MAC address", Type: "text", Value: d.MAC, Required: o == nil, Disabled: o != nil, Placeholder: "52:54:00:12:34:56"},
 				{Name: "name", Label: "Name", Type: "text", Value: d.Name, OmitEmpty: true},
+				{Name: "uuid", Label: "SMBIOS UUID", Type: "text", Value: d.UUID, OmitEmpty: true, Disabled: d.UUID != "", Placeholder: "4c4c4544-0042-3510-8052-b4c04f4e3332",
+					Help: "Optional: set it to admit the machine's installer (initiator iqn.2010-04.org.ipxe:<uuid>) to a maintenance target before its first boot; otherwise its first boot records it."},
 				{Name: "group_id", Label: "Group", Type: "select", Value: ptrString(d.GroupID), Options: groups},
 				{Name: "menu_id", Label: "Menu", Type: "select", Value: ptrString(d.MenuID), Options: menus, Disabled: o == nil},
 				{Name: "locked", Label: "Locked", Type: "checkbox", Value: btoa(d.Locked), Help: "A locked device keeps its own disk when the group's version changes."},
@@ -738,7 +740,7 @@ func devicesRes() *resource {
 			c, ok := r.compliance(d)
 			gc := r.objName("groups", d.GroupID)
 			comp := complianceCell(c, ok)
-			return []detail{{Label: "Name", Value: orDash(d.Name)}, {Label: "MAC", Value: d.MAC}, {Label: "Network", Value: r.netName(d.NetworkID), Link: fmt.Sprintf("/networks/%d", d.NetworkID)},
+			return []detail{{Label: "Name", Value: orDash(d.Name)}, {Label: "MAC", Value: d.MAC}, {Label: "UUID", Value: orDash(d.UUID)}, {Label: "Network", Value: r.netName(d.NetworkID), Link: fmt.Sprintf("/networks/%d", d.NetworkID)},
 				{Label: "Group", Value: gc.Text, Link: gc.Link}, {Label: "Assigned version", Value: vText(c.Assigned)}, {Label: "Clone version", Value: vText(c.Clone)},
 				{Label: "Booted version", Value: vText(c.Booted)}, {Label: "Compliance", Value: comp.Text, Badge: comp.Badge}, {Label: "Locked", Value: yesNo(d.Locked)}, {Label: "Last boot", Value: ago(d.LastBootAt)}}
 		},

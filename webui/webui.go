@@ -48,6 +48,8 @@ type Options struct {
 	StreamLifetime time.Duration
 	// PollInterval is how often a stream reads the operations (default 500 ms).
 	PollInterval time.Duration
+	// APIDocument returns the API's OpenAPI document, rendered at /api-docs.
+	APIDocument func() []byte
 }
 
 // UI holds the dashboard's dependencies.
@@ -97,6 +99,7 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.post("/account/token", u.h(u.regenerateToken))
 	r.post("/account/tokens", u.h(u.createToken))
 	r.post("/account/tokens/:id/revoke", u.h(u.withID(u.revokeToken)))
+	r.get("/api-docs", u.h(u.apiDocs))
 	r.get("/settings", u.h(u.settings))
 	r.post("/settings", u.h(u.saveSettings))
 	r.get("/operations", u.h(u.operations))

@@ -25,6 +25,8 @@ type panelT struct {
 	DB    *gorm.DB
 	Store *models.Store
 	Admin string // Authorization header of the super-admin
+	// check, when set, sees every exchange do makes (the OpenAPI test validates them).
+	check func(req *http.Request, status int, header http.Header, body []byte)
 }
 
 func startPanel(t *testing.T, driver string, early ...panel.Mount) *panelT {
@@ -67,6 +69,9 @@ func (p *panelT) do(auth, method, path string, body any) (int, any, http.Header)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	if p.check != nil {
+		p.check(req, resp.StatusCode, resp.Header, raw)
+	}
 	var v any
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &v); err != nil {

@@ -76,6 +76,7 @@ func NewApp(o Options) *fiber.App {
 		m(app, o.Store)
 	}
 	h.Mount(app)
+	o.WebUI.APIDocument = func() []byte { return h.Document(app) }
 	ui := webui.Mount(app, o.Store, o.WebUI)
 	for _, m := range o.Mounts {
 		m(app, o.Store)

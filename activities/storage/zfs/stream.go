@@ -77,8 +77,9 @@ func (z *ZFS) run2(ctx context.Context, args ...string) (string, string, error) 
 	err := cmd.Run()
 	took := time.Since(start)
 	if err != nil {
-		z.Log.Info("zfs failed", "cmd", line, "took", took, "stderr", strings.TrimSpace(errb.String()))
-		return "", "", commandError(line, errb.String(), err, ctx.Err())
+		ferr := commandError(line, errb.String(), err, ctx.Err())
+		z.logFailure(ferr, "cmd", line, "took", took, "stderr", strings.TrimSpace(errb.String()))
+		return "", "", ferr
 	}
 	z.Log.Debug("zfs", "cmd", line, "took", took)
 	return out.String(), errb.String(), nil

@@ -116,11 +116,23 @@ func (z *ZFS) call(op, target string, fn func() error) error {
 		if strings.TrimSpace(ge.Stderr) == "" && ge.Err != nil {
 			e.Stderr = ge.Err.Error() // e.g. the command is not installed
 		}
-		z.Log.Info("zfs failed", "op", op, "target", target, "took", took, "cmd", ge.Debug, "stderr", strings.TrimSpace(ge.Stderr))
+		z.logFailure(e.Typed, "op", op, "target", target, "took", took, "cmd", ge.Debug, "stderr", strings.TrimSpace(ge.Stderr))
 		return e
 	}
 	z.Log.Info("zfs failed", "op", op, "target", target, "took", took, "err", err)
 	return fmt.Errorf("%s %s: %w", op, target, err)
+}
+
+// logFailure logs a failed command: at Info as "zfs failed", unless its error is a routine
+// answer — a dataset that does not exist or already exists is what every idempotent step
+// probes for (a create checks first, a delete finds it gone), and the agent's log would
+// otherwise cry failure on every healthy run.
+func (z *ZFS) logFailure(typed error, args ...any) {
+	if errors.Is(typed, activities.ErrDatasetNotFound) || errors.Is(typed, activities.ErrExists) {
+		z.Log.Debug("zfs answered", args...)
+		return
+	}
+	z.Log.Info("zfs failed", args...)
 }
 
 // Pool returns a pool's health and capacity; ErrPoolNotFound when there is no such pool.

@@ -1,7 +1,9 @@
 package zfs
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,5 +207,32 @@ func TestCloneExistingOfTheSameOriginIsSuccess(t *testing.T) {
 	}
 	if _, err := z.Clone("tank/iscsi/volumes/1@other", "tank/iscsi/groups/2"); !errors.Is(err, activities.ErrExists) {
 		t.Errorf("another origin: %v", err)
+	}
+}
+
+// TestRoutineProbesNotLoggedAsFailures: a lookup of a dataset that does not exist is an
+// answer the idempotent steps ask for; only real failures are logged as "zfs failed".
+func TestRoutineProbesNotLoggedAsFailures(t *testing.T) {
+	fakeCommands(t, map[string]string{
+		"zfs list":   "err:err-zfs-list-missing.stderr",
+		"zfs get":    "err:err-zfs-list-missing.stderr",
+		"zfs create": "err:err-zfs-create-out-of-space.stderr",
+	})
+	var logged strings.Builder
+	z := New(slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if d, err := z.Lookup("tank/iscsi/volumes/999"); d != nil || err != nil {
+		t.Fatalf("Lookup missing: %v %v", d, err)
+	}
+	if _, err := z.Property(context.Background(), "tank/iscsi/volumes/999", "guid"); !errors.Is(err, activities.ErrDatasetNotFound) {
+		t.Fatalf("Property missing: %v", err)
+	}
+	if strings.Contains(logged.String(), "zfs failed") {
+		t.Errorf("a routine probe was logged as a failure:\n%s", logged.String())
+	}
+	if _, _, err := z.CreateVolume("tank/iscsi/volumes/big", 1<<40); !errors.Is(err, activities.ErrPoolFull) {
+		t.Fatalf("CreateVolume out of space: %v", err)
+	}
+	if !strings.Contains(logged.String(), "zfs failed") {
+		t.Errorf("a real failure was not logged:\n%s", logged.String())
 	}
 }
