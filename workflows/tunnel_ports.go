@@ -31,8 +31,9 @@ type TunnelPortsResult struct {
 }
 
 // tunnelPortsWait is how long a tunnel process may take to pick up its sync: one that is
-// down takes its ports from the panel when it registers again.
-const tunnelPortsWait = time.Minute
+// down takes its ports from the panel when it registers again, so a change signalled
+// meanwhile waits no longer than this for its pass.
+const tunnelPortsWait = 15 * time.Second
 
 // TunnelPorts opens, moves and closes the tunnel ports of a network's servers right after
 // a change commits (a server added, deleted or given another port; the network's tunnel
