@@ -78,10 +78,17 @@ func (s *Store) UpdateTunnel(ctx context.Context, a *Actor, id uint, in *TunnelI
 }
 
 // DeleteTunnel deletes a tunnel; a network that had selected it has no tunnel afterwards.
+// Its process, if it still runs, is told to close every port.
 func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
-	return deleteOwned(ctx, s, a, id, "tunnel", func(t *Tunnel) (uint, string) { return t.NetworkID, t.Alias }, func(tx *gorm.DB, t *Tunnel) error {
+	var nid uint
+	err := deleteOwned(ctx, s, a, id, "tunnel", func(t *Tunnel) (uint, string) { return t.NetworkID, t.Alias }, func(tx *gorm.DB, t *Tunnel) error {
+		nid = t.NetworkID
 		return clearRefs(tx, t.ID, ref{&Network{}, "tunnel_id"})
 	})
+	if err == nil {
+		s.syncTunnelPorts(ctx, nid, id)
+	}
+	return err
 }
 
 // TunnelPortSyncer moves tunnel ports as soon as a change to them commits: an Engine that
@@ -90,13 +97,14 @@ func (s *Store) DeleteTunnel(ctx context.Context, a *Actor, id uint) error {
 // TunnelPorts workflow and logs what it could not do: the health round's sync converges
 // the ports anyway, so the change that caused it never fails for it.
 type TunnelPortSyncer interface {
-	SyncTunnelPorts(ctx context.Context, networkID uint)
+	// SyncTunnelPorts: closed are tunnels of the network just deleted, which close every port.
+	SyncTunnelPorts(ctx context.Context, networkID uint, closed ...uint)
 }
 
 // syncTunnelPorts tells the engine that network nid's tunnel ports changed.
-func (s *Store) syncTunnelPorts(ctx context.Context, nid uint) {
+func (s *Store) syncTunnelPorts(ctx context.Context, nid uint, closed ...uint) {
 	if ts, ok := s.Engine.(TunnelPortSyncer); ok && nid != 0 {
-		ts.SyncTunnelPorts(ctx, nid)
+		ts.SyncTunnelPorts(ctx, nid, closed...)
 	}
 }
 

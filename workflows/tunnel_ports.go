@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
@@ -12,6 +13,15 @@ import (
 // TunnelPortsInput names the network whose tunnel ports changed.
 type TunnelPortsInput struct {
 	NetworkID uint
+	// Closed are tunnels of the network deleted since: no row names them any more, so
+	// they are told to close every port here.
+	Closed []uint
+}
+
+// TunnelPortsSignal is the TunnelPortsChanged signal's argument: a later change, with the
+// tunnels it deleted.
+type TunnelPortsSignal struct {
+	Closed []uint
 }
 
 // TunnelSync is how one tunnel took its ports.
@@ -31,8 +41,9 @@ type TunnelPortsResult struct {
 }
 
 // tunnelPortsWait is how long a tunnel process may take to pick up its sync: one that is
-// down takes its ports from the panel when it registers again.
-const tunnelPortsWait = time.Minute
+// down takes its ports from the panel when it registers again, so a change signalled
+// meanwhile waits no longer than this for its pass.
+const tunnelPortsWait = 15 * time.Second
 
 // TunnelPorts opens, moves and closes the tunnel ports of a network's servers right after
 // a change commits (a server added, deleted or given another port; the network's tunnel
@@ -49,13 +60,29 @@ func TunnelPorts(ctx workflow.Context, in TunnelPortsInput) (TunnelPortsResult, 
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
 	var res TunnelPortsResult
-	for {
-		for changed.ReceiveAsync(nil) {
+	closed := append([]uint(nil), in.Closed...)
+	drain := func() bool {
+		got := false
+		var sig TunnelPortsSignal
+		for changed.ReceiveAsync(&sig) {
+			got = true
+			closed = append(closed, sig.Closed...)
+			sig = TunnelPortsSignal{}
 		}
+		return got
+	}
+	for {
+		drain()
 		var targets panel.HealthTargetsResult
 		if err := workflow.ExecuteActivity(pctx, pa.HealthTargets, panel.HealthTargetsInput{NetworkID: in.NetworkID}).Get(ctx, &targets); err != nil {
 			return res, err
 		}
+		for _, id := range closed {
+			if !slices.ContainsFunc(targets.Tunnels, func(t panel.TunnelTarget) bool { return t.TunnelID == id }) {
+				targets.Tunnels = append(targets.Tunnels, panel.TunnelTarget{TunnelID: id, NetworkID: in.NetworkID})
+			}
+		}
+		closed = nil
 		res.Passes++
 		res.Tunnels = make([]TunnelSync, len(targets.Tunnels))
 		// The tunnels that close ports go first: a port moving to another tunnel on the
@@ -86,7 +113,7 @@ func TunnelPorts(ctx workflow.Context, in TunnelPortsInput) (TunnelPortsResult, 
 				}
 			}
 		}
-		if !changed.ReceiveAsync(nil) {
+		if !drain() {
 			return res, nil
 		}
 	}

@@ -58,3 +58,30 @@ func TestTunnelPorts(t *testing.T) {
 		t.Errorf("result %+v", res)
 	}
 }
+
+// TestTunnelPortsClosesDeletedTunnels: a tunnel deleted (no row lists it any more) is told
+// to close every port, once even when the input and a signal both name it.
+func TestTunnelPortsClosesDeletedTunnels(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	ts.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&panel.Activities{})
+	env.RegisterActivity(&tunnel.Activities{})
+	Register(env)
+	var queues []string
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == "SyncPorts" {
+			queues = append(queues, info.TaskQueue)
+		}
+	})
+	env.OnActivity(pa.HealthTargets, mock.Anything, mock.Anything).Return(&panel.HealthTargetsResult{}, nil)
+	env.OnActivity(ta.SyncPorts, mock.Anything, tunnel.SyncPortsInput{}).Return(&tunnel.SyncPortsResult{}, nil)
+	env.ExecuteWorkflow(TunnelPorts, TunnelPortsInput{NetworkID: 3, Closed: []uint{9, 9}})
+	var res TunnelPortsResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(queues) != 1 || queues[0] != TunnelQueue(9) || len(res.Tunnels) != 1 || res.Tunnels[0].TunnelID != 9 {
+		t.Errorf("SyncPorts on %v, result %+v", queues, res)
+	}
+}

@@ -27,7 +27,7 @@ const moveBound = 45 * time.Second
 // TestTunnelPortsFollowChanges: a server added, given another port, moved to another
 // tunnel with its network, and deleted has its tunnel port opened, moved and closed by
 // the TunnelPorts workflow right after the change, with no health round; the agent
-// follows its network to the new tunnel without a restart.
+// follows its network to the new tunnel without a restart; a deleted tunnel closes its ports.
 func TestTunnelPortsFollowChanges(t *testing.T) {
 	e := startEnv(t, nil)
 	n := e.network("N", e.Admin.ClientID)
@@ -80,6 +80,19 @@ func TestTunnelPortsFollowChanges(t *testing.T) {
 	eventually(t, portBound, "s1's port closed", func() error {
 		if portOpen(p2) == nil {
 			return fmt.Errorf("port %d still open", p2)
+		}
+		return nil
+	})
+
+	// The selected tunnel deleted: its process, still running, closes every port.
+	_, _, p3 := e.server(n, "s3")
+	eventually(t, portBound, "s3's port open on tunnel B", func() error { return portOpen(p3) })
+	if err := e.Store.DeleteTunnel(e.ctx, e.Admin, tb); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, portBound, "the deleted tunnel's port closed", func() error {
+		if portOpen(p3) == nil {
+			return fmt.Errorf("port %d still open", p3)
 		}
 		return nil
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/panel/agentclient"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/workers/panel"
@@ -62,6 +63,25 @@ func TestTunnel(t *testing.T) {
 		return nil
 	})
 	t.Logf("first round trip through the tunnel for both agents after %v", took)
+
+	// The Tunnel Servers page: the tunnel's state and its connected agents, with the
+	// table's refresh icon.
+	secret, _, err := models.CreateSession(e.ctx, e.DB, e.Admin.ID, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the Tunnel Servers page", func() error {
+		page, err := dashboard(e.URL+"/tunnels", secret)
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"t1", "Running", "s1, s2", "data-refresh"} {
+			if !strings.Contains(page, want) {
+				return fmt.Errorf("the page lacks %q", want)
+			}
+		}
+		return nil
+	})
 
 	// The panel's own client, through the tunnel port.
 	var tun1 models.Tunnel
@@ -141,6 +161,22 @@ func TestTunnel(t *testing.T) {
 	})
 	t.Logf("both agents reachable %v after the tunnel restarted (bound %v)", time.Since(restarted).Round(time.Millisecond), reconnectBound)
 	_ = took
+}
+
+// dashboard reads a dashboard page with a session.
+func dashboard(url, session string) (string, error) {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: session})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("GET %s: %d", url, resp.StatusCode)
+	}
+	return string(b), err
 }
 
 func getJSON(url, token string, out any) error {

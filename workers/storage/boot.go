@@ -162,7 +162,10 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	disks := &storage.ZFSDisks{ZFS: z, Pool: pool}
 	var chapKey []byte
 	if bc.CHAP {
-		chapKey = []byte("iscsi-chap:" + cfg.Key)
+		if chapKey, err = chapSeed(cfg.stateDir(), cfg.Key); err != nil {
+			iln.Close()
+			return nil, fmt.Errorf("iSCSI CHAP: %w", err)
+		}
 	}
 	svc, err := boot.NewService(boot.Config{ServerID: serverID, Portal: portal, BootPort: portOf(bc.BootListen),
 		Panel: panel, Provision: &temporalProvisioner{c: c}, Disks: disks, Target: target, Cache: cache, Logger: log,

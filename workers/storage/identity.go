@@ -181,6 +181,31 @@ func (id *identity) renew(ctx context.Context, panel *wire.Client) error {
 	return id.keep(res.CertPEM, res.PanelCAPEM)
 }
 
+// chapSeedFile keeps what the targets' CHAP secrets derive from (boot.go).
+const chapSeedFile = "iscsi-chap.seed"
+
+// chapSeed is what the targets' CHAP secrets derive from: the server key's, kept under the
+// state directory (mode 0600) so that deleting the key file, which is exchanged once for
+// the certificate, changes no secret: a device's initiator logs in again with the secret
+// of its boot script. A new key (a reinstall) makes a new seed.
+func chapSeed(dir, key string) ([]byte, error) {
+	p := filepath.Join(dir, chapSeedFile)
+	if key != "" {
+		seed := []byte("iscsi-chap:" + key)
+		if b, err := os.ReadFile(p); err != nil || !bytes.Equal(b, seed) {
+			if err := writeFile(p, seed, 0o600); err != nil {
+				return nil, err
+			}
+		}
+		return seed, nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) == 0 {
+		return nil, fmt.Errorf("no server key and no CHAP seed under %s (run install.sh -k with the server's key again): %v", dir, err)
+	}
+	return b, nil
+}
+
 // writeFile replaces path atomically (a crash leaves the old file or the new one).
 func writeFile(path string, b []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")

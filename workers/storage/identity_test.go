@@ -109,3 +109,32 @@ func TestIdentity(t *testing.T) {
 		t.Errorf("a new key kept the old key's certificate: %v", err)
 	}
 }
+
+// TestCHAPSeedOutlivesTheKey: the CHAP seed derived from the server key is kept, so the
+// targets' secrets stay the same once the key file is gone; a new key makes a new seed.
+func TestCHAPSeedOutlivesTheKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := chapSeed(dir, ""); err == nil {
+		t.Fatal("a seed without a key or a kept seed")
+	}
+	first, err := chapSeed(dir, "cdk_one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(first) != "iscsi-chap:cdk_one" {
+		t.Fatalf("seed %q: the secrets of agents that had the key change", first)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, chapSeedFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kept seed: %v %v", fi, err)
+	}
+	without, err := chapSeed(dir, "")
+	if err != nil || string(without) != string(first) {
+		t.Fatalf("without the key: %q %v", without, err)
+	}
+	if again, err := chapSeed(dir, "cdk_two"); err != nil || string(again) == string(first) {
+		t.Fatalf("a new key: %q %v", again, err)
+	}
+	if kept, _ := chapSeed(dir, ""); string(kept) != "iscsi-chap:cdk_two" {
+		t.Fatalf("kept after a new key: %q", kept)
+	}
+}

@@ -24,6 +24,9 @@ import (
 // An agent finds a restarted tunnel within about maxBackoff×1.5 plus a handshake.
 const maxBackoff = 8 * time.Second
 
+// noTunnelPoll is how often an agent whose network has no tunnel (yet) asks the panel for one.
+const noTunnelPoll = 5 * time.Second
+
 // tunnelDialer keeps the agent's one session with its network's selected tunnel: it
 // dials out (the agent accepts nothing from outside), serves the agent API on the
 // session's streams and redials, with backoff, when the session ends or the tunnel moves.
@@ -66,7 +69,14 @@ func (d *tunnelDialer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		addr := d.current()
 		if addr == "" {
-			sleep(ctx, time.Second)
+			// No tunnel yet (or its process had not registered when the agent did): ask
+			// the panel again soon rather than at the next stats tick.
+			sleep(ctx, noTunnelPoll)
+			if d.lookup != nil && ctx.Err() == nil {
+				if now, err := d.lookup(ctx); err == nil {
+					d.setAddr(now)
+				}
+			}
 			continue
 		}
 		start := time.Now()
