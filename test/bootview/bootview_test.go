@@ -338,3 +338,34 @@ func TestAdmissionRetry(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWatchBadInput: the watch names the field it cannot read (422) and refuses a
+// request without the server key (401).
+func TestWatchBadInput(t *testing.T) {
+	s := newSite(t, time.Minute)
+	for _, c := range []struct {
+		query, key string
+		status     int
+		field      string
+	}{
+		{"since=abc&wait=0", s.p.Key, http.StatusUnprocessableEntity, "since"},
+		{"since=1&wait=-3", s.p.Key, http.StatusUnprocessableEntity, "wait"},
+		{"since=0&wait=0", "", http.StatusUnauthorized, ""},
+		{"since=0&wait=0", s.p.Key, http.StatusOK, ""},
+	} {
+		req, _ := http.NewRequest("GET", s.p.URL+wire.Prefix+wire.PathBootView+"?"+c.query, nil)
+		if c.key != "" {
+			req.Header.Set("Authorization", "Bearer "+c.key)
+		}
+		resp, err := httpClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body wire.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&body) //nolint:errcheck
+		resp.Body.Close()
+		if resp.StatusCode != c.status || body.Field != c.field {
+			t.Errorf("%s: %d %+v, want %d naming %q", c.query, resp.StatusCode, body, c.status, c.field)
+		}
+	}
+}
