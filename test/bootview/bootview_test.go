@@ -15,6 +15,7 @@ import (
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
 	"github.com/clusterducks/clusterducks/test/netboot"
 )
 
@@ -315,25 +316,48 @@ func TestViewResumes(t *testing.T) {
 }
 
 // TestAdmissionRetry bounds the devices in their iSCSI login phase to 1: a second device
-// is told to retry (at once, not left to time out) until the first one's slot is free.
+// is told to retry (at once, not left to time out) until the first one has logged in to
+// its target (a real iSCSI login to our target); a device that never logs in holds its
+// slot only for the login window.
 func TestAdmissionRetry(t *testing.T) {
 	s := newSite(t, time.Minute)
-	devs := KnownDevices(t, s.p, s.disks, s.loose, 100, 2, 2)
+	devs := KnownDevices(t, s.p, s.disks, s.loose, 100, 3, 3)
+	window := time.Hour
 	a := Start(t, s.p, Options{Disks: s.disks, Config: func(c *boot.Config) {
-		c.MaxLogins, c.LoginWindow = 1, 5*time.Second
+		c.MaxLogins, c.LoginWindow = 1, window
 	}})
-	synced(t, s.p, a, 2)
+	synced(t, s.p, a, 3)
 	expectKind(t, bootScript(t, a, devs[0]), "sanboot", "sanboot iscsi:")
 	// The same device asking again keeps its slot.
 	expectKind(t, bootScript(t, a, devs[0]), "sanboot", "sanboot iscsi:")
+	t0 := time.Now()
 	expectKind(t, bootScript(t, a, devs[1]), "retry", "logging in to this server already")
+	t.Logf("the retry answer took %v", time.Since(t0))
 	if adm := a.Svc.Admission(); adm.Logins != 1 || adm.MaxLogins != 1 || adm.Refused != 1 {
 		t.Fatalf("admission %+v, want 1 login of 1, 1 refused", adm)
 	}
-	// No login comes from the first device: its slot ends with its window.
+	// The first device logs in, as iPXE's sanboot does: its slot is free at once.
+	first := s.p.Device(devs[0].MAC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sess, err := initiator.Dial(ctx, a.ISCSI, initiator.Options{InitiatorName: boot.InitiatorName(devs[0].UUID),
+		TargetName: wire.DeviceIQN(first.NetworkID, first.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	expectKind(t, bootScript(t, a, devs[1]), "sanboot", "sanboot iscsi:")
+	// The second device never logs in: with a short window its slot ends by itself.
+	a.Stop()
+	b := Start(t, s.p, Options{Disks: s.disks, Config: func(c *boot.Config) {
+		c.MaxLogins, c.LoginWindow = 1, 3*time.Second
+	}})
+	synced(t, s.p, b, 3)
+	expectKind(t, bootScript(t, b, devs[1]), "sanboot", "sanboot iscsi:")
+	expectKind(t, bootScript(t, b, devs[2]), "retry", "logging in to this server already")
 	eventually(t, 60*time.Second, func() error {
-		if got := bootScript(t, a, devs[1]); boot.ScriptKind(got) != "sanboot" {
-			return fmt.Errorf("second device: %s", got)
+		if got := bootScript(t, b, devs[2]); boot.ScriptKind(got) != "sanboot" {
+			return fmt.Errorf("third device: %s", got)
 		}
 		return nil
 	})
