@@ -215,16 +215,24 @@ func TestViewAnswersLikeThePanel(t *testing.T) {
 	}
 }
 
+// leasedSite is a site whose panel has the given lease, n known devices of each group
+// with their disks, and an agent whose view holds them.
+func leasedSite(t *testing.T, lease time.Duration, n int) (s *site, a *Agent, strict, loose []netboot.Device) {
+	t.Helper()
+	s = newSite(t, lease)
+	strict = KnownDevices(t, s.p, s.disks, s.strict, 100, n, n)
+	loose = KnownDevices(t, s.p, s.disks, s.loose, 200, n, n)
+	a = Start(t, s.p, Options{Disks: s.disks})
+	synced(t, s.p, a, 2*n)
+	return s, a, strict, loose
+}
+
 // TestPanelStopped stops the panel: known devices of the loose group keep booting from
 // the view; those of the strict group boot until the lease ends, then get the reboot
 // loop that says why.
 func TestPanelStopped(t *testing.T) {
 	const lease = 10 * time.Second
-	s := newSite(t, lease)
-	strict := KnownDevices(t, s.p, s.disks, s.strict, 100, 2, 2)
-	loose := KnownDevices(t, s.p, s.disks, s.loose, 200, 2, 2)
-	a := Start(t, s.p, Options{Disks: s.disks})
-	synced(t, s.p, a, 4)
+	s, a, strict, loose := leasedSite(t, lease, 2)
 	for _, d := range append(append([]netboot.Device{}, strict...), loose...) {
 		expectKind(t, bootScript(t, a, d), "sanboot", "sanboot iscsi:")
 	}

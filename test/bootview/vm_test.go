@@ -17,11 +17,7 @@ import (
 func TestVMBootsFromTheView(t *testing.T) {
 	harness.RequirePackages(t, netboot.Packages...)
 	const lease = 10 * time.Second
-	s := newSite(t, lease)
-	strict := KnownDevices(t, s.p, s.disks, s.strict, 100, 1, 1)
-	loose := KnownDevices(t, s.p, s.disks, s.loose, 200, 1, 1)
-	a := Start(t, s.p, Options{Disks: s.disks})
-	synced(t, s.p, a, 2)
+	s, a, strict, loose := leasedSite(t, lease, 1)
 	// Device VMs reach the host's loopback at 10.0.2.2.
 	vmURL := strings.Replace(a.URL, "127.0.0.1", "10.0.2.2", 1)
 	Stop(s.p)
