@@ -176,13 +176,7 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 	if d.UUID == "" && uuid != "" {
 		// First boot of a device registered through the API: its UUID protects its disk from now on.
 		d.UUID = uuid
-		if err := db.Transaction(func(tx *gorm.DB) error {
-			if err := tx.Model(&Device{}).Where("id = ? AND uuid = ''", d.ID).Update("uuid", uuid).Error; err != nil {
-				return err
-			}
-			_, err := bumpBoot(tx, d.NetworkID, d.ID)
-			return err
-		}); err != nil {
+		if err := setBootColumn(db, d, "uuid = ''", "uuid", uuid); err != nil {
 			return nil, err
 		}
 	}
@@ -191,13 +185,7 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 			return nil, NotFound("group")
 		}
 		d.GroupID = &groupChoice
-		if err := db.Transaction(func(tx *gorm.DB) error {
-			if err := tx.Model(&Device{}).Where("id = ?", d.ID).Update("group_id", groupChoice).Error; err != nil {
-				return err
-			}
-			_, err := bumpBoot(tx, d.NetworkID, d.ID)
-			return err
-		}); err != nil {
+		if err := setBootColumn(db, d, "", "group_id", groupChoice); err != nil {
 			return nil, err
 		}
 	}
@@ -237,6 +225,22 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 	g := gb.Group
 	st.Group, st.Versions, st.Holders, st.Assigned = &g, gb.Versions, gb.Holders, gb.Assigned
 	return st, nil
+}
+
+// setBootColumn writes one column of a booting device (where, when not "", narrows the
+// update) and bumps its network's boot revision in the same transaction.
+func setBootColumn(db *gorm.DB, d *Device, where, column string, value any) error {
+	return db.Transaction(func(tx *gorm.DB) error {
+		q := tx.Model(&Device{}).Where("id = ?", d.ID)
+		if where != "" {
+			q = q.Where(where)
+		}
+		if err := q.Update(column, value).Error; err != nil {
+			return err
+		}
+		_, err := bumpBoot(tx, d.NetworkID, d.ID)
+		return err
+	})
 }
 
 func notFoundOr(err error, what string) error {

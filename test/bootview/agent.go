@@ -34,6 +34,7 @@ type Agent struct {
 	Disks  *boot.FileDisks
 	Target *iscsi.Server
 	URL    string // the boot endpoint, http://127.0.0.1:<port>/boot.ipxe
+	ISCSI  string // the target's address on loopback
 	Panel  *Counter
 
 	http   *http.Server
@@ -122,6 +123,7 @@ func Start(t testing.TB, p *netboot.HostPanel, o Options) *Agent {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{Svc: svc, View: view, Disks: disks, Target: target, Panel: counter, cancel: cancel, done: make(chan struct{}),
+		ISCSI: iln.Addr().String(),
 		URL: "http://" + hln.Addr().String() + "/boot.ipxe"}
 	go func() {
 		defer close(a.done)

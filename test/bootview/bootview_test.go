@@ -15,6 +15,7 @@ import (
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
 	"github.com/clusterducks/clusterducks/test/netboot"
 )
 
@@ -214,16 +215,24 @@ func TestViewAnswersLikeThePanel(t *testing.T) {
 	}
 }
 
+// leasedSite is a site whose panel has the given lease, n known devices of each group
+// with their disks, and an agent whose view holds them.
+func leasedSite(t *testing.T, lease time.Duration, n int) (s *site, a *Agent, strict, loose []netboot.Device) {
+	t.Helper()
+	s = newSite(t, lease)
+	strict = KnownDevices(t, s.p, s.disks, s.strict, 100, n, n)
+	loose = KnownDevices(t, s.p, s.disks, s.loose, 200, n, n)
+	a = Start(t, s.p, Options{Disks: s.disks})
+	synced(t, s.p, a, 2*n)
+	return s, a, strict, loose
+}
+
 // TestPanelStopped stops the panel: known devices of the loose group keep booting from
 // the view; those of the strict group boot until the lease ends, then get the reboot
 // loop that says why.
 func TestPanelStopped(t *testing.T) {
 	const lease = 10 * time.Second
-	s := newSite(t, lease)
-	strict := KnownDevices(t, s.p, s.disks, s.strict, 100, 2, 2)
-	loose := KnownDevices(t, s.p, s.disks, s.loose, 200, 2, 2)
-	a := Start(t, s.p, Options{Disks: s.disks})
-	synced(t, s.p, a, 4)
+	s, a, strict, loose := leasedSite(t, lease, 2)
 	for _, d := range append(append([]netboot.Device{}, strict...), loose...) {
 		expectKind(t, bootScript(t, a, d), "sanboot", "sanboot iscsi:")
 	}
@@ -315,26 +324,80 @@ func TestViewResumes(t *testing.T) {
 }
 
 // TestAdmissionRetry bounds the devices in their iSCSI login phase to 1: a second device
-// is told to retry (at once, not left to time out) until the first one's slot is free.
+// is told to retry (at once, not left to time out) until the first one has logged in to
+// its target (a real iSCSI login to our target); a device that never logs in holds its
+// slot only for the login window.
 func TestAdmissionRetry(t *testing.T) {
 	s := newSite(t, time.Minute)
-	devs := KnownDevices(t, s.p, s.disks, s.loose, 100, 2, 2)
+	devs := KnownDevices(t, s.p, s.disks, s.loose, 100, 3, 3)
+	window := time.Hour
 	a := Start(t, s.p, Options{Disks: s.disks, Config: func(c *boot.Config) {
-		c.MaxLogins, c.LoginWindow = 1, 5*time.Second
+		c.MaxLogins, c.LoginWindow = 1, window
 	}})
-	synced(t, s.p, a, 2)
+	synced(t, s.p, a, 3)
 	expectKind(t, bootScript(t, a, devs[0]), "sanboot", "sanboot iscsi:")
 	// The same device asking again keeps its slot.
 	expectKind(t, bootScript(t, a, devs[0]), "sanboot", "sanboot iscsi:")
+	t0 := time.Now()
 	expectKind(t, bootScript(t, a, devs[1]), "retry", "logging in to this server already")
+	t.Logf("the retry answer took %v", time.Since(t0))
 	if adm := a.Svc.Admission(); adm.Logins != 1 || adm.MaxLogins != 1 || adm.Refused != 1 {
 		t.Fatalf("admission %+v, want 1 login of 1, 1 refused", adm)
 	}
-	// No login comes from the first device: its slot ends with its window.
+	// The first device logs in, as iPXE's sanboot does: its slot is free at once.
+	first := s.p.Device(devs[0].MAC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sess, err := initiator.Dial(ctx, a.ISCSI, initiator.Options{InitiatorName: boot.InitiatorName(devs[0].UUID),
+		TargetName: wire.DeviceIQN(first.NetworkID, first.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	expectKind(t, bootScript(t, a, devs[1]), "sanboot", "sanboot iscsi:")
+	// The second device never logs in: with a short window its slot ends by itself.
+	a.Stop()
+	b := Start(t, s.p, Options{Disks: s.disks, Config: func(c *boot.Config) {
+		c.MaxLogins, c.LoginWindow = 1, 3*time.Second
+	}})
+	synced(t, s.p, b, 3)
+	expectKind(t, bootScript(t, b, devs[1]), "sanboot", "sanboot iscsi:")
+	expectKind(t, bootScript(t, b, devs[2]), "retry", "logging in to this server already")
 	eventually(t, 60*time.Second, func() error {
-		if got := bootScript(t, a, devs[1]); boot.ScriptKind(got) != "sanboot" {
-			return fmt.Errorf("second device: %s", got)
+		if got := bootScript(t, b, devs[2]); boot.ScriptKind(got) != "sanboot" {
+			return fmt.Errorf("third device: %s", got)
 		}
 		return nil
 	})
+}
+
+// TestWatchBadInput: the watch names the field it cannot read (422) and refuses a
+// request without the server key (401).
+func TestWatchBadInput(t *testing.T) {
+	s := newSite(t, time.Minute)
+	for _, c := range []struct {
+		query, key string
+		status     int
+		field      string
+	}{
+		{"since=abc&wait=0", s.p.Key, http.StatusUnprocessableEntity, "since"},
+		{"since=1&wait=-3", s.p.Key, http.StatusUnprocessableEntity, "wait"},
+		{"since=0&wait=0", "", http.StatusUnauthorized, ""},
+		{"since=0&wait=0", s.p.Key, http.StatusOK, ""},
+	} {
+		req, _ := http.NewRequest("GET", s.p.URL+wire.Prefix+wire.PathBootView+"?"+c.query, nil)
+		if c.key != "" {
+			req.Header.Set("Authorization", "Bearer "+c.key)
+		}
+		resp, err := httpClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body wire.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&body) //nolint:errcheck
+		resp.Body.Close()
+		if resp.StatusCode != c.status || body.Field != c.field {
+			t.Errorf("%s: %d %+v, want %d naming %q", c.query, resp.StatusCode, body, c.status, c.field)
+		}
+	}
 }

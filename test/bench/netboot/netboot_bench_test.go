@@ -260,17 +260,22 @@ func BenchmarkBootScriptLatency(b *testing.B) {
 			wg.Wait()
 			wall := time.Since(start)
 			b.StopTimer()
+			// Beyond the admission bounds (provisionings, logins) a device is told to retry
+			// after a pause: an answer too, never a timeout.
+			kinds := map[string]int{}
 			for i := range devs {
-				if errs[i] != nil || !strings.Contains(bodies[i], "sanboot iscsi:") {
+				k := boot.ScriptKind(bodies[i])
+				if errs[i] != nil || (k != "sanboot" && k != "retry") {
 					b.Fatalf("request %d: %v\n%s", i, errs[i], bodies[i])
 				}
+				kinds[k]++
 			}
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			p50, p99 := lat[n/2], lat[n*99/100]
 			b.ReportMetric(float64(p50.Microseconds())/1000, "ms-p50")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "ms-p99")
-			fmt.Printf("boot script, %d concurrent %s devices: p50 %v, p99 %v, max %v, all answered in %v\n",
-				n, kind, p50.Round(time.Microsecond*100), p99.Round(time.Microsecond*100), lat[n-1].Round(time.Millisecond), wall.Round(time.Millisecond))
+			fmt.Printf("boot script, %d concurrent %s devices (no view: the panel answers each): p50 %v, p99 %v, max %v, all answered in %v: %v\n",
+				n, kind, p50.Round(time.Microsecond*100), p99.Round(time.Microsecond*100), lat[n-1].Round(time.Millisecond), wall.Round(time.Millisecond), kinds)
 		})
 	}
 }

@@ -1,0 +1,54 @@
+package boot
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+)
+
+// blockingProvisioner holds every provisioning until release is closed.
+type blockingProvisioner struct{ release chan struct{} }
+
+func (b *blockingProvisioner) Provision(ctx context.Context, _ wire.ProvisionRequest) error {
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestProvisionBound: with one provisioning allowed and it running, a second new device
+// is told to retry at once; the first device asking again joins its own provisioning.
+func TestProvisionBound(t *testing.T) {
+	disks, err := NewFileDisks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(disks.GroupVersionPath(3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	prov := &blockingProvisioner{release: make(chan struct{})}
+	defer close(prov.release)
+	in := info(true, 1)
+	svc, err := NewService(Config{ServerID: 1, Portal: "10.0.0.1:3260", Panel: &fakePanel{info: in}, Provision: prov,
+		Disks: disks, Target: &recordTarget{}, MaxProvisions: 1, ProvisionWait: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	first := svc.Script(context.Background(), mac1, uuid1, 0)
+	if ScriptKind(first) != "retry" || !strings.Contains(first, "preparing this device's disk") {
+		t.Fatalf("first device, provisioning under way: %s", first)
+	}
+	in.Device.ID, in.Device.MAC = 8, "52:54:00:00:00:08"
+	second := svc.Script(context.Background(), "52:54:00:00:00:08", "c1d0c1d0-0000-4000-8000-000000000008", 0)
+	if ScriptKind(second) != "retry" || !strings.Contains(second, "making 1 new disks already") {
+		t.Fatalf("second device beyond the bound: %s", second)
+	}
+	if a := svc.Admission(); a.Provisions != 1 || a.MaxProvisions != 1 || a.Refused != 1 {
+		t.Fatalf("admission %+v", a)
+	}
+}
