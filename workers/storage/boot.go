@@ -163,6 +163,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	var chapKey []byte
 	if bc.CHAP {
 		if chapKey, err = chapSeed(cfg.stateDir(), cfg.Key); err != nil {
+			stopView()
 			iln.Close()
 			return nil, fmt.Errorf("iSCSI CHAP: %w", err)
 		}
