@@ -127,7 +127,22 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 	master := wire.AgentIdentity{NetworkID: in.NetworkID, ServerID: plan.MasterID}
 	res := &ReplicateResult{Versions: []uint{}}
 	start := workflow.Now(ctx)
+	skipOrigin := false
+	if len(plan.Datasets) > 1 && workflow.GetVersion(ctx, VersionReplicateSkipOrigin, workflow.DefaultVersion, 1) == 1 {
+		// A slave that holds the group (a clone, so its origin too) needs only the group's
+		// increment: the origin's turn would cost a listing on the master, a TLS handshake
+		// and an acknowledgement for nothing, at every publish.
+		var ss storage.SnapshotsResult
+		if err := workflow.ExecuteActivity(serverCtx(ctx, in.SlaveID), sa.Snapshots,
+			storage.SnapshotsInput{Pool: plan.SlavePool, Dataset: plan.Datasets[len(plan.Datasets)-1].Dataset}).Get(ctx, &ss); err != nil {
+			return nil, err
+		}
+		skipOrigin = ss.Exists
+	}
 	for i, d := range plan.Datasets {
+		if skipOrigin && i < len(plan.Datasets)-1 {
+			continue
+		}
 		guid, snap := d.GUID, d.Snapshot
 		if guid == "" {
 			// The panel does not record volume snapshots' guids: the master tells them.

@@ -38,6 +38,8 @@ type replCalls struct {
 	// watching, when set, makes each transfer wait for its watcher to start (the test
 	// environment would otherwise cancel a watcher that never ran).
 	watching chan string
+	// slaveHasGroup: before any transfer, the slave holds the group's dataset.
+	slaveHasGroup bool
 }
 
 func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zfs.Snap, transfer func(storage.ReplicateInput) (*storage.ReplicateResult, error)) *replCalls {
@@ -48,6 +50,9 @@ func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zf
 			c.listed = append(c.listed, in)
 			if in.Pool == "tank" { // the master's volume
 				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "group-3", GUID: "o3"}, {Name: "group-7", GUID: "o7"}, {Name: "group-9", GUID: "o9"}}}, nil
+			}
+			if len(c.transfers) == 0 && !c.slaveHasGroup {
+				return &storage.SnapshotsResult{Snapshots: []zfs.Snap{}}, nil
 			}
 			return &storage.SnapshotsResult{Exists: true, Snapshots: slaveSnaps}, nil
 		}).Maybe()
@@ -133,6 +138,32 @@ func TestReplicateGroupOriginFirstThenVersions(t *testing.T) {
 		c.watched[0].From != 5 || c.watched[0].To != 50 || c.watched[1].From != 50 || c.watched[1].To != 95 ||
 		c.watched[1].Label != "iscsi/groups/7@v2 from server 1" {
 		t.Errorf("watchers %+v", c.watched)
+	}
+}
+
+// TestReplicateSkipsTheOriginTheSlaveHas: a slave holding the group already gets only
+// the group's increment, not a turn of its origin volume.
+func TestReplicateSkipsTheOriginTheSlaveHas(t *testing.T) {
+	s := newSuite(t)
+	c := s.onReplication(groupPlan(), []zfs.Snap{{Name: "v1", GUID: "g1"}, {Name: "v2", GUID: "g2"}},
+		func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}, nil
+		})
+	c.slaveHasGroup = true
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateGroup, ObjectID: 7, OperationID: 9})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.transfers) != 1 || c.transfers[0].Dataset != "iscsi/groups/7" || c.transfers[0].GUID != "g2" {
+		t.Errorf("transfers %+v", c.transfers)
+	}
+	if len(c.copies) != 2 || len(c.verified) != 0 {
+		t.Errorf("copies %+v, verified volumes %+v", c.copies, c.verified)
+	}
+	for _, l := range c.listed {
+		if l.Pool == "tank" {
+			t.Errorf("the master was asked for its volume's snapshots: %+v", c.listed)
+		}
 	}
 }
 

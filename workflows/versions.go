@@ -45,3 +45,7 @@ const VersionReplicateVolumeCopy = "replicate-volume-copy"
 // VersionPromoteReleaseHolds: after the switch, every other server drops the holds it
 // kept for the new master as its slave (they would pin those snapshots for ever).
 const VersionPromoteReleaseHolds = "promote-release-holds"
+
+// VersionReplicateSkipOrigin: a group's replication asks the slave first and skips the
+// origin volume when the slave holds the group already.
+const VersionReplicateSkipOrigin = "replicate-skip-origin"

@@ -149,7 +149,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	args, from, target, err := s.plan(ctx, req)
+	args, from, target, guid, err := s.plan(ctx, req)
 	if err != nil {
 		var re *wire.ReplicationError
 		if errors.As(err, &re) {
@@ -160,12 +160,6 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		}
 		status, code := statusOf(err)
 		s.Log.Warn("replication: send refused", "slave", slave.ServerID, "dataset", req.Dataset, "err", err)
-		replError(w, status, code, "%s", zfsMessage(err))
-		return
-	}
-	guid, err := s.ZFS.Property(ctx, target, "guid")
-	if err != nil {
-		status, code := statusOf(err)
 		replError(w, status, code, "%s", zfsMessage(err))
 		return
 	}
@@ -227,69 +221,74 @@ func zfsMessage(err error) string {
 }
 
 // plan decides the stream of a request: its zfs send arguments, its base snapshot ("" for
-// a full stream) and the snapshot it ends at (full names).
-func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs.SendArgs, string, string, error) {
+// a full stream), the snapshot it ends at (full names) and that snapshot's guid.
+func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs.SendArgs, string, string, string, error) {
 	if req.Token != "" {
 		target, err := s.ZFS.TokenTarget(ctx, req.Token)
 		if err != nil {
-			return zfs.SendArgs{}, "", "", err
+			return zfs.SendArgs{}, "", "", "", err
 		}
 		ds, _, _ := strings.Cut(target, "@")
 		if rel, ok := strings.CutPrefix(ds, s.Pool+"/"); !ok || !replicated(rel) {
-			return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeForbidden, Message: "the token names a dataset that is not replicated"}
+			return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeForbidden, Message: "the token names a dataset that is not replicated"}
 		}
-		if _, err := s.ZFS.Property(ctx, target, "guid"); errors.Is(err, activities.ErrDatasetNotFound) {
-			return zfs.SendArgs{}, "", "", fmt.Errorf("%s is gone: %w", target, zfs.ErrStaleToken)
+		guid, err := s.ZFS.Property(ctx, target, "guid")
+		if errors.Is(err, activities.ErrDatasetNotFound) {
+			return zfs.SendArgs{}, "", "", "", fmt.Errorf("%s is gone: %w", target, zfs.ErrStaleToken)
 		}
-		return zfs.SendArgs{Token: req.Token}, "", target, nil
+		if err != nil {
+			return zfs.SendArgs{}, "", "", "", err
+		}
+		return zfs.SendArgs{Token: req.Token}, "", target, guid, nil
 	}
 	if !replicated(req.Dataset) {
-		return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeForbidden, Message: fmt.Sprintf("dataset %q is not replicated", req.Dataset)}
+		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeForbidden, Message: fmt.Sprintf("dataset %q is not replicated", req.Dataset)}
 	}
 	if req.Snapshot != "" && !snapName.MatchString(req.Snapshot) {
-		return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeBadRequest, Message: fmt.Sprintf("snapshot %q is not a snapshot name", req.Snapshot)}
+		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeBadRequest, Message: fmt.Sprintf("snapshot %q is not a snapshot name", req.Snapshot)}
 	}
 	full := s.Pool + "/" + req.Dataset
 	snaps, err := s.ZFS.Snapshots(ctx, full)
 	if err != nil {
-		return zfs.SendArgs{}, "", "", err
+		return zfs.SendArgs{}, "", "", "", err
 	}
 	ti := len(snaps) - 1
 	if req.Snapshot != "" {
 		ti = slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == req.Snapshot })
 	}
 	if ti < 0 {
-		return zfs.SendArgs{}, "", "", &wire.ReplicationError{Code: wire.CodeNotFound, Message: fmt.Sprintf("%s has no snapshot %q", req.Dataset, req.Snapshot)}
+		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeNotFound, Message: fmt.Sprintf("%s has no snapshot %q", req.Dataset, req.Snapshot)}
 	}
 	args := zfs.SendArgs{Snapshot: full + "@" + snaps[ti].Name}
+	guid := snaps[ti].GUID // the listing has it: no zfs get for it
 	enc, err := s.ZFS.Property(ctx, full, "encryption")
 	if err != nil {
-		return zfs.SendArgs{}, "", "", err
+		return zfs.SendArgs{}, "", "", "", err
 	}
 	args.Raw = enc != "" && enc != "off" && enc != "-"
 	// The newest common snapshot by guid (names may repeat with other contents).
 	for i := ti - 1; i >= 0; i-- {
 		if slices.Contains(req.Have, snaps[i].GUID) {
 			args.From = full + "@" + snaps[i].Name
-			return args, args.From, args.Snapshot, nil
+			return args, args.From, args.Snapshot, guid, nil
 		}
 	}
 	// None: a clone builds on its origin when the slave has that.
 	origin, err := s.ZFS.Property(ctx, full, "origin")
 	if err != nil {
-		return zfs.SendArgs{}, "", "", err
+		return zfs.SendArgs{}, "", "", "", err
 	}
 	if origin != "" && origin != "-" {
 		og, err := s.ZFS.Property(ctx, origin, "guid")
 		if err != nil {
-			return zfs.SendArgs{}, "", "", err
+			return zfs.SendArgs{}, "", "", "", err
 		}
 		if slices.Contains(req.Have, og) {
 			args.From = origin
-			return args, origin, args.Snapshot, nil
+			return args, origin, args.Snapshot, guid, nil
 		}
 	}
-	return args, "", args.Snapshot, nil
+	return args, "", args.Snapshot, guid, nil
 }
 
 func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {

@@ -46,7 +46,8 @@ func main() {
 	}
 	cert := selfSigned()
 	n := int64(*mib) << 20
-	fmt.Printf("tcp  plain              %7.1f MiB/s\n", transfer(n, nil, nil))
+	rate, _ := transfer(n, nil, nil)
+	fmt.Printf("tcp  plain              %7.1f MiB/s\n", rate)
 	for _, c := range []struct {
 		name  string
 		suite uint16
@@ -61,7 +62,8 @@ func main() {
 		if c.suite != 0 {
 			srv.CipherSuites, cli.CipherSuites = []uint16{c.suite}, []uint16{c.suite}
 		}
-		fmt.Printf("tls  %-18s %7.1f MiB/s\n", c.name, transfer(n, srv, cli))
+		rate, suite := transfer(n, srv, cli)
+		fmt.Printf("tls  %-18s %7.1f MiB/s  %s\n", c.name, rate, suite)
 	}
 }
 
@@ -104,8 +106,8 @@ func selfSigned() tls.Certificate {
 }
 
 // transfer sends n bytes over a loopback connection (TLS when srv is set) and returns the
-// rate the receiver saw, handshake included.
-func transfer(n int64, srv, cli *tls.Config) float64 {
+// rate the receiver saw, handshake included, and the cipher suite negotiated.
+func transfer(n int64, srv, cli *tls.Config) (float64, string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
@@ -137,16 +139,17 @@ func transfer(n int64, srv, cli *tls.Config) float64 {
 	}
 	defer c.Close()
 	var r io.Reader = c
+	suite := ""
 	if cli != nil {
 		t := tls.Client(c, cli)
 		if err := t.Handshake(); err != nil {
 			log.Fatal(err)
 		}
-		r = t
+		r, suite = t, tls.CipherSuiteName(t.ConnectionState().CipherSuite)
 	}
 	got, err := io.CopyN(io.Discard, r, n)
 	if err != nil {
 		log.Fatalf("received %d of %d: %v", got, n, err)
 	}
-	return float64(got) / (1 << 20) / time.Since(start).Seconds()
+	return float64(got) / (1 << 20) / time.Since(start).Seconds(), suite
 }
