@@ -133,6 +133,7 @@ func migrations() []*gormigrate.Migration {
 		serverBandwidthMigration(),
 		volumeCopyMigration(),
 		healthMigration(),
+		bootHistoryMigration(),
 	}
 }
 

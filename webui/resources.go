@@ -744,6 +744,9 @@ func devicesRes() *resource {
 				{Label: "Group", Value: gc.Text, Link: gc.Link}, {Label: "Assigned version", Value: vText(c.Assigned)}, {Label: "Clone version", Value: vText(c.Clone)},
 				{Label: "Booted version", Value: vText(c.Booted)}, {Label: "Compliance", Value: comp.Text, Badge: comp.Badge}, {Label: "Locked", Value: yesNo(d.Locked)}, {Label: "Last boot", Value: ago(d.LastBootAt)}}
 		},
+		sections: func(r *rc, d *models.Device) []section {
+			return []section{r.bootHistorySection(d.ID)}
+		},
 	}
 	return k.resource()
 }
@@ -807,3 +810,37 @@ const (
 		"Without Lazy Locks, it is possible to lose data stored in unlocked devices. However, if unlocked devices store no critical data, " +
 		"disabling Lazy Locks will enforce image version compliance across the entire group and simplify administration."
 )
+
+// bootHistorySection is a device's latest boots as its agents reported them.
+func (r *rc) bootHistorySection(deviceID uint) section {
+	s := section{Title: "Boot history", Columns: []string{"When (UTC)", "Server", "Version", "Outcome"}}
+	boots, err := r.s.DeviceBootHistory(r.ctx, r.a, deviceID, 50)
+	if err != nil {
+		s.Note = "The boot history could not be read."
+		return s
+	}
+	servers := map[uint]cell{} // a device boots from few servers: each named once
+	for _, b := range boots {
+		srv := b.ServerID
+		if _, ok := servers[srv]; !ok {
+			servers[srv] = r.objName("servers", &srv)
+		}
+		version := "—"
+		if b.Version > 0 {
+			version = "v" + itoa(b.Version)
+		}
+		badge := "ok"
+		if b.Outcome != models.BootOutcomeBooted {
+			badge = "failed"
+		}
+		outcome := cell{Text: b.Outcome, Badge: badge}
+		if b.Reason != "" {
+			outcome.Text += ": " + b.Reason
+		}
+		s.Rows = append(s.Rows, []cell{{Text: b.CreatedAt.UTC().Format("2006-01-02 15:04:05")}, servers[srv], {Text: version}, outcome})
+	}
+	if len(s.Rows) == 0 {
+		s.Note = "This device has not booted yet."
+	}
+	return s
+}
