@@ -359,8 +359,6 @@ func serversRes() *resource {
 		update: storeSave((*models.Store).UpdateServer),
 		del:    storeRemove((*models.Store).DeleteServer),
 		details: func(r *rc, s *models.Server) []detail {
-			st := s.StatsView()
-			stats, _ := json.MarshalIndent(st.Stats, "", "  ")
 			status := serverStatus(s)
 			return []detail{{Label: "Name", Value: s.Name}, {Label: "Network", Value: r.netName(s.NetworkID), Link: fmt.Sprintf("/networks/%d", s.NetworkID)},
 				{Label: "Role", Value: s.Role}, {Label: "iSCSI IP", Value: s.IP}, {Label: "Replication IP", Value: s.ReplicationAddress()},
@@ -369,8 +367,10 @@ func serversRes() *resource {
 				{Label: "Status", Value: status.Text, Badge: status.Badge},
 				{Label: "Pool health", Value: orDash(s.PoolHealth)}, {Label: "Pool size / free", Value: fmt.Sprintf("%s / %s", bytesText(s.PoolSize), bytesText(s.PoolFree))},
 				{Label: "Stats reported", Value: ago(s.StatsAt)},
-				{Label: "Install", Pre: true, Value: fmt.Sprintf("install.sh -h %q -k server.key -n br0\n# server.key holds the key shown when the server was added (or a new one: the key icon)", r.c.Hostname())},
-				{Label: "Stats", Value: string(stats), Pre: true, Link: fmt.Sprintf("/api/v0.9.2/servers/%d/stats.json", s.ID)}}
+				{Label: "Install", Pre: true, Value: fmt.Sprintf("install.sh -h %q -k server.key -n br0\n# server.key holds the key shown when the server was added (or a new one: the key icon)", r.c.Hostname())}}
+		},
+		sections: func(r *rc, s *models.Server) []section {
+			return []section{statsSection(s)}
 		},
 	}
 	return k.resource()

@@ -66,4 +66,22 @@ func TestHistoryPages(t *testing.T) {
 		}
 	}
 	b.both("device-boot-history")
+
+	// The server's stats: a table of figures, not JSON.
+	err = models.RecordServerStats(ctx, p.DB, srv.ID, &models.StatsReport{PoolHealth: "ONLINE", PoolSize: 100 << 30, PoolFree: 90 << 30,
+		Detail: []byte(`{"pool": {"name": "tank", "free": 96636764160}, "iscsi_sessions": 3, "agent_version": "0.9.2"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.open(fmt.Sprintf("/servers/%d", srv.ID))
+	stats := b.jsString(`var out = ''; document.querySelectorAll('section').forEach(function (s) { if (s.querySelector('h2').textContent === 'Stats') out = s.querySelector('table').innerText }); return out`)
+	for _, want := range []string{"Pool · free\t90.0 GiB (96636764160 bytes)", "Iscsi sessions\t3", "Agent version\t0.9.2"} {
+		if !strings.Contains(stats, want) {
+			t.Errorf("the server's stats lack %q:\n%s", want, stats)
+		}
+	}
+	if strings.Contains(b.text("main"), `"iscsi_sessions"`) {
+		t.Error("the server page still shows the stats as JSON")
+	}
+	b.both("server-stats")
 }
