@@ -29,6 +29,7 @@ type field struct {
 	Placeholder  string
 	Inputmode    string
 	Autocomplete string
+	Rows         []itemRow // a menu's items (Type "menuitems"), edited as rows
 }
 
 type option struct {
@@ -71,7 +72,7 @@ func (f *formView) setError(body api.ErrorBody) {
 func precheck(fields []field, v url.Values) []api.ErrorBody {
 	var errs []api.ErrorBody
 	for _, f := range fields {
-		if f.Disabled || f.Type == "checkbox" {
+		if f.Disabled || f.Type == "checkbox" || f.Type == "menuitems" {
 			continue
 		}
 		val := strings.TrimSpace(v.Get(f.Name))
@@ -131,6 +132,15 @@ func (f *formView) fill(v url.Values) {
 	for i := range f.Fields {
 		fl := &f.Fields[i]
 		if fl.Type == "password" || fl.Disabled {
+			continue
+		}
+		if fl.Type == "menuitems" {
+			var items []models.MenuItem
+			for _, r := range postedItemRows(v) {
+				g, _ := strconv.ParseUint(r.GroupID, 10, 32)
+				items = append(items, models.MenuItem{Type: r.Type, Label: r.Label, GroupID: uint(g), URL: r.URL})
+			}
+			fl.Rows = menuItemRows(items)
 			continue
 		}
 		if vs, ok := v[fl.Name]; ok && len(vs) > 0 {

@@ -3,8 +3,8 @@ package webui
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -755,6 +755,11 @@ func (r *rc) groupOptions(nid uint) []option {
 	return refOptions(r, nid, "— none —", func(g *models.Group) string { return r.netName(g.NetworkID) + " / " + g.Name }, func(g *models.Group) uint { return g.ID })
 }
 
+// withMenuRows makes a menu create read the item editor's rows.
+func withMenuRows(f func(r *rc, v url.Values, fs []field) (*models.Created, error)) func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+	return func(r *rc, v url.Values, fs []field) (*models.Created, error) { return f(r, menuRows(v), fs) }
+}
+
 func menusRes() *resource {
 	list, get := owned[models.Menu]("menu")
 	k := &kind[models.Menu]{
@@ -769,27 +774,45 @@ func menusRes() *resource {
 		},
 		fields: func(r *rc, o *models.Menu) []field {
 			m := cmp.Or(o, &models.Menu{Items: "[]"})
-			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
 			return []field{
 				r.networkField(m.NetworkID, o == nil),
 				{Name: "name", Label: "Name", Type: "text", Value: m.Name, Required: true},
-				{Name: "items", Label: "Items (JSON)", Type: "textarea", Value: string(items),
-					Help: `A list of {"type": "group", "label": "...", "group_id": N}, {"type": "local", "label": "Boot from disk"} or {"type": "chain", "label": "...", "url": "https://..."}.`},
+				{Name: "items", Label: "Items", Type: "menuitems", Rows: menuItemRows(m.View().Items), Options: r.groupOptions(m.NetworkID),
+					Help: "One row per entry, in the order the menu shows them: a group boots that group; local boots the device's own disk; chain loads another iPXE script from its URL. Leave a row empty to remove it; save to get more empty rows."},
 			}
 		},
-		create: storeCreate(func(s *models.Store, ctx context.Context, a *models.Actor, in *models.MenuInput) (*models.Created, error) {
+		create: withMenuRows(storeCreate(func(s *models.Store, ctx context.Context, a *models.Actor, in *models.MenuInput) (*models.Created, error) {
 			c, err := s.CreateMenu(ctx, a, in)
 			if err == nil {
 				// The API answers with the menu's view (its items parsed); the page wants the menu.
 				c.Object = &c.Object.(*models.MenuView).Menu
 			}
 			return c, err
-		}),
-		update: storeSave((*models.Store).UpdateMenu),
-		del:    storeRemove((*models.Store).DeleteMenu),
+		})),
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			return storeSave((*models.Store).UpdateMenu)(r, id, menuRows(v), fs)
+		},
+		del: storeRemove((*models.Store).DeleteMenu),
 		details: func(r *rc, m *models.Menu) []detail {
-			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
-			return []detail{{Label: "Name", Value: m.Name}, {Label: "Network", Value: r.netName(m.NetworkID), Link: fmt.Sprintf("/networks/%d", m.NetworkID)}, {Label: "Items", Value: string(items), Pre: true}}
+			return []detail{{Label: "Name", Value: m.Name}, {Label: "Network", Value: r.netName(m.NetworkID), Link: fmt.Sprintf("/networks/%d", m.NetworkID)}}
+		},
+		sections: func(r *rc, m *models.Menu) []section {
+			s := section{Title: "Items", Columns: []string{"#", "Type", "Label", "Boots"}}
+			for i, it := range m.View().Items {
+				boots := cell{Text: "the device's own disk"}
+				switch it.Type {
+				case "group":
+					g := it.GroupID
+					boots = r.objName("groups", &g)
+				case "chain":
+					boots = cell{Text: it.URL}
+				}
+				s.Rows = append(s.Rows, []cell{{Text: itoa(i + 1)}, {Text: it.Type}, {Text: it.Label}, boots})
+			}
+			if len(s.Rows) == 0 {
+				s.Note = "This menu has no items yet."
+			}
+			return []section{s}
 		},
 	}
 	return k.resource()
