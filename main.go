@@ -25,6 +25,7 @@ commands:
   dev       panel with an embedded SQLite database, for a laptop (--data, --listen)
   panel     production panel on PostgreSQL (DATABASE_URL)
   migrate   apply pending database migrations (DATABASE_URL or --db)
+  admin     reset-password --email E-MAIL: a new password for a user who lost it
   agent     storage-server agent: --panel URL --key FILE (the server key from the panel)
   temporal  Temporal server on PostgreSQL for the production topology (--db URL)
   version   print the version
@@ -52,6 +53,8 @@ func main() {
 		err = tunnel.Run(ctx, args, version)
 	case "migrate":
 		err = panel.Migrate(ctx, args)
+	case "admin":
+		err = panel.Admin(ctx, args)
 	case "version", "--version", "-v":
 		fmt.Println("clusterducks", version)
 	case "help", "-h", "--help":

@@ -60,6 +60,7 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.opsRoutes(r)
 	h.operationRoutes(r)
 	h.tokenRoutes(r)
+	h.historyRoutes(r)
 	for _, f := range h.Extra {
 		f(r)
 	}
@@ -427,6 +428,7 @@ func page(c *fiber.Ctx) (models.Page, error) {
 			*q.dst = n
 		}
 	}
+	p.Q, p.Sort = strings.TrimSpace(c.Query("q")), strings.TrimSpace(c.Query("sort"))
 	return p.Normalize(), nil
 }
 

@@ -76,6 +76,8 @@ var routeDocs = map[string]routeDoc{
 	"GET /account/tokens.json":               {"The caller's named API tokens, with their last use (never their secret)", nil, map[string]any{"200": []TokenView{}}},
 	"POST /account/tokens.json":              {"Create a named API token; its secret is in the answer, once", models.TokenInput{}, map[string]any{"201": tokenCreated{}}},
 	"DELETE /account/tokens/{id}.json":       {"Revoke a token", nil, map[string]any{"204": nil}},
+	"GET /devices/{id}/boots.json":           {"A device's latest boots, newest first: when, from which server, which version, how it ended", nil, map[string]any{"200": []models.BootHistory{}}},
+	"GET /audit.json":                        {"The audit log, newest first: who changed what (filters: network_id, user_id, object, object_id, action, since, until)", nil, map[string]any{"200": []models.AuditEntry{}}},
 	"GET /alerts.json":                       {"What keeps each network from being operational, with the page that fixes it", nil, map[string]any{"200": []models.Alert{}}},
 	"POST /servers/{id}/promote.json":        {"Make a slave its network's master (the master becomes a slave); 409 naming what it lacks", nil, map[string]any{"202": created{models.Server{}}}},
 	"POST /groups/{id}/publish.json":         {"Publish the group's next version (a snapshot on the master, replicated to the slaves)", models.PublishInput{}, map[string]any{"202": created{models.GroupVersion{}}}},
@@ -265,6 +267,8 @@ func (s *spec) document(routes []fiber.Route) []byte {
 				map[string]any{"name": "page", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}},
 				map[string]any{"name": "per_page", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 500}},
 				map[string]any{"name": "network_id", "in": "query", "schema": map[string]any{"type": "integer"}},
+				map[string]any{"name": "q", "in": "query", "description": "text search (case-insensitive substring of the names, addresses…)", "schema": map[string]any{"type": "string"}},
+				map[string]any{"name": "sort", "in": "query", "description": "a column to sort by (e.g. name, network, state), -column descending; an unknown one is 422", "schema": map[string]any{"type": "string"}},
 			}, "responses": responses(map[string]any{"200": list})},
 			"post": map[string]any{"summary": "Create one of " + c.name, "requestBody": jsonBody(in), "responses": responses(createOK)},
 		}

@@ -278,8 +278,14 @@ func RecordBoots(ctx context.Context, db *gorm.DB, serverID uint, recs []BootRec
 				upd["booted_version_id"] = v.ID
 			}
 		}
-		if err := db.Model(&Device{}).Where("id = ? AND network_id = ?", r.DeviceID, srv.NetworkID).Updates(upd).Error; err != nil {
-			return err
+		res := db.Model(&Device{}).Where("id = ? AND network_id = ?", r.DeviceID, srv.NetworkID).Updates(upd)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 1 {
+			if err := recordBootHistory(db, &srv, r, now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -135,6 +135,7 @@ func migrations() []*gormigrate.Migration {
 		healthMigration(),
 		transferProgressMigration(),
 		bootRevisionMigration(),
+		bootHistoryMigration(),
 	}
 }
 

@@ -61,6 +61,8 @@ func (a *Actor) CanAdminClient(clientID uint) bool {
 type Page struct {
 	Page    int
 	PerPage int
+	Q       string // text search (lists with searchable columns, models/search.go)
+	Sort    string // a sort key of the list, "-key" descending (models/search.go)
 }
 
 // Normalize applies the defaults (page 1, 50 per page) and bounds (at most 500 per page).
@@ -83,6 +85,16 @@ func listScoped[T any](ctx context.Context, db *gorm.DB, scope func(*gorm.DB) *g
 	q := scope(db.WithContext(ctx).Model(new(T)))
 	if len(where) > 0 {
 		q = q.Where(where[0], where[1:]...)
+	}
+	if p.Q != "" || p.Sort != "" {
+		stmt := &gorm.Statement{DB: db}
+		if err := stmt.Parse(new(T)); err != nil {
+			return nil, 0, fmt.Errorf("list: %w", err)
+		}
+		var err error
+		if q, err = searchAndSort(q, stmt.Schema.Table, p); err != nil {
+			return nil, 0, err
+		}
 	}
 	var total int64
 	if err := q.Count(&total).Error; err != nil {

@@ -215,16 +215,12 @@ func (u *UI) changePassword(c *fiber.Ctx) error {
 	return c.Redirect("/account?notice=password", fiber.StatusSeeOther)
 }
 
-// regenerateToken replaces the account's API token and shows the new one, once.
+// regenerateToken replaces the account's API token and shows the new one, once
+// (Post/Redirect/Get: a reload issues no second token).
 func (u *UI) regenerateToken(c *fiber.Ctx) error {
 	tok, err := models.IssueToken(c.UserContext(), u.store.DB, actorOf(c).ID, "account")
 	if err != nil {
 		return err
 	}
-	d, err := u.accountData(c)
-	if err != nil {
-		return err
-	}
-	d.NewToken = tok
-	return u.render(c, "account", "Account settings", "account", d)
+	return u.redirectWithSecret(c, "/account", "?notice=token", tok)
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
@@ -236,6 +237,8 @@ func bound[T, R any](f func(r *rc, obj *T) R, obj *T) func(r *rc) R {
 type listView struct {
 	Res       *resource
 	Columns   []string
+	Headers   []listHeader
+	Q         string
 	Rows      []listRow
 	Total     int64
 	Page      int
@@ -246,6 +249,14 @@ type listView struct {
 	NetworkID string
 	CanCreate bool
 	NewURL    string
+}
+
+// listHeader is a column title; a sortable one links to the list sorted by it (again:
+// the other way round).
+type listHeader struct {
+	Title string
+	URL   string
+	Dir   string // "ascending" or "descending" when the list is sorted by it
 }
 
 type listRow struct {
@@ -331,7 +342,10 @@ func (u *UI) rowActions(r *rc, res *resource, obj *object) []action {
 
 func (u *UI) list(c *fiber.Ctx, res *resource) error {
 	r := u.rc(c)
-	p := models.Page{Page: c.QueryInt("page", 1), PerPage: 50}.Normalize()
+	p := models.Page{Page: c.QueryInt("page", 1), PerPage: 50, Q: strings.TrimSpace(c.Query("q")), Sort: c.Query("sort")}.Normalize()
+	if p.Sort != "" && !models.CanSort(res.Name, p.Sort) {
+		p.Sort = "" // a stale or hand-made link: the list in its usual order
+	}
 	var nid uint
 	if res.Filter {
 		if n, err := strconv.ParseUint(c.Query("network_id"), 10, 32); err == nil {
@@ -349,6 +363,34 @@ func (u *UI) list(c *fiber.Ctx, res *resource) error {
 		q.Set("network_id", utoa(nid))
 		v.NetworkID = utoa(nid)
 		v.NewURL += "?network_id=" + utoa(nid)
+	}
+	if p.Q != "" {
+		q.Set("q", p.Q)
+		v.Q = p.Q
+	}
+	for _, col := range res.columns {
+		h := listHeader{Title: col}
+		if key := models.SortKey(col); models.CanSort(res.Name, key) {
+			hq := url.Values{}
+			for k, vs := range q {
+				hq[k] = vs
+			}
+			switch p.Sort {
+			case key:
+				h.Dir = "ascending"
+				hq.Set("sort", "-"+key)
+			case "-" + key:
+				h.Dir = "descending"
+				hq.Set("sort", key)
+			default:
+				hq.Set("sort", key)
+			}
+			h.URL = "/" + res.Name + "?" + hq.Encode()
+		}
+		v.Headers = append(v.Headers, h)
+	}
+	if p.Sort != "" {
+		q.Set("sort", p.Sort)
 	}
 	if p.Page > 1 {
 		q.Set("page", itoa(p.Page-1))
@@ -404,7 +446,18 @@ func (u *UI) refuse(c *fiber.Ctx, f *formView, v url.Values, err error, tmpl, ti
 		return err
 	}
 	f.fill(v)
-	f.setError(body)
+	errs := []api.ErrorBody{body}
+	if code == fiber.StatusUnprocessableEntity {
+		// The models stop at the first invalid value; the others the form can tell
+		// are added, so the operator fixes them all in one go. Only a 422 gathers them:
+		// a refusal for a reason other than values (403, 404, 409) is shown as it is.
+		for _, e := range precheck(f.Fields, v) {
+			if e.Field != body.Field {
+				errs = append(errs, e)
+			}
+		}
+	}
+	f.setErrors(errs)
 	return u.render(c.Status(code), tmpl, title, nav, data)
 }
 

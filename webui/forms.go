@@ -1,10 +1,13 @@
 package webui
 
 import (
+	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/api"
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/gofiber/fiber/v2"
@@ -26,6 +29,7 @@ type field struct {
 	Placeholder  string
 	Inputmode    string
 	Autocomplete string
+	Rows         []itemRow // a menu's items (Type "menuitems"), edited as rows
 }
 
 type option struct {
@@ -45,7 +49,8 @@ type formView struct {
 	Cancel  string
 	Fields  []field
 	Error   string
-	Secret  string // shown once after a create (a key)
+	Errors  []string // every field error at once, each with its field's label
+	Secret  string   // shown once after a create (a key)
 }
 
 // setError shows an error from the models on the form: on the field it names, or above.
@@ -60,12 +65,82 @@ func (f *formView) setError(body api.ErrorBody) {
 	f.Error = body.Error
 }
 
+// precheck finds every error the form's own fields can tell before the models run (a
+// required field left empty, a number that is not one, a choice the form did not offer, a
+// malformed MAC or UUID), so a refused form names them all at once instead of one per
+// submit. The models still check everything: this only gathers what is plain.
+func precheck(fields []field, v url.Values) []api.ErrorBody {
+	var errs []api.ErrorBody
+	for _, f := range fields {
+		if f.Disabled || f.Type == "checkbox" || f.Type == "menuitems" {
+			continue
+		}
+		val := strings.TrimSpace(v.Get(f.Name))
+		bad := func(msg string) { errs = append(errs, api.ErrorBody{Field: f.Name, Error: f.Name + " " + msg}) }
+		switch {
+		case val == "":
+			if f.Required && !(f.Type == "password" && f.OmitEmpty) {
+				bad("is required")
+			}
+		case f.Type == "number":
+			if _, err := strconv.ParseInt(val, 10, 64); err != nil {
+				bad("must be a whole number")
+			}
+		case f.Type == "select" && len(f.Options) > 0:
+			if !slices.ContainsFunc(f.Options, func(o option) bool { return o.Value == val }) {
+				bad("is not one of the choices offered")
+			}
+		case f.Name == "mac":
+			if _, err := wire.NormalizeMAC(val); err != nil {
+				bad(err.Error())
+			}
+		case f.Name == "uuid":
+			if wire.NormalizeUUID(val) == "" {
+				bad("must be an SMBIOS UUID such as 4c4c4544-0042-3510-8052-b4c04f4e3332")
+			}
+		}
+	}
+	return errs
+}
+
+// setErrors shows several errors: each on its field, and all of them above the form by
+// the labels the form shows.
+func (f *formView) setErrors(errs []api.ErrorBody) {
+	if len(errs) == 1 {
+		f.setError(errs[0])
+		return
+	}
+	for _, e := range errs {
+		shown := false
+		for i := range f.Fields {
+			if e.Field != "" && f.Fields[i].Name == e.Field {
+				f.Fields[i].Error = strings.TrimPrefix(e.Error, e.Field+" ")
+				f.Errors = append(f.Errors, f.Fields[i].Label+": "+f.Fields[i].Error)
+				shown = true
+			}
+		}
+		if !shown {
+			f.Errors = append(f.Errors, e.Error)
+		}
+	}
+	f.Error = fmt.Sprintf("This form has %d errors:", len(f.Errors))
+}
+
 // fill puts submitted values back into the fields, so a refused form keeps what was typed
 // (except passwords).
 func (f *formView) fill(v url.Values) {
 	for i := range f.Fields {
 		fl := &f.Fields[i]
 		if fl.Type == "password" || fl.Disabled {
+			continue
+		}
+		if fl.Type == "menuitems" {
+			var items []models.MenuItem
+			for _, r := range postedItemRows(v) {
+				g, _ := strconv.ParseUint(r.GroupID, 10, 32)
+				items = append(items, models.MenuItem{Type: r.Type, Label: r.Label, GroupID: uint(g), URL: r.URL})
+			}
+			fl.Rows = menuItemRows(items)
 			continue
 		}
 		if vs, ok := v[fl.Name]; ok && len(vs) > 0 {

@@ -3,8 +3,8 @@ package webui
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -359,8 +359,6 @@ func serversRes() *resource {
 		update: storeSave((*models.Store).UpdateServer),
 		del:    storeRemove((*models.Store).DeleteServer),
 		details: func(r *rc, s *models.Server) []detail {
-			st := s.StatsView()
-			stats, _ := json.MarshalIndent(st.Stats, "", "  ")
 			status := serverStatus(s)
 			return []detail{{Label: "Name", Value: s.Name}, {Label: "Network", Value: r.netName(s.NetworkID), Link: fmt.Sprintf("/networks/%d", s.NetworkID)},
 				{Label: "Role", Value: s.Role}, {Label: "iSCSI IP", Value: s.IP}, {Label: "Replication IP", Value: s.ReplicationAddress()},
@@ -369,8 +367,10 @@ func serversRes() *resource {
 				{Label: "Status", Value: status.Text, Badge: status.Badge},
 				{Label: "Pool health", Value: orDash(s.PoolHealth)}, {Label: "Pool size / free", Value: fmt.Sprintf("%s / %s", bytesText(s.PoolSize), bytesText(s.PoolFree))},
 				{Label: "Stats reported", Value: ago(s.StatsAt)},
-				{Label: "Install", Pre: true, Value: fmt.Sprintf("install.sh -h %q -k server.key -n br0\n# server.key holds the key shown when the server was added (or a new one: the key icon)", r.c.Hostname())},
-				{Label: "Stats", Value: string(stats), Pre: true, Link: fmt.Sprintf("/api/v0.9.2/servers/%d/stats.json", s.ID)}}
+				{Label: "Install", Pre: true, Value: fmt.Sprintf("install.sh -h %q -k server.key -n br0\n# server.key holds the key shown when the server was added (or a new one: the key icon)", r.c.Hostname())}}
+		},
+		sections: func(r *rc, s *models.Server) []section {
+			return []section{statsSection(s)}
 		},
 	}
 	return k.resource()
@@ -744,12 +744,20 @@ func devicesRes() *resource {
 				{Label: "Group", Value: gc.Text, Link: gc.Link}, {Label: "Assigned version", Value: vText(c.Assigned)}, {Label: "Clone version", Value: vText(c.Clone)},
 				{Label: "Booted version", Value: vText(c.Booted)}, {Label: "Compliance", Value: comp.Text, Badge: comp.Badge}, {Label: "Locked", Value: yesNo(d.Locked)}, {Label: "Last boot", Value: ago(d.LastBootAt)}}
 		},
+		sections: func(r *rc, d *models.Device) []section {
+			return []section{r.bootHistorySection(d.ID)}
+		},
 	}
 	return k.resource()
 }
 
 func (r *rc) groupOptions(nid uint) []option {
 	return refOptions(r, nid, "— none —", func(g *models.Group) string { return r.netName(g.NetworkID) + " / " + g.Name }, func(g *models.Group) uint { return g.ID })
+}
+
+// withMenuRows makes a menu create read the item editor's rows.
+func withMenuRows(f func(r *rc, v url.Values, fs []field) (*models.Created, error)) func(r *rc, v url.Values, fs []field) (*models.Created, error) {
+	return func(r *rc, v url.Values, fs []field) (*models.Created, error) { return f(r, menuRows(v), fs) }
 }
 
 func menusRes() *resource {
@@ -766,27 +774,45 @@ func menusRes() *resource {
 		},
 		fields: func(r *rc, o *models.Menu) []field {
 			m := cmp.Or(o, &models.Menu{Items: "[]"})
-			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
 			return []field{
 				r.networkField(m.NetworkID, o == nil),
 				{Name: "name", Label: "Name", Type: "text", Value: m.Name, Required: true},
-				{Name: "items", Label: "Items (JSON)", Type: "textarea", Value: string(items),
-					Help: `A list of {"type": "group", "label": "...", "group_id": N}, {"type": "local", "label": "Boot from disk"} or {"type": "chain", "label": "...", "url": "https://..."}.`},
+				{Name: "items", Label: "Items", Type: "menuitems", Rows: menuItemRows(m.View().Items), Options: r.groupOptions(m.NetworkID),
+					Help: "One row per entry, in the order the menu shows them: a group boots that group; local boots the device's own disk; chain loads another iPXE script from its URL. Leave a row empty to remove it; save to get more empty rows."},
 			}
 		},
-		create: storeCreate(func(s *models.Store, ctx context.Context, a *models.Actor, in *models.MenuInput) (*models.Created, error) {
+		create: withMenuRows(storeCreate(func(s *models.Store, ctx context.Context, a *models.Actor, in *models.MenuInput) (*models.Created, error) {
 			c, err := s.CreateMenu(ctx, a, in)
 			if err == nil {
 				// The API answers with the menu's view (its items parsed); the page wants the menu.
 				c.Object = &c.Object.(*models.MenuView).Menu
 			}
 			return c, err
-		}),
-		update: storeSave((*models.Store).UpdateMenu),
-		del:    storeRemove((*models.Store).DeleteMenu),
+		})),
+		update: func(r *rc, id uint, v url.Values, fs []field) (*models.Created, error) {
+			return storeSave((*models.Store).UpdateMenu)(r, id, menuRows(v), fs)
+		},
+		del: storeRemove((*models.Store).DeleteMenu),
 		details: func(r *rc, m *models.Menu) []detail {
-			items, _ := json.MarshalIndent(m.View().Items, "", "  ")
-			return []detail{{Label: "Name", Value: m.Name}, {Label: "Network", Value: r.netName(m.NetworkID), Link: fmt.Sprintf("/networks/%d", m.NetworkID)}, {Label: "Items", Value: string(items), Pre: true}}
+			return []detail{{Label: "Name", Value: m.Name}, {Label: "Network", Value: r.netName(m.NetworkID), Link: fmt.Sprintf("/networks/%d", m.NetworkID)}}
+		},
+		sections: func(r *rc, m *models.Menu) []section {
+			s := section{Title: "Items", Columns: []string{"#", "Type", "Label", "Boots"}}
+			for i, it := range m.View().Items {
+				boots := cell{Text: "the device's own disk"}
+				switch it.Type {
+				case "group":
+					g := it.GroupID
+					boots = r.objName("groups", &g)
+				case "chain":
+					boots = cell{Text: it.URL}
+				}
+				s.Rows = append(s.Rows, []cell{{Text: itoa(i + 1)}, {Text: it.Type}, {Text: it.Label}, boots})
+			}
+			if len(s.Rows) == 0 {
+				s.Note = "This menu has no items yet."
+			}
+			return []section{s}
 		},
 	}
 	return k.resource()
@@ -807,3 +833,37 @@ const (
 		"Without Lazy Locks, it is possible to lose data stored in unlocked devices. However, if unlocked devices store no critical data, " +
 		"disabling Lazy Locks will enforce image version compliance across the entire group and simplify administration."
 )
+
+// bootHistorySection is a device's latest boots as its agents reported them.
+func (r *rc) bootHistorySection(deviceID uint) section {
+	s := section{Title: "Boot history", Columns: []string{"When (UTC)", "Server", "Version", "Outcome"}}
+	boots, err := r.s.DeviceBootHistory(r.ctx, r.a, deviceID, 50)
+	if err != nil {
+		s.Note = "The boot history could not be read."
+		return s
+	}
+	servers := map[uint]cell{} // a device boots from few servers: each named once
+	for _, b := range boots {
+		srv := b.ServerID
+		if _, ok := servers[srv]; !ok {
+			servers[srv] = r.objName("servers", &srv)
+		}
+		version := "—"
+		if b.Version > 0 {
+			version = "v" + itoa(b.Version)
+		}
+		badge := "ok"
+		if b.Outcome != models.BootOutcomeBooted {
+			badge = "failed"
+		}
+		outcome := cell{Text: b.Outcome, Badge: badge}
+		if b.Reason != "" {
+			outcome.Text += ": " + b.Reason
+		}
+		s.Rows = append(s.Rows, []cell{{Text: b.CreatedAt.UTC().Format("2006-01-02 15:04:05")}, servers[srv], {Text: version}, outcome})
+	}
+	if len(s.Rows) == 0 {
+		s.Note = "This device has not booted yet."
+	}
+	return s
+}

@@ -100,6 +100,7 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.post("/account/tokens", u.h(u.createToken))
 	r.post("/account/tokens/:id/revoke", u.h(u.withID(u.revokeToken)))
 	r.get("/api-docs", u.h(u.apiDocs))
+	r.get("/audit", u.h(u.audit))
 	r.get("/settings", u.h(u.settings))
 	r.post("/settings", u.h(u.saveSettings))
 	r.get("/operations", u.h(u.operations))

@@ -69,7 +69,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	lines := strings.Split(string(readme), "\n")
 	for _, o := range operations(doc) {
 		method, path, _ := strings.Cut(o, " ")
-		op := doc.Paths.Find(api.Prefix+path).GetOperation(method)
+		op := doc.Paths.Find(api.Prefix + path).GetOperation(method)
 		if op.Summary == "" || op.Summary == "undocumented" {
 			t.Errorf("%s has no description in api/openapi.go's routeDocs", o)
 		}
@@ -140,6 +140,7 @@ func TestOpenAPIValidatesLiveAnswers(t *testing.T) {
 	p.must(200, a, "POST", u("/groups/%d/assign.json", grp), map[string]any{"version": 0})
 	dev := id(p.must(201, a, "POST", u("/devices.json"), map[string]any{"network": n, "mac": "52:54:00:00:0a:01", "uuid": "4C4C4544-0042-3510-8052-B4C04F4E3332"}))
 	p.must(200, a, "GET", u("/devices.json"), nil)
+	p.must(200, a, "GET", u("/devices/%d/boots.json", dev), nil)
 	p.must(200, a, "POST", u("/volumes/%d/maintenance.json", vol), map[string]any{"device_id": dev})
 	p.must(202, a, "DELETE", u("/volumes/%d/maintenance.json", vol), nil)
 	p.must(201, a, "POST", u("/menus.json"), map[string]any{"network": n, "name": "M", "items": []any{map[string]any{"type": "local", "label": "disk"}}})
@@ -147,6 +148,8 @@ func TestOpenAPIValidatesLiveAnswers(t *testing.T) {
 	p.must(200, a, "GET", u("/operations.json"), nil)
 	p.must(200, a, "GET", u("/operations/1.json"), nil)
 	p.must(200, a, "GET", u("/alerts.json"), nil)
+	p.must(200, a, "GET", u("/audit.json?object=device"), nil)
+	p.must(422, a, "GET", u("/audit.json?since=never"), nil)
 	p.must(200, a, "GET", u("/account.json"), nil)
 	tok := id(p.must(201, a, "POST", u("/account/tokens.json"), map[string]any{"name": "ci"}))
 	p.must(200, a, "GET", u("/account/tokens.json"), nil)

@@ -77,7 +77,10 @@ func EnsureImage(ctx context.Context, logf func(format string, args ...any)) (*I
 		return img, nil
 	}
 
-	unlock, err := lockFile(ctx, filepath.Join(CacheDir, "build.lock"))
+	lock := filepath.Join(CacheDir, "build.lock")
+	unlock, err := lockFile(ctx, lock, func() {
+		logf("lab: another process is building the lab image (it holds %s): waiting for it to finish", lock)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("lab image lock: %w", err)
 	}
@@ -417,8 +420,9 @@ func readEnvFile(path string) (map[string]string, error) {
 	return env, nil
 }
 
-// lockFile takes an exclusive flock on path, waiting until ctx ends.
-func lockFile(ctx context.Context, path string) (func(), error) {
+// lockFile takes an exclusive flock on path, waiting until ctx ends; waiting, when set,
+// is called once if the lock is held by another process (so the wait is not silent).
+func lockFile(ctx context.Context, path string, waiting func()) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
@@ -434,6 +438,10 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
 			return nil, err
+		}
+		if waiting != nil {
+			waiting()
+			waiting = nil
 		}
 		select {
 		case <-ctx.Done():

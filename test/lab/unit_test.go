@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -329,5 +330,25 @@ func TestGuestScriptsParse(t *testing.T) {
 		if out, err := exec.Command("dash", "-n", f).CombinedOutput(); err != nil {
 			t.Errorf("%s: %v\n%s", f, err, out)
 		}
+	}
+}
+
+// TestLockFileSaysItWaits: a lab start that finds the image build lock held says at once
+// that it waits for another build (once), instead of hanging silently.
+func TestLockFileSaysItWaits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "build.lock")
+	held, err := lockFile(t.Context(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
+	defer cancel()
+	said := 0
+	if _, err := lockFile(ctx, path, func() { said++ }); err == nil {
+		t.Fatal("a held lock was taken")
+	}
+	if said != 1 {
+		t.Errorf("the wait was announced %d times, want once", said)
 	}
 }

@@ -355,19 +355,32 @@ func TestGuide(t *testing.T) {
 		t.Fatalf("volume maintenance not off: %+v %v", vol, err)
 	}
 
-	// A menu with items (bad JSON names the field).
+	// A menu with items, edited as rows (a group item without its group names the field).
 	b.open("/menus/new")
 	b.checkLabels("new menu")
 	b.choose("#f-network_id", "New Network")
 	b.fill("#f-name", "Boot menu")
-	b.fill("#f-items", `[{"type": "group", "label": "Desktop"`)
+	b.choose(`tr[data-item-row="1"] select[name=item_type]`, "group")
+	b.fill(`tr[data-item-row="1"] input[name=item_label]`, "Desktop")
 	b.submit()
-	if msg := b.text("#form-error"); !strings.Contains(msg, "Items") {
-		t.Fatalf("bad items: %q", msg)
+	if msg := b.text("#form-error"); !strings.Contains(msg, "Items") || !strings.Contains(msg, "item 1") {
+		t.Fatalf("a group item without its group: %q", msg)
 	}
-	b.fill("#f-items", fmt.Sprintf(`[{"type": "group", "label": "Desktop", "group_id": %d}, {"type": "local", "label": "Boot from disk"}]`, group.ID))
+	if b.js(`return document.querySelector('tr[data-item-row="1"] input[name=item_label]').value`) != "Desktop" {
+		t.Fatal("the refused menu lost its rows")
+	}
+	b.choose(`tr[data-item-row="1"] select[name=item_group_id]`, "New Group 1")
+	b.choose(`tr[data-item-row="2"] select[name=item_type]`, "local")
+	b.fill(`tr[data-item-row="2"] input[name=item_label]`, "Boot from disk")
 	b.submit()
 	b.screenshot("menu-created")
+	var made models.Menu
+	if err := p.DB.Where("name = ?", "Boot menu").Take(&made).Error; err != nil {
+		t.Fatal(err)
+	}
+	if items := made.View().Items; len(items) != 2 || items[0].GroupID != group.ID || items[1].Type != "local" || items[1].Label != "Boot from disk" {
+		t.Fatalf("the menu's items from the rows: %+v", items)
+	}
 
 	// Delete from a list: the menu goes; a network that still has servers stays, and the
 	// page says why.

@@ -53,7 +53,7 @@ func Run(ctx context.Context, args []string, mounts ...panel.Mount) error {
 		fmt.Printf("  Temporal Web UI: %s/\n", tinfo.ui)
 	}
 	if first.Created {
-		panel.PrintFirstStart(first)
+		panel.PrintFirstStart(first, panel.ResetHint(first.Email, *data))
 	} else {
 		// The account token is stored hashed and cannot be shown again; a dev panel issues
 		// a fresh "dev" token at each start (replacing the previous one) so the tour works.

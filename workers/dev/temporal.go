@@ -47,15 +47,19 @@ func startTemporal(ctx context.Context, store *models.Store, dir string, port in
 	if err != nil {
 		return nil, info, err
 	}
+	// At Ctrl-C the panel's worker and the server stop together: their warnings about
+	// each other's polls and peers going away are not shown (dev exits quietly).
+	go func() { <-ctx.Done(); srv.Quiet() }()
+	log := slog.New(quietAfter(ctx, slog.Default().Handler()))
 	cfg := temporalclient.Config{Address: srv.Address, Namespace: srv.Namespace}
 	dial := cfg
 	dial.Metrics = m
-	c, err := dial.Dial(slog.Default(), time.Minute)
+	c, err := dial.Dial(log, time.Minute)
 	if err != nil {
 		srv.Stop()
 		return nil, info, err
 	}
-	t, err := panel.StartTemporal(ctx, c, store, cfg, slog.Default())
+	t, err := panel.StartTemporal(ctx, c, store, cfg, log)
 	if err == nil {
 		var hc panel.HealthConfig
 		if hc, err = panel.HealthFromEnv(); err == nil {
@@ -81,4 +85,28 @@ func portFree(port int) bool {
 	}
 	l.Close()
 	return true
+}
+
+// quietAfter passes records to h until ctx ends, then only errors: once dev is stopping,
+// the workflow engine's warnings (polls cancelled, the server leaving) are expected.
+func quietAfter(ctx context.Context, h slog.Handler) slog.Handler { return &quietHandler{Handler: h, ctx: ctx} }
+
+type quietHandler struct {
+	slog.Handler
+	ctx context.Context
+}
+
+func (q *quietHandler) Enabled(c context.Context, l slog.Level) bool {
+	if q.ctx.Err() != nil && l < slog.LevelError {
+		return l < slog.LevelWarn && q.Handler.Enabled(c, l)
+	}
+	return q.Handler.Enabled(c, l)
+}
+
+func (q *quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &quietHandler{Handler: q.Handler.WithAttrs(as), ctx: q.ctx}
+}
+
+func (q *quietHandler) WithGroup(n string) slog.Handler {
+	return &quietHandler{Handler: q.Handler.WithGroup(n), ctx: q.ctx}
 }

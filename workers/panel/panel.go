@@ -106,13 +106,15 @@ func OpenDatabase(ctx context.Context, dsn, adminEmail string) (*gorm.DB, models
 	return db, fs, err
 }
 
-// PrintFirstStart prints the first admin's credentials, which exist nowhere else in clear.
-func PrintFirstStart(fs models.FirstStart) {
+// PrintFirstStart prints the first admin's credentials, which exist nowhere else in clear,
+// and the command (reset) that makes a new password if this one is lost.
+func PrintFirstStart(fs models.FirstStart, reset string) {
 	if !fs.Created {
 		return
 	}
 	fmt.Printf("First start: created the first client and its admin (shown once, keep them):\n")
 	fmt.Printf("  E-mail:   %s\n  Password: %s\n", fs.Email, fs.Password)
+	fmt.Printf("  Lost the password? On this host: %s\n", reset)
 	fmt.Printf("API token: %s\n", fs.Token)
 }
 
@@ -146,7 +148,7 @@ func Run(ctx context.Context, args []string, mounts ...Mount) error {
 	if err != nil {
 		return err
 	}
-	PrintFirstStart(first)
+	PrintFirstStart(first, ResetHint(first.Email, ""))
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)

@@ -82,6 +82,7 @@ type Server struct {
 
 	srv temporal.Server
 	ui  *uiserver.Server
+	log *stopQuiet
 }
 
 // servicePort is a free port for an internal service: below 32768, because Temporal's
@@ -177,7 +178,7 @@ func Start(o Options) (*Server, error) {
 	if err := st.setup(o.Namespace, o.LogLevel); err != nil {
 		return nil, err
 	}
-	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: o.LogLevel}))
+	logger := newStopQuiet(tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: o.LogLevel})))
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(cfg),
 		temporal.ForServices(temporal.DefaultServices),
@@ -192,7 +193,7 @@ func Start(o Options) (*Server, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal: %w", err)
 	}
-	s := &Server{Address: frontend, Namespace: o.Namespace, srv: srv}
+	s := &Server{Address: frontend, Namespace: o.Namespace, srv: srv, log: logger}
 	if err := waitListening(frontend, time.Minute); err != nil {
 		s.Stop()
 		return nil, err
@@ -262,6 +263,7 @@ func waitListening(addr string, wait time.Duration) error {
 
 // Stop stops the UI and the server.
 func (s *Server) Stop() {
+	s.Quiet()
 	if s.ui != nil {
 		s.ui.Stop()
 	}
@@ -269,6 +271,11 @@ func (s *Server) Stop() {
 		slog.Warn("stop temporal", "err", err)
 	}
 }
+
+// Quiet silences the server's warnings and errors from now on: the process is shutting
+// down (its workers' polls are being cancelled, its services leaving one by one), and
+// what the services say about it is noise, not news.
+func (s *Server) Quiet() { s.log.stopping.Store(true) }
 
 // uiTLS is how the Web UI dials a TLS frontend.
 func (t *TLS) uiTLS() uiconfig.TLS {

@@ -68,6 +68,13 @@ func run() int {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
 	}
+	// Said at once: the first run waits minutes for things that print nothing meanwhile.
+	logf("lab: starting %d storage server(s). It needs root (qemu, the image build); the first run on a machine builds "+
+		"the storage image (12-15 min on 2 idle cores, cached in %s, one build at a time) and compiles clusterducks "+
+		"(up to ~12 min with a cold Go cache); then each VM boots in 40-100 s.", *n, lab.CacheDir)
+	if os.Geteuid() != 0 {
+		logf("lab: not running as root: the image build and qemu's networking will fail; run it with sudo")
+	}
 	start := time.Now()
 	var servers []*lab.Server
 	var devPanel *lab.DevPanel

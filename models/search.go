@@ -1,0 +1,80 @@
+package models
+
+import (
+	"slices"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// Lists are searched and sorted in the database, so they work at any size, through one
+// table per listed kind: the columns a text search looks in, and the sort keys (the
+// lower-case column titles of the dashboard's lists, and the API's ?sort=) with the
+// column each orders by. A kind without an entry lists in id order and ignores no ?q.
+type listSpec struct {
+	search []string
+	sort   map[string]string
+}
+
+var listSpecs = map[string]listSpec{
+	"clients":  {search: []string{"name"}, sort: map[string]string{"name": "name", "max_networks": "max_networks"}},
+	"users":    {search: []string{"email", "name"}, sort: map[string]string{"e-mail": "email", "email": "email", "name": "name", "role": "role", "client": "client_id"}},
+	"networks": {search: []string{"name"}, sort: map[string]string{"name": "name", "client": "client_id"}},
+	"tunnels":  {search: []string{"alias", "ip", "status"}, sort: map[string]string{"alias": "alias", "ip": "ip", "network": "network_id", "status": "status"}},
+	"servers": {search: []string{"name", "ip", "replication_ip", "pool", "status"}, sort: map[string]string{"name": "name", "network": "network_id", "role": "role",
+		"iscsi_ip": "ip", "replication_ip": "replication_ip", "pool": "pool", "tunnel_port": "tunnel_port", "status": "status"}},
+	"volumes": {search: []string{"alias", "state"}, sort: map[string]string{"alias": "alias", "network": "network_id", "size_(gib)": "size_gib", "vol_size": "size_gib", "state": "state", "maintenance": "maintenance"}},
+	"groups": {search: []string{"name", "state"}, sort: map[string]string{"name": "name", "network": "network_id", "volume": "volume_id", "strict_versioning": "strict_versioning",
+		"lazy_locks": "lazy_locks", "state": "state", "maintenance": "maintenance"}},
+	"devices": {search: []string{"name", "mac", "uuid"}, sort: map[string]string{"name": "name", "mac": "mac", "network": "network_id", "group": "group_id", "lock": "locked", "locked": "locked", "last_boot": "last_boot_at"}},
+	"menus":   {search: []string{"name"}, sort: map[string]string{"name": "name", "network": "network_id"}},
+}
+
+// SortKey turns a list's column title into its sort key ("Size (GiB)" → "size_(gib)").
+func SortKey(title string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(title)), " ", "_")
+}
+
+// CanSort reports whether the list of table (e.g. "devices") sorts by key.
+func CanSort(table, key string) bool {
+	_, ok := listSpecs[table].sort[strings.TrimPrefix(key, "-")]
+	return ok
+}
+
+// searchAndSort applies a page's text search and sort to a query on table: the search
+// matches any of the table's text columns, case-insensitively, as a substring; the sort
+// ("name", or "-name" for descending) must be one of the table's keys (422 naming sort).
+func searchAndSort(q *gorm.DB, table string, p Page) (*gorm.DB, error) {
+	spec := listSpecs[table]
+	if s := strings.TrimSpace(p.Q); s != "" && len(spec.search) > 0 {
+		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(strings.ToLower(s)) + "%"
+		var conds []string
+		var args []any
+		for _, col := range spec.search {
+			conds = append(conds, "LOWER("+col+`) LIKE ? ESCAPE '\'`)
+			args = append(args, like)
+		}
+		q = q.Where("("+strings.Join(conds, " OR ")+")", args...)
+	}
+	if p.Sort != "" {
+		key := strings.TrimPrefix(p.Sort, "-")
+		col, ok := spec.sort[key]
+		if !ok {
+			keys := make([]string, 0, len(spec.sort))
+			for k := range spec.sort {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if len(keys) == 0 {
+				return nil, Invalid("sort", "this list has a fixed order")
+			}
+			return nil, Invalid("sort", "must be one of %s (a leading - sorts descending)", strings.Join(keys, ", "))
+		}
+		dir := ""
+		if strings.HasPrefix(p.Sort, "-") {
+			dir = " DESC"
+		}
+		q = q.Order(col + dir)
+	}
+	return q, nil
+}
