@@ -16,8 +16,12 @@ import (
 )
 
 // replicaAgent answers a server's storage activities for the replication triggers:
-// snapshots on the master, renames into the erator everywhere (recorded).
-type replicaAgent struct{ trashed chan string }
+// snapshots on the master, renames into the erator everywhere, and the release of the
+// holds a server kept for a slave (both recorded).
+type replicaAgent struct {
+	trashed  chan string
+	released chan uint // the slave whose holds were released
+}
 
 func (f *replicaAgent) start(t *testing.T, c client.Client, serverID uint) {
 	t.Helper()
@@ -29,6 +33,10 @@ func (f *replicaAgent) start(t *testing.T, c client.Client, serverID uint) {
 		f.trashed <- in.Dataset
 		return &storage.TrashResult{Trash: storage.EratorDataset(in.Pool, in.Kind, in.ID, in.Unix)}, nil
 	}, activity.RegisterOptions{Name: "Trash"})
+	w.RegisterActivityWithOptions(func(_ context.Context, in storage.ReleaseReplicationHoldsInput) (*storage.ReleaseReplicationHoldsResult, error) {
+		f.released <- in.SlaveID
+		return &storage.ReleaseReplicationHoldsResult{}, nil
+	}, activity.RegisterOptions{Name: "ReleaseReplicationHolds"})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +79,7 @@ func TestReplicationThroughTheEngine(t *testing.T) {
 		}
 	}
 	m, s := ids[0], ids[1]
-	agent := &replicaAgent{trashed: make(chan string, 10)}
+	agent := &replicaAgent{trashed: make(chan string, 10), released: make(chan uint, 10)}
 	agent.start(t, c, m)
 	agent.start(t, c, s)
 	vol := &models.Volume{NetworkID: nid, Alias: "base", SizeGiB: 1, State: models.StateReady}
@@ -127,12 +135,20 @@ func TestReplicationThroughTheEngine(t *testing.T) {
 	var op *models.Operation
 	waitFor("the promote", func() bool {
 		op, _ = store.Operation(ctx, nil, prom.Operation.ID)
-		return op.Finished()
+		return op != nil && op.Finished()
 	})
 	var n models.Network
 	db.Take(&n, nid)
 	if op.State != models.OpSucceeded || n.MasterServerID == nil || *n.MasterServerID != s {
 		t.Fatalf("promote: %+v, master %v", op, n.MasterServerID)
+	}
+	select {
+	case id := <-agent.released:
+		if id != s {
+			t.Errorf("the promote released the holds kept for server %d, want %d (the new master)", id, s)
+		}
+	default:
+		t.Error("the promote did not release the holds the old master kept for the new one")
 	}
 
 	// Delete the group on the new master: the old master (now a slave) moves its copy too.
