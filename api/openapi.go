@@ -101,6 +101,7 @@ var routeDocs = map[string]routeDoc{
 	"GET /agent/exports.json":      {"Agent: the iSCSI targets its server should export", nil, map[string]any{"200": []wire.Export{}}},
 	"POST /agent/clone.json":       {"Agent: a device's new clone", wire.ProvisionRequest{}, map[string]any{"204": nil}},
 	"GET /agent/server.json":       {"Agent: its own server (iSCSI IP)", nil, map[string]any{"200": wire.ServerInfo{}}},
+	"GET /agent/bootview.json":     {"Agent: its network's boot state changed since a revision (long poll: since, net, wait)", nil, map[string]any{"200": wire.BootDelta{}}},
 	"POST /tunnel/register.json":   {"Tunnel: register with the tunnel key", wire.TunnelRegisterRequest{}, map[string]any{"200": wire.TunnelRegisterResponse{}}},
 }
 
