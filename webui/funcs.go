@@ -56,7 +56,7 @@ var funcs = template.FuncMap{
 	},
 	"when":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"superadmin": func(a *models.Actor) bool { return a != nil && a.SuperAdmin() },
-	"list": func(vs ...string) []string { return vs },
+	"list":       func(vs ...string) []string { return vs },
 	// dict passes several values to a shared template: dict "P" $ "F" .Form
 	"dict": func(kv ...any) map[string]any {
 		m := map[string]any{}

@@ -124,7 +124,7 @@ func Start(t testing.TB, p *netboot.HostPanel, o Options) *Agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{Svc: svc, View: view, Disks: disks, Target: target, Panel: counter, cancel: cancel, done: make(chan struct{}),
 		ISCSI: iln.Addr().String(),
-		URL: "http://" + hln.Addr().String() + "/boot.ipxe"}
+		URL:   "http://" + hln.Addr().String() + "/boot.ipxe"}
 	go func() {
 		defer close(a.done)
 		view.Run(ctx)

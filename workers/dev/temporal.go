@@ -89,7 +89,9 @@ func portFree(port int) bool {
 
 // quietAfter passes records to h until ctx ends, then only errors: once dev is stopping,
 // the workflow engine's warnings (polls cancelled, the server leaving) are expected.
-func quietAfter(ctx context.Context, h slog.Handler) slog.Handler { return &quietHandler{Handler: h, ctx: ctx} }
+func quietAfter(ctx context.Context, h slog.Handler) slog.Handler {
+	return &quietHandler{Handler: h, ctx: ctx}
+}
 
 type quietHandler struct {
 	slog.Handler
