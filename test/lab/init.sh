@@ -50,7 +50,18 @@ while [ ! -b "$disk" ]; do
 	[ $i -gt 120 ] && fail "pool disk $disk missing"
 	sleep 0.5
 done
-zpool create -f -o ashift=12 "$LAB_POOL" "$disk" || fail "zpool create $LAB_POOL"
+# zpool create labels the disk and waits for udev to show its partitions; under a loaded
+# TCG host that wait has failed ("cannot create 'tank': no such pool or dataset"). Let udev
+# settle and try again, twice at most, before calling the guest failed.
+n=0
+until zpool create -f -o ashift=12 "$LAB_POOL" "$disk"; do
+	n=$((n + 1))
+	ls -l /dev/zfs "$disk"* 2>&1
+	[ $n -ge 3 ] && fail "zpool create $LAB_POOL"
+	echo "lab-init: zpool create failed; waiting for udev and trying again ($n)"
+	udevadm settle --timeout=60 || true
+	sleep 2
+done
 zpool list "$LAB_POOL"
 
 step "exec helper on :$LAB_EXEC_PORT"
