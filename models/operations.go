@@ -333,6 +333,7 @@ type Outcome struct {
 	VolumeSizeGiB int64  // volume-resize: the size now
 	VersionID     uint   // group-publish: the version row
 	GUID          string // group-publish: the snapshot's guid
+	Bytes         int64  // replicate: the bytes received in total, every attempt together
 	Stats         *StatsReport
 }
 
@@ -357,6 +358,9 @@ func FinishOperation(ctx context.Context, db *gorm.DB, o Outcome) error {
 			upd["state"], upd["step"], upd["error"] = OpFailed, trunc(o.Step, 200), trunc(o.Error, 1000)
 		default:
 			upd["state"], upd["step"], upd["percent"], upd["error"] = OpSucceeded, "done", 100, ""
+			if o.Bytes > 0 { // the watcher's last sample may be seconds old
+				upd["bytes"] = o.Bytes
+			}
 		}
 		if o.WorkflowID != "" {
 			if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", op.ID).

@@ -112,7 +112,7 @@ func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error
 	if err != nil {
 		return nil, t.fail(models.Outcome{}, err)
 	}
-	return res, t.succeed(models.Outcome{}, "%s %d is on server %d up to %s (%d bytes received)", in.Kind, in.ObjectID, in.SlaveID, res.Snapshot, res.Bytes)
+	return res, t.succeed(models.Outcome{Bytes: res.Bytes}, "%s %d is on server %d up to %s (%d bytes received)", in.Kind, in.ObjectID, in.SlaveID, res.Snapshot, res.Bytes)
 }
 
 func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateResult, error) {
