@@ -164,7 +164,7 @@ func Serve(ctx context.Context, cfg Config) error {
 			roots.AddCert(ca)
 		}
 		tun = &tunnelDialer{id: id, roots: roots, network: reg.NetworkID, server: reg.ServerID,
-			handler: agentAPI(cfg, reg.ServerID, reg.Pool, acts), log: log,
+			handler: agentAPI(cfg, reg.ServerID, reg.Pool, acts), log: log, metrics: cfg.Metrics.Tunnel,
 			lookup: func(ctx context.Context) (string, error) {
 				info, err := panel.Server(ctx)
 				if err != nil {

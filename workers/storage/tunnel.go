@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	agentmetrics "github.com/clusterducks/clusterducks/activities/storage/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/tunnel"
 	"github.com/hashicorp/yamux"
@@ -41,6 +42,8 @@ type tunnelDialer struct {
 	// session that ends, so that an agent dropped by a tunnel that is no longer its
 	// network's follows the move at once instead of at its next stats tick. May be nil.
 	lookup func(ctx context.Context) (string, error)
+	// metrics, when set, count the sessions and say whether one is up.
+	metrics *agentmetrics.Tunnel
 
 	mu   sync.Mutex
 	addr string
@@ -171,6 +174,11 @@ func (d *tunnelDialer) session(ctx context.Context, addr string) error {
 	}
 	defer sess.Close()
 	d.log.Info("tunnel session up", "tunnel", addr)
+	if d.metrics != nil {
+		d.metrics.Sessions.Inc()
+		d.metrics.Up.Set(1)
+		defer d.metrics.Up.Set(0)
+	}
 	// The session ends with ctx, or when the panel moves the network to another tunnel.
 	go func() {
 		t := time.NewTicker(time.Second)

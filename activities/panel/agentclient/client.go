@@ -67,9 +67,22 @@ func (c *Client) credentials(ctx context.Context) (*tls.Certificate, *x509.CertP
 // Get asks the agent of the server with tunnel port port, behind tunnel t, for path (a
 // wire.AgentPath*) and decodes the JSON answer into out.
 func (c *Client) Get(ctx context.Context, t *models.Tunnel, port int, path string, out any) error {
-	cert, roots, err := c.credentials(ctx)
+	b, err := c.Fetch(ctx, t, port, path)
 	if err != nil {
 		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("agent %s: %w", path, err)
+	}
+	return nil
+}
+
+// Fetch asks the agent of the server with tunnel port port, behind tunnel t, for path and
+// returns the body of its 200 answer as is (e.g. /metrics, in the Prometheus text format).
+func (c *Client) Fetch(ctx context.Context, t *models.Tunnel, port int, path string) ([]byte, error) {
+	cert, roots, err := c.credentials(ctx)
+	if err != nil {
+		return nil, err
 	}
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -86,24 +99,21 @@ func (c *Client) Get(ctx context.Context, t *models.Tunnel, port int, path strin
 	url := "https://" + net.JoinHostPort(t.IP, strconv.Itoa(port)) + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
+		return nil, fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
+		return nil, fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e wire.ErrorBody
 		json.Unmarshal(b, &e) //nolint:errcheck
-		return fmt.Errorf("agent %s: %d %s", path, resp.StatusCode, e.Error)
+		return nil, fmt.Errorf("agent %s: %d %s", path, resp.StatusCode, e.Error)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("agent %s: %w", path, err)
-	}
-	return nil
+	return b, nil
 }

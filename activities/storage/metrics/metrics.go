@@ -22,6 +22,7 @@ type Agent struct {
 	Registry    *cdmetrics.Registry
 	Boot        *Boot
 	Replication *Replication
+	Tunnel      *Tunnel
 
 	mu     sync.Mutex
 	target iscsiStats       // nil until the boot path starts its target
@@ -36,7 +37,7 @@ type iscsiStats interface {
 
 // NewAgent registers the agent's metrics on reg.
 func NewAgent(reg *cdmetrics.Registry) *Agent {
-	a := &Agent{Registry: reg, Boot: newBoot(reg), Replication: NewReplication(reg)}
+	a := &Agent{Registry: reg, Boot: newBoot(reg), Replication: NewReplication(reg), Tunnel: newTunnel(reg)}
 	reg.MustRegister(&iscsiCollector{a: a})
 	return a
 }
@@ -128,6 +129,26 @@ type Replication struct {
 	Remaining *prometheus.GaugeVec
 	// LastSuccess is the Unix time of the slave's last complete replication.
 	LastSuccess *prometheus.GaugeVec
+}
+
+// Tunnel is the agent's session with its network's tunnel (the panel's only way to it).
+type Tunnel struct {
+	// Up is 1 while the agent has a session with its tunnel.
+	Up prometheus.Gauge
+	// Sessions counts the sessions established (a restart of the tunnel, a move or a
+	// flapping link shows as a rising count).
+	Sessions prometheus.Counter
+}
+
+func newTunnel(reg prometheus.Registerer) *Tunnel {
+	t := &Tunnel{
+		Up: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "tunnel_session_up",
+			Help: "1 while the agent has a session with its network's tunnel, else 0."}),
+		Sessions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "tunnel_sessions_total",
+			Help: "Sessions the agent established with its network's tunnel."}),
+	}
+	reg.MustRegister(t.Up, t.Sessions)
+	return t
 }
 
 // NewReplication declares the replication metrics on reg.
