@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterducks/clusterducks/test/harness"
 )
 
 func get(t *testing.T, h interface {
@@ -92,7 +94,7 @@ func TestMetricsToken(t *testing.T) {
 	app := NewApp()
 	MountMetrics(app, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "clusterducks_up 1\n") //nolint:errcheck
-	}), "s3cret")
+	}), "s3cret", harness.NewDB(t, "sqlite"))
 	if code, _ := get(t, app, PathMetrics); code != http.StatusUnauthorized {
 		t.Errorf("without the token: %d", code)
 	}
@@ -101,5 +103,20 @@ func TestMetricsToken(t *testing.T) {
 	}
 	if code, body := get(t, app, PathMetrics, "Authorization", "Bearer s3cret"); code != 200 || !strings.Contains(body, "clusterducks_up 1") {
 		t.Errorf("with the token: %d %q", code, body)
+	}
+	// An agent's metrics (through its tunnel: TestTunnelLabVM) are behind the same token,
+	// and a server that is not there is said so.
+	for _, c := range []struct {
+		path, token string
+		want        int
+		says        string
+	}{
+		{"/metrics/servers/1", "", http.StatusUnauthorized, "scrape token"},
+		{"/metrics/servers/x", "Bearer s3cret", http.StatusBadRequest, "id"},
+		{"/metrics/servers/99", "Bearer s3cret", http.StatusNotFound, "99"},
+	} {
+		if code, body := get(t, app, c.path, "Authorization", c.token); code != c.want || !strings.Contains(body, c.says) {
+			t.Errorf("GET %s: %d %q, want %d saying %q", c.path, code, body, c.want, c.says)
+		}
 	}
 }

@@ -87,6 +87,7 @@ func TestReplication(t *testing.T) {
 		if !strings.Contains(holds, gds+"@v2\tclusterducks-slave-") || strings.Contains(holds, gds+"@v1\t") {
 			t.Errorf("master's holds:\n%s", holds)
 		}
+		checkReplicationMetrics(t, "http://"+r.Master.Addr(lab.PortBoot)+"/metrics", r.SlaveIDs[0], r.Proxy.Bytes())
 	})
 	if t.Failed() {
 		return
@@ -270,5 +271,28 @@ func watchOperation(db *gorm.DB, id uint) (stop func() []models.Operation) {
 	return func() []models.Operation {
 		close(done)
 		return <-out
+	}
+}
+
+// checkReplicationMetrics scrapes the running master agent's /metrics (on its boot
+// listener) after a replication to slave: the stream bytes it counted are there and no
+// more than crossed the proxy (onWire, TLS included), nothing is left to send, and the
+// slave's last success has a time.
+func checkReplicationMetrics(t *testing.T, url string, slave uint, onWire int64) {
+	t.Helper()
+	m := harness.ScrapeMetrics(t, url)
+	label := map[string]string{"slave": strconv.FormatUint(uint64(slave), 10)}
+	sent := m.Sum("clusterducks_replication_sent_bytes_total", label)
+	remaining := m.Sum("clusterducks_replication_remaining_bytes", label)
+	last := m.Sum("clusterducks_replication_last_success_timestamp_seconds", label)
+	t.Logf("master agent's replication metrics for slave %d: sent %v, remaining %v, last success %v (%d bytes crossed the proxy)", slave, sent, remaining, last, onWire)
+	if sent <= 0 || sent > float64(onWire) {
+		t.Errorf("replication_sent_bytes_total %v: want more than 0 and at most the %d bytes on the wire", sent, onWire)
+	}
+	if remaining != 0 {
+		t.Errorf("replication_remaining_bytes %v after the replication ended, want 0", remaining)
+	}
+	if last <= 0 || time.Since(time.Unix(int64(last), 0)) > time.Hour {
+		t.Errorf("replication_last_success_timestamp_seconds %v: want the time of the last acknowledgement", last)
 	}
 }

@@ -96,8 +96,11 @@ func StartRig(t testing.TB, slaves int) *Rig {
 }
 
 // StartMaster starts the master's agent, advertising the proxy as its replication address.
+// Its iSCSI target listens on every address of the VM (the server's registered IP is not
+// the VM's), so its boot listener, and the /metrics beside it, serve on lab.PortBoot.
 func (r *Rig) StartMaster() {
-	r.E.StartAgentOn(r.Master, 1, r.masterKey, "--replication-advertise", fmt.Sprintf("%s:%d", lab.GuestHostIP, r.Proxy.Port))
+	r.E.StartAgentOn(r.Master, 1, r.masterKey, "--replication-advertise", fmt.Sprintf("%s:%d", lab.GuestHostIP, r.Proxy.Port),
+		"--iscsi-listen", fmt.Sprintf("0.0.0.0:%d", lab.PortISCSI), "--boot-listen", fmt.Sprintf(":%d", lab.PortBoot))
 }
 
 // StartSlave starts slave i's agent, advertising its proxy as its replication address.

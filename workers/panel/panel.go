@@ -68,7 +68,7 @@ func NewApp(o Options) *fiber.App {
 	// What install.sh and a new server fetch; public, like /healthz.
 	(&api.Downloads{Script: deploy.InstallScript, Binary: o.AgentBinary}).Mount(app)
 	if o.Metrics != nil {
-		api.MountMetrics(app, o.Metrics.Handler(), o.MetricsToken)
+		api.MountMetrics(app, o.Metrics.Handler(), o.MetricsToken, o.Store.DB)
 	}
 	// The boot path's agent endpoints (server-key auth), before the API's user auth.
 	(&api.BootAgents{Store: o.Store, Lease: o.BootLease}).Mount(app, o.Store)
