@@ -1,7 +1,6 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -64,14 +63,11 @@ func TestTunnelLabVM(t *testing.T) {
 	if err := agentclient.New(db).Get(ctx, &tunnels[0], l.TunnelPorts[0], wire.AgentPathStats, &direct); err != nil || direct.PoolHealth != "ONLINE" || direct.PoolSize <= 0 {
 		t.Fatalf("stats through tunnel port %d: %+v %v", l.TunnelPorts[0], direct, err)
 	}
-	// The agent's Prometheus metrics, the way the panel reaches them: through the tunnel port.
-	raw, err := agentclient.New(db).Fetch(ctx, &tunnels[0], l.TunnelPorts[0], "/metrics")
-	if err != nil {
-		t.Fatalf("metrics through tunnel port %d: %v", l.TunnelPorts[0], err)
-	}
-	m := harness.ParseMetrics(t, bytes.NewReader(raw))
+	// The agent's Prometheus metrics, as a Prometheus that reaches only the panel scrapes
+	// them: the panel fetches them through the tunnel port.
+	m := harness.ScrapeMetrics(t, fmt.Sprintf("%s/metrics/servers/%d", l.Panel.URL, l.ServerIDs[0]))
 	up, sessions := m.Sum("clusterducks_tunnel_session_up", nil), m.Sum("clusterducks_tunnel_sessions_total", nil)
-	t.Logf("agent metrics through the tunnel: %d families, tunnel_session_up %v, tunnel_sessions_total %v", len(m), up, sessions)
+	t.Logf("agent metrics through the panel and the tunnel: %d families, tunnel_session_up %v, tunnel_sessions_total %v", len(m), up, sessions)
 	if m.Sum("clusterducks_build_info", map[string]string{"role": "agent"}) != 1 || up != 1 || sessions < 1 {
 		t.Errorf("agent metrics through the tunnel: build_info %v, tunnel_session_up %v, tunnel_sessions_total %v",
 			m["clusterducks_build_info"], up, sessions)
