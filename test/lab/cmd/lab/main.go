@@ -76,6 +76,7 @@ func run() int {
 	start := time.Now()
 	var servers []*lab.Server
 	var devPanel *lab.DevPanel
+	var networkID uint
 	var err error
 	switch {
 	case !*bare && *panel == "":
@@ -92,7 +93,7 @@ func run() int {
 		var l *lab.Lab
 		l, err = lab.StartLab(ctx, *n, *data, os.Stdout, logf)
 		if err == nil {
-			servers, devPanel = l.Servers, l.Panel
+			servers, devPanel, networkID = l.Servers, l.Panel, l.NetworkID
 			defer devPanel.Stop() //nolint:errcheck
 		}
 	case len(keys) > 0:
@@ -131,7 +132,7 @@ func run() int {
 			"(its log: <state dir>/share/command.log).\n", devPanel.URL)
 	}
 	if devPanel != nil || len(keys) > 0 {
-		printDevice(servers[0])
+		printDevice(servers[0], networkID)
 	}
 	fmt.Printf("\nRun a command in one: go run ./test/lab/cmd/lab exec %s zpool status\nCtrl-C stops everything.\n", servers[0].Name)
 
@@ -165,15 +166,20 @@ func printServers(servers []*lab.Server) {
 }
 
 // printDevice prints a ready-to-paste qemu command that netboots a new device from the
-// first server, and what the network needs before that device boots a disk.
-func printDevice(s *lab.Server) {
+// first server, and what the network needs before that device boots a disk. networkID
+// is the lab's network, 0 when the panel is another's.
+func printDevice(s *lab.Server, networkID uint) {
 	d := lab.NewDeviceVM(s.DeviceBootURL())
+	network := "<network id>"
+	if networkID != 0 {
+		network = fmt.Sprint(networkID)
+	}
 	fmt.Printf("\nNetboot a device into the lab from %s (iPXE on its own user network; needs qemu-system-x86 and ipxe-qemu;\n"+
-		"quit with Ctrl-A X; it ends by itself when the device reboots):\n\n  %s\n\n"+
+		"quit with Ctrl-A X; it ends by itself when the device reboots; another server: its boot forward's URL):\n\n  %s\n\n"+
 		"Unknown to the panel, it joins the network's default group; without one it is told it is not registered.\n"+
-		"Register it first (POST /api/v0.9.2/devices.json {\"network\": <Lab id>, \"mac\": %q}) and put a volume in\n"+
+		"Register it first (POST /api/v0.9.2/devices.json {\"network\": %s, \"mac\": %q}) and put a volume in\n"+
 		"maintenance for it, or give the network a default group with a version. Another device: change -uuid and mac.\n",
-		s.Name, d.Command(), d.MAC)
+		s.Name, d.Command(), network, d.MAC)
 }
 
 // execCmd runs one command in a running server of another lab process.
