@@ -3,9 +3,12 @@ package lab
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterducks/clusterducks/test/harness"
 )
 
 // operationView is the part of an operation the test reads.
@@ -49,8 +52,10 @@ func waitOperation(ctx context.Context, t *testing.T, l *Lab, kind string, objec
 // storage-server VM boots, the agent in it registers with the dev panel on the host using
 // its server key, connects to the panel's Temporal, runs the bootstrap workflow's go-zfs
 // activity on its pool (the guide's layout appears on the guest's pool) and its pool
-// status reaches the panel; then the guide's volume create makes a zvol on it.
+// status reaches the panel; then the guide's volume create makes a zvol on it, and a
+// device VM, run exactly as `task lab` prints it, netboots that volume from the agent.
 func TestLabAgent(t *testing.T) {
+	harness.RequirePackages(t, DevicePackages...)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 	l, err := StartLab(ctx, 1, t.TempDir(), nil, t.Logf)
@@ -110,6 +115,48 @@ func TestLabAgent(t *testing.T) {
 	}
 	ds := fmt.Sprintf("tank/iscsi/volumes/%d", vol.ID)
 	if out, err := srv.Exec(ctx, "zfs", "get", "-Hp", "-o", "value", "type", ds); err != nil || strings.TrimSpace(out) != "volume" {
-		t.Errorf("%s on the guest: %q %v", ds, out, err)
+		t.Fatalf("%s on the guest: %q %v", ds, out, err)
 	}
+
+	// A device netboots into the lab as `task lab` says it can: the device VM it prints
+	// (same boot URL, same arguments), registered through the API and given the volume in
+	// maintenance. The volume holds the boot-sector fixture, which prints its marker from
+	// LBA 1: the device got there only through the agent's sanboot script and a login to
+	// its target at the portal the agent named, on the device's own user network.
+	dev := NewDeviceVM(srv.DeviceBootURL())
+	marker := fmt.Sprintf("lab-volume-%d", vol.ID)
+	if err := MakeBootDisk(filepath.Join(srv.Share, "device-disk.img"), marker, 0); err != nil {
+		t.Fatal(err)
+	}
+	// udev makes the zvol's link a moment after the zvol.
+	zvol := "/dev/zvol/" + ds
+	if _, err := srv.Exec(ctx, "sh", "-c", "for i in $(seq 120); do [ -e "+zvol+" ] && exit 0; sleep 0.25; done; exit 1"); err != nil {
+		t.Fatalf("%s: %v", zvol, err)
+	}
+	if _, err := srv.Exec(ctx, "dd", "if=/mnt/host/device-disk.img", "of="+zvol, "bs=512", "count=2", "conv=notrunc,fsync", "status=none"); err != nil {
+		t.Fatal(err)
+	}
+	var device struct {
+		ID uint `json:"id"`
+	}
+	if err := l.Panel.Call(ctx, "POST", "devices.json", map[string]any{"network": l.NetworkID, "mac": dev.MAC, "name": "lab-device"}, &device); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Panel.Call(ctx, "POST", fmt.Sprintf("volumes/%d/maintenance.json", vol.ID), map[string]any{"device_id": device.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("device: %s", dev.Command())
+	res, err := dev.Run(ctx, 4*time.Minute)
+	if err != nil {
+		t.Fatalf("device %s: %v\nagent log:\n%s", dev.MAC, err, tailString(srv.Log("command.log"), 4000))
+	}
+	if res.Marker != marker {
+		t.Fatalf("device booted %q, want %q", res.Marker, marker)
+	}
+	// The script that booted it named the lab's portal (the log line of the agent's
+	// boot path says which portal it puts in its scripts).
+	if log := srv.Log("command.log"); !strings.Contains(log, "portal="+srv.DevicePortal()) {
+		t.Errorf("the agent's log does not name the portal %s:\n%s", srv.DevicePortal(), tailString(log, 4000))
+	}
+	t.Logf("device %s booted volume %d from the lab in %s", dev.MAC, vol.ID, res.Took.Round(100*time.Millisecond))
 }

@@ -55,6 +55,29 @@ const (
 // DefaultGuestPorts are forwarded when Options.GuestPorts is nil.
 var DefaultGuestPorts = []int{PortISCSI, PortBoot, PortAgentAPI, PortReplication}
 
+// PortName says what a guest port is, for what the lab prints: "iSCSI", "boot",
+// "agent API", "replication", "lab exec"; another port is named by its number.
+func PortName(guestPort int) string {
+	switch guestPort {
+	case PortISCSI:
+		return "iSCSI"
+	case PortBoot:
+		return "boot"
+	case PortAgentAPI:
+		return "agent API"
+	case PortReplication:
+		return "replication"
+	case execPort:
+		return "lab exec"
+	}
+	return "port " + strconv.Itoa(guestPort)
+}
+
+// portsEnv is the share file (sourced by a guest's command) naming each guest port's
+// host port: LAB_HOST_PORT_<guest port>=<host port>. It is written before qemu starts, so
+// it is right even when a forward had to be picked again.
+const portsEnv = "ports.env"
+
 // execPort is the guest port of the lab's exec helper (test tooling, not the agent).
 const execPort = 7022
 
@@ -201,12 +224,20 @@ func StartServers(ctx context.Context, opts []Options) ([]*Server, error) {
 // `clusterducks agent --panel URL --key /mnt/host/server.key` with the freshly built
 // binary. panelURL is as the host sees it (http://127.0.0.1:PORT); loopback addresses are
 // rewritten to the host's address inside the guest.
+//
+// The agent's iSCSI target and boot endpoint listen on the guest ports PortISCSI and
+// PortBoot; the portal it names in its sanboot scripts is the target's forward as a device
+// VM on its own user network sees it, 10.0.2.2:<host port> (Server.DevicePortal): the
+// guest's own address, 10.0.2.15, is every slirp guest's own and reaches nothing.
 func AgentOptions(name, panelURL string, serverKey []byte) Options {
 	return Options{
-		Name:    name,
-		Binary:  true,
-		Files:   map[string][]byte{"server.key": serverKey},
-		Command: "exec /usr/local/bin/clusterducks agent --panel " + shellQuote(GuestURL(panelURL)) + " --key /mnt/host/server.key\n",
+		Name:   name,
+		Binary: true,
+		Files:  map[string][]byte{"server.key": serverKey},
+		Command: fmt.Sprintf(". /mnt/host/%s\n"+
+			"exec /usr/local/bin/clusterducks agent --panel %s --key /mnt/host/server.key "+
+			"--iscsi-listen :%d --iscsi-portal \"%s:$LAB_HOST_PORT_%d\" --boot-listen :%d\n",
+			portsEnv, shellQuote(GuestURL(panelURL)), PortISCSI, GuestHostIP, PortISCSI, PortBoot),
 	}
 }
 
@@ -381,6 +412,9 @@ func (s *Server) boot(opts Options) error {
 		s.ports[gp] = hp
 		fwd = append(fwd, fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", hp, gp))
 	}
+	if err := os.WriteFile(filepath.Join(s.Share, portsEnv), []byte(portsEnvText(s.ports)), 0o644); err != nil {
+		return err
+	}
 	appendLine, reboot := kernelLine(opts.Systemd, s.UUID)
 	args := []string{
 		"-name", "clusterducks-lab-" + s.Name,
@@ -512,13 +546,73 @@ func (s *Server) Ports() map[int]int {
 	return out
 }
 
+// portsEnvText is the text of portsEnv for ports (guest port -> host port).
+func portsEnvText(ports map[int]int) string {
+	var b strings.Builder
+	for _, g := range sortedPorts(ports) {
+		fmt.Fprintf(&b, "LAB_HOST_PORT_%d=%d\n", g, ports[g])
+	}
+	return b.String()
+}
+
+func sortedPorts(ports map[int]int) []int {
+	out := make([]int, 0, len(ports))
+	for g := range ports {
+		out = append(out, g)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// DeviceAddr returns the address at which a device VM on its own qemu user network
+// reaches guestPort of this server: 10.0.2.2 (the host's loopback) and the forward's host
+// port; "" when the port is not forwarded.
+func (s *Server) DeviceAddr(guestPort int) string {
+	hp, ok := s.ports[guestPort]
+	if !ok {
+		return ""
+	}
+	return net.JoinHostPort(GuestHostIP, strconv.Itoa(hp))
+}
+
+// DevicePortal is the iSCSI portal a device VM logs into: what the lab's agents put in
+// their sanboot scripts.
+func (s *Server) DevicePortal() string { return s.DeviceAddr(PortISCSI) }
+
+// DeviceBootURL is the boot endpoint a device VM chains to (its DHCP boot file), or ""
+// when the boot port is not forwarded.
+func (s *Server) DeviceBootURL() string {
+	a := s.DeviceAddr(PortBoot)
+	if a == "" {
+		return ""
+	}
+	return "http://" + a + "/boot.ipxe"
+}
+
+// Forwards describes each forwarded port by what it is, one line each: its name, the
+// guest port, its host address and, for the iSCSI target and the boot endpoint, the
+// address a device VM uses.
+func (s *Server) Forwards() []string {
+	var out []string
+	for _, g := range sortedPorts(s.Ports()) {
+		line := fmt.Sprintf("%-12s guest :%d -> %s", PortName(g), g, s.Addr(g))
+		switch g {
+		case PortISCSI:
+			line += "   devices log in at " + s.DevicePortal()
+		case PortBoot:
+			line += "   devices chain " + s.DeviceBootURL()
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
 func (s *Server) describePorts() string {
 	var parts []string
-	for g, h := range s.Ports() {
-		parts = append(parts, fmt.Sprintf("%d->127.0.0.1:%d", g, h))
+	for _, g := range sortedPorts(s.Ports()) {
+		parts = append(parts, fmt.Sprintf("%s %d->%s", PortName(g), g, s.Addr(g)))
 	}
-	sort.Strings(parts)
-	return "guest ports " + strings.Join(parts, " ")
+	return "forwards: " + strings.Join(parts, ", ")
 }
 
 // Done is closed when qemu has exited.

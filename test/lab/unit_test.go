@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,8 +124,60 @@ func TestOptionsDefaults(t *testing.T) {
 		}
 	}
 	a := AgentOptions("s1", "http://127.0.0.1:8080", []byte("key"))
-	if want := "exec /usr/local/bin/clusterducks agent --panel 'http://10.0.2.2:8080' --key /mnt/host/server.key\n"; a.Command != want || !a.Binary || string(a.Files["server.key"]) != "key" {
-		t.Errorf("AgentOptions: %+v", a)
+	if want := ". /mnt/host/ports.env\nexec /usr/local/bin/clusterducks agent --panel 'http://10.0.2.2:8080' --key /mnt/host/server.key " +
+		"--iscsi-listen :3260 --iscsi-portal \"10.0.2.2:$LAB_HOST_PORT_3260\" --boot-listen :8080\n"; a.Command != want || !a.Binary || string(a.Files["server.key"]) != "key" {
+		t.Errorf("AgentOptions: %q", a.Command)
+	}
+}
+
+// TestDeviceAddresses: the names of the forwards, the ports file the agent's command
+// sources, and the addresses a device VM is given, from one server's forwards.
+func TestDeviceAddresses(t *testing.T) {
+	s := &Server{ports: map[int]int{execPort: 40000, PortISCSI: 40001, PortBoot: 40002, PortAgentAPI: 40003, PortReplication: 40004}}
+	if got, want := portsEnvText(s.ports), "LAB_HOST_PORT_3260=40001\nLAB_HOST_PORT_7022=40000\nLAB_HOST_PORT_8080=40002\n"+
+		"LAB_HOST_PORT_8081=40003\nLAB_HOST_PORT_8082=40004\n"; got != want {
+		t.Errorf("ports.env:\n%s", got)
+	}
+	if s.DevicePortal() != "10.0.2.2:40001" || s.DeviceBootURL() != "http://10.0.2.2:40002/boot.ipxe" {
+		t.Errorf("device addresses %q %q", s.DevicePortal(), s.DeviceBootURL())
+	}
+	f := strings.Join(s.Forwards(), "\n")
+	for _, want := range []string{"iSCSI        guest :3260 -> 127.0.0.1:40001   devices log in at 10.0.2.2:40001",
+		"boot         guest :8080 -> 127.0.0.1:40002   devices chain http://10.0.2.2:40002/boot.ipxe",
+		"agent API    guest :8081 -> 127.0.0.1:40003", "replication  guest :8082 -> 127.0.0.1:40004"} {
+		if !strings.Contains(f, want) {
+			t.Errorf("forwards lack %q:\n%s", want, f)
+		}
+	}
+	if strings.Contains(f, "7022") || len(s.Forwards()) != 4 {
+		t.Errorf("forwards:\n%s", f)
+	}
+	if (&Server{ports: map[int]int{}}).DeviceBootURL() != "" {
+		t.Error("a boot URL without a boot forward")
+	}
+}
+
+// TestDeviceCommand: the printed command is the device's own arguments, each a single
+// shell word, and two devices never share a MAC or a UUID.
+func TestDeviceCommand(t *testing.T) {
+	d := NewDeviceVM("http://10.0.2.2:40002/boot.ipxe")
+	e := NewDeviceVM(d.BootURL)
+	if d.MAC == e.MAC || d.UUID == e.UUID || !regexp.MustCompile(`^52:54:00(:[0-9a-f]{2}){3}$`).MatchString(d.MAC) {
+		t.Errorf("devices %+v %+v", d, e)
+	}
+	cmd := d.Command()
+	for _, want := range []string{"qemu-system-x86_64 -accel tcg ", " -uuid " + d.UUID + " ",
+		" -netdev user,id=n0,bootfile=http://10.0.2.2:40002/boot.ipxe ", " -device e1000,netdev=n0,mac=" + d.MAC + " "} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("command lacks %q: %s", want, cmd)
+		}
+	}
+	if got := strings.Fields(cmd)[1:]; strings.Join(got, "\x00") != strings.Join(d.Args(), "\x00") {
+		t.Errorf("command %q is not the args %q", got, d.Args())
+	}
+	d.BootURL = "http://10.0.2.2:1/boot.ipxe?x=a b"
+	if !strings.Contains(d.Command(), "'user,id=n0,bootfile=http://10.0.2.2:1/boot.ipxe?x=a b'") {
+		t.Errorf("a word with a space is not quoted: %s", d.Command())
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
+	"github.com/clusterducks/clusterducks/test/lab"
 )
 
 // TestHostRedirect proves the boot path's redirects and reboot loops between two servers
@@ -103,7 +104,7 @@ func bootWait(t *testing.T, x *HostAgent, d Device) *Result {
 // dropped: iPXE wraps its lines at 80 columns.
 func seen(t *testing.T, r *Result, want, not []string) {
 	t.Helper()
-	out := strings.NewReplacer("\r", "", "\n", "").Replace(ansi.ReplaceAllString(r.Output, ""))
+	out := strings.NewReplacer("\r", "", "\n", "").Replace(lab.ConsoleText(r.Output))
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Fatalf("console lacks %q:\n%s", w, tail(r.Output))

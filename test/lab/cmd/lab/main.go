@@ -17,10 +17,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/clusterducks/clusterducks/test/lab"
@@ -78,6 +76,7 @@ func run() int {
 	start := time.Now()
 	var servers []*lab.Server
 	var devPanel *lab.DevPanel
+	var networkID uint
 	var err error
 	switch {
 	case !*bare && *panel == "":
@@ -94,7 +93,7 @@ func run() int {
 		var l *lab.Lab
 		l, err = lab.StartLab(ctx, *n, *data, os.Stdout, logf)
 		if err == nil {
-			servers, devPanel = l.Servers, l.Panel
+			servers, devPanel, networkID = l.Servers, l.Panel, l.NetworkID
 			defer devPanel.Stop() //nolint:errcheck
 		}
 	case len(keys) > 0:
@@ -132,6 +131,9 @@ func run() int {
 		fmt.Printf("\nPanel %s (token above); the servers are in network \"Lab\" and run `clusterducks agent`\n"+
 			"(its log: <state dir>/share/command.log).\n", devPanel.URL)
 	}
+	if devPanel != nil || len(keys) > 0 {
+		printDevice(servers[0], networkID)
+	}
 	fmt.Printf("\nRun a command in one: go run ./test/lab/cmd/lab exec %s zpool status\nCtrl-C stops everything.\n", servers[0].Name)
 
 	died := make(chan *lab.Server, len(servers))
@@ -154,22 +156,30 @@ func run() int {
 }
 
 func printServers(servers []*lab.Server) {
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tPOOL\tUUID\tFORWARDS (guest port -> host)\tSTATE DIR")
 	for _, s := range servers {
-		var ports []int
-		for g := range s.Ports() {
-			ports = append(ports, g)
+		fmt.Printf("%s  pool %s  uuid %s\n  state dir %s\n", s.Name, s.Pool, s.UUID, s.Dir)
+		for _, f := range s.Forwards() {
+			fmt.Println("  " + f)
 		}
-		sort.Ints(ports)
-		var fwd []string
-		for _, g := range ports {
-			fwd = append(fwd, fmt.Sprintf("%d->%s", g, s.Addr(g)))
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Pool, s.UUID, strings.Join(fwd, " "), s.Dir)
 	}
-	w.Flush()
 	fmt.Printf("\nIn the guests the host is %s; guest logs are in <state dir>/share (command.log, init.log).\n", lab.GuestHostIP)
+}
+
+// printDevice prints a ready-to-paste qemu command that netboots a new device from the
+// first server, and what the network needs before that device boots a disk. networkID
+// is the lab's network, 0 when the panel is another's.
+func printDevice(s *lab.Server, networkID uint) {
+	d := lab.NewDeviceVM(s.DeviceBootURL())
+	network := "<network id>"
+	if networkID != 0 {
+		network = fmt.Sprint(networkID)
+	}
+	fmt.Printf("\nNetboot a device into the lab from %s (iPXE on its own user network; needs qemu-system-x86 and ipxe-qemu;\n"+
+		"quit with Ctrl-A X; it ends by itself when the device reboots; another server: its boot forward's URL):\n\n  %s\n\n"+
+		"Unknown to the panel, it joins the network's default group; without one it is told it is not registered.\n"+
+		"Register it first (POST /api/v0.9.2/devices.json {\"network\": %s, \"mac\": %q}) and put a volume in\n"+
+		"maintenance for it, or give the network a default group with a version. Another device: change -uuid and mac.\n",
+		s.Name, d.Command(), network, d.MAC)
 }
 
 // execCmd runs one command in a running server of another lab process.

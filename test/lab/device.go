@@ -1,0 +1,185 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/clusterducks/clusterducks/test/harness/proc"
+)
+
+// DevicePackages are the Debian packages a device VM needs: qemu and the iPXE ROMs that
+// its -boot n network card boots (Debian's ipxe-qemu).
+var DevicePackages = []string{"qemu-system-x86", "ipxe-qemu"}
+
+// DeviceVM is a diskless device under qemu (TCG) that PXE-boots iPXE on its own user
+// network, whose DHCP hands it BootURL as its boot file. The command `task lab` prints
+// and the one the tests run are both its Args.
+type DeviceVM struct {
+	BootURL  string // http://10.0.2.2:PORT/boot.ipxe: a server's boot endpoint as the device sees it
+	MAC      string // 52:54:00:…
+	UUID     string // its SMBIOS UUID: iPXE's initiator name is derived from it, so each device has its own
+	MemoryMB int    // default 256
+}
+
+// NewDeviceVM returns a device with a fresh MAC and UUID that boots from bootURL.
+func NewDeviceVM(bootURL string) DeviceVM {
+	b := make([]byte, 3)
+	rand.Read(b) //nolint:errcheck // never fails
+	return DeviceVM{BootURL: bootURL, MAC: fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]), UUID: newUUID()}
+}
+
+// Args are qemu's arguments: plain TCG (the machine's KVM cannot run iPXE), firmware,
+// iPXE and COM1 on stdio, network boot only, and the VM ends instead of rebooting (a
+// failed boot ends it; so does a boot sector that writes to the isa-debug-exit port).
+func (d DeviceVM) Args() []string {
+	mem := d.MemoryMB
+	if mem == 0 {
+		mem = 256
+	}
+	return []string{
+		"-accel", "tcg", "-m", strconv.Itoa(mem), "-no-user-config",
+		"-nographic", "-monitor", "none", "-serial", "stdio",
+		"-no-reboot", "-boot", "order=n,reboot-timeout=0",
+		"-uuid", d.UUID,
+		"-netdev", "user,id=n0,bootfile=" + d.BootURL,
+		"-device", "e1000,netdev=n0,mac=" + d.MAC,
+		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+	}
+}
+
+// plainWord is a shell word that needs no quotes.
+var plainWord = regexp.MustCompile(`^[A-Za-z0-9_./:=,@%+-]+$`)
+
+// Command is the ready-to-paste shell command that runs the device.
+func (d DeviceVM) Command() string {
+	words := []string{"qemu-system-x86_64"}
+	for _, a := range d.Args() {
+		if plainWord.MatchString(a) {
+			words = append(words, a)
+		} else {
+			words = append(words, shellQuote(a))
+		}
+	}
+	return strings.Join(words, " ")
+}
+
+// DeviceResult is how a device VM ended.
+type DeviceResult struct {
+	Marker string        // what the boot-sector fixture printed (MakeBootDisk); "" if it never ran
+	Exit   int           // qemu's exit status (33: the boot sector ended it)
+	Took   time.Duration // from qemu start to exit
+	Output string        // firmware, iPXE and COM1 output
+}
+
+var markerLine = regexp.MustCompile(`<<<CLUSTERDUCKS-MARKER:(.*?)>>>`)
+
+// Run runs the device until qemu ends or timeout passes (then it is killed, by pid). It
+// fails unless the device booted a disk made by MakeBootDisk: the marker it printed came
+// from the disk's LBA 1, read over iSCSI through iPXE's sanboot.
+func (d DeviceVM) Run(ctx context.Context, timeout time.Duration) (*DeviceResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.Command("qemu-system-x86_64", d.Args()...)
+	var out proc.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cmd.Process.Kill() //nolint:errcheck
+		<-done
+	}
+	res := &DeviceResult{Took: time.Since(start), Output: out.String(), Exit: cmd.ProcessState.ExitCode()}
+	if m := markerLine.FindStringSubmatch(res.Output); m != nil {
+		res.Marker = strings.TrimSpace(m[1])
+	}
+	if res.Marker != "" {
+		return res, nil
+	}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("no marker after %s; output:\n%s", timeout, ConsoleTail(res.Output))
+	}
+	return res, fmt.Errorf("qemu exited %d without a marker; output:\n%s", res.Exit, ConsoleTail(res.Output))
+}
+
+// ansi strips terminal escapes from iPXE's console output for readable failures.
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+
+// ConsoleText is a device's console output without terminal escapes.
+func ConsoleText(s string) string { return ansi.ReplaceAllString(s, "") }
+
+// ConsoleTail is the end of a device's console output without terminal escapes.
+func ConsoleTail(s string) string {
+	s = ConsoleText(s)
+	if len(s) > 3000 {
+		s = s[len(s)-3000:]
+	}
+	return s
+}
+
+var (
+	sectorOnce sync.Once
+	bootSector []byte
+	sectorErr  error
+)
+
+// loadBootSector reads the committed fixture test/fixtures/bootsector/bootsector.bin.
+func loadBootSector() ([]byte, error) {
+	sectorOnce.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			sectorErr = err
+			return
+		}
+		bootSector, sectorErr = os.ReadFile(filepath.Join(root, "test", "fixtures", "bootsector", "bootsector.bin"))
+		if sectorErr == nil && len(bootSector) != 512 {
+			sectorErr = fmt.Errorf("boot sector fixture is %d bytes, not 512", len(bootSector))
+		}
+	})
+	return bootSector, sectorErr
+}
+
+// MakeBootDisk writes a disk image of size bytes (at least 32 MiB, sparse: iPXE derives a
+// CHS geometry and a smaller disk has no cylinder) that boots and prints marker: the
+// shared boot-sector fixture in LBA 0, the marker in LBA 1.
+func MakeBootDisk(path, marker string, size int64) error {
+	if len(marker) > 500 || strings.Contains(marker, ">>>") {
+		return fmt.Errorf("marker %q: at most 500 bytes, without \">>>\"", marker)
+	}
+	sector, err := loadBootSector()
+	if err != nil {
+		return err
+	}
+	size = max(size, 32<<20)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	sec := make([]byte, 1024)
+	copy(sec, sector)
+	copy(sec[512:], marker)
+	if _, err := f.WriteAt(sec, 0); err != nil {
+		return err
+	}
+	return f.Close()
+}
