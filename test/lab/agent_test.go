@@ -128,11 +128,10 @@ func TestLabAgent(t *testing.T) {
 	if err := MakeBootDisk(filepath.Join(srv.Share, "device-disk.img"), marker, 0); err != nil {
 		t.Fatal(err)
 	}
-	// udev makes the zvol's link a moment after the zvol.
-	zvol := "/dev/zvol/" + ds
-	if _, err := srv.Exec(ctx, "sh", "-c", "for i in $(seq 120); do [ -e "+zvol+" ] && exit 0; sleep 0.25; done; exit 1"); err != nil {
-		t.Fatalf("%s: %v", zvol, err)
+	if err := srv.WaitZvol(ctx, ds); err != nil {
+		t.Fatal(err)
 	}
+	zvol := "/dev/zvol/" + ds
 	if _, err := srv.Exec(ctx, "dd", "if=/mnt/host/device-disk.img", "of="+zvol, "bs=512", "count=2", "conv=notrunc,fsync", "status=none"); err != nil {
 		t.Fatal(err)
 	}

@@ -678,6 +678,16 @@ func (s *Server) Exec(ctx context.Context, name string, args ...string) (string,
 	return s.ExecInput(ctx, nil, name, args...)
 }
 
+// WaitZvol waits (up to a minute) for zvol's /dev/zvol link: udev makes it a moment after
+// zfs made the zvol, so a write right after the operation that made it can miss it.
+func (s *Server) WaitZvol(ctx context.Context, zvol string) error {
+	wait := `i=0; while [ ! -e "$1" ]; do i=$((i + 1)); [ $i -gt 240 ] && exit 1; udevadm settle --timeout=5 2>/dev/null; sleep 0.25; done`
+	if out, err := s.Exec(ctx, "sh", "-c", wait, "sh", "/dev/zvol/"+zvol); err != nil {
+		return fmt.Errorf("/dev/zvol/%s never appeared: %v %s", zvol, err, out)
+	}
+	return nil
+}
+
 // ExecInput is Exec with stdin.
 func (s *Server) ExecInput(ctx context.Context, stdin []byte, name string, args ...string) (string, error) {
 	argv := append([]string{name}, args...)

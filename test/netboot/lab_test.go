@@ -76,6 +76,7 @@ func TestLabNetboot(t *testing.T) {
 	if err := MakeDisk(img, installed, 0); err != nil {
 		t.Fatal(err)
 	}
+	e.WaitZvol(fmt.Sprintf("%s/iscsi/volumes/%d", pool, volumeID))
 	e.Guest("dd", "if=/mnt/host/volume.img", fmt.Sprintf("of=/dev/zvol/%s/iscsi/volumes/%d", pool, volumeID), "bs=512", "count=2", "conv=notrunc,fsync", "status=none")
 	devM := DeviceN(100)
 	installer := e.Must(http.StatusCreated, "POST", "/devices.json", map[string]any{"network": networkID, "mac": devM.MAC, "name": "installer"})

@@ -113,8 +113,8 @@ func tornBlocks(t *testing.T, e *storagetest.Env, groupID uint, n, written, bs i
 	ds := fmt.Sprintf("%s/iscsi/groups/%d", e.VM.Pool, groupID)
 	e.Guest("zfs", "set", "snapdev=visible", ds)
 	defer e.Guest("zfs", "inherit", "snapdev", ds)
+	e.WaitZvol(fmt.Sprintf("%s@v%d", ds, n))
 	snap := fmt.Sprintf("/dev/zvol/%s@v%d", ds, n)
-	e.Guest("sh", "-c", "udevadm settle; for i in $(seq 50); do [ -e "+snap+" ] && exit 0; sleep 0.2; done; exit 1")
 	count := written + 8
 	out := e.Guest("sh", "-c", fmt.Sprintf("dd if=%s bs=%d skip=%d count=%d status=none | base64 -w0", snap, bs, tornFirst*512/bs, count))
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))

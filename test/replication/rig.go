@@ -174,11 +174,8 @@ func (r *Rig) FillOn(vm *lab.Server, zvol string, seekMiB, mib int) {
 	defer os.Remove(f.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	// A new zvol's /dev/zvol link comes from udev a moment after zfs made the zvol (the
-	// operation that made it has ended by then): wait for it, up to a minute.
-	wait := `i=0; while [ ! -e "$1" ]; do i=$((i + 1)); [ $i -gt 240 ] && exit 1; udevadm settle --timeout=5 2>/dev/null; sleep 0.25; done`
-	if out, err := vm.Exec(ctx, "sh", "-c", wait, "sh", "/dev/zvol/"+zvol); err != nil {
-		t.Fatalf("fill %s: its device never appeared: %v %s", zvol, err, out)
+	if err := vm.WaitZvol(ctx, zvol); err != nil {
+		t.Fatalf("fill %s: %v", zvol, err)
 	}
 	if _, err := vm.Exec(ctx, "dd", "if=/mnt/host/"+name, "of=/dev/zvol/"+zvol, "bs=1M",
 		"seek="+strconv.Itoa(seekMiB), "conv=notrunc,fsync", "status=none"); err != nil {

@@ -213,6 +213,17 @@ func (e *Env) Guest(args ...string) string {
 	return e.GuestOn(e.VM, args...)
 }
 
+// WaitZvol waits for zvol's /dev/zvol link in the env's VM (lab.Server.WaitZvol) before
+// a test writes to it.
+func (e *Env) WaitZvol(zvol string) {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := e.VM.WaitZvol(ctx, zvol); err != nil {
+		e.T.Fatal(err)
+	}
+}
+
 // GuestOn runs a command in one of the env's VMs and fails the test on error.
 func (e *Env) GuestOn(vm *lab.Server, args ...string) string {
 	e.T.Helper()

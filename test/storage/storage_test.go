@@ -97,6 +97,7 @@ func TestStorage(t *testing.T) {
 		gds := fmt.Sprintf("%s/iscsi/groups/%d", e.VM.Pool, groupID)
 		for n := 1; n <= 2; n++ {
 			// Something changes in the group head between versions.
+			e.WaitZvol(gds)
 			e.Guest("sh", "-c", fmt.Sprintf("printf 'version %d' | dd of=/dev/zvol/%s bs=512 seek=%d conv=notrunc status=none && sync", n, gds, n))
 			res := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", groupID), map[string]any{"note": fmt.Sprintf("v%d", n)})
 			if ID(res, "number") != uint(n) {
