@@ -22,6 +22,12 @@ type chartPoint struct {
 	V float64
 }
 
+// chartFigure is a drawn chart with its caption, as a page shows it.
+type chartFigure struct {
+	Title string
+	SVG   template.HTML
+}
+
 // chart is one series to draw over [From, To].
 type chart struct {
 	ID       string // unique on the page: the SVG's title and desc ids derive from it
@@ -41,7 +47,7 @@ const (
 	chartNoSamples         = "No samples yet"
 	chartTimeShort         = "15:04"
 	chartTimeLong          = "Jan 2 15:04"
-	chartLongWindowAtLeast = 36 * time.Hour
+	chartLongWindowAtLeast = 12 * time.Hour
 )
 
 // svg renders the chart. Points outside the window are left out; with none left, the

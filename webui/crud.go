@@ -3,7 +3,6 @@ package webui
 import (
 	"context"
 	"fmt"
-	"html/template"
 	"net/url"
 	"sort"
 	"strconv"
@@ -120,8 +119,8 @@ type section struct {
 	Columns []string
 	Rows    [][]cell
 	Actions []action
-	Windows []windowLink    // a time window selector (the charts')
-	Charts  []template.HTML // inline SVG charts (charts.go)
+	Windows []windowLink  // a time window selector (the charts')
+	Charts  []chartFigure // inline SVG charts (charts.go)
 }
 
 // meta is what the pages show of a resource and what does not depend on its model.

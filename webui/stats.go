@@ -160,7 +160,7 @@ func chartsSection(r *rc, s *models.Server) section {
 		{ID: "chart-replication", Title: "Replication sent per second", Points: repl, Format: func(v float64) string { return bytesFigure(v) + "/s" }},
 	} {
 		c.From, c.To = from, to
-		sec.Charts = append(sec.Charts, c.svg())
+		sec.Charts = append(sec.Charts, chartFigure{Title: c.Title, SVG: c.svg()})
 	}
 	return sec
 }
