@@ -3,6 +3,7 @@ package webui
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -128,7 +129,8 @@ func chartsSection(r *rc, s *models.Server) section {
 	// One sample before the window gives the counters' first rate inside it.
 	samples, err := models.SamplesOf(r.ctx, r.s.DB, s.ID, from.Add(-models.SampleThin))
 	if err != nil {
-		sec.Error = "The samples could not be read: " + err.Error()
+		slog.Error("server samples", "server", s.ID, "err", err)
+		sec.Error = "The samples could not be read just now; reload the page to try again."
 		return sec
 	}
 	sec.Note = fmt.Sprintf("%d samples in this window, one per stats report (kept 7 days; one per 10 minutes after a day). The same as JSON: /api/v0.9.2/servers/%d/samples.json?since=%s",
