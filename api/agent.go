@@ -296,6 +296,14 @@ func (g *Agents) stats(c *fiber.Ctx) error {
 	if r.PoolHealth == "" {
 		return models.Invalid("pool_health", "is required")
 	}
+	for _, f := range []struct {
+		name string
+		v    *int64
+	}{{"iscsi_sessions", r.ISCSISessions}, {"boot_requests", r.BootRequests}, {"replication_bytes", r.ReplicationBytes}} {
+		if f.v != nil && *f.v < 0 {
+			return models.Invalid(f.name, "must be a count, 0 or more")
+		}
+	}
 	if err := models.RecordServerStats(c.UserContext(), g.Store.DB, srv.ID, &r); err != nil {
 		return err
 	}

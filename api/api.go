@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
@@ -179,6 +180,20 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 			return err
 		}
 		return c.JSON(srv.StatsView())
+	})
+	r.Get("/servers/:name/samples.json", func(c *fiber.Ctx) error {
+		since := time.Now().Add(-models.SampleFull)
+		if v := c.Query("since"); v != "" {
+			var err error
+			if since, err = models.ParseSince("since", v, time.Now()); err != nil {
+				return err
+			}
+		}
+		_, samples, err := h.Store.ServerSamples(c.UserContext(), actor(c), c.Params("name"), since)
+		if err != nil {
+			return err
+		}
+		return c.JSON(samples)
 	})
 	r.Post("/servers/:id/key.json", func(c *fiber.Ctx) error {
 		id, err := idParam(c)

@@ -60,6 +60,7 @@ type keyIssued struct {
 var routeDocs = map[string]routeDoc{
 	"GET /openapi.json":                             {"This document", nil, map[string]any{"200": map[string]any{}}},
 	"GET /servers/{name}/stats.json":                {"A server's last reported stats, by name or id", nil, map[string]any{"200": models.ServerStats{}}},
+	"GET /servers/{name}/samples.json":              {"A server's samples over time (pool used and size, iSCSI sessions, the agent's boot requests and replication bytes since it started), oldest first; since: a time, a date or a duration back (default 24h); kept 7 days, thinned to one per 10 minutes after a day", nil, map[string]any{"200": []models.ServerSample{}}},
 	"POST /servers/{id}/key.json":                   {"Issue a new server key (install.sh -k); the old one stops working", nil, map[string]any{"200": keyIssued{}}},
 	"GET /groups/{id}/versions.json":                {"A group's versions", nil, map[string]any{"200": []models.GroupVersion{}}},
 	"GET /networks/{id}/delegations.json":           {"The users a network is delegated to", nil, map[string]any{"200": []models.Delegation{}}},
@@ -317,6 +318,7 @@ func (s *spec) document(routes []fiber.Route) []byte {
 			}
 			op["requestBody"] = body
 		}
+		params = append(params, queryParams[rt.Method+" "+strings.TrimPrefix(path, Prefix)]...)
 		if len(params) > 0 {
 			op["parameters"] = params
 		}
@@ -341,6 +343,13 @@ func (s *spec) document(routes []fiber.Route) []byte {
 	}
 	b, _ := json.MarshalIndent(doc, "", "  ")
 	return b
+}
+
+// queryParams are the query parameters of the routes that take some (beyond pagination).
+var queryParams = map[string][]any{
+	"GET /servers/{name}/samples.json": {map[string]any{"name": "since", "in": "query",
+		"description": "samples taken at or after: a time (2026-11-30T12:00:00Z), a date (2026-11-30) or a duration back from now (1h, 24h, 168h); default 24h; anything else is 422",
+		"schema":      map[string]any{"type": "string"}}},
 }
 
 // optionalBody are the routes whose body may be left out (their defaults apply).

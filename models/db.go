@@ -136,6 +136,7 @@ func migrations() []*gormigrate.Migration {
 		transferProgressMigration(),
 		bootRevisionMigration(),
 		bootHistoryMigration(),
+		serverSamplesMigration(),
 	}
 }
 

@@ -246,6 +246,9 @@ func (s *Store) DeleteServer(ctx context.Context, a *Actor, id uint) error {
 		if err := tx.Where("server_id = ?", srv.ID).Delete(&VolumeCopy{}).Error; err != nil {
 			return err
 		}
+		if err := tx.Where("server_id = ?", srv.ID).Delete(&ServerSample{}).Error; err != nil {
+			return err
+		}
 		return tx.Where("server_id = ?", srv.ID).Delete(&VersionCopy{}).Error
 	})
 	if err == nil {
@@ -320,10 +323,10 @@ const PoolMissing = wire.PoolMissing
 // StatsReport is what an agent reports about its pool (a wire message).
 type StatsReport = wire.StatsReport
 
-// RecordServerStats stores a server's latest stats and marks it reachable
-// ("Panel to server OK").
+// RecordServerStats stores a server's latest stats, marks it reachable ("Panel to server
+// OK") and keeps a sample of its figures for its charts.
 func RecordServerStats(ctx context.Context, db *gorm.DB, serverID uint, r *StatsReport) error {
-	return recordStats(db.WithContext(ctx), serverID, r)
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return recordStats(tx, serverID, r) })
 }
 
 func recordStats(tx *gorm.DB, serverID uint, r *StatsReport) error {
@@ -350,7 +353,7 @@ func recordStats(tx *gorm.DB, serverID uint, r *StatsReport) error {
 	if res.RowsAffected == 0 {
 		return NotFound("server")
 	}
-	return nil
+	return recordSample(tx, serverID, r, now)
 }
 
 // ErrBadKey is a server or tunnel key that names none.

@@ -113,10 +113,14 @@ type detail struct {
 // section is an extra table on an object's page (a group's versions, a network's alerts).
 type section struct {
 	Title   string
+	ID      string // the section's anchor, when links point at it
 	Note    string
+	Error   string // a refused choice (e.g. an unknown chart window), shown as an alert
 	Columns []string
 	Rows    [][]cell
 	Actions []action
+	Windows []windowLink  // a time window selector (the charts')
+	Charts  []chartFigure // inline SVG charts (charts.go)
 }
 
 // meta is what the pages show of a resource and what does not depend on its model.

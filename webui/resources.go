@@ -370,7 +370,7 @@ func serversRes() *resource {
 				{Label: "Install", Pre: true, Value: fmt.Sprintf("install.sh -h %q -k server.key -n br0\n# server.key holds the key shown when the server was added (or a new one: the key icon)", r.c.Hostname())}}
 		},
 		sections: func(r *rc, s *models.Server) []section {
-			return []section{statsSection(s)}
+			return []section{chartsSection(r, s), statsSection(s)}
 		},
 	}
 	return k.resource()

@@ -3,12 +3,16 @@ package webui
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
 )
 
 // statsSection shows what a server's agent last reported as a table of figures, not raw
@@ -82,4 +86,121 @@ func statValue(key string, v any) string {
 	default:
 		return fmt.Sprint(x)
 	}
+}
+
+// chartWindows are the time windows a server's charts can show (?window=).
+var chartWindows = []struct {
+	Key   string
+	Label string
+	Span  time.Duration
+}{{"1h", "1 h", time.Hour}, {"24h", "24 h", 24 * time.Hour}, {"7d", "7 d", 7 * 24 * time.Hour}}
+
+// defaultWindow is the charts' window when the page names none.
+const defaultWindow = "24h"
+
+// windowLink is one choice of the charts' time window.
+type windowLink struct {
+	Label, Href string
+	Current     bool
+}
+
+// chartsSection draws a server's stored samples over the chosen window: pool usage,
+// iSCSI sessions, boot requests and replication traffic (the last two as rates from the
+// agent's counters). An unknown window is refused on the page (422), naming the field.
+func chartsSection(r *rc, s *models.Server) section {
+	sec := section{Title: "Charts", ID: "charts"}
+	key := r.c.Query("window", defaultWindow)
+	span := time.Duration(0)
+	for _, w := range chartWindows {
+		if w.Key == key {
+			span = w.Span
+		}
+	}
+	if span == 0 {
+		r.c.Status(fiber.StatusUnprocessableEntity)
+		sec.Error = fmt.Sprintf("Window: %q is not a time window; choose 1 h, 24 h or 7 d.", key)
+		key, span = defaultWindow, 24*time.Hour
+	}
+	for _, w := range chartWindows {
+		sec.Windows = append(sec.Windows, windowLink{Label: w.Label, Href: fmt.Sprintf("/servers/%d?window=%s#charts", s.ID, w.Key), Current: w.Key == key})
+	}
+	to := time.Now().UTC()
+	from := to.Add(-span)
+	// One sample before the window gives the counters' first rate inside it.
+	samples, err := models.SamplesOf(r.ctx, r.s.DB, s.ID, from.Add(-models.SampleThin))
+	if err != nil {
+		slog.Error("server samples", "server", s.ID, "err", err)
+		sec.Error = "The samples could not be read just now; reload the page to try again."
+		return sec
+	}
+	sec.Note = fmt.Sprintf("%d samples in this window, one per stats report (kept 7 days; one per 10 minutes after a day). The same as JSON: /api/v0.9.2/servers/%d/samples.json?since=%s",
+		countFrom(samples, from), s.ID, strings.TrimSuffix(span.String(), "0m0s"))
+	var used, sessions, boots, repl []chartPoint
+	for i, smp := range samples {
+		if smp.PoolSize > 0 {
+			used = append(used, chartPoint{smp.At, float64(smp.PoolUsed)})
+		}
+		if smp.ISCSISessions != nil {
+			sessions = append(sessions, chartPoint{smp.At, float64(*smp.ISCSISessions)})
+		}
+		if i == 0 {
+			continue
+		}
+		prev := samples[i-1]
+		if p, ok := counterRate(prev.At, smp.At, prev.BootRequests, smp.BootRequests, time.Minute); ok {
+			boots = append(boots, p)
+		}
+		if p, ok := counterRate(prev.At, smp.At, prev.ReplicationBytes, smp.ReplicationBytes, time.Second); ok {
+			repl = append(repl, p)
+		}
+	}
+	count := func(v float64) string { return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) }
+	for _, c := range []chart{
+		{ID: "chart-pool", Title: "Pool used", Points: used, Format: bytesFigure},
+		{ID: "chart-iscsi", Title: "iSCSI sessions", Points: sessions, Format: count},
+		{ID: "chart-boot", Title: "Boot requests per minute", Points: boots, Format: count},
+		{ID: "chart-replication", Title: "Replication sent per second", Points: repl, Format: func(v float64) string { return bytesFigure(v) + "/s" }},
+	} {
+		c.From, c.To = from, to
+		sec.Charts = append(sec.Charts, chartFigure{Title: c.Title, SVG: c.svg()})
+	}
+	return sec
+}
+
+func countFrom(samples []models.ServerSample, from time.Time) int {
+	n := 0
+	for _, s := range samples {
+		if !s.At.Before(from) {
+			n++
+		}
+	}
+	return n
+}
+
+// counterRate is the rate (per unit) of an agent counter between two samples, at the
+// later one; a counter that went down means the agent restarted: it counted b since.
+func counterRate(ta, tb time.Time, a, b *int64, unit time.Duration) (chartPoint, bool) {
+	d := tb.Sub(ta)
+	if a == nil || b == nil || d <= 0 {
+		return chartPoint{}, false
+	}
+	inc := *b - *a
+	if inc < 0 {
+		inc = *b
+	}
+	return chartPoint{T: tb, V: float64(inc) * float64(unit) / float64(d)}, true
+}
+
+// bytesFigure is a byte count in the unit that suits it.
+func bytesFigure(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := 0
+	for math.Abs(v) >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return strconv.FormatFloat(math.Round(v), 'f', -1, 64) + " B"
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + " " + units[i]
 }

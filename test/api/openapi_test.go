@@ -160,6 +160,15 @@ func TestOpenAPIValidatesLiveAnswers(t *testing.T) {
 	// The agent's side, with the server key.
 	agent := "Bearer " + key
 	p.must(204, agent, "POST", u("/agent/stats.json"), map[string]any{"pool_health": "ONLINE", "pool_size": 100 << 30, "pool_free": 90 << 30})
+	// A newer agent adds what it served (kept as samples for the server's charts).
+	p.must(204, agent, "POST", u("/agent/stats.json"), map[string]any{"pool_health": "ONLINE", "pool_size": 100 << 30, "pool_free": 80 << 30,
+		"iscsi_sessions": 2, "boot_requests": 7, "replication_bytes": 1 << 20})
+	if bad := p.must(422, agent, "POST", u("/agent/stats.json"), map[string]any{"pool_health": "ONLINE", "boot_requests": -1}); bad["field"] != "boot_requests" {
+		t.Errorf("a negative counter: %v, want 422 naming boot_requests", bad)
+	}
+	p.must(200, a, "GET", u("/servers/m/samples.json"), nil)
+	p.must(200, a, "GET", u("/servers/%d/samples.json?since=168h", srv), nil)
+	p.must(422, a, "GET", u("/servers/m/samples.json?since=never"), nil)
 	p.must(200, agent, "GET", u("/agent/server.json"), nil)
 	p.must(200, agent, "GET", u("/agent/exports.json"), nil)
 	// Errors: each with its documented status and body.

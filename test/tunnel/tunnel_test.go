@@ -64,6 +64,25 @@ func TestTunnel(t *testing.T) {
 	})
 	t.Logf("first round trip through the tunnel for both agents after %v", took)
 
+	// Each report leaves a sample for the server's charts, with what the agent served
+	// (its metrics' totals): pulled through the tunnel (s1) or pushed by the agent (x1).
+	eventually(t, 60*time.Second, "samples with the agents' counters", func() error {
+		for _, name := range []string{"s1", "x1"} {
+			var samples []models.ServerSample
+			if err := getJSON(e.URL+"/api/v0.9.2/servers/"+name+"/samples.json", token, &samples); err != nil {
+				return err
+			}
+			if len(samples) == 0 {
+				return fmt.Errorf("%s: no samples", name)
+			}
+			last := samples[len(samples)-1]
+			if last.ISCSISessions == nil || last.BootRequests == nil || last.ReplicationBytes == nil {
+				return fmt.Errorf("%s: the last sample lacks the agent's counters: %+v", name, last)
+			}
+		}
+		return nil
+	})
+
 	// The Tunnel Servers page: the tunnel's state and its connected agents, with the
 	// table's refresh icon.
 	secret, _, err := models.CreateSession(e.ctx, e.DB, e.Admin.ID, "127.0.0.1")

@@ -151,6 +151,8 @@ func newBrowser(t *testing.T, base, out string) *browser {
 		"browserName":      "chrome",
 		"pageLoadStrategy": "normal",
 		"timeouts":         map[string]int{"pageLoad": 30000, "script": 15000, "implicit": 0},
+		// The browser's console (CSP violations are logged there) for consoleErrors.
+		"goog:loggingPrefs": map[string]string{"browser": "ALL"},
 		"goog:chromeOptions": map[string]any{
 			"binary": "/usr/bin/chromium",
 			"args": []string{
@@ -384,6 +386,27 @@ func (b *browser) both(name string) {
 	}
 	b.screenshot(name + "-390")
 	b.width(1280)
+}
+
+// logEntry is one line of the browser's console log.
+type logEntry struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+}
+
+// consoleErrors returns the console's errors since the last call (chromedriver hands each
+// entry out once): a Content-Security-Policy violation is one.
+func (b *browser) consoleErrors() []string {
+	b.t.Helper()
+	var entries []logEntry
+	b.call("POST", b.sess("/se/log"), map[string]string{"type": "browser"}, &entries)
+	var out []string
+	for _, e := range entries {
+		if e.Level == "SEVERE" || strings.Contains(e.Message, "Content Security Policy") {
+			out = append(out, e.Message)
+		}
+	}
+	return out
 }
 
 type cookie struct {

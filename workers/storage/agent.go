@@ -180,7 +180,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	var renewAt time.Time // a renewal that failed is tried again an hour later
 	for {
 		if tun == nil || tun.current() == "" {
-			if err := reportStats(ctx, panel, acts, reg.Pool); err != nil {
+			if err := reportStats(ctx, panel, acts, reg.Pool, cfg.Metrics); err != nil {
 				if wire.IsStatus(err, http.StatusUnauthorized) {
 					// The key was rotated or the server deleted: this agent no longer speaks for it.
 					return fmt.Errorf("agent: the panel no longer accepts this server key: %w", err)
@@ -279,10 +279,11 @@ func register(ctx context.Context, cfg Config, panel *wire.Client) (*wire.Regist
 }
 
 // reportStats sends the pool's health and capacity (and its erator) to the panel.
-func reportStats(ctx context.Context, panel *wire.Client, acts *storage.Activities, pool string) error {
+func reportStats(ctx context.Context, panel *wire.Client, acts *storage.Activities, pool string, m *agentmetrics.Agent) error {
 	r, err := poolStats(ctx, acts, pool)
 	if err != nil {
 		return err
 	}
+	withTotals(r, m)
 	return panel.Stats(ctx, r)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
+	agentmetrics "github.com/clusterducks/clusterducks/activities/storage/metrics"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
 
@@ -21,6 +22,9 @@ func agentAPI(cfg Config, serverID uint, pool string, acts *storage.Activities) 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+wire.AgentPathStats, func(w http.ResponseWriter, r *http.Request) {
 		st, err := poolStats(r.Context(), acts, pool)
+		if err == nil {
+			withTotals(st, cfg.Metrics)
+		}
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, wire.ErrorBody{Error: err.Error()})
 			return
@@ -40,6 +44,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v) //nolint:errcheck
+}
+
+// withTotals adds what the agent served (its metrics' totals) to a stats report.
+func withTotals(r *wire.StatsReport, m *agentmetrics.Agent) {
+	if m == nil {
+		return
+	}
+	t := m.Totals()
+	r.ISCSISessions, r.BootRequests, r.ReplicationBytes = &t.ISCSISessions, &t.BootRequests, &t.ReplicationBytes
 }
 
 // poolStats is the pool's health and capacity (and its erator); a pool that does not

@@ -8,6 +8,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cdmetrics "github.com/clusterducks/clusterducks/activities/metrics"
@@ -91,6 +92,7 @@ func (c *iscsiCollector) Collect(ch chan<- prometheus.Metric) {
 
 // Boot counts the boot endpoint's answers; it is the boot service's Observer.
 type Boot struct {
+	answered   atomic.Int64 // every result together, for the stats report
 	requests   *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	inProgress prometheus.Gauge
@@ -116,6 +118,7 @@ func (b *Boot) BootStarted() { b.inProgress.Inc() }
 // BootDone is called when the request was answered with a script of kind result.
 func (b *Boot) BootDone(result string, d time.Duration) {
 	b.inProgress.Dec()
+	b.answered.Add(1)
 	b.requests.WithLabelValues(result).Inc()
 	b.latency.WithLabelValues(result).Observe(d.Seconds())
 }
@@ -129,6 +132,8 @@ type Replication struct {
 	Remaining *prometheus.GaugeVec
 	// LastSuccess is the Unix time of the slave's last complete replication.
 	LastSuccess *prometheus.GaugeVec
+
+	sent atomic.Int64 // every slave together, for the stats report
 }
 
 // Tunnel is the agent's session with its network's tunnel (the panel's only way to it).
@@ -167,6 +172,7 @@ func NewReplication(reg prometheus.Registerer) *Replication {
 
 // Sent counts n stream bytes sent to slave (storage.ReplicationMetrics).
 func (r *Replication) Sent(slave uint, n int64) {
+	r.sent.Add(n)
 	r.Bytes.WithLabelValues(Slave(slave)).Add(float64(n))
 }
 
@@ -183,6 +189,28 @@ func (r *Replication) Succeeded(slave uint) {
 
 // Slave is the label value of a slave server.
 func Slave(serverID uint) string { return strconv.FormatUint(uint64(serverID), 10) }
+
+// Totals are the figures of the agent's stats report (the panel keeps them as samples
+// for the server's charts): counters since the agent started, and sessions now.
+type Totals struct {
+	ISCSISessions    int64
+	BootRequests     int64
+	ReplicationBytes int64
+}
+
+// Totals reads the agent's counters; the iSCSI sessions are 0 until its target runs.
+func (a *Agent) Totals() Totals {
+	a.mu.Lock()
+	t := a.target
+	a.mu.Unlock()
+	out := Totals{BootRequests: a.Boot.answered.Load(), ReplicationBytes: a.Replication.sent.Load()}
+	if t != nil {
+		for _, st := range t.Stats() {
+			out.ISCSISessions += int64(st.Sessions)
+		}
+	}
+	return out
+}
 
 // BootState is the boot path's admission control and view, read at scrape time.
 type BootState struct {

@@ -104,6 +104,9 @@ func TestISCSIMetrics(t *testing.T) {
 	if got := during.Sum("clusterducks_iscsi_connections", nil); got != 1 {
 		t.Errorf("connections = %v, want 1", got)
 	}
+	if got := a.Totals().ISCSISessions; got != 1 {
+		t.Errorf("the stats report's iSCSI sessions = %d, want 1", got)
+	}
 	if err := s.Logout(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -148,5 +151,11 @@ func TestBootMetrics(t *testing.T) {
 	}
 	if got := f.Sum("clusterducks_replication_last_success_timestamp_seconds", map[string]string{"slave": "2"}); got <= 0 {
 		t.Errorf("replication last success = %v", got)
+	}
+	// The stats report's totals: every boot answered, every byte sent (through Sent).
+	a.Replication.Sent(2, 300)
+	a.Replication.Sent(3, 50)
+	if got := a.Totals(); got != (metrics.Totals{BootRequests: 2, ReplicationBytes: 350}) {
+		t.Errorf("totals = %+v, want 2 boot requests, 350 replication bytes, no iSCSI target", got)
 	}
 }

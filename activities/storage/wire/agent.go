@@ -97,6 +97,10 @@ type StatsReport struct {
 	PoolSize   int64           `json:"pool_size"`   // bytes usable by datasets
 	PoolFree   int64           `json:"pool_free"`   // bytes
 	Detail     json.RawMessage `json:"detail"`      // the agent's full report, shown as stats
+	// What the agent served, from its own metrics; absent (nil) in older agents' reports.
+	ISCSISessions    *int64 `json:"iscsi_sessions,omitempty"`    // logged-in iSCSI sessions now
+	BootRequests     *int64 `json:"boot_requests,omitempty"`     // boot requests answered since the agent started
+	ReplicationBytes *int64 `json:"replication_bytes,omitempty"` // replication stream bytes sent to slaves since the agent started
 }
 
 // GiB is the unit of vol_size and of the pool figures the panel shows: one definition for

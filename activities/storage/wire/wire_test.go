@@ -166,3 +166,22 @@ func TestAgentIdentityURI(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsReportCounters: a report without the agent's counters (an older agent's)
+// encodes and decodes without them (nil, left out); a newer agent's carries them.
+func TestStatsReportCounters(t *testing.T) {
+	old := []byte(`{"pool_health":"ONLINE","pool_size":10,"pool_free":5,"detail":{}}`)
+	var r wire.StatsReport
+	if err := json.Unmarshal(old, &r); err != nil || r.ISCSISessions != nil || r.BootRequests != nil || r.ReplicationBytes != nil {
+		t.Fatalf("an older agent's report: %+v %v", r, err)
+	}
+	if b, _ := json.Marshal(r); strings.Contains(string(b), "iscsi_sessions") {
+		t.Fatalf("absent counters are sent: %s", b)
+	}
+	n, m, k := int64(2), int64(7), int64(1<<20)
+	b, _ := json.Marshal(wire.StatsReport{PoolHealth: "ONLINE", ISCSISessions: &n, BootRequests: &m, ReplicationBytes: &k})
+	var back map[string]any
+	if err := json.Unmarshal(b, &back); err != nil || back["iscsi_sessions"] != float64(2) || back["boot_requests"] != float64(7) || back["replication_bytes"] != float64(1<<20) {
+		t.Fatalf("a newer agent's report: %s", b)
+	}
+}
