@@ -16,21 +16,25 @@ import (
 func TestBulkThroughDeviceWorkflows(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e := newDeviceEnv(t, ctx, "bulk", "52:54:00:00:40:01", 1)
+	e := newDeviceEnv(t, ctx, "bulk", "52:54:00:00:41:01", 1)
 	db, store, admin := e.db, e.store, e.admin
 	agent := &slowAgent{hold: map[int]chan struct{}{}, started: make(chan int, 8)}
 	e.startAgent(t, agent.register)
-	dev, err := store.CreateDevice(ctx, admin, &models.DeviceInput{NetworkID: &e.nid, MAC: models.Strp("52:54:00:00:40:02"), Name: models.Strp("pc-2"), GroupID: &e.g.ID})
-	if err != nil {
-		t.Fatal(err)
+	// Two devices of their own ids: the package's tests share one Temporal server, where
+	// device-<id> and its updates' ids (from operation ids) must not meet another test's.
+	d1, d2 := uint(901), uint(902)
+	for i, id := range []uint{d1, d2} {
+		d := &models.Device{ID: id, NetworkID: e.nid, MAC: "52:54:00:00:40:0" + itoa(uint(i+1)), Name: "pc-" + itoa(uint(i+1)), GroupID: &e.g.ID}
+		if err := db.Create(d).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := models.RecordClone(ctx, db, e.nid, id, e.versions[1], e.sid); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			e.c.TerminateWorkflow(context.Background(), workflows.DeviceWorkflowID(id), "", "test over") //nolint:errcheck
+		})
 	}
-	d2 := dev.Object.(*models.Device).ID
-	if err := models.RecordClone(ctx, db, e.nid, d2, e.versions[1], e.sid); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		e.c.TerminateWorkflow(context.Background(), workflows.DeviceWorkflowID(d2), "", "test over") //nolint:errcheck
-	})
 
 	res, err := store.BulkDevices(ctx, admin, &models.DeviceBulkInput{Action: models.Strp("lock"), Devices: &[]models.DeviceRef{"52:54:00:00:40:01", "pc-2"}})
 	if err != nil {
@@ -39,7 +43,7 @@ func TestBulkThroughDeviceWorkflows(t *testing.T) {
 	if res.Failed != 0 || len(res.Devices) != 2 {
 		t.Fatalf("bulk lock: %+v", res)
 	}
-	for _, id := range []uint{e.did, d2} {
+	for _, id := range []uint{d1, d2} {
 		var d models.Device
 		if err := db.Take(&d, id).Error; err != nil || !d.Locked {
 			t.Fatalf("device %d after the bulk lock: %+v %v", id, d, err)
@@ -49,7 +53,7 @@ func TestBulkThroughDeviceWorkflows(t *testing.T) {
 		}
 	}
 
-	res, err = store.BulkDevices(ctx, admin, &models.DeviceBulkInput{Action: models.Strp("delete"), Devices: &[]models.DeviceRef{models.DeviceRef(itoa(e.did)), models.DeviceRef(itoa(d2))}})
+	res, err = store.BulkDevices(ctx, admin, &models.DeviceBulkInput{Action: models.Strp("delete"), Devices: &[]models.DeviceRef{models.DeviceRef(itoa(d1)), models.DeviceRef(itoa(d2))}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +80,7 @@ func TestBulkThroughDeviceWorkflows(t *testing.T) {
 		}
 	}
 	var left int64
-	db.Model(&models.Device{}).Where("id IN ?", []uint{e.did, d2}).Count(&left)
+	db.Model(&models.Device{}).Where("id IN ?", []uint{d1, d2}).Count(&left)
 	if left != 0 {
 		t.Fatalf("%d device rows left after the bulk delete", left)
 	}
