@@ -71,6 +71,8 @@ type DeviceBulkItem struct {
 	State       string `json:"state"`
 	Error       string `json:"error,omitempty"`
 	OperationID *uint  `json:"operation_id,omitempty"`
+
+	lock bool // its lock is for its workflow to change
 }
 
 // DeviceBulkResult is the outcome of a bulk action, per device, in the order asked.
@@ -161,16 +163,20 @@ func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locke
 	switch action {
 	case BulkLock, BulkUnlock:
 		lock := action == BulkLock
-		if d.Locked == lock || locker {
-			// Unchanged, or for the device's workflow to change after the commit.
+		if d.Locked == lock {
 			return nil
 		}
-		if err := tx.Model(&Device{}).Where("id = ?", d.ID).Update("locked", lock).Error; err != nil {
-			return err
-		}
-		d.Locked = lock
-		if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
-			return err
+		if locker {
+			// The device's workflow changes it after the commit, in order with its provisionings.
+			item.lock = true
+		} else {
+			if err := tx.Model(&Device{}).Where("id = ?", d.ID).Update("locked", lock).Error; err != nil {
+				return err
+			}
+			d.Locked = lock
+			if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
+				return err
+			}
 		}
 		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, action)
 	case BulkMove:
@@ -205,11 +211,14 @@ func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locke
 	return nil
 }
 
-// lockAll sends the lock changes to the devices' workflows at once (each may wait up to
+// lockAll sends the lock changes to the workflows of the devices whose lock changes, at once (each may wait up to
 // the engine's lock wait behind a provisioning) and records each outcome.
 func lockAll(ctx context.Context, locker DeviceLocker, lock bool, res *DeviceBulkResult) {
 	var wg sync.WaitGroup
 	for i := range res.Devices {
+		if !res.Devices[i].lock {
+			continue
+		}
 		wg.Add(1)
 		go func(it *DeviceBulkItem) {
 			defer wg.Done()

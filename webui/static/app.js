@@ -8,6 +8,24 @@
     if (msg && !window.confirm(msg)) e.preventDefault();
   });
 
+  // Copy buttons beside secrets shown once (API tokens, server and tunnel keys). The
+  // clipboard API needs a secure context; elsewhere the text is selected for Ctrl-C.
+  document.querySelectorAll("[data-copy]").forEach(function (btn) {
+    btn.addEventListener("click", function () {
+      var el = document.getElementById(btn.getAttribute("data-copy"));
+      if (!el) return;
+      var text = el.textContent.trim();
+      var done = function () { btn.setAttribute("data-copied", "true"); btn.lastChild.textContent = " Copied"; };
+      var select = function () {
+        var r = document.createRange(); r.selectNodeContents(el);
+        var s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
+        btn.setAttribute("data-copied", "selected"); btn.lastChild.textContent = " Selected: press Ctrl-C";
+      };
+      if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, select);
+      else select();
+    });
+  });
+
   // A list's selection: the "select all shown" box ticks every row's box, the count says
   // how many are ticked, and the actions wait for at least one. Delegated, so a table the
   // refresh icon reloads keeps working.
