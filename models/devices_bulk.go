@@ -211,17 +211,23 @@ func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locke
 	return nil
 }
 
+// bulkLocksAtOnce bounds the lock changes one bulk action has under way in the workflow
+// engine at once.
+const bulkLocksAtOnce = 16
+
 // lockAll sends the lock changes to the workflows of the devices whose lock changes, at once (each may wait up to
 // the engine's lock wait behind a provisioning) and records each outcome.
 func lockAll(ctx context.Context, locker DeviceLocker, lock bool, res *DeviceBulkResult) {
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, bulkLocksAtOnce)
 	for i := range res.Devices {
 		if !res.Devices[i].lock {
 			continue
 		}
 		wg.Add(1)
+		slots <- struct{}{}
 		go func(it *DeviceBulkItem) {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			switch err := locker.LockDevice(ctx, it.ID, lock); {
 			case errors.Is(err, ErrLockPending):
 				it.State = "queued"
