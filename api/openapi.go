@@ -92,7 +92,9 @@ var routeDocs = map[string]routeDoc{
 	"DELETE /volumes/{id}/maintenance.json":  {"End a volume's maintenance (202 with the operation removing its target)", nil, map[string]any{"200": created{models.Volume{}}, "202": created{models.Volume{}}}},
 	"POST /groups/{id}/assign.json":          {"Pin the group to version v<N> (0: follow the newest)", models.AssignInput{}, map[string]any{"200": models.Group{}}},
 	"GET /groups/{id}/compliance.json":       {"Per version, the servers holding it and those receiving it; per device, assigned, clone and booted version", nil, map[string]any{"200": models.ComplianceView{}}},
-	"POST /devices/{id}/restore.json":        {"Put a device's replaced disk back from its server's erator (default its newest entry)", models.DeviceRestoreInput{}, map[string]any{"202": created{models.Device{}}}},
+	"POST /devices/bulk.json": {"Lock, unlock, move (group_id), restore or delete several devices (by id, name or MAC) as one change: any device not visible or refused changes nothing; 202 when operations run", models.DeviceBulkInput{},
+		map[string]any{"200": BulkView{}, "202": BulkView{}}},
+	"POST /devices/{id}/restore.json": {"Put a device's replaced disk back from its server's erator (default its newest entry)", models.DeviceRestoreInput{}, map[string]any{"202": created{models.Device{}}}},
 	// The agents' endpoints (server key as Bearer), the same contract as activities/storage/wire.
 	"POST /agent/register.json":    {"Agent: register with the server key and a CSR; answers the server's id, Temporal and the certificate", wire.RegisterRequest{}, map[string]any{"200": wire.RegisterResponse{}}},
 	"POST /agent/certificate.json": {"Agent: renew its certificate", wire.CertificateRequest{}, map[string]any{"200": wire.CertificateResponse{}}},
@@ -135,6 +137,9 @@ func baseSchema(t reflect.Type, input bool) map[string]any {
 		return map[string]any{"type": "string", "format": "date-time"}
 	case t == reflect.TypeOf(json.RawMessage{}):
 		return map[string]any{"type": "object"}
+	case t == reflect.TypeOf(models.DeviceRef("")):
+		return map[string]any{"anyOf": []any{map[string]any{"type": "integer"}, map[string]any{"type": "string"}},
+			"description": "a device's id, name or MAC"}
 	}
 	switch t.Kind() {
 	case reflect.String:

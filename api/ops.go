@@ -13,7 +13,26 @@ import (
 //	GET  /servers/<id|name>/erator.json   -> the server's erator, as its agent last reported it
 //	POST /servers/<id|name>/erator/purge.json {"older_than": "24h"} -> 202 (admins only)
 //	POST /servers/<id>/promote.json       -> 202: the slave becomes the master (409 naming what it lacks)
+//	POST /devices/bulk.json               {"action", "devices", "group_id"} -> 200, or 202 with the operations it started
 func (h *Handler) opsRoutes(r fiber.Router) {
+	r.Post("/devices/bulk.json", func(c *fiber.Ctx) error {
+		var in models.DeviceBulkInput
+		if err := models.DecodeJSON(c.Body(), &in); err != nil {
+			return err
+		}
+		res, err := h.Store.BulkDevices(c.UserContext(), actor(c), &in)
+		if err != nil {
+			return err
+		}
+		v := BulkView{DeviceBulkResult: *res, Operations: make([]OperationView, len(res.Operations))}
+		for i, op := range res.Operations {
+			v.Operations[i] = viewOperation(op)
+		}
+		if len(v.Operations) > 0 {
+			return c.Status(fiber.StatusAccepted).JSON(v)
+		}
+		return c.JSON(v)
+	})
 	r.Post("/servers/:id/promote.json", func(c *fiber.Ctx) error {
 		id, err := idParam(c)
 		if err != nil {
@@ -81,4 +100,11 @@ func (h *Handler) opsRoutes(r fiber.Router) {
 		}
 		return sendCreated(c, "servers", res, fiber.StatusAccepted)
 	})
+}
+
+// BulkView is the answer to a bulk action on devices: per device what it did, and the
+// operations it started (a restore's, a deleted disk's move to the erator).
+type BulkView struct {
+	models.DeviceBulkResult
+	Operations []OperationView `json:"operations"`
 }

@@ -195,59 +195,72 @@ func (s *Store) UpdateDevice(ctx context.Context, a *Actor, id uint, in *DeviceI
 // DeleteDevice forgets a device; its clone, if any, is queued for the erator.
 func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, error) {
 	var d *Device
-	var op *Operation
-	var ends []*Operation
+	var ops []*Operation
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
 		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
 			return err
 		}
-		// A group or volume it maintained leaves maintenance, its target removed by a
-		// maintenance-end operation like any end of maintenance.
-		for _, m := range []struct {
-			model any
-			kind  string
-		}{{&Group{}, OpGroupMaintenanceEnd}, {&Volume{}, OpVolumeMaintenanceEnd}} {
-			var ids []uint
-			if err := tx.Model(m.model).Where("maintenance_device_id = ?", d.ID).Pluck("id", &ids).Error; err != nil {
-				return err
-			}
-			if len(ids) == 0 {
-				continue
-			}
-			if err := tx.Model(m.model).Where("id IN ?", ids).
-				Updates(map[string]any{"maintenance": false, "maintenance_device_id": nil}).Error; err != nil {
-				return err
-			}
-			for _, oid := range ids {
-				end, err := newOperation(tx, d.NetworkID, m.kind, oid, OperationInput{})
-				if err != nil {
-					return err
-				}
-				ends = append(ends, end)
-			}
-		}
-		if d.ServerID != nil {
-			if op, err = newOperation(tx, d.NetworkID, OpDeviceDelete, d.ID, OperationInput{ServerID: *d.ServerID}); err != nil {
-				return err
-			}
-		}
-		if err := tx.Delete(d).Error; err != nil {
-			return err
-		}
-		if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
-			return err
-		}
-		return audit(tx, a, &d.NetworkID, "delete", "device", d.ID, d.MAC)
+		ops, err = deleteDeviceTx(tx, a, d)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, end := range ends {
-		s.launch(ctx, end)
+	for _, op := range ops {
+		s.launch(ctx, op)
 	}
-	s.launch(ctx, op)
-	return &Created{Object: d, Operation: op}, nil
+	res := &Created{Object: d}
+	if n := len(ops); n > 0 && ops[n-1].Kind == OpDeviceDelete {
+		res.Operation = ops[n-1]
+	}
+	return res, nil
+}
+
+// deleteDeviceTx deletes device d in the caller's transaction and returns the operations
+// to launch once it commits: the ends of the maintenances it held, then (last) the
+// device-delete that moves its disk to the erator, when it has one.
+func deleteDeviceTx(tx *gorm.DB, a *Actor, d *Device) ([]*Operation, error) {
+	var ops []*Operation
+	// A group or volume it maintained leaves maintenance, its target removed by a
+	// maintenance-end operation like any end of maintenance.
+	for _, m := range []struct {
+		model any
+		kind  string
+	}{{&Group{}, OpGroupMaintenanceEnd}, {&Volume{}, OpVolumeMaintenanceEnd}} {
+		var ids []uint
+		if err := tx.Model(m.model).Where("maintenance_device_id = ?", d.ID).Pluck("id", &ids).Error; err != nil {
+			return nil, err
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if err := tx.Model(m.model).Where("id IN ?", ids).
+			Updates(map[string]any{"maintenance": false, "maintenance_device_id": nil}).Error; err != nil {
+			return nil, err
+		}
+		for _, oid := range ids {
+			end, err := newOperation(tx, d.NetworkID, m.kind, oid, OperationInput{})
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, end)
+		}
+	}
+	if d.ServerID != nil {
+		op, err := newOperation(tx, d.NetworkID, OpDeviceDelete, d.ID, OperationInput{ServerID: *d.ServerID})
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, op)
+	}
+	if err := tx.Delete(d).Error; err != nil {
+		return nil, err
+	}
+	if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
+		return nil, err
+	}
+	return ops, audit(tx, a, &d.NetworkID, "delete", "device", d.ID, d.MAC)
 }
 
 // registerDevice inserts a device on its first netboot, within MaxDevices. Two servers
@@ -314,26 +327,34 @@ func (s *Store) RestoreDevice(ctx context.Context, a *Actor, id uint, in *Device
 		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
 			return err
 		}
-		if d.ServerID == nil {
-			return Conflict("", "device %d has no disk on any server: there is nothing to restore", d.ID)
-		}
 		from := ""
 		if in != nil && in.From != nil {
 			from = strings.TrimSpace(*in.From)
-			if from != "" && !strings.Contains(from, fmt.Sprintf("/erator/device-%d-", d.ID)) {
-				return Invalid("from", "must be an erator entry of device %d (…/erator/device-%d-<time>)", d.ID, d.ID)
-			}
 		}
-		if op, err = newOperation(tx, d.NetworkID, OpDeviceRestore, d.ID, OperationInput{ServerID: *d.ServerID, From: from}); err != nil {
-			return err
-		}
-		return audit(tx, a, &d.NetworkID, "restore", "device", d.ID, from)
+		op, err = restoreDeviceTx(tx, a, d, from)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.launch(ctx, op)
 	return &Created{Object: d, Operation: op}, nil
+}
+
+// restoreDeviceTx records, in the caller's transaction, the operation that puts device d's
+// disk back from the erator entry from ("" its newest), with its audit event.
+func restoreDeviceTx(tx *gorm.DB, a *Actor, d *Device, from string) (*Operation, error) {
+	if d.ServerID == nil {
+		return nil, Conflict("", "device %d has no disk on any server: there is nothing to restore", d.ID)
+	}
+	if from != "" && !strings.Contains(from, fmt.Sprintf("/erator/device-%d-", d.ID)) {
+		return nil, Invalid("from", "must be an erator entry of device %d (…/erator/device-%d-<time>)", d.ID, d.ID)
+	}
+	op, err := newOperation(tx, d.NetworkID, OpDeviceRestore, d.ID, OperationInput{ServerID: *d.ServerID, From: from})
+	if err != nil {
+		return nil, err
+	}
+	return op, audit(tx, a, &d.NetworkID, "restore", "device", d.ID, from)
 }
 
 // DeviceLocker changes a device's lock in order with its provisionings: the panel's

@@ -134,6 +134,7 @@ type meta struct {
 	Submit   string // label of the create button (the guide says "Add" or "Save")
 	Filter   bool   // list can be filtered by network
 	Help     string
+	Bulk     bool // rows can be selected for one action on all of them (devices)
 }
 
 // resource describes one list of the guide (Clients, Networks, Servers, ...): its columns,
@@ -253,6 +254,7 @@ type listView struct {
 	NetworkID string
 	CanCreate bool
 	NewURL    string
+	Bulk      *bulkBar // the selection's actions, for a list whose resource has them
 }
 
 // listHeader is a column title; a sortable one links to the list sorted by it (again:
@@ -406,6 +408,9 @@ func (u *UI) list(c *fiber.Ctx, res *resource) error {
 	}
 	if res.Filter {
 		v.Networks = r.networkOptions()
+	}
+	if res.Bulk && len(items) > 0 {
+		v.Bulk = newBulkBar(r, nid)
 	}
 	for _, obj := range items {
 		v.Rows = append(v.Rows, listRow{ID: obj.id, Label: obj.label, Cells: obj.row(r), Actions: u.rowActions(r, res, obj)})

@@ -689,7 +689,7 @@ func complianceCell(c models.Compliance, ok bool) cell {
 func devicesRes() *resource {
 	list, get := owned[models.Device]("device")
 	k := &kind[models.Device]{
-		meta: meta{Name: "devices", Title: "Devices", Singular: "Device", Icon: "device", Object: "device", Submit: "Add", Filter: true,
+		meta: meta{Name: "devices", Title: "Devices", Singular: "Device", Icon: "device", Object: "device", Submit: "Add", Filter: true, Bulk: true,
 			Help: "Devices register when they netboot into the network's default group; a locked device keeps its disk across reprovisioning."},
 		columns: []string{"Name", "MAC", "Network", "Group", "Assigned version", "Clone version", "Booted version", "Compliance", "Lock"},
 		list:    list, get: get,

@@ -111,6 +111,7 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.get("/networks/:id/delegations", u.h(u.withID(u.delegations)))
 	r.post("/networks/:id/delegations", u.h(u.withID(u.delegate)))
 	r.post("/networks/:id/delegations/:user/delete", u.h(u.withID(u.undelegate)))
+	r.post("/devices/bulk", u.h(u.bulkDevices))
 	r.post("/devices/:id/lock", u.h(u.withID(u.lockDevice(true))))
 	r.post("/devices/:id/unlock", u.h(u.withID(u.lockDevice(false))))
 	r.post("/servers/:id/key", u.h(u.withID(u.rotateKey)))
@@ -244,24 +245,30 @@ func (u *UI) render(c *fiber.Ctx, name, title, nav string, data any) error {
 
 // notices are the fixed messages a redirect can ask for (?notice=...).
 var notices = map[string]string{
-	"created":     "Created.",
-	"saved":       "Saved.",
-	"deleted":     "Deleted.",
-	"queued":      "Accepted: the work runs in the background; its progress shows below.",
-	"locked":      "Device locked.",
-	"unlocked":    "Device unlocked.",
-	"lockqueued":  "The device is being provisioned: the lock change is queued and takes effect when that ends.",
-	"password":    "Password changed; your other sessions were logged out.",
-	"delegated":   "Access delegated.",
-	"undelegated": "Delegation removed.",
-	"loggedout":   "You are logged out.",
-	"published":   "Publishing the next version: its progress shows below.",
-	"promoted":    "Switching the master: its progress shows below.",
-	"assigned":    "Assigned version saved.",
-	"maintenance": "Maintenance changed.",
-	"token":       "Token created: copy it now, it is shown only once.",
-	"revoked":     "Token revoked: it no longer works.",
-	"cancelling":  "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
+	"created":      "Created.",
+	"saved":        "Saved.",
+	"deleted":      "Deleted.",
+	"queued":       "Accepted: the work runs in the background; its progress shows below.",
+	"locked":       "Device locked.",
+	"unlocked":     "Device unlocked.",
+	"lockqueued":   "The device is being provisioned: the lock change is queued and takes effect when that ends.",
+	"password":     "Password changed; your other sessions were logged out.",
+	"delegated":    "Access delegated.",
+	"undelegated":  "Delegation removed.",
+	"loggedout":    "You are logged out.",
+	"published":    "Publishing the next version: its progress shows below.",
+	"promoted":     "Switching the master: its progress shows below.",
+	"assigned":     "Assigned version saved.",
+	"maintenance":  "Maintenance changed.",
+	"token":        "Token created: copy it now, it is shown only once.",
+	"revoked":      "Token revoked: it no longer works.",
+	"bulk-lock":    "The selected devices are locked.",
+	"bulk-unlock":  "The selected devices are unlocked.",
+	"bulk-move":    "The selected devices moved to the group.",
+	"bulk-restore": "Accepted: the selected devices' disks are being restored; Operations shows their progress.",
+	"bulk-delete":  "The selected devices are deleted; their disks, if any, go to the erator.",
+	"bulk-queued":  "Some selected devices are being provisioned: their lock change is queued and takes effect when that ends.",
+	"cancelling":   "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
 }
 
 func parsePages() map[string]*template.Template {

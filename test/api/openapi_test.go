@@ -156,6 +156,8 @@ func TestOpenAPIValidatesLiveAnswers(t *testing.T) {
 	p.must(204, a, "DELETE", u("/account/tokens/%d.json", tok), nil)
 	p.must(200, a, "GET", u("/networks/%d/delegations.json", n), nil)
 	p.must(200, a, "GET", u("/servers/m/erator.json"), nil)
+	p.must(200, a, "POST", u("/devices/bulk.json"), map[string]any{"action": "lock", "devices": []any{dev, "52:54:00:00:0a:01"}})
+	p.must(422, a, "POST", u("/devices/bulk.json"), map[string]any{"action": "explode", "devices": []any{dev}})
 	p.must(202, a, "DELETE", u("/groups/%d.json", grp), nil)
 	// The agent's side, with the server key.
 	agent := "Bearer " + key

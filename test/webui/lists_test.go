@@ -25,7 +25,7 @@ func TestListSearchAndSort(t *testing.T) {
 	b := newBrowser(t, p.URL, outDir(t))
 	b.login(p.Admin.Email, adminPassword)
 	names := func() string {
-		return b.jsString(`return Array.from(document.querySelectorAll('#list tbody tr td:first-child')).map(function (td) { return td.textContent.trim() }).join(',')`)
+		return b.jsString(`return Array.from(document.querySelectorAll('#list tbody tr td[data-label="Name"]')).map(function (td) { return td.textContent.trim() }).join(',')`)
 	}
 	for _, list := range []string{"clients", "users", "networks", "tunnels", "servers", "volumes", "groups", "devices", "menus"} {
 		b.open("/" + list)

@@ -3,7 +3,8 @@
   "use strict";
 
   document.addEventListener("submit", function (e) {
-    var msg = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    // A button may ask on its own (the Devices list's Delete), else the form does.
+    var msg = (e.submitter && e.submitter.getAttribute("data-confirm")) || (e.target.getAttribute && e.target.getAttribute("data-confirm"));
     if (msg && !window.confirm(msg)) e.preventDefault();
   });
 
@@ -24,6 +25,34 @@
       else select();
     });
   });
+
+  // A list's selection: the "select all shown" box ticks every row's box, the count says
+  // how many are ticked, and the actions wait for at least one. Delegated, so a table the
+  // refresh icon reloads keeps working.
+  var syncSelection = function (id) {
+    var form = document.getElementById(id);
+    if (!form) return;
+    var all = form.querySelector("[data-select-all]"), n = 0, total = 0;
+    document.querySelectorAll('[data-select="' + id + '"]').forEach(function (b) { total++; if (b.checked) n++; });
+    if (all) { all.checked = total > 0 && n === total; all.indeterminate = n > 0 && n < total; }
+    var count = form.querySelector("#bulk-count");
+    if (count) count.textContent = n + " selected";
+    form.querySelectorAll("button[name=action]").forEach(function (b) { b.disabled = n === 0; });
+  };
+  var syncSelections = function () {
+    document.querySelectorAll("[data-select-all]").forEach(function (a) { syncSelection(a.getAttribute("data-select-all")); });
+  };
+  document.addEventListener("change", function (e) {
+    var t = e.target, id = t.getAttribute && t.getAttribute("data-select-all");
+    if (id) {
+      document.querySelectorAll('[data-select="' + id + '"]').forEach(function (b) { b.checked = t.checked; });
+      syncSelection(id);
+      return;
+    }
+    id = t.getAttribute && t.getAttribute("data-select");
+    if (id) syncSelection(id);
+  });
+  syncSelections();
 
   // Lazy Locks is a companion of Strict Versioning: usable only while it is checked (the
   // disabled checkbox leaves its hidden "false" to be sent).
@@ -50,7 +79,7 @@
         .then(function (html) {
           var fresh = new DOMParser().parseFromString(html, "text/html").querySelector(sel);
           var cur = document.querySelector(sel);
-          if (fresh && cur) cur.replaceWith(fresh);
+          if (fresh && cur) { cur.replaceWith(fresh); syncSelections(); }
         })
         .catch(function () { location.reload(); });
     });

@@ -1,0 +1,145 @@
+package api_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
+)
+
+// TestDeviceBulk: POST devices/bulk.json locks, unlocks, moves, restores and deletes
+// several devices (by id, name or MAC) as one change, scoped like the single actions: a
+// device of another client is 404 naming devices and nothing changes, a refused device
+// (no disk to restore, a group of another network) changes nothing either, bad input is
+// 422 naming the field, and a restore or a delete of devices with disks answers 202 with
+// the operations, per device.
+func TestDeviceBulk(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			w := buildWorld(t, driver)
+			p, a := w.p, w.userA
+			const bulk = "/api/v0.9.2/devices/bulk.json"
+			d1 := id(p.must(201, a, "POST", "/api/v0.9.2/devices.json", map[string]any{"network": w.netA, "mac": "52:54:00:00:0c:01", "name": "pc-1"}))
+			d2 := id(p.must(201, a, "POST", "/api/v0.9.2/devices.json", map[string]any{"network": w.netA, "mac": "52:54:00:00:0c:02", "name": "pc-2"}))
+			devB := w.objects["devices"]
+			var groups []models.Group
+			if err := p.DB.Where("network_id = ?", w.netA).Find(&groups).Error; err != nil || len(groups) != 1 {
+				t.Fatalf("client A's group: %v %v", groups, err)
+			}
+			gA, gB := int(groups[0].ID), w.objects["groups"]
+			device := func(did int) models.Device {
+				t.Helper()
+				var d models.Device
+				if err := p.DB.Take(&d, did).Error; err != nil {
+					t.Fatalf("device %d: %v", did, err)
+				}
+				return d
+			}
+			ops := func() int64 {
+				var n int64
+				p.DB.Model(&models.Operation{}).Where("object_type = ?", "device").Count(&n)
+				return n
+			}
+			refused := func(code int, field string, body map[string]any) {
+				t.Helper()
+				got, v, _ := p.do(a, "POST", bulk, body)
+				if m, _ := v.(map[string]any); got != code || m["field"] != field {
+					t.Fatalf("%v: %d %v, want %d naming %s", body, got, v, code, field)
+				}
+			}
+
+			// By id, by name and by MAC; a device named twice counts once.
+			m := p.must(200, a, "POST", bulk, map[string]any{"action": "lock", "devices": []any{d1, "pc-2", "52-54-00-00-0C-01"}})
+			items, _ := m["devices"].([]any)
+			if len(items) != 2 || m["failed"] != float64(0) || m["action"] != "lock" {
+				t.Fatalf("bulk lock: %v", m)
+			}
+			for _, it := range items {
+				if it.(map[string]any)["state"] != "done" {
+					t.Errorf("bulk lock item: %v", it)
+				}
+			}
+			if !device(d1).Locked || !device(d2).Locked {
+				t.Fatalf("after a bulk lock: %+v %+v", device(d1), device(d2))
+			}
+
+			// Another client's device: 404 naming devices, and the visible ones stay as they were.
+			refused(404, "devices", map[string]any{"action": "unlock", "devices": []any{d1, devB}})
+			refused(404, "devices", map[string]any{"action": "delete", "devices": []any{d2, "no-such-pc"}})
+			refused(404, "devices", map[string]any{"action": "unlock", "devices": []any{devB}})
+			if !device(d1).Locked || !device(d2).Locked {
+				t.Fatal("a refused bulk unlock changed a device")
+			}
+			if code, _, _ := p.do(w.userB, "POST", bulk, map[string]any{"action": "unlock", "devices": []any{devB}}); code != 200 {
+				t.Errorf("client B unlocking its own device: %d", code)
+			}
+
+			// Bad input names its field.
+			refused(422, "action", map[string]any{"devices": []any{d1}})
+			refused(422, "action", map[string]any{"action": "explode", "devices": []any{d1}})
+			refused(422, "devices", map[string]any{"action": "lock"})
+			refused(422, "devices", map[string]any{"action": "lock", "devices": []any{}})
+			refused(422, "devices", map[string]any{"action": "lock", "devices": []any{" "}})
+			refused(422, "devices", map[string]any{"action": "lock", "devices": []any{true}})
+			refused(422, "group_id", map[string]any{"action": "move", "devices": []any{d1}})
+			refused(422, "group_id", map[string]any{"action": "lock", "devices": []any{d1}, "group_id": gA})
+			refused(422, "colour", map[string]any{"action": "lock", "devices": []any{d1}, "colour": "red"})
+			// A group of another network: refused for the device, nothing moved.
+			refused(422, "group_id", map[string]any{"action": "move", "devices": []any{d1, d2}, "group_id": gB})
+			if device(d1).GroupID != nil || device(d2).GroupID != nil {
+				t.Fatal("a refused move moved a device")
+			}
+
+			m = p.must(200, a, "POST", bulk, map[string]any{"action": "move", "devices": []any{d1, d2}, "group": gA})
+			if g := device(d2).GroupID; g == nil || int(*g) != gA || m["group_id"] != float64(gA) {
+				t.Fatalf("after a bulk move to group %d: %v, answer %v", gA, g, m)
+			}
+			p.must(200, a, "POST", bulk, map[string]any{"action": "unlock", "devices": []any{d1, d2}})
+			if device(d1).Locked || device(d2).Locked {
+				t.Fatal("bulk unlock left a device locked")
+			}
+
+			// A restore needs a disk: d1 has none, so neither is restored.
+			srv := w.p.DB.Model(&models.Device{}).Where("id = ?", d2)
+			var srvA models.Server
+			if err := p.DB.Where("network_id = ?", w.netA).Take(&srvA).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Update("server_id", srvA.ID).Error; err != nil {
+				t.Fatal(err)
+			}
+			before := ops()
+			refused(409, "devices", map[string]any{"action": "restore", "devices": []any{d2, d1}})
+			if ops() != before {
+				t.Fatal("a refused bulk restore recorded an operation")
+			}
+			m = p.must(202, a, "POST", bulk, map[string]any{"action": "restore", "devices": []any{d2}})
+			if o, _ := m["operations"].([]any); len(o) != 1 || o[0].(map[string]any)["kind"] != models.OpDeviceRestore {
+				t.Fatalf("bulk restore: %v", m)
+			}
+			if it := m["devices"].([]any)[0].(map[string]any); it["state"] != "queued" || it["operation_id"] == nil {
+				t.Fatalf("bulk restore item: %v", it)
+			}
+
+			// Delete: one transaction, d2's disk to the erator as its device-delete operation.
+			m = p.must(202, a, "POST", bulk, map[string]any{"action": "delete", "devices": []any{d1, d2}})
+			o, _ := m["operations"].([]any)
+			if len(o) != 1 || o[0].(map[string]any)["kind"] != models.OpDeviceDelete || o[0].(map[string]any)["object_id"] != float64(d2) {
+				t.Fatalf("bulk delete: %v", m)
+			}
+			var left int64
+			p.DB.Model(&models.Device{}).Where("id IN ?", []int{d1, d2}).Count(&left)
+			if left != 0 {
+				t.Fatalf("%d devices left after a bulk delete", left)
+			}
+			var events int64
+			p.DB.Model(&models.AuditEvent{}).Where("action = ?", "bulk-delete").Count(&events)
+			if events != 1 {
+				t.Errorf("bulk delete audited %d times, want once", events)
+			}
+			p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/operations/%d.json", id(o[0].(map[string]any))), nil)
+		})
+	}
+}

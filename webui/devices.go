@@ -1,0 +1,102 @@
+package webui
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/clusterducks/clusterducks/models"
+	"github.com/gofiber/fiber/v2"
+)
+
+// bulkBar is the Devices list's selection bar: a box that selects every row shown, the
+// group a move goes to, and one button per bulk action (models.BulkDevices).
+type bulkBar struct {
+	Groups  []option
+	Actions []bulkButton
+}
+
+// bulkButton is one bulk action's button; Confirm asks before it is sent.
+type bulkButton struct {
+	Action, Label, Icon, Confirm string
+}
+
+func newBulkBar(r *rc, nid uint) *bulkBar {
+	groups := r.groupOptions(nid)
+	groups[0].Label = "— no group —"
+	return &bulkBar{Groups: groups, Actions: []bulkButton{
+		{Action: models.BulkLock, Label: "Lock", Icon: "lock"},
+		{Action: models.BulkUnlock, Label: "Unlock", Icon: "unlock"},
+		{Action: models.BulkMove, Label: "Move to group", Icon: "group"},
+		{Action: models.BulkRestore, Label: "Restore disks", Icon: "refresh",
+			Confirm: "Put each selected device's replaced disk back from the erator? Their current disks go to the erator."},
+		{Action: models.BulkDelete, Label: "Delete", Icon: "trash",
+			Confirm: "Delete the selected devices? Their disks go to the erator."},
+	}}
+}
+
+// bulkDevices carries out the action the selection bar sent on the devices ticked, as one
+// change (models.BulkDevices), then goes back to the list as it was shown. A device that
+// failed after the change (a lock the workflow engine did not take) is named on an error page.
+func (u *UI) bulkDevices(c *fiber.Ctx) error {
+	r := u.rc(c)
+	v := formValues(c)
+	in := &models.DeviceBulkInput{}
+	if a := v.Get("action"); a != "" {
+		in.Action = &a
+	}
+	if ids := v["devices"]; len(ids) > 0 {
+		refs := make([]models.DeviceRef, len(ids))
+		for i, id := range ids {
+			refs[i] = models.DeviceRef(id)
+		}
+		in.Devices = &refs
+	} else {
+		return models.Invalid("devices", "select at least one device (tick its row) first")
+	}
+	if in.Action != nil && *in.Action == models.BulkMove {
+		g := strings.TrimSpace(v.Get("group_id"))
+		var gid uint
+		if g != "" {
+			if _, err := fmt.Sscan(g, &gid); err != nil {
+				return models.Invalid("group_id", "must be a group of the devices' network")
+			}
+		}
+		in.GroupID = &gid
+	}
+	res, err := u.store.BulkDevices(r.ctx, r.a, in)
+	if err != nil {
+		return err
+	}
+	if res.Failed > 0 {
+		var failed []string
+		for _, it := range res.Devices {
+			if it.State == "failed" {
+				failed = append(failed, fmt.Sprintf("%s (%s)", labelOf(it), it.Error))
+			}
+		}
+		return u.render(c.Status(fiber.StatusServiceUnavailable), "error", "Partly done", "devices", map[string]any{"Code": fiber.StatusServiceUnavailable,
+			"Message": fmt.Sprintf("%d of %d devices were not changed: %s. The others were.", res.Failed, len(res.Devices), strings.Join(failed, "; ")),
+			"Back":    "/devices"})
+	}
+	notice := "bulk-" + res.Action
+	for _, it := range res.Devices {
+		if it.State == "queued" && (res.Action == models.BulkLock || res.Action == models.BulkUnlock) {
+			notice = "bulk-queued"
+		}
+	}
+	// Back to the list as it was (its filter, search, sort and page).
+	back := url.Values{}
+	if ref, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && ref.Path == "/devices" {
+		back = ref.Query()
+	}
+	back.Set("notice", notice)
+	return c.Redirect("/devices?"+back.Encode(), fiber.StatusSeeOther)
+}
+
+func labelOf(it models.DeviceBulkItem) string {
+	if it.Name != "" {
+		return it.Name
+	}
+	return it.MAC
+}
