@@ -55,18 +55,14 @@ func MountMetrics(app *fiber.App, h http.Handler, token string, db *gorm.DB) {
 			}
 			return err
 		}
-		var n models.Network
-		if err := db.WithContext(ctx).Take(&n, s.NetworkID).Error; err != nil {
+		t, err := models.SelectedTunnel(ctx, db, s.NetworkID)
+		if err != nil {
 			return err
 		}
-		if n.TunnelID == nil || s.TunnelPort == 0 {
+		if t == nil || s.TunnelPort == 0 {
 			return fiber.NewError(fiber.StatusServiceUnavailable, "server "+s.Name+" has no tunnel port on a selected tunnel: the panel cannot reach its agent")
 		}
-		var t models.Tunnel
-		if err := db.WithContext(ctx).Take(&t, *n.TunnelID).Error; err != nil {
-			return err
-		}
-		b, err := agents.Fetch(ctx, &t, s.TunnelPort, PathMetrics)
+		b, err := agents.Fetch(ctx, t, s.TunnelPort, PathMetrics)
 		if err != nil {
 			return fiber.NewError(fiber.StatusBadGateway, "server "+s.Name+"'s agent through tunnel "+t.Alias+": "+err.Error())
 		}
