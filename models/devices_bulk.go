@@ -73,6 +73,7 @@ type DeviceBulkItem struct {
 	OperationID *uint  `json:"operation_id,omitempty"`
 
 	lock bool // its lock is for its workflow to change
+	boot bool // its boot state changed in the transaction (one boot revision for them all)
 }
 
 // DeviceBulkResult is the outcome of a bulk action, per device, in the order asked.
@@ -137,6 +138,18 @@ func (s *Store) BulkDevices(ctx context.Context, a *Actor, in *DeviceBulkInput) 
 			}
 			res.Devices = append(res.Devices, item)
 		}
+		// Devices whose lock or group changed: one boot revision per network for them all.
+		var changed []uint
+		for _, it := range res.Devices {
+			if it.boot {
+				changed = append(changed, it.ID)
+			}
+		}
+		if len(changed) > 0 {
+			if err := bumpBootDevices(tx, changed...); err != nil {
+				return err
+			}
+		}
 		// One event for the whole action (each device's own event says what it did).
 		return audit(tx, a, &devs[0].NetworkID, "bulk-"+action, "device", devs[0].ID, joinIDs(ids))
 	})
@@ -174,9 +187,7 @@ func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locke
 				return err
 			}
 			d.Locked = lock
-			if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
-				return err
-			}
+			item.boot = true
 		}
 		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, action)
 	case BulkMove:
@@ -187,9 +198,7 @@ func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locke
 			return err
 		}
 		d.GroupID = group
-		if _, err := bumpBoot(tx, d.NetworkID, d.ID); err != nil {
-			return err
-		}
+		item.boot = true
 		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, "move")
 	case BulkRestore:
 		op, err := restoreDeviceTx(tx, a, d, "")
