@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/clusterducks/clusterducks/test/harness/proc"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,7 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -549,19 +550,10 @@ func (s *Server) Ports() map[int]int {
 // portsEnvText is the text of portsEnv for ports (guest port -> host port).
 func portsEnvText(ports map[int]int) string {
 	var b strings.Builder
-	for _, g := range sortedPorts(ports) {
+	for _, g := range slices.Sorted(maps.Keys(ports)) {
 		fmt.Fprintf(&b, "LAB_HOST_PORT_%d=%d\n", g, ports[g])
 	}
 	return b.String()
-}
-
-func sortedPorts(ports map[int]int) []int {
-	out := make([]int, 0, len(ports))
-	for g := range ports {
-		out = append(out, g)
-	}
-	sort.Ints(out)
-	return out
 }
 
 // DeviceAddr returns the address at which a device VM on its own qemu user network
@@ -594,7 +586,7 @@ func (s *Server) DeviceBootURL() string {
 // address a device VM uses.
 func (s *Server) Forwards() []string {
 	var out []string
-	for _, g := range sortedPorts(s.Ports()) {
+	for _, g := range slices.Sorted(maps.Keys(s.Ports())) {
 		line := fmt.Sprintf("%-12s guest :%d -> %s", PortName(g), g, s.Addr(g))
 		switch g {
 		case PortISCSI:
@@ -609,7 +601,7 @@ func (s *Server) Forwards() []string {
 
 func (s *Server) describePorts() string {
 	var parts []string
-	for _, g := range sortedPorts(s.Ports()) {
+	for _, g := range slices.Sorted(maps.Keys(s.Ports())) {
 		parts = append(parts, fmt.Sprintf("%s %d->%s", PortName(g), g, s.Addr(g)))
 	}
 	return "forwards: " + strings.Join(parts, ", ")
