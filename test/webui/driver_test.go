@@ -170,7 +170,24 @@ func newBrowser(t *testing.T, base, out string) *browser {
 	var v struct {
 		SessionID string `json:"sessionId"`
 	}
-	b.call("POST", d.url+"/session", caps, &v)
+	// A Chromium that exits while starting (seen once in CI on a loaded machine) is
+	// started again, up to three times; the failures are reported if all attempts fail.
+	var errs []error
+	for attempt := 0; attempt < 3 && v.SessionID == ""; attempt++ {
+		err := b.try("POST", d.url+"/session", caps, &v)
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+		if !strings.Contains(err.Error(), "session not created") {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if v.SessionID == "" {
+		log, _ := os.ReadFile(filepath.Join(d.dir, "chromedriver.log"))
+		t.Fatalf("webdriver POST /session: %v; chromedriver's log: %s", errors.Join(errs...), lastLines(string(log), 20))
+	}
 	b.session = v.SessionID
 	t.Cleanup(func() { b.call("DELETE", b.sess(""), nil, nil) })
 	b.width(1280)
@@ -311,11 +328,22 @@ func (b *browser) choose(css, label string) {
 	}
 }
 
+// text returns the text of the element matching css. A live page may replace the element
+// between the find and the read (a stale element): it is found again, a few times.
 func (b *browser) text(css string) string {
 	b.t.Helper()
 	var s string
-	b.call("GET", b.sess("/element/"+b.find(css)+"/text"), nil, &s)
-	return s
+	var err error
+	for range 5 {
+		if err = b.try("GET", b.sess("/element/"+b.find(css)+"/text"), nil, &s); err == nil {
+			return s
+		}
+		if !strings.Contains(err.Error(), "stale element") {
+			break
+		}
+	}
+	b.t.Fatalf("webdriver text of %s: %v", css, err)
+	return ""
 }
 
 func (b *browser) source() string {
