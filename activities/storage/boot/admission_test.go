@@ -52,3 +52,41 @@ func TestProvisionBound(t *testing.T) {
 		t.Fatalf("admission %+v", a)
 	}
 }
+
+// TestProvisionBoundRedirectsToPeer: with this server's provisioning bound reached, a new
+// device whose version another server holds is sent there (not told to wait); a device
+// already sent on once that meets a full server is told to ask again, never passed on.
+func TestProvisionBoundRedirectsToPeer(t *testing.T) {
+	disks, err := NewFileDisks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(disks.GroupVersionPath(3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	prov := &blockingProvisioner{release: make(chan struct{})}
+	defer close(prov.release)
+	in := info(true, 1)
+	in.Group.Versions[0].Servers = []uint{1, 2}
+	in.Servers[1].Name = "peer"
+	svc, err := NewService(Config{ServerID: 1, Portal: "10.0.0.1:3260", BootPort: 8080, Panel: &fakePanel{info: in}, Provision: prov,
+		Disks: disks, Target: &recordTarget{}, MaxProvisions: 1, ProvisionWait: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if first := svc.Script(context.Background(), mac1, uuid1, 0); ScriptKind(first) != "retry" {
+		t.Fatalf("first device, provisioning under way: %s", first)
+	}
+	in.Device.ID, in.Device.MAC = 8, "52:54:00:00:00:08"
+	uuid8 := "c1d0c1d0-0000-4000-8000-000000000008"
+	second := svc.Script(context.Background(), in.Device.MAC, uuid8, 0)
+	if ScriptKind(second) != "redirect" || !strings.Contains(second, "http://10.0.0.2:8080/boot.ipxe") ||
+		!strings.Contains(second, "hop=1") || !strings.Contains(second, "server peer holds v1") {
+		t.Fatalf("second device beyond the bound, v1 on a peer: %s", second)
+	}
+	again := svc.script(context.Background(), in.Device.MAC, uuid8, 0, 1)
+	if ScriptKind(again) != "retry" || !strings.Contains(again, "making 1 new disks already") {
+		t.Fatalf("a redirected device at a full server: %s", again)
+	}
+}

@@ -408,7 +408,11 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		switch {
 		case err == nil:
 		case errors.Is(err, errBusy):
-			return s.busy(fmt.Sprintf("this server is making %d new disks already", s.cfg.MaxProvisions))
+			why := fmt.Sprintf("this server is making %d new disks already", s.cfg.MaxProvisions)
+			if peer := s.provisionPeer(info, d.Version, in, hop); peer != nil {
+				return s.redirect(fmt.Sprintf("%s; server %s holds v%d too", why, peer.Name, d.Version), peer, hop)
+			}
+			return s.busy(why)
 		case errors.Is(err, ErrLocked):
 			// Locked while this answer was being decided: the next request sees the lock.
 			return RetryScript(fmt.Sprintf("device %d was just locked: it keeps its disk; asking again", dev.ID), s.cfg.RetryPause)
@@ -649,6 +653,35 @@ func (s *Service) serverWith(info *wire.Info, n int) *wire.ServerInfo {
 		}
 	}
 	return nil
+}
+
+// provisionPeer is the server a device whose new disk this server has no room to make
+// now is sent to instead: another server holding version n, picked by the device's id so
+// that a storm spreads over every holder. Only a device's first request is sent on (a
+// redirected one that meets a full server there is told to ask again, so a device is
+// never passed around), and only one with no disk on this server to keep.
+func (s *Service) provisionPeer(info *wire.Info, n int, in DecideInput, hop int) *wire.ServerInfo {
+	if hop > 0 || (in.Clone > 0 && !in.CloneElsewhere) {
+		return nil
+	}
+	var peers []*wire.ServerInfo
+	for _, v := range info.Group.Versions {
+		if v.Number != n {
+			continue
+		}
+		for _, id := range v.Servers {
+			if id == s.cfg.ServerID {
+				continue
+			}
+			if srv := findServer(info, id); srv != nil {
+				peers = append(peers, srv)
+			}
+		}
+	}
+	if len(peers) == 0 {
+		return nil
+	}
+	return peers[int(info.Device.ID)%len(peers)]
 }
 
 func findServer(info *wire.Info, id uint) *wire.ServerInfo {
