@@ -270,7 +270,8 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err != nil {
 			return err
 		}
-		return c.JSON(wire.ServerInfo{ID: srv.ID, Name: srv.Name, IP: srv.IP, Tunnel: tunnel})
+		return c.JSON(wire.ServerInfo{ID: srv.ID, Name: srv.Name, IP: srv.IP, Tunnel: tunnel,
+			MaxProvisions: srv.BootMaxProvisions, MaxLogins: srv.BootMaxLogins})
 	})
 	app.Post(Prefix+wire.PathClone, func(c *fiber.Ctx) error {
 		srv, err := keys.server(c)

@@ -41,9 +41,14 @@ type Server struct {
 	// advertised it; "" means the Replication IP (or iSCSI IP), port 8082.
 	ReplicationAddr string `gorm:"size:200;not null;default:''" json:"replication_addr"`
 	// BandwidthLimit caps what a slave pulls from its master, in bytes per second (0: unlimited).
-	BandwidthLimit int64     `gorm:"not null;default:0" json:"bandwidth_limit"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	BandwidthLimit int64 `gorm:"not null;default:0" json:"bandwidth_limit"`
+	// BootMaxProvisions and BootMaxLogins are the server's admission bounds: new disks it
+	// makes at once, devices in their iSCSI login phase at once (0: the agent's default,
+	// 32 and 256; an agent started with --boot-max-* keeps its flag).
+	BootMaxProvisions int       `gorm:"not null;default:0" json:"boot_max_provisions"`
+	BootMaxLogins     int       `gorm:"not null;default:0" json:"boot_max_logins"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 // ReplicationAddress is where slaves pull from: the Replication IP, or the iSCSI IP when none is set.
@@ -63,6 +68,26 @@ type ServerInput struct {
 	Pool           *string `field:"pool,zfs_pool,pool_name"`
 	TunnelPort     *int    `field:"tunnel_port"`
 	BandwidthLimit *int64  `field:"bandwidth_limit,bandwidth"`
+	// Admission bounds (0: the agent's default).
+	BootMaxProvisions *int `field:"boot_max_provisions"`
+	BootMaxLogins     *int `field:"boot_max_logins"`
+}
+
+// Upper limits of the admission bounds: beyond them a bound no longer protects anything.
+const (
+	maxBootProvisions = 1024
+	maxBootLogins     = 65536
+)
+
+// checkBootBounds validates the admission bounds of in (nil: unchanged).
+func checkBootBounds(in *ServerInput) error {
+	if v := in.BootMaxProvisions; v != nil && (*v < 0 || *v > maxBootProvisions) {
+		return Invalid("boot_max_provisions", "must be between 1 and %d new disks at once (0 for the agent's default, 32)", maxBootProvisions)
+	}
+	if v := in.BootMaxLogins; v != nil && (*v < 0 || *v > maxBootLogins) {
+		return Invalid("boot_max_logins", "must be between 1 and %d devices logging in at once (0 for the agent's default, 256)", maxBootLogins)
+	}
+	return nil
 }
 
 // checkBandwidth validates a bandwidth limit in bytes per second (0: unlimited).
@@ -122,6 +147,10 @@ func (s *Store) CreateServer(ctx context.Context, a *Actor, in *ServerInput) (*C
 		return nil, err
 	}
 	srv.BandwidthLimit = ptrOr(in.BandwidthLimit, 0)
+	if err := checkBootBounds(in); err != nil {
+		return nil, err
+	}
+	srv.BootMaxProvisions, srv.BootMaxLogins = ptrOr(in.BootMaxProvisions, 0), ptrOr(in.BootMaxLogins, 0)
 	c, err := s.createKeyed(ctx, a, nid, keyed{what: "server", obj: srv, id: &srv.ID, name: &srv.Name, keyHash: &srv.KeyHash,
 		selected: func(n *Network) *uint { return n.MasterServerID }, column: "master_server_id",
 		check: func(tx *gorm.DB, n *Network) error {
@@ -188,6 +217,11 @@ func (s *Store) UpdateServer(ctx context.Context, a *Actor, id uint, in *ServerI
 			return err
 		}
 		srv.BandwidthLimit = ptrOr(in.BandwidthLimit, srv.BandwidthLimit)
+		if err := checkBootBounds(in); err != nil {
+			return err
+		}
+		srv.BootMaxProvisions = ptrOr(in.BootMaxProvisions, srv.BootMaxProvisions)
+		srv.BootMaxLogins = ptrOr(in.BootMaxLogins, srv.BootMaxLogins)
 		return nil
 	})
 	if srv != nil {
@@ -433,3 +467,16 @@ type serverBandwidth struct {
 }
 
 func (serverBandwidth) TableName() string { return "servers" }
+
+// serverBootBoundsMigration adds the servers' admission bounds.
+func serverBootBoundsMigration() *gormigrate.Migration {
+	return addColumnsMigration("202612010045_server_boot_bounds", &serverBootBounds{}, "BootMaxProvisions", "BootMaxLogins")
+}
+
+// serverBootBounds is the servers table as migration 202612010045 knows it (frozen).
+type serverBootBounds struct {
+	BootMaxProvisions int `gorm:"not null;default:0"`
+	BootMaxLogins     int `gorm:"not null;default:0"`
+}
+
+func (serverBootBounds) TableName() string { return "servers" }

@@ -345,6 +345,10 @@ func serversRes() *resource {
 				{Name: "tunnel_port", Label: "Tunnel Port", Type: "number", Value: itoa(s.TunnelPort), Inputmode: "numeric", Help: "A port forward opened on the network's tunnel server."},
 				{Name: "bandwidth_limit", Label: "Replication bandwidth limit", Type: "number", Value: itoa64(s.BandwidthLimit), Inputmode: "numeric",
 					Help: "Bytes per second this server pulls from the master at most; 0 for unlimited."},
+				{Name: "boot_max_provisions", Label: "New disks at once", Type: "number", Value: itoa(s.BootMaxProvisions), Inputmode: "numeric",
+					Help: "Admission control: devices beyond are sent to another server holding their version, or told to retry shortly; 0 for the default (32)."},
+				{Name: "boot_max_logins", Label: "Devices logging in at once", Type: "number", Value: itoa(s.BootMaxLogins), Inputmode: "numeric",
+					Help: "Admission control: devices beyond are told to retry shortly; 0 for the default (256)."},
 			}
 		},
 		forms: func(r *rc, s *models.Server) []*formView {
@@ -364,6 +368,8 @@ func serversRes() *resource {
 				{Label: "Role", Value: s.Role}, {Label: "iSCSI IP", Value: s.IP}, {Label: "Replication IP", Value: s.ReplicationAddress()},
 				{Label: "ZFS Pool Name", Value: s.Pool}, {Label: "Tunnel Port", Value: itoa(s.TunnelPort)},
 				{Label: "Replication bandwidth limit", Value: bandwidthText(s.BandwidthLimit)},
+				{Label: "Admission bounds", Value: fmt.Sprintf("%s new disks, %s devices logging in at once",
+					boundText(s.BootMaxProvisions, wire.DefaultMaxProvisions), boundText(s.BootMaxLogins, wire.DefaultMaxLogins))},
 				{Label: "Status", Value: status.Text, Badge: status.Badge},
 				{Label: "Pool health", Value: orDash(s.PoolHealth)}, {Label: "Pool size / free", Value: fmt.Sprintf("%s / %s", bytesText(s.PoolSize), bytesText(s.PoolFree))},
 				{Label: "Stats reported", Value: ago(s.StatsAt)},
@@ -374,6 +380,14 @@ func serversRes() *resource {
 		},
 	}
 	return k.resource()
+}
+
+// boundText is an admission bound as the agent applies it (0: its default).
+func boundText(n, def int) string {
+	if n == 0 {
+		return fmt.Sprintf("%d (default)", def)
+	}
+	return itoa(n)
 }
 
 func bandwidthText(n int64) string {

@@ -81,7 +81,22 @@ func TestPromoteAndPending(t *testing.T) {
 		if count != 0 {
 			t.Fatal("a refused server was saved")
 		}
+		// The admission bounds: validated by field, nothing saved when refused; 0 is the default.
+		for field, v := range map[string]any{"boot_max_provisions": -1, "boot_max_logins": 70000} {
+			code, v, _ := p.do(a, "POST", "/api/v0.9.2/servers.json", map[string]any{"Name": "bad", "network": n, "IP": "10.0.0.9", "Pool": "tank", field: v})
+			if body, _ := v.(map[string]any); code != 422 || body["field"] != field {
+				t.Fatalf("bad %s: %d %v", field, code, v)
+			}
+		}
+		p.DB.Model(&models.Server{}).Where("name = ?", "bad").Count(&count)
+		if count != 0 {
+			t.Fatal("a server with a refused bound was saved")
+		}
 		s := p.reportingServer(n, "s", "10.0.0.3")
+		got0 := p.must(200, a, "PATCH", fmt.Sprintf("/api/v0.9.2/servers/%d.json", s), map[string]any{"boot_max_provisions": 4, "boot_max_logins": 64})
+		if got0["boot_max_provisions"] != float64(4) || got0["boot_max_logins"] != float64(64) {
+			t.Fatalf("bounds after setting them: %v", got0)
+		}
 		got := p.must(200, a, "PATCH", fmt.Sprintf("/api/v0.9.2/servers/%d.json", s), map[string]any{"bandwidth_limit": "1048576"})
 		if got["bandwidth_limit"] != float64(1<<20) || got["role"] != models.ServerSlave {
 			t.Fatalf("slave after setting its bandwidth: %v", got)
@@ -286,7 +301,7 @@ func TestReplicationQueueAndAlerts(t *testing.T) {
 		// The OpenAPI document names the new routes and fields.
 		_, doc, _ := p.do(a, "GET", "/api/v0.9.2/openapi.json", nil)
 		js := fmt.Sprint(doc)
-		for _, want := range []string{"/api/v0.9.2/servers/{id}/promote.json", "/api/v0.9.2/groups/{id}/compliance.json", "bandwidth_limit", "assign_when_replicated", "lag_seconds"} {
+		for _, want := range []string{"/api/v0.9.2/servers/{id}/promote.json", "/api/v0.9.2/groups/{id}/compliance.json", "bandwidth_limit", "boot_max_provisions", "assign_when_replicated", "lag_seconds"} {
 			if !strings.Contains(js, want) {
 				t.Errorf("openapi.json lacks %s", want)
 			}

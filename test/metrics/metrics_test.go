@@ -36,8 +36,13 @@ func TestProcessMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, key, err := panel.CreateServer(ctx, netID, "m1", "127.0.0.1", "tank")
+	srvID, key, err := panel.CreateServer(ctx, netID, "m1", "127.0.0.1", "tank")
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The server's admission bound on new disks is set in the panel; the one on logins is
+	// left at 0, the agent's default.
+	if err := panel.Call(ctx, "PATCH", fmt.Sprintf("servers/%d.json", srvID), map[string]any{"boot_max_provisions": 5}, nil); err != nil {
 		t.Fatal(err)
 	}
 	panelBefore := harness.ScrapeMetrics(t, panel.URL+"/metrics")
@@ -89,6 +94,12 @@ func TestProcessMetrics(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	agentBefore := harness.ScrapeMetrics(t, agentURL)
+	if got := agentBefore.Sum("clusterducks_boot_provisions_max", nil); got != 5 {
+		t.Errorf("the agent's bound on new disks is %v, want the panel's 5", got)
+	}
+	if got := agentBefore.Sum("clusterducks_boot_logins_max", nil); got != 256 {
+		t.Errorf("the agent's bound on logins is %v, want the default 256", got)
+	}
 	if agentBefore.Sum("clusterducks_build_info", map[string]string{"role": "agent"}) != 1 {
 		t.Errorf("agent build info: %v", agentBefore["clusterducks_build_info"])
 	}
@@ -133,6 +144,19 @@ func TestProcessMetrics(t *testing.T) {
 	}
 	if got := agentAfter.Sum("clusterducks_boots_in_progress", nil); got != 0 {
 		t.Errorf("boots in progress = %v after the answers", got)
+	}
+
+	// A bound changed in the panel reaches the running agent (it re-reads its server at
+	// every stats tick).
+	if err := panel.Call(ctx, "PATCH", fmt.Sprintf("servers/%d.json", srvID), map[string]any{"boot_max_logins": 40}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	for harness.ScrapeMetrics(t, agentURL).Sum("clusterducks_boot_logins_max", nil) != 40 {
+		if time.Now().After(deadline) {
+			t.Fatal("the panel's new bound on logins never reached the running agent")
+		}
+		time.Sleep(time.Second)
 	}
 
 	// The panel ran the server's bootstrap workflow through its worker: the SDK's metrics

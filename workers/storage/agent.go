@@ -145,7 +145,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	// heartbeat timeout: a transfer's bytes are shown live on its operation from them.
 	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{MaxHeartbeatThrottleInterval: 3 * time.Second})
 	w.RegisterActivity(acts)
-	stopBoot := startBootOrWarn(ctx, cfg, panel, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
+	stopBoot, bootSvc := startBootOrWarn(ctx, cfg, panel, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
 	defer stopBoot()
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("storage worker: %w", err)
@@ -175,6 +175,19 @@ func Serve(ctx context.Context, cfg Config) error {
 		tun.setAddr(tunnelAddr(reg.Tunnel, cfg.Panel))
 		go tun.run(ctx)
 	}
+	// The server as the panel holds it now: its network's tunnel (which may be added or
+	// changed) and its admission bounds; read at start and at every tick.
+	follow := func() {
+		info, err := panel.Server(ctx)
+		if err != nil {
+			return
+		}
+		if tun != nil {
+			tun.setAddr(tunnelAddr(info.Tunnel, cfg.Panel))
+		}
+		applyBounds(bootSvc, cfg.Boot, info)
+	}
+	follow()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var renewAt time.Time // a renewal that failed is tried again an hour later
@@ -202,12 +215,7 @@ func Serve(ctx context.Context, cfg Config) error {
 			return nil
 		case <-tick.C:
 		}
-		// The network's tunnel may have been added or changed: follow it.
-		if tun != nil {
-			if info, err := panel.Server(ctx); err == nil {
-				tun.setAddr(tunnelAddr(info.Tunnel, cfg.Panel))
-			}
-		}
+		follow()
 	}
 }
 

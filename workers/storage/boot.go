@@ -96,19 +96,29 @@ func (p *temporalProvisioner) Provision(ctx context.Context, r wire.ProvisionReq
 // startBootOrWarn starts the boot path; when it cannot (no such address here, a port
 // taken) the storage worker still runs and the agent says why: the ZFS operations do not
 // depend on the boot path.
-func startBootOrWarn(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) func() {
-	stop, err := startBoot(ctx, cfg, panel, serverID, pool, c, w, z, log)
+// The boot service is returned (nil when not started) for the panel's admission bounds.
+func startBootOrWarn(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), *boot.Service) {
+	stop, svc, err := startBoot(ctx, cfg, panel, serverID, pool, c, w, z, log)
 	if err != nil {
 		log.Error("boot path not started: devices cannot netboot from this server", "err", err)
-		return func() {}
+		return func() {}, nil
 	}
-	return stop
+	return stop, svc
+}
+
+// applyBounds sets the admission bounds the panel holds for this server on the boot
+// service, except a bound the agent was started with (--boot-max-*), which it keeps.
+func applyBounds(svc *boot.Service, bc *BootConfig, info *wire.ServerInfo) {
+	if svc == nil || bc == nil {
+		return
+	}
+	svc.SetBounds(cmp.Or(bc.MaxProvisions, info.MaxProvisions), cmp.Or(bc.MaxLogins, info.MaxLogins))
 }
 
 // startBoot starts the agent's iSCSI target and boot endpoint, exports again what the
 // panel (or, when it is unreachable, the local cache) lists, and registers the boot
 // path's activities on the storage worker. The returned stop ends them.
-func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), error) {
+func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), *boot.Service, error) {
 	bc := cfg.Boot
 	if bc == nil {
 		bc = &BootConfig{BootListen: ":8080"}
@@ -119,7 +129,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 		self, err := panel.Server(sctx)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("boot: the server's iSCSI IP: %w", err)
+			return nil, nil, fmt.Errorf("boot: the server's iSCSI IP: %w", err)
 		}
 		listen = net.JoinHostPort(self.IP, "3260")
 	}
@@ -130,7 +140,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	target := iscsi.NewServer(iscsi.Config{Logger: log})
 	iln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return nil, fmt.Errorf("boot: iSCSI listen %s: %w", listen, err)
+		return nil, nil, fmt.Errorf("boot: iSCSI listen %s: %w", listen, err)
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.WatchTarget(target)
@@ -143,7 +153,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	cache, err := boot.OpenCache(filepath.Join(cfg.stateDir(), "boot-cache-"+strconv.FormatUint(uint64(serverID), 10)+".json"))
 	if err != nil {
 		iln.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	// The agent's own view of the network's boot state answers known devices without the
 	// panel; it follows the panel's watch for as long as the agent runs.
@@ -151,7 +161,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 		Path: filepath.Join(cfg.stateDir(), "bootview-"+strconv.FormatUint(uint64(serverID), 10)+".json")})
 	if err != nil {
 		iln.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	vctx, stopView := context.WithCancel(context.Background())
 	viewDone := make(chan struct{})
@@ -165,7 +175,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 		if chapKey, err = chapSeed(cfg.stateDir(), cfg.Key); err != nil {
 			stopView()
 			iln.Close()
-			return nil, fmt.Errorf("iSCSI CHAP: %w", err)
+			return nil, nil, fmt.Errorf("iSCSI CHAP: %w", err)
 		}
 	}
 	svc, err := boot.NewService(boot.Config{ServerID: serverID, Portal: portal, BootPort: portOf(bc.BootListen),
@@ -174,7 +184,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	if err != nil {
 		stopView()
 		iln.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.WatchBoot(func() agentmetrics.BootState { return bootState(svc, view) })
@@ -194,7 +204,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 		svc.Close()
 		stopView()
 		iln.Close()
-		return nil, fmt.Errorf("boot: listen %s: %w", bc.BootListen, err)
+		return nil, nil, fmt.Errorf("boot: listen %s: %w", bc.BootListen, err)
 	}
 	go hs.Serve(hln) //nolint:errcheck
 	log.Info("boot path ready", "iscsi", listen, "portal", portal, "boot", hln.Addr().String(), "chap", bc.CHAP)
@@ -206,7 +216,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		target.Shutdown(sctx) //nolint:errcheck
-	}, nil
+	}, svc, nil
 }
 
 // bootState is what the agent's metrics show of the boot path's admission and view.

@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -53,11 +54,12 @@ func (s *Service) admitLogin(iqn string) bool {
 		s.logins[iqn] = p
 		return true
 	}
-	if len(s.logins) >= s.cfg.MaxLogins {
+	limit := int(s.maxLogins.Load())
+	if len(s.logins) >= limit {
 		// Only a full table is swept: a storm below the bound pays one map insert each.
 		s.releaseLogins(lc, now)
 	}
-	if len(s.logins) >= s.cfg.MaxLogins {
+	if len(s.logins) >= limit {
 		return false
 	}
 	base, _ := lc.Logins(iqn)
@@ -75,6 +77,13 @@ func (s *Service) releaseLogins(lc loginCounter, now time.Time) {
 	}
 }
 
+// SetBounds changes the admission bounds while the service runs (0: the default). Work
+// already admitted goes on; the new bounds apply to the next request.
+func (s *Service) SetBounds(maxProvisions, maxLogins int) {
+	s.maxProvisions.Store(int64(cmp.Or(max(maxProvisions, 0), wire.DefaultMaxProvisions)))
+	s.maxLogins.Store(int64(cmp.Or(max(maxLogins, 0), wire.DefaultMaxLogins)))
+}
+
 // Admission is the state of admission control, for the agent's metrics.
 type Admission struct {
 	Provisions, MaxProvisions int
@@ -85,7 +94,7 @@ type Admission struct {
 
 // Admission returns the bounds and what holds them now.
 func (s *Service) Admission() Admission {
-	a := Admission{MaxProvisions: s.cfg.MaxProvisions, MaxLogins: s.cfg.MaxLogins, Refused: s.refused.Load()}
+	a := Admission{MaxProvisions: int(s.maxProvisions.Load()), MaxLogins: int(s.maxLogins.Load()), Refused: s.refused.Load()}
 	s.pmu.Lock()
 	a.Provisions = len(s.inflight)
 	s.pmu.Unlock()

@@ -89,6 +89,9 @@ type Service struct {
 	logins  map[string]pendingLogin // sanboot answers awaiting their login, by target
 	refused atomic.Uint64           // requests told to come back by admission control
 
+	// The admission bounds in force (SetBounds may change them while the service runs).
+	maxProvisions, maxLogins atomic.Int64
+
 	reports chan wire.Report
 	stop    chan struct{}
 	done    sync.WaitGroup
@@ -142,12 +145,6 @@ func NewService(cfg Config) (*Service, error) {
 	def(&cfg.VersionsTTL, 2*time.Second)
 	def(&cfg.ReconcileEvery, 30*time.Second)
 	def(&cfg.LoginWindow, 30*time.Second)
-	if cfg.MaxProvisions <= 0 {
-		cfg.MaxProvisions = 32
-	}
-	if cfg.MaxLogins <= 0 {
-		cfg.MaxLogins = 256
-	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger,
 		versions: map[uint]cachedVersions{},
@@ -156,6 +153,7 @@ func NewService(cfg Config) (*Service, error) {
 		reports:  make(chan wire.Report, 4096),
 		stop:     make(chan struct{}),
 	}
+	s.SetBounds(cfg.MaxProvisions, cfg.MaxLogins)
 	s.done.Add(1)
 	go s.background()
 	return s, nil
@@ -408,7 +406,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		switch {
 		case err == nil:
 		case errors.Is(err, errBusy):
-			why := fmt.Sprintf("this server is making %d new disks already", s.cfg.MaxProvisions)
+			why := fmt.Sprintf("this server is making %d new disks already", s.maxProvisions.Load())
 			if peer := s.provisionPeer(info, d.Version, in, hop); peer != nil {
 				return s.redirect(fmt.Sprintf("%s; server %s holds v%d too", why, peer.Name, d.Version), peer, hop)
 			}
@@ -505,7 +503,7 @@ func (s *Service) sanbootDevice(dev wire.DeviceInfo, uuid, path, banner string) 
 		return RetryScript("this device's disk is not visible yet; asking again", s.cfg.RetryPause)
 	}
 	if !s.admitLogin(iqn) {
-		return s.busy(fmt.Sprintf("%d devices are logging in to this server already", s.cfg.MaxLogins))
+		return s.busy(fmt.Sprintf("%d devices are logging in to this server already", s.maxLogins.Load()))
 	}
 	if err := s.export(iqn, wire.Export{Kind: "device", ID: dev.ID, NetworkID: dev.NetworkID, UUID: uuid}, path); err != nil {
 		s.log.Warn("boot: export", "target", iqn, "err", err)
@@ -561,7 +559,7 @@ func (s *Service) exportMaintenance(iqn string, e wire.Export, path string) erro
 func (s *Service) provision(ctx context.Context, req wire.ProvisionRequest) error {
 	s.pmu.Lock()
 	f, ok := s.inflight[req.DeviceID]
-	if !ok && len(s.inflight) >= s.cfg.MaxProvisions {
+	if !ok && int64(len(s.inflight)) >= s.maxProvisions.Load() {
 		s.pmu.Unlock()
 		return errBusy
 	}

@@ -110,7 +110,17 @@ type ServerInfo struct {
 	// Tunnel is where the server's agent dials its network's selected tunnel (host:port),
 	// "" while the network has no tunnel that has started (only in /agent/server.json).
 	Tunnel string `json:"tunnel,omitempty"`
+	// MaxProvisions and MaxLogins are the server's admission bounds as set in the panel
+	// (0: the agent's default; only in /agent/server.json).
+	MaxProvisions int `json:"boot_max_provisions,omitempty"`
+	MaxLogins     int `json:"boot_max_logins,omitempty"`
 }
+
+// The admission bounds of a server that sets none.
+const (
+	DefaultMaxProvisions = 32
+	DefaultMaxLogins     = 256
+)
 
 // Action is what a booting device is told to do.
 type Action string
