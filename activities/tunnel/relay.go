@@ -32,7 +32,10 @@ type Relay struct {
 	CA       *x509.CertPool  // the panel CA
 	// PortsHost is the address tunnel ports bind to ("" for every address).
 	PortsHost string
-	Log       *slog.Logger
+	// Panel is the panel's host:port: a stream an agent opens on its session is carried
+	// there (the agent's boot view watches the panel through its tunnel). "": refused.
+	Panel string
+	Log   *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[uint]*yamux.Session // by server id
@@ -121,13 +124,51 @@ func (r *Relay) agent(ctx context.Context, raw net.Conn) {
 	r.sessions[id.ServerID] = sess
 	r.mu.Unlock()
 	r.log().Info("agent connected", "server", id.ServerID, "remote", raw.RemoteAddr().String())
-	<-sess.CloseChan()
+	r.toPanel(id.ServerID, sess)
 	r.mu.Lock()
 	if r.sessions[id.ServerID] == sess {
 		delete(r.sessions, id.ServerID)
 	}
 	r.mu.Unlock()
 	r.log().Info("agent disconnected", "server", id.ServerID)
+}
+
+// maxPanelStreams bounds an agent's streams to the panel at once (its boot view's watch
+// needs one or two).
+const maxPanelStreams = 8
+
+// toPanel carries every stream the agent opens on its session to the panel (only there:
+// the tunnel is no proxy to anywhere else; the panel authenticates the agent's requests
+// itself), until the session ends.
+func (r *Relay) toPanel(serverID uint, sess *yamux.Session) {
+	slots := make(chan struct{}, maxPanelStreams)
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return // the session ended
+		}
+		if r.Panel == "" {
+			st.Close()
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			r.log().Warn("agent stream to the panel refused: too many at once", "server", serverID, "max", maxPanelStreams)
+			st.Close()
+			continue
+		}
+		go func() {
+			defer func() { <-slots }()
+			pc, err := net.DialTimeout("tcp", r.Panel, handshakeTimeout)
+			if err != nil {
+				r.log().Warn("agent stream to the panel", "server", serverID, "panel", r.Panel, "err", err)
+				st.Close()
+				return
+			}
+			splice(st, pc)
+		}()
+	}
 }
 
 var errRefused = errors.New("refused")
@@ -290,10 +331,24 @@ func (r *Relay) carry(serverID uint, pc *tls.Conn) {
 		r.log().Warn("tunnel port: no stream to the agent", "server", serverID, "err", err)
 		return
 	}
-	defer st.Close()
+	splice(st, pc)
+}
+
+// splice copies both ways between a and b, passing each end's close on as a half close
+// (a yamux stream's Close is one), and closes both once both ways have ended.
+func splice(a, b net.Conn) {
+	half := func(c net.Conn) {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite() //nolint:errcheck
+			return
+		}
+		c.Close()
+	}
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(st, pc); st.Close(); done <- struct{}{} }()      //nolint:errcheck
-	go func() { io.Copy(pc, st); pc.CloseWrite(); done <- struct{}{} }() //nolint:errcheck
+	go func() { io.Copy(a, b); half(a); done <- struct{}{} }() //nolint:errcheck
+	go func() { io.Copy(b, a); half(b); done <- struct{}{} }() //nolint:errcheck
 	<-done
 	<-done
+	a.Close()
+	b.Close()
 }

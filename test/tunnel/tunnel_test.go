@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -115,6 +116,21 @@ func TestTunnel(t *testing.T) {
 	if err := ac.Get(e.ctx, &tun1, p2, wire.AgentPathHealth, &h); err != nil || h.ServerID != s2 {
 		t.Fatalf("health of s2 through the tunnel: %+v %v", h, err)
 	}
+
+	// The other way: the agent's boot view watches the panel through its tunnel session
+	// (the tunnel carries the agent's streams to the panel), as its metrics count.
+	eventually(t, 90*time.Second, "s1's boot view watching the panel through the tunnel", func() error {
+		raw, err := ac.Fetch(e.ctx, &tun1, p1, "/metrics")
+		if err != nil {
+			return err
+		}
+		m := harness.ParseMetrics(t, bytes.NewReader(raw))
+		if n := m.Sum("clusterducks_tunnel_panel_connections_total", map[string]string{"via": "tunnel"}); n < 1 {
+			return fmt.Errorf("connections to the panel through the tunnel: %v (direct: %v)", n,
+				m.Sum("clusterducks_tunnel_panel_connections_total", map[string]string{"via": "direct"}))
+		}
+		return nil
+	})
 
 	// The agent API is on no port of the agent's own: none of its listening sockets
 	// answers it, in plain HTTP or TLS.

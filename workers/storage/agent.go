@@ -145,16 +145,6 @@ func Serve(ctx context.Context, cfg Config) error {
 	// heartbeat timeout: a transfer's bytes are shown live on its operation from them.
 	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{MaxHeartbeatThrottleInterval: 3 * time.Second})
 	w.RegisterActivity(acts)
-	stopBoot, bootSvc := startBootOrWarn(ctx, cfg, panel, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
-	defer stopBoot()
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("storage worker: %w", err)
-	}
-	defer w.Stop()
-	every := time.Duration(reg.StatsSeconds) * time.Second
-	if every <= 0 {
-		every = 15 * time.Second
-	}
 	// The panel reaches the agent through its network's tunnel; the agent pushes its
 	// stats itself only while there is none (or it has no certificate to dial one with).
 	var tun *tunnelDialer
@@ -174,6 +164,21 @@ func Serve(ctx context.Context, cfg Config) error {
 			}}
 		tun.setAddr(tunnelAddr(reg.Tunnel, cfg.Panel))
 		go tun.run(ctx)
+	}
+	// The boot view's watch goes through the tunnel while its session is up.
+	viewPanel := panel
+	if tun != nil {
+		viewPanel = tun.panelClient(panel)
+	}
+	stopBoot, bootSvc := startBootOrWarn(ctx, cfg, panel, viewPanel, reg.ServerID, reg.Pool, c, w, acts.ZFS, log)
+	defer stopBoot()
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("storage worker: %w", err)
+	}
+	defer w.Stop()
+	every := time.Duration(reg.StatsSeconds) * time.Second
+	if every <= 0 {
+		every = 15 * time.Second
 	}
 	// The server as the panel holds it now: its network's tunnel (which may be added or
 	// changed) and its admission bounds; read at start and at every tick.

@@ -97,8 +97,8 @@ func (p *temporalProvisioner) Provision(ctx context.Context, r wire.ProvisionReq
 // taken) the storage worker still runs and the agent says why: the ZFS operations do not
 // depend on the boot path.
 // The boot service is returned (nil when not started) for the panel's admission bounds.
-func startBootOrWarn(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), *boot.Service) {
-	stop, svc, err := startBoot(ctx, cfg, panel, serverID, pool, c, w, z, log)
+func startBootOrWarn(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), *boot.Service) {
+	stop, svc, err := startBoot(ctx, cfg, panel, viewPanel, serverID, pool, c, w, z, log)
 	if err != nil {
 		log.Error("boot path not started: devices cannot netboot from this server", "err", err)
 		return func() {}, nil
@@ -117,8 +117,9 @@ func applyBounds(svc *boot.Service, bc *BootConfig, info *wire.ServerInfo) {
 
 // startBoot starts the agent's iSCSI target and boot endpoint, exports again what the
 // panel (or, when it is unreachable, the local cache) lists, and registers the boot
-// path's activities on the storage worker. The returned stop ends them.
-func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), *boot.Service, error) {
+// path's activities on the storage worker. The returned stop ends them. The boot view
+// watches the panel through viewPanel (the tunnel, where there is one).
+func startBoot(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, serverID uint, pool string, c client.Client, w worker.Worker, z *zfs.ZFS, log *slog.Logger) (func(), *boot.Service, error) {
 	bc := cfg.Boot
 	if bc == nil {
 		bc = &BootConfig{BootListen: ":8080"}
@@ -157,7 +158,7 @@ func startBoot(ctx context.Context, cfg Config, panel *wire.Client, serverID uin
 	}
 	// The agent's own view of the network's boot state answers known devices without the
 	// panel; it follows the panel's watch for as long as the agent runs.
-	view, err := bootview.Open(bootview.Config{Panel: panel, Logger: log,
+	view, err := bootview.Open(bootview.Config{Panel: viewPanel, Logger: log,
 		Path: filepath.Join(cfg.stateDir(), "bootview-"+strconv.FormatUint(uint64(serverID), 10)+".json")})
 	if err != nil {
 		iln.Close()

@@ -11,7 +11,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	agentmetrics "github.com/clusterducks/clusterducks/activities/storage/metrics"
@@ -47,6 +49,50 @@ type tunnelDialer struct {
 
 	mu   sync.Mutex
 	addr string
+	// panelTr is panelClient's transport: its idle direct connections are closed when a
+	// session comes up, so the next request goes through the tunnel.
+	panelTr *http.Transport
+	// sess is the session while one is up, for the agent's own connections to the panel.
+	sess atomic.Pointer[yamux.Session]
+}
+
+// panelClient is panel's client whose connections go through the tunnel's session while
+// one is up (the tunnel carries each to the panel), and straight to the panel otherwise.
+func (d *tunnelDialer) panelClient(panel *wire.Client) *wire.Client {
+	tr := panel.HTTP.Transport.(*http.Transport).Clone()
+	if tr.Proxy != nil {
+		// An agent that reaches the panel through an HTTP proxy keeps doing so.
+		if u, err := url.Parse(panel.URL); err == nil {
+			if p, err := tr.Proxy(&http.Request{URL: u}); p != nil || err != nil {
+				return panel
+			}
+		}
+	}
+	direct := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if s := d.sess.Load(); s != nil && !s.IsClosed() {
+			st, err := s.OpenStream()
+			if err == nil {
+				d.count("tunnel")
+				return st, nil
+			}
+			d.log.Warn("tunnel: a stream to the panel", "err", err)
+		}
+		d.count("direct")
+		return direct.DialContext(ctx, network, addr)
+	}
+	d.mu.Lock()
+	d.panelTr = tr
+	d.mu.Unlock()
+	c := *panel
+	c.HTTP = &http.Client{Transport: tr, Timeout: panel.HTTP.Timeout}
+	return &c
+}
+
+func (d *tunnelDialer) count(via string) {
+	if d.metrics != nil {
+		d.metrics.PanelConns.WithLabelValues(via).Inc()
+	}
 }
 
 // setAddr points the dialer at a tunnel (host:port), "" for none; a session with another
@@ -173,6 +219,13 @@ func (d *tunnelDialer) session(ctx context.Context, addr string) error {
 		return err
 	}
 	defer sess.Close()
+	d.sess.Store(sess)
+	defer d.sess.CompareAndSwap(sess, nil)
+	d.mu.Lock()
+	if d.panelTr != nil {
+		d.panelTr.CloseIdleConnections()
+	}
+	d.mu.Unlock()
 	d.log.Info("tunnel session up", "tunnel", addr)
 	if d.metrics != nil {
 		d.metrics.Sessions.Inc()

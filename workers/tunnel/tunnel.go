@@ -102,7 +102,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	roots.AddCert(ca)
 	relay := &tunnelacts.Relay{Identity: wire.TunnelIdentity{NetworkID: reg.NetworkID, TunnelID: reg.TunnelID},
 		Cert: tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: signer, Leaf: cert}, CA: roots,
-		PortsHost: cfg.PortsHost, Log: log}
+		PortsHost: cfg.PortsHost, Panel: panelHostPort(cfg.Panel), Log: log}
 	defer relay.Close()
 	if err := relay.Sync(ctx, reg.Ports); err != nil {
 		log.Warn("tunnel ports", "err", err)
@@ -174,4 +174,20 @@ func tunnelKey(dir string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("tunnel: keep the key: %w", err)
 	}
 	return k, nil
+}
+
+// panelHostPort is the host:port of the panel's URL (its scheme's port when it names
+// none), where agents' streams go; "" when the URL has no host.
+func panelHostPort(panelURL string) string {
+	u, err := url.Parse(panelURL)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }

@@ -143,6 +143,9 @@ type Tunnel struct {
 	// Sessions counts the sessions established (a restart of the tunnel, a move or a
 	// flapping link shows as a rising count).
 	Sessions prometheus.Counter
+	// PanelConns counts the agent's connections to the panel by the way they went: through
+	// the tunnel's session ("tunnel") or straight ("direct", while no session is up).
+	PanelConns *prometheus.CounterVec
 }
 
 func newTunnel(reg prometheus.Registerer) *Tunnel {
@@ -151,8 +154,10 @@ func newTunnel(reg prometheus.Registerer) *Tunnel {
 			Help: "1 while the agent has a session with its network's tunnel, else 0."}),
 		Sessions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "tunnel_sessions_total",
 			Help: "Sessions the agent established with its network's tunnel."}),
+		PanelConns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "tunnel_panel_connections_total",
+			Help: "Connections of the agent's boot view to the panel, by way: through the tunnel or direct."}, []string{"via"}),
 	}
-	reg.MustRegister(t.Up, t.Sessions)
+	reg.MustRegister(t.Up, t.Sessions, t.PanelConns)
 	return t
 }
 
