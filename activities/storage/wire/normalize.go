@@ -12,6 +12,10 @@ import (
 // groups of four separated by dots.
 var macForms = regexp.MustCompile(`^(?:[0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}(?:\.[0-9a-f]{4}){2})$`)
 
+// macSeparators strips a MAC's separators (built once: a boot storm normalizes every
+// request's MAC).
+var macSeparators = strings.NewReplacer(":", "", "-", "", ".", "")
+
 // NormalizeMAC returns a MAC address as lower-case colon-separated hex. It accepts only
 // the usual forms (macForms), and only a unicast address a network card can have: not all
 // zeros, not broadcast or multicast (the low bit of the first octet). The error says what
@@ -21,7 +25,7 @@ func NormalizeMAC(v string) (string, error) {
 	if !macForms.MatchString(s) {
 		return "", fmt.Errorf("must be a MAC address like 52:54:00:12:34:56, got %q", v)
 	}
-	hex := strings.NewReplacer(":", "", "-", "", ".", "").Replace(s)
+	hex := macSeparators.Replace(s)
 	if hex == "000000000000" {
 		return "", fmt.Errorf("%s is the all-zero address, which no network card has", v)
 	}
