@@ -20,9 +20,10 @@ func (b *blockingProvisioner) Provision(ctx context.Context, _ wire.ProvisionReq
 	}
 }
 
-// TestProvisionBound: with one provisioning allowed and it running, a second new device
-// is told to retry at once; the first device asking again joins its own provisioning.
-func TestProvisionBound(t *testing.T) {
+// boundService is server 1 holding group 3's v1, answering from in, allowed one
+// provisioning at once, whose provisionings never end before the test does.
+func boundService(t *testing.T, in *wire.Info) *Service {
+	t.Helper()
 	disks, err := NewFileDisks(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -31,14 +32,23 @@ func TestProvisionBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	prov := &blockingProvisioner{release: make(chan struct{})}
-	defer close(prov.release)
-	in := info(true, 1)
-	svc, err := NewService(Config{ServerID: 1, Portal: "10.0.0.1:3260", Panel: &fakePanel{info: in}, Provision: prov,
+	svc, err := NewService(Config{ServerID: 1, Portal: "10.0.0.1:3260", BootPort: 8080, Panel: &fakePanel{info: in}, Provision: prov,
 		Disks: disks, Target: &recordTarget{}, MaxProvisions: 1, ProvisionWait: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
+	t.Cleanup(func() {
+		close(prov.release)
+		svc.Close()
+	})
+	return svc
+}
+
+// TestProvisionBound: with one provisioning allowed and it running, a second new device
+// is told to retry at once; the first device asking again joins its own provisioning.
+func TestProvisionBound(t *testing.T) {
+	in := info(true, 1)
+	svc := boundService(t, in)
 	first := svc.Script(context.Background(), mac1, uuid1, 0)
 	if ScriptKind(first) != "retry" || !strings.Contains(first, "preparing this device's disk") {
 		t.Fatalf("first device, provisioning under way: %s", first)
@@ -57,24 +67,10 @@ func TestProvisionBound(t *testing.T) {
 // device whose version another server holds is sent there (not told to wait); a device
 // already sent on once that meets a full server is told to ask again, never passed on.
 func TestProvisionBoundRedirectsToPeer(t *testing.T) {
-	disks, err := NewFileDisks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := writeFile(disks.GroupVersionPath(3, 1)); err != nil {
-		t.Fatal(err)
-	}
-	prov := &blockingProvisioner{release: make(chan struct{})}
-	defer close(prov.release)
 	in := info(true, 1)
 	in.Group.Versions[0].Servers = []uint{1, 2}
 	in.Servers[1].Name = "peer"
-	svc, err := NewService(Config{ServerID: 1, Portal: "10.0.0.1:3260", BootPort: 8080, Panel: &fakePanel{info: in}, Provision: prov,
-		Disks: disks, Target: &recordTarget{}, MaxProvisions: 1, ProvisionWait: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	svc := boundService(t, in)
 	if first := svc.Script(context.Background(), mac1, uuid1, 0); ScriptKind(first) != "retry" {
 		t.Fatalf("first device, provisioning under way: %s", first)
 	}
