@@ -500,11 +500,11 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 // systemd (the image's /sbin/init) with this VM's machine id, whose reboots restart the
 // guest in place (-no-shutdown) instead of ending qemu (-no-reboot).
 func kernelLine(systemd bool, uuid string) (string, string) {
-	const common = "root=LABEL=labroot rw console=ttyS0 net.ifnames=0 panic=-1 loglevel=4"
+	const common = "root=LABEL=labroot rw console=ttyS0 net.ifnames=0 no_timer_check panic=-1 loglevel=4"
 	if systemd {
 		return common + " systemd.machine_id=" + strings.ReplaceAll(uuid, "-", ""), "-no-shutdown"
 	}
-	return "root=LABEL=labroot rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 panic=-1 loglevel=4", "-no-reboot"
+	return "root=LABEL=labroot rw console=ttyS0 init=/sbin/lab-init net.ifnames=0 no_timer_check panic=-1 loglevel=4", "-no-reboot"
 }
 
 // Reboot reboots a systemd server's guest (systemctl reboot) and waits until it is ready
