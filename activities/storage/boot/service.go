@@ -638,6 +638,15 @@ func (s *Service) holds(g *wire.GroupInfo, local map[int]string, n int) bool {
 
 // serverWith picks another server that holds version n of the device's group.
 func (s *Service) serverWith(info *wire.Info, n int) *wire.ServerInfo {
+	if others := s.othersWith(info, n); len(others) > 0 {
+		return others[0]
+	}
+	return nil
+}
+
+// othersWith is every other server of the network that holds version n of the group.
+func (s *Service) othersWith(info *wire.Info, n int) []*wire.ServerInfo {
+	var out []*wire.ServerInfo
 	for _, v := range info.Group.Versions {
 		if v.Number != n {
 			continue
@@ -645,12 +654,12 @@ func (s *Service) serverWith(info *wire.Info, n int) *wire.ServerInfo {
 		for _, id := range v.Servers {
 			if id != s.cfg.ServerID {
 				if srv := findServer(info, id); srv != nil {
-					return srv
+					out = append(out, srv)
 				}
 			}
 		}
 	}
-	return nil
+	return out
 }
 
 // provisionPeer is the server a device whose new disk this server has no room to make
@@ -662,20 +671,7 @@ func (s *Service) provisionPeer(info *wire.Info, n int, in DecideInput, hop int)
 	if hop > 0 || (in.Clone > 0 && !in.CloneElsewhere) {
 		return nil
 	}
-	var peers []*wire.ServerInfo
-	for _, v := range info.Group.Versions {
-		if v.Number != n {
-			continue
-		}
-		for _, id := range v.Servers {
-			if id == s.cfg.ServerID {
-				continue
-			}
-			if srv := findServer(info, id); srv != nil {
-				peers = append(peers, srv)
-			}
-		}
-	}
+	peers := s.othersWith(info, n)
 	if len(peers) == 0 {
 		return nil
 	}
