@@ -82,10 +82,10 @@ const (
 // checkBootBounds validates the admission bounds of in (nil: unchanged).
 func checkBootBounds(in *ServerInput) error {
 	if v := in.BootMaxProvisions; v != nil && (*v < 0 || *v > maxBootProvisions) {
-		return Invalid("boot_max_provisions", "must be between 1 and %d new disks at once (0 for the agent's default, 32)", maxBootProvisions)
+		return Invalid("boot_max_provisions", "must be between 1 and %d new disks at once (0 for the agent's default, %d)", maxBootProvisions, wire.DefaultMaxProvisions)
 	}
 	if v := in.BootMaxLogins; v != nil && (*v < 0 || *v > maxBootLogins) {
-		return Invalid("boot_max_logins", "must be between 1 and %d devices logging in at once (0 for the agent's default, 256)", maxBootLogins)
+		return Invalid("boot_max_logins", "must be between 1 and %d devices logging in at once (0 for the agent's default, %d)", maxBootLogins, wire.DefaultMaxLogins)
 	}
 	return nil
 }

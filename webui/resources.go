@@ -346,9 +346,9 @@ func serversRes() *resource {
 				{Name: "bandwidth_limit", Label: "Replication bandwidth limit", Type: "number", Value: itoa64(s.BandwidthLimit), Inputmode: "numeric",
 					Help: "Bytes per second this server pulls from the master at most; 0 for unlimited."},
 				{Name: "boot_max_provisions", Label: "New disks at once", Type: "number", Value: itoa(s.BootMaxProvisions), Inputmode: "numeric",
-					Help: "Admission control: devices beyond are sent to another server holding their version, or told to retry shortly; 0 for the default (32)."},
+					Help: fmt.Sprintf("Admission control: devices beyond are sent to another server holding their version, or told to retry shortly; 0 for the default (%d).", wire.DefaultMaxProvisions)},
 				{Name: "boot_max_logins", Label: "Devices logging in at once", Type: "number", Value: itoa(s.BootMaxLogins), Inputmode: "numeric",
-					Help: "Admission control: devices beyond are told to retry shortly; 0 for the default (256)."},
+					Help: fmt.Sprintf("Admission control: devices beyond are told to retry shortly; 0 for the default (%d).", wire.DefaultMaxLogins)},
 			}
 		},
 		forms: func(r *rc, s *models.Server) []*formView {
