@@ -138,6 +138,7 @@ func migrations() []*gormigrate.Migration {
 		bootHistoryMigration(),
 		serverSamplesMigration(),
 		serverBootBoundsMigration(),
+		bootOutcomesMigration(),
 	}
 }
 

@@ -20,6 +20,8 @@ type BootHistory struct {
 	Version   int       `gorm:"not null;default:0" json:"version"` // 0: no version booted
 	Outcome   string    `gorm:"size:40;not null" json:"outcome"`   // booted, non-compliant, not booted
 	Reason    string    `gorm:"size:500;not null;default:''" json:"reason"`
+	Result    string    `gorm:"size:10;not null;default:''" json:"result"` // up, failed, unknown; "" while observed
+	UpMS      int64     `gorm:"not null;default:0" json:"up_ms"`           // boot script served → up
 	CreatedAt time.Time `gorm:"index:idx_boot_history_device" json:"created_at"`
 }
 
