@@ -238,7 +238,8 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		recs := make([]models.BootRecord, 0, len(reps))
 		for _, r := range reps {
 			recs = append(recs, models.BootRecord{DeviceID: r.DeviceID, GroupID: r.GroupID, Version: r.Version,
-				Booted: r.Booted(), ServerID: srv.ID, Reason: r.Reason, Compliant: !r.NonCompliant})
+				Booted: r.Booted(), ServerID: srv.ID, Reason: r.Reason, Compliant: !r.NonCompliant,
+				BootID: r.BootID, At: r.At, Result: r.Result, UpMS: r.UpMS, Why: r.Why})
 		}
 		if err := models.RecordBoots(c.UserContext(), b.Store.DB, srv.ID, recs); err != nil {
 			return err

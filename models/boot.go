@@ -259,6 +259,13 @@ type BootRecord struct {
 	ServerID  uint
 	Reason    string
 	Compliant bool
+	// A watched boot (issue 18): BootID names it, At is when the agent served it; a record
+	// with a Result is that boot's end (UpMS its time to up, Why what decided it).
+	BootID string
+	At     time.Time
+	Result string
+	UpMS   int64
+	Why    string
 }
 
 // RecordBoots stores each device's last boot: when, from which server, which version.
@@ -271,6 +278,12 @@ func RecordBoots(ctx context.Context, db *gorm.DB, serverID uint, recs []BootRec
 	}
 	now := time.Now()
 	for _, r := range recs {
+		if r.Result != "" {
+			if err := recordBootResult(db, &srv, r, now); err != nil {
+				return err
+			}
+			continue
+		}
 		upd := map[string]any{"last_boot_at": now}
 		if r.Booted && r.Version > 0 {
 			var v GroupVersion

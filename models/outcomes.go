@@ -42,9 +42,10 @@ func (s BootStats) SuccessRate() float64 {
 
 // LatestBoots returns, for each device of deviceIDs (every device when empty), its latest
 // boot of the group's version at or after since, keyed by device id. Devices that have not
-// booted the version since then are absent.
+// booted the version since then are absent; an answer that gave no disk (a redirect, the
+// reboot loop while no server holds the version) is no boot of it.
 func LatestBoots(ctx context.Context, db *gorm.DB, groupID uint, version int, deviceIDs []uint, since time.Time) (map[uint]BootHistory, error) {
-	q := db.WithContext(ctx).Where("group_id = ? AND version = ? AND created_at >= ?", groupID, version, since)
+	q := db.WithContext(ctx).Where("group_id = ? AND version = ? AND created_at >= ? AND outcome <> ?", groupID, version, since, BootOutcomeNotBooted)
 	if len(deviceIDs) > 0 {
 		q = q.Where("device_id IN ?", deviceIDs)
 	}

@@ -59,7 +59,10 @@ func recordSample(tx *gorm.DB, serverID uint, r *StatsReport, at time.Time) erro
 	if len(prev) == 1 && prev[0].UTC().Truncate(SampleThin).Equal(at.Truncate(SampleThin)) {
 		return nil
 	}
-	return pruneSamples(tx, serverID, at)
+	if err := pruneSamples(tx, serverID, at); err != nil {
+		return err
+	}
+	return pruneBootHistory(tx, serverID, at)
 }
 
 // nonNegative is a reported figure, or nil when it is absent or makes no sense.

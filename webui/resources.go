@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -579,10 +580,11 @@ func groupsRes() *resource {
 				{Label: "Maintenance", Value: maint}, {Label: "State", Value: g.State, Badge: g.State}}
 		},
 		sections: func(r *rc, g *models.Group) []section {
-			s := section{Title: "Versions", Columns: []string{"Version", "State", "Note", "Created"},
-				Note: "Publishing snapshots the group head as the next version, on the master and then on every server; its progress shows under Operations below."}
+			s := section{Title: "Versions", Columns: []string{"Version", "State", "Note", "Created", "Boots", "Came up", "Time to up p50 / p95"},
+				Note: "Publishing snapshots the group head as the next version, on the master and then on every server; its progress shows under Operations below. " +
+					"Boots count each device's latest boot of the version; came up is the share of the decided ones (up, failed, unknown) that came up."}
 			for _, v := range r.versions(g.ID) {
-				s.Rows = append(s.Rows, []cell{{Text: "v" + itoa(v.Number)}, stateBadge(v.State), {Text: v.Note}, {Text: ago(&v.CreatedAt)}})
+				s.Rows = append(s.Rows, append([]cell{{Text: "v" + itoa(v.Number)}, stateBadge(v.State), {Text: v.Note}, {Text: ago(&v.CreatedAt)}}, r.versionBootCells(&v)...))
 			}
 			if len(s.Rows) == 0 {
 				s.Note = "No published version yet: devices cannot boot this group until one is published. " + s.Note
@@ -591,6 +593,32 @@ func groupsRes() *resource {
 		},
 	}
 	return k.resource()
+}
+
+// versionBootCells are how devices came up on version v: boots, success rate, p50 / p95.
+func (r *rc) versionBootCells(v *models.GroupVersion) []cell {
+	vb, err := r.s.VersionBoots(r.ctx, r.a, v.ID, time.Time{})
+	if err != nil {
+		return []cell{{Text: "?"}, {Text: "?"}, {Text: "?"}}
+	}
+	if vb.Boots == 0 {
+		return []cell{{Text: "0"}, {Text: "—"}, {Text: "—"}}
+	}
+	boots := itoa(vb.Boots)
+	if vb.Pending > 0 {
+		boots += " (" + itoa(vb.Pending) + " watched)"
+	}
+	rate, times := cell{Text: "—"}, "—"
+	if decided := vb.Up + vb.Failed + vb.Unknown; decided > 0 {
+		rate = cell{Text: itoa(int(vb.SuccessRate*100+0.5)) + "% (" + itoa(vb.Up) + " of " + itoa(decided) + ")", Badge: "ok"}
+		if vb.Up < decided {
+			rate.Badge = "bad"
+		}
+	}
+	if vb.Up > 0 {
+		times = msText(vb.P50MS) + " / " + msText(vb.P95MS)
+	}
+	return []cell{{Text: boots}, rate, {Text: times}}
 }
 
 func assignWhenReplicated(on bool) field {
@@ -848,9 +876,36 @@ const (
 		"disabling Lazy Locks will enforce image version compliance across the entire group and simplify administration."
 )
 
+// bootResultCell is whether a boot came up, as its agent watched it: "—" for an answer
+// that gave no disk, "watching" while the agent has not decided.
+func bootResultCell(b models.BootHistory) cell {
+	switch {
+	case b.Outcome == models.BootOutcomeNotBooted:
+		return cell{Text: "—"}
+	case b.Result == models.BootResultPending:
+		return cell{Text: "watching", Badge: "pending"}
+	}
+	c := cell{Text: b.Result, Badge: "bad"}
+	switch b.Result {
+	case models.BootResultUp:
+		c.Badge = "ok"
+	case models.BootResultUnknown:
+		c.Badge = "pending"
+	}
+	if b.ResultReason != "" {
+		c.Text += ": " + b.ResultReason
+	}
+	return c
+}
+
+// msText is a duration in milliseconds as a page shows it (12.3 s).
+func msText(ms int64) string {
+	return strconv.FormatFloat(float64(ms)/1000, 'f', 1, 64) + " s"
+}
+
 // bootHistorySection is a device's latest boots as its agents reported them.
 func (r *rc) bootHistorySection(deviceID uint) section {
-	s := section{Title: "Boot history", Columns: []string{"When (UTC)", "Server", "Version", "Outcome"}}
+	s := section{Title: "Boot history", Columns: []string{"When (UTC)", "Server", "Version", "Outcome", "Result", "Time to up"}}
 	boots, err := r.s.DeviceBootHistory(r.ctx, r.a, deviceID, 50)
 	if err != nil {
 		s.Note = "The boot history could not be read."
@@ -874,7 +929,11 @@ func (r *rc) bootHistorySection(deviceID uint) section {
 		if b.Reason != "" {
 			outcome.Text += ": " + b.Reason
 		}
-		s.Rows = append(s.Rows, []cell{{Text: b.CreatedAt.UTC().Format("2006-01-02 15:04:05")}, servers[srv], {Text: version}, outcome})
+		result, upIn := bootResultCell(b), "—"
+		if b.Result == models.BootResultUp {
+			upIn = msText(b.UpMS)
+		}
+		s.Rows = append(s.Rows, []cell{{Text: b.CreatedAt.UTC().Format("2006-01-02 15:04:05")}, servers[srv], {Text: version}, outcome, result, {Text: upIn}})
 	}
 	if len(s.Rows) == 0 {
 		s.Note = "This device has not booted yet."

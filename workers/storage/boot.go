@@ -43,6 +43,11 @@ type BootConfig struct {
 	// once, and devices in their iSCSI login phase (0: the boot service's defaults).
 	MaxProvisions int
 	MaxLogins     int
+	// UpAfter is the bound a sanbooted device's result is decided within: its session up
+	// this long with reads continuing is up, a new request or a drop before it is failed;
+	// UnknownAfter ends the watch of a boot nothing decided (unknown).
+	UpAfter      time.Duration
+	UnknownAfter time.Duration
 }
 
 // bootFlags declares the boot path's flags on the agent's flag set.
@@ -55,6 +60,11 @@ func bootFlags(fs *flag.FlagSet) *BootConfig {
 	envInt := func(name string) int { n, _ := strconv.Atoi(os.Getenv(name)); return n }
 	fs.IntVar(&b.MaxProvisions, "boot-max-provisions", envInt("CLUSTERDUCKS_BOOT_MAX_PROVISIONS"), "new disks this server makes at once; devices beyond are told to retry (default 32)")
 	fs.IntVar(&b.MaxLogins, "boot-max-logins", envInt("CLUSTERDUCKS_BOOT_MAX_LOGINS"), "devices in their iSCSI login phase at once; devices beyond are told to retry (default 256)")
+	envDuration := func(name string) time.Duration { d, _ := time.ParseDuration(os.Getenv(name)); return d }
+	fs.DurationVar(&b.UpAfter, "boot-up-after", cmp.Or(envDuration("CLUSTERDUCKS_BOOT_UP_AFTER"), time.Minute),
+		"a sanbooted device whose iSCSI session stays up this long with reads continuing counts as up; asking again or a dropped session before it, failed")
+	fs.DurationVar(&b.UnknownAfter, "boot-unknown-after", cmp.Or(envDuration("CLUSTERDUCKS_BOOT_UNKNOWN_AFTER"), 10*time.Minute),
+		"a boot nothing decided within this (no iSCSI login, an idle session) counts as unknown")
 	return b
 }
 
@@ -181,7 +191,8 @@ func startBoot(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, s
 	}
 	svc, err := boot.NewService(boot.Config{ServerID: serverID, Portal: portal, BootPort: portOf(bc.BootListen),
 		Panel: panel, Provision: &temporalProvisioner{c: c}, Disks: disks, Target: target, Cache: cache, Logger: log,
-		CHAPKey: chapKey, Observer: bootObserver(cfg), View: view, MaxProvisions: bc.MaxProvisions, MaxLogins: bc.MaxLogins})
+		CHAPKey: chapKey, Observer: bootObserver(cfg), View: view, MaxProvisions: bc.MaxProvisions, MaxLogins: bc.MaxLogins,
+		Outcomes: boot.OutcomeBounds{UpAfter: bc.UpAfter, UnknownAfter: bc.UnknownAfter}})
 	if err != nil {
 		stopView()
 		iln.Close()
@@ -195,6 +206,7 @@ func startBoot(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, s
 	log.Info("boot: targets exported again", "n", n, "err", err)
 	mux := http.NewServeMux()
 	mux.Handle("/boot.ipxe", svc)
+	mux.Handle("/booted", svc.CheckIn())
 	if cfg.Metrics != nil {
 		// Until the agent API (through the tunnel) serves them, the metrics are on the boot listener.
 		mux.Handle("/metrics", cfg.Metrics.Registry.Handler())

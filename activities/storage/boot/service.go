@@ -64,6 +64,19 @@ type Config struct {
 	// LoginWindow is how long a sanboot answer holds its login slot when no login comes
 	// (default 30 s).
 	LoginWindow time.Duration
+	// Outcomes are the bounds a sanbooted device's result (up, failed, unknown) is decided
+	// within; OutcomePoll how often the watched boots' targets are sampled (default
+	// UpAfter/20, between 50 ms and 1 s).
+	Outcomes    OutcomeBounds
+	OutcomePoll time.Duration
+	// Now is the service's clock for the boot outcomes (default time.Now).
+	Now func() time.Time
+}
+
+// ResultObserver, when the Observer is one too, is told of every decided boot (the
+// agent's metrics): its result and, for up, the time from the script to up.
+type ResultObserver interface {
+	BootResult(result string, up time.Duration)
 }
 
 // Observer is told when a device's boot request arrives and how it was answered.
@@ -91,6 +104,8 @@ type Service struct {
 
 	// The admission bounds in force (SetBounds may change them while the service runs).
 	maxProvisions, maxLogins atomic.Int64
+
+	out *outcomes // the boots served, watched until they came up or not
 
 	reports chan wire.Report
 	stop    chan struct{}
@@ -145,6 +160,11 @@ func NewService(cfg Config) (*Service, error) {
 	def(&cfg.VersionsTTL, 2*time.Second)
 	def(&cfg.ReconcileEvery, 30*time.Second)
 	def(&cfg.LoginWindow, 30*time.Second)
+	cfg.Outcomes = cfg.Outcomes.withDefaults()
+	def(&cfg.OutcomePoll, min(max(cfg.Outcomes.UpAfter/20, 50*time.Millisecond), time.Second))
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger,
 		versions: map[uint]cachedVersions{},
@@ -154,16 +174,20 @@ func NewService(cfg Config) (*Service, error) {
 		stop:     make(chan struct{}),
 	}
 	s.SetBounds(cfg.MaxProvisions, cfg.MaxLogins)
+	src, _ := cfg.Target.(activitySource)
+	s.out = newOutcomes(cfg.Outcomes, src, cfg.Now, s.decided)
 	s.done.Add(1)
 	go s.background()
 	return s, nil
 }
 
-// Close stops the background work, sends what is queued and writes the cache.
+// Close stops the background work, sends what is queued (the boots still watched as
+// unknown) and writes the cache.
 func (s *Service) Close() error {
 	select {
 	case <-s.stop:
 	default:
+		s.out.close()
 		close(s.stop)
 	}
 	s.done.Wait()
@@ -178,6 +202,8 @@ func (s *Service) background() {
 	defer tick.Stop()
 	reconcile := time.NewTicker(s.cfg.ReconcileEvery)
 	defer reconcile.Stop()
+	watch := time.NewTicker(s.cfg.OutcomePoll)
+	defer watch.Stop()
 	var batch []wire.Report
 	send := func() {
 		if len(batch) == 0 {
@@ -199,6 +225,8 @@ func (s *Service) background() {
 			if len(batch) >= 256 {
 				send()
 			}
+		case <-watch.C:
+			s.out.poll()
 		case <-reconcile.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if _, err := s.restore(ctx, false); err != nil {
@@ -224,6 +252,16 @@ func (s *Service) background() {
 			return
 		}
 	}
+}
+
+// decided reports a watched boot's result to the panel and the metrics.
+func (s *Service) decided(r wire.Report, v verdict) {
+	s.log.Info("boot: result", "device", r.DeviceID, "group", r.GroupID, "version", r.Version, "result", r.Result,
+		"up_ms", r.UpMS, "why", r.Why)
+	if ro, ok := s.cfg.Observer.(ResultObserver); ok {
+		ro.BootResult(v.result, time.Duration(r.UpMS)*time.Millisecond)
+	}
+	s.report(r)
 }
 
 func (s *Service) report(r wire.Report) {
@@ -277,6 +315,8 @@ func (s *Service) script(ctx context.Context, macIn, uuidIn string, menuGroup ui
 	if err != nil {
 		return RebootScript(fmt.Sprintf("bad MAC address %q", macIn), s.cfg.RebootPause)
 	}
+	// Asking again ends the boot this server was watching: it did not stay up.
+	s.out.asked(mac)
 	uuid := wire.NormalizeUUID(uuidIn)
 	if uuid == "" {
 		return RebootScript("this machine reports no SMBIOS UUID: its disk cannot be protected", s.cfg.RebootPause)
@@ -386,14 +426,12 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 	banner := fmt.Sprintf("clusterducks: device %d boots group %d v%d from server %d", dev.ID, g.ID, d.Version, s.cfg.ServerID)
 	switch d.Action {
 	case wire.BootClone:
-		s.report(rep)
-		return s.sanbootDevice(dev, uuid, devPath, banner)
+		return s.sanbootDevice(mac, dev, rep, uuid, devPath, banner)
 	case wire.Provision:
 		if offline != "" {
 			if in.Clone > 0 {
 				rep.Action, rep.Version = wire.BootClone, in.Clone
-				s.report(rep)
-				return s.sanbootDevice(dev, uuid, devPath, fmt.Sprintf("%s (panel unreachable: v%d as is)", banner, in.Clone))
+				return s.sanbootDevice(mac, dev, rep, uuid, devPath, fmt.Sprintf("%s (panel unreachable: v%d as is)", banner, in.Clone))
 			}
 			return RebootScript("the panel is unreachable: a new disk cannot be made now", s.cfg.RebootPause)
 		}
@@ -419,8 +457,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		case in.Clone > 0 && !g.Strict:
 			s.log.Warn("boot: provisioning failed, booting the old clone", "device", dev.ID, "err", err)
 			rep.Action, rep.Version = wire.BootClone, in.Clone
-			s.report(rep)
-			return s.sanbootDevice(dev, uuid, devPath, banner)
+			return s.sanbootDevice(mac, dev, rep, uuid, devPath, banner)
 		default:
 			s.log.Warn("boot: provisioning failed", "device", dev.ID, "version", d.Version, "err", err)
 			return RebootScript(fmt.Sprintf("preparing the disk failed: %v", err), s.cfg.RebootPause)
@@ -433,8 +470,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		if err != nil || !ok {
 			return RetryScript("the new disk is not visible yet; asking again", s.cfg.RetryPause)
 		}
-		s.report(rep)
-		return s.sanbootDevice(dev, uuid, p, banner)
+		return s.sanbootDevice(mac, dev, rep, uuid, p, banner)
 	case wire.Redirect:
 		var to *wire.ServerInfo
 		if d.To == ToClone {
@@ -497,7 +533,10 @@ func (s *Service) bootVolume(ctx context.Context, info *wire.Info, uuid string, 
 		s.sanTarget(iqn), s.cfg.RebootPause)
 }
 
-func (s *Service) sanbootDevice(dev wire.DeviceInfo, uuid, path, banner string) string {
+// sanbootDevice answers a device with the sanboot script of its own disk and reports
+// the boot (rep), which it watches from then on; a device that cannot be answered so
+// (its disk not visible, admission full) is told to ask again and nothing is reported.
+func (s *Service) sanbootDevice(mac string, dev wire.DeviceInfo, rep wire.Report, uuid, path, banner string) string {
 	iqn := wire.DeviceIQN(dev.NetworkID, dev.ID)
 	if path == "" {
 		return RetryScript("this device's disk is not visible yet; asking again", s.cfg.RetryPause)
@@ -509,6 +548,8 @@ func (s *Service) sanbootDevice(dev wire.DeviceInfo, uuid, path, banner string) 
 		s.log.Warn("boot: export", "target", iqn, "err", err)
 		return RebootScript(fmt.Sprintf("exporting this device's disk failed: %v", err), s.cfg.RebootPause)
 	}
+	s.out.served(mac, &rep, iqn, uuid)
+	s.report(rep)
 	return SanbootScript(banner, s.sanTarget(iqn), s.cfg.RebootPause)
 }
 

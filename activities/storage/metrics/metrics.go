@@ -96,6 +96,8 @@ type Boot struct {
 	requests   *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	inProgress prometheus.Gauge
+	results    *prometheus.CounterVec
+	timeToUp   prometheus.Histogram
 }
 
 func newBoot(reg prometheus.Registerer) *Boot {
@@ -108,7 +110,12 @@ func newBoot(reg prometheus.Registerer) *Boot {
 		inProgress: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "boots_in_progress",
 			Help: "Boot requests being answered now (a provisioning one can take seconds)."}),
 	}
-	reg.MustRegister(b.requests, b.latency, b.inProgress)
+	b.results = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "boot_results_total",
+		Help: "Boots served a sanboot script and watched to their end, by result (up, failed, unknown)."}, []string{"result"})
+	b.timeToUp = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "boot_time_to_up_seconds",
+		Help:    "Time from the sanboot script to up (the check-in, or the bound passed with the session up and reading).",
+		Buckets: []float64{5, 10, 20, 30, 45, 60, 75, 90, 120, 180, 300, 600}})
+	reg.MustRegister(b.requests, b.latency, b.inProgress, b.results, b.timeToUp)
 	return b
 }
 
@@ -121,6 +128,14 @@ func (b *Boot) BootDone(result string, d time.Duration) {
 	b.answered.Add(1)
 	b.requests.WithLabelValues(result).Inc()
 	b.latency.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// BootResult is called when a watched boot is decided; up is its time to up (result up).
+func (b *Boot) BootResult(result string, up time.Duration) {
+	b.results.WithLabelValues(result).Inc()
+	if result == "up" {
+		b.timeToUp.Observe(up.Seconds())
+	}
 }
 
 // Replication is what the replication work updates, per slave server (label "slave", the

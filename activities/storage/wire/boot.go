@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // The boot path (DESIGN.md §5): an agent asks the panel about a netbooting device
 // (Query -> Info), reports what it told the device (Report), rebuilds its targets from
@@ -139,7 +142,8 @@ const (
 	Maintenance Action = "maintenance"
 )
 
-// Report is what the agent tells the panel after answering a device: what it boots.
+// Report is what the agent tells the panel after answering a device: what it boots; and,
+// for a boot it watched, later again with how the boot ended (Result).
 type Report struct {
 	ServerID     uint   `json:"server_id"`
 	DeviceID     uint   `json:"device_id"`
@@ -148,7 +152,25 @@ type Report struct {
 	Action       Action `json:"action"`
 	NonCompliant bool   `json:"non_compliant"`
 	Reason       string `json:"reason"`
+	// BootID names a sanboot answer the agent watches; its result report carries the same
+	// id, so the panel updates that boot's history row. "" from agents that do not watch.
+	BootID string `json:"boot_id,omitempty"`
+	// At is when the agent served the script (its clock).
+	At time.Time `json:"at,omitzero"`
+	// Result is how the watched boot ended (ResultUp, ResultFailed, ResultUnknown); "" in
+	// the report sent when the script is served. UpMS is the time from the script to up,
+	// Why the observation that decided it.
+	Result string `json:"result,omitempty"`
+	UpMS   int64  `json:"up_ms,omitempty"`
+	Why    string `json:"why,omitempty"`
 }
+
+// Results of a watched boot.
+const (
+	ResultUp      = "up"      // checked in, or its session stayed up past the bound with reads
+	ResultFailed  = "failed"  // asked for a boot script again, or its session dropped, before the bound
+	ResultUnknown = "unknown" // nothing decided it within the watch (no login, an idle session, the agent stopped)
+)
 
 // Booted reports whether the device was given a disk to boot (its clone, new or old).
 func (r Report) Booted() bool { return r.Action == BootClone || r.Action == Provision }
