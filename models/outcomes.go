@@ -50,12 +50,14 @@ func LatestBoots(ctx context.Context, db *gorm.DB, groupID uint, version int, de
 		q = q.Where("device_id IN ?", deviceIDs)
 	}
 	var rows []BootHistory
-	if err := q.Order("id").Find(&rows).Error; err != nil {
+	if err := q.Order("created_at, id").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("boot history: %w", err)
 	}
 	out := make(map[uint]BootHistory, len(rows))
 	for _, r := range rows {
-		out[r.DeviceID] = r // ordered by id: the last one wins
+		// Ordered by time (a result whose first report was lost adds its row late, dated
+		// when it was served): the last one wins.
+		out[r.DeviceID] = r
 	}
 	return out, nil
 }

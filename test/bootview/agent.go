@@ -131,6 +131,7 @@ func Start(t testing.TB, p *netboot.HostPanel, o Options) *Agent {
 	}()
 	mux := http.NewServeMux()
 	mux.Handle("/boot.ipxe", svc)
+	mux.Handle("/booted", svc.CheckIn())
 	a.http = &http.Server{Handler: mux}
 	go a.http.Serve(hln) //nolint:errcheck
 	t.Cleanup(a.Stop)

@@ -51,7 +51,11 @@ func TestHistoryPages(t *testing.T) {
 	if err := p.DB.Create(srv).Error; err != nil {
 		t.Fatal(err)
 	}
-	err = models.RecordBoots(ctx, p.DB, srv.ID, []models.BootRecord{{DeviceID: dev.ID, Booted: true, Compliant: true, Version: 3, ServerID: srv.ID}})
+	err = models.RecordBoots(ctx, p.DB, srv.ID, []models.BootRecord{{DeviceID: dev.ID, Booted: true, Compliant: true, Version: 3, ServerID: srv.ID, BootID: "b1"}})
+	if err == nil { // and later the agent's result of that boot
+		err = models.RecordBoots(ctx, p.DB, srv.ID, []models.BootRecord{{DeviceID: dev.ID, Booted: true, Compliant: true, Version: 3, ServerID: srv.ID,
+			BootID: "b1", Result: models.BootResultUp, UpMS: 41200, Why: "checked in"}})
+	}
 	if err == nil {
 		err = models.RecordBoots(ctx, p.DB, srv.ID, []models.BootRecord{{DeviceID: dev.ID, ServerID: srv.ID, Reason: "no server holds v4"}})
 	}
@@ -60,7 +64,7 @@ func TestHistoryPages(t *testing.T) {
 	}
 	b.open(fmt.Sprintf("/devices/%d", dev.ID))
 	hist := b.jsString(`var out = ''; document.querySelectorAll('section').forEach(function (s) { if (s.textContent.indexOf('Boot history') >= 0) out = s.textContent }); return out`)
-	for _, want := range []string{"boot-srv", "v3", "booted", "not booted: no server holds v4"} {
+	for _, want := range []string{"boot-srv", "v3", "booted", "not booted: no server holds v4", "Result", "up: checked in", "41.2 s"} {
 		if !strings.Contains(hist, want) {
 			t.Errorf("the device's boot history lacks %q:\n%s", want, hist)
 		}

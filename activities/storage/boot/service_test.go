@@ -20,6 +20,7 @@ type fakePanel struct {
 	info    *wire.Info
 	err     error
 	queries []wire.Query
+	reports []wire.Report
 	exports []wire.Export // nil: device 7's clone
 }
 
@@ -33,7 +34,12 @@ func (p *fakePanel) Boot(_ context.Context, q wire.Query) (*wire.Info, error) {
 	cp := *p.info
 	return &cp, nil
 }
-func (p *fakePanel) Booted(context.Context, []wire.Report) error { return nil }
+func (p *fakePanel) Booted(_ context.Context, r []wire.Report) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reports = append(p.reports, r...)
+	return nil
+}
 func (p *fakePanel) Exports(context.Context) ([]wire.Export, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
