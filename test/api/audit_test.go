@@ -105,6 +105,36 @@ func TestDeviceBootHistory(t *testing.T) {
 			t.Errorf("a device of another network got a boot from this server: %d %v", code, v)
 		}
 		p.must(404, a, "GET", "/api/v0.9.2/devices/99999/boots.json", nil)
+
+		// A watched boot: its report, then its result under the same boot id, update one
+		// row; the version's stats count it.
+		p.must(204, agent, "POST", "/api/v0.9.2/agent/booted.json", []map[string]any{
+			{"server_id": srv, "device_id": dev, "group_id": grp, "version": 1, "action": "boot-clone", "boot_id": "k1", "at": time.Now()},
+		})
+		p.must(204, agent, "POST", "/api/v0.9.2/agent/booted.json", []map[string]any{
+			{"server_id": srv, "device_id": dev, "group_id": grp, "version": 1, "action": "boot-clone", "boot_id": "k1",
+				"result": "up", "up_ms": 30500, "why": "its iSCSI session stayed up past 30s with reads continuing"},
+		})
+		_, v, _ = p.do(a, "GET", fmt.Sprintf("/api/v0.9.2/devices/%d/boots.json", dev), nil)
+		boots, _ = v.([]any)
+		if len(boots) != 3 || boots[0].(map[string]any)["result"] != "up" || boots[0].(map[string]any)["up_ms"] != float64(30500) {
+			t.Fatalf("boot history after a result: %v", boots)
+		}
+		_, v, _ = p.do(a, "GET", fmt.Sprintf("/api/v0.9.2/groups/%d/versions.json", grp), nil)
+		version := id(v.([]any)[0].(map[string]any))
+		vb := p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/versions/%d/boots.json", version), nil)
+		if vb["boots"] != float64(1) || vb["up"] != float64(1) || vb["success_rate"] != float64(1) || vb["p95_ms"] != float64(30500) {
+			t.Errorf("version boots: %v", vb)
+		}
+		vb = p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/versions/%d/boots.json?since=2h", version), nil)
+		if vb["boots"] != float64(1) || vb["since"] == nil {
+			t.Errorf("version boots since 2h: %v", vb)
+		}
+		code, v, _ = p.do(a, "GET", fmt.Sprintf("/api/v0.9.2/versions/%d/boots.json?since=someday", version), nil)
+		if m, _ := v.(map[string]any); code != 422 || m["field"] != "since" {
+			t.Errorf("versions boots with a bad since: %d %v", code, v)
+		}
+		p.must(404, a, "GET", "/api/v0.9.2/versions/99999/boots.json", nil)
 	})
 }
 
