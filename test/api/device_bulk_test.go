@@ -116,18 +116,27 @@ func TestDeviceBulk(t *testing.T) {
 				t.Fatal("a refused bulk restore recorded an operation")
 			}
 			m = p.must(202, a, "POST", bulk, map[string]any{"action": "restore", "devices": []any{d2}})
-			if o, _ := m["operations"].([]any); len(o) != 1 || o[0].(map[string]any)["kind"] != models.OpDeviceRestore {
+			if o, _ := m["operation"].(map[string]any); o["kind"] != models.OpBulkRestore || o["object_type"] != "device" {
 				t.Fatalf("bulk restore: %v", m)
 			}
 			if it := m["devices"].([]any)[0].(map[string]any); it["state"] != "queued" || it["operation_id"] == nil {
 				t.Fatalf("bulk restore item: %v", it)
 			}
 
-			// Delete: one transaction, d2's disk to the erator as its device-delete operation.
-			m = p.must(202, a, "POST", bulk, map[string]any{"action": "delete", "devices": []any{d1, d2}})
-			o, _ := m["operations"].([]any)
-			if len(o) != 1 || o[0].(map[string]any)["kind"] != models.OpDeviceDelete || o[0].(map[string]any)["object_id"] != float64(d2) {
-				t.Fatalf("bulk delete: %v", m)
+			// Delete: one transaction, d2's disk to the erator by the one bulk-delete
+			// operation, whose result lists d2 (d1 has no disk: nothing after the commit).
+			before = ops()
+			code, v, hdr := p.do(a, "POST", bulk, map[string]any{"action": "delete", "devices": []any{d1, d2}})
+			m, _ = v.(map[string]any)
+			o, _ := m["operation"].(map[string]any)
+			if code != 202 || o["kind"] != models.OpBulkDelete || o["object_id"] != float64(d2) || ops() != before+1 {
+				t.Fatalf("bulk delete: %d %v (%d operations recorded)", code, m, ops()-before)
+			}
+			if loc := hdr.Get("Location"); loc != o["url"] || loc == "" {
+				t.Errorf("bulk delete's Location %q, operation %v", loc, o["url"])
+			}
+			if res, _ := o["result"].([]any); len(res) != 1 || res[0].(map[string]any)["id"] != float64(d2) || res[0].(map[string]any)["state"] != "queued" {
+				t.Errorf("bulk delete's result: %v", o["result"])
 			}
 			var left int64
 			p.DB.Model(&models.Device{}).Where("id IN ?", []int{d1, d2}).Count(&left)
@@ -139,7 +148,7 @@ func TestDeviceBulk(t *testing.T) {
 			if events != 1 {
 				t.Errorf("bulk delete audited %d times, want once", events)
 			}
-			p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/operations/%d.json", id(o[0].(map[string]any))), nil)
+			p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/operations/%d.json", id(o)), nil)
 		})
 	}
 }
