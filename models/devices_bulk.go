@@ -80,7 +80,9 @@ type DeviceBulkResult struct {
 	Action  string           `json:"action"`
 	GroupID *uint            `json:"group_id,omitempty"`
 	Devices []DeviceBulkItem `json:"devices"`
-	Failed  int              `json:"failed"`
+	// Failed is kept for clients of the earlier answer: always 0, since a request either
+	// changes every device or none; outcomes after the commit are on the operation.
+	Failed int `json:"failed"`
 	// Operation is the one operation that carries out what runs after the commit (a lock
 	// change through each device's workflow, a restore, a deleted disk's move to the
 	// erator), nil when the rows were all there was to change.

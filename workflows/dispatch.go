@@ -70,10 +70,10 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	},
 	models.OpReplicateVolume: replicating(ReplicateVolume),
 	models.OpReplicateGroup:  replicating(ReplicateGroup),
-	models.OpBulkLock:    bulking(models.OpBulkLock),
-	models.OpBulkUnlock:  bulking(models.OpBulkUnlock),
-	models.OpBulkRestore: bulking(models.OpBulkRestore),
-	models.OpBulkDelete:  bulking(models.OpBulkDelete),
+	models.OpBulkLock:        bulking(models.OpBulkLock),
+	models.OpBulkUnlock:      bulking(models.OpBulkUnlock),
+	models.OpBulkRestore:     bulking(models.OpBulkRestore),
+	models.OpBulkDelete:      bulking(models.OpBulkDelete),
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
 	models.OpDeviceRestore: func(r recorded) (Start, error) {
