@@ -152,3 +152,62 @@ func TestDeviceBulk(t *testing.T) {
 		})
 	}
 }
+
+// TestDeviceListFilters: GET devices.json filters by group_id, server_id, version_id (an
+// id, or none) and locked, in the database (X-Total-Count counts the matches), and sorts
+// by server; a bad value is 422 naming its parameter, and a list without the filter
+// refuses it the same way.
+func TestDeviceListFilters(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			w := buildWorld(t, driver)
+			p, a := w.p, w.userA
+			var g models.Group
+			var srv models.Server
+			if err := p.DB.Where("network_id = ?", w.netA).Take(&g).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := p.DB.Where("network_id = ?", w.netA).Take(&srv).Error; err != nil {
+				t.Fatal(err)
+			}
+			for i := range 4 {
+				body := map[string]any{"network": w.netA, "mac": fmt.Sprintf("52:54:00:00:0f:%02x", i), "locked": i%2 == 0}
+				if i < 3 {
+					body["group_id"] = g.ID
+				}
+				d := id(p.must(201, a, "POST", "/api/v0.9.2/devices.json", body))
+				if i == 0 {
+					p.DB.Model(&models.Device{}).Where("id = ?", d).Update("server_id", srv.ID)
+				}
+			}
+			count := func(q string) string {
+				t.Helper()
+				code, v, h := p.do(a, "GET", fmt.Sprintf("/api/v0.9.2/devices.json?network_id=%d&%s", w.netA, q), nil)
+				if code != 200 {
+					t.Fatalf("%s: %d %v", q, code, v)
+				}
+				return h.Get("X-Total-Count")
+			}
+			// The world's network has one device already: unlocked, no group, no disk.
+			for q, want := range map[string]string{
+				fmt.Sprintf("group_id=%d", g.ID): "3", "group_id=none": "2", "locked=true": "2", "locked=false": "3",
+				fmt.Sprintf("server_id=%d", srv.ID): "1", "server_id=0": "4", "version_id=none": "5",
+				fmt.Sprintf("group_id=%d&locked=true", g.ID): "2", "sort=-server": "5",
+			} {
+				if got := count(q); got != want {
+					t.Errorf("devices.json?%s: %s devices, want %s", q, got, want)
+				}
+			}
+			for q, field := range map[string]string{"group_id=abc": "group_id", "locked=maybe": "locked", "server_id=-1": "server_id"} {
+				code, v, _ := p.do(a, "GET", "/api/v0.9.2/devices.json?"+q, nil)
+				if m, _ := v.(map[string]any); code != 422 || m["field"] != field {
+					t.Errorf("devices.json?%s: %d %v, want 422 naming %s", q, code, v, field)
+				}
+			}
+			if code, v, _ := p.do(a, "GET", "/api/v0.9.2/volumes.json?locked=true", nil); code != 422 || v.(map[string]any)["field"] != "locked" {
+				t.Errorf("volumes.json?locked=true: %d %v, want 422 naming locked", code, v)
+			}
+		})
+	}
+}
