@@ -36,7 +36,7 @@ var listSpecs = map[string]listSpec{
 	"devices": {search: []string{"name", "mac", "uuid"}, sort: map[string]string{"name": "name", "mac": "mac", "network": "network_id", "group": "group_id", "lock": "locked", "locked": "locked", "last_boot": "last_boot_at",
 		"server": "server_id", "version": "clone_version_id"},
 		filter: map[string]string{"group_id": "group_id", "server_id": "server_id", "version_id": "clone_version_id", "locked": "locked"}},
-	"menus":   {search: []string{"name"}, sort: map[string]string{"name": "name", "network": "network_id"}},
+	"menus": {search: []string{"name"}, sort: map[string]string{"name": "name", "network": "network_id"}},
 }
 
 // SortKey turns a list's column title into its sort key ("Size (GiB)" → "size_(gib)").
