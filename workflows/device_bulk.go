@@ -61,6 +61,9 @@ func BulkDevices(ctx workflow.Context, in BulkDevicesInput) (*BulkDevicesResult,
 	if action == "" || len(in.Devices) == 0 {
 		return nil, t.fail(models.Outcome{}, fmt.Errorf("bulk operation %d: kind %q with %d devices", in.OperationID, in.Kind, len(in.Devices)))
 	}
+	if err := t.step("devices", 0, "%s: 0/%d devices", action, len(in.Devices)); err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
 	// The parts under way finish even when the operation is cancelled.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	type part struct {
