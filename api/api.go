@@ -444,6 +444,14 @@ func page(c *fiber.Ctx) (models.Page, error) {
 		}
 	}
 	p.Q, p.Sort = strings.TrimSpace(c.Query("q")), strings.TrimSpace(c.Query("sort"))
+	for _, key := range models.ListFilterKeys {
+		if v := c.Query(key); v != "" {
+			if p.Filters == nil {
+				p.Filters = map[string]string{}
+			}
+			p.Filters[key] = v
+		}
+	}
 	return p.Normalize(), nil
 }
 

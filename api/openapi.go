@@ -270,13 +270,13 @@ func (s *spec) document(routes []fiber.Route) []byte {
 		}
 		list := reflect.New(reflect.SliceOf(c.out)).Elem().Interface()
 		paths[Prefix+"/"+c.name+".json"] = map[string]any{
-			"get": map[string]any{"summary": "List " + c.name, "parameters": []any{
+			"get": map[string]any{"summary": "List " + c.name, "parameters": append([]any{
 				map[string]any{"name": "page", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}},
 				map[string]any{"name": "per_page", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 500}},
 				map[string]any{"name": "network_id", "in": "query", "schema": map[string]any{"type": "integer"}},
 				map[string]any{"name": "q", "in": "query", "description": "text search (case-insensitive substring of the names, addresses…)", "schema": map[string]any{"type": "string"}},
 				map[string]any{"name": "sort", "in": "query", "description": "a column to sort by (e.g. name, network, state), -column descending; an unknown one is 422", "schema": map[string]any{"type": "string"}},
-			}, "responses": responses(map[string]any{"200": list})},
+			}, listFilters(nil, c.name)...), "responses": responses(map[string]any{"200": list})},
 			"post": map[string]any{"summary": "Create one of " + c.name, "requestBody": jsonBody(in), "responses": responses(createOK)},
 		}
 		paths[Prefix+"/"+c.name+"/{id}.json"] = map[string]any{
@@ -361,4 +361,21 @@ var queryParams = map[string][]any{
 var optionalBody = map[string]bool{
 	"POST /groups/{id}/publish.json": true, "POST /servers/{name}/erator/purge.json": true,
 	"POST /groups/{id}/maintenance.json": true, "POST /volumes/{id}/maintenance.json": true, "POST /devices/{id}/restore.json": true,
+}
+
+// listFilters adds the exact-match filters a collection declares (devices: group_id,
+// server_id, version_id, locked) to its list's parameters.
+func listFilters(params []any, name string) []any {
+	if name != "devices" {
+		return params
+	}
+	for _, f := range []struct{ key, desc, typ string }{
+		{"group_id", "only the devices of this group (0 or none: without a group)", "string"},
+		{"server_id", "only the devices whose disk is on this server (0 or none: without a disk)", "string"},
+		{"version_id", "only the devices whose disk is a clone of this group version (0 or none: without one)", "string"},
+		{"locked", "only locked (true) or unlocked (false) devices", "boolean"},
+	} {
+		params = append(params, map[string]any{"name": f.key, "in": "query", "description": f.desc, "schema": map[string]any{"type": f.typ}})
+	}
+	return params
 }

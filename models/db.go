@@ -138,9 +138,18 @@ func migrations() []*gormigrate.Migration {
 		bootHistoryMigration(),
 		serverSamplesMigration(),
 		serverBootBoundsMigration(),
+		addColumnsMigration("202612010105_operation_result", &operationResult{}, "Result"),
 		bootOutcomesMigration(),
 	}
 }
+
+// operationResult is the operations table as migration 202612010105 knows it (frozen): a
+// bulk action's outcome per device.
+type operationResult struct {
+	Result string `gorm:"type:text"`
+}
+
+func (operationResult) TableName() string { return "operations" }
 
 // volumeMaintenance is the volumes table as migration 202611250001 knows it (frozen: the
 // Volume struct may change later, this migration must not).

@@ -82,6 +82,8 @@ type opsData struct {
 	Wait      *models.OperationWait
 	CanCancel bool
 	CanRetry  bool
+	// A bulk action's outcome per device (models.Operation.Result).
+	Result []models.BulkOutcome
 }
 
 func (u *UI) operations(c *fiber.Ctx) error {
@@ -109,8 +111,8 @@ func (u *UI) operation(c *fiber.Ctx, r *rc, id uint) error {
 	if err != nil {
 		return err
 	}
-	d := &opsData{Ops: []opView{u.opView(r, op)}, Wait: wait,
-		CanCancel: !op.Finished() && op.ObjectType != "device", CanRetry: op.State == models.OpFailed || op.State == models.OpCancelled}
+	d := &opsData{Ops: []opView{u.opView(r, op)}, Wait: wait, Result: op.Result,
+		CanCancel: !op.Finished() && (op.ObjectType != "device" || models.IsBulk(op.Kind)), CanRetry: op.State == models.OpFailed || op.State == models.OpCancelled}
 	return u.render(c, "operations", fmt.Sprintf("Operation %d", id), "operations", d)
 }
 

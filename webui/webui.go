@@ -267,7 +267,6 @@ var notices = map[string]string{
 	"bulk-move":    "The selected devices moved to the group.",
 	"bulk-restore": "Accepted: the selected devices' disks are being restored; Operations shows their progress.",
 	"bulk-delete":  "The selected devices are deleted; their disks, if any, go to the erator.",
-	"bulk-queued":  "Some selected devices are being provisioned: their lock change is queued and takes effect when that ends.",
 	"cancelling":   "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
 }
 

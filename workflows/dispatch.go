@@ -70,6 +70,10 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	},
 	models.OpReplicateVolume: replicating(ReplicateVolume),
 	models.OpReplicateGroup:  replicating(ReplicateGroup),
+	models.OpBulkLock:        bulking(models.OpBulkLock),
+	models.OpBulkUnlock:      bulking(models.OpBulkUnlock),
+	models.OpBulkRestore:     bulking(models.OpBulkRestore),
+	models.OpBulkDelete:      bulking(models.OpBulkDelete),
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
 	models.OpDeviceRestore: func(r recorded) (Start, error) {
@@ -80,6 +84,15 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		return DeviceUpdate(r.Object, UpdateDelete, DeleteUpdateID(r.ID),
 			DeviceDeleteRequest{OperationID: r.ID, DeviceID: r.Object, NetworkID: r.Network, ServerID: r.ServerID, Pool: r.Pool}), nil
 	},
+}
+
+// bulking is a bulk action on devices (kind): one workflow per operation, over the
+// devices its input lists.
+func bulking(kind string) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: BulkDevicesID(r.ID), Workflow: BulkDevices,
+			Input: BulkDevicesInput{OperationID: r.ID, NetworkID: r.Network, Kind: kind, Devices: r.Devices}}, need(len(r.Devices) > 0, "devices")
+	}
 }
 
 // maintenanceEnd is the end of a group's or a volume's (kind) maintenance.
@@ -131,7 +144,7 @@ func Plan(op *models.Operation, in *models.OperationInput) (*Start, error) {
 	if !ok {
 		return nil, fmt.Errorf("no workflow for operations of kind %q", op.Kind)
 	}
-	if in.ServerID == 0 || in.Pool == "" {
+	if !models.IsBulk(op.Kind) && (in.ServerID == 0 || in.Pool == "") {
 		return nil, fmt.Errorf("operation %d (%s): the recorded input names no server and pool", op.ID, op.Kind)
 	}
 	r := recorded{ID: op.ID, Object: op.ObjectID, OperationInput: *in}

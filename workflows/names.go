@@ -147,3 +147,10 @@ const ReconcileScheduleID = "replication-reconcile"
 // ReconcileID is the id of the reconcile workflow the schedule starts (the schedule
 // appends the time of each run).
 const ReconcileID = "replication-reconcile"
+
+// BulkDevicesID is the id of bulk action operation opID on devices (one run per operation).
+func BulkDevicesID(opID uint) string { return fmt.Sprintf("devices-bulk-%d", opID) }
+
+// BulkUpdateID is the update id of bulk operation opID's change to device deviceID: a
+// retried activity joins the update it sent before.
+func BulkUpdateID(opID, deviceID uint) string { return fmt.Sprintf("bulk-op-%d-%d", opID, deviceID) }
