@@ -298,6 +298,7 @@ type ExportRow struct {
 	ID        uint
 	NetworkID uint
 	UUID      string
+	VDiskID   uint // a device's vdisk, its target's LUN 1 (0: none)
 }
 
 // DesiredExports lists the targets server serverID should export.
@@ -313,7 +314,11 @@ func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRo
 	}
 	out := make([]ExportRow, 0, len(devs))
 	for _, d := range devs {
-		out = append(out, ExportRow{Kind: "device", ID: d.ID, NetworkID: d.NetworkID, UUID: d.UUID})
+		vd, err := DeviceVDisk(db, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ExportRow{Kind: "device", ID: d.ID, NetworkID: d.NetworkID, UUID: d.UUID, VDiskID: vd})
 	}
 	var n Network
 	if err := db.Take(&n, srv.NetworkID).Error; err != nil {

@@ -31,6 +31,9 @@ type VDisk struct {
 	Name      string    `gorm:"size:200;not null" json:"name"`
 	SizeGiB   int64     `gorm:"column:size_gib;not null" json:"size"`
 	DeviceID  *uint     `json:"device_id"`
+	// ServerID is where its zvol <pool>/vdisks/<id> lives: its device's server when it was
+	// made, else the network's master.
+	ServerID  *uint     `json:"server_id"`
 	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

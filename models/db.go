@@ -137,6 +137,7 @@ func migrations() []*gormigrate.Migration {
 		bootRevisionMigration(),
 		bootHistoryMigration(),
 		serverSamplesMigration(),
+		vdisksMigration(),
 	}
 }
 

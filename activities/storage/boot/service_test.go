@@ -64,6 +64,31 @@ func (r *recordTarget) RemoveTarget(iqn string) error {
 	return nil
 }
 
+func (r *recordTarget) AddLUN(iqn string, n uint64, lc iscsi.LUNConfig) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tc, ok := r.added[iqn]
+	if !ok {
+		return iscsi.ErrTargetNotFound
+	}
+	for uint64(len(tc.LUNs)) <= n {
+		tc.LUNs = append(tc.LUNs, iscsi.LUNConfig{})
+	}
+	tc.LUNs[n] = lc
+	r.added[iqn] = tc
+	return nil
+}
+func (r *recordTarget) RemoveLUN(iqn string, n uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if tc, ok := r.added[iqn]; ok && uint64(len(tc.LUNs)) > n {
+		tc.LUNs = tc.LUNs[:n]
+		r.added[iqn] = tc
+	}
+	return nil
+}
+func (r *recordTarget) Sessions(string) int { return 0 }
+
 type countingProvisioner struct {
 	LocalProvisioner
 	mu   sync.Mutex
