@@ -277,4 +277,4 @@ type vdiskServer struct {
 	ServerID *uint
 }
 
-func (vdiskServer) TableName() string { return "vdisks" }
+func (vdiskServer) TableName() string { return "v_disks" }
