@@ -44,8 +44,9 @@ func (p *fakePanel) Exports(context.Context) ([]wire.Export, error) {
 }
 
 type recordTarget struct {
-	mu    sync.Mutex
-	added map[string]iscsi.TargetConfig
+	mu       sync.Mutex
+	added    map[string]iscsi.TargetConfig
+	sessions map[string]int
 }
 
 func (r *recordTarget) AddTarget(tc iscsi.TargetConfig) error {
@@ -87,7 +88,11 @@ func (r *recordTarget) RemoveLUN(iqn string, n uint64) error {
 	}
 	return nil
 }
-func (r *recordTarget) Sessions(string) int { return 0 }
+func (r *recordTarget) Sessions(iqn string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sessions[iqn]
+}
 
 type countingProvisioner struct {
 	LocalProvisioner
