@@ -226,14 +226,17 @@ func (s *Store) DeleteVDisk(ctx context.Context, a *Actor, id uint) (*Created, e
 	return &Created{Object: v, Operation: op}, nil
 }
 
-// DeviceVDisk is the vdisk attached to a device (0: none): its target's LUN 1.
-func DeviceVDisk(tx *gorm.DB, deviceID uint) (uint, error) {
-	var v VDisk
-	err := tx.Where("device_id = ? AND state IN ?", deviceID, []string{StateReady, StatePending}).Order("id").Take(&v).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return 0, nil
+// deviceVDisks maps the devices of a network to their vdisks (each its target's LUN 1),
+// in one query: an agent's export list asks for every device at once.
+func deviceVDisks(tx *gorm.DB, networkID uint) (map[uint]uint, error) {
+	var rows []VDisk
+	err := tx.Where("network_id = ? AND device_id IS NOT NULL AND state IN ?", networkID, []string{StateReady, StatePending}).
+		Order("id DESC").Find(&rows).Error
+	out := make(map[uint]uint, len(rows))
+	for _, v := range rows {
+		out[*v.DeviceID] = v.ID // the oldest wins, as vdiskDevice allows only one
 	}
-	return v.ID, err
+	return out, err
 }
 
 // applyVDiskAttach records where an attach operation moved its vdisk.
