@@ -165,5 +165,12 @@ func TestVDisks(t *testing.T) {
 		if got := p.must(200, a, "GET", path, nil); got["state"] != "deleted" {
 			t.Fatalf("after the delete: %v", got)
 		}
+		// A device's delete leaves its vdisk, detached.
+		spare := fmt.Sprintf("/api/v0.9.2/vdisks/%d.json", id(v2))
+		p.finish(p.must(202, a, "PATCH", spare, map[string]any{"device": d1}))
+		p.do(a, "DELETE", fmt.Sprintf("/api/v0.9.2/devices/%d.json", d1), nil)
+		if got := p.must(200, a, "GET", spare, nil); got["device_id"] != nil || got["state"] != "ready" {
+			t.Fatalf("vdisk of a deleted device: %v", got)
+		}
 	})
 }
