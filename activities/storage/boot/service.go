@@ -795,6 +795,12 @@ func (s *Service) restore(ctx context.Context, devices bool) (int, error) {
 	n := 0
 	var errs []error
 	for _, e := range exports {
+		if e.Kind == "device" && !devices {
+			// While the agent runs, a device's target is its workflow's and its LUN 1 (the
+			// vdisk) the agent's own AttachVDisk: the panel records a move after the agent
+			// made it, so its list may lag behind (and serve a vdisk twice).
+			continue
+		}
 		if e.Kind == "device" {
 			s.dmu.Lock()
 			if e.VDiskID == 0 {
@@ -803,13 +809,6 @@ func (s *Service) restore(ctx context.Context, devices bool) (int, error) {
 				s.vdisks[e.ID] = e.VDiskID
 			}
 			s.dmu.Unlock()
-		}
-		if e.Kind == "device" && !devices {
-			// The target is its device workflow's; its LUN 1 (the vdisk) is the agent's.
-			if err := s.serveVDisk(ctx, e.IQN(), e.VDiskID); err != nil {
-				errs = append(errs, err)
-			}
-			continue
 		}
 		var path string
 		var ok bool

@@ -14,7 +14,7 @@ import (
 
 // TestVDiskIsLUN1OfTheDeviceTarget: a device's vdisk is LUN 1 of its target at boot, stays
 // LUN 1 when the target is made again for a new clone (a reprovisioning replaces LUN 0
-// only), comes back from the panel's exports after a restart, and leaves a booted device
+// only), comes back from the panel's exports after a restart (not at a reconcile), and leaves a booted device
 // only once it has logged out.
 func TestVDiskIsLUN1OfTheDeviceTarget(t *testing.T) {
 	in := info(true, 1)
@@ -81,14 +81,21 @@ func TestVDiskIsLUN1OfTheDeviceTarget(t *testing.T) {
 	if err := svc.AttachVDisk(ctx, 1, 7, 0, true); err != nil || lun1() != "" {
 		t.Fatalf("detach: %v, LUN 1 %q", err, lun1())
 	}
-	// The panel's exports (a restart, a reconcile) put it back.
+	// A reconcile leaves device targets to the agent's own attachments (the panel's list
+	// lags behind them); a restart takes the panel's list.
 	panel.mu.Lock()
 	panel.exports = []wire.Export{{Kind: "device", ID: 7, NetworkID: 1, UUID: uuid1, VDiskID: 5}}
 	panel.mu.Unlock()
 	if _, err := svc.restore(ctx, false); err != nil {
 		t.Fatal(err)
 	}
+	if lun1() != "" {
+		t.Fatalf("a reconcile changed LUN 1: %q", lun1())
+	}
+	if _, err := svc.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if lun1() != vd {
-		t.Fatalf("LUN 1 after a reconcile: %q", lun1())
+		t.Fatalf("LUN 1 after a restart's restore: %q", lun1())
 	}
 }
