@@ -152,6 +152,9 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 	resource(r, sp, "devices", models.Device{}, owned[models.Device](h.Store, "device", crud[models.DeviceInput]{
 		create: h.Store.CreateDevice, update: asAny(h.Store.UpdateDevice), del: h.Store.DeleteDevice,
 	}))
+	resource(r, sp, "vdisks", models.VDisk{}, owned[models.VDisk](h.Store, "vdisk", crud[models.VDiskInput]{
+		create: h.Store.CreateVDisk, update: asAny(h.Store.UpdateVDisk), del: h.Store.DeleteVDisk,
+	}))
 	resource(r, sp, "menus", models.MenuView{}, crud[models.MenuInput]{
 		list: func(ctx context.Context, a *models.Actor, p models.Page, nid uint) (any, int64, error) {
 			ms, total, err := models.ListOwned[models.Menu](ctx, h.Store, a, p, nid)

@@ -256,7 +256,7 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		}
 		out := make([]wire.Export, 0, len(rows))
 		for _, r := range rows {
-			out = append(out, wire.Export{Kind: r.Kind, ID: r.ID, NetworkID: r.NetworkID, UUID: r.UUID})
+			out = append(out, wire.Export{Kind: r.Kind, ID: r.ID, NetworkID: r.NetworkID, UUID: r.UUID, VDiskID: r.VDiskID})
 		}
 		return c.JSON(out)
 	})

@@ -111,8 +111,8 @@ var routeDocs = map[string]routeDoc{
 // asyncCollections answer a create with 202 and the operation; changing keeps to the
 // collections whose update or delete may start long work (resize, lock, the erator).
 var (
-	asyncCollections    = map[string]bool{"volumes": true, "groups": true}
-	changingCollections = map[string]bool{"volumes": true, "groups": true, "devices": true}
+	asyncCollections    = map[string]bool{"volumes": true, "groups": true, "vdisks": true}
+	changingCollections = map[string]bool{"volumes": true, "groups": true, "devices": true, "vdisks": true}
 )
 
 // schema describes a Go type as a JSON schema: inputs by their `field` tags (canonical

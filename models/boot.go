@@ -298,6 +298,7 @@ type ExportRow struct {
 	ID        uint
 	NetworkID uint
 	UUID      string
+	VDiskID   uint // a device's vdisk, its target's LUN 1 (0: none)
 }
 
 // DesiredExports lists the targets server serverID should export.
@@ -311,9 +312,13 @@ func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRo
 	if err := db.Where("server_id = ? AND clone_version_id IS NOT NULL", serverID).Order("id").Find(&devs).Error; err != nil {
 		return nil, err
 	}
+	vdisks, err := deviceVDisks(db, srv.NetworkID)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]ExportRow, 0, len(devs))
 	for _, d := range devs {
-		out = append(out, ExportRow{Kind: "device", ID: d.ID, NetworkID: d.NetworkID, UUID: d.UUID})
+		out = append(out, ExportRow{Kind: "device", ID: d.ID, NetworkID: d.NetworkID, UUID: d.UUID, VDiskID: vdisks[d.ID]})
 	}
 	var n Network
 	if err := db.Take(&n, srv.NetworkID).Error; err != nil {

@@ -139,6 +139,7 @@ func migrations() []*gormigrate.Migration {
 		serverSamplesMigration(),
 		serverBootBoundsMigration(),
 		addColumnsMigration("202612010105_operation_result", &operationResult{}, "Result"),
+		vdisksMigration(),
 		bootOutcomesMigration(),
 	}
 }

@@ -223,6 +223,11 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 // diskOp the caller moves the disk (a bulk delete's operation).
 func deleteDeviceTx(tx *gorm.DB, a *Actor, d *Device, diskOp bool) ([]*Operation, error) {
 	var ops []*Operation
+	// Its vdisk outlives it, detached: persistent data is never deleted with a device (its
+	// target, LUN 1 included, goes with the device's disk).
+	if err := tx.Model(&VDisk{}).Where("device_id = ?", d.ID).Update("device_id", nil).Error; err != nil {
+		return nil, err
+	}
 	// A group or volume it maintained leaves maintenance, its target removed by a
 	// maintenance-end operation like any end of maintenance.
 	for _, m := range []struct {

@@ -82,6 +82,12 @@ const (
 	OpBulkUnlock  = "bulk-unlock"
 	OpBulkRestore = "bulk-restore"
 	OpBulkDelete  = "bulk-delete"
+	OpVDiskCreate = "vdisk-create"
+	OpVDiskResize = "vdisk-resize"
+	OpVDiskDelete = "vdisk-delete"
+	// vdisk-attach moves a vdisk to another device (or detaches it): LUN 1 of one target
+	// to LUN 1 of another, on the vdisk's server.
+	OpVDiskAttach = "vdisk-attach"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -110,6 +116,10 @@ var opObjects = map[string]string{
 	OpBulkUnlock:  "device",
 	OpBulkRestore: "device",
 	OpBulkDelete:  "device",
+	OpVDiskCreate: "vdisk",
+	OpVDiskResize: "vdisk",
+	OpVDiskDelete: "vdisk",
+	OpVDiskAttach: "vdisk",
 }
 
 // IsBulk reports whether kind is a bulk action on devices (its input lists them).
@@ -162,6 +172,9 @@ type OperationInput struct {
 	// bulk-*: the devices, each with the server (and pool) its disk is on (none for a
 	// lock change), in the order asked.
 	Devices []BulkDevice `json:"devices,omitempty"`
+	// vdisk-attach: the device it goes to (0: detached) and the one it leaves (0: none).
+	DeviceID     uint `json:"device_id,omitempty"`
+	FromDeviceID uint `json:"from_device_id,omitempty"`
 }
 
 // BulkDevice is one device of a bulk action's input.
@@ -200,6 +213,18 @@ func completeInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
 			}
 			in.ServerID = *n.MasterServerID
 		}
+	case "vdisk":
+		// A vdisk's work runs where its zvol lives.
+		if in.ServerID == 0 {
+			var v VDisk
+			if err := tx.Take(&v, op.ObjectID).Error; err != nil {
+				return fmt.Errorf("vdisk %d: %w", op.ObjectID, err)
+			}
+			if v.ServerID == nil {
+				return fmt.Errorf("vdisk %d has no server: %w", v.ID, errNoServer)
+			}
+			in.ServerID = *v.ServerID
+		}
 	}
 	if in.ServerID == 0 {
 		return fmt.Errorf("%s %d: %w", op.Kind, op.ObjectID, errNoServer)
@@ -220,6 +245,13 @@ func completeInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
 			return fmt.Errorf("volume %d: %w", op.ObjectID, err)
 		}
 		in.SizeGiB = v.SizeGiB
+	case op.Kind == OpVDiskCreate && in.SizeGiB == 0:
+		var v VDisk
+		if err := tx.Take(&v, op.ObjectID).Error; err != nil {
+			return fmt.Errorf("vdisk %d: %w", op.ObjectID, err)
+		}
+		in.SizeGiB = v.SizeGiB
+		in.DeviceID = ptrOr(v.DeviceID, 0)
 	case op.Kind == OpGroupCreate && in.VolumeID == 0:
 		var g Group
 		if err := tx.Take(&g, op.ObjectID).Error; err != nil {
@@ -442,6 +474,22 @@ func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
 		return setState(&Volume{}, pick(ok, StateDeleted, StateFailed))
 	case OpGroupCreate:
 		return settle(&Group{}, pick(ok, StateReady, StateFailed))
+	case OpVDiskCreate:
+		return settle(&VDisk{}, pick(ok, StateReady, StateFailed))
+	case OpVDiskResize:
+		if ok && o.VolumeSizeGiB > 0 {
+			return tx.Model(&VDisk{}).Where("id = ?", op.ObjectID).Update("size_gib", o.VolumeSizeGiB).Error
+		}
+	case OpVDiskDelete:
+		if ok {
+			// Deleted, it no longer counts as any device's disk.
+			return tx.Model(&VDisk{}).Where("id = ?", op.ObjectID).Updates(map[string]any{"state": StateDeleted, "device_id": nil}).Error
+		}
+		return setState(&VDisk{}, StateFailed)
+	case OpVDiskAttach:
+		if ok {
+			return applyVDiskAttach(tx, op)
+		}
 	case OpGroupRestore:
 		return settle(&Group{}, pick(ok, StateReady, StateDeleted))
 	case OpGroupDelete:

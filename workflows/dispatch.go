@@ -74,6 +74,19 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	models.OpBulkUnlock:      bulking(models.OpBulkUnlock),
 	models.OpBulkRestore:     bulking(models.OpBulkRestore),
 	models.OpBulkDelete:      bulking(models.OpBulkDelete),
+	models.OpVDiskCreate: func(r recorded) (Start, error) {
+		in := VDiskCreateInput{OperationID: r.ID, VDiskID: r.Object, NetworkID: r.Network, DeviceID: r.DeviceID, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VDiskCreateID(r.Object), Workflow: VDiskCreate, Input: in}, need(r.SizeGiB > 0, "size")
+	},
+	models.OpVDiskResize: func(r recorded) (Start, error) {
+		in := VolumeResizeInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VDiskResizeID(r.Object, r.SizeGiB), Workflow: VDiskResize, Input: in}, need(r.SizeGiB > 0, "size")
+	},
+	models.OpVDiskAttach: func(r recorded) (Start, error) {
+		in := VDiskAttachInput{OperationID: r.ID, VDiskID: r.Object, NetworkID: r.Network, From: r.FromDeviceID, To: r.DeviceID, ServerID: r.ServerID, Pool: r.Pool}
+		return Start{WorkflowID: VDiskAttachID(r.Object), Workflow: VDiskAttach, Again: true, Input: in}, nil
+	},
+	models.OpVDiskDelete: deleting("vdisk", VDiskDeleteID, VDiskDelete),
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
 	models.OpDeviceRestore: func(r recorded) (Start, error) {

@@ -43,6 +43,20 @@ func VolumeResizeID(volumeID uint, sizeGiB int64) string {
 // VolumeDeleteID is the id of a volume's deletion (one at a time per volume).
 func VolumeDeleteID(volumeID uint) string { return fmt.Sprintf("volume-delete-%d", volumeID) }
 
+// VDiskCreateID is the id of a vdisk's creation (once per vdisk).
+func VDiskCreateID(vdiskID uint) string { return fmt.Sprintf("vdisk-create-%d", vdiskID) }
+
+// VDiskResizeID is the id of growing a vdisk to a size (once per vdisk and size).
+func VDiskResizeID(vdiskID uint, sizeGiB int64) string {
+	return fmt.Sprintf("vdisk-resize-%d-%d", vdiskID, sizeGiB)
+}
+
+// VDiskAttachID is the id of a vdisk's move to another device (one at a time per vdisk).
+func VDiskAttachID(vdiskID uint) string { return fmt.Sprintf("vdisk-attach-%d", vdiskID) }
+
+// VDiskDeleteID is the id of a vdisk's deletion.
+func VDiskDeleteID(vdiskID uint) string { return fmt.Sprintf("vdisk-delete-%d", vdiskID) }
+
 // VolumeRestoreID is the id of a volume's restore from the erator (one at a time).
 func VolumeRestoreID(volumeID uint) string { return fmt.Sprintf("volume-restore-%d", volumeID) }
 

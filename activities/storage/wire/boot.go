@@ -160,6 +160,8 @@ type Export struct {
 	ID        uint   `json:"id"`   // the device, group or volume id
 	NetworkID uint   `json:"network_id"`
 	UUID      string `json:"uuid"` // the initiator's SMBIOS UUID
+	// VDiskID is a device's vdisk, served as LUN 1 of its target (0: none).
+	VDiskID uint `json:"vdisk_id,omitempty"`
 }
 
 // IQNPrefix is the naming authority of every target the agents export.
