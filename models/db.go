@@ -139,6 +139,7 @@ func migrations() []*gormigrate.Migration {
 		serverSamplesMigration(),
 		serverBootBoundsMigration(),
 		bootOutcomesMigration(),
+		rolloutsMigration(),
 	}
 }
 

@@ -73,6 +73,8 @@ const (
 	OpServerPromote        = "server-promote"
 	OpReplicateVolume      = "replicate-volume"
 	OpReplicateGroup       = "replicate-group"
+	// A rollout of a published version in waves (issue 18): canaries first, then the group.
+	OpGroupRollout = "group-rollout"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -96,6 +98,7 @@ var opObjects = map[string]string{
 	// A replication acts on the dataset; the slave it goes to is the input's server.
 	OpReplicateVolume: "volume",
 	OpReplicateGroup:  "group",
+	OpGroupRollout:    "group",
 }
 
 // OperationKinds lists every operation kind, sorted.
@@ -130,6 +133,8 @@ type OperationInput struct {
 	Retry int `json:"retry,omitempty"`
 	// replicate-volume, replicate-group: the newest snapshot wanted ("" the newest).
 	Snapshot string `json:"snapshot,omitempty"`
+	// group-rollout: the rollout row (with VersionID and Number).
+	RolloutID uint `json:"rollout_id,omitempty"`
 }
 
 // errNoServer: an operation's rows name no server for its work to run on (yet).
