@@ -27,4 +27,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(Notify)
 	r.RegisterWorkflow(HealthCheck)
 	r.RegisterWorkflow(TunnelPorts)
+	r.RegisterWorkflow(Rollout)
 }
