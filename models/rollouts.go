@@ -512,6 +512,16 @@ func (s *Store) GetRollout(ctx context.Context, a *Actor, id uint) (*Rollout, er
 	return r, nil
 }
 
+// OperationRollout loads the rollout a visible group-rollout operation carries.
+func (s *Store) OperationRollout(ctx context.Context, a *Actor, opID uint) (*Rollout, error) {
+	var r Rollout
+	if err := a.scopeNetworkOwned(s.DB.WithContext(ctx).Model(&Rollout{})).Where("operation_id = ?", opID).Take(&r).Error; err != nil {
+		return nil, notFoundOr(err, "rollout")
+	}
+	r.decode()
+	return &r, nil
+}
+
 // ListRollouts lists the rollouts the actor may see, newest first.
 func (s *Store) ListRollouts(ctx context.Context, a *Actor, p Page) ([]Rollout, int64, error) {
 	rs, n, err := listScoped[Rollout](ctx, s.DB, func(db *gorm.DB) *gorm.DB { return a.scopeNetworkOwned(db).Order("id DESC") }, p)
