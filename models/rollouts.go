@@ -36,7 +36,7 @@ const (
 	DefaultRolloutMinUp  = 100
 	DefaultRolloutP95    = 1.5
 	DefaultRolloutWait   = 30 * time.Minute
-	maxRolloutWait       = 7 * 24 * time.Hour
+	maxRolloutWait       = 24 * time.Hour
 	maxRolloutNamedCount = 1000
 )
 
@@ -242,8 +242,9 @@ type RolloutWave struct {
 }
 
 // StartRolloutWave chooses the canaries of rollout id once its version is ready: named
-// devices or a percentage of the group's devices, skipping locked devices and devices
-// whose server does not hold the version yet (a canary boots from its own server), and
+// devices or a percentage of the group's devices, skipping locked devices, devices
+// without a disk and devices whose server does not hold the version yet (a canary boots
+// from its own server: it is skipped, not waited for), and
 // records them with the wave's start; the boot path then serves them the new version.
 // Repeating it returns the wave already started.
 func StartRolloutWave(ctx context.Context, db *gorm.DB, id uint) (*RolloutWave, error) {
@@ -285,7 +286,13 @@ func StartRolloutWave(ctx context.Context, db *gorm.DB, id uint) (*RolloutWave, 
 			switch {
 			case d.Locked:
 				w.Skipped = append(w.Skipped, fmt.Sprintf("device %d is locked", d.ID))
-			case d.ServerID != nil && !holders[*d.ServerID]:
+			case d.ServerID == nil || d.CloneVersionID == nil:
+				// A canary proves the version on a device that boots, and its rollback
+				// gives it back the disk it had.
+				w.Skipped = append(w.Skipped, fmt.Sprintf("device %d has no disk yet", d.ID))
+			case *d.CloneVersionID == r.VersionID:
+				w.Skipped = append(w.Skipped, fmt.Sprintf("device %d has v%d already", d.ID, r.Number))
+			case !holders[*d.ServerID]:
 				w.Skipped = append(w.Skipped, fmt.Sprintf("device %d's server %d does not hold v%d yet", d.ID, *d.ServerID, r.Number))
 			default:
 				eligible = append(eligible, d.ID)

@@ -33,11 +33,12 @@ type RolloutResult struct {
 const (
 	rolloutPublishWait = storageWait
 	rolloutPollMin     = time.Second
-	rolloutPollMax     = 15 * time.Second
+	rolloutPollMax     = 150 * time.Second
 )
 
 // rolloutPoll is how often the canaries' boots are read: a 600th of the wait, within
-// rolloutPollMin..rolloutPollMax (a bound of 30 minutes polls every 3 s).
+// rolloutPollMin..rolloutPollMax (a bound of 30 minutes polls every 3 s, the longest,
+// 24 hours, every 144 s), so a wave's history stays within about 600 polls.
 func rolloutPoll(wait time.Duration) time.Duration {
 	return min(max(wait/600, rolloutPollMin), rolloutPollMax)
 }
