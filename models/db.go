@@ -183,6 +183,21 @@ func addColumnsMigration(id string, table any, cols ...string) *gormigrate.Migra
 	}
 }
 
+// createTableMigration creates a frozen table struct's table (unless it exists: the
+// initial migration of a new database may have made it), and drops it on rollback.
+func createTableMigration(id string, table any) *gormigrate.Migration {
+	return &gormigrate.Migration{
+		ID: id,
+		Migrate: func(tx *gorm.DB) error {
+			if tx.Migrator().HasTable(table) {
+				return nil
+			}
+			return tx.Migrator().CreateTable(table)
+		},
+		Rollback: func(tx *gorm.DB) error { return tx.Migrator().DropTable(table) },
+	}
+}
+
 func migrator(db *gorm.DB) *gormigrate.Gormigrate {
 	return gormigrate.New(db, &gormigrate.Options{TableName: "schema_migrations", IDColumnName: "id", IDColumnSize: 200, UseTransaction: true}, migrations())
 }

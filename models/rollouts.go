@@ -584,16 +584,7 @@ func RolloutReport(why string, records []BootHistory) string {
 
 // rolloutsMigration adds the rollouts table.
 func rolloutsMigration() *gormigrate.Migration {
-	return &gormigrate.Migration{
-		ID: "202612010420_rollouts",
-		Migrate: func(tx *gorm.DB) error {
-			if tx.Migrator().HasTable(&rolloutTable{}) {
-				return nil
-			}
-			return tx.Migrator().CreateTable(&rolloutTable{})
-		},
-		Rollback: func(tx *gorm.DB) error { return tx.Migrator().DropTable(&rolloutTable{}) },
-	}
+	return createTableMigration("202612010420_rollouts", &rolloutTable{})
 }
 
 // rolloutTable is the rollouts table as migration 202612010420 creates it (frozen).

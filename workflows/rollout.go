@@ -6,8 +6,6 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/models"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -231,14 +229,7 @@ func endRollout(ctx workflow.Context, t *tracker, in RolloutInput, state, report
 	}
 	out := &RolloutResult{State: state, Report: report}
 	if state == models.RolloutRolledBack && res.UserID != 0 {
-		cctx := workflow.WithChildOptions(dctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            RolloutNotifyID(in.RolloutID, res.UserID),
-			TaskQueue:             PanelQueue,
-			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		})
-		child := workflow.ExecuteChildWorkflow(cctx, Notify, NotifyInput{UserID: res.UserID, Subject: res.Subject, Body: res.Body})
-		if err := child.GetChildWorkflowExecution().Get(dctx, nil); err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		if err := notifyOnce(dctx, RolloutNotifyID(in.RolloutID, res.UserID), NotifyInput{UserID: res.UserID, Subject: res.Subject, Body: res.Body}); err != nil {
 			workflow.GetLogger(ctx).Warn("rollback mail not started", "rollout", in.RolloutID, "error", err)
 		}
 	}
