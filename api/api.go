@@ -60,6 +60,7 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.alerts(r)
 	h.opsRoutes(r)
 	h.operationRoutes(r)
+	h.rolloutRoutes(r)
 	h.tokenRoutes(r)
 	h.historyRoutes(r)
 	for _, f := range h.Extra {

@@ -321,6 +321,7 @@ func BootInfo(st *models.BootState) *wire.Info {
 	}
 	if g := st.Group; g != nil {
 		info.Group = groupInfo(g, st.Versions, st.Holders, st.Assigned)
+		info.Group.Canary = st.Canary
 	}
 	return info
 }

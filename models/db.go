@@ -141,6 +141,7 @@ func migrations() []*gormigrate.Migration {
 		addColumnsMigration("202612010105_operation_result", &operationResult{}, "Result"),
 		vdisksMigration(),
 		bootOutcomesMigration(),
+		rolloutsMigration(),
 	}
 }
 
@@ -189,6 +190,21 @@ func addColumnsMigration(id string, table any, cols ...string) *gormigrate.Migra
 			}
 			return nil
 		},
+	}
+}
+
+// createTableMigration creates a frozen table struct's table (unless it exists: the
+// initial migration of a new database may have made it), and drops it on rollback.
+func createTableMigration(id string, table any) *gormigrate.Migration {
+	return &gormigrate.Migration{
+		ID: id,
+		Migrate: func(tx *gorm.DB) error {
+			if tx.Migrator().HasTable(table) {
+				return nil
+			}
+			return tx.Migrator().CreateTable(table)
+		},
+		Rollback: func(tx *gorm.DB) error { return tx.Migrator().DropTable(table) },
 	}
 }
 

@@ -88,6 +88,8 @@ const (
 	// vdisk-attach moves a vdisk to another device (or detaches it): LUN 1 of one target
 	// to LUN 1 of another, on the vdisk's server.
 	OpVDiskAttach = "vdisk-attach"
+	// A rollout of a published version in waves (issue 18): canaries first, then the group.
+	OpGroupRollout = "group-rollout"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -112,14 +114,15 @@ var opObjects = map[string]string{
 	OpReplicateVolume: "volume",
 	OpReplicateGroup:  "group",
 	// A bulk action's object is its first device; the input lists them all.
-	OpBulkLock:    "device",
-	OpBulkUnlock:  "device",
-	OpBulkRestore: "device",
-	OpBulkDelete:  "device",
-	OpVDiskCreate: "vdisk",
-	OpVDiskResize: "vdisk",
-	OpVDiskDelete: "vdisk",
-	OpVDiskAttach: "vdisk",
+	OpBulkLock:     "device",
+	OpBulkUnlock:   "device",
+	OpBulkRestore:  "device",
+	OpBulkDelete:   "device",
+	OpVDiskCreate:  "vdisk",
+	OpVDiskResize:  "vdisk",
+	OpVDiskDelete:  "vdisk",
+	OpVDiskAttach:  "vdisk",
+	OpGroupRollout: "group",
 }
 
 // IsBulk reports whether kind is a bulk action on devices (its input lists them).
@@ -175,6 +178,8 @@ type OperationInput struct {
 	// vdisk-attach: the device it goes to (0: detached) and the one it leaves (0: none).
 	DeviceID     uint `json:"device_id,omitempty"`
 	FromDeviceID uint `json:"from_device_id,omitempty"`
+	// group-rollout: the rollout row (with VersionID and Number).
+	RolloutID uint `json:"rollout_id,omitempty"`
 }
 
 // BulkDevice is one device of a bulk action's input.

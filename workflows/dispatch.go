@@ -62,6 +62,10 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		in := GroupPublishInput{OperationID: r.ID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number, ServerID: r.ServerID, Pool: r.Pool}
 		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish, Input: in}, need(r.VersionID != 0 && r.Number > 0, "version_id and number")
 	},
+	models.OpGroupRollout: func(r recorded) (Start, error) {
+		in := RolloutInput{OperationID: r.ID, RolloutID: r.RolloutID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number}
+		return Start{WorkflowID: RolloutID(r.Object, r.Number), Workflow: Rollout, Input: in}, need(r.RolloutID != 0 && r.VersionID != 0 && r.Number > 0, "rollout_id, version_id and number")
+	},
 	models.OpGroupMaintenanceEnd:  maintenanceEnd("group"),
 	models.OpVolumeMaintenanceEnd: maintenanceEnd("volume"),
 	models.OpServerPromote: func(r recorded) (Start, error) {

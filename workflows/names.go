@@ -12,6 +12,7 @@ import (
 	"fmt"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/models"
 )
 
 // PanelQueue is the task queue of the panel worker: workflows and database activities.
@@ -72,6 +73,21 @@ func GroupRestoreID(groupID uint) string { return fmt.Sprintf("group-restore-%d"
 // GroupPublishID is the id of publishing version n of a group (once per version).
 func GroupPublishID(groupID uint, n int) string {
 	return fmt.Sprintf("group-publish-%d-v%d", groupID, n)
+}
+
+// RolloutID is the id of rolling version n of a group out in waves (once per version).
+func RolloutID(groupID uint, n int) string { return fmt.Sprintf("rollout-%d-v%d", groupID, n) }
+
+// Signals of a rollout's workflow, sent by the panel for the operator.
+const (
+	SignalRolloutPause  = models.RolloutPause
+	SignalRolloutResume = models.RolloutResume
+	SignalRolloutAbort  = models.RolloutAbort
+)
+
+// RolloutNotifyID is the id of the mail of rollout rolloutID's rollback to a user: sent once.
+func RolloutNotifyID(rolloutID, userID uint) string {
+	return fmt.Sprintf("notify-rollout-%d-%d", rolloutID, userID)
 }
 
 // EratorPurgeID is the id of a purge of a server's erator (one at a time per server).

@@ -32,4 +32,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(HealthCheck)
 	r.RegisterWorkflow(TunnelPorts)
 	r.RegisterWorkflow(BulkDevices)
+	r.RegisterWorkflow(Rollout)
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 )
 
@@ -40,8 +41,13 @@ func buildWorld(t *testing.T, driver string) *world {
 			continue
 		}
 		w.userB = auth
+		// A rollout of B's group (its workflow is not the point here: the row is).
+		ro := &models.Rollout{NetworkID: uint(n), GroupID: uint(id(grp)), VersionID: 1, Number: 2, PreviousID: 1, Previous: 1, State: models.RolloutCanary, OperationID: uint(id(op))}
+		if err := p.DB.Create(ro).Error; err != nil {
+			t.Fatal(err)
+		}
 		w.objects = map[string]int{"clients": id(client), "users": id(user), "networks": n, "tunnels": id(tun), "servers": id(srv),
-			"volumes": id(vol), "groups": id(grp), "devices": id(dev), "menus": id(menu), "operations": id(op), "vdisks": id(vdisk)}
+			"volumes": id(vol), "groups": id(grp), "devices": id(dev), "menus": id(menu), "operations": id(op), "vdisks": id(vdisk), "rollouts": int(ro.ID)}
 	}
 	return w
 }
@@ -61,7 +67,7 @@ func TestOwnershipMatrix(t *testing.T) {
 			for coll, oid := range w.objects {
 				path := fmt.Sprintf("/api/v0.9.2/%s/%d.json", coll, oid)
 				verbs := []string{"GET", "PUT", "PATCH", "DELETE"}
-				if coll == "operations" {
+				if coll == "operations" || coll == "rollouts" {
 					verbs = []string{"GET"}
 				}
 				for _, verb := range verbs {
@@ -83,7 +89,7 @@ func TestOwnershipMatrix(t *testing.T) {
 				// Lists never include B's objects.
 				_, list, _ := p.do(w.userA, "GET", "/api/v0.9.2/"+coll+".json?per_page=500", nil)
 				for _, item := range list.([]any) {
-					if m := item.(map[string]any); id(m) == oid && (coll == "clients" || coll == "users" || coll == "operations" || m["network_id"] != float64(w.netA)) {
+					if m := item.(map[string]any); id(m) == oid && (coll == "clients" || coll == "users" || coll == "operations" || coll == "rollouts" || m["network_id"] != float64(w.netA)) {
 						if coll == "networks" && id(m) == w.netA {
 							continue
 						}
@@ -112,6 +118,9 @@ func TestOwnershipMatrix(t *testing.T) {
 				{"DELETE", fmt.Sprintf("/api/v0.9.2/groups/%d/maintenance.json", gb), nil},
 				{"POST", fmt.Sprintf("/api/v0.9.2/volumes/%d/maintenance.json", w.objects["volumes"]), map[string]any{"device_id": w.objects["devices"]}},
 				{"DELETE", fmt.Sprintf("/api/v0.9.2/volumes/%d/maintenance.json", w.objects["volumes"]), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/pause.json", w.objects["rollouts"]), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/resume.json", w.objects["rollouts"]), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/abort.json", w.objects["rollouts"]), nil},
 			}
 			for _, coll := range []string{"tunnels", "servers", "volumes", "groups", "devices", "menus", "vdisks"} {
 				body := map[string]any{"network": nb, "name": "x", "alias": "x", "ip": "10.0.0.9", "pool": "tank", "vol_size": 1, "volume_id": w.objects["volumes"], "mac": "52:54:00:00:00:99"}

@@ -355,7 +355,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which %s", g.Name, offline), s.cfg.RebootPause)
 	}
 	in := DecideInput{Strict: g.Strict, Lazy: g.Lazy, Locked: dev.Locked, Assigned: g.Assigned,
-		Maintenance: g.Maintenance && g.MaintenanceDevice == dev.ID}
+		Maintenance: g.Maintenance && g.MaintenanceDevice == dev.ID, Canary: g.Canary}
 	if dev.CloneVersion > 0 && dev.CloneGroupID == g.ID {
 		in.Clone = dev.CloneVersion
 		in.CloneElsewhere = dev.CloneServerID != 0 && dev.CloneServerID != s.cfg.ServerID

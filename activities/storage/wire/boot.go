@@ -65,6 +65,9 @@ type GroupInfo struct {
 	// MaintenanceDevice is the device that boots the head read-write while in maintenance.
 	MaintenanceDevice uint          `json:"maintenance_device_id"`
 	Versions          []VersionInfo `json:"versions"`
+	// Canary: this device is a canary of a rollout: Assigned is the version rolled out
+	// to it alone, which it takes even under lazy locks (never when locked).
+	Canary bool `json:"canary,omitempty"`
 }
 
 // VolumeInfo is a volume in maintenance, as its maintenance device boots it.
