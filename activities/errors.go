@@ -21,6 +21,8 @@ var (
 	ErrExists          = errors.New("dataset already exists")
 	ErrHasClones       = errors.New("dataset has dependent clones")
 	ErrNotInErator     = errors.New("nothing in the erator to restore")
+	// ErrDeviceBooted: a vdisk cannot leave a device logged in to its target.
+	ErrDeviceBooted = errors.New("the device is booted: its target has an iSCSI session")
 )
 
 // Application error type names, stable across releases: workflows decide on undo and
@@ -37,6 +39,7 @@ const (
 	TypeNotInErator     = "NotInErator"
 	// TypeDeviceLocked: the device workflow refused to replace a locked device's disk.
 	TypeDeviceLocked = "DeviceLocked"
+	TypeDeviceBooted = "DeviceBooted"
 )
 
 var typeOf = []struct {
@@ -54,6 +57,7 @@ var typeOf = []struct {
 	{ErrExists, TypeExists, false},
 	{ErrHasClones, TypeHasClones, false},
 	{ErrNotInErator, TypeNotInErator, false},
+	{ErrDeviceBooted, TypeDeviceBooted, false},
 }
 
 // NonRetryableTypes lists the error types a retry cannot fix; activity retry policies

@@ -60,6 +60,7 @@ func (h *Handler) Mount(app *fiber.App) {
 	h.alerts(r)
 	h.opsRoutes(r)
 	h.operationRoutes(r)
+	h.rolloutRoutes(r)
 	h.tokenRoutes(r)
 	h.historyRoutes(r)
 	for _, f := range h.Extra {
@@ -151,6 +152,9 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 	}))
 	resource(r, sp, "devices", models.Device{}, owned[models.Device](h.Store, "device", crud[models.DeviceInput]{
 		create: h.Store.CreateDevice, update: asAny(h.Store.UpdateDevice), del: h.Store.DeleteDevice,
+	}))
+	resource(r, sp, "vdisks", models.VDisk{}, owned[models.VDisk](h.Store, "vdisk", crud[models.VDiskInput]{
+		create: h.Store.CreateVDisk, update: asAny(h.Store.UpdateVDisk), del: h.Store.DeleteVDisk,
 	}))
 	resource(r, sp, "menus", models.MenuView{}, crud[models.MenuInput]{
 		list: func(ctx context.Context, a *models.Actor, p models.Page, nid uint) (any, int64, error) {
@@ -444,6 +448,14 @@ func page(c *fiber.Ctx) (models.Page, error) {
 		}
 	}
 	p.Q, p.Sort = strings.TrimSpace(c.Query("q")), strings.TrimSpace(c.Query("sort"))
+	for _, key := range models.ListFilterKeys {
+		if v := c.Query(key); v != "" {
+			if p.Filters == nil {
+				p.Filters = map[string]string{}
+			}
+			p.Filters[key] = v
+		}
+	}
 	return p.Normalize(), nil
 }
 

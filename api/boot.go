@@ -257,7 +257,7 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		}
 		out := make([]wire.Export, 0, len(rows))
 		for _, r := range rows {
-			out = append(out, wire.Export{Kind: r.Kind, ID: r.ID, NetworkID: r.NetworkID, UUID: r.UUID})
+			out = append(out, wire.Export{Kind: r.Kind, ID: r.ID, NetworkID: r.NetworkID, UUID: r.UUID, VDiskID: r.VDiskID})
 		}
 		return c.JSON(out)
 	})
@@ -322,6 +322,7 @@ func BootInfo(st *models.BootState) *wire.Info {
 	}
 	if g := st.Group; g != nil {
 		info.Group = groupInfo(g, st.Versions, st.Holders, st.Assigned)
+		info.Group.Canary = st.Canary
 	}
 	return info
 }

@@ -189,6 +189,10 @@ func BootNetwork(nb *models.NetworkBoot) *wire.BootNetwork {
 	for _, dev := range sortedKeys(nb.Maintained) {
 		n.Maintained = append(n.Maintained, wire.Maintained{VolumeID: nb.Maintained[dev].ID, DeviceID: dev})
 	}
+	for _, dev := range sortedKeys(nb.Canaries) {
+		v := nb.Canaries[dev]
+		n.Canaries = append(n.Canaries, wire.Canary{DeviceID: dev, GroupID: v.GroupID, Version: v.Number})
+	}
 	return n
 }
 

@@ -82,7 +82,12 @@ var routeDocs = map[string]routeDoc{
 	"GET /audit.json":                        {"The audit log, newest first: who changed what (filters: network_id, user_id, object, object_id, action, since, until)", nil, map[string]any{"200": []models.AuditEntry{}}},
 	"GET /alerts.json":                       {"What keeps each network from being operational, with the page that fixes it", nil, map[string]any{"200": []models.Alert{}}},
 	"POST /servers/{id}/promote.json":        {"Make a slave its network's master (the master becomes a slave); 409 naming what it lacks", nil, map[string]any{"202": created{models.Server{}}}},
-	"POST /groups/{id}/publish.json":         {"Publish the group's next version (a snapshot on the master, replicated to the slaves)", models.PublishInput{}, map[string]any{"202": created{models.GroupVersion{}}}},
+	"POST /groups/{id}/publish.json":         {"Publish the group's next version (a snapshot on the master, replicated to the slaves); with rollout, to canary devices first (named, or a percentage), then to the whole group once they came up within the thresholds, else rolled back", models.PublishInput{}, map[string]any{"202": created{models.PublishedVersion{}}}},
+	"GET /rollouts.json":                     {"Rollouts of group versions in waves, newest first", nil, map[string]any{"200": []models.Rollout{}}},
+	"GET /rollouts/{id}.json":                {"A rollout: its canaries, thresholds, state and report (measured figures, or why it rolled back with the failing canaries' boots)", nil, map[string]any{"200": models.Rollout{}}},
+	"POST /rollouts/{id}/pause.json":         {"Pause a rollout's canary wave (the bound on its wait stops too)", nil, map[string]any{"202": models.Rollout{}}},
+	"POST /rollouts/{id}/resume.json":        {"Resume a paused rollout", nil, map[string]any{"202": models.Rollout{}}},
+	"POST /rollouts/{id}/abort.json":         {"Abort a rollout: the group assigns the previous version again, reprovisioned canaries get their previous disks back", nil, map[string]any{"202": models.Rollout{}}},
 	"POST /volumes/{id}/restore.json":        {"Bring a deleted volume back from the erator", nil, map[string]any{"202": created{models.Volume{}}}},
 	"POST /groups/{id}/restore.json":         {"Bring a deleted group back from the erator", nil, map[string]any{"202": created{models.Group{}}}},
 	"GET /servers/{name}/erator.json":        {"A server's erator (trash), as its agent last reported it", nil, map[string]any{"200": []models.EratorItem{}}},
@@ -112,8 +117,8 @@ var routeDocs = map[string]routeDoc{
 // asyncCollections answer a create with 202 and the operation; changing keeps to the
 // collections whose update or delete may start long work (resize, lock, the erator).
 var (
-	asyncCollections    = map[string]bool{"volumes": true, "groups": true}
-	changingCollections = map[string]bool{"volumes": true, "groups": true, "devices": true}
+	asyncCollections    = map[string]bool{"volumes": true, "groups": true, "vdisks": true}
+	changingCollections = map[string]bool{"volumes": true, "groups": true, "devices": true, "vdisks": true}
 )
 
 // schema describes a Go type as a JSON schema: inputs by their `field` tags (canonical
@@ -271,13 +276,13 @@ func (s *spec) document(routes []fiber.Route) []byte {
 		}
 		list := reflect.New(reflect.SliceOf(c.out)).Elem().Interface()
 		paths[Prefix+"/"+c.name+".json"] = map[string]any{
-			"get": map[string]any{"summary": "List " + c.name, "parameters": []any{
+			"get": map[string]any{"summary": "List " + c.name, "parameters": append([]any{
 				map[string]any{"name": "page", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}},
 				map[string]any{"name": "per_page", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 500}},
 				map[string]any{"name": "network_id", "in": "query", "schema": map[string]any{"type": "integer"}},
 				map[string]any{"name": "q", "in": "query", "description": "text search (case-insensitive substring of the names, addresses…)", "schema": map[string]any{"type": "string"}},
 				map[string]any{"name": "sort", "in": "query", "description": "a column to sort by (e.g. name, network, state), -column descending; an unknown one is 422", "schema": map[string]any{"type": "string"}},
-			}, "responses": responses(map[string]any{"200": list})},
+			}, listFilters(nil, c.name)...), "responses": responses(map[string]any{"200": list})},
 			"post": map[string]any{"summary": "Create one of " + c.name, "requestBody": jsonBody(in), "responses": responses(createOK)},
 		}
 		paths[Prefix+"/"+c.name+"/{id}.json"] = map[string]any{
@@ -362,4 +367,21 @@ var queryParams = map[string][]any{
 var optionalBody = map[string]bool{
 	"POST /groups/{id}/publish.json": true, "POST /servers/{name}/erator/purge.json": true,
 	"POST /groups/{id}/maintenance.json": true, "POST /volumes/{id}/maintenance.json": true, "POST /devices/{id}/restore.json": true,
+}
+
+// listFilters adds the exact-match filters a collection declares (devices: group_id,
+// server_id, version_id, locked) to its list's parameters.
+func listFilters(params []any, name string) []any {
+	if name != "devices" {
+		return params
+	}
+	for _, f := range []struct{ key, desc, typ string }{
+		{"group_id", "only the devices of this group (0 or none: without a group)", "string"},
+		{"server_id", "only the devices whose disk is on this server (0 or none: without a disk)", "string"},
+		{"version_id", "only the devices whose disk is a clone of this group version (0 or none: without one)", "string"},
+		{"locked", "only locked (true) or unlocked (false) devices", "boolean"},
+	} {
+		params = append(params, map[string]any{"name": f.key, "in": "query", "description": f.desc, "schema": map[string]any{"type": f.typ}})
+	}
+	return params
 }

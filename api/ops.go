@@ -13,7 +13,7 @@ import (
 //	GET  /servers/<id|name>/erator.json   -> the server's erator, as its agent last reported it
 //	POST /servers/<id|name>/erator/purge.json {"older_than": "24h"} -> 202 (admins only)
 //	POST /servers/<id>/promote.json       -> 202: the slave becomes the master (409 naming what it lacks)
-//	POST /devices/bulk.json               {"action", "devices", "group_id"} -> 200, or 202 with the operations it started
+//	POST /devices/bulk.json               {"action", "devices", "group_id"} -> 200, or 202 with its one operation (Location)
 func (h *Handler) opsRoutes(r fiber.Router) {
 	r.Post("/devices/bulk.json", func(c *fiber.Ctx) error {
 		var in models.DeviceBulkInput
@@ -24,11 +24,17 @@ func (h *Handler) opsRoutes(r fiber.Router) {
 		if err != nil {
 			return err
 		}
-		v := BulkView{DeviceBulkResult: *res, Operations: make([]OperationView, len(res.Operations))}
-		for i, op := range res.Operations {
-			v.Operations[i] = viewOperation(op)
+		v := BulkView{DeviceBulkResult: *res, Operations: []OperationView{}}
+		if res.Operation != nil {
+			ov := viewOperation(res.Operation)
+			v.Operation = &ov
+			v.Operations = append(v.Operations, ov)
 		}
-		if len(v.Operations) > 0 {
+		for _, op := range res.Others {
+			v.Operations = append(v.Operations, viewOperation(op))
+		}
+		if v.Operation != nil {
+			c.Location(v.Operation.URL)
 			return c.Status(fiber.StatusAccepted).JSON(v)
 		}
 		return c.JSON(v)
@@ -102,9 +108,12 @@ func (h *Handler) opsRoutes(r fiber.Router) {
 	})
 }
 
-// BulkView is the answer to a bulk action on devices: per device what it did, and the
-// operations it started (a restore's, a deleted disk's move to the erator).
+// BulkView is the answer to a bulk action on devices: per device what it did; the one
+// operation that does what runs after the commit (also in Location; its result keeps
+// each device's outcome); and every operation it started (that one first, then the ends
+// of maintenances a deleted device held).
 type BulkView struct {
 	models.DeviceBulkResult
+	Operation  *OperationView  `json:"operation,omitempty"`
 	Operations []OperationView `json:"operations"`
 }

@@ -29,6 +29,9 @@ const (
 	AlertSlaveUnreachable   = "slave_unreachable"
 	AlertSlavePoolFull      = "slave_pool_full"
 	AlertReplicationFailing = "replication_failing"
+	// A rollout's canaries failed its thresholds and it rolled back (until a newer
+	// version is published or the group is assigned another version).
+	AlertRolloutRolledBack = "rollout_rolled_back"
 )
 
 // Alert is one problem that keeps a network (or the panel) from being operational, with the
@@ -118,6 +121,10 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 	if err != nil {
 		return nil, err
 	}
+	rolledBack, err := rolledBackRollouts(db, ids)
+	if err != nil {
+		return nil, err
+	}
 	hasVersion := map[uint]bool{}
 	for _, g := range versioned {
 		hasVersion[g] = true
@@ -182,6 +189,10 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 		}
 		for _, al := range repl.alerts(n) {
 			add(al.Code, al.Link, "%s", al.Message)
+		}
+		for _, r := range rolledBack[nid] {
+			add(AlertRolloutRolledBack, fmt.Sprintf("/groups/%d", r.GroupID), "The rollout of group %d's v%d to network %q rolled back: the group assigns v%d again. %s",
+				r.GroupID, r.Number, n.Name, r.Previous, r.Report)
 		}
 	}
 	if a.SuperAdmin() {
@@ -317,4 +328,29 @@ func (h *replicationHealth) alerts(n Network) []Alert {
 			f.kind, f.object, f.slave.Name, f.failed, f.lastError)})
 	}
 	return out
+}
+
+// rolledBackRollouts are, per network, the rollouts that rolled back and still stand:
+// their version is the group's newest and the group assigns the version it went back to.
+func rolledBackRollouts(db *gorm.DB, ids []uint) (map[uint][]Rollout, error) {
+	out := map[uint][]Rollout{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var rs []Rollout
+	if err := db.Where("network_id IN ? AND state = ?", ids, RolloutRolledBack).Order("id").Find(&rs).Error; err != nil {
+		return nil, fmt.Errorf("alerts: rollouts: %w", err)
+	}
+	for _, r := range rs {
+		var newer int64
+		if err := db.Model(&GroupVersion{}).Where("group_id = ? AND number > ?", r.GroupID, r.Number).Count(&newer).Error; err != nil {
+			return nil, fmt.Errorf("alerts: rollouts: %w", err)
+		}
+		var g Group
+		if err := db.Take(&g, r.GroupID).Error; err != nil || newer > 0 || g.AssignedVersionID == nil || *g.AssignedVersionID != r.PreviousID {
+			continue
+		}
+		out[r.NetworkID] = append(out[r.NetworkID], r)
+	}
+	return out, nil
 }

@@ -29,6 +29,9 @@ type BootState struct {
 	Versions []GroupVersion
 	Holders  map[uint][]uint // version id -> server ids
 	Assigned *GroupVersion
+	// Canary: the device is a canary of a rollout of its group: Assigned is the version
+	// rolled out (served to it alone), which it takes even under lazy locks.
+	Canary bool
 	// Clone is the version of the device's clone (nil: none).
 	Clone *GroupVersion
 	Menu  *Menu
@@ -50,6 +53,9 @@ type NetworkBoot struct {
 	Menus    map[uint]Menu
 	// Maintained are the network's volumes in maintenance, by maintenance device id.
 	Maintained map[uint]Volume
+	// Canaries are the canaries of the network's rollouts in their canary wave, by device
+	// id: the version each is served instead of its group's assignment.
+	Canaries map[uint]GroupVersion
 }
 
 // GroupBoot is a group with its ready versions, who holds each, and the assigned one.
@@ -63,7 +69,8 @@ type GroupBoot struct {
 // LoadNetworkBoot reads a network's boot-wide state in a fixed number of queries.
 func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*NetworkBoot, error) {
 	db = db.WithContext(ctx)
-	nb := &NetworkBoot{Groups: map[uint]*GroupBoot{}, Versions: map[uint]GroupVersion{}, Menus: map[uint]Menu{}, Maintained: map[uint]Volume{}}
+	nb := &NetworkBoot{Groups: map[uint]*GroupBoot{}, Versions: map[uint]GroupVersion{}, Menus: map[uint]Menu{}, Maintained: map[uint]Volume{},
+		Canaries: map[uint]GroupVersion{}}
 	if err := db.Take(&nb.Network, networkID).Error; err != nil {
 		return nil, notFoundOr(err, "network")
 	}
@@ -125,6 +132,17 @@ func LoadNetworkBoot(ctx context.Context, db *gorm.DB, networkID uint) (*Network
 	}
 	for _, v := range vols {
 		nb.Maintained[*v.MaintenanceDeviceID] = v
+	}
+	var rollouts []Rollout
+	if err := db.Where("network_id = ? AND state = ?", n.ID, RolloutCanary).Order("id").Find(&rollouts).Error; err != nil {
+		return nil, err
+	}
+	for _, r := range rollouts {
+		if v, ok := nb.Versions[r.VersionID]; ok && v.State == StateReady {
+			for _, d := range idList(r.Canaries) {
+				nb.Canaries[d] = v
+			}
+		}
 	}
 	return nb, nil
 }
@@ -224,6 +242,9 @@ func BootLookup(ctx context.Context, db *gorm.DB, serverID uint, nb *NetworkBoot
 	}
 	g := gb.Group
 	st.Group, st.Versions, st.Holders, st.Assigned = &g, gb.Versions, gb.Holders, gb.Assigned
+	if v, ok := nb.Canaries[d.ID]; ok && v.GroupID == g.ID && !d.Locked {
+		st.Assigned, st.Canary = &v, true
+	}
 	return st, nil
 }
 
@@ -311,6 +332,7 @@ type ExportRow struct {
 	ID        uint
 	NetworkID uint
 	UUID      string
+	VDiskID   uint // a device's vdisk, its target's LUN 1 (0: none)
 }
 
 // DesiredExports lists the targets server serverID should export.
@@ -324,9 +346,13 @@ func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRo
 	if err := db.Where("server_id = ? AND clone_version_id IS NOT NULL", serverID).Order("id").Find(&devs).Error; err != nil {
 		return nil, err
 	}
+	vdisks, err := deviceVDisks(db, srv.NetworkID)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]ExportRow, 0, len(devs))
 	for _, d := range devs {
-		out = append(out, ExportRow{Kind: "device", ID: d.ID, NetworkID: d.NetworkID, UUID: d.UUID})
+		out = append(out, ExportRow{Kind: "device", ID: d.ID, NetworkID: d.NetworkID, UUID: d.UUID, VDiskID: vdisks[d.ID]})
 	}
 	var n Network
 	if err := db.Take(&n, srv.NetworkID).Error; err != nil {

@@ -138,10 +138,21 @@ func migrations() []*gormigrate.Migration {
 		bootHistoryMigration(),
 		serverSamplesMigration(),
 		serverBootBoundsMigration(),
+		addColumnsMigration("202612010105_operation_result", &operationResult{}, "Result"),
+		vdisksMigration(),
 		bootOutcomesMigration(),
 		bootResultsMigration(),
+		rolloutsMigration(),
 	}
 }
+
+// operationResult is the operations table as migration 202612010105 knows it (frozen): a
+// bulk action's outcome per device.
+type operationResult struct {
+	Result string `gorm:"type:text"`
+}
+
+func (operationResult) TableName() string { return "operations" }
 
 // volumeMaintenance is the volumes table as migration 202611250001 knows it (frozen: the
 // Volume struct may change later, this migration must not).
@@ -180,6 +191,21 @@ func addColumnsMigration(id string, table any, cols ...string) *gormigrate.Migra
 			}
 			return nil
 		},
+	}
+}
+
+// createTableMigration creates a frozen table struct's table (unless it exists: the
+// initial migration of a new database may have made it), and drops it on rollback.
+func createTableMigration(id string, table any) *gormigrate.Migration {
+	return &gormigrate.Migration{
+		ID: id,
+		Migrate: func(tx *gorm.DB) error {
+			if tx.Migrator().HasTable(table) {
+				return nil
+			}
+			return tx.Migrator().CreateTable(table)
+		},
+		Rollback: func(tx *gorm.DB) error { return tx.Migrator().DropTable(table) },
 	}
 }
 

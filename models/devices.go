@@ -201,7 +201,7 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 		if d, err = getScoped[Device](ctx, tx, a.scopeNetworkOwned, id, "device"); err != nil {
 			return err
 		}
-		ops, err = deleteDeviceTx(tx, a, d)
+		ops, err = deleteDeviceTx(tx, a, d, true)
 		return err
 	})
 	if err != nil {
@@ -218,10 +218,16 @@ func (s *Store) DeleteDevice(ctx context.Context, a *Actor, id uint) (*Created, 
 }
 
 // deleteDeviceTx deletes device d in the caller's transaction and returns the operations
-// to launch once it commits: the ends of the maintenances it held, then (last) the
-// device-delete that moves its disk to the erator, when it has one.
-func deleteDeviceTx(tx *gorm.DB, a *Actor, d *Device) ([]*Operation, error) {
+// to launch once it commits: the ends of the maintenances it held, then (last, with
+// diskOp) the device-delete that moves its disk to the erator, when it has one. Without
+// diskOp the caller moves the disk (a bulk delete's operation).
+func deleteDeviceTx(tx *gorm.DB, a *Actor, d *Device, diskOp bool) ([]*Operation, error) {
 	var ops []*Operation
+	// Its vdisk outlives it, detached: persistent data is never deleted with a device (its
+	// target, LUN 1 included, goes with the device's disk).
+	if err := tx.Model(&VDisk{}).Where("device_id = ?", d.ID).Update("device_id", nil).Error; err != nil {
+		return nil, err
+	}
 	// A group or volume it maintained leaves maintenance, its target removed by a
 	// maintenance-end operation like any end of maintenance.
 	for _, m := range []struct {
@@ -247,7 +253,7 @@ func deleteDeviceTx(tx *gorm.DB, a *Actor, d *Device) ([]*Operation, error) {
 			ops = append(ops, end)
 		}
 	}
-	if d.ServerID != nil {
+	if d.ServerID != nil && diskOp {
 		op, err := newOperation(tx, d.NetworkID, OpDeviceDelete, d.ID, OperationInput{ServerID: *d.ServerID})
 		if err != nil {
 			return nil, err

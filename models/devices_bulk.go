@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"gorm.io/gorm"
 )
@@ -62,8 +61,8 @@ type DeviceBulkInput struct {
 }
 
 // DeviceBulkItem is what a bulk action did to one device. State: "done" (changed),
-// "queued" (an operation runs it, or a lock change waits behind a provisioning) or
-// "failed" (Error says why; the device is as it was).
+// "queued" (the action's operation runs it: OperationID) or "failed" (Error says why; the
+// device is as it was).
 type DeviceBulkItem struct {
 	ID          uint   `json:"id"`
 	Name        string `json:"name"`
@@ -72,8 +71,8 @@ type DeviceBulkItem struct {
 	Error       string `json:"error,omitempty"`
 	OperationID *uint  `json:"operation_id,omitempty"`
 
-	lock bool // its lock is for its workflow to change
-	boot bool // its boot state changed in the transaction (one boot revision for them all)
+	work *BulkDevice // what the action's operation does for it after the commit
+	boot bool        // its boot state changed in the transaction (one boot revision for them all)
 }
 
 // DeviceBulkResult is the outcome of a bulk action, per device, in the order asked.
@@ -81,20 +80,48 @@ type DeviceBulkResult struct {
 	Action  string           `json:"action"`
 	GroupID *uint            `json:"group_id,omitempty"`
 	Devices []DeviceBulkItem `json:"devices"`
-	Failed  int              `json:"failed"`
-	// Operations are the operations the action started (restore, delete of devices
-	// with a disk), for the caller to follow.
-	Operations []*Operation `json:"-"`
+	// Failed is kept for clients of the earlier answer: always 0, since a request either
+	// changes every device or none; outcomes after the commit are on the operation.
+	Failed int `json:"failed"`
+	// Operation is the one operation that carries out what runs after the commit (a lock
+	// change through each device's workflow, a restore, a deleted disk's move to the
+	// erator), nil when the rows were all there was to change.
+	Operation *Operation `json:"-"`
+	// Others are the operations of other objects the action ended (a deleted device's
+	// maintenance of a group or volume).
+	Others []*Operation `json:"-"`
 }
 
-// BulkDevices carries out one action on several devices as one change: the devices are
-// looked up among those the caller may see, and every check and row change happens in
-// one transaction, so a device not visible (404 naming "devices"), a device the action
-// cannot apply to or a group outside a device's network (422 or 409 naming the device)
-// changes nothing at all. What runs after the commit goes the way the single action goes
-// (a lock change through each device's workflow; a restore or a delete's disk through a
-// device operation) and is reported per device; a lock change the workflow engine did not
-// take is "failed" for that device, whose lock is unchanged.
+// BulkOutcome is what a bulk action's operation did to one device (Operation.Result).
+// State: "queued" (not started yet), "done", "failed" (Error says why) or "cancelled" (the
+// operation was cancelled or failed before the device's turn).
+type BulkOutcome struct {
+	ID    uint   `json:"id"`
+	Name  string `json:"name,omitempty"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// Bulk outcome states.
+const (
+	BulkQueued    = "queued"
+	BulkDone      = "done"
+	BulkFailed    = "failed"
+	BulkCancelled = "cancelled"
+)
+
+// bulkKinds is the operation kind of each bulk action that has work after the commit.
+var bulkKinds = map[string]string{BulkLock: OpBulkLock, BulkUnlock: OpBulkUnlock, BulkRestore: OpBulkRestore, BulkDelete: OpBulkDelete}
+
+// BulkDevices carries out one action on several devices of one network as one change:
+// the devices are looked up among those the caller may see, and every check and row
+// change happens in one transaction, so a device not visible (404 naming "devices"), a
+// device the action cannot apply to or a group outside the network (422 or 409 naming
+// the device) changes nothing at all. What runs after the commit (a lock change through
+// each device's workflow; a restore; a deleted device's disk to the erator) is ONE
+// operation of kind bulk-<action>, recorded in the same transaction with its devices in
+// its input: one workflow does each device's part and keeps each outcome on the
+// operation (Result).
 func (s *Store) BulkDevices(ctx context.Context, a *Actor, in *DeviceBulkInput) (*DeviceBulkResult, error) {
 	if in.Action == nil || strings.TrimSpace(*in.Action) == "" {
 		return nil, Invalid("action", "is required: one of %s", strings.Join(BulkActions, ", "))
@@ -120,20 +147,24 @@ func (s *Store) BulkDevices(ctx context.Context, a *Actor, in *DeviceBulkInput) 
 	if action == BulkMove {
 		res.GroupID = nonZero(in.GroupID)
 	}
-	locker, _ := s.Engine.(DeviceLocker)
-	var devs []*Device
+	_, locker := s.Engine.(DeviceLocker)
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		if devs, err = resolveDevices(ctx, tx, a, refs); err != nil {
+		devs, err := resolveDevices(ctx, tx, a, refs)
+		if err != nil {
 			return err
 		}
+		nid := devs[0].NetworkID
 		ids := make([]uint, len(devs))
 		for i, d := range devs {
 			ids[i] = d.ID
+			if d.NetworkID != nid {
+				return Invalid("devices", "names devices of more than one network (device %d is in network %d, device %d in network %d): act on one network at a time",
+					devs[0].ID, nid, d.ID, d.NetworkID)
+			}
 		}
 		for _, d := range devs {
 			item := DeviceBulkItem{ID: d.ID, Name: d.Name, MAC: d.MAC, State: "done"}
-			if err := bulkOne(tx, a, d, action, res.GroupID, locker != nil, &item, res); err != nil {
+			if err := bulkOne(tx, a, d, action, res.GroupID, locker, &item, res); err != nil {
 				return deviceError(d, err)
 			}
 			res.Devices = append(res.Devices, item)
@@ -150,28 +181,76 @@ func (s *Store) BulkDevices(ctx context.Context, a *Actor, in *DeviceBulkInput) 
 				return err
 			}
 		}
+		if res.Operation, err = recordBulk(tx, nid, bulkKinds[action], res); err != nil {
+			return err
+		}
 		// One event for the whole action (each device's own event says what it did).
-		return audit(tx, a, &devs[0].NetworkID, "bulk-"+action, "device", devs[0].ID, joinIDs(ids))
+		return audit(tx, a, &nid, "bulk-"+action, "device", devs[0].ID, joinIDs(ids))
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, op := range res.Operations {
+	for _, op := range res.Others {
 		s.launch(ctx, op)
 	}
-	if locker != nil && (action == BulkLock || action == BulkUnlock) {
-		lockAll(ctx, locker, action == BulkLock, res)
-	}
-	for i := range res.Devices {
-		if res.Devices[i].State == "failed" {
-			res.Failed++
-		}
+	if res.Operation != nil {
+		s.launch(ctx, res.Operation)
 	}
 	return res, nil
 }
 
-// bulkOne applies action to device d in the transaction, filling in its item; operations
-// to launch after the commit go to res. With a locker, a lock change is left to it.
+// recordBulk records the bulk operation of kind for the devices of res that have work
+// after the commit (none: no operation), each outcome queued.
+func recordBulk(tx *gorm.DB, nid uint, kind string, res *DeviceBulkResult) (*Operation, error) {
+	var devs []BulkDevice
+	var outcomes []BulkOutcome
+	var servers []uint
+	for _, it := range res.Devices {
+		if it.work != nil {
+			devs = append(devs, *it.work)
+			outcomes = append(outcomes, BulkOutcome{ID: it.ID, Name: cmp.Or(it.Name, it.MAC), State: BulkQueued})
+			if it.work.ServerID != 0 && !slices.Contains(servers, it.work.ServerID) {
+				servers = append(servers, it.work.ServerID)
+			}
+		}
+	}
+	if len(devs) == 0 || kind == "" {
+		return nil, nil
+	}
+	// Each disk's pool is recorded with it: the workflow reads no row again.
+	if len(servers) > 0 {
+		var srvs []Server
+		if err := tx.Where("id IN ?", servers).Find(&srvs).Error; err != nil {
+			return nil, err
+		}
+		for i := range devs {
+			for _, srv := range srvs {
+				if srv.ID == devs[i].ServerID {
+					devs[i].Pool = srv.Pool
+				}
+			}
+		}
+	}
+	b, err := json.Marshal(OperationInput{Devices: devs})
+	if err != nil {
+		return nil, err
+	}
+	op := &Operation{NetworkID: &nid, Kind: kind, ObjectType: opObjects[kind], ObjectID: devs[0].ID, State: OpQueued,
+		Step: "queued", Message: fmt.Sprintf("0/%d devices", len(devs)), Input: string(b), Result: outcomes}
+	if err := tx.Create(op).Error; err != nil {
+		return nil, fmt.Errorf("record operation: %w", err)
+	}
+	for i := range res.Devices {
+		if res.Devices[i].work != nil {
+			res.Devices[i].State, res.Devices[i].OperationID = "queued", &op.ID
+		}
+	}
+	return op, nil
+}
+
+// bulkOne applies action to device d in the transaction, filling in its item; what the
+// bulk operation does for it after the commit goes to item.work, other objects'
+// operations to res. With a locker, a lock change is left to the device's workflow.
 func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locker bool, item *DeviceBulkItem, res *DeviceBulkResult) error {
 	switch action {
 	case BulkLock, BulkUnlock:
@@ -181,7 +260,7 @@ func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locke
 		}
 		if locker {
 			// The device's workflow changes it after the commit, in order with its provisionings.
-			item.lock = true
+			item.work = &BulkDevice{ID: d.ID}
 		} else {
 			if err := tx.Model(&Device{}).Where("id = ?", d.ID).Update("locked", lock).Error; err != nil {
 				return err
@@ -201,51 +280,85 @@ func bulkOne(tx *gorm.DB, a *Actor, d *Device, action string, group *uint, locke
 		item.boot = true
 		return audit(tx, a, &d.NetworkID, "update", "device", d.ID, "move")
 	case BulkRestore:
-		op, err := restoreDeviceTx(tx, a, d, "")
-		if err != nil {
-			return err
+		if d.ServerID == nil {
+			return Conflict("", "device %d has no disk on any server: there is nothing to restore", d.ID)
 		}
-		item.State, item.OperationID = "queued", &op.ID
-		res.Operations = append(res.Operations, op)
+		item.work = &BulkDevice{ID: d.ID, ServerID: *d.ServerID}
+		return audit(tx, a, &d.NetworkID, "restore", "device", d.ID, "")
 	case BulkDelete:
-		ops, err := deleteDeviceTx(tx, a, d)
+		ops, err := deleteDeviceTx(tx, a, d, false)
 		if err != nil {
 			return err
 		}
-		if n := len(ops); n > 0 && ops[n-1].Kind == OpDeviceDelete {
-			item.State, item.OperationID = "queued", &ops[n-1].ID
+		res.Others = append(res.Others, ops...)
+		if d.ServerID != nil {
+			item.work = &BulkDevice{ID: d.ID, ServerID: *d.ServerID}
 		}
-		res.Operations = append(res.Operations, ops...)
 	}
 	return nil
 }
 
-// bulkLocksAtOnce bounds the lock changes one bulk action has under way in the workflow
-// engine at once.
-const bulkLocksAtOnce = 16
+// BulkLimit bounds the devices a bulk operation's workflow has under way at once.
+const BulkLimit = 16
 
-// lockAll sends the lock changes to the workflows of the devices whose lock changes, at once (each may wait up to
-// the engine's lock wait behind a provisioning) and records each outcome.
-func lockAll(ctx context.Context, locker DeviceLocker, lock bool, res *DeviceBulkResult) {
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, bulkLocksAtOnce)
-	for i := range res.Devices {
-		if !res.Devices[i].lock {
-			continue
+// RecordBulkOutcome records what a bulk operation did to one of its devices and the
+// operation's progress (n/N devices, percent), as each device finishes. A finished
+// operation, or a device not in it, is left as it is. Repeating it changes nothing.
+func RecordBulkOutcome(ctx context.Context, db *gorm.DB, opID uint, out BulkOutcome) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var op Operation
+		if err := forUpdate(tx.Model(&Operation{})).Where("id = ?", opID).Take(&op).Error; err != nil {
+			return fmt.Errorf("operation %d: %w", opID, err)
 		}
-		wg.Add(1)
-		slots <- struct{}{}
-		go func(it *DeviceBulkItem) {
-			defer func() { <-slots; wg.Done() }()
-			switch err := locker.LockDevice(ctx, it.ID, lock); {
-			case errors.Is(err, ErrLockPending):
-				it.State = "queued"
-			case err != nil:
-				it.State, it.Error = "failed", "the workflow engine did not take the lock change, so this device's lock is unchanged; try again"
+		if op.Finished() {
+			return nil
+		}
+		done, failed := 0, 0
+		for i := range op.Result {
+			if op.Result[i].ID == out.ID {
+				op.Result[i].State, op.Result[i].Error = out.State, trunc(out.Error, 500)
 			}
-		}(&res.Devices[i])
+			switch op.Result[i].State {
+			case BulkDone:
+				done++
+			case BulkFailed:
+				done++
+				failed++
+			}
+		}
+		n := len(op.Result)
+		msg := fmt.Sprintf("%d/%d devices", done, n)
+		if failed > 0 {
+			msg += fmt.Sprintf(" (%d failed)", failed)
+		}
+		return tx.Model(&Operation{}).Where("id = ?", opID).Updates(map[string]any{
+			"result": outcomesJSON(op.Result), "state": OpRunning, "step": "devices",
+			"percent": min(99, done*100/max(n, 1)), "message": msg,
+		}).Error
+	})
+}
+
+// endBulkOutcomes marks the devices a failed or cancelled bulk operation never got to.
+func endBulkOutcomes(tx *gorm.DB, op *Operation, cancelled bool) error {
+	changed := false
+	for i := range op.Result {
+		if op.Result[i].State == BulkQueued {
+			op.Result[i].State, changed = BulkCancelled, true
+			if !cancelled {
+				op.Result[i].Error = "not run: the operation ended before this device's turn"
+			}
+		}
 	}
-	wg.Wait()
+	if !changed {
+		return nil
+	}
+	return tx.Model(&Operation{}).Where("id = ?", op.ID).Update("result", outcomesJSON(op.Result)).Error
+}
+
+// outcomesJSON is the result column's text (a map update skips the field's serializer).
+func outcomesJSON(res []BulkOutcome) string {
+	b, _ := json.Marshal(res) // plain structs: cannot fail
+	return string(b)
 }
 
 // resolveDevices finds each named device among those a may see, in order, each once.

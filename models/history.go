@@ -185,16 +185,7 @@ func (s *Store) DeviceBootHistory(ctx context.Context, a *Actor, deviceID uint, 
 
 // bootHistoryMigration creates the boot history table (frozen as this migration knows it).
 func bootHistoryMigration() *gormigrate.Migration {
-	return &gormigrate.Migration{
-		ID: "202611300501_boot_history",
-		Migrate: func(tx *gorm.DB) error {
-			if tx.Migrator().HasTable(&bootHistoryTable{}) {
-				return nil
-			}
-			return tx.Migrator().CreateTable(&bootHistoryTable{})
-		},
-		Rollback: func(tx *gorm.DB) error { return tx.Migrator().DropTable(&bootHistoryTable{}) },
-	}
+	return createTableMigration("202611300501_boot_history", &bootHistoryTable{})
 }
 
 // bootResultsMigration adds what matches a boot's result to its row, and why it ended so.

@@ -41,13 +41,16 @@ type Operation struct {
 	Error      string `gorm:"size:1000;not null;default:''" json:"error"`
 	// A transfer's progress (replication): bytes received so far, the whole stream's
 	// estimate and the recent rate in bytes per second; 0 for other kinds.
-	Bytes      int64      `gorm:"not null;default:0" json:"bytes"`
-	BytesTotal int64      `gorm:"not null;default:0" json:"bytes_total"`
-	Rate       int64      `gorm:"not null;default:0" json:"rate"`
-	Input      string     `gorm:"type:text;not null;default:''" json:"-"`
-	CreatedAt  time.Time  `json:"created_at"`
-	UpdatedAt  time.Time  `json:"updated_at"`
-	FinishedAt *time.Time `json:"finished_at"`
+	Bytes      int64  `gorm:"not null;default:0" json:"bytes"`
+	BytesTotal int64  `gorm:"not null;default:0" json:"bytes_total"`
+	Rate       int64  `gorm:"not null;default:0" json:"rate"`
+	Input      string `gorm:"type:text;not null;default:''" json:"-"`
+	// Result is a bulk action's outcome per device (bulk-* kinds), in the order asked,
+	// each updated as its device finishes; empty for other kinds.
+	Result     []BulkOutcome `gorm:"type:text;serializer:json" json:"result,omitempty"`
+	CreatedAt  time.Time     `json:"created_at"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+	FinishedAt *time.Time    `json:"finished_at"`
 }
 
 // Operation kinds, every one declared here. opObjects gives the type of object each acts
@@ -73,6 +76,20 @@ const (
 	OpServerPromote        = "server-promote"
 	OpReplicateVolume      = "replicate-volume"
 	OpReplicateGroup       = "replicate-group"
+	// A bulk action on devices (models.BulkDevices): one operation, one workflow, that
+	// sends the change to each device's workflow in turn, the devices listed in its input.
+	OpBulkLock    = "bulk-lock"
+	OpBulkUnlock  = "bulk-unlock"
+	OpBulkRestore = "bulk-restore"
+	OpBulkDelete  = "bulk-delete"
+	OpVDiskCreate = "vdisk-create"
+	OpVDiskResize = "vdisk-resize"
+	OpVDiskDelete = "vdisk-delete"
+	// vdisk-attach moves a vdisk to another device (or detaches it): LUN 1 of one target
+	// to LUN 1 of another, on the vdisk's server.
+	OpVDiskAttach = "vdisk-attach"
+	// A rollout of a published version in waves (issue 18): canaries first, then the group.
+	OpGroupRollout = "group-rollout"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -96,6 +113,31 @@ var opObjects = map[string]string{
 	// A replication acts on the dataset; the slave it goes to is the input's server.
 	OpReplicateVolume: "volume",
 	OpReplicateGroup:  "group",
+	// A bulk action's object is its first device; the input lists them all.
+	OpBulkLock:     "device",
+	OpBulkUnlock:   "device",
+	OpBulkRestore:  "device",
+	OpBulkDelete:   "device",
+	OpVDiskCreate:  "vdisk",
+	OpVDiskResize:  "vdisk",
+	OpVDiskDelete:  "vdisk",
+	OpVDiskAttach:  "vdisk",
+	OpGroupRollout: "group",
+}
+
+// IsBulk reports whether kind is a bulk action on devices (its input lists them).
+func IsBulk(kind string) bool {
+	switch kind {
+	case OpBulkLock, OpBulkUnlock, OpBulkRestore, OpBulkDelete:
+		return true
+	}
+	return false
+}
+
+// inDeviceWorkflow reports whether an operation runs as an update of its device's entity
+// workflow (one run, many operations), rather than as a workflow of its own.
+func (op *Operation) inDeviceWorkflow() bool {
+	return op.Kind == OpDeviceRestore || op.Kind == OpDeviceDelete
 }
 
 // OperationKinds lists every operation kind, sorted.
@@ -130,6 +172,21 @@ type OperationInput struct {
 	Retry int `json:"retry,omitempty"`
 	// replicate-volume, replicate-group: the newest snapshot wanted ("" the newest).
 	Snapshot string `json:"snapshot,omitempty"`
+	// bulk-*: the devices, each with the server (and pool) its disk is on (none for a
+	// lock change), in the order asked.
+	Devices []BulkDevice `json:"devices,omitempty"`
+	// vdisk-attach: the device it goes to (0: detached) and the one it leaves (0: none).
+	DeviceID     uint `json:"device_id,omitempty"`
+	FromDeviceID uint `json:"from_device_id,omitempty"`
+	// group-rollout: the rollout row (with VersionID and Number).
+	RolloutID uint `json:"rollout_id,omitempty"`
+}
+
+// BulkDevice is one device of a bulk action's input.
+type BulkDevice struct {
+	ID       uint   `json:"id"`
+	ServerID uint   `json:"server_id,omitempty"`
+	Pool     string `json:"pool,omitempty"`
 }
 
 // errNoServer: an operation's rows name no server for its work to run on (yet).
@@ -140,6 +197,13 @@ var errNoServer = errors.New("no server to run on")
 // device's on the server its caller names) with its pool, a new volume's size and a new
 // group's volume. Without a server it returns errNoServer, with what is missing.
 func completeInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
+	if IsBulk(op.Kind) {
+		// Each device's server is in the list; the bulk workflow itself runs on the panel.
+		if len(in.Devices) == 0 {
+			return fmt.Errorf("%s %d: the input lists no devices", op.Kind, op.ObjectID)
+		}
+		return nil
+	}
 	switch opObjects[op.Kind] {
 	case "server":
 		in.ServerID = op.ObjectID
@@ -153,6 +217,18 @@ func completeInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
 				return fmt.Errorf("network %d has no master server: %w", n.ID, errNoServer)
 			}
 			in.ServerID = *n.MasterServerID
+		}
+	case "vdisk":
+		// A vdisk's work runs where its zvol lives.
+		if in.ServerID == 0 {
+			var v VDisk
+			if err := tx.Take(&v, op.ObjectID).Error; err != nil {
+				return fmt.Errorf("vdisk %d: %w", op.ObjectID, err)
+			}
+			if v.ServerID == nil {
+				return fmt.Errorf("vdisk %d has no server: %w", v.ID, errNoServer)
+			}
+			in.ServerID = *v.ServerID
 		}
 	}
 	if in.ServerID == 0 {
@@ -174,6 +250,13 @@ func completeInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
 			return fmt.Errorf("volume %d: %w", op.ObjectID, err)
 		}
 		in.SizeGiB = v.SizeGiB
+	case op.Kind == OpVDiskCreate && in.SizeGiB == 0:
+		var v VDisk
+		if err := tx.Take(&v, op.ObjectID).Error; err != nil {
+			return fmt.Errorf("vdisk %d: %w", op.ObjectID, err)
+		}
+		in.SizeGiB = v.SizeGiB
+		in.DeviceID = ptrOr(v.DeviceID, 0)
 	case op.Kind == OpGroupCreate && in.VolumeID == 0:
 		var g Group
 		if err := tx.Take(&g, op.ObjectID).Error; err != nil {
@@ -195,7 +278,7 @@ func StartInput(ctx context.Context, db *gorm.DB, op *Operation) (*OperationInpu
 			return nil, fmt.Errorf("operation %d's input %q: %w", op.ID, op.Input, err)
 		}
 	}
-	if in.Pool != "" {
+	if in.Pool != "" || IsBulk(op.Kind) {
 		return &in, nil
 	}
 	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -396,6 +479,22 @@ func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
 		return setState(&Volume{}, pick(ok, StateDeleted, StateFailed))
 	case OpGroupCreate:
 		return settle(&Group{}, pick(ok, StateReady, StateFailed))
+	case OpVDiskCreate:
+		return settle(&VDisk{}, pick(ok, StateReady, StateFailed))
+	case OpVDiskResize:
+		if ok && o.VolumeSizeGiB > 0 {
+			return tx.Model(&VDisk{}).Where("id = ?", op.ObjectID).Update("size_gib", o.VolumeSizeGiB).Error
+		}
+	case OpVDiskDelete:
+		if ok {
+			// Deleted, it no longer counts as any device's disk.
+			return tx.Model(&VDisk{}).Where("id = ?", op.ObjectID).Updates(map[string]any{"state": StateDeleted, "device_id": nil}).Error
+		}
+		return setState(&VDisk{}, StateFailed)
+	case OpVDiskAttach:
+		if ok {
+			return applyVDiskAttach(tx, op)
+		}
 	case OpGroupRestore:
 		return settle(&Group{}, pick(ok, StateReady, StateDeleted))
 	case OpGroupDelete:
@@ -412,6 +511,10 @@ func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
 	case OpServerBootstrap:
 		if o.Stats != nil {
 			return recordStats(tx, op.ObjectID, o.Stats)
+		}
+	case OpBulkLock, OpBulkUnlock, OpBulkRestore, OpBulkDelete:
+		if o.Failed {
+			return endBulkOutcomes(tx, op, o.Cancelled)
 		}
 	}
 	return nil

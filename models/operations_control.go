@@ -65,9 +65,9 @@ func (s *Store) OperationStatus(ctx context.Context, a *Actor, id uint) (*Operat
 }
 
 // settleEnded records the end of a run that ended without saying so to the panel. A
-// device's operations are updates of a long-lived workflow and end with their update.
+// device's own operations are updates of a long-lived workflow and end with their update.
 func (s *Store) settleEnded(ctx context.Context, op *Operation, v *WorkflowView) error {
-	if op.ObjectType == "device" {
+	if op.inDeviceWorkflow() {
 		return nil
 	}
 	o := Outcome{WorkflowProgress: WorkflowProgress{OperationID: op.ID, Step: op.Step, Percent: op.Percent}, Failed: true}
@@ -137,7 +137,7 @@ func (s *Store) CancelOperation(ctx context.Context, a *Actor, id uint) (*Operat
 	if op.Finished() {
 		return nil, Conflict("state", "operation %d has already ended (%s): there is nothing to cancel", op.ID, op.State)
 	}
-	if op.ObjectType == "device" {
+	if op.inDeviceWorkflow() {
 		return nil, Conflict("kind", "operation %d (%s) runs inside device %d's workflow and cannot be cancelled alone", op.ID, op.Kind, op.ObjectID)
 	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
@@ -172,6 +172,11 @@ var retryable = map[string]string{
 	OpGroupPublish:    "",
 	OpEratorPurge:     "",
 	OpServerBootstrap: "",
+	// A bulk action runs again for the devices it did not do (failed or never reached).
+	OpBulkLock:    "",
+	OpBulkUnlock:  "",
+	OpBulkRestore: "",
+	OpBulkDelete:  "",
 }
 
 // RetryOperation runs a failed or cancelled operation again as a new operation with the
@@ -198,7 +203,7 @@ func (s *Store) RetryOperation(ctx context.Context, a *Actor, id uint) (*Operati
 		if err != nil {
 			return err
 		}
-		if old.ObjectType != "server" {
+		if old.ObjectType != "server" && !IsBulk(old.Kind) {
 			if err := preflight(tx, n); err != nil {
 				return err
 			}
@@ -211,7 +216,12 @@ func (s *Store) RetryOperation(ctx context.Context, a *Actor, id uint) (*Operati
 			return fmt.Errorf("operation %d's input: %w", old.ID, err)
 		}
 		in.Retry++
-		if op, err = newOperation(tx, n.ID, old.Kind, old.ObjectID, in); err != nil {
+		if IsBulk(old.Kind) {
+			op, err = retryBulk(tx, old, in)
+		} else {
+			op, err = newOperation(tx, n.ID, old.Kind, old.ObjectID, in)
+		}
+		if err != nil {
 			return err
 		}
 		return audit(tx, a, &n.ID, "retry", "operation", old.ID, fmt.Sprintf("%s as operation %d", old.Kind, op.ID))
@@ -273,4 +283,33 @@ func SettleUnmade(ctx context.Context, db *gorm.DB, deleteOpID uint, wid, rid, r
 		return opRows(tx, op.ID, "", "").Updates(map[string]any{"state": OpSucceeded, "step": "done", "percent": 100, "error": "",
 			"message": trunc(reason+": nothing to move, no agent needed", 1000), "finished_at": now}).Error
 	})
+}
+
+// retryBulk records the retry of a failed or cancelled bulk operation: the same action for
+// the devices it did not do (a restore done twice would swap the disks back).
+func retryBulk(tx *gorm.DB, old *Operation, in OperationInput) (*Operation, error) {
+	var devs []BulkDevice
+	var outcomes []BulkOutcome
+	for _, d := range in.Devices {
+		for _, o := range old.Result {
+			if o.ID == d.ID && o.State != BulkDone {
+				devs = append(devs, d)
+				outcomes = append(outcomes, BulkOutcome{ID: o.ID, Name: o.Name, State: BulkQueued})
+			}
+		}
+	}
+	if len(devs) == 0 {
+		return nil, Conflict("state", "operation %d did every device: there is nothing to retry", old.ID)
+	}
+	in.Devices = devs
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	op := &Operation{NetworkID: old.NetworkID, Kind: old.Kind, ObjectType: old.ObjectType, ObjectID: devs[0].ID, State: OpQueued,
+		Step: "queued", Message: fmt.Sprintf("0/%d devices", len(devs)), Input: string(b), Result: outcomes}
+	if err := tx.Create(op).Error; err != nil {
+		return nil, fmt.Errorf("record operation: %w", err)
+	}
+	return op, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -277,10 +278,10 @@ func TestOperationsRecordTheirWorkflowInput(t *testing.T) {
 		{OpDeviceDelete, "device", did, at(OperationInput{})},
 	} {
 		op := byKind(tc.kind)
-		if op.ObjectType != tc.object || op.ObjectID != tc.id || inputOf(t, op) != tc.want {
+		if op.ObjectType != tc.object || op.ObjectID != tc.id || !reflect.DeepEqual(inputOf(t, op), tc.want) {
 			t.Errorf("%s: %s %d with %s, want %s %d with %+v", tc.kind, op.ObjectType, op.ObjectID, op.Input, tc.object, tc.id, tc.want)
 		}
-		if in, err := StartInput(ctx, s.DB, op); err != nil || *in != tc.want {
+		if in, err := StartInput(ctx, s.DB, op); err != nil || !reflect.DeepEqual(*in, tc.want) {
 			t.Errorf("%s: start input %+v %v", tc.kind, in, err)
 		}
 	}
@@ -325,13 +326,13 @@ func TestStartInputCompletesOlderRows(t *testing.T) {
 		}
 		tc.want.ServerID, tc.want.Pool = sid, "tank"
 		in, err := StartInput(ctx, s.DB, op)
-		if err != nil || *in != tc.want {
+		if err != nil || !reflect.DeepEqual(*in, tc.want) {
 			t.Errorf("%s %q: %+v %v, want %+v", tc.kind, tc.input, in, err, tc.want)
 			continue
 		}
 		var kept Operation
 		s.DB.Take(&kept, op.ID)
-		if inputOf(t, &kept) != tc.want {
+		if !reflect.DeepEqual(inputOf(t, &kept), tc.want) {
 			t.Errorf("%s: kept %s", tc.kind, kept.Input)
 		}
 	}

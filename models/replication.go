@@ -115,16 +115,7 @@ func RecordVolumeCopy(ctx context.Context, db *gorm.DB, in VolumeCopyInput) erro
 
 // volumeCopyMigration adds the volume_copies table.
 func volumeCopyMigration() *gormigrate.Migration {
-	return &gormigrate.Migration{
-		ID: "202611300203_volume_copies",
-		Migrate: func(tx *gorm.DB) error {
-			if tx.Migrator().HasTable(&volumeCopyTable{}) {
-				return nil
-			}
-			return tx.Migrator().CreateTable(&volumeCopyTable{})
-		},
-		Rollback: func(tx *gorm.DB) error { return tx.Migrator().DropTable(&volumeCopyTable{}) },
-	}
+	return createTableMigration("202611300203_volume_copies", &volumeCopyTable{})
 }
 
 // volumeCopyTable is the volume_copies table as migration 202611300203 makes it (frozen).

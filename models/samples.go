@@ -145,16 +145,7 @@ func SamplesOf(ctx context.Context, db *gorm.DB, id uint, since time.Time) ([]Se
 
 // serverSamplesMigration creates the samples table (frozen as this migration knows it).
 func serverSamplesMigration() *gormigrate.Migration {
-	return &gormigrate.Migration{
-		ID: "202611302010_server_samples",
-		Migrate: func(tx *gorm.DB) error {
-			if tx.Migrator().HasTable(&serverSamplesTable{}) {
-				return nil
-			}
-			return tx.Migrator().CreateTable(&serverSamplesTable{})
-		},
-		Rollback: func(tx *gorm.DB) error { return tx.Migrator().DropTable(&serverSamplesTable{}) },
-	}
+	return createTableMigration("202611302010_server_samples", &serverSamplesTable{})
 }
 
 type serverSamplesTable struct {

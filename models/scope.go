@@ -63,6 +63,9 @@ type Page struct {
 	PerPage int
 	Q       string // text search (lists with searchable columns, models/search.go)
 	Sort    string // a sort key of the list, "-key" descending (models/search.go)
+	// Filters are exact-match filters by key (ListFilterKeys), each one the list declares
+	// (models/search.go); a key the list has not is 422 naming it.
+	Filters map[string]string
 }
 
 // Normalize applies the defaults (page 1, 50 per page) and bounds (at most 500 per page).
@@ -86,7 +89,7 @@ func listScoped[T any](ctx context.Context, db *gorm.DB, scope func(*gorm.DB) *g
 	if len(where) > 0 {
 		q = q.Where(where[0], where[1:]...)
 	}
-	if p.Q != "" || p.Sort != "" {
+	if p.Q != "" || p.Sort != "" || len(p.Filters) > 0 {
 		stmt := &gorm.Statement{DB: db}
 		if err := stmt.Parse(new(T)); err != nil {
 			return nil, 0, fmt.Errorf("list: %w", err)

@@ -2,6 +2,7 @@ package models
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
@@ -14,7 +15,13 @@ import (
 type listSpec struct {
 	search []string
 	sort   map[string]string
+	// filter: the ?key=value filters (ListFilterKeys) and the column each matches.
+	filter map[string]string
 }
+
+// ListFilterKeys are the query parameters a list may be filtered by: an id (0 or "none":
+// without one) or, for locked, true or false.
+var ListFilterKeys = []string{"group_id", "server_id", "version_id", "locked"}
 
 var listSpecs = map[string]listSpec{
 	"clients":  {search: []string{"name"}, sort: map[string]string{"name": "name", "max_networks": "max_networks"}},
@@ -26,8 +33,10 @@ var listSpecs = map[string]listSpec{
 	"volumes": {search: []string{"alias", "state"}, sort: map[string]string{"alias": "alias", "network": "network_id", "size_(gib)": "size_gib", "vol_size": "size_gib", "state": "state", "maintenance": "maintenance"}},
 	"groups": {search: []string{"name", "state"}, sort: map[string]string{"name": "name", "network": "network_id", "volume": "volume_id", "strict_versioning": "strict_versioning",
 		"lazy_locks": "lazy_locks", "state": "state", "maintenance": "maintenance"}},
-	"devices": {search: []string{"name", "mac", "uuid"}, sort: map[string]string{"name": "name", "mac": "mac", "network": "network_id", "group": "group_id", "lock": "locked", "locked": "locked", "last_boot": "last_boot_at"}},
-	"menus":   {search: []string{"name"}, sort: map[string]string{"name": "name", "network": "network_id"}},
+	"devices": {search: []string{"name", "mac", "uuid"}, sort: map[string]string{"name": "name", "mac": "mac", "network": "network_id", "group": "group_id", "lock": "locked", "locked": "locked", "last_boot": "last_boot_at",
+		"server": "server_id", "version": "clone_version_id"},
+		filter: map[string]string{"group_id": "group_id", "server_id": "server_id", "version_id": "clone_version_id", "locked": "locked"}},
+	"menus": {search: []string{"name"}, sort: map[string]string{"name": "name", "network": "network_id"}},
 }
 
 // SortKey turns a list's column title into its sort key ("Size (GiB)" → "size_(gib)").
@@ -46,6 +55,33 @@ func CanSort(table, key string) bool {
 // ("name", or "-name" for descending) must be one of the table's keys (422 naming sort).
 func searchAndSort(q *gorm.DB, table string, p Page) (*gorm.DB, error) {
 	spec := listSpecs[table]
+	for _, key := range ListFilterKeys {
+		v, ok := p.Filters[key]
+		if !ok {
+			continue
+		}
+		col, ok := spec.filter[key]
+		if !ok {
+			return nil, Invalid(key, "this list is not filtered by %s", key)
+		}
+		v = strings.ToLower(strings.TrimSpace(v))
+		switch {
+		case key == "locked":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, Invalid(key, "must be true or false")
+			}
+			q = q.Where(col+" = ?", b)
+		case v == "0" || v == "none":
+			q = q.Where(col + " IS NULL")
+		default:
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return nil, Invalid(key, "must be an id (0 or none: without one)")
+			}
+			q = q.Where(col+" = ?", n)
+		}
+	}
 	if s := strings.TrimSpace(p.Q); s != "" && len(spec.search) > 0 {
 		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(strings.ToLower(s)) + "%"
 		var conds []string

@@ -146,17 +146,32 @@ func (s *Store) GroupCompliance(ctx context.Context, a *Actor, groupID uint) ([]
 type PublishInput struct {
 	Note    *string `field:"note"`
 	Version *int    `field:"version,number"`
+	// Rollout, when given, rolls the version out in waves (rollouts.go): canaries first.
+	Rollout *RolloutInput `field:"rollout"`
+}
+
+// PublishedVersion is a published version with its rollout (nil: assigned at once).
+type PublishedVersion struct {
+	GroupVersion
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // PublishGroup records the group's next version (pending) and queues its snapshot
 // <pool>/iscsi/groups/<id>@v<N>.
 func (s *Store) PublishGroup(ctx context.Context, a *Actor, groupID uint, in *PublishInput) (*Created, error) {
 	var ver *GroupVersion
-	var op *Operation
+	var op, rop *Operation
+	var ro *Rollout
 	note := ""
 	if in.Note != nil {
 		var err error
 		if note, err = checkName("note", *in.Note, 500); err != nil {
+			return nil, err
+		}
+	}
+	if in.Rollout != nil {
+		var err error
+		if ro, err = newRollout(in.Rollout); err != nil {
 			return nil, err
 		}
 	}
@@ -187,6 +202,14 @@ func (s *Store) PublishGroup(ctx context.Context, a *Actor, groupID uint, in *Pu
 			var existing GroupVersion
 			if *in.Version < next && tx.Where("group_id = ? AND number = ?", g.ID, *in.Version).Take(&existing).Error == nil {
 				ver = &existing
+				var rs []Rollout
+				if err := tx.Where("version_id = ?", existing.ID).Limit(1).Find(&rs).Error; err != nil {
+					return err
+				}
+				if ro = nil; len(rs) == 1 {
+					ro = &rs[0]
+					ro.decode()
+				}
 				// The version id follows the server and pool (inputs recorded before them start with it).
 				return tx.Where("object_type = ? AND object_id = ? AND kind = ? AND input LIKE ?", "group", g.ID, OpGroupPublish,
 					fmt.Sprintf(`%%"version_id":%d,%%`, existing.ID)).Order("id DESC").Take(&op).Error
@@ -203,11 +226,28 @@ func (s *Store) PublishGroup(ctx context.Context, a *Actor, groupID uint, in *Pu
 		if op, err = newOperation(tx, g.NetworkID, OpGroupPublish, g.ID, OperationInput{VersionID: ver.ID, Number: next}); err != nil {
 			return err
 		}
+		if ro != nil {
+			if err := beginRollout(tx, a, g, ver, ro); err != nil {
+				return err
+			}
+			if rop, err = newOperation(tx, g.NetworkID, OpGroupRollout, g.ID, OperationInput{VersionID: ver.ID, Number: next, RolloutID: ro.ID}); err != nil {
+				return err
+			}
+			ro.OperationID = rop.ID
+			if err := tx.Model(ro).Update("operation_id", rop.ID).Error; err != nil {
+				return err
+			}
+			ro.decode()
+		}
 		return audit(tx, a, &g.NetworkID, "publish", "group", g.ID, fmt.Sprintf("v%d", next))
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.launch(ctx, op)
+	s.launch(ctx, rop)
+	if ro != nil {
+		return &Created{Object: &PublishedVersion{GroupVersion: *ver, Rollout: ro}, Operation: op}, nil
+	}
 	return &Created{Object: ver, Operation: op}, nil
 }

@@ -36,8 +36,8 @@ func newBulkBar(r *rc, nid uint) *bulkBar {
 }
 
 // bulkDevices carries out the action the selection bar sent on the devices ticked, as one
-// change (models.BulkDevices), then goes back to the list as it was shown. A device that
-// failed after the change (a lock the workflow engine did not take) is named on an error page.
+// change (models.BulkDevices): with work after the commit, to its one operation's page
+// (live progress, each device's outcome); otherwise back to the list as it was shown.
 func (u *UI) bulkDevices(c *fiber.Ctx) error {
 	r := u.rc(c)
 	v := formValues(c)
@@ -68,23 +68,11 @@ func (u *UI) bulkDevices(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if res.Failed > 0 {
-		var failed []string
-		for _, it := range res.Devices {
-			if it.State == "failed" {
-				failed = append(failed, fmt.Sprintf("%s (%s)", labelOf(it), it.Error))
-			}
-		}
-		return u.render(c.Status(fiber.StatusServiceUnavailable), "error", "Partly done", "devices", map[string]any{"Code": fiber.StatusServiceUnavailable,
-			"Message": fmt.Sprintf("%d of %d devices were not changed: %s. The others were.", res.Failed, len(res.Devices), strings.Join(failed, "; ")),
-			"Back":    "/devices"})
+	if res.Operation != nil {
+		// What runs after the commit is one operation: its page shows it live, device by device.
+		return c.Redirect(fmt.Sprintf("/operations/%d?notice=queued", res.Operation.ID), fiber.StatusSeeOther)
 	}
 	notice := "bulk-" + res.Action
-	for _, it := range res.Devices {
-		if it.State == "queued" && (res.Action == models.BulkLock || res.Action == models.BulkUnlock) {
-			notice = "bulk-queued"
-		}
-	}
 	// Back to the list as it was (its filter, search, sort and page).
 	back := url.Values{}
 	if ref, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && ref.Path == "/devices" {
@@ -92,11 +80,4 @@ func (u *UI) bulkDevices(c *fiber.Ctx) error {
 	}
 	back.Set("notice", notice)
 	return c.Redirect("/devices?"+back.Encode(), fiber.StatusSeeOther)
-}
-
-func labelOf(it models.DeviceBulkItem) string {
-	if it.Name != "" {
-		return it.Name
-	}
-	return it.MAC
 }

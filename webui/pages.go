@@ -82,6 +82,10 @@ type opsData struct {
 	Wait      *models.OperationWait
 	CanCancel bool
 	CanRetry  bool
+	// A bulk action's outcome per device (models.Operation.Result).
+	Result []models.BulkOutcome
+	// Rollout is a rollout operation's rollout, steered by its own buttons (pause, resume, abort).
+	Rollout *models.Rollout
 }
 
 func (u *UI) operations(c *fiber.Ctx) error {
@@ -109,9 +113,26 @@ func (u *UI) operation(c *fiber.Ctx, r *rc, id uint) error {
 	if err != nil {
 		return err
 	}
-	d := &opsData{Ops: []opView{u.opView(r, op)}, Wait: wait,
-		CanCancel: !op.Finished() && op.ObjectType != "device", CanRetry: op.State == models.OpFailed || op.State == models.OpCancelled}
+	d := &opsData{Ops: []opView{u.opView(r, op)}, Wait: wait, Result: op.Result,
+		CanCancel: !op.Finished() && (op.ObjectType != "device" || models.IsBulk(op.Kind)), CanRetry: op.State == models.OpFailed || op.State == models.OpCancelled}
+	if op.Kind == models.OpGroupRollout {
+		if d.Rollout, err = u.store.OperationRollout(r.ctx, r.a, op.ID); err != nil {
+			return err
+		}
+		d.CanCancel = false // abort says what it does
+	}
 	return u.render(c, "operations", fmt.Sprintf("Operation %d", id), "operations", d)
+}
+
+// controlRollout pauses, resumes or aborts a rollout (POST, then its operation's page).
+func (u *UI) controlRollout(signal string) func(c *fiber.Ctx, r *rc, id uint) error {
+	return func(c *fiber.Ctx, r *rc, id uint) error {
+		ro, err := u.store.ControlRollout(r.ctx, r.a, id, signal)
+		if err != nil {
+			return err
+		}
+		return c.Redirect(fmt.Sprintf("/operations/%d?notice=rollout-%s", ro.OperationID, signal), fiber.StatusSeeOther)
+	}
 }
 
 // controlOperation cancels or retries an operation (POST, then the operation's page:

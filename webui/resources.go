@@ -49,7 +49,7 @@ func refOptions[T any](r *rc, nid uint, none string, label func(*T) string, id f
 }
 
 func resources() []*resource {
-	return []*resource{clientsRes(), usersRes(), networksRes(), tunnelsRes(), serversRes(), volumesRes(), groupsRes(), devicesRes(), menusRes()}
+	return []*resource{clientsRes(), usersRes(), networksRes(), tunnelsRes(), serversRes(), volumesRes(), groupsRes(), devicesRes(), menusRes(), vdisksRes()}
 }
 
 func clientsRes() *resource {
@@ -162,7 +162,7 @@ func (r *rc) objName(kind string, id *uint) cell {
 	}
 	var name string
 	switch kind {
-	case "tunnels", "servers", "groups", "menus", "volumes", "devices": // the objects of a network
+	case "tunnels", "servers", "groups", "menus", "volumes", "devices", "vdisks": // the objects of a network
 		if o, err := resourceNamed(kind).get(r, *id); err == nil {
 			name = o.label
 		}
@@ -457,6 +457,49 @@ func volumesRes() *resource {
 			devs := refOptions(r, v.NetworkID, "— choose a device —", func(d *models.Device) string { return orDash(d.Name) + " (" + d.MAC + ")" }, func(d *models.Device) uint { return d.ID })
 			return []*formView{{ID: "maintenance-", Heading: "Maintenance", Action: fmt.Sprintf("/volumes/%d/maintenance", v.ID), Submit: "Start maintenance",
 				Fields: []field{{Name: "device_id", Label: "Device that boots the volume read-write (to install the first OS)", Type: "select", Options: devs, Required: true}}}}
+		},
+	}
+	return k.resource()
+}
+
+func vdisksRes() *resource {
+	list, get := owned[models.VDisk]("vdisk")
+	k := &kind[models.VDisk]{
+		meta: meta{Name: "vdisks", Title: "VDisks", Singular: "VDisk", Icon: "volume", Object: "vdisk", Submit: "Add", Filter: true,
+			Help: "A vdisk is a device's persistent data disk, its second disk (LUN 1): never reprovisioned, so data kept there survives new versions. Attach it to a device once it exists; it grows, never shrinks."},
+		columns: []string{"Name", "Network", "Size (GiB)", "Device", "Server", "State"},
+		list:    list, get: get,
+		id:    func(x *models.VDisk) uint { return x.ID },
+		label: func(x *models.VDisk) string { return x.Name },
+		row: func(r *rc, v *models.VDisk) []cell {
+			return []cell{{Text: v.Name, Link: fmt.Sprintf("/vdisks/%d", v.ID)}, r.netCell(v.NetworkID), {Text: i64toa(v.SizeGiB)},
+				r.objName("devices", v.DeviceID), r.objName("servers", v.ServerID), stateBadge(v.State)}
+		},
+		fields: func(r *rc, o *models.VDisk) []field {
+			v := cmp.Or(o, &models.VDisk{})
+			size := ""
+			if o != nil {
+				size = i64toa(v.SizeGiB)
+			}
+			fs := []field{
+				r.networkField(v.NetworkID, o == nil),
+				{Name: "name", Label: "Name", Type: "text", Value: v.Name, Required: true},
+				{Name: "size", Label: "Size (GiB)", Type: "number", Value: size, Required: true, Inputmode: "numeric", Help: "Sparse; a vdisk can only grow."},
+			}
+			if o != nil {
+				devs := refOptions(r, v.NetworkID, "— detached —", func(d *models.Device) string { return orDash(d.Name) + " (" + d.MAC + ")" }, func(d *models.Device) uint { return d.ID })
+				fs = append(fs, field{Name: "device_id", Label: "Device", Type: "select", Value: ptrString(v.DeviceID), Options: devs,
+					Help: "Its target serves the vdisk as LUN 1. Moving it is refused while the device it leaves is booted."})
+			}
+			return fs
+		},
+		create: storeCreate((*models.Store).CreateVDisk),
+		update: storeUpdate((*models.Store).UpdateVDisk),
+		del:    storeDelete((*models.Store).DeleteVDisk),
+		details: func(r *rc, v *models.VDisk) []detail {
+			return []detail{{Label: "Name", Value: v.Name}, {Label: "Network", Value: r.netName(v.NetworkID), Link: fmt.Sprintf("/networks/%d", v.NetworkID)},
+				{Label: "Size", Value: i64toa(v.SizeGiB) + " GiB"}, {Label: "Device", Value: r.objName("devices", v.DeviceID).Text},
+				{Label: "Server", Value: r.objName("servers", v.ServerID).Text}, {Label: "State", Value: v.State, Badge: v.State}}
 		},
 	}
 	return k.resource()

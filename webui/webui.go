@@ -107,6 +107,9 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.get("/operations/:id", u.h(u.withID(u.operation)))
 	r.post("/operations/:id/cancel", u.h(u.withID(u.controlOperation(false))))
 	r.post("/operations/:id/retry", u.h(u.withID(u.controlOperation(true))))
+	for _, signal := range []string{models.RolloutPause, models.RolloutResume, models.RolloutAbort} {
+		r.post("/rollouts/:id/"+signal, u.h(u.withID(u.controlRollout(signal))))
+	}
 	r.get("/events/operations", u.h(u.events))
 	r.get("/networks/:id/delegations", u.h(u.withID(u.delegations)))
 	r.post("/networks/:id/delegations", u.h(u.withID(u.delegate)))
@@ -245,30 +248,32 @@ func (u *UI) render(c *fiber.Ctx, name, title, nav string, data any) error {
 
 // notices are the fixed messages a redirect can ask for (?notice=...).
 var notices = map[string]string{
-	"created":      "Created.",
-	"saved":        "Saved.",
-	"deleted":      "Deleted.",
-	"queued":       "Accepted: the work runs in the background; its progress shows below.",
-	"locked":       "Device locked.",
-	"unlocked":     "Device unlocked.",
-	"lockqueued":   "The device is being provisioned: the lock change is queued and takes effect when that ends.",
-	"password":     "Password changed; your other sessions were logged out.",
-	"delegated":    "Access delegated.",
-	"undelegated":  "Delegation removed.",
-	"loggedout":    "You are logged out.",
-	"published":    "Publishing the next version: its progress shows below.",
-	"promoted":     "Switching the master: its progress shows below.",
-	"assigned":     "Assigned version saved.",
-	"maintenance":  "Maintenance changed.",
-	"token":        "Token created: copy it now, it is shown only once.",
-	"revoked":      "Token revoked: it no longer works.",
-	"bulk-lock":    "The selected devices are locked.",
-	"bulk-unlock":  "The selected devices are unlocked.",
-	"bulk-move":    "The selected devices moved to the group.",
-	"bulk-restore": "Accepted: the selected devices' disks are being restored; Operations shows their progress.",
-	"bulk-delete":  "The selected devices are deleted; their disks, if any, go to the erator.",
-	"bulk-queued":  "Some selected devices are being provisioned: their lock change is queued and takes effect when that ends.",
-	"cancelling":   "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
+	"created":        "Created.",
+	"saved":          "Saved.",
+	"deleted":        "Deleted.",
+	"queued":         "Accepted: the work runs in the background; its progress shows below.",
+	"locked":         "Device locked.",
+	"unlocked":       "Device unlocked.",
+	"lockqueued":     "The device is being provisioned: the lock change is queued and takes effect when that ends.",
+	"password":       "Password changed; your other sessions were logged out.",
+	"delegated":      "Access delegated.",
+	"undelegated":    "Delegation removed.",
+	"loggedout":      "You are logged out.",
+	"published":      "Publishing the next version: its progress shows below.",
+	"promoted":       "Switching the master: its progress shows below.",
+	"assigned":       "Assigned version saved.",
+	"maintenance":    "Maintenance changed.",
+	"token":          "Token created: copy it now, it is shown only once.",
+	"revoked":        "Token revoked: it no longer works.",
+	"bulk-lock":      "The selected devices are locked.",
+	"bulk-unlock":    "The selected devices are unlocked.",
+	"bulk-move":      "The selected devices moved to the group.",
+	"bulk-restore":   "Accepted: the selected devices' disks are being restored; Operations shows their progress.",
+	"bulk-delete":    "The selected devices are deleted; their disks, if any, go to the erator.",
+	"cancelling":     "Cancelling: the workflow undoes what it made (on the server, once its agent answers), then the operation ends cancelled.",
+	"rollout-pause":  "Pausing: the rollout stops looking at its canaries until it is resumed (its canaries keep the new version).",
+	"rollout-resume": "Resuming: the rollout looks at its canaries' boots again.",
+	"rollout-abort":  "Aborting: the group goes back to the previous version and reprovisioned canaries get their previous disks back.",
 }
 
 func parsePages() map[string]*template.Template {

@@ -1,6 +1,8 @@
 package webui
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/clusterducks/clusterducks/models"
@@ -64,5 +66,37 @@ func TestTemplates(t *testing.T) {
 		if _, ok := pages[name]; !ok {
 			t.Errorf("no template %q", name)
 		}
+	}
+}
+
+// TestRolloutButtons: a rollout operation's page offers Pause (or Resume when paused) and
+// Abort while the rollout runs, posting to /rollouts/<id>/<signal> with the CSRF token,
+// and none once it ended.
+func TestRolloutButtons(t *testing.T) {
+	tpl := parsePages()["operations"]
+	render := func(r *models.Rollout) string {
+		t.Helper()
+		var buf bytes.Buffer
+		p := page{Title: "Operation 9", CSRF: "tok", Actor: &models.Actor{}, Data: &opsData{Rollout: r}}
+		if err := tpl.ExecuteTemplate(&buf, "layout", p); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	r := &models.Rollout{ID: 4, Number: 2, Previous: 1, State: models.RolloutCanary, CanaryIDs: []uint{3, 5}}
+	for _, c := range []struct {
+		paused    bool
+		want, not string
+	}{{false, `action="/rollouts/4/pause"`, `action="/rollouts/4/resume"`}, {true, `action="/rollouts/4/resume"`, `action="/rollouts/4/pause"`}} {
+		r.Paused = c.paused
+		html := render(r)
+		if !strings.Contains(html, c.want) || strings.Contains(html, c.not) || !strings.Contains(html, `action="/rollouts/4/abort"`) ||
+			!strings.Contains(html, `value="tok"`) {
+			t.Errorf("paused %v: the page lacks its buttons:\n%s", c.paused, html)
+		}
+	}
+	r.State, r.Report = models.RolloutRolledBack, "1 of 2 canaries did not come up"
+	if html := render(r); strings.Contains(html, "/rollouts/4/") || !strings.Contains(html, "did not come up") {
+		t.Errorf("an ended rollout's page:\n%s", html)
 	}
 }

@@ -62,6 +62,10 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		in := GroupPublishInput{OperationID: r.ID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number, ServerID: r.ServerID, Pool: r.Pool}
 		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish, Input: in}, need(r.VersionID != 0 && r.Number > 0, "version_id and number")
 	},
+	models.OpGroupRollout: func(r recorded) (Start, error) {
+		in := RolloutInput{OperationID: r.ID, RolloutID: r.RolloutID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number}
+		return Start{WorkflowID: RolloutID(r.Object, r.Number), Workflow: Rollout, Input: in}, need(r.RolloutID != 0 && r.VersionID != 0 && r.Number > 0, "rollout_id, version_id and number")
+	},
 	models.OpGroupMaintenanceEnd:  maintenanceEnd("group"),
 	models.OpVolumeMaintenanceEnd: maintenanceEnd("volume"),
 	models.OpServerPromote: func(r recorded) (Start, error) {
@@ -70,6 +74,23 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	},
 	models.OpReplicateVolume: replicating(ReplicateVolume),
 	models.OpReplicateGroup:  replicating(ReplicateGroup),
+	models.OpBulkLock:        bulking(models.OpBulkLock),
+	models.OpBulkUnlock:      bulking(models.OpBulkUnlock),
+	models.OpBulkRestore:     bulking(models.OpBulkRestore),
+	models.OpBulkDelete:      bulking(models.OpBulkDelete),
+	models.OpVDiskCreate: func(r recorded) (Start, error) {
+		in := VDiskCreateInput{OperationID: r.ID, VDiskID: r.Object, NetworkID: r.Network, DeviceID: r.DeviceID, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VDiskCreateID(r.Object), Workflow: VDiskCreate, Input: in}, need(r.SizeGiB > 0, "size")
+	},
+	models.OpVDiskResize: func(r recorded) (Start, error) {
+		in := VolumeResizeInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
+		return Start{WorkflowID: VDiskResizeID(r.Object, r.SizeGiB), Workflow: VDiskResize, Input: in}, need(r.SizeGiB > 0, "size")
+	},
+	models.OpVDiskAttach: func(r recorded) (Start, error) {
+		in := VDiskAttachInput{OperationID: r.ID, VDiskID: r.Object, NetworkID: r.Network, From: r.FromDeviceID, To: r.DeviceID, ServerID: r.ServerID, Pool: r.Pool}
+		return Start{WorkflowID: VDiskAttachID(r.Object), Workflow: VDiskAttach, Again: true, Input: in}, nil
+	},
+	models.OpVDiskDelete: deleting("vdisk", VDiskDeleteID, VDiskDelete),
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
 	models.OpDeviceRestore: func(r recorded) (Start, error) {
@@ -80,6 +101,15 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		return DeviceUpdate(r.Object, UpdateDelete, DeleteUpdateID(r.ID),
 			DeviceDeleteRequest{OperationID: r.ID, DeviceID: r.Object, NetworkID: r.Network, ServerID: r.ServerID, Pool: r.Pool}), nil
 	},
+}
+
+// bulking is a bulk action on devices (kind): one workflow per operation, over the
+// devices its input lists.
+func bulking(kind string) func(recorded) (Start, error) {
+	return func(r recorded) (Start, error) {
+		return Start{WorkflowID: BulkDevicesID(r.ID), Workflow: BulkDevices,
+			Input: BulkDevicesInput{OperationID: r.ID, NetworkID: r.Network, Kind: kind, Devices: r.Devices}}, need(len(r.Devices) > 0, "devices")
+	}
 }
 
 // maintenanceEnd is the end of a group's or a volume's (kind) maintenance.
@@ -131,7 +161,7 @@ func Plan(op *models.Operation, in *models.OperationInput) (*Start, error) {
 	if !ok {
 		return nil, fmt.Errorf("no workflow for operations of kind %q", op.Kind)
 	}
-	if in.ServerID == 0 || in.Pool == "" {
+	if !models.IsBulk(op.Kind) && (in.ServerID == 0 || in.Pool == "") {
 		return nil, fmt.Errorf("operation %d (%s): the recorded input names no server and pool", op.ID, op.Kind)
 	}
 	r := recorded{ID: op.ID, Object: op.ObjectID, OperationInput: *in}

@@ -6,7 +6,6 @@ import (
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/tunnel"
 	"github.com/clusterducks/clusterducks/models"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -75,16 +74,7 @@ func HealthCheck(ctx workflow.Context, in HealthCheckInput) (HealthCheckResult, 
 		return HealthCheckResult{}, err
 	}
 	for _, m := range round.Mails {
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            AlertNotifyID(m.EventID, m.UserID),
-			TaskQueue:             PanelQueue,
-			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		})
-		child := workflow.ExecuteChildWorkflow(cctx, Notify, NotifyInput{UserID: m.UserID, Subject: m.Subject, Body: m.Body})
-		// Started is enough: Notify retries the SMTP server for a day by itself. A mail
-		// already started (a repeated round) is not sent twice.
-		if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		if err := notifyOnce(ctx, AlertNotifyID(m.EventID, m.UserID), NotifyInput{UserID: m.UserID, Subject: m.Subject, Body: m.Body}); err != nil {
 			return HealthCheckResult{}, err
 		}
 	}

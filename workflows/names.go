@@ -12,6 +12,7 @@ import (
 	"fmt"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/models"
 )
 
 // PanelQueue is the task queue of the panel worker: workflows and database activities.
@@ -43,6 +44,20 @@ func VolumeResizeID(volumeID uint, sizeGiB int64) string {
 // VolumeDeleteID is the id of a volume's deletion (one at a time per volume).
 func VolumeDeleteID(volumeID uint) string { return fmt.Sprintf("volume-delete-%d", volumeID) }
 
+// VDiskCreateID is the id of a vdisk's creation (once per vdisk).
+func VDiskCreateID(vdiskID uint) string { return fmt.Sprintf("vdisk-create-%d", vdiskID) }
+
+// VDiskResizeID is the id of growing a vdisk to a size (once per vdisk and size).
+func VDiskResizeID(vdiskID uint, sizeGiB int64) string {
+	return fmt.Sprintf("vdisk-resize-%d-%d", vdiskID, sizeGiB)
+}
+
+// VDiskAttachID is the id of a vdisk's move to another device (one at a time per vdisk).
+func VDiskAttachID(vdiskID uint) string { return fmt.Sprintf("vdisk-attach-%d", vdiskID) }
+
+// VDiskDeleteID is the id of a vdisk's deletion.
+func VDiskDeleteID(vdiskID uint) string { return fmt.Sprintf("vdisk-delete-%d", vdiskID) }
+
 // VolumeRestoreID is the id of a volume's restore from the erator (one at a time).
 func VolumeRestoreID(volumeID uint) string { return fmt.Sprintf("volume-restore-%d", volumeID) }
 
@@ -58,6 +73,21 @@ func GroupRestoreID(groupID uint) string { return fmt.Sprintf("group-restore-%d"
 // GroupPublishID is the id of publishing version n of a group (once per version).
 func GroupPublishID(groupID uint, n int) string {
 	return fmt.Sprintf("group-publish-%d-v%d", groupID, n)
+}
+
+// RolloutID is the id of rolling version n of a group out in waves (once per version).
+func RolloutID(groupID uint, n int) string { return fmt.Sprintf("rollout-%d-v%d", groupID, n) }
+
+// Signals of a rollout's workflow, sent by the panel for the operator.
+const (
+	SignalRolloutPause  = models.RolloutPause
+	SignalRolloutResume = models.RolloutResume
+	SignalRolloutAbort  = models.RolloutAbort
+)
+
+// RolloutNotifyID is the id of the mail of rollout rolloutID's rollback to a user: sent once.
+func RolloutNotifyID(rolloutID, userID uint) string {
+	return fmt.Sprintf("notify-rollout-%d-%d", rolloutID, userID)
 }
 
 // EratorPurgeID is the id of a purge of a server's erator (one at a time per server).
@@ -147,3 +177,10 @@ const ReconcileScheduleID = "replication-reconcile"
 // ReconcileID is the id of the reconcile workflow the schedule starts (the schedule
 // appends the time of each run).
 const ReconcileID = "replication-reconcile"
+
+// BulkDevicesID is the id of bulk action operation opID on devices (one run per operation).
+func BulkDevicesID(opID uint) string { return fmt.Sprintf("devices-bulk-%d", opID) }
+
+// BulkUpdateID is the update id of bulk operation opID's change to device deviceID: a
+// retried activity joins the update it sent before.
+func BulkUpdateID(opID, deviceID uint) string { return fmt.Sprintf("bulk-op-%d-%d", opID, deviceID) }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -41,4 +42,21 @@ func Notify(ctx workflow.Context, in NotifyInput) (NotifyResult, error) {
 		return NotifyResult{}, err
 	}
 	return NotifyResult{Sent: res.Sent, Reason: res.Reason}, nil
+}
+
+// notifyOnce starts mail in as a child workflow named id and returns once it started:
+// Notify retries the SMTP server for a day by itself, and a mail whose id was started
+// before (a repeated round or step) is not sent twice.
+func notifyOnce(ctx workflow.Context, id string, in NotifyInput) error {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            id,
+		TaskQueue:             PanelQueue,
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	})
+	child := workflow.ExecuteChildWorkflow(cctx, Notify, in)
+	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		return err
+	}
+	return nil
 }

@@ -21,10 +21,16 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(Reconcile)
 	r.RegisterWorkflow(EratorPurge)
 	r.RegisterWorkflow(Restore)
+	r.RegisterWorkflow(VDiskCreate)
+	r.RegisterWorkflow(VDiskResize)
+	r.RegisterWorkflow(VDiskAttach)
+	r.RegisterWorkflow(VDiskDelete)
 	// Agents start the device workflow by its type name, without linking this package.
 	r.RegisterWorkflowWithOptions(Device, workflow.RegisterOptions{Name: wire.DeviceWorkflow})
 	r.RegisterWorkflow(DeviceRestore)
 	r.RegisterWorkflow(Notify)
 	r.RegisterWorkflow(HealthCheck)
 	r.RegisterWorkflow(TunnelPorts)
+	r.RegisterWorkflow(BulkDevices)
+	r.RegisterWorkflow(Rollout)
 }

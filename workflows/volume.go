@@ -155,7 +155,8 @@ func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*De
 		return nil, t.fail(models.Outcome{}, err)
 	}
 	slaves := ""
-	if workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 {
+	// vdisks have no copies on slaves (yet): only volumes and groups are replicated.
+	if in.Kind != "vdisk" && workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 {
 		if err := t.step("slaves", 60, "moving the slaves' copies of %s %d into their erators", in.Kind, in.ObjectID); err != nil {
 			return nil, err
 		}

@@ -20,6 +20,9 @@ type Activities struct {
 	// Store records and launches operations (replication fan-out); nil in tests that
 	// need only the database writes.
 	Store *models.Store
+	// Devices sends a bulk action's changes to the devices' workflows (BulkDevice); nil
+	// in tests that need only the database writes.
+	Devices DeviceUpdater
 }
 
 // ProgressInput is a step of a running operation.

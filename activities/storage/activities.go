@@ -252,9 +252,30 @@ func (r *room) fits(size, previous uint64, res *VolumeResult) error {
 // CreateVolume creates <pool>/iscsi/volumes/<id> as a sparse zvol. A volume an earlier
 // attempt created is success. ErrTooLarge for a size beyond the pool's capacity.
 func (a *Activities) CreateVolume(ctx context.Context, in VolumeInput) (*VolumeResult, error) {
-	res := &VolumeResult{Dataset: VolumeDataset(in.Pool, in.VolumeID)}
+	return a.createZvol(ctx, in.Pool, VolumeDataset(in.Pool, in.VolumeID), in.Size)
+}
+
+// VDiskInput asks for vdisk id of size bytes on pool.
+type VDiskInput struct {
+	Pool    string
+	VDiskID uint
+	Size    uint64 // bytes
+}
+
+// CreateVDisk creates <pool>/vdisks/<id> as a sparse zvol, as CreateVolume does a volume.
+func (a *Activities) CreateVDisk(ctx context.Context, in VDiskInput) (*VolumeResult, error) {
+	return a.createZvol(ctx, in.Pool, VDiskDataset(in.Pool, in.VDiskID), in.Size)
+}
+
+// ResizeVDisk grows a vdisk to size bytes, as ResizeVolume does a volume.
+func (a *Activities) ResizeVDisk(ctx context.Context, in VDiskInput) (*VolumeResult, error) {
+	return a.resizeZvol(ctx, in.Pool, VDiskDataset(in.Pool, in.VDiskID), in.Size)
+}
+
+func (a *Activities) createZvol(ctx context.Context, pool, ds string, size uint64) (*VolumeResult, error) {
+	res := &VolumeResult{Dataset: ds}
 	err := a.alive(ctx, func() error {
-		r, err := a.room(in.Pool)
+		r, err := a.room(pool)
 		if err != nil {
 			return err
 		}
@@ -262,10 +283,10 @@ func (a *Activities) CreateVolume(ctx context.Context, in VolumeInput) (*VolumeR
 			res.Volsize = existing.Volsize
 			return r.fits(existing.Volsize, existing.Volsize, res)
 		}
-		if err := r.fits(in.Size, 0, res); err != nil {
+		if err := r.fits(size, 0, res); err != nil {
 			return err
 		}
-		d, created, err := a.ZFS.CreateVolume(res.Dataset, in.Size)
+		d, created, err := a.ZFS.CreateVolume(res.Dataset, size)
 		if err != nil {
 			return err
 		}
@@ -278,27 +299,31 @@ func (a *Activities) CreateVolume(ctx context.Context, in VolumeInput) (*VolumeR
 // ResizeVolume grows a volume to size bytes; a volume already that large is left alone
 // (volumes never shrink). ErrDatasetNotFound when the volume is missing.
 func (a *Activities) ResizeVolume(ctx context.Context, in VolumeInput) (*VolumeResult, error) {
-	res := &VolumeResult{Dataset: VolumeDataset(in.Pool, in.VolumeID)}
+	return a.resizeZvol(ctx, in.Pool, VolumeDataset(in.Pool, in.VolumeID), in.Size)
+}
+
+func (a *Activities) resizeZvol(ctx context.Context, pool, ds string, size uint64) (*VolumeResult, error) {
+	res := &VolumeResult{Dataset: ds}
 	err := a.alive(ctx, func() error {
-		r, err := a.room(in.Pool)
+		r, err := a.room(pool)
 		if err != nil {
 			return err
 		}
 		d := r.volumes[res.Dataset]
 		if d == nil {
-			return fmt.Errorf("volume %s: %w", res.Dataset, activities.ErrDatasetNotFound)
+			return fmt.Errorf("zvol %s: %w", res.Dataset, activities.ErrDatasetNotFound)
 		}
 		res.Volsize = d.Volsize
-		if d.Volsize >= in.Size {
+		if d.Volsize >= size {
 			return r.fits(d.Volsize, d.Volsize, res)
 		}
-		if err := r.fits(in.Size, d.Volsize, res); err != nil {
+		if err := r.fits(size, d.Volsize, res); err != nil {
 			return err
 		}
-		if err := a.ZFS.SetVolsize(res.Dataset, in.Size); err != nil {
+		if err := a.ZFS.SetVolsize(res.Dataset, size); err != nil {
 			return err
 		}
-		res.Volsize = in.Size
+		res.Volsize = size
 		return nil
 	})
 	return res, err

@@ -37,6 +37,9 @@ type Devices struct {
 type Exporter interface {
 	Export(iqn string, e wire.Export, path string) error
 	Unexport(iqn string) error
+	// AttachVDisk serves vdisk (0: none) as LUN 1 of the device's target, now and at every
+	// later export; leaving a booted device is activities.ErrDeviceBooted.
+	AttachVDisk(ctx context.Context, networkID, deviceID, vdisk uint, leaving bool) error
 }
 
 func (d *Devices) devRoot() string {
@@ -323,4 +326,42 @@ func parseVersionOrigin(pool, origin string) (uint, int) {
 		return 0, 0
 	}
 	return uint(gid), n
+}
+
+// AttachVDiskInput moves vdisk VDiskID from device From (0: none) to device To (0: none),
+// both of network NetworkID, on this server.
+type AttachVDiskInput struct {
+	NetworkID uint
+	VDiskID   uint
+	From, To  uint
+	Pool      string
+}
+
+// AttachVDiskResult names the vdisk's block device.
+type AttachVDiskResult struct {
+	Path string
+}
+
+// AttachVDisk makes the vdisk LUN 1 of device To's target and no longer of device From's:
+// refused (DeviceBooted) while From is logged in to its target. The vdisk's zvol must be
+// here. Safe to repeat: a retry after From was left finds nothing to refuse.
+func (d *Devices) AttachVDisk(ctx context.Context, in AttachVDiskInput) (*AttachVDiskResult, error) {
+	res := &AttachVDiskResult{Path: d.zvolPath(VDiskDataset(in.Pool, in.VDiskID))}
+	if in.To != 0 {
+		d.settle(ctx)
+		if err := d.waitNode(ctx, res.Path, VDiskDataset(in.Pool, in.VDiskID), ""); err != nil {
+			return nil, err
+		}
+	}
+	if in.From != 0 && in.From != in.To {
+		if err := d.Exports.AttachVDisk(ctx, in.NetworkID, in.From, 0, true); err != nil {
+			return nil, activities.Wrap(err)
+		}
+	}
+	if in.To != 0 {
+		if err := d.Exports.AttachVDisk(ctx, in.NetworkID, in.To, in.VDiskID, false); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }

@@ -51,6 +51,11 @@ func (z *ZFSDisks) VolumePath(_ context.Context, id uint) (string, bool, error) 
 	return z.node(VolumeDataset(z.Pool, id))
 }
 
+// VDiskPath is the block device of <pool>/vdisks/<id>.
+func (z *ZFSDisks) VDiskPath(_ context.Context, id uint) (string, bool, error) {
+	return z.node(VDiskDataset(z.Pool, id))
+}
+
 // Versions lists the group's @v<N> snapshots on this pool with their guids.
 func (z *ZFSDisks) Versions(_ context.Context, groupID uint) (map[int]string, error) {
 	ds := GroupDataset(z.Pool, groupID)

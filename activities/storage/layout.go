@@ -33,6 +33,9 @@ func GroupDataset(pool string, id uint) string { return fmt.Sprintf("%s/iscsi/gr
 // DeviceDataset is <pool>/iscsi/devices/<id>.
 func DeviceDataset(pool string, id uint) string { return fmt.Sprintf("%s/iscsi/devices/%d", pool, id) }
 
+// VDiskDataset is <pool>/vdisks/<id>: a device's persistent data disk.
+func VDiskDataset(pool string, id uint) string { return fmt.Sprintf("%s/vdisks/%d", pool, id) }
+
 // VersionSnapshot is the snapshot name of group version n: v<n>.
 func VersionSnapshot(n int) string { return "v" + strconv.Itoa(n) }
 

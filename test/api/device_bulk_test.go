@@ -116,18 +116,27 @@ func TestDeviceBulk(t *testing.T) {
 				t.Fatal("a refused bulk restore recorded an operation")
 			}
 			m = p.must(202, a, "POST", bulk, map[string]any{"action": "restore", "devices": []any{d2}})
-			if o, _ := m["operations"].([]any); len(o) != 1 || o[0].(map[string]any)["kind"] != models.OpDeviceRestore {
+			if o, _ := m["operation"].(map[string]any); o["kind"] != models.OpBulkRestore || o["object_type"] != "device" {
 				t.Fatalf("bulk restore: %v", m)
 			}
 			if it := m["devices"].([]any)[0].(map[string]any); it["state"] != "queued" || it["operation_id"] == nil {
 				t.Fatalf("bulk restore item: %v", it)
 			}
 
-			// Delete: one transaction, d2's disk to the erator as its device-delete operation.
-			m = p.must(202, a, "POST", bulk, map[string]any{"action": "delete", "devices": []any{d1, d2}})
-			o, _ := m["operations"].([]any)
-			if len(o) != 1 || o[0].(map[string]any)["kind"] != models.OpDeviceDelete || o[0].(map[string]any)["object_id"] != float64(d2) {
-				t.Fatalf("bulk delete: %v", m)
+			// Delete: one transaction, d2's disk to the erator by the one bulk-delete
+			// operation, whose result lists d2 (d1 has no disk: nothing after the commit).
+			before = ops()
+			code, v, hdr := p.do(a, "POST", bulk, map[string]any{"action": "delete", "devices": []any{d1, d2}})
+			m, _ = v.(map[string]any)
+			o, _ := m["operation"].(map[string]any)
+			if code != 202 || o["kind"] != models.OpBulkDelete || o["object_id"] != float64(d2) || ops() != before+1 {
+				t.Fatalf("bulk delete: %d %v (%d operations recorded)", code, m, ops()-before)
+			}
+			if loc := hdr.Get("Location"); loc != o["url"] || loc == "" {
+				t.Errorf("bulk delete's Location %q, operation %v", loc, o["url"])
+			}
+			if res, _ := o["result"].([]any); len(res) != 1 || res[0].(map[string]any)["id"] != float64(d2) || res[0].(map[string]any)["state"] != "queued" {
+				t.Errorf("bulk delete's result: %v", o["result"])
 			}
 			var left int64
 			p.DB.Model(&models.Device{}).Where("id IN ?", []int{d1, d2}).Count(&left)
@@ -139,7 +148,66 @@ func TestDeviceBulk(t *testing.T) {
 			if events != 1 {
 				t.Errorf("bulk delete audited %d times, want once", events)
 			}
-			p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/operations/%d.json", id(o[0].(map[string]any))), nil)
+			p.must(200, a, "GET", fmt.Sprintf("/api/v0.9.2/operations/%d.json", id(o)), nil)
+		})
+	}
+}
+
+// TestDeviceListFilters: GET devices.json filters by group_id, server_id, version_id (an
+// id, or none) and locked, in the database (X-Total-Count counts the matches), and sorts
+// by server; a bad value is 422 naming its parameter, and a list without the filter
+// refuses it the same way.
+func TestDeviceListFilters(t *testing.T) {
+	for _, driver := range harness.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			w := buildWorld(t, driver)
+			p, a := w.p, w.userA
+			var g models.Group
+			var srv models.Server
+			if err := p.DB.Where("network_id = ?", w.netA).Take(&g).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := p.DB.Where("network_id = ?", w.netA).Take(&srv).Error; err != nil {
+				t.Fatal(err)
+			}
+			for i := range 4 {
+				body := map[string]any{"network": w.netA, "mac": fmt.Sprintf("52:54:00:00:0f:%02x", i), "locked": i%2 == 0}
+				if i < 3 {
+					body["group_id"] = g.ID
+				}
+				d := id(p.must(201, a, "POST", "/api/v0.9.2/devices.json", body))
+				if i == 0 {
+					p.DB.Model(&models.Device{}).Where("id = ?", d).Update("server_id", srv.ID)
+				}
+			}
+			count := func(q string) string {
+				t.Helper()
+				code, v, h := p.do(a, "GET", fmt.Sprintf("/api/v0.9.2/devices.json?network_id=%d&%s", w.netA, q), nil)
+				if code != 200 {
+					t.Fatalf("%s: %d %v", q, code, v)
+				}
+				return h.Get("X-Total-Count")
+			}
+			// The world's network has one device already: unlocked, no group, no disk.
+			for q, want := range map[string]string{
+				fmt.Sprintf("group_id=%d", g.ID): "3", "group_id=none": "2", "locked=true": "2", "locked=false": "3",
+				fmt.Sprintf("server_id=%d", srv.ID): "1", "server_id=0": "4", "version_id=none": "5",
+				fmt.Sprintf("group_id=%d&locked=true", g.ID): "2", "sort=-server": "5",
+			} {
+				if got := count(q); got != want {
+					t.Errorf("devices.json?%s: %s devices, want %s", q, got, want)
+				}
+			}
+			for q, field := range map[string]string{"group_id=abc": "group_id", "locked=maybe": "locked", "server_id=-1": "server_id"} {
+				code, v, _ := p.do(a, "GET", "/api/v0.9.2/devices.json?"+q, nil)
+				if m, _ := v.(map[string]any); code != 422 || m["field"] != field {
+					t.Errorf("devices.json?%s: %d %v, want 422 naming %s", q, code, v, field)
+				}
+			}
+			if code, v, _ := p.do(a, "GET", "/api/v0.9.2/volumes.json?locked=true", nil); code != 422 || v.(map[string]any)["field"] != "locked" {
+				t.Errorf("volumes.json?locked=true: %d %v, want 422 naming locked", code, v)
+			}
 		})
 	}
 }

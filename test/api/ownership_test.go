@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clusterducks/clusterducks/models"
 	"github.com/clusterducks/clusterducks/test/harness"
 )
 
@@ -32,6 +33,7 @@ func buildWorld(t *testing.T, driver string) *world {
 		vol := p.must(202, auth, "POST", "/api/v0.9.2/volumes.json", map[string]any{"network": n, "Alias": "v", "vol_size": "1"})
 		grp := p.must(202, auth, "POST", "/api/v0.9.2/groups.json", map[string]any{"network": n, "Name": "g", "VolumeID": id(vol)})
 		dev := p.must(201, auth, "POST", "/api/v0.9.2/devices.json", map[string]any{"network": n, "mac": "52:54:00:00:00:0" + map[string]string{"A": "1", "B": "2"}[c]})
+		vdisk := p.must(202, auth, "POST", "/api/v0.9.2/vdisks.json", map[string]any{"network": n, "name": "d", "size": 1, "device": id(dev)})
 		menu := p.must(201, auth, "POST", "/api/v0.9.2/menus.json", map[string]any{"network": n, "name": "m", "items": []map[string]any{{"type": "local", "label": "Local disk"}}})
 		op := vol["operation"].(map[string]any)
 		if c == "A" {
@@ -39,8 +41,13 @@ func buildWorld(t *testing.T, driver string) *world {
 			continue
 		}
 		w.userB = auth
+		// A rollout of B's group (its workflow is not the point here: the row is).
+		ro := &models.Rollout{NetworkID: uint(n), GroupID: uint(id(grp)), VersionID: 1, Number: 2, PreviousID: 1, Previous: 1, State: models.RolloutCanary, OperationID: uint(id(op))}
+		if err := p.DB.Create(ro).Error; err != nil {
+			t.Fatal(err)
+		}
 		w.objects = map[string]int{"clients": id(client), "users": id(user), "networks": n, "tunnels": id(tun), "servers": id(srv),
-			"volumes": id(vol), "groups": id(grp), "devices": id(dev), "menus": id(menu), "operations": id(op)}
+			"volumes": id(vol), "groups": id(grp), "devices": id(dev), "menus": id(menu), "operations": id(op), "vdisks": id(vdisk), "rollouts": int(ro.ID)}
 	}
 	return w
 }
@@ -55,12 +62,12 @@ func TestOwnershipMatrix(t *testing.T) {
 			p := w.p
 			bodies := map[string]map[string]any{
 				"clients": {"name": "x"}, "users": {"name": "x"}, "networks": {"name": "x"}, "tunnels": {"alias": "x"},
-				"servers": {"name": "x"}, "volumes": {"alias": "x"}, "groups": {"name": "x"}, "devices": {"name": "x"}, "menus": {"name": "x"},
+				"servers": {"name": "x"}, "volumes": {"alias": "x"}, "groups": {"name": "x"}, "devices": {"name": "x"}, "menus": {"name": "x"}, "vdisks": {"name": "x"},
 			}
 			for coll, oid := range w.objects {
 				path := fmt.Sprintf("/api/v0.9.2/%s/%d.json", coll, oid)
 				verbs := []string{"GET", "PUT", "PATCH", "DELETE"}
-				if coll == "operations" {
+				if coll == "operations" || coll == "rollouts" {
 					verbs = []string{"GET"}
 				}
 				for _, verb := range verbs {
@@ -82,7 +89,7 @@ func TestOwnershipMatrix(t *testing.T) {
 				// Lists never include B's objects.
 				_, list, _ := p.do(w.userA, "GET", "/api/v0.9.2/"+coll+".json?per_page=500", nil)
 				for _, item := range list.([]any) {
-					if m := item.(map[string]any); id(m) == oid && (coll == "clients" || coll == "users" || coll == "operations" || m["network_id"] != float64(w.netA)) {
+					if m := item.(map[string]any); id(m) == oid && (coll == "clients" || coll == "users" || coll == "operations" || coll == "rollouts" || m["network_id"] != float64(w.netA)) {
 						if coll == "networks" && id(m) == w.netA {
 							continue
 						}
@@ -111,8 +118,11 @@ func TestOwnershipMatrix(t *testing.T) {
 				{"DELETE", fmt.Sprintf("/api/v0.9.2/groups/%d/maintenance.json", gb), nil},
 				{"POST", fmt.Sprintf("/api/v0.9.2/volumes/%d/maintenance.json", w.objects["volumes"]), map[string]any{"device_id": w.objects["devices"]}},
 				{"DELETE", fmt.Sprintf("/api/v0.9.2/volumes/%d/maintenance.json", w.objects["volumes"]), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/pause.json", w.objects["rollouts"]), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/resume.json", w.objects["rollouts"]), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/abort.json", w.objects["rollouts"]), nil},
 			}
-			for _, coll := range []string{"tunnels", "servers", "volumes", "groups", "devices", "menus"} {
+			for _, coll := range []string{"tunnels", "servers", "volumes", "groups", "devices", "menus", "vdisks"} {
 				body := map[string]any{"network": nb, "name": "x", "alias": "x", "ip": "10.0.0.9", "pool": "tank", "vol_size": 1, "volume_id": w.objects["volumes"], "mac": "52:54:00:00:00:99"}
 				switch coll {
 				case "tunnels":
@@ -127,6 +137,8 @@ func TestOwnershipMatrix(t *testing.T) {
 					body = map[string]any{"network": nb, "mac": "52:54:00:00:00:99"}
 				case "menus":
 					body = map[string]any{"network": nb, "name": "x"}
+				case "vdisks":
+					body = map[string]any{"network": nb, "name": "x", "size": 1}
 				}
 				extra = append(extra, struct {
 					verb, path string

@@ -22,7 +22,18 @@ import (
 func quietDev(t *testing.T, data string) (stdout, stderr string, waitErr error) {
 	t.Helper()
 	cmd := exec.Command(binary, "dev", "--data", data, "--listen", "127.0.0.1:0", "--temporal-port", "-1", "--no-temporal-ui")
+	_, stdout, stderr, waitErr = runUntilToken(t, cmd, 120*time.Second)
+	return stdout, stderr, waitErr
+}
+
+// runUntilToken starts cmd (a dev panel, directly or through `go tool task`) in its own
+// process group, waits up to wait for its API token, then sends Ctrl-C (SIGINT) to the
+// group as a terminal does. It returns the standard error printed before and after
+// Ctrl-C, the standard output, and the exit error.
+func runUntilToken(t *testing.T, cmd *exec.Cmd, wait time.Duration) (startErr, stdout, stderr string, waitErr error) {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "TEMPORAL_VERSION_CHECK_DISABLED=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	errb := &lockedBuffer{}
 	cmd.Stderr = errb
 	out, err := cmd.StdoutPipe()
@@ -32,7 +43,7 @@ func quietDev(t *testing.T, data string) (stdout, stderr string, waitErr error) 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	var lines []string
 	ready := make(chan struct{})
 	rest := make(chan struct{})
@@ -50,13 +61,13 @@ func quietDev(t *testing.T, data string) (stdout, stderr string, waitErr error) 
 	}()
 	select {
 	case <-ready:
-	case <-time.After(120 * time.Second):
-		t.Fatalf("dev printed no API token in 120 s: %q\n%s", lines, errb.String())
+	case <-time.After(wait):
+		t.Fatalf("dev printed no API token in %s: %q\n%s", wait, lines, errb.String())
 	}
 	// Only what dev says from Ctrl-C on is judged (a loaded machine's start may log the
 	// engine warming up; that is not the stop).
 	before := errb.Len()
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -66,7 +77,8 @@ func quietDev(t *testing.T, data string) (stdout, stderr string, waitErr error) 
 	case <-time.After(60 * time.Second):
 		t.Fatal("dev did not stop within 60 s of Ctrl-C")
 	}
-	return strings.Join(lines, "\n"), errb.String()[before:], waitErr
+	all := errb.String()
+	return all[:before], strings.Join(lines, "\n"), all[before:], waitErr
 }
 
 // lockedBuffer is a bytes.Buffer written by the command's copier and read by the test.
@@ -137,4 +149,28 @@ func TestDevQuietStartAndPasswordReset(t *testing.T) {
 // startDevAgain starts dev on data (not its first start) and leaves it running for the test.
 func startDevAgain(t *testing.T, data string) (dashboard, token string, lines []string, stop func()) {
 	return startDev(t, binary, data, "--temporal-port", "-1", "--no-temporal-ui")
+}
+
+// TestTaskDevSaysItBuilds: `go tool task dev` says first that it is building and how long
+// the first build takes, builds bin/clusterducks with the build tags the tests use (so here
+// it only links: the cache is warm from TestMain), runs dev with the flags after `--`, and
+// Ctrl-C ends it with exit 0.
+func TestTaskDevSaysItBuilds(t *testing.T) {
+	cmd := exec.Command("go", "tool", "task", "dev", "--", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--temporal-port", "-1", "--no-temporal-ui")
+	cmd.Dir = "../.."
+	start, stdout, stop, err := runUntilToken(t, cmd, 5*time.Minute)
+	if first, _, _ := strings.Cut(strings.TrimLeft(start, "\n"), "\n"); !strings.Contains(first, "building clusterducks") || !strings.Contains(first, "min on 2 cores; later starts take seconds") {
+		t.Errorf("task dev's first line is not the build notice: %q\n%s", first, start)
+	}
+	if !strings.Contains(stdout, "E-mail:   admin@localhost") {
+		t.Errorf("task dev did not pass the flags to dev or dev did not start:\n%s", stdout)
+	}
+	if err != nil {
+		t.Errorf("Ctrl-C: task dev exited with %v (want 0)\n%s", err, stop)
+	}
+	for _, l := range strings.Split(stop, "\n") {
+		if low := strings.ToLower(l); strings.Contains(low, "error") || strings.Contains(low, "panic") || strings.HasPrefix(l, "clusterducks:") {
+			t.Errorf("Ctrl-C: an error line: %s", l)
+		}
+	}
 }

@@ -129,6 +129,11 @@ func startTgtd(t testing.TB, iqn, file string) *tgtd {
 	if err := adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", file); err != nil {
 		t.Fatal(err)
 	}
+	// Without thin provisioning tgtd skips every unmap test, which would
+	// understate what it supports next to ours.
+	if err := adm("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "--params", "thin_provisioning=1"); err != nil {
+		t.Fatal(err)
+	}
 	if err := adm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/clusterducks/clusterducks/test/harness"
 )
 
 // built remembers one static build per package for the life of the process.
@@ -73,7 +75,7 @@ func buildStatic(ctx context.Context, pkg, name string) (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, name)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg) // no -trimpath: share the build cache with the tests
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", harness.BuildTags, "-o", out, pkg) // no -trimpath: share the build cache with the tests
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if b, err := cmd.CombinedOutput(); err != nil {

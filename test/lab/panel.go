@@ -24,9 +24,10 @@ import (
 // DevPanel is a `clusterducks dev` process (panel, embedded Temporal, SQLite) on host
 // loopback, the panel the lab's agents register with.
 type DevPanel struct {
-	URL   string // http://127.0.0.1:PORT
-	Token string // the admin's API token, as printed at start
-	Data  string
+	URL        string // http://127.0.0.1:PORT
+	Token      string // the admin's API token, as printed at start
+	TemporalUI string // the Temporal Web UI's URL; "" when started without it
+	Data       string
 
 	cmd  *exec.Cmd
 	out  *proc.SyncBuffer
@@ -35,11 +36,15 @@ type DevPanel struct {
 }
 
 // StartDevPanel runs `bin dev` with its data in dataDir, on a free loopback port with
-// Temporal on a free port, and waits (up to 3 minutes) for its URL and API token. Every
-// line it prints is also copied to echo when echo is not nil.
-func StartDevPanel(ctx context.Context, bin, dataDir string, echo io.Writer) (*DevPanel, error) {
-	cmd := exec.Command(bin, "dev", "--data", dataDir, "--listen", "127.0.0.1:0",
-		"--temporal-port", "-1", "--no-temporal-ui")
+// Temporal on a free port (with its Web UI when temporalUI is set), and waits (up to 3
+// minutes) for its URL and API token. Every line it prints is also copied to echo when
+// echo is not nil.
+func StartDevPanel(ctx context.Context, bin, dataDir string, echo io.Writer, temporalUI bool) (*DevPanel, error) {
+	args := []string{"dev", "--data", dataDir, "--listen", "127.0.0.1:0", "--temporal-port", "-1"}
+	if !temporalUI {
+		args = append(args, "--no-temporal-ui")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "TEMPORAL_VERSION_CHECK_DISABLED=1")
 	if os.Getenv("HEALTH_EVERY") == "" {
 		// The lab's servers are checked through their tunnel every 5 s (40 s in production).
@@ -57,6 +62,7 @@ func StartDevPanel(ctx context.Context, bin, dataDir string, echo io.Writer) (*D
 	}
 	found := make(chan struct{})
 	dash := regexp.MustCompile(`Dashboard: (http://\S+)/`)
+	ui := regexp.MustCompile(`Temporal Web UI: (http://\S+)/`)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -64,6 +70,9 @@ func StartDevPanel(ctx context.Context, bin, dataDir string, echo io.Writer) (*D
 			p.out.Write([]byte(line + "\n")) //nolint:errcheck
 			if m := dash.FindStringSubmatch(line); m != nil && p.URL == "" {
 				p.URL = m[1]
+			}
+			if m := ui.FindStringSubmatch(line); m != nil && p.TemporalUI == "" {
+				p.TemporalUI = m[1]
 			}
 			if tok, ok := strings.CutPrefix(line, "API token: "); ok && p.Token == "" {
 				p.Token = tok
@@ -212,7 +221,7 @@ func StartLab(ctx context.Context, n int, dataDir string, echo io.Writer, logf f
 	if err := <-imgErr; err != nil {
 		return nil, err
 	}
-	panel, err := StartDevPanel(ctx, bin, dataDir, echo)
+	panel, err := StartDevPanel(ctx, bin, dataDir, echo, true) // task lab prints the Temporal UI
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +316,7 @@ func StartTestPanel(ctx context.Context, t testing.TB) *DevPanel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := StartDevPanel(ctx, bin, t.TempDir(), nil)
+	p, err := StartDevPanel(ctx, bin, t.TempDir(), nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

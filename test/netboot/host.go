@@ -200,6 +200,7 @@ type HostAgent struct {
 	Disks    *boot.FileDisks
 	Target   *iscsi.Server
 	BootURL  string // as device VMs see it
+	ISCSI    string // the iSCSI target's address as the host reaches it
 	http     *http.Server
 }
 
@@ -268,7 +269,7 @@ func StartServerAgent(t testing.TB, p *HostPanel, srv HostServer, disks *boot.Fi
 	mux.Handle("/boot.ipxe", svc)
 	hs := &http.Server{Handler: mux}
 	go hs.Serve(hln) //nolint:errcheck
-	a := &HostAgent{ServerID: srv.ID, Svc: svc, Disks: disks, Target: target, http: hs,
+	a := &HostAgent{ServerID: srv.ID, Svc: svc, Disks: disks, Target: target, http: hs, ISCSI: iln.Addr().String(),
 		BootURL: "http://" + net.JoinHostPort(srv.IP, strconv.Itoa(p.BootPort)) + "/boot.ipxe"}
 	t.Cleanup(a.Stop)
 	return a

@@ -8,16 +8,28 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/webui"
+	"github.com/clusterducks/clusterducks/workers/panel"
+	"github.com/clusterducks/clusterducks/workers/temporalclient"
+	"github.com/clusterducks/clusterducks/workflows"
 )
 
 // TestDevicesBulkActions: on the Devices list an operator ticks two rows and locks both
-// with one click, then deletes both with one click (the third device untouched each
-// time); "select all shown" ticks every row; the page still fits 1280 and 390 px with
-// its selection bar, every action in view.
+// with one click — one operation (through the devices' workflows on the real Temporal),
+// whose page the button leads to, listing each device's outcome — then deletes both with
+// one click (rows only: no disks), the third device untouched each time; "select all
+// shown" ticks every row; the page still fits 1280 and 390 px with its selection bar,
+// every action in view.
 func TestDevicesBulkActions(t *testing.T) {
 	p := startPanel(t, "postgres", webui.Options{})
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tmp, err := panel.StartTemporal(ctx, harness.TemporalClient(t), p.Store, temporalclient.Config{Address: "127.0.0.1:7233", Namespace: "default"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tmp.Worker.Stop)
 	nid := p.must201Network(t, "Bulk Net")
 	ids := map[string]uint{}
 	for i, name := range []string{"pc-a", "pc-b", "pc-c"} {
@@ -27,6 +39,9 @@ func TestDevicesBulkActions(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids[name] = res.Object.(*models.Device).ID
+		t.Cleanup(func() {
+			tmp.Client.TerminateWorkflow(context.Background(), workflows.DeviceWorkflowID(ids[name]), "", "test over") //nolint:errcheck
+		})
 	}
 	device := func(name string) (models.Device, bool) {
 		var d models.Device
@@ -66,10 +81,32 @@ func TestDevicesBulkActions(t *testing.T) {
 	}
 	b.screenshot("devices-two-selected")
 	b.post("#bulk-lock")
-	if !strings.HasPrefix(b.path(), "/devices") || !strings.Contains(b.text("main"), "The selected devices are locked.") {
-		b.screenshot("bulk-lock-answer")
-		t.Fatalf("after the bulk lock: at %s: %q", b.path(), b.text("main"))
+	var op models.Operation
+	if err := p.DB.Where("kind = ?", models.OpBulkLock).Take(&op).Error; err != nil {
+		t.Fatalf("the bulk lock recorded no bulk-lock operation: %v", err)
 	}
+	if want := fmt.Sprintf("/operations/%d", op.ID); strings.Split(b.path(), "?")[0] != want {
+		b.screenshot("bulk-lock-answer")
+		t.Fatalf("after the bulk lock: at %s, want its operation's page %s: %q", b.path(), want, b.text("main"))
+	}
+	var nops int64
+	p.DB.Model(&models.Operation{}).Count(&nops)
+	if nops != 1 {
+		t.Errorf("a bulk lock of two devices recorded %d operations, want 1", nops)
+	}
+	b.waitFor("the bulk lock to succeed", time.Minute, func() bool {
+		p.DB.Take(&op, op.ID)
+		return op.Finished()
+	})
+	b.open(fmt.Sprintf("/operations/%d", op.ID))
+	outcomes := b.jsString(`return Array.from(document.querySelectorAll('#bulk-result tbody tr')).map(function (tr) {
+		return tr.cells[0].textContent.trim() + '=' + tr.dataset.state }).join(',')`)
+	if op.State != models.OpSucceeded || outcomes != "pc-a=done,pc-b=done" || !strings.Contains(b.text("main"), "succeeded") {
+		b.screenshot("bulk-lock-operation")
+		t.Fatalf("the bulk lock's operation %+v; its page lists %q: %q", op, outcomes, b.text("main"))
+	}
+	b.screenshot("bulk-lock-operation")
+	b.open("/devices")
 	for name, want := range map[string]bool{"pc-a": true, "pc-b": true, "pc-c": false} {
 		if d, ok := device(name); !ok || d.Locked != want {
 			t.Errorf("%s after locking pc-a and pc-b: locked %v, want %v", name, d.Locked, want)

@@ -58,13 +58,15 @@ func buildWorld(t *testing.T, p *panelT) *world {
 		o["vol"] = must(s.CreateVolume(ctx, admin, &models.VolumeInput{NetworkID: nid, Alias: models.Strp("vol" + n.name), SizeGiB: &size})).Object.(*models.Volume).ID
 		o["grp"] = must(s.CreateGroup(ctx, admin, &models.GroupInput{NetworkID: nid, Name: models.Strp("grp" + n.name), VolumeID: models.Uintp(o["vol"])})).Object.(*models.Group).ID
 		o["dev"] = must(s.CreateDevice(ctx, admin, &models.DeviceInput{NetworkID: nid, Name: models.Strp("dev" + n.name), MAC: models.Strp(fmt.Sprintf("52:54:00:00:00:%02x", i+1))})).Object.(*models.Device).ID
+		vsize := int64(1)
+		o["vd"] = must(s.CreateVDisk(ctx, admin, &models.VDiskInput{NetworkID: nid, Name: models.Strp("vd" + n.name), SizeGiB: &vsize, DeviceID: models.Uintp(o["dev"])})).Object.(*models.VDisk).ID
 		o["menu"] = must(s.CreateMenu(ctx, admin, &models.MenuInput{NetworkID: nid, Name: models.Strp("menu" + n.name)})).Object.(*models.MenuView).ID
 		w.objects[n.name] = o
 	}
 	return w
 }
 
-var kinds = []struct{ key, path string }{{"net", "networks"}, {"tun", "tunnels"}, {"srv", "servers"}, {"vol", "volumes"}, {"grp", "groups"}, {"dev", "devices"}, {"menu", "menus"}}
+var kinds = []struct{ key, path string }{{"net", "networks"}, {"tun", "tunnels"}, {"srv", "servers"}, {"vol", "volumes"}, {"grp", "groups"}, {"dev", "devices"}, {"menu", "menus"}, {"vd", "vdisks"}}
 
 // checkSees logs in as a user and checks that every page shows the objects of exactly the
 // given networks, and that the objects of the others answer 404 (page, edit form, post).
@@ -75,7 +77,7 @@ func checkSees(t *testing.T, p *panelT, b *browser, w *world, who, client string
 	for _, n := range visible {
 		vis[n] = true
 	}
-	pages := []string{"/", "/clients", "/users", "/networks", "/tunnels", "/servers", "/volumes", "/groups", "/devices", "/menus", "/operations"}
+	pages := []string{"/", "/clients", "/users", "/networks", "/tunnels", "/servers", "/volumes", "/groups", "/devices", "/menus", "/vdisks", "/operations"}
 	for _, page := range pages {
 		b.open(page)
 		b.find("main h1")

@@ -239,3 +239,9 @@ func workflowStatus(s enumspb.WorkflowExecutionStatus) string {
 	}
 	return ""
 }
+
+// SignalRollout sends an operator's pause, resume or abort to the rollout workflow of op
+// (models.RolloutSignaler). Safe to repeat: a second pause or resume changes nothing.
+func (e *Engine) SignalRollout(ctx context.Context, op *models.Operation, signal string) error {
+	return e.Client.SignalWorkflow(ctx, op.WorkflowID, op.RunID, signal, nil)
+}

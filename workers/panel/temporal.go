@@ -64,11 +64,11 @@ func StartTemporal(ctx context.Context, c client.Client, store *models.Store, ag
 	}
 	w := worker.New(c, workflows.PanelQueue, worker.Options{})
 	workflows.Register(w)
-	w.RegisterActivity(&panel.Activities{DB: store.DB, Agents: agentclient.New(store.DB), Store: store})
+	e := &Engine{Client: c, DB: store.DB, Log: log}
+	w.RegisterActivity(&panel.Activities{DB: store.DB, Agents: agentclient.New(store.DB), Store: store, Devices: e})
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("panel worker: %w", err)
 	}
-	e := &Engine{Client: c, DB: store.DB, Log: log}
 	store.Engine = e
 	if err := EnsureSchedules(ctx, c); err != nil {
 		// Replication still runs from its triggers; the next panel start tries again.

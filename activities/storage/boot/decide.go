@@ -37,6 +37,9 @@ type DecideInput struct {
 	Newest int
 	// Maintenance: the group is in maintenance and this is its maintenance device.
 	Maintenance bool
+	// Canary: the device is a rollout's canary and Assigned the version rolled out to it:
+	// lazy locks do not keep its clone (a lock does).
+	Canary bool
 }
 
 // Decision is what a device boots.
@@ -70,7 +73,7 @@ func Decide(in DecideInput) Decision {
 	switch {
 	case hasClone && in.Locked:
 		return bootAsIs(in, "locked device boots its clone as is")
-	case hasClone && in.Lazy:
+	case hasClone && in.Lazy && !in.Canary:
 		return bootAsIs(in, "lazy locks: unlocked device keeps its clone")
 	case hasClone && in.Assigned == 0:
 		return bootAsIs(in, "group assigns no version: device keeps its clone")

@@ -26,6 +26,11 @@ func TestDecide(t *testing.T) {
 			Decision{Action: wire.BootClone, Version: 1, NonCompliant: true}},
 		{"strict, lazy, unlocked, C=A", DecideInput{Strict: true, Lazy: true, Clone: 3, Assigned: 3},
 			Decision{Action: wire.BootClone, Version: 3}},
+		// a rollout's canary takes the version rolled out even under lazy locks, never when locked
+		{"strict, lazy, canary, C≠A", DecideInput{Strict: true, Lazy: true, Canary: true, Clone: 1, Assigned: 2, HasAssigned: true},
+			Decision{Action: wire.Provision, Version: 2, Reprovision: true}},
+		{"strict, lazy, locked canary, C≠A", DecideInput{Strict: true, Lazy: true, Canary: true, Locked: true, Clone: 1, Assigned: 2, HasAssigned: true},
+			Decision{Action: wire.BootClone, Version: 1, NonCompliant: true}},
 		// strict | off | unlocked | yes | C = A: its clone; else reprovision
 		{"strict, no lazy, unlocked, C=A", DecideInput{Strict: true, Clone: 2, Assigned: 2, HasAssigned: true},
 			Decision{Action: wire.BootClone, Version: 2}},

@@ -82,6 +82,11 @@ func (f *FileDisks) VolumePath(_ context.Context, id uint) (string, bool, error)
 	return exists(filepath.Join(f.Root, "volumes", strconv.FormatUint(uint64(id), 10)))
 }
 
+// VDiskPath is vdisks/<id>.
+func (f *FileDisks) VDiskPath(_ context.Context, id uint) (string, bool, error) {
+	return exists(filepath.Join(f.Root, "vdisks", strconv.FormatUint(uint64(id), 10)))
+}
+
 // Publish copies the group head to version n (like zfs snapshot @v<n>).
 func (f *FileDisks) Publish(groupID uint, n int) error {
 	head, _, _ := f.GroupPath(context.Background(), groupID)

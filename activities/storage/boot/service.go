@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage/iscsi"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
@@ -104,6 +105,10 @@ type Service struct {
 
 	// The admission bounds in force (SetBounds may change them while the service runs).
 	maxProvisions, maxLogins atomic.Int64
+	// vdisks is each device's vdisk (its target's LUN 1), from the panel's exports and the
+	// vdisk workflows; the target of a device gets it at every export.
+	dmu    sync.Mutex
+	vdisks map[uint]uint
 
 	out *outcomes // the boots served, watched until they came up or not
 
@@ -170,6 +175,7 @@ func NewService(cfg Config) (*Service, error) {
 		versions: map[uint]cachedVersions{},
 		inflight: map[uint]*flight{},
 		logins:   map[string]pendingLogin{},
+		vdisks:   map[uint]uint{},
 		reports:  make(chan wire.Report, 4096),
 		stop:     make(chan struct{}),
 	}
@@ -389,7 +395,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		return RebootScript(fmt.Sprintf("strict versioning: group %q needs the panel, which %s", g.Name, offline), s.cfg.RebootPause)
 	}
 	in := DecideInput{Strict: g.Strict, Lazy: g.Lazy, Locked: dev.Locked, Assigned: g.Assigned,
-		Maintenance: g.Maintenance && g.MaintenanceDevice == dev.ID}
+		Maintenance: g.Maintenance && g.MaintenanceDevice == dev.ID, Canary: g.Canary}
 	if dev.CloneVersion > 0 && dev.CloneGroupID == g.ID {
 		in.Clone = dev.CloneVersion
 		in.CloneElsewhere = dev.CloneServerID != 0 && dev.CloneServerID != s.cfg.ServerID
@@ -569,6 +575,11 @@ func (s *Service) sanTarget(iqn string) SANTarget {
 func (s *Service) Export(iqn string, e wire.Export, path string) error { return s.export(iqn, e, path) }
 
 func (s *Service) export(iqn string, e wire.Export, path string) error {
+	if e.Kind == "device" {
+		s.dmu.Lock()
+		e.VDiskID = s.vdisks[e.ID]
+		s.dmu.Unlock()
+	}
 	tc := TargetConfig(iqn, path, e.UUID, false)
 	if len(s.cfg.CHAPKey) > 0 {
 		user, secret := CHAPCredentials(s.cfg.CHAPKey, iqn)
@@ -577,7 +588,70 @@ func (s *Service) export(iqn string, e wire.Export, path string) error {
 	if err := s.cfg.Target.AddTarget(tc); err != nil {
 		return err
 	}
+	if e.Kind == "device" {
+		if err := s.serveVDisk(context.Background(), iqn, e.VDiskID); err != nil {
+			return err
+		}
+	}
 	s.cfg.Cache.Exported(iqn, e, false)
+	return nil
+}
+
+// serveVDisk makes LUN 1 of a device's exported target vdisk (0: no LUN 1). A vdisk whose
+// zvol is not here is left out (the target still boots); a target not exported is left
+// alone: its next export adds the LUN.
+func (s *Service) serveVDisk(ctx context.Context, iqn string, vdisk uint) error {
+	if vdisk == 0 {
+		return s.cfg.Target.RemoveLUN(iqn, 1)
+	}
+	p, ok, err := s.cfg.Disks.VDiskPath(ctx, vdisk)
+	if err != nil || !ok {
+		if err == nil {
+			s.log.Warn("boot: vdisk not on this server", "target", iqn, "vdisk", vdisk)
+		}
+		return err
+	}
+	err = s.cfg.Target.AddLUN(iqn, 1, iscsi.LUNConfig{Path: p})
+	if errors.Is(err, iscsi.ErrLUNExists) {
+		// Another vdisk was LUN 1 before (a detach the agent missed): this one replaces it.
+		if err := s.cfg.Target.RemoveLUN(iqn, 1); err != nil {
+			return err
+		}
+		err = s.cfg.Target.AddLUN(iqn, 1, iscsi.LUNConfig{Path: p})
+	}
+	if errors.Is(err, iscsi.ErrTargetNotFound) {
+		return nil
+	}
+	return err
+}
+
+// AttachVDisk makes vdisk (0: none) LUN 1 of the device's target from now on: at once if
+// the target is exported, and at every later export (boot, reprovisioning, restart).
+// Leaving a device that has a session on its target (booted: its OS would lose a disk it
+// uses) is activities.ErrDeviceBooted. Safe to repeat.
+func (s *Service) AttachVDisk(ctx context.Context, networkID, deviceID, vdisk uint, leaving bool) error {
+	iqn := wire.DeviceIQN(networkID, deviceID)
+	if leaving {
+		if n := s.cfg.Target.Sessions(iqn); n > 0 {
+			return fmt.Errorf("device %d: %w (%d sessions)", deviceID, activities.ErrDeviceBooted, n)
+		}
+	}
+	s.dmu.Lock()
+	if vdisk == 0 {
+		delete(s.vdisks, deviceID)
+	} else {
+		s.vdisks[deviceID] = vdisk
+	}
+	s.dmu.Unlock()
+	if err := s.serveVDisk(ctx, iqn, vdisk); err != nil {
+		return err
+	}
+	for _, e := range s.cfg.Cache.Exports() {
+		if e.Kind == "device" && e.ID == deviceID {
+			e.VDiskID = vdisk
+			s.cfg.Cache.Exported(iqn, e, false)
+		}
+	}
 	return nil
 }
 
@@ -789,7 +863,19 @@ func (s *Service) restore(ctx context.Context, devices bool) (int, error) {
 	var errs []error
 	for _, e := range exports {
 		if e.Kind == "device" && !devices {
+			// While the agent runs, a device's target is its workflow's and its LUN 1 (the
+			// vdisk) the agent's own AttachVDisk: the panel records a move after the agent
+			// made it, so its list may lag behind (and serve a vdisk twice).
 			continue
+		}
+		if e.Kind == "device" {
+			s.dmu.Lock()
+			if e.VDiskID == 0 {
+				delete(s.vdisks, e.ID)
+			} else {
+				s.vdisks[e.ID] = e.VDiskID
+			}
+			s.dmu.Unlock()
 		}
 		var path string
 		var ok bool

@@ -50,8 +50,9 @@ func (p *fakePanel) Exports(context.Context) ([]wire.Export, error) {
 }
 
 type recordTarget struct {
-	mu    sync.Mutex
-	added map[string]iscsi.TargetConfig
+	mu       sync.Mutex
+	added    map[string]iscsi.TargetConfig
+	sessions map[string]int
 }
 
 func (r *recordTarget) AddTarget(tc iscsi.TargetConfig) error {
@@ -68,6 +69,35 @@ func (r *recordTarget) RemoveTarget(iqn string) error {
 	defer r.mu.Unlock()
 	delete(r.added, iqn)
 	return nil
+}
+
+func (r *recordTarget) AddLUN(iqn string, n uint64, lc iscsi.LUNConfig) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tc, ok := r.added[iqn]
+	if !ok {
+		return iscsi.ErrTargetNotFound
+	}
+	for uint64(len(tc.LUNs)) <= n {
+		tc.LUNs = append(tc.LUNs, iscsi.LUNConfig{})
+	}
+	tc.LUNs[n] = lc
+	r.added[iqn] = tc
+	return nil
+}
+func (r *recordTarget) RemoveLUN(iqn string, n uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if tc, ok := r.added[iqn]; ok && uint64(len(tc.LUNs)) > n {
+		tc.LUNs = tc.LUNs[:n]
+		r.added[iqn] = tc
+	}
+	return nil
+}
+func (r *recordTarget) Sessions(iqn string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sessions[iqn]
 }
 
 type countingProvisioner struct {

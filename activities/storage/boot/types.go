@@ -38,12 +38,19 @@ type Disks interface {
 	DevicePath(ctx context.Context, deviceID uint) (string, bool, error)
 	GroupPath(ctx context.Context, groupID uint) (string, bool, error)
 	VolumePath(ctx context.Context, volumeID uint) (string, bool, error)
+	// VDiskPath names the block device of a vdisk (<pool>/vdisks/<id>).
+	VDiskPath(ctx context.Context, vdiskID uint) (string, bool, error)
 }
 
 // Target is the agent's iSCSI target (an *iscsi.Server).
 type Target interface {
 	AddTarget(tc iscsi.TargetConfig) error
 	RemoveTarget(iqn string) error
+	// AddLUN and RemoveLUN change a running target's LUNs (a device's vdisk is LUN 1).
+	AddLUN(iqn string, number uint64, lc iscsi.LUNConfig) error
+	RemoveLUN(iqn string, number uint64) error
+	// Sessions counts the sessions logged in to a target now.
+	Sessions(iqn string) int
 }
 
 // ErrLocked is a provisioning the device workflow refused: the device was locked after

@@ -67,5 +67,11 @@ func (v *View) lookup(mac string, groupChoice uint) (*wire.Info, bool) {
 		return nil, false
 	}
 	info.Group = g
+	if c, ok := v.canaries[d.ID]; ok && c.GroupID == g.ID && !d.Locked {
+		// A rollout's canary: its own copy of the group, assigning the version rolled out.
+		cg := *g
+		cg.Assigned, cg.Canary = c.Version, true
+		info.Group = &cg
+	}
 	return info, true
 }

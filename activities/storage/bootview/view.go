@@ -58,7 +58,8 @@ type View struct {
 	groups     map[uint]*wire.GroupInfo
 	versions   map[uint]wire.VersionRef
 	menus      map[uint]*wire.MenuInfo
-	maintained map[uint]uint // device id -> volume id
+	maintained map[uint]uint        // device id -> volume id
+	canaries   map[uint]wire.Canary // device id -> the rollout's version it is served
 	dirty      bool
 
 	full, deltas, failures, answered, passed atomic.Uint64
@@ -124,6 +125,7 @@ func (v *View) index() {
 
 func (v *View) indexNetwork() {
 	v.groups, v.versions, v.menus, v.maintained = map[uint]*wire.GroupInfo{}, map[uint]wire.VersionRef{}, map[uint]*wire.MenuInfo{}, map[uint]uint{}
+	v.canaries = map[uint]wire.Canary{}
 	n := v.st.Network
 	if n == nil {
 		return
@@ -139,6 +141,9 @@ func (v *View) indexNetwork() {
 	}
 	for _, m := range n.Maintained {
 		v.maintained[m.DeviceID] = m.VolumeID
+	}
+	for _, c := range n.Canaries {
+		v.canaries[c.DeviceID] = c
 	}
 }
 

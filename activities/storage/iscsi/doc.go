@@ -45,7 +45,8 @@
 // VERIFY (with byte compare), COMPARE AND WRITE, ORWRITE, SYNCHRONIZE CACHE
 // (fdatasync; FUA writes too), PRE-FETCH, WRITE SAME 10/16 and UNMAP that
 // punch holes (thin provisioned, LBPRZ), GET LBA STATUS, MODE SENSE 6/10 (WP
-// for read-only LUNs), REPORT LUNS, REQUEST SENSE, START STOP UNIT, PREVENT
+// for read-only LUNs), MODE SELECT 6/10 (only the control page's software
+// write protect changes: writes then end in DATA PROTECT), REPORT LUNS, REQUEST SENSE, START STOP UNIT, PREVENT
 // ALLOW, REPORT SUPPORTED OPERATION CODES and TMFs, READ DEFECT DATA, RESERVE/
 // RELEASE 6/10 and persistent reservations. Anything else ends in CHECK
 // CONDITION, ILLEGAL REQUEST; a panic in a connection is recovered, counted

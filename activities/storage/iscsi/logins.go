@@ -12,3 +12,15 @@ func (s *Server) Logins(iqn string) (uint64, bool) {
 	}
 	return t.stats.logins.Load(), true
 }
+
+// Sessions returns the number of sessions logged in to target iqn now (0 when it does not
+// exist): a device's data disk moves only while its device is not booted from it.
+func (s *Server) Sessions(iqn string) int {
+	s.mu.Lock()
+	t, ok := s.targets[iqn]
+	s.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return int(t.stats.sessions.Load())
+}

@@ -227,6 +227,8 @@ func (s *Server) prepare(cmd *scsiCmd) plan {
 		return orWrite(cmd)
 	case 0x1a, 0x5a:
 		return modeSense(cmd)
+	case 0x15, 0x55:
+		return modeSelect(cmd)
 	case 0xa3:
 		switch cdb[1] & 0x1f {
 		case 0x0c:
@@ -418,8 +420,14 @@ func getLBAStatus(cmd *scsiCmd) plan {
 	return data(b, alloc)
 }
 
+// writeProtected reports whether writes are refused: a read-only LUN, or
+// software write protection (SWP) set by MODE SELECT.
+func (l *lun) writeProtected() bool {
+	return l.ro || l.swp.Load()
+}
+
 func (l *lun) checkWritable() (plan, bool) {
-	if l.ro {
+	if l.writeProtected() {
 		return check(keyDataProtect, ascWriteProtected), false
 	}
 	return plan{}, true
@@ -824,12 +832,16 @@ func modeSense(cmd *scsiCmd) plan {
 	rwRecovery := func() []byte { return mk(0x01, 0x0a, func(p []byte) {}) }
 	caching := func() []byte { return mk(0x08, 0x12, func(p []byte) { p[2] = 0x04 }) } // WCE
 	control := func() []byte {
-		return mk(0x0a, 0x0a, func(p []byte) {
+		p := mk(0x0a, 0x0a, func(p []byte) {
 			p[3] = 0x10          // unrestricted reordering
 			put16(p[8:], 0xffff) // busy timeout: unlimited
 			put16(p[10:], 0)     // no self-test
-			p[5] = 0x40 * boolByte(false)
+			p[4] = controlSWP * boolByte(l.swp.Load())
 		})
+		if changeable {
+			p[4] = controlSWP // the one field MODE SELECT may change
+		}
+		return p
 	}
 	infoExc := func() []byte { return mk(0x1c, 0x0a, func(p []byte) {}) }
 	var pages []byte
@@ -848,7 +860,7 @@ func modeSense(cmd *scsiCmd) plan {
 		return check(keyIllegalRequest, ascInvalidFieldCDB)
 	}
 	devSpecific := byte(0x10) // DPOFUA
-	if l.ro {
+	if l.writeProtected() {
 		devSpecific |= 0x80 // WP
 	}
 	var bd []byte
@@ -872,6 +884,62 @@ func modeSense(cmd *scsiCmd) plan {
 		put16(b, uint16(len(b)-2))
 	}
 	return data(b, alloc)
+}
+
+// controlSWP is the software write protect bit in byte 4 of the control mode page.
+const controlSWP = 0x08
+
+// modeSelect accepts the control mode page with SWP set or cleared (which
+// write-protects the LUN until cleared) and any other page only as it is
+// reported, since nothing else is changeable. Saving pages is not supported.
+func modeSelect(cmd *scsiCmd) plan {
+	l := cmd.lun
+	cdb := cmd.cdb
+	six := cdb[0] == 0x15
+	if cdb[1]&0x01 != 0 { // SP
+		return check(keyIllegalRequest, ascInvalidFieldCDB)
+	}
+	var plen int
+	if six {
+		plen = int(cdb[4])
+	} else {
+		plen = int(be16(cdb[7:]))
+	}
+	if plen == 0 {
+		return good()
+	}
+	return plan{outLen: uint32(plen), finish: func(d []byte) (byte, []byte) {
+		hdr, bdl := 4, 0
+		if six {
+			if len(d) >= 4 {
+				bdl = int(d[3])
+			}
+		} else {
+			hdr = 8
+			if len(d) >= 8 {
+				bdl = int(be16(d[6:]))
+			}
+		}
+		if len(d) < hdr || len(d) < hdr+bdl {
+			return checkStatus(keyIllegalRequest, ascParamListLength)
+		}
+		swp := l.swp.Load()
+		for p := d[hdr+bdl:]; len(p) > 0; {
+			if len(p) < 2 || p[0]&0x40 != 0 { // sub-page format: none changeable
+				return checkStatus(keyIllegalRequest, ascInvalidFieldParam)
+			}
+			n := 2 + int(p[1])
+			if len(p) < n {
+				return checkStatus(keyIllegalRequest, ascParamListLength)
+			}
+			if p[0]&0x3f == 0x0a && n == 12 {
+				swp = p[4]&controlSWP != 0
+			}
+			p = p[n:]
+		}
+		l.swp.Store(swp)
+		return statusGood, nil
+	}}
 }
 
 func boolByte(b bool) byte {
@@ -904,6 +972,7 @@ var supportedOpcodes = func() []opcodeInfo {
 		{op: 0x08, usage: []byte{0x08, 0x1f, 0xff, 0xff, 0xff, 0}},
 		{op: 0x0a, usage: []byte{0x0a, 0x1f, 0xff, 0xff, 0xff, 0}},
 		{op: 0x12, usage: []byte{0x12, 0x01, 0xff, 0xff, 0xff, 0}},
+		{op: 0x15, usage: []byte{0x15, 0x10, 0, 0, 0xff, 0}},
 		{op: 0x16, usage: []byte{0x16, 0, 0, 0, 0, 0}},
 		{op: 0x17, usage: []byte{0x17, 0, 0, 0, 0, 0}},
 		{op: 0x1a, usage: []byte{0x1a, 0x08, 0xff, 0xff, 0xff, 0}},
@@ -919,6 +988,7 @@ var supportedOpcodes = func() []opcodeInfo {
 		{op: 0x37, usage: []byte{0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0}},
 		{op: 0x41, usage: with(0x41, rw10, 0x08)},
 		{op: 0x42, usage: []byte{0x42, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
+		{op: 0x55, usage: []byte{0x55, 0x10, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
 		{op: 0x56, usage: []byte{0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{op: 0x57, usage: []byte{0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{op: 0x5a, usage: []byte{0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0}},

@@ -159,6 +159,50 @@ func TestSCSIErrors(t *testing.T) {
 	}
 }
 
+// TestSoftwareWriteProtect sets SWP in the control mode page with MODE SELECT:
+// writes are refused with DATA PROTECT until it is cleared again.
+func TestSoftwareWriteProtect(t *testing.T) {
+	srv, addr := startServer(t, Config{})
+	disk := newDisk(t, 1<<20)
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := dial(t, addr, initiator.Options{TargetName: testIQN})
+	defer s.Logout(ctx)
+	write := []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}
+	setSWP := func(on bool) {
+		t.Helper()
+		page := []byte{0, 0, 0, 0, 0x0a, 0x0a, 0, 0x10, 0, 0, 0, 0, 0xff, 0xff, 0, 0}
+		if on {
+			page[4+4] = 0x08
+		}
+		r, err := s.Command(ctx, 0, []byte{0x15, 0x10, 0, 0, byte(len(page)), 0}, page, nil)
+		if err != nil || r.Status != statusGood {
+			t.Fatalf("mode select swp=%v: %+v %v", on, r, err)
+		}
+	}
+	// The changeable values name SWP.
+	r, err := s.Command(ctx, 0, []byte{0x1a, 0x08, 0x40 | 0x0a, 0, 255, 0}, nil, make([]byte, 255))
+	if err != nil || r.Status != statusGood || r.Data[4+4]&0x08 == 0 {
+		t.Fatalf("changeable control page: %+v %v", r, err)
+	}
+	setSWP(true)
+	r, err = s.Command(ctx, 0, write, make([]byte, 512), nil)
+	if err != nil || r.SenseKey() != keyDataProtect || r.ASC() != ascWriteProtected {
+		t.Fatalf("write with SWP set: %+v %v", r, err)
+	}
+	setSWP(false)
+	if r, err = s.Command(ctx, 0, write, make([]byte, 512), nil); err != nil || r.Status != statusGood {
+		t.Fatalf("write with SWP cleared: %+v %v", r, err)
+	}
+	// Saving pages is not supported.
+	r, err = s.Command(ctx, 0, []byte{0x15, 0x11, 0, 0, 0, 0}, nil, nil)
+	if err != nil || r.SenseKey() != keyIllegalRequest || r.ASC() != ascInvalidFieldCDB {
+		t.Fatalf("mode select with SP: %+v %v", r, err)
+	}
+}
+
 func TestWriteSameAndUnmapReallyWork(t *testing.T) {
 	srv, addr := startServer(t, Config{})
 	disk := newDisk(t, 1<<20)

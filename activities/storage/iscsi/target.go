@@ -70,6 +70,7 @@ type lun struct {
 	serial   string
 	naa      [16]byte
 	closed   atomic.Bool
+	swp      atomic.Bool // software write protect (control mode page), set by MODE SELECT
 
 	// rmu guards the reservation state (SPC-2 RESERVE and SPC-3 persistent reservations).
 	rmu sync.Mutex

@@ -68,6 +68,9 @@ type GroupInfo struct {
 	// MaintenanceDevice is the device that boots the head read-write while in maintenance.
 	MaintenanceDevice uint          `json:"maintenance_device_id"`
 	Versions          []VersionInfo `json:"versions"`
+	// Canary: this device is a canary of a rollout: Assigned is the version rolled out
+	// to it alone, which it takes even under lazy locks (never when locked).
+	Canary bool `json:"canary,omitempty"`
 }
 
 // VolumeInfo is a volume in maintenance, as its maintenance device boots it.
@@ -182,6 +185,8 @@ type Export struct {
 	ID        uint   `json:"id"`   // the device, group or volume id
 	NetworkID uint   `json:"network_id"`
 	UUID      string `json:"uuid"` // the initiator's SMBIOS UUID
+	// VDiskID is a device's vdisk, served as LUN 1 of its target (0: none).
+	VDiskID uint `json:"vdisk_id,omitempty"`
 }
 
 // IQNPrefix is the naming authority of every target the agents export.

@@ -48,6 +48,16 @@ type BootNetwork struct {
 	Menus    []MenuInfo   `json:"menus"`
 	// Maintained are the volumes in maintenance and the device that boots each.
 	Maintained []Maintained `json:"maintained"`
+	// Canaries are the devices a rollout serves its version to instead of their group's
+	// assignment, by device id (absent when no rollout is in its canary wave).
+	Canaries []Canary `json:"canaries,omitempty"`
+}
+
+// Canary is a rollout's canary device and the version it is served.
+type Canary struct {
+	DeviceID uint `json:"device_id"`
+	GroupID  uint `json:"group_id"`
+	Version  int  `json:"version"`
 }
 
 // VersionRef names a group version by id.

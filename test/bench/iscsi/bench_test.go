@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -289,10 +290,79 @@ func idleSessionMemory(t *testing.T, tp *targetProc, n int) float64 {
 	return float64(after-before) / float64(n)
 }
 
+// samples holds one pattern's runs against one target.
+type samples []result
+
+// figure is the pattern's headline value of one run: MB/s, or IOPS for 4 KiB blocks.
+func figure(p pattern, r result) float64 {
+	if p.size == 4096 {
+		return r.iops
+	}
+	return r.mbps
+}
+
+func unit(p pattern) string {
+	if p.size == 4096 {
+		return "IOPS"
+	}
+	return "MB/s"
+}
+
+// median returns the median of f over the runs, with the smallest and largest.
+func (ss samples) median(f func(result) float64) (med, lo, hi float64) {
+	v := make([]float64, len(ss))
+	for i, r := range ss {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	n := len(v)
+	med = v[n/2]
+	if n%2 == 0 {
+		med = (v[n/2-1] + v[n/2]) / 2
+	}
+	return med, v[0], v[n-1]
+}
+
+func (ss samples) medianP99() time.Duration {
+	m, _, _ := ss.median(func(r result) float64 { return float64(r.p99) })
+	return time.Duration(m).Round(time.Microsecond)
+}
+
+// compare runs p runs times against a and b, alternating which goes first so
+// that neither always meets the machine in the same state.
+func compare(t *testing.T, a, b *targetProc, p pattern, runs int, dur time.Duration) (samples, samples) {
+	var sa, sb samples
+	for i := range runs {
+		if i%2 == 0 {
+			sa = append(sa, run(t, a, p, dur))
+			sb = append(sb, run(t, b, p, dur))
+		} else {
+			sb = append(sb, run(t, b, p, dur))
+			sa = append(sa, run(t, a, p, dur))
+		}
+	}
+	return sa, sb
+}
+
+// cell formats a median with its spread, e.g. "17685 IOPS (15012–18230)".
+func cell(p pattern, ss samples) (string, float64) {
+	m, lo, hi := ss.median(func(r result) float64 { return figure(p, r) })
+	return fmt.Sprintf("%.0f %s (%.0f–%.0f)", m, unit(p), lo, hi), m
+}
+
+func cpuMedian(ss samples) float64 {
+	m, _, _ := ss.median(func(r result) float64 { return r.cpuPerGB })
+	return m
+}
+
 func TestBenchVsTgtd(t *testing.T) {
-	secs := 5
+	secs := 2
 	if v, err := strconv.Atoi(os.Getenv("ISCSI_BENCH_SECONDS")); err == nil && v > 0 {
 		secs = v
+	}
+	runs := 5
+	if v, err := strconv.Atoi(os.Getenv("ISCSI_BENCH_RUNS")); err == nil && v > 0 {
+		runs = v
 	}
 	dur := time.Duration(secs) * time.Second
 	disk := filepath.Join(t.TempDir(), "bench.img")
@@ -327,24 +397,23 @@ func TestBenchVsTgtd(t *testing.T) {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(&b, "## iSCSI target benchmark: ours vs tgtd\n\n")
-	fmt.Fprintf(&b, "Same 1 GiB file (page cache warm), same client (test/iscsi/initiator, in the test process), loopback, "+
-		"%d s per pattern, target alternating per pattern. Host %s, %d CPUs, load average at start: %s\n\n",
-		secs, host, numCPU(), strings.TrimSpace(string(load)))
-	fmt.Fprintf(&b, "| pattern | ours | tgtd | ratio | ours CPU s/GB | tgtd CPU s/GB | ours p99 | tgtd p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "## iSCSI target benchmark: ours vs tgtd (medians of %d runs)\n\n", runs)
+	fmt.Fprintf(&b, "Same 1 GiB file (page cache warm), same client (test/iscsi/initiator, in the test process), loopback. "+
+		"Each pattern runs %d times per target, %d s per run, the two targets alternating which goes first; "+
+		"each cell is the median with the spread (min–max) in brackets, the ratio is of the medians, "+
+		"CPU s/GB and p99 are medians too. Host %s, %d CPUs, load average at start: %s\n\n",
+		runs, secs, host, numCPU(), strings.TrimSpace(string(load)))
+	fmt.Fprintf(&b, "| pattern | ours median (min–max) | tgtd median (min–max) | ratio | ours CPU s/GB | tgtd CPU s/GB | ours p99 | tgtd p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	only := os.Getenv("ISCSI_BENCH_ONLY") // substring filter on pattern names, for quick checks
 	for _, p := range patterns {
 		if only != "" && !strings.Contains(p.name, only) {
 			continue
 		}
-		ro := run(t, ours, p, dur)
-		rt := run(t, tgt, p, dur)
-		unit, vo, vt := "MB/s", ro.mbps, rt.mbps
-		if p.size == 4096 {
-			unit, vo, vt = "IOPS", ro.iops, rt.iops
-		}
-		line := fmt.Sprintf("| %s | %.0f %s | %.0f %s | **%.2f×** | %.2f | %.2f | %v | %v |", p.name, vo, unit, vt, unit,
-			vo/vt, ro.cpuPerGB, rt.cpuPerGB, ro.p99.Round(time.Microsecond), rt.p99.Round(time.Microsecond))
+		so, st := compare(t, ours, tgt, p, runs, dur)
+		co, mo := cell(p, so)
+		ct, mt := cell(p, st)
+		line := fmt.Sprintf("| %s | %s | %s | **%.2f×** | %.2f | %.2f | %v | %v |", p.name, co, ct,
+			mo/mt, cpuMedian(so), cpuMedian(st), so.medianP99(), st.medianP99())
 		t.Log(line)
 		fmt.Fprintln(&b, line)
 	}
@@ -355,16 +424,13 @@ func TestBenchVsTgtd(t *testing.T) {
 	// Read path: pread+writev (default) vs sendfile, same patterns.
 	sf := startOurs(t, disk, "-sendfile")
 	run(t, sf, pattern{name: "warm", sessions: 1, qd: 4, size: 1 << 20}, time.Second)
-	fmt.Fprintf(&b, "\nRead path of our target: pread(2)+writev(2) (default) vs sendfile(2) (`Config.Sendfile`).\n\n")
-	fmt.Fprintf(&b, "| pattern | pread | sendfile | ratio | pread CPU s/GB | sendfile CPU s/GB |\n|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "\nRead path of our target: pread(2)+writev(2) (default) vs sendfile(2) (`Config.Sendfile`), medians of %d runs.\n\n", runs)
+	fmt.Fprintf(&b, "| pattern | pread median (min–max) | sendfile median (min–max) | ratio | pread CPU s/GB | sendfile CPU s/GB |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range []pattern{patterns[0], patterns[3], patterns[6]} {
-		rp := run(t, ours, p, dur)
-		rs := run(t, sf, p, dur)
-		unit, vp, vs := "MB/s", rp.mbps, rs.mbps
-		if p.size == 4096 {
-			unit, vp, vs = "IOPS", rp.iops, rs.iops
-		}
-		line := fmt.Sprintf("| %s | %.0f %s | %.0f %s | %.2f× | %.2f | %.2f |", p.name, vp, unit, vs, unit, vs/vp, rp.cpuPerGB, rs.cpuPerGB)
+		sp, ss := compare(t, ours, sf, p, runs, dur)
+		cp, mp := cell(p, sp)
+		cs, ms := cell(p, ss)
+		line := fmt.Sprintf("| %s | %s | %s | %.2f× | %.2f | %.2f |", p.name, cp, cs, ms/mp, cpuMedian(sp), cpuMedian(ss))
 		t.Log(line)
 		fmt.Fprintln(&b, line)
 	}

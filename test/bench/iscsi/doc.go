@@ -4,7 +4,9 @@
 //
 //	go test -tags bench -run TestBenchVsTgtd -v -count=1 -timeout 30m ./test/bench/iscsi/
 //
-// ISCSI_BENCH_SECONDS sets the seconds per pattern (default 5), ISCSI_BENCH_ONLY
+// Every pattern runs ISCSI_BENCH_RUNS times per target (default 5), the
+// targets alternating, and the tables report medians with their spread.
+// ISCSI_BENCH_SECONDS sets the seconds per run (default 2), ISCSI_BENCH_ONLY
 // runs only the patterns whose name contains it, and ISCSI_BENCH_WRITE=1
 // appends the run to RESULTS.md.
 package iscsibench

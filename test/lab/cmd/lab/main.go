@@ -130,6 +130,9 @@ func run() int {
 	if devPanel != nil {
 		fmt.Printf("\nPanel %s (token above); the servers are in network \"Lab\" and run `clusterducks agent`\n"+
 			"(its log: <state dir>/share/command.log).\n", devPanel.URL)
+		if devPanel.TemporalUI != "" {
+			fmt.Printf("Temporal UI %s/ (the workflows behind every operation)\n", devPanel.TemporalUI)
+		}
 	}
 	if devPanel != nil || len(keys) > 0 {
 		printDevice(servers[0], networkID)

@@ -1,0 +1,283 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/go-gormigrate/gormigrate/v2"
+	"gorm.io/gorm"
+)
+
+// MaxVDiskGiB bounds a vdisk's size; the real bound is its server's pool, checked by the workflow.
+const MaxVDiskGiB = MaxVolumeGiB
+
+// VDiskInput is the body of a vdisk create or update. A null device_id detaches it.
+type VDiskInput struct {
+	NetworkID *uint   `field:"network_id,network"`
+	Name      *string `field:"name"`
+	SizeGiB   *int64  `field:"size,size_gib"`
+	DeviceID  *uint   `field:"device_id,device"`
+}
+
+func checkVDiskSize(v *int64) error {
+	if v != nil && (*v < 1 || *v > MaxVDiskGiB) {
+		return Invalid("size", "must be a size in GiB between 1 and %d", MaxVDiskGiB)
+	}
+	return nil
+}
+
+// vdiskDevice loads device id of network nid for a vdisk (field device_id) and refuses one
+// that already has another vdisk: a device has one data disk, its target's LUN 1.
+func vdiskDevice(tx *gorm.DB, id, nid, vdiskID uint) (*Device, error) {
+	var d Device
+	err := tx.Where("id = ? AND network_id = ?", id, nid).Take(&d).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, Invalid("device_id", "device %d is not in network %d", id, nid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var other VDisk
+	err = tx.Where("device_id = ? AND id <> ? AND state <> ?", id, vdiskID, StateDeleted).Take(&other).Error
+	if err == nil {
+		return nil, Conflict("device_id", "device %d has vdisk %d already: a device has one vdisk (LUN 1 of its target)", id, other.ID)
+	}
+	if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// CreateVDisk records a vdisk of size GiB and queues the creation of its sparse zvol on the
+// server its device boots from (the device's clone's server), or on the network's master
+// when it has no device, within the network's MaxVDisks.
+func (s *Store) CreateVDisk(ctx context.Context, a *Actor, in *VDiskInput) (*Created, error) {
+	nid, err := requireNetwork(in.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	v := &VDisk{NetworkID: nid, State: StatePending}
+	if v.Name, err = requiredName("name", in.Name, 200); err != nil {
+		return nil, err
+	}
+	if in.SizeGiB == nil {
+		return nil, Invalid("size", "is required (the size in GiB)")
+	}
+	if err := checkVDiskSize(in.SizeGiB); err != nil {
+		return nil, err
+	}
+	v.SizeGiB = *in.SizeGiB
+	var op *Operation
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		n, err := a.lockNetwork(tx, nid, "network_id")
+		if err != nil {
+			return err
+		}
+		v.ServerID = n.MasterServerID
+		if in.DeviceID != nil && *in.DeviceID != 0 {
+			d, err := vdiskDevice(tx, *in.DeviceID, nid, 0)
+			if err != nil {
+				return err
+			}
+			v.DeviceID = &d.ID
+			if d.ServerID != nil {
+				v.ServerID = d.ServerID
+			}
+		}
+		op, err = insertQueued(tx, a, n, queued{row: v, id: func() uint { return v.ID }, label: v.Name, object: "vdisk",
+			kind: OpVDiskCreate, max: n.MaxVDisks, what: "vdisks", limit: "max_vdisks"})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: v, Operation: op}, nil
+}
+
+// vdiskBusy refuses a change while another resize, attachment or the delete of the vdisk
+// is queued or running: one at a time, each seeing what the one before left.
+func vdiskBusy(tx *gorm.DB, id uint, field string) error {
+	var op Operation
+	err := tx.Where("object_type = ? AND object_id = ? AND kind IN ? AND state IN ?", "vdisk", id,
+		[]string{OpVDiskCreate, OpVDiskResize, OpVDiskAttach, OpVDiskDelete}, []string{OpQueued, OpRunning}).Order("id").Take(&op).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look for operations of vdisk %d: %w", id, err)
+	}
+	return Conflict(field, "vdisk %d has a %s under way (operation %d, %s): try again once it has ended", id, op.Kind, op.ID, op.State)
+}
+
+// UpdateVDisk renames a vdisk, grows it (shrinking is refused: it would cut off the file
+// systems inside) or moves it to another device of its network (device_id; null detaches
+// it). The move is an operation: it is refused there while the current device has an
+// iSCSI session on its target (it is booted); the stored device changes once it succeeds.
+func (s *Store) UpdateVDisk(ctx context.Context, a *Actor, id uint, in *VDiskInput) (*Created, error) {
+	var v *VDisk
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if v, err = getScoped[VDisk](ctx, tx, a.scopeNetworkOwned, id, "vdisk"); err != nil {
+			return err
+		}
+		if err := forUpdate(tx).Take(v, v.ID).Error; err != nil {
+			return err
+		}
+		if in.NetworkID != nil && *in.NetworkID != v.NetworkID {
+			return Invalid("network_id", "a vdisk cannot move to another network")
+		}
+		resize := in.SizeGiB != nil && *in.SizeGiB != v.SizeGiB
+		move := in.DeviceID != nil && ptrOr(nonZero(in.DeviceID), 0) != ptrOr(v.DeviceID, 0)
+		if resize && move {
+			return Invalid("device_id", "resize and attach are two changes: send them one at a time")
+		}
+		if in.Name != nil {
+			if v.Name, err = checkName("name", *in.Name, 200); err != nil {
+				return err
+			}
+		}
+		if resize {
+			if err := checkVDiskSize(in.SizeGiB); err != nil {
+				return err
+			}
+			if *in.SizeGiB < v.SizeGiB {
+				return Invalid("size", "cannot shrink a vdisk (from %d to %d GiB): it would cut off the file systems inside", v.SizeGiB, *in.SizeGiB)
+			}
+		}
+		if resize || move {
+			field := pick(resize, "size", "device_id")
+			if v.State != StateReady {
+				return Conflict(field, "vdisk %d is %s: it can change once it is ready", v.ID, v.State)
+			}
+			if err := vdiskBusy(tx, v.ID, field); err != nil {
+				return err
+			}
+		}
+		switch {
+		case resize:
+			if op, err = newOperation(tx, v.NetworkID, OpVDiskResize, v.ID, OperationInput{SizeGiB: *in.SizeGiB}); err != nil {
+				return err
+			}
+		case move:
+			to := uint(0)
+			if *in.DeviceID != 0 {
+				d, err := vdiskDevice(tx, *in.DeviceID, v.NetworkID, v.ID)
+				if err != nil {
+					return err
+				}
+				if d.ServerID != nil && v.ServerID != nil && *d.ServerID != *v.ServerID {
+					return Conflict("device_id", "device %d boots from server %d and vdisk %d is on server %d: moving a vdisk to another server is not supported yet",
+						d.ID, *d.ServerID, v.ID, *v.ServerID)
+				}
+				to = d.ID
+			}
+			if op, err = newOperation(tx, v.NetworkID, OpVDiskAttach, v.ID, OperationInput{DeviceID: to, FromDeviceID: ptrOr(v.DeviceID, 0)}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Model(v).Update("name", v.Name).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &v.NetworkID, "update", "vdisk", v.ID, "")
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: v, Operation: op}, nil
+}
+
+// DeleteVDisk queues a vdisk's deletion: its zvol is renamed into the erator of its
+// server. An attached vdisk is refused (a booted device would lose a disk under it):
+// detach it first.
+func (s *Store) DeleteVDisk(ctx context.Context, a *Actor, id uint) (*Created, error) {
+	var v *VDisk
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if v, err = getScoped[VDisk](ctx, tx, a.scopeNetworkOwned, id, "vdisk"); err != nil {
+			return err
+		}
+		if err := forUpdate(tx).Take(v, v.ID).Error; err != nil {
+			return err
+		}
+		if v.State == StateDeleted {
+			return Conflict("", "vdisk %d is deleted already", v.ID)
+		}
+		if v.DeviceID != nil {
+			return Conflict("device_id", "vdisk %d is attached to device %d: detach it first (device_id null)", v.ID, *v.DeviceID)
+		}
+		if v.State != StateDeleting {
+			if err := vdiskBusy(tx, v.ID, ""); err != nil {
+				return err
+			}
+		}
+		op, err = queueDelete(tx, a, v, &v.State, v.NetworkID, v.ID, "vdisk", OpVDiskDelete, v.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: v, Operation: op}, nil
+}
+
+// deviceVDisks maps the devices of a network to their vdisks (each its target's LUN 1),
+// in one query: an agent's export list asks for every device at once.
+func deviceVDisks(tx *gorm.DB, networkID uint) (map[uint]uint, error) {
+	var rows []VDisk
+	err := tx.Where("network_id = ? AND device_id IS NOT NULL AND state IN ?", networkID, []string{StateReady, StatePending}).
+		Order("id DESC").Find(&rows).Error
+	out := make(map[uint]uint, len(rows))
+	for _, v := range rows {
+		out[*v.DeviceID] = v.ID // the oldest wins, as vdiskDevice allows only one
+	}
+	return out, err
+}
+
+// applyVDiskAttach records where an attach operation moved its vdisk.
+func applyVDiskAttach(tx *gorm.DB, op *Operation) error {
+	var in OperationInput
+	if err := json.Unmarshal([]byte(op.Input), &in); err != nil {
+		return fmt.Errorf("operation %d's input: %w", op.ID, err)
+	}
+	return tx.Model(&VDisk{}).Where("id = ?", op.ObjectID).Update("device_id", nonZero(&in.DeviceID)).Error
+}
+
+// vdisksMigration adds the network's MaxVDisks and the server a vdisk lives on.
+func vdisksMigration() *gormigrate.Migration {
+	nets := addColumnsMigration("202612010125_vdisks", &networkVDisks{}, "MaxVDisks")
+	disks := addColumnsMigration("202612010125_vdisks", &vdiskServer{}, "ServerID")
+	return &gormigrate.Migration{
+		ID: "202612010125_vdisks",
+		Migrate: func(tx *gorm.DB) error {
+			if err := nets.Migrate(tx); err != nil {
+				return err
+			}
+			return disks.Migrate(tx)
+		},
+		Rollback: func(tx *gorm.DB) error {
+			if err := disks.Rollback(tx); err != nil {
+				return err
+			}
+			return nets.Rollback(tx)
+		},
+	}
+}
+
+// networkVDisks and vdiskServer are the tables as migration 202612010125 knows them (frozen).
+type networkVDisks struct {
+	MaxVDisks int `gorm:"column:max_vdisks;not null;default:0"`
+}
+
+func (networkVDisks) TableName() string { return "networks" }
+
+type vdiskServer struct {
+	ServerID *uint
+}
+
+func (vdiskServer) TableName() string { return "v_disks" }
