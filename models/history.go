@@ -12,16 +12,16 @@ import (
 // BootHistory is one boot an agent answered for a device: when, from which server, which
 // version, and how it ended. The device row keeps only the last boot; this keeps them all.
 type BootHistory struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
-	DeviceID  uint      `gorm:"not null;index:idx_boot_history_device" json:"device_id"`
-	NetworkID uint      `gorm:"not null" json:"network_id"`
-	ServerID  uint      `gorm:"not null" json:"server_id"`
-	GroupID   uint      `gorm:"not null;default:0" json:"group_id"`
-	Version   int       `gorm:"not null;default:0" json:"version"` // 0: no version booted
-	Outcome   string    `gorm:"size:40;not null" json:"outcome"`   // booted, non-compliant, not booted
-	Reason    string    `gorm:"size:500;not null;default:''" json:"reason"`
-	Result    string    `gorm:"size:10;not null;default:''" json:"result"` // up, failed, unknown; "" while observed
-	UpMS      int64     `gorm:"not null;default:0" json:"up_ms"`           // boot script served → up
+	ID        uint   `gorm:"primaryKey" json:"id"`
+	DeviceID  uint   `gorm:"not null;index:idx_boot_history_device" json:"device_id"`
+	NetworkID uint   `gorm:"not null" json:"network_id"`
+	ServerID  uint   `gorm:"not null" json:"server_id"`
+	GroupID   uint   `gorm:"not null;default:0" json:"group_id"`
+	Version   int    `gorm:"not null;default:0" json:"version"` // 0: no version booted
+	Outcome   string `gorm:"size:40;not null" json:"outcome"`   // booted, non-compliant, not booted
+	Reason    string `gorm:"size:500;not null;default:''" json:"reason"`
+	Result    string `gorm:"size:10;not null;default:''" json:"result"` // up, failed, unknown; "" while observed
+	UpMS      int64  `gorm:"not null;default:0" json:"up_ms"`           // boot script served → up
 	// ResultReason is what the agent saw that decided Result; BootID the agent's name of
 	// the boot, which its result report carries ("" from agents that do not watch boots).
 	ResultReason string    `gorm:"size:300;not null;default:''" json:"result_reason"`
@@ -116,7 +116,7 @@ func pruneBootHistory(tx *gorm.DB, serverID uint, now time.Time) error {
 	}
 	for _, d := range devices {
 		var keep []uint
-		if err := tx.Model(&BootHistory{}).Where("device_id = ?", d).Order("id DESC").Offset(BootHistoryPerDevice - 1).Limit(1).Pluck("id", &keep).Error; err != nil {
+		if err := tx.Model(&BootHistory{}).Where("device_id = ?", d).Order("id DESC").Offset(BootHistoryPerDevice-1).Limit(1).Pluck("id", &keep).Error; err != nil {
 			return fmt.Errorf("prune boot history: %w", err)
 		}
 		if len(keep) == 1 {

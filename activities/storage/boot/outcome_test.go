@@ -79,7 +79,7 @@ func (f *fakeTarget) set(iqn string, logins uint64, sessions int, bytes uint64) 
 
 type fakeClock struct{ now time.Time }
 
-func (c *fakeClock) Now() time.Time           { return c.now }
+func (c *fakeClock) Now() time.Time          { return c.now }
 func (c *fakeClock) advance(d time.Duration) { c.now = c.now.Add(d) }
 
 // The tracker samples the target and decides: a login and continuing reads make a boot
