@@ -176,15 +176,19 @@ func TestReplication(t *testing.T) {
 		if o.res.Marker != marker {
 			t.Fatalf("the device booted %q, want %q", o.res.Marker, marker)
 		}
-		// The agent reports its boots in the background: the record follows the boot.
-		var last models.BootHistory
+		// The agent reports its boots in the background: the record follows the boot. Each
+		// look reads into a new value: GORM adds the primary key of a non-zero destination
+		// to the query, so a reused one would read the first row seen for ever.
 		for end := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+			var last models.BootHistory
 			err := e.DB.Where("device_id = ?", devID).Order("id DESC").Take(&last).Error
 			if err == nil && last.ServerID == r.SlaveIDs[0] && last.Version == 1 && last.Outcome == models.BootOutcomeBooted {
 				break
 			}
 			if time.Now().After(end) {
-				t.Errorf("the device's last boot: %+v %v", last, err)
+				var all []models.BootHistory
+				e.DB.Where("device_id = ?", devID).Order("id").Find(&all)
+				t.Errorf("the device's last boot: %+v %v; all its boots: %+v", last, err, all)
 				break
 			}
 		}
