@@ -62,13 +62,7 @@ func TestBootReportsOutliveAnUnreachablePanel(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			disks, err := NewFileDisks(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := writeFile(disks.GroupVersionPath(3, 1)); err != nil {
-				t.Fatal(err)
-			}
+			disks := v1Disks(t)
 			panel := &reportPanel{fakePanel: fakePanel{info: info(true, 1)}, errs: tc.errs}
 			target := &recordTarget{}
 			cache, _ := OpenCache(filepath.Join(t.TempDir(), "cache.json"))

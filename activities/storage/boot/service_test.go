@@ -105,6 +105,19 @@ func newTestService(t *testing.T, info *wire.Info) (*Service, *fakePanel, *recor
 	return svc, panel, target, prov, disks
 }
 
+// v1Disks is a server's disks holding group 3's v1.
+func v1Disks(t *testing.T) *FileDisks {
+	t.Helper()
+	disks, err := NewFileDisks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(disks.GroupVersionPath(3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return disks
+}
+
 func writeFile(p string) error { return os.WriteFile(p, []byte("disk"), 0o644) }
 
 func info(strict bool, assigned int) *wire.Info {
