@@ -16,6 +16,7 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 	down   atomic.Int64 // bytes from the master
+	cut    atomic.Bool  // connections are refused (Cut)
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 }
@@ -53,6 +54,10 @@ func (p *Proxy) track(cs ...net.Conn) {
 }
 
 func (p *Proxy) pipe(c net.Conn) {
+	if p.cut.Load() {
+		c.Close()
+		return
+	}
 	m, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
@@ -99,4 +104,12 @@ func (p *Proxy) Drop() int {
 	n := len(p.conns) / 2
 	clear(p.conns)
 	return n
+}
+
+// Cut cuts the link (on: open connections dropped, new ones closed at once) or mends it.
+func (p *Proxy) Cut(on bool) {
+	p.cut.Store(on)
+	if on {
+		p.Drop()
+	}
 }

@@ -1,8 +1,10 @@
 package replication
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,6 +90,115 @@ func TestReplication(t *testing.T) {
 			t.Errorf("master's holds:\n%s", holds)
 		}
 		checkReplicationMetrics(t, "http://"+r.Master.Addr(lab.PortBoot)+"/metrics", r.SlaveIDs[0], r.Proxy.Bytes())
+	})
+	if t.Failed() {
+		return
+	}
+
+	// The satellite site (strict versioning across real servers, with a real iPXE boot): a
+	// device that reaches only the slave stays in its boot loop while the slave lacks the
+	// group's assigned version, and boots it from the slave once the version has arrived
+	// there through a real transfer and been verified.
+	t.Run("satellite", func(t *testing.T) {
+		e.T = t
+		harness.RequirePackages(t, lab.DevicePackages...)
+		// The master is where the satellite's device cannot go: its iSCSI IP becomes the
+		// device's own address on its user network (10.0.2.15), where nothing answers, so
+		// a redirect to the master fails inside the device and sends no packet anywhere.
+		e.Must(http.StatusOK, "PATCH", fmt.Sprintf("/servers/%d.json", r.MasterID), map[string]any{"ip": "10.0.2.15"})
+		defer e.Must(http.StatusOK, "PATCH", fmt.Sprintf("/servers/%d.json", r.MasterID), map[string]any{"ip": "192.168.1.10"})
+		grp := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": r.NetworkID, "Name": "satellite",
+			"VolumeID": volumeID, "strict_versioning": true, "lazy_locks": false})
+		e.WaitOK(storagetest.OpID(grp))
+		gid := storagetest.ID(grp, "id")
+		// v1 of the group is the boot-sector fixture, which prints its marker from LBA 1.
+		marker := fmt.Sprintf("satellite-g%d-v1", gid)
+		if err := lab.MakeBootDisk(filepath.Join(r.Master.Share, "satellite.img"), marker, 0); err != nil {
+			t.Fatal(err)
+		}
+		head := fmt.Sprintf("%s/iscsi/groups/%d", mp, gid)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		if err := r.Master.WaitZvol(ctx, head); err != nil {
+			t.Fatal(err)
+		}
+		e.GuestOn(r.Master, "dd", "if=/mnt/host/satellite.img", "of=/dev/zvol/"+head, "bs=512", "count=2", "conv=notrunc,fsync", "status=none")
+
+		// The link to the slave is cut: v1 is published (and assigned) on the master only.
+		r.Proxy.Cut(true)
+		pub := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), map[string]any{"note": "v1"})
+		e.WaitOK(storagetest.OpID(pub))
+		dev := lab.NewDeviceVM(slave.DeviceBootURL())
+		d := e.Must(http.StatusCreated, "POST", "/devices.json", map[string]any{"network": r.NetworkID, "mac": dev.MAC, "name": "satellite", "group_id": gid})
+		devID := storagetest.ID(d, "id")
+		type outcome struct {
+			res *lab.DeviceResult
+			err error
+		}
+		booted := make(chan outcome, 1)
+		go func() {
+			res, err := dev.Run(ctx, 12*time.Minute)
+			booted <- outcome{res, err}
+		}()
+		// It asks the slave, which sends it to the master, which it cannot reach; it asks
+		// the slave again: twice is a loop.
+		var loops []models.BootHistory
+		deadline := time.Now().Add(6 * time.Minute)
+		for len(loops) < 2 {
+			select {
+			case o := <-booted:
+				t.Fatalf("the device ended while the slave lacks v1: %+v %v", o.res, o.err)
+			case <-time.After(2 * time.Second):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the device's boots at the slave: %+v", loops)
+			}
+			e.DB.Where("device_id = ? AND server_id = ? AND outcome = ?", devID, r.SlaveIDs[0], models.BootOutcomeNotBooted).Order("id").Find(&loops)
+		}
+		if !strings.Contains(loops[0].Reason, "does not hold the assigned v1") {
+			t.Errorf("the slave's answer while it lacks v1: %q", loops[0].Reason)
+		}
+		var copies int64
+		e.DB.Model(&models.VersionCopy{}).Joins("JOIN group_versions ON group_versions.id = version_copies.version_id").
+			Where("group_versions.group_id = ? AND version_copies.server_id = ?", gid, r.SlaveIDs[0]).Count(&copies)
+		if copies != 0 {
+			t.Fatalf("the slave holds %d versions of the group across a cut link", copies)
+		}
+
+		// The link is back: the publish's replication (retried all along) brings v1 to the
+		// slave; the same device, still looping, boots it there.
+		r.Proxy.Cut(false)
+		released := time.Now()
+		o := <-booted
+		if o.err != nil {
+			t.Fatalf("the device after v1 reached the slave: %v", o.err)
+		}
+		if o.res.Marker != marker {
+			t.Fatalf("the device booted %q, want %q", o.res.Marker, marker)
+		}
+		// The agent reports its boots in the background: the record follows the boot. Each
+		// look reads into a new value: GORM adds the primary key of a non-zero destination
+		// to the query, so a reused one would read the first row seen for ever.
+		for end := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+			var last models.BootHistory
+			err := e.DB.Where("device_id = ?", devID).Order("id DESC").Take(&last).Error
+			if err == nil && last.ServerID == r.SlaveIDs[0] && last.Version == 1 && last.Outcome == models.BootOutcomeBooted {
+				break
+			}
+			if time.Now().After(end) {
+				var all []models.BootHistory
+				e.DB.Where("device_id = ?", devID).Order("id").Find(&all)
+				t.Errorf("the device's last boot: %+v %v; all its boots: %+v", last, err, all)
+				break
+			}
+		}
+		e.DB.Model(&models.VersionCopy{}).Joins("JOIN group_versions ON group_versions.id = version_copies.version_id").
+			Where("group_versions.group_id = ? AND version_copies.server_id = ?", gid, r.SlaveIDs[0]).Count(&copies)
+		if copies != 1 {
+			t.Errorf("the slave's verified copies of the group: %d, want 1", copies)
+		}
+		t.Logf("device at the satellite: %d boot loops while the link was cut; booted v1 from the slave %s after the link came back (device ran %s)",
+			len(loops), time.Since(released).Round(time.Second), o.res.Took.Round(time.Second))
 	})
 	if t.Failed() {
 		return

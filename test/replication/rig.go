@@ -104,8 +104,12 @@ func (r *Rig) StartMaster() {
 }
 
 // StartSlave starts slave i's agent, advertising its proxy as its replication address.
+// Its boot path serves devices on their own user networks (the satellite site): boot
+// endpoint and iSCSI target on every VM address, the portal as a device reaches it.
 func (r *Rig) StartSlave(i int) {
-	r.E.StartAgentOn(r.Slaves[i], 1, r.slaveKeys[i], "--replication-advertise", fmt.Sprintf("%s:%d", lab.GuestHostIP, r.SlaveProxies[i].Port))
+	vm := r.Slaves[i]
+	r.E.StartAgentOn(vm, 1, r.slaveKeys[i], "--replication-advertise", fmt.Sprintf("%s:%d", lab.GuestHostIP, r.SlaveProxies[i].Port),
+		"--iscsi-listen", fmt.Sprintf("0.0.0.0:%d", lab.PortISCSI), "--iscsi-portal", vm.DevicePortal(), "--boot-listen", fmt.Sprintf(":%d", lab.PortBoot))
 }
 
 // Replicate starts the Replicate workflow bringing (kind, id) up to snapshot to slave i;

@@ -24,13 +24,7 @@ func (b *blockingProvisioner) Provision(ctx context.Context, _ wire.ProvisionReq
 // provisioning at once, whose provisionings never end before the test does.
 func boundService(t *testing.T, in *wire.Info) *Service {
 	t.Helper()
-	disks, err := NewFileDisks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := writeFile(disks.GroupVersionPath(3, 1)); err != nil {
-		t.Fatal(err)
-	}
+	disks := v1Disks(t)
 	prov := &blockingProvisioner{release: make(chan struct{})}
 	svc, err := NewService(Config{ServerID: 1, Portal: "10.0.0.1:3260", BootPort: 8080, Panel: &fakePanel{info: in}, Provision: prov,
 		Disks: disks, Target: &recordTarget{}, MaxProvisions: 1, ProvisionWait: 1})

@@ -33,10 +33,13 @@ func chainAgain(url, fallback string) string {
 	if fallback == "" {
 		fallback = url
 	}
-	// A chained script that ends (a menu's local-disk entry exits to the BIOS) ends this one too.
-	return fmt.Sprintf("chain --autofree %s || goto unanswered\nexit\n:unanswered\n"+
+	// --replace: the chained script takes this one's place rather than running inside it,
+	// so a device that loops (retry answers, redirects while its version is on its way) for
+	// hours does not nest one script deeper per round until iPXE fails. A chained script
+	// that ends (a menu's local-disk entry exits to the BIOS) ends where this one would.
+	return fmt.Sprintf("chain --replace --autofree %s || goto unanswered\nexit\n:unanswered\n"+
 		"echo clusterducks: the boot server did not answer; asking again in %d s\nsleep %d\n"+
-		":again\nchain --autofree %s || goto unanswered2\nexit\n:unanswered2\nsleep %d\ngoto again\n",
+		":again\nchain --replace --autofree %s || goto unanswered2\nexit\n:unanswered2\nsleep %d\ngoto again\n",
 		url, chainPause, chainPause, fallback, chainPause)
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,11 @@ type Config struct {
 	VersionsTTL time.Duration
 	// ReconcileEvery is how often exports are compared with the panel's (default 30 s).
 	ReconcileEvery time.Duration
+	// ReportTimeout bounds one delivery of boot reports (default 15 s: off the hot path, it
+	// may wait for a busy panel longer than a boot question). ReportRetry is the first
+	// pause before undelivered reports are sent again (default 1 s, doubling up to 30 s).
+	ReportTimeout time.Duration
+	ReportRetry   time.Duration
 	// CHAPKey, when set, makes every target of this server require CHAP, with a secret
 	// per target derived from the key (CHAPCredentials); the sanboot scripts carry it.
 	CHAPKey []byte
@@ -164,6 +170,8 @@ func NewService(cfg Config) (*Service, error) {
 	def(&cfg.RebootPause, 10*time.Second)
 	def(&cfg.VersionsTTL, 2*time.Second)
 	def(&cfg.ReconcileEvery, 30*time.Second)
+	def(&cfg.ReportTimeout, 15*time.Second)
+	def(&cfg.ReportRetry, time.Second)
 	def(&cfg.LoginWindow, 30*time.Second)
 	cfg.Outcomes = cfg.Outcomes.withDefaults()
 	def(&cfg.OutcomePoll, min(max(cfg.Outcomes.UpAfter/20, 50*time.Millisecond), time.Second))
@@ -210,26 +218,15 @@ func (s *Service) background() {
 	defer reconcile.Stop()
 	watch := time.NewTicker(s.cfg.OutcomePoll)
 	defer watch.Stop()
-	var batch []wire.Report
-	send := func() {
-		if len(batch) == 0 {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PanelTimeout)
-		err := s.cfg.Panel.Booted(ctx, batch)
-		cancel()
-		if err != nil {
-			// Reports are best effort: the next boot reports again.
-			s.log.Info("boot reports not delivered", "n", len(batch), "err", err)
-		}
-		batch = batch[:0]
-	}
+	q := reportQueue{retry: s.cfg.ReportRetry}
 	for {
 		select {
 		case r := <-s.reports:
-			batch = append(batch, r)
-			if len(batch) >= 256 {
-				send()
+			if q.add(r) {
+				s.log.Warn("boot reports: the panel has been unreachable too long, the oldest are dropped", "kept", maxPendingReports, "dropped", q.dropped)
+			}
+			if len(q.pending) >= reportBatch {
+				s.sendReports(&q, false)
 			}
 		case <-watch.C:
 			s.out.poll()
@@ -240,7 +237,7 @@ func (s *Service) background() {
 			}
 			cancel()
 		case <-tick.C:
-			send()
+			s.sendReports(&q, false)
 			if err := s.cfg.Cache.Flush(); err != nil {
 				s.log.Warn("boot cache", "err", err)
 			}
@@ -248,13 +245,13 @@ func (s *Service) background() {
 			for {
 				select {
 				case r := <-s.reports:
-					batch = append(batch, r)
+					q.add(r)
 					continue
 				default:
 				}
 				break
 			}
-			send()
+			s.sendReports(&q, true)
 			return
 		}
 	}
@@ -268,6 +265,76 @@ func (s *Service) decided(r wire.Report, v verdict) {
 		ro.BootResult(v.result, time.Duration(r.UpMS)*time.Millisecond)
 	}
 	s.report(r)
+}
+
+// Boot reports are delivered in batches of at most reportBatch. While the panel cannot be
+// reached, at most maxPendingReports are kept (the oldest go first) and sent again after
+// a pause that doubles from Config.ReportRetry up to maxReportRetry.
+const (
+	reportBatch       = 256
+	maxPendingReports = 4096
+	maxReportRetry    = 30 * time.Second
+)
+
+// reportQueue is the boot reports not yet delivered, oldest first. A report is the only
+// record of a boot: a device that booted does not ask again, so a report is kept until
+// the panel has taken it (or refused it for good), not dropped on the first failure.
+type reportQueue struct {
+	pending []wire.Report
+	retry   time.Duration // the first pause after a failed delivery
+	pause   time.Duration // the current pause; 0 after a delivery
+	next    time.Time     // no delivery before
+	dropped uint64        // reports dropped because too many were pending
+}
+
+// add queues r, dropping the oldest report beyond maxPendingReports; it reports whether
+// one was dropped.
+func (q *reportQueue) add(r wire.Report) bool {
+	q.pending = append(q.pending, r)
+	if len(q.pending) <= maxPendingReports {
+		return false
+	}
+	q.pending = slices.Delete(q.pending, 0, len(q.pending)-maxPendingReports)
+	q.dropped++
+	return true
+}
+
+// failed schedules the next delivery after a doubling pause.
+func (q *reportQueue) failed(now time.Time) {
+	q.pause = min(max(2*q.pause, q.retry), maxReportRetry)
+	q.next = now.Add(q.pause)
+}
+
+// sendReports delivers the pending reports, a batch at a time, unless a failed delivery's
+// pause is running (final: the service stops, one last try whatever the pause). A report
+// the panel refuses (4xx: asking again the same way will not help) is dropped; on any
+// other failure (unreachable, a timeout, a 5xx) the reports stay for the next try.
+func (s *Service) sendReports(q *reportQueue, final bool) {
+	if len(q.pending) == 0 || (!final && time.Now().Before(q.next)) {
+		return
+	}
+	for len(q.pending) > 0 {
+		n := min(len(q.pending), reportBatch)
+		timeout := s.cfg.ReportTimeout
+		if final {
+			timeout = s.cfg.PanelTimeout // a stopping agent does not wait long for an absent panel
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := s.cfg.Panel.Booted(ctx, q.pending[:n])
+		cancel()
+		var se *wire.StatusError
+		switch {
+		case err == nil:
+		case errors.As(err, &se) && se.Status < 500:
+			s.log.Warn("boot reports refused by the panel, dropped", "n", n, "err", err)
+		default:
+			q.failed(time.Now())
+			s.log.Info("boot reports not delivered, kept for the next try", "n", len(q.pending), "retry_in", q.pause, "err", err)
+			return
+		}
+		q.pending = slices.Delete(q.pending, 0, n)
+		q.pause, q.next = 0, time.Time{}
+	}
 }
 
 func (s *Service) report(r wire.Report) {

@@ -141,6 +141,19 @@ func newTestService(t *testing.T, info *wire.Info) (*Service, *fakePanel, *recor
 	return svc, panel, target, prov, disks
 }
 
+// v1Disks is a server's disks holding group 3's v1.
+func v1Disks(t *testing.T) *FileDisks {
+	t.Helper()
+	disks, err := NewFileDisks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(disks.GroupVersionPath(3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return disks
+}
+
 func writeFile(p string) error { return os.WriteFile(p, []byte("disk"), 0o644) }
 
 func info(strict bool, assigned int) *wire.Info {
@@ -202,7 +215,7 @@ func TestScriptAnswers(t *testing.T) {
 			i.Group.Assigned = 4
 			i.Group.Versions = append(i.Group.Versions, wire.VersionInfo{Number: 4, Servers: []uint{2}})
 		}, nil,
-			"chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
+			"chain --replace --autofree http://10.0.0.2:8080/boot.ipxe?"},
 		{"strict, A nowhere: reboot loop", func(i *wire.Info) {
 			i.Group.Assigned = 4
 			i.Group.Versions = append(i.Group.Versions, wire.VersionInfo{Number: 4})
@@ -248,7 +261,7 @@ func TestScriptFromCacheWhenPanelIsDown(t *testing.T) {
 }
 
 func TestStaticScriptAndBadInput(t *testing.T) {
-	if s := ChainScript(); !strings.Contains(s, "chain --autofree /boot.ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}") {
+	if s := ChainScript(); !strings.Contains(s, "chain --replace --autofree /boot.ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}") {
 		t.Fatalf("static script:\n%s", s)
 	}
 	svc, _, _, _, _ := newTestService(t, info(true, 1))
@@ -333,7 +346,7 @@ func TestScriptVolumeMaintenanceAnswers(t *testing.T) {
 		edit func(*wire.Info)
 		want string
 	}{
-		{"not the master: redirect", func(i *wire.Info) { i.MasterServerID = 2 }, "chain --autofree http://10.0.0.2:8080/boot.ipxe?"},
+		{"not the master: redirect", func(i *wire.Info) { i.MasterServerID = 2 }, "chain --replace --autofree http://10.0.0.2:8080/boot.ipxe?"},
 		{"no volume file", func(i *wire.Info) { i.Volume.ID = 8 }, "volume 8 is not on this server"},
 		{"before the group", func(i *wire.Info) { *i = *info(true, 1); i.Volume = &wire.VolumeInfo{ID: 8} }, "volume 8 is not on this server"},
 	}
@@ -412,7 +425,7 @@ func TestRedirectHopsAreBounded(t *testing.T) {
 		svc.ServeHTTP(rec, httptest.NewRequest("GET", "/boot.ipxe?mac="+mac1+"&uuid="+uuid1+hop, nil))
 		return rec.Body.String()
 	}
-	if s := get(""); !strings.Contains(s, "chain --autofree http://10.0.0.2:8080/boot.ipxe?hop=1&mac=") {
+	if s := get(""); !strings.Contains(s, "chain --replace --autofree http://10.0.0.2:8080/boot.ipxe?hop=1&mac=") {
 		t.Fatalf("first redirect:\n%s", s)
 	}
 	if s := get("&hop=2"); !strings.Contains(s, "boot.ipxe?hop=3&mac=") {
