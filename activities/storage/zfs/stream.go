@@ -334,6 +334,7 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 		return commandError(line, "", err, ctx.Err())
 	}
 	z.Log.Info("zfs started", "cmd", line)
+	defer z.Changed() // a receive makes datasets (a cut one too, its partial state)
 	_, cerr := io.Copy(in, r)
 	_ = in.Close()
 	err = cmd.Wait()
