@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +32,7 @@ type ZFS struct {
 }
 
 // mutating are the calls that change which datasets exist or a volume's size.
-var mutating = map[string]bool{"create-fs": true, "clone": true, "destroy": true, "rename": true, "set-volsize": true}
+var mutating = map[string]bool{"create-fs": true, "destroy": true, "rename": true, "set-volsize": true}
 
 // Changes is the number of dataset-changing calls made through z so far (see Changed).
 func (z *ZFS) Changes() uint64 { return z.changes.Load() }
@@ -298,7 +297,8 @@ func (z *ZFS) GUID(name string) (string, error) {
 func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err error) {
 	full := dataset + "@" + snap
 	pool, _, _ := strings.Cut(dataset, "/")
-	out, err := z.run(context.Background(), "program", "-j", pool, snapshotProgram(), full)
+	// The program is read from standard input (zfs program reads its script file to EOF).
+	out, _, err := z.runIn(context.Background(), strings.NewReader(snapshotLua), "program", "-j", pool, "/dev/stdin", full)
 	if err == nil {
 		guid, created, err = parseSnapshotProgram([]byte(out))
 		if err == nil {
@@ -311,7 +311,7 @@ func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err err
 	if errors.Is(err, activities.ErrPoolNotFound) {
 		return "", false, err
 	}
-	z.Log.Debug("zfs program refused, snapshotting with two commands", "target", full, "err", err)
+	programRefused.Do(func() { z.Log.Info("zfs program refused: snapshots take two commands", "target", full, "err", err) })
 	return z.snapshotTwoCommands(dataset, snap)
 }
 
@@ -343,26 +343,8 @@ end
 return {created = (err == 0), guid = zfs.get_prop(snap, "guid")}
 `
 
-var snapshotFile struct {
-	once sync.Once
-	path string
-}
-
-// snapshotProgram is the path of snapshotLua, written once per process (zfs program
-// reads its script from a file).
-func snapshotProgram() string {
-	snapshotFile.once.Do(func() {
-		f, err := os.CreateTemp("", "clusterducks-snapshot-*.lua")
-		if err != nil {
-			return
-		}
-		defer f.Close()
-		if _, err := f.WriteString(snapshotLua); err == nil {
-			snapshotFile.path = f.Name()
-		}
-	})
-	return snapshotFile.path
-}
+// programRefused says once per process that channel programs are not used.
+var programRefused sync.Once
 
 // parseSnapshotProgram reads snapshotLua's answer as `zfs program -j` prints it. The
 // guid is a 64-bit unsigned number that Lua holds as a signed one.
@@ -396,10 +378,9 @@ func parseSnapshotProgram(out []byte) (guid string, created bool, err error) {
 // Clone clones snapshot into dest. An existing dest that is a clone of the same snapshot
 // is success (created false); any other existing dest is ErrExists.
 func (z *ZFS) Clone(snapshot, dest string) (created bool, err error) {
-	err = z.call("clone", dest, func() error {
-		_, err := (&gozfs.Dataset{Name: snapshot, Type: gozfs.DatasetSnapshot}).Clone(dest, nil)
-		return err
-	})
+	// One command: go-zfs would read the clone back, which nobody here needs.
+	_, err = z.run(context.Background(), "clone", "-p", snapshot, dest)
+	z.changes.Add(1)
 	if errors.Is(err, activities.ErrExists) {
 		d, gerr := z.Get(dest)
 		if gerr != nil {

@@ -247,7 +247,7 @@ func TestSnapshotByChannelProgram(t *testing.T) {
 		t.Fatalf("Snapshot = %q %v %v", guid, created, err)
 	}
 	calls, _ := os.ReadFile(log)
-	if n := strings.Count(string(calls), "\n"); n != 1 || !strings.Contains(string(calls), "zfs program -j tank ") {
+	if n := strings.Count(string(calls), "\n"); n != 1 || !strings.Contains(string(calls), "zfs program -j tank /dev/stdin tank/iscsi/groups/2@v3") {
 		t.Errorf("calls:\n%s", calls)
 	}
 }
