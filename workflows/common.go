@@ -52,12 +52,15 @@ func panelCtx(ctx workflow.Context) workflow.Context {
 		TaskQueue:              PanelQueue,
 		ScheduleToCloseTimeout: storageWait,
 		StartToCloseTimeout:    panelRun,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    500 * time.Millisecond,
-			BackoffCoefficient: 2,
-			MaximumInterval:    10 * time.Second,
-		},
+		RetryPolicy:            panelRetry,
 	})
+}
+
+// panelRetry retries a database activity until the database answers.
+var panelRetry = &temporal.RetryPolicy{
+	InitialInterval:    500 * time.Millisecond,
+	BackoffCoefficient: 2,
+	MaximumInterval:    10 * time.Second,
 }
 
 // Step is a workflow's current step, as the progress query answers it.
@@ -105,7 +108,23 @@ func (t *tracker) step(name string, percent int, format string, args ...any) err
 	if t.opID == 0 {
 		return nil
 	}
-	return workflow.ExecuteActivity(panelCtx(t.ctx), pa.Progress, t.progress()).Get(t.ctx, nil)
+	return record(t.ctx, pa.Progress, t.progress())
+}
+
+// record runs a database step of an operation (its progress, its end) in the panel
+// worker. Since VersionLocalProgress it is a local activity: it runs in the workflow task
+// that asked for it, saving Temporal a round trip through the task queue per step; the
+// database write is short and retried the same way.
+func record(ctx workflow.Context, activity, input any) error {
+	if workflow.GetVersion(ctx, VersionLocalProgress, workflow.DefaultVersion, 1) == 1 {
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			ScheduleToCloseTimeout: storageWait,
+			StartToCloseTimeout:    panelRun,
+			RetryPolicy:            panelRetry,
+		})
+		return workflow.ExecuteLocalActivity(lctx, activity, input).Get(ctx, nil)
+	}
+	return workflow.ExecuteActivity(panelCtx(ctx), activity, input).Get(ctx, nil)
 }
 
 // succeed ends the operation at 100 % with its results.
@@ -115,7 +134,7 @@ func (t *tracker) succeed(o models.Outcome, format string, args ...any) error {
 		return nil
 	}
 	o.WorkflowProgress = t.progress()
-	return workflow.ExecuteActivity(panelCtx(t.ctx), pa.Finish, o).Get(t.ctx, nil)
+	return record(t.ctx, pa.Finish, o)
 }
 
 // fail ends the operation as failed at the current step and returns cause, so the
@@ -130,7 +149,7 @@ func (t *tracker) fail(o models.Outcome, cause error) error {
 	o.Cancelled = isCancel(cause)
 	o.Error = failureText(cause)
 	if t.opID != 0 {
-		if err := workflow.ExecuteActivity(panelCtx(ctx), pa.Finish, o).Get(ctx, nil); err != nil {
+		if err := record(ctx, pa.Finish, o); err != nil {
 			return errors.Join(cause, err)
 		}
 	}

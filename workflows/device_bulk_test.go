@@ -53,7 +53,7 @@ func TestBulkDevices(t *testing.T) {
 				})
 			s.env.ExecuteWorkflow(BulkDevices, BulkDevicesInput{OperationID: 9, NetworkID: 1, Kind: models.OpBulkRestore, Devices: devs})
 			if len(s.outcomes) != 1 {
-				t.Fatalf("outcomes %+v", s.outcomes)
+				t.Fatalf("outcomes %+v (workflow: %v)", s.outcomes, s.env.GetWorkflowError())
 			}
 			o := s.outcomes[0]
 			if tc.cancel {

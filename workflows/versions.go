@@ -49,3 +49,7 @@ const VersionPromoteReleaseHolds = "promote-release-holds"
 // VersionReplicateSkipOrigin: a group's replication asks the slave first and skips the
 // origin volume when the slave holds the group already.
 const VersionReplicateSkipOrigin = "replicate-skip-origin"
+
+// VersionLocalProgress records an operation's steps and end with local activities
+// instead of activities on the panel's task queue (see record).
+const VersionLocalProgress = "local-progress"

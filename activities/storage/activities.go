@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -34,6 +36,24 @@ type Activities struct {
 	ReplicationTLS func() (*tls.Config, error)
 	// ReplicationZFS replaces ZFS for replication in unit tests; nil: ZFS.
 	ReplicationZFS ReplicationZFS
+
+	// rooms keeps each pool's last room listing (see room).
+	rooms struct {
+		sync.Mutex
+		m map[string]*keptRoom
+	}
+}
+
+// roomFresh is how long a pool's room listing is used again when no dataset changed
+// through this agent since: a create then runs one zfs command instead of three. Changes
+// made behind the agent's back (by hand) show within this bound.
+const roomFresh = 10 * time.Second
+
+// keptRoom is a room listing, the dataset changes it saw and when it was read.
+type keptRoom struct {
+	room    *room
+	changes uint64
+	at      time.Time
 }
 
 // alive runs fn while heartbeating; zfs commands cannot be interrupted, so a cancelled
@@ -212,6 +232,13 @@ type room struct {
 }
 
 func (a *Activities) room(pool string) (*room, error) {
+	a.rooms.Lock()
+	k := a.rooms.m[pool]
+	a.rooms.Unlock()
+	if k != nil && k.changes == a.ZFS.Changes() && time.Since(k.at) < roomFresh {
+		return k.room.copy(), nil
+	}
+	changes, at := a.ZFS.Changes(), time.Now()
 	p, err := a.pool(pool)
 	if err != nil {
 		return nil, err
@@ -233,7 +260,33 @@ func (a *Activities) room(pool string) (*room, error) {
 			r.volumes[d.Name] = d
 		}
 	}
+	a.rooms.Lock()
+	if a.rooms.m == nil {
+		a.rooms.m = map[string]*keptRoom{}
+	}
+	a.rooms.m[pool] = &keptRoom{room: r.copy(), changes: changes, at: at}
+	a.rooms.Unlock()
 	return r, nil
+}
+
+// created updates the kept room of a pool with a volume this agent just made, when that
+// create (the dataset change after before) is the only change since the room was read.
+func (a *Activities) created(pool string, before uint64, d *zfs.Dataset) {
+	a.rooms.Lock()
+	defer a.rooms.Unlock()
+	k := a.rooms.m[pool]
+	if k == nil || k.changes != before || a.ZFS.Changes() != before+1 {
+		return
+	}
+	k.room.provisioned += d.Volsize
+	k.room.volumes[d.Name] = d
+	k.changes = before + 1
+}
+
+func (r *room) copy() *room {
+	c := *r
+	c.volumes = maps.Clone(r.volumes)
+	return &c
 }
 
 // fits refuses a size the pool cannot hold at all (thin or not) and computes the
@@ -286,9 +339,13 @@ func (a *Activities) createZvol(ctx context.Context, pool, ds string, size uint6
 		if err := r.fits(size, 0, res); err != nil {
 			return err
 		}
+		before := a.ZFS.Changes()
 		d, created, err := a.ZFS.CreateVolume(res.Dataset, size)
 		if err != nil {
 			return err
+		}
+		if created {
+			a.created(pool, before, d)
 		}
 		res.Created, res.Volsize = created, d.Volsize
 		return nil

@@ -65,3 +65,37 @@ func TestPoolMissingIsTyped(t *testing.T) {
 		t.Errorf("bootstrap on a missing pool: %v", err)
 	}
 }
+
+// A second create soon after the first reuses the pool's listing: one zfs command (the
+// create) instead of three, and the first volume counts in the provisioning.
+func TestCreateVolumeKeepsTheRoom(t *testing.T) {
+	a := &Activities{ZFS: zfs.New(nil)}
+	log := zfstest.Fake(t, fixtures, map[string]string{
+		"zpool get":  "out:zpool-get.txt",
+		"zfs list":   "out:zfs-list-all.txt",
+		"zfs create": "out:zfs-get-guid.txt",
+	})
+	ctx := context.Background()
+	if _, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 9, Size: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(log)
+	res, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 10, Size: 1 << 30})
+	if err != nil || !res.Created || res.Provisioned != 6<<30+512<<20 {
+		t.Fatalf("second create: %+v %v", res, err)
+	}
+	after, _ := os.ReadFile(log)
+	if calls := strings.TrimPrefix(string(after), string(before)); strings.Count(calls, "\n") != 1 || !strings.HasPrefix(calls, "zfs create") {
+		t.Errorf("second create ran:\n%s", calls)
+	}
+	// Any other change through the agent (a rename here) makes the next create read again.
+	a.ZFS.Changed()
+	before = after
+	if _, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 11, Size: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ = os.ReadFile(log)
+	if calls := strings.TrimPrefix(string(after), string(before)); !strings.Contains(calls, "zfs list") {
+		t.Errorf("create after a change did not list the pool:\n%s", calls)
+	}
+}

@@ -56,6 +56,9 @@ func (e *Engine) Start(ctx context.Context, op *models.Operation) error {
 		// A running run is joined (conflict policy); a finished one that may not run again
 		// comes back as an error, so the repeat can be answered with its outcome.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		// The panel worker runs in this process on the same client: the start's answer
+		// carries the first workflow task, which then skips a poll of the task queue.
+		EnableEagerStart: true,
 		Memo: map[string]any{
 			"operation": op.ID, "kind": op.Kind, "object": op.ObjectType + " " + strconv.FormatUint(uint64(op.ObjectID), 10),
 			"network": op.NetworkID,

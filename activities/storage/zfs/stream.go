@@ -69,9 +69,15 @@ func (z *ZFS) run(ctx context.Context, args ...string) (string, error) {
 
 // run2 is run returning stderr as well (some commands print what they report there).
 func (z *ZFS) run2(ctx context.Context, args ...string) (string, string, error) {
+	return z.runIn(ctx, nil, args...)
+}
+
+// runIn is run2 with the command's standard input read from stdin (nil: none).
+func (z *ZFS) runIn(ctx context.Context, stdin io.Reader, args ...string) (string, string, error) {
 	line := "zfs " + strings.Join(args, " ")
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "zfs", args...)
+	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -334,6 +340,7 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 		return commandError(line, "", err, ctx.Err())
 	}
 	z.Log.Info("zfs started", "cmd", line)
+	defer z.Changed() // a receive makes datasets (a cut one too, its partial state)
 	_, cerr := io.Copy(in, r)
 	_ = in.Close()
 	err = cmd.Wait()

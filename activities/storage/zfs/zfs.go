@@ -6,10 +6,16 @@
 package zfs
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -19,7 +25,20 @@ import (
 // ZFS runs zfs and zpool commands (found on PATH) for the agent.
 type ZFS struct {
 	Log *slog.Logger
+	// changes counts the calls that may have changed which datasets exist or their sizes
+	// (creates, clones, renames, destroys, volsize changes, receives), so a caller that
+	// keeps a listing can tell whether it still holds.
+	changes atomic.Uint64
 }
+
+// mutating are the calls that change which datasets exist or a volume's size.
+var mutating = map[string]bool{"create-fs": true, "destroy": true, "rename": true, "set-volsize": true}
+
+// Changes is the number of dataset-changing calls made through z so far (see Changed).
+func (z *ZFS) Changes() uint64 { return z.changes.Load() }
+
+// Changed records a change made outside the wrapper's calls (a receive, a promote).
+func (z *ZFS) Changed() { z.changes.Add(1) }
 
 // New returns a wrapper that logs to log (slog.Default when nil).
 func New(log *slog.Logger) *ZFS {
@@ -105,6 +124,9 @@ func (e *Error) Unwrap() error { return e.Typed }
 func (z *ZFS) call(op, target string, fn func() error) error {
 	start := time.Now()
 	err := fn()
+	if mutating[op] {
+		z.changes.Add(1)
+	}
 	took := time.Since(start)
 	if err == nil {
 		z.Log.Debug("zfs", "op", op, "target", target, "took", took)
@@ -227,15 +249,14 @@ func (z *ZFS) CreateFilesystem(name string) (created bool, err error) {
 	return err == nil, err
 }
 
-// CreateVolume creates a sparse (thin) volume of size bytes. An existing volume is
-// success (created false) whatever its size: the caller compares Volsize.
+// CreateVolume creates a sparse (thin) volume of size bytes, with one command: the
+// volume's size is the size asked (the panel asks whole GiB, a multiple of every
+// volblocksize), so it is not read back. An existing volume is success (created false)
+// whatever its size: the caller compares Volsize.
 func (z *ZFS) CreateVolume(name string, size uint64) (*Dataset, bool, error) {
-	var d *gozfs.Dataset
-	err := z.call("create-volume", name, func() (err error) {
-		// refreservation=none is what `zfs create -s` does: no space is reserved.
-		d, err = gozfs.CreateVolume(name, size, map[string]string{"refreservation": "none"})
-		return err
-	})
+	// -s is refreservation=none: no space is reserved.
+	_, err := z.run(context.Background(), "create", "-p", "-s", "-V", fmt.Sprint(size), name)
+	z.changes.Add(1)
 	if errors.Is(err, activities.ErrExists) {
 		got, gerr := z.Get(name)
 		if gerr != nil {
@@ -249,7 +270,7 @@ func (z *ZFS) CreateVolume(name string, size uint64) (*Dataset, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return fromGo(d), true, nil
+	return &Dataset{Name: name, Type: gozfs.DatasetVolume, Volsize: size}, true, nil
 }
 
 // SetVolsize sets a volume's size in bytes; setting the current size again is harmless.
@@ -270,8 +291,31 @@ func (z *ZFS) GUID(name string) (string, error) {
 }
 
 // Snapshot takes dataset@snap and returns its guid. An existing snapshot is success:
-// its guid is returned (created false).
+// its guid is returned (created false). Both happen in one command, a channel program
+// (`zfs program`), where OpenZFS runs them in the kernel: a command costs far more than
+// either step on a busy server. Where channel programs are refused, two commands do it.
 func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err error) {
+	full := dataset + "@" + snap
+	pool, _, _ := strings.Cut(dataset, "/")
+	// The program is read from standard input (zfs program reads its script file to EOF).
+	out, _, err := z.runIn(context.Background(), strings.NewReader(snapshotLua), "program", "-j", pool, "/dev/stdin", full)
+	if err == nil {
+		guid, created, err = parseSnapshotProgram([]byte(out))
+		if err == nil {
+			return guid, created, nil
+		}
+		if errors.Is(err, activities.ErrDatasetNotFound) {
+			return "", false, fmt.Errorf("%s: %w", dataset, err)
+		}
+	}
+	if errors.Is(err, activities.ErrPoolNotFound) {
+		return "", false, err
+	}
+	programRefused.Do(func() { z.Log.Info("zfs program refused: snapshots take two commands", "target", full, "err", err) })
+	return z.snapshotTwoCommands(dataset, snap)
+}
+
+func (z *ZFS) snapshotTwoCommands(dataset, snap string) (guid string, created bool, err error) {
 	full := dataset + "@" + snap
 	err = z.call("snapshot", full, func() error {
 		_, err := (&gozfs.Dataset{Name: dataset}).Snapshot(snap, false)
@@ -288,13 +332,55 @@ func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err err
 	return guid, created, err
 }
 
+// snapshotLua takes the snapshot named by its argument (EEXIST is not an error: a retry)
+// and returns whether it made it and the snapshot's guid. Errors come back as an errno.
+const snapshotLua = `args = ...
+snap = args["argv"][1]
+err = zfs.sync.snapshot(snap)
+if err ~= 0 and err ~= 17 then
+	return {errno = err}
+end
+return {created = (err == 0), guid = zfs.get_prop(snap, "guid")}
+`
+
+// programRefused says once per process that channel programs are not used.
+var programRefused sync.Once
+
+// parseSnapshotProgram reads snapshotLua's answer as `zfs program -j` prints it. The
+// guid is a 64-bit unsigned number that Lua holds as a signed one.
+func parseSnapshotProgram(out []byte) (guid string, created bool, err error) {
+	var v struct {
+		Return struct {
+			Errno   int         `json:"errno"`
+			Created bool        `json:"created"`
+			GUID    json.Number `json:"guid"`
+		} `json:"return"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return "", false, fmt.Errorf("zfs program: %w: %q", err, out)
+	}
+	switch v.Return.Errno {
+	case 0:
+	case 2: // ENOENT
+		return "", false, activities.ErrDatasetNotFound
+	default:
+		return "", false, fmt.Errorf("zfs program: snapshot failed with errno %d", v.Return.Errno)
+	}
+	n, err := strconv.ParseInt(v.Return.GUID.String(), 10, 64)
+	if err != nil {
+		return "", false, fmt.Errorf("zfs program: guid %q: %w", v.Return.GUID, err)
+	}
+	return strconv.FormatUint(uint64(n), 10), v.Return.Created, nil
+}
+
 // Clone clones snapshot into dest. An existing dest that is a clone of the same snapshot
 // is success (created false); any other existing dest is ErrExists.
 func (z *ZFS) Clone(snapshot, dest string) (created bool, err error) {
-	err = z.call("clone", dest, func() error {
-		_, err := (&gozfs.Dataset{Name: snapshot, Type: gozfs.DatasetSnapshot}).Clone(dest, nil)
-		return err
-	})
+	// One command: go-zfs would read the clone back, which nobody here needs.
+	_, err = z.run(context.Background(), "clone", "-p", snapshot, dest)
+	z.changes.Add(1)
 	if errors.Is(err, activities.ErrExists) {
 		d, gerr := z.Get(dest)
 		if gerr != nil {

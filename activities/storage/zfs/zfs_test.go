@@ -236,3 +236,33 @@ func TestRoutineProbesNotLoggedAsFailures(t *testing.T) {
 		t.Errorf("a real failure was not logged:\n%s", logged.String())
 	}
 }
+
+// A snapshot is taken and its guid read in one command, a channel program; the guid Lua
+// holds as a signed number is the unsigned one zfs get prints.
+func TestSnapshotByChannelProgram(t *testing.T) {
+	z := New(nil)
+	log := zfstest.Fake(t, "testdata", map[string]string{"zfs program": "out:zfs-program-snapshot.json"})
+	guid, created, err := z.Snapshot("tank/iscsi/groups/2", "v3")
+	if err != nil || !created || guid != "13340518007570725222" {
+		t.Fatalf("Snapshot = %q %v %v", guid, created, err)
+	}
+	calls, _ := os.ReadFile(log)
+	if n := strings.Count(string(calls), "\n"); n != 1 || !strings.Contains(string(calls), "zfs program -j tank /dev/stdin tank/iscsi/groups/2@v3") {
+		t.Errorf("calls:\n%s", calls)
+	}
+}
+
+func TestParseSnapshotProgram(t *testing.T) {
+	if _, created, err := parseSnapshotProgram([]byte(`{"return": {"created": false, "guid": 42}}`)); err != nil || created {
+		t.Errorf("existing snapshot: %v %v", created, err)
+	}
+	if _, _, err := parseSnapshotProgram([]byte(`{"return": {"errno": 2}}`)); !errors.Is(err, activities.ErrDatasetNotFound) {
+		t.Errorf("ENOENT: %v", err)
+	}
+	if _, _, err := parseSnapshotProgram([]byte(`{"return": {"errno": 28}}`)); err == nil || !strings.Contains(err.Error(), "errno 28") {
+		t.Errorf("ENOSPC: %v", err)
+	}
+	if _, _, err := parseSnapshotProgram([]byte(`oops`)); err == nil {
+		t.Error("garbage parsed")
+	}
+}

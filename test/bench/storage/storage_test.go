@@ -43,12 +43,21 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			v := e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": nid, "Alias": fmt.Sprintf("bench %d-%d", i, k), "vol_size": 1})
-			e.WaitOK(storagetest.OpID(v))
-			api = append(api, time.Since(start))
+			api = append(api, took(start, e.WaitOK(storagetest.OpID(v))))
 			volID = storagetest.ID(v, "id")
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchbare/v%d-%d", pool, i, k))))
 		}
 		report(b, "volume-create", api, bare)
+
+		// Group create: API vs `zfs snapshot` of the volume and `zfs clone` of it.
+		api, bare = nil, nil
+		for k := 0; k < samples; k++ {
+			start := time.Now()
+			g := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": fmt.Sprintf("bench clone %d-%d", i, k), "VolumeID": volID})
+			api = append(api, took(start, e.WaitOK(storagetest.OpID(g))))
+			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %[1]s/benchbare/v%[2]d-0@g%[3]d && zfs clone -p %[1]s/benchbare/v%[2]d-0@g%[3]d %[1]s/benchbare/g%[2]d-clone%[3]d", pool, i, k))))
+		}
+		report(b, "group-create", api, bare)
 
 		// Group publish: API vs `zfs snapshot`.
 		g := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": fmt.Sprintf("bench %d", i), "VolumeID": volID})
@@ -59,8 +68,7 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			p := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
-			e.WaitOK(storagetest.OpID(p))
-			api = append(api, time.Since(start))
+			api = append(api, took(start, e.WaitOK(storagetest.OpID(p))))
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %s/benchbare/g%d@v%d", pool, i, k+1))))
 		}
 		report(b, "group-publish", api, bare)
@@ -87,12 +95,12 @@ func BenchmarkStorage(b *testing.B) {
 		}
 		wg.Wait()
 		accepted := time.Since(start)
+		var total time.Duration
 		for _, id := range ops {
 			if id != 0 {
-				e.WaitOK(id)
+				total = max(total, took(start, e.WaitOK(id)))
 			}
 		}
-		total := time.Since(start)
 		for _, gid := range groups {
 			var vs []models.GroupVersion
 			e.DB.Where("group_id = ? AND state = ? AND guid <> ''", gid, models.StateReady).Order("number").Find(&vs)
@@ -113,6 +121,15 @@ func BenchmarkStorage(b *testing.B) {
 		b.Logf("50 concurrent publishes across 5 groups: all accepted in %s, all done in %s (%.1f publishes/s); the same 50 bare zfs snapshots at once in the guest: %s (ratio %.1f)",
 			accepted.Round(time.Millisecond), total.Round(time.Millisecond), 50/total.Seconds(), bareBurst.Round(time.Millisecond), total.Seconds()/bareBurst.Seconds())
 	}
+}
+
+// took is the time from start to the operation's end as the panel recorded it, so the
+// benchmark's own polling does not count.
+func took(start time.Time, op models.Operation) time.Duration {
+	if op.FinishedAt == nil {
+		return time.Since(start)
+	}
+	return op.FinishedAt.Sub(start)
 }
 
 func report(b *testing.B, name string, api, bare []time.Duration) {
