@@ -121,10 +121,7 @@ func (s *Store) UpdateVDisk(ctx context.Context, a *Actor, id uint, in *VDiskInp
 	var op *Operation
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		if v, err = getScoped[VDisk](ctx, tx, a.scopeNetworkOwned, id, "vdisk"); err != nil {
-			return err
-		}
-		if err := forUpdate(tx).Take(v, v.ID).Error; err != nil {
+		if v, err = lockedVDisk(ctx, tx, a, id); err != nil {
 			return err
 		}
 		if in.NetworkID != nil && *in.NetworkID != v.NetworkID {
@@ -199,10 +196,7 @@ func (s *Store) DeleteVDisk(ctx context.Context, a *Actor, id uint) (*Created, e
 	var op *Operation
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		if v, err = getScoped[VDisk](ctx, tx, a.scopeNetworkOwned, id, "vdisk"); err != nil {
-			return err
-		}
-		if err := forUpdate(tx).Take(v, v.ID).Error; err != nil {
+		if v, err = lockedVDisk(ctx, tx, a, id); err != nil {
 			return err
 		}
 		if v.State == StateDeleted {
@@ -281,3 +275,15 @@ type vdiskServer struct {
 }
 
 func (vdiskServer) TableName() string { return "v_disks" }
+
+// lockedVDisk reads a visible vdisk and locks its row for the rest of the transaction.
+func lockedVDisk(ctx context.Context, tx *gorm.DB, a *Actor, id uint) (*VDisk, error) {
+	v, err := getScoped[VDisk](ctx, tx, a.scopeNetworkOwned, id, "vdisk")
+	if err != nil {
+		return nil, err
+	}
+	if err := forUpdate(tx).Take(v, v.ID).Error; err != nil {
+		return nil, err
+	}
+	return v, nil
+}
