@@ -80,6 +80,12 @@ in_chroot apt-get install -y -qq linux-image-amd64 linux-headers-amd64 >"$work/k
 	tail -n 50 "$work/kernel.log" >&2
 	exit 1
 }
+# systemd-nspawn for containers, installed with apt rather than through debootstrap's
+# --include (whose configure stage failed on it five times out of five).
+in_chroot apt-get install -y -qq systemd-container >"$work/container.log" 2>&1 || {
+	tail -n 50 "$work/container.log" >&2
+	exit 1
+}
 kver=$(basename "$(ls -d "$root"/lib/modules/* | sort -V | tail -n 1)")
 log "kernel $kver"
 
