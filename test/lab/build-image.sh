@@ -53,7 +53,7 @@ rm -rf --one-file-system "$root"
 
 log "debootstrap $suite from $mirror"
 debootstrap --variant=minbase --components=main,contrib \
-	--include=udev,kmod,iproute2,procps,systemd,systemd-sysv,wget,ca-certificates,netbase \
+	--include=udev,kmod,iproute2,procps,systemd,systemd-sysv,systemd-container,wget,ca-certificates,netbase \
 	"$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
 	tail -n 50 "$work/debootstrap.log" >&2
 	exit 1
