@@ -141,6 +141,7 @@ func migrations() []*gormigrate.Migration {
 		addColumnsMigration("202612010105_operation_result", &operationResult{}, "Result"),
 		vdisksMigration(),
 		bootOutcomesMigration(),
+		containersMigration(),
 	}
 }
 

@@ -34,6 +34,8 @@ type Activities struct {
 	ReplicationTLS func() (*tls.Config, error)
 	// ReplicationZFS replaces ZFS for replication in unit tests; nil: ZFS.
 	ReplicationZFS ReplicationZFS
+	// UnitDir is where container units are written (default DefaultUnitDir).
+	UnitDir string
 }
 
 // alive runs fn while heartbeating; zfs commands cannot be interrupted, so a cancelled
