@@ -1,5 +1,7 @@
 package wire
 
+import "net/http"
+
 // The agent API's container endpoints (served on the tunnel session, like AgentPathStats).
 const (
 	// PUT, body a root file system tarball (optionally gzip-compressed), query
@@ -36,4 +38,15 @@ type ContainerStatus struct {
 	Tasks       uint64   `json:"tasks"`
 	TasksMax    uint64   `json:"tasks_max"` // 0: no limit
 	Journal     []string `json:"journal"`
+}
+
+// AgentError is an agent's answer other than 200, as the panel's client reports it.
+type AgentError struct {
+	Status int
+	Path   string
+	Body   ErrorBody
+}
+
+func (e *AgentError) Error() string {
+	return "agent " + e.Path + ": " + http.StatusText(e.Status) + ": " + e.Body.Error
 }
