@@ -36,8 +36,9 @@ func (h *Handler) containerRoutes(r fiber.Router) {
 			return err
 		}
 		a := actor(c)
-		up, err := h.Store.BeginCTemplateUpload(c.UserContext(), a, id)
-		if err != nil {
+		// Visibility first (another client's ctemplate is 404 whatever is sent), then the
+		// request, then the way to the agent.
+		if _, err := models.GetOwned[models.CTemplate](c.UserContext(), h.Store, a, id, "ctemplate"); err != nil {
 			return err
 		}
 		sum, err := models.CheckSHA256(c.Query("sha256", c.Get("X-Content-SHA256")))
@@ -52,6 +53,10 @@ func (h *Handler) containerRoutes(r fiber.Router) {
 			return models.Invalid("rootfs", "the tarball is larger than %d bytes", models.MaxCTemplateBytes)
 		case size < 0:
 			size = -1 // chunked: the agent enforces the limit as it reads
+		}
+		up, err := h.Store.BeginCTemplateUpload(c.UserContext(), a, id)
+		if err != nil {
+			return err
 		}
 		if h.Agents == nil {
 			return models.Conflict("", "this panel reaches no agents")
