@@ -118,6 +118,9 @@ func (p *DevPanel) Stop() error {
 	return nil
 }
 
+// Pid is the dev panel's process id (benchmarks read its memory in /proc).
+func (p *DevPanel) Pid() int { return p.cmd.Process.Pid }
+
 // Call does one API request with the admin's token and decodes the JSON answer into out.
 func (p *DevPanel) Call(ctx context.Context, method, path string, body, out any) error {
 	var r io.Reader
