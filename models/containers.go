@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -202,24 +203,32 @@ func (s *Store) BeginCTemplateUpload(ctx context.Context, a *Actor, id uint) (*C
 		return nil, Conflict("", "ctemplate %d is %s", t.ID, t.State)
 	}
 	up := &CTemplateUpload{Template: t, Version: t.Version + 1}
-	if t.ServerID == nil {
-		return nil, Conflict("", "ctemplate %d has no server", t.ID)
-	}
-	db := s.DB.WithContext(ctx)
-	if err := db.Take(&up.Server, *t.ServerID).Error; err != nil {
-		return nil, fmt.Errorf("server %d: %w", *t.ServerID, err)
-	}
-	var n Network
-	if err := db.Take(&n, t.NetworkID).Error; err != nil {
-		return nil, fmt.Errorf("network %d: %w", t.NetworkID, err)
-	}
-	if n.TunnelID == nil || up.Server.TunnelPort == 0 {
-		return nil, Conflict("network_id", "network %d reaches server %q through no tunnel: select a tunnel and give the server a tunnel port", n.ID, up.Server.Name)
-	}
-	if err := db.Take(&up.Tunnel, *n.TunnelID).Error; err != nil {
-		return nil, fmt.Errorf("tunnel %d: %w", *n.TunnelID, err)
+	if err := agentRoute(s.DB.WithContext(ctx), "ctemplate", t.ID, t.NetworkID, t.ServerID, &up.Server, &up.Tunnel); err != nil {
+		return nil, err
 	}
 	return up, nil
+}
+
+// agentRoute loads the server an object (what, id) of network networkID lives on and the
+// network's tunnel: the panel reaches that server's agent through the tunnel's port.
+func agentRoute(db *gorm.DB, what string, id, networkID uint, serverID *uint, srv *Server, t *Tunnel) error {
+	if serverID == nil {
+		return Conflict("", "%s %d has no server", what, id)
+	}
+	if err := db.Take(srv, *serverID).Error; err != nil {
+		return fmt.Errorf("server %d: %w", *serverID, err)
+	}
+	var n Network
+	if err := db.Take(&n, networkID).Error; err != nil {
+		return fmt.Errorf("network %d: %w", networkID, err)
+	}
+	if n.TunnelID == nil || srv.TunnelPort == 0 {
+		return Conflict("network_id", "network %d reaches server %q through no tunnel: select a tunnel and give the server a tunnel port", n.ID, srv.Name)
+	}
+	if err := db.Take(t, *n.TunnelID).Error; err != nil {
+		return fmt.Errorf("tunnel %d: %w", *n.TunnelID, err)
+	}
+	return nil
 }
 
 // FinishCTemplateUpload records version (with its tarball's sha256) as ctemplate id's
@@ -396,7 +405,7 @@ func (s *Store) UpdateContainer(ctx context.Context, a *Actor, id uint, in *Cont
 
 // ContainerAction queues start, stop, restart or kill of a ready container.
 func (s *Store) ContainerAction(ctx context.Context, a *Actor, id uint, action string) (*Created, error) {
-	if !containsString(ContainerActions, action) {
+	if !slices.Contains(ContainerActions, action) {
 		return nil, Invalid("action", "must be one of %s", strings.Join(ContainerActions, ", "))
 	}
 	var c *Container
@@ -425,15 +434,6 @@ func (s *Store) ContainerAction(ctx context.Context, a *Actor, id uint, action s
 	}
 	s.launch(ctx, op)
 	return &Created{Object: c, Operation: op}, nil
-}
-
-func containsString(list []string, v string) bool {
-	for _, s := range list {
-		if s == v {
-			return true
-		}
-	}
-	return false
 }
 
 // DeleteContainer queues a container's deletion: its machine stopped and its unit
@@ -483,21 +483,8 @@ func (s *Store) PlaceContainer(ctx context.Context, a *Actor, id uint) (*Contain
 		return nil, err
 	}
 	p := &ContainerPlace{Container: c}
-	if c.ServerID == nil {
-		return nil, Conflict("", "container %d has no server", c.ID)
-	}
-	if err := db.Take(&p.Server, *c.ServerID).Error; err != nil {
-		return nil, fmt.Errorf("server %d: %w", *c.ServerID, err)
-	}
-	var n Network
-	if err := db.Take(&n, c.NetworkID).Error; err != nil {
-		return nil, fmt.Errorf("network %d: %w", c.NetworkID, err)
-	}
-	if n.TunnelID == nil || p.Server.TunnelPort == 0 {
-		return nil, Conflict("", "network %d reaches server %q through no tunnel", n.ID, p.Server.Name)
-	}
-	if err := db.Take(&p.Tunnel, *n.TunnelID).Error; err != nil {
-		return nil, fmt.Errorf("tunnel %d: %w", *n.TunnelID, err)
+	if err := agentRoute(db, "container", c.ID, c.NetworkID, c.ServerID, &p.Server, &p.Tunnel); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
