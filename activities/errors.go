@@ -23,6 +23,8 @@ var (
 	ErrNotInErator     = errors.New("nothing in the erator to restore")
 	// ErrDeviceBooted: a vdisk cannot leave a device logged in to its target.
 	ErrDeviceBooted = errors.New("the device is booted: its target has an iSCSI session")
+	// ErrChecksum: an uploaded root file system is not the one its SHA-256 names.
+	ErrChecksum = errors.New("checksum mismatch")
 )
 
 // Application error type names, stable across releases: workflows decide on undo and
@@ -40,6 +42,7 @@ const (
 	// TypeDeviceLocked: the device workflow refused to replace a locked device's disk.
 	TypeDeviceLocked = "DeviceLocked"
 	TypeDeviceBooted = "DeviceBooted"
+	TypeChecksum     = "Checksum"
 )
 
 var typeOf = []struct {
@@ -58,6 +61,7 @@ var typeOf = []struct {
 	{ErrHasClones, TypeHasClones, false},
 	{ErrNotInErator, TypeNotInErator, false},
 	{ErrDeviceBooted, TypeDeviceBooted, false},
+	{ErrChecksum, TypeChecksum, false},
 }
 
 // NonRetryableTypes lists the error types a retry cannot fix; activity retry policies

@@ -3,10 +3,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"reflect"
@@ -34,6 +36,9 @@ type Handler struct {
 	// Extra, when set, registers more routes on the authenticated API group (alerts,
 	// agent endpoints and other capabilities wire themselves in here).
 	Extra []func(r fiber.Router)
+	// Agents, when set, reaches agents through their tunnels (ctemplate uploads, container
+	// status); without it those endpoints answer 409.
+	Agents AgentCaller
 
 	spec    spec
 	docOnce sync.Once
@@ -87,9 +92,40 @@ func NewApp(trustedProxies ...string) *fiber.App {
 		cfg.EnableTrustedProxyCheck = true
 		cfg.TrustedProxies = trustedProxies
 	}
+	// Bodies are streamed so that a ctemplate's root file system goes to its agent as it
+	// arrives; every other route gets its body whole, within the limit (limitBodies).
+	cfg.StreamRequestBody = true
+	cfg.DisablePreParseMultipartForm = true // multipart bodies too go through limitBodies
 	app := fiber.New(cfg)
 	guardServer(app.Server())
+	app.Use(limitBodies(cfg.BodyLimit))
 	return app
+}
+
+// limitBodies keeps the body limit that streaming turned off: a body over limit bytes is
+// 413 on every route but a ctemplate upload; a chunked one is read up to the limit.
+func limitBodies(limit int) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		req := c.Request()
+		if !req.IsBodyStream() || strings.HasSuffix(c.Path(), rootFSSuffix) {
+			return c.Next()
+		}
+		n := req.Header.ContentLength()
+		if n > limit {
+			return fiber.ErrRequestEntityTooLarge
+		}
+		if n < 0 {
+			b, err := io.ReadAll(io.LimitReader(c.Context().RequestBodyStream(), int64(limit)+1))
+			if err != nil {
+				return errMalformedRequest
+			}
+			if len(b) > limit {
+				return fiber.ErrRequestEntityTooLarge
+			}
+			req.SetBodyStream(bytes.NewReader(b), len(b))
+		}
+		return c.Next()
+	}
 }
 
 // guardServer makes the two answers Fiber gives below its routes and error handler JSON
@@ -156,6 +192,13 @@ func (h *Handler) routes(r fiber.Router, sp *spec) {
 	resource(r, sp, "vdisks", models.VDisk{}, owned[models.VDisk](h.Store, "vdisk", crud[models.VDiskInput]{
 		create: h.Store.CreateVDisk, update: asAny(h.Store.UpdateVDisk), del: h.Store.DeleteVDisk,
 	}))
+	resource(r, sp, "ctemplates", models.CTemplate{}, owned[models.CTemplate](h.Store, "ctemplate", crud[models.CTemplateInput]{
+		create: h.Store.CreateCTemplate, update: asAny(h.Store.UpdateCTemplate), del: h.Store.DeleteCTemplate,
+	}))
+	resource(r, sp, "containers", models.Container{}, owned[models.Container](h.Store, "container", crud[models.ContainerInput]{
+		create: h.Store.CreateContainer, update: asAny(h.Store.UpdateContainer), del: h.Store.DeleteContainer,
+	}))
+	h.containerRoutes(r)
 	resource(r, sp, "menus", models.MenuView{}, crud[models.MenuInput]{
 		list: func(ctx context.Context, a *models.Actor, p models.Page, nid uint) (any, int64, error) {
 			ms, total, err := models.ListOwned[models.Menu](ctx, h.Store, a, p, nid)

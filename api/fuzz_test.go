@@ -20,7 +20,7 @@ import (
 	"gorm.io/gorm"
 )
 
-var collections = []string{"clients", "users", "networks", "tunnels", "servers", "volumes", "groups", "devices", "menus", "vdisks"}
+var collections = []string{"clients", "users", "networks", "tunnels", "servers", "volumes", "groups", "devices", "menus", "vdisks", "ctemplates", "containers"}
 
 // fuzzPanel is a real panel on SQLite with two clients besides the bootstrap one: a victim
 // with a network and objects in it, and an attacker whose admin the fuzzer acts as.
@@ -205,6 +205,8 @@ func FuzzCreate(f *testing.F) {
 		`{"network": 18446744073709551616}`, `{"name": "\u0000"}`, `{"locked": null}`,
 		`{"vol_size": 1048577, "vol_size": 5}`, `{"Name": "x", "name": "y"}`, `{"role": "super_admin"}`,
 		`{"network": 1, "name": "data", "size": "4", "device": 1}`, `{"size": 0}`, `{"device_id": null}`, `{"size": 1e400, "device": 2}`,
+		`{"network": 1, "name": "c", "ctemplate": 1, "memory_mb": 64, "autostart": true, "command": "echo hi"}`, `{"memory_mb": -1}`,
+		`{"cpu_quota_percent": 1e400}`, `{"command": "a\nb"}`, `{"autostart": "yes"}`, `{"ctemplate_version": -1, "server": 2}`,
 		`{"client": 1}`, `{"client_id": 2, "name": "mine now"}`, `{"network": 1, "name": "moved"}`, `{"password": "new-password-123"}`,
 	}
 	for i, s := range seeds {

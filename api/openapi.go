@@ -81,6 +81,13 @@ var routeDocs = map[string]routeDoc{
 	"GET /versions/{id}/boots.json":          {"How devices came up on a group version, over each device's latest boot of it at or after since (a time, a date or a duration back; default: ever): counts by result, success rate (up over decided), p50/p95 time to up", nil, map[string]any{"200": models.VersionBoots{}}},
 	"GET /audit.json":                        {"The audit log, newest first: who changed what (filters: network_id, user_id, object, object_id, action, since, until)", nil, map[string]any{"200": []models.AuditEntry{}}},
 	"GET /alerts.json":                       {"What keeps each network from being operational, with the page that fixes it", nil, map[string]any{"200": []models.Alert{}}},
+	"PUT /ctemplates/{id}/rootfs":            {"Upload a ctemplate's next version: the body is a root file system tarball (tar or tar.gz, at most 8 GiB), streamed to the master's agent, which checks its SHA-256 (query sha256) before it takes the version's snapshot; a mismatch is 422 naming sha256 and leaves nothing", nil, map[string]any{"200": models.CTemplate{}}},
+	"POST /ctemplates/{id}/rootfs":           {"The same as PUT /ctemplates/{id}/rootfs", nil, map[string]any{"200": models.CTemplate{}}},
+	"POST /containers/{id}/start.json":       {"Start a container's machine", nil, map[string]any{"202": created{models.Container{}}}},
+	"POST /containers/{id}/stop.json":        {"Stop a container's machine", nil, map[string]any{"202": created{models.Container{}}}},
+	"POST /containers/{id}/restart.json":     {"Restart a container's machine", nil, map[string]any{"202": created{models.Container{}}}},
+	"POST /containers/{id}/kill.json":        {"Kill every process of a container's machine (SIGKILL)", nil, map[string]any{"202": created{models.Container{}}}},
+	"GET /containers/{id}/status.json":       {"A container's systemd unit as its server reports it (state, since, memory, CPU, tasks, limits) with the last lines of its journal (lines, default 20)", nil, map[string]any{"200": wire.ContainerStatus{}}},
 	"POST /servers/{id}/promote.json":        {"Make a slave its network's master (the master becomes a slave); 409 naming what it lacks", nil, map[string]any{"202": created{models.Server{}}}},
 	"POST /groups/{id}/publish.json":         {"Publish the group's next version (a snapshot on the master, replicated to the slaves); with rollout, to canary devices first (named, or a percentage), then to the whole group once they came up within the thresholds, else rolled back", models.PublishInput{}, map[string]any{"202": created{models.PublishedVersion{}}}},
 	"GET /rollouts.json":                     {"Rollouts of group versions in waves, newest first", nil, map[string]any{"200": []models.Rollout{}}},
@@ -117,8 +124,8 @@ var routeDocs = map[string]routeDoc{
 // asyncCollections answer a create with 202 and the operation; changing keeps to the
 // collections whose update or delete may start long work (resize, lock, the erator).
 var (
-	asyncCollections    = map[string]bool{"volumes": true, "groups": true, "vdisks": true}
-	changingCollections = map[string]bool{"volumes": true, "groups": true, "devices": true, "vdisks": true}
+	asyncCollections    = map[string]bool{"volumes": true, "groups": true, "vdisks": true, "containers": true}
+	changingCollections = map[string]bool{"volumes": true, "groups": true, "devices": true, "vdisks": true, "containers": true, "ctemplates": true}
 )
 
 // schema describes a Go type as a JSON schema: inputs by their `field` tags (canonical
@@ -361,7 +368,13 @@ var queryParams = map[string][]any{
 	"GET /servers/{name}/samples.json": {map[string]any{"name": "since", "in": "query",
 		"description": "samples taken at or after: a time (2026-11-30T12:00:00Z), a date (2026-11-30) or a duration back from now (1h, 24h, 168h); default 24h; anything else is 422",
 		"schema":      map[string]any{"type": "string"}}},
+	"PUT /ctemplates/{id}/rootfs":      {sha256Param},
+	"POST /ctemplates/{id}/rootfs":     {sha256Param},
+	"GET /containers/{id}/status.json": {map[string]any{"name": "lines", "in": "query", "description": "the journal's last lines (0 to 1000, default 20)", "schema": map[string]any{"type": "integer"}}},
 }
+
+var sha256Param = map[string]any{"name": "sha256", "in": "query", "required": true,
+	"description": "the tarball's SHA-256, 64 hex digits (or the header X-Content-SHA256)", "schema": map[string]any{"type": "string"}}
 
 // optionalBody are the routes whose body may be left out (their defaults apply).
 var optionalBody = map[string]bool{

@@ -1,40 +1,577 @@
 package models
 
-import "time"
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
 
-// CTemplate is a container root file system template under iscsi/ctemplates.
+	"github.com/go-gormigrate/gormigrate/v2"
+	"gorm.io/gorm"
+)
+
+// CTemplate is a container root file system template under iscsi/ctemplates, on the
+// network's master; each uploaded root file system is a version (snapshot @v<N>).
 type CTemplate struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
-	NetworkID uint      `gorm:"not null;index" json:"network_id"`
-	Name      string    `gorm:"size:200;not null" json:"name"`
-	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// Container is a clone of a ctemplate run on a storage server.
-type Container struct {
-	ID          uint      `gorm:"primaryKey" json:"id"`
-	NetworkID   uint      `gorm:"not null;index" json:"network_id"`
-	Name        string    `gorm:"size:200;not null" json:"name"`
-	CTemplateID uint      `gorm:"column:ctemplate_id;not null" json:"ctemplate_id"`
-	ServerID    *uint     `json:"server_id"`
-	State       string    `gorm:"size:20;not null;default:'pending'" json:"state"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-}
-
-// VDisk is a persistent data disk under vdisks, attached to a device as a second LUN.
-type VDisk struct {
 	ID        uint   `gorm:"primaryKey" json:"id"`
 	NetworkID uint   `gorm:"not null;index" json:"network_id"`
 	Name      string `gorm:"size:200;not null" json:"name"`
-	SizeGiB   int64  `gorm:"column:size_gib;not null" json:"size"`
-	DeviceID  *uint  `json:"device_id"`
-	// ServerID is where its zvol <pool>/vdisks/<id> lives: its device's server when it was
-	// made, else the network's master.
-	ServerID  *uint     `json:"server_id"`
+	// ServerID is where its dataset <pool>/iscsi/ctemplates/<id> lives: the network's
+	// master when it was made.
+	ServerID *uint `json:"server_id"`
+	// Version is the newest version (0: nothing uploaded yet); SHA256 that version's tarball's.
+	Version   int       `gorm:"not null;default:0" json:"version"`
+	SHA256    string    `gorm:"column:sha256;size:64;not null;default:''" json:"sha256"`
 	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// Container is a clone of a ctemplate version run on a storage server as a
+// systemd-nspawn machine, with its limits.
+type Container struct {
+	ID               uint   `gorm:"primaryKey" json:"id"`
+	NetworkID        uint   `gorm:"not null;index" json:"network_id"`
+	Name             string `gorm:"size:200;not null" json:"name"`
+	CTemplateID      uint   `gorm:"column:ctemplate_id;not null" json:"ctemplate_id"`
+	CTemplateVersion int    `gorm:"column:ctemplate_version;not null;default:0" json:"ctemplate_version"`
+	ServerID         *uint  `json:"server_id"`
+	MemoryMB         int    `gorm:"column:memory_mb;not null;default:0" json:"memory_mb"`
+	CPUQuotaPercent  int    `gorm:"column:cpu_quota_percent;not null;default:0" json:"cpu_quota_percent"`
+	TasksMax         int    `gorm:"column:tasks_max;not null;default:0" json:"tasks_max"`
+	DiskQuotaGiB     int    `gorm:"column:disk_quota_gib;not null;default:0" json:"disk_quota_gib"`
+	Autostart        bool   `gorm:"not null;default:false" json:"autostart"`
+	// Command runs as the container's init through /bin/sh -c; "" boots its own init (-b).
+	Command   string    `gorm:"size:1000;not null;default:''" json:"command"`
+	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Container limits; 0 means none (the server's).
+const (
+	MaxContainerMemoryMB = 1 << 20 // 1 TiB
+	MaxContainerTasks    = 1 << 22
+	MaxContainerCPU      = 100 * 1024 // percent of one CPU: 1024 CPUs
+	// MaxCTemplateBytes bounds an uploaded root file system tarball.
+	MaxCTemplateBytes int64 = 8 << 30
+)
+
+// ContainerActions are what POST containers/<id>/<action>.json does to a running machine.
+var ContainerActions = []string{"start", "stop", "restart", "kill"}
+
+// CTemplateInput is the body of a ctemplate create or update.
+type CTemplateInput struct {
+	NetworkID *uint   `field:"network_id,network"`
+	Name      *string `field:"name"`
+}
+
+// ContainerInput is the body of a container create or update.
+type ContainerInput struct {
+	NetworkID        *uint   `field:"network_id,network"`
+	Name             *string `field:"name"`
+	CTemplateID      *uint   `field:"ctemplate_id,ctemplate"`
+	CTemplateVersion *int    `field:"ctemplate_version,version"`
+	ServerID         *uint   `field:"server_id,server"`
+	MemoryMB         *int    `field:"memory_mb"`
+	CPUQuotaPercent  *int    `field:"cpu_quota_percent"`
+	TasksMax         *int    `field:"tasks_max"`
+	DiskQuotaGiB     *int    `field:"disk_quota_gib"`
+	Autostart        *bool   `field:"autostart"`
+	Command          *string `field:"command"`
+}
+
+// CreateCTemplate records a ctemplate on the network's master; its first version comes
+// with the first root file system upload (UploadCTemplate).
+func (s *Store) CreateCTemplate(ctx context.Context, a *Actor, in *CTemplateInput) (*Created, error) {
+	nid, err := requireNetwork(in.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	t := &CTemplate{NetworkID: nid, State: StatePending}
+	if t.Name, err = requiredName("name", in.Name, 200); err != nil {
+		return nil, err
+	}
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		n, err := a.lockNetwork(tx, nid, "network_id")
+		if err != nil {
+			return err
+		}
+		if err := preflight(tx, n); err != nil {
+			return err
+		}
+		t.ServerID = n.MasterServerID
+		if err := tx.Create(t).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &nid, "create", "ctemplate", t.ID, t.Name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Created{Object: t}, nil
+}
+
+// UpdateCTemplate renames a ctemplate; its versions come from uploads.
+func (s *Store) UpdateCTemplate(ctx context.Context, a *Actor, id uint, in *CTemplateInput) (*CTemplate, error) {
+	var t *CTemplate
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if t, err = getScoped[CTemplate](ctx, tx, a.scopeNetworkOwned, id, "ctemplate"); err != nil {
+			return err
+		}
+		if in.NetworkID != nil && *in.NetworkID != t.NetworkID {
+			return Invalid("network_id", "a ctemplate cannot move to another network")
+		}
+		if in.Name != nil {
+			if t.Name, err = checkName("name", *in.Name, 200); err != nil {
+				return err
+			}
+		}
+		if err := tx.Model(t).Update("name", t.Name).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &t.NetworkID, "update", "ctemplate", t.ID, "")
+	})
+	return t, err
+}
+
+// DeleteCTemplate queues a ctemplate's move into its server's erator; refused while a
+// container (not deleted) is a clone of it.
+func (s *Store) DeleteCTemplate(ctx context.Context, a *Actor, id uint) (*Created, error) {
+	var t *CTemplate
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if t, err = getScoped[CTemplate](ctx, tx, a.scopeNetworkOwned, id, "ctemplate"); err != nil {
+			return err
+		}
+		if err := forUpdate(tx).Take(t, t.ID).Error; err != nil {
+			return err
+		}
+		if t.State == StateDeleted {
+			return Conflict("", "ctemplate %d is deleted already", t.ID)
+		}
+		var c Container
+		err = tx.Where("ctemplate_id = ? AND state <> ?", t.ID, StateDeleted).Take(&c).Error
+		if err == nil {
+			return Conflict("", "container %d is a clone of ctemplate %d: delete it first", c.ID, t.ID)
+		}
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return err
+		}
+		op, err = queueDelete(tx, a, t, &t.State, t.NetworkID, t.ID, "ctemplate", OpCTemplateDelete, t.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: t, Operation: op}, nil
+}
+
+// CTemplateUpload is where an upload of ctemplate Template's next version goes: its
+// server's agent, through the network's tunnel.
+type CTemplateUpload struct {
+	Template *CTemplate
+	Server   Server
+	Tunnel   Tunnel
+	Version  int // the version the upload makes
+}
+
+// CheckSHA256 validates a hex sha256 (field sha256).
+func CheckSHA256(v string) (string, error) {
+	v = strings.ToLower(strings.TrimSpace(v))
+	if b, err := hex.DecodeString(v); err != nil || len(b) != 32 {
+		return "", Invalid("sha256", "must be the tarball's SHA-256, 64 hex digits")
+	}
+	return v, nil
+}
+
+// BeginCTemplateUpload checks that the caller may upload a new version of ctemplate id and
+// says where it goes. Nothing is recorded: the version exists once its agent has checked
+// the checksum and taken the snapshot (FinishCTemplateUpload).
+func (s *Store) BeginCTemplateUpload(ctx context.Context, a *Actor, id uint) (*CTemplateUpload, error) {
+	t, err := getScoped[CTemplate](ctx, s.DB.WithContext(ctx), a.scopeNetworkOwned, id, "ctemplate")
+	if err != nil {
+		return nil, err
+	}
+	if t.State != StatePending && t.State != StateReady {
+		return nil, Conflict("", "ctemplate %d is %s", t.ID, t.State)
+	}
+	up := &CTemplateUpload{Template: t, Version: t.Version + 1}
+	if err := agentRoute(s.DB.WithContext(ctx), "ctemplate", t.ID, t.NetworkID, t.ServerID, &up.Server, &up.Tunnel); err != nil {
+		return nil, err
+	}
+	return up, nil
+}
+
+// agentRoute loads the server an object (what, id) of network networkID lives on and the
+// network's tunnel: the panel reaches that server's agent through the tunnel's port.
+func agentRoute(db *gorm.DB, what string, id, networkID uint, serverID *uint, srv *Server, t *Tunnel) error {
+	if serverID == nil {
+		return Conflict("", "%s %d has no server", what, id)
+	}
+	if err := db.Take(srv, *serverID).Error; err != nil {
+		return fmt.Errorf("server %d: %w", *serverID, err)
+	}
+	var n Network
+	if err := db.Take(&n, networkID).Error; err != nil {
+		return fmt.Errorf("network %d: %w", networkID, err)
+	}
+	if n.TunnelID == nil || srv.TunnelPort == 0 {
+		return Conflict("network_id", "network %d reaches server %q through no tunnel: select a tunnel and give the server a tunnel port", n.ID, srv.Name)
+	}
+	if err := db.Take(t, *n.TunnelID).Error; err != nil {
+		return fmt.Errorf("tunnel %d: %w", *n.TunnelID, err)
+	}
+	return nil
+}
+
+// FinishCTemplateUpload records version (with its tarball's sha256) as ctemplate id's
+// newest; a version older than the one recorded changes nothing.
+func (s *Store) FinishCTemplateUpload(ctx context.Context, a *Actor, id uint, version int, sum string) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&CTemplate{}).Where("id = ? AND version < ? AND state IN ?", id, version, []string{StatePending, StateReady}).
+			Updates(map[string]any{"version": version, "sha256": sum, "state": StateReady})
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		var t CTemplate
+		if err := tx.Take(&t, id).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &t.NetworkID, "upload", "ctemplate", id, fmt.Sprintf("v%d sha256 %s", version, sum))
+	})
+}
+
+func checkRange(field string, v *int, max int, what string) error {
+	if v != nil && (*v < 0 || *v > max) {
+		return Invalid(field, "must be %s between 0 (none) and %d", what, max)
+	}
+	return nil
+}
+
+// containerSpec validates a container's limits and command into c.
+func containerSpec(in *ContainerInput, c *Container) error {
+	for _, l := range []struct {
+		field string
+		v     *int
+		max   int
+		what  string
+		dst   *int
+	}{
+		{"memory_mb", in.MemoryMB, MaxContainerMemoryMB, "a memory limit in MiB", &c.MemoryMB},
+		{"cpu_quota_percent", in.CPUQuotaPercent, MaxContainerCPU, "a CPU quota in percent of one CPU", &c.CPUQuotaPercent},
+		{"tasks_max", in.TasksMax, MaxContainerTasks, "a number of tasks", &c.TasksMax},
+		{"disk_quota_gib", in.DiskQuotaGiB, MaxVolumeGiB, "a disk quota in GiB", &c.DiskQuotaGiB},
+	} {
+		if err := checkRange(l.field, l.v, l.max, l.what); err != nil {
+			return err
+		}
+		*l.dst = ptrOr(l.v, 0)
+	}
+	if in.Command != nil {
+		cmd := strings.TrimSpace(*in.Command)
+		if len(cmd) > 1000 || strings.ContainsAny(cmd, "\n\r\x00") {
+			return Invalid("command", "must be one line of at most 1000 characters")
+		}
+		c.Command = cmd
+	}
+	c.Autostart = ptrOr(in.Autostart, false)
+	return nil
+}
+
+// CreateContainer records a container and queues its creation: a clone of its ctemplate's
+// version (0: the newest) on its server, run as a systemd-nspawn machine with its limits,
+// within the network's MaxContainers. For now the server must be the ctemplate's own (a
+// ctemplate is not replicated to slaves yet).
+func (s *Store) CreateContainer(ctx context.Context, a *Actor, in *ContainerInput) (*Created, error) {
+	nid, err := requireNetwork(in.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	c := &Container{NetworkID: nid, State: StatePending}
+	if c.Name, err = requiredName("name", in.Name, 200); err != nil {
+		return nil, err
+	}
+	if in.CTemplateID == nil || *in.CTemplateID == 0 {
+		return nil, Invalid("ctemplate_id", "is required (the ctemplate the container is a clone of)")
+	}
+	if err := containerSpec(in, c); err != nil {
+		return nil, err
+	}
+	var op *Operation
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		n, err := a.lockNetwork(tx, nid, "network_id")
+		if err != nil {
+			return err
+		}
+		var t CTemplate
+		err = tx.Where("id = ? AND network_id = ?", *in.CTemplateID, nid).Take(&t).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return Invalid("ctemplate_id", "ctemplate %d is not in network %d", *in.CTemplateID, nid)
+		}
+		if err != nil {
+			return err
+		}
+		if t.State != StateReady || t.Version == 0 || t.ServerID == nil {
+			return Conflict("ctemplate_id", "ctemplate %d is %s with no version yet: upload its root file system first", t.ID, t.State)
+		}
+		c.CTemplateID, c.CTemplateVersion = t.ID, ptrOr(in.CTemplateVersion, 0)
+		if c.CTemplateVersion == 0 {
+			c.CTemplateVersion = t.Version
+		}
+		if c.CTemplateVersion < 0 || c.CTemplateVersion > t.Version {
+			return Invalid("ctemplate_version", "ctemplate %d has versions 1 to %d", t.ID, t.Version)
+		}
+		c.ServerID = t.ServerID
+		if in.ServerID != nil && *in.ServerID != 0 {
+			if err := refInNetwork(tx, &Server{}, in.ServerID, nid, "server_id", "server"); err != nil {
+				return err
+			}
+			if *in.ServerID != *t.ServerID {
+				return Invalid("server_id", "ctemplate %d is on server %d only (ctemplates are not replicated yet)", t.ID, *t.ServerID)
+			}
+		}
+		op, err = insertQueued(tx, a, n, queued{row: c, id: func() uint { return c.ID }, label: c.Name, object: "container",
+			kind: OpContainerCreate, max: n.MaxContainers, what: "containers", limit: "max_containers"})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: c, Operation: op}, nil
+}
+
+// containerBusy refuses a change while another change of the container is queued or
+// running: its changes share one workflow id (container-<id>), one at a time.
+func containerBusy(tx *gorm.DB, id uint, field string) error {
+	var op Operation
+	err := tx.Where("object_type = ? AND object_id = ? AND state IN ?", "container", id, []string{OpQueued, OpRunning}).Order("id").Take(&op).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look for operations of container %d: %w", id, err)
+	}
+	return Conflict(field, "container %d has a %s under way (operation %d, %s): try again once it has ended", id, op.Kind, op.ID, op.State)
+}
+
+// UpdateContainer renames a container. Its template, server and limits are fixed at
+// create (a new container applies new ones).
+func (s *Store) UpdateContainer(ctx context.Context, a *Actor, id uint, in *ContainerInput) (*Container, error) {
+	var c *Container
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if c, err = getScoped[Container](ctx, tx, a.scopeNetworkOwned, id, "container"); err != nil {
+			return err
+		}
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{
+			{"network_id", in.NetworkID != nil && *in.NetworkID != c.NetworkID},
+			{"ctemplate_id", in.CTemplateID != nil && *in.CTemplateID != c.CTemplateID},
+			{"ctemplate_version", in.CTemplateVersion != nil && *in.CTemplateVersion != c.CTemplateVersion},
+			{"server_id", in.ServerID != nil && ptrOr(in.ServerID, 0) != ptrOr(c.ServerID, 0)},
+			{"memory_mb", in.MemoryMB != nil && *in.MemoryMB != c.MemoryMB},
+			{"cpu_quota_percent", in.CPUQuotaPercent != nil && *in.CPUQuotaPercent != c.CPUQuotaPercent},
+			{"tasks_max", in.TasksMax != nil && *in.TasksMax != c.TasksMax},
+			{"disk_quota_gib", in.DiskQuotaGiB != nil && *in.DiskQuotaGiB != c.DiskQuotaGiB},
+			{"autostart", in.Autostart != nil && *in.Autostart != c.Autostart},
+			{"command", in.Command != nil && strings.TrimSpace(*in.Command) != c.Command},
+		} {
+			if f.set {
+				return Invalid(f.field, "cannot change once the container exists: create a new container")
+			}
+		}
+		if in.Name != nil {
+			if c.Name, err = checkName("name", *in.Name, 200); err != nil {
+				return err
+			}
+		}
+		if err := tx.Model(c).Update("name", c.Name).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &c.NetworkID, "update", "container", c.ID, "")
+	})
+	return c, err
+}
+
+// ContainerAction queues start, stop, restart or kill of a ready container.
+func (s *Store) ContainerAction(ctx context.Context, a *Actor, id uint, action string) (*Created, error) {
+	if !slices.Contains(ContainerActions, action) {
+		return nil, Invalid("action", "must be one of %s", strings.Join(ContainerActions, ", "))
+	}
+	var c *Container
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if c, err = getScoped[Container](ctx, tx, a.scopeNetworkOwned, id, "container"); err != nil {
+			return err
+		}
+		if err := forUpdate(tx).Take(c, c.ID).Error; err != nil {
+			return err
+		}
+		if c.State != StateReady {
+			return Conflict("", "container %d is %s: it can %s once it is ready", c.ID, c.State, action)
+		}
+		if err := containerBusy(tx, c.ID, ""); err != nil {
+			return err
+		}
+		if op, err = newOperation(tx, c.NetworkID, OpContainerAction, c.ID, OperationInput{Action: action}); err != nil {
+			return err
+		}
+		return audit(tx, a, &c.NetworkID, action, "container", c.ID, "")
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: c, Operation: op}, nil
+}
+
+// DeleteContainer queues a container's deletion: its machine stopped and its unit
+// removed, its clone renamed into its server's erator.
+func (s *Store) DeleteContainer(ctx context.Context, a *Actor, id uint) (*Created, error) {
+	var c *Container
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if c, err = getScoped[Container](ctx, tx, a.scopeNetworkOwned, id, "container"); err != nil {
+			return err
+		}
+		if err := forUpdate(tx).Take(c, c.ID).Error; err != nil {
+			return err
+		}
+		if c.State == StateDeleted {
+			return Conflict("", "container %d is deleted already", c.ID)
+		}
+		if c.State != StateDeleting {
+			if err := containerBusy(tx, c.ID, ""); err != nil {
+				return err
+			}
+		}
+		op, err = queueDelete(tx, a, c, &c.State, c.NetworkID, c.ID, "container", OpContainerDelete, c.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: c, Operation: op}, nil
+}
+
+// ContainerPlace is where a container runs: its server, that server's tunnel port and
+// its network's tunnel (the panel asks the agent there for its status).
+type ContainerPlace struct {
+	Container *Container
+	Server    Server
+	Tunnel    Tunnel
+}
+
+// PlaceContainer finds container id (as the caller may see it) and the way to its agent.
+func (s *Store) PlaceContainer(ctx context.Context, a *Actor, id uint) (*ContainerPlace, error) {
+	db := s.DB.WithContext(ctx)
+	c, err := getScoped[Container](ctx, db, a.scopeNetworkOwned, id, "container")
+	if err != nil {
+		return nil, err
+	}
+	p := &ContainerPlace{Container: c}
+	if err := agentRoute(db, "container", c.ID, c.NetworkID, c.ServerID, &p.Server, &p.Tunnel); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ContainerSpec is what a container-create workflow makes, recorded with its operation.
+type ContainerSpec struct {
+	CTemplateID     uint   `json:"ctemplate_id"`
+	Version         int    `json:"version"`
+	MemoryMB        int    `json:"memory_mb,omitempty"`
+	CPUQuotaPercent int    `json:"cpu_quota_percent,omitempty"`
+	TasksMax        int    `json:"tasks_max,omitempty"`
+	DiskQuotaGiB    int    `json:"disk_quota_gib,omitempty"`
+	Autostart       bool   `json:"autostart,omitempty"`
+	Command         string `json:"command,omitempty"`
+}
+
+// containerInput completes a container operation's input: its server, and for a create
+// what it makes.
+func containerInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
+	var c Container
+	if err := tx.Take(&c, op.ObjectID).Error; err != nil {
+		return fmt.Errorf("container %d: %w", op.ObjectID, err)
+	}
+	if c.ServerID == nil {
+		return fmt.Errorf("container %d has no server: %w", c.ID, errNoServer)
+	}
+	in.ServerID = *c.ServerID
+	if op.Kind == OpContainerCreate && in.Container == nil {
+		in.Container = &ContainerSpec{CTemplateID: c.CTemplateID, Version: c.CTemplateVersion, MemoryMB: c.MemoryMB,
+			CPUQuotaPercent: c.CPUQuotaPercent, TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}
+	}
+	return nil
+}
+
+// containersMigration adds the network's MaxContainers, a ctemplate's server and
+// versions, and a container's version, limits and command.
+func containersMigration() *gormigrate.Migration {
+	parts := []*gormigrate.Migration{
+		addColumnsMigration("202612010430_ctemplates", &networkContainers{}, "MaxContainers"),
+		addColumnsMigration("202612010430_ctemplates", &ctemplateVersions{}, "ServerID", "Version", "SHA256"),
+		addColumnsMigration("202612010430_ctemplates", &containerLimits{}, "CTemplateVersion", "MemoryMB", "CPUQuotaPercent", "TasksMax", "DiskQuotaGiB", "Autostart", "Command"),
+	}
+	return &gormigrate.Migration{
+		ID: "202612010430_ctemplates",
+		Migrate: func(tx *gorm.DB) error {
+			for _, p := range parts {
+				if err := p.Migrate(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Rollback: func(tx *gorm.DB) error {
+			for i := len(parts) - 1; i >= 0; i-- {
+				if err := parts[i].Rollback(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// networkContainers, ctemplateVersions and containerLimits are the tables as migration
+// 202612010430 knows them (frozen).
+type networkContainers struct {
+	MaxContainers int `gorm:"column:max_containers;not null;default:0"`
+}
+
+func (networkContainers) TableName() string { return "networks" }
+
+type ctemplateVersions struct {
+	ServerID *uint
+	Version  int    `gorm:"not null;default:0"`
+	SHA256   string `gorm:"column:sha256;size:64;not null;default:''"`
+}
+
+func (ctemplateVersions) TableName() string { return "c_templates" }
+
+type containerLimits struct {
+	CTemplateVersion int    `gorm:"column:ctemplate_version;not null;default:0"`
+	MemoryMB         int    `gorm:"column:memory_mb;not null;default:0"`
+	CPUQuotaPercent  int    `gorm:"column:cpu_quota_percent;not null;default:0"`
+	TasksMax         int    `gorm:"column:tasks_max;not null;default:0"`
+	DiskQuotaGiB     int    `gorm:"column:disk_quota_gib;not null;default:0"`
+	Autostart        bool   `gorm:"not null;default:false"`
+	Command          string `gorm:"size:1000;not null;default:''"`
+}
+
+func (containerLimits) TableName() string { return "containers" }

@@ -143,6 +143,7 @@ func migrations() []*gormigrate.Migration {
 		bootOutcomesMigration(),
 		bootResultsMigration(),
 		rolloutsMigration(),
+		containersMigration(),
 	}
 }
 

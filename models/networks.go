@@ -18,6 +18,7 @@ type Network struct {
 	MaxVolumes     int       `gorm:"not null;default:0" json:"max_volumes"`
 	MaxGroups      int       `gorm:"not null;default:0" json:"max_groups"`
 	MaxVDisks      int       `gorm:"column:max_vdisks;not null;default:0" json:"max_vdisks"`
+	MaxContainers  int       `gorm:"column:max_containers;not null;default:0" json:"max_containers"`
 	TunnelID       *uint     `json:"tunnel_id"`
 	MasterServerID *uint     `json:"master_server_id"`
 	DefaultGroupID *uint     `json:"default_group_id"`
@@ -35,6 +36,7 @@ type NetworkInput struct {
 	MaxVolumes     *int    `field:"max_volumes"`
 	MaxGroups      *int    `field:"max_groups"`
 	MaxVDisks      *int    `field:"max_vdisks"`
+	MaxContainers  *int    `field:"max_containers"`
 	TunnelID       *uint   `field:"tunnel_id,tunnel"`
 	MasterServerID *uint   `field:"master_server_id,master_server,master"`
 	DefaultGroupID *uint   `field:"default_group_id,default_group"`
@@ -45,7 +47,7 @@ func (in *NetworkInput) checkLimits() error {
 	for _, l := range []struct {
 		f string
 		v *int
-	}{{"max_servers", in.MaxServers}, {"max_devices", in.MaxDevices}, {"max_volumes", in.MaxVolumes}, {"max_groups", in.MaxGroups}, {"max_vdisks", in.MaxVDisks}} {
+	}{{"max_servers", in.MaxServers}, {"max_devices", in.MaxDevices}, {"max_volumes", in.MaxVolumes}, {"max_groups", in.MaxGroups}, {"max_vdisks", in.MaxVDisks}, {"max_containers", in.MaxContainers}} {
 		if err := checkLimitValue(l.f, l.v); err != nil {
 			return err
 		}
@@ -86,7 +88,7 @@ func (s *Store) CreateNetwork(ctx context.Context, a *Actor, in *NetworkInput) (
 		Name: name, ClientID: ptrOr(nonZero(in.ClientID), a.ClientID),
 		MaxServers: ptrOr(in.MaxServers, 0), MaxDevices: ptrOr(in.MaxDevices, 0),
 		MaxVolumes: ptrOr(in.MaxVolumes, 0), MaxGroups: ptrOr(in.MaxGroups, 0),
-		MaxVDisks: ptrOr(in.MaxVDisks, 0),
+		MaxVDisks: ptrOr(in.MaxVDisks, 0), MaxContainers: ptrOr(in.MaxContainers, 0),
 	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		c, err := getScoped[Client](ctx, tx, a.allClients, n.ClientID, "client")
@@ -141,7 +143,7 @@ func (s *Store) UpdateNetwork(ctx context.Context, a *Actor, id uint, in *Networ
 			}
 			n.ClientID = *in.ClientID
 		}
-		if in.MaxServers != nil || in.MaxDevices != nil || in.MaxVolumes != nil || in.MaxGroups != nil || in.MaxVDisks != nil {
+		if in.MaxServers != nil || in.MaxDevices != nil || in.MaxVolumes != nil || in.MaxGroups != nil || in.MaxVDisks != nil || in.MaxContainers != nil {
 			if !admin {
 				return Forbidden("only an admin of the client can change network limits")
 			}
@@ -151,6 +153,7 @@ func (s *Store) UpdateNetwork(ctx context.Context, a *Actor, id uint, in *Networ
 			n.MaxServers, n.MaxDevices = ptrOr(in.MaxServers, n.MaxServers), ptrOr(in.MaxDevices, n.MaxDevices)
 			n.MaxVolumes, n.MaxGroups = ptrOr(in.MaxVolumes, n.MaxVolumes), ptrOr(in.MaxGroups, n.MaxGroups)
 			n.MaxVDisks = ptrOr(in.MaxVDisks, n.MaxVDisks)
+			n.MaxContainers = ptrOr(in.MaxContainers, n.MaxContainers)
 		}
 		if in.Name != nil {
 			if n.Name, err = checkName("name", *in.Name, 200); err != nil {

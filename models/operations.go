@@ -90,6 +90,11 @@ const (
 	OpVDiskAttach = "vdisk-attach"
 	// A rollout of a published version in waves (issue 18): canaries first, then the group.
 	OpGroupRollout = "group-rollout"
+	// A container's changes run one at a time under one workflow id (container-<id>).
+	OpCTemplateDelete = "ctemplate-delete"
+	OpContainerCreate = "container-create"
+	OpContainerAction = "container-action" // start, stop, restart, kill
+	OpContainerDelete = "container-delete"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -123,6 +128,11 @@ var opObjects = map[string]string{
 	OpVDiskDelete:  "vdisk",
 	OpVDiskAttach:  "vdisk",
 	OpGroupRollout: "group",
+
+	OpCTemplateDelete: "ctemplate",
+	OpContainerCreate: "container",
+	OpContainerAction: "container",
+	OpContainerDelete: "container",
 }
 
 // IsBulk reports whether kind is a bulk action on devices (its input lists them).
@@ -180,6 +190,9 @@ type OperationInput struct {
 	FromDeviceID uint `json:"from_device_id,omitempty"`
 	// group-rollout: the rollout row (with VersionID and Number).
 	RolloutID uint `json:"rollout_id,omitempty"`
+	// container-action: start, stop, restart or kill; container-create: what it makes.
+	Action    string         `json:"action,omitempty"`
+	Container *ContainerSpec `json:"container,omitempty"`
 }
 
 // BulkDevice is one device of a bulk action's input.
@@ -229,6 +242,21 @@ func completeInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
 				return fmt.Errorf("vdisk %d has no server: %w", v.ID, errNoServer)
 			}
 			in.ServerID = *v.ServerID
+		}
+	case "ctemplate":
+		if in.ServerID == 0 {
+			var t CTemplate
+			if err := tx.Take(&t, op.ObjectID).Error; err != nil {
+				return fmt.Errorf("ctemplate %d: %w", op.ObjectID, err)
+			}
+			if t.ServerID == nil {
+				return fmt.Errorf("ctemplate %d has no server: %w", t.ID, errNoServer)
+			}
+			in.ServerID = *t.ServerID
+		}
+	case "container":
+		if err := containerInput(tx, op, in); err != nil {
+			return err
 		}
 	}
 	if in.ServerID == 0 {
@@ -495,6 +523,12 @@ func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
 		if ok {
 			return applyVDiskAttach(tx, op)
 		}
+	case OpCTemplateDelete:
+		return setState(&CTemplate{}, pick(ok, StateDeleted, StateFailed))
+	case OpContainerCreate:
+		return settle(&Container{}, pick(ok, StateReady, StateFailed))
+	case OpContainerDelete:
+		return setState(&Container{}, pick(ok, StateDeleted, StateFailed))
 	case OpGroupRestore:
 		return settle(&Group{}, pick(ok, StateReady, StateDeleted))
 	case OpGroupDelete:

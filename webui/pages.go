@@ -302,6 +302,17 @@ func (u *UI) lockDevice(lock bool) func(c *fiber.Ctx, r *rc, id uint) error {
 	}
 }
 
+// containerAction queues start, stop, restart or kill of a container and shows its page,
+// where the operation's progress streams.
+func (u *UI) containerAction(action string) func(c *fiber.Ctx, r *rc, id uint) error {
+	return func(c *fiber.Ctx, r *rc, id uint) error {
+		if _, err := u.store.ContainerAction(r.ctx, r.a, id, action); err != nil {
+			return err
+		}
+		return c.Redirect(fmt.Sprintf("/containers/%d?notice=queued", id), fiber.StatusSeeOther)
+	}
+}
+
 func (u *UI) rotateKey(c *fiber.Ctx, r *rc, id uint) error {
 	key, err := u.store.RotateServerKey(r.ctx, r.a, id)
 	if err != nil {

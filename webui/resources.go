@@ -49,7 +49,7 @@ func refOptions[T any](r *rc, nid uint, none string, label func(*T) string, id f
 }
 
 func resources() []*resource {
-	return []*resource{clientsRes(), usersRes(), networksRes(), tunnelsRes(), serversRes(), volumesRes(), groupsRes(), devicesRes(), menusRes(), vdisksRes()}
+	return []*resource{clientsRes(), usersRes(), networksRes(), tunnelsRes(), serversRes(), volumesRes(), groupsRes(), devicesRes(), menusRes(), vdisksRes(), ctemplatesRes(), containersRes()}
 }
 
 func clientsRes() *resource {
@@ -162,7 +162,7 @@ func (r *rc) objName(kind string, id *uint) cell {
 	}
 	var name string
 	switch kind {
-	case "tunnels", "servers", "groups", "menus", "volumes", "devices", "vdisks": // the objects of a network
+	case "tunnels", "servers", "groups", "menus", "volumes", "devices", "vdisks", "ctemplates": // the objects of a network
 		if o, err := resourceNamed(kind).get(r, *id); err == nil {
 			name = o.label
 		}
@@ -500,6 +500,103 @@ func vdisksRes() *resource {
 			return []detail{{Label: "Name", Value: v.Name}, {Label: "Network", Value: r.netName(v.NetworkID), Link: fmt.Sprintf("/networks/%d", v.NetworkID)},
 				{Label: "Size", Value: i64toa(v.SizeGiB) + " GiB"}, {Label: "Device", Value: r.objName("devices", v.DeviceID).Text},
 				{Label: "Server", Value: r.objName("servers", v.ServerID).Text}, {Label: "State", Value: v.State, Badge: v.State}}
+		},
+	}
+	return k.resource()
+}
+
+func ctemplatesRes() *resource {
+	list, get := owned[models.CTemplate]("ctemplate")
+	k := &kind[models.CTemplate]{
+		meta: meta{Name: "ctemplates", Title: "Container templates", Singular: "Container template", Icon: "volume", Object: "ctemplate", Submit: "Add", Filter: true,
+			Help: "A container template is a root file system on the network's master; each upload of a tarball (checked by its SHA-256) is a new version that containers are cloned from."},
+		columns: []string{"Name", "Network", "Version", "Server", "State"},
+		list:    list, get: get,
+		id:    func(x *models.CTemplate) uint { return x.ID },
+		label: func(x *models.CTemplate) string { return x.Name },
+		row: func(r *rc, t *models.CTemplate) []cell {
+			return []cell{{Text: t.Name, Link: fmt.Sprintf("/ctemplates/%d", t.ID)}, r.netCell(t.NetworkID), {Text: itoa(t.Version)},
+				r.objName("servers", t.ServerID), stateBadge(t.State)}
+		},
+		fields: func(r *rc, o *models.CTemplate) []field {
+			t := cmp.Or(o, &models.CTemplate{})
+			return []field{r.networkField(t.NetworkID, o == nil), {Name: "name", Label: "Name", Type: "text", Value: t.Name, Required: true}}
+		},
+		create: storeCreate((*models.Store).CreateCTemplate),
+		update: storeSave((*models.Store).UpdateCTemplate),
+		del:    storeDelete((*models.Store).DeleteCTemplate),
+		details: func(r *rc, t *models.CTemplate) []detail {
+			return []detail{{Label: "Name", Value: t.Name}, {Label: "Network", Value: r.netName(t.NetworkID), Link: fmt.Sprintf("/networks/%d", t.NetworkID)},
+				{Label: "Version", Value: itoa(t.Version)}, {Label: "SHA-256", Value: orDash(t.SHA256)},
+				{Label: "Server", Value: r.objName("servers", t.ServerID).Text}, {Label: "State", Value: t.State, Badge: t.State}}
+		},
+		sections: func(r *rc, t *models.CTemplate) []section {
+			return []section{{Title: "Upload a version", Note: fmt.Sprintf("Send a root file system tarball (tar or tar.gz) with its SHA-256: "+
+				"curl -T rootfs.tar -H 'Authorization: Token token=\"…\"' '…/api/v0.9.2/ctemplates/%d/rootfs?sha256=$(sha256sum rootfs.tar | cut -c1-64)'. "+
+				"It is streamed to the master, which keeps it as version %d only if the checksum matches.", t.ID, t.Version+1)}}
+		},
+	}
+	return k.resource()
+}
+
+func containersRes() *resource {
+	list, get := owned[models.Container]("container")
+	k := &kind[models.Container]{
+		meta: meta{Name: "containers", Title: "Containers", Singular: "Container", Icon: "device", Object: "container", Submit: "Add", Filter: true,
+			Help: "A container is a clone of a container template's version, run on a storage server as a systemd-nspawn machine with its limits; autostart brings it up when the server boots."},
+		columns: []string{"Name", "Network", "Template", "Version", "Server", "Memory (MiB)", "Autostart", "State"},
+		list:    list, get: get,
+		id:    func(x *models.Container) uint { return x.ID },
+		label: func(x *models.Container) string { return x.Name },
+		row: func(r *rc, c *models.Container) []cell {
+			return []cell{{Text: c.Name, Link: fmt.Sprintf("/containers/%d", c.ID)}, r.netCell(c.NetworkID), r.objName("ctemplates", &c.CTemplateID),
+				{Text: itoa(c.CTemplateVersion)}, r.objName("servers", c.ServerID), {Text: limitText(c.MemoryMB)}, {Text: btoa(c.Autostart)}, stateBadge(c.State)}
+		},
+		actions: func(r *rc, c *models.Container) []action {
+			if c.State != models.StateReady {
+				return nil
+			}
+			var out []action
+			for _, a := range models.ContainerActions {
+				act := action{Label: strings.ToUpper(a[:1]) + a[1:] + " " + c.Name, Icon: "operations", Post: fmt.Sprintf("/containers/%d/%s", c.ID, a)}
+				if a == "kill" {
+					act.Confirm = "Kill every process of " + c.Name + " at once?"
+				}
+				out = append(out, act)
+			}
+			return out
+		},
+		fields: func(r *rc, o *models.Container) []field {
+			c := cmp.Or(o, &models.Container{})
+			fs := []field{r.networkField(c.NetworkID, o == nil), {Name: "name", Label: "Name", Type: "text", Value: c.Name, Required: true}}
+			if o != nil {
+				return fs // the rest is fixed once made
+			}
+			tpls := refOptions(r, 0, "", func(t *models.CTemplate) string { return fmt.Sprintf("%s (v%d)", t.Name, t.Version) }, func(t *models.CTemplate) uint { return t.ID })
+			return append(fs,
+				field{Name: "ctemplate_id", Label: "Template", Type: "select", Options: tpls, Required: true},
+				field{Name: "ctemplate_version", Label: "Version", Type: "number", Inputmode: "numeric", Help: "Empty: the template's newest."},
+				field{Name: "memory_mb", Label: "Memory limit (MiB)", Type: "number", Inputmode: "numeric", Help: "Empty: none."},
+				field{Name: "cpu_quota_percent", Label: "CPU quota (% of one CPU)", Type: "number", Inputmode: "numeric"},
+				field{Name: "tasks_max", Label: "Tasks limit", Type: "number", Inputmode: "numeric"},
+				field{Name: "disk_quota_gib", Label: "Disk quota (GiB)", Type: "number", Inputmode: "numeric", Help: "The clone's ZFS refquota."},
+				field{Name: "autostart", Label: "Autostart", Type: "checkbox", Value: "false", Help: "Start it when its server boots."},
+				field{Name: "command", Label: "Command", Type: "text", Help: "Run through /bin/sh -c; empty boots the template's own init."},
+			)
+		},
+		create: storeCreate((*models.Store).CreateContainer),
+		update: storeSave((*models.Store).UpdateContainer),
+		del:    storeDelete((*models.Store).DeleteContainer),
+		details: func(r *rc, c *models.Container) []detail {
+			return []detail{{Label: "Name", Value: c.Name}, {Label: "Network", Value: r.netName(c.NetworkID), Link: fmt.Sprintf("/networks/%d", c.NetworkID)},
+				{Label: "Template", Value: r.objName("ctemplates", &c.CTemplateID).Text, Link: fmt.Sprintf("/ctemplates/%d", c.CTemplateID)},
+				{Label: "Version", Value: itoa(c.CTemplateVersion)}, {Label: "Server", Value: r.objName("servers", c.ServerID).Text},
+				{Label: "Memory limit", Value: limitText(c.MemoryMB) + " MiB"}, {Label: "CPU quota", Value: limitText(c.CPUQuotaPercent) + " %"},
+				{Label: "Tasks limit", Value: limitText(c.TasksMax)}, {Label: "Disk quota", Value: limitText(c.DiskQuotaGiB) + " GiB"},
+				{Label: "Autostart", Value: btoa(c.Autostart)}, {Label: "Command", Value: cmp.Or(c.Command, "(its own init)")},
+				{Label: "Unit", Value: fmt.Sprintf("cd-container-%d.service", c.ID)},
+				{Label: "Status", Value: "live from its server", Link: fmt.Sprintf("/api/v0.9.2/containers/%d/status.json", c.ID)},
+				{Label: "State", Value: c.State, Badge: c.State}}
 		},
 	}
 	return k.resource()

@@ -118,6 +118,9 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	r.post("/devices/:id/lock", u.h(u.withID(u.lockDevice(true))))
 	r.post("/devices/:id/unlock", u.h(u.withID(u.lockDevice(false))))
 	r.post("/servers/:id/key", u.h(u.withID(u.rotateKey)))
+	for _, action := range models.ContainerActions {
+		r.post("/containers/:id/"+action, u.h(u.withID(u.containerAction(action))))
+	}
 	r.post("/servers/:id/promote", u.h(u.objectForm("servers", "promoted-", u.promote)))
 	r.post("/groups/:id/publish", u.h(u.groupForm("published-", u.publish)))
 	r.post("/groups/:id/assign", u.h(u.groupForm("assigned-", u.assign)))

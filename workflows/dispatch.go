@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 
+	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
 )
 
@@ -90,7 +91,23 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		in := VDiskAttachInput{OperationID: r.ID, VDiskID: r.Object, NetworkID: r.Network, From: r.FromDeviceID, To: r.DeviceID, ServerID: r.ServerID, Pool: r.Pool}
 		return Start{WorkflowID: VDiskAttachID(r.Object), Workflow: VDiskAttach, Again: true, Input: in}, nil
 	},
-	models.OpVDiskDelete: deleting("vdisk", VDiskDeleteID, VDiskDelete),
+	models.OpVDiskDelete:     deleting("vdisk", VDiskDeleteID, VDiskDelete),
+	models.OpCTemplateDelete: deleting("ctemplate", CTemplateDeleteID, CTemplateDelete),
+	models.OpContainerCreate: func(r recorded) (Start, error) {
+		if r.Container == nil {
+			return Start{}, need(false, "container")
+		}
+		c := r.Container
+		in := ContainerCreateInput{OperationID: r.ID, ServerID: r.ServerID, Container: storage.ContainerInput{
+			Pool: r.Pool, ContainerID: r.Object, CTemplateID: c.CTemplateID, Version: c.Version, MemoryMB: c.MemoryMB,
+			CPUQuotaPercent: c.CPUQuotaPercent, TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}}
+		return Start{WorkflowID: ContainerID(r.Object), Workflow: ContainerCreate, Again: true, Input: in}, need(c.Version > 0, "ctemplate version")
+	},
+	models.OpContainerAction: func(r recorded) (Start, error) {
+		in := ContainerActInput{OperationID: r.ID, ContainerID: r.Object, ServerID: r.ServerID, Action: r.Action}
+		return Start{WorkflowID: ContainerID(r.Object), Workflow: ContainerAct, Again: true, Input: in}, need(r.Action != "", "action")
+	},
+	models.OpContainerDelete: deleting("container", ContainerID, ContainerDelete),
 	// A device's operations are updates of its entity workflow, in order with its
 	// provisionings and lock changes.
 	models.OpDeviceRestore: func(r recorded) (Start, error) {

@@ -58,6 +58,15 @@ func VDiskAttachID(vdiskID uint) string { return fmt.Sprintf("vdisk-attach-%d", 
 // VDiskDeleteID is the id of a vdisk's deletion.
 func VDiskDeleteID(vdiskID uint) string { return fmt.Sprintf("vdisk-delete-%d", vdiskID) }
 
+// ContainerID is the id of every change of a container (create, start, stop, restart,
+// kill, delete): one at a time per container, each run after the one before has ended.
+func ContainerID(containerID uint) string { return fmt.Sprintf("container-%d", containerID) }
+
+// CTemplateDeleteID is the id of a ctemplate's deletion.
+func CTemplateDeleteID(ctemplateID uint) string {
+	return fmt.Sprintf("ctemplate-delete-%d", ctemplateID)
+}
+
 // VolumeRestoreID is the id of a volume's restore from the erator (one at a time).
 func VolumeRestoreID(volumeID uint) string { return fmt.Sprintf("volume-restore-%d", volumeID) }
 

@@ -25,6 +25,10 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(VDiskResize)
 	r.RegisterWorkflow(VDiskAttach)
 	r.RegisterWorkflow(VDiskDelete)
+	r.RegisterWorkflow(CTemplateDelete)
+	r.RegisterWorkflow(ContainerCreate)
+	r.RegisterWorkflow(ContainerAct)
+	r.RegisterWorkflow(ContainerDelete)
 	// Agents start the device workflow by its type name, without linking this package.
 	r.RegisterWorkflowWithOptions(Device, workflow.RegisterOptions{Name: wire.DeviceWorkflow})
 	r.RegisterWorkflow(DeviceRestore)

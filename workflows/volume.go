@@ -143,7 +143,10 @@ func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*De
 		return nil, err
 	}
 	// The create has normally finished long ago; the request is then a no-op (not found).
-	_ = workflow.RequestCancelExternalWorkflow(ctx, createID, "").Get(ctx, nil)
+	// "" : the create ran under the delete's own id (a container's changes share one).
+	if createID != "" {
+		_ = workflow.RequestCancelExternalWorkflow(ctx, createID, "").Get(ctx, nil)
+	}
 	if err := t.step("trash", 20, "moving %s into the erator", ds); err != nil {
 		return nil, err
 	}
@@ -155,8 +158,8 @@ func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*De
 		return nil, t.fail(models.Outcome{}, err)
 	}
 	slaves := ""
-	// vdisks have no copies on slaves (yet): only volumes and groups are replicated.
-	if in.Kind != "vdisk" && workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 {
+	// Only volumes and groups are replicated (vdisks, ctemplates, containers not yet).
+	if (in.Kind == "volume" || in.Kind == "group") && workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 {
 		if err := t.step("slaves", 60, "moving the slaves' copies of %s %d into their erators", in.Kind, in.ObjectID); err != nil {
 			return nil, err
 		}

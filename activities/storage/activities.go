@@ -36,6 +36,8 @@ type Activities struct {
 	ReplicationTLS func() (*tls.Config, error)
 	// ReplicationZFS replaces ZFS for replication in unit tests; nil: ZFS.
 	ReplicationZFS ReplicationZFS
+	// UnitDir is where container units are written (default DefaultUnitDir).
+	UnitDir string
 
 	// rooms keeps each pool's last room listing (see room).
 	rooms struct {

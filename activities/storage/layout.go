@@ -33,6 +33,16 @@ func GroupDataset(pool string, id uint) string { return fmt.Sprintf("%s/iscsi/gr
 // DeviceDataset is <pool>/iscsi/devices/<id>.
 func DeviceDataset(pool string, id uint) string { return fmt.Sprintf("%s/iscsi/devices/%d", pool, id) }
 
+// CTemplateDataset is <pool>/iscsi/ctemplates/<id>: a container root file system template.
+func CTemplateDataset(pool string, id uint) string {
+	return fmt.Sprintf("%s/iscsi/ctemplates/%d", pool, id)
+}
+
+// ContainerDataset is <pool>/iscsi/containers/<id>: a container's clone of a ctemplate version.
+func ContainerDataset(pool string, id uint) string {
+	return fmt.Sprintf("%s/iscsi/containers/%d", pool, id)
+}
+
 // VDiskDataset is <pool>/vdisks/<id>: a device's persistent data disk.
 func VDiskDataset(pool string, id uint) string { return fmt.Sprintf("%s/vdisks/%d", pool, id) }
 

@@ -34,6 +34,9 @@ func buildWorld(t *testing.T, driver string) *world {
 		grp := p.must(202, auth, "POST", "/api/v0.9.2/groups.json", map[string]any{"network": n, "Name": "g", "VolumeID": id(vol)})
 		dev := p.must(201, auth, "POST", "/api/v0.9.2/devices.json", map[string]any{"network": n, "mac": "52:54:00:00:00:0" + map[string]string{"A": "1", "B": "2"}[c]})
 		vdisk := p.must(202, auth, "POST", "/api/v0.9.2/vdisks.json", map[string]any{"network": n, "name": "d", "size": 1, "device": id(dev)})
+		ct := p.must(201, auth, "POST", "/api/v0.9.2/ctemplates.json", map[string]any{"network": n, "name": "rootfs"})
+		p.uploaded(id(ct))
+		ctr := p.must(202, auth, "POST", "/api/v0.9.2/containers.json", map[string]any{"network": n, "name": "c", "ctemplate": id(ct)})
 		menu := p.must(201, auth, "POST", "/api/v0.9.2/menus.json", map[string]any{"network": n, "name": "m", "items": []map[string]any{{"type": "local", "label": "Local disk"}}})
 		op := vol["operation"].(map[string]any)
 		if c == "A" {
@@ -47,7 +50,8 @@ func buildWorld(t *testing.T, driver string) *world {
 			t.Fatal(err)
 		}
 		w.objects = map[string]int{"clients": id(client), "users": id(user), "networks": n, "tunnels": id(tun), "servers": id(srv),
-			"volumes": id(vol), "groups": id(grp), "devices": id(dev), "menus": id(menu), "operations": id(op), "vdisks": id(vdisk), "rollouts": int(ro.ID)}
+			"volumes": id(vol), "groups": id(grp), "devices": id(dev), "menus": id(menu), "operations": id(op), "vdisks": id(vdisk), "rollouts": int(ro.ID),
+			"ctemplates": id(ct), "containers": id(ctr)}
 	}
 	return w
 }
@@ -63,6 +67,7 @@ func TestOwnershipMatrix(t *testing.T) {
 			bodies := map[string]map[string]any{
 				"clients": {"name": "x"}, "users": {"name": "x"}, "networks": {"name": "x"}, "tunnels": {"alias": "x"},
 				"servers": {"name": "x"}, "volumes": {"alias": "x"}, "groups": {"name": "x"}, "devices": {"name": "x"}, "menus": {"name": "x"}, "vdisks": {"name": "x"},
+				"ctemplates": {"name": "x"}, "containers": {"name": "x"},
 			}
 			for coll, oid := range w.objects {
 				path := fmt.Sprintf("/api/v0.9.2/%s/%d.json", coll, oid)
@@ -121,8 +126,15 @@ func TestOwnershipMatrix(t *testing.T) {
 				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/pause.json", w.objects["rollouts"]), nil},
 				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/resume.json", w.objects["rollouts"]), nil},
 				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/abort.json", w.objects["rollouts"]), nil},
+				{"GET", fmt.Sprintf("/api/v0.9.2/containers/%d/status.json", w.objects["containers"]), nil},
 			}
-			for _, coll := range []string{"tunnels", "servers", "volumes", "groups", "devices", "menus", "vdisks"} {
+			for _, action := range models.ContainerActions {
+				extra = append(extra, struct {
+					verb, path string
+					body       any
+				}{"POST", fmt.Sprintf("/api/v0.9.2/containers/%d/%s.json", w.objects["containers"], action), nil})
+			}
+			for _, coll := range []string{"tunnels", "servers", "volumes", "groups", "devices", "menus", "vdisks", "ctemplates", "containers"} {
 				body := map[string]any{"network": nb, "name": "x", "alias": "x", "ip": "10.0.0.9", "pool": "tank", "vol_size": 1, "volume_id": w.objects["volumes"], "mac": "52:54:00:00:00:99"}
 				switch coll {
 				case "tunnels":
@@ -139,6 +151,10 @@ func TestOwnershipMatrix(t *testing.T) {
 					body = map[string]any{"network": nb, "name": "x"}
 				case "vdisks":
 					body = map[string]any{"network": nb, "name": "x", "size": 1}
+				case "ctemplates":
+					body = map[string]any{"network": nb, "name": "x"}
+				case "containers":
+					body = map[string]any{"network": nb, "name": "x", "ctemplate": w.objects["ctemplates"]}
 				}
 				extra = append(extra, struct {
 					verb, path string

@@ -118,6 +118,9 @@ func (p *DevPanel) Stop() error {
 	return nil
 }
 
+// Pid is the dev panel's process id (benchmarks read its memory in /proc).
+func (p *DevPanel) Pid() int { return p.cmd.Process.Pid }
+
 // Call does one API request with the admin's token and decodes the JSON answer into out.
 func (p *DevPanel) Call(ctx context.Context, method, path string, body, out any) error {
 	var r io.Reader
@@ -207,6 +210,36 @@ type Lab struct {
 // `clusterducks agent` with that server's key. logf gets progress; echo gets the panel's
 // output (both may be nil). Stop it with Stop.
 func StartLab(ctx context.Context, n int, dataDir string, echo io.Writer, logf func(string, ...any)) (*Lab, error) {
+	return StartLabWith(ctx, n, dataDir, echo, logf, LabOptions{})
+}
+
+// LabOptions change how StartLabWith boots the lab's servers.
+type LabOptions struct {
+	// Systemd boots the servers with systemd as init (Options.Systemd); their agent runs
+	// as the enabled unit AgentUnit, so it comes back after a Server.Reboot.
+	Systemd bool
+}
+
+// AgentUnit is the unit that runs the agent in a systemd-mode lab server.
+const AgentUnit = "lab-agent.service"
+
+// agentUnitText runs the agent's command from the share once systemd.sh has installed
+// the binary (at each boot); systemd restarts it if it exits.
+const agentUnitText = `[Unit]
+Description=clusterducks agent (storage lab)
+After=lab-host.service zfs-mount.service network.target
+
+[Service]
+ExecStart=/bin/sh -c 'i=0; while [ ! -f /mnt/host/ready ] || [ ! -x /usr/local/bin/clusterducks ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.5; done; exec /bin/sh /mnt/host/command.sh'
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// StartLabWith is StartLab with options.
+func StartLabWith(ctx context.Context, n int, dataDir string, echo io.Writer, logf func(string, ...any), lo LabOptions) (*Lab, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -253,10 +286,22 @@ func StartLab(ctx context.Context, n int, dataDir string, echo io.Writer, logf f
 		l.ServerIDs = append(l.ServerIDs, id)
 		opts[i] = AgentOptions(name, panel.URL, key)
 		opts[i].Logf = logf
+		opts[i].Systemd = lo.Systemd
 	}
 	if l.Servers, err = StartServers(ctx, opts); err != nil {
 		l.Stop()
 		return nil, err
+	}
+	if lo.Systemd {
+		for _, s := range l.Servers {
+			// The share's ready marker is from this boot: systemd.sh wrote it before the
+			// exec helper answered.
+			if _, err := s.ExecInput(ctx, []byte(agentUnitText), "sh", "-c",
+				"cat >/etc/systemd/system/"+AgentUnit+" && systemctl daemon-reload && systemctl enable --now "+AgentUnit); err != nil {
+				l.Stop()
+				return nil, fmt.Errorf("%s: agent unit: %w", s.Name, err)
+			}
+		}
 	}
 	return l, nil
 }

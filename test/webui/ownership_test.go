@@ -60,13 +60,19 @@ func buildWorld(t *testing.T, p *panelT) *world {
 		o["dev"] = must(s.CreateDevice(ctx, admin, &models.DeviceInput{NetworkID: nid, Name: models.Strp("dev" + n.name), MAC: models.Strp(fmt.Sprintf("52:54:00:00:00:%02x", i+1))})).Object.(*models.Device).ID
 		vsize := int64(1)
 		o["vd"] = must(s.CreateVDisk(ctx, admin, &models.VDiskInput{NetworkID: nid, Name: models.Strp("vd" + n.name), SizeGiB: &vsize, DeviceID: models.Uintp(o["dev"])})).Object.(*models.VDisk).ID
+		o["ct"] = must(s.CreateCTemplate(ctx, admin, &models.CTemplateInput{NetworkID: nid, Name: models.Strp("ct" + n.name)})).Object.(*models.CTemplate).ID
+		// As a checked upload leaves it (the storage lab tests the upload itself).
+		if err := s.DB.Model(&models.CTemplate{}).Where("id = ?", o["ct"]).Updates(map[string]any{"state": models.StateReady, "version": 1}).Error; err != nil {
+			t.Fatal(err)
+		}
+		o["ctr"] = must(s.CreateContainer(ctx, admin, &models.ContainerInput{NetworkID: nid, Name: models.Strp("ctr" + n.name), CTemplateID: models.Uintp(o["ct"])})).Object.(*models.Container).ID
 		o["menu"] = must(s.CreateMenu(ctx, admin, &models.MenuInput{NetworkID: nid, Name: models.Strp("menu" + n.name)})).Object.(*models.MenuView).ID
 		w.objects[n.name] = o
 	}
 	return w
 }
 
-var kinds = []struct{ key, path string }{{"net", "networks"}, {"tun", "tunnels"}, {"srv", "servers"}, {"vol", "volumes"}, {"grp", "groups"}, {"dev", "devices"}, {"menu", "menus"}, {"vd", "vdisks"}}
+var kinds = []struct{ key, path string }{{"net", "networks"}, {"tun", "tunnels"}, {"srv", "servers"}, {"vol", "volumes"}, {"grp", "groups"}, {"dev", "devices"}, {"menu", "menus"}, {"vd", "vdisks"}, {"ct", "ctemplates"}, {"ctr", "containers"}}
 
 // checkSees logs in as a user and checks that every page shows the objects of exactly the
 // given networks, and that the objects of the others answer 404 (page, edit form, post).
@@ -77,7 +83,7 @@ func checkSees(t *testing.T, p *panelT, b *browser, w *world, who, client string
 	for _, n := range visible {
 		vis[n] = true
 	}
-	pages := []string{"/", "/clients", "/users", "/networks", "/tunnels", "/servers", "/volumes", "/groups", "/devices", "/menus", "/vdisks", "/operations"}
+	pages := []string{"/", "/clients", "/users", "/networks", "/tunnels", "/servers", "/volumes", "/groups", "/devices", "/menus", "/vdisks", "/ctemplates", "/containers", "/operations"}
 	for _, page := range pages {
 		b.open(page)
 		b.find("main h1")

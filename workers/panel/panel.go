@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/clusterducks/clusterducks/activities/panel/agentclient"
 	"log/slog"
 	"net"
 	"os"
@@ -57,7 +58,7 @@ func NewApp(o Options) *fiber.App {
 	app := api.NewApp(o.TrustedProxies...)
 	h := o.API
 	if h == nil {
-		h = &api.Handler{Store: o.Store, Extra: []func(fiber.Router){api.BootRoutes(o.Store)}}
+		h = &api.Handler{Store: o.Store, Extra: []func(fiber.Router){api.BootRoutes(o.Store)}, Agents: agentclient.New(o.Store.DB)}
 	}
 	if o.OnAccess != nil {
 		h.OnTokenUse = func(a *models.Actor, ip string) { o.OnAccess(a, "API token", ip) }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -34,10 +36,60 @@ func agentAPI(cfg Config, serverID uint, pool string, acts *storage.Activities) 
 	mux.HandleFunc("GET "+wire.AgentPathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, wire.AgentHealth{ServerID: serverID, Version: cfg.Version})
 	})
+	rootfs := &storage.RootFS{ZFS: acts.ZFS}
+	mux.HandleFunc("PUT "+wire.AgentPathCTemplateRootFS, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		id, _ := strconv.ParseUint(q.Get("id"), 10, 32)
+		version, _ := strconv.Atoi(q.Get("version"))
+		limit, _ := strconv.ParseInt(q.Get("limit"), 10, 64)
+		if id == 0 || version < 1 || limit < 1 || len(q.Get("sha256")) != 64 {
+			writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "id, version, sha256 and limit are required"})
+			return
+		}
+		res, err := rootfs.Receive(r.Context(), storage.RootFSInput{Pool: pool, CTemplateID: uint(id), Version: version,
+			SHA256: strings.ToLower(q.Get("sha256")), Limit: limit}, r.Body)
+		if err != nil {
+			status, field := rootFSStatus(err)
+			writeJSON(w, status, wire.ErrorBody{Error: err.Error(), Field: field})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET "+wire.AgentPathContainerStatus, func(w http.ResponseWriter, r *http.Request) {
+		id, _ := strconv.ParseUint(r.URL.Query().Get("id"), 10, 32)
+		lines, _ := strconv.Atoi(r.URL.Query().Get("lines"))
+		if id == 0 {
+			writeJSON(w, http.StatusBadRequest, wire.ErrorBody{Error: "id is required"})
+			return
+		}
+		st, err := storage.ContainerState(r.Context(), uint(id), lines)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, wire.ErrorBody{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
 	for path, h := range cfg.APIHandlers {
 		mux.Handle(path, h)
 	}
 	return mux
+}
+
+// rootFSStatus is the HTTP status (and the field to blame) of a refused upload.
+func rootFSStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, activities.ErrChecksum):
+		return http.StatusUnprocessableEntity, "sha256"
+	case errors.Is(err, activities.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "rootfs"
+	case errors.Is(err, activities.ErrExists):
+		return http.StatusConflict, "version"
+	case errors.Is(err, activities.ErrBusy):
+		return http.StatusConflict, ""
+	case strings.HasPrefix(err.Error(), "tar:"), strings.HasPrefix(err.Error(), "gzip:"):
+		return http.StatusUnprocessableEntity, "rootfs"
+	}
+	return http.StatusInternalServerError, ""
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -5,6 +5,7 @@
 package agentclient
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -80,40 +81,78 @@ func (c *Client) Get(ctx context.Context, t *models.Tunnel, port int, path strin
 // Fetch asks the agent of the server with tunnel port port, behind tunnel t, for path and
 // returns the body of its 200 answer as is (e.g. /metrics, in the Prometheus text format).
 func (c *Client) Fetch(ctx context.Context, t *models.Tunnel, port int, path string) ([]byte, error) {
-	cert, roots, err := c.credentials(ctx)
-	if err != nil {
-		return nil, err
-	}
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
+	resp, err := c.do(ctx, t, port, http.MethodGet, path, nil, 0, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return readAnswer(resp, t, port, path)
+}
+
+// Stream sends body (size bytes, -1 unknown) to the agent with method at path and decodes
+// its JSON answer into out. The body is copied as it is read, never held whole; only ctx
+// bounds the request (an upload of gigabytes takes its time). An answer other than 200 is
+// a *wire.AgentError.
+func (c *Client) Stream(ctx context.Context, t *models.Tunnel, port int, method, path string, body io.Reader, size int64, out any) error {
+	resp, err := c.do(ctx, t, port, method, path, body, size, 0)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := readAnswer(resp, t, port, path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("agent %s: %w", path, err)
+	}
+	return nil
+}
+
+// do sends one request through the tunnel port; timeout 0 leaves the bound to ctx.
+func (c *Client) do(ctx context.Context, t *models.Tunnel, port int, method, path string, body io.Reader, size int64, timeout time.Duration) (*http.Response, error) {
+	cert, roots, err := c.credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dial := cmp.Or(timeout, c.Timeout, 10*time.Second)
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{*cert}, RootCAs: roots, MinVersion: tls.VersionTLS13,
 			ServerName: wire.TunnelIdentity{NetworkID: t.NetworkID, TunnelID: t.ID}.DNSName()},
-		DialContext:       (&net.Dialer{Timeout: timeout}).DialContext,
+		DialContext:       (&net.Dialer{Timeout: dial}).DialContext,
 		DisableKeepAlives: true, // a tunnel port connection is a stream of the agent's session: hold none
 	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: timeout}
 	url := "https://" + net.JoinHostPort(t.IP, strconv.Itoa(port)) + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.ContentLength = size
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
 	}
-	defer resp.Body.Close()
+	return resp, nil
+}
+
+// readAnswer reads an agent's answer (at most 4 MiB); other than 200 it is a *wire.AgentError.
+func readAnswer(resp *http.Response, t *models.Tunnel, port int, path string) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return nil, fmt.Errorf("through tunnel %q port %d: %w", t.Alias, port, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e wire.ErrorBody
-		json.Unmarshal(b, &e) //nolint:errcheck
-		return nil, fmt.Errorf("agent %s: %d %s", path, resp.StatusCode, e.Error)
+		e := &wire.AgentError{Status: resp.StatusCode, Path: path}
+		json.Unmarshal(b, &e.Body) //nolint:errcheck
+		return nil, e
 	}
 	return b, nil
 }

@@ -359,3 +359,10 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	z.Log.Info("zfs", "cmd", line, "took", took)
 	return nil
 }
+
+// Rollback returns a file system to its newest snapshot snapshot (dataset@name), dropping
+// what was written since.
+func (z *ZFS) Rollback(ctx context.Context, snapshot string) error {
+	_, err := z.run(ctx, "rollback", snapshot)
+	return err
+}

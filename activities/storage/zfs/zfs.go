@@ -438,3 +438,10 @@ func (z *ZFS) Destroy(name string, recursive bool) error {
 	}
 	return err
 }
+
+// SetProperty sets a dataset's property; setting the value it has is harmless.
+func (z *ZFS) SetProperty(name, prop, value string) error {
+	return z.call("set-"+prop, name, func() error {
+		return (&gozfs.Dataset{Name: name}).SetProperty(prop, value)
+	})
+}

@@ -1,0 +1,71 @@
+package workflows
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/stretchr/testify/mock"
+)
+
+func TestContainerCreate(t *testing.T) {
+	in := storage.ContainerInput{Pool: "tank", ContainerID: 5, CTemplateID: 2, Version: 1, MemoryMB: 64, Autostart: true, Command: "echo hi"}
+	for _, c := range []struct {
+		name     string
+		err      error
+		wantFail bool
+	}{
+		{"runs", nil, false},
+		{"start fails: unit removed, clone to the erator", errors.New("start cd-container-5.service: job failed"), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSuite(t)
+			if c.wantFail {
+				s.onTrash(false)
+				s.env.OnActivity(sa.RemoveContainer, mock.Anything, storage.RemoveContainerInput{ContainerID: 5}).
+					Return(&storage.ContainerResult{}, nil).Once()
+			}
+			s.env.OnActivity(sa.CreateContainer, mock.Anything, in).
+				Return(&storage.ContainerResult{Dataset: "tank/iscsi/containers/5", Unit: "cd-container-5.service"}, c.err)
+			s.env.ExecuteWorkflow(ContainerCreate, ContainerCreateInput{OperationID: 3, ServerID: 1, Container: in})
+			o := s.outcome(t)
+			if o.Failed != c.wantFail || (s.env.GetWorkflowError() != nil) != c.wantFail {
+				t.Fatalf("outcome %+v, workflow error %v", o, s.env.GetWorkflowError())
+			}
+			if c.wantFail {
+				s.env.AssertExpectations(t)
+				if len(s.trashed) != 1 || s.trashed[0].Dataset != "tank/iscsi/containers/5" || s.trashed[0].Kind != "container" {
+					t.Fatalf("undo: trashed %+v", s.trashed)
+				}
+			} else if len(s.trashed) != 0 || !strings.Contains(o.Message, "cd-container-5.service") {
+				t.Fatalf("outcome %+v, trashed %+v", o, s.trashed)
+			}
+		})
+	}
+}
+
+func TestContainerAct(t *testing.T) {
+	s := newSuite(t)
+	s.env.OnActivity(sa.ContainerAction, mock.Anything, storage.ContainerActionInput{ContainerID: 5, Action: "stop"}).
+		Return(&wire.ContainerStatus{ActiveState: "inactive", SubState: "dead"}, nil).Once()
+	s.env.ExecuteWorkflow(ContainerAct, ContainerActInput{OperationID: 4, ContainerID: 5, ServerID: 1, Action: "stop"})
+	if o := s.outcome(t); o.Failed || !strings.Contains(o.Message, "stop: inactive (dead)") {
+		t.Fatalf("outcome = %+v", o)
+	}
+}
+
+func TestContainerDelete(t *testing.T) {
+	s := newSuite(t)
+	s.onTrash(false)
+	s.env.OnActivity(sa.RemoveContainer, mock.Anything, storage.RemoveContainerInput{ContainerID: 5}).
+		Return(&storage.ContainerResult{Unit: "cd-container-5.service"}, nil).Once()
+	s.env.ExecuteWorkflow(ContainerDelete, DeleteInput{OperationID: 6, ObjectID: 5, ServerID: 1, Pool: "tank"})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.trashed) != 1 || s.trashed[0].Dataset != "tank/iscsi/containers/5" || s.trashed[0].Kind != "container" {
+		t.Fatalf("trash = %+v", s.trashed)
+	}
+}
