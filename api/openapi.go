@@ -383,7 +383,7 @@ var optionalBody = map[string]bool{
 }
 
 // listFilters adds the exact-match filters a collection declares (devices: group_id,
-// server_id, version_id, locked) to its list's parameters.
+// server_id, version_id, locked, compliant) to its list's parameters.
 func listFilters(params []any, name string) []any {
 	if name != "devices" {
 		return params
@@ -393,6 +393,7 @@ func listFilters(params []any, name string) []any {
 		{"server_id", "only the devices whose disk is on this server (0 or none: without a disk)", "string"},
 		{"version_id", "only the devices whose disk is a clone of this group version (0 or none: without one)", "string"},
 		{"locked", "only locked (true) or unlocked (false) devices", "boolean"},
+		{"compliant", "only the devices on (true) or off (false) their strict group's assigned version (as groups/{id}/compliance.json judges them)", "boolean"},
 	} {
 		params = append(params, map[string]any{"name": f.key, "in": "query", "description": f.desc, "schema": map[string]any{"type": f.typ}})
 	}

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,8 +21,8 @@ type listSpec struct {
 }
 
 // ListFilterKeys are the query parameters a list may be filtered by: an id (0 or "none":
-// without one) or, for locked, true or false.
-var ListFilterKeys = []string{"group_id", "server_id", "version_id", "locked"}
+// without one) or, for locked and compliant, true or false.
+var ListFilterKeys = []string{"group_id", "server_id", "version_id", "locked", "compliant"}
 
 var listSpecs = map[string]listSpec{
 	"clients":  {search: []string{"name"}, sort: map[string]string{"name": "name", "max_networks": "max_networks"}},
@@ -35,8 +36,57 @@ var listSpecs = map[string]listSpec{
 		"lazy_locks": "lazy_locks", "state": "state", "maintenance": "maintenance"}},
 	"devices": {search: []string{"name", "mac", "uuid"}, sort: map[string]string{"name": "name", "mac": "mac", "network": "network_id", "group": "group_id", "lock": "locked", "locked": "locked", "last_boot": "last_boot_at",
 		"server": "server_id", "version": "clone_version_id"},
-		filter: map[string]string{"group_id": "group_id", "server_id": "server_id", "version_id": "clone_version_id", "locked": "locked"}},
+		filter: map[string]string{"group_id": "group_id", "server_id": "server_id", "version_id": "clone_version_id", "locked": "locked",
+			"compliant": "clone_version_id"}},
 	"menus": {search: []string{"name"}, sort: map[string]string{"name": "name", "network": "network_id"}},
+}
+
+// filterCompliant keeps the devices that are (or are not) on their group's assigned
+// version, as GroupCompliance judges them: a device of a strict group that assigns a
+// version is compliant only when its disk (cloneCol) is a clone of that version; every
+// other device is compliant. The assignments are worked out in Go (AssignedVersion, the
+// one rule) from the strict groups' ready versions, then matched in the query as
+// (group, version) pairs, so the filter pages and counts in the database at any size.
+func filterCompliant(q *gorm.DB, cloneCol string, compliant bool) (*gorm.DB, error) {
+	db := q.Session(&gorm.Session{NewDB: true})
+	var groups []Group
+	if err := db.Where("strict_versioning = ?", true).Find(&groups).Error; err != nil {
+		return nil, fmt.Errorf("compliance: %w", err)
+	}
+	var pairs [][]any
+	var strict []uint
+	if len(groups) > 0 {
+		ids := make([]uint, len(groups))
+		for i, g := range groups {
+			ids[i] = g.ID
+		}
+		var ready []GroupVersion
+		if err := db.Where("group_id IN ? AND state = ?", ids, StateReady).Find(&ready).Error; err != nil {
+			return nil, fmt.Errorf("compliance: %w", err)
+		}
+		byGroup := map[uint][]GroupVersion{}
+		for _, v := range ready {
+			byGroup[v.GroupID] = append(byGroup[v.GroupID], v)
+		}
+		for i := range groups {
+			if v := AssignedVersion(&groups[i], byGroup[groups[i].ID]); v != nil {
+				strict = append(strict, groups[i].ID)
+				pairs = append(pairs, []any{groups[i].ID, v.ID})
+			}
+		}
+	}
+	// A disk without a version (none yet) counts as 0: never the assigned one.
+	onAssigned := "(group_id, COALESCE(" + cloneCol + ", 0)) IN ?"
+	switch {
+	case len(strict) == 0 && compliant:
+		return q, nil
+	case len(strict) == 0:
+		return q.Where("1 = 0"), nil
+	case compliant:
+		return q.Where("(group_id IS NULL OR group_id NOT IN ? OR "+onAssigned+")", strict, pairs), nil
+	default:
+		return q.Where("group_id IN ? AND NOT "+onAssigned, strict, pairs), nil
+	}
 }
 
 // SortKey turns a list's column title into its sort key ("Size (GiB)" → "size_(gib)").
@@ -66,6 +116,14 @@ func searchAndSort(q *gorm.DB, table string, p Page) (*gorm.DB, error) {
 		}
 		v = strings.ToLower(strings.TrimSpace(v))
 		switch {
+		case key == "compliant":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, Invalid(key, "must be true or false")
+			}
+			if q, err = filterCompliant(q, col, b); err != nil {
+				return nil, err
+			}
 		case key == "locked":
 			b, err := strconv.ParseBool(v)
 			if err != nil {

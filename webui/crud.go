@@ -255,6 +255,14 @@ type listView struct {
 	CanCreate bool
 	NewURL    string
 	Bulk      *bulkBar // the selection's actions, for a list whose resource has them
+	// Filters are the list's exact-match filters (devices: group, server, lock, compliance).
+	Filters []listFilter
+}
+
+// listFilter is one select of a list's filter form; Value is the one chosen ("" all).
+type listFilter struct {
+	Key, Label, Value string
+	Options           []option
 }
 
 // listHeader is a column title; a sortable one links to the list sorted by it (again:
@@ -358,11 +366,24 @@ func (u *UI) list(c *fiber.Ctx, res *resource) error {
 			nid = uint(n)
 		}
 	}
+	var filters []listFilter
+	if res.Bulk {
+		filters = deviceFilters(r, nid)
+		for i := range filters {
+			if val := strings.TrimSpace(c.Query(filters[i].Key)); val != "" {
+				filters[i].Value = val
+				if p.Filters == nil {
+					p.Filters = map[string]string{}
+				}
+				p.Filters[filters[i].Key] = val
+			}
+		}
+	}
 	items, total, err := res.list(r, p, nid)
 	if err != nil {
 		return err
 	}
-	v := &listView{Res: res, Columns: res.columns, Total: total, Page: p.Page, CanCreate: res.create != nil && (res.canCreate == nil || res.canCreate(r.a)), NewURL: "/" + res.Name + "/new"}
+	v := &listView{Filters: filters, Res: res, Columns: res.columns, Total: total, Page: p.Page, CanCreate: res.create != nil && (res.canCreate == nil || res.canCreate(r.a)), NewURL: "/" + res.Name + "/new"}
 	v.Pages = int((total + int64(p.PerPage) - 1) / int64(p.PerPage))
 	q := url.Values{}
 	if nid != 0 {
@@ -373,6 +394,11 @@ func (u *UI) list(c *fiber.Ctx, res *resource) error {
 	if p.Q != "" {
 		q.Set("q", p.Q)
 		v.Q = p.Q
+	}
+	for _, f := range filters {
+		if f.Value != "" {
+			q.Set(f.Key, f.Value)
+		}
 	}
 	for _, col := range res.columns {
 		h := listHeader{Title: col}

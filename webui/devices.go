@@ -35,6 +35,23 @@ func newBulkBar(r *rc, nid uint) *bulkBar {
 	}}
 }
 
+// deviceFilters are the devices list's filters: group and server (of the network shown),
+// lock and compliance with the group's assigned version (models' "compliant" filter).
+func deviceFilters(r *rc, nid uint) []listFilter {
+	groups := r.groupOptions(nid)
+	groups[0].Label = "All groups"
+	servers := refOptions(r, nid, "All servers", func(s *models.Server) string { return r.netName(s.NetworkID) + " / " + s.Name }, func(s *models.Server) uint { return s.ID })
+	yesNo := func(all, yes, no string) []option {
+		return []option{{Value: "", Label: all}, {Value: "true", Label: yes}, {Value: "false", Label: no}}
+	}
+	return []listFilter{
+		{Key: "group_id", Label: "Group", Options: groups},
+		{Key: "server_id", Label: "Server", Options: servers},
+		{Key: "locked", Label: "Lock", Options: yesNo("Locked or not", "Locked", "Unlocked")},
+		{Key: "compliant", Label: "Version", Options: yesNo("Any version", "On the assigned version", "Not on the assigned version")},
+	}
+}
+
 // bulkDevices carries out the action the selection bar sent on the devices ticked, as one
 // change (models.BulkDevices): with work after the commit, to its one operation's page
 // (live progress, each device's outcome); otherwise back to the list as it was shown.

@@ -154,7 +154,7 @@ func TestDeviceBulk(t *testing.T) {
 }
 
 // TestDeviceListFilters: GET devices.json filters by group_id, server_id, version_id (an
-// id, or none) and locked, in the database (X-Total-Count counts the matches), and sorts
+// id, or none), locked and compliant (on the strict group's assigned version), in the database (X-Total-Count counts the matches), and sorts
 // by server; a bad value is 422 naming its parameter, and a list without the filter
 // refuses it the same way.
 func TestDeviceListFilters(t *testing.T) {
@@ -199,7 +199,44 @@ func TestDeviceListFilters(t *testing.T) {
 					t.Errorf("devices.json?%s: %s devices, want %s", q, got, want)
 				}
 			}
-			for q, field := range map[string]string{"group_id=abc": "group_id", "locked=maybe": "locked", "server_id=-1": "server_id"} {
+			// Compliance: the group turns strict and follows its newest ready version, v2
+			// (v3 is still pending); device 0's disk is a v2 clone (compliant), device 1's a
+			// v1 clone and device 2 has none (both not); the two without a group are.
+			var vs []models.GroupVersion
+			for n, state := range []string{models.StateReady, models.StateReady, "pending"} {
+				v := models.GroupVersion{GroupID: g.ID, Number: n + 1, State: state}
+				if err := p.DB.Create(&v).Error; err != nil {
+					t.Fatal(err)
+				}
+				vs = append(vs, v)
+			}
+			var devs []models.Device
+			if err := p.DB.Where("group_id = ?", g.ID).Order("id").Find(&devs).Error; err != nil || len(devs) != 3 {
+				t.Fatalf("group devices: %v %v", devs, err)
+			}
+			p.DB.Model(&models.Device{}).Where("id = ?", devs[0].ID).Update("clone_version_id", vs[1].ID)
+			p.DB.Model(&models.Device{}).Where("id = ?", devs[1].ID).Update("clone_version_id", vs[0].ID)
+			if got := count("compliant=false"); got != "0" {
+				t.Errorf("devices.json?compliant=false with no strict group: %s devices, want 0", got)
+			}
+			p.DB.Model(&models.Group{}).Where("id = ?", g.ID).Update("strict_versioning", true)
+			for q, want := range map[string]string{
+				"compliant=true": "3", "compliant=false": "2", "compliant=false&locked=true": "1",
+				fmt.Sprintf("compliant=true&group_id=%d", g.ID): "1",
+			} {
+				if got := count(q); got != want {
+					t.Errorf("devices.json?%s: %s devices, want %s", q, got, want)
+				}
+			}
+			// Pinned to v1, device 1 is the compliant one.
+			p.DB.Model(&models.Group{}).Where("id = ?", g.ID).Update("assigned_version_id", vs[0].ID)
+			if got := count(fmt.Sprintf("compliant=true&group_id=%d", g.ID)); got != "1" {
+				t.Errorf("pinned to v1: %s compliant devices of the group, want 1", got)
+			}
+			if got := count(fmt.Sprintf("compliant=true&version_id=%d", vs[0].ID)); got != "1" {
+				t.Errorf("pinned to v1: %s compliant v1 clones, want 1", got)
+			}
+			for q, field := range map[string]string{"group_id=abc": "group_id", "locked=maybe": "locked", "server_id=-1": "server_id", "compliant=2": "compliant"} {
 				code, v, _ := p.do(a, "GET", "/api/v0.9.2/devices.json?"+q, nil)
 				if m, _ := v.(map[string]any); code != 422 || m["field"] != field {
 					t.Errorf("devices.json?%s: %d %v, want 422 naming %s", q, code, v, field)
