@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,11 @@ func startRolloutLab(t *testing.T) *rolloutLab {
 		id := l.p.Device(vm.MAC).ID
 		l.ids = append(l.ids, id)
 		l.byID[id] = vm
+	}
+	// Devices in id order (their registration raced): vms[i] is device ids[i].
+	slices.Sort(l.ids)
+	for i, id := range l.ids {
+		l.vms[i] = l.byID[id]
 	}
 	t.Logf("4 devices %v booted v1 and came up, %s after the start", l.ids, l.since())
 	return l
