@@ -53,6 +53,9 @@ func startRolloutLab(t *testing.T) *rolloutLab {
 	t.Cleanup(cancel)
 	l := &rolloutLab{t: t, ctx: ctx, start: time.Now(), byID: map[uint]lab.DeviceVM{}}
 	l.p = StartHostPanel(t)
+	// Workflow ids name groups, versions and devices: the tests of one process share
+	// the Temporal server, so their rows must not share ids.
+	harness.DistinctIDs(t, l.p.DB)
 	l.p.Outcomes = boot.OutcomeBounds{UpAfter: labUpAfter}
 	l.c = harness.TemporalClient(t)
 	tmp, err := panelw.StartTemporal(ctx, l.c, l.p.Store, temporalclient.Config{}, nil)
