@@ -118,6 +118,100 @@ func (d DeviceVM) Run(ctx context.Context, timeout time.Duration) (*DeviceResult
 	return res, fmt.Errorf("qemu exited %d without a marker; output:\n%s", res.Exit, ConsoleTail(res.Output))
 }
 
+// MarkerLine matches the marker line of both boot-sector fixtures; BootsLine the boot
+// count the staying-up one (MakeUpDisk) prints after it.
+var (
+	MarkerLine = markerLine
+	BootsLine  = regexp.MustCompile(`<<<CLUSTERDUCKS-BOOTS:([0-9]+)>>>`)
+)
+
+// RunningVM is a device VM started in the background (DeviceVM.Start).
+type RunningVM struct {
+	Device DeviceVM
+	Start  time.Time
+	cmd    *exec.Cmd
+	out    proc.SyncBuffer
+	done   chan struct{}
+	exit   int
+}
+
+// Start starts the device VM in the background: for a boot that stays up (MakeUpDisk),
+// or devices that must be up at once. Wait for its output with Expect, end it with Stop
+// (by its pid); it is stopped at the end of the test at the latest.
+func (d DeviceVM) Start(t interface{ Cleanup(func()) }) (*RunningVM, error) {
+	v := &RunningVM{Device: d, done: make(chan struct{}), exit: -1}
+	v.cmd = exec.Command("qemu-system-x86_64", d.Args()...)
+	v.cmd.Stdout, v.cmd.Stderr = &v.out, &v.out
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	v.Start = time.Now()
+	if err := v.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	go func() {
+		v.cmd.Wait() //nolint:errcheck
+		v.exit = v.cmd.ProcessState.ExitCode()
+		close(v.done)
+	}()
+	t.Cleanup(v.Stop)
+	return v, nil
+}
+
+// Output is the VM's console output so far (firmware, iPXE, COM1).
+func (v *RunningVM) Output() string { return v.out.String() }
+
+// Exited reports whether qemu has ended, and its exit status then.
+func (v *RunningVM) Exited() (int, bool) {
+	select {
+	case <-v.done:
+		return v.exit, true
+	default:
+		return 0, false
+	}
+}
+
+// Expect waits up to timeout for re in the VM's output and returns its submatches. It
+// fails when the time passes or qemu ends first, with the console's tail.
+func (v *RunningVM) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if m := re.FindStringSubmatch(v.out.String()); m != nil {
+			return m, nil
+		}
+		if code, ok := v.Exited(); ok {
+			if m := re.FindStringSubmatch(v.out.String()); m != nil {
+				return m, nil
+			}
+			return nil, fmt.Errorf("device %s: qemu exited %d after %s without %s; output:\n%s",
+				v.Device.MAC, code, time.Since(v.Start).Round(time.Second), re, ConsoleTail(v.out.String()))
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("device %s: no %s after %s; output:\n%s", v.Device.MAC, re, timeout, ConsoleTail(v.out.String()))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Wait waits up to timeout for qemu to end and returns its exit status.
+func (v *RunningVM) Wait(timeout time.Duration) (int, error) {
+	select {
+	case <-v.done:
+		return v.exit, nil
+	case <-time.After(timeout):
+		return -1, fmt.Errorf("device %s: qemu still running after %s; output:\n%s", v.Device.MAC, timeout, ConsoleTail(v.out.String()))
+	}
+}
+
+// Stop kills qemu by its pid and waits for it. Stopping an ended VM is harmless.
+func (v *RunningVM) Stop() {
+	select {
+	case <-v.done:
+		return
+	default:
+	}
+	v.cmd.Process.Kill() //nolint:errcheck
+	<-v.done
+}
+
 // ansi strips terminal escapes from iPXE's console output for readable failures.
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
@@ -134,35 +228,53 @@ func ConsoleTail(s string) string {
 }
 
 var (
-	sectorOnce sync.Once
-	bootSector []byte
-	sectorErr  error
+	sectorMu sync.Mutex
+	sectors  = map[string][]byte{}
 )
 
-// loadBootSector reads the committed fixture test/fixtures/bootsector/bootsector.bin.
-func loadBootSector() ([]byte, error) {
-	sectorOnce.Do(func() {
-		root, err := ModuleRoot()
-		if err != nil {
-			sectorErr = err
-			return
-		}
-		bootSector, sectorErr = os.ReadFile(filepath.Join(root, "test", "fixtures", "bootsector", "bootsector.bin"))
-		if sectorErr == nil && len(bootSector) != 512 {
-			sectorErr = fmt.Errorf("boot sector fixture is %d bytes, not 512", len(bootSector))
-		}
-	})
-	return bootSector, sectorErr
+// loadSector reads a committed boot sector fixture, test/fixtures/bootsector/<name>.
+func loadSector(name string) ([]byte, error) {
+	sectorMu.Lock()
+	defer sectorMu.Unlock()
+	if b, ok := sectors[name]; ok {
+		return b, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(root, "test", "fixtures", "bootsector", name))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != 512 {
+		return nil, fmt.Errorf("boot sector fixture %s is %d bytes, not 512", name, len(b))
+	}
+	sectors[name] = b
+	return b, nil
 }
 
 // MakeBootDisk writes a disk image of size bytes (at least 32 MiB, sparse: iPXE derives a
 // CHS geometry and a smaller disk has no cylinder) that boots and prints marker: the
-// shared boot-sector fixture in LBA 0, the marker in LBA 1.
+// shared boot-sector fixture in LBA 0, the marker in LBA 1. The boot sector ends qemu
+// once it printed the marker (status 33).
 func MakeBootDisk(path, marker string, size int64) error {
+	return makeDisk(path, "bootsector.bin", marker, size)
+}
+
+// MakeUpDisk writes a disk like MakeBootDisk's whose boot sector stays up
+// (test/fixtures/bootsector/upsector.asm): it prints marker, counts its boots in LBA 2
+// (the count starts at 0 here; each boot prints <<<CLUSTERDUCKS-BOOTS:N>>>, see
+// BootsLine) and reads a sector about once a second until the VM is stopped.
+func MakeUpDisk(path, marker string, size int64) error {
+	return makeDisk(path, "upsector.bin", marker, size)
+}
+
+func makeDisk(path, fixture, marker string, size int64) error {
 	if len(marker) > 500 || strings.Contains(marker, ">>>") {
 		return fmt.Errorf("marker %q: at most 500 bytes, without \">>>\"", marker)
 	}
-	sector, err := loadBootSector()
+	sector, err := loadSector(fixture)
 	if err != nil {
 		return err
 	}

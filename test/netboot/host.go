@@ -41,6 +41,9 @@ type HostPanel struct {
 	BootPort int
 	// CHAPKey, when set before an agent starts, makes that agent's targets require CHAP.
 	CHAPKey []byte
+	// Outcomes, when set before an agent starts, are the bounds its boot outcomes are
+	// decided within (a short UpAfter for tests that wait for "up").
+	Outcomes boot.OutcomeBounds
 
 	admin   *models.Actor
 	servers int // servers created so far
@@ -261,6 +264,7 @@ func StartServerAgent(t testing.TB, p *HostPanel, srv HostServer, disks *boot.Fi
 		RebootPause: time.Second,
 		RetryPause:  time.Second,
 		CHAPKey:     p.CHAPKey,
+		Outcomes:    p.Outcomes,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -96,12 +97,23 @@ func (f *FileDisks) Publish(groupID uint, n int) error {
 // Origin returns the version a device's disk was cloned from, 0 if none.
 func (f *FileDisks) Origin(deviceID uint) int {
 	p, _, _ := f.DevicePath(context.Background(), deviceID)
-	b, err := os.ReadFile(p + ".origin")
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	_, n := readOrigin(p + ".origin")
 	return n
+}
+
+// readOrigin reads a disk's .origin file, <g>@v<N> (Clone writes it); 0, 0 if none.
+func readOrigin(path string) (uint, int) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0
+	}
+	g, v, ok := strings.Cut(strings.TrimSpace(string(b)), "@v")
+	gid, err1 := strconv.ParseUint(g, 10, 32)
+	n, err2 := strconv.Atoi(v)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0
+	}
+	return uint(gid), n
 }
 
 // Clone makes device d's disk a copy of group g version n. An existing disk from the same
@@ -145,6 +157,83 @@ func (f *FileDisks) Trash() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// ErrNothingToRestore is Restore's answer when the erator holds no disk of the device
+// from before the restore.
+var ErrNothingToRestore = errors.New("no disk of the device in the erator to restore")
+
+// RestoreResult is what Restore put back: the erator entry (a name under erator/) and the
+// group version the disk was cloned from (0, 0 when unknown).
+type RestoreResult struct {
+	From    string
+	GroupID uint
+	Version int
+}
+
+// Restore puts device d's replaced disk back from the erator, as the agent's
+// RestoreDevice does on a pool: from (an entry's name), or when empty the newest
+// device-<d>-* entry older than unix (seconds). The current disk, if any, goes to the
+// erator first (nothing is lost). A repeat that finds from gone and the disk there
+// reports the disk's origin.
+func (f *FileDisks) Restore(d uint, from string, unix int64) (*RestoreResult, error) {
+	erator := filepath.Join(f.Root, "erator")
+	prefix := fmt.Sprintf("device-%d-", d)
+	if from == "" {
+		names, err := f.Trash()
+		if err != nil {
+			return nil, err
+		}
+		bestAt := int64(-1)
+		for _, n := range names {
+			stamp, err := strconv.ParseInt(strings.TrimPrefix(n, prefix), 10, 64)
+			if !strings.HasPrefix(n, prefix) || err != nil {
+				continue
+			}
+			// Clone names its entries in nanoseconds, Restore in seconds.
+			at := stamp
+			if at < 1e12 {
+				at *= 1e9
+			}
+			if at < unix*1e9 && at > bestAt {
+				from, bestAt = n, at
+			}
+		}
+		if from == "" {
+			return nil, fmt.Errorf("device %d: %w", d, ErrNothingToRestore)
+		}
+	}
+	if !strings.HasPrefix(from, prefix) || strings.ContainsRune(from, '/') {
+		return nil, fmt.Errorf("%s is not an erator entry of device %d: %w", from, d, ErrNothingToRestore)
+	}
+	disk, _, err := f.DevicePath(context.Background(), d)
+	if err != nil {
+		return nil, err
+	}
+	src := filepath.Join(erator, from)
+	if _, ok, err := exists(src); err != nil {
+		return nil, err
+	} else if ok {
+		if _, cur, err := exists(disk); err != nil {
+			return nil, err
+		} else if cur {
+			old := filepath.Join(erator, fmt.Sprintf("device-%d-%d", d, unix))
+			if err := os.Rename(disk, old); err != nil {
+				return nil, err
+			}
+			os.Rename(disk+".origin", old+".origin") //nolint:errcheck // a disk of unknown origin has none
+		}
+		os.Remove(disk + ".origin")              //nolint:errcheck
+		os.Rename(src+".origin", disk+".origin") //nolint:errcheck
+		if err := os.Rename(src, disk); err != nil {
+			return nil, err
+		}
+	} else if _, cur, _ := exists(disk); !cur {
+		return nil, fmt.Errorf("%s: %w", from, ErrNothingToRestore)
+	}
+	res := &RestoreResult{From: from}
+	res.GroupID, res.Version = readOrigin(disk + ".origin")
+	return res, nil
 }
 
 // copyFile copies src to dst keeping it sparse: only src's data extents are read
