@@ -531,6 +531,15 @@ func SetReplicationAddr(ctx context.Context, db *gorm.DB, serverID uint, addr st
 	return db.WithContext(ctx).Model(&Server{}).Where("id = ?", serverID).Update("replication_addr", addr).Error
 }
 
+// replicationEndpoint is the host:port other agents pull the server's datasets from: the
+// one its agent advertised, else its Replication IP on the default port.
+func (s *Server) replicationEndpoint() string {
+	if s.ReplicationAddr != "" {
+		return s.ReplicationAddr
+	}
+	return net.JoinHostPort(s.ReplicationAddress(), defaultReplicationPort)
+}
+
 // ReplicationDataset is one dataset a replication brings to a slave: relative to the
 // pools, up to Snapshot (GUID is the master's, "" when the panel does not record it: the
 // workflow asks the master), as a clone of Origin when set.
@@ -587,11 +596,7 @@ func PlanReplication(ctx context.Context, db *gorm.DB, networkID, slaveID uint, 
 	if slave.ID == master.ID {
 		return nil, Invalid("slave_id", "server %d is the network's master", slaveID)
 	}
-	addr := master.ReplicationAddr
-	if addr == "" {
-		addr = net.JoinHostPort(master.ReplicationAddress(), defaultReplicationPort)
-	}
-	p := &ReplicationPlan{MasterID: master.ID, MasterAddr: addr, MasterPool: master.Pool, SlavePool: slave.Pool,
+	p := &ReplicationPlan{MasterID: master.ID, MasterAddr: master.replicationEndpoint(), MasterPool: master.Pool, SlavePool: slave.Pool,
 		BytesPerSecond: slave.BandwidthLimit}
 	switch kind {
 	case ReplicateVolume:

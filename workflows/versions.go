@@ -53,3 +53,9 @@ const VersionReplicateSkipOrigin = "replicate-skip-origin"
 // VersionLocalProgress records an operation's steps and end with local activities
 // instead of activities on the panel's task queue (see record).
 const VersionLocalProgress = "local-progress"
+
+// VersionDeviceMoveVDisk: a provisioning on another server than the one holding the
+// device's vdisk moves the vdisk there (LUN 1 removed, snapshot, incremental transfer,
+// LUN 1 on the new server) before the device's target is exported, and records the
+// vdisk's server with the device's. Runs recorded before plan no vdisk and never move it.
+const VersionDeviceMoveVDisk = "device-move-vdisk"
