@@ -59,3 +59,7 @@ const VersionLocalProgress = "local-progress"
 // LUN 1 on the new server) before the device's target is exported, and records the
 // vdisk's server with the device's. Runs recorded before plan no vdisk and never move it.
 const VersionDeviceMoveVDisk = "device-move-vdisk"
+
+// VersionReconcileVDisks: the reconcile snapshots each vdisk written since its newest
+// snapshot (on the server it lives on) before comparing it with its backups.
+const VersionReconcileVDisks = "reconcile-vdisks"
