@@ -183,7 +183,7 @@ type OperationInput struct {
 	// Retry counts the runs an operator asked for again (RetryOperation): its workflow id
 	// may then run once more.
 	Retry int `json:"retry,omitempty"`
-	// replicate-volume, replicate-group: the newest snapshot wanted ("" the newest).
+	// replicate-volume, replicate-group, replicate-vdisk: the newest snapshot wanted ("" the newest).
 	Snapshot string `json:"snapshot,omitempty"`
 	// bulk-*: the devices, each with the server (and pool) its disk is on (none for a
 	// lock change), in the order asked.

@@ -144,8 +144,9 @@ type ReplicationRequest struct {
 // recorded (and joins the run if it is still going).
 const ReplicationJoinWindow = time.Hour
 
-// QueueReplication records a replicate-volume or replicate-group operation for each
-// (slave, dataset) asked for and hands it to the engine (the workflow id is per slave and
+// QueueReplication records a replicate-volume, replicate-group or replicate-vdisk
+// operation for each (slave, dataset) asked for (a vdisk's "slaves" are the network's
+// servers but the one it lives on) and hands it to the engine (the workflow id is per slave and
 // dataset: a transfer under way is joined, never doubled). A pair whose operation is still
 // queued or running (recorded within ReplicationJoinWindow) gets no second one. Slaves that never reported (no agent yet) are
 // skipped: their bootstrap catches up. Safe to repeat.

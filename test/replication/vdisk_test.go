@@ -17,13 +17,16 @@ import (
 	"github.com/clusterducks/clusterducks/test/lab"
 	storagetest "github.com/clusterducks/clusterducks/test/storage"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
+	"github.com/clusterducks/clusterducks/workflows"
+	"go.temporal.io/sdk/client"
 )
 
 // vdiskMoves is issue 14's vdisk move on the rig after the guide (group groupID holds v2
 // on both servers): a device's clone on the master with a vdisk of 4 MiB of data and a
 // marker; its provisioning on the slave (a redirect) moves the vdisk there before its
 // target is exported, and the master stops serving it; a provisioning back on the master
-// moves it back incrementally (the old copy's snapshot is the base, by guid).
+// moves it back incrementally (the old copy's snapshot is the base, by guid); written
+// again, it is snapshotted by the reconcile and its backup on the slave follows.
 func vdiskMoves(t *testing.T, r *Rig, groupID uint) {
 	e, slave := r.E, r.Slaves[0]
 	const uuid = "6b2f3c1e-0000-4000-8000-00000000a014"
@@ -143,4 +146,40 @@ func vdiskMoves(t *testing.T, r *Rig, groupID uint) {
 	if back > 2<<20 {
 		t.Errorf("%d bytes came back for one written block: not incremental", back)
 	}
+
+	// Backups: written on the master, the vdisk gets a snapshot there at the reconcile and
+	// the slave's copy (never served, as seen above) follows it by guid.
+	third := marker(fmt.Sprintf("vdisk %d written on the master again", vid))
+	if got, err := lun1(r.Master, third); err != nil || !bytes.Equal(got, third) {
+		t.Fatalf("write on the master: %q %v", bytes.TrimRight(got, "\x00"), err)
+	}
+	e.GuestOn(r.Master, "zpool", "sync", r.Master.Pool) // "written" counts what reached the pool
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	run, err := r.TC.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("reconcile-vdisk-%d", vid), TaskQueue: workflows.PanelQueue},
+		workflows.Reconcile, workflows.ReconcileInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec workflows.ReconcileResult
+	if err := run.Get(ctx, &rec); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	var op models.Operation
+	if err := e.DB.Where("kind = ? AND object_id = ?", models.OpReplicateVDisk, vid).Order("id DESC").Take(&op).Error; err != nil {
+		t.Fatalf("no backup of vdisk %d queued by the reconcile (%+v): %v", vid, rec, err)
+	}
+	e.WaitOK(op.ID)
+	snaps = strings.Fields(e.GuestOn(r.Master, "zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-s", "createtxg", mds))
+	_, newest, _ := strings.Cut(snaps[len(snaps)-1], "@")
+	if !strings.HasPrefix(newest, "backup-") {
+		t.Fatalf("the master's snapshots of the vdisk after the reconcile: %v", snaps)
+	}
+	if mg, sg := r.Prop(r.Master, mds+"@"+newest, "guid"), r.Prop(slave, sds+"@"+newest, "guid"); mg != sg || mg == "" {
+		t.Errorf("backup %s: master's guid %s, slave's %s", newest, mg, sg)
+	}
+	if _, err := lun1(slave, nil); !errors.As(err, &rejected) {
+		t.Errorf("the slave serves its backup: %v", err)
+	}
+	t.Logf("reconcile %+v; backup %s of vdisk %d on the slave (operation %d)", rec, newest, vid, op.ID)
 }
