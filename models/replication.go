@@ -387,11 +387,22 @@ func ReplicaTargets(ctx context.Context, db *gorm.DB) ([]ReplicaTarget, error) {
 }
 
 // SlavesOf lists the slaves of the network holding a volume or group (kind, id), with
-// their pools: where a delete on the master moves the copies to the erator too.
+// their pools: where a delete on the master moves the copies to the erator too. Of a
+// vdisk: every server of its network but the one it lives on (its backups).
 func SlavesOf(ctx context.Context, db *gorm.DB, kind string, id uint) ([]Server, error) {
 	db = db.WithContext(ctx)
 	var nid uint
 	var err error
+	if kind == ReplicateVDisk {
+		// A vdisk's copies are on every server but the one it lives on.
+		var v VDisk
+		if err := db.Take(&v, id).Error; err != nil {
+			return nil, notFoundOr(err, "vdisk")
+		}
+		var others []Server
+		err := db.Where("network_id = ? AND id <> ?", v.NetworkID, ptrOr(v.ServerID, 0)).Order("id").Find(&others).Error
+		return others, err
+	}
 	if kind == "volume" {
 		err = db.Model(&Volume{}).Where("id = ?", id).Pluck("network_id", &nid).Error
 	} else {

@@ -140,6 +140,11 @@ func TestVDiskBackups(t *testing.T) {
 		t.Errorf("a plan to the vdisk's own server: %v", err)
 	}
 
+	// A delete moves the backups too: every server but the vdisk's own.
+	if others, err := SlavesOf(ctx, s.DB, ReplicateVDisk, v.ID); err != nil || len(others) != 1 || others[0].ID != master.ID {
+		t.Errorf("servers holding its backups %+v %v; want the master", others, err)
+	}
+
 	// The device boots from the master, whose copy is a backup: not its LUN 1.
 	rows, err := DesiredExports(ctx, s.DB, master.ID)
 	if err != nil || len(rows) != 1 || rows[0].VDiskID != 0 {

@@ -63,3 +63,7 @@ const VersionDeviceMoveVDisk = "device-move-vdisk"
 // VersionReconcileVDisks: the reconcile snapshots each vdisk written since its newest
 // snapshot (on the server it lives on) before comparing it with its backups.
 const VersionReconcileVDisks = "reconcile-vdisks"
+
+// VersionDeleteVDiskBackups: deleting a vdisk also moves its copies on the network's other
+// servers (backups, the bases moves left) into their erators.
+const VersionDeleteVDiskBackups = "delete-vdisk-backups"
