@@ -334,7 +334,11 @@ func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r wire.Prov
 		moved = plan.VDisk.ID
 	}
 	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.ExportTarget, target(plan.Pool)).Get(ctx, nil); err != nil {
-		return fmt.Errorf("export device %d: %w", deviceID, err)
+		err = fmt.Errorf("export device %d: %w", deviceID, err)
+		if moved != 0 {
+			err = returnVDisk(ctx, err, plan.NetworkID, deviceID, *plan.VDisk, r.ServerID, plan.Pool)
+		}
+		return err
 	}
 	rec := panel.RecordCloneInput{NetworkID: plan.NetworkID, DeviceID: deviceID, GroupID: r.GroupID, Version: r.Version, ServerID: r.ServerID,
 		VDiskID: moved}

@@ -33,8 +33,8 @@ type deviceSuite struct {
 	// vdiskOn is the server holding the device's vdisk 5 (pool "vd", 0: no vdisk): the
 	// plan names it for a provisioning on any other server.
 	vdiskOn uint
-	// moveErr fails the vdisk's transfer.
-	moveErr error
+	// moveErr fails the vdisk's transfer; exportErr every export.
+	moveErr, exportErr error
 }
 
 func newDeviceSuite(t *testing.T) *deviceSuite {
@@ -111,6 +111,9 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 	s.env.OnActivity(da.ExportTarget, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ExportInput) (*storage.ExportResult, error) {
 			s.calls = append(s.calls, "export "+in.Pool)
+			if s.exportErr != nil {
+				return nil, s.exportErr
+			}
 			return &storage.ExportResult{}, nil
 		}).Maybe()
 	return s
@@ -259,9 +262,10 @@ func TestDeviceKeepsItsVDiskOnTheSameServer(t *testing.T) {
 }
 
 // A transfer that fails fails the provisioning before the new target is exported or
-// anything recorded: the vdisk is served nowhere, and the panel still places it (and the
-// device) on the old server, so the next boot's provisioning moves it again.
-func TestDeviceVDiskMoveFailureExportsNothing(t *testing.T) {
+// anything recorded: the vdisk is LUN 1 of the device's target on the old server again,
+// where the panel still places it (and the device), and the next boot's provisioning
+// here moves it again.
+func TestDeviceVDiskMoveFailureGivesItBack(t *testing.T) {
 	s := newDeviceSuite(t)
 	s.vdiskOn = 1
 	s.moveErr = temporal.NewNonRetryableApplicationError("guid differs", storage.TypeGUIDMismatch, nil)
@@ -273,7 +277,26 @@ func TestDeviceVDiskMoveFailureExportsNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "move vdisk 5 from server 1 to server 2") {
 		t.Fatalf("update: %+v %v", got, err)
 	}
-	s.expect(t, "plan,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082", "")
+	s.expect(t, "plan,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
+		"vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd", "")
+}
+
+// An export that fails after the vdisk moved gives the vdisk back to the old server (the
+// panel still places it there) before the provisioning fails.
+func TestDeviceExportFailureGivesTheVDiskBack(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.vdiskOn = 1
+	s.exportErr = temporal.NewNonRetryableApplicationError("target failed", "X", nil)
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var got DeviceClone
+	var err error
+	s.update(t, time.Second, "a", req(1, 2), &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err == nil || !strings.Contains(err.Error(), "export device 7") {
+		t.Fatalf("update: %+v %v", got, err)
+	}
+	s.expect(t, "plan,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
+		"vdisk 5 from device 0 to 7 on tank,export tank,vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd", "")
 }
 
 func TestDeviceUnknownDiskGoesToErator(t *testing.T) {

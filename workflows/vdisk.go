@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -140,13 +141,19 @@ func vdiskRel(id uint) string { return strings.TrimPrefix(storage.VDiskDataset("
 // back, a backup), verified by guid, and is told to serve it as LUN 1 of the device's
 // target; the export that follows serves it. The old copy stays, unserved: the base of
 // the next move's increment. Never served by two servers, a repeat (a retried
-// provisioning) moves the few blocks written since.
-func moveVDisk(ctx workflow.Context, networkID, deviceID uint, v models.VDiskPlace, serverID uint, pool string) error {
-	err := workflow.ExecuteActivity(serverCtx(ctx, v.ServerID), da.AttachVDisk,
+// provisioning) moves the few blocks written since. A move that fails after LUN 1 left
+// gives it back to v's server (returnVDisk), where the panel still places it.
+func moveVDisk(ctx workflow.Context, networkID, deviceID uint, v models.VDiskPlace, serverID uint, pool string) (err error) {
+	err = workflow.ExecuteActivity(serverCtx(ctx, v.ServerID), da.AttachVDisk,
 		storage.AttachVDiskInput{NetworkID: networkID, VDiskID: v.ID, From: deviceID, Pool: v.Pool}).Get(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("stop serving vdisk %d on server %d: %w", v.ID, v.ServerID, err)
 	}
+	defer func() {
+		if err != nil {
+			err = returnVDisk(ctx, err, networkID, deviceID, v, serverID, pool)
+		}
+	}()
 	name := fmt.Sprintf("move-%d", workflow.Now(ctx).Unix())
 	var snap storage.SnapshotResult
 	err = workflow.ExecuteActivity(serverCtx(ctx, v.ServerID), sa.Snapshot,
@@ -166,4 +173,21 @@ func moveVDisk(ctx workflow.Context, networkID, deviceID uint, v models.VDiskPla
 		return fmt.Errorf("serve vdisk %d on server %d: %w", v.ID, serverID, err)
 	}
 	return nil
+}
+
+// returnVDisk undoes a vdisk move that failed (cause): LUN 1 of the device's target leaves
+// serverID (pool) and is the vdisk on v's server again, so the device's next export
+// there (a boot that falls back to the old server) serves its data disk. It runs even
+// when the workflow is cancelled, and returns cause with what it could not undo.
+func returnVDisk(ctx workflow.Context, cause error, networkID, deviceID uint, v models.VDiskPlace, serverID uint, pool string) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.ExecuteActivity(serverCtx(dctx, serverID), da.AttachVDisk,
+		storage.AttachVDiskInput{NetworkID: networkID, VDiskID: v.ID, From: deviceID, Pool: pool}).Get(dctx, nil); err != nil {
+		return errors.Join(cause, fmt.Errorf("vdisk %d left on server %d: %w", v.ID, serverID, err))
+	}
+	if err := workflow.ExecuteActivity(serverCtx(dctx, v.ServerID), da.AttachVDisk,
+		storage.AttachVDiskInput{NetworkID: networkID, VDiskID: v.ID, To: deviceID, Pool: v.Pool}).Get(dctx, nil); err != nil {
+		return errors.Join(cause, fmt.Errorf("vdisk %d not given back to server %d: %w", v.ID, v.ServerID, err))
+	}
+	return cause
 }
