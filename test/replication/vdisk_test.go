@@ -33,14 +33,19 @@ func vdiskMoves(t *testing.T, r *Rig, groupID uint) {
 	d := e.Must(http.StatusCreated, "POST", "/devices.json", map[string]any{"network": r.NetworkID, "mac": "52:54:00:14:00:01",
 		"name": "mover", "group_id": groupID, "uuid": uuid})
 	devID := storagetest.ID(d, "id")
+	// Each provisioning gets its own update id: the agent's id names (device, group,
+	// version, server), and Temporal answers a repeated id from the run's first update, so
+	// the move back to the master under its first id would not run.
+	n := 0
 	provision := func(serverID, oldServerID uint) {
 		t.Helper()
+		n++
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		req := wire.ProvisionRequest{NetworkID: r.NetworkID, DeviceID: devID, GroupID: groupID, Version: 2, ServerID: serverID,
 			UUID: uuid, Reprovision: oldServerID != 0, OldServerID: oldServerID}
 		h, err := temporalclient.UpdateDevice(ctx, r.TC, devID, wire.UpdateProvision,
-			wire.ProvisionUpdateID(devID, groupID, 2, serverID), req)
+			fmt.Sprintf("%s-%d", wire.ProvisionUpdateID(devID, groupID, 2, serverID), n), req)
 		if err != nil {
 			t.Fatalf("provision on server %d: %v", serverID, err)
 		}
