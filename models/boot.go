@@ -346,7 +346,7 @@ func DesiredExports(ctx context.Context, db *gorm.DB, serverID uint) ([]ExportRo
 	if err := db.Where("server_id = ? AND clone_version_id IS NOT NULL", serverID).Order("id").Find(&devs).Error; err != nil {
 		return nil, err
 	}
-	vdisks, err := deviceVDisks(db, srv.NetworkID)
+	vdisks, err := deviceVDisks(db, srv.NetworkID, srv.ID)
 	if err != nil {
 		return nil, err
 	}

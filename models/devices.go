@@ -294,8 +294,25 @@ func registerDevice(db *gorm.DB, n *Network, mac, uuid string, d *Device) (bool,
 // RecordClone stores that a device of a network now has a clone of a version on a server
 // (the device workflow calls it once the clone exists). Repeating it changes nothing.
 func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionID, serverID uint) error {
-	return updateDevice(ctx, db, map[string]any{"clone_version_id": versionID, "server_id": serverID},
-		"id = ? AND network_id = ?", deviceID, networkID)
+	return RecordMovedClone(ctx, db, networkID, deviceID, versionID, serverID, 0)
+}
+
+// RecordMovedClone is RecordClone for a device whose vdisk vdiskID (0: none) moved with
+// its clone to serverID: the vdisk's server changes in the same transaction as the
+// device's, so the panel never sends the vdisk's work to one server and the device's to
+// another. Repeating it changes nothing.
+func RecordMovedClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionID, serverID, vdiskID uint) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := updateDevice(ctx, tx, map[string]any{"clone_version_id": versionID, "server_id": serverID},
+			"id = ? AND network_id = ?", deviceID, networkID); err != nil {
+			return err
+		}
+		if vdiskID == 0 {
+			return nil
+		}
+		return tx.Model(&VDisk{}).Where("id = ? AND network_id = ? AND device_id = ?", vdiskID, networkID, deviceID).
+			Update("server_id", serverID).Error
+	})
 }
 
 // updateDevice writes fields of the device that where matches. PostgreSQL and SQLite
@@ -388,6 +405,18 @@ type DevicePlan struct {
 	Locked    bool   // a locked device's disk is not replaced
 	Pool      string // of the server the new clone goes to
 	OldPool   string // of the server the old clone is on ("" for none, or a server gone)
+	// VDisk is the device's vdisk (its target's LUN 1) when it lives on another server
+	// than serverID: it moves before the device boots there. Nil: none, or already there.
+	VDisk *VDiskPlace
+}
+
+// VDiskPlace is where a vdisk's zvol lives: its server, that server's pool and the
+// replication endpoint another server pulls it from.
+type VDiskPlace struct {
+	ID       uint
+	ServerID uint
+	Pool     string
+	Addr     string // host:port
 }
 
 // PlanDevice reads device deviceID and the pools of serverID and oldServerID (0: none),
@@ -410,5 +439,21 @@ func PlanDevice(ctx context.Context, db *gorm.DB, deviceID, serverID, oldServerI
 			p.OldPool = old.Pool
 		}
 	}
+	// Only a ready vdisk moves: one being created, resized or deleted is its own
+	// operation's, on the server that operation names.
+	var v VDisk
+	err := db.Where("device_id = ? AND network_id = ? AND state = ? AND server_id IS NOT NULL AND server_id <> ?",
+		d.ID, d.NetworkID, StateReady, serverID).Order("id").Take(&v).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return p, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vdisk of device %d: %w", deviceID, err)
+	}
+	var vs Server
+	if err := db.Where("id = ? AND network_id = ?", *v.ServerID, d.NetworkID).Take(&vs).Error; err != nil {
+		return nil, fmt.Errorf("server %d of vdisk %d: %w", *v.ServerID, v.ID, notFound(err))
+	}
+	p.VDisk = &VDiskPlace{ID: v.ID, ServerID: vs.ID, Pool: vs.Pool, Addr: vs.replicationEndpoint()}
 	return p, nil
 }

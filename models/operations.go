@@ -76,6 +76,8 @@ const (
 	OpServerPromote        = "server-promote"
 	OpReplicateVolume      = "replicate-volume"
 	OpReplicateGroup       = "replicate-group"
+	// replicate-vdisk backs a vdisk up on another server of its network (never served there).
+	OpReplicateVDisk = "replicate-vdisk"
 	// A bulk action on devices (models.BulkDevices): one operation, one workflow, that
 	// sends the change to each device's workflow in turn, the devices listed in its input.
 	OpBulkLock    = "bulk-lock"
@@ -118,6 +120,7 @@ var opObjects = map[string]string{
 	// A replication acts on the dataset; the slave it goes to is the input's server.
 	OpReplicateVolume: "volume",
 	OpReplicateGroup:  "group",
+	OpReplicateVDisk:  "vdisk",
 	// A bulk action's object is its first device; the input lists them all.
 	OpBulkLock:     "device",
 	OpBulkUnlock:   "device",
@@ -180,7 +183,7 @@ type OperationInput struct {
 	// Retry counts the runs an operator asked for again (RetryOperation): its workflow id
 	// may then run once more.
 	Retry int `json:"retry,omitempty"`
-	// replicate-volume, replicate-group: the newest snapshot wanted ("" the newest).
+	// replicate-volume, replicate-group, replicate-vdisk: the newest snapshot wanted ("" the newest).
 	Snapshot string `json:"snapshot,omitempty"`
 	// bulk-*: the devices, each with the server (and pool) its disk is on (none for a
 	// lock change), in the order asked.

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -143,8 +144,9 @@ type ReplicationRequest struct {
 // recorded (and joins the run if it is still going).
 const ReplicationJoinWindow = time.Hour
 
-// QueueReplication records a replicate-volume or replicate-group operation for each
-// (slave, dataset) asked for and hands it to the engine (the workflow id is per slave and
+// QueueReplication records a replicate-volume, replicate-group or replicate-vdisk
+// operation for each (slave, dataset) asked for (a vdisk's "slaves" are the network's
+// servers but the one it lives on) and hands it to the engine (the workflow id is per slave and
 // dataset: a transfer under way is joined, never doubled). A pair whose operation is still
 // queued or running (recorded within ReplicationJoinWindow) gets no second one. Slaves that never reported (no agent yet) are
 // skipped: their bootstrap catches up. Safe to repeat.
@@ -154,7 +156,7 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 		nid := in.NetworkID
 		var datasets []replicaDataset
 		switch in.Kind {
-		case "volume", "group":
+		case ReplicateVolume, ReplicateGroup, ReplicateVDisk:
 			d, err := loadDataset(tx, in.Kind, in.ObjectID)
 			if err != nil || d == nil {
 				return err
@@ -171,8 +173,13 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 			if datasets, err = networkDatasets(tx, nid); err != nil {
 				return err
 			}
+			vds, err := vdiskBackups(tx, nid)
+			if err != nil {
+				return err
+			}
+			datasets = append(datasets, vds...)
 		default:
-			return Invalid("kind", "is %q: a replication is of a volume or a group", in.Kind)
+			return Invalid("kind", "is %q: a replication is of a volume, a group or a vdisk", in.Kind)
 		}
 		var n Network
 		if err := tx.Take(&n, nid).Error; err != nil {
@@ -181,7 +188,7 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 		if n.MasterServerID == nil {
 			return nil
 		}
-		q := tx.Model(&Server{}).Where("network_id = ? AND id <> ? AND stats_at IS NOT NULL", nid, *n.MasterServerID)
+		q := tx.Model(&Server{}).Where("network_id = ? AND stats_at IS NOT NULL", nid)
 		if in.SlaveID != 0 {
 			q = q.Where("id = ?", in.SlaveID)
 		}
@@ -191,7 +198,10 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 		}
 		for _, slave := range slaves {
 			for _, d := range datasets {
-				kind := pick(d.kind == "volume", OpReplicateVolume, OpReplicateGroup)
+				if slave == cmp.Or(d.source, *n.MasterServerID) {
+					continue // the dataset's own server
+				}
+				kind := replicateOps[d.kind]
 				var under int64
 				// The recorded input starts with the server: {"server_id":<slave>,...}. An
 				// older unfinished one may belong to a run that ended without a word (a
@@ -227,17 +237,32 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 	return out, nil
 }
 
-// replicaDataset is a volume or a group of a network's master that slaves copy.
+// replicaDataset is a volume or a group of a network's master that slaves copy, or a
+// vdisk that the other servers back up.
 type replicaDataset struct {
 	kind      string
 	id        uint
 	networkID uint
 	label     string
+	source    uint // the server it is copied from: 0 the master; a vdisk's own server
 }
+
+// replicateOps is the operation kind of replicating each kind of dataset.
+var replicateOps = map[string]string{ReplicateVolume: OpReplicateVolume, ReplicateGroup: OpReplicateGroup, ReplicateVDisk: OpReplicateVDisk}
 
 // loadDataset is a ready volume, or a ready group with a published version; nil when it
 // is not (yet, or any more) something to replicate.
 func loadDataset(tx *gorm.DB, kind string, id uint) (*replicaDataset, error) {
+	if kind == ReplicateVDisk {
+		var v VDisk
+		if err := tx.Take(&v, id).Error; err != nil {
+			return nil, notFoundOr(err, "vdisk")
+		}
+		if v.State != StateReady || v.ServerID == nil {
+			return nil, nil
+		}
+		return &replicaDataset{ReplicateVDisk, v.ID, v.NetworkID, fmt.Sprintf("vdisk %d (%q)", v.ID, v.Name), *v.ServerID}, nil
+	}
 	if kind == "volume" {
 		var v Volume
 		if err := tx.Take(&v, id).Error; err != nil {
@@ -246,7 +271,7 @@ func loadDataset(tx *gorm.DB, kind string, id uint) (*replicaDataset, error) {
 		if v.State != StateReady {
 			return nil, nil
 		}
-		return &replicaDataset{"volume", v.ID, v.NetworkID, fmt.Sprintf("volume %d (%q)", v.ID, v.Alias)}, nil
+		return &replicaDataset{"volume", v.ID, v.NetworkID, fmt.Sprintf("volume %d (%q)", v.ID, v.Alias), 0}, nil
 	}
 	var g Group
 	if err := tx.Take(&g, id).Error; err != nil {
@@ -255,7 +280,7 @@ func loadDataset(tx *gorm.DB, kind string, id uint) (*replicaDataset, error) {
 	if g.State != StateReady {
 		return nil, nil
 	}
-	return &replicaDataset{"group", g.ID, g.NetworkID, fmt.Sprintf("group %d (%q)", g.ID, g.Name)}, nil
+	return &replicaDataset{"group", g.ID, g.NetworkID, fmt.Sprintf("group %d (%q)", g.ID, g.Name), 0}, nil
 }
 
 // networkDatasets is everything a network's slaves hold: its ready volumes and its ready
@@ -272,19 +297,35 @@ func networkDatasets(tx *gorm.DB, networkID uint) ([]replicaDataset, error) {
 	}
 	out := make([]replicaDataset, 0, len(vols)+len(groups))
 	for _, v := range vols {
-		out = append(out, replicaDataset{"volume", v.ID, networkID, fmt.Sprintf("volume %d (%q)", v.ID, v.Alias)})
+		out = append(out, replicaDataset{"volume", v.ID, networkID, fmt.Sprintf("volume %d (%q)", v.ID, v.Alias), 0})
 	}
 	for _, g := range groups {
-		out = append(out, replicaDataset{"group", g.ID, networkID, fmt.Sprintf("group %d (%q)", g.ID, g.Name)})
+		out = append(out, replicaDataset{"group", g.ID, networkID, fmt.Sprintf("group %d (%q)", g.ID, g.Name), 0})
 	}
 	return out, nil
 }
 
-// ReplicaTarget is one slave's copy of a dataset of the master: the pools the reconcile
+// vdiskBackups is a network's ready vdisks, each backed up from the server it lives on
+// to the network's other servers (kept apart from networkDatasets: a promote does not
+// wait for backups).
+func vdiskBackups(tx *gorm.DB, networkID uint) ([]replicaDataset, error) {
+	var vds []VDisk
+	if err := tx.Where("network_id = ? AND state = ? AND server_id IS NOT NULL", networkID, StateReady).Order("id").Find(&vds).Error; err != nil {
+		return nil, err
+	}
+	out := make([]replicaDataset, 0, len(vds))
+	for _, v := range vds {
+		out = append(out, replicaDataset{ReplicateVDisk, v.ID, networkID, fmt.Sprintf("vdisk %d (%q)", v.ID, v.Name), *v.ServerID})
+	}
+	return out, nil
+}
+
+// ReplicaTarget is one slave's copy of a dataset of the master (of a vdisk: one server's
+// backup of it, from the server it lives on, named Master here): the pools the reconcile
 // compares by guid.
 type ReplicaTarget struct {
 	NetworkID  uint
-	Kind       string // "volume" or "group"
+	Kind       string // "volume", "group" or "vdisk"
 	ObjectID   uint
 	MasterID   uint
 	MasterPool string
@@ -319,12 +360,25 @@ func ReplicaTargets(ctx context.Context, db *gorm.DB) ([]ReplicaTarget, error) {
 		if err != nil {
 			return nil, err
 		}
+		vds, err := vdiskBackups(db, n.ID)
+		if err != nil {
+			return nil, err
+		}
+		byID := map[uint]*Server{}
+		for i := range servers {
+			byID[servers[i].ID] = &servers[i]
+		}
+		all := append(ds, vds...)
 		for _, srv := range servers {
-			if srv.ID == master.ID {
-				continue
-			}
-			for _, d := range ds {
-				out = append(out, ReplicaTarget{NetworkID: n.ID, Kind: d.kind, ObjectID: d.id, MasterID: master.ID, MasterPool: master.Pool,
+			for _, d := range all {
+				src := master
+				if d.source != 0 {
+					src = byID[d.source]
+				}
+				if src == nil || srv.ID == src.ID {
+					continue // its own server, or one that never reported
+				}
+				out = append(out, ReplicaTarget{NetworkID: n.ID, Kind: d.kind, ObjectID: d.id, MasterID: src.ID, MasterPool: src.Pool,
 					SlaveID: srv.ID, SlavePool: srv.Pool})
 			}
 		}
@@ -333,11 +387,22 @@ func ReplicaTargets(ctx context.Context, db *gorm.DB) ([]ReplicaTarget, error) {
 }
 
 // SlavesOf lists the slaves of the network holding a volume or group (kind, id), with
-// their pools: where a delete on the master moves the copies to the erator too.
+// their pools: where a delete on the master moves the copies to the erator too. Of a
+// vdisk: every server of its network but the one it lives on (its backups).
 func SlavesOf(ctx context.Context, db *gorm.DB, kind string, id uint) ([]Server, error) {
 	db = db.WithContext(ctx)
 	var nid uint
 	var err error
+	if kind == ReplicateVDisk {
+		// A vdisk's copies are on every server but the one it lives on.
+		var v VDisk
+		if err := db.Take(&v, id).Error; err != nil {
+			return nil, notFoundOr(err, "vdisk")
+		}
+		var others []Server
+		err := db.Where("network_id = ? AND id <> ?", v.NetworkID, ptrOr(v.ServerID, 0)).Order("id").Find(&others).Error
+		return others, err
+	}
 	if kind == "volume" {
 		err = db.Model(&Volume{}).Where("id = ?", id).Pluck("network_id", &nid).Error
 	} else {
@@ -531,6 +596,15 @@ func SetReplicationAddr(ctx context.Context, db *gorm.DB, serverID uint, addr st
 	return db.WithContext(ctx).Model(&Server{}).Where("id = ?", serverID).Update("replication_addr", addr).Error
 }
 
+// replicationEndpoint is the host:port other agents pull the server's datasets from: the
+// one its agent advertised, else its Replication IP on the default port.
+func (s *Server) replicationEndpoint() string {
+	if s.ReplicationAddr != "" {
+		return s.ReplicationAddr
+	}
+	return net.JoinHostPort(s.ReplicationAddress(), defaultReplicationPort)
+}
+
 // ReplicationDataset is one dataset a replication brings to a slave: relative to the
 // pools, up to Snapshot (GUID is the master's, "" when the panel does not record it: the
 // workflow asks the master), as a clone of Origin when set.
@@ -563,10 +637,12 @@ type ReplicationPlan struct {
 	Versions []ReplicationVersion
 }
 
-// Replicated dataset kinds (workflows.ReplicateVolume, ReplicateGroup).
+// Replicated dataset kinds (workflows.ReplicateVolume, ReplicateGroup, ReplicateVDisk).
 const (
 	ReplicateVolume = "volume"
 	ReplicateGroup  = "group"
+	// ReplicateVDisk: a vdisk's backup, from the server it lives on (master or not).
+	ReplicateVDisk = "vdisk"
 )
 
 // defaultReplicationPort is wire.DefaultReplicationPort (models does not import the wire).
@@ -578,20 +654,25 @@ const defaultReplicationPort = "8082"
 func PlanReplication(ctx context.Context, db *gorm.DB, networkID, slaveID uint, kind string, objectID uint, snapshot string) (*ReplicationPlan, error) {
 	db = db.WithContext(ctx)
 	var master, slave Server
-	if err := db.Where("network_id = ? AND role = ?", networkID, ServerMaster).Take(&master).Error; err != nil {
+	src := db.Where("network_id = ? AND role = ?", networkID, ServerMaster)
+	var vd VDisk
+	if kind == ReplicateVDisk {
+		// A vdisk is backed up from the server it lives on, which plays the master here.
+		if err := db.Where("network_id = ? AND state = ? AND server_id IS NOT NULL", networkID, StateReady).Take(&vd, objectID).Error; err != nil {
+			return nil, fmt.Errorf("vdisk %d: %w", objectID, notFound(err))
+		}
+		src = db.Where("network_id = ? AND id = ?", networkID, *vd.ServerID)
+	}
+	if err := src.Take(&master).Error; err != nil {
 		return nil, fmt.Errorf("network %d has no master: %w", networkID, notFound(err))
 	}
 	if err := db.Where("network_id = ? AND id = ?", networkID, slaveID).Take(&slave).Error; err != nil {
 		return nil, fmt.Errorf("server %d of network %d: %w", slaveID, networkID, notFound(err))
 	}
 	if slave.ID == master.ID {
-		return nil, Invalid("slave_id", "server %d is the network's master", slaveID)
+		return nil, Invalid("slave_id", "server %d is the network's master (of a vdisk: the server it lives on)", slaveID)
 	}
-	addr := master.ReplicationAddr
-	if addr == "" {
-		addr = net.JoinHostPort(master.ReplicationAddress(), defaultReplicationPort)
-	}
-	p := &ReplicationPlan{MasterID: master.ID, MasterAddr: addr, MasterPool: master.Pool, SlavePool: slave.Pool,
+	p := &ReplicationPlan{MasterID: master.ID, MasterAddr: master.replicationEndpoint(), MasterPool: master.Pool, SlavePool: slave.Pool,
 		BytesPerSecond: slave.BandwidthLimit}
 	switch kind {
 	case ReplicateVolume:
@@ -627,8 +708,10 @@ func PlanReplication(ctx context.Context, db *gorm.DB, networkID, slaveID uint, 
 		for _, v := range vers[:want+1] {
 			p.Versions = append(p.Versions, ReplicationVersion{ID: v.ID, Number: v.Number, GUID: v.GUID})
 		}
+	case ReplicateVDisk:
+		p.Datasets = []ReplicationDataset{{Kind: kind, ObjectID: vd.ID, Dataset: fmt.Sprintf("vdisks/%d", vd.ID), Snapshot: snapshot}}
 	default:
-		return nil, Invalid("kind", "must be %q or %q", ReplicateVolume, ReplicateGroup)
+		return nil, Invalid("kind", "must be %q, %q or %q", ReplicateVolume, ReplicateGroup, ReplicateVDisk)
 	}
 	return p, nil
 }
@@ -652,6 +735,9 @@ type SnapshotGUID struct {
 // the guid against the version's); for a volume, the newest such snapshot is its copy.
 // Safe to repeat.
 func RecordVerified(ctx context.Context, db *gorm.DB, serverID uint, kind string, objectID uint, both []SnapshotGUID) error {
+	if kind == ReplicateVDisk {
+		return nil // a backup is no copy a promote or a version waits for
+	}
 	if kind == ReplicateVolume {
 		if len(both) == 0 {
 			return nil

@@ -236,11 +236,13 @@ func (s *Store) DeleteVDisk(ctx context.Context, a *Actor, id uint) (*Created, e
 	return &Created{Object: v, Operation: op}, nil
 }
 
-// deviceVDisks maps the devices of a network to their vdisks (each its target's LUN 1),
-// in one query: an agent's export list asks for every device at once.
-func deviceVDisks(tx *gorm.DB, networkID uint) (map[uint]uint, error) {
+// deviceVDisks maps the devices of a network to their vdisks that live on server serverID
+// (each its target's LUN 1), in one query: an agent's export list asks for every device at
+// once. A vdisk recorded on another server is left out: the copy this server may hold (a
+// backup, or the base of a move) is never served.
+func deviceVDisks(tx *gorm.DB, networkID, serverID uint) (map[uint]uint, error) {
 	var rows []VDisk
-	err := tx.Where("network_id = ? AND device_id IS NOT NULL AND state IN ?", networkID, []string{StateReady, StatePending}).
+	err := tx.Where("network_id = ? AND server_id = ? AND device_id IS NOT NULL AND state IN ?", networkID, serverID, []string{StateReady, StatePending}).
 		Order("id DESC").Find(&rows).Error
 	out := make(map[uint]uint, len(rows))
 	for _, v := range rows {

@@ -276,7 +276,8 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 }
 
 // provisionDevice does one (re)provisioning: old disk out (unexport, erator), new clone in
-// (clone, export), then the panel's record.
+// (clone; the device's vdisk brought over when it lives on another server; export), then
+// the panel's record.
 func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r wire.ProvisionRequest) error {
 	var plan panel.DevicePlanResult
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan,
@@ -323,10 +324,24 @@ func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r wire.Prov
 	if err != nil {
 		return fmt.Errorf("clone v%d for device %d: %w", r.Version, deviceID, err)
 	}
-	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.ExportTarget, target(plan.Pool)).Get(ctx, nil); err != nil {
-		return fmt.Errorf("export device %d: %w", deviceID, err)
+	moved := uint(0)
+	if plan.VDisk != nil && workflow.GetVersion(ctx, VersionDeviceMoveVDisk, workflow.DefaultVersion, 1) == 1 {
+		// The device boots here from now on: its data disk comes along before its target
+		// is exported (the export serves it as LUN 1).
+		if err := moveVDisk(ctx, plan.NetworkID, deviceID, *plan.VDisk, r.ServerID, plan.Pool); err != nil {
+			return fmt.Errorf("device %d: %w", deviceID, err)
+		}
+		moved = plan.VDisk.ID
 	}
-	rec := panel.RecordCloneInput{NetworkID: plan.NetworkID, DeviceID: deviceID, GroupID: r.GroupID, Version: r.Version, ServerID: r.ServerID}
+	if err := workflow.ExecuteActivity(serverCtx(ctx, r.ServerID), da.ExportTarget, target(plan.Pool)).Get(ctx, nil); err != nil {
+		err = fmt.Errorf("export device %d: %w", deviceID, err)
+		if moved != 0 {
+			err = returnVDisk(ctx, err, plan.NetworkID, deviceID, *plan.VDisk, r.ServerID, plan.Pool)
+		}
+		return err
+	}
+	rec := panel.RecordCloneInput{NetworkID: plan.NetworkID, DeviceID: deviceID, GroupID: r.GroupID, Version: r.Version, ServerID: r.ServerID,
+		VDiskID: moved}
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordClone, rec).Get(ctx, nil); err != nil {
 		return errors.Join(fmt.Errorf("record device %d's clone", deviceID), err)
 	}

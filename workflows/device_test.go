@@ -13,8 +13,10 @@ import (
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/models"
 	"github.com/stretchr/testify/mock"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 )
@@ -28,6 +30,11 @@ type deviceSuite struct {
 	steps    []string
 	outcomes []panel.FinishInput
 	diskGone bool // Trash finds no disk (removed by hand, or moved by an earlier run)
+	// vdiskOn is the server holding the device's vdisk 5 (pool "vd", 0: no vdisk): the
+	// plan names it for a provisioning on any other server.
+	vdiskOn uint
+	// moveErr fails the vdisk's transfer; exportErr every export.
+	moveErr, exportErr error
 }
 
 func newDeviceSuite(t *testing.T) *deviceSuite {
@@ -47,12 +54,43 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 			if in.OldServerID != 0 {
 				res.OldPool = "old"
 			}
+			if s.vdiskOn != 0 && s.vdiskOn != in.ServerID {
+				res.VDisk = &models.VDiskPlace{ID: 5, ServerID: s.vdiskOn, Pool: "vd", Addr: "10.0.0.1:8082"}
+			}
 			return res, nil
 		}).Maybe()
 	s.env.OnActivity(pa.RecordClone, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.RecordCloneInput) (*panel.RecordCloneResult, error) {
-			s.calls = append(s.calls, "record v"+itoa(in.Version))
+			rec := "record v" + itoa(in.Version)
+			if in.VDiskID != 0 {
+				rec += fmt.Sprintf(" with vdisk %d on server %d", in.VDiskID, in.ServerID)
+			}
+			s.calls = append(s.calls, rec)
 			return &panel.RecordCloneResult{}, nil
+		}).Maybe()
+	var moveSnap storage.SnapshotResult
+	s.env.OnActivity(da.AttachVDisk, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.AttachVDiskInput) (*storage.AttachVDiskResult, error) {
+			s.calls = append(s.calls, fmt.Sprintf("vdisk %d from device %d to %d on %s", in.VDiskID, in.From, in.To, in.Pool))
+			return &storage.AttachVDiskResult{}, nil
+		}).Maybe()
+	s.env.OnActivity(sa.Snapshot, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotInput) (*storage.SnapshotResult, error) {
+			s.calls = append(s.calls, "snapshot "+in.Dataset)
+			moveSnap = storage.SnapshotResult{Snapshot: in.Dataset + "@" + in.Name, GUID: "g" + in.Name, Created: true}
+			return &moveSnap, nil
+		}).Maybe()
+	s.env.OnActivity(sa.Replicate, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			// The transfer asks for the snapshot just taken, by its guid, from its holder.
+			if in.Snapshot == "" || moveSnap.Snapshot != "vd/"+in.Dataset+"@"+in.Snapshot || in.GUID != moveSnap.GUID {
+				return nil, fmt.Errorf("replicate %+v: not the snapshot taken (%+v)", in, moveSnap)
+			}
+			s.calls = append(s.calls, fmt.Sprintf("pull %s into %s from server %d at %s", in.Dataset, in.Pool, in.Master.ServerID, in.MasterAddr))
+			if s.moveErr != nil {
+				return nil, s.moveErr
+			}
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}, nil
 		}).Maybe()
 	s.env.OnActivity(pa.SetDeviceLock, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.SetDeviceLockInput) (*panel.SetDeviceLockResult, error) {
@@ -73,6 +111,9 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 	s.env.OnActivity(da.ExportTarget, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ExportInput) (*storage.ExportResult, error) {
 			s.calls = append(s.calls, "export "+in.Pool)
+			if s.exportErr != nil {
+				return nil, s.exportErr
+			}
 			return &storage.ExportResult{}, nil
 		}).Maybe()
 	return s
@@ -180,6 +221,82 @@ func TestDeviceProvisionsOncePerVersion(t *testing.T) {
 	if err := s.env.GetWorkflowResult(&res); err != nil || res.Clone != third {
 		t.Fatalf("result %+v %v", res, err)
 	}
+}
+
+// A device redirected to another server takes its vdisk along: LUN 1 leaves the old
+// server before the snapshot (no write after it is lost), the new server pulls that
+// snapshot and serves it as LUN 1 before the device's target is exported there, and the
+// vdisk's server is recorded with the device's.
+func TestDeviceMovesItsVDiskWithTheClone(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.vdiskOn = 1
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var got DeviceClone
+	var err error
+	r := req(1, 2) // the same version, on server 2 (a redirect)
+	r.Reprovision, r.OldServerID = true, 1
+	s.update(t, time.Second, "a", r, &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 1, ServerID: 1}})
+	if err != nil || got != (DeviceClone{GroupID: 3, Version: 1, ServerID: 2}) {
+		t.Fatalf("update: %+v %v", got, err)
+	}
+	s.expect(t, "plan,unexport old,trash old/iscsi/devices/7,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,"+
+		"pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,vdisk 5 from device 0 to 7 on tank,export tank,record v1 with vdisk 5 on server 2", "")
+}
+
+// A reprovisioning on the server that holds the vdisk leaves it alone.
+func TestDeviceKeepsItsVDiskOnTheSameServer(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.vdiskOn = 1
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var got DeviceClone
+	var err error
+	r := req(2, 1)
+	r.Reprovision, r.OldServerID = true, 1
+	s.update(t, time.Second, "a", r, &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 1, ServerID: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.expect(t, "plan,unexport old,trash old/iscsi/devices/7,clone v2,export tank,record v2", "")
+}
+
+// A transfer that fails fails the provisioning before the new target is exported or
+// anything recorded: the vdisk is LUN 1 of the device's target on the old server again,
+// where the panel still places it (and the device), and the next boot's provisioning
+// here moves it again.
+func TestDeviceVDiskMoveFailureGivesItBack(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.vdiskOn = 1
+	s.moveErr = temporal.NewNonRetryableApplicationError("guid differs", storage.TypeGUIDMismatch, nil)
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var got DeviceClone
+	var err error
+	s.update(t, time.Second, "a", req(1, 2), &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err == nil || !strings.Contains(err.Error(), "move vdisk 5 from server 1 to server 2") {
+		t.Fatalf("update: %+v %v", got, err)
+	}
+	s.expect(t, "plan,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
+		"vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd", "")
+}
+
+// An export that fails after the vdisk moved gives the vdisk back to the old server (the
+// panel still places it there) before the provisioning fails.
+func TestDeviceExportFailureGivesTheVDiskBack(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.vdiskOn = 1
+	s.exportErr = temporal.NewNonRetryableApplicationError("target failed", "X", nil)
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var got DeviceClone
+	var err error
+	s.update(t, time.Second, "a", req(1, 2), &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7})
+	if err == nil || !strings.Contains(err.Error(), "export device 7") {
+		t.Fatalf("update: %+v %v", got, err)
+	}
+	s.expect(t, "plan,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
+		"vdisk 5 from device 0 to 7 on tank,export tank,vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd", "")
 }
 
 func TestDeviceUnknownDiskGoesToErator(t *testing.T) {

@@ -75,6 +75,7 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	},
 	models.OpReplicateVolume: replicating(ReplicateVolume),
 	models.OpReplicateGroup:  replicating(ReplicateGroup),
+	models.OpReplicateVDisk:  replicating(ReplicateVDisk),
 	models.OpBulkLock:        bulking(models.OpBulkLock),
 	models.OpBulkUnlock:      bulking(models.OpBulkUnlock),
 	models.OpBulkRestore:     bulking(models.OpBulkRestore),

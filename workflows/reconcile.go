@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,12 +63,16 @@ type ReconcileResult struct {
 
 // Reconcile compares, for every network, each dataset of the master with each slave's
 // copy by guid (the agents' Snapshots) and queues a replication for each slave that lacks
-// the master's newest snapshot. Started by the reconcile schedule every ReconcileEvery;
+// the master's newest snapshot. Vdisks are snapshotted first on the servers they live
+// on, and compared with their backups on the network's other servers the same way. Started by the reconcile schedule every ReconcileEvery;
 // it changes nothing itself, so an overlapping or repeated run is harmless.
 func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error) {
 	var targets panel.ReplicaTargetsResult
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.ReplicaTargets, panel.ReplicaTargetsInput{}).Get(ctx, &targets); err != nil {
 		return nil, err
+	}
+	if hasVDisks(targets.Targets) && workflow.GetVersion(ctx, VersionReconcileVDisks, workflow.DefaultVersion, 1) == 1 {
+		snapshotVDisks(ctx, targets.Targets)
 	}
 	// Each dataset is listed once, all at once: masters and slaves answer in parallel.
 	listed := map[string]workflow.Future{}
@@ -102,7 +108,7 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 		}
 		res.Compared++
 		both := shared(&m, &s)
-		if len(both) > 0 {
+		if len(both) > 0 && p.t.Kind != ReplicateVDisk {
 			// What the slave verifiably holds counts, whoever sent it (a promote needs it).
 			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordVerified, panel.RecordVerifiedInput{ServerID: p.t.SlaveID,
 				Kind: p.t.Kind, ObjectID: p.t.ObjectID, Both: both}).Get(ctx, nil); err != nil {
@@ -117,15 +123,50 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 	return res, nil
 }
 
+// hasVDisks reports whether a vdisk's backup is among the targets.
+func hasVDisks(targets []models.ReplicaTarget) bool {
+	return slices.ContainsFunc(targets, func(t models.ReplicaTarget) bool { return t.Kind == ReplicateVDisk })
+}
+
+// snapshotVDisks takes a backup snapshot of each vdisk among targets on the server it
+// lives on, when something was written since its newest snapshot (an unchanged vdisk, or
+// the copy a move left behind, gets none): the backups replicate up to it. A server that
+// does not answer is skipped this round.
+func snapshotVDisks(ctx workflow.Context, targets []models.ReplicaTarget) {
+	name := fmt.Sprintf("backup-%d", workflow.Now(ctx).Unix())
+	type snap struct {
+		t models.ReplicaTarget
+		f workflow.Future
+	}
+	var snaps []snap
+	seen := map[uint]bool{}
+	for _, t := range targets {
+		if t.Kind != ReplicateVDisk || seen[t.ObjectID] {
+			continue
+		}
+		seen[t.ObjectID] = true
+		snaps = append(snaps, snap{t, workflow.ExecuteActivity(snapshotsCtx(ctx, t.MasterID), sa.SnapshotWritten,
+			storage.SnapshotInput{Dataset: storage.VDiskDataset(t.MasterPool, t.ObjectID), Name: name})})
+	}
+	for _, s := range snaps {
+		if err := s.f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("vdisk not snapshotted for its backups", "vdisk", s.t.ObjectID, "server", s.t.MasterID, "error", err)
+		}
+	}
+}
+
 // dataset is the dataset of a replicated volume or group on a pool.
 func dataset(kind, pool string, id uint) string {
 	return pool + "/" + relDataset(kind, id)
 }
 
-// relDataset is the dataset of a replicated volume or group relative to its pool.
+// relDataset is the dataset of a replicated volume, group or vdisk relative to its pool.
 func relDataset(kind string, id uint) string {
 	if kind == ReplicateVolume {
 		return strings.TrimPrefix(storage.VolumeDataset("", id), "/")
+	}
+	if kind == ReplicateVDisk {
+		return vdiskRel(id)
 	}
 	return strings.TrimPrefix(storage.GroupDataset("", id), "/")
 }

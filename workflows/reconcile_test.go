@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities/panel"
@@ -78,5 +79,56 @@ func TestReconcile(t *testing.T) {
 	}
 	if calls["m/iscsi/groups/4"] != 1 {
 		t.Errorf("the master's dataset was listed %d times", calls["m/iscsi/groups/4"])
+	}
+}
+
+// TestReconcileVDisks: a vdisk is snapshotted once on the server it lives on (whichever
+// role it has) before its backups are compared by guid; a backup that lacks the newest
+// snapshot gets a replication queued, from that server; nothing is recorded as a copy.
+func TestReconcileVDisks(t *testing.T) {
+	s := newSuite(t)
+	s.noOperation = true
+	tg := func(slave uint, pool string) models.ReplicaTarget {
+		return models.ReplicaTarget{NetworkID: 1, Kind: ReplicateVDisk, ObjectID: 5, MasterID: 2, MasterPool: "sat", SlaveID: slave, SlavePool: pool}
+	}
+	s.env.OnActivity(pa.ReplicaTargets, mock.Anything, mock.Anything).Return(&panel.ReplicaTargetsResult{Targets: []models.ReplicaTarget{
+		tg(1, "tank"), tg(3, "current"),
+	}}, nil).Once()
+	var snapped []storage.SnapshotInput
+	newest := zfs.Snap{Name: "backup-1", GUID: "41"}
+	s.env.OnActivity(sa.SnapshotWritten, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotInput) (*storage.SnapshotResult, error) {
+			snapped = append(snapped, in)
+			newest = zfs.Snap{Name: in.Name, GUID: "42"}
+			return &storage.SnapshotResult{Snapshot: in.Dataset + "@" + in.Name, GUID: "42", Created: true}, nil
+		})
+	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
+			switch in.Pool + "/" + in.Dataset {
+			case "sat/vdisks/5":
+				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "move-1", GUID: "40"}, newest}}, nil
+			case "tank/vdisks/5":
+				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "move-1", GUID: "40"}}}, nil
+			case "current/vdisks/5":
+				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "move-1", GUID: "40"}, newest}}, nil
+			}
+			return nil, temporal.NewNonRetryableApplicationError("no such dataset "+in.Pool+"/"+in.Dataset, "X", nil)
+		})
+	s.env.ExecuteWorkflow(Reconcile, ReconcileInput{})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res ReconcileResult
+	if err := s.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(snapped) != 1 || snapped[0].Dataset != "sat/vdisks/5" || !strings.HasPrefix(snapped[0].Name, "backup-") {
+		t.Fatalf("snapshots taken: %+v; want one of sat/vdisks/5", snapped)
+	}
+	if res != (ReconcileResult{Compared: 2, Queued: 1}) {
+		t.Errorf("result = %+v", res)
+	}
+	if want := (panel.QueueReplicationInput{Kind: ReplicateVDisk, ObjectID: 5, SlaveID: 1}); len(s.queued) != 1 || s.queued[0] != want {
+		t.Errorf("queued = %+v, want %+v", s.queued, want)
 	}
 }

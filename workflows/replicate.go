@@ -22,7 +22,7 @@ import (
 type ReplicateInput struct {
 	NetworkID uint
 	SlaveID   uint
-	Kind      string // ReplicateVolume or ReplicateGroup
+	Kind      string // ReplicateVolume, ReplicateGroup or ReplicateVDisk
 	ObjectID  uint
 	// Snapshot is the newest snapshot wanted ("v3" for a group version); "" means the
 	// newest the master holds.
@@ -35,6 +35,8 @@ type ReplicateInput struct {
 const (
 	ReplicateVolume = models.ReplicateVolume
 	ReplicateGroup  = models.ReplicateGroup
+	// ReplicateVDisk backs a vdisk up from the server it lives on (the plan's master).
+	ReplicateVDisk = models.ReplicateVDisk
 )
 
 // ReplicateResult is what the slave holds at the end, verified against the master.

@@ -1,9 +1,12 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/clusterducks/clusterducks/activities/storage"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
 )
@@ -125,4 +128,66 @@ func VDiskAttach(ctx workflow.Context, in VDiskAttachInput) (*storage.AttachVDis
 func VDiskDelete(ctx workflow.Context, in DeleteInput) (*DeleteResult, error) {
 	in.Kind = "vdisk"
 	return trashObject(ctx, in, storage.VDiskDataset(in.Pool, in.ObjectID), VDiskCreateID(in.ObjectID))
+}
+
+// vdiskRel is a vdisk's dataset relative to the pools (vdisks/<id>), as replication names it.
+func vdiskRel(id uint) string { return strings.TrimPrefix(storage.VDiskDataset("", id), "/") }
+
+// moveVDisk brings device deviceID's vdisk v to server serverID (pool) before the device
+// boots there. LUN 1 leaves the device's target on v's server first (refused while the
+// device is logged in there): from then on no write reaches that copy, so the snapshot
+// taken next holds every write. The new server pulls it through the replication
+// endpoint, incrementally from the newest snapshot of it that it holds by guid (a move
+// back, a backup), verified by guid, and is told to serve it as LUN 1 of the device's
+// target; the export that follows serves it. The old copy stays, unserved: the base of
+// the next move's increment. Never served by two servers, a repeat (a retried
+// provisioning) moves the few blocks written since. A move that fails after LUN 1 left
+// gives it back to v's server (returnVDisk), where the panel still places it.
+func moveVDisk(ctx workflow.Context, networkID, deviceID uint, v models.VDiskPlace, serverID uint, pool string) (err error) {
+	err = workflow.ExecuteActivity(serverCtx(ctx, v.ServerID), da.AttachVDisk,
+		storage.AttachVDiskInput{NetworkID: networkID, VDiskID: v.ID, From: deviceID, Pool: v.Pool}).Get(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("stop serving vdisk %d on server %d: %w", v.ID, v.ServerID, err)
+	}
+	defer func() {
+		if err != nil {
+			err = returnVDisk(ctx, err, networkID, deviceID, v, serverID, pool)
+		}
+	}()
+	name := fmt.Sprintf("move-%d", workflow.Now(ctx).Unix())
+	var snap storage.SnapshotResult
+	err = workflow.ExecuteActivity(serverCtx(ctx, v.ServerID), sa.Snapshot,
+		storage.SnapshotInput{Dataset: storage.VDiskDataset(v.Pool, v.ID), Name: name}).Get(ctx, &snap)
+	if err != nil {
+		return fmt.Errorf("snapshot vdisk %d on server %d: %w", v.ID, v.ServerID, err)
+	}
+	err = workflow.ExecuteActivity(replicateCtx(ctx, serverID), sa.Replicate, storage.ReplicateInput{
+		MasterAddr: v.Addr, Master: wire.AgentIdentity{NetworkID: networkID, ServerID: v.ServerID}, Pool: pool,
+		Dataset: vdiskRel(v.ID), Snapshot: name, GUID: snap.GUID, StallSeconds: replicateStall}).Get(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("move vdisk %d from server %d to server %d: %w", v.ID, v.ServerID, serverID, err)
+	}
+	err = workflow.ExecuteActivity(serverCtx(ctx, serverID), da.AttachVDisk,
+		storage.AttachVDiskInput{NetworkID: networkID, VDiskID: v.ID, To: deviceID, Pool: pool}).Get(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("serve vdisk %d on server %d: %w", v.ID, serverID, err)
+	}
+	return nil
+}
+
+// returnVDisk undoes a vdisk move that failed (cause): LUN 1 of the device's target leaves
+// serverID (pool) and is the vdisk on v's server again, so the device's next export
+// there (a boot that falls back to the old server) serves its data disk. It runs even
+// when the workflow is cancelled, and returns cause with what it could not undo.
+func returnVDisk(ctx workflow.Context, cause error, networkID, deviceID uint, v models.VDiskPlace, serverID uint, pool string) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.ExecuteActivity(serverCtx(dctx, serverID), da.AttachVDisk,
+		storage.AttachVDiskInput{NetworkID: networkID, VDiskID: v.ID, From: deviceID, Pool: pool}).Get(dctx, nil); err != nil {
+		return errors.Join(cause, fmt.Errorf("vdisk %d left on server %d: %w", v.ID, serverID, err))
+	}
+	if err := workflow.ExecuteActivity(serverCtx(dctx, v.ServerID), da.AttachVDisk,
+		storage.AttachVDiskInput{NetworkID: networkID, VDiskID: v.ID, To: deviceID, Pool: v.Pool}).Get(dctx, nil); err != nil {
+		return errors.Join(cause, fmt.Errorf("vdisk %d not given back to server %d: %w", v.ID, v.ServerID, err))
+	}
+	return cause
 }

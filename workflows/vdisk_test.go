@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/stretchr/testify/mock"
 )
@@ -63,6 +64,20 @@ func TestVDiskDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(s.trashed) != 1 || s.trashed[0].Dataset != "tank/vdisks/5" || s.trashed[0].Kind != "vdisk" {
+		t.Fatalf("trash = %+v", s.trashed)
+	}
+}
+
+// A deleted vdisk's backups on the other servers go to their erators too.
+func TestVDiskDeleteMovesItsBackups(t *testing.T) {
+	s := newSuite(t)
+	s.slaves = []panel.Slave{{ID: 2, Pool: "sat"}}
+	s.onTrash(false)
+	s.env.ExecuteWorkflow(VDiskDelete, DeleteInput{OperationID: 6, ObjectID: 5, ServerID: 1, Pool: "tank"})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.trashed) != 2 || s.trashed[0].Dataset != "tank/vdisks/5" || s.trashed[1].Dataset != "sat/vdisks/5" || s.trashed[1].Kind != "vdisk" {
 		t.Fatalf("trash = %+v", s.trashed)
 	}
 }

@@ -53,3 +53,17 @@ const VersionReplicateSkipOrigin = "replicate-skip-origin"
 // VersionLocalProgress records an operation's steps and end with local activities
 // instead of activities on the panel's task queue (see record).
 const VersionLocalProgress = "local-progress"
+
+// VersionDeviceMoveVDisk: a provisioning on another server than the one holding the
+// device's vdisk moves the vdisk there (LUN 1 removed, snapshot, incremental transfer,
+// LUN 1 on the new server) before the device's target is exported, and records the
+// vdisk's server with the device's. Runs recorded before plan no vdisk and never move it.
+const VersionDeviceMoveVDisk = "device-move-vdisk"
+
+// VersionReconcileVDisks: the reconcile snapshots each vdisk written since its newest
+// snapshot (on the server it lives on) before comparing it with its backups.
+const VersionReconcileVDisks = "reconcile-vdisks"
+
+// VersionDeleteVDiskBackups: deleting a vdisk also moves its copies on the network's other
+// servers (backups, the bases moves left) into their erators.
+const VersionDeleteVDiskBackups = "delete-vdisk-backups"

@@ -158,8 +158,9 @@ func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*De
 		return nil, t.fail(models.Outcome{}, err)
 	}
 	slaves := ""
-	// Only volumes and groups are replicated (vdisks, ctemplates, containers not yet).
-	if (in.Kind == "volume" || in.Kind == "group") && workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 {
+	// Volumes and groups are replicated, and vdisks backed up (ctemplates, containers not yet).
+	if (in.Kind == "volume" || in.Kind == "group") && workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 ||
+		in.Kind == "vdisk" && workflow.GetVersion(ctx, VersionDeleteVDiskBackups, workflow.DefaultVersion, 1) == 1 {
 		if err := t.step("slaves", 60, "moving the slaves' copies of %s %d into their erators", in.Kind, in.ObjectID); err != nil {
 			return nil, err
 		}

@@ -25,6 +25,9 @@ type DevicePlanResult struct {
 	OldPool   string
 	// Locked: the device is locked (its disk is not replaced).
 	Locked bool
+	// VDisk is the device's vdisk when it lives on another server than ServerID (it
+	// moves first); nil: none, or already there.
+	VDisk *models.VDiskPlace
 }
 
 // DevicePlan reads the device and the servers' pools (models.PlanDevice). Read-only.
@@ -37,7 +40,7 @@ func (a *Activities) DevicePlan(ctx context.Context, in DevicePlanInput) (*Devic
 	if err != nil {
 		return nil, err
 	}
-	return &DevicePlanResult{NetworkID: p.NetworkID, UUID: p.UUID, Pool: p.Pool, OldPool: p.OldPool, Locked: p.Locked}, nil
+	return &DevicePlanResult{NetworkID: p.NetworkID, UUID: p.UUID, Pool: p.Pool, OldPool: p.OldPool, Locked: p.Locked, VDisk: p.VDisk}, nil
 }
 
 // RecordCloneInput is a device's new clone: version Version of GroupID on ServerID.
@@ -47,18 +50,22 @@ type RecordCloneInput struct {
 	GroupID   uint
 	Version   int
 	ServerID  uint
+	// VDiskID is the device's vdisk that moved to ServerID with the clone (0: none): its
+	// server is recorded in the same transaction.
+	VDiskID uint
 }
 
 // RecordCloneResult is empty.
 type RecordCloneResult struct{}
 
-// RecordClone stores the device's clone version and server. Repeating it changes nothing.
+// RecordClone stores the device's clone version and server (and its vdisk's, when it
+// moved with it). Repeating it changes nothing.
 func (a *Activities) RecordClone(ctx context.Context, in RecordCloneInput) (*RecordCloneResult, error) {
 	v, err := models.VersionByNumber(ctx, a.DB, in.GroupID, in.Version)
 	if err != nil {
 		return nil, err
 	}
-	return &RecordCloneResult{}, models.RecordClone(ctx, a.DB, in.NetworkID, in.DeviceID, v.ID, in.ServerID)
+	return &RecordCloneResult{}, models.RecordMovedClone(ctx, a.DB, in.NetworkID, in.DeviceID, v.ID, in.ServerID, in.VDiskID)
 }
 
 // SetDeviceLockInput locks or unlocks a device.

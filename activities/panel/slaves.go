@@ -88,7 +88,7 @@ func (a *Activities) ReplicaTargets(ctx context.Context, _ ReplicaTargetsInput) 
 	return &ReplicaTargetsResult{Targets: ts}, nil
 }
 
-// SlavesOfInput names a volume or group (Kind "volume" or "group").
+// SlavesOfInput names a volume, group or vdisk (Kind "volume", "group" or "vdisk").
 type SlavesOfInput struct {
 	Kind     string
 	ObjectID uint
@@ -105,7 +105,8 @@ type SlavesOfResult struct {
 	Slaves []Slave
 }
 
-// SlavesOf lists the slaves of the network a volume or group belongs to (where its copies are).
+// SlavesOf lists the slaves of the network a volume or group belongs to, or the servers
+// holding a vdisk's backups (where their copies are).
 func (a *Activities) SlavesOf(ctx context.Context, in SlavesOfInput) (*SlavesOfResult, error) {
 	srvs, err := models.SlavesOf(ctx, a.DB, in.Kind, in.ObjectID)
 	if err != nil {

@@ -481,6 +481,28 @@ func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (*SnapshotR
 	return res, err
 }
 
+// SnapshotWritten takes Dataset@Name as Snapshot does, unless nothing was written to the
+// dataset since its newest snapshot: then that snapshot is the answer (Created false). A
+// vdisk's periodic backup snapshot so costs nothing while it is idle, and the copy a move
+// left behind (never written again) gets none. Safe to repeat.
+func (a *Activities) SnapshotWritten(ctx context.Context, in SnapshotInput) (*SnapshotResult, error) {
+	z := a.replZFS()
+	snaps, err := z.Snapshots(ctx, in.Dataset)
+	if err != nil {
+		return nil, activities.Wrap(err)
+	}
+	if n := len(snaps); n > 0 {
+		w, err := z.Property(ctx, in.Dataset, "written")
+		if err != nil {
+			return nil, activities.Wrap(err)
+		}
+		if w == "0" {
+			return &SnapshotResult{Snapshot: in.Dataset + "@" + snaps[n-1].Name, GUID: snaps[n-1].GUID}, nil
+		}
+	}
+	return a.Snapshot(ctx, in)
+}
+
 // PurgeInput destroys erator entries deleted before Before (unix seconds).
 type PurgeInput struct {
 	Pool   string

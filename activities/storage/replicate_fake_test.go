@@ -37,6 +37,7 @@ type fakeZFS struct {
 type fakeDS struct {
 	snaps   []zfs.Snap
 	origin  string
+	written string // bytes written since the newest snapshot ("" is 0)
 	partial *fakePartial
 }
 
@@ -113,6 +114,12 @@ func (f *fakeZFS) Property(_ context.Context, name, prop string) (string, error)
 		return cmpStr(d.origin, "-"), nil
 	case "encryption":
 		return "off", nil
+	case "written":
+		d := f.ds[name]
+		if d == nil {
+			return "", notFoundErr(name)
+		}
+		return cmpStr(d.written, "0"), nil
 	}
 	return "-", nil
 }

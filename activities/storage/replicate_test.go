@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"go.temporal.io/sdk/temporal"
 )
@@ -337,5 +338,27 @@ func TestReplicateBandwidthLimit(t *testing.T) {
 	// bound, which load cannot make fail.
 	if took := time.Since(start); took < 200*time.Millisecond {
 		t.Errorf("512 KiB at 1 MiB/s took %s", took)
+	}
+}
+
+// TestSnapshotWrittenKeepsAnIdleVDisk: a vdisk unchanged since its newest snapshot (idle,
+// or the copy a move left behind) gets no new one: that snapshot is the answer. The
+// vdisks root is one a server sends from (a move, a backup).
+func TestSnapshotWrittenKeepsAnIdleVDisk(t *testing.T) {
+	f := newFake()
+	f.snapshot("tank/vdisks/6", "move-1")
+	a := &Activities{ReplicationZFS: f}
+	res, err := a.SnapshotWritten(context.Background(), SnapshotInput{Dataset: "tank/vdisks/6", Name: "backup-2"})
+	if err != nil || res.Created || res.Snapshot != "tank/vdisks/6@move-1" || res.GUID == "" {
+		t.Fatalf("idle vdisk: %+v %v", res, err)
+	}
+	if snaps, _ := f.Snapshots(context.Background(), "tank/vdisks/6"); len(snaps) != 1 {
+		t.Fatalf("snapshots %+v: a new one was taken", snaps)
+	}
+	if _, err := a.SnapshotWritten(context.Background(), SnapshotInput{Dataset: "tank/vdisks/7", Name: "backup-2"}); !errors.Is(err, activities.ErrDatasetNotFound) {
+		t.Errorf("missing vdisk: %v", err)
+	}
+	if !replicated("vdisks/6") || replicated("vdisks/6/x") || replicated("iscsi/devices/3") {
+		t.Error("vdisks/<id> is sent, nothing under it nor a device's disk")
 	}
 }

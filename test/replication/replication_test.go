@@ -95,6 +95,15 @@ func TestReplication(t *testing.T) {
 		return
 	}
 
+	// A device redirected to the slave takes its vdisk along, and back (vdisk_test.go).
+	t.Run("vdisk", func(t *testing.T) {
+		e.T = t
+		vdiskMoves(t, r, groupID)
+	})
+	if t.Failed() {
+		return
+	}
+
 	// The satellite site (strict versioning across real servers, with a real iPXE boot): a
 	// device that reaches only the slave stays in its boot loop while the slave lacks the
 	// group's assigned version, and boots it from the slave once the version has arrived

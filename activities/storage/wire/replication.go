@@ -18,7 +18,9 @@ const (
 
 // ReplicatedRoots are the file systems (relative to the pool) whose datasets a master
 // sends: nothing outside them ever leaves a server.
-var ReplicatedRoots = []string{"iscsi/volumes/", "iscsi/groups/"}
+// vdisks/ moves a device's data disk to the server it boots from next, and backs it up
+// on the other servers.
+var ReplicatedRoots = []string{"iscsi/volumes/", "iscsi/groups/", "vdisks/"}
 
 // SendRequest asks the master for one dataset's stream: the rest of a cut stream
 // (Token), or Snapshot incremental from the newest of the master's snapshots whose guid
