@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/go-gormigrate/gormigrate/v2"
 	"gorm.io/gorm"
 )
@@ -45,7 +47,10 @@ type Container struct {
 	DiskQuotaGiB     int    `gorm:"column:disk_quota_gib;not null;default:0" json:"disk_quota_gib"`
 	Autostart        bool   `gorm:"not null;default:false" json:"autostart"`
 	// Command runs as the container's init through /bin/sh -c; "" boots its own init (-b).
-	Command   string    `gorm:"size:1000;not null;default:''" json:"command"`
+	Command string `gorm:"size:1000;not null;default:''" json:"command"`
+	// Stopped: the last action asked for was stop or kill, so its machine not running is
+	// no failure (the health check's container_failed alert).
+	Stopped   bool      `gorm:"not null;default:false" json:"stopped"`
 	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -427,6 +432,12 @@ func (s *Store) ContainerAction(ctx context.Context, a *Actor, id uint, action s
 		if op, err = newOperation(tx, c.NetworkID, OpContainerAction, c.ID, OperationInput{Action: action}); err != nil {
 			return err
 		}
+		// What the operator wants from now on, whatever the action's outcome: the health
+		// check compares the machine with it.
+		c.Stopped = action == "stop" || action == "kill"
+		if err := tx.Model(c).Update("stopped", c.Stopped).Error; err != nil {
+			return err
+		}
 		return audit(tx, a, &c.NetworkID, action, "container", c.ID, "")
 	})
 	if err != nil {
@@ -575,3 +586,48 @@ type containerLimits struct {
 }
 
 func (containerLimits) TableName() string { return "containers" }
+
+// containerStoppedMigration adds a container's Stopped (what the operator last asked for).
+func containerStoppedMigration() *gormigrate.Migration {
+	return addColumnsMigration("202612010530_container_stopped", &containerStopped{}, "Stopped")
+}
+
+// containerStopped is the table as migration 202612010530 knows it (frozen).
+type containerStopped struct {
+	Stopped bool `gorm:"not null;default:false"`
+}
+
+func (containerStopped) TableName() string { return "containers" }
+
+// ContainerHealth judges the ready containers of one server from the container units its
+// agent reported (units nil: the agent could not tell; nothing is judged). A container
+// whose operator did not stop it is failed when its unit failed, ended, or is missing;
+// a stopped one is fine whatever its unit says (a kill leaves it failed).
+func ContainerHealth(cs []Container, units []wire.ContainerUnit) []HealthResult {
+	if units == nil {
+		return nil
+	}
+	byID := map[uint]wire.ContainerUnit{}
+	for _, u := range units {
+		byID[u.ID] = u
+	}
+	var out []HealthResult
+	for _, c := range cs {
+		if c.State != StateReady {
+			continue
+		}
+		r := HealthResult{Class: HealthContainer, NetworkID: c.NetworkID, ObjectID: c.ID, Name: c.Name, OK: true}
+		u, ok := byID[c.ID]
+		switch {
+		case c.Stopped:
+		case !ok:
+			r.OK, r.Error = false, "its unit is missing on its server"
+		case u.ActiveState == "failed":
+			r.OK, r.Error = false, fmt.Sprintf("its unit failed (%s)", cmp.Or(u.Result, u.SubState))
+		case u.ActiveState == "inactive" || u.ActiveState == "deactivating":
+			r.OK, r.Error = false, fmt.Sprintf("its unit ended (%s, %s) and nobody stopped it", u.SubState, cmp.Or(u.Result, "success"))
+		}
+		out = append(out, r)
+	}
+	return out
+}

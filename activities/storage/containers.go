@@ -282,3 +282,54 @@ func unset(v any) uint64 {
 	}
 	return n
 }
+
+// ContainerUnits lists the container units whose files are in unitDir ("" is
+// DefaultUnitDir) with their state as systemd has it now; the agent's stats report
+// carries them to the panel's health check. Units are asked for by name, so a disabled
+// unit that systemd has unloaded is loaded and reported too.
+func ContainerUnits(ctx context.Context, unitDir string) ([]wire.ContainerUnit, error) {
+	if unitDir == "" {
+		unitDir = DefaultUnitDir
+	}
+	files, err := filepath.Glob(filepath.Join(unitDir, "cd-container-*.service"))
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]uint{}
+	var names []string
+	for _, f := range files {
+		name := filepath.Base(f)
+		id, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, "cd-container-"), ".service"), 10, 32)
+		if err != nil || id == 0 {
+			continue // not one of ours
+		}
+		ids[name] = uint(id)
+		names = append(names, name)
+	}
+	out := []wire.ContainerUnit{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	err = withSystemd(ctx, func(c *sd.Conn) error {
+		units, err := c.ListUnitsByNamesContext(ctx, names)
+		if err != nil {
+			return fmt.Errorf("list container units: %w", err)
+		}
+		for _, u := range units {
+			id, ok := ids[u.Name]
+			if !ok {
+				continue
+			}
+			cu := wire.ContainerUnit{ID: id, ActiveState: u.ActiveState, SubState: u.SubState}
+			if p, err := c.GetUnitTypePropertyContext(ctx, u.Name, "Service", "Result"); err == nil {
+				cu.Result, _ = p.Value.Value().(string)
+			}
+			out = append(out, cu)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -40,6 +40,16 @@ type ContainerStatus struct {
 	Journal     []string `json:"journal"`
 }
 
+// ContainerUnit is one container's unit in a stats report: enough for the panel's health
+// check to tell a container that failed or ended from one that runs.
+type ContainerUnit struct {
+	ID          uint   `json:"id"`
+	ActiveState string `json:"active_state"` // active, inactive, failed, activating, ...
+	SubState    string `json:"sub_state"`
+	// Result is the service's result when it last ended: success, exit-code, signal, ...
+	Result string `json:"result,omitempty"`
+}
+
 // AgentError is an agent's answer other than 200, as the panel's client reports it.
 type AgentError struct {
 	Status int
