@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -478,6 +479,80 @@ func (s *Store) DeleteContainer(ctx context.Context, a *Actor, id uint) (*Create
 	return &Created{Object: c, Operation: op}, nil
 }
 
+// ContainerRebaseInput is the body of a rebase: the ctemplate version to move to (0 or
+// absent: the newest).
+type ContainerRebaseInput struct {
+	CTemplateVersion *int `field:"ctemplate_version,version"`
+}
+
+// RebaseContainer queues the move of a ready container onto a newer version of its
+// ctemplate: a new clone of that version with the same unit and limits, started; the old
+// clone goes into the erator (the container's data on its root goes with it). A rebase
+// starts the container, so it counts as running from now on.
+func (s *Store) RebaseContainer(ctx context.Context, a *Actor, id uint, in *ContainerRebaseInput) (*Created, error) {
+	var c *Container
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if c, err = getScoped[Container](ctx, tx, a.scopeNetworkOwned, id, "container"); err != nil {
+			return err
+		}
+		if err := forUpdate(tx).Take(c, c.ID).Error; err != nil {
+			return err
+		}
+		if c.State != StateReady {
+			return Conflict("", "container %d is %s: it can be rebased once it is ready", c.ID, c.State)
+		}
+		if err := containerBusy(tx, c.ID, ""); err != nil {
+			return err
+		}
+		var t CTemplate
+		if err := tx.Take(&t, c.CTemplateID).Error; err != nil {
+			return fmt.Errorf("ctemplate %d: %w", c.CTemplateID, err)
+		}
+		if t.State != StateReady {
+			return Conflict("ctemplate_version", "ctemplate %d is %s", t.ID, t.State)
+		}
+		to := ptrOr(in.CTemplateVersion, 0)
+		if to == 0 {
+			to = t.Version
+		}
+		if to < 0 || to > t.Version {
+			return Invalid("ctemplate_version", "ctemplate %d has versions 1 to %d", t.ID, t.Version)
+		}
+		if to <= c.CTemplateVersion {
+			return Invalid("ctemplate_version", "must be newer than the container's v%d (ctemplate %d's newest is v%d)", c.CTemplateVersion, t.ID, t.Version)
+		}
+		spec := &ContainerSpec{CTemplateID: c.CTemplateID, Version: to, MemoryMB: c.MemoryMB, CPUQuotaPercent: c.CPUQuotaPercent,
+			TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}
+		if op, err = newOperation(tx, c.NetworkID, OpContainerRebase, c.ID, OperationInput{Container: spec, FromVersion: c.CTemplateVersion}); err != nil {
+			return err
+		}
+		c.Stopped = false
+		if err := tx.Model(c).Update("stopped", false).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &c.NetworkID, "rebase", "container", c.ID, fmt.Sprintf("v%d to v%d", c.CTemplateVersion, to))
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: c, Operation: op}, nil
+}
+
+// applyContainerRebase records the version a rebase moved its container to.
+func applyContainerRebase(tx *gorm.DB, op *Operation) error {
+	var in OperationInput
+	if err := json.Unmarshal([]byte(op.Input), &in); err != nil {
+		return fmt.Errorf("operation %d's input: %w", op.ID, err)
+	}
+	if in.Container == nil {
+		return fmt.Errorf("operation %d's input names no version", op.ID)
+	}
+	return tx.Model(&Container{}).Where("id = ?", op.ObjectID).Update("ctemplate_version", in.Container.Version).Error
+}
+
 // ContainerPlace is where a container runs: its server, that server's tunnel port and
 // its network's tunnel (the panel asks the agent there for its status).
 type ContainerPlace struct {
@@ -523,7 +598,7 @@ func containerInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
 		return fmt.Errorf("container %d has no server: %w", c.ID, errNoServer)
 	}
 	in.ServerID = *c.ServerID
-	if op.Kind == OpContainerCreate && in.Container == nil {
+	if (op.Kind == OpContainerCreate || op.Kind == OpContainerRebase) && in.Container == nil {
 		in.Container = &ContainerSpec{CTemplateID: c.CTemplateID, Version: c.CTemplateVersion, MemoryMB: c.MemoryMB,
 			CPUQuotaPercent: c.CPUQuotaPercent, TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}
 	}

@@ -95,6 +95,9 @@ const (
 	OpContainerCreate = "container-create"
 	OpContainerAction = "container-action" // start, stop, restart, kill
 	OpContainerDelete = "container-delete"
+	// container-rebase puts a container on another version of its ctemplate: a new clone,
+	// the old one into the erator.
+	OpContainerRebase = "container-rebase"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -133,6 +136,7 @@ var opObjects = map[string]string{
 	OpContainerCreate: "container",
 	OpContainerAction: "container",
 	OpContainerDelete: "container",
+	OpContainerRebase: "container",
 }
 
 // IsBulk reports whether kind is a bulk action on devices (its input lists them).
@@ -193,6 +197,8 @@ type OperationInput struct {
 	// container-action: start, stop, restart or kill; container-create: what it makes.
 	Action    string         `json:"action,omitempty"`
 	Container *ContainerSpec `json:"container,omitempty"`
+	// container-rebase: the version the container leaves (Container says the new one).
+	FromVersion int `json:"from_version,omitempty"`
 }
 
 // BulkDevice is one device of a bulk action's input.
@@ -529,6 +535,10 @@ func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
 		return settle(&Container{}, pick(ok, StateReady, StateFailed))
 	case OpContainerDelete:
 		return setState(&Container{}, pick(ok, StateDeleted, StateFailed))
+	case OpContainerRebase:
+		if ok {
+			return applyContainerRebase(tx, op)
+		}
 	case OpGroupRestore:
 		return settle(&Group{}, pick(ok, StateReady, StateDeleted))
 	case OpGroupDelete:
