@@ -26,11 +26,14 @@ type CTemplate struct {
 	// master when it was made.
 	ServerID *uint `json:"server_id"`
 	// Version is the newest version (0: nothing uploaded yet); SHA256 that version's tarball's.
-	Version   int       `gorm:"not null;default:0" json:"version"`
-	SHA256    string    `gorm:"column:sha256;size:64;not null;default:''" json:"sha256"`
-	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Version int    `gorm:"not null;default:0" json:"version"`
+	SHA256  string `gorm:"column:sha256;size:64;not null;default:''" json:"sha256"`
+	// Debootstrap is the suite its versions are built from on its server (debootstrap
+	// from the server's own apt sources); "": they are uploaded.
+	Debootstrap string    `gorm:"size:40;not null;default:''" json:"debootstrap"`
+	State       string    `gorm:"size:20;not null;default:'pending'" json:"state"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // Container is a clone of a ctemplate version run on a storage server as a
@@ -73,6 +76,9 @@ var ContainerActions = []string{"start", "stop", "restart", "kill"}
 type CTemplateInput struct {
 	NetworkID *uint   `field:"network_id,network"`
 	Name      *string `field:"name"`
+	// Debootstrap (create only) builds version 1 on the server from this suite instead
+	// of waiting for an upload.
+	Debootstrap *string `field:"debootstrap,suite"`
 }
 
 // ContainerInput is the body of a container create or update.
@@ -101,6 +107,13 @@ func (s *Store) CreateCTemplate(ctx context.Context, a *Actor, in *CTemplateInpu
 	if t.Name, err = requiredName("name", in.Name, 200); err != nil {
 		return nil, err
 	}
+	if in.Debootstrap != nil {
+		t.Debootstrap = strings.TrimSpace(*in.Debootstrap)
+		if !wire.ValidSuite(t.Debootstrap) {
+			return nil, Invalid("debootstrap", "must be the suite to build from (bookworm, trixie, noble, ...): lower-case letters, digits, dots and dashes")
+		}
+	}
+	var op *Operation
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		n, err := a.lockNetwork(tx, nid, "network_id")
 		if err != nil {
@@ -113,12 +126,18 @@ func (s *Store) CreateCTemplate(ctx context.Context, a *Actor, in *CTemplateInpu
 		if err := tx.Create(t).Error; err != nil {
 			return err
 		}
+		if t.Debootstrap != "" {
+			if op, err = newOperation(tx, nid, OpCTemplateBuild, t.ID, OperationInput{Number: 1, Suite: t.Debootstrap}); err != nil {
+				return err
+			}
+		}
 		return audit(tx, a, &nid, "create", "ctemplate", t.ID, t.Name)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Created{Object: t}, nil
+	s.launch(ctx, op)
+	return &Created{Object: t, Operation: op}, nil
 }
 
 // UpdateCTemplate renames a ctemplate; its versions come from uploads.
@@ -131,6 +150,9 @@ func (s *Store) UpdateCTemplate(ctx context.Context, a *Actor, id uint, in *CTem
 		}
 		if in.NetworkID != nil && *in.NetworkID != t.NetworkID {
 			return Invalid("network_id", "a ctemplate cannot move to another network")
+		}
+		if in.Debootstrap != nil && strings.TrimSpace(*in.Debootstrap) != t.Debootstrap {
+			return Invalid("debootstrap", "is chosen when the ctemplate is created")
 		}
 		if in.Name != nil {
 			if t.Name, err = checkName("name", *in.Name, 200); err != nil {
@@ -207,6 +229,9 @@ func (s *Store) BeginCTemplateUpload(ctx context.Context, a *Actor, id uint) (*C
 	}
 	if t.State != StatePending && t.State != StateReady {
 		return nil, Conflict("", "ctemplate %d is %s", t.ID, t.State)
+	}
+	if err := objectBusy(s.DB.WithContext(ctx), "ctemplate", t.ID, ""); err != nil {
+		return nil, err // a build makes the next version meanwhile
 	}
 	up := &CTemplateUpload{Template: t, Version: t.Version + 1}
 	if err := agentRoute(s.DB.WithContext(ctx), "ctemplate", t.ID, t.NetworkID, t.ServerID, &up.Server, &up.Tunnel); err != nil {
@@ -357,15 +382,35 @@ func (s *Store) CreateContainer(ctx context.Context, a *Actor, in *ContainerInpu
 // containerBusy refuses a change while another change of the container is queued or
 // running: its changes share one workflow id (container-<id>), one at a time.
 func containerBusy(tx *gorm.DB, id uint, field string) error {
+	return objectBusy(tx, "container", id, field)
+}
+
+// objectBusy refuses a change of an object (object type, id) while an operation of it is
+// queued or running.
+func objectBusy(tx *gorm.DB, object string, id uint, field string) error {
 	var op Operation
-	err := tx.Where("object_type = ? AND object_id = ? AND state IN ?", "container", id, []string{OpQueued, OpRunning}).Order("id").Take(&op).Error
+	err := tx.Where("object_type = ? AND object_id = ? AND state IN ?", object, id, []string{OpQueued, OpRunning}).Order("id").Take(&op).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("look for operations of container %d: %w", id, err)
+		return fmt.Errorf("look for operations of %s %d: %w", object, id, err)
 	}
-	return Conflict(field, "container %d has a %s under way (operation %d, %s): try again once it has ended", id, op.Kind, op.ID, op.State)
+	return Conflict(field, "%s %d has a %s under way (operation %d, %s): try again once it has ended", object, id, op.Kind, op.ID, op.State)
+}
+
+// applyCTemplateBuild records the version a build made, or a first build's failure.
+func applyCTemplateBuild(tx *gorm.DB, op *Operation, ok bool) error {
+	if !ok {
+		// A ctemplate with versions keeps them; one without is failed.
+		return tx.Model(&CTemplate{}).Where("id = ? AND version = 0 AND state = ?", op.ObjectID, StatePending).Update("state", StateFailed).Error
+	}
+	var in OperationInput
+	if err := json.Unmarshal([]byte(op.Input), &in); err != nil {
+		return fmt.Errorf("operation %d's input: %w", op.ID, err)
+	}
+	return tx.Model(&CTemplate{}).Where("id = ? AND version < ? AND state IN ?", op.ObjectID, in.Number, []string{StatePending, StateReady}).
+		Updates(map[string]any{"version": in.Number, "sha256": "", "state": StateReady}).Error
 }
 
 // UpdateContainer renames a container. Its template, server and limits are fixed at
@@ -662,10 +707,40 @@ type containerLimits struct {
 
 func (containerLimits) TableName() string { return "containers" }
 
-// containerStoppedMigration adds a container's Stopped (what the operator last asked for).
+// containerStoppedMigration adds a container's Stopped (what the operator last asked for)
+// and a ctemplate's Debootstrap suite.
 func containerStoppedMigration() *gormigrate.Migration {
-	return addColumnsMigration("202612010530_container_stopped", &containerStopped{}, "Stopped")
+	parts := []*gormigrate.Migration{
+		addColumnsMigration("202612010530_container_stopped", &containerStopped{}, "Stopped"),
+		addColumnsMigration("202612010530_container_stopped", &ctemplateDebootstrap{}, "Debootstrap"),
+	}
+	return &gormigrate.Migration{
+		ID: "202612010530_container_stopped",
+		Migrate: func(tx *gorm.DB) error {
+			for _, p := range parts {
+				if err := p.Migrate(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Rollback: func(tx *gorm.DB) error {
+			for i := len(parts) - 1; i >= 0; i-- {
+				if err := parts[i].Rollback(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
 }
+
+// ctemplateDebootstrap is the table as migration 202612010530 knows it (frozen).
+type ctemplateDebootstrap struct {
+	Debootstrap string `gorm:"size:40;not null;default:''"`
+}
+
+func (ctemplateDebootstrap) TableName() string { return "c_templates" }
 
 // containerStopped is the table as migration 202612010530 knows it (frozen).
 type containerStopped struct {

@@ -98,6 +98,8 @@ const (
 	// container-rebase puts a container on another version of its ctemplate: a new clone,
 	// the old one into the erator.
 	OpContainerRebase = "container-rebase"
+	// ctemplate-build makes a ctemplate's next version with debootstrap on its server.
+	OpCTemplateBuild = "ctemplate-build"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -137,6 +139,7 @@ var opObjects = map[string]string{
 	OpContainerAction: "container",
 	OpContainerDelete: "container",
 	OpContainerRebase: "container",
+	OpCTemplateBuild:  "ctemplate",
 }
 
 // IsBulk reports whether kind is a bulk action on devices (its input lists them).
@@ -199,6 +202,8 @@ type OperationInput struct {
 	Container *ContainerSpec `json:"container,omitempty"`
 	// container-rebase: the version the container leaves (Container says the new one).
 	FromVersion int `json:"from_version,omitempty"`
+	// ctemplate-build: the suite debootstrap builds (Number is the version it makes).
+	Suite string `json:"suite,omitempty"`
 }
 
 // BulkDevice is one device of a bulk action's input.
@@ -539,6 +544,8 @@ func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
 		if ok {
 			return applyContainerRebase(tx, op)
 		}
+	case OpCTemplateBuild:
+		return applyCTemplateBuild(tx, op, ok)
 	case OpGroupRestore:
 		return settle(&Group{}, pick(ok, StateReady, StateDeleted))
 	case OpGroupDelete:

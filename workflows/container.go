@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
@@ -13,6 +14,43 @@ import (
 func CTemplateDelete(ctx workflow.Context, in DeleteInput) (*DeleteResult, error) {
 	in.Kind = "ctemplate"
 	return trashObject(ctx, in, storage.CTemplateDataset(in.Pool, in.ObjectID), "")
+}
+
+// CTemplateBuildInput is a ctemplate version to build with debootstrap on ServerID.
+type CTemplateBuildInput struct {
+	OperationID uint
+	ServerID    uint
+	Build       storage.BuildCTemplateInput
+}
+
+// buildRun bounds one debootstrap: minutes on a server, much longer in an emulated VM. A
+// failed build is tried again twice (a mirror's hiccup), not for a day.
+const buildRun = 2 * time.Hour
+
+// CTemplateBuild builds a ctemplate's version on its server: debootstrap of the suite
+// from the archive in the server's apt sources into the ctemplate's dataset, then the
+// version's snapshot. The agent undoes a failed build itself (nothing is left).
+func CTemplateBuild(ctx workflow.Context, in CTemplateBuildInput) (*storage.BuildCTemplateResult, error) {
+	t, err := newTracker(ctx, in.OperationID)
+	if err != nil {
+		return nil, err
+	}
+	b := in.Build
+	if err := t.step("debootstrap", 10, "building %s into %s@%s with debootstrap from the server's apt sources",
+		b.Suite, storage.CTemplateDataset(b.Pool, b.CTemplateID), storage.VersionSnapshot(b.Version)); err != nil {
+		return nil, err
+	}
+	o := workflow.GetActivityOptions(serverCtx(ctx, in.ServerID))
+	o.StartToCloseTimeout = buildRun
+	o.RetryPolicy.MaximumAttempts = 3
+	var res storage.BuildCTemplateResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), sa.BuildCTemplate, b).Get(ctx, &res); err != nil {
+		return nil, t.fail(models.Outcome{}, err)
+	}
+	if err := t.succeed(models.Outcome{}, "%s built from %s", res.Snapshot, res.Mirror); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // ContainerCreateInput is container Container.ContainerID to make on ServerID.

@@ -1,13 +1,18 @@
 package workflows
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/models"
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 )
 
 func TestContainerCreate(t *testing.T) {
@@ -120,5 +125,49 @@ func TestContainerRebase(t *testing.T) {
 				t.Fatalf("undo: the new clone must be filed just before the old one: %+v", s.trashed)
 			}
 		})
+	}
+}
+
+// TestCTemplateBuild: the build runs on the ctemplate's server with its own bounds and
+// reports where it came from; a refused build fails the operation (the agent has undone it).
+func TestCTemplateBuild(t *testing.T) {
+	b := storage.BuildCTemplateInput{Pool: "tank", CTemplateID: 4, Version: 1, Suite: "bookworm"}
+	for _, c := range []struct {
+		name string
+		err  error
+	}{
+		{"built", nil},
+		{"no apt source", typed(fmt.Errorf("no deb source: %w", activities.ErrNoAptSource))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSuite(t)
+			calls := 0
+			s.env.OnActivity(sa.BuildCTemplate, mock.Anything, b).Return(
+				func(ctx context.Context, _ storage.BuildCTemplateInput) (*storage.BuildCTemplateResult, error) {
+					calls++
+					info := activity.GetInfo(ctx)
+					if info.TaskQueue != ServerQueue(2) || info.StartToCloseTimeout != buildRun {
+						t.Errorf("build on %s within %s", info.TaskQueue, info.StartToCloseTimeout)
+					}
+					if c.err != nil {
+						return nil, c.err
+					}
+					return &storage.BuildCTemplateResult{Snapshot: "tank/iscsi/ctemplates/4@v1", Mirror: "http://deb.debian.org/debian"}, nil
+				})
+			s.env.ExecuteWorkflow(CTemplateBuild, CTemplateBuildInput{OperationID: 8, ServerID: 2, Build: b})
+			o := s.outcome(t)
+			if c.err == nil {
+				if o.Failed || !strings.Contains(o.Message, "ctemplates/4@v1 built from http://deb.debian.org/debian") {
+					t.Fatalf("outcome %+v", o)
+				}
+				return
+			}
+			if !o.Failed || calls != 1 || !strings.Contains(o.Error, "no deb source") {
+				t.Fatalf("outcome %+v after %d calls, want one failed call", o, calls)
+			}
+		})
+	}
+	if _, err := dispatch[models.OpCTemplateBuild](recorded{ID: 8, Object: 4, OperationInput: models.OperationInput{ServerID: 2, Pool: "tank", Number: 1}}); err == nil {
+		t.Error("a build without a suite was dispatched")
 	}
 }

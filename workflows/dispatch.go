@@ -100,6 +100,11 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		in := ContainerCreateInput{OperationID: r.ID, ServerID: r.ServerID, Container: r.containerInput()}
 		return Start{WorkflowID: ContainerID(r.Object), Workflow: ContainerCreate, Again: true, Input: in}, need(r.Container.Version > 0, "ctemplate version")
 	},
+	models.OpCTemplateBuild: func(r recorded) (Start, error) {
+		in := CTemplateBuildInput{OperationID: r.ID, ServerID: r.ServerID, Build: storage.BuildCTemplateInput{
+			Pool: r.Pool, CTemplateID: r.Object, Version: r.Number, Suite: r.Suite}}
+		return Start{WorkflowID: CTemplateBuildID(r.Object, r.Number), Workflow: CTemplateBuild, Input: in}, need(r.Number > 0 && r.Suite != "", "number and suite")
+	},
 	models.OpContainerRebase: func(r recorded) (Start, error) {
 		if r.Container == nil {
 			return Start{}, need(false, "container")

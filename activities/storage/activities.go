@@ -42,6 +42,9 @@ type Activities struct {
 	// --bridge): each container gets a veth interface on it. "": containers share the
 	// server's network.
 	Bridge string
+	// AptDir is where the server's apt sources are (default DefaultAptDir): ctemplates
+	// are debootstrapped from the archive they name.
+	AptDir string
 
 	// rooms keeps each pool's last room listing (see room).
 	rooms struct {

@@ -50,6 +50,31 @@ func TestContainers(t *testing.T) {
 				t.Errorf("ctemplate %s: %d %v, want %d naming %q", c.name, code, v, c.status, c.field)
 			}
 		}
+		// Built on the server: the suite is checked, the build queued, and no upload goes
+		// in while it runs.
+		for _, suite := range []any{"", "Bookworm", "../x", "a b", 12, strings.Repeat("b", 41)} {
+			code, v, _ := p.do(a, "POST", "/api/v0.9.2/ctemplates.json", map[string]any{"network": n, "name": "deb", "debootstrap": suite})
+			if m, _ := v.(map[string]any); code != 422 || m["field"] != "debootstrap" {
+				t.Errorf("ctemplate debootstrap %v: %d %v, want 422 naming debootstrap", suite, code, v)
+			}
+		}
+		built := p.must(202, a, "POST", "/api/v0.9.2/ctemplates.json", map[string]any{"network": n, "name": "deb", "suite": "bookworm"})
+		if op := built["operation"].(map[string]any); op["kind"] != models.OpCTemplateBuild || built["debootstrap"] != "bookworm" || built["state"] != "pending" {
+			t.Fatalf("built ctemplate: %v", built)
+		}
+		builtPath := fmt.Sprintf("/api/v0.9.2/ctemplates/%d", id(built))
+		if code, v, _ := p.do(a, "PUT", builtPath+"/rootfs?sha256="+strings.Repeat("a", 64), "x"); code != 409 {
+			t.Errorf("an upload while the build runs: %d %v, want 409", code, v)
+		}
+		if code, v, _ := p.do(a, "PATCH", builtPath+".json", map[string]any{"debootstrap": "trixie"}); code != 422 {
+			t.Errorf("a ctemplate's suite changed: %d %v, want 422", code, v)
+		}
+		p.finish(built)
+		if got := p.must(200, a, "GET", builtPath+".json", nil); got["version"] != float64(1) || got["state"] != "ready" {
+			t.Errorf("after the build: %v, want version 1, ready", got)
+		}
+		p.must(202, a, "DELETE", builtPath+".json", nil)
+
 		ct := p.must(201, a, "POST", "/api/v0.9.2/ctemplates.json", map[string]any{"Network": n, "Name": "debian"})
 		if ct["state"] != "pending" || ct["version"] != float64(0) || ct["server_id"] != float64(srv) {
 			t.Fatalf("created ctemplate: %v", ct)

@@ -1,6 +1,9 @@
 package wire
 
-import "net/http"
+import (
+	"net/http"
+	"regexp"
+)
 
 // The agent API's container endpoints (served on the tunnel session, like AgentPathStats).
 const (
@@ -49,6 +52,14 @@ type ContainerUnit struct {
 	// Result is the service's result when it last ended: success, exit-code, signal, ...
 	Result string `json:"result,omitempty"`
 }
+
+// suiteName is what a debootstrap suite may be called: debootstrap also takes it as the
+// name of a script of its own.
+var suiteName = regexp.MustCompile(`^[a-z][a-z0-9.-]{0,39}$`)
+
+// ValidSuite reports whether s can name the suite a ctemplate is debootstrapped from
+// (bookworm, trixie, noble, ...): the panel checks it before it asks, the agent again.
+func ValidSuite(s string) bool { return suiteName.MatchString(s) }
 
 // AgentError is an agent's answer other than 200, as the panel's client reports it.
 type AgentError struct {
