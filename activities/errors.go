@@ -25,6 +25,10 @@ var (
 	ErrDeviceBooted = errors.New("the device is booted: its target has an iSCSI session")
 	// ErrChecksum: an uploaded root file system is not the one its SHA-256 names.
 	ErrChecksum = errors.New("checksum mismatch")
+	// ErrNoAptSource: a ctemplate build found no archive in the server's apt sources;
+	// ErrInvalidSuite: it was asked for a suite name debootstrap cannot take.
+	ErrNoAptSource  = errors.New("no apt source of a release on the server")
+	ErrInvalidSuite = errors.New("not a suite name")
 )
 
 // Application error type names, stable across releases: workflows decide on undo and
@@ -43,6 +47,8 @@ const (
 	TypeDeviceLocked = "DeviceLocked"
 	TypeDeviceBooted = "DeviceBooted"
 	TypeChecksum     = "Checksum"
+	TypeNoAptSource  = "NoAptSource"
+	TypeInvalidSuite = "InvalidSuite"
 )
 
 var typeOf = []struct {
@@ -62,6 +68,8 @@ var typeOf = []struct {
 	{ErrNotInErator, TypeNotInErator, false},
 	{ErrDeviceBooted, TypeDeviceBooted, false},
 	{ErrChecksum, TypeChecksum, false},
+	{ErrNoAptSource, TypeNoAptSource, false},
+	{ErrInvalidSuite, TypeInvalidSuite, false},
 }
 
 // NonRetryableTypes lists the error types a retry cannot fix; activity retry policies

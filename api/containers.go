@@ -28,6 +28,8 @@ const rootFSSuffix = "/rootfs"
 //	PUT|POST /ctemplates/<id>/rootfs?sha256=<hex>  body: a root file system tarball (tar or tar.gz)
 //	         -> 200, the ctemplate with its new version (streamed to the master's agent)
 //	POST /containers/<id>/{start,stop,restart,kill}.json -> 202 with its operation
+//	POST /containers/<id>/rebase.json {"ctemplate_version": N (0: newest)} -> 202: a new
+//	     clone of that version replaces the container's, the old one into the erator
 //	GET  /containers/<id>/status.json?lines=N -> its unit's state and last journal lines
 func (h *Handler) containerRoutes(r fiber.Router) {
 	upload := func(c *fiber.Ctx) error {
@@ -97,6 +99,23 @@ func (h *Handler) containerRoutes(r fiber.Router) {
 			return sendCreated(c, "containers", res, fiber.StatusAccepted)
 		})
 	}
+	r.Post("/containers/:id/rebase.json", func(c *fiber.Ctx) error {
+		id, err := idParam(c)
+		if err != nil {
+			return err
+		}
+		var in models.ContainerRebaseInput
+		if len(c.Body()) > 0 {
+			if err := models.DecodeJSON(c.Body(), &in); err != nil {
+				return err
+			}
+		}
+		res, err := h.Store.RebaseContainer(c.UserContext(), actor(c), id, &in)
+		if err != nil {
+			return err
+		}
+		return sendCreated(c, "containers", res, fiber.StatusAccepted)
+	})
 	r.Get("/containers/:id/status.json", func(c *fiber.Ctx) error {
 		id, err := idParam(c)
 		if err != nil {

@@ -207,6 +207,7 @@ func FuzzCreate(f *testing.F) {
 		`{"network": 1, "name": "data", "size": "4", "device": 1}`, `{"size": 0}`, `{"device_id": null}`, `{"size": 1e400, "device": 2}`,
 		`{"network": 1, "name": "c", "ctemplate": 1, "memory_mb": 64, "autostart": true, "command": "echo hi"}`, `{"memory_mb": -1}`,
 		`{"cpu_quota_percent": 1e400}`, `{"command": "a\nb"}`, `{"autostart": "yes"}`, `{"ctemplate_version": -1, "server": 2}`,
+		`{"network": 1, "name": "deb", "debootstrap": "bookworm"}`, `{"suite": "../etc"}`, `{"debootstrap": 7}`, `{"ctemplate_version": 2}`,
 		`{"client": 1}`, `{"client_id": 2, "name": "mine now"}`, `{"network": 1, "name": "moved"}`, `{"password": "new-password-123"}`,
 	}
 	for i, s := range seeds {

@@ -32,6 +32,11 @@ const (
 	// A rollout's canaries failed its thresholds and it rolled back (until a newer
 	// version is published or the group is assigned another version).
 	AlertRolloutRolledBack = "rollout_rolled_back"
+	// A container the operator wants running failed or ended (stored by the health
+	// check, see ContainerHealth); a vdisk's server is unreachable (computed from the
+	// server's stored health): its device cannot reach its data.
+	AlertContainerFailed        = HealthContainer
+	AlertVDiskServerUnreachable = "vdisk_server_unreachable"
 )
 
 // Alert is one problem that keeps a network (or the panel) from being operational, with the
@@ -114,8 +119,40 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 		return nil, fmt.Errorf("alerts: health: %w", err)
 	}
 	healthOf := map[uint][]HealthState{}
+	var downServers []uint
 	for _, h := range health {
 		healthOf[h.NetworkID] = append(healthOf[h.NetworkID], h)
+		if h.Class == HealthServer && h.State == HealthDown {
+			downServers = append(downServers, h.ObjectID)
+		}
+	}
+	// A container's stored state outlives the container (and the operator's stop): only
+	// those still meant to run count.
+	wanted := map[uint]bool{}
+	var vdisksDown []VDisk
+	if len(ids) > 0 {
+		var running []uint
+		if err := db.Model(&Container{}).Where("network_id IN ? AND state = ? AND stopped = ?", ids, StateReady, false).Pluck("id", &running).Error; err != nil {
+			return nil, fmt.Errorf("alerts: containers: %w", err)
+		}
+		for _, id := range running {
+			wanted[id] = true
+		}
+	}
+	if len(downServers) > 0 {
+		if err := db.Where("network_id IN ? AND server_id IN ? AND state IN ?", ids, downServers, []string{StatePending, StateReady}).Order("id").Find(&vdisksDown).Error; err != nil {
+			return nil, fmt.Errorf("alerts: vdisks: %w", err)
+		}
+	}
+	vdisksOf := map[uint][]VDisk{}
+	for _, v := range vdisksDown {
+		vdisksOf[v.NetworkID] = append(vdisksOf[v.NetworkID], v)
+	}
+	serverName := map[uint]string{}
+	for _, h := range health {
+		if h.Class == HealthServer {
+			serverName[h.ObjectID] = h.Name
+		}
 	}
 	repl, err := loadReplicationHealth(db, ids, time.Now())
 	if err != nil {
@@ -148,6 +185,10 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 		}
 		for _, h := range healthOf[nid] {
 			switch {
+			case h.Class == HealthContainer:
+				if h.State == HealthDown && wanted[h.ObjectID] {
+					add(AlertContainerFailed, h.link(), "The container %q of network %q is not running: %s. Read its journal, then start it (or stop it if it is meant to be down).", h.Name, n.Name, h.LastError)
+				}
 			case h.Class == HealthTunnel && h.State == HealthDown:
 				add(AlertTunnelDown, h.link(), "The tunnel server %q of network %q is down: the panel cannot reach its servers. Start `clusterducks tunnel` on it.", h.Name, n.Name)
 			case h.Flapping:
@@ -157,6 +198,10 @@ func (s *Store) Alerts(ctx context.Context, a *Actor) ([]Alert, error) {
 			case h.State == HealthDown:
 				add(AlertServerUnreachable, h.link(), "The server %q of network %q is unreachable through its tunnel: check its agent and tunnel port.", h.Name, n.Name)
 			}
+		}
+		for _, v := range vdisksOf[nid] {
+			add(AlertVDiskServerUnreachable, fmt.Sprintf("/vdisks/%d", v.ID), "The vdisk %q of network %q lives on server %q, which is unreachable: its device cannot use its data until the server is back.",
+				v.Name, n.Name, serverName[*v.ServerID])
 		}
 		switch {
 		case servers[nid] == 0:

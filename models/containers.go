@@ -1,14 +1,17 @@
 package models
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/go-gormigrate/gormigrate/v2"
 	"gorm.io/gorm"
 )
@@ -23,11 +26,14 @@ type CTemplate struct {
 	// master when it was made.
 	ServerID *uint `json:"server_id"`
 	// Version is the newest version (0: nothing uploaded yet); SHA256 that version's tarball's.
-	Version   int       `gorm:"not null;default:0" json:"version"`
-	SHA256    string    `gorm:"column:sha256;size:64;not null;default:''" json:"sha256"`
-	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Version int    `gorm:"not null;default:0" json:"version"`
+	SHA256  string `gorm:"column:sha256;size:64;not null;default:''" json:"sha256"`
+	// Debootstrap is the suite its versions are built from on its server (debootstrap
+	// from the server's own apt sources); "": they are uploaded.
+	Debootstrap string    `gorm:"size:40;not null;default:''" json:"debootstrap"`
+	State       string    `gorm:"size:20;not null;default:'pending'" json:"state"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // Container is a clone of a ctemplate version run on a storage server as a
@@ -45,7 +51,10 @@ type Container struct {
 	DiskQuotaGiB     int    `gorm:"column:disk_quota_gib;not null;default:0" json:"disk_quota_gib"`
 	Autostart        bool   `gorm:"not null;default:false" json:"autostart"`
 	// Command runs as the container's init through /bin/sh -c; "" boots its own init (-b).
-	Command   string    `gorm:"size:1000;not null;default:''" json:"command"`
+	Command string `gorm:"size:1000;not null;default:''" json:"command"`
+	// Stopped: the last action asked for was stop or kill, so its machine not running is
+	// no failure (the health check's container_failed alert).
+	Stopped   bool      `gorm:"not null;default:false" json:"stopped"`
 	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -67,6 +76,9 @@ var ContainerActions = []string{"start", "stop", "restart", "kill"}
 type CTemplateInput struct {
 	NetworkID *uint   `field:"network_id,network"`
 	Name      *string `field:"name"`
+	// Debootstrap (create only) builds version 1 on the server from this suite instead
+	// of waiting for an upload.
+	Debootstrap *string `field:"debootstrap,suite"`
 }
 
 // ContainerInput is the body of a container create or update.
@@ -95,6 +107,13 @@ func (s *Store) CreateCTemplate(ctx context.Context, a *Actor, in *CTemplateInpu
 	if t.Name, err = requiredName("name", in.Name, 200); err != nil {
 		return nil, err
 	}
+	if in.Debootstrap != nil {
+		t.Debootstrap = strings.TrimSpace(*in.Debootstrap)
+		if !wire.ValidSuite(t.Debootstrap) {
+			return nil, Invalid("debootstrap", "must be the suite to build from (bookworm, trixie, noble, ...): lower-case letters, digits, dots and dashes")
+		}
+	}
+	var op *Operation
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		n, err := a.lockNetwork(tx, nid, "network_id")
 		if err != nil {
@@ -107,12 +126,18 @@ func (s *Store) CreateCTemplate(ctx context.Context, a *Actor, in *CTemplateInpu
 		if err := tx.Create(t).Error; err != nil {
 			return err
 		}
+		if t.Debootstrap != "" {
+			if op, err = newOperation(tx, nid, OpCTemplateBuild, t.ID, OperationInput{Number: 1, Suite: t.Debootstrap}); err != nil {
+				return err
+			}
+		}
 		return audit(tx, a, &nid, "create", "ctemplate", t.ID, t.Name)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Created{Object: t}, nil
+	s.launch(ctx, op)
+	return &Created{Object: t, Operation: op}, nil
 }
 
 // UpdateCTemplate renames a ctemplate; its versions come from uploads.
@@ -125,6 +150,9 @@ func (s *Store) UpdateCTemplate(ctx context.Context, a *Actor, id uint, in *CTem
 		}
 		if in.NetworkID != nil && *in.NetworkID != t.NetworkID {
 			return Invalid("network_id", "a ctemplate cannot move to another network")
+		}
+		if in.Debootstrap != nil && strings.TrimSpace(*in.Debootstrap) != t.Debootstrap {
+			return Invalid("debootstrap", "is chosen when the ctemplate is created")
 		}
 		if in.Name != nil {
 			if t.Name, err = checkName("name", *in.Name, 200); err != nil {
@@ -201,6 +229,9 @@ func (s *Store) BeginCTemplateUpload(ctx context.Context, a *Actor, id uint) (*C
 	}
 	if t.State != StatePending && t.State != StateReady {
 		return nil, Conflict("", "ctemplate %d is %s", t.ID, t.State)
+	}
+	if err := objectBusy(s.DB.WithContext(ctx), "ctemplate", t.ID, ""); err != nil {
+		return nil, err // a build makes the next version meanwhile
 	}
 	up := &CTemplateUpload{Template: t, Version: t.Version + 1}
 	if err := agentRoute(s.DB.WithContext(ctx), "ctemplate", t.ID, t.NetworkID, t.ServerID, &up.Server, &up.Tunnel); err != nil {
@@ -351,15 +382,35 @@ func (s *Store) CreateContainer(ctx context.Context, a *Actor, in *ContainerInpu
 // containerBusy refuses a change while another change of the container is queued or
 // running: its changes share one workflow id (container-<id>), one at a time.
 func containerBusy(tx *gorm.DB, id uint, field string) error {
+	return objectBusy(tx, "container", id, field)
+}
+
+// objectBusy refuses a change of an object (object type, id) while an operation of it is
+// queued or running.
+func objectBusy(tx *gorm.DB, object string, id uint, field string) error {
 	var op Operation
-	err := tx.Where("object_type = ? AND object_id = ? AND state IN ?", "container", id, []string{OpQueued, OpRunning}).Order("id").Take(&op).Error
+	err := tx.Where("object_type = ? AND object_id = ? AND state IN ?", object, id, []string{OpQueued, OpRunning}).Order("id").Take(&op).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("look for operations of container %d: %w", id, err)
+		return fmt.Errorf("look for operations of %s %d: %w", object, id, err)
 	}
-	return Conflict(field, "container %d has a %s under way (operation %d, %s): try again once it has ended", id, op.Kind, op.ID, op.State)
+	return Conflict(field, "%s %d has a %s under way (operation %d, %s): try again once it has ended", object, id, op.Kind, op.ID, op.State)
+}
+
+// applyCTemplateBuild records the version a build made, or a first build's failure.
+func applyCTemplateBuild(tx *gorm.DB, op *Operation, ok bool) error {
+	if !ok {
+		// A ctemplate with versions keeps them; one without is failed.
+		return tx.Model(&CTemplate{}).Where("id = ? AND version = 0 AND state = ?", op.ObjectID, StatePending).Update("state", StateFailed).Error
+	}
+	var in OperationInput
+	if err := json.Unmarshal([]byte(op.Input), &in); err != nil {
+		return fmt.Errorf("operation %d's input: %w", op.ID, err)
+	}
+	return tx.Model(&CTemplate{}).Where("id = ? AND version < ? AND state IN ?", op.ObjectID, in.Number, []string{StatePending, StateReady}).
+		Updates(map[string]any{"version": in.Number, "sha256": "", "state": StateReady}).Error
 }
 
 // UpdateContainer renames a container. Its template, server and limits are fixed at
@@ -427,6 +478,12 @@ func (s *Store) ContainerAction(ctx context.Context, a *Actor, id uint, action s
 		if op, err = newOperation(tx, c.NetworkID, OpContainerAction, c.ID, OperationInput{Action: action}); err != nil {
 			return err
 		}
+		// What the operator wants from now on, whatever the action's outcome: the health
+		// check compares the machine with it.
+		c.Stopped = action == "stop" || action == "kill"
+		if err := tx.Model(c).Update("stopped", c.Stopped).Error; err != nil {
+			return err
+		}
 		return audit(tx, a, &c.NetworkID, action, "container", c.ID, "")
 	})
 	if err != nil {
@@ -465,6 +522,80 @@ func (s *Store) DeleteContainer(ctx context.Context, a *Actor, id uint) (*Create
 	}
 	s.launch(ctx, op)
 	return &Created{Object: c, Operation: op}, nil
+}
+
+// ContainerRebaseInput is the body of a rebase: the ctemplate version to move to (0 or
+// absent: the newest).
+type ContainerRebaseInput struct {
+	CTemplateVersion *int `field:"ctemplate_version,version"`
+}
+
+// RebaseContainer queues the move of a ready container onto a newer version of its
+// ctemplate: a new clone of that version with the same unit and limits, started; the old
+// clone goes into the erator (the container's data on its root goes with it). A rebase
+// starts the container, so it counts as running from now on.
+func (s *Store) RebaseContainer(ctx context.Context, a *Actor, id uint, in *ContainerRebaseInput) (*Created, error) {
+	var c *Container
+	var op *Operation
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if c, err = getScoped[Container](ctx, tx, a.scopeNetworkOwned, id, "container"); err != nil {
+			return err
+		}
+		if err := forUpdate(tx).Take(c, c.ID).Error; err != nil {
+			return err
+		}
+		if c.State != StateReady {
+			return Conflict("", "container %d is %s: it can be rebased once it is ready", c.ID, c.State)
+		}
+		if err := containerBusy(tx, c.ID, ""); err != nil {
+			return err
+		}
+		var t CTemplate
+		if err := tx.Take(&t, c.CTemplateID).Error; err != nil {
+			return fmt.Errorf("ctemplate %d: %w", c.CTemplateID, err)
+		}
+		if t.State != StateReady {
+			return Conflict("ctemplate_version", "ctemplate %d is %s", t.ID, t.State)
+		}
+		to := ptrOr(in.CTemplateVersion, 0)
+		if to == 0 {
+			to = t.Version
+		}
+		if to < 0 || to > t.Version {
+			return Invalid("ctemplate_version", "ctemplate %d has versions 1 to %d", t.ID, t.Version)
+		}
+		if to <= c.CTemplateVersion {
+			return Invalid("ctemplate_version", "must be newer than the container's v%d (ctemplate %d's newest is v%d)", c.CTemplateVersion, t.ID, t.Version)
+		}
+		spec := &ContainerSpec{CTemplateID: c.CTemplateID, Version: to, MemoryMB: c.MemoryMB, CPUQuotaPercent: c.CPUQuotaPercent,
+			TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}
+		if op, err = newOperation(tx, c.NetworkID, OpContainerRebase, c.ID, OperationInput{Container: spec, FromVersion: c.CTemplateVersion}); err != nil {
+			return err
+		}
+		c.Stopped = false
+		if err := tx.Model(c).Update("stopped", false).Error; err != nil {
+			return err
+		}
+		return audit(tx, a, &c.NetworkID, "rebase", "container", c.ID, fmt.Sprintf("v%d to v%d", c.CTemplateVersion, to))
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.launch(ctx, op)
+	return &Created{Object: c, Operation: op}, nil
+}
+
+// applyContainerRebase records the version a rebase moved its container to.
+func applyContainerRebase(tx *gorm.DB, op *Operation) error {
+	var in OperationInput
+	if err := json.Unmarshal([]byte(op.Input), &in); err != nil {
+		return fmt.Errorf("operation %d's input: %w", op.ID, err)
+	}
+	if in.Container == nil {
+		return fmt.Errorf("operation %d's input names no version", op.ID)
+	}
+	return tx.Model(&Container{}).Where("id = ?", op.ObjectID).Update("ctemplate_version", in.Container.Version).Error
 }
 
 // ContainerPlace is where a container runs: its server, that server's tunnel port and
@@ -512,7 +643,7 @@ func containerInput(tx *gorm.DB, op *Operation, in *OperationInput) error {
 		return fmt.Errorf("container %d has no server: %w", c.ID, errNoServer)
 	}
 	in.ServerID = *c.ServerID
-	if op.Kind == OpContainerCreate && in.Container == nil {
+	if (op.Kind == OpContainerCreate || op.Kind == OpContainerRebase) && in.Container == nil {
 		in.Container = &ContainerSpec{CTemplateID: c.CTemplateID, Version: c.CTemplateVersion, MemoryMB: c.MemoryMB,
 			CPUQuotaPercent: c.CPUQuotaPercent, TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}
 	}
@@ -575,3 +706,78 @@ type containerLimits struct {
 }
 
 func (containerLimits) TableName() string { return "containers" }
+
+// containerStoppedMigration adds a container's Stopped (what the operator last asked for)
+// and a ctemplate's Debootstrap suite.
+func containerStoppedMigration() *gormigrate.Migration {
+	parts := []*gormigrate.Migration{
+		addColumnsMigration("202612010530_container_stopped", &containerStopped{}, "Stopped"),
+		addColumnsMigration("202612010530_container_stopped", &ctemplateDebootstrap{}, "Debootstrap"),
+	}
+	return &gormigrate.Migration{
+		ID: "202612010530_container_stopped",
+		Migrate: func(tx *gorm.DB) error {
+			for _, p := range parts {
+				if err := p.Migrate(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Rollback: func(tx *gorm.DB) error {
+			for i := len(parts) - 1; i >= 0; i-- {
+				if err := parts[i].Rollback(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// ctemplateDebootstrap is the table as migration 202612010530 knows it (frozen).
+type ctemplateDebootstrap struct {
+	Debootstrap string `gorm:"size:40;not null;default:''"`
+}
+
+func (ctemplateDebootstrap) TableName() string { return "c_templates" }
+
+// containerStopped is the table as migration 202612010530 knows it (frozen).
+type containerStopped struct {
+	Stopped bool `gorm:"not null;default:false"`
+}
+
+func (containerStopped) TableName() string { return "containers" }
+
+// ContainerHealth judges the ready containers of one server from the container units its
+// agent reported (units nil: the agent could not tell; nothing is judged). A container
+// whose operator did not stop it is failed when its unit failed, ended, or is missing;
+// a stopped one is fine whatever its unit says (a kill leaves it failed).
+func ContainerHealth(cs []Container, units []wire.ContainerUnit) []HealthResult {
+	if units == nil {
+		return nil
+	}
+	byID := map[uint]wire.ContainerUnit{}
+	for _, u := range units {
+		byID[u.ID] = u
+	}
+	var out []HealthResult
+	for _, c := range cs {
+		if c.State != StateReady {
+			continue
+		}
+		r := HealthResult{Class: HealthContainer, NetworkID: c.NetworkID, ObjectID: c.ID, Name: c.Name, OK: true}
+		u, ok := byID[c.ID]
+		switch {
+		case c.Stopped:
+		case !ok:
+			r.OK, r.Error = false, "its unit is missing on its server"
+		case u.ActiveState == "failed":
+			r.OK, r.Error = false, fmt.Sprintf("its unit failed (%s)", cmp.Or(u.Result, u.SubState))
+		case u.ActiveState == "inactive" || u.ActiveState == "deactivating":
+			r.OK, r.Error = false, fmt.Sprintf("its unit ended (%s, %s) and nobody stopped it", u.SubState, cmp.Or(u.Result, "success"))
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -144,6 +144,7 @@ func migrations() []*gormigrate.Migration {
 		bootResultsMigration(),
 		rolloutsMigration(),
 		containersMigration(),
+		containerStoppedMigration(),
 	}
 }
 

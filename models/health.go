@@ -13,10 +13,14 @@ import (
 )
 
 // Health classes: the stable names of the alerts the health check stores, one per kind of
-// object it checks. An alert's key names the object ("server/<id>", "tunnel/<id>").
+// object it checks. An alert's key names the object ("server/<id>", "tunnel/<id>",
+// "container/<id>").
 const (
 	HealthServer = "server_unreachable"
 	HealthTunnel = "tunnel_down"
+	// HealthContainer: a container's machine failed or ended while its operator wants it
+	// running, judged from the container units its server's agent reports.
+	HealthContainer = "container_failed"
 )
 
 // Health states of a checked object.
@@ -119,8 +123,11 @@ func (r HealthResult) Key() string { return HealthKey(r.Class, r.ObjectID) }
 
 // HealthKey is the key of object id of a class.
 func HealthKey(class string, id uint) string {
-	if class == HealthTunnel {
+	switch class {
+	case HealthTunnel:
 		return fmt.Sprintf("tunnel/%d", id)
+	case HealthContainer:
+		return fmt.Sprintf("container/%d", id)
 	}
 	return fmt.Sprintf("server/%d", id)
 }
@@ -245,15 +252,21 @@ func joinTimes(ts []int64) string {
 }
 
 func (st *HealthState) what() string {
-	if st.Class == HealthTunnel {
+	switch st.Class {
+	case HealthTunnel:
 		return fmt.Sprintf("tunnel server %q", st.Name)
+	case HealthContainer:
+		return fmt.Sprintf("container %q", st.Name)
 	}
 	return fmt.Sprintf("server %q", st.Name)
 }
 
 func (st *HealthState) link() string {
-	if st.Class == HealthTunnel {
+	switch st.Class {
+	case HealthTunnel:
 		return fmt.Sprintf("/tunnels/%d/edit", st.ObjectID)
+	case HealthContainer:
+		return fmt.Sprintf("/containers/%d", st.ObjectID)
 	}
 	return fmt.Sprintf("/servers/%d", st.ObjectID)
 }
@@ -264,8 +277,14 @@ func (st *HealthState) message(kind string) string {
 		if st.Class == HealthTunnel {
 			return fmt.Sprintf("The %s is down (%s): the panel cannot reach the servers behind it. Check that `clusterducks tunnel` runs.", st.what(), st.LastError)
 		}
+		if st.Class == HealthContainer {
+			return fmt.Sprintf("The %s is not running: %s. Read its journal on its page, then start it again (or stop it, if it is meant to be down).", st.what(), st.LastError)
+		}
 		return fmt.Sprintf("The %s is unreachable through its tunnel (%s): check its agent and its tunnel port.", st.what(), st.LastError)
 	case EventUp:
+		if st.Class == HealthContainer {
+			return fmt.Sprintf("The %s has recovered: it runs again (or was stopped on purpose).", st.what())
+		}
 		return fmt.Sprintf("The %s has recovered: the panel reaches it again.", st.what())
 	case EventFlapping:
 		return fmt.Sprintf("The %s is flapping: it went up and down several times recently. No more mail about it until it is stable.", st.what())
@@ -277,8 +296,10 @@ func (st *HealthState) message(kind string) string {
 // markObject writes a server's or tunnel's status after its state changed, so the server
 // page and the alerts show it.
 func markObject(tx *gorm.DB, st *HealthState, now time.Time) error {
-	if st.State != HealthDown {
-		return nil // a server's status turns back to "Panel to server OK" with its next stats
+	if st.State != HealthDown || st.Class == HealthContainer {
+		// A server's status turns back to "Panel to server OK" with its next stats; a
+		// container's status is read live from its agent.
+		return nil
 	}
 	status := trunc(fmt.Sprintf("Unreachable since %s: %s", now.UTC().Format(time.RFC3339), st.LastError), 200)
 	if st.Class == HealthTunnel {
@@ -333,8 +354,11 @@ func HealthNotice(ev *AlertEvent, network, panel string) (subject, body string) 
 		where = "https://" + panel + ev.Link
 	}
 	what := map[string]string{EventDown: "unreachable", EventUp: "recovered", EventFlapping: "flapping", EventStable: "stable"}[ev.Kind]
-	if ev.Class == HealthTunnel && ev.Kind == EventDown {
+	switch {
+	case ev.Class == HealthTunnel && ev.Kind == EventDown:
 		what = "tunnel down"
+	case ev.Class == HealthContainer && ev.Kind == EventDown:
+		what = "failed"
 	}
 	subject = fmt.Sprintf("clusterducks: %s %s (network %s)", ev.Name, what, network)
 	body = fmt.Sprintf("%s\n\nNetwork: %s\nWhen: %s\nSee %s\n", ev.Message, network, ev.CreatedAt.UTC().Format(time.RFC1123), where)

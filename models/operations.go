@@ -97,6 +97,11 @@ const (
 	OpContainerCreate = "container-create"
 	OpContainerAction = "container-action" // start, stop, restart, kill
 	OpContainerDelete = "container-delete"
+	// container-rebase puts a container on another version of its ctemplate: a new clone,
+	// the old one into the erator.
+	OpContainerRebase = "container-rebase"
+	// ctemplate-build makes a ctemplate's next version with debootstrap on its server.
+	OpCTemplateBuild = "ctemplate-build"
 )
 
 // opObjects maps each operation kind to the type of object it acts on (Operation.ObjectType).
@@ -136,6 +141,8 @@ var opObjects = map[string]string{
 	OpContainerCreate: "container",
 	OpContainerAction: "container",
 	OpContainerDelete: "container",
+	OpContainerRebase: "container",
+	OpCTemplateBuild:  "ctemplate",
 }
 
 // IsBulk reports whether kind is a bulk action on devices (its input lists them).
@@ -196,6 +203,10 @@ type OperationInput struct {
 	// container-action: start, stop, restart or kill; container-create: what it makes.
 	Action    string         `json:"action,omitempty"`
 	Container *ContainerSpec `json:"container,omitempty"`
+	// container-rebase: the version the container leaves (Container says the new one).
+	FromVersion int `json:"from_version,omitempty"`
+	// ctemplate-build: the suite debootstrap builds (Number is the version it makes).
+	Suite string `json:"suite,omitempty"`
 }
 
 // BulkDevice is one device of a bulk action's input.
@@ -532,6 +543,12 @@ func applyOutcome(tx *gorm.DB, op *Operation, o *Outcome) error {
 		return settle(&Container{}, pick(ok, StateReady, StateFailed))
 	case OpContainerDelete:
 		return setState(&Container{}, pick(ok, StateDeleted, StateFailed))
+	case OpContainerRebase:
+		if ok {
+			return applyContainerRebase(tx, op)
+		}
+	case OpCTemplateBuild:
+		return applyCTemplateBuild(tx, op, ok)
 	case OpGroupRestore:
 		return settle(&Group{}, pick(ok, StateReady, StateDeleted))
 	case OpGroupDelete:

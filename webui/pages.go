@@ -313,6 +313,15 @@ func (u *UI) containerAction(action string) func(c *fiber.Ctx, r *rc, id uint) e
 	}
 }
 
+// containerRebase queues the move of a container onto its template's newest version and
+// shows its page.
+func (u *UI) containerRebase(c *fiber.Ctx, r *rc, id uint) error {
+	if _, err := u.store.RebaseContainer(r.ctx, r.a, id, &models.ContainerRebaseInput{}); err != nil {
+		return err
+	}
+	return c.Redirect(fmt.Sprintf("/containers/%d?notice=queued", id), fiber.StatusSeeOther)
+}
+
 func (u *UI) rotateKey(c *fiber.Ctx, r *rc, id uint) error {
 	key, err := u.store.RotateServerKey(r.ctx, r.a, id)
 	if err != nil {

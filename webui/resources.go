@@ -520,7 +520,12 @@ func ctemplatesRes() *resource {
 		},
 		fields: func(r *rc, o *models.CTemplate) []field {
 			t := cmp.Or(o, &models.CTemplate{})
-			return []field{r.networkField(t.NetworkID, o == nil), {Name: "name", Label: "Name", Type: "text", Value: t.Name, Required: true}}
+			fs := []field{r.networkField(t.NetworkID, o == nil), {Name: "name", Label: "Name", Type: "text", Value: t.Name, Required: true}}
+			if o != nil {
+				return fs // built or uploaded: chosen once
+			}
+			return append(fs, field{Name: "debootstrap", Label: "Build with debootstrap (suite)", Type: "text", OmitEmpty: true,
+				Help: "A suite such as bookworm: version 1 is built on the master by debootstrap from the server's own apt sources. Empty: upload the versions."})
 		},
 		create: storeCreate((*models.Store).CreateCTemplate),
 		update: storeSave((*models.Store).UpdateCTemplate),
@@ -564,7 +569,8 @@ func containersRes() *resource {
 				}
 				out = append(out, act)
 			}
-			return out
+			return append(out, action{Label: "Rebase " + c.Name + " onto its template's newest version", Icon: "operations",
+				Post: fmt.Sprintf("/containers/%d/rebase", c.ID), Confirm: "Replace the root file system of " + c.Name + " by a new clone of its template's newest version? The current one goes to the erator."})
 		},
 		fields: func(r *rc, o *models.Container) []field {
 			c := cmp.Or(o, &models.Container{})

@@ -121,6 +121,7 @@ func Mount(app *fiber.App, store *models.Store, o Options) *UI {
 	for _, action := range models.ContainerActions {
 		r.post("/containers/:id/"+action, u.h(u.withID(u.containerAction(action))))
 	}
+	r.post("/containers/:id/rebase", u.h(u.withID(u.containerRebase)))
 	r.post("/servers/:id/promote", u.h(u.objectForm("servers", "promoted-", u.promote)))
 	r.post("/groups/:id/publish", u.h(u.groupForm("published-", u.publish)))
 	r.post("/groups/:id/assign", u.h(u.groupForm("assigned-", u.assign)))

@@ -98,11 +98,21 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		if r.Container == nil {
 			return Start{}, need(false, "container")
 		}
-		c := r.Container
-		in := ContainerCreateInput{OperationID: r.ID, ServerID: r.ServerID, Container: storage.ContainerInput{
-			Pool: r.Pool, ContainerID: r.Object, CTemplateID: c.CTemplateID, Version: c.Version, MemoryMB: c.MemoryMB,
-			CPUQuotaPercent: c.CPUQuotaPercent, TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}}
-		return Start{WorkflowID: ContainerID(r.Object), Workflow: ContainerCreate, Again: true, Input: in}, need(c.Version > 0, "ctemplate version")
+		in := ContainerCreateInput{OperationID: r.ID, ServerID: r.ServerID, Container: r.containerInput()}
+		return Start{WorkflowID: ContainerID(r.Object), Workflow: ContainerCreate, Again: true, Input: in}, need(r.Container.Version > 0, "ctemplate version")
+	},
+	models.OpCTemplateBuild: func(r recorded) (Start, error) {
+		in := CTemplateBuildInput{OperationID: r.ID, ServerID: r.ServerID, Build: storage.BuildCTemplateInput{
+			Pool: r.Pool, CTemplateID: r.Object, Version: r.Number, Suite: r.Suite}}
+		return Start{WorkflowID: CTemplateBuildID(r.Object, r.Number), Workflow: CTemplateBuild, Input: in}, need(r.Number > 0 && r.Suite != "", "number and suite")
+	},
+	models.OpContainerRebase: func(r recorded) (Start, error) {
+		if r.Container == nil {
+			return Start{}, need(false, "container")
+		}
+		in := ContainerRebaseInput{OperationID: r.ID, ServerID: r.ServerID, Container: r.containerInput(), From: r.FromVersion}
+		return Start{WorkflowID: ContainerID(r.Object), Workflow: ContainerRebase, Again: true, Input: in},
+			need(r.Container.Version > r.FromVersion && r.FromVersion > 0, "ctemplate version and from_version")
 	},
 	models.OpContainerAction: func(r recorded) (Start, error) {
 		in := ContainerActInput{OperationID: r.ID, ContainerID: r.Object, ServerID: r.ServerID, Action: r.Action}
@@ -119,6 +129,13 @@ var dispatch = map[string]func(r recorded) (Start, error){
 		return DeviceUpdate(r.Object, UpdateDelete, DeleteUpdateID(r.ID),
 			DeviceDeleteRequest{OperationID: r.ID, DeviceID: r.Object, NetworkID: r.Network, ServerID: r.ServerID, Pool: r.Pool}), nil
 	},
+}
+
+// containerInput is what a container operation's recorded spec makes on its server.
+func (r recorded) containerInput() storage.ContainerInput {
+	c := r.Container
+	return storage.ContainerInput{Pool: r.Pool, ContainerID: r.Object, CTemplateID: c.CTemplateID, Version: c.Version, MemoryMB: c.MemoryMB,
+		CPUQuotaPercent: c.CPUQuotaPercent, TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}
 }
 
 // bulking is a bulk action on devices (kind): one workflow per operation, over the

@@ -31,7 +31,8 @@ func TestEveryOperationKindHasAWorkflow(t *testing.T) {
 	}
 	nid := uint(3)
 	in := &models.OperationInput{ServerID: 1, Pool: "tank", SizeGiB: 2, VolumeID: 4, VersionID: 5, Number: 1, Before: 100, RolloutID: 6,
-		Devices: []models.BulkDevice{{ID: 7, ServerID: 1, Pool: "tank"}}, Action: "start", Container: &models.ContainerSpec{CTemplateID: 2, Version: 1}}
+		Devices: []models.BulkDevice{{ID: 7, ServerID: 1, Pool: "tank"}}, Action: "start", Container: &models.ContainerSpec{CTemplateID: 2, Version: 2},
+		FromVersion: 1, Suite: "bookworm"}
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			s, err := Plan(&models.Operation{ID: 9, NetworkID: &nid, Kind: kind, ObjectID: 7}, in)

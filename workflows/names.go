@@ -67,6 +67,11 @@ func CTemplateDeleteID(ctemplateID uint) string {
 	return fmt.Sprintf("ctemplate-delete-%d", ctemplateID)
 }
 
+// CTemplateBuildID is the id of the debootstrap build of a ctemplate's version (once per version).
+func CTemplateBuildID(ctemplateID uint, version int) string {
+	return fmt.Sprintf("ctemplate-build-%d-v%d", ctemplateID, version)
+}
+
 // VolumeRestoreID is the id of a volume's restore from the erator (one at a time).
 func VolumeRestoreID(volumeID uint) string { return fmt.Sprintf("volume-restore-%d", volumeID) }
 

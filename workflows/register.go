@@ -29,6 +29,8 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(ContainerCreate)
 	r.RegisterWorkflow(ContainerAct)
 	r.RegisterWorkflow(ContainerDelete)
+	r.RegisterWorkflow(ContainerRebase)
+	r.RegisterWorkflow(CTemplateBuild)
 	// Agents start the device workflow by its type name, without linking this package.
 	r.RegisterWorkflowWithOptions(Device, workflow.RegisterOptions{Name: wire.DeviceWorkflow})
 	r.RegisterWorkflow(DeviceRestore)

@@ -121,8 +121,9 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (*Che
 		return nil, err
 	}
 	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
 	)
 	for _, n := range nets {
 		var t models.Tunnel
@@ -161,13 +162,27 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (*Che
 				if err != nil {
 					r.Error = err.Error()
 				}
+				// Its containers are judged from the units it reported; a server that did
+				// not answer says nothing of them (its own alert covers them).
+				var cs []models.Container
+				var cerr error
+				if err == nil && st.Containers != nil {
+					cerr = db.Where("server_id = ? AND state = ?", s.ID, models.StateReady).Order("id").Find(&cs).Error
+				}
 				mu.Lock()
 				results = append(results, r)
+				results = append(results, models.ContainerHealth(cs, st.Containers)...)
+				if cerr != nil && firstErr == nil {
+					firstErr = fmt.Errorf("containers of server %d: %w", s.ID, cerr)
+				}
 				mu.Unlock()
 			}()
 		}
 	}
 	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
 	events, err := models.RecordHealth(ctx, a.DB, results, in.Rules, now)
 	if err != nil {
 		return nil, err

@@ -38,6 +38,13 @@ type Activities struct {
 	ReplicationZFS ReplicationZFS
 	// UnitDir is where container units are written (default DefaultUnitDir).
 	UnitDir string
+	// Bridge is the server's bridge for VMs and containers (install.sh -n, the agent's
+	// --bridge): each container gets a veth interface on it. "": containers share the
+	// server's network.
+	Bridge string
+	// AptDir is where the server's apt sources are (default DefaultAptDir): ctemplates
+	// are debootstrapped from the archive they name.
+	AptDir string
 
 	// rooms keeps each pool's last room listing (see room).
 	rooms struct {

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/coreos/go-systemd/v22/unit"
 )
 
 // A container runs as systemd service cd-container-<id>.service on its server: a unit
@@ -61,10 +63,16 @@ func systemdQuote(s string) string {
 	return `"` + r.Replace(s) + `"`
 }
 
-// containerUnitText is the unit file of a container rooted at dir.
-func containerUnitText(in ContainerInput, dir string) string {
+// containerUnitText is the unit file of a container rooted at dir, with its network
+// interface on bridge ("": the server's network, shared).
+func containerUnitText(in ContainerInput, dir, bridge string) string {
 	args := []string{"/usr/bin/systemd-nspawn", "--quiet", "--keep-unit", "--register=no",
 		"-D", systemdQuote(dir), fmt.Sprintf("--machine=cd-%d", in.ContainerID)}
+	if bridge != "" {
+		// A veth pair: host0 in the container, its peer enslaved to the bridge, so the
+		// container is on the same segment as the server's VMs (DHCP from the site's network).
+		args = append(args, "--network-bridge="+bridge)
+	}
 	if in.Command == "" {
 		args = append(args, "-b")
 	} else {
@@ -72,7 +80,13 @@ func containerUnitText(in ContainerInput, dir string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by the clusterducks agent: container %d, a clone of ctemplate %d v%d.\n", in.ContainerID, in.CTemplateID, in.Version)
-	fmt.Fprintf(&b, "[Unit]\nDescription=clusterducks container %d\nAfter=zfs-mount.service network.target\nRequiresMountsFor=%s\n\n", in.ContainerID, dir)
+	fmt.Fprintf(&b, "[Unit]\nDescription=clusterducks container %d\nAfter=zfs-mount.service network.target\nRequiresMountsFor=%s\n", in.ContainerID, dir)
+	if bridge != "" {
+		// The bridge is a network device: start once it exists, and stop with it.
+		dev := unit.UnitNamePathEscape("/sys/subsystem/net/devices/"+bridge) + ".device"
+		fmt.Fprintf(&b, "BindsTo=%s\nAfter=%s\n", dev, dev)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "[Service]\nExecStart=%s\nKillMode=mixed\nDelegate=yes\n", strings.Join(args, " "))
 	if in.MemoryMB > 0 {
 		fmt.Fprintf(&b, "MemoryMax=%dM\n", in.MemoryMB)
@@ -136,8 +150,13 @@ func (a *Activities) CreateContainer(ctx context.Context, in ContainerInput) (*C
 		if err != nil {
 			return err
 		}
+		if a.Bridge != "" {
+			if _, err := net.InterfaceByName(a.Bridge); err != nil {
+				return fmt.Errorf("the bridge %q (install.sh -n) is missing on this server: %w", a.Bridge, err)
+			}
+		}
 		path := filepath.Join(a.unitDir(), res.Unit)
-		if err := os.WriteFile(path, []byte(containerUnitText(in, dir)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(containerUnitText(in, dir, a.Bridge)), 0o644); err != nil {
 			return fmt.Errorf("unit %s: %w", path, err)
 		}
 		return withSystemd(ctx, func(c *sd.Conn) error {
@@ -281,4 +300,55 @@ func unset(v any) uint64 {
 		return 0
 	}
 	return n
+}
+
+// ContainerUnits lists the container units whose files are in unitDir ("" is
+// DefaultUnitDir) with their state as systemd has it now; the agent's stats report
+// carries them to the panel's health check. Units are asked for by name, so a disabled
+// unit that systemd has unloaded is loaded and reported too.
+func ContainerUnits(ctx context.Context, unitDir string) ([]wire.ContainerUnit, error) {
+	if unitDir == "" {
+		unitDir = DefaultUnitDir
+	}
+	files, err := filepath.Glob(filepath.Join(unitDir, "cd-container-*.service"))
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]uint{}
+	var names []string
+	for _, f := range files {
+		name := filepath.Base(f)
+		id, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, "cd-container-"), ".service"), 10, 32)
+		if err != nil || id == 0 {
+			continue // not one of ours
+		}
+		ids[name] = uint(id)
+		names = append(names, name)
+	}
+	out := []wire.ContainerUnit{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	err = withSystemd(ctx, func(c *sd.Conn) error {
+		units, err := c.ListUnitsByNamesContext(ctx, names)
+		if err != nil {
+			return fmt.Errorf("list container units: %w", err)
+		}
+		for _, u := range units {
+			id, ok := ids[u.Name]
+			if !ok {
+				continue
+			}
+			cu := wire.ContainerUnit{ID: id, ActiveState: u.ActiveState, SubState: u.SubState}
+			if p, err := c.GetUnitTypePropertyContext(ctx, u.Name, "Service", "Result"); err == nil {
+				cu.Result, _ = p.Value.Value().(string)
+			}
+			out = append(out, cu)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

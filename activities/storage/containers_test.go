@@ -19,7 +19,7 @@ import (
 
 func TestContainerUnitText(t *testing.T) {
 	unit := containerUnitText(ContainerInput{ContainerID: 7, CTemplateID: 2, Version: 3, MemoryMB: 64, CPUQuotaPercent: 150, TasksMax: 32,
-		Command: `echo "50%" $HOME \ok`}, "/tank/iscsi/containers/7")
+		Command: `echo "50%" $HOME \ok`}, "/tank/iscsi/containers/7", "")
 	for _, want := range []string{
 		`ExecStart=/usr/bin/systemd-nspawn --quiet --keep-unit --register=no -D "/tank/iscsi/containers/7" --machine=cd-7 --console=pipe /bin/sh -c "echo \"50%%\" $$HOME \\ok"`,
 		"MemoryMax=64M\n", "CPUQuota=150%\n", "TasksMax=32\n", "RequiresMountsFor=/tank/iscsi/containers/7\n", "WantedBy=multi-user.target\n", "Delegate=yes\n",
@@ -28,9 +28,20 @@ func TestContainerUnitText(t *testing.T) {
 			t.Errorf("unit lacks %q:\n%s", want, unit)
 		}
 	}
-	boot := containerUnitText(ContainerInput{ContainerID: 8}, "/d")
-	if !strings.Contains(boot, "--machine=cd-8 -b\n") || strings.Contains(boot, "MemoryMax") || strings.Contains(boot, "CPUQuota") {
-		t.Errorf("a booted container without limits:\n%s", boot)
+	boot := containerUnitText(ContainerInput{ContainerID: 8}, "/d", "")
+	if !strings.Contains(boot, "--machine=cd-8 -b\n") || strings.Contains(boot, "MemoryMax") || strings.Contains(boot, "CPUQuota") || strings.Contains(boot, "--network") || strings.Contains(boot, "BindsTo") {
+		t.Errorf("a booted container without limits nor bridge:\n%s", boot)
+	}
+	// On the server's bridge (install.sh -n br-lan): a veth on it, and the unit bound to
+	// the bridge's device unit (its name escaped as systemd spells it).
+	bridged := containerUnitText(ContainerInput{ContainerID: 9, Command: "httpd -f"}, "/d", "br-lan")
+	for _, want := range []string{
+		`--machine=cd-9 --network-bridge=br-lan --console=pipe /bin/sh -c "httpd -f"`,
+		"BindsTo=sys-subsystem-net-devices-br\\x2dlan.device\n", "After=sys-subsystem-net-devices-br\\x2dlan.device\n",
+	} {
+		if !strings.Contains(bridged, want) {
+			t.Errorf("bridged unit lacks %q:\n%s", want, bridged)
+		}
 	}
 }
 

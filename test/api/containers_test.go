@@ -50,6 +50,31 @@ func TestContainers(t *testing.T) {
 				t.Errorf("ctemplate %s: %d %v, want %d naming %q", c.name, code, v, c.status, c.field)
 			}
 		}
+		// Built on the server: the suite is checked, the build queued, and no upload goes
+		// in while it runs.
+		for _, suite := range []any{"", "Bookworm", "../x", "a b", 12, strings.Repeat("b", 41)} {
+			code, v, _ := p.do(a, "POST", "/api/v0.9.2/ctemplates.json", map[string]any{"network": n, "name": "deb", "debootstrap": suite})
+			if m, _ := v.(map[string]any); code != 422 || m["field"] != "debootstrap" {
+				t.Errorf("ctemplate debootstrap %v: %d %v, want 422 naming debootstrap", suite, code, v)
+			}
+		}
+		built := p.must(202, a, "POST", "/api/v0.9.2/ctemplates.json", map[string]any{"network": n, "name": "deb", "suite": "bookworm"})
+		if op := built["operation"].(map[string]any); op["kind"] != models.OpCTemplateBuild || built["debootstrap"] != "bookworm" || built["state"] != "pending" {
+			t.Fatalf("built ctemplate: %v", built)
+		}
+		builtPath := fmt.Sprintf("/api/v0.9.2/ctemplates/%d", id(built))
+		if code, v, _ := p.do(a, "PUT", builtPath+"/rootfs?sha256="+strings.Repeat("a", 64), "x"); code != 409 {
+			t.Errorf("an upload while the build runs: %d %v, want 409", code, v)
+		}
+		if code, v, _ := p.do(a, "PATCH", builtPath+".json", map[string]any{"debootstrap": "trixie"}); code != 422 {
+			t.Errorf("a ctemplate's suite changed: %d %v, want 422", code, v)
+		}
+		p.finish(built)
+		if got := p.must(200, a, "GET", builtPath+".json", nil); got["version"] != float64(1) || got["state"] != "ready" {
+			t.Errorf("after the build: %v, want version 1, ready", got)
+		}
+		p.must(202, a, "DELETE", builtPath+".json", nil)
+
 		ct := p.must(201, a, "POST", "/api/v0.9.2/ctemplates.json", map[string]any{"Network": n, "Name": "debian"})
 		if ct["state"] != "pending" || ct["version"] != float64(0) || ct["server_id"] != float64(srv) {
 			t.Fatalf("created ctemplate: %v", ct)
@@ -138,10 +163,43 @@ func TestContainers(t *testing.T) {
 			t.Errorf("start while the stop is under way: %d %v, want 409", code, v)
 		}
 		p.finish(stop)
+		if got := p.must(200, a, "GET", path+".json", nil); got["stopped"] != true {
+			t.Errorf("after a stop: %v, want stopped", got)
+		}
+		// Rebase: onto a newer version only; it runs the container again and records the
+		// version once its workflow has succeeded.
+		for _, c := range []struct {
+			name string
+			body any
+		}{
+			{"no newer version", nil},
+			{"the same version", map[string]any{"ctemplate_version": 1}},
+			{"a version the ctemplate lacks", map[string]any{"version": 7}},
+			{"not a number", map[string]any{"ctemplate_version": "newest"}},
+		} {
+			code, v, _ := p.do(a, "POST", path+"/rebase.json", c.body)
+			if m, _ := v.(map[string]any); code != 422 || m["field"] != "ctemplate_version" {
+				t.Errorf("rebase %s: %d %v, want 422 naming ctemplate_version", c.name, code, v)
+			}
+		}
+		if err := p.DB.Model(&models.CTemplate{}).Where("id = ?", id(ct)).Update("version", 2).Error; err != nil {
+			t.Fatal(err)
+		}
+		rb := p.must(202, a, "POST", path+"/rebase.json", nil)
+		if op := rb["operation"].(map[string]any); op["kind"] != models.OpContainerRebase || rb["stopped"] != false || rb["ctemplate_version"] != float64(1) {
+			t.Fatalf("rebase: %v", rb)
+		}
+		if code, v, _ := p.do(a, "POST", path+"/rebase.json", nil); code != 409 {
+			t.Errorf("a second rebase while the first is under way: %d %v, want 409", code, v)
+		}
+		p.finish(rb)
+		if got := p.must(200, a, "GET", path+".json", nil); got["ctemplate_version"] != float64(2) {
+			t.Errorf("after the rebase: %v, want ctemplate_version 2", got)
+		}
 		if code, v, _ := p.do(a, "POST", path+"/explode.json", nil); code != 404 {
 			t.Errorf("an unknown action: %d %v, want 404", code, v)
 		}
-		for field, value := range map[string]any{"memory_mb": 128, "autostart": false, "command": "true", "ctemplate_version": 1 + 1} {
+		for field, value := range map[string]any{"memory_mb": 128, "autostart": false, "command": "true", "ctemplate_version": 1} {
 			code, v, _ := p.do(a, "PATCH", path+".json", map[string]any{field: value})
 			if m, _ := v.(map[string]any); code != 422 || m["field"] != field {
 				t.Errorf("change %s: %d %v, want 422 naming it", field, code, v)

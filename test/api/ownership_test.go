@@ -127,6 +127,7 @@ func TestOwnershipMatrix(t *testing.T) {
 				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/resume.json", w.objects["rollouts"]), nil},
 				{"POST", fmt.Sprintf("/api/v0.9.2/rollouts/%d/abort.json", w.objects["rollouts"]), nil},
 				{"GET", fmt.Sprintf("/api/v0.9.2/containers/%d/status.json", w.objects["containers"]), nil},
+				{"POST", fmt.Sprintf("/api/v0.9.2/containers/%d/rebase.json", w.objects["containers"]), map[string]any{"ctemplate_version": 1}},
 			}
 			for _, action := range models.ContainerActions {
 				extra = append(extra, struct {

@@ -75,8 +75,10 @@ func waitOp(ctx context.Context, t *testing.T, p *lab.DevPanel, op map[string]an
 // panel, streamed through the tunnel to the master's agent; a corrupted upload (its
 // checksum wrong) leaves no dataset and no version; a container cloned from v1 runs its
 // command under systemd-nspawn with its memory limit on its unit, its output in the
-// journal read back through the API; stopped, it comes back after a reboot of the server
-// (autostart); deleted, its clone is in the erator and its unit is gone.
+// journal read back through the API; killed on the server, it is a container_failed
+// alert until started again; stopped, it comes back after a reboot of the server
+// (autostart); rebased onto v2, it runs a clone of v2 and its v1 clone is in the erator;
+// deleted, its clone is in the erator and its unit is gone.
 func TestContainersLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
@@ -204,6 +206,40 @@ func TestContainersLab(t *testing.T) {
 	}
 	t.Logf("running: %v", st)
 
+	// A machine killed behind the panel's back (SIGKILL on the server) leaves its unit
+	// failed: the health check, reading the units the agent reports, raises
+	// container_failed; started again through the API, the alert clears.
+	alerted := func(want bool) error {
+		var list []models.Alert
+		if err := p.Call(ctx, "GET", "alerts.json", nil, &list); err != nil {
+			return err
+		}
+		for _, a := range list {
+			if a.Code == models.AlertContainerFailed && a.Link == fmt.Sprintf("/containers/%d", cid) {
+				if want {
+					t.Logf("alert: %s", a.Message)
+					return nil
+				}
+				return fmt.Errorf("still alerted: %s", a.Message)
+			}
+		}
+		if want {
+			return fmt.Errorf("no container_failed among %d alerts", len(list))
+		}
+		return nil
+	}
+	guest("systemctl", "kill", "--signal=SIGKILL", unit)
+	took := eventually(t, 3*time.Minute, "container_failed once its machine was killed", func() error { return alerted(true) })
+	t.Logf("container_failed raised %s after the kill", took.Round(time.Second))
+	var restart map[string]any
+	if err := p.Call(ctx, "POST", fmt.Sprintf("containers/%d/start.json", cid), nil, &restart); err != nil {
+		t.Fatal(err)
+	}
+	waitOp(ctx, t, p, restart["operation"].(map[string]any))
+	running("the container runs again once started")
+	took = eventually(t, 3*time.Minute, "container_failed cleared once it runs", func() error { return alerted(false) })
+	t.Logf("container_failed cleared %s after the start", took.Round(time.Second))
+
 	var stop map[string]any
 	if err := p.Call(ctx, "POST", fmt.Sprintf("containers/%d/stop.json", cid), nil, &stop); err != nil {
 		t.Fatal(err)
@@ -214,7 +250,7 @@ func TestContainersLab(t *testing.T) {
 	}
 
 	// Reboot: the enabled unit starts the container again at boot, with no agent involved.
-	took, err := srv.Reboot(ctx, 10*time.Minute)
+	took, err = srv.Reboot(ctx, 10*time.Minute)
 	if err != nil {
 		t.Fatalf("reboot: %v", err)
 	}
@@ -226,6 +262,32 @@ func TestContainersLab(t *testing.T) {
 	st = running("the container runs again after the reboot (autostart)")
 	t.Logf("after the reboot: active since %v", st["since"])
 
+	// Rebase onto v2: a new clone of @v2 runs in place of the v1 clone, which is in the
+	// erator.
+	tarball2, err := Rootfs(bb, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, m := upload(ctx, t, p, ctID, tarball2, SHA256(tarball2)); code != http.StatusOK || m["version"] != float64(2) {
+		t.Fatalf("upload of v2: %d %v", code, m)
+	}
+	var rb map[string]any
+	if err := p.Call(ctx, "POST", fmt.Sprintf("containers/%d/rebase.json", cid), map[string]any{}, &rb); err != nil {
+		t.Fatal(err)
+	}
+	waitOp(ctx, t, p, rb["operation"].(map[string]any))
+	if got := strings.TrimSpace(guest("zfs", "get", "-H", "-o", "value", "origin", clone)); got != ds+"@v2" {
+		t.Errorf("%s's origin after the rebase: %q, want %s@v2", clone, got, ds)
+	}
+	if trash := guest("zfs", "list", "-H", "-o", "name,origin", "-r", srv.Pool+"/erator"); !strings.Contains(trash, fmt.Sprintf("%s/erator/container-%d-", srv.Pool, cid)) || !strings.Contains(trash, ds+"@v1") {
+		t.Errorf("after the rebase the v1 clone is not in the erator:\n%s", trash)
+	}
+	var got map[string]any
+	if err := p.Call(ctx, "GET", fmt.Sprintf("containers/%d.json", cid), nil, &got); err != nil || got["ctemplate_version"] != float64(2) {
+		t.Errorf("container after the rebase: %v %v", got, err)
+	}
+	running("the container runs on v2")
+
 	var del map[string]any
 	if err := p.Call(ctx, "DELETE", fmt.Sprintf("containers/%d.json", cid), nil, &del); err != nil {
 		t.Fatal(err)
@@ -235,8 +297,8 @@ func TestContainersLab(t *testing.T) {
 		t.Errorf("%s is still there after the delete: %s", clone, out)
 	}
 	trash := guest("zfs", "list", "-H", "-o", "name,origin", "-r", srv.Pool+"/erator")
-	if !strings.Contains(trash, fmt.Sprintf("%s/erator/container-%d-", srv.Pool, cid)) || !strings.Contains(trash, ds+"@v1") {
-		t.Errorf("the clone is not in the erator (as a clone of v1):\n%s", trash)
+	if !strings.Contains(trash, fmt.Sprintf("%s/erator/container-%d-", srv.Pool, cid)) || !strings.Contains(trash, ds+"@v2") {
+		t.Errorf("the clone is not in the erator (as a clone of v2):\n%s", trash)
 	}
 	if out, err := srv.Exec(ctx, "test", "-e", "/etc/systemd/system/"+unit); err == nil {
 		t.Errorf("the unit file is still there: %s", out)

@@ -76,10 +76,15 @@ func Rootfs(busybox string, pad int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// rootfsTime is every entry's modification time: fixed, so that the same arguments give
+// the same bytes (the benchmark computes the checksum in a first pass, then streams a
+// second one).
+var rootfsTime = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
 // WriteRootfs writes Rootfs's tar to w (busybox's bytes given), streaming the filler.
 func WriteRootfs(w io.Writer, busybox []byte, pad int64) error {
 	tw := tar.NewWriter(w)
-	now := time.Now()
+	now := rootfsTime
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "run", "tmp", "var", "usr", "root", "www"} {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: now}); err != nil {
 			return err

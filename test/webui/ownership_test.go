@@ -133,12 +133,16 @@ func checkSees(t *testing.T, p *panelT, b *browser, w *world, who, client string
 		}
 		for _, k := range kinds {
 			id := w.objects[n][k.key]
-			for _, req := range []struct{ method, path string }{
+			reqs := []struct{ method, path string }{
 				{"GET", fmt.Sprintf("/%s/%d", k.path, id)},
 				{"GET", fmt.Sprintf("/%s/%d/edit", k.path, id)},
 				{"POST", fmt.Sprintf("/%s/%d", k.path, id)},
 				{"POST", fmt.Sprintf("/%s/%d/delete", k.path, id)},
-			} {
+			}
+			if k.path == "containers" {
+				reqs = append(reqs, struct{ method, path string }{"POST", fmt.Sprintf("/containers/%d/rebase", id)})
+			}
+			for _, req := range reqs {
 				if code := httpDo(t, p, req.method, req.path, sess, "csrf="+csrf+"&name=stolen"); code != http.StatusNotFound {
 					t.Fatalf("user %s: %s %s = %d, want 404", who, req.method, req.path, code)
 				}

@@ -46,6 +46,8 @@ type Config struct {
 	APIHandlers map[string]http.Handler
 	// Replication is the endpoint slaves pull from (replication.go); nil: defaults.
 	Replication *ReplicationConfig
+	// Bridge is the server's bridge (install.sh -n): containers get an interface on it.
+	Bridge string
 }
 
 const defaultStateDir = "/var/lib/clusterducks"
@@ -71,6 +73,7 @@ func Run(ctx context.Context, args []string, version string) error {
 	keyFile := fs.String("key", os.Getenv("CLUSTERDUCKS_KEY_FILE"), "file holding the server key")
 	addr := fs.String("addr", "", "address of this agent's endpoints, as the panel should know it")
 	state := fs.String("state", cmp.Or(os.Getenv("CLUSTERDUCKS_STATE"), defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
+	bridge := fs.String("bridge", os.Getenv("CLUSTERDUCKS_BRIDGE"), "the server's bridge (install.sh -n): each container gets a network interface on it; empty: containers share the server's network")
 	bootCfg := bootFlags(fs)
 	replCfg := replicationFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +81,9 @@ func Run(ctx context.Context, args []string, version string) error {
 	}
 	if *panelURL == "" || *keyFile == "" {
 		return errors.New("agent: --panel URL and --key FILE are required")
+	}
+	if err := checkBridge(*bridge); err != nil {
+		return err
 	}
 	u, err := url.Parse(*panelURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -90,7 +96,7 @@ func Run(ctx context.Context, args []string, version string) error {
 		return fmt.Errorf("agent: read key: %w", err)
 	}
 	cfg := Config{Panel: strings.TrimRight(*panelURL, "/"), Key: strings.TrimSpace(string(key)), Addr: *addr, Version: version,
-		StateDir: *state, Log: slog.Default(), Boot: bootCfg, Replication: replCfg}
+		StateDir: *state, Log: slog.Default(), Boot: bootCfg, Replication: replCfg, Bridge: *bridge}
 	if cfg.Key == "" && err == nil {
 		return errors.New("agent: the key file is empty")
 	}
@@ -129,7 +135,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer c.Close()
-	acts := &storage.Activities{ZFS: zfs.New(log)}
+	acts := &storage.Activities{ZFS: zfs.New(log), Bridge: cfg.Bridge}
 	if id != nil {
 		tid := &tlsIdentity{id: id}
 		acts.ReplicationTLS = tid.client
@@ -299,4 +305,16 @@ func reportStats(ctx context.Context, panel *wire.Client, acts *storage.Activiti
 	}
 	withTotals(r, m)
 	return panel.Stats(ctx, r)
+}
+
+// checkBridge validates --bridge: a Linux interface name (at most 15 bytes, no slash,
+// space or colon), since it goes into each container's unit and nspawn's command line.
+func checkBridge(name string) error {
+	if name == "" {
+		return nil
+	}
+	if len(name) > 15 || name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n%$\"'\\") {
+		return fmt.Errorf("agent: --bridge (CLUSTERDUCKS_BRIDGE) %q is not a network interface name", name)
+	}
+	return nil
 }

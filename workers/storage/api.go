@@ -26,6 +26,12 @@ func agentAPI(cfg Config, serverID uint, pool string, acts *storage.Activities) 
 		st, err := poolStats(r.Context(), acts, pool)
 		if err == nil {
 			withTotals(st, cfg.Metrics)
+			// Without systemd to ask, the report says nothing of containers (nil) rather
+			// than "none": the panel must not judge them from it.
+			if st.Containers, err = storage.ContainerUnits(r.Context(), acts.UnitDir); err != nil {
+				cfg.log().Warn("stats: container units not reported", "err", err)
+				st.Containers, err = nil, nil
+			}
 		}
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, wire.ErrorBody{Error: err.Error()})

@@ -101,6 +101,11 @@ type StatsReport struct {
 	ISCSISessions    *int64 `json:"iscsi_sessions,omitempty"`    // logged-in iSCSI sessions now
 	BootRequests     *int64 `json:"boot_requests,omitempty"`     // boot requests answered since the agent started
 	ReplicationBytes *int64 `json:"replication_bytes,omitempty"` // replication stream bytes sent to slaves since the agent started
+	// Containers are the server's container units as systemd sees them now, one per unit
+	// file the agent wrote. Absent (nil) when the agent cannot ask systemd (no systemd,
+	// an older agent; null in JSON): the panel then judges no container; [] is "no
+	// container units".
+	Containers []ContainerUnit `json:"containers"`
 }
 
 // GiB is the unit of vol_size and of the pool figures the panel shows: one definition for

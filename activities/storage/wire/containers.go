@@ -1,6 +1,9 @@
 package wire
 
-import "net/http"
+import (
+	"net/http"
+	"regexp"
+)
 
 // The agent API's container endpoints (served on the tunnel session, like AgentPathStats).
 const (
@@ -39,6 +42,24 @@ type ContainerStatus struct {
 	TasksMax    uint64   `json:"tasks_max"` // 0: no limit
 	Journal     []string `json:"journal"`
 }
+
+// ContainerUnit is one container's unit in a stats report: enough for the panel's health
+// check to tell a container that failed or ended from one that runs.
+type ContainerUnit struct {
+	ID          uint   `json:"id"`
+	ActiveState string `json:"active_state"` // active, inactive, failed, activating, ...
+	SubState    string `json:"sub_state"`
+	// Result is the service's result when it last ended: success, exit-code, signal, ...
+	Result string `json:"result,omitempty"`
+}
+
+// suiteName is what a debootstrap suite may be called: debootstrap also takes it as the
+// name of a script of its own.
+var suiteName = regexp.MustCompile(`^[a-z][a-z0-9.-]{0,39}$`)
+
+// ValidSuite reports whether s can name the suite a ctemplate is debootstrapped from
+// (bookworm, trixie, noble, ...): the panel checks it before it asks, the agent again.
+func ValidSuite(s string) bool { return suiteName.MatchString(s) }
 
 // AgentError is an agent's answer other than 200, as the panel's client reports it.
 type AgentError struct {

@@ -71,19 +71,8 @@ func BenchmarkCTemplateUpload(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Stop()
-	p, srv := l.Panel, l.Servers[0]
-	deadline := time.Now().Add(15 * time.Minute)
-	for {
-		var st models.ServerStats
-		err := p.Call(ctx, "GET", "servers/"+srv.Name+"/stats.json", nil, &st)
-		if err == nil && strings.HasPrefix(st.Status, models.StatusPanelOK) && st.PoolHealth == "ONLINE" {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("the server did not report through the tunnel: %+v %v", st, err)
-		}
-		time.Sleep(time.Second)
-	}
+	p := l.Panel
+	waitReported(ctx, b, l)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		var ct map[string]any
@@ -141,6 +130,23 @@ func BenchmarkCTemplateUpload(b *testing.B) {
 		if delta > 100<<10 {
 			b.Errorf("the panel's RSS grew by %.1f MiB during the upload: over the 100 MB bound", float64(delta)/1024)
 		}
+	}
+}
+
+// waitReported waits until the lab's server reports through its tunnel with its pool online.
+func waitReported(ctx context.Context, b *testing.B, l *lab.Lab) {
+	b.Helper()
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		var st models.ServerStats
+		err := l.Panel.Call(ctx, "GET", "servers/"+l.Servers[0].Name+"/stats.json", nil, &st)
+		if err == nil && strings.HasPrefix(st.Status, models.StatusPanelOK) && st.PoolHealth == "ONLINE" {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the server did not report through the tunnel: %+v %v", st, err)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
