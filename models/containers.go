@@ -658,8 +658,14 @@ func containersMigration() *gormigrate.Migration {
 		addColumnsMigration("202612010430_ctemplates", &ctemplateVersions{}, "ServerID", "Version", "SHA256"),
 		addColumnsMigration("202612010430_ctemplates", &containerLimits{}, "CTemplateVersion", "MemoryMB", "CPUQuotaPercent", "TasksMax", "DiskQuotaGiB", "Autostart", "Command"),
 	}
+	return migrationOfParts("202612010430_ctemplates", parts)
+}
+
+// migrationOfParts is one migration id whose steps are parts, run in order and rolled
+// back in reverse.
+func migrationOfParts(id string, parts []*gormigrate.Migration) *gormigrate.Migration {
 	return &gormigrate.Migration{
-		ID: "202612010430_ctemplates",
+		ID: id,
 		Migrate: func(tx *gorm.DB) error {
 			for _, p := range parts {
 				if err := p.Migrate(tx); err != nil {
@@ -714,25 +720,7 @@ func containerStoppedMigration() *gormigrate.Migration {
 		addColumnsMigration("202612010530_container_stopped", &containerStopped{}, "Stopped"),
 		addColumnsMigration("202612010530_container_stopped", &ctemplateDebootstrap{}, "Debootstrap"),
 	}
-	return &gormigrate.Migration{
-		ID: "202612010530_container_stopped",
-		Migrate: func(tx *gorm.DB) error {
-			for _, p := range parts {
-				if err := p.Migrate(tx); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-		Rollback: func(tx *gorm.DB) error {
-			for i := len(parts) - 1; i >= 0; i-- {
-				if err := parts[i].Rollback(tx); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	}
+	return migrationOfParts("202612010530_container_stopped", parts)
 }
 
 // ctemplateDebootstrap is the table as migration 202612010530 knows it (frozen).
