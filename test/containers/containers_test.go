@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/test/lab"
 )
 
@@ -37,19 +38,10 @@ func upload(ctx context.Context, t *testing.T, p *lab.DevPanel, id uint, body []
 	return resp.StatusCode, m
 }
 
-// eventually retries f every second until it succeeds or within passes (bounded).
+// eventually is harness.Eventually polling every second.
 func eventually(t *testing.T, within time.Duration, what string, f func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = f(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(time.Second)
-	}
-	t.Fatalf("%s: not within %s: %v", what, within, err)
-	return 0
+	return harness.Eventually(t, within, time.Second, what, f)
 }
 
 // waitOp waits for operation id to end and fails the test unless it succeeded.

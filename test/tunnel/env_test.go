@@ -203,20 +203,10 @@ func (e *env) startAgent(key, state string) *process {
 		"--iscsi-listen", "127.0.0.1:0", "--boot-listen", "127.0.0.1:0", "--replication-listen", "127.0.0.1:0")
 }
 
-// eventually polls f every 200 ms until it returns nil or within passes; it returns the
-// time it took.
+// eventually is harness.Eventually polling every 200 ms.
 func eventually(t *testing.T, within time.Duration, what string, f func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = f(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, within, err)
-	return 0
+	return harness.Eventually(t, within, 200*time.Millisecond, what, f)
 }
 
 func (e *env) healthState(class string, id uint) models.HealthState {
