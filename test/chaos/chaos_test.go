@@ -48,8 +48,9 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: %d rounds, seed %d (CLUSTERDUCKS_CHAOS_SEED=%d repeats them)", rounds, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
-	// A PostgreSQL of its own (this test kills it), Temporal on it, two panels, an agent.
-	pg, err := harness.StartPostgres()
+	// A PostgreSQL of its own (this test kills it), durable as in production, Temporal on
+	// it, two panels, an agent.
+	pg, err := harness.StartDurablePostgres()
 	if err != nil {
 		t.Fatal(err)
 	}

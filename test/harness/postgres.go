@@ -35,6 +35,7 @@ type Postgres struct {
 
 	data, bin string
 	cred      *syscall.Credential
+	durable   bool // synchronous_commit on: a SIGKILL loses no committed transaction
 }
 
 var (
@@ -86,7 +87,18 @@ func versionOf(binDir string) int {
 // StartPostgres installs PostgreSQL when missing, runs initdb in a temp dir and starts the
 // server on a unix socket. As root it runs the server as the "postgres" user, because
 // PostgreSQL refuses to run as root.
-func StartPostgres() (*Postgres, error) {
+func StartPostgres() (*Postgres, error) { return startPostgres(false) }
+
+// StartDurablePostgres is StartPostgres with synchronous commits, as production runs: a
+// transaction is in the kernel's hands (the WAL written) before its commit returns, so
+// Kill loses none. The fast clusters commit asynchronously, and a SIGKILL there drops the
+// last few hundred milliseconds of acknowledged commits — Temporal's among them, which
+// leaves a workflow waiting on an activity its store forgot (the chaos test kills
+// PostgreSQL, so it needs this one). fsync stays off: a killed process is not a crashed
+// kernel, whose page cache keeps what was written.
+func StartDurablePostgres() (*Postgres, error) { return startPostgres(true) }
+
+func startPostgres(durable bool) (*Postgres, error) {
 	if err := InstallPackages("postgresql"); err != nil {
 		return nil, err
 	}
@@ -98,7 +110,7 @@ func StartPostgres() (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{dir: dir, socket: filepath.Join(dir, "sock")}
+	p := &Postgres{dir: dir, socket: filepath.Join(dir, "sock"), durable: durable}
 	if err := os.Mkdir(p.socket, 0o700); err != nil {
 		return nil, err
 	}
@@ -146,8 +158,12 @@ func (p *Postgres) run() error {
 		return err
 	}
 	defer logf.Close()
+	syncCommit := "synchronous_commit=off"
+	if p.durable {
+		syncCommit = "synchronous_commit=on"
+	}
 	p.cmd = exec.Command(filepath.Join(p.bin, "postgres"), "-D", p.data, "-k", p.socket, "-p", strconv.Itoa(p.port),
-		"-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "listen_addresses=", "-c", "fsync=off", "-c", syncCommit, "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
