@@ -29,6 +29,9 @@ var (
 	// ErrInvalidSuite: it was asked for a suite name debootstrap cannot take.
 	ErrNoAptSource  = errors.New("no apt source of a release on the server")
 	ErrInvalidSuite = errors.New("not a suite name")
+	// ErrMissingCommand: the server lacks a program the work needs (debootstrap,
+	// systemd-nspawn); install.sh warns of them, and a retry cannot install them.
+	ErrMissingCommand = errors.New("a command this needs is not installed on the server")
 )
 
 // Application error type names, stable across releases: workflows decide on undo and
@@ -44,11 +47,12 @@ const (
 	TypeHasClones       = "HasClones"
 	TypeNotInErator     = "NotInErator"
 	// TypeDeviceLocked: the device workflow refused to replace a locked device's disk.
-	TypeDeviceLocked = "DeviceLocked"
-	TypeDeviceBooted = "DeviceBooted"
-	TypeChecksum     = "Checksum"
-	TypeNoAptSource  = "NoAptSource"
-	TypeInvalidSuite = "InvalidSuite"
+	TypeDeviceLocked   = "DeviceLocked"
+	TypeDeviceBooted   = "DeviceBooted"
+	TypeChecksum       = "Checksum"
+	TypeNoAptSource    = "NoAptSource"
+	TypeInvalidSuite   = "InvalidSuite"
+	TypeMissingCommand = "MissingCommand"
 )
 
 var typeOf = []struct {
@@ -70,6 +74,7 @@ var typeOf = []struct {
 	{ErrChecksum, TypeChecksum, false},
 	{ErrNoAptSource, TypeNoAptSource, false},
 	{ErrInvalidSuite, TypeInvalidSuite, false},
+	{ErrMissingCommand, TypeMissingCommand, false},
 }
 
 // NonRetryableTypes lists the error types a retry cannot fix; activity retry policies

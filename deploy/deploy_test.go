@@ -85,6 +85,18 @@ func TestInstallPreflightSaysWhatIsMissing(t *testing.T) {
 			t.Errorf("the preflight does not mention %q:\n%s", want, out)
 		}
 	}
+	// The pieces only containers need are warned about, never required.
+	for cmdName, pkg := range map[string]string{"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap"} {
+		present := false
+		for _, d := range filepath.SplitList("/usr/sbin:/usr/bin:/sbin:/bin") {
+			if _, err := os.Stat(filepath.Join(d, cmdName)); err == nil {
+				present = true
+			}
+		}
+		if warned := bytes.Contains(out, []byte("warning: ")) && bytes.Contains(out, []byte("(apt-get install "+pkg+")")); warned == present {
+			t.Errorf("%s installed: %v, but warned about: %v:\n%s", cmdName, present, warned, out)
+		}
+	}
 	if _, err := os.Stat(root); err == nil {
 		t.Error("a failed preflight wrote files")
 	}

@@ -195,6 +195,11 @@ main() {
 	if ! ip link show "$bridge" >/dev/null 2>&1 && [ "$create_bridge" = 0 ]; then
 		lack "the network bridge $bridge (the guide's step 14)"
 	fi
+	# Optional pieces: the agent runs without them, and what needs them says so.
+	command -v systemd-nspawn >/dev/null 2>&1 ||
+		say "warning: containers cannot run on this server until systemd-nspawn is installed (apt-get install systemd-container)"
+	command -v debootstrap >/dev/null 2>&1 ||
+		say "warning: ctemplates cannot be built on this server until debootstrap is installed (apt-get install debootstrap); uploaded ones work"
 	[ -z "$missing" ] || die "this server is missing:$missing"
 
 	changed=""

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/coreos/go-systemd/v22/unit"
@@ -66,7 +67,7 @@ func systemdQuote(s string) string {
 // containerUnitText is the unit file of a container rooted at dir, with its network
 // interface on bridge ("": the server's network, shared).
 func containerUnitText(in ContainerInput, dir, bridge string) string {
-	args := []string{"/usr/bin/systemd-nspawn", "--quiet", "--keep-unit", "--register=no",
+	args := []string{nspawnCommand, "--quiet", "--keep-unit", "--register=no",
 		"-D", systemdQuote(dir), fmt.Sprintf("--machine=cd-%d", in.ContainerID)}
 	if bridge != "" {
 		// A veth pair: host0 in the container, its peer enslaved to the bridge, so the
@@ -127,11 +128,17 @@ func waitJob(ctx context.Context, what string, ch chan string, err error) error 
 	}
 }
 
+// nspawnCommand runs every container (its unit's ExecStart).
+var nspawnCommand = "/usr/bin/systemd-nspawn"
+
 // CreateContainer clones the ctemplate's version into <pool>/iscsi/containers/<id> (with
 // the disk quota as its refquota), writes the container's unit, enables it for autostart
 // (or not) and starts it. Safe to repeat: an existing clone of the same snapshot and the
 // same unit are kept; starting a running unit does nothing.
 func (a *Activities) CreateContainer(ctx context.Context, in ContainerInput) (*ContainerResult, error) {
+	if err := needCommand(nspawnCommand, "systemd-container"); err != nil {
+		return nil, activities.Wrap(err)
+	}
 	ds := ContainerDataset(in.Pool, in.ContainerID)
 	res := &ContainerResult{Dataset: ds, Unit: ContainerUnit(in.ContainerID)}
 	err := a.alive(ctx, func() error {

@@ -172,6 +172,9 @@ func (a *Activities) BuildCTemplate(ctx context.Context, in BuildCTemplateInput)
 	if err := CheckSuite(in.Suite); err != nil {
 		return nil, activities.Wrap(err)
 	}
+	if err := needCommand("debootstrap", "debootstrap"); err != nil {
+		return nil, activities.Wrap(err)
+	}
 	ds := CTemplateDataset(in.Pool, in.CTemplateID)
 	snap := VersionSnapshot(in.Version)
 	res := &BuildCTemplateResult{Snapshot: ds + "@" + snap}
@@ -208,6 +211,15 @@ func (a *Activities) BuildCTemplate(ctx context.Context, in BuildCTemplateInput)
 		return nil, err
 	}
 	return res, nil
+}
+
+// needCommand is ErrMissingCommand, saying which Debian package brings it, when name is
+// not on the agent's PATH (or, for an absolute name, not there).
+func needCommand(name, pkg string) error {
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("%w: %s (apt-get install %s)", activities.ErrMissingCommand, name, pkg)
+	}
+	return nil
 }
 
 // runDebootstrap runs the command, heartbeating each line it prints; a failure names

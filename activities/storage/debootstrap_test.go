@@ -84,3 +84,16 @@ func TestDebootstrapCommand(t *testing.T) {
 		t.Errorf("good run: %v", err)
 	}
 }
+
+func TestNeedCommand(t *testing.T) {
+	if err := needCommand("sh", "dash"); err != nil {
+		t.Errorf("sh: %v", err)
+	}
+	err := needCommand("/nonexistent/debootstrap", "debootstrap")
+	if !errors.Is(err, activities.ErrMissingCommand) || !strings.Contains(err.Error(), "apt-get install debootstrap") {
+		t.Errorf("a missing command: %v", err)
+	}
+	if !activities.IsType(activities.Wrap(err), activities.TypeMissingCommand) {
+		t.Errorf("not typed %s: %v", activities.TypeMissingCommand, activities.Wrap(err))
+	}
+}
