@@ -74,3 +74,8 @@ const VersionDeleteVDiskBackups = "delete-vdisk-backups"
 // that fails after the plan clears the mark (EndVDiskMove), one that succeeds clears it
 // with the clone's record.
 const VersionDeviceVDiskMoving = "device-vdisk-moving"
+
+// VersionReconcilePruneVDisks: after comparing, the reconcile destroys the vdisks' backup
+// snapshots beyond the newest storage.VDiskBackupKeep on each server (never a backup's
+// newest common base, nor a held one).
+const VersionReconcilePruneVDisks = "reconcile-prune-vdisks"
