@@ -110,8 +110,8 @@ func BootRevisionOf(ctx context.Context, db *gorm.DB, networkID uint) (rev, floo
 }
 
 // DeviceBootRevision is the boot revision of a device's last change: its newest logged
-// change (or one of every device), else the log's floor (the change was pruned), else the
-// network's revision. A provisioning request carries it (wire.ProvisionUpdateID).
+// change (or one of every device), else the log's floor (its change was pruned, or it never
+// changed since it was made). A provisioning request carries it (wire.ProvisionUpdateID).
 func DeviceBootRevision(ctx context.Context, db *gorm.DB, networkID, deviceID uint) (uint64, error) {
 	var newest *uint64
 	if err := db.WithContext(ctx).Model(&BootChange{}).Select("MAX(revision)").
@@ -121,11 +121,8 @@ func DeviceBootRevision(ctx context.Context, db *gorm.DB, networkID, deviceID ui
 	if newest != nil && *newest > 0 {
 		return *newest, nil
 	}
-	rev, floor, err := BootRevisionOf(ctx, db, networkID)
-	if floor > 0 {
-		return floor, err
-	}
-	return rev, err
+	_, floor, err := BootRevisionOf(ctx, db, networkID)
+	return floor, err
 }
 
 // BootDevicesChanged lists the devices of a network changed after revision since, up to
