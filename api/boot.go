@@ -224,7 +224,13 @@ func (b *BootAgents) Mount(app *fiber.App, _ *models.Store) {
 		if err != nil {
 			return err
 		}
-		return c.JSON(BootInfo(st))
+		info := BootInfo(st)
+		if st.Registered {
+			if info.Device.Revision, err = models.DeviceBootRevision(c.UserContext(), b.Store.DB, srv.NetworkID, info.Device.ID); err != nil {
+				return err
+			}
+		}
+		return c.JSON(info)
 	})
 	app.Post(Prefix+wire.PathBooted, func(c *fiber.Ctx) error {
 		srv, err := b.server(c, keys)

@@ -279,6 +279,10 @@ type failingTransfer struct {
 	kind           string
 	object, failed uint
 	lastError      string
+	// vdisk and from: a vdisk's backup (to any other server, the master included) and
+	// the server the vdisk lives on.
+	vdisk *VDisk
+	from  string
 }
 
 func loadReplicationHealth(db *gorm.DB, ids []uint, now time.Time) (*replicationHealth, error) {
@@ -296,9 +300,19 @@ func loadReplicationHealth(db *gorm.DB, ids []uint, now time.Time) (*replication
 		h.slaves[s.NetworkID] = append(h.slaves[s.NetworkID], s)
 		byID[s.ID] = s
 	}
+	// A vdisk is backed up to every other server of its network, the master included.
+	var all []Server
+	if err := db.Where("network_id IN ?", ids).Order("id").Find(&all).Error; err != nil {
+		return nil, fmt.Errorf("alerts: servers: %w", err)
+	}
+	anyByID := map[uint]Server{}
+	for _, s := range all {
+		anyByID[s.ID] = s
+	}
+	vdisks := map[uint]*VDisk{}
 	// The latest replication operations, newest first: enough to see a run of failures.
 	var ops []Operation
-	if err := db.Where("network_id IN ? AND kind IN ? AND state IN ?", ids, []string{OpReplicateVolume, OpReplicateGroup},
+	if err := db.Where("network_id IN ? AND kind IN ? AND state IN ?", ids, []string{OpReplicateVolume, OpReplicateGroup, OpReplicateVDisk},
 		[]string{OpSucceeded, OpFailed}).Order("id DESC").Limit(1000).Find(&ops).Error; err != nil {
 		return nil, fmt.Errorf("alerts: replication operations: %w", err)
 	}
@@ -323,6 +337,18 @@ func loadReplicationHealth(db *gorm.DB, ids []uint, now time.Time) (*replication
 			continue
 		}
 		srv, ok := byID[in.ServerID]
+		var f failingTransfer
+		if op.Kind == OpReplicateVDisk {
+			v, err := backedUpVDisk(db, vdisks, op.ObjectID)
+			if err != nil {
+				return nil, err
+			}
+			srv, ok = anyByID[in.ServerID]
+			if v == nil || !ok || v.ServerID == nil || *v.ServerID == in.ServerID {
+				continue // deleted, or its backups moved on (it lives on that server now)
+			}
+			f.vdisk, f.from = v, anyByID[*v.ServerID].Name
+		}
 		if !ok {
 			continue // no longer a slave
 		}
@@ -330,7 +356,8 @@ func loadReplicationHealth(db *gorm.DB, ids []uint, now time.Time) (*replication
 		if !seen {
 			i = len(h.failing[*op.NetworkID])
 			at[k] = i
-			h.failing[*op.NetworkID] = append(h.failing[*op.NetworkID], failingTransfer{slave: srv, kind: op.ObjectType, object: op.ObjectID, lastError: op.Error})
+			f.slave, f.kind, f.object, f.lastError = srv, op.ObjectType, op.ObjectID, op.Error
+			h.failing[*op.NetworkID] = append(h.failing[*op.NetworkID], f)
 		}
 		h.failing[*op.NetworkID][i].failed++
 	}
@@ -368,11 +395,35 @@ func (h *replicationHealth) alerts(n Network) []Alert {
 		if f.failed < FailingTransfers {
 			continue
 		}
+		if f.vdisk != nil {
+			out = append(out, Alert{Code: AlertReplicationFailing, Link: fmt.Sprintf("/vdisks/%d", f.object), Message: fmt.Sprintf(
+				"Backing up vdisk %q (%d) from server %q to server %q has failed %d times in a row (last: %s): check both agents, the pool of %q and the replication IP of %q; the reconcile retries it.",
+				f.vdisk.Name, f.object, f.from, f.slave.Name, f.failed, f.lastError, f.slave.Name, f.from)})
+			continue
+		}
 		out = append(out, Alert{Code: AlertReplicationFailing, Link: fmt.Sprintf("/%ss/%d", f.kind, f.object), Message: fmt.Sprintf(
 			"Replicating %s %d to slave server %q has failed %d times in a row (last: %s): check the slave's agent, its pool and the master's replication IP; the reconcile retries it.",
 			f.kind, f.object, f.slave.Name, f.failed, f.lastError)})
 	}
 	return out
+}
+
+// backedUpVDisk reads vdisk id once per alert listing (cache); nil when it is deleted.
+func backedUpVDisk(db *gorm.DB, cache map[uint]*VDisk, id uint) (*VDisk, error) {
+	if v, ok := cache[id]; ok {
+		return v, nil
+	}
+	var v VDisk
+	err := db.Where("id = ? AND state <> ?", id, StateDeleted).Limit(1).Find(&v).Error
+	if err != nil {
+		return nil, fmt.Errorf("alerts: vdisk %d: %w", id, err)
+	}
+	if v.ID == 0 {
+		cache[id] = nil
+		return nil, nil
+	}
+	cache[id] = &v
+	return &v, nil
 }
 
 // rolledBackRollouts are, per network, the rollouts that rolled back and still stand:

@@ -109,6 +109,22 @@ func BootRevisionOf(ctx context.Context, db *gorm.DB, networkID uint) (rev, floo
 	return r.Revision, r.Floor, err
 }
 
+// DeviceBootRevision is the boot revision of a device's last change: its newest logged
+// change (or one of every device), else the log's floor (its change was pruned, or it never
+// changed since it was made). A provisioning request carries it (wire.ProvisionUpdateID).
+func DeviceBootRevision(ctx context.Context, db *gorm.DB, networkID, deviceID uint) (uint64, error) {
+	var newest *uint64
+	if err := db.WithContext(ctx).Model(&BootChange{}).Select("MAX(revision)").
+		Where("network_id = ? AND device_id IN ?", networkID, []uint{deviceID, AllDevices}).Scan(&newest).Error; err != nil {
+		return 0, fmt.Errorf("boot revision: %w", err)
+	}
+	if newest != nil && *newest > 0 {
+		return *newest, nil
+	}
+	_, floor, err := BootRevisionOf(ctx, db, networkID)
+	return floor, err
+}
+
 // BootDevicesChanged lists the devices of a network changed after revision since, up to
 // and including rev; all is true when the log cannot say (a bulk change, or since is
 // before the log's floor or after rev): then every device must be sent.

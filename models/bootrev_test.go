@@ -89,3 +89,47 @@ func TestBootRevision(t *testing.T) {
 		t.Fatalf("a watcher at the floor is current: %v %v", ids, all)
 	}
 }
+
+// TestDeviceBootRevision: a device's boot revision is its newest change's; another
+// device's change leaves it, its own (a recorded clone) raises it (a provisioning asked
+// after it gets its own update id).
+func TestDeviceBootRevision(t *testing.T) {
+	ctx := context.Background()
+	s, _, _, g := opsStore(t)
+	nid := g.NetworkID
+	var ids [2]uint
+	for i := range ids {
+		d := Device{NetworkID: nid, MAC: "52:54:00:00:00:0" + string(rune('1'+i))}
+		if err := s.DB.Create(&d).Error; err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = d.ID
+	}
+	var srv Server
+	s.DB.Where("network_id = ?", nid).Take(&srv)
+	rev := func(id uint) uint64 {
+		t.Helper()
+		r, err := DeviceBootRevision(ctx, s.DB, nid, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r0 := rev(ids[0])
+	if err := RecordClone(ctx, s.DB, nid, ids[1], 0, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := rev(ids[0]); r != r0 {
+		t.Errorf("another device's change moved it from %d to %d", r0, r)
+	}
+	if err := RecordClone(ctx, s.DB, nid, ids[0], 0, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	r1 := rev(ids[0])
+	if r1 <= r0 {
+		t.Errorf("its own change left it at %d (was %d)", r1, r0)
+	}
+	if err := RecordClone(ctx, s.DB, nid, ids[0], 0, srv.ID+1000); err == nil && rev(ids[0]) <= r1 {
+		t.Errorf("a second change left it at %d", r1)
+	}
+}

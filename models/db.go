@@ -145,6 +145,7 @@ func migrations() []*gormigrate.Migration {
 		rolloutsMigration(),
 		containersMigration(),
 		containerStoppedMigration(),
+		vdiskMovingMigration(),
 	}
 }
 

@@ -300,7 +300,7 @@ func RecordClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionI
 // RecordMovedClone is RecordClone for a device whose vdisk vdiskID (0: none) moved with
 // its clone to serverID: the vdisk's server changes in the same transaction as the
 // device's, so the panel never sends the vdisk's work to one server and the device's to
-// another. Repeating it changes nothing.
+// another; the vdisk's move ends with it (MovingTo cleared). Repeating it changes nothing.
 func RecordMovedClone(ctx context.Context, db *gorm.DB, networkID, deviceID, versionID, serverID, vdiskID uint) error {
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := updateDevice(ctx, tx, map[string]any{"clone_version_id": versionID, "server_id": serverID},
@@ -311,7 +311,7 @@ func RecordMovedClone(ctx context.Context, db *gorm.DB, networkID, deviceID, ver
 			return nil
 		}
 		return tx.Model(&VDisk{}).Where("id = ? AND network_id = ? AND device_id = ?", vdiskID, networkID, deviceID).
-			Update("server_id", serverID).Error
+			Updates(map[string]any{"server_id": serverID, "moving_to": nil}).Error
 	})
 }
 

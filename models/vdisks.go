@@ -20,7 +20,11 @@ type VDisk struct {
 	DeviceID  *uint  `json:"device_id"`
 	// ServerID is where its zvol <pool>/vdisks/<id> lives: its device's server when it was
 	// made, else the network's master.
-	ServerID  *uint     `json:"server_id"`
+	ServerID *uint `json:"server_id"`
+	// MovingTo is the server its device's workflow is moving it to (null: not moving).
+	// Set in the transaction that starts the move (MarkVDiskMoving), cleared when the move
+	// ends either way; resize, attach, detach and delete are refused meanwhile.
+	MovingTo  *uint     `json:"moving_to"`
 	State     string    `gorm:"size:20;not null;default:'pending'" json:"state"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -128,6 +132,50 @@ func vdiskBusy(tx *gorm.DB, id uint, field string) error {
 	return Conflict(field, "vdisk %d has a %s under way (operation %d, %s): try again once it has ended", id, op.Kind, op.ID, op.State)
 }
 
+// vdiskMoving refuses a change of a vdisk its device's workflow is moving to another
+// server: the change would be made on the server it is leaving.
+func vdiskMoving(v *VDisk, field string) error {
+	if v.MovingTo == nil {
+		return nil
+	}
+	return Conflict(field, "vdisk %d is moving with device %d to server %d: try again once the move has ended",
+		v.ID, ptrOr(v.DeviceID, 0), *v.MovingTo)
+}
+
+// MarkVDiskMoving starts the move of vdisk vdiskID with device deviceID to server serverID:
+// in one transaction, under the vdisk's row lock, it checks that the vdisk is still the
+// device's, ready and elsewhere, that no create, resize, attachment or delete of it is
+// queued or running (Conflict naming it), and records the move (MovingTo). Marking the
+// same move again (a retry) is success.
+func MarkVDiskMoving(ctx context.Context, db *gorm.DB, vdiskID, deviceID, serverID uint) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var v VDisk
+		if err := forUpdate(tx).Take(&v, vdiskID).Error; err != nil {
+			return notFoundOr(err, fmt.Sprintf("vdisk %d", vdiskID))
+		}
+		if v.MovingTo != nil && *v.MovingTo == serverID {
+			return nil
+		}
+		if err := vdiskMoving(&v, "vdisk"); err != nil {
+			return err
+		}
+		if ptrOr(v.DeviceID, 0) != deviceID || v.State != StateReady || v.ServerID == nil || *v.ServerID == serverID {
+			return Conflict("vdisk", "vdisk %d changed since its move with device %d was planned (device %d, %s, on server %d)",
+				v.ID, deviceID, ptrOr(v.DeviceID, 0), v.State, ptrOr(v.ServerID, 0))
+		}
+		if err := vdiskBusy(tx, v.ID, "vdisk"); err != nil {
+			return err
+		}
+		return tx.Model(&VDisk{}).Where("id = ?", v.ID).Update("moving_to", serverID).Error
+	})
+}
+
+// EndVDiskMove clears a vdisk's move (a move that failed: RecordMovedClone clears one that
+// succeeded). Safe to repeat.
+func EndVDiskMove(ctx context.Context, db *gorm.DB, vdiskID uint) error {
+	return db.WithContext(ctx).Model(&VDisk{}).Where("id = ?", vdiskID).Update("moving_to", nil).Error
+}
+
 // UpdateVDisk renames a vdisk, grows it (shrinking is refused: it would cut off the file
 // systems inside) or moves it to another device of its network (device_id; null detaches
 // it). The move is an operation: it is refused there while the current device has an
@@ -163,6 +211,9 @@ func (s *Store) UpdateVDisk(ctx context.Context, a *Actor, id uint, in *VDiskInp
 		}
 		if resize || move {
 			field := pick(resize, "size", "device_id")
+			if err := vdiskMoving(v, field); err != nil {
+				return err
+			}
 			if v.State != StateReady {
 				return Conflict(field, "vdisk %d is %s: it can change once it is ready", v.ID, v.State)
 			}
@@ -218,6 +269,9 @@ func (s *Store) DeleteVDisk(ctx context.Context, a *Actor, id uint) (*Created, e
 		if v.State == StateDeleted {
 			return Conflict("", "vdisk %d is deleted already", v.ID)
 		}
+		if err := vdiskMoving(v, ""); err != nil {
+			return err
+		}
 		if v.DeviceID != nil {
 			return Conflict("device_id", "vdisk %d is attached to device %d: detach it first (device_id null)", v.ID, *v.DeviceID)
 		}
@@ -259,6 +313,18 @@ func applyVDiskAttach(tx *gorm.DB, op *Operation) error {
 	}
 	return tx.Model(&VDisk{}).Where("id = ?", op.ObjectID).Update("device_id", nonZero(&in.DeviceID)).Error
 }
+
+// vdiskMovingMigration adds the server a vdisk is being moved to.
+func vdiskMovingMigration() *gormigrate.Migration {
+	return addColumnsMigration("202612010700_vdisk_moving", &vdiskMovingTo{}, "MovingTo")
+}
+
+// vdiskMovingTo is the table as migration 202612010700 knows it (frozen).
+type vdiskMovingTo struct {
+	MovingTo *uint
+}
+
+func (vdiskMovingTo) TableName() string { return "v_disks" }
 
 // vdisksMigration adds the network's MaxVDisks and the server a vdisk lives on.
 func vdisksMigration() *gormigrate.Migration {

@@ -279,11 +279,27 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 // (clone; the device's vdisk brought over when it lives on another server; export), then
 // the panel's record.
 func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r wire.ProvisionRequest) error {
+	// The plan marks the vdisk that moves with the clone (the API refuses its changes
+	// meanwhile); a provisioning that fails after it ends the move here, one that
+	// succeeds with the clone's record.
+	guard := workflow.GetVersion(ctx, VersionDeviceVDiskMoving, workflow.DefaultVersion, 1) == 1
 	var plan panel.DevicePlanResult
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan,
-		panel.DevicePlanInput{DeviceID: deviceID, ServerID: r.ServerID, OldServerID: oldServer}).Get(ctx, &plan); err != nil {
+		panel.DevicePlanInput{DeviceID: deviceID, ServerID: r.ServerID, OldServerID: oldServer, MarkVDiskMoving: guard}).Get(ctx, &plan); err != nil {
 		return fmt.Errorf("device %d: %w", deviceID, err)
 	}
+	err := provisionPlanned(ctx, deviceID, oldServer, r, &plan)
+	if err != nil && guard && plan.VDisk != nil {
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if eerr := workflow.ExecuteActivity(panelCtx(dctx), pa.EndVDiskMove, panel.EndVDiskMoveInput{VDiskID: plan.VDisk.ID}).Get(dctx, nil); eerr != nil {
+			err = errors.Join(err, fmt.Errorf("vdisk %d still marked moving: %w", plan.VDisk.ID, eerr))
+		}
+	}
+	return err
+}
+
+// provisionPlanned is provisionDevice once planned.
+func provisionPlanned(ctx workflow.Context, deviceID, oldServer uint, r wire.ProvisionRequest, plan *panel.DevicePlanResult) error {
 	if plan.Locked && !r.Locked && oldServer != 0 {
 		// Locked after the boot path decided to replace the disk: the lock wins, the disk stays.
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d is locked: it keeps its disk", deviceID),

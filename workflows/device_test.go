@@ -35,6 +35,8 @@ type deviceSuite struct {
 	vdiskOn uint
 	// moveErr fails the vdisk's transfer; exportErr every export.
 	moveErr, exportErr error
+	// vdiskBusy: the vdisk has a change of its own under way (the plan refuses the move).
+	vdiskBusy bool
 }
 
 func newDeviceSuite(t *testing.T) *deviceSuite {
@@ -56,8 +58,20 @@ func newDeviceSuite(t *testing.T) *deviceSuite {
 			}
 			if s.vdiskOn != 0 && s.vdiskOn != in.ServerID {
 				res.VDisk = &models.VDiskPlace{ID: 5, ServerID: s.vdiskOn, Pool: "vd", Addr: "10.0.0.1:8082"}
+				if !in.MarkVDiskMoving {
+					return nil, temporal.NewNonRetryableApplicationError("vdisk 5 not marked moving", "X", nil)
+				}
+				if s.vdiskBusy {
+					return nil, temporal.NewNonRetryableApplicationError("device 7: vdisk 5 has a vdisk-resize under way", panel.TypeVDiskBusy, nil)
+				}
+				s.calls[len(s.calls)-1] = "plan (vdisk 5 moving)"
 			}
 			return res, nil
+		}).Maybe()
+	s.env.OnActivity(pa.EndVDiskMove, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.EndVDiskMoveInput) (*panel.EndVDiskMoveResult, error) {
+			s.calls = append(s.calls, fmt.Sprintf("vdisk %d move ended", in.VDiskID))
+			return &panel.EndVDiskMoveResult{}, nil
 		}).Maybe()
 	s.env.OnActivity(pa.RecordClone, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.RecordCloneInput) (*panel.RecordCloneResult, error) {
@@ -240,7 +254,7 @@ func TestDeviceMovesItsVDiskWithTheClone(t *testing.T) {
 	if err != nil || got != (DeviceClone{GroupID: 3, Version: 1, ServerID: 2}) {
 		t.Fatalf("update: %+v %v", got, err)
 	}
-	s.expect(t, "plan,unexport old,trash old/iscsi/devices/7,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,"+
+	s.expect(t, "plan (vdisk 5 moving),unexport old,trash old/iscsi/devices/7,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,"+
 		"pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,vdisk 5 from device 0 to 7 on tank,export tank,record v1 with vdisk 5 on server 2", "")
 }
 
@@ -277,8 +291,8 @@ func TestDeviceVDiskMoveFailureGivesItBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "move vdisk 5 from server 1 to server 2") {
 		t.Fatalf("update: %+v %v", got, err)
 	}
-	s.expect(t, "plan,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
-		"vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd", "")
+	s.expect(t, "plan (vdisk 5 moving),clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
+		"vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd,vdisk 5 move ended", "")
 }
 
 // An export that fails after the vdisk moved gives the vdisk back to the old server (the
@@ -295,8 +309,27 @@ func TestDeviceExportFailureGivesTheVDiskBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "export device 7") {
 		t.Fatalf("update: %+v %v", got, err)
 	}
-	s.expect(t, "plan,clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
-		"vdisk 5 from device 0 to 7 on tank,export tank,vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd", "")
+	s.expect(t, "plan (vdisk 5 moving),clone v1,vdisk 5 from device 7 to 0 on vd,snapshot vd/vdisks/5,pull vdisks/5 into tank from server 1 at 10.0.0.1:8082,"+
+		"vdisk 5 from device 0 to 7 on tank,export tank,vdisk 5 from device 7 to 0 on tank,vdisk 5 from device 0 to 7 on vd,vdisk 5 move ended", "")
+}
+
+// A vdisk with a resize or an attachment of its own under way does not move: the plan
+// refuses (nothing was marked, so nothing is cleared) and the provisioning fails before
+// the old disk is touched; the device's next boot asks again.
+func TestDeviceVDiskBusyStopsTheMove(t *testing.T) {
+	s := newDeviceSuite(t)
+	s.vdiskOn, s.vdiskBusy = 1, true
+	s.onClone(func(storage.CloneDeviceInput) error { return nil })
+	var got DeviceClone
+	var err error
+	r := req(1, 2)
+	r.Reprovision, r.OldServerID = true, 1
+	s.update(t, time.Second, "a", r, &got, &err)
+	s.env.ExecuteWorkflow(Device, DeviceInput{DeviceID: 7, Clone: DeviceClone{GroupID: 3, Version: 1, ServerID: 1}})
+	if err == nil || !strings.Contains(err.Error(), "vdisk 5 has a vdisk-resize under way") {
+		t.Fatalf("update: %+v %v", got, err)
+	}
+	s.expect(t, "plan", "")
 }
 
 func TestDeviceUnknownDiskGoesToErator(t *testing.T) {

@@ -117,10 +117,10 @@ const UpdateProvision = wire.UpdateProvision
 // UpdateLock is the device workflow's update that locks or unlocks the device.
 const UpdateLock = wire.UpdateLock
 
-// ProvisionUpdateID is the update id of provisioning a version of a group on a server for
-// a device: a repeated boot request joins the same update.
-func ProvisionUpdateID(deviceID, groupID uint, version int, serverID uint) string {
-	return wire.ProvisionUpdateID(deviceID, groupID, version, serverID)
+// ProvisionUpdateID is the update id of a provisioning request (wire.ProvisionUpdateID):
+// one per request, the same for a boot asked again.
+func ProvisionUpdateID(r wire.ProvisionRequest) string {
+	return wire.ProvisionUpdateID(r)
 }
 
 // UpdateRestore is the device workflow's update that puts a replaced disk back from the erator.

@@ -59,13 +59,16 @@ type ReconcileResult struct {
 	Compared int
 	Queued   int
 	Skipped  int
+	// Pruned counts the vdisk backup snapshots destroyed (pruneVDiskBackups).
+	Pruned int
 }
 
 // Reconcile compares, for every network, each dataset of the master with each slave's
 // copy by guid (the agents' Snapshots) and queues a replication for each slave that lacks
 // the master's newest snapshot. Vdisks are snapshotted first on the servers they live
 // on, and compared with their backups on the network's other servers the same way. Started by the reconcile schedule every ReconcileEvery;
-// it changes nothing itself, so an overlapping or repeated run is harmless.
+// it changes nothing itself but the vdisks' old backup snapshots it prunes (each keeps its
+// newest ones and every backup's base), so an overlapping or repeated run is harmless.
 func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error) {
 	var targets panel.ReplicaTargetsResult
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.ReplicaTargets, panel.ReplicaTargetsInput{}).Get(ctx, &targets); err != nil {
@@ -119,6 +122,9 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 			continue
 		}
 		res.Queued += len(replicateTo(ctx, panel.QueueReplicationInput{Kind: p.t.Kind, ObjectID: p.t.ObjectID, SlaveID: p.t.SlaveID}))
+	}
+	if hasVDisks(targets.Targets) && workflow.GetVersion(ctx, VersionReconcilePruneVDisks, workflow.DefaultVersion, 1) == 1 {
+		res.Pruned = pruneVDiskBackups(ctx, targets.Targets, list)
 	}
 	return res, nil
 }

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -130,5 +131,70 @@ func TestReconcileVDisks(t *testing.T) {
 	}
 	if want := (panel.QueueReplicationInput{Kind: ReplicateVDisk, ObjectID: 5, SlaveID: 1}); len(s.queued) != 1 || s.queued[0] != want {
 		t.Errorf("queued = %+v, want %+v", s.queued, want)
+	}
+}
+
+// TestReconcilePrunesVDiskBackups: after comparing, each vdisk keeps its newest
+// storage.VDiskBackupKeep backup snapshots on the server it lives on and on every backup
+// server, plus the newest snapshot each backup server shares with it (by guid: the lagging
+// backup's base stays everywhere); a held snapshot is kept by the agent; a vdisk one of
+// whose servers did not answer is not pruned this round.
+func TestReconcilePrunesVDiskBackups(t *testing.T) {
+	s := newSuite(t)
+	s.noOperation = true
+	tg := func(vdisk, slave uint, pool string) models.ReplicaTarget {
+		return models.ReplicaTarget{NetworkID: 1, Kind: ReplicateVDisk, ObjectID: vdisk, MasterID: 2, MasterPool: "sat", SlaveID: slave, SlavePool: pool}
+	}
+	s.env.OnActivity(pa.ReplicaTargets, mock.Anything, mock.Anything).Return(&panel.ReplicaTargetsResult{Targets: []models.ReplicaTarget{
+		tg(5, 1, "tank"), tg(5, 3, "current"), tg(6, 1, "tank"), tg(6, 4, "down"),
+	}}, nil).Once()
+	s.env.OnActivity(sa.SnapshotWritten, mock.Anything, mock.Anything).Return(&storage.SnapshotResult{GUID: "x"}, nil)
+	backups := func(from, to int) []zfs.Snap {
+		out := []zfs.Snap{{Name: "move-1", GUID: "m"}}
+		for n := from; n <= to; n++ {
+			out = append(out, zfs.Snap{Name: "backup-" + itoa(n), GUID: "g" + itoa(n)})
+		}
+		return out
+	}
+	listings := map[string][]zfs.Snap{
+		"sat/vdisks/5": backups(1, 10), "tank/vdisks/5": backups(1, 3), "current/vdisks/5": backups(1, 10),
+		"sat/vdisks/6": backups(1, 12), "tank/vdisks/6": backups(1, 12),
+	}
+	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
+			if l, ok := listings[in.Pool+"/"+in.Dataset]; ok {
+				return &storage.SnapshotsResult{Exists: true, Snapshots: l}, nil
+			}
+			return nil, temporal.NewNonRetryableApplicationError("agent away", "X", nil)
+		})
+	var pruned []string
+	s.env.OnActivity(sa.PruneSnapshots, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.PruneSnapshotsInput) (*storage.PruneSnapshotsResult, error) {
+			pruned = append(pruned, in.Pool+"/"+in.Dataset+" "+strings.Join(in.Names, ","))
+			res := &storage.PruneSnapshotsResult{}
+			for _, n := range in.Names {
+				if in.Pool == "current" && n == "backup-2" {
+					res.Kept = append(res.Kept, storage.Kept{Name: n, Reason: "dataset is busy"})
+					continue
+				}
+				res.Destroyed = append(res.Destroyed, n)
+			}
+			return res, nil
+		})
+	s.env.ExecuteWorkflow(Reconcile, ReconcileInput{})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res ReconcileResult
+	if err := s.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(pruned)
+	want := []string{"current/vdisks/5 backup-1,backup-2", "sat/vdisks/5 backup-1,backup-2"}
+	if !reflect.DeepEqual(pruned, want) {
+		t.Errorf("pruned %q, want %q", pruned, want)
+	}
+	if res.Pruned != 3 {
+		t.Errorf("result %+v: want 3 destroyed", res)
 	}
 }

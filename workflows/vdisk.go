@@ -7,6 +7,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
 )
@@ -190,4 +191,82 @@ func returnVDisk(ctx workflow.Context, cause error, networkID, deviceID uint, v 
 		return errors.Join(cause, fmt.Errorf("vdisk %d not given back to server %d: %w", v.ID, v.ServerID, err))
 	}
 	return cause
+}
+
+// pruneVDiskBackups destroys the backup snapshots of each vdisk among targets that
+// storage.PlanVDiskPrune names (beyond the newest storage.VDiskBackupKeep; never a backup
+// server's newest common base), on the server the vdisk lives on and on its backup
+// servers, from the listings the reconcile read through list. A vdisk one of whose
+// servers did not answer is left for the next round (that server's base is unknown); a
+// held snapshot (a transfer under way) is kept by the activity. It returns how many
+// snapshots were destroyed; a failure is logged, never returned.
+func pruneVDiskBackups(ctx workflow.Context, targets []models.ReplicaTarget, list func(serverID uint, pool, ds string) workflow.Future) int {
+	type place struct {
+		serverID uint
+		pool     string
+	}
+	type vdisk struct {
+		id      uint
+		own     place
+		backups []place
+	}
+	var order []*vdisk
+	byID := map[uint]*vdisk{}
+	for _, t := range targets {
+		if t.Kind != ReplicateVDisk {
+			continue
+		}
+		v := byID[t.ObjectID]
+		if v == nil {
+			v = &vdisk{id: t.ObjectID, own: place{t.MasterID, t.MasterPool}}
+			byID[t.ObjectID] = v
+			order = append(order, v)
+		}
+		v.backups = append(v.backups, place{t.SlaveID, t.SlavePool})
+	}
+	type prune struct {
+		vdisk uint
+		at    place
+		f     workflow.Future
+	}
+	var prunes []prune
+	for _, v := range order {
+		ds := vdiskRel(v.id)
+		var own storage.SnapshotsResult
+		if err := list(v.own.serverID, v.own.pool, ds).Get(ctx, &own); err != nil || !own.Exists {
+			continue
+		}
+		backups := make([][]zfs.Snap, 0, len(v.backups))
+		for _, b := range v.backups {
+			var s storage.SnapshotsResult
+			if err := list(b.serverID, b.pool, ds).Get(ctx, &s); err != nil {
+				break
+			}
+			backups = append(backups, s.Snapshots)
+		}
+		if len(backups) < len(v.backups) {
+			continue
+		}
+		ownNames, backupNames := storage.PlanVDiskPrune(own.Snapshots, backups, storage.VDiskBackupKeep)
+		start := func(at place, names []string) {
+			if len(names) > 0 {
+				prunes = append(prunes, prune{v.id, at, workflow.ExecuteActivity(snapshotsCtx(ctx, at.serverID), sa.PruneSnapshots,
+					storage.PruneSnapshotsInput{Pool: at.pool, Dataset: ds, Names: names})})
+			}
+		}
+		start(v.own, ownNames)
+		for i, b := range v.backups {
+			start(b, backupNames[i])
+		}
+	}
+	destroyed := 0
+	for _, p := range prunes {
+		var res storage.PruneSnapshotsResult
+		if err := p.f.Get(ctx, &res); err != nil {
+			workflow.GetLogger(ctx).Warn("vdisk backups not pruned", "vdisk", p.vdisk, "server", p.at.serverID, "error", err)
+			continue
+		}
+		destroyed += len(res.Destroyed)
+	}
+	return destroyed
 }

@@ -67,3 +67,15 @@ const VersionReconcileVDisks = "reconcile-vdisks"
 // VersionDeleteVDiskBackups: deleting a vdisk also moves its copies on the network's other
 // servers (backups, the bases moves left) into their erators.
 const VersionDeleteVDiskBackups = "delete-vdisk-backups"
+
+// VersionDeviceVDiskMoving: a provisioning's plan marks the vdisk that moves with the
+// clone as moving (the API refuses its resize, attach, detach and delete until the move
+// ends) and refuses the move while a change of the vdisk is under way; a provisioning
+// that fails after the plan clears the mark (EndVDiskMove), one that succeeds clears it
+// with the clone's record.
+const VersionDeviceVDiskMoving = "device-vdisk-moving"
+
+// VersionReconcilePruneVDisks: after comparing, the reconcile destroys the vdisks' backup
+// snapshots beyond the newest storage.VDiskBackupKeep on each server (never a backup's
+// newest common base, nor a held one).
+const VersionReconcilePruneVDisks = "reconcile-prune-vdisks"

@@ -14,6 +14,10 @@ type DevicePlanInput struct {
 	DeviceID    uint
 	ServerID    uint // where the new clone goes
 	OldServerID uint // where the old clone is (0: none)
+	// MarkVDiskMoving: a vdisk that moves with the clone is marked moving
+	// (models.MarkVDiskMoving) before the plan is answered, so the API refuses changes of
+	// it until the move ends; one with a change of its own under way stops the plan.
+	MarkVDiskMoving bool
 }
 
 // DevicePlanResult is what the device workflow needs from the database: the device's
@@ -30,7 +34,12 @@ type DevicePlanResult struct {
 	VDisk *models.VDiskPlace
 }
 
-// DevicePlan reads the device and the servers' pools (models.PlanDevice). Read-only.
+// TypeVDiskBusy: the device's vdisk has a change of its own under way (a resize, an
+// attachment): its move, and so the provisioning, waits for a later boot.
+const TypeVDiskBusy = "VDiskBusy"
+
+// DevicePlan reads the device and the servers' pools (models.PlanDevice), and marks the
+// vdisk that moves with the clone when asked (MarkVDiskMoving). Safe to repeat.
 func (a *Activities) DevicePlan(ctx context.Context, in DevicePlanInput) (*DevicePlanResult, error) {
 	p, err := models.PlanDevice(ctx, a.DB, in.DeviceID, in.ServerID, in.OldServerID)
 	if errors.Is(err, models.ErrNotFound) {
@@ -39,6 +48,16 @@ func (a *Activities) DevicePlan(ctx context.Context, in DevicePlanInput) (*Devic
 	}
 	if err != nil {
 		return nil, err
+	}
+	if in.MarkVDiskMoving && p.VDisk != nil {
+		err := models.MarkVDiskMoving(ctx, a.DB, p.VDisk.ID, in.DeviceID, in.ServerID)
+		var conflict *models.ConflictError
+		if errors.As(err, &conflict) {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("device %d: %s", in.DeviceID, conflict.Msg), TypeVDiskBusy, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("device %d: mark vdisk %d moving: %w", in.DeviceID, p.VDisk.ID, err)
+		}
 	}
 	return &DevicePlanResult{NetworkID: p.NetworkID, UUID: p.UUID, Pool: p.Pool, OldPool: p.OldPool, Locked: p.Locked, VDisk: p.VDisk}, nil
 }
@@ -66,6 +85,20 @@ func (a *Activities) RecordClone(ctx context.Context, in RecordCloneInput) (*Rec
 		return nil, err
 	}
 	return &RecordCloneResult{}, models.RecordMovedClone(ctx, a.DB, in.NetworkID, in.DeviceID, v.ID, in.ServerID, in.VDiskID)
+}
+
+// EndVDiskMoveInput names a vdisk whose move failed.
+type EndVDiskMoveInput struct {
+	VDiskID uint
+}
+
+// EndVDiskMoveResult is empty.
+type EndVDiskMoveResult struct{}
+
+// EndVDiskMove clears the move of a vdisk whose device's provisioning failed
+// (models.EndVDiskMove); a move that succeeded ends with RecordClone. Safe to repeat.
+func (a *Activities) EndVDiskMove(ctx context.Context, in EndVDiskMoveInput) (*EndVDiskMoveResult, error) {
+	return &EndVDiskMoveResult{}, models.EndVDiskMove(ctx, a.DB, in.VDiskID)
 }
 
 // SetDeviceLockInput locks or unlocks a device.

@@ -39,6 +39,7 @@ type ReplicationZFS interface {
 	SendSize(ctx context.Context, a zfs.SendArgs) (int64, error)
 	Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, error)
 	Receive(ctx context.Context, a zfs.ReceiveArgs, r io.Reader) error
+	DestroySnapshot(ctx context.Context, snapshot string) error
 }
 
 var _ ReplicationZFS = (*zfs.ZFS)(nil)

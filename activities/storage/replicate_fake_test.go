@@ -73,6 +73,20 @@ func (f *fakeZFS) destroy(snapshot string) {
 	d.snaps = slices.DeleteFunc(d.snaps, func(s zfs.Snap) bool { return s.Name == name })
 }
 
+// DestroySnapshot is zfs destroy of one snapshot: gone is success, held is busy.
+func (f *fakeZFS) DestroySnapshot(_ context.Context, snapshot string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.holds[snapshot]) > 0 {
+		return &zfs.Error{Command: "zfs fake", Stderr: "cannot destroy snapshot " + snapshot + ": dataset is busy", Typed: activities.ErrBusy}
+	}
+	ds, name, _ := strings.Cut(snapshot, "@")
+	if d := f.ds[ds]; d != nil {
+		d.snaps = slices.DeleteFunc(d.snaps, func(s zfs.Snap) bool { return s.Name == name })
+	}
+	return nil
+}
+
 func notFoundErr(name string) error {
 	return &zfs.Error{Command: "zfs fake", Stderr: "cannot open '" + name + "': dataset does not exist", Typed: activities.ErrDatasetNotFound}
 }

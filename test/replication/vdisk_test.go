@@ -33,19 +33,21 @@ func vdiskMoves(t *testing.T, r *Rig, groupID uint) {
 	d := e.Must(http.StatusCreated, "POST", "/devices.json", map[string]any{"network": r.NetworkID, "mac": "52:54:00:14:00:01",
 		"name": "mover", "group_id": groupID, "uuid": uuid})
 	devID := storagetest.ID(d, "id")
-	// Each provisioning gets its own update id: the agent's id names (device, group,
-	// version, server), and Temporal answers a repeated id from the run's first update, so
-	// the move back to the master under its first id would not run.
-	n := 0
+	// Each provisioning is decided at the device's boot revision, as an agent's is: its
+	// update id is its own, so the move back to the master is not answered with the
+	// first provisioning's result.
+	agent := wire.NewClient(e.URL, r.masterKey)
 	provision := func(serverID, oldServerID uint) {
 		t.Helper()
-		n++
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
+		info, err := agent.Boot(ctx, wire.Query{ServerID: r.MasterID, MAC: "52:54:00:14:00:01", UUID: uuid})
+		if err != nil || info.Device.ID != devID {
+			t.Fatalf("boot info of device %d: %+v %v", devID, info, err)
+		}
 		req := wire.ProvisionRequest{NetworkID: r.NetworkID, DeviceID: devID, GroupID: groupID, Version: 2, ServerID: serverID,
-			UUID: uuid, Reprovision: oldServerID != 0, OldServerID: oldServerID}
-		h, err := temporalclient.UpdateDevice(ctx, r.TC, devID, wire.UpdateProvision,
-			fmt.Sprintf("%s-%d", wire.ProvisionUpdateID(devID, groupID, 2, serverID), n), req)
+			UUID: uuid, Reprovision: oldServerID != 0, OldServerID: oldServerID, Revision: info.Device.Revision}
+		h, err := temporalclient.UpdateDevice(ctx, r.TC, devID, wire.UpdateProvision, wire.ProvisionUpdateID(req), req)
 		if err != nil {
 			t.Fatalf("provision on server %d: %v", serverID, err)
 		}

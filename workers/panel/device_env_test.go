@@ -2,7 +2,6 @@ package panel
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -99,9 +98,8 @@ func (e *deviceEnv) provision(v int) <-chan error {
 	out := make(chan error, 1)
 	go func() {
 		r := wire.ProvisionRequest{NetworkID: e.nid, DeviceID: e.did, GroupID: e.g.ID, ServerID: e.sid, Version: v,
-			VersionID: e.versions[v], Reprovision: true, OldServerID: e.sid}
-		h, err := temporalclient.UpdateDevice(e.ctx, e.c, e.did, workflows.UpdateProvision,
-			workflows.ProvisionUpdateID(e.did, e.g.ID, v, e.sid)+fmt.Sprintf("-%d", time.Now().UnixNano()), r)
+			VersionID: e.versions[v], Reprovision: true, OldServerID: e.sid, Revision: uint64(time.Now().UnixNano())}
+		h, err := temporalclient.UpdateDevice(e.ctx, e.c, e.did, workflows.UpdateProvision, workflows.ProvisionUpdateID(r), r)
 		if err == nil {
 			err = h.Get(e.ctx, nil)
 		}

@@ -69,8 +69,8 @@ func bootFlags(fs *flag.FlagSet) *BootConfig {
 }
 
 // temporalProvisioner provisions through the device entity workflow: update-with-start
-// on device-<id>, one update id per (device, group, version, server), so a repeated boot
-// request joins the same work.
+// on device-<id>, one update id per provisioning request (wire.ProvisionUpdateID), so a
+// repeated boot request joins the same work.
 type temporalProvisioner struct {
 	c client.Client
 }
@@ -89,7 +89,7 @@ func (p *temporalProvisioner) Provision(ctx context.Context, r wire.ProvisionReq
 		return fmt.Errorf("device %d: temporal: %w (%v)", r.DeviceID, wire.ErrUnreachable, err)
 	}
 	h, err := temporalclient.UpdateDevice(ctx, p.c, r.DeviceID, wire.UpdateProvision,
-		wire.ProvisionUpdateID(r.DeviceID, r.GroupID, r.Version, r.ServerID), r)
+		wire.ProvisionUpdateID(r), r)
 	if err != nil {
 		return fmt.Errorf("device %d: %w", r.DeviceID, err)
 	}

@@ -509,7 +509,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 			return RebootScript("the panel is unreachable: a new disk cannot be made now", s.cfg.RebootPause)
 		}
 		req := wire.ProvisionRequest{NetworkID: dev.NetworkID, DeviceID: dev.ID, GroupID: g.ID, ServerID: s.cfg.ServerID,
-			Version: d.Version, VersionID: versionID(g, d.Version), UUID: uuid, Locked: dev.Locked}
+			Version: d.Version, VersionID: versionID(g, d.Version), UUID: uuid, Locked: dev.Locked, Revision: dev.Revision}
 		if dev.CloneVersion > 0 {
 			req.Reprovision, req.OldServerID = true, dev.CloneServerID
 		}

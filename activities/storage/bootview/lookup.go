@@ -31,7 +31,7 @@ func (v *View) lookup(mac string, groupChoice uint) (*wire.Info, bool) {
 		return nil, false
 	}
 	info := &wire.Info{Registered: true, Servers: n.Servers, MasterServerID: n.MasterServerID,
-		Device: wire.DeviceInfo{ID: d.ID, NetworkID: d.NetworkID, MAC: d.MAC, UUID: d.UUID, Locked: d.Locked}}
+		Device: wire.DeviceInfo{ID: d.ID, NetworkID: d.NetworkID, MAC: d.MAC, UUID: d.UUID, Locked: d.Locked, Revision: d.Revision}}
 	if d.CloneVersionID != 0 {
 		if ref, ok := v.versions[d.CloneVersionID]; ok {
 			info.Device.CloneGroupID, info.Device.CloneVersion, info.Device.CloneVersionID = ref.GroupID, ref.Number, ref.ID

@@ -163,6 +163,11 @@ func (v *View) Apply(d *wire.BootDelta) {
 	}
 	for i := range d.Devices {
 		dev := d.Devices[i]
+		if dev.Revision == 0 {
+			// The device changed at or before this answer's revision (the provisioning's
+			// update id needs only that it grows with each change).
+			dev.Revision = d.Revision
+		}
 		if old, ok := v.byID[dev.ID]; ok && old.MAC != dev.MAC {
 			delete(v.byMAC, old.MAC)
 		}

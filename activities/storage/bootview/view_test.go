@@ -48,7 +48,7 @@ func TestApplyLookupAndResume(t *testing.T) {
 	dev := wire.BootDevice{ID: 7, NetworkID: 1, MAC: "52:54:00:00:00:07", UUID: "u7", GroupID: 3, CloneVersionID: 31, ServerID: 1}
 	v.Apply(&wire.BootDelta{Revision: 5, Full: true, Digest: "n1", Network: network(), Devices: []wire.BootDevice{dev, {ID: 8, MAC: "52:54:00:00:00:08", GroupID: 3}}, LeaseSeconds: 30})
 	info, fresh, ok := v.Lookup(dev.MAC, 0)
-	if !ok || !fresh || info.Group.ID != 3 || info.Device.CloneVersion != 1 || info.Device.CloneServerID != 1 {
+	if !ok || !fresh || info.Group.ID != 3 || info.Device.CloneVersion != 1 || info.Device.CloneServerID != 1 || info.Device.Revision != 5 {
 		t.Fatalf("lookup: %+v fresh %v ok %v", info, fresh, ok)
 	}
 	if _, _, ok := v.Lookup("52:54:00:00:00:08", 0); ok {
@@ -79,6 +79,10 @@ func TestApplyLookupAndResume(t *testing.T) {
 	go func() { defer close(done); w.Run(ctx) }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if info, _, _ := w.Lookup(dev.MAC, 0); info.Device.Locked {
+			// The device changed at revision 7: its provisioning's update id is a new one.
+			if info.Device.Revision != 7 {
+				t.Fatalf("device's revision %d, want 7", info.Device.Revision)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

@@ -55,6 +55,9 @@ type DeviceInfo struct {
 	CloneVersion   int  `json:"clone_version"`
 	CloneVersionID uint `json:"clone_version_id"`
 	CloneServerID  uint `json:"clone_server_id"`
+	// Revision is the boot revision at (or after) the device's last change: every
+	// recorded clone raises it, a boot asked again before anything changed sees the same.
+	Revision uint64 `json:"revision,omitempty"`
 }
 
 // GroupInfo is a group's boot settings and versions.
@@ -237,4 +240,7 @@ type ProvisionRequest struct {
 	// Locked is the lock the decision saw. The device workflow refuses to replace the
 	// disk of a device locked since; a locked device whose disk is gone still gets a new one.
 	Locked bool `json:"locked"`
+	// Revision is the device's boot revision the decision saw (DeviceInfo.Revision): it
+	// makes the update id of each provisioning its own (ProvisionUpdateID).
+	Revision uint64 `json:"revision,omitempty"`
 }

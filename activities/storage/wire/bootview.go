@@ -84,6 +84,9 @@ type BootDevice struct {
 	MenuID         uint   `json:"menu_id"`
 	CloneVersionID uint   `json:"clone_version_id"`
 	ServerID       uint   `json:"server_id"`
+	// Revision is the boot revision of the answer that brought the device (the agent's
+	// view stamps it when the panel leaves it zero): DeviceInfo.Revision.
+	Revision uint64 `json:"revision,omitempty"`
 }
 
 // BootView watches the network's boot state from revision since and network digest net

@@ -32,10 +32,14 @@ const (
 	UpdateRestore = "restore"
 )
 
-// ProvisionUpdateID is the update id of provisioning a version of a group on a server for
-// a device: a repeated boot request joins the same update.
-func ProvisionUpdateID(deviceID, groupID uint, version int, serverID uint) string {
-	return fmt.Sprintf("provision-%d-g%d-v%d-s%d", deviceID, groupID, version, serverID)
+// ProvisionUpdateID is the update id of a provisioning request: a version of a group on a
+// server for a device, decided at the device's boot revision r.Revision. A boot request
+// asked again while the disk is made is decided at the same revision and joins the same
+// update; a request for the same target after the device's clone changed (moved to
+// another server and back within one run) has a newer revision and gets an update of its
+// own, where Temporal would answer a repeated id with the first update's result.
+func ProvisionUpdateID(r ProvisionRequest) string {
+	return fmt.Sprintf("provision-%d-g%d-v%d-s%d-r%d", r.DeviceID, r.GroupID, r.Version, r.ServerID, r.Revision)
 }
 
 // DeviceClone is what a device's disk is: a clone of group GroupID's v<Version> on

@@ -185,3 +185,32 @@ func TestStatsReportCounters(t *testing.T) {
 		t.Fatalf("a newer agent's report: %s", b)
 	}
 }
+
+// TestProvisionUpdateID: a boot asked again (same decision, same revision) joins the
+// first request's update; the same target asked after the device changed (moved to
+// another server and back, at a newer revision) gets an id of its own, as does any other
+// target.
+func TestProvisionUpdateID(t *testing.T) {
+	first := wire.ProvisionRequest{DeviceID: 7, GroupID: 3, Version: 2, ServerID: 1, Revision: 10}
+	again := first
+	again.UUID, again.Locked = "6b2f3c1e-0000-4000-8000-00000000a014", true
+	if a, b := wire.ProvisionUpdateID(first), wire.ProvisionUpdateID(again); a != b {
+		t.Errorf("a repeated request: %q, then %q", a, b)
+	}
+	moved := first
+	moved.ServerID, moved.Revision, moved.Reprovision, moved.OldServerID = 2, 11, true, 1
+	back := first
+	back.Revision, back.Reprovision, back.OldServerID = 12, true, 2
+	seen := map[string]string{}
+	for name, r := range map[string]wire.ProvisionRequest{"first": first, "moved": moved, "back": back,
+		"other version": {DeviceID: 7, GroupID: 3, Version: 3, ServerID: 1, Revision: 10},
+		"other group":   {DeviceID: 7, GroupID: 4, Version: 2, ServerID: 1, Revision: 10},
+		"other device":  {DeviceID: 8, GroupID: 3, Version: 2, ServerID: 1, Revision: 10},
+	} {
+		id := wire.ProvisionUpdateID(r)
+		if other, ok := seen[id]; ok {
+			t.Errorf("%s and %s share the update id %q", name, other, id)
+		}
+		seen[id] = name
+	}
+}

@@ -18,6 +18,22 @@ import (
 // lists with guids. They run the commands directly (go-zfs has no streams and no
 // context), through run and Stream, which log, time and classify them like call.
 
+// DestroySnapshot destroys one snapshot (dataset@name, never a dataset). A snapshot already
+// gone is success; a held one fails with ErrBusy, one with clones with ErrHasClones.
+func (z *ZFS) DestroySnapshot(ctx context.Context, snapshot string) error {
+	if !strings.Contains(snapshot, "@") {
+		return fmt.Errorf("destroy %s: not a snapshot", snapshot)
+	}
+	_, err := z.run(ctx, "destroy", snapshot)
+	if errors.Is(err, activities.ErrDatasetNotFound) {
+		return nil
+	}
+	if err == nil {
+		z.Changed()
+	}
+	return err
+}
+
 // ErrStaleToken: a resume token names a snapshot the sender no longer has (or no longer
 // the same one): the partial receive must be aborted and the transfer restarted from the
 // last common snapshot.
