@@ -54,7 +54,7 @@ func TestVDiskMovingRefusesChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	nid := n.Object.(*models.Network).ID
-	var srv [2]uint
+	var srv [3]uint
 	for i := range srv {
 		s, err := store.CreateServer(ctx, admin, &models.ServerInput{NetworkID: &nid, Name: models.Strp(fmt.Sprintf("s%d", i)),
 			IP: models.Strp(fmt.Sprintf("10.0.0.%d", i+1)), Pool: models.Strp("tank")})
@@ -140,5 +140,21 @@ func TestVDiskMovingRefusesChanges(t *testing.T) {
 	db.Take(&got, v.ID)
 	if got.MovingTo != nil || *got.ServerID != srv[1] {
 		t.Fatalf("after a failed move back: %+v", got)
+	}
+
+	// A mark a terminated run left (never ended) does not hold the vdisk for ever: the
+	// device's next move replaces it; another device's move is still refused.
+	if err := models.MarkVDiskMoving(ctx, db, v.ID, dev.ID, srv[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := models.MarkVDiskMoving(ctx, db, v.ID, dev.ID, srv[2]); err != nil {
+		t.Fatalf("the device's next move over a stale mark: %v", err)
+	}
+	db.Take(&got, v.ID)
+	if got.MovingTo == nil || *got.MovingTo != srv[2] {
+		t.Fatalf("after the replacing mark: %+v", got)
+	}
+	if err := models.MarkVDiskMoving(ctx, db, v.ID, other.ID, srv[0]); !errors.As(err, &conflict) {
+		t.Fatalf("another device's move of a moving vdisk: %v", err)
 	}
 }

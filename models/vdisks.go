@@ -156,8 +156,13 @@ func MarkVDiskMoving(ctx context.Context, db *gorm.DB, vdiskID, deviceID, server
 		if v.MovingTo != nil && *v.MovingTo == serverID {
 			return nil
 		}
-		if err := vdiskMoving(&v, "vdisk"); err != nil {
-			return err
+		// The device's workflow provisions one request at a time, so a mark of this same
+		// device is a move that ended without clearing it (a run terminated mid-move): the
+		// new move replaces it, starting again from where the row places the vdisk.
+		if ptrOr(v.DeviceID, 0) != deviceID {
+			if err := vdiskMoving(&v, "vdisk"); err != nil {
+				return err
+			}
 		}
 		if ptrOr(v.DeviceID, 0) != deviceID || v.State != StateReady || v.ServerID == nil || *v.ServerID == serverID {
 			return Conflict("vdisk", "vdisk %d changed since its move with device %d was planned (device %d, %s, on server %d)",
