@@ -67,3 +67,11 @@ const VersionReconcileVDisks = "reconcile-vdisks"
 // VersionDeleteVDiskBackups: deleting a vdisk also moves its copies on the network's other
 // servers (backups, the bases moves left) into their erators.
 const VersionDeleteVDiskBackups = "delete-vdisk-backups"
+
+// VersionDeleteCTemplateCopies: deleting a ctemplate also moves its copies on the
+// network's other servers into their erators.
+const VersionDeleteCTemplateCopies = "delete-ctemplate-copies"
+
+// VersionCTemplateBuildReplicate: a built ctemplate version is queued for replication to
+// the network's other servers. Histories recorded before end with the build's Finish.
+const VersionCTemplateBuildReplicate = "ctemplate-build-replicate"
