@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -46,6 +47,21 @@ func TestCTemplateReplication(t *testing.T) {
 		!strings.Contains(ops[0].Input, `"snapshot":"v1"`) {
 		t.Fatalf("the upload queued %+v; want one replicate-ctemplate of v1 to the slave", ops)
 	}
+
+	// A slave joining catches up with the ctemplate too.
+	s2, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s2"), IP: Strp("10.0.0.3"), Pool: Strp("sat2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := s2.Object.(*Server).ID
+	if err := RecordServerStats(ctx, s.DB, joined, &StatsReport{PoolHealth: "ONLINE"}); err != nil {
+		t.Fatal(err)
+	}
+	caught, err := s.QueueReplication(ctx, ReplicationRequest{SlaveID: joined})
+	if err != nil || !slices.ContainsFunc(caught, func(o Operation) bool { return o.Kind == OpReplicateCTemplate && o.ObjectID == tid }) {
+		t.Fatalf("a joining slave's catch-up %+v %v: want the ctemplate among it", caught, err)
+	}
+	s.DB.Delete(&Server{}, joined)
 
 	p, err := PlanReplication(ctx, s.DB, nid, slave.ID, ReplicateCTemplate, tid, "")
 	if err != nil || p.MasterID != master.ID || p.MasterPool != "tank" || p.SlavePool != "sat" || len(p.Datasets) != 1 ||
