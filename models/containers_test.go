@@ -141,4 +141,22 @@ func TestCTemplateReplication(t *testing.T) {
 	if _, err := s.RebaseContainer(ctx, a, c.ID, &ContainerRebaseInput{}); err != nil {
 		t.Fatalf("rebase on the slave holding v2: %v", err)
 	}
+
+	// A ctemplate's transfer that keeps failing is alerted like a group's.
+	for range FailingTransfers {
+		op := Operation{NetworkID: &nid, Kind: OpReplicateCTemplate, ObjectType: "ctemplate", ObjectID: tid, State: OpFailed,
+			Input: fmt.Sprintf(`{"server_id":%d}`, slave.ID), Error: "stream cut"}
+		if err := s.DB.Create(&op).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	alerts, err := s.Alerts(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(alerts, func(al Alert) bool {
+		return al.Code == AlertReplicationFailing && al.Link == fmt.Sprintf("/ctemplates/%d", tid) && strings.Contains(al.Message, "ctemplate")
+	}) {
+		t.Errorf("alerts %+v: want the ctemplate's failing transfer", alerts)
+	}
 }
