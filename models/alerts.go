@@ -312,7 +312,7 @@ func loadReplicationHealth(db *gorm.DB, ids []uint, now time.Time) (*replication
 	vdisks := map[uint]*VDisk{}
 	// The latest replication operations, newest first: enough to see a run of failures.
 	var ops []Operation
-	if err := db.Where("network_id IN ? AND kind IN ? AND state IN ?", ids, []string{OpReplicateVolume, OpReplicateGroup, OpReplicateVDisk},
+	if err := db.Where("network_id IN ? AND kind IN ? AND state IN ?", ids, []string{OpReplicateVolume, OpReplicateGroup, OpReplicateVDisk, OpReplicateCTemplate},
 		[]string{OpSucceeded, OpFailed}).Order("id DESC").Limit(1000).Find(&ops).Error; err != nil {
 		return nil, fmt.Errorf("alerts: replication operations: %w", err)
 	}

@@ -7,13 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/go-gormigrate/gormigrate/v2"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // CTemplate is a container root file system template under iscsi/ctemplates, on the
@@ -263,20 +266,37 @@ func agentRoute(db *gorm.DB, what string, id, networkID uint, serverID *uint, sr
 }
 
 // FinishCTemplateUpload records version (with its tarball's sha256) as ctemplate id's
-// newest; a version older than the one recorded changes nothing.
+// newest and queues its replication to the network's other servers; a version older than
+// the one recorded changes nothing.
 func (s *Store) FinishCTemplateUpload(ctx context.Context, a *Actor, id uint, version int, sum string) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
+	published := false
+	err := s.tx(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&CTemplate{}).Where("id = ? AND version < ? AND state IN ?", id, version, []string{StatePending, StateReady}).
 			Updates(map[string]any{"version": version, "sha256": sum, "state": StateReady})
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error
 		}
+		published = true
 		var t CTemplate
 		if err := tx.Take(&t, id).Error; err != nil {
 			return err
 		}
 		return audit(tx, a, &t.NetworkID, "upload", "ctemplate", id, fmt.Sprintf("v%d sha256 %s", version, sum))
 	})
+	if err != nil || !published {
+		return err
+	}
+	s.PublishCTemplate(ctx, id, version)
+	return nil
+}
+
+// PublishCTemplate queues the replication of ctemplate id's version to every other server
+// of its network, as a group's publish does. A failure is logged, never returned: the
+// version is made, and the reconcile brings it where this missed.
+func (s *Store) PublishCTemplate(ctx context.Context, id uint, version int) {
+	if _, err := s.QueueReplication(ctx, ReplicationRequest{Kind: ReplicateCTemplate, ObjectID: id, Snapshot: fmt.Sprintf("v%d", version)}); err != nil {
+		slog.WarnContext(ctx, "ctemplate replication not queued; the reconcile will", "ctemplate", id, "version", version, "error", err)
+	}
 }
 
 func checkRange(field string, v *int, max int, what string) error {
@@ -318,8 +338,8 @@ func containerSpec(in *ContainerInput, c *Container) error {
 
 // CreateContainer records a container and queues its creation: a clone of its ctemplate's
 // version (0: the newest) on its server, run as a systemd-nspawn machine with its limits,
-// within the network's MaxContainers. For now the server must be the ctemplate's own (a
-// ctemplate is not replicated to slaves yet).
+// within the network's MaxContainers. The server (default: the ctemplate's own) must hold
+// the version: the ctemplate's server, or one with a verified copy (409 otherwise).
 func (s *Store) CreateContainer(ctx context.Context, a *Actor, in *ContainerInput) (*Created, error) {
 	nid, err := requireNetwork(in.NetworkID)
 	if err != nil {
@@ -364,9 +384,10 @@ func (s *Store) CreateContainer(ctx context.Context, a *Actor, in *ContainerInpu
 			if err := refInNetwork(tx, &Server{}, in.ServerID, nid, "server_id", "server"); err != nil {
 				return err
 			}
-			if *in.ServerID != *t.ServerID {
-				return Invalid("server_id", "ctemplate %d is on server %d only (ctemplates are not replicated yet)", t.ID, *t.ServerID)
+			if err := holdsCTemplate(tx, &t, c.CTemplateVersion, *in.ServerID, "server_id"); err != nil {
+				return err
 			}
+			c.ServerID = in.ServerID
 		}
 		op, err = insertQueued(tx, a, n, queued{row: c, id: func() uint { return c.ID }, label: c.Name, object: "container",
 			kind: OpContainerCreate, max: n.MaxContainers, what: "containers", limit: "max_containers"})
@@ -568,6 +589,11 @@ func (s *Store) RebaseContainer(ctx context.Context, a *Actor, id uint, in *Cont
 		if to <= c.CTemplateVersion {
 			return Invalid("ctemplate_version", "must be newer than the container's v%d (ctemplate %d's newest is v%d)", c.CTemplateVersion, t.ID, t.Version)
 		}
+		if c.ServerID != nil {
+			if err := holdsCTemplate(tx, &t, to, *c.ServerID, "ctemplate_version"); err != nil {
+				return err
+			}
+		}
 		spec := &ContainerSpec{CTemplateID: c.CTemplateID, Version: to, MemoryMB: c.MemoryMB, CPUQuotaPercent: c.CPUQuotaPercent,
 			TasksMax: c.TasksMax, DiskQuotaGiB: c.DiskQuotaGiB, Autostart: c.Autostart, Command: c.Command}
 		if op, err = newOperation(tx, c.NetworkID, OpContainerRebase, c.ID, OperationInput{Container: spec, FromVersion: c.CTemplateVersion}); err != nil {
@@ -768,4 +794,155 @@ func ContainerHealth(cs []Container, units []wire.ContainerUnit) []HealthResult 
 		out = append(out, r)
 	}
 	return out
+}
+
+// CTemplateCopy records that a server other than the ctemplate's own holds version Version
+// of it (its snapshot @v<N>), with the guid it holds, equal to the ctemplate server's: a
+// container may be made of that version on that server.
+type CTemplateCopy struct {
+	CTemplateID uint      `gorm:"column:ctemplate_id;primaryKey" json:"ctemplate_id"`
+	ServerID    uint      `gorm:"primaryKey;index" json:"server_id"`
+	Version     int       `gorm:"primaryKey;autoIncrement:false" json:"version"`
+	GUID        string    `gorm:"size:40;not null" json:"guid"`
+	ReceivedAt  time.Time `json:"received_at"`
+}
+
+func (CTemplateCopy) TableName() string { return "ctemplate_copies" }
+
+// ctemplateCopyMigration adds the ctemplate_copies table.
+func ctemplateCopyMigration() *gormigrate.Migration {
+	return createTableMigration("202612010601_ctemplate_copies", &ctemplateCopyTable{})
+}
+
+// ctemplateCopyTable is the ctemplate_copies table as migration 202612010601 makes it (frozen).
+type ctemplateCopyTable struct {
+	CTemplateID uint   `gorm:"column:ctemplate_id;primaryKey"`
+	ServerID    uint   `gorm:"primaryKey;index:idx_ctemplate_copies_server_id"`
+	Version     int    `gorm:"primaryKey;autoIncrement:false"`
+	GUID        string `gorm:"size:40;not null"`
+	ReceivedAt  time.Time
+}
+
+func (ctemplateCopyTable) TableName() string { return "ctemplate_copies" }
+
+// CTemplateCopyInput is a server's verified copy of a ctemplate version: the guid it holds
+// for @v<Version>, which the caller found equal to the ctemplate server's.
+type CTemplateCopyInput struct {
+	ServerID    uint
+	CTemplateID uint
+	Version     int
+	GUID        string
+	At          time.Time // zero: now
+}
+
+// RecordCTemplateCopy records that a server holds a ctemplate version. The caller compared
+// the guid with the one on the ctemplate's server (the panel keeps none of its own); an
+// empty guid, or a version the ctemplate does not have, is refused. Repeating it changes
+// nothing but the guid and time.
+func RecordCTemplateCopy(ctx context.Context, db *gorm.DB, in CTemplateCopyInput) error {
+	if in.GUID == "" {
+		return fmt.Errorf("ctemplate %d v%d on server %d: no guid: %w", in.CTemplateID, in.Version, in.ServerID, ErrGUIDMismatch)
+	}
+	db = db.WithContext(ctx)
+	var t CTemplate
+	if err := db.Take(&t, in.CTemplateID).Error; err != nil {
+		return fmt.Errorf("ctemplate %d: %w", in.CTemplateID, notFound(err))
+	}
+	if in.Version < 1 || in.Version > t.Version {
+		return fmt.Errorf("ctemplate %d has versions 1 to %d, not %d: %w", t.ID, t.Version, in.Version, ErrNotFound)
+	}
+	at := in.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return db.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "ctemplate_id"}, {Name: "server_id"}, {Name: "version"}},
+		DoUpdates: clause.AssignmentColumns([]string{"guid", "received_at"}),
+	}).Create(&CTemplateCopy{CTemplateID: t.ID, ServerID: in.ServerID, Version: in.Version, GUID: in.GUID, ReceivedAt: at}).Error
+}
+
+// recordCTemplateCopies records each version snapshot ("v<N>") of both (snapshots a
+// comparison by guid found on the ctemplate's server and on serverID alike) as a copy.
+func recordCTemplateCopies(ctx context.Context, db *gorm.DB, serverID, id uint, both []SnapshotGUID) error {
+	for _, sn := range both {
+		n, err := strconv.Atoi(strings.TrimPrefix(sn.Name, "v"))
+		if err != nil || !strings.HasPrefix(sn.Name, "v") {
+			continue // a hold's snapshot, not a version
+		}
+		err = RecordCTemplateCopy(ctx, db, CTemplateCopyInput{ServerID: serverID, CTemplateID: id, Version: n, GUID: sn.GUID})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// ctemplateLabel names a ctemplate in replication's messages.
+func ctemplateLabel(t *CTemplate) string { return fmt.Sprintf("ctemplate %d (%q)", t.ID, t.Name) }
+
+// loadCTemplateDataset is a ready ctemplate with a version, copied from its server; nil
+// when it is not (yet, or any more) something to replicate.
+func loadCTemplateDataset(tx *gorm.DB, id uint) (*replicaDataset, error) {
+	var t CTemplate
+	if err := tx.Take(&t, id).Error; err != nil {
+		return nil, notFoundOr(err, "ctemplate")
+	}
+	if t.State != StateReady || t.Version == 0 || t.ServerID == nil {
+		return nil, nil
+	}
+	return &replicaDataset{ReplicateCTemplate, t.ID, t.NetworkID, ctemplateLabel(&t), *t.ServerID}, nil
+}
+
+// ctemplateDatasets is a network's ready ctemplates with a version, each copied from its
+// server to the network's other servers.
+func ctemplateDatasets(tx *gorm.DB, networkID uint) ([]replicaDataset, error) {
+	var ts []CTemplate
+	if err := tx.Where("network_id = ? AND state = ? AND version > 0 AND server_id IS NOT NULL", networkID, StateReady).
+		Order("id").Find(&ts).Error; err != nil {
+		return nil, err
+	}
+	out := make([]replicaDataset, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, replicaDataset{ReplicateCTemplate, t.ID, networkID, ctemplateLabel(&t), *t.ServerID})
+	}
+	return out, nil
+}
+
+// ctemplateCopyServers is every server of a ctemplate's network but its own: where its
+// copies are.
+func ctemplateCopyServers(db *gorm.DB, id uint) ([]Server, error) {
+	var t CTemplate
+	if err := db.Take(&t, id).Error; err != nil {
+		return nil, notFoundOr(err, "ctemplate")
+	}
+	var others []Server
+	err := db.Where("network_id = ? AND id <> ?", t.NetworkID, ptrOr(t.ServerID, 0)).Order("id").Find(&others).Error
+	return others, err
+}
+
+// ctemplateReplica is the dataset a replication of ctemplate t brings up to snapshot ("":
+// its newest recorded version, never one the panel does not know yet).
+func ctemplateReplica(t *CTemplate, snapshot string) ReplicationDataset {
+	if snapshot == "" {
+		snapshot = fmt.Sprintf("v%d", t.Version)
+	}
+	return ReplicationDataset{Kind: ReplicateCTemplate, ObjectID: t.ID, Dataset: fmt.Sprintf("iscsi/ctemplates/%d", t.ID), Snapshot: snapshot}
+}
+
+// holdsCTemplate refuses (409, field) a container of ctemplate t's version on server
+// serverID unless that server is the ctemplate's own or holds a verified copy of the version.
+func holdsCTemplate(tx *gorm.DB, t *CTemplate, version int, serverID uint, field string) error {
+	if t.ServerID != nil && *t.ServerID == serverID {
+		return nil
+	}
+	var n int64
+	if err := tx.Model(&CTemplateCopy{}).Where("ctemplate_id = ? AND server_id = ? AND version = ?", t.ID, serverID, version).
+		Count(&n).Error; err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	return Conflict(field, "server %d does not hold a verified copy of ctemplate %d v%d yet: wait until replication has brought it there (or use server %d, the ctemplate's own)",
+		serverID, t.ID, version, ptrOr(t.ServerID, 0))
 }

@@ -23,7 +23,7 @@ func All() []any {
 	return []any{
 		&Client{}, &User{}, &Network{}, &Delegation{}, &Tunnel{}, &Server{}, &Volume{},
 		&Group{}, &GroupVersion{}, &VersionCopy{}, &VolumeCopy{}, &Device{}, &Menu{}, &CTemplate{},
-		&Container{}, &VDisk{}, &Settings{}, &APIToken{}, &Session{}, &AuditEvent{}, &Operation{},
+		&CTemplateCopy{}, &Container{}, &VDisk{}, &Settings{}, &APIToken{}, &Session{}, &AuditEvent{}, &Operation{},
 	}
 }
 
@@ -145,6 +145,7 @@ func migrations() []*gormigrate.Migration {
 		rolloutsMigration(),
 		containersMigration(),
 		containerStoppedMigration(),
+		ctemplateCopyMigration(),
 		vdiskMovingMigration(),
 	}
 }

@@ -78,6 +78,9 @@ const (
 	OpReplicateGroup       = "replicate-group"
 	// replicate-vdisk backs a vdisk up on another server of its network (never served there).
 	OpReplicateVDisk = "replicate-vdisk"
+	// replicate-ctemplate copies a ctemplate's versions from its server to another server
+	// of its network, where containers clone them.
+	OpReplicateCTemplate = "replicate-ctemplate"
 	// A bulk action on devices (models.BulkDevices): one operation, one workflow, that
 	// sends the change to each device's workflow in turn, the devices listed in its input.
 	OpBulkLock    = "bulk-lock"
@@ -143,6 +146,8 @@ var opObjects = map[string]string{
 	OpContainerDelete: "container",
 	OpContainerRebase: "container",
 	OpCTemplateBuild:  "ctemplate",
+
+	OpReplicateCTemplate: "ctemplate",
 }
 
 // IsBulk reports whether kind is a bulk action on devices (its input lists them).
@@ -190,7 +195,7 @@ type OperationInput struct {
 	// Retry counts the runs an operator asked for again (RetryOperation): its workflow id
 	// may then run once more.
 	Retry int `json:"retry,omitempty"`
-	// replicate-volume, replicate-group, replicate-vdisk: the newest snapshot wanted ("" the newest).
+	// replicate-volume, -group, -vdisk, -ctemplate: the newest snapshot wanted ("" the newest).
 	Snapshot string `json:"snapshot,omitempty"`
 	// bulk-*: the devices, each with the server (and pool) its disk is on (none for a
 	// lock change), in the order asked.

@@ -156,7 +156,7 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 		nid := in.NetworkID
 		var datasets []replicaDataset
 		switch in.Kind {
-		case ReplicateVolume, ReplicateGroup, ReplicateVDisk:
+		case ReplicateVolume, ReplicateGroup, ReplicateVDisk, ReplicateCTemplate:
 			d, err := loadDataset(tx, in.Kind, in.ObjectID)
 			if err != nil || d == nil {
 				return err
@@ -178,8 +178,13 @@ func (s *Store) QueueReplication(ctx context.Context, in ReplicationRequest) ([]
 				return err
 			}
 			datasets = append(datasets, vds...)
+			cts, err := ctemplateDatasets(tx, nid)
+			if err != nil {
+				return err
+			}
+			datasets = append(datasets, cts...)
 		default:
-			return Invalid("kind", "is %q: a replication is of a volume, a group or a vdisk", in.Kind)
+			return Invalid("kind", "is %q: a replication is of a volume, a group, a vdisk or a ctemplate", in.Kind)
 		}
 		var n Network
 		if err := tx.Take(&n, nid).Error; err != nil {
@@ -248,11 +253,15 @@ type replicaDataset struct {
 }
 
 // replicateOps is the operation kind of replicating each kind of dataset.
-var replicateOps = map[string]string{ReplicateVolume: OpReplicateVolume, ReplicateGroup: OpReplicateGroup, ReplicateVDisk: OpReplicateVDisk}
+var replicateOps = map[string]string{ReplicateVolume: OpReplicateVolume, ReplicateGroup: OpReplicateGroup, ReplicateVDisk: OpReplicateVDisk,
+	ReplicateCTemplate: OpReplicateCTemplate}
 
 // loadDataset is a ready volume, or a ready group with a published version; nil when it
 // is not (yet, or any more) something to replicate.
 func loadDataset(tx *gorm.DB, kind string, id uint) (*replicaDataset, error) {
+	if kind == ReplicateCTemplate {
+		return loadCTemplateDataset(tx, id)
+	}
 	if kind == ReplicateVDisk {
 		var v VDisk
 		if err := tx.Take(&v, id).Error; err != nil {
@@ -325,7 +334,7 @@ func vdiskBackups(tx *gorm.DB, networkID uint) ([]replicaDataset, error) {
 // compares by guid.
 type ReplicaTarget struct {
 	NetworkID  uint
-	Kind       string // "volume", "group" or "vdisk"
+	Kind       string // "volume", "group", "vdisk" or "ctemplate"
 	ObjectID   uint
 	MasterID   uint
 	MasterPool string
@@ -364,6 +373,11 @@ func ReplicaTargets(ctx context.Context, db *gorm.DB) ([]ReplicaTarget, error) {
 		if err != nil {
 			return nil, err
 		}
+		cts, err := ctemplateDatasets(db, n.ID)
+		if err != nil {
+			return nil, err
+		}
+		vds = append(vds, cts...)
 		byID := map[uint]*Server{}
 		for i := range servers {
 			byID[servers[i].ID] = &servers[i]
@@ -388,7 +402,8 @@ func ReplicaTargets(ctx context.Context, db *gorm.DB) ([]ReplicaTarget, error) {
 
 // SlavesOf lists the slaves of the network holding a volume or group (kind, id), with
 // their pools: where a delete on the master moves the copies to the erator too. Of a
-// vdisk: every server of its network but the one it lives on (its backups).
+// vdisk: every server of its network but the one it lives on (its backups); of a
+// ctemplate, every server but its own.
 func SlavesOf(ctx context.Context, db *gorm.DB, kind string, id uint) ([]Server, error) {
 	db = db.WithContext(ctx)
 	var nid uint
@@ -402,6 +417,9 @@ func SlavesOf(ctx context.Context, db *gorm.DB, kind string, id uint) ([]Server,
 		var others []Server
 		err := db.Where("network_id = ? AND id <> ?", v.NetworkID, ptrOr(v.ServerID, 0)).Order("id").Find(&others).Error
 		return others, err
+	}
+	if kind == ReplicateCTemplate {
+		return ctemplateCopyServers(db, id)
 	}
 	if kind == "volume" {
 		err = db.Model(&Volume{}).Where("id = ?", id).Pluck("network_id", &nid).Error
@@ -643,6 +661,9 @@ const (
 	ReplicateGroup  = "group"
 	// ReplicateVDisk: a vdisk's backup, from the server it lives on (master or not).
 	ReplicateVDisk = "vdisk"
+	// ReplicateCTemplate: a ctemplate's versions, from its server (the master it was
+	// made on) to the network's other servers, where containers clone them.
+	ReplicateCTemplate = "ctemplate"
 )
 
 // defaultReplicationPort is wire.DefaultReplicationPort (models does not import the wire).
@@ -656,6 +677,14 @@ func PlanReplication(ctx context.Context, db *gorm.DB, networkID, slaveID uint, 
 	var master, slave Server
 	src := db.Where("network_id = ? AND role = ?", networkID, ServerMaster)
 	var vd VDisk
+	var ct CTemplate
+	if kind == ReplicateCTemplate {
+		// A ctemplate is copied from the server it was made on, which plays the master here.
+		if err := db.Where("network_id = ? AND state = ? AND version > 0 AND server_id IS NOT NULL", networkID, StateReady).Take(&ct, objectID).Error; err != nil {
+			return nil, fmt.Errorf("ctemplate %d: %w", objectID, notFound(err))
+		}
+		src = db.Where("network_id = ? AND id = ?", networkID, *ct.ServerID)
+	}
 	if kind == ReplicateVDisk {
 		// A vdisk is backed up from the server it lives on, which plays the master here.
 		if err := db.Where("network_id = ? AND state = ? AND server_id IS NOT NULL", networkID, StateReady).Take(&vd, objectID).Error; err != nil {
@@ -710,8 +739,10 @@ func PlanReplication(ctx context.Context, db *gorm.DB, networkID, slaveID uint, 
 		}
 	case ReplicateVDisk:
 		p.Datasets = []ReplicationDataset{{Kind: kind, ObjectID: vd.ID, Dataset: fmt.Sprintf("vdisks/%d", vd.ID), Snapshot: snapshot}}
+	case ReplicateCTemplate:
+		p.Datasets = []ReplicationDataset{ctemplateReplica(&ct, snapshot)}
 	default:
-		return nil, Invalid("kind", "must be %q, %q or %q", ReplicateVolume, ReplicateGroup, ReplicateVDisk)
+		return nil, Invalid("kind", "must be %q, %q, %q or %q", ReplicateVolume, ReplicateGroup, ReplicateVDisk, ReplicateCTemplate)
 	}
 	return p, nil
 }
@@ -737,6 +768,9 @@ type SnapshotGUID struct {
 func RecordVerified(ctx context.Context, db *gorm.DB, serverID uint, kind string, objectID uint, both []SnapshotGUID) error {
 	if kind == ReplicateVDisk {
 		return nil // a backup is no copy a promote or a version waits for
+	}
+	if kind == ReplicateCTemplate {
+		return recordCTemplateCopies(ctx, db, serverID, objectID, both)
 	}
 	if kind == ReplicateVolume {
 		if len(both) == 0 {

@@ -509,7 +509,7 @@ func ctemplatesRes() *resource {
 	list, get := owned[models.CTemplate]("ctemplate")
 	k := &kind[models.CTemplate]{
 		meta: meta{Name: "ctemplates", Title: "Container templates", Singular: "Container template", Icon: "volume", Object: "ctemplate", Submit: "Add", Filter: true,
-			Help: "A container template is a root file system on the network's master; each upload of a tarball (checked by its SHA-256) is a new version that containers are cloned from."},
+			Help: "A container template is a root file system on the network's master; each upload of a tarball (checked by its SHA-256) is a new version that containers are cloned from, replicated to the network's other servers."},
 		columns: []string{"Name", "Network", "Version", "Server", "State"},
 		list:    list, get: get,
 		id:    func(x *models.CTemplate) uint { return x.ID },

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
 	"go.temporal.io/sdk/workflow"
@@ -49,6 +50,10 @@ func CTemplateBuild(ctx workflow.Context, in CTemplateBuildInput) (*storage.Buil
 	}
 	if err := t.succeed(models.Outcome{}, "%s built from %s", res.Snapshot, res.Mirror); err != nil {
 		return nil, err
+	}
+	if workflow.GetVersion(ctx, VersionCTemplateBuildReplicate, workflow.DefaultVersion, 1) == 1 {
+		// The version is recorded: bring it to the network's other servers, as a publish does.
+		replicateTo(ctx, panel.QueueReplicationInput{Kind: ReplicateCTemplate, ObjectID: b.CTemplateID, Snapshot: storage.VersionSnapshot(b.Version)})
 	}
 	return &res, nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/models"
@@ -160,7 +162,14 @@ func TestCTemplateBuild(t *testing.T) {
 				if o.Failed || !strings.Contains(o.Message, "ctemplates/4@v1 built from http://deb.debian.org/debian") {
 					t.Fatalf("outcome %+v", o)
 				}
+				// The version is brought to the network's other servers, as a publish does.
+				if want := (panel.QueueReplicationInput{Kind: ReplicateCTemplate, ObjectID: 4, Snapshot: "v1"}); len(s.queued) != 1 || s.queued[0] != want {
+					t.Errorf("queued %+v, want %+v", s.queued, want)
+				}
 				return
+			}
+			if len(s.queued) != 0 {
+				t.Errorf("a failed build queued %+v", s.queued)
 			}
 			if !o.Failed || calls != 1 || !strings.Contains(o.Error, "no deb source") {
 				t.Fatalf("outcome %+v after %d calls, want one failed call", o, calls)
@@ -169,5 +178,28 @@ func TestCTemplateBuild(t *testing.T) {
 	}
 	if _, err := dispatch[models.OpCTemplateBuild](recorded{ID: 8, Object: 4, OperationInput: models.OperationInput{ServerID: 2, Pool: "tank", Number: 1}}); err == nil {
 		t.Error("a build without a suite was dispatched")
+	}
+}
+
+// TestCTemplateDeleteMovesCopies: a ctemplate's dataset goes into its server's erator, and
+// each other server's copy into that server's, after the transfer bringing it there is
+// cancelled.
+func TestCTemplateDeleteMovesCopies(t *testing.T) {
+	s := newSuite(t)
+	s.onTrash(false)
+	s.slaves = []panel.Slave{{ID: 3, Pool: "sat"}}
+	s.env.ExecuteWorkflow(CTemplateDelete, DeleteInput{OperationID: 6, ObjectID: 4, ServerID: 1, Pool: "tank"})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.trashed) != 2 || s.trashed[0].Dataset != "tank/iscsi/ctemplates/4" || s.trashed[1].Dataset != "sat/iscsi/ctemplates/4" ||
+		s.trashed[1].Kind != "ctemplate" || s.trashed[1].Pool != "sat" {
+		t.Fatalf("trash = %+v", s.trashed)
+	}
+	if !slices.Contains(s.cancelled, ReplicateID(3, ReplicateCTemplate, 4)) {
+		t.Errorf("cancelled %v: the transfer to server 3 was not", s.cancelled)
+	}
+	if o := s.outcome(t); o.Failed || !strings.Contains(o.Message, "the copies on 1 slaves too") {
+		t.Errorf("outcome %+v", o)
 	}
 }

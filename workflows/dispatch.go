@@ -106,6 +106,7 @@ var dispatch = map[string]func(r recorded) (Start, error){
 			Pool: r.Pool, CTemplateID: r.Object, Version: r.Number, Suite: r.Suite}}
 		return Start{WorkflowID: CTemplateBuildID(r.Object, r.Number), Workflow: CTemplateBuild, Input: in}, need(r.Number > 0 && r.Suite != "", "number and suite")
 	},
+	models.OpReplicateCTemplate: replicating(ReplicateCTemplate),
 	models.OpContainerRebase: func(r recorded) (Start, error) {
 		if r.Container == nil {
 			return Start{}, need(false, "container")

@@ -149,8 +149,9 @@ func NotifyID(kind string, userID uint, at int64) string {
 	return fmt.Sprintf("notify-%s-%d-%d", kind, userID, at)
 }
 
-// ReplicateID is the id of bringing a dataset (kind "volume" or "group", object id) of the
-// network's master to slave server slaveID: one workflow per (slave, dataset).
+// ReplicateID is the id of bringing a dataset (kind "volume", "group", "vdisk" or
+// "ctemplate", object id) of the network's master (of a vdisk or ctemplate: its server) to
+// server slaveID: one workflow per (slave, dataset).
 func ReplicateID(slaveID uint, kind string, objectID uint) string {
 	return fmt.Sprintf("replicate-%d-%s-%d", slaveID, kind, objectID)
 }

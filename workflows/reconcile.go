@@ -166,13 +166,16 @@ func dataset(kind, pool string, id uint) string {
 	return pool + "/" + relDataset(kind, id)
 }
 
-// relDataset is the dataset of a replicated volume, group or vdisk relative to its pool.
+// relDataset is the dataset of a replicated volume, group, vdisk or ctemplate relative to its pool.
 func relDataset(kind string, id uint) string {
 	if kind == ReplicateVolume {
 		return strings.TrimPrefix(storage.VolumeDataset("", id), "/")
 	}
 	if kind == ReplicateVDisk {
 		return vdiskRel(id)
+	}
+	if kind == ReplicateCTemplate {
+		return strings.TrimPrefix(storage.CTemplateDataset("", id), "/")
 	}
 	return strings.TrimPrefix(storage.GroupDataset("", id), "/")
 }

@@ -198,3 +198,41 @@ func TestReconcilePrunesVDiskBackups(t *testing.T) {
 		t.Errorf("result %+v: want 3 destroyed", res)
 	}
 }
+
+// TestReconcileCTemplates: a ctemplate's copy is compared by guid with its server's
+// dataset: the versions the slave holds are recorded, and a slave behind is caught up.
+func TestReconcileCTemplates(t *testing.T) {
+	s := newSuite(t)
+	s.noOperation = true
+	s.env.OnActivity(pa.ReplicaTargets, mock.Anything, mock.Anything).Return(&panel.ReplicaTargetsResult{Targets: []models.ReplicaTarget{
+		{NetworkID: 1, Kind: ReplicateCTemplate, ObjectID: 4, MasterID: 1, MasterPool: "m", SlaveID: 2, SlavePool: "s"},
+	}}, nil).Once()
+	listings := map[string]*storage.SnapshotsResult{
+		"m/iscsi/ctemplates/4": {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}, {Name: "v2", GUID: "22"}}},
+		"s/iscsi/ctemplates/4": {Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "11"}}},
+	}
+	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
+			if r, ok := listings[in.Pool+"/"+in.Dataset]; ok {
+				return r, nil
+			}
+			return nil, temporal.NewNonRetryableApplicationError("unexpected listing "+in.Pool+"/"+in.Dataset, "X", nil)
+		})
+	var verified []panel.RecordVerifiedInput
+	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+			verified = append(verified, in)
+			return &panel.RecordVerifiedResult{}, nil
+		})
+	s.env.ExecuteWorkflow(Reconcile, ReconcileInput{})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	want := []panel.RecordVerifiedInput{{ServerID: 2, Kind: ReplicateCTemplate, ObjectID: 4, Both: []models.SnapshotGUID{{Name: "v1", GUID: "11"}}}}
+	if !reflect.DeepEqual(verified, want) {
+		t.Errorf("verified = %+v", verified)
+	}
+	if q := (panel.QueueReplicationInput{Kind: ReplicateCTemplate, ObjectID: 4, SlaveID: 2}); len(s.queued) != 1 || s.queued[0] != q {
+		t.Errorf("queued = %+v", s.queued)
+	}
+}

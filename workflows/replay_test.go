@@ -72,6 +72,10 @@ func fakeStorage(w worker.Registry) {
 	reg(func(_ context.Context, in storage.TrashInput) (*storage.TrashResult, error) {
 		return &storage.TrashResult{Trash: storage.EratorDataset(in.Pool, in.Kind, in.ID, in.Unix)}, nil
 	}, "Trash")
+	reg(func(_ context.Context, in storage.BuildCTemplateInput) (*storage.BuildCTemplateResult, error) {
+		return &storage.BuildCTemplateResult{Snapshot: storage.CTemplateDataset(in.Pool, in.CTemplateID) + "@" + storage.VersionSnapshot(in.Version),
+			Mirror: "http://deb.debian.org/debian"}, nil
+	}, "BuildCTemplate")
 	reg(func(_ context.Context, in storage.CloneDeviceInput) (*storage.CloneDeviceResult, error) {
 		return &storage.CloneDeviceResult{}, nil
 	}, "CloneDevice")
@@ -139,6 +143,11 @@ func TestRecordHistories(t *testing.T) {
 		{"group-delete-replication.json", GroupDeleteID(4), GroupDelete, DeleteInput{OperationID: 11, ObjectID: 4, ServerID: 1, Pool: "tank"}, nil},
 		{"server-promote-replication.json", ServerPromoteID(1), ServerPromote, ServerPromoteInput{OperationID: 12, NetworkID: 1, ServerID: 1}, nil},
 		{"reconcile-replication.json", ReconcileID, Reconcile, ReconcileInput{}, nil},
+		// Recorded before ctemplates replicated: a build ends with its Finish, a delete
+		// moves only the ctemplate's own dataset.
+		{"ctemplate-build.json", CTemplateBuildID(4, 1), CTemplateBuild, CTemplateBuildInput{OperationID: 13, ServerID: 1,
+			Build: storage.BuildCTemplateInput{Pool: "tank", CTemplateID: 4, Version: 1, Suite: "bookworm"}}, nil},
+		{"ctemplate-delete.json", CTemplateDeleteID(4), CTemplateDelete, DeleteInput{OperationID: 14, ObjectID: 4, ServerID: 1, Pool: "tank"}, nil},
 		// The run ends by itself after the delete.
 		{"device-provision-delete.json", DeviceWorkflowID(8), Device, DeviceInput{DeviceID: 8}, []recordedUpdate{
 			{UpdateProvision, "p1", wire.ProvisionRequest{NetworkID: 1, DeviceID: 8, GroupID: 1, ServerID: 1, Version: 1, UUID: "u"}},

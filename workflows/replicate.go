@@ -22,7 +22,7 @@ import (
 type ReplicateInput struct {
 	NetworkID uint
 	SlaveID   uint
-	Kind      string // ReplicateVolume, ReplicateGroup or ReplicateVDisk
+	Kind      string // ReplicateVolume, ReplicateGroup, ReplicateVDisk or ReplicateCTemplate
 	ObjectID  uint
 	// Snapshot is the newest snapshot wanted ("v3" for a group version); "" means the
 	// newest the master holds.
@@ -37,6 +37,9 @@ const (
 	ReplicateGroup  = models.ReplicateGroup
 	// ReplicateVDisk backs a vdisk up from the server it lives on (the plan's master).
 	ReplicateVDisk = models.ReplicateVDisk
+	// ReplicateCTemplate copies a ctemplate's versions from its server (the plan's master)
+	// to another server of its network.
+	ReplicateCTemplate = models.ReplicateCTemplate
 )
 
 // ReplicateResult is what the slave holds at the end, verified against the master.
@@ -80,7 +83,7 @@ func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error
 		return nil, err
 	}
 	res, err := replicate(ctx, t, in)
-	if err == nil && in.Kind == ReplicateGroup && workflow.GetVersion(ctx, VersionReplicateCatchUp, workflow.DefaultVersion, 1) == 1 {
+	if err == nil && (in.Kind == ReplicateGroup || in.Kind == ReplicateCTemplate) && workflow.GetVersion(ctx, VersionReplicateCatchUp, workflow.DefaultVersion, 1) == 1 {
 		// A publish that came while this run was busy joined it (one run per slave and
 		// dataset): before ending, catch up with the newest version the master has now.
 		for range 5 {
@@ -202,6 +205,9 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 			return nil, err
 		}
 	}
+	if in.Kind == ReplicateCTemplate {
+		return res, recordCTemplateCopies(ctx, t, in, &plan)
+	}
 	if len(plan.Versions) == 0 {
 		return res, nil
 	}
@@ -228,6 +234,27 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 		}
 	}
 	return res, nil
+}
+
+// recordCTemplateCopies records each ctemplate version the slave holds with the guid its
+// server has (compared by guid, both listed at once): containers may clone it there. A
+// ctemplate's history is new with this kind, so no version flag guards it.
+func recordCTemplateCopies(ctx workflow.Context, t *tracker, in ReplicateInput, plan *panel.ReplicationPlanResult) error {
+	ds := plan.Datasets[len(plan.Datasets)-1].Dataset
+	mf := workflow.ExecuteActivity(serverCtx(ctx, plan.MasterID), sa.Snapshots, storage.SnapshotsInput{Pool: plan.MasterPool, Dataset: ds})
+	sf := workflow.ExecuteActivity(serverCtx(ctx, in.SlaveID), sa.Snapshots, storage.SnapshotsInput{Pool: plan.SlavePool, Dataset: ds})
+	var ms, ss storage.SnapshotsResult
+	if err := mf.Get(ctx, &ms); err != nil {
+		return err
+	}
+	if err := sf.Get(ctx, &ss); err != nil {
+		return err
+	}
+	if err := t.step("verify", 97, "recording the versions of ctemplate %d server %d holds", in.ObjectID, in.SlaveID); err != nil {
+		return err
+	}
+	return workflow.ExecuteActivity(panelCtx(ctx), pa.RecordVerified, panel.RecordVerifiedInput{ServerID: in.SlaveID,
+		Kind: ReplicateCTemplate, ObjectID: in.ObjectID, Both: shared(&ms, &ss)}).Get(ctx, nil)
 }
 
 // watchTransfer starts, when the run has an operation, the panel's watcher that copies

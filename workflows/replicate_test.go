@@ -253,3 +253,55 @@ func TestReplicatePlanRefused(t *testing.T) {
 		t.Errorf("outcome %+v", o)
 	}
 }
+
+// TestReplicateCTemplate: a ctemplate comes from its server (the plan's master) up to the
+// version asked for, its guid asked of that server; each version the slave then holds
+// with the same guid is recorded (not one whose guid differs), for containers to clone.
+func TestReplicateCTemplate(t *testing.T) {
+	s := newSuite(t)
+	plan := &panel.ReplicationPlanResult{MasterID: 1, MasterAddr: "10.0.0.1:8082", MasterPool: "tank", SlavePool: "sat",
+		Datasets: []models.ReplicationDataset{{Kind: ReplicateCTemplate, ObjectID: 4, Dataset: "iscsi/ctemplates/4", Snapshot: "v3"}}}
+	c := &replCalls{}
+	s.env.OnActivity(pa.ReplicationPlan, mock.Anything, mock.Anything).Return(plan, nil)
+	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
+			c.listed = append(c.listed, in)
+			if in.Pool == "tank" {
+				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "c1"}, {Name: "v2", GUID: "c2"}, {Name: "v3", GUID: "c3"}}}, nil
+			}
+			return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "c1"}, {Name: "v2", GUID: "zz"}, {Name: "v3", GUID: "c3"}}}, nil
+		})
+	s.env.OnActivity(sa.Replicate, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			c.transfers = append(c.transfers, in)
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Bytes: 500}, nil
+		})
+	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+			c.verified = append(c.verified, in)
+			return &panel.RecordVerifiedResult{}, nil
+		})
+	s.env.OnActivity(pa.WatchTransfer, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, _ panel.WatchTransferInput) (*panel.WatchTransferResult, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}).Maybe()
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateCTemplate, ObjectID: 4, Snapshot: "v3", OperationID: 9})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.transfers) != 1 || c.transfers[0].Dataset != "iscsi/ctemplates/4" || c.transfers[0].Snapshot != "v3" || c.transfers[0].GUID != "c3" ||
+		c.transfers[0].Origin != "" || c.transfers[0].Pool != "sat" || c.transfers[0].Master.ServerID != 1 {
+		t.Fatalf("transfers %+v", c.transfers)
+	}
+	want := []panel.RecordVerifiedInput{{ServerID: 2, Kind: ReplicateCTemplate, ObjectID: 4,
+		Both: []models.SnapshotGUID{{Name: "v1", GUID: "c1"}, {Name: "v3", GUID: "c3"}}}}
+	if !slices.EqualFunc(c.verified, want, func(a, b panel.RecordVerifiedInput) bool {
+		return a.ServerID == b.ServerID && a.Kind == b.Kind && a.ObjectID == b.ObjectID && slices.Equal(a.Both, b.Both)
+	}) {
+		t.Errorf("verified %+v, want %+v", c.verified, want)
+	}
+	if o := s.outcome(t); o.Failed || o.Bytes != 500 {
+		t.Errorf("outcome %+v", o)
+	}
+}

@@ -79,3 +79,11 @@ const VersionDeviceVDiskMoving = "device-vdisk-moving"
 // snapshots beyond the newest storage.VDiskBackupKeep on each server (never a backup's
 // newest common base, nor a held one).
 const VersionReconcilePruneVDisks = "reconcile-prune-vdisks"
+
+// VersionDeleteCTemplateCopies: deleting a ctemplate also moves its copies on the
+// network's other servers into their erators.
+const VersionDeleteCTemplateCopies = "delete-ctemplate-copies"
+
+// VersionCTemplateBuildReplicate: a built ctemplate version is queued for replication to
+// the network's other servers. Histories recorded before end with the build's Finish.
+const VersionCTemplateBuildReplicate = "ctemplate-build-replicate"

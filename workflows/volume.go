@@ -158,9 +158,10 @@ func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*De
 		return nil, t.fail(models.Outcome{}, err)
 	}
 	slaves := ""
-	// Volumes and groups are replicated, and vdisks backed up (ctemplates, containers not yet).
+	// Volumes, groups and ctemplates are replicated, and vdisks backed up (containers not).
 	if (in.Kind == "volume" || in.Kind == "group") && workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 ||
-		in.Kind == "vdisk" && workflow.GetVersion(ctx, VersionDeleteVDiskBackups, workflow.DefaultVersion, 1) == 1 {
+		in.Kind == "vdisk" && workflow.GetVersion(ctx, VersionDeleteVDiskBackups, workflow.DefaultVersion, 1) == 1 ||
+		in.Kind == ReplicateCTemplate && workflow.GetVersion(ctx, VersionDeleteCTemplateCopies, workflow.DefaultVersion, 1) == 1 {
 		if err := t.step("slaves", 60, "moving the slaves' copies of %s %d into their erators", in.Kind, in.ObjectID); err != nil {
 			return nil, err
 		}

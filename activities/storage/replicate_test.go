@@ -362,3 +362,11 @@ func TestSnapshotWrittenKeepsAnIdleVDisk(t *testing.T) {
 		t.Error("vdisks/<id> is sent, nothing under it nor a device's disk")
 	}
 }
+
+// TestReplicatedCTemplates: a ctemplate's dataset is sent (its versions go to every server
+// of the network), nothing under it; a container's clone never is.
+func TestReplicatedCTemplates(t *testing.T) {
+	if !replicated("iscsi/ctemplates/4") || replicated("iscsi/ctemplates/4/x") || replicated("iscsi/containers/4") {
+		t.Error("iscsi/ctemplates/<id> is sent, nothing under it nor a container's clone")
+	}
+}

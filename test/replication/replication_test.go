@@ -104,6 +104,16 @@ func TestReplication(t *testing.T) {
 		return
 	}
 
+	// A ctemplate's version reaches the slave, where a container may then clone it
+	// (ctemplate_test.go).
+	t.Run("ctemplate", func(t *testing.T) {
+		e.T = t
+		ctemplateReplicates(t, r)
+	})
+	if t.Failed() {
+		return
+	}
+
 	// The satellite site (strict versioning across real servers, with a real iPXE boot): a
 	// device that reaches only the slave stays in its boot loop while the slave lacks the
 	// group's assigned version, and boots it from the slave once the version has arrived

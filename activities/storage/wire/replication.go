@@ -19,8 +19,9 @@ const (
 // ReplicatedRoots are the file systems (relative to the pool) whose datasets a master
 // sends: nothing outside them ever leaves a server.
 // vdisks/ moves a device's data disk to the server it boots from next, and backs it up
-// on the other servers.
-var ReplicatedRoots = []string{"iscsi/volumes/", "iscsi/groups/", "vdisks/"}
+// on the other servers; iscsi/ctemplates/ brings container root file systems to every
+// server of the network.
+var ReplicatedRoots = []string{"iscsi/volumes/", "iscsi/groups/", "vdisks/", "iscsi/ctemplates/"}
 
 // SendRequest asks the master for one dataset's stream: the rest of a cut stream
 // (Token), or Snapshot incremental from the newest of the master's snapshots whose guid
