@@ -126,10 +126,16 @@ func (b *BootAgents) bootView(c *fiber.Ctx, keys *Agents) error {
 			if err != nil {
 				return err
 			}
+			revOf, err := models.DeviceBootRevisions(ctx, b.Store.DB, srv.NetworkID, ids)
+			if err != nil {
+				return err
+			}
 			found := map[uint]bool{}
 			for _, dv := range devs {
 				found[dv.ID] = true
-				d.Devices = append(d.Devices, BootDevice(&dv))
+				bd := BootDevice(&dv)
+				bd.Revision = revOf(dv.ID)
+				d.Devices = append(d.Devices, bd)
 			}
 			for _, id := range ids {
 				if !found[id] {

@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-gormigrate/gormigrate/v2"
@@ -122,7 +123,39 @@ func DeviceBootRevision(ctx context.Context, db *gorm.DB, networkID, deviceID ui
 		return *newest, nil
 	}
 	_, floor, err := BootRevisionOf(ctx, db, networkID)
-	return floor, err
+	return max(floor, 1), err // a network's first revision is 1: never 0, which the view would stamp
+}
+
+// DeviceBootRevisions is DeviceBootRevision for many devices of a network at once (ids
+// nil: every device), in two queries: the boot view's watch sends each device with it, so
+// the agent's view and the panel's boot answer name a provisioning alike.
+func DeviceBootRevisions(ctx context.Context, db *gorm.DB, networkID uint, ids []uint) (func(deviceID uint) uint64, error) {
+	var rows []struct {
+		DeviceID uint
+		Newest   uint64
+	}
+	q := db.WithContext(ctx).Model(&BootChange{}).Select("device_id, MAX(revision) AS newest").Where("network_id = ?", networkID)
+	if ids != nil {
+		q = q.Where("device_id IN ?", append(slices.Clone(ids), AllDevices))
+	}
+	if err := q.Group("device_id").Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("boot revisions: %w", err)
+	}
+	newest := make(map[uint]uint64, len(rows))
+	for _, r := range rows {
+		newest[r.DeviceID] = r.Newest
+	}
+	_, floor, err := BootRevisionOf(ctx, db, networkID)
+	if err != nil {
+		return nil, err
+	}
+	every := newest[AllDevices]
+	return func(id uint) uint64 {
+		if r := max(newest[id], every); r > 0 {
+			return r
+		}
+		return max(floor, 1)
+	}, nil
 }
 
 // BootDevicesChanged lists the devices of a network changed after revision since, up to
