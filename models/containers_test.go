@@ -16,18 +16,8 @@ import (
 // and a rebase there likewise.
 func TestCTemplateReplication(t *testing.T) {
 	ctx := context.Background()
-	s, a, _, g := opsStore(t)
-	nid := g.NetworkID
-	sl, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s"), IP: Strp("10.0.0.2"), Pool: Strp("sat")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave := sl.Object.(*Server)
-	if err := RecordServerStats(ctx, s.DB, slave.ID, &StatsReport{PoolHealth: "ONLINE"}); err != nil {
-		t.Fatal(err)
-	}
-	var master Server
-	s.DB.Where("network_id = ? AND role = ?", nid, ServerMaster).Take(&master)
+	s, a, g, m, slave := twoServerStore(t, true)
+	nid, master := g.NetworkID, *m
 	ct, err := s.CreateCTemplate(ctx, a, &CTemplateInput{NetworkID: &nid, Name: Strp("base")})
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,30 @@ func opsStore(t *testing.T) (s *Store, a *Actor, key string, g *Group) {
 	return s, a, srv.Secret, g
 }
 
+// twoServerStore is opsStore plus a slave "s" (10.0.0.2, pool sat) of the group's
+// network; reported is whether the slave has sent healthy stats.
+func twoServerStore(t *testing.T, reported bool) (s *Store, a *Actor, g *Group, master, slave *Server) {
+	t.Helper()
+	ctx := context.Background()
+	s, a, _, g = opsStore(t) // network's master "m" (10.0.0.1, pool tank)
+	nid := g.NetworkID
+	sl, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s"), IP: Strp("10.0.0.2"), Pool: Strp("sat")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave = sl.Object.(*Server)
+	if reported {
+		if err := RecordServerStats(ctx, s.DB, slave.ID, &StatsReport{PoolHealth: "ONLINE"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	master = &Server{}
+	if err := s.DB.Where("network_id = ? AND role = ?", nid, ServerMaster).Take(master).Error; err != nil {
+		t.Fatal(err)
+	}
+	return s, a, g, master, slave
+}
+
 func TestPublishNumbersVersionsAndRepeats(t *testing.T) {
 	ctx := context.Background()
 	s, a, _, g := opsStore(t)

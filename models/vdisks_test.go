@@ -14,15 +14,8 @@ import (
 // the device's.
 func TestVDiskMovesWithItsDevice(t *testing.T) {
 	ctx := context.Background()
-	s, a, _, g := opsStore(t) // network's master "m" (10.0.0.1, pool tank)
-	nid := g.NetworkID
-	sl, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s"), IP: Strp("10.0.0.2"), Pool: Strp("sat")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave := sl.Object.(*Server)
-	var master Server
-	s.DB.Where("network_id = ? AND role = ?", nid, ServerMaster).Take(&master)
+	s, _, g, m, slave := twoServerStore(t, false) // master "m" (10.0.0.1, pool tank), slave "s"
+	nid, master := g.NetworkID, *m
 	ver := GroupVersion{GroupID: g.ID, Number: 1, GUID: "g1", State: StateReady}
 	if err := s.DB.Create(&ver).Error; err != nil {
 		t.Fatal(err)
@@ -80,18 +73,8 @@ func TestVDiskMovesWithItsDevice(t *testing.T) {
 // device's export on another server never carries it (a backup is never served).
 func TestVDiskBackups(t *testing.T) {
 	ctx := context.Background()
-	s, a, _, g := opsStore(t)
-	nid := g.NetworkID
-	sl, err := s.CreateServer(ctx, a, &ServerInput{NetworkID: &nid, Name: Strp("s"), IP: Strp("10.0.0.2"), Pool: Strp("sat")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave := sl.Object.(*Server)
-	if err := RecordServerStats(ctx, s.DB, slave.ID, &StatsReport{PoolHealth: "ONLINE"}); err != nil {
-		t.Fatal(err)
-	}
-	var master Server
-	s.DB.Where("network_id = ? AND role = ?", nid, ServerMaster).Take(&master)
+	s, _, g, m, slave := twoServerStore(t, true)
+	nid, master := g.NetworkID, *m
 	ver := GroupVersion{GroupID: g.ID, Number: 1, GUID: "g1", State: StateReady}
 	if err := s.DB.Create(&ver).Error; err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	containerstest "github.com/clusterducks/clusterducks/test/containers"
 	storagetest "github.com/clusterducks/clusterducks/test/storage"
 	"github.com/clusterducks/clusterducks/workflows"
-	"go.temporal.io/sdk/client"
 )
 
 // ctemplateReplicates is issue 14's ctemplate replication on the rig: a small root file
@@ -57,20 +56,7 @@ func ctemplateReplicates(t *testing.T, r *Rig) {
 	// The reconcile finds the slave without the ctemplate and queues its replication.
 	base := r.Proxy.Bytes()
 	began := time.Now()
-	run, err := r.TC.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("reconcile-ctemplate-%d", id), TaskQueue: workflows.PanelQueue},
-		workflows.Reconcile, workflows.ReconcileInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec workflows.ReconcileResult
-	if err := run.Get(ctx, &rec); err != nil {
-		t.Fatalf("reconcile: %v", err)
-	}
-	var op models.Operation
-	if err := e.DB.Where("kind = ? AND object_id = ?", models.OpReplicateCTemplate, id).Order("id DESC").Take(&op).Error; err != nil {
-		t.Fatalf("no replication of ctemplate %d queued by the reconcile (%+v): %v", id, rec, err)
-	}
-	e.WaitOK(op.ID)
+	rec, _ := r.Reconcile(ctx, t, "ctemplate", models.OpReplicateCTemplate, id)
 	sent := r.Proxy.Bytes() - base
 	t.Logf("ctemplate %d v1 (%d-byte tarball) on the slave in %s, %d bytes from the master (reconcile %+v)",
 		id, tarball.Len(), time.Since(began).Round(time.Millisecond), sent, rec)

@@ -261,3 +261,24 @@ func (r *Rig) Timeline(t testing.TB, workflowID string) {
 	}
 	t.Logf("timeline of %s (%.2fs from start to end):%s", workflowID, last.Sub(first).Seconds(), b.String())
 }
+
+// Reconcile runs one reconcile (workflow id reconcile-<what>-<id>) and returns its result
+// and the newest operation of kind on object id it queued, once that has succeeded.
+func (r *Rig) Reconcile(ctx context.Context, t *testing.T, what, kind string, id uint) (workflows.ReconcileResult, models.Operation) {
+	t.Helper()
+	var rec workflows.ReconcileResult
+	run, err := r.TC.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("reconcile-%s-%d", what, id), TaskQueue: workflows.PanelQueue},
+		workflows.Reconcile, workflows.ReconcileInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, &rec); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	var op models.Operation
+	if err := r.E.DB.Where("kind = ? AND object_id = ?", kind, id).Order("id DESC").Take(&op).Error; err != nil {
+		t.Fatalf("no %s of %s %d queued by the reconcile (%+v): %v", kind, what, id, rec, err)
+	}
+	r.E.WaitOK(op.ID)
+	return rec, op
+}

@@ -17,8 +17,6 @@ import (
 	"github.com/clusterducks/clusterducks/test/lab"
 	storagetest "github.com/clusterducks/clusterducks/test/storage"
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
-	"github.com/clusterducks/clusterducks/workflows"
-	"go.temporal.io/sdk/client"
 )
 
 // vdiskMoves is issue 14's vdisk move on the rig after the guide (group groupID holds v2
@@ -163,20 +161,7 @@ func vdiskMoves(t *testing.T, r *Rig, groupID uint) {
 	e.GuestOn(r.Master, "zpool", "sync", r.Master.Pool) // "written" counts what reached the pool
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	run, err := r.TC.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("reconcile-vdisk-%d", vid), TaskQueue: workflows.PanelQueue},
-		workflows.Reconcile, workflows.ReconcileInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec workflows.ReconcileResult
-	if err := run.Get(ctx, &rec); err != nil {
-		t.Fatalf("reconcile: %v", err)
-	}
-	var op models.Operation
-	if err := e.DB.Where("kind = ? AND object_id = ?", models.OpReplicateVDisk, vid).Order("id DESC").Take(&op).Error; err != nil {
-		t.Fatalf("no backup of vdisk %d queued by the reconcile (%+v): %v", vid, rec, err)
-	}
-	e.WaitOK(op.ID)
+	rec, op := r.Reconcile(ctx, t, "vdisk", models.OpReplicateVDisk, vid)
 	snaps = strings.Fields(e.GuestOn(r.Master, "zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-s", "createtxg", mds))
 	_, newest, _ := strings.Cut(snaps[len(snaps)-1], "@")
 	if !strings.HasPrefix(newest, "backup-") {
