@@ -48,11 +48,7 @@ func TestReconcile(t *testing.T) {
 			return nil, temporal.NewNonRetryableApplicationError("agent away", "X", nil)
 		})
 	var verified []panel.RecordVerifiedInput
-	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
-			verified = append(verified, in)
-			return &panel.RecordVerifiedResult{}, nil
-		})
+	s.recordVerified(&verified)
 	s.env.ExecuteWorkflow(Reconcile, ReconcileInput{})
 	if err := s.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -219,11 +215,7 @@ func TestReconcileCTemplates(t *testing.T) {
 			return nil, temporal.NewNonRetryableApplicationError("unexpected listing "+in.Pool+"/"+in.Dataset, "X", nil)
 		})
 	var verified []panel.RecordVerifiedInput
-	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
-			verified = append(verified, in)
-			return &panel.RecordVerifiedResult{}, nil
-		})
+	s.recordVerified(&verified)
 	s.env.ExecuteWorkflow(Reconcile, ReconcileInput{})
 	if err := s.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)

@@ -73,11 +73,7 @@ func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zf
 			c.copies = append(c.copies, in)
 			return &panel.RecordVersionCopyResult{}, nil
 		}).Maybe()
-	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
-			c.verified = append(c.verified, in)
-			return &panel.RecordVerifiedResult{}, nil
-		}).Maybe()
+	s.recordVerified(&c.verified).Maybe()
 	s.env.OnActivity(pa.WatchTransfer, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in panel.WatchTransferInput) (*panel.WatchTransferResult, error) {
 			c.watched = append(c.watched, in)
@@ -276,11 +272,7 @@ func TestReplicateCTemplate(t *testing.T) {
 			c.transfers = append(c.transfers, in)
 			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Bytes: 500}, nil
 		})
-	s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
-			c.verified = append(c.verified, in)
-			return &panel.RecordVerifiedResult{}, nil
-		})
+	s.recordVerified(&c.verified)
 	s.env.OnActivity(pa.WatchTransfer, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, _ panel.WatchTransferInput) (*panel.WatchTransferResult, error) {
 			<-ctx.Done()

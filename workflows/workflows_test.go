@@ -386,3 +386,12 @@ func TestActivitiesRunOnTheirQueues(t *testing.T) {
 		}
 	}
 }
+
+// recordVerified mocks the panel's RecordVerified, appending each input to *into.
+func (s *suite) recordVerified(into *[]panel.RecordVerifiedInput) *testsuite.MockCallWrapper {
+	return s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
+			*into = append(*into, in)
+			return &panel.RecordVerifiedResult{}, nil
+		})
+}
