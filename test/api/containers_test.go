@@ -123,7 +123,7 @@ func TestContainers(t *testing.T) {
 			{"command too long", map[string]any{"network": n, "name": "c", "ctemplate": id(ct), "command": long}, 422, "command"},
 			{"autostart not a bool", map[string]any{"network": n, "name": "c", "ctemplate": id(ct), "autostart": "often"}, 422, "autostart"},
 			{"foreign server", map[string]any{"network": n, "name": "c", "ctemplate": id(ct), "server": otherSrv}, 422, "server_id"},
-			{"server without the ctemplate", map[string]any{"network": n, "name": "c", "ctemplate": id(ct), "server": second}, 422, "server_id"},
+			{"server without the ctemplate's copy yet", map[string]any{"network": n, "name": "c", "ctemplate": id(ct), "server": second}, 409, "server_id"},
 			{"unknown key", map[string]any{"network": n, "name": "c", "ctemplate": id(ct), "image": "x"}, 422, "image"},
 		} {
 			code, v, _ := p.do(a, "POST", "/api/v0.9.2/containers.json", c.body)
