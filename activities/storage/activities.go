@@ -541,7 +541,7 @@ func (a *Activities) Purge(ctx context.Context, in PurgeInput) (*PurgeResult, er
 		}
 		plan := PlanPurge(all, in.Pool, in.Before)
 		for _, d := range plan.Destroy {
-			if err := a.ZFS.Destroy(d.Name, true); err != nil {
+			if err := destroyWhenFree(ctx, a.ZFS.Destroy, d.Name); err != nil {
 				res.Kept = append(res.Kept, Kept{Name: d.Name, Reason: activities.Message(err)})
 				continue
 			}
@@ -555,6 +555,31 @@ func (a *Activities) Purge(ctx context.Context, in PurgeInput) (*PurgeResult, er
 		return nil
 	})
 	return res, err
+}
+
+// busyTries bounds how often a purge asks again to destroy a dataset that is busy, with a
+// doubling pause from busyPause: a volume just moved into the erator is often held open
+// for a moment by udev probing its renamed device node.
+var (
+	busyTries = 5
+	busyPause = 200 * time.Millisecond
+)
+
+// destroyWhenFree destroys name (recursively), asking again while it is busy.
+func destroyWhenFree(ctx context.Context, destroy func(string, bool) error, name string) error {
+	pause := busyPause
+	for try := 1; ; try++ {
+		err := destroy(name, true)
+		if err == nil || !errors.Is(err, activities.ErrBusy) || try == busyTries {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
 }
 
 // Plan is a purge's order of destruction and what it must keep.
