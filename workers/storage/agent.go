@@ -52,6 +52,10 @@ type Config struct {
 
 const defaultStateDir = "/var/lib/clusterducks"
 
+// agentPollers is how many polls of its task queue the agent keeps open (the SDK's
+// default is two).
+const agentPollers = 8
+
 func (c Config) stateDir() string {
 	if c.StateDir == "" {
 		return defaultStateDir
@@ -149,7 +153,10 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	// Heartbeats reach Temporal every few seconds rather than at 0.8 × each activity's
 	// heartbeat timeout: a transfer's bytes are shown live on its operation from them.
-	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{MaxHeartbeatThrottleInterval: 3 * time.Second})
+	// More pollers than the default two take a burst of activities (concurrent publishes)
+	// off the queue in parallel: each poll crosses the network to the panel's Temporal.
+	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{MaxHeartbeatThrottleInterval: 3 * time.Second,
+		MaxConcurrentActivityTaskPollers: agentPollers})
 	w.RegisterActivity(acts)
 	// The panel reaches the agent through its network's tunnel; the agent pushes its
 	// stats itself only while there is none (or it has no certificate to dial one with).

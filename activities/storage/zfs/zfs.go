@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +28,9 @@ type ZFS struct {
 	// (creates, clones, renames, destroys, volsize changes, receives), so a caller that
 	// keeps a listing can tell whether it still holds.
 	changes atomic.Uint64
+
+	snapsOnce sync.Once
+	snaps     *snapshotBatcher
 }
 
 // mutating are the calls that change which datasets exist or a volume's size.
@@ -293,8 +295,20 @@ func (z *ZFS) GUID(name string) (string, error) {
 // Snapshot takes dataset@snap and returns its guid. An existing snapshot is success:
 // its guid is returned (created false). Both happen in one command, a channel program
 // (`zfs program`), where OpenZFS runs them in the kernel: a command costs far more than
-// either step on a busy server. Where channel programs are refused, two commands do it.
+// either step on a busy server. Snapshots asked for meanwhile on the same pool share the
+// program (see snapshotBatcher). Where channel programs are refused, two commands do it.
 func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err error) {
+	z.snapsOnce.Do(func() { z.snaps = newSnapshotBatcher(z, snapshotWindow) })
+	return z.snaps.snapshot(dataset, snap)
+}
+
+// snapshotWindow is how long a lone snapshot request waits for others to share its
+// program: little next to the command itself.
+const snapshotWindow = 2 * time.Millisecond
+
+// snapshotAlone takes one snapshot with snapshotLua; errAgain when the dataset got
+// another snapshot in the same txg.
+func (z *ZFS) snapshotAlone(dataset, snap string) (guid string, created bool, err error) {
 	full := dataset + "@" + snap
 	pool, _, _ := strings.Cut(dataset, "/")
 	// The program is read from standard input (zfs program reads its script file to EOF).
@@ -306,6 +320,9 @@ func (z *ZFS) Snapshot(dataset, snap string) (guid string, created bool, err err
 		}
 		if errors.Is(err, activities.ErrDatasetNotFound) {
 			return "", false, fmt.Errorf("%s: %w", dataset, err)
+		}
+		if errors.Is(err, errAgain) {
+			return "", false, err
 		}
 	}
 	if errors.Is(err, activities.ErrPoolNotFound) {
@@ -350,29 +367,14 @@ var programRefused sync.Once
 // guid is a 64-bit unsigned number that Lua holds as a signed one.
 func parseSnapshotProgram(out []byte) (guid string, created bool, err error) {
 	var v struct {
-		Return struct {
-			Errno   int         `json:"errno"`
-			Created bool        `json:"created"`
-			GUID    json.Number `json:"guid"`
-		} `json:"return"`
+		Return programAnswer `json:"return"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(out))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
 		return "", false, fmt.Errorf("zfs program: %w: %q", err, out)
 	}
-	switch v.Return.Errno {
-	case 0:
-	case 2: // ENOENT
-		return "", false, activities.ErrDatasetNotFound
-	default:
-		return "", false, fmt.Errorf("zfs program: snapshot failed with errno %d", v.Return.Errno)
-	}
-	n, err := strconv.ParseInt(v.Return.GUID.String(), 10, 64)
-	if err != nil {
-		return "", false, fmt.Errorf("zfs program: guid %q: %w", v.Return.GUID, err)
-	}
-	return strconv.FormatUint(uint64(n), 10), v.Return.Created, nil
+	return v.Return.result()
 }
 
 // Clone clones snapshot into dest. An existing dest that is a clone of the same snapshot
