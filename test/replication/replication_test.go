@@ -327,8 +327,11 @@ func TestReplication(t *testing.T) {
 		if n.MasterServerID == nil || *n.MasterServerID != newID || len(roles) != 2 || roles[0].Role != models.ServerSlave || roles[1].Role != models.ServerMaster {
 			t.Fatalf("after the promote: network master %v, servers %+v", n.MasterServerID, roles)
 		}
+		// The volumes and groups now flow from the new master: the old one releases their
+		// holds. A ctemplate keeps flowing from the server it was made on (the old master
+		// here), whose hold on the new master's base stays.
 		tag := fmt.Sprintf("clusterducks-slave-%d", newID)
-		if holds := e.GuestOn(r.Master, "sh", "-c", "zfs list -H -r -t snapshot -o name "+mp+"/iscsi | xargs -r zfs holds -H"); strings.Contains(holds, tag) {
+		if holds := e.GuestOn(r.Master, "sh", "-c", "zfs list -H -r -t snapshot -o name "+mp+"/iscsi/volumes "+mp+"/iscsi/groups | xargs -r zfs holds -H"); strings.Contains(holds, tag) {
 			t.Errorf("the old master still holds snapshots for the new master:\n%s", holds)
 		}
 
