@@ -126,7 +126,7 @@ func (b *BootAgents) bootView(c *fiber.Ctx, keys *Agents) error {
 			if err != nil {
 				return err
 			}
-			revOf, err := models.DeviceBootRevisions(ctx, b.Store.DB, srv.NetworkID, ids)
+			revOf, err := models.DeviceBootRevisions(ctx, b.Store.DB, srv.NetworkID, floor, ids)
 			if err != nil {
 				return err
 			}

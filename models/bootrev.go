@@ -114,22 +114,23 @@ func BootRevisionOf(ctx context.Context, db *gorm.DB, networkID uint) (rev, floo
 // change (or one of every device), else the log's floor (its change was pruned, or it never
 // changed since it was made). A provisioning request carries it (wire.ProvisionUpdateID).
 func DeviceBootRevision(ctx context.Context, db *gorm.DB, networkID, deviceID uint) (uint64, error) {
-	var newest *uint64
-	if err := db.WithContext(ctx).Model(&BootChange{}).Select("MAX(revision)").
-		Where("network_id = ? AND device_id IN ?", networkID, []uint{deviceID, AllDevices}).Scan(&newest).Error; err != nil {
-		return 0, fmt.Errorf("boot revision: %w", err)
-	}
-	if newest != nil && *newest > 0 {
-		return *newest, nil
-	}
 	_, floor, err := BootRevisionOf(ctx, db, networkID)
-	return max(floor, 1), err // a network's first revision is 1: never 0, which the view would stamp
+	if err != nil {
+		return 0, err
+	}
+	revOf, err := DeviceBootRevisions(ctx, db, networkID, floor, []uint{deviceID})
+	if err != nil {
+		return 0, err
+	}
+	return revOf(deviceID), nil
 }
 
 // DeviceBootRevisions is DeviceBootRevision for many devices of a network at once (ids
-// nil: every device), in two queries: the boot view's watch sends each device with it, so
-// the agent's view and the panel's boot answer name a provisioning alike.
-func DeviceBootRevisions(ctx context.Context, db *gorm.DB, networkID uint, ids []uint) (func(deviceID uint) uint64, error) {
+// nil: every device), given the log's floor (BootRevisionOf), in one query: the boot
+// view's watch sends each device with it, so the agent's view and the panel's boot answer
+// name a provisioning alike. A network's first revision is 1, so it never answers 0 (which
+// the view would stamp with its own).
+func DeviceBootRevisions(ctx context.Context, db *gorm.DB, networkID uint, floor uint64, ids []uint) (func(deviceID uint) uint64, error) {
 	var rows []struct {
 		DeviceID uint
 		Newest   uint64
@@ -144,10 +145,6 @@ func DeviceBootRevisions(ctx context.Context, db *gorm.DB, networkID uint, ids [
 	newest := make(map[uint]uint64, len(rows))
 	for _, r := range rows {
 		newest[r.DeviceID] = r.Newest
-	}
-	_, floor, err := BootRevisionOf(ctx, db, networkID)
-	if err != nil {
-		return nil, err
 	}
 	every := newest[AllDevices]
 	return func(id uint) uint64 {

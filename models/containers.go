@@ -877,8 +877,11 @@ func recordCTemplateCopies(ctx context.Context, db *gorm.DB, serverID, id uint, 
 	return nil
 }
 
-// ctemplateLabel names a ctemplate in replication's messages.
-func ctemplateLabel(t *CTemplate) string { return fmt.Sprintf("ctemplate %d (%q)", t.ID, t.Name) }
+// ctemplateReplicaDataset is ready ctemplate t as replication sees it: copied from its
+// server to the network's other servers.
+func ctemplateReplicaDataset(t *CTemplate) replicaDataset {
+	return replicaDataset{ReplicateCTemplate, t.ID, t.NetworkID, fmt.Sprintf("ctemplate %d (%q)", t.ID, t.Name), *t.ServerID}
+}
 
 // loadCTemplateDataset is a ready ctemplate with a version, copied from its server; nil
 // when it is not (yet, or any more) something to replicate.
@@ -890,7 +893,8 @@ func loadCTemplateDataset(tx *gorm.DB, id uint) (*replicaDataset, error) {
 	if t.State != StateReady || t.Version == 0 || t.ServerID == nil {
 		return nil, nil
 	}
-	return &replicaDataset{ReplicateCTemplate, t.ID, t.NetworkID, ctemplateLabel(&t), *t.ServerID}, nil
+	d := ctemplateReplicaDataset(&t)
+	return &d, nil
 }
 
 // ctemplateDatasets is a network's ready ctemplates with a version, each copied from its
@@ -903,7 +907,7 @@ func ctemplateDatasets(tx *gorm.DB, networkID uint) ([]replicaDataset, error) {
 	}
 	out := make([]replicaDataset, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, replicaDataset{ReplicateCTemplate, t.ID, networkID, ctemplateLabel(&t), *t.ServerID})
+		out = append(out, ctemplateReplicaDataset(&t))
 	}
 	return out, nil
 }
@@ -915,8 +919,14 @@ func ctemplateCopyServers(db *gorm.DB, id uint) ([]Server, error) {
 	if err := db.Take(&t, id).Error; err != nil {
 		return nil, notFoundOr(err, "ctemplate")
 	}
+	return otherServers(db, t.NetworkID, t.ServerID)
+}
+
+// otherServers is every server of a network but serverID (nil: every server), in id
+// order: where the copies of a dataset that lives on serverID are.
+func otherServers(db *gorm.DB, networkID uint, serverID *uint) ([]Server, error) {
 	var others []Server
-	err := db.Where("network_id = ? AND id <> ?", t.NetworkID, ptrOr(t.ServerID, 0)).Order("id").Find(&others).Error
+	err := db.Where("network_id = ? AND id <> ?", networkID, ptrOr(serverID, 0)).Order("id").Find(&others).Error
 	return others, err
 }
 

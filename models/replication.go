@@ -414,9 +414,7 @@ func SlavesOf(ctx context.Context, db *gorm.DB, kind string, id uint) ([]Server,
 		if err := db.Take(&v, id).Error; err != nil {
 			return nil, notFoundOr(err, "vdisk")
 		}
-		var others []Server
-		err := db.Where("network_id = ? AND id <> ?", v.NetworkID, ptrOr(v.ServerID, 0)).Order("id").Find(&others).Error
-		return others, err
+		return otherServers(db, v.NetworkID, v.ServerID)
 	}
 	if kind == ReplicateCTemplate {
 		return ctemplateCopyServers(db, id)
