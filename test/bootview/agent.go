@@ -37,7 +37,7 @@ type Agent struct {
 	ISCSI  string // the target's address on loopback
 	Panel  *Counter
 
-	http   *http.Server
+	http   *boot.Endpoint
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
@@ -129,10 +129,9 @@ func Start(t testing.TB, p *netboot.HostPanel, o Options) *Agent {
 		defer close(a.done)
 		view.Run(ctx)
 	}()
-	mux := http.NewServeMux()
-	mux.Handle("/boot.ipxe", svc)
+	mux := http.NewServeMux() // what the endpoint does not answer itself
 	mux.Handle("/booted", svc.CheckIn())
-	a.http = &http.Server{Handler: mux}
+	a.http = svc.Endpoint(mux)
 	go a.http.Serve(hln) //nolint:errcheck
 	t.Cleanup(a.Stop)
 	return a

@@ -204,7 +204,7 @@ type HostAgent struct {
 	Target   *iscsi.Server
 	BootURL  string // as device VMs see it
 	ISCSI    string // the iSCSI target's address as the host reaches it
-	http     *http.Server
+	http     *boot.Endpoint
 }
 
 // StartHostAgent starts the master's agent (boot side) over disks (new ones when nil) and
@@ -269,11 +269,9 @@ func StartServerAgent(t testing.TB, p *HostPanel, srv HostServer, disks *boot.Fi
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/boot.ipxe", svc)
-	hs := &http.Server{Handler: mux}
-	go hs.Serve(hln) //nolint:errcheck
-	a := &HostAgent{ServerID: srv.ID, Svc: svc, Disks: disks, Target: target, http: hs, ISCSI: iln.Addr().String(),
+	ep := svc.Endpoint(nil)
+	go ep.Serve(hln) //nolint:errcheck
+	a := &HostAgent{ServerID: srv.ID, Svc: svc, Disks: disks, Target: target, http: ep, ISCSI: iln.Addr().String(),
 		BootURL: "http://" + net.JoinHostPort(srv.IP, strconv.Itoa(p.BootPort)) + "/boot.ipxe"}
 	t.Cleanup(a.Stop)
 	return a

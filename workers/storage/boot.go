@@ -204,14 +204,13 @@ func startBoot(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, s
 	w.RegisterActivity(&storage.Devices{ZFS: z, Exports: svc})
 	n, err := svc.Restore(ctx)
 	log.Info("boot: targets exported again", "n", n, "err", err)
-	mux := http.NewServeMux()
-	mux.Handle("/boot.ipxe", svc)
+	mux := http.NewServeMux() // what the endpoint does not answer itself (it answers /boot.ipxe)
 	mux.Handle("/booted", svc.CheckIn())
 	if cfg.Metrics != nil {
 		// Until the agent API (through the tunnel) serves them, the metrics are on the boot listener.
 		mux.Handle("/metrics", cfg.Metrics.Registry.Handler())
 	}
-	hs := &http.Server{Addr: bc.BootListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := svc.Endpoint(mux)
 	hln, err := net.Listen("tcp", bc.BootListen)
 	if err != nil {
 		svc.Close()

@@ -3,6 +3,7 @@ package boot
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,21 +65,34 @@ func SANURI(t SANTarget) string {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	return fmt.Sprintf("iscsi:%s::%s:%d:%s", host, port, t.LUN, t.IQN)
+	return "iscsi:" + host + "::" + port + ":" + strconv.Itoa(t.LUN) + ":" + t.IQN
 }
 
 // SanbootScript boots t; if the boot fails the device says so and reboots after pause.
+// Built without fmt: every device of a boot storm gets one.
 func SanbootScript(banner string, t SANTarget, pause time.Duration) string {
 	var b strings.Builder
-	b.WriteString("#!ipxe\n")
-	fmt.Fprintf(&b, "echo %s\n", screenText(banner))
+	b.Grow(256 + len(banner) + 2*len(t.IQN))
+	b.WriteString("#!ipxe\necho ")
+	b.WriteString(screenText(banner))
+	b.WriteByte('\n')
 	if t.User != "" {
-		fmt.Fprintf(&b, "set username %s\nset password %s\n", scriptWord(t.User), scriptWord(t.Secret))
+		b.WriteString("set username ")
+		b.WriteString(scriptWord(t.User))
+		b.WriteString("\nset password ")
+		b.WriteString(scriptWord(t.Secret))
+		b.WriteByte('\n')
 	}
-	fmt.Fprintf(&b, "sanboot %s || goto failed\n", SANURI(t))
-	b.WriteString(":failed\n")
-	fmt.Fprintf(&b, "echo clusterducks: sanboot of %s failed; rebooting in %d s\n", screenText(t.IQN), seconds(pause))
-	fmt.Fprintf(&b, "sleep %d\nreboot\n", seconds(pause))
+	pauseS := strconv.Itoa(seconds(pause))
+	b.WriteString("sanboot ")
+	b.WriteString(SANURI(t))
+	b.WriteString(" || goto failed\n:failed\necho clusterducks: sanboot of ")
+	b.WriteString(screenText(t.IQN))
+	b.WriteString(" failed; rebooting in ")
+	b.WriteString(pauseS)
+	b.WriteString(" s\nsleep ")
+	b.WriteString(pauseS)
+	b.WriteString("\nreboot\n")
 	return b.String()
 }
 
@@ -142,6 +156,9 @@ func MenuScript(title string, entries []wire.MenuEntry, timeout time.Duration) s
 // screenText makes s safe as the rest of an echo/menu/item line: one line, no settings
 // expansion, printable ASCII.
 func screenText(s string) string {
+	if len(s) <= 200 && plainText(s) {
+		return s // the usual case: nothing to change
+	}
 	var b strings.Builder
 	for _, r := range s {
 		switch {
@@ -159,6 +176,16 @@ func screenText(s string) string {
 		return b.String()[:200]
 	}
 	return b.String()
+}
+
+// plainText reports whether screenText leaves s as it is: printable ASCII without '$'.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '$' {
+			return false
+		}
+	}
+	return true
 }
 
 // scriptWord makes s one iPXE word: no spaces, quotes or expansions.

@@ -225,7 +225,11 @@ func (s *Service) background() {
 			if q.add(r) {
 				s.log.Warn("boot reports: the panel has been unreachable too long, the oldest are dropped", "kept", maxPendingReports, "dropped", q.dropped)
 			}
-			if len(q.pending) >= reportBatch {
+			// Delivered on the tick, not as a batch fills: during a boot storm the
+			// devices' answers come first, and the panel gets a few large deliveries
+			// instead of one per batch. Half the bound pending goes at once, so a
+			// storm larger than the bound loses nothing while the panel answers.
+			if len(q.pending) >= sendAtOnce {
 				s.sendReports(&q, false)
 			}
 		case <-watch.C:
@@ -267,12 +271,14 @@ func (s *Service) decided(r wire.Report, v verdict) {
 	s.report(r)
 }
 
-// Boot reports are delivered in batches of at most reportBatch. While the panel cannot be
-// reached, at most maxPendingReports are kept (the oldest go first) and sent again after
-// a pause that doubles from Config.ReportRetry up to maxReportRetry.
+// Boot reports are delivered once a second, or at once when sendAtOnce are pending, in
+// batches of at most reportBatch. While the panel cannot be reached, at most
+// maxPendingReports are kept (the oldest go first) and sent again after a pause that
+// doubles from Config.ReportRetry up to maxReportRetry.
 const (
 	reportBatch       = 256
 	maxPendingReports = 4096
+	sendAtOnce        = maxPendingReports / 2
 	maxReportRetry    = 30 * time.Second
 )
 
@@ -345,7 +351,8 @@ func (s *Service) report(r wire.Report) {
 }
 
 // ServeHTTP answers GET /boot.ipxe: without a mac the static script that chains back
-// with the device's MAC and UUID; with one, the device's own script.
+// with the device's MAC and UUID; with one, the device's own script. The agent serves it
+// through Endpoint; this form is for an http.ServeMux.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -360,15 +367,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	group, _ := strconv.ParseUint(q.Get("group"), 10, 32)
 	hop, _ := strconv.Atoi(q.Get("hop"))
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.BootStarted()
-	}
-	start := time.Now()
-	script := s.script(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group), hop)
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.BootDone(ScriptKind(script), time.Since(start))
-	}
-	fmt.Fprint(w, script)
+	fmt.Fprint(w, s.observed(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group), hop))
 }
 
 // maxHops bounds the chain of redirects one boot may follow: a device is sent to the

@@ -190,21 +190,23 @@ func (s *Server) AddTarget(tc TargetConfig) error {
 	if tc.CHAP != nil && (tc.CHAP.User == "" || tc.CHAP.Secret == "") {
 		return fmt.Errorf("%w: CHAP needs a user and a secret", ErrInvalidConfig)
 	}
-	tc.LUNs = slices.Clone(tc.LUNs)
-	tc.AllowedInitiators = slices.Clone(tc.AllowedInitiators)
-	if tc.CHAP != nil {
-		c := *tc.CHAP
-		tc.CHAP = &c
-	}
 	s.mu.Lock()
 	if old, ok := s.targets[tc.IQN]; ok {
 		s.mu.Unlock()
+		// The boot path exports every device it answers: the same target again is the
+		// usual case, decided before anything is copied.
 		if sameTargetConfig(old.cfg, tc) {
 			return nil
 		}
 		return fmt.Errorf("add target %s: %w", tc.IQN, ErrTargetExists)
 	}
 	s.mu.Unlock()
+	tc.LUNs = slices.Clone(tc.LUNs)
+	tc.AllowedInitiators = slices.Clone(tc.AllowedInitiators)
+	if tc.CHAP != nil {
+		c := *tc.CHAP
+		tc.CHAP = &c
+	}
 	t := newTarget(tc)
 	for i, lc := range tc.LUNs {
 		l, err := openLUN(tc.IQN, uint64(i), lc)
