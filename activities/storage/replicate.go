@@ -27,17 +27,19 @@ import (
 )
 
 // ReplicationZFS is what replication needs of zfs (package zfs; a fake in unit tests).
+// Each call is one zfs command: in a loaded or emulated server each costs from a fraction
+// of a second to seconds, so a transfer asks as few as it can (State lists a dataset's
+// snapshots and properties at once; Hold and Release take every snapshot at once; Send
+// tells the stream's estimated size).
 type ReplicationZFS interface {
-	Snapshots(ctx context.Context, dataset string) ([]zfs.Snap, error)
+	State(ctx context.Context, dataset string) (*zfs.State, error)
 	Property(ctx context.Context, name, prop string) (string, error)
-	ResumeToken(ctx context.Context, dataset string) (string, error)
 	AbortReceive(ctx context.Context, dataset string) error
 	TokenTarget(ctx context.Context, token string) (string, error)
-	Hold(ctx context.Context, snapshot, tag string) error
-	Release(ctx context.Context, snapshot, tag string) error
+	Hold(ctx context.Context, tag string, snapshots ...string) error
+	Release(ctx context.Context, tag string, snapshots ...string) error
 	Holds(ctx context.Context, root string) (map[string][]string, error)
-	SendSize(ctx context.Context, a zfs.SendArgs) (int64, error)
-	Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, error)
+	Send(ctx context.Context, a zfs.SendArgs) (stream io.ReadCloser, size int64, err error)
 	Receive(ctx context.Context, a zfs.ReceiveArgs, r io.Reader) error
 	DestroySnapshot(ctx context.Context, snapshot string) error
 }
@@ -172,24 +174,27 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	// Hold what the slave is about to build on and what it is receiving: neither may be
 	// destroyed before the slave acknowledges a newer snapshot (a cut stream's token
 	// needs its target to survive too).
+	// One zfs hold for both.
 	tag := wire.HoldTag(slave.ServerID)
+	var hold []string
 	for _, snap := range []string{from, target} {
 		if snap != "" && strings.HasPrefix(snap, s.Pool+"/"+req.Dataset+"@") {
-			if err := s.ZFS.Hold(ctx, snap, tag); err != nil {
-				replError(w, http.StatusInternalServerError, wire.CodeFailed, "hold %s: %s", snap, zfsMessage(err))
-				return
-			}
+			hold = append(hold, snap)
 		}
 	}
-	size, err := s.ZFS.SendSize(ctx, args)
-	if err != nil {
-		s.Log.Info("replication: no size estimate", "target", target, "err", err)
+	if err := s.ZFS.Hold(ctx, tag, hold...); err != nil {
+		replError(w, http.StatusInternalServerError, wire.CodeFailed, "hold %s: %s", strings.Join(hold, " "), zfsMessage(err))
+		return
 	}
-	stream, err := s.ZFS.Send(ctx, args)
+	// The size comes with the stream (zfs send -P prints its estimate first).
+	stream, size, err := s.ZFS.Send(ctx, args)
 	if err != nil {
 		status, code := statusOf(err)
 		replError(w, status, code, "%s", zfsMessage(err))
 		return
+	}
+	if size == 0 {
+		s.Log.Info("replication: no size estimate", "target", target)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set(wire.HeaderFrom, strings.TrimPrefix(from, s.Pool+"/"))
@@ -249,10 +254,12 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeBadRequest, Message: fmt.Sprintf("snapshot %q is not a snapshot name", req.Snapshot)}
 	}
 	full := s.Pool + "/" + req.Dataset
-	snaps, err := s.ZFS.Snapshots(ctx, full)
+	// One listing: the snapshots with their guids, the encryption and the origin.
+	st, err := s.ZFS.State(ctx, full)
 	if err != nil {
 		return zfs.SendArgs{}, "", "", "", err
 	}
+	snaps := st.Snaps
 	ti := len(snaps) - 1
 	if req.Snapshot != "" {
 		ti = slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == req.Snapshot })
@@ -261,12 +268,8 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeNotFound, Message: fmt.Sprintf("%s has no snapshot %q", req.Dataset, req.Snapshot)}
 	}
 	args := zfs.SendArgs{Snapshot: full + "@" + snaps[ti].Name}
-	guid := snaps[ti].GUID // the listing has it: no zfs get for it
-	enc, err := s.ZFS.Property(ctx, full, "encryption")
-	if err != nil {
-		return zfs.SendArgs{}, "", "", "", err
-	}
-	args.Raw = enc != "" && enc != "off" && enc != "-"
+	guid := snaps[ti].GUID
+	args.Raw = st.Encryption != "" && st.Encryption != "off" && st.Encryption != "-"
 	// The newest common snapshot by guid (names may repeat with other contents).
 	for i := ti - 1; i >= 0; i-- {
 		if slices.Contains(req.Have, snaps[i].GUID) {
@@ -275,11 +278,7 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		}
 	}
 	// None: a clone builds on its origin when the slave has that.
-	origin, err := s.ZFS.Property(ctx, full, "origin")
-	if err != nil {
-		return zfs.SendArgs{}, "", "", "", err
-	}
-	if origin != "" && origin != "-" {
+	if origin := st.Origin; origin != "" {
 		og, err := s.ZFS.Property(ctx, origin, "guid")
 		if err != nil {
 			return zfs.SendArgs{}, "", "", "", err
@@ -318,39 +317,30 @@ func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
 }
 
 // moveHold puts tag on dataset's snapshot guid and takes it off every other snapshot of
-// the dataset: the slave's next incremental base is the only one kept for it.
+// the dataset: the slave's next incremental base is the only one kept for it. Three zfs
+// commands: the listing (which tells the held snapshots), one hold, one release.
 func moveHold(ctx context.Context, z ReplicationZFS, dataset, guid, tag string) error {
-	snaps, err := z.Snapshots(ctx, dataset)
+	st, err := z.State(ctx, dataset)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.GUID == guid })
+	i := slices.IndexFunc(st.Snaps, func(x zfs.Snap) bool { return x.GUID == guid })
 	if i < 0 {
 		return fmt.Errorf("%s has no snapshot of guid %s: %w", dataset, guid, activities.ErrDatasetNotFound)
 	}
-	keep := dataset + "@" + snaps[i].Name
-	if err := z.Hold(ctx, keep, tag); err != nil {
+	keep := st.Snaps[i].Name
+	if err := z.Hold(ctx, tag, dataset+"@"+keep); err != nil {
 		return err
 	}
-	// Only the snapshots that carry the tag are released: one zfs call per snapshot of a
-	// group with many versions would cost seconds per acknowledgement.
-	held, err := z.Holds(ctx, dataset)
-	if err != nil {
-		return err
-	}
-	names := make([]string, 0, len(held))
-	for name, tags := range held {
-		if name != keep && strings.HasPrefix(name, dataset+"@") && slices.Contains(tags, tag) {
-			names = append(names, name)
+	// Released from every other held snapshot at once; one that carries only other
+	// slaves' tags is left as it is (zfs release reports "no such tag" for it).
+	var names []string
+	for _, name := range st.Held {
+		if name != keep {
+			names = append(names, dataset+"@"+name)
 		}
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		if err := z.Release(ctx, name, tag); err != nil {
-			return err
-		}
-	}
-	return nil
+	return z.Release(ctx, tag, names...)
 }
 
 // ReleaseReplicationHoldsInput names a slave whose holds a master drops (the slave was
@@ -376,20 +366,13 @@ func (a *Activities) ReleaseReplicationHolds(ctx context.Context, in ReleaseRepl
 		if err != nil {
 			return err
 		}
-		names := make([]string, 0, len(holds))
-		for snap := range holds {
-			names = append(names, snap)
-		}
-		slices.Sort(names)
-		for _, snap := range names {
-			if slices.Contains(holds[snap], tag) {
-				if err := z.Release(ctx, snap, tag); err != nil {
-					return err
-				}
+		for snap, tags := range holds {
+			if slices.Contains(tags, tag) {
 				res.Released = append(res.Released, snap)
 			}
 		}
-		return nil
+		slices.Sort(res.Released)
+		return z.Release(ctx, tag, res.Released...)
 	})
 	return res, err
 }
@@ -411,20 +394,14 @@ type SnapshotsResult struct {
 // Snapshots lists a dataset's snapshots with their guids (the reconcile compares master
 // and slaves by them). Read only.
 func (a *Activities) Snapshots(ctx context.Context, in SnapshotsInput) (*SnapshotsResult, error) {
-	z := a.replZFS()
-	full := in.Pool + "/" + in.Dataset
-	snaps, err := z.Snapshots(ctx, full)
+	st, err := a.replZFS().State(ctx, in.Pool+"/"+in.Dataset)
 	if errors.Is(err, activities.ErrDatasetNotFound) {
 		return &SnapshotsResult{Snapshots: []zfs.Snap{}}, nil
 	}
 	if err != nil {
 		return nil, activities.Wrap(err)
 	}
-	token, err := z.ResumeToken(ctx, full)
-	if err != nil {
-		return nil, activities.Wrap(err)
-	}
-	return &SnapshotsResult{Exists: true, Partial: token != "", Snapshots: append([]zfs.Snap{}, snaps...)}, nil
+	return &SnapshotsResult{Exists: true, Partial: st.ResumeToken != "", Snapshots: append([]zfs.Snap{}, st.Snaps...)}, nil
 }
 
 // ReplicateInput asks a slave's agent to pull one dataset from its master up to a
@@ -499,7 +476,13 @@ func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (*Replica
 			}
 		}()
 	}
-	res, err := a.replicate(ctx, in, &prog, &pub)
+	var res *ReplicateResult
+	c, err := a.client(in)
+	if err == nil {
+		// One client for the whole run: the acknowledgement reuses the stream's connection.
+		defer c.CloseIdleConnections()
+		res, err = a.replicate(ctx, c, in, &prog, &pub)
+	}
 	if res != nil {
 		res.Bytes = prog.Bytes
 	}
@@ -528,24 +511,21 @@ func (a *Activities) heartbeatEvery() time.Duration {
 	return a.HeartbeatEvery
 }
 
-func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) (*ReplicateResult, error) {
+func (a *Activities) replicate(ctx context.Context, c *http.Client, in ReplicateInput, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) (*ReplicateResult, error) {
 	if !replicated(in.Dataset) || !snapName.MatchString(in.Snapshot) || in.GUID == "" {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replicate: bad input %q@%q guid %q", in.Dataset, in.Snapshot, in.GUID), "BadInput", nil)
 	}
 	z := a.replZFS()
 	local := in.Pool + "/" + in.Dataset
 	res := &ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}
-	have, exists, err := a.localGUIDs(ctx, z, local)
+	// One listing: the guids the slave has and a cut stream's resume token.
+	have, token, exists, err := a.localState(ctx, z, local)
 	if err != nil {
 		return nil, err
 	}
 	if slices.Contains(have, in.GUID) {
 		res.UpToDate = true
-		return res, a.ackMaster(ctx, in)
-	}
-	token, err := z.ResumeToken(ctx, local)
-	if err != nil {
-		return nil, err
+		return res, a.ackMaster(ctx, c, in)
 	}
 	req := wire.SendRequest{Dataset: in.Dataset, Snapshot: in.Snapshot, Have: have}
 	recv := zfs.ReceiveArgs{Dataset: local}
@@ -564,7 +544,7 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		}
 		req.Have, recv.Origin = []string{og}, origin
 	}
-	resp, err := a.pull(ctx, in, req)
+	resp, err := a.pull(ctx, c, in, req)
 	var re *wire.ReplicationError
 	if errors.As(err, &re) && re.Code == wire.CodeStaleToken {
 		// The master lost the token's snapshot: drop the partial receive, start again from
@@ -575,12 +555,17 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		if err := z.AbortReceive(ctx, local); err != nil {
 			return nil, err
 		}
-		return a.replicate(ctx, in, prog, pub)
+		return a.replicate(ctx, c, in, prog, pub)
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Read to its end, the connection carries the acknowledgement next (no second
+		// TLS handshake); zfs receive stops at the stream's last record.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
 	if resp.StatusCode == http.StatusNoContent {
 		return nil, fmt.Errorf("master says %s@%s (guid %s) is here, but it is not", in.Dataset, in.Snapshot, resp.Header.Get(wire.HeaderGUID))
 	}
@@ -599,15 +584,17 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		}
 		return nil, err
 	}
-	snaps, err := z.Snapshots(ctx, local)
+	after, err := z.State(ctx, local)
 	if err != nil {
 		return nil, err
 	}
+	snaps := after.Snaps
 	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot })
 	if i < 0 && req.Token != "" {
 		// A resumed stream ends with the snapshot it was cut in; the ones after it
 		// (-I) come with a fresh incremental from there.
-		r, err := a.replicate(ctx, in, prog, pub)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		r, err := a.replicate(ctx, c, in, prog, pub)
 		if r != nil {
 			r.Resumed = true
 		}
@@ -620,23 +607,25 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		}
 		return nil, fmt.Errorf("%s@%s: received guid %q, master's %s: %w", local, in.Snapshot, got, in.GUID, ErrGUIDMismatch)
 	}
-	return res, a.ackMaster(ctx, in)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return res, a.ackMaster(ctx, c, in)
 }
 
-// localGUIDs are the guids of the slave's snapshots of dataset.
-func (a *Activities) localGUIDs(ctx context.Context, z ReplicationZFS, dataset string) ([]string, bool, error) {
-	snaps, err := z.Snapshots(ctx, dataset)
+// localState is the slave's view of dataset in one listing: its snapshots' guids, the
+// resume token of a cut stream ("" none), and whether it exists.
+func (a *Activities) localState(ctx context.Context, z ReplicationZFS, dataset string) ([]string, string, bool, error) {
+	st, err := z.State(ctx, dataset)
 	if errors.Is(err, activities.ErrDatasetNotFound) {
-		return []string{}, false, nil
+		return []string{}, "", false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, "", false, err
 	}
-	out := make([]string, len(snaps))
-	for i, s := range snaps {
+	out := make([]string, len(st.Snaps))
+	for i, s := range st.Snaps {
 		out[i] = s.GUID
 	}
-	return out, true, nil
+	return out, st.ResumeToken, true, nil
 }
 
 // receive feeds body into zfs receive through the bandwidth limit, heartbeating the
@@ -745,8 +734,8 @@ func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
 
 // pull posts a send request; an answer other than 200 or 204 becomes a
 // *wire.ReplicationError (busy is retried by Temporal like any other error).
-func (a *Activities) pull(ctx context.Context, in ReplicateInput, req wire.SendRequest) (*http.Response, error) {
-	resp, err := a.post(ctx, in, wire.PathReplicationSend, req)
+func (a *Activities) pull(ctx context.Context, c *http.Client, in ReplicateInput, req wire.SendRequest) (*http.Response, error) {
+	resp, err := post(ctx, c, in, wire.PathReplicationSend, req)
 	if err != nil {
 		return nil, err
 	}
@@ -766,11 +755,7 @@ func answerError(resp *http.Response) error {
 	return &re
 }
 
-func (a *Activities) post(ctx context.Context, in ReplicateInput, path string, body any) (*http.Response, error) {
-	c, err := a.client(in)
-	if err != nil {
-		return nil, err
-	}
+func post(ctx context.Context, c *http.Client, in ReplicateInput, path string, body any) (*http.Response, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
@@ -784,8 +769,8 @@ func (a *Activities) post(ctx context.Context, in ReplicateInput, path string, b
 }
 
 // ackMaster tells the master the slave holds in.Snapshot, verified: it moves its hold.
-func (a *Activities) ackMaster(ctx context.Context, in ReplicateInput) error {
-	resp, err := a.post(ctx, in, wire.PathReplicationAck, wire.AckRequest{Dataset: in.Dataset, GUID: in.GUID})
+func (a *Activities) ackMaster(ctx context.Context, c *http.Client, in ReplicateInput) error {
+	resp, err := post(ctx, c, in, wire.PathReplicationAck, wire.AckRequest{Dataset: in.Dataset, GUID: in.GUID})
 	if err != nil {
 		return fmt.Errorf("acknowledge %s@%s to the master: %w", in.Dataset, in.Snapshot, err)
 	}

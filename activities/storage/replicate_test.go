@@ -266,7 +266,11 @@ func TestReplicationRefusesOutsiders(t *testing.T) {
 			in := r.input(tc.ds, "s1", g)
 			if tc.ds != "iscsi/volumes/5" {
 				// The slave refuses to ask for it; ask the endpoint directly as well.
-				resp, err := r.acts.pull(ctx, in, wire.SendRequest{Dataset: tc.ds, Snapshot: "s1"})
+				c, err := r.acts.client(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := r.acts.pull(ctx, c, in, wire.SendRequest{Dataset: tc.ds, Snapshot: "s1"})
 				var re *wire.ReplicationError
 				if !errors.As(err, &re) || re.Code != wire.CodeForbidden {
 					t.Errorf("direct request: %v %v", resp, err)
@@ -312,7 +316,11 @@ func TestReplicationBusyBeyondTheCap(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	other := r.input("iscsi/volumes/6", "s1", "1")
-	_, err := r.acts.pull(ctx, other, wire.SendRequest{Dataset: "iscsi/volumes/6", Snapshot: "s1"})
+	c, err := r.acts.client(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.acts.pull(ctx, c, other, wire.SendRequest{Dataset: "iscsi/volumes/6", Snapshot: "s1"})
 	var re *wire.ReplicationError
 	if !errors.As(err, &re) || re.Code != wire.CodeBusy {
 		t.Errorf("second send: %v", err)
@@ -368,5 +376,37 @@ func TestSnapshotWrittenKeepsAnIdleVDisk(t *testing.T) {
 func TestReplicatedCTemplates(t *testing.T) {
 	if !replicated("iscsi/ctemplates/4") || replicated("iscsi/ctemplates/4/x") || replicated("iscsi/containers/4") {
 		t.Error("iscsi/ctemplates/<id> is sent, nothing under it nor a container's clone")
+	}
+}
+
+// TestReplicationCommandCount counts the zfs commands of a full and of an incremental
+// replication on each side (each ReplicationZFS call is one command of the real package):
+// in a TCG guest each costs 0.2-3 s, and raw zfs send | zfs receive runs two.
+func TestReplicationCommandCount(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	r.master.commands()
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s1", g1)); err != nil {
+		t.Fatal(err)
+	}
+	mt, mby := r.master.commands()
+	st, sby := r.slave.commands()
+	t.Logf("full: master %d %v, slave %d %v", mt, mby, st, sby)
+	// Before the listing was merged: master 10, slave 4.
+	if mt > 5 || st > 3 {
+		t.Errorf("a full replication ran %d commands on the master, %d on the slave; want at most 5 and 3", mt, st)
+	}
+	g2 := r.master.snapshot("mpool/iscsi/volumes/5", "s2")
+	r.master.commands()
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s2", g2)); err != nil {
+		t.Fatal(err)
+	}
+	mi, miby := r.master.commands()
+	si, siby := r.slave.commands()
+	t.Logf("incremental: master %d %v, slave %d %v", mi, miby, si, siby)
+	// Before: master 11, slave 4.
+	if mi > 6 || si > 3 {
+		t.Errorf("an incremental ran %d commands on the master, %d on the slave; want at most 6 and 3", mi, si)
 	}
 }
