@@ -427,6 +427,9 @@ type ReplicateResult struct {
 	Bytes    int64 // received over the wire, every attempt of this activity together
 	Resumed  bool  // this attempt continued a cut stream
 	UpToDate bool  // the slave held it already
+	// Snapshots are the slave's snapshots of the dataset at the end, oldest first: the
+	// listing the guid was verified with (nil from agents that predate it).
+	Snapshots []zfs.Snap
 }
 
 // ReplicateProgress is the activity's heartbeat details: a retry goes on counting bytes.
@@ -519,12 +522,12 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	local := in.Pool + "/" + in.Dataset
 	res := &ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}
 	// One listing: the guids the slave has and a cut stream's resume token.
-	have, token, exists, err := a.localState(ctx, z, local)
+	have, token, exists, snaps, err := a.localState(ctx, z, local)
 	if err != nil {
 		return nil, err
 	}
 	if slices.Contains(have, in.GUID) {
-		res.UpToDate = true
+		res.UpToDate, res.Snapshots = true, snaps
 		return res, a.ackMaster(ctx, c, in)
 	}
 	req := wire.SendRequest{Dataset: in.Dataset, Snapshot: in.Snapshot, Have: have}
@@ -588,7 +591,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	if err != nil {
 		return nil, err
 	}
-	snaps := after.Snaps
+	snaps = after.Snaps
 	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot })
 	if i < 0 && req.Token != "" {
 		// A resumed stream ends with the snapshot it was cut in; the ones after it
@@ -608,24 +611,25 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		return nil, fmt.Errorf("%s@%s: received guid %q, master's %s: %w", local, in.Snapshot, got, in.GUID, ErrGUIDMismatch)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	res.Snapshots = snaps
 	return res, a.ackMaster(ctx, c, in)
 }
 
 // localState is the slave's view of dataset in one listing: its snapshots' guids, the
-// resume token of a cut stream ("" none), and whether it exists.
-func (a *Activities) localState(ctx context.Context, z ReplicationZFS, dataset string) ([]string, string, bool, error) {
+// resume token of a cut stream ("" none), whether it exists, and its snapshots.
+func (a *Activities) localState(ctx context.Context, z ReplicationZFS, dataset string) ([]string, string, bool, []zfs.Snap, error) {
 	st, err := z.State(ctx, dataset)
 	if errors.Is(err, activities.ErrDatasetNotFound) {
-		return []string{}, "", false, nil
+		return []string{}, "", false, []zfs.Snap{}, nil
 	}
 	if err != nil {
-		return nil, "", false, err
+		return nil, "", false, nil, err
 	}
 	out := make([]string, len(st.Snaps))
 	for i, s := range st.Snaps {
 		out[i] = s.GUID
 	}
-	return out, st.ResumeToken, true, nil
+	return out, st.ResumeToken, true, st.Snaps, nil
 }
 
 // receive feeds body into zfs receive through the bandwidth limit, heartbeating the

@@ -136,6 +136,9 @@ func TestReplicateFullThenIncrementalByGUID(t *testing.T) {
 	if got := r.guids(t, "iscsi/groups/7"); !slices.Equal(got, []string{"v1=" + v1, "v2=" + v2}) {
 		t.Errorf("slave's group snapshots %v (every version, guids kept)", got)
 	}
+	if len(res.Snapshots) != 2 || res.Snapshots[1].GUID != v2 {
+		t.Errorf("the result's listing %+v, want the slave's two versions", res.Snapshots)
+	}
 	if o := r.slave.ds["spool/iscsi/groups/7"].origin; o != "spool/iscsi/volumes/5@group-7" {
 		t.Errorf("slave's group origin %q, want its own volume's snapshot", o)
 	}
