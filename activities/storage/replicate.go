@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,10 @@ type ReplicationServer struct {
 	// Metrics count what is sent to each slave (replicate_metrics.go); nil: nothing.
 	Metrics ReplicationMetrics
 	slots   chan struct{}
+	// releasing are the acknowledgements' releases still running, by tag and dataset: a
+	// send for the same slave and dataset waits for its end before placing its holds.
+	releasing sync.Map // tag + " " + dataset -> chan struct{} (closed at the end)
+	released  sync.WaitGroup
 }
 
 // Handler serves the replication endpoints. It expects a TLS server that required and
@@ -174,8 +179,16 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	// Hold what the slave is about to build on and what it is receiving: neither may be
 	// destroyed before the slave acknowledges a newer snapshot (a cut stream's token
 	// needs its target to survive too).
-	// One zfs hold for both.
+	// One zfs hold for both, after an acknowledgement's release for this slave and
+	// dataset (which could otherwise take the tag off a snapshot held here).
 	tag := wire.HoldTag(slave.ServerID)
+	if ch, ok := s.releasing.Load(tag + " " + s.Pool + "/" + req.Dataset); ok {
+		select {
+		case <-ch.(chan struct{}):
+		case <-ctx.Done():
+			return
+		}
+	}
 	var hold []string
 	for _, snap := range []string{from, target} {
 		if snap != "" && strings.HasPrefix(snap, s.Pool+"/"+req.Dataset+"@") {
@@ -305,43 +318,74 @@ func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
 		replError(w, http.StatusForbidden, wire.CodeForbidden, "dataset %q is not replicated", req.Dataset)
 		return
 	}
-	if err := moveHold(r.Context(), s.ZFS, s.Pool+"/"+req.Dataset, req.GUID, wire.HoldTag(slave.ServerID)); err != nil {
+	dataset, tag := s.Pool+"/"+req.Dataset, wire.HoldTag(slave.ServerID)
+	release, err := moveHold(r.Context(), s.ZFS, dataset, req.GUID, tag)
+	if err != nil {
 		status, code := statusOf(err)
 		replError(w, status, code, "%s", zfsMessage(err))
 		return
 	}
+	s.releaseLater(dataset, tag, release)
 	if s.Metrics != nil {
 		s.Metrics.Succeeded(slave.ServerID) // the slave verified the snapshot's guid
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// moveHold puts tag on dataset's snapshot guid and takes it off every other snapshot of
-// the dataset: the slave's next incremental base is the only one kept for it. Three zfs
-// commands: the listing (which tells the held snapshots), one hold, one release.
-func moveHold(ctx context.Context, z ReplicationZFS, dataset, guid, tag string) error {
+// moveHold puts tag on dataset's snapshot guid and returns the other held snapshots of
+// the dataset, to take tag off: the slave's next incremental base is the only one kept
+// for it. Two zfs commands: the listing (which tells the held snapshots) and one hold.
+func moveHold(ctx context.Context, z ReplicationZFS, dataset, guid, tag string) (release []string, err error) {
 	st, err := z.State(ctx, dataset)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	i := slices.IndexFunc(st.Snaps, func(x zfs.Snap) bool { return x.GUID == guid })
 	if i < 0 {
-		return fmt.Errorf("%s has no snapshot of guid %s: %w", dataset, guid, activities.ErrDatasetNotFound)
+		return nil, fmt.Errorf("%s has no snapshot of guid %s: %w", dataset, guid, activities.ErrDatasetNotFound)
 	}
 	keep := st.Snaps[i].Name
 	if err := z.Hold(ctx, tag, dataset+"@"+keep); err != nil {
-		return err
+		return nil, err
 	}
-	// Released from every other held snapshot at once; one that carries only other
-	// slaves' tags is left as it is (zfs release reports "no such tag" for it).
-	var names []string
 	for _, name := range st.Held {
 		if name != keep {
-			names = append(names, dataset+"@"+name)
+			release = append(release, dataset+"@"+name)
 		}
 	}
-	return z.Release(ctx, tag, names...)
+	return release, nil
 }
+
+// releaseLater takes tag off snapshots with one zfs release after the acknowledgement
+// was answered: the slave's new base is held already, and the release (a pool sync)
+// is only the old bases' clean-up, off the slave's path. One that carries only other
+// slaves' tags is left as it is (zfs release reports "no such tag" for it). A release
+// that fails is retried by the next acknowledgement, which releases every other held
+// snapshot again.
+func (s *ReplicationServer) releaseLater(dataset, tag string, snaps []string) {
+	if len(snaps) == 0 {
+		return
+	}
+	key := tag + " " + dataset
+	done := make(chan struct{})
+	if prev, loaded := s.releasing.Swap(key, done); loaded {
+		<-prev.(chan struct{}) // one release per slave and dataset at a time
+	}
+	s.released.Add(1)
+	go func() {
+		defer s.released.Done()
+		defer close(done)
+		defer s.releasing.CompareAndDelete(key, done)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		if err := s.ZFS.Release(ctx, tag, snaps...); err != nil {
+			s.Log.Warn("replication: release after an acknowledgement", "dataset", dataset, "tag", tag, "snapshots", snaps, "err", err)
+		}
+	}()
+}
+
+// WaitReleases waits for the acknowledgements' releases under way.
+func (s *ReplicationServer) WaitReleases() { s.released.Wait() }
 
 // ReleaseReplicationHoldsInput names a slave whose holds a master drops (the slave was
 // removed from the network).

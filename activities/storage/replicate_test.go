@@ -145,7 +145,9 @@ func TestReplicateFullThenIncrementalByGUID(t *testing.T) {
 	if sent := r.master.sent.Load() - before; sent != 2*int64(r.master.snapSize) {
 		t.Errorf("sent %d bytes for two versions, want %d (incremental from the origin)", sent, 2*r.master.snapSize)
 	}
-	// The master holds the slave's base (v2) only.
+	// The master holds the slave's base (v2) only, once the acknowledgement's release
+	// (answered before it runs) is done.
+	r.rs.WaitReleases()
 	tag := wire.HoldTag(slaveID.ServerID)
 	if h := r.master.holds["mpool/iscsi/groups/7@v2"]; !slices.Equal(h, []string{tag}) || len(r.master.holds["mpool/iscsi/groups/7@v1"]) != 0 {
 		t.Errorf("holds %v", r.master.holds)
@@ -165,6 +167,7 @@ func TestReplicateFullThenIncrementalByGUID(t *testing.T) {
 		t.Errorf("v3 sent %d bytes, want one snapshot's %d", sent, r.master.snapSize)
 	}
 	// The slave is removed: its holds go.
+	r.rs.WaitReleases()
 	rel, err := r.masterActs().ReleaseReplicationHolds(ctx, ReleaseReplicationHoldsInput{Pool: "mpool", SlaveID: slaveID.ServerID})
 	if err != nil || !slices.Equal(rel.Released, []string{"mpool/iscsi/groups/7@v3", "mpool/iscsi/volumes/5@group-7"}) || len(r.master.holds) != 0 {
 		t.Errorf("release: %+v %v, left %v", rel, err, r.master.holds)
@@ -405,11 +408,39 @@ func TestReplicationCommandCount(t *testing.T) {
 	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s2", g2)); err != nil {
 		t.Fatal(err)
 	}
+	r.rs.WaitReleases()
 	mi, miby := r.master.commands()
 	si, siby := r.slave.commands()
 	t.Logf("incremental: master %d %v, slave %d %v", mi, miby, si, siby)
 	// Before: master 11, slave 4.
 	if mi > 6 || si > 3 {
 		t.Errorf("an incremental ran %d commands on the master, %d on the slave; want at most 6 and 3", mi, si)
+	}
+}
+
+// TestSendWaitsForTheAcknowledgementsRelease: an acknowledgement's release runs after its
+// answer; a send to the same slave of the same dataset places its holds only after it
+// (the release could otherwise take the tag off a snapshot the send just held).
+func TestSendWaitsForTheAcknowledgementsRelease(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	g := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	pending := make(chan struct{})
+	r.rs.releasing.Store(wire.HoldTag(slaveID.ServerID)+" mpool/iscsi/volumes/5", pending)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.acts.Replicate(context.Background(), r.input("iscsi/volumes/5", "s1", g))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("replicated during a pending release: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if len(r.master.holds) != 0 {
+		t.Errorf("held during a pending release: %v", r.master.holds)
+	}
+	close(pending)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
