@@ -133,6 +133,7 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 	res := &ReplicateResult{Versions: []uint{}}
 	start := workflow.Now(ctx)
 	skipOrigin := false
+	var last storage.ReplicateResult // the dataset's own (the plan's last) transfer
 	if len(plan.Datasets) > 1 && workflow.GetVersion(ctx, VersionReplicateSkipOrigin, workflow.DefaultVersion, 1) == 1 {
 		// A slave that holds the group (a clone, so its origin too) needs only the group's
 		// increment: the origin's turn would cost a listing on the master, a TLS handshake
@@ -186,6 +187,7 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 		if err != nil {
 			return nil, err
 		}
+		last = r
 		if d.Kind == ReplicateVolume && workflow.GetVersion(ctx, VersionReplicateVolumeCopy, workflow.DefaultVersion, 1) == 1 {
 			// The slave ended with the master's guid: its copy of the volume is verified.
 			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordVerified, panel.RecordVerifiedInput{ServerID: in.SlaveID,
@@ -214,7 +216,10 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 	// A version is on the slave once its guid there is the master's: read them back.
 	group := plan.Datasets[len(plan.Datasets)-1]
 	var ss storage.SnapshotsResult
-	if err := workflow.ExecuteActivity(serverCtx(ctx, in.SlaveID), sa.Snapshots,
+	if workflow.GetVersion(ctx, VersionReplicateListed, workflow.DefaultVersion, 1) == 1 && last.Snapshots != nil {
+		// The slave's listing after the transfer, which verified the guid, has them.
+		ss.Snapshots = last.Snapshots
+	} else if err := workflow.ExecuteActivity(serverCtx(ctx, in.SlaveID), sa.Snapshots,
 		storage.SnapshotsInput{Pool: plan.SlavePool, Dataset: group.Dataset}).Get(ctx, &ss); err != nil {
 		return nil, err
 	}

@@ -137,6 +137,35 @@ func TestReplicateGroupOriginFirstThenVersions(t *testing.T) {
 	}
 }
 
+// TestReplicateVersionsFromTheTransfersListing: an agent that returns the slave's listing
+// with the transfer spares the Snapshots activity after it; the versions are recorded
+// from that listing.
+func TestReplicateVersionsFromTheTransfersListing(t *testing.T) {
+	s := newSuite(t)
+	listed := []zfs.Snap{{Name: "v1", GUID: "g1"}, {Name: "v2", GUID: "g2"}}
+	c := s.onReplication(groupPlan(), []zfs.Snap{{Name: "v1", GUID: "wrong"}},
+		func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Snapshots: listed}, nil
+		})
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateGroup, ObjectID: 7, OperationID: 9})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	// The slave is listed once, before the transfers (does it hold the group?).
+	onSlave := 0
+	for _, l := range c.listed {
+		if l.Pool == "sat" {
+			onSlave++
+		}
+	}
+	if onSlave != 1 {
+		t.Errorf("listings %+v: want one on the slave", c.listed)
+	}
+	if len(c.copies) != 2 || c.copies[0].GUID != "g1" || c.copies[1].GUID != "g2" {
+		t.Errorf("copies %+v", c.copies)
+	}
+}
+
 // TestReplicateSkipsTheOriginTheSlaveHas: a slave holding the group already gets only
 // the group's increment, not a turn of its origin volume.
 func TestReplicateSkipsTheOriginTheSlaveHas(t *testing.T) {

@@ -50,6 +50,11 @@ const VersionPromoteReleaseHolds = "promote-release-holds"
 // origin volume when the slave holds the group already.
 const VersionReplicateSkipOrigin = "replicate-skip-origin"
 
+// VersionReplicateListed: a group's versions are matched against the slave's listing
+// that its Replicate activity returns (the one it verified the guid with) instead of a
+// Snapshots activity on the slave after it: one zfs list less per run.
+const VersionReplicateListed = "replicate-listed"
+
 // VersionLocalProgress records an operation's steps and end with local activities
 // instead of activities on the panel's task queue (see record).
 const VersionLocalProgress = "local-progress"

@@ -493,19 +493,12 @@ func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (*SnapshotR
 // vdisk's periodic backup snapshot so costs nothing while it is idle, and the copy a move
 // left behind (never written again) gets none. Safe to repeat.
 func (a *Activities) SnapshotWritten(ctx context.Context, in SnapshotInput) (*SnapshotResult, error) {
-	z := a.replZFS()
-	snaps, err := z.Snapshots(ctx, in.Dataset)
+	st, err := a.replZFS().State(ctx, in.Dataset) // the snapshots and written at once
 	if err != nil {
 		return nil, activities.Wrap(err)
 	}
-	if n := len(snaps); n > 0 {
-		w, err := z.Property(ctx, in.Dataset, "written")
-		if err != nil {
-			return nil, activities.Wrap(err)
-		}
-		if w == "0" {
-			return &SnapshotResult{Snapshot: in.Dataset + "@" + snaps[n-1].Name, GUID: snaps[n-1].GUID}, nil
-		}
+	if n := len(st.Snaps); n > 0 && st.Written == "0" {
+		return &SnapshotResult{Snapshot: in.Dataset + "@" + st.Snaps[n-1].Name, GUID: st.Snaps[n-1].GUID}, nil
 	}
 	return a.Snapshot(ctx, in)
 }

@@ -83,7 +83,7 @@ func TestPruneSnapshots(t *testing.T) {
 	for _, n := range []string{"backup-1", "backup-2", "backup-3"} {
 		f.snapshot("tank/vdisks/6", n)
 	}
-	if err := f.Hold(ctx, "tank/vdisks/6@backup-2", "clusterducks-slave-3"); err != nil {
+	if err := f.Hold(ctx, "clusterducks-slave-3", "tank/vdisks/6@backup-2"); err != nil {
 		t.Fatal(err)
 	}
 	a := &Activities{ReplicationZFS: f}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,17 +28,19 @@ import (
 )
 
 // ReplicationZFS is what replication needs of zfs (package zfs; a fake in unit tests).
+// Each call is one zfs command: in a loaded or emulated server each costs from a fraction
+// of a second to seconds, so a transfer asks as few as it can (State lists a dataset's
+// snapshots and properties at once; Hold and Release take every snapshot at once; Send
+// tells the stream's estimated size).
 type ReplicationZFS interface {
-	Snapshots(ctx context.Context, dataset string) ([]zfs.Snap, error)
+	State(ctx context.Context, dataset string) (*zfs.State, error)
 	Property(ctx context.Context, name, prop string) (string, error)
-	ResumeToken(ctx context.Context, dataset string) (string, error)
 	AbortReceive(ctx context.Context, dataset string) error
 	TokenTarget(ctx context.Context, token string) (string, error)
-	Hold(ctx context.Context, snapshot, tag string) error
-	Release(ctx context.Context, snapshot, tag string) error
+	Hold(ctx context.Context, tag string, snapshots ...string) error
+	Release(ctx context.Context, tag string, snapshots ...string) error
 	Holds(ctx context.Context, root string) (map[string][]string, error)
-	SendSize(ctx context.Context, a zfs.SendArgs) (int64, error)
-	Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, error)
+	Send(ctx context.Context, a zfs.SendArgs) (stream io.ReadCloser, size int64, err error)
 	Receive(ctx context.Context, a zfs.ReceiveArgs, r io.Reader) error
 	DestroySnapshot(ctx context.Context, snapshot string) error
 }
@@ -81,6 +84,10 @@ type ReplicationServer struct {
 	// Metrics count what is sent to each slave (replicate_metrics.go); nil: nothing.
 	Metrics ReplicationMetrics
 	slots   chan struct{}
+	// releasing are the acknowledgements' releases still running, by tag and dataset: a
+	// send for the same slave and dataset waits for its end before placing its holds.
+	releasing sync.Map // tag + " " + dataset -> chan struct{} (closed at the end)
+	released  sync.WaitGroup
 }
 
 // Handler serves the replication endpoints. It expects a TLS server that required and
@@ -172,24 +179,35 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	// Hold what the slave is about to build on and what it is receiving: neither may be
 	// destroyed before the slave acknowledges a newer snapshot (a cut stream's token
 	// needs its target to survive too).
+	// One zfs hold for both, after an acknowledgement's release for this slave and
+	// dataset (which could otherwise take the tag off a snapshot held here).
 	tag := wire.HoldTag(slave.ServerID)
-	for _, snap := range []string{from, target} {
-		if snap != "" && strings.HasPrefix(snap, s.Pool+"/"+req.Dataset+"@") {
-			if err := s.ZFS.Hold(ctx, snap, tag); err != nil {
-				replError(w, http.StatusInternalServerError, wire.CodeFailed, "hold %s: %s", snap, zfsMessage(err))
-				return
-			}
+	if ch, ok := s.releasing.Load(tag + " " + s.Pool + "/" + req.Dataset); ok {
+		select {
+		case <-ch.(chan struct{}):
+		case <-ctx.Done():
+			return
 		}
 	}
-	size, err := s.ZFS.SendSize(ctx, args)
-	if err != nil {
-		s.Log.Info("replication: no size estimate", "target", target, "err", err)
+	var hold []string
+	for _, snap := range []string{from, target} {
+		if snap != "" && strings.HasPrefix(snap, s.Pool+"/"+req.Dataset+"@") {
+			hold = append(hold, snap)
+		}
 	}
-	stream, err := s.ZFS.Send(ctx, args)
+	if err := s.ZFS.Hold(ctx, tag, hold...); err != nil {
+		replError(w, http.StatusInternalServerError, wire.CodeFailed, "hold %s: %s", strings.Join(hold, " "), zfsMessage(err))
+		return
+	}
+	// The size comes with the stream (zfs send -P prints its estimate first).
+	stream, size, err := s.ZFS.Send(ctx, args)
 	if err != nil {
 		status, code := statusOf(err)
 		replError(w, status, code, "%s", zfsMessage(err))
 		return
+	}
+	if size == 0 {
+		s.Log.Info("replication: no size estimate", "target", target)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set(wire.HeaderFrom, strings.TrimPrefix(from, s.Pool+"/"))
@@ -249,10 +267,12 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeBadRequest, Message: fmt.Sprintf("snapshot %q is not a snapshot name", req.Snapshot)}
 	}
 	full := s.Pool + "/" + req.Dataset
-	snaps, err := s.ZFS.Snapshots(ctx, full)
+	// One listing: the snapshots with their guids, the encryption and the origin.
+	st, err := s.ZFS.State(ctx, full)
 	if err != nil {
 		return zfs.SendArgs{}, "", "", "", err
 	}
+	snaps := st.Snaps
 	ti := len(snaps) - 1
 	if req.Snapshot != "" {
 		ti = slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == req.Snapshot })
@@ -261,12 +281,8 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeNotFound, Message: fmt.Sprintf("%s has no snapshot %q", req.Dataset, req.Snapshot)}
 	}
 	args := zfs.SendArgs{Snapshot: full + "@" + snaps[ti].Name}
-	guid := snaps[ti].GUID // the listing has it: no zfs get for it
-	enc, err := s.ZFS.Property(ctx, full, "encryption")
-	if err != nil {
-		return zfs.SendArgs{}, "", "", "", err
-	}
-	args.Raw = enc != "" && enc != "off" && enc != "-"
+	guid := snaps[ti].GUID
+	args.Raw = st.Encryption != "" && st.Encryption != "off" && st.Encryption != "-"
 	// The newest common snapshot by guid (names may repeat with other contents).
 	for i := ti - 1; i >= 0; i-- {
 		if slices.Contains(req.Have, snaps[i].GUID) {
@@ -275,11 +291,7 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		}
 	}
 	// None: a clone builds on its origin when the slave has that.
-	origin, err := s.ZFS.Property(ctx, full, "origin")
-	if err != nil {
-		return zfs.SendArgs{}, "", "", "", err
-	}
-	if origin != "" && origin != "-" {
+	if origin := st.Origin; origin != "" {
 		og, err := s.ZFS.Property(ctx, origin, "guid")
 		if err != nil {
 			return zfs.SendArgs{}, "", "", "", err
@@ -306,52 +318,74 @@ func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
 		replError(w, http.StatusForbidden, wire.CodeForbidden, "dataset %q is not replicated", req.Dataset)
 		return
 	}
-	if err := moveHold(r.Context(), s.ZFS, s.Pool+"/"+req.Dataset, req.GUID, wire.HoldTag(slave.ServerID)); err != nil {
+	dataset, tag := s.Pool+"/"+req.Dataset, wire.HoldTag(slave.ServerID)
+	release, err := moveHold(r.Context(), s.ZFS, dataset, req.GUID, tag)
+	if err != nil {
 		status, code := statusOf(err)
 		replError(w, status, code, "%s", zfsMessage(err))
 		return
 	}
+	s.releaseLater(dataset, tag, release)
 	if s.Metrics != nil {
 		s.Metrics.Succeeded(slave.ServerID) // the slave verified the snapshot's guid
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// moveHold puts tag on dataset's snapshot guid and takes it off every other snapshot of
-// the dataset: the slave's next incremental base is the only one kept for it.
-func moveHold(ctx context.Context, z ReplicationZFS, dataset, guid, tag string) error {
-	snaps, err := z.Snapshots(ctx, dataset)
+// moveHold puts tag on dataset's snapshot guid and returns the other held snapshots of
+// the dataset, to take tag off: the slave's next incremental base is the only one kept
+// for it. Two zfs commands: the listing (which tells the held snapshots) and one hold.
+func moveHold(ctx context.Context, z ReplicationZFS, dataset, guid, tag string) (release []string, err error) {
+	st, err := z.State(ctx, dataset)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.GUID == guid })
+	i := slices.IndexFunc(st.Snaps, func(x zfs.Snap) bool { return x.GUID == guid })
 	if i < 0 {
-		return fmt.Errorf("%s has no snapshot of guid %s: %w", dataset, guid, activities.ErrDatasetNotFound)
+		return nil, fmt.Errorf("%s has no snapshot of guid %s: %w", dataset, guid, activities.ErrDatasetNotFound)
 	}
-	keep := dataset + "@" + snaps[i].Name
-	if err := z.Hold(ctx, keep, tag); err != nil {
-		return err
+	keep := st.Snaps[i].Name
+	if err := z.Hold(ctx, tag, dataset+"@"+keep); err != nil {
+		return nil, err
 	}
-	// Only the snapshots that carry the tag are released: one zfs call per snapshot of a
-	// group with many versions would cost seconds per acknowledgement.
-	held, err := z.Holds(ctx, dataset)
-	if err != nil {
-		return err
-	}
-	names := make([]string, 0, len(held))
-	for name, tags := range held {
-		if name != keep && strings.HasPrefix(name, dataset+"@") && slices.Contains(tags, tag) {
-			names = append(names, name)
+	for _, name := range st.Held {
+		if name != keep {
+			release = append(release, dataset+"@"+name)
 		}
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		if err := z.Release(ctx, name, tag); err != nil {
-			return err
-		}
-	}
-	return nil
+	return release, nil
 }
+
+// releaseLater takes tag off snapshots with one zfs release after the acknowledgement
+// was answered: the slave's new base is held already, and the release (a pool sync)
+// is only the old bases' clean-up, off the slave's path. One that carries only other
+// slaves' tags is left as it is (zfs release reports "no such tag" for it). A release
+// that fails is retried by the next acknowledgement, which releases every other held
+// snapshot again.
+func (s *ReplicationServer) releaseLater(dataset, tag string, snaps []string) {
+	if len(snaps) == 0 {
+		return
+	}
+	key := tag + " " + dataset
+	done := make(chan struct{})
+	if prev, loaded := s.releasing.Swap(key, done); loaded {
+		<-prev.(chan struct{}) // one release per slave and dataset at a time
+	}
+	s.released.Add(1)
+	go func() {
+		defer s.released.Done()
+		defer close(done)
+		defer s.releasing.CompareAndDelete(key, done)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		if err := s.ZFS.Release(ctx, tag, snaps...); err != nil {
+			s.Log.Warn("replication: release after an acknowledgement", "dataset", dataset, "tag", tag, "snapshots", snaps, "err", err)
+		}
+	}()
+}
+
+// WaitReleases waits for the acknowledgements' releases under way.
+func (s *ReplicationServer) WaitReleases() { s.released.Wait() }
 
 // ReleaseReplicationHoldsInput names a slave whose holds a master drops (the slave was
 // removed from the network).
@@ -376,20 +410,13 @@ func (a *Activities) ReleaseReplicationHolds(ctx context.Context, in ReleaseRepl
 		if err != nil {
 			return err
 		}
-		names := make([]string, 0, len(holds))
-		for snap := range holds {
-			names = append(names, snap)
-		}
-		slices.Sort(names)
-		for _, snap := range names {
-			if slices.Contains(holds[snap], tag) {
-				if err := z.Release(ctx, snap, tag); err != nil {
-					return err
-				}
+		for snap, tags := range holds {
+			if slices.Contains(tags, tag) {
 				res.Released = append(res.Released, snap)
 			}
 		}
-		return nil
+		slices.Sort(res.Released)
+		return z.Release(ctx, tag, res.Released...)
 	})
 	return res, err
 }
@@ -411,20 +438,14 @@ type SnapshotsResult struct {
 // Snapshots lists a dataset's snapshots with their guids (the reconcile compares master
 // and slaves by them). Read only.
 func (a *Activities) Snapshots(ctx context.Context, in SnapshotsInput) (*SnapshotsResult, error) {
-	z := a.replZFS()
-	full := in.Pool + "/" + in.Dataset
-	snaps, err := z.Snapshots(ctx, full)
+	st, err := a.replZFS().State(ctx, in.Pool+"/"+in.Dataset)
 	if errors.Is(err, activities.ErrDatasetNotFound) {
 		return &SnapshotsResult{Snapshots: []zfs.Snap{}}, nil
 	}
 	if err != nil {
 		return nil, activities.Wrap(err)
 	}
-	token, err := z.ResumeToken(ctx, full)
-	if err != nil {
-		return nil, activities.Wrap(err)
-	}
-	return &SnapshotsResult{Exists: true, Partial: token != "", Snapshots: append([]zfs.Snap{}, snaps...)}, nil
+	return &SnapshotsResult{Exists: true, Partial: st.ResumeToken != "", Snapshots: append([]zfs.Snap{}, st.Snaps...)}, nil
 }
 
 // ReplicateInput asks a slave's agent to pull one dataset from its master up to a
@@ -450,6 +471,9 @@ type ReplicateResult struct {
 	Bytes    int64 // received over the wire, every attempt of this activity together
 	Resumed  bool  // this attempt continued a cut stream
 	UpToDate bool  // the slave held it already
+	// Snapshots are the slave's snapshots of the dataset at the end, oldest first: the
+	// listing the guid was verified with (nil from agents that predate it).
+	Snapshots []zfs.Snap
 }
 
 // ReplicateProgress is the activity's heartbeat details: a retry goes on counting bytes.
@@ -499,7 +523,13 @@ func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (*Replica
 			}
 		}()
 	}
-	res, err := a.replicate(ctx, in, &prog, &pub)
+	var res *ReplicateResult
+	c, err := a.client(in)
+	if err == nil {
+		// One client for the whole run: the acknowledgement reuses the stream's connection.
+		defer c.CloseIdleConnections()
+		res, err = a.replicate(ctx, c, in, &prog, &pub)
+	}
 	if res != nil {
 		res.Bytes = prog.Bytes
 	}
@@ -528,24 +558,21 @@ func (a *Activities) heartbeatEvery() time.Duration {
 	return a.HeartbeatEvery
 }
 
-func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) (*ReplicateResult, error) {
+func (a *Activities) replicate(ctx context.Context, c *http.Client, in ReplicateInput, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) (*ReplicateResult, error) {
 	if !replicated(in.Dataset) || !snapName.MatchString(in.Snapshot) || in.GUID == "" {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replicate: bad input %q@%q guid %q", in.Dataset, in.Snapshot, in.GUID), "BadInput", nil)
 	}
 	z := a.replZFS()
 	local := in.Pool + "/" + in.Dataset
 	res := &ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}
-	have, exists, err := a.localGUIDs(ctx, z, local)
+	// One listing: the guids the slave has and a cut stream's resume token.
+	have, token, exists, snaps, err := a.localState(ctx, z, local)
 	if err != nil {
 		return nil, err
 	}
 	if slices.Contains(have, in.GUID) {
-		res.UpToDate = true
-		return res, a.ackMaster(ctx, in)
-	}
-	token, err := z.ResumeToken(ctx, local)
-	if err != nil {
-		return nil, err
+		res.UpToDate, res.Snapshots = true, snaps
+		return res, a.ackMaster(ctx, c, in)
 	}
 	req := wire.SendRequest{Dataset: in.Dataset, Snapshot: in.Snapshot, Have: have}
 	recv := zfs.ReceiveArgs{Dataset: local}
@@ -564,7 +591,7 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		}
 		req.Have, recv.Origin = []string{og}, origin
 	}
-	resp, err := a.pull(ctx, in, req)
+	resp, err := a.pull(ctx, c, in, req)
 	var re *wire.ReplicationError
 	if errors.As(err, &re) && re.Code == wire.CodeStaleToken {
 		// The master lost the token's snapshot: drop the partial receive, start again from
@@ -575,12 +602,17 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		if err := z.AbortReceive(ctx, local); err != nil {
 			return nil, err
 		}
-		return a.replicate(ctx, in, prog, pub)
+		return a.replicate(ctx, c, in, prog, pub)
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Read to its end, the connection carries the acknowledgement next (no second
+		// TLS handshake); zfs receive stops at the stream's last record.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
 	if resp.StatusCode == http.StatusNoContent {
 		return nil, fmt.Errorf("master says %s@%s (guid %s) is here, but it is not", in.Dataset, in.Snapshot, resp.Header.Get(wire.HeaderGUID))
 	}
@@ -599,15 +631,17 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		}
 		return nil, err
 	}
-	snaps, err := z.Snapshots(ctx, local)
+	after, err := z.State(ctx, local)
 	if err != nil {
 		return nil, err
 	}
+	snaps = after.Snaps
 	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot })
 	if i < 0 && req.Token != "" {
 		// A resumed stream ends with the snapshot it was cut in; the ones after it
 		// (-I) come with a fresh incremental from there.
-		r, err := a.replicate(ctx, in, prog, pub)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		r, err := a.replicate(ctx, c, in, prog, pub)
 		if r != nil {
 			r.Resumed = true
 		}
@@ -620,23 +654,26 @@ func (a *Activities) replicate(ctx context.Context, in ReplicateInput, prog *Rep
 		}
 		return nil, fmt.Errorf("%s@%s: received guid %q, master's %s: %w", local, in.Snapshot, got, in.GUID, ErrGUIDMismatch)
 	}
-	return res, a.ackMaster(ctx, in)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	res.Snapshots = snaps
+	return res, a.ackMaster(ctx, c, in)
 }
 
-// localGUIDs are the guids of the slave's snapshots of dataset.
-func (a *Activities) localGUIDs(ctx context.Context, z ReplicationZFS, dataset string) ([]string, bool, error) {
-	snaps, err := z.Snapshots(ctx, dataset)
+// localState is the slave's view of dataset in one listing: its snapshots' guids, the
+// resume token of a cut stream ("" none), whether it exists, and its snapshots.
+func (a *Activities) localState(ctx context.Context, z ReplicationZFS, dataset string) ([]string, string, bool, []zfs.Snap, error) {
+	st, err := z.State(ctx, dataset)
 	if errors.Is(err, activities.ErrDatasetNotFound) {
-		return []string{}, false, nil
+		return []string{}, "", false, []zfs.Snap{}, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, "", false, nil, err
 	}
-	out := make([]string, len(snaps))
-	for i, s := range snaps {
+	out := make([]string, len(st.Snaps))
+	for i, s := range st.Snaps {
 		out[i] = s.GUID
 	}
-	return out, true, nil
+	return out, st.ResumeToken, true, st.Snaps, nil
 }
 
 // receive feeds body into zfs receive through the bandwidth limit, heartbeating the
@@ -745,8 +782,8 @@ func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
 
 // pull posts a send request; an answer other than 200 or 204 becomes a
 // *wire.ReplicationError (busy is retried by Temporal like any other error).
-func (a *Activities) pull(ctx context.Context, in ReplicateInput, req wire.SendRequest) (*http.Response, error) {
-	resp, err := a.post(ctx, in, wire.PathReplicationSend, req)
+func (a *Activities) pull(ctx context.Context, c *http.Client, in ReplicateInput, req wire.SendRequest) (*http.Response, error) {
+	resp, err := post(ctx, c, in, wire.PathReplicationSend, req)
 	if err != nil {
 		return nil, err
 	}
@@ -766,11 +803,7 @@ func answerError(resp *http.Response) error {
 	return &re
 }
 
-func (a *Activities) post(ctx context.Context, in ReplicateInput, path string, body any) (*http.Response, error) {
-	c, err := a.client(in)
-	if err != nil {
-		return nil, err
-	}
+func post(ctx context.Context, c *http.Client, in ReplicateInput, path string, body any) (*http.Response, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
@@ -784,8 +817,8 @@ func (a *Activities) post(ctx context.Context, in ReplicateInput, path string, b
 }
 
 // ackMaster tells the master the slave holds in.Snapshot, verified: it moves its hold.
-func (a *Activities) ackMaster(ctx context.Context, in ReplicateInput) error {
-	resp, err := a.post(ctx, in, wire.PathReplicationAck, wire.AckRequest{Dataset: in.Dataset, GUID: in.GUID})
+func (a *Activities) ackMaster(ctx context.Context, c *http.Client, in ReplicateInput) error {
+	resp, err := post(ctx, c, in, wire.PathReplicationAck, wire.AckRequest{Dataset: in.Dataset, GUID: in.GUID})
 	if err != nil {
 		return fmt.Errorf("acknowledge %s@%s to the master: %w", in.Dataset, in.Snapshot, err)
 	}

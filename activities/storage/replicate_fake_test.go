@@ -32,6 +32,28 @@ type fakeZFS struct {
 	stall    bool
 	sent     atomic.Int64 // bytes of payload streamed by Send, all streams
 	block    chan struct{}
+	// cmds counts the zfs commands the code under test ran, by method: each call of a
+	// ReplicationZFS method is one command in the real package.
+	cmds sync.Map // method -> *atomic.Int64
+}
+
+func (f *fakeZFS) count(method string) {
+	c, _ := f.cmds.LoadOrStore(method, new(atomic.Int64))
+	c.(*atomic.Int64).Add(1)
+}
+
+// commands returns the counts since the last call, and resets them.
+func (f *fakeZFS) commands() (total int, by map[string]int) {
+	by = map[string]int{}
+	f.cmds.Range(func(k, v any) bool {
+		n := int(v.(*atomic.Int64).Swap(0))
+		if n > 0 {
+			by[k.(string)] = n
+			total += n
+		}
+		return true
+	})
+	return total, by
 }
 
 type fakeDS struct {
@@ -75,6 +97,7 @@ func (f *fakeZFS) destroy(snapshot string) {
 
 // DestroySnapshot is zfs destroy of one snapshot: gone is success, held is busy.
 func (f *fakeZFS) DestroySnapshot(_ context.Context, snapshot string) error {
+	f.count("DestroySnapshot")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.holds[snapshot]) > 0 {
@@ -91,6 +114,7 @@ func notFoundErr(name string) error {
 	return &zfs.Error{Command: "zfs fake", Stderr: "cannot open '" + name + "': dataset does not exist", Typed: activities.ErrDatasetNotFound}
 }
 
+// Snapshots is a test's look at a dataset's snapshots (not a command of the code under test).
 func (f *fakeZFS) Snapshots(_ context.Context, ds string) ([]zfs.Snap, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -99,6 +123,27 @@ func (f *fakeZFS) Snapshots(_ context.Context, ds string) ([]zfs.Snap, error) {
 		return nil, notFoundErr(ds)
 	}
 	return slices.Clone(d.snaps), nil
+}
+
+// State is zfs list of the dataset and its snapshots.
+func (f *fakeZFS) State(_ context.Context, ds string) (*zfs.State, error) {
+	f.count("State")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.ds[ds]
+	if d == nil {
+		return nil, notFoundErr(ds)
+	}
+	st := &zfs.State{Snaps: slices.Clone(d.snaps), Held: []string{}, Encryption: "off", Origin: d.origin, Written: cmpStr(d.written, "0")}
+	if d.partial != nil {
+		st.ResumeToken = d.partial.token
+	}
+	for _, s := range d.snaps {
+		if len(f.holds[ds+"@"+s.Name]) > 0 {
+			st.Held = append(st.Held, s.Name)
+		}
+	}
+	return st, nil
 }
 
 func (f *fakeZFS) find(full string) (*fakeDS, int) {
@@ -111,6 +156,7 @@ func (f *fakeZFS) find(full string) (*fakeDS, int) {
 }
 
 func (f *fakeZFS) Property(_ context.Context, name, prop string) (string, error) {
+	f.count("Property")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch prop {
@@ -145,6 +191,7 @@ func cmpStr(v, def string) string {
 	return v
 }
 
+// ResumeToken is a test's look at a dataset's resume token.
 func (f *fakeZFS) ResumeToken(_ context.Context, ds string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -155,6 +202,7 @@ func (f *fakeZFS) ResumeToken(_ context.Context, ds string) (string, error) {
 }
 
 func (f *fakeZFS) AbortReceive(_ context.Context, ds string) error {
+	f.count("AbortReceive")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if d := f.ds[ds]; d != nil {
@@ -168,6 +216,7 @@ func (f *fakeZFS) AbortReceive(_ context.Context, ds string) error {
 
 // A token is "tok|<sender's snapshot>|<from guid>|<offset>".
 func (f *fakeZFS) TokenTarget(_ context.Context, token string) (string, error) {
+	f.count("TokenTarget")
 	p := strings.Split(token, "|")
 	if len(p) != 4 || p[0] != "tok" {
 		return "", fmt.Errorf("bad token: %w", zfs.ErrStaleToken)
@@ -175,26 +224,41 @@ func (f *fakeZFS) TokenTarget(_ context.Context, token string) (string, error) {
 	return p[1], nil
 }
 
-func (f *fakeZFS) Hold(_ context.Context, snap, tag string) error {
+// Hold is one zfs hold of every snapshot (none: no command).
+func (f *fakeZFS) Hold(_ context.Context, tag string, snaps ...string) error {
+	if len(snaps) == 0 {
+		return nil
+	}
+	f.count("Hold")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !slices.Contains(f.holds[snap], tag) {
-		f.holds[snap] = append(f.holds[snap], tag)
+	for _, snap := range snaps {
+		if !slices.Contains(f.holds[snap], tag) {
+			f.holds[snap] = append(f.holds[snap], tag)
+		}
 	}
 	return nil
 }
 
-func (f *fakeZFS) Release(_ context.Context, snap, tag string) error {
+// Release is one zfs release of every snapshot (none: no command).
+func (f *fakeZFS) Release(_ context.Context, tag string, snaps ...string) error {
+	if len(snaps) == 0 {
+		return nil
+	}
+	f.count("Release")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.holds[snap] = slices.DeleteFunc(f.holds[snap], func(t string) bool { return t == tag })
-	if len(f.holds[snap]) == 0 {
-		delete(f.holds, snap)
+	for _, snap := range snaps {
+		f.holds[snap] = slices.DeleteFunc(f.holds[snap], func(t string) bool { return t == tag })
+		if len(f.holds[snap]) == 0 {
+			delete(f.holds, snap)
+		}
 	}
 	return nil
 }
 
 func (f *fakeZFS) Holds(_ context.Context, root string) (map[string][]string, error) {
+	f.count("Holds")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := map[string][]string{}
@@ -202,6 +266,9 @@ func (f *fakeZFS) Holds(_ context.Context, root string) (map[string][]string, er
 		if strings.HasPrefix(s, root+"/") || strings.HasPrefix(s, root+"@") {
 			out[s] = slices.Clone(tags)
 		}
+	}
+	if len(out) > 0 {
+		f.count("Holds(zfs holds)") // the package lists, then asks zfs holds of the held ones
 	}
 	return out, nil
 }
@@ -252,19 +319,16 @@ func (f *fakeZFS) records(a zfs.SendArgs) ([]record, error) {
 	return recs, nil
 }
 
-func (f *fakeZFS) SendSize(_ context.Context, a zfs.SendArgs) (int64, error) {
-	recs, err := f.records(a)
-	var n int64
-	for _, r := range recs {
-		n += int64(r.Size - r.Offset)
-	}
-	return n, err
-}
-
-func (f *fakeZFS) Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, error) {
+// Send is zfs send -P: the stream and its estimated size.
+func (f *fakeZFS) Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, int64, error) {
+	f.count("Send")
 	recs, err := f.records(a)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	var size int64
+	for _, r := range recs {
+		size += int64(r.Size - r.Offset)
 	}
 	if f.block != nil {
 		<-f.block
@@ -303,10 +367,11 @@ func (f *fakeZFS) Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, erro
 		}
 		pw.Close()
 	}()
-	return pr, nil
+	return pr, size, nil
 }
 
 func (f *fakeZFS) Receive(ctx context.Context, a zfs.ReceiveArgs, r io.Reader) error {
+	f.count("Receive")
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadBytes('\n')

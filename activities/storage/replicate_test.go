@@ -136,13 +136,18 @@ func TestReplicateFullThenIncrementalByGUID(t *testing.T) {
 	if got := r.guids(t, "iscsi/groups/7"); !slices.Equal(got, []string{"v1=" + v1, "v2=" + v2}) {
 		t.Errorf("slave's group snapshots %v (every version, guids kept)", got)
 	}
+	if len(res.Snapshots) != 2 || res.Snapshots[1].GUID != v2 {
+		t.Errorf("the result's listing %+v, want the slave's two versions", res.Snapshots)
+	}
 	if o := r.slave.ds["spool/iscsi/groups/7"].origin; o != "spool/iscsi/volumes/5@group-7" {
 		t.Errorf("slave's group origin %q, want its own volume's snapshot", o)
 	}
 	if sent := r.master.sent.Load() - before; sent != 2*int64(r.master.snapSize) {
 		t.Errorf("sent %d bytes for two versions, want %d (incremental from the origin)", sent, 2*r.master.snapSize)
 	}
-	// The master holds the slave's base (v2) only.
+	// The master holds the slave's base (v2) only, once the acknowledgement's release
+	// (answered before it runs) is done.
+	r.rs.WaitReleases()
 	tag := wire.HoldTag(slaveID.ServerID)
 	if h := r.master.holds["mpool/iscsi/groups/7@v2"]; !slices.Equal(h, []string{tag}) || len(r.master.holds["mpool/iscsi/groups/7@v1"]) != 0 {
 		t.Errorf("holds %v", r.master.holds)
@@ -162,6 +167,7 @@ func TestReplicateFullThenIncrementalByGUID(t *testing.T) {
 		t.Errorf("v3 sent %d bytes, want one snapshot's %d", sent, r.master.snapSize)
 	}
 	// The slave is removed: its holds go.
+	r.rs.WaitReleases()
 	rel, err := r.masterActs().ReleaseReplicationHolds(ctx, ReleaseReplicationHoldsInput{Pool: "mpool", SlaveID: slaveID.ServerID})
 	if err != nil || !slices.Equal(rel.Released, []string{"mpool/iscsi/groups/7@v3", "mpool/iscsi/volumes/5@group-7"}) || len(r.master.holds) != 0 {
 		t.Errorf("release: %+v %v, left %v", rel, err, r.master.holds)
@@ -266,7 +272,11 @@ func TestReplicationRefusesOutsiders(t *testing.T) {
 			in := r.input(tc.ds, "s1", g)
 			if tc.ds != "iscsi/volumes/5" {
 				// The slave refuses to ask for it; ask the endpoint directly as well.
-				resp, err := r.acts.pull(ctx, in, wire.SendRequest{Dataset: tc.ds, Snapshot: "s1"})
+				c, err := r.acts.client(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := r.acts.pull(ctx, c, in, wire.SendRequest{Dataset: tc.ds, Snapshot: "s1"})
 				var re *wire.ReplicationError
 				if !errors.As(err, &re) || re.Code != wire.CodeForbidden {
 					t.Errorf("direct request: %v %v", resp, err)
@@ -312,7 +322,11 @@ func TestReplicationBusyBeyondTheCap(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	other := r.input("iscsi/volumes/6", "s1", "1")
-	_, err := r.acts.pull(ctx, other, wire.SendRequest{Dataset: "iscsi/volumes/6", Snapshot: "s1"})
+	c, err := r.acts.client(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.acts.pull(ctx, c, other, wire.SendRequest{Dataset: "iscsi/volumes/6", Snapshot: "s1"})
 	var re *wire.ReplicationError
 	if !errors.As(err, &re) || re.Code != wire.CodeBusy {
 		t.Errorf("second send: %v", err)
@@ -368,5 +382,65 @@ func TestSnapshotWrittenKeepsAnIdleVDisk(t *testing.T) {
 func TestReplicatedCTemplates(t *testing.T) {
 	if !replicated("iscsi/ctemplates/4") || replicated("iscsi/ctemplates/4/x") || replicated("iscsi/containers/4") {
 		t.Error("iscsi/ctemplates/<id> is sent, nothing under it nor a container's clone")
+	}
+}
+
+// TestReplicationCommandCount counts the zfs commands of a full and of an incremental
+// replication on each side (each ReplicationZFS call is one command of the real package):
+// in a TCG guest each costs 0.2-3 s, and raw zfs send | zfs receive runs two.
+func TestReplicationCommandCount(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	r.master.commands()
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s1", g1)); err != nil {
+		t.Fatal(err)
+	}
+	mt, mby := r.master.commands()
+	st, sby := r.slave.commands()
+	t.Logf("full: master %d %v, slave %d %v", mt, mby, st, sby)
+	// Before the listing was merged: master 10, slave 4.
+	if mt > 5 || st > 3 {
+		t.Errorf("a full replication ran %d commands on the master, %d on the slave; want at most 5 and 3", mt, st)
+	}
+	g2 := r.master.snapshot("mpool/iscsi/volumes/5", "s2")
+	r.master.commands()
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s2", g2)); err != nil {
+		t.Fatal(err)
+	}
+	r.rs.WaitReleases()
+	mi, miby := r.master.commands()
+	si, siby := r.slave.commands()
+	t.Logf("incremental: master %d %v, slave %d %v", mi, miby, si, siby)
+	// Before: master 11, slave 4.
+	if mi > 6 || si > 3 {
+		t.Errorf("an incremental ran %d commands on the master, %d on the slave; want at most 6 and 3", mi, si)
+	}
+}
+
+// TestSendWaitsForTheAcknowledgementsRelease: an acknowledgement's release runs after its
+// answer; a send to the same slave of the same dataset places its holds only after it
+// (the release could otherwise take the tag off a snapshot the send just held).
+func TestSendWaitsForTheAcknowledgementsRelease(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	g := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	pending := make(chan struct{})
+	r.rs.releasing.Store(wire.HoldTag(slaveID.ServerID)+" mpool/iscsi/volumes/5", pending)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.acts.Replicate(context.Background(), r.input("iscsi/volumes/5", "s1", g))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("replicated during a pending release: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if len(r.master.holds) != 0 {
+		t.Errorf("held during a pending release: %v", r.master.holds)
+	}
+	close(pending)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package zfs
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -141,20 +143,71 @@ func parseSnaps(out string) []Snap {
 	return snaps
 }
 
+// State is what replication reads of a dataset, all in one zfs list: its snapshots with
+// their guids and holds, and the dataset's own properties a transfer depends on.
+type State struct {
+	Snaps []Snap // oldest first
+	// Held are the snapshots (names after the @) that carry at least one user hold.
+	Held        []string
+	Encryption  string // "off" when none
+	Origin      string // the snapshot a clone was made from, "" when none
+	ResumeToken string // receive_resume_token, "" when no partial receive
+	Written     string // bytes written since the newest snapshot
+}
+
+// stateColumns are State's columns, in the order parseState reads them.
+const stateColumns = "name,guid,createtxg,userrefs,encryption,origin,receive_resume_token,written"
+
+// State lists a dataset and its own snapshots with one command (the per-property zfs get
+// calls it replaces cost a process each, seconds in a loaded guest). ErrDatasetNotFound
+// when the dataset does not exist.
+func (z *ZFS) State(ctx context.Context, dataset string) (*State, error) {
+	out, err := z.run(ctx, "list", "-H", "-p", "-t", "filesystem,volume,snapshot", "-d", "1", "-s", "createtxg", "-o", stateColumns, dataset)
+	if err != nil {
+		return nil, err
+	}
+	return parseState(dataset, out)
+}
+
+func parseState(dataset, out string) (*State, error) {
+	st := &State{Snaps: []Snap{}, Held: []string{}}
+	found := false
+	none := func(v string) string {
+		if v == "-" {
+			return ""
+		}
+		return v
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 8 {
+			continue
+		}
+		if f[0] == dataset {
+			found = true
+			st.Encryption, st.Origin, st.ResumeToken, st.Written = f[4], none(f[5]), none(f[6]), f[7]
+			continue
+		}
+		name, ok := strings.CutPrefix(f[0], dataset+"@")
+		if !ok {
+			continue // a child dataset (-d 1 lists those too)
+		}
+		txg, _ := strconv.ParseUint(f[2], 10, 64)
+		st.Snaps = append(st.Snaps, Snap{Name: name, GUID: f[1], CreateTXG: txg})
+		if f[3] != "0" && f[3] != "-" {
+			st.Held = append(st.Held, name)
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("zfs list %s: the dataset is not in the listing", dataset)
+	}
+	return st, nil
+}
+
 // Property reads one property's value ("-" means none); ErrDatasetNotFound when missing.
 func (z *ZFS) Property(ctx context.Context, name, prop string) (string, error) {
 	out, err := z.run(ctx, "get", "-H", "-p", "-o", "value", prop, name)
 	return strings.TrimSpace(out), err
-}
-
-// ResumeToken is a dataset's receive_resume_token, "" when it holds no partial receive
-// or does not exist.
-func (z *ZFS) ResumeToken(ctx context.Context, dataset string) (string, error) {
-	v, err := z.Property(ctx, dataset, "receive_resume_token")
-	if errors.Is(err, activities.ErrDatasetNotFound) || v == "-" {
-		return "", nil
-	}
-	return v, err
 }
 
 // AbortReceive discards a dataset's partial receive (zfs receive -A). Nothing to abort
@@ -184,25 +237,53 @@ func (z *ZFS) TokenTarget(ctx context.Context, token string) (string, error) {
 	return "", fmt.Errorf("resume token names no snapshot: %w", ErrStaleToken)
 }
 
-// Hold places tag on a snapshot; a tag already there is success.
-func (z *ZFS) Hold(ctx context.Context, snapshot, tag string) error {
-	_, err := z.run(ctx, "hold", tag, snapshot)
-	var e *Error
-	if errors.As(err, &e) && strings.Contains(e.Stderr, "tag already exists") {
+// Hold places tag on snapshots with one command (zfs hold tries each named snapshot in
+// turn, so one that has the tag already does not keep the others from getting it); a tag
+// already there is success.
+func (z *ZFS) Hold(ctx context.Context, tag string, snapshots ...string) error {
+	if len(snapshots) == 0 {
 		return nil
 	}
-	return err
+	_, err := z.run(ctx, append([]string{"hold", tag}, snapshots...)...)
+	return onlyBenign(err, func(line string) bool { return strings.Contains(line, "tag already exists") })
 }
 
-// Release removes tag from a snapshot; a tag or snapshot already gone is success.
-func (z *ZFS) Release(ctx context.Context, snapshot, tag string) error {
-	_, err := z.run(ctx, "release", tag, snapshot)
-	var e *Error
-	if errors.Is(err, activities.ErrDatasetNotFound) ||
-		errors.As(err, &e) && strings.Contains(e.Stderr, "no such tag") {
+// Release removes tag from snapshots with one command (zfs release tries each in turn);
+// a tag or snapshot already gone is success.
+func (z *ZFS) Release(ctx context.Context, tag string, snapshots ...string) error {
+	if len(snapshots) == 0 {
 		return nil
 	}
-	return err
+	_, err := z.run(ctx, append([]string{"release", tag}, snapshots...)...)
+	return onlyBenign(err, func(line string) bool {
+		return strings.Contains(line, "no such tag") || errors.Is(Classify(line), activities.ErrDatasetNotFound)
+	})
+}
+
+// onlyBenign is nil when err is a failed command every line of whose stderr benign
+// accepts (one line per snapshot the command could not change), else err.
+func onlyBenign(err error, benign func(line string) bool) error {
+	var e *Error
+	if err == nil || !errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, activities.ErrDatasetNotFound) && benign("cannot open: dataset does not exist") {
+		return nil
+	}
+	lines := 0
+	for _, line := range strings.Split(e.Stderr, "\n") {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		lines++
+		if !benign(line) {
+			return err
+		}
+	}
+	if lines == 0 {
+		return err
+	}
+	return nil
 }
 
 // Holds lists the tags held on the snapshots of every dataset under root (recursively),
@@ -261,27 +342,14 @@ func (a SendArgs) args() []string {
 	return append(args, a.Snapshot)
 }
 
-// SendSize is the estimated size in bytes of a send (zfs send -n -P).
-func (z *ZFS) SendSize(ctx context.Context, a SendArgs) (int64, error) {
-	args := a.args()
-	out, err := z.run(ctx, append([]string{args[0], "-n", "-P"}, args[1:]...)...)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "size" {
-			return strconv.ParseInt(f[1], 10, 64)
-		}
-	}
-	return 0, nil
-}
-
 // Stream is a running zfs send: read it, then Close (which waits for the command and
 // reports its failure as an *Error).
 type Stream struct {
 	io.Reader
+	out    io.ReadCloser
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
+	errEOF chan struct{} // closed when stderr is read to its end
 	line   string
 	start  time.Time
 	ctx    context.Context
@@ -291,9 +359,8 @@ type Stream struct {
 // Close ends the send (killing it if its output was not read to the end) and returns
 // its error.
 func (s *Stream) Close() error {
-	if rc, ok := s.Reader.(io.ReadCloser); ok {
-		_ = rc.Close() // an unread stream: zfs send ends on a broken pipe
-	}
+	_ = s.out.Close() // an unread stream: zfs send ends on a broken pipe
+	<-s.errEOF
 	err := s.cmd.Wait()
 	took := time.Since(s.start)
 	if err != nil {
@@ -304,22 +371,99 @@ func (s *Stream) Close() error {
 	return nil
 }
 
-// Send starts zfs send (a *Stream); the stream ends with ctx (the command is killed).
-func (z *ZFS) Send(ctx context.Context, a SendArgs) (io.ReadCloser, error) {
+// lockedBuffer is a stderr buffer written by its reader goroutine and read by Close.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) WriteString(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Send starts zfs send -P and returns the stream (a *Stream) with its estimated size in
+// bytes (0 when zfs printed none). -P makes zfs print its estimate on stderr before the
+// stream begins, so sizing costs no second command (a zfs send -n -P). The stream ends
+// with ctx (the command is killed). A send that fails before streaming (a stale token, a
+// missing snapshot) returns its *Error here.
+func (z *ZFS) Send(ctx context.Context, a SendArgs) (io.ReadCloser, int64, error) {
 	args := a.args()
-	s := &Stream{cmd: exec.CommandContext(ctx, "zfs", args...), stderr: &bytes.Buffer{},
+	args = append([]string{args[0], "-P"}, args[1:]...)
+	s := &Stream{cmd: exec.CommandContext(ctx, "zfs", args...), stderr: &lockedBuffer{}, errEOF: make(chan struct{}),
 		line: "zfs " + strings.Join(args, " "), start: time.Now(), ctx: ctx, z: z}
-	s.cmd.Stderr = s.stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	errPipe, err := s.cmd.StderrPipe()
+	if err != nil {
+		return nil, 0, err
 	}
 	if err := s.cmd.Start(); err != nil {
-		return nil, commandError(s.line, "", err, ctx.Err())
+		return nil, 0, commandError(s.line, "", err, ctx.Err())
 	}
 	z.Log.Info("zfs started", "cmd", s.line)
-	s.Reader = out
-	return s, nil
+	sizes := make(chan int64, 1)
+	go func() {
+		defer close(s.errEOF)
+		sent := false
+		sc := bufio.NewScanner(errPipe)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if f := strings.Fields(line); !sent && len(f) == 2 && f[0] == "size" {
+				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					sizes <- n
+					sent = true
+					continue
+				}
+			}
+			if len(s.stderr.String()) < 64<<10 { // zfs -P may print progress lines for hours
+				s.stderr.WriteString(line + "\n")
+			}
+		}
+		_, _ = io.Copy(io.Discard, errPipe) // a line beyond the scanner's limit: drain
+	}()
+	// The estimate comes before the stream. Wait for the size, or for the stream's first
+	// byte (then a little longer: the two pipes are read apart), or for the end of stderr
+	// (zfs failed or printed nothing). The stream is returned only once the first read
+	// has ended, so no two goroutines read it at once.
+	br := bufio.NewReaderSize(out, 128<<10)
+	first := make(chan struct{})
+	go func() {
+		_, _ = br.Peek(1)
+		close(first)
+	}()
+	var size int64
+	select {
+	case size = <-sizes:
+	case <-s.errEOF:
+	case <-first:
+		select {
+		case size = <-sizes:
+		case <-s.errEOF:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	<-first
+	s.out, s.Reader = out, br
+	if br.Buffered() == 0 {
+		// Nothing to stream: zfs failed before the stream (a stale token, a missing
+		// snapshot), and that is the caller's answer now.
+		if err := s.Close(); err != nil {
+			return nil, 0, err
+		}
+		return io.NopCloser(strings.NewReader("")), size, nil
+	}
+	return s, size, nil
 }
 
 // ReceiveArgs says where zfs receive -s writes a stream.

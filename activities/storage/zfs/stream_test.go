@@ -1,8 +1,14 @@
 package zfs
 
 import (
+	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/clusterducks/clusterducks/activities"
@@ -48,5 +54,89 @@ func TestClassifyStream(t *testing.T) {
 		if got := classifyStream(c.stderr); !errors.Is(got, c.want) {
 			t.Errorf("%q: %v, want %v", c.stderr, got, c.want)
 		}
+	}
+}
+
+func TestParseState(t *testing.T) {
+	out := "tank/iscsi/groups/7\t901\t10\t-\toff\ttank/iscsi/volumes/5@group-7\t-\t0\n" +
+		"tank/iscsi/groups/7@v1\t111\t20\t1\toff\t-\t-\t-\n" +
+		"tank/iscsi/groups/7/child\t555\t25\t-\toff\t-\t-\t8192\n" +
+		"tank/iscsi/groups/7@v2\t222\t31\t0\toff\t-\t-\t-\n"
+	st, err := parseState("tank/iscsi/groups/7", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Snap{{Name: "v1", GUID: "111", CreateTXG: 20}, {Name: "v2", GUID: "222", CreateTXG: 31}}; !slices.Equal(st.Snaps, want) {
+		t.Errorf("snaps %+v", st.Snaps)
+	}
+	if !slices.Equal(st.Held, []string{"v1"}) || st.Origin != "tank/iscsi/volumes/5@group-7" || st.Encryption != "off" ||
+		st.ResumeToken != "" || st.Written != "0" {
+		t.Errorf("state %+v", st)
+	}
+	st, err = parseState("sat/iscsi/volumes/5", "sat/iscsi/volumes/5\t77\t9\t-\toff\t-\t1-abc-def\t0\n")
+	if err != nil || st.ResumeToken != "1-abc-def" || len(st.Snaps) != 0 || st.Origin != "" {
+		t.Errorf("partial: %+v %v", st, err)
+	}
+	if _, err := parseState("tank/x", ""); err == nil {
+		t.Error("an empty listing is a state")
+	}
+}
+
+func TestOnlyBenign(t *testing.T) {
+	exists := func(l string) bool { return strings.Contains(l, "tag already exists") }
+	e := func(stderr string) error { return &Error{Command: "zfs hold", Stderr: stderr, Typed: Classify(stderr)} }
+	if err := onlyBenign(e("cannot hold snapshot 'tank/a@v1': tag already exists on this dataset\n"), exists); err != nil {
+		t.Errorf("one benign line: %v", err)
+	}
+	if err := onlyBenign(e("cannot hold snapshot 'tank/a@v1': tag already exists on this dataset\ncannot hold snapshot 'tank/a@v2': out of space\n"), exists); err == nil {
+		t.Error("a real failure beside a benign one is success")
+	}
+	if err := onlyBenign(e(""), exists); err == nil {
+		t.Error("a failure without stderr is success")
+	}
+	if err := onlyBenign(errors.New("exec: not found"), exists); err == nil {
+		t.Error("a failure to run is success")
+	}
+}
+
+// fakeSend puts a zfs on PATH whose send behaves as script says.
+func fakeSend(t *testing.T, script string) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "zfs"), []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// zfs send -P prints its estimate on stderr before the stream (OpenZFS 2.1, seen in the
+// lab's guest): Send reads it and streams stdout untouched.
+func TestSendReadsTheEstimate(t *testing.T) {
+	fakeSend(t, `printf 'incremental\tv1\ttank/v@v2\t300\nsize\t300\n' >&2; printf 'STREAM'; printf 'late note\n' >&2`)
+	z := New(slog.Default())
+	r, size, err := z.Send(context.Background(), SendArgs{Snapshot: "tank/v@v2", From: "tank/v@v1"})
+	if err != nil || size != 300 {
+		t.Fatalf("size %d err %v", size, err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil || string(b) != "STREAM" {
+		t.Errorf("stream %q %v", b, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Error(err)
+	}
+	// No estimate: the stream still flows, size 0.
+	fakeSend(t, `printf 'STREAM'`)
+	r, size, err = z.Send(context.Background(), SendArgs{Snapshot: "tank/v@v2"})
+	if err != nil || size != 0 {
+		t.Fatalf("no estimate: size %d err %v", size, err)
+	}
+	b, _ = io.ReadAll(r)
+	if string(b) != "STREAM" || r.Close() != nil {
+		t.Errorf("no estimate: stream %q", b)
+	}
+	// A send that fails before its stream fails here, classified.
+	fakeSend(t, `echo "cannot resume send: 'tank/v@v2' used in the initial send no longer exists" >&2; exit 1`)
+	if _, _, err = z.Send(context.Background(), SendArgs{Token: "1-abc"}); !errors.Is(err, ErrStaleToken) {
+		t.Errorf("stale token: %v", err)
 	}
 }

@@ -145,6 +145,8 @@ func BenchmarkReplication(b *testing.B) {
 				b.Fatal(err)
 			}
 			incOurs = append(incOurs, time.Since(start))
+			// Where the incremental's fixed cost goes (activities' waits and runs).
+			r.Timeline(b, workflows.ReplicateID(r.SlaveIDs[0], workflows.ReplicateVolume, vid))
 			incBare = append(incBare, raw(b, r, r.Slaves[0], rawDS, fmt.Sprintf("-i @group-%d %s@group-%d", gid, vds, gid2)))
 		}
 		report(b, "full", ours, bare)
