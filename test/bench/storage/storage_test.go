@@ -33,8 +33,10 @@ func median(d []time.Duration) time.Duration {
 // their ratio (the orchestration overhead); then 50 concurrent publishes across 5 groups.
 func BenchmarkStorage(b *testing.B) {
 	e := storagetest.Start(b)
+	tc := harness.TemporalClient(b)
 	nid, _ := e.Network("bench", 1)
 	pool := e.VM.Pool
+	guestCosts(b, e)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Volume create: API (202 → operation succeeded) vs `zfs create -s -V 1G`.
@@ -43,7 +45,10 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			v := e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": nid, "Alias": fmt.Sprintf("bench %d-%d", i, k), "vol_size": 1})
-			api = append(api, took(start, e.WaitOK(storagetest.OpID(v))))
+			accepted := time.Now()
+			op := e.WaitOK(storagetest.OpID(v))
+			api = append(api, took(start, op))
+			timeline(b, tc, "volume-create", start, accepted, op)
 			volID = storagetest.ID(v, "id")
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchbare/v%d-%d", pool, i, k))))
 		}
@@ -54,7 +59,10 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			g := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": fmt.Sprintf("bench clone %d-%d", i, k), "VolumeID": volID})
-			api = append(api, took(start, e.WaitOK(storagetest.OpID(g))))
+			accepted := time.Now()
+			op := e.WaitOK(storagetest.OpID(g))
+			api = append(api, took(start, op))
+			timeline(b, tc, "group-create", start, accepted, op)
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %[1]s/benchbare/v%[2]d-0@g%[3]d && zfs clone -p %[1]s/benchbare/v%[2]d-0@g%[3]d %[1]s/benchbare/g%[2]d-clone%[3]d", pool, i, k))))
 		}
 		report(b, "group-create", api, bare)
@@ -68,10 +76,16 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			p := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
-			api = append(api, took(start, e.WaitOK(storagetest.OpID(p))))
+			accepted := time.Now()
+			op := e.WaitOK(storagetest.OpID(p))
+			api = append(api, took(start, op))
+			timeline(b, tc, "group-publish", start, accepted, op)
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %s/benchbare/g%d@v%d", pool, i, k+1))))
 		}
 		report(b, "group-publish", api, bare)
+		if i == 0 {
+			traceOps(b, e, nid, volID, gid)
+		}
 
 		// 50 concurrent publishes across 5 groups.
 		var groups []uint
