@@ -114,8 +114,8 @@ func traceOps(b *testing.B, e *storagetest.Env, nid, volID, gid uint) {
 	if err := os.WriteFile(filepath.Join(e.VM.Share, "tracezfs"), []byte(trace), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	e.Guest("sh", "-c", "cp /opt/slow/zfs /run/zfs.shim && install -m 755 /mnt/host/tracezfs /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
-	defer e.Guest("sh", "-c", "cp /run/zfs.shim /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
+	e.Guest("sh", "-c", "cp -P /opt/slow/zfs /run/zfs.shim && install -m 755 /mnt/host/tracezfs /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
+	defer e.Guest("sh", "-c", "cp -P /run/zfs.shim /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
 	run := func(name string, call func() map[string]any) {
 		e.Guest("rm", "-f", "/run/zfs-trace")
 		start := time.Now()
@@ -144,3 +144,26 @@ func traceOps(b *testing.B, e *storagetest.Env, nid, volID, gid uint) {
 		return e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
 	})
 }
+
+// agentZFS returns the zfs commands the agent logged (--log-zfs) since the last call, with
+// their durations: those of the operation just timed, and any the agent ran meanwhile
+// on its own (its stats report).
+func agentZFS(e *storagetest.Env) string {
+	log := e.VM.Log("agent-1.log")
+	if seen > len(log) {
+		seen = 0
+	}
+	var s strings.Builder
+	s.WriteString("agent's zfs commands since the last sample:")
+	for _, l := range strings.Split(log[seen:], "\n") {
+		if !strings.Contains(l, "msg=zfs") {
+			continue
+		}
+		_, rest, _ := strings.Cut(l, "msg=zfs ")
+		fmt.Fprintf(&s, "\n  %s", rest)
+	}
+	seen = len(log)
+	return s.String()
+}
+
+var seen int
