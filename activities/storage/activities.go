@@ -310,6 +310,20 @@ func (a *Activities) created(pool string, before uint64, d *zfs.Dataset) {
 	k.changes = before + 1
 }
 
+// cloned updates the kept room of a pool with a clone this agent just made of volume
+// origin, as created does a new volume: the clone is a volume of its origin's size.
+func (a *Activities) cloned(pool string, before uint64, origin, snapshot, name string) {
+	a.rooms.Lock()
+	var src *zfs.Dataset
+	if k := a.rooms.m[pool]; k != nil {
+		src = k.room.volumes[origin]
+	}
+	a.rooms.Unlock()
+	if src != nil {
+		a.created(pool, before, &zfs.Dataset{Name: name, Type: "volume", Origin: snapshot, Volsize: src.Volsize})
+	}
+}
+
 func (r *room) copy() *room {
 	c := *r
 	c.volumes = maps.Clone(r.volumes)
@@ -477,8 +491,13 @@ func (a *Activities) CloneVolume(ctx context.Context, in CloneInput) (*CloneResu
 		if _, err := a.ZFS.SnapshotOnly(vol, GroupOriginSnapshot(in.GroupID)); err != nil {
 			return fmt.Errorf("snapshot volume %d: %w", in.VolumeID, err)
 		}
+		before := a.ZFS.Changes()
 		created, err := a.ZFS.Clone(res.Origin, res.Dataset)
 		res.Created = created
+		if created {
+			// The next create's size check need not list the pool again for it.
+			a.cloned(in.Pool, before, vol, res.Origin, res.Dataset)
+		}
 		return err
 	})
 	return res, err

@@ -151,3 +151,32 @@ func TestCloneVolumeTakesThePlainSnapshot(t *testing.T) {
 		t.Errorf("commands:\n%s\nwant:\n%s", b, want)
 	}
 }
+
+// A group cloned through the agent counts in the kept room (its origin's size): the next
+// create runs one command, and its provisioning includes the clone.
+func TestCloneKeepsTheRoom(t *testing.T) {
+	a := &Activities{ZFS: zfs.New(nil)}
+	log := zfstest.Fake(t, fixtures, map[string]string{
+		"zpool get":    "out:zpool-get.txt",
+		"zfs list":     "out:zfs-list-all.txt",
+		"zfs create":   "out:zfs-get-guid.txt",
+		"zfs snapshot": "out:zfs-get-guid.txt",
+		"zfs clone":    "out:zfs-get-guid.txt",
+	})
+	ctx := context.Background()
+	if _, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 9, Size: 2 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CloneVolume(ctx, CloneInput{Pool: "tank", VolumeID: 9, GroupID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(log)
+	res, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 10, Size: 1 << 30})
+	if err != nil || !res.Created || res.Provisioned != 4<<30+512<<20+2<<30+2<<30+1<<30 {
+		t.Fatalf("create after the clone: %+v %v", res, err)
+	}
+	after, _ := os.ReadFile(log)
+	if calls := strings.TrimPrefix(string(after), string(before)); calls != "zfs create -p -s -V 1073741824 tank/iscsi/volumes/10\n" {
+		t.Errorf("create after the clone ran:\n%s", calls)
+	}
+}
