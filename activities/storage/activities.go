@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -54,10 +55,11 @@ type Activities struct {
 }
 
 // roomFresh is how long a pool's room listing is used again when no dataset changed
-// through this agent since: a create then runs one zfs command instead of three. Changes
-// made behind the agent's back (by hand) show within this bound. It is longer than the
-// agent's stats period (15 s by default), whose listing refreshes it (status), so that a
-// create on an agent that reports its stats finds it fresh.
+// through this agent since: a create then runs one zfs command instead of three, a stats
+// report only reads the pool's health. Changes made behind the agent's back (by hand, or
+// written blocks) show within this bound. It is longer than the agent's stats period
+// (15 s by default), whose listing refreshes it (status), so that a create on an agent
+// that reports its stats finds it fresh.
 const roomFresh = 20 * time.Second
 
 // keptRoom is a room listing, the dataset changes it saw and when it was read.
@@ -149,31 +151,23 @@ func (a *Activities) status(pool string) (*PoolStatus, error) {
 	if p.Health != "ONLINE" && p.Health != "DEGRADED" {
 		return st, nil
 	}
-	// One listing of the pool's file systems and volumes gives the capacity (its root),
-	// the provisioning (its volumes) and the erator (the erator's children).
-	tree, err := a.ZFS.Tree(pool)
-	if err != nil {
-		return nil, err
-	}
-	r := newRoom(pool, tree)
-	st.Capacity, st.Available, st.Provisioned = r.usable, r.avail, r.provisioned
-	erator := Erator(pool)
-	for _, d := range tree {
-		if d.Name == erator {
-			st.Layout = true
+	// The pool's health is always read; its listing is the kept one while that is fresh
+	// and nothing changed through the agent since (a report every 15 s then lists every
+	// other time, and does not compete with the operations for the server's CPU).
+	r := a.keptRoom(pool)
+	if r == nil {
+		tree, err := a.ZFS.Tree(pool)
+		if err != nil {
+			return nil, err
 		}
-		if rest, under := strings.CutPrefix(d.Name, erator+"/"); !under || strings.Contains(rest, "/") {
-			continue // only the erator's own entries
-		}
-		if e, ok := ParseEratorName(d.Name); ok {
-			e.Used, e.Origin = d.Used, d.Origin
-			st.Erator = append(st.Erator, e)
+		r = newRoom(pool, tree)
+		if p.Health == "ONLINE" {
+			// The listing is what a create's size check reads too: it keeps it fresh.
+			a.keepRoom(pool, r, changes, at)
 		}
 	}
-	if p.Health == "ONLINE" {
-		// The listing is what a create's size check reads too: it keeps it fresh.
-		a.keepRoom(pool, r, changes, at)
-	}
+	st.Capacity, st.Available, st.Provisioned, st.Layout = r.usable, r.avail, r.provisioned, r.layout
+	st.Erator = append(st.Erator, r.erator...)
 	return st, nil
 }
 
@@ -242,10 +236,16 @@ type room struct {
 	avail       uint64
 	provisioned uint64
 	volumes     map[string]*zfs.Dataset
+	// The stats report's part: the erator's entries, and whether the erator exists.
+	erator []EratorEntry
+	layout bool
 }
 
+// newRoom reads a pool's room from its listing (Tree): the root's bytes, the volumes'
+// sizes and the erator's own entries.
 func newRoom(pool string, tree []*zfs.Dataset) *room {
 	r := &room{pool: pool, volumes: map[string]*zfs.Dataset{}}
+	erator := Erator(pool)
 	for _, d := range tree {
 		switch {
 		case d.Name == pool:
@@ -254,16 +254,34 @@ func newRoom(pool string, tree []*zfs.Dataset) *room {
 			r.provisioned += d.Volsize
 			r.volumes[d.Name] = d
 		}
+		if d.Name == erator {
+			r.layout = true
+		}
+		if rest, under := strings.CutPrefix(d.Name, erator+"/"); !under || strings.Contains(rest, "/") {
+			continue // only the erator's own entries
+		}
+		if e, ok := ParseEratorName(d.Name); ok {
+			e.Used, e.Origin = d.Used, d.Origin
+			r.erator = append(r.erator, e)
+		}
 	}
 	return r
 }
 
-func (a *Activities) room(pool string) (*room, error) {
+// keptRoom is the pool's kept room while it is fresh and no dataset changed through the
+// agent since (nil otherwise).
+func (a *Activities) keptRoom(pool string) *room {
 	a.rooms.Lock()
-	k := a.rooms.m[pool]
-	a.rooms.Unlock()
-	if k != nil && k.changes == a.ZFS.Changes() && time.Since(k.at) < roomFresh {
-		return k.room.copy(), nil
+	defer a.rooms.Unlock()
+	if k := a.rooms.m[pool]; k != nil && k.changes == a.ZFS.Changes() && time.Since(k.at) < roomFresh {
+		return k.room.copy()
+	}
+	return nil
+}
+
+func (a *Activities) room(pool string) (*room, error) {
+	if r := a.keptRoom(pool); r != nil {
+		return r, nil
 	}
 	changes, at := a.ZFS.Changes(), time.Now()
 	p, err := a.pool(pool)
@@ -327,6 +345,7 @@ func (a *Activities) cloned(pool string, before uint64, origin, snapshot, name s
 func (r *room) copy() *room {
 	c := *r
 	c.volumes = maps.Clone(r.volumes)
+	c.erator = slices.Clone(r.erator)
 	return &c
 }
 

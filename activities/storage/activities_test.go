@@ -132,6 +132,24 @@ func TestStatusListsOnceAndKeepsTheRoom(t *testing.T) {
 	if calls := strings.TrimPrefix(string(after), string(b)); calls != "zfs create -p -s -V 1073741824 tank/iscsi/volumes/9\n" {
 		t.Errorf("create after the stats ran:\n%s", calls)
 	}
+	// The next report reads the pool's health and the kept listing, with the new volume.
+	again, err := a.Status(ctx, PoolInput{Pool: "tank"})
+	if err != nil || again.Provisioned != 5<<30+512<<20 || len(again.Erator) != 1 || !again.Layout {
+		t.Fatalf("second status: %+v %v", again, err)
+	}
+	last, _ := os.ReadFile(log)
+	if calls := strings.TrimPrefix(string(last), string(after)); !strings.HasPrefix(calls, "zpool get") || strings.Count(calls, "\n") != 1 {
+		t.Errorf("second status ran:\n%s", calls)
+	}
+	// A change the agent cannot account for (a rename) makes the next report list again.
+	a.ZFS.Changed()
+	if _, err := a.Status(ctx, PoolInput{Pool: "tank"}); err != nil {
+		t.Fatal(err)
+	}
+	final, _ := os.ReadFile(log)
+	if calls := strings.TrimPrefix(string(final), string(last)); !strings.Contains(calls, "zfs list") {
+		t.Errorf("status after a change did not list the pool:\n%s", calls)
+	}
 }
 
 // A group's origin snapshot is the plain command (its guid is not needed); one an earlier
