@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -54,9 +55,12 @@ type Activities struct {
 }
 
 // roomFresh is how long a pool's room listing is used again when no dataset changed
-// through this agent since: a create then runs one zfs command instead of three. Changes
-// made behind the agent's back (by hand) show within this bound.
-const roomFresh = 10 * time.Second
+// through this agent since: a create then runs one zfs command instead of three, a stats
+// report only reads the pool's health. Changes made behind the agent's back (by hand, or
+// written blocks) show within this bound. It is longer than the agent's stats period
+// (15 s by default), whose listing refreshes it (status), so that a create on an agent
+// that reports its stats finds it fresh.
+const roomFresh = 20 * time.Second
 
 // keptRoom is a room listing, the dataset changes it saw and when it was read.
 type keptRoom struct {
@@ -138,6 +142,7 @@ func (a *Activities) Status(ctx context.Context, in PoolInput) (*PoolStatus, err
 }
 
 func (a *Activities) status(pool string) (*PoolStatus, error) {
+	changes, at := a.ZFS.Changes(), time.Now()
 	p, err := a.pool(pool)
 	if err != nil {
 		return nil, err
@@ -146,32 +151,23 @@ func (a *Activities) status(pool string) (*PoolStatus, error) {
 	if p.Health != "ONLINE" && p.Health != "DEGRADED" {
 		return st, nil
 	}
-	root, err := a.ZFS.Get(pool)
-	if err != nil {
-		return nil, err
-	}
-	st.Capacity, st.Available = root.Used+root.Avail, root.Avail
-	vols, err := a.ZFS.Volumes(pool)
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range vols {
-		st.Provisioned += v.Volsize
-	}
-	trash, err := a.ZFS.Children(Erator(pool))
-	switch {
-	case errors.Is(err, activities.ErrDatasetNotFound):
-		return st, nil
-	case err != nil:
-		return nil, err
-	}
-	st.Layout = true
-	for _, d := range trash {
-		if e, ok := ParseEratorName(d.Name); ok {
-			e.Used, e.Origin = d.Used, d.Origin
-			st.Erator = append(st.Erator, e)
+	// The pool's health is always read; its listing is the kept one while that is fresh
+	// and nothing changed through the agent since (a report every 15 s then lists every
+	// other time, and does not compete with the operations for the server's CPU).
+	r := a.keptRoom(pool)
+	if r == nil {
+		tree, err := a.ZFS.Tree(pool)
+		if err != nil {
+			return nil, err
+		}
+		r = newRoom(pool, tree)
+		if p.Health == "ONLINE" {
+			// The listing is what a create's size check reads too: it keeps it fresh.
+			a.keepRoom(pool, r, changes, at)
 		}
 	}
+	st.Capacity, st.Available, st.Provisioned, st.Layout = r.usable, r.avail, r.provisioned, r.layout
+	st.Erator = append(st.Erator, r.erator...)
 	return st, nil
 }
 
@@ -231,21 +227,61 @@ type VolumeResult struct {
 }
 
 // room is what a size check needs, read with two commands: the pool's health, then one
-// listing of the pool for the bytes its datasets can use and every volume (whose sizes
-// add up to the provisioning).
+// listing of the pool's file systems and volumes for the bytes its datasets can use and
+// every volume (whose sizes add up to the provisioning). The stats report (status) reads
+// the same and keeps it.
 type room struct {
 	pool        string
 	usable      uint64
+	avail       uint64
 	provisioned uint64
 	volumes     map[string]*zfs.Dataset
+	// The stats report's part: the erator's entries, and whether the erator exists.
+	erator []EratorEntry
+	layout bool
+}
+
+// newRoom reads a pool's room from its listing (Tree): the root's bytes, the volumes'
+// sizes and the erator's own entries.
+func newRoom(pool string, tree []*zfs.Dataset) *room {
+	r := &room{pool: pool, volumes: map[string]*zfs.Dataset{}}
+	erator := Erator(pool)
+	for _, d := range tree {
+		switch {
+		case d.Name == pool:
+			r.usable, r.avail = d.Used+d.Avail, d.Avail
+		case d.Type == "volume":
+			r.provisioned += d.Volsize
+			r.volumes[d.Name] = d
+		}
+		if d.Name == erator {
+			r.layout = true
+		}
+		if rest, under := strings.CutPrefix(d.Name, erator+"/"); !under || strings.Contains(rest, "/") {
+			continue // only the erator's own entries
+		}
+		if e, ok := ParseEratorName(d.Name); ok {
+			e.Used, e.Origin = d.Used, d.Origin
+			r.erator = append(r.erator, e)
+		}
+	}
+	return r
+}
+
+// keptRoom is the pool's kept room while it is fresh and no dataset changed through the
+// agent since (nil otherwise).
+func (a *Activities) keptRoom(pool string) *room {
+	a.rooms.Lock()
+	defer a.rooms.Unlock()
+	if k := a.rooms.m[pool]; k != nil && k.changes == a.ZFS.Changes() && time.Since(k.at) < roomFresh {
+		return k.room.copy()
+	}
+	return nil
 }
 
 func (a *Activities) room(pool string) (*room, error) {
-	a.rooms.Lock()
-	k := a.rooms.m[pool]
-	a.rooms.Unlock()
-	if k != nil && k.changes == a.ZFS.Changes() && time.Since(k.at) < roomFresh {
-		return k.room.copy(), nil
+	if r := a.keptRoom(pool); r != nil {
+		return r, nil
 	}
 	changes, at := a.ZFS.Changes(), time.Now()
 	p, err := a.pool(pool)
@@ -255,27 +291,27 @@ func (a *Activities) room(pool string) (*room, error) {
 	if p.Health != "ONLINE" {
 		return nil, fmt.Errorf("pool %s is %s: %w", pool, p.Health, activities.ErrPoolUnhealthy)
 	}
-	all, err := a.ZFS.All(pool)
+	tree, err := a.ZFS.Tree(pool)
 	if err != nil {
 		return nil, err
 	}
-	r := &room{pool: pool, volumes: map[string]*zfs.Dataset{}}
-	for _, d := range all {
-		switch {
-		case d.Name == pool:
-			r.usable = d.Used + d.Avail
-		case d.Type == "volume":
-			r.provisioned += d.Volsize
-			r.volumes[d.Name] = d
-		}
-	}
+	r := newRoom(pool, tree)
+	a.keepRoom(pool, r, changes, at)
+	return r, nil
+}
+
+// keepRoom keeps a room read at at, when the agent's dataset changes numbered changes:
+// unless a newer one is kept already.
+func (a *Activities) keepRoom(pool string, r *room, changes uint64, at time.Time) {
 	a.rooms.Lock()
+	defer a.rooms.Unlock()
 	if a.rooms.m == nil {
 		a.rooms.m = map[string]*keptRoom{}
 	}
+	if k := a.rooms.m[pool]; k != nil && k.at.After(at) {
+		return
+	}
 	a.rooms.m[pool] = &keptRoom{room: r.copy(), changes: changes, at: at}
-	a.rooms.Unlock()
-	return r, nil
 }
 
 // created updates the kept room of a pool with a volume this agent just made, when that
@@ -292,9 +328,24 @@ func (a *Activities) created(pool string, before uint64, d *zfs.Dataset) {
 	k.changes = before + 1
 }
 
+// cloned updates the kept room of a pool with a clone this agent just made of volume
+// origin, as created does a new volume: the clone is a volume of its origin's size.
+func (a *Activities) cloned(pool string, before uint64, origin, snapshot, name string) {
+	a.rooms.Lock()
+	var src *zfs.Dataset
+	if k := a.rooms.m[pool]; k != nil {
+		src = k.room.volumes[origin]
+	}
+	a.rooms.Unlock()
+	if src != nil {
+		a.created(pool, before, &zfs.Dataset{Name: name, Type: "volume", Origin: snapshot, Volsize: src.Volsize})
+	}
+}
+
 func (r *room) copy() *room {
 	c := *r
 	c.volumes = maps.Clone(r.volumes)
+	c.erator = slices.Clone(r.erator)
 	return &c
 }
 
@@ -455,11 +506,17 @@ func (a *Activities) CloneVolume(ctx context.Context, in CloneInput) (*CloneResu
 	vol := VolumeDataset(in.Pool, in.VolumeID)
 	res := &CloneResult{Dataset: GroupDataset(in.Pool, in.GroupID), Origin: vol + "@" + GroupOriginSnapshot(in.GroupID)}
 	err := a.alive(ctx, func() error {
-		if _, _, err := a.ZFS.Snapshot(vol, GroupOriginSnapshot(in.GroupID)); err != nil {
+		// The origin's guid is not needed: the plain command, as by hand.
+		if _, err := a.ZFS.SnapshotOnly(vol, GroupOriginSnapshot(in.GroupID)); err != nil {
 			return fmt.Errorf("snapshot volume %d: %w", in.VolumeID, err)
 		}
+		before := a.ZFS.Changes()
 		created, err := a.ZFS.Clone(res.Origin, res.Dataset)
 		res.Created = created
+		if created {
+			// The next create's size check need not list the pool again for it.
+			a.cloned(in.Pool, before, vol, res.Origin, res.Dataset)
+		}
 		return err
 	})
 	return res, err

@@ -41,6 +41,9 @@ type Env struct {
 	// VMs are all the env's storage-server VMs (StartVMs); VMs[0] is VM.
 	VMs []*lab.Server
 
+	// AgentFlags are added to every agent the env starts (e.g. --log-zfs).
+	AgentFlags []string
+
 	panel    *exec.Cmd
 	panelLog string
 	listen   string
@@ -261,7 +264,7 @@ func (e *Env) StartAgentOn(vm *lab.Server, n int, key string, flags ...string) {
 		e.T.Fatal(err)
 	}
 	script := fmt.Sprintf("PATH=/opt/slow:$PATH setsid /usr/local/bin/clusterducks agent --panel %s --key /mnt/host/%s %s >>/mnt/host/agent-%d.log 2>&1 </dev/null & echo $! >/run/agent-%d.pid",
-		lab.GuestURL(e.URL), kf, strings.Join(flags, " "), n, n)
+		lab.GuestURL(e.URL), kf, strings.Join(append(append([]string(nil), e.AgentFlags...), flags...), " "), n, n)
 	e.GuestOn(vm, "sh", "-c", script)
 }
 

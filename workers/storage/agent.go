@@ -48,6 +48,9 @@ type Config struct {
 	Replication *ReplicationConfig
 	// Bridge is the server's bridge (install.sh -n): containers get an interface on it.
 	Bridge string
+	// LogZFS logs every zfs command the agent runs with its duration (--log-zfs), to see
+	// where an operation's time goes on the server.
+	LogZFS bool
 }
 
 const defaultStateDir = "/var/lib/clusterducks"
@@ -78,6 +81,7 @@ func Run(ctx context.Context, args []string, version string) error {
 	addr := fs.String("addr", "", "address of this agent's endpoints, as the panel should know it")
 	state := fs.String("state", cmp.Or(os.Getenv("CLUSTERDUCKS_STATE"), defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
 	bridge := fs.String("bridge", os.Getenv("CLUSTERDUCKS_BRIDGE"), "the server's bridge (install.sh -n): each container gets a network interface on it; empty: containers share the server's network")
+	logZFS := fs.Bool("log-zfs", os.Getenv("CLUSTERDUCKS_LOG_ZFS") != "", "log every zfs command with its duration (where an operation's time goes)")
 	bootCfg := bootFlags(fs)
 	replCfg := replicationFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -100,7 +104,7 @@ func Run(ctx context.Context, args []string, version string) error {
 		return fmt.Errorf("agent: read key: %w", err)
 	}
 	cfg := Config{Panel: strings.TrimRight(*panelURL, "/"), Key: strings.TrimSpace(string(key)), Addr: *addr, Version: version,
-		StateDir: *state, Log: slog.Default(), Boot: bootCfg, Replication: replCfg, Bridge: *bridge}
+		StateDir: *state, Log: slog.Default(), Boot: bootCfg, Replication: replCfg, Bridge: *bridge, LogZFS: *logZFS}
 	if cfg.Key == "" && err == nil {
 		return errors.New("agent: the key file is empty")
 	}
@@ -139,7 +143,12 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer c.Close()
-	acts := &storage.Activities{ZFS: zfs.New(log), Bridge: cfg.Bridge}
+	zlog := log
+	if cfg.LogZFS {
+		// The wrapper logs each command at debug level, with its duration.
+		zlog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	acts := &storage.Activities{ZFS: zfs.New(zlog), Bridge: cfg.Bridge}
 	if id != nil {
 		tid := &tlsIdentity{id: id}
 		acts.ReplicationTLS = tid.client

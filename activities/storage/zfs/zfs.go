@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -216,6 +217,71 @@ func (z *ZFS) All(pool string) ([]*Dataset, error) {
 		return err
 	})
 	return out, err
+}
+
+// listProps are the columns Tree asks for: go-zfs's own list, so that both read the same
+// recorded outputs.
+const listProps = "name,origin,used,available,mountpoint,compression,type,volsize,quota,referenced,written,logicalused,usedbydataset"
+
+// Tree lists a pool's file systems and volumes, the pool's root first, in one command and
+// without the snapshots: what a pool's capacity, provisioning and erator need. A pool's
+// snapshots (every version of every group, every backup) outnumber its datasets, and a
+// listing with them costs seconds on a busy server.
+func (z *ZFS) Tree(pool string) ([]*Dataset, error) {
+	out, err := z.run(context.Background(), "list", "-rHp", "-t", "filesystem,volume", "-o", listProps, pool)
+	if err != nil {
+		return nil, err
+	}
+	return parseTree(out)
+}
+
+// parseTree reads Tree's output (listProps, tab separated, -p numbers); snapshots, should
+// any come, are left out.
+func parseTree(out string) ([]*Dataset, error) {
+	var ds []*Dataset
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != strings.Count(listProps, ",")+1 {
+			return nil, fmt.Errorf("zfs list: %d columns in %q", len(f), line)
+		}
+		if f[6] != gozfs.DatasetFilesystem && f[6] != gozfs.DatasetVolume {
+			continue
+		}
+		d := &Dataset{Name: f[0], Type: f[6]}
+		if f[1] != "-" {
+			d.Origin = f[1]
+		}
+		for _, n := range []struct {
+			to  *uint64
+			col int
+		}{{&d.Used, 2}, {&d.Avail, 3}, {&d.Volsize, 7}, {&d.Referenced, 9}, {&d.Written, 10}} {
+			if f[n.col] == "-" || f[n.col] == "" {
+				continue
+			}
+			v, err := strconv.ParseUint(f[n.col], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("zfs list: %s of %s: %w", strings.Split(listProps, ",")[n.col], f[0], err)
+			}
+			*n.to = v
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// SnapshotOnly takes dataset@snap with the plain command, when its guid is not needed (a
+// group's origin): the same one command as by hand, where Snapshot's channel program also
+// reads the guid. An existing snapshot is success (created false). The kernel takes it
+// again in the next txg when the dataset got another snapshot in this one.
+func (z *ZFS) SnapshotOnly(dataset, snap string) (created bool, err error) {
+	_, err = z.run(context.Background(), "snapshot", dataset+"@"+snap)
+	if errors.Is(err, activities.ErrExists) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Volumes lists every volume of a pool.

@@ -8,6 +8,7 @@ package storage
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -33,8 +34,20 @@ func median(d []time.Duration) time.Duration {
 // their ratio (the orchestration overhead); then 50 concurrent publishes across 5 groups.
 func BenchmarkStorage(b *testing.B) {
 	e := storagetest.Start(b)
+	e.AgentFlags = []string{"--log-zfs"} // each zfs command of the agent, for the timelines
+	tc := harness.TemporalClient(b)
 	nid, _ := e.Network("bench", 1)
 	pool := e.VM.Pool
+	guestCosts(b, e)
+	// The agent runs zfs as a server does: the harness's fault-injection shim (a shell in
+	// front of each of its zfs commands, for the tests that slow a step; guestCosts logs
+	// its price) is replaced by the real command, unless CD_BENCH_SHIM is set.
+	if os.Getenv("CD_BENCH_SHIM") == "" {
+		e.Guest("sh", "-c", "ln -s \"$(command -v zfs)\" /opt/slow/zfs.new && mv -f /opt/slow/zfs.new /opt/slow/zfs")
+		b.Log("the agent runs the real zfs (CD_BENCH_SHIM unset)")
+	} else {
+		b.Log("the agent runs zfs through the harness shim (CD_BENCH_SHIM set)")
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Volume create: API (202 → operation succeeded) vs `zfs create -s -V 1G`.
@@ -43,7 +56,11 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			v := e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": nid, "Alias": fmt.Sprintf("bench %d-%d", i, k), "vol_size": 1})
-			api = append(api, took(start, e.WaitOK(storagetest.OpID(v))))
+			accepted := time.Now()
+			op := e.WaitOK(storagetest.OpID(v))
+			api = append(api, took(start, op))
+			timeline(b, tc, "volume-create", start, accepted, op)
+			b.Log(agentZFS(e))
 			volID = storagetest.ID(v, "id")
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchbare/v%d-%d", pool, i, k))))
 		}
@@ -54,7 +71,11 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			g := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": fmt.Sprintf("bench clone %d-%d", i, k), "VolumeID": volID})
-			api = append(api, took(start, e.WaitOK(storagetest.OpID(g))))
+			accepted := time.Now()
+			op := e.WaitOK(storagetest.OpID(g))
+			api = append(api, took(start, op))
+			timeline(b, tc, "group-create", start, accepted, op)
+			b.Log(agentZFS(e))
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %[1]s/benchbare/v%[2]d-0@g%[3]d && zfs clone -p %[1]s/benchbare/v%[2]d-0@g%[3]d %[1]s/benchbare/g%[2]d-clone%[3]d", pool, i, k))))
 		}
 		report(b, "group-create", api, bare)
@@ -68,10 +89,17 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < samples; k++ {
 			start := time.Now()
 			p := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
-			api = append(api, took(start, e.WaitOK(storagetest.OpID(p))))
+			accepted := time.Now()
+			op := e.WaitOK(storagetest.OpID(p))
+			api = append(api, took(start, op))
+			timeline(b, tc, "group-publish", start, accepted, op)
+			b.Log(agentZFS(e))
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %s/benchbare/g%d@v%d", pool, i, k+1))))
 		}
 		report(b, "group-publish", api, bare)
+		if i == 0 {
+			traceOps(b, e, nid, volID, gid)
+		}
 
 		// 50 concurrent publishes across 5 groups.
 		var groups []uint
@@ -133,6 +161,9 @@ func took(start time.Time, op models.Operation) time.Duration {
 }
 
 func report(b *testing.B, name string, api, bare []time.Duration) {
+	for k := range api {
+		b.Logf("%s sample %d: API %s, bare %s", name, k, api[k].Round(time.Millisecond), bare[k].Round(time.Millisecond))
+	}
 	ma, mb := median(api), median(bare)
 	ratio := float64(ma) / float64(mb)
 	b.ReportMetric(ma.Seconds()*1000, name+"-api-ms")

@@ -1,0 +1,169 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterducks/clusterducks/models"
+	storagetest "github.com/clusterducks/clusterducks/test/storage"
+	"go.temporal.io/sdk/client"
+)
+
+// timeline logs, for one operation, where its time went from the benchmark's API call
+// (start) to the operation's recorded end: the API's answer (accepted), then each event of
+// the workflow's history at its offset (workflow tasks, activities with their wait for a
+// worker and their run, local activity markers), and the operation's FinishedAt.
+func timeline(b *testing.B, tc client.Client, name string, start, accepted time.Time, op models.Operation) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	off := func(t time.Time) string { return fmt.Sprintf("%+.3fs", t.Sub(start).Seconds()) }
+	var s strings.Builder
+	fmt.Fprintf(&s, "%s op %d: accepted %s", name, op.ID, off(accepted))
+	names := map[int64]string{}
+	it := tc.GetWorkflowHistory(ctx, op.WorkflowID, op.RunID, false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			b.Logf("timeline of %s: %v", op.WorkflowID, err)
+			return
+		}
+		at := ev.GetEventTime().AsTime()
+		what := strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")
+		switch {
+		case ev.GetActivityTaskScheduledEventAttributes() != nil:
+			n := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			names[ev.GetEventId()] = n
+			what = "ActScheduled(" + n + ")"
+		case ev.GetActivityTaskStartedEventAttributes() != nil:
+			what = "ActStarted(" + names[ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId()] + ")"
+		case ev.GetActivityTaskCompletedEventAttributes() != nil:
+			what = "ActCompleted(" + names[ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()] + ")"
+		case ev.GetMarkerRecordedEventAttributes() != nil:
+			what = "Marker(" + ev.GetMarkerRecordedEventAttributes().GetMarkerName() + ")"
+		}
+		fmt.Fprintf(&s, "\n  %s %s", off(at), what)
+	}
+	if op.FinishedAt != nil {
+		fmt.Fprintf(&s, "\n  %s operation FinishedAt", off(*op.FinishedAt))
+	}
+	b.Log(s.String())
+}
+
+// guestCosts logs what the test harness itself adds to each of the agent's zfs commands
+// (the fault-injection shim /opt/slow/zfs, a shell in front of the real zfs) and what a
+// snapshot costs as the agent takes it (a channel program) next to the bare command.
+func guestCosts(b *testing.B, e *storagetest.Env) {
+	b.Helper()
+	pool := e.VM.Pool
+	const n = 5
+	list := fmt.Sprintf("zfs list -H -o name %s", pool)
+	var shim, bare int64
+	for range 2 {
+		bare += e.GuestNanos(fmt.Sprintf("for i in $(seq %d); do %s; done", n, list))
+		shim += e.GuestNanos(fmt.Sprintf("for i in $(seq %d); do /opt/slow/%s; done", n, list))
+	}
+	b.Logf("guest: `%s` %.0f ms bare, %.0f ms through the /opt/slow shim (%.0f ms per command)",
+		list, float64(bare)/2/n/1e6, float64(shim)/2/n/1e6, float64(shim-bare)/2/n/1e6)
+
+	if err := os.WriteFile(filepath.Join(e.VM.Share, "snap.lua"), []byte(snapshotLua), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	e.Guest("zfs", "create", "-p", "-s", "-V", "1073741824", pool+"/benchcost/v")
+	var snap, prog, get []int64
+	for k := range 5 {
+		snap = append(snap, e.GuestNanos(fmt.Sprintf("zfs snapshot %s/benchcost/v@s%d", pool, k)))
+		prog = append(prog, e.GuestNanos(fmt.Sprintf("zfs program -j %s /dev/stdin %s/benchcost/v@p%d </mnt/host/snap.lua", pool, pool, k)))
+		get = append(get, e.GuestNanos(fmt.Sprintf("zfs get -H -p -o value guid %s/benchcost/v@s%d", pool, k)))
+	}
+	b.Logf("guest: zfs snapshot median %s, the agent's snapshot channel program (snapshot + guid) median %s, zfs get guid median %s",
+		med(snap), med(prog), med(get))
+}
+
+func med(ns []int64) time.Duration {
+	d := make([]time.Duration, len(ns))
+	for i, n := range ns {
+		d[i] = time.Duration(n)
+	}
+	return median(d).Round(time.Millisecond)
+}
+
+// snapshotLua is the agent's snapshot channel program (activities/storage/zfs).
+const snapshotLua = `args = ...
+snap = args["argv"][1]
+err = zfs.sync.snapshot(snap)
+if err ~= 0 and err ~= 17 then
+	return {errno = err}
+end
+return {created = (err == 0), guid = zfs.get_prop(snap, "guid")}
+`
+
+// traceOps runs a volume create, a group create and a publish once with every zfs
+// command of the agent traced (start, end, arguments), and logs them.
+func traceOps(b *testing.B, e *storagetest.Env, nid, volID, gid uint) {
+	b.Helper()
+	realZFS := strings.TrimSpace(e.Guest("sh", "-c", "command -v zfs"))
+	trace := "#!/bin/sh\ns=$(date +%s%N)\n" + realZFS + " \"$@\"\nr=$?\necho \"$s $(date +%s%N) $*\" >>/run/zfs-trace\nexit $r\n"
+	if err := os.WriteFile(filepath.Join(e.VM.Share, "tracezfs"), []byte(trace), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	e.Guest("sh", "-c", "cp -P /opt/slow/zfs /run/zfs.shim && install -m 755 /mnt/host/tracezfs /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
+	defer e.Guest("sh", "-c", "cp -P /run/zfs.shim /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
+	run := func(name string, call func() map[string]any) {
+		e.Guest("rm", "-f", "/run/zfs-trace")
+		start := time.Now()
+		op := e.WaitOK(storagetest.OpID(call()))
+		out := e.Guest("sh", "-c", "cat /run/zfs-trace 2>/dev/null || true")
+		var s strings.Builder
+		fmt.Fprintf(&s, "%s traced (%.3fs to FinishedAt, the trace's date forks included):", name, took(start, op).Seconds())
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.SplitN(l, " ", 3)
+			if len(f) < 3 {
+				continue
+			}
+			st, _ := strconv.ParseInt(f[0], 10, 64)
+			en, _ := strconv.ParseInt(f[1], 10, 64)
+			fmt.Fprintf(&s, "\n  zfs %s: %.0f ms", f[2], float64(en-st)/1e6)
+		}
+		b.Log(s.String())
+	}
+	run("volume-create", func() map[string]any {
+		return e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": nid, "Alias": "traced", "vol_size": 1})
+	})
+	run("group-create", func() map[string]any {
+		return e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": "traced", "VolumeID": volID})
+	})
+	run("group-publish", func() map[string]any {
+		return e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
+	})
+}
+
+// agentZFS returns the zfs commands the agent logged (--log-zfs) since the last call, with
+// their durations: those of the operation just timed, and any the agent ran meanwhile
+// on its own (its stats report).
+func agentZFS(e *storagetest.Env) string {
+	log := e.VM.Log("agent-1.log")
+	if seen > len(log) {
+		seen = 0
+	}
+	var s strings.Builder
+	s.WriteString("agent's zfs commands since the last sample:")
+	for _, l := range strings.Split(log[seen:], "\n") {
+		if !strings.Contains(l, "msg=zfs") {
+			continue
+		}
+		_, rest, _ := strings.Cut(l, "msg=zfs ")
+		fmt.Fprintf(&s, "\n  %s", rest)
+	}
+	seen = len(log)
+	return s.String()
+}
+
+var seen int
