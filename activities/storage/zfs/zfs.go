@@ -415,6 +415,9 @@ func (z *ZFS) snapshotTwoCommands(dataset, snap string) (guid string, created bo
 	return guid, created, err
 }
 
+// SnapshotProgram is snapshotLua, for a benchmark that runs the agent's program by hand.
+const SnapshotProgram = snapshotLua
+
 // snapshotLua takes the snapshot named by its argument (EEXIST is not an error: a retry)
 // and returns whether it made it and the snapshot's guid. Errors come back as an errno.
 const snapshotLua = `args = ...

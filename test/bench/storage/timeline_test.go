@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"github.com/clusterducks/clusterducks/models"
 	storagetest "github.com/clusterducks/clusterducks/test/storage"
 	"go.temporal.io/sdk/client"
@@ -73,7 +74,7 @@ func guestCosts(b *testing.B, e *storagetest.Env) {
 	b.Logf("guest: `%s` %.0f ms bare, %.0f ms through the /opt/slow shim (%.0f ms per command)",
 		list, float64(bare)/2/n/1e6, float64(shim)/2/n/1e6, float64(shim-bare)/2/n/1e6)
 
-	if err := os.WriteFile(filepath.Join(e.VM.Share, "snap.lua"), []byte(snapshotLua), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(e.VM.Share, "snap.lua"), []byte(zfs.SnapshotProgram), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	e.Guest("zfs", "create", "-p", "-s", "-V", "1073741824", pool+"/benchcost/v")
@@ -94,16 +95,6 @@ func med(ns []int64) time.Duration {
 	}
 	return median(d).Round(time.Millisecond)
 }
-
-// snapshotLua is the agent's snapshot channel program (activities/storage/zfs).
-const snapshotLua = `args = ...
-snap = args["argv"][1]
-err = zfs.sync.snapshot(snap)
-if err ~= 0 and err ~= 17 then
-	return {errno = err}
-end
-return {created = (err == 0), guid = zfs.get_prop(snap, "guid")}
-`
 
 // traceOps runs a volume create, a group create and a publish once with every zfs
 // command of the agent traced (start, end, arguments), and logs them.
