@@ -118,9 +118,14 @@ type Service struct {
 
 	out *outcomes // the boots served, watched until they came up or not
 
-	reports chan wire.Report
-	stop    chan struct{}
-	done    sync.WaitGroup
+	// The reports not yet taken by the background: a slice under a lock, not a channel,
+	// so a storm's thousands of reports do not wake the background goroutine one by one.
+	rmu      sync.Mutex
+	incoming []wire.Report
+	spare    []wire.Report // the slice the background took last, reused
+	rready   chan struct{} // sendAtOnce reports are waiting
+	stop     chan struct{}
+	done     sync.WaitGroup
 }
 
 type cachedVersions struct {
@@ -184,7 +189,7 @@ func NewService(cfg Config) (*Service, error) {
 		inflight: map[uint]*flight{},
 		logins:   map[string]pendingLogin{},
 		vdisks:   map[uint]uint{},
-		reports:  make(chan wire.Report, 4096),
+		rready:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	s.SetBounds(cfg.MaxProvisions, cfg.MaxLogins)
@@ -221,14 +226,12 @@ func (s *Service) background() {
 	q := reportQueue{retry: s.cfg.ReportRetry}
 	for {
 		select {
-		case r := <-s.reports:
-			if q.add(r) {
-				s.log.Warn("boot reports: the panel has been unreachable too long, the oldest are dropped", "kept", maxPendingReports, "dropped", q.dropped)
-			}
+		case <-s.rready:
 			// Delivered on the tick, not as a batch fills: during a boot storm the
 			// devices' answers come first, and the panel gets a few large deliveries
 			// instead of one per batch. Half the bound pending goes at once, so a
 			// storm larger than the bound loses nothing while the panel answers.
+			s.takeReports(&q)
 			if len(q.pending) >= sendAtOnce {
 				s.sendReports(&q, false)
 			}
@@ -241,24 +244,38 @@ func (s *Service) background() {
 			}
 			cancel()
 		case <-tick.C:
+			s.takeReports(&q)
 			s.sendReports(&q, false)
 			if err := s.cfg.Cache.Flush(); err != nil {
 				s.log.Warn("boot cache", "err", err)
 			}
 		case <-s.stop:
-			for {
-				select {
-				case r := <-s.reports:
-					q.add(r)
-					continue
-				default:
-				}
-				break
-			}
+			s.takeReports(&q)
 			s.sendReports(&q, true)
 			return
 		}
 	}
+}
+
+// takeReports moves the reports made since the last call into q.
+func (s *Service) takeReports(q *reportQueue) {
+	s.rmu.Lock()
+	in := s.incoming
+	s.incoming, s.spare = s.spare[:0], nil
+	s.rmu.Unlock()
+	dropped := false
+	for _, r := range in {
+		dropped = q.add(r) || dropped
+	}
+	if dropped {
+		s.log.Warn("boot reports: the panel has been unreachable too long, the oldest are dropped", "kept", maxPendingReports, "dropped", q.dropped)
+	}
+	clear(in) // the reports' strings are not kept alive by the spare slice
+	s.rmu.Lock()
+	if s.spare == nil && cap(in) <= maxPendingReports {
+		s.spare = in[:0]
+	}
+	s.rmu.Unlock()
 }
 
 // decided reports a watched boot's result to the panel and the metrics.
@@ -343,10 +360,21 @@ func (s *Service) sendReports(q *reportQueue, final bool) {
 	}
 }
 
+// report queues r for the panel; beyond maxPendingReports waiting to be taken, r is
+// dropped (the background takes them at least every second).
 func (s *Service) report(r wire.Report) {
-	select {
-	case s.reports <- r:
-	default:
+	s.rmu.Lock()
+	n := len(s.incoming)
+	if n < maxPendingReports {
+		s.incoming = append(s.incoming, r)
+		n++
+	}
+	s.rmu.Unlock()
+	if n == sendAtOnce {
+		select {
+		case s.rready <- struct{}{}:
+		default:
+		}
 	}
 }
 
