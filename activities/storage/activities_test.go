@@ -79,24 +79,34 @@ func TestCreateVolumeKeepsTheRoom(t *testing.T) {
 	if _, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 9, Size: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(log)
+	ran := since(t, log)
 	res, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 10, Size: 1 << 30})
 	if err != nil || !res.Created || res.Provisioned != 6<<30+512<<20 {
 		t.Fatalf("second create: %+v %v", res, err)
 	}
-	after, _ := os.ReadFile(log)
-	if calls := strings.TrimPrefix(string(after), string(before)); strings.Count(calls, "\n") != 1 || !strings.HasPrefix(calls, "zfs create") {
+	if calls := ran(); strings.Count(calls, "\n") != 1 || !strings.HasPrefix(calls, "zfs create") {
 		t.Errorf("second create ran:\n%s", calls)
 	}
 	// Any other change through the agent (a rename here) makes the next create read again.
 	a.ZFS.Changed()
-	before = after
 	if _, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 11, Size: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
-	after, _ = os.ReadFile(log)
-	if calls := strings.TrimPrefix(string(after), string(before)); !strings.Contains(calls, "zfs list") {
+	if calls := ran(); !strings.Contains(calls, "zfs list") {
 		t.Errorf("create after a change did not list the pool:\n%s", calls)
+	}
+}
+
+// since returns a function that gives the fake zfs's commands logged since its last call
+// (the first: since since).
+func since(t *testing.T, log string) func() string {
+	t.Helper()
+	seen, _ := os.ReadFile(log)
+	return func() string {
+		now, _ := os.ReadFile(log)
+		calls := strings.TrimPrefix(string(now), string(seen))
+		seen = now
+		return calls
 	}
 }
 
@@ -110,6 +120,7 @@ func TestStatusListsOnceAndKeepsTheRoom(t *testing.T) {
 		"zfs create": "out:zfs-get-guid.txt",
 	})
 	ctx := context.Background()
+	ran := since(t, log)
 	st, err := a.Status(ctx, PoolInput{Pool: "tank"})
 	if err != nil {
 		t.Fatal(err)
@@ -120,16 +131,14 @@ func TestStatusListsOnceAndKeepsTheRoom(t *testing.T) {
 	if len(st.Erator) != 1 || st.Erator[0].Kind != "device" || st.Erator[0].ID != 4 || st.Erator[0].Origin != "tank/iscsi/groups/2@v1" {
 		t.Errorf("erator: %+v", st.Erator)
 	}
-	b, _ := os.ReadFile(log)
-	if calls := string(b); strings.Count(calls, "\n") != 2 || !strings.Contains(calls, "zfs list -rHp -t filesystem,volume") {
+	if calls := ran(); strings.Count(calls, "\n") != 2 || !strings.Contains(calls, "zfs list -rHp -t filesystem,volume") {
 		t.Errorf("status ran:\n%s", calls)
 	}
 	res, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 9, Size: 1 << 30})
 	if err != nil || !res.Created || res.Provisioned != 5<<30+512<<20 {
 		t.Fatalf("create: %+v %v", res, err)
 	}
-	after, _ := os.ReadFile(log)
-	if calls := strings.TrimPrefix(string(after), string(b)); calls != "zfs create -p -s -V 1073741824 tank/iscsi/volumes/9\n" {
+	if calls := ran(); calls != "zfs create -p -s -V 1073741824 tank/iscsi/volumes/9\n" {
 		t.Errorf("create after the stats ran:\n%s", calls)
 	}
 	// The next report reads the pool's health and the kept listing, with the new volume.
@@ -137,8 +146,7 @@ func TestStatusListsOnceAndKeepsTheRoom(t *testing.T) {
 	if err != nil || again.Provisioned != 5<<30+512<<20 || len(again.Erator) != 1 || !again.Layout {
 		t.Fatalf("second status: %+v %v", again, err)
 	}
-	last, _ := os.ReadFile(log)
-	if calls := strings.TrimPrefix(string(last), string(after)); !strings.HasPrefix(calls, "zpool get") || strings.Count(calls, "\n") != 1 {
+	if calls := ran(); !strings.HasPrefix(calls, "zpool get") || strings.Count(calls, "\n") != 1 {
 		t.Errorf("second status ran:\n%s", calls)
 	}
 	// A change the agent cannot account for (a rename) makes the next report list again.
@@ -146,8 +154,7 @@ func TestStatusListsOnceAndKeepsTheRoom(t *testing.T) {
 	if _, err := a.Status(ctx, PoolInput{Pool: "tank"}); err != nil {
 		t.Fatal(err)
 	}
-	final, _ := os.ReadFile(log)
-	if calls := strings.TrimPrefix(string(final), string(last)); !strings.Contains(calls, "zfs list") {
+	if calls := ran(); !strings.Contains(calls, "zfs list") {
 		t.Errorf("status after a change did not list the pool:\n%s", calls)
 	}
 }
@@ -188,13 +195,12 @@ func TestCloneKeepsTheRoom(t *testing.T) {
 	if _, err := a.CloneVolume(ctx, CloneInput{Pool: "tank", VolumeID: 9, GroupID: 7}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(log)
+	ran := since(t, log)
 	res, err := a.CreateVolume(ctx, VolumeInput{Pool: "tank", VolumeID: 10, Size: 1 << 30})
 	if err != nil || !res.Created || res.Provisioned != 4<<30+512<<20+2<<30+2<<30+1<<30 {
 		t.Fatalf("create after the clone: %+v %v", res, err)
 	}
-	after, _ := os.ReadFile(log)
-	if calls := strings.TrimPrefix(string(after), string(before)); calls != "zfs create -p -s -V 1073741824 tank/iscsi/volumes/10\n" {
+	if calls := ran(); calls != "zfs create -p -s -V 1073741824 tank/iscsi/volumes/10\n" {
 		t.Errorf("create after the clone ran:\n%s", calls)
 	}
 }
