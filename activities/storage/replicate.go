@@ -88,6 +88,16 @@ type ReplicationServer struct {
 	// send for the same slave and dataset waits for its end before placing its holds.
 	releasing sync.Map // tag + " " + dataset -> chan struct{} (closed at the end)
 	released  sync.WaitGroup
+	// sent is each slave's last complete stream of a dataset, by tag and dataset: its
+	// acknowledgement then places no hold (the send did) and lists nothing.
+	sent sync.Map // tag + " " + dataset -> sentHolds
+}
+
+// sentHolds is what a complete send left for its acknowledgement: the guid it streamed
+// (held for the slave) and the snapshots whose holds the acknowledgement releases.
+type sentHolds struct {
+	guid    string
+	release []string
 }
 
 // Handler serves the replication endpoints. It expects a TLS server that required and
@@ -157,7 +167,8 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	args, from, target, guid, err := s.plan(ctx, req)
+	var held []string // the dataset's snapshots held before this send, any tag
+	args, from, target, guid, err := s.plan(ctx, req, &held)
 	if err != nil {
 		var re *wire.ReplicationError
 		if errors.As(err, &re) {
@@ -226,6 +237,17 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	}
 	n, cerr := io.Copy(out, stream)
 	err = stream.Close()
+	if cerr == nil && err == nil && held != nil {
+		// The slave's acknowledgement of this snapshot needs no zfs command on its path:
+		// this send held it, and the release of the others can be decided now.
+		release := make([]string, 0, len(held)+1)
+		for _, snap := range append(held, from) {
+			if snap != target && strings.HasPrefix(snap, s.Pool+"/"+req.Dataset+"@") && !slices.Contains(release, snap) {
+				release = append(release, snap)
+			}
+		}
+		s.sent.Store(tag+" "+s.Pool+"/"+req.Dataset, sentHolds{guid: guid, release: release})
+	}
 	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "",
 		"bytes", n, "took", time.Since(start), "copy_err", cerr, "err", err)
 }
@@ -240,8 +262,10 @@ func zfsMessage(err error) string {
 }
 
 // plan decides the stream of a request: its zfs send arguments, its base snapshot ("" for
-// a full stream), the snapshot it ends at (full names) and that snapshot's guid.
-func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs.SendArgs, string, string, string, error) {
+// a full stream), the snapshot it ends at (full names) and that snapshot's guid. held
+// gets the dataset's snapshots that carry a hold (full names; left nil for a resumed
+// stream, which lists nothing).
+func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest, held *[]string) (zfs.SendArgs, string, string, string, error) {
 	if req.Token != "" {
 		target, err := s.ZFS.TokenTarget(ctx, req.Token)
 		if err != nil {
@@ -273,6 +297,10 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest) (zfs
 		return zfs.SendArgs{}, "", "", "", err
 	}
 	snaps := st.Snaps
+	*held = make([]string, 0, len(st.Held))
+	for _, name := range st.Held {
+		*held = append(*held, full+"@"+name)
+	}
 	ti := len(snaps) - 1
 	if req.Snapshot != "" {
 		ti = slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == req.Snapshot })
@@ -319,13 +347,19 @@ func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dataset, tag := s.Pool+"/"+req.Dataset, wire.HoldTag(slave.ServerID)
-	release, err := moveHold(r.Context(), s.ZFS, dataset, req.GUID, tag)
-	if err != nil {
-		status, code := statusOf(err)
-		replError(w, status, code, "%s", zfsMessage(err))
-		return
+	if v, ok := s.sent.LoadAndDelete(tag + " " + dataset); ok && v.(sentHolds).guid == req.GUID {
+		// This agent's last send of the dataset to this slave streamed the snapshot and
+		// held it for the slave: only the older holds are left to release.
+		s.releaseLater(dataset, tag, v.(sentHolds).release)
+	} else {
+		release, err := moveHold(r.Context(), s.ZFS, dataset, req.GUID, tag)
+		if err != nil {
+			status, code := statusOf(err)
+			replError(w, status, code, "%s", zfsMessage(err))
+			return
+		}
+		s.releaseLater(dataset, tag, release)
 	}
-	s.releaseLater(dataset, tag, release)
 	if s.Metrics != nil {
 		s.Metrics.Succeeded(slave.ServerID) // the slave verified the snapshot's guid
 	}
