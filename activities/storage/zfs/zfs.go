@@ -284,19 +284,6 @@ func (z *ZFS) SnapshotOnly(dataset, snap string) (created bool, err error) {
 	return err == nil, err
 }
 
-// Volumes lists every volume of a pool.
-func (z *ZFS) Volumes(pool string) ([]*Dataset, error) {
-	var out []*Dataset
-	err := z.call("volumes", pool, func() error {
-		ds, err := gozfs.Volumes(pool)
-		for _, d := range ds {
-			out = append(out, fromGo(d))
-		}
-		return err
-	})
-	return out, err
-}
-
 // CreateFilesystem creates a file system and its missing parents. An existing file
 // system is success (created false).
 func (z *ZFS) CreateFilesystem(name string) (created bool, err error) {
@@ -399,19 +386,10 @@ func (z *ZFS) snapshotAlone(dataset, snap string) (guid string, created bool, er
 }
 
 func (z *ZFS) snapshotTwoCommands(dataset, snap string) (guid string, created bool, err error) {
-	full := dataset + "@" + snap
-	err = z.call("snapshot", full, func() error {
-		_, err := (&gozfs.Dataset{Name: dataset}).Snapshot(snap, false)
-		return err
-	})
-	switch {
-	case err == nil:
-		created = true
-	case errors.Is(err, activities.ErrExists):
-	default:
+	if created, err = z.SnapshotOnly(dataset, snap); err != nil {
 		return "", false, err
 	}
-	guid, err = z.GUID(full)
+	guid, err = z.GUID(dataset + "@" + snap)
 	return guid, created, err
 }
 
