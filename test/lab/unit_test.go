@@ -306,6 +306,18 @@ func TestCleanBuildDirs(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { script.Wait(); close(exited) }()                                                             //nolint:errcheck
 	os.WriteFile(filepath.Join(dir, "build-1", "script.pid"), []byte(fmt.Sprint(script.Process.Pid)), 0o644) //nolint:errcheck
+	// Start returns once execve has dropped the old memory, which can be before the kernel
+	// has set up the new command line: until then /proc/<pid>/cmdline reads empty, and the
+	// cleanup would rightly not recognise the script. A real stale script is long past it.
+	cmdline := fmt.Sprintf("/proc/%d/cmdline", script.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(cmdline); strings.Contains(string(b), "build-image.sh") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the build script's command line never appeared")
+		}
+	}
 	if err := cleanBuildDirs(); err != nil {
 		t.Fatal(err)
 	}
