@@ -1,7 +1,7 @@
 package boot
 
 import (
-	"crypto/rand"
+	"math/rand/v2"
 	"fmt"
 	"sync"
 	"time"
@@ -155,7 +155,15 @@ func newOutcomes(b OutcomeBounds, src activitySource, now func() time.Time, deci
 
 // newBootID names one boot for the panel: the agent's report when the script is served
 // and its result later update the same history row.
-func newBootID() string { return rand.Text()[:16] }
+func newBootID() string {
+	// Not a secret, only unique per device: the runtime's generator, no system call.
+	const hex = "0123456789abcdef"
+	var b [16]byte
+	for i, v := 0, rand.Uint64(); i < len(b); i, v = i+1, v>>4 {
+		b[i] = hex[v&15]
+	}
+	return string(b[:])
+}
 
 // served starts the watch of a sanboot answer; rep gets its boot id and time.
 func (o *outcomes) served(mac string, rep *wire.Report, iqn, uuid string) {

@@ -118,6 +118,8 @@ type Service struct {
 
 	out *outcomes // the boots served, watched until they came up or not
 
+	chap sync.Map // target IQN -> its CHAP credentials ([2]string), derived once
+
 	// The reports not yet taken by the background: a slice under a lock, not a channel,
 	// so a storm's thousands of reports do not wake the background goroutine one by one.
 	rmu      sync.Mutex
@@ -510,8 +512,9 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 	}
 	// A clone recorded here whose disk is gone (trashed by hand) is no clone.
 	var devPath string
+	iqn := wire.DeviceIQN(dev.NetworkID, dev.ID)
 	if in.Clone > 0 && !in.CloneElsewhere {
-		p, ok, err := s.cfg.Disks.DevicePath(ctx, dev.ID)
+		p, ok, err := s.devicePath(ctx, iqn, dev.ID)
 		if err != nil {
 			return RetryScript("this server cannot read its storage; asking again", s.cfg.RetryPause)
 		}
@@ -523,15 +526,16 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 	d := Decide(in)
 	rep := wire.Report{ServerID: s.cfg.ServerID, DeviceID: dev.ID, GroupID: g.ID, Version: d.Version, Action: d.Action,
 		NonCompliant: d.NonCompliant, Reason: d.Reason}
-	banner := fmt.Sprintf("clusterducks: device %d boots group %d v%d from server %d", dev.ID, g.ID, d.Version, s.cfg.ServerID)
+	banner := "clusterducks: device " + strconv.FormatUint(uint64(dev.ID), 10) + " boots group " + strconv.FormatUint(uint64(g.ID), 10) +
+		" v" + strconv.Itoa(d.Version) + " from server " + strconv.FormatUint(uint64(s.cfg.ServerID), 10)
 	switch d.Action {
 	case wire.BootClone:
-		return s.sanbootDevice(mac, dev, rep, uuid, devPath, banner)
+		return s.sanbootDevice(mac, iqn, dev, rep, uuid, devPath, banner)
 	case wire.Provision:
 		if offline != "" {
 			if in.Clone > 0 {
 				rep.Action, rep.Version = wire.BootClone, in.Clone
-				return s.sanbootDevice(mac, dev, rep, uuid, devPath, fmt.Sprintf("%s (panel unreachable: v%d as is)", banner, in.Clone))
+				return s.sanbootDevice(mac, iqn, dev, rep, uuid, devPath, fmt.Sprintf("%s (panel unreachable: v%d as is)", banner, in.Clone))
 			}
 			return RebootScript("the panel is unreachable: a new disk cannot be made now", s.cfg.RebootPause)
 		}
@@ -557,7 +561,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		case in.Clone > 0 && !g.Strict:
 			s.log.Warn("boot: provisioning failed, booting the old clone", "device", dev.ID, "err", err)
 			rep.Action, rep.Version = wire.BootClone, in.Clone
-			return s.sanbootDevice(mac, dev, rep, uuid, devPath, banner)
+			return s.sanbootDevice(mac, iqn, dev, rep, uuid, devPath, banner)
 		default:
 			s.log.Warn("boot: provisioning failed", "device", dev.ID, "version", d.Version, "err", err)
 			return RebootScript(fmt.Sprintf("preparing the disk failed: %v", err), s.cfg.RebootPause)
@@ -570,7 +574,7 @@ func (s *Service) boot(ctx context.Context, mac string, info *wire.Info, uuid st
 		if err != nil || !ok {
 			return RetryScript("the new disk is not visible yet; asking again", s.cfg.RetryPause)
 		}
-		return s.sanbootDevice(mac, dev, rep, uuid, p, banner)
+		return s.sanbootDevice(mac, iqn, dev, rep, uuid, p, banner)
 	case wire.Redirect:
 		var to *wire.ServerInfo
 		if d.To == ToClone {
@@ -636,8 +640,7 @@ func (s *Service) bootVolume(ctx context.Context, info *wire.Info, uuid string, 
 // sanbootDevice answers a device with the sanboot script of its own disk and reports
 // the boot (rep), which it watches from then on; a device that cannot be answered so
 // (its disk not visible, admission full) is told to ask again and nothing is reported.
-func (s *Service) sanbootDevice(mac string, dev wire.DeviceInfo, rep wire.Report, uuid, path, banner string) string {
-	iqn := wire.DeviceIQN(dev.NetworkID, dev.ID)
+func (s *Service) sanbootDevice(mac, iqn string, dev wire.DeviceInfo, rep wire.Report, uuid, path, banner string) string {
 	if path == "" {
 		return RetryScript("this device's disk is not visible yet; asking again", s.cfg.RetryPause)
 	}
@@ -658,9 +661,30 @@ func (s *Service) sanbootDevice(mac string, dev wire.DeviceInfo, rep wire.Report
 func (s *Service) sanTarget(iqn string) SANTarget {
 	t := SANTarget{Portal: s.cfg.Portal, IQN: iqn}
 	if len(s.cfg.CHAPKey) > 0 {
-		t.User, t.Secret = CHAPCredentials(s.cfg.CHAPKey, iqn)
+		t.User, t.Secret = s.chapCredentials(iqn)
 	}
 	return t
+}
+
+// chapCredentials is CHAPCredentials of iqn with this server's key, derived once per
+// target: every boot's export and script need them.
+func (s *Service) chapCredentials(iqn string) (user, secret string) {
+	if c, ok := s.chap.Load(iqn); ok {
+		return c.([2]string)[0], c.([2]string)[1]
+	}
+	user, secret = CHAPCredentials(s.cfg.CHAPKey, iqn)
+	s.chap.Store(iqn, [2]string{user, secret})
+	return user, secret
+}
+
+// devicePath is the device's disk: LUN 0 of its exported target when there is one (the
+// LUN holds the disk open, and every flow that trashes a disk unexports it first, so no
+// stat per boot), its block device otherwise, where a disk trashed by hand is no disk.
+func (s *Service) devicePath(ctx context.Context, iqn string, id uint) (string, bool, error) {
+	if p, ok := s.cfg.Target.LUNPath(iqn, 0); ok {
+		return p, true, nil
+	}
+	return s.cfg.Disks.DevicePath(ctx, id)
 }
 
 // Export makes sure a target is there and records it for a restart; adding the same
@@ -676,7 +700,7 @@ func (s *Service) export(iqn string, e wire.Export, path string) error {
 	}
 	tc := TargetConfig(iqn, path, e.UUID, false)
 	if len(s.cfg.CHAPKey) > 0 {
-		user, secret := CHAPCredentials(s.cfg.CHAPKey, iqn)
+		user, secret := s.chapCredentials(iqn)
 		tc.CHAP = &iscsi.CHAPConfig{User: user, Secret: secret}
 	}
 	if err := s.cfg.Target.AddTarget(tc); err != nil {

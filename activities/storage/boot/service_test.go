@@ -94,6 +94,14 @@ func (r *recordTarget) RemoveLUN(iqn string, n uint64) error {
 	}
 	return nil
 }
+func (r *recordTarget) LUNPath(iqn string, n uint64) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if tc, ok := r.added[iqn]; ok && uint64(len(tc.LUNs)) > n && tc.LUNs[n].Path != "" {
+		return tc.LUNs[n].Path, true
+	}
+	return "", false
+}
 func (r *recordTarget) Sessions(iqn string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -51,6 +51,8 @@ type Target interface {
 	RemoveLUN(iqn string, number uint64) error
 	// Sessions counts the sessions logged in to a target now.
 	Sessions(iqn string) int
+	// LUNPath is the path behind a LUN of an exported target, if it is exported with it.
+	LUNPath(iqn string, number uint64) (string, bool)
 }
 
 // ErrLocked is a provisioning the device workflow refused: the device was locked after

@@ -287,8 +287,24 @@ func (s *Server) AddLUN(iqn string, number uint64, lc LUNConfig) error {
 		return fmt.Errorf("add LUN %d to %s: %w", number, iqn, err)
 	}
 	t.luns[number] = l
-	t.lunsChanged.Add(1)
 	return nil
+}
+
+// LUNPath returns the path behind LUN number of target iqn and whether the target is
+// exported with that LUN. An exported LUN holds its disk open, so the disk is there: the
+// boot path asks this instead of a stat per boot.
+func (s *Server) LUNPath(iqn string, number uint64) (string, bool) {
+	s.mu.Lock()
+	t, ok := s.targets[iqn]
+	s.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	l := t.lun(number)
+	if l == nil {
+		return "", false
+	}
+	return l.cfg.Path, true
 }
 
 // RemoveLUN closes and forgets a LUN; commands in flight to it fail. Removing a
@@ -303,7 +319,6 @@ func (s *Server) RemoveLUN(iqn string, number uint64) error {
 	t.mu.Lock()
 	l, ok := t.luns[number]
 	delete(t.luns, number)
-	t.lunsChanged.Add(1)
 	t.mu.Unlock()
 	if ok {
 		l.close()

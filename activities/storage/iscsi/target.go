@@ -16,12 +16,11 @@ import (
 
 // target is a configured target with its LUNs and counters.
 type target struct {
-	cfg         TargetConfig
-	mu          sync.RWMutex
-	luns        map[uint64]*lun
-	lunsChanged atomic.Uint64
-	removed     atomic.Bool
-	stats       targetCounters
+	cfg     TargetConfig
+	mu      sync.RWMutex
+	luns    map[uint64]*lun
+	removed atomic.Bool
+	stats   targetCounters
 }
 
 func newTarget(tc TargetConfig) *target {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -197,7 +198,7 @@ const IQNPrefix = "iqn.2026-11.dev.clusterducks"
 
 // DeviceIQN names the target of a device's own disk. Names come from ids only.
 func DeviceIQN(networkID, deviceID uint) string {
-	return fmt.Sprintf("%s:n%d.device%d", IQNPrefix, networkID, deviceID)
+	return IQNPrefix + ":n" + strconv.FormatUint(uint64(networkID), 10) + ".device" + strconv.FormatUint(uint64(deviceID), 10)
 }
 
 // GroupHeadIQN names the target of a group head exported read-write to its maintenance device.

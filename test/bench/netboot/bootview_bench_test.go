@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,17 +101,42 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	// CD_BENCH_CPUPROFILE=prefix: the server's CPU profile of each storm alone, sampled at
+	// 1 kHz (a storm lasts tens of ms), in prefix-N.prof; pprof merges them.
+	profile := os.Getenv("CD_BENCH_CPUPROFILE")
+	var profOut *os.File
+	stopProfile := func() {
+		if profOut != nil {
+			pprof.StopCPUProfile()
+			profOut.Close()
+			profOut = nil
+		}
+	}
+	defer stopProfile()
 	var rounds []time.Duration
 	var cpu0 time.Duration
+	var ms0 runtime.MemStats
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 1<<20), 1<<20)
 	for lines.Scan() {
 		f := strings.Fields(lines.Text())
 		switch {
 		case len(f) == 2 && f[0] == "start":
+			if profile != "" {
+				if profOut, err = os.Create(profile + "-" + f[1] + ".prof"); err != nil {
+					b.Fatal(err)
+				}
+				runtime.SetCPUProfileRate(1000)
+				pprof.StartCPUProfile(profOut) //nolint:errcheck // says the rate is set already
+			}
 			cpu0 = cpuTime()
+			runtime.ReadMemStats(&ms0)
 		case len(f) == 4+n && f[0] == "round":
 			server := cpuTime() - cpu0
+			stopProfile()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Printf("DEBUG heap %d MiB, GCs %d, goroutines %d, pause %v\n", ms.HeapAlloc>>20, ms.NumGC-ms0.NumGC, runtime.NumGoroutine(), time.Duration(ms.PauseTotalNs-ms0.PauseTotalNs))
 			errs, _ := strconv.Atoi(f[2])
 			clientCPU, _ := strconv.ParseInt(f[3], 10, 64)
 			lat := make([]time.Duration, n)
