@@ -235,7 +235,7 @@ func startBoot(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, s
 func bootState(svc *boot.Service, view *bootview.View) agentmetrics.BootState {
 	a, v := svc.Admission(), view.Stats()
 	return agentmetrics.BootState{Provisions: a.Provisions, MaxProvisions: a.MaxProvisions, Logins: a.Logins, MaxLogins: a.MaxLogins,
-		Refused: a.Refused, ViewRevision: v.Revision, ViewDevices: v.Devices, ViewAge: v.Age, ViewLease: v.Lease,
+		Refused: a.Refused, ReportsWaiting: svc.ReportsWaiting(), ViewRevision: v.Revision, ViewDevices: v.Devices, ViewAge: v.Age, ViewLease: v.Lease,
 		ViewFullLoads: v.FullLoads, ViewDeltas: v.Deltas, ViewFailures: v.Failures, ViewAnswered: v.Answered, ViewPassed: v.Passed}
 }
 

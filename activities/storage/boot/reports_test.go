@@ -75,6 +75,9 @@ func TestBootReportsOutliveAnUnreachablePanel(t *testing.T) {
 			if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot ") {
 				t.Fatalf("script:\n%s", s)
 			}
+			if w := svc.ReportsWaiting(); w != 1 { // the first delivery is on the next second
+				t.Errorf("%d reports waiting after one boot, want 1", w)
+			}
 			// Each try waits for the service's next second; a bound on the wait, not a timing.
 			for end := time.Now().Add(time.Duration(len(tc.errs)+10) * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 				if calls, got := panel.state(); calls >= tc.calls && (len(got) > 0 || !tc.delivered) {
@@ -84,6 +87,12 @@ func TestBootReportsOutliveAnUnreachablePanel(t *testing.T) {
 			// Read before Close: a stopping agent also reports its watched boot's result
 			// (unknown), a second report of the same boot.
 			calls, got := panel.state()
+			for end := time.Now().Add(2 * time.Second); svc.ReportsWaiting() != 0 && time.Now().Before(end); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if w := svc.ReportsWaiting(); w != 0 {
+				t.Errorf("%d reports waiting once the panel took or refused them, want 0", w)
+			}
 			if err := svc.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -126,6 +126,7 @@ type Service struct {
 	incoming []wire.Report
 	spare    []wire.Report // the slice the background took last, reused
 	rready   chan struct{} // sendAtOnce reports are waiting
+	waiting  atomic.Int64  // reports not yet taken by the panel: incoming, queued or being delivered
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -267,7 +268,10 @@ func (s *Service) takeReports(q *reportQueue) {
 	s.rmu.Unlock()
 	dropped := false
 	for _, r := range in {
-		dropped = q.add(r) || dropped
+		if q.add(r) {
+			dropped = true
+			s.waiting.Add(-1)
+		}
 	}
 	if dropped {
 		s.log.Warn("boot reports: the panel has been unreachable too long, the oldest are dropped", "kept", maxPendingReports, "dropped", q.dropped)
@@ -358,6 +362,7 @@ func (s *Service) sendReports(q *reportQueue, final bool) {
 			return
 		}
 		q.pending = slices.Delete(q.pending, 0, n)
+		s.waiting.Add(-int64(n))
 		q.pause, q.next = 0, time.Time{}
 	}
 }
@@ -370,6 +375,7 @@ func (s *Service) report(r wire.Report) {
 	if n < maxPendingReports {
 		s.incoming = append(s.incoming, r)
 		n++
+		s.waiting.Add(1)
 	}
 	s.rmu.Unlock()
 	if n == sendAtOnce {
@@ -379,6 +385,10 @@ func (s *Service) report(r wire.Report) {
 		}
 	}
 }
+
+// ReportsWaiting counts the boot reports the panel has not taken yet: made, queued, or
+// being delivered.
+func (s *Service) ReportsWaiting() int { return int(s.waiting.Load()) }
 
 // ServeHTTP answers GET /boot.ipxe: without a mac the static script that chains back
 // with the device's MAC and UUID; with one, the device's own script. The agent serves it

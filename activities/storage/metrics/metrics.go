@@ -237,6 +237,7 @@ type BootState struct {
 	Provisions, MaxProvisions int
 	Logins, MaxLogins         int
 	Refused                   uint64
+	ReportsWaiting            int
 	ViewRevision              uint64
 	ViewDevices               int
 	ViewAge, ViewLease        time.Duration
@@ -261,6 +262,7 @@ var (
 	descBootLogins    = prometheus.NewDesc(ns+"_boot_logins_pending", "Devices told to sanboot whose iSCSI login has not come yet.", nil, nil)
 	descMaxLogins     = prometheus.NewDesc(ns+"_boot_logins_max", "Admission bound on devices in their iSCSI login phase.", nil, nil)
 	descRefused       = prometheus.NewDesc(ns+"_boot_admission_retries_total", "Boot requests told to come back later by admission control.", nil, nil)
+	descReports       = prometheus.NewDesc(ns+"_boot_reports_waiting", "Boot reports the panel has not taken yet.", nil, nil)
 	descViewRev       = prometheus.NewDesc(ns+"_bootview_revision", "Revision of the agent's view of its network's boot state.", nil, nil)
 	descViewDevices   = prometheus.NewDesc(ns+"_bootview_devices", "Devices in the agent's view.", nil, nil)
 	descViewAge       = prometheus.NewDesc(ns+"_bootview_age_seconds", "Time since the panel last confirmed the view.", nil, nil)
@@ -274,7 +276,7 @@ var (
 type bootCollector struct{ a *Agent }
 
 func (c *bootCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProvisions, descMaxProvisions, descBootLogins, descMaxLogins, descRefused, descViewRev,
+	for _, d := range []*prometheus.Desc{descProvisions, descMaxProvisions, descBootLogins, descMaxLogins, descRefused, descReports, descViewRev,
 		descViewDevices, descViewAge, descViewLease, descViewFull, descViewDeltas, descViewFailures, descViewAnswered} {
 		ch <- d
 	}
@@ -297,6 +299,7 @@ func (c *bootCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descBootLogins, float64(s.Logins))
 	g(descMaxLogins, float64(s.MaxLogins))
 	n(descRefused, s.Refused)
+	g(descReports, float64(s.ReportsWaiting))
 	g(descViewRev, float64(s.ViewRevision))
 	g(descViewDevices, float64(s.ViewDevices))
 	g(descViewAge, s.ViewAge.Seconds())

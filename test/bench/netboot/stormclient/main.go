@@ -4,7 +4,9 @@
 // (no goroutine per device: on a two-core machine the load generator must cost as little
 // as it can, since it shares the cores with the server it measures).
 //
-// Input (stdin): one request path per line (/boot.ipxe?mac=...&uuid=...). Output (stdout):
+// Input (stdin): one request path per line (/boot.ipxe?mac=...&uuid=...); with -go, an
+// empty line ends the paths and each round waits, after its pause, for a line on stdin
+// (the caller's word that the server is quiet). Output (stdout):
 // "start N" before round N's first write and, after its last answer, one line
 // "round N <errors> <cpu-ns> <latency-ns>..." with every request's latency. An answer is
 // counted an error unless it is a 200 whose body contains -want.
@@ -41,14 +43,15 @@ func main() {
 	pause := flag.Duration("pause", 2*time.Second, "pause before each storm")
 	want := flag.String("want", "", "text every answer must contain")
 	timeout := flag.Duration("timeout", time.Minute, "bound of one storm")
+	wait := flag.Bool("go", false, "wait for a line on stdin before each round")
 	flag.Parse()
-	if err := run(*addr, *rounds, *pause, *want, *timeout); err != nil {
+	if err := run(*addr, *rounds, *pause, *want, *timeout, *wait); err != nil {
 		fmt.Fprintln(os.Stderr, "stormclient:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, rounds int, pause time.Duration, want string, timeout time.Duration) error {
+func run(addr string, rounds int, pause time.Duration, want string, timeout time.Duration, wait bool) error {
 	ta, err := net.ResolveTCPAddr("tcp4", addr)
 	if err != nil {
 		return err
@@ -56,7 +59,11 @@ func run(addr string, rounds int, pause time.Duration, want string, timeout time
 	var devs []*device
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if p := strings.TrimSpace(in.Text()); p != "" {
+		p := strings.TrimSpace(in.Text())
+		if p == "" && wait {
+			break
+		}
+		if p != "" {
 			devs = append(devs, &device{req: []byte("GET " + p + " HTTP/1.1\r\nHost: boot\r\nUser-Agent: iPXE/1.21\r\n\r\n")})
 		}
 	}
@@ -95,6 +102,9 @@ func run(addr string, rounds int, pause time.Duration, want string, timeout time
 	chunk := make([]byte, 16<<10)
 	for round := 1; round <= rounds; round++ {
 		time.Sleep(pause)
+		if wait && !in.Scan() {
+			return fmt.Errorf("stdin ended before round %d", round)
+		}
 		fmt.Fprintf(out, "start %d\n", round)
 		out.Flush()
 		cpu0 := cpuTime()
