@@ -6,6 +6,7 @@ package bootviewtest
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -76,38 +77,63 @@ type Options struct {
 // Start starts the master's agent boot side with a view.
 func Start(t testing.TB, p *netboot.HostPanel, o Options) *Agent {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	disks := o.Disks
-	if disks == nil {
+	if o.Disks == nil {
 		var err error
-		if disks, err = boot.NewFileDisks(filepath.Join(t.TempDir(), "pool")); err != nil {
+		if o.Disks, err = boot.NewFileDisks(filepath.Join(t.TempDir(), "pool")); err != nil {
 			t.Fatal(err)
 		}
 	}
+	a, err := Launch(PanelRef{URL: p.URL, Key: p.Key, ServerID: p.Server.ID, ServerIP: p.Server.IP}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return a
+}
+
+// PanelRef is what an agent knows of its panel and of itself: the panel's URL, the
+// server's key, id and IP.
+type PanelRef struct {
+	URL, Key string
+	ServerID uint
+	ServerIP string
+}
+
+// Launch starts an agent's boot side with a view against the panel p names, on
+// o.Disks (required here), outside a test: a process of its own runs it too
+// (test/bench/netboot/stormagent). Stop ends it.
+func Launch(p PanelRef, o Options) (*Agent, error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if o.Disks == nil {
+		return nil, errors.New("bootviewtest: Launch needs disks")
+	}
 	hln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	target := iscsi.NewServer(iscsi.Config{Logger: log})
 	iln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		hln.Close()
+		return nil, err
 	}
+	target := iscsi.NewServer(iscsi.Config{Logger: log})
 	go target.Serve(iln) //nolint:errcheck
 	client := wire.NewClient(p.URL, p.Key)
 	counter := &Counter{next: client.HTTP.Transport, n: map[string]int{}}
 	client.HTTP.Transport = counter
 	view, err := bootview.Open(bootview.Config{Panel: client, Path: o.State, Logger: log})
 	if err != nil {
-		t.Fatal(err)
+		hln.Close()
+		target.Shutdown(context.Background()) //nolint:errcheck
+		return nil, err
 	}
 	cfg := boot.Config{
-		ServerID:    p.Server.ID,
-		Portal:      net.JoinHostPort(p.Server.IP, strconv.Itoa(iln.Addr().(*net.TCPAddr).Port)),
+		ServerID:    p.ServerID,
+		Portal:      net.JoinHostPort(p.ServerIP, strconv.Itoa(iln.Addr().(*net.TCPAddr).Port)),
 		BootPort:    hln.Addr().(*net.TCPAddr).Port,
 		Panel:       client,
-		Provision:   &boot.LocalProvisioner{Disks: disks, Target: target, Record: client.RecordClone},
-		Disks:       disks,
+		Provision:   &boot.LocalProvisioner{Disks: o.Disks, Target: target, Record: client.RecordClone},
+		Disks:       o.Disks,
 		Target:      target,
 		Logger:      log,
 		RebootPause: time.Second,
@@ -119,10 +145,12 @@ func Start(t testing.TB, p *netboot.HostPanel, o Options) *Agent {
 	}
 	svc, err := boot.NewService(cfg)
 	if err != nil {
-		t.Fatal(err)
+		hln.Close()
+		target.Shutdown(context.Background()) //nolint:errcheck
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Agent{Svc: svc, View: view, Disks: disks, Target: target, Panel: counter, cancel: cancel, done: make(chan struct{}),
+	a := &Agent{Svc: svc, View: view, Disks: o.Disks, Target: target, Panel: counter, cancel: cancel, done: make(chan struct{}),
 		ISCSI: iln.Addr().String(),
 		URL:   "http://" + hln.Addr().String() + "/boot.ipxe"}
 	go func() {
@@ -133,8 +161,7 @@ func Start(t testing.TB, p *netboot.HostPanel, o Options) *Agent {
 	mux.Handle("/booted", svc.CheckIn())
 	a.http = svc.Endpoint(mux)
 	go a.http.Serve(hln) //nolint:errcheck
-	t.Cleanup(a.Stop)
-	return a
+	return a, nil
 }
 
 // Stop ends the agent: its endpoint, its view (written to its file) and its target.

@@ -9,26 +9,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/boot"
-	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	bootviewtest "github.com/clusterducks/clusterducks/test/bootview"
 	"github.com/clusterducks/clusterducks/test/netboot"
 )
 
-// viewSite is a panel with a published strict group and n registered devices, the first
-// withDisk of them with their clone on the agent's disks, and an agent with its view
-// synced to the panel.
-func viewSite(b *testing.B, n, withDisk int, cfg func(*boot.Config)) (*netboot.HostPanel, *bootviewtest.Agent, []netboot.Device) {
+// panelSite is a panel with a published strict group and n registered devices, the first
+// withDisk of them with their clone on the returned disks.
+func panelSite(b *testing.B, n, withDisk int) (*netboot.HostPanel, *boot.FileDisks, []netboot.Device) {
 	b.Helper()
 	p := netboot.StartHostPanel(b)
 	bootviewtest.Serve(b, p, time.Minute)
@@ -38,7 +33,13 @@ func viewSite(b *testing.B, n, withDisk int, cfg func(*boot.Config)) (*netboot.H
 	}
 	g := p.Group(true, false)
 	p.Publish(&netboot.HostAgent{Disks: disks}, g, 1)
-	devs := bootviewtest.KnownDevices(b, p, disks, g, 1, n, withDisk)
+	return p, disks, bootviewtest.KnownDevices(b, p, disks, g, 1, n, withDisk)
+}
+
+// viewSite is panelSite with an agent, in this process, with its view synced to the panel.
+func viewSite(b *testing.B, n, withDisk int, cfg func(*boot.Config)) (*netboot.HostPanel, *bootviewtest.Agent, []netboot.Device) {
+	b.Helper()
+	p, disks, devs := panelSite(b, n, withDisk)
 	a := bootviewtest.Start(b, p, bootviewtest.Options{Disks: disks, Config: cfg})
 	end := time.Now().Add(2 * time.Minute)
 	for a.View.Stats().Devices != n {
@@ -66,16 +67,26 @@ func viewSite(b *testing.B, n, withDisk int, cfg func(*boot.Config)) (*netboot.H
 // first request on each connection (fresh goroutines and buffers) and is the slowest.
 func BenchmarkBootViewStorm(b *testing.B) {
 	const registered, n, storms = 5000, 1000, 5
-	_, a, devs := viewSite(b, registered, n, func(c *boot.Config) { c.MaxLogins = n })
+	p, disks, devs := panelSite(b, registered, n)
 	devs = devs[:n]
+	dir := b.TempDir()
+	for _, c := range []string{"stormclient", "stormagent"} {
+		if out, err := exec.Command("go", "build", "-tags", "disable_grpc_modules,release", "-o", filepath.Join(dir, c), "./"+c).CombinedOutput(); err != nil {
+			b.Fatalf("build %s: %v: %s", c, err, out)
+		}
+	}
+	agent := startStormAgent(b, filepath.Join(dir, "stormagent"), p, disks, registered, n)
 	client := &http.Client{Timeout: time.Minute}
 	// Each device once, alone: their targets are exported before the storm, as after a first boot.
 	one := make([]time.Duration, 0, n)
 	for _, d := range devs {
 		t0 := time.Now()
-		if _, err := a.Get(client, d); err != nil {
+		resp, err := client.Get(agent.url + "?mac=" + strings.ReplaceAll(d.MAC, ":", "-") + "&uuid=" + d.UUID)
+		if err != nil {
 			b.Fatal(err)
 		}
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck
+		resp.Body.Close()
 		one = append(one, time.Since(t0))
 	}
 	client.CloseIdleConnections()
@@ -83,17 +94,13 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	fmt.Printf("boot view, one known device at a time (first boot, export included): p50 %v, p99 %v\n",
 		one[n/2].Round(10*time.Microsecond), one[n*99/100].Round(10*time.Microsecond))
 
-	bin := filepath.Join(b.TempDir(), "stormclient")
-	if out, err := exec.Command("go", "build", "-o", bin, "./stormclient").CombinedOutput(); err != nil {
-		b.Fatalf("build stormclient: %v: %s", err, out)
-	}
 	var paths strings.Builder
 	for _, d := range devs {
 		paths.WriteString("/boot.ipxe?mac=" + strings.ReplaceAll(d.MAC, ":", "-") + "&uuid=" + d.UUID + "\n")
 	}
-	before := a.Panel.Count(wire.PathBoot)
 	paths.WriteString("\n")
-	cmd := exec.Command(bin, "-addr", strings.TrimSuffix(strings.TrimPrefix(a.URL, "http://"), "/boot.ipxe"),
+	before := agent.ask(b, "panel-boots")
+	cmd := exec.Command(filepath.Join(dir, "stormclient"), "-addr", strings.TrimSuffix(strings.TrimPrefix(agent.url, "http://"), "/boot.ipxe"),
 		"-rounds", strconv.Itoa(storms), "-pause", "0", "-go", "-want", "sanboot iscsi:")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -101,14 +108,18 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	}
 	cmd.Stderr = os.Stderr
 	// Each storm waits until the panel has taken every report of the boots before it
-	// (the agent delivers them on its next tick; the panel, in this process with its
-	// database on the same two cores, takes about 1.5 s for a storm's 2,000), then for a
-	// quiet half second: the figure is the agent's answer, not the panel's writes.
-	quietErr := make(chan error, 3)
+	// (the agent delivers them on its next tick; the panel, with its database on the same
+	// two cores here, takes about 1.5 s for a storm's 2,000), then for a quiet half
+	// second: the figure is the agent's answer, not the panel's writes.
+	quietErr := make(chan error, storms)
 	quiet := func() {
-		for end := time.Now().Add(time.Minute); a.Svc.ReportsWaiting() > 0; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(end) {
-				quietErr <- fmt.Errorf("%d boot reports still waiting for the panel after a minute", a.Svc.ReportsWaiting())
+		for end := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			w, err := agent.query("waiting")
+			if err == nil && w == 0 {
+				break
+			}
+			if err != nil || time.Now().After(end) {
+				quietErr <- fmt.Errorf("boot reports still waiting for the panel after a minute: %d (%v)", w, err)
 				cmd.Process.Kill() //nolint:errcheck
 				return
 			}
@@ -128,44 +139,20 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	// CD_BENCH_CPUPROFILE=prefix: the server's CPU profile of each storm alone, sampled at
-	// 1 kHz (a storm lasts tens of ms), in prefix-N.prof; pprof merges them.
-	profile := os.Getenv("CD_BENCH_CPUPROFILE")
-	var profOut *os.File
-	stopProfile := func() {
-		if profOut != nil {
-			pprof.StopCPUProfile()
-			profOut.Close()
-			profOut = nil
-		}
-	}
-	defer stopProfile()
 	var rounds []time.Duration
 	var cpu0 time.Duration
-	var ms0 runtime.MemStats
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 1<<20), 1<<20)
 	for lines.Scan() {
 		f := strings.Fields(lines.Text())
 		switch {
 		case len(f) == 2 && f[0] == "start":
-			if profile != "" {
-				if profOut, err = os.Create(profile + "-" + f[1] + ".prof"); err != nil {
-					b.Fatal(err)
-				}
-				runtime.SetCPUProfileRate(1000)
-				pprof.StartCPUProfile(profOut) //nolint:errcheck // says the rate is set already
-			}
-			cpu0 = cpuTime()
-			runtime.ReadMemStats(&ms0)
+			cpu0 = processCPU(agent.cmd.Process.Pid)
 		case len(f) == 4+n && f[0] == "round":
-			server := cpuTime() - cpu0
-			stopProfile()
+			server := processCPU(agent.cmd.Process.Pid) - cpu0
 			if f[1] != strconv.Itoa(storms) {
 				go quiet()
 			}
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
 			errs, _ := strconv.Atoi(f[2])
 			clientCPU, _ := strconv.ParseInt(f[3], 10, 64)
 			lat := make([]time.Duration, n)
@@ -178,10 +165,9 @@ func BenchmarkBootViewStorm(b *testing.B) {
 			}
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			rounds = append(rounds, lat[n*99/100])
-			fmt.Printf("boot view storm round %s: %d concurrent known devices of %d: p50 %v, p99 %v, max %v; CPU: server %v (%v a request, the panel in the same process), devices %v; GC cycles %d, heap %d MiB\n",
+			fmt.Printf("boot view storm %s: %d concurrent known devices of %d: p50 %v, p99 %v, max %v; CPU: agent %v (%v a request), devices %v\n",
 				f[1], n, registered, lat[n/2].Round(100*time.Microsecond), lat[n*99/100].Round(100*time.Microsecond), lat[n-1].Round(time.Millisecond),
-				server.Round(time.Millisecond), (server / n).Round(time.Microsecond), time.Duration(clientCPU).Round(time.Millisecond),
-				ms.NumGC-ms0.NumGC, ms.HeapAlloc>>20)
+				server.Round(time.Millisecond), (server / n).Round(time.Microsecond), time.Duration(clientCPU).Round(time.Millisecond))
 		default:
 			b.Fatalf("stormclient said %.200q", lines.Text())
 		}
@@ -198,7 +184,7 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	if len(rounds) != storms {
 		b.Fatalf("%d storms reported, want %d", len(rounds), storms)
 	}
-	panel := a.Panel.Count(wire.PathBoot) - before
+	panel := agent.ask(b, "panel-boots") - before
 	sort.Slice(rounds, func(i, j int) bool { return rounds[i] < rounds[j] })
 	b.ReportMetric(float64(rounds[storms/2].Microseconds())/1000, "ms-p99-median-of-5")
 	b.ReportMetric(float64(panel), "panel-boot-requests")
@@ -209,13 +195,99 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	}
 }
 
-// cpuTime is the CPU this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+// stormAgent is a stormagent process: an agent's boot side with its view, on its own.
+type stormAgent struct {
+	cmd *exec.Cmd
+	url string
+	mu  sync.Mutex
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+// startStormAgent starts bin as the master's agent over disks, ready once its view
+// holds the panel's devices; it ends with the benchmark.
+func startStormAgent(b *testing.B, bin string, p *netboot.HostPanel, disks *boot.FileDisks, devices, maxLogins int) *stormAgent {
+	b.Helper()
+	cmd := exec.Command(bin, "-panel", p.URL, "-server", strconv.FormatUint(uint64(p.Server.ID), 10), "-ip", p.Server.IP,
+		"-disks", disks.Root, "-devices", strconv.Itoa(devices), "-max-logins", strconv.Itoa(maxLogins))
+	cmd.Env = append(os.Environ(), "CD_AGENT_KEY="+p.Key)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
 	}
-	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	a := &stormAgent{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	b.Cleanup(func() {
+		in.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }() //nolint:errcheck
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill() //nolint:errcheck
+			<-done
+		}
+	})
+	if !a.out.Scan() {
+		b.Fatal("stormagent ended before it was ready")
+	}
+	f := strings.Fields(a.out.Text())
+	if len(f) != 2 || f[0] != "ready" {
+		b.Fatalf("stormagent said %q, want ready <url>", a.out.Text())
+	}
+	a.url = f[1]
+	return a
+}
+
+// query asks the agent one of its figures ("waiting", "panel-boots").
+func (a *stormAgent) query(what string) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := io.WriteString(a.in, what+"\n"); err != nil {
+		return 0, err
+	}
+	if !a.out.Scan() {
+		return 0, fmt.Errorf("stormagent ended")
+	}
+	f := strings.Fields(a.out.Text())
+	if len(f) != 2 || f[0] != what {
+		return 0, fmt.Errorf("stormagent answered %q to %q", a.out.Text(), what)
+	}
+	return strconv.Atoi(f[1])
+}
+
+func (a *stormAgent) ask(b *testing.B, what string) int {
+	b.Helper()
+	v, err := a.query(what)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// processCPU is the CPU time process pid has used so far, from its threads' schedstat
+// (nanoseconds, unlike /proc/<pid>/stat's clock ticks).
+func processCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += ns
+		}
+	}
+	return time.Duration(sum)
 }
 
 // BenchmarkBootViewAdmission: 1,000 concurrent known devices against the default

@@ -1,0 +1,79 @@
+// Command stormagent is an agent's boot side with its view of the network, in a process
+// of its own as on a storage server, for BenchmarkBootViewStorm: with the panel in the
+// benchmark's process, the panel's work and garbage (it takes every storm's reports)
+// would be counted as the agent's.
+//
+// It serves the devices' disks under -disks (boot.FileDisks), prints "ready <boot URL>"
+// once its view holds -devices devices, then answers one line per line on stdin:
+// "waiting" (the boot reports the panel has not taken yet) and "panel-boots" (the boot
+// queries it sent to the panel). It stops when stdin ends. The server's key is
+// $CD_AGENT_KEY.
+//
+//	stormagent -panel http://127.0.0.1:8080 -server 1 -ip 10.0.2.2 -disks DIR -devices 5000 -max-logins 1000
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/boot"
+	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	bootviewtest "github.com/clusterducks/clusterducks/test/bootview"
+)
+
+func main() {
+	panelURL := flag.String("panel", "", "the panel's URL")
+	server := flag.Uint("server", 0, "this server's id")
+	ip := flag.String("ip", "", "this server's IP as devices reach it")
+	disks := flag.String("disks", "", "the root of the devices' disks (boot.FileDisks)")
+	devices := flag.Int("devices", 0, "devices the view must hold before ready")
+	maxLogins := flag.Int("max-logins", 0, "the login admission bound (0: the default)")
+	flag.Parse()
+	if err := run(*panelURL, *server, *ip, *disks, *devices, *maxLogins); err != nil {
+		fmt.Fprintln(os.Stderr, "stormagent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(panelURL string, server uint, ip, root string, devices, maxLogins int) error {
+	disks, err := boot.NewFileDisks(root)
+	if err != nil {
+		return err
+	}
+	a, err := bootviewtest.Launch(bootviewtest.PanelRef{URL: panelURL, Key: os.Getenv("CD_AGENT_KEY"), ServerID: server, ServerIP: ip},
+		bootviewtest.Options{Disks: disks, Config: func(c *boot.Config) {
+			if maxLogins > 0 {
+				c.MaxLogins = maxLogins
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	defer a.Stop()
+	for end := time.Now().Add(2 * time.Minute); a.View.Stats().Devices != devices; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			return fmt.Errorf("the view holds %d devices after 2 min, want %d", a.View.Stats().Devices, devices)
+		}
+	}
+	out := bufio.NewWriter(os.Stdout)
+	fmt.Fprintln(out, "ready", a.URL)
+	out.Flush()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "waiting":
+			fmt.Fprintln(out, "waiting", a.Svc.ReportsWaiting())
+		case "deltas":
+			fmt.Fprintln(out, "deltas", a.View.Stats().Deltas)
+		case "panel-boots":
+			fmt.Fprintln(out, "panel-boots", a.Panel.Count(wire.PathBoot))
+		default:
+			fmt.Fprintf(out, "unknown %q\n", in.Text())
+		}
+		out.Flush()
+	}
+	return nil
+}
