@@ -286,8 +286,10 @@ func (s *Service) takeReports(q *reportQueue) {
 
 // decided reports a watched boot's result to the panel and the metrics.
 func (s *Service) decided(r wire.Report, v verdict) {
-	s.log.Info("boot: result", "device", r.DeviceID, "group", r.GroupID, "version", r.Version, "result", r.Result,
-		"up_ms", r.UpMS, "why", r.Why)
+	if s.log.Enabled(context.Background(), slog.LevelInfo) { // a storm decides a boot per request: no boxing when off
+		s.log.Info("boot: result", "device", r.DeviceID, "group", r.GroupID, "version", r.Version, "result", r.Result,
+			"up_ms", r.UpMS, "why", r.Why)
+	}
 	if ro, ok := s.cfg.Observer.(ResultObserver); ok {
 		ro.BootResult(v.result, time.Duration(r.UpMS)*time.Millisecond)
 	}
