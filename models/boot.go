@@ -290,39 +290,57 @@ type BootRecord struct {
 }
 
 // RecordBoots stores each device's last boot: when, from which server, which version.
-// Records of devices outside the server's network are ignored.
+// Records of devices outside the server's network are ignored. A delivery is one
+// transaction: a storm's reports cost one commit per batch, not several per report, and a
+// delivery that fails leaves nothing half recorded for the agent's retry to repeat.
 func RecordBoots(ctx context.Context, db *gorm.DB, serverID uint, recs []BootRecord) error {
-	db = db.WithContext(ctx)
-	var srv Server
-	if err := db.Take(&srv, serverID).Error; err != nil {
-		return notFoundOr(err, "server")
-	}
-	now := time.Now()
-	for _, r := range recs {
-		if r.Result != "" {
-			if err := recordBootResult(db, &srv, r, now); err != nil {
-				return err
+	return db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		var srv Server
+		if err := db.Take(&srv, serverID).Error; err != nil {
+			return notFoundOr(err, "server")
+		}
+		now := time.Now()
+		type groupVersion struct {
+			group uint
+			n     int
+		}
+		versions := map[groupVersion]uint{} // 0: no such version
+		for _, r := range recs {
+			if r.Result != "" {
+				if err := recordBootResult(db, &srv, r, now); err != nil {
+					return err
+				}
+				continue
 			}
-			continue
-		}
-		upd := map[string]any{"last_boot_at": now}
-		if r.Booted && r.Version > 0 {
-			var v GroupVersion
-			if err := db.Where("group_id = ? AND number = ?", r.GroupID, r.Version).Take(&v).Error; err == nil {
-				upd["booted_version_id"] = v.ID
+			upd := map[string]any{"last_boot_at": now}
+			if r.Booted && r.Version > 0 {
+				k := groupVersion{r.GroupID, r.Version}
+				id, ok := versions[k]
+				if !ok {
+					var v GroupVersion
+					if err := db.Where("group_id = ? AND number = ?", r.GroupID, r.Version).Take(&v).Error; err == nil {
+						id = v.ID
+					} else if !errors.Is(err, gorm.ErrRecordNotFound) {
+						return err
+					}
+					versions[k] = id
+				}
+				if id != 0 {
+					upd["booted_version_id"] = id
+				}
+			}
+			res := db.Model(&Device{}).Where("id = ? AND network_id = ?", r.DeviceID, srv.NetworkID).Updates(upd)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 1 {
+				if err := recordBootHistory(db, &srv, r, now); err != nil {
+					return err
+				}
 			}
 		}
-		res := db.Model(&Device{}).Where("id = ? AND network_id = ?", r.DeviceID, srv.NetworkID).Updates(upd)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 1 {
-			if err := recordBootHistory(db, &srv, r, now); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // ExportRow is a target an agent should export: a device's clone on that server, or a group

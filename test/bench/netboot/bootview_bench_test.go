@@ -112,10 +112,12 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	// two cores here, takes about 1.5 s for a storm's 2,000), then for a quiet half
 	// second: the figure is the agent's answer, not the panel's writes.
 	quietErr := make(chan error, storms)
-	quiet := func() {
+	quiet := func(after string) {
+		t0 := time.Now()
 		for end := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
 			w, err := agent.query("waiting")
 			if err == nil && w == 0 {
+				fmt.Printf("boot reports of %s taken by the panel after %v (the agent delivers on its next tick)\n", after, time.Since(t0).Round(10*time.Millisecond))
 				break
 			}
 			if err != nil || time.Now().After(end) {
@@ -129,7 +131,7 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	}
 	go func() {
 		io.WriteString(stdin, paths.String()) //nolint:errcheck
-		quiet()
+		quiet("the single boots")
 	}()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -151,7 +153,7 @@ func BenchmarkBootViewStorm(b *testing.B) {
 		case len(f) == 4+n && f[0] == "round":
 			server := processCPU(agent.cmd.Process.Pid) - cpu0
 			if f[1] != strconv.Itoa(storms) {
-				go quiet()
+				go quiet("storm " + f[1])
 			}
 			errs, _ := strconv.Atoi(f[2])
 			clientCPU, _ := strconv.ParseInt(f[3], 10, 64)
