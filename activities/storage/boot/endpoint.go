@@ -86,14 +86,20 @@ func (s *Service) serveFast(ctx context.Context, c *fasthttp.RequestCtx) {
 	c.SetContentType("text/plain; charset=utf-8")
 	c.Response.Header.Set("Cache-Control", "no-store")
 	q := c.QueryArgs()
-	mac := q.Peek("mac")
-	if len(mac) == 0 {
-		c.SetBodyString(ChainScript())
-		return
+	c.SetBodyString(s.answerQuery(ctx, func(k string) string { return string(q.Peek(k)) }))
+}
+
+// answerQuery answers GET /boot.ipxe with the query get reads, however the request was
+// read: without a mac the static script that chains back with the device's MAC and
+// UUID; with one, the device's own script.
+func (s *Service) answerQuery(ctx context.Context, get func(key string) string) string {
+	mac := get("mac")
+	if mac == "" {
+		return ChainScript()
 	}
-	group, _ := strconv.ParseUint(string(q.Peek("group")), 10, 32)
-	hop, _ := strconv.Atoi(string(q.Peek("hop")))
-	c.SetBodyString(s.observed(ctx, string(mac), string(q.Peek("uuid")), uint(group), hop))
+	group, _ := strconv.ParseUint(get("group"), 10, 32)
+	hop, _ := strconv.Atoi(get("hop"))
+	return s.observed(ctx, mac, get("uuid"), uint(group), hop)
 }
 
 // observed is script, counted and timed by the observer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -392,9 +393,8 @@ func (s *Service) report(r wire.Report) {
 // being delivered.
 func (s *Service) ReportsWaiting() int { return int(s.waiting.Load()) }
 
-// ServeHTTP answers GET /boot.ipxe: without a mac the static script that chains back
-// with the device's MAC and UUID; with one, the device's own script. The agent serves it
-// through Endpoint; this form is for an http.ServeMux.
+// ServeHTTP answers GET /boot.ipxe as Endpoint does (answerQuery); the agent serves it
+// through Endpoint, this form is for an http.ServeMux.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -402,14 +402,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	q := r.URL.Query()
-	if q.Get("mac") == "" {
-		fmt.Fprint(w, ChainScript())
-		return
-	}
-	group, _ := strconv.ParseUint(q.Get("group"), 10, 32)
-	hop, _ := strconv.Atoi(q.Get("hop"))
-	fmt.Fprint(w, s.observed(r.Context(), q.Get("mac"), q.Get("uuid"), uint(group), hop))
+	io.WriteString(w, s.answerQuery(r.Context(), r.URL.Query().Get)) //nolint:errcheck // the device is gone
 }
 
 // maxHops bounds the chain of redirects one boot may follow: a device is sent to the
