@@ -154,16 +154,11 @@ func (a *Activities) status(pool string) (*PoolStatus, error) {
 	// The pool's health is always read; its listing is the kept one while that is fresh
 	// and nothing changed through the agent since (a report every 15 s then lists every
 	// other time, and does not compete with the operations for the server's CPU).
+	// The listing is what a create's size check reads too: it keeps it fresh.
 	r := a.keptRoom(pool)
 	if r == nil {
-		tree, err := a.ZFS.Tree(pool)
-		if err != nil {
+		if r, err = a.listRoom(pool, p.Health, changes, at); err != nil {
 			return nil, err
-		}
-		r = newRoom(pool, tree)
-		if p.Health == "ONLINE" {
-			// The listing is what a create's size check reads too: it keeps it fresh.
-			a.keepRoom(pool, r, changes, at)
 		}
 	}
 	st.Capacity, st.Available, st.Provisioned, st.Layout = r.usable, r.avail, r.provisioned, r.layout
@@ -291,12 +286,21 @@ func (a *Activities) room(pool string) (*room, error) {
 	if p.Health != "ONLINE" {
 		return nil, fmt.Errorf("pool %s is %s: %w", pool, p.Health, activities.ErrPoolUnhealthy)
 	}
+	return a.listRoom(pool, p.Health, changes, at)
+}
+
+// listRoom reads the pool's room from one listing and keeps it while the pool is ONLINE;
+// health, changes and at are the pool's health and the agent's dataset changes when the
+// health was read, just before.
+func (a *Activities) listRoom(pool, health string, changes uint64, at time.Time) (*room, error) {
 	tree, err := a.ZFS.Tree(pool)
 	if err != nil {
 		return nil, err
 	}
 	r := newRoom(pool, tree)
-	a.keepRoom(pool, r, changes, at)
+	if health == "ONLINE" {
+		a.keepRoom(pool, r, changes, at)
+	}
 	return r, nil
 }
 
