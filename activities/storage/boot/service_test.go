@@ -204,6 +204,40 @@ func TestScriptKnownDeviceNeedsNoProvisioning(t *testing.T) {
 	}
 }
 
+// TestScriptKnowsTheDiskByItsTarget: an exported device disk is its target's LUN 0, which
+// holds it open (no stat per boot); a disk neither exported nor on the pool (trashed by
+// hand) is no clone, and the device gets a new one.
+func TestScriptKnowsTheDiskByItsTarget(t *testing.T) {
+	in := info(true, 1)
+	svc, _, target, prov, disks := newTestService(t, in)
+	if _, err := disks.Clone(3, 1, 7); err != nil {
+		t.Fatal(err)
+	}
+	disk, _, err := disks.DevicePath(context.Background(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Device.CloneGroupID, in.Device.CloneVersion, in.Device.CloneServerID = 3, 1, 1
+	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot iscsi:") {
+		t.Fatalf("script:\n%s", s)
+	}
+	if err := os.Remove(disk); err != nil { // the exported LUN answers for it now
+		t.Fatal(err)
+	}
+	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot iscsi:") || len(prov.reqs) != 0 {
+		t.Fatalf("an exported disk was looked for on the pool: provisioning %+v, script:\n%s", prov.reqs, s)
+	}
+	if err := target.RemoveTarget(wire.DeviceIQN(1, 7)); err != nil {
+		t.Fatal(err)
+	}
+	if s := svc.Script(context.Background(), mac1, uuid1, 0); !strings.Contains(s, "sanboot iscsi:") {
+		t.Fatalf("script:\n%s", s)
+	}
+	if len(prov.reqs) != 1 || prov.reqs[0].Version != 1 {
+		t.Fatalf("a disk gone from the pool and not exported did not get a new clone: %+v", prov.reqs)
+	}
+}
+
 func TestScriptAnswers(t *testing.T) {
 	tests := []struct {
 		name string

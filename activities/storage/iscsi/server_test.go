@@ -582,3 +582,34 @@ func TestSessionEndsWhenFinalLoginResponseFails(t *testing.T) {
 		t.Fatalf("target counts %d sessions", st[0].Sessions)
 	}
 }
+
+// TestLUNPath: the path behind an exported target's LUN, for the boot path's "the disk is
+// there" without a stat; nothing for a LUN or a target that is not exported.
+func TestLUNPath(t *testing.T) {
+	srv := NewServer(Config{})
+	disk, vdisk := newDisk(t, 1<<20), newDisk(t, 1<<20)
+	if _, ok := srv.LUNPath(testIQN, 0); ok {
+		t.Error("a target not exported has a LUN path")
+	}
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := srv.LUNPath(testIQN, 0); !ok || p != disk {
+		t.Errorf("LUN 0 is %q %v, want %q", p, ok, disk)
+	}
+	if _, ok := srv.LUNPath(testIQN, 1); ok {
+		t.Error("LUN 1 has a path before it was added")
+	}
+	if err := srv.AddLUN(testIQN, 1, LUNConfig{Path: vdisk}); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := srv.LUNPath(testIQN, 1); !ok || p != vdisk {
+		t.Errorf("LUN 1 is %q %v, want %q", p, ok, vdisk)
+	}
+	if err := srv.RemoveTarget(testIQN); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.LUNPath(testIQN, 0); ok {
+		t.Error("a removed target still has a LUN path")
+	}
+}
