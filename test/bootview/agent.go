@@ -7,6 +7,7 @@ package bootviewtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -118,14 +119,17 @@ func Launch(p PanelRef, o Options) (*Agent, error) {
 	}
 	target := iscsi.NewServer(iscsi.Config{Logger: log})
 	go target.Serve(iln) //nolint:errcheck
+	fail := func(err error) (*Agent, error) {
+		hln.Close()
+		target.Shutdown(context.Background()) //nolint:errcheck
+		return nil, err
+	}
 	client := wire.NewClient(p.URL, p.Key)
 	counter := &Counter{next: client.HTTP.Transport, n: map[string]int{}}
 	client.HTTP.Transport = counter
 	view, err := bootview.Open(bootview.Config{Panel: client, Path: o.State, Logger: log})
 	if err != nil {
-		hln.Close()
-		target.Shutdown(context.Background()) //nolint:errcheck
-		return nil, err
+		return fail(err)
 	}
 	cfg := boot.Config{
 		ServerID:    p.ServerID,
@@ -145,9 +149,7 @@ func Launch(p PanelRef, o Options) (*Agent, error) {
 	}
 	svc, err := boot.NewService(cfg)
 	if err != nil {
-		hln.Close()
-		target.Shutdown(context.Background()) //nolint:errcheck
-		return nil, err
+		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{Svc: svc, View: view, Disks: o.Disks, Target: target, Panel: counter, cancel: cancel, done: make(chan struct{}),
@@ -177,9 +179,24 @@ func (a *Agent) Stop() {
 	})
 }
 
+// BootQuery is the query of a device's boot-script request, as iPXE's chain sends it.
+func BootQuery(d netboot.Device) string {
+	return "?mac=" + strings.ReplaceAll(d.MAC, ":", "-") + "&uuid=" + d.UUID
+}
+
+// WaitDevices waits until the agent's view holds n devices, at most within.
+func (a *Agent) WaitDevices(n int, within time.Duration) error {
+	for end := time.Now().Add(within); a.View.Stats().Devices != n; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			return fmt.Errorf("the view holds %d devices after %v, want %d", a.View.Stats().Devices, within, n)
+		}
+	}
+	return nil
+}
+
 // Get asks the agent for a device's boot script.
 func (a *Agent) Get(c *http.Client, d netboot.Device) (string, error) {
-	resp, err := c.Get(a.URL + "?mac=" + strings.ReplaceAll(d.MAC, ":", "-") + "&uuid=" + d.UUID)
+	resp, err := c.Get(a.URL + BootQuery(d))
 	if err != nil {
 		return "", err
 	}

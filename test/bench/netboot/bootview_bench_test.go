@@ -41,12 +41,8 @@ func viewSite(b *testing.B, n, withDisk int, cfg func(*boot.Config)) (*netboot.H
 	b.Helper()
 	p, disks, devs := panelSite(b, n, withDisk)
 	a := bootviewtest.Start(b, p, bootviewtest.Options{Disks: disks, Config: cfg})
-	end := time.Now().Add(2 * time.Minute)
-	for a.View.Stats().Devices != n {
-		if time.Now().After(end) {
-			b.Fatalf("the view holds %d devices after 2 min, want %d", a.View.Stats().Devices, n)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := a.WaitDevices(n, 2*time.Minute); err != nil {
+		b.Fatal(err)
 	}
 	return p, a, devs
 }
@@ -81,7 +77,7 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	one := make([]time.Duration, 0, n)
 	for _, d := range devs {
 		t0 := time.Now()
-		resp, err := client.Get(agent.url + "?mac=" + strings.ReplaceAll(d.MAC, ":", "-") + "&uuid=" + d.UUID)
+		resp, err := client.Get(agent.url + bootviewtest.BootQuery(d))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,7 +92,7 @@ func BenchmarkBootViewStorm(b *testing.B) {
 
 	var paths strings.Builder
 	for _, d := range devs {
-		paths.WriteString("/boot.ipxe?mac=" + strings.ReplaceAll(d.MAC, ":", "-") + "&uuid=" + d.UUID + "\n")
+		paths.WriteString("/boot.ipxe" + bootviewtest.BootQuery(d) + "\n")
 	}
 	paths.WriteString("\n")
 	before := agent.ask(b, "panel-boots")

@@ -53,10 +53,8 @@ func run(panelURL string, server uint, ip, root string, devices, maxLogins int) 
 		return err
 	}
 	defer a.Stop()
-	for end := time.Now().Add(2 * time.Minute); a.View.Stats().Devices != devices; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(end) {
-			return fmt.Errorf("the view holds %d devices after 2 min, want %d", a.View.Stats().Devices, devices)
-		}
+	if err := a.WaitDevices(devices, 2*time.Minute); err != nil {
+		return err
 	}
 	out := bufio.NewWriter(os.Stdout)
 	fmt.Fprintln(out, "ready", a.URL)
