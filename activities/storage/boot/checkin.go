@@ -58,7 +58,7 @@ func (s *Service) CheckIn() http.Handler {
 // else the status to answer and why.
 func (s *Service) checkInAllowed(r *http.Request, b watchedBoot) (int, string) {
 	if len(s.cfg.CHAPKey) > 0 {
-		user, secret := CHAPCredentials(s.cfg.CHAPKey, b.iqn)
+		user, secret := s.chapCredentials(b.iqn)
 		u, p, ok := r.BasicAuth()
 		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 ||
 			subtle.ConstantTimeCompare([]byte(p), []byte(secret)) != 1 {
