@@ -1,9 +1,11 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,7 +93,9 @@ func (d DeviceVM) Run(ctx context.Context, timeout time.Duration) (*DeviceResult
 	defer cancel()
 	cmd := exec.Command("qemu-system-x86_64", d.Args()...)
 	var out proc.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := skipBanner(cmd, &out); err != nil {
+		return nil, err
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -141,7 +145,9 @@ type RunningVM struct {
 func (d DeviceVM) Start(t interface{ Cleanup(func()) }) (*RunningVM, error) {
 	v := &RunningVM{Device: d, done: make(chan struct{}), exit: -1}
 	v.cmd = exec.Command("qemu-system-x86_64", d.Args()...)
-	v.cmd.Stdout, v.cmd.Stderr = &v.out, &v.out
+	if err := skipBanner(v.cmd, &v.out); err != nil {
+		return nil, err
+	}
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	v.Start = time.Now()
 	if err := v.cmd.Start(); err != nil {
@@ -210,6 +216,42 @@ func (v *RunningVM) Stop() {
 	}
 	v.cmd.Process.Kill() //nolint:errcheck
 	<-v.done
+}
+
+// skipBanner sends cmd's console output to out and answers every "Press Ctrl-B for the
+// iPXE command line..." prompt with Enter on COM1, as a person at the console would: iPXE
+// then goes on at once instead of after its 2 s wait, a third of a device's boot here
+// (the rest is iPXE's 3 s DHCP wait for ProxyDHCP offers, which the ROM decides).
+func skipBanner(cmd *exec.Cmd, out io.Writer) error {
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("qemu: %w", err)
+	}
+	w := &promptAnswerer{out: out, in: in, prompt: []byte("Ctrl-B")}
+	cmd.Stdout, cmd.Stderr = w, w
+	return nil
+}
+
+// promptAnswerer passes output on to out and writes Enter to in after each prompt in it
+// (also one split across writes).
+type promptAnswerer struct {
+	out    io.Writer
+	in     io.Writer
+	prompt []byte
+	tail   []byte // the last len(prompt)-1 bytes written, for a prompt split across writes
+}
+
+func (p *promptAnswerer) Write(b []byte) (int, error) {
+	seen := append(append([]byte(nil), p.tail...), b...)
+	for i := bytes.Index(seen, p.prompt); i >= 0; i = bytes.Index(seen, p.prompt) {
+		p.in.Write([]byte("\r")) //nolint:errcheck // a VM that ended reads no more keys
+		seen = seen[i+len(p.prompt):]
+	}
+	if keep := len(p.prompt) - 1; len(seen) > keep {
+		seen = seen[len(seen)-keep:]
+	}
+	p.tail = append(p.tail[:0], seen...)
+	return p.out.Write(b)
 }
 
 // ansi strips terminal escapes from iPXE's console output for readable failures.

@@ -181,6 +181,24 @@ func TestDeviceCommand(t *testing.T) {
 	}
 }
 
+// TestPromptAnswerer: Enter once per iPXE banner prompt, also one split across writes,
+// and the output passed on unchanged.
+func TestPromptAnswerer(t *testing.T) {
+	var out, in strings.Builder
+	p := &promptAnswerer{out: &out, in: &in, prompt: []byte("Ctrl-B")}
+	for _, w := range []string{"iPXE ... Press Ct", "rl-B for the iPXE command line...", "\r\nConfiguring", "Ctrl-BCtrl-", "B", "Ctrl"} {
+		if n, err := p.Write([]byte(w)); n != len(w) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", w, n, err)
+		}
+	}
+	if in.String() != "\r\r\r" {
+		t.Fatalf("keys sent %q, want three Enters", in.String())
+	}
+	if want := "iPXE ... Press Ctrl-B for the iPXE command line...\r\nConfiguringCtrl-BCtrl-BCtrl"; out.String() != want {
+		t.Fatalf("output %q, want %q", out.String(), want)
+	}
+}
+
 func TestRecipeHash(t *testing.T) {
 	a, b := recipeHash("http://a.example/debian"), recipeHash("http://b.example/debian")
 	if a == b || len(a) != 12 {
