@@ -90,7 +90,8 @@ func decideOutcome(o observation, b OutcomeBounds, now time.Time) (verdict, bool
 	case !o.checkIn.IsZero():
 		return verdict{ResultUp, o.checkIn, "checked in"}, true
 	case !o.askedAgain.IsZero():
-		return verdict{ResultFailed, o.askedAgain, fmt.Sprintf("asked for a boot script again %s after this one", since(o.askedAgain))}, true
+		// Every known device of a boot storm ends its last boot here: no fmt.
+		return verdict{ResultFailed, o.askedAgain, "asked for a boot script again " + since(o.askedAgain).String() + " after this one"}, true
 	case !o.login.IsZero() && !o.live && !o.dropped.IsZero() && now.Sub(o.dropped) >= b.DropGrace:
 		return verdict{ResultFailed, now, fmt.Sprintf("its iSCSI session dropped %s after the script and did not come back", since(o.dropped))}, true
 	}

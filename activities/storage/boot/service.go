@@ -119,7 +119,8 @@ type Service struct {
 
 	out *outcomes // the boots served, watched until they came up or not
 
-	chap sync.Map // target IQN -> its CHAP credentials ([2]string), derived once
+	chap    sync.Map // target IQN -> its CHAP credentials ([2]string), derived once
+	configs sync.Map // target IQN -> *exportConfig: its target as last exported
 
 	// The reports not yet taken by the background: a slice under a lock, not a channel,
 	// so a storm's thousands of reports do not wake the background goroutine one by one.
@@ -682,6 +683,30 @@ func (s *Service) chapCredentials(iqn string) (user, secret string) {
 	return user, secret
 }
 
+// exportConfig is a target's configuration as built for a disk and an initiator.
+type exportConfig struct {
+	path, uuid string
+	tc         iscsi.TargetConfig
+}
+
+// targetConfig is the configuration of target iqn for the disk at path and the device
+// whose SMBIOS UUID is uuid, built once per target, disk and device: a known device's
+// every boot exports its target again, and AddTarget only compares it with the live one.
+func (s *Service) targetConfig(iqn, path, uuid string) iscsi.TargetConfig {
+	if c, ok := s.configs.Load(iqn); ok {
+		if c := c.(*exportConfig); c.path == path && c.uuid == uuid {
+			return c.tc
+		}
+	}
+	tc := TargetConfig(iqn, path, uuid, false)
+	if len(s.cfg.CHAPKey) > 0 {
+		user, secret := s.chapCredentials(iqn)
+		tc.CHAP = &iscsi.CHAPConfig{User: user, Secret: secret}
+	}
+	s.configs.Store(iqn, &exportConfig{path: path, uuid: uuid, tc: tc})
+	return tc
+}
+
 // devicePath is the device's disk: LUN 0 of its exported target when there is one (the
 // LUN holds the disk open, and every flow that trashes a disk unexports it first, so no
 // stat per boot), its block device otherwise, where a disk trashed by hand is no disk.
@@ -703,12 +728,7 @@ func (s *Service) export(iqn string, e wire.Export, path string) error {
 		e.VDiskID = s.vdisks[e.ID]
 		s.dmu.Unlock()
 	}
-	tc := TargetConfig(iqn, path, e.UUID, false)
-	if len(s.cfg.CHAPKey) > 0 {
-		user, secret := s.chapCredentials(iqn)
-		tc.CHAP = &iscsi.CHAPConfig{User: user, Secret: secret}
-	}
-	if err := s.cfg.Target.AddTarget(tc); err != nil {
+	if err := s.cfg.Target.AddTarget(s.targetConfig(iqn, path, e.UUID)); err != nil {
 		return err
 	}
 	if e.Kind == "device" {
@@ -1040,5 +1060,6 @@ func (s *Service) Unexport(iqn string) error {
 		return err
 	}
 	s.cfg.Cache.Exported(iqn, wire.Export{}, true)
+	s.configs.Delete(iqn)
 	return nil
 }

@@ -531,3 +531,22 @@ func TestScriptWhenProvisioningFails(t *testing.T) {
 		})
 	}
 }
+
+// TestExportBuildsTheTargetForItsDiskAndDevice: the target configuration kept per target
+// follows a new disk (a reprovisioned clone) and a new SMBIOS UUID (a replaced board).
+// (The fake target replaces a target; the real one refuses another configuration.)
+func TestExportBuildsTheTargetForItsDiskAndDevice(t *testing.T) {
+	svc, _, target, _, disks := newTestService(t, info(true, 1))
+	iqn := wire.DeviceIQN(1, 7)
+	a, b := filepath.Join(disks.Root, "a"), filepath.Join(disks.Root, "b")
+	const uuid2 = "c1d0c1d0-0000-4000-8000-000000000008"
+	for i, step := range []struct{ path, uuid string }{{a, uuid1}, {a, uuid1}, {b, uuid1}, {b, uuid2}} {
+		if err := svc.Export(iqn, wire.Export{Kind: "device", ID: 7, NetworkID: 1, UUID: step.uuid}, step.path); err != nil {
+			t.Fatal(err)
+		}
+		tc := target.added[iqn]
+		if len(tc.LUNs) != 1 || tc.LUNs[0].Path != step.path || len(tc.AllowedInitiators) != 1 || tc.AllowedInitiators[0] != InitiatorName(step.uuid) {
+			t.Fatalf("export %d (%s, %s): target %+v", i, step.path, step.uuid, tc)
+		}
+	}
+}

@@ -44,6 +44,9 @@ type Disks interface {
 
 // Target is the agent's iSCSI target (an *iscsi.Server).
 type Target interface {
+	// AddTarget adds tc, or does nothing when the same target is there. tc's slices and
+	// CHAP are the caller's (the boot service passes the same ones at every boot): it
+	// copies what it keeps and changes none of them.
 	AddTarget(tc iscsi.TargetConfig) error
 	RemoveTarget(iqn string) error
 	// AddLUN and RemoveLUN change a running target's LUNs (a device's vdisk is LUN 1).
