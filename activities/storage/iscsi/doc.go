@@ -44,7 +44,9 @@
 // 0xB1 0xB2), READ CAPACITY 10/16, READ/WRITE 6/10/12/16, WRITE AND VERIFY,
 // VERIFY (with byte compare), COMPARE AND WRITE, ORWRITE, SYNCHRONIZE CACHE
 // (fdatasync; FUA writes too), PRE-FETCH, WRITE SAME 10/16 and UNMAP that
-// punch holes (thin provisioned, LBPRZ), GET LBA STATUS, MODE SENSE 6/10 (WP
+// punch holes (thin provisioned, LBPRZ), SANITIZE BLOCK ERASE (punches the
+// whole LUN before returning status) and EXIT FAILURE MODE (a no-op; OVERWRITE
+// and CRYPTO ERASE are not implemented), GET LBA STATUS, MODE SENSE 6/10 (WP
 // for read-only LUNs), MODE SELECT 6/10 (only the control page's software
 // write protect changes: writes then end in DATA PROTECT), REPORT LUNS, REQUEST SENSE, START STOP UNIT, PREVENT
 // ALLOW, REPORT SUPPORTED OPERATION CODES and TMFs, READ DEFECT DATA, RESERVE/

@@ -221,6 +221,8 @@ func (s *Server) prepare(cmd *scsiCmd) plan {
 		return writeSame(cmd)
 	case 0x42:
 		return unmap(cmd)
+	case 0x48:
+		return sanitize(cmd)
 	case 0x89:
 		return compareAndWrite(cmd)
 	case 0x8b:
@@ -327,6 +329,7 @@ func (s *Server) inquiry(cmd *scsiCmd) plan {
 		b[1] = 0xb1
 		put16(b[2:], 0x3c)
 		put16(b[4:], 1) // non-rotating medium
+		b[7] = 0x40     // WABEREQ 01b: blocks read after BLOCK ERASE succeed (as zeros)
 	case 0xb2:
 		b = make([]byte, 8)
 		b[1] = 0xb2
@@ -988,6 +991,8 @@ var supportedOpcodes = func() []opcodeInfo {
 		{op: 0x37, usage: []byte{0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0}},
 		{op: 0x41, usage: with(0x41, rw10, 0x08)},
 		{op: 0x42, usage: []byte{0x42, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
+		{op: 0x48, sa: sanitizeBlockErase, hasSA: true, usage: sanitizeUsage(sanitizeBlockErase)},
+		{op: 0x48, sa: sanitizeExitFailureMode, hasSA: true, usage: sanitizeUsage(sanitizeExitFailureMode)},
 		{op: 0x55, usage: []byte{0x55, 0x10, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
 		{op: 0x56, usage: []byte{0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{op: 0x57, usage: []byte{0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
