@@ -134,6 +134,9 @@ func (c *conn) scsiCommand(p *pdu, haveData bool) error {
 			if err := c.receive(tk, p, 0, haveData); err != nil {
 				return err
 			}
+			// The immediate data is received: unsolicited Data-Out goes on from its
+			// end, and an R2T asks only for what is still missing.
+			tk.got = uint32(p.dataLen())
 		}
 		if _, dup := c.tasks[itt]; dup {
 			c.sendReject(p, rejectProtocolError)
