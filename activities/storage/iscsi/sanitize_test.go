@@ -56,15 +56,8 @@ func TestSanitizeBlockErase(t *testing.T) {
 
 // TestSanitizeErrors covers what SANITIZE refuses and what it reports.
 func TestSanitizeErrors(t *testing.T) {
-	srv, addr := startServer(t, Config{})
-	disk := newDisk(t, 1<<20)
-	ro := newDisk(t, 1<<20)
-	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}, {Path: ro, ReadOnly: true}}}); err != nil {
-		t.Fatal(err)
-	}
+	addr, s := rwROSession(t)
 	ctx := context.Background()
-	s := dial(t, addr, initiator.Options{TargetName: testIQN})
-	defer s.Logout(ctx)
 	pattern := bytes.Repeat([]byte{0x5a}, 8*512)
 	if err := s.Write(ctx, 0, 0, 512, pattern, false); err != nil {
 		t.Fatal(err)

@@ -109,16 +109,22 @@ func testReadWriteRoundTrip(t *testing.T, sendfile, digests bool) {
 	}
 }
 
-func TestSCSIErrors(t *testing.T) {
+// rwROSession serves a target whose LUN 0 is a writable 1 MiB disk and LUN 1 a read-only
+// one, and returns its address and a session to it; the session logs out when the test ends.
+func rwROSession(t *testing.T) (string, *initiator.Session) {
+	t.Helper()
 	srv, addr := startServer(t, Config{})
-	disk := newDisk(t, 1<<20)
-	ro := newDisk(t, 1<<20)
-	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}, {Path: ro, ReadOnly: true}}}); err != nil {
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: newDisk(t, 1<<20)}, {Path: newDisk(t, 1<<20), ReadOnly: true}}}); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	s := dial(t, addr, initiator.Options{TargetName: testIQN})
-	defer s.Logout(ctx)
+	t.Cleanup(func() { s.Logout(context.Background()) })
+	return addr, s
+}
+
+func TestSCSIErrors(t *testing.T) {
+	_, s := rwROSession(t)
+	ctx := context.Background()
 	tests := []struct {
 		name   string
 		lun    uint64
