@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"testing"
-
-	"github.com/clusterducks/clusterducks/test/iscsi/initiator"
 )
 
 // TestImmediateDataIsReceivedOnce: a write's immediate data counts as received, so the
@@ -25,13 +23,8 @@ func TestImmediateDataIsReceivedOnce(t *testing.T) {
 		{"32 KiB, 8 KiB immediate then unsolicited Data-Out", 8 << 10, 32 << 10, "immediate + unsolicited + R2T"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, addr := startServer(t, Config{MaxRecvDataSegmentLength: tc.maxRecv})
-			if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: newDisk(t, 4<<20)}}}); err != nil {
-				t.Fatal(err)
-			}
+			srv, _, s := targetSession(t, Config{MaxRecvDataSegmentLength: tc.maxRecv}, LUNConfig{Path: newDisk(t, 4<<20)})
 			ctx := context.Background()
-			s := dial(t, addr, initiator.Options{TargetName: testIQN})
-			defer s.Logout(ctx)
 			data := bytes.Repeat([]byte("clusterducks-imm"), tc.size/16)
 			const writes = 3
 			for i := range writes {

@@ -18,14 +18,8 @@ func sanitizeCDB(sa byte, plen uint16) []byte {
 // TestSanitizeBlockErase fills the LUN, erases it with SANITIZE BLOCK ERASE
 // and reads it back: every block reads as zeros and is deallocated.
 func TestSanitizeBlockErase(t *testing.T) {
-	srv, addr := startServer(t, Config{})
-	disk := newDisk(t, 1<<20)
-	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
-		t.Fatal(err)
-	}
+	_, _, s := targetSession(t, Config{}, LUNConfig{Path: newDisk(t, 1<<20)})
 	ctx := context.Background()
-	s := dial(t, addr, initiator.Options{TargetName: testIQN})
-	defer s.Logout(ctx)
 	const blocks = 2048
 	if err := s.Write(ctx, 0, 0, 512, bytes.Repeat([]byte{'a'}, blocks*512), false); err != nil {
 		t.Fatal(err)

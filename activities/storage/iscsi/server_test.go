@@ -109,16 +109,23 @@ func testReadWriteRoundTrip(t *testing.T, sendfile, digests bool) {
 	}
 }
 
-// rwROSession serves a target whose LUN 0 is a writable 1 MiB disk and LUN 1 a read-only
-// one, and returns its address and a session to it; the session logs out when the test ends.
-func rwROSession(t *testing.T) (string, *initiator.Session) {
+// targetSession serves target testIQN with luns under cfg and returns the server, its address
+// and a session to the target; the session logs out when the test ends.
+func targetSession(t *testing.T, cfg Config, luns ...LUNConfig) (*Server, string, *initiator.Session) {
 	t.Helper()
-	srv, addr := startServer(t, Config{})
-	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: newDisk(t, 1<<20)}, {Path: newDisk(t, 1<<20), ReadOnly: true}}}); err != nil {
+	srv, addr := startServer(t, cfg)
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: luns}); err != nil {
 		t.Fatal(err)
 	}
 	s := dial(t, addr, initiator.Options{TargetName: testIQN})
 	t.Cleanup(func() { s.Logout(context.Background()) })
+	return srv, addr, s
+}
+
+// rwROSession is targetSession with LUN 0 a writable 1 MiB disk and LUN 1 a read-only one.
+func rwROSession(t *testing.T) (string, *initiator.Session) {
+	t.Helper()
+	_, addr, s := targetSession(t, Config{}, LUNConfig{Path: newDisk(t, 1<<20)}, LUNConfig{Path: newDisk(t, 1<<20), ReadOnly: true})
 	return addr, s
 }
 
@@ -168,14 +175,8 @@ func TestSCSIErrors(t *testing.T) {
 // TestSoftwareWriteProtect sets SWP in the control mode page with MODE SELECT:
 // writes are refused with DATA PROTECT until it is cleared again.
 func TestSoftwareWriteProtect(t *testing.T) {
-	srv, addr := startServer(t, Config{})
-	disk := newDisk(t, 1<<20)
-	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
-		t.Fatal(err)
-	}
+	_, _, s := targetSession(t, Config{}, LUNConfig{Path: newDisk(t, 1<<20)})
 	ctx := context.Background()
-	s := dial(t, addr, initiator.Options{TargetName: testIQN})
-	defer s.Logout(ctx)
 	write := []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}
 	setSWP := func(on bool) {
 		t.Helper()
@@ -210,14 +211,8 @@ func TestSoftwareWriteProtect(t *testing.T) {
 }
 
 func TestWriteSameAndUnmapReallyWork(t *testing.T) {
-	srv, addr := startServer(t, Config{})
-	disk := newDisk(t, 1<<20)
-	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: []LUNConfig{{Path: disk}}}); err != nil {
-		t.Fatal(err)
-	}
+	_, _, s := targetSession(t, Config{}, LUNConfig{Path: newDisk(t, 1<<20)})
 	ctx := context.Background()
-	s := dial(t, addr, initiator.Options{TargetName: testIQN})
-	defer s.Logout(ctx)
 	block := bytes.Repeat([]byte{0xa5}, 512)
 	// WRITE SAME(16) of 100 blocks at LBA 10.
 	cdb := []byte{0x93, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 100, 0, 0}
