@@ -64,8 +64,6 @@ func run(panelURL string, server uint, ip, root string, devices, maxLogins int) 
 		switch in.Text() {
 		case "waiting":
 			fmt.Fprintln(out, "waiting", a.Svc.ReportsWaiting())
-		case "deltas":
-			fmt.Fprintln(out, "deltas", a.View.Stats().Deltas)
 		case "panel-boots":
 			fmt.Fprintln(out, "panel-boots", a.Panel.Count(wire.PathBoot))
 		default:
