@@ -100,6 +100,35 @@ func bootWait(t *testing.T, x *HostAgent, d Device) *Result {
 	return res
 }
 
+// bootLoop boots d through agent x's endpoint while the server x sends it to does not
+// answer: the device must not boot, and must come back to x at least twice, as a device
+// stays in this loop until that server answers again. Then it is stopped: the loop has
+// no end to wait for.
+func bootLoop(t *testing.T, x *HostAgent, d Device) *Result {
+	t.Helper()
+	const unanswered, rounds = "the boot server did not answer; asking again", 2
+	vm, err := lab.DeviceVM{BootURL: x.BootURL, MAC: d.MAC, UUID: d.UUID, MemoryMB: 64}.Start(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		out := strings.NewReplacer("\r", "", "\n", "").Replace(lab.ConsoleText(vm.Output()))
+		if n := strings.Count(out, unanswered); n >= rounds {
+			break
+		}
+		if code, exited := vm.Exited(); exited || time.Now().After(end) {
+			t.Fatalf("device %s via server %d: not in the loop (exited %v, status %d); output:\n%s", d.MAC, x.ServerID, exited, code, tail(vm.Output()))
+		}
+	}
+	vm.Stop()
+	res := &Result{Took: time.Since(vm.Start), Output: vm.Output()}
+	if m := lab.MarkerLine.FindStringSubmatch(res.Output); m != nil {
+		t.Fatalf("device %s via server %d booted %q, want the loop", d.MAC, x.ServerID, m[1])
+	}
+	t.Logf("device %s via server %d went round the loop %d times in %s", d.MAC, x.ServerID, rounds, res.Took.Round(time.Millisecond))
+	return res
+}
+
 // seen checks the device's console: every want is there, no not is. Line ends are
 // dropped: iPXE wraps its lines at 80 columns.
 func seen(t *testing.T, r *Result, want, not []string) {

@@ -58,9 +58,9 @@ func TestSatelliteSite(t *testing.T) {
 	seen(t, r, []string{"this server does not hold the assigned v2: another server does", a.BootURL, fromServer(g, 2, a)}, nil)
 
 	// The satellite's device reaches only the slave: the master's endpoint does not
-	// answer it. It is sent to the master, cannot get there, and does not boot.
+	// answer it. It is sent to the master, cannot get there, comes back, and does not boot.
 	a.Stop()
-	r = bootWait(t, b, satellite)
+	r = bootLoop(t, b, satellite)
 	seen(t, r, []string{"this server does not hold the assigned v2: another server does", a.BootURL}, []string{Marker(g.ID, 2)})
 
 	// v2 arrives on the slave (verified by guid): the same device now boots it there.
