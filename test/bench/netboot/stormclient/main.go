@@ -25,6 +25,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 type device struct {
@@ -32,7 +33,8 @@ type device struct {
 	req     []byte
 	buf     []byte
 	sent    time.Time
-	latency time.Duration
+	latency time.Duration // until this process read the whole answer
+	arrival time.Duration // until the kernel received its last byte (SO_TIMESTAMPNS)
 	done    bool
 	ok      bool
 }
@@ -87,6 +89,11 @@ func run(addr string, rounds int, pause time.Duration, want string, timeout time
 			return fmt.Errorf("connect: %w", err)
 		}
 		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		// The kernel's receive time of each read's data: what a device's NIC sees, not
+		// when this one loop, busy with a thousand sockets, got round to reading it.
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+			return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
+		}
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			return err
 		}
@@ -100,6 +107,7 @@ func run(addr string, rounds int, pause time.Duration, want string, timeout time
 	out := bufio.NewWriter(os.Stdout)
 	events := make([]syscall.EpollEvent, 256)
 	chunk := make([]byte, 16<<10)
+	oob := make([]byte, syscall.CmsgSpace(16))
 	for round := 1; round <= rounds; round++ {
 		time.Sleep(pause)
 		if wait && !in.Scan() {
@@ -135,14 +143,18 @@ func run(addr string, rounds int, pause time.Duration, want string, timeout time
 				if d == nil || d.done {
 					continue
 				}
+				var got time.Time
 				for {
-					m, err := syscall.Read(d.fd, chunk)
+					m, oobn, _, _, err := syscall.Recvmsg(d.fd, chunk, oob, 0)
 					if m > 0 {
 						d.buf = append(d.buf, chunk[:m]...)
+						if at, ok := received(oob[:oobn]); ok {
+							got = at
+						}
 					}
 					if err == syscall.EAGAIN || m <= 0 {
 						if m == 0 && err == nil { // closed
-							d.done, d.latency = true, time.Since(d.sent)
+							d.done, d.latency, d.arrival = true, time.Since(d.sent), time.Since(d.sent)
 							left--
 						}
 						break
@@ -150,7 +162,10 @@ func run(addr string, rounds int, pause time.Duration, want string, timeout time
 				}
 				if !d.done {
 					if body, complete := response(d.buf); complete {
-						d.done, d.latency = true, time.Since(d.sent)
+						d.done, d.latency, d.arrival = true, time.Since(d.sent), got.Sub(d.sent)
+						if got.IsZero() {
+							return fmt.Errorf("no receive timestamp from the kernel")
+						}
 						d.ok = bytes.HasPrefix(d.buf, []byte("HTTP/1.1 200")) && bytes.Contains(body, []byte(want))
 						left--
 					}
@@ -159,14 +174,17 @@ func run(addr string, rounds int, pause time.Duration, want string, timeout time
 		}
 		cpu := cpuTime() - cpu0
 		errs := 0
-		var line strings.Builder
+		var line, arrived strings.Builder
 		for _, d := range devs {
 			if !d.ok {
 				errs++
 			}
 			line.WriteByte(' ')
 			line.WriteString(strconv.FormatInt(int64(d.latency), 10))
+			arrived.WriteByte(' ')
+			arrived.WriteString(strconv.FormatInt(int64(d.arrival), 10))
 		}
+		fmt.Fprintf(out, "arrived %d%s\n", round, arrived.String())
 		fmt.Fprintf(out, "round %d %d %d%s\n", round, errs, int64(cpu), line.String())
 		out.Flush()
 	}
@@ -191,6 +209,21 @@ func response(b []byte) ([]byte, bool) {
 		}
 	}
 	return body, false // no length: wait (the endpoint always sends one)
+}
+
+// received returns the kernel's receive time in a recvmsg's control data.
+func received(oob []byte) (time.Time, bool) {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == syscall.SOL_SOCKET && m.Header.Type == syscall.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+			ts := (*syscall.Timespec)(unsafe.Pointer(&m.Data[0]))
+			return time.Unix(ts.Sec, ts.Nsec), true
+		}
+	}
+	return time.Time{}, false
 }
 
 func cpuTime() time.Duration {
