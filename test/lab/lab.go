@@ -325,6 +325,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "host forwarding") {
 			break
 		}
+		s.ports = nil // other ports next time
 	}
 	if err != nil {
 		os.RemoveAll(dir) //nolint:errcheck
