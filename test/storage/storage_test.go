@@ -249,6 +249,11 @@ func TestStorage(t *testing.T) {
 		}
 		e.KillAgent(2)
 	})
+
+	t.Run("vdisk", func(t *testing.T) {
+		e.T = t
+		vdiskLab(t, e, networkID, serverID)
+	})
 }
 
 // eratorEntries lists the guest's erator entries whose name starts with prefix.

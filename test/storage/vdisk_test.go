@@ -6,19 +6,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/clusterducks/clusterducks/models"
 )
 
-// TestVDiskLab runs a vdisk's life through the panel, Temporal and the agent on a real
+// vdiskLab runs a vdisk's life through the panel, Temporal and the agent on a real
 // OpenZFS server: created as a sparse zvol <pool>/vdisks/<id> of its size on the master
-// (it has no device), grown, refused a shrink, deleted into the erator.
-func TestVDiskLab(t *testing.T) {
-	start := time.Now()
-	e := Start(t)
-	t.Logf("setup (VM boot %s) in %s", e.VM.BootTime.Round(time.Second), time.Since(start).Round(time.Second))
-	networkID, serverID := e.Network("vdisks", 1)
+// (it has no device), grown, refused a shrink, deleted into the erator. It is
+// TestStorage's "vdisk" step, on its VM and network: one VM boot less.
+func vdiskLab(t *testing.T, e *Env, networkID, serverID uint) {
 	pool := e.VM.Pool
 
 	v := e.Must(http.StatusAccepted, "POST", "/vdisks.json", map[string]any{"network": networkID, "name": "data", "size": 3})
