@@ -25,7 +25,7 @@ import (
 // labUpAfter is the agent's bound on a boot in the rollout lab: a device whose session
 // stays up this long with reads continuing is up. TCG boots are slow; the staying-up
 // boot sector reads about once a second.
-const labUpAfter = 15 * time.Second
+const labUpAfter = 10 * time.Second
 
 // rolloutLab is issue 18's acceptance with real iPXE boots: the host panel with the
 // in-process Temporal (publish, rollout and device workflows), an SMTP sink it mails
