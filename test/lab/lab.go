@@ -642,7 +642,8 @@ func (s *Server) describePorts() string {
 	return "forwards: " + strings.Join(parts, ", ")
 }
 
-// Done is closed when qemu has exited.
+// Done is closed when qemu has exited. Reboot ends qemu and starts another: ask again
+// after it.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
 // Log returns a file the guest wrote to its share: "command.log" (the Command's output),
