@@ -120,13 +120,12 @@ type Server struct {
 	Image    *Image        // what it booted
 	BootTime time.Duration // from qemu start to ready
 
-	ports   map[int]int // guest port -> host port
-	opts    Options     // what it was started with (Reboot starts qemu again)
-	systemd bool
-	token   string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error // qemu's exit, valid after done
+	ports map[int]int // guest port -> host port
+	opts  Options     // what it was started with (Reboot starts qemu again)
+	token string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	err   error // qemu's exit, valid after done
 
 	stopOnce sync.Once
 	stopErr  error
@@ -304,16 +303,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		Name:    opts.Name,
-		UUID:    newUUID(),
-		Pool:    opts.Pool,
-		Dir:     dir,
-		Share:   filepath.Join(dir, "share"),
-		Image:   img,
-		opts:    opts,
-		systemd: opts.Systemd,
-		token:   randomHex(16),
-		done:    make(chan struct{}),
+		Name:  opts.Name,
+		UUID:  newUUID(),
+		Pool:  opts.Pool,
+		Dir:   dir,
+		Share: filepath.Join(dir, "share"),
+		Image: img,
+		opts:  opts,
+		token: randomHex(16),
+		done:  make(chan struct{}),
 	}
 	if err := s.prepare(ctx, opts, guestexec, binary); err != nil {
 		os.RemoveAll(dir) //nolint:errcheck
@@ -528,7 +526,7 @@ func kernelLine(systemd bool, uuid string) string {
 // same boot after a reset 90–100 s; a guest CPU loop ran as fast after it), so the lab
 // does not use it.
 func (s *Server) Reboot(ctx context.Context, timeout time.Duration) (time.Duration, error) {
-	if !s.systemd {
+	if !s.opts.Systemd {
 		return 0, fmt.Errorf("lab: %s does not run systemd: it cannot reboot", s.Name)
 	}
 	if s.attached {
