@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,13 +149,7 @@ func BenchmarkBootViewStorm(b *testing.B) {
 		case len(f) == 2 && f[0] == "start":
 			cpu0 = processCPU(agent.cmd.Process.Pid)
 		case len(f) == 2+n && f[0] == "arrived":
-			lat := make([]time.Duration, n)
-			for i := range lat {
-				ns, _ := strconv.ParseInt(f[2+i], 10, 64)
-				lat[i] = time.Duration(ns)
-			}
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			arrivedP99 = lat[n*99/100]
+			arrivedP99 = sortedLatencies(f[2:])[n*99/100]
 			arrivals = append(arrivals, arrivedP99)
 		case len(f) == 4+n && f[0] == "round":
 			server := processCPU(agent.cmd.Process.Pid) - cpu0
@@ -163,15 +158,10 @@ func BenchmarkBootViewStorm(b *testing.B) {
 			}
 			errs, _ := strconv.Atoi(f[2])
 			clientCPU, _ := strconv.ParseInt(f[3], 10, 64)
-			lat := make([]time.Duration, n)
-			for i := range lat {
-				ns, _ := strconv.ParseInt(f[4+i], 10, 64)
-				lat[i] = time.Duration(ns)
-			}
 			if errs != 0 {
 				b.Fatalf("storm %s: %d of %d answers were not a sanboot", f[1], errs, n)
 			}
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			lat := sortedLatencies(f[4:])
 			rounds = append(rounds, lat[n*99/100])
 			fmt.Printf("boot view storm %s: %d concurrent known devices of %d: p50 %v, p99 %v (arrived: %v), max %v; CPU: agent %v (%v a request), devices %v\n",
 				f[1], n, registered, lat[n/2].Round(100*time.Microsecond), lat[n*99/100].Round(100*time.Microsecond), arrivedP99.Round(100*time.Microsecond),
@@ -203,6 +193,17 @@ func BenchmarkBootViewStorm(b *testing.B) {
 	if panel != 0 {
 		b.Fatalf("%d boot queries went to the panel for known devices, want 0", panel)
 	}
+}
+
+// sortedLatencies parses stormclient's latencies (nanoseconds), shortest first.
+func sortedLatencies(fields []string) []time.Duration {
+	lat := make([]time.Duration, len(fields))
+	for i, f := range fields {
+		ns, _ := strconv.ParseInt(f, 10, 64)
+		lat[i] = time.Duration(ns)
+	}
+	slices.Sort(lat)
+	return lat
 }
 
 // stormAgent is a stormagent process: an agent's boot side with its view, on its own.
