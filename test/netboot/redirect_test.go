@@ -107,13 +107,12 @@ func bootWait(t *testing.T, x *HostAgent, d Device) *Result {
 func bootLoop(t *testing.T, x *HostAgent, d Device) *Result {
 	t.Helper()
 	const unanswered, rounds = "the boot server did not answer; asking again", 2
-	vm, err := lab.DeviceVM{BootURL: x.BootURL, MAC: d.MAC, UUID: d.UUID, MemoryMB: 64}.Start(t)
+	vm, err := DeviceVM(x.BootURL, d).Start(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		out := strings.NewReplacer("\r", "", "\n", "").Replace(lab.ConsoleText(vm.Output()))
-		if n := strings.Count(out, unanswered); n >= rounds {
+		if n := strings.Count(consoleLine(vm.Output()), unanswered); n >= rounds {
 			break
 		}
 		if code, exited := vm.Exited(); exited || time.Now().After(end) {
@@ -129,11 +128,16 @@ func bootLoop(t *testing.T, x *HostAgent, d Device) *Result {
 	return res
 }
 
-// seen checks the device's console: every want is there, no not is. Line ends are
-// dropped: iPXE wraps its lines at 80 columns.
+// consoleLine is a device's console as one line of text: escape sequences and line ends
+// dropped (iPXE wraps its lines at 80 columns).
+func consoleLine(output string) string {
+	return strings.NewReplacer("\r", "", "\n", "").Replace(lab.ConsoleText(output))
+}
+
+// seen checks the device's console: every want is there, no not is (in consoleLine).
 func seen(t *testing.T, r *Result, want, not []string) {
 	t.Helper()
-	out := strings.NewReplacer("\r", "", "\n", "").Replace(lab.ConsoleText(r.Output))
+	out := consoleLine(r.Output)
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Fatalf("console lacks %q:\n%s", w, tail(r.Output))

@@ -82,7 +82,7 @@ func startRolloutLab(t *testing.T) *rolloutLab {
 	}
 	for i := 1; i <= 4; i++ {
 		d := DeviceN(0x1800 + i)
-		l.vms = append(l.vms, lab.DeviceVM{BootURL: l.a.BootURL, MAC: d.MAC, UUID: d.UUID, MemoryMB: 64})
+		l.vms = append(l.vms, DeviceVM(l.a.BootURL, d))
 	}
 	t.Cleanup(func() {
 		for _, id := range l.ids {

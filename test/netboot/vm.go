@@ -41,8 +41,13 @@ type Result = lab.DeviceResult
 // Boot runs one device VM that PXE-boots with bootURL as its DHCP boot file, until it
 // ends or timeout passes (then it is killed, by pid).
 func Boot(ctx context.Context, bootURL string, d Device, timeout time.Duration) (*Result, error) {
-	// 64 MiB is all iPXE and the boot sector need; the tests run many devices at once.
-	return lab.DeviceVM{BootURL: bootURL, MAC: d.MAC, UUID: d.UUID, MemoryMB: 64}.Run(ctx, timeout)
+	return DeviceVM(bootURL, d).Run(ctx, timeout)
+}
+
+// DeviceVM is device d's VM, PXE-booting with bootURL as its DHCP boot file. 64 MiB is
+// all iPXE and the boot sector need; the tests run many devices at once.
+func DeviceVM(bootURL string, d Device) lab.DeviceVM {
+	return lab.DeviceVM{BootURL: bootURL, MAC: d.MAC, UUID: d.UUID, MemoryMB: 64}
 }
 
 func tail(s string) string { return lab.ConsoleTail(s) }
