@@ -32,6 +32,7 @@ type fakeZFS struct {
 	stall    bool
 	sent     atomic.Int64 // bytes of payload streamed by Send, all streams
 	block    chan struct{}
+	holdErr  error // what Hold answers, when set
 	// cmds counts the zfs commands the code under test ran, by method: each call of a
 	// ReplicationZFS method is one command in the real package.
 	cmds sync.Map // method -> *atomic.Int64
@@ -232,6 +233,9 @@ func (f *fakeZFS) Hold(_ context.Context, tag string, snaps ...string) error {
 	f.count("Hold")
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.holdErr != nil {
+		return f.holdErr
+	}
 	for _, snap := range snaps {
 		if !slices.Contains(f.holds[snap], tag) {
 			f.holds[snap] = append(f.holds[snap], tag)
@@ -307,6 +311,10 @@ func (f *fakeZFS) records(a zfs.SendArgs) ([]record, error) {
 		return nil, notFoundErr(a.From)
 	}
 	from := fd.snaps[fi].GUID
+	if a.Single {
+		// -i: the target alone, as if nothing lay between (a wrong Single loses versions).
+		return []record{{To: a.Snapshot, GUID: d.snaps[ti].GUID, FromGUID: from, Size: f.snapSize}}, nil
+	}
 	start := 0
 	if fd == d {
 		start = fi + 1

@@ -19,6 +19,7 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
+	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -171,6 +172,33 @@ func TestReplicateFullThenIncrementalByGUID(t *testing.T) {
 	rel, err := r.masterActs().ReleaseReplicationHolds(ctx, ReleaseReplicationHoldsInput{Pool: "mpool", SlaveID: slaveID.ServerID})
 	if err != nil || !slices.Equal(rel.Released, []string{"mpool/iscsi/groups/7@v3", "mpool/iscsi/volumes/5@group-7"}) || len(r.master.holds) != 0 {
 		t.Errorf("release: %+v %v, left %v", rel, err, r.master.holds)
+	}
+}
+
+// The hold runs beside the send's start: when it fails, the stream is closed unsent and
+// the slave receives nothing; the retry replicates once the hold works.
+func TestSendRefusedWhenItsHoldFails(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "group-7")
+	r.master.mu.Lock()
+	r.master.holdErr = &zfs.Error{Command: "zfs hold", Stderr: "cannot hold snapshot 'mpool/iscsi/volumes/5@group-7': out of space"}
+	r.master.mu.Unlock()
+	_, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-7", g1))
+	if err == nil || !strings.Contains(err.Error(), "out of space") {
+		t.Fatalf("replicate with the hold failing: %v, want the hold's error", err)
+	}
+	if n := r.master.sent.Load(); n != 0 {
+		t.Errorf("%d bytes sent without a hold", n)
+	}
+	if _, ok := r.slave.ds["spool/iscsi/volumes/5"]; ok {
+		t.Error("the slave received a dataset without the master's hold")
+	}
+	r.master.mu.Lock()
+	r.master.holdErr = nil
+	r.master.mu.Unlock()
+	if res, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-7", g1)); err != nil || res.GUID != g1 {
+		t.Fatalf("retry: %+v %v", res, err)
 	}
 }
 

@@ -326,6 +326,11 @@ type SendArgs struct {
 	From     string
 	Token    string
 	Raw      bool // -w: encrypted datasets travel as they are stored
+	// Single: no snapshot lies between From and Snapshot, so the stream is -i (the
+	// target alone), not -I (every snapshot after From). Both stream the same; zfs
+	// sizes an -I stream through its replication path, which costs 0.3 s more per
+	// send in a TCG guest (measured: 0.59–0.71 s against 0.26–0.38 s).
+	Single bool
 }
 
 func (a SendArgs) args() []string {
@@ -337,7 +342,11 @@ func (a SendArgs) args() []string {
 		args = []string{"send", "-w"}
 	}
 	if a.From != "" {
-		args = append(args, "-I", a.From)
+		flag := "-I"
+		if a.Single {
+			flag = "-i"
+		}
+		args = append(args, flag, a.From)
 	}
 	return append(args, a.Snapshot)
 }

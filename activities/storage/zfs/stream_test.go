@@ -22,6 +22,7 @@ func TestSendArgs(t *testing.T) {
 		{SendArgs{Snapshot: "tank/iscsi/volumes/5@group-7"}, []string{"send", "-c", "tank/iscsi/volumes/5@group-7"}},
 		{SendArgs{Snapshot: "tank/iscsi/groups/7@v2", From: "tank/iscsi/volumes/5@group-7"}, []string{"send", "-c", "-I", "tank/iscsi/volumes/5@group-7", "tank/iscsi/groups/7@v2"}},
 		{SendArgs{Snapshot: "tank/iscsi/groups/7@v2", From: "tank/iscsi/groups/7@v1", Raw: true}, []string{"send", "-w", "-I", "tank/iscsi/groups/7@v1", "tank/iscsi/groups/7@v2"}},
+		{SendArgs{Snapshot: "tank/iscsi/groups/7@v2", From: "tank/iscsi/groups/7@v1", Single: true}, []string{"send", "-c", "-i", "tank/iscsi/groups/7@v1", "tank/iscsi/groups/7@v2"}},
 		{SendArgs{Snapshot: "ignored", From: "ignored", Token: "1-abc"}, []string{"send", "-t", "1-abc"}},
 	} {
 		if got := c.in.args(); !slices.Equal(got, c.want) {
