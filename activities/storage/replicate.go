@@ -167,8 +167,10 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	begun := time.Now()
 	var held []string // the dataset's snapshots held before this send, any tag
 	args, from, target, guid, err := s.plan(ctx, req, &held)
+	planned := time.Since(begun)
 	if err != nil {
 		var re *wire.ReplicationError
 		if errors.As(err, &re) {
@@ -236,6 +238,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	// stall bound from here, not from the first 4 KiB.
 	_ = http.NewResponseController(w).Flush()
 	start := time.Now()
+	started := start.Sub(begun) - planned // the hold and zfs send's start, to the headers
 	var out io.Writer = w
 	if s.Metrics != nil {
 		mw := newMeteredWriter(w, s.Metrics, slave.ServerID, size)
@@ -256,7 +259,8 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		s.sent.Store(tag+" "+s.Pool+"/"+req.Dataset, sentHolds{guid: guid, release: release})
 	}
 	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "",
-		"bytes", n, "took", time.Since(start), "copy_err", cerr, "err", err)
+		"bytes", n, "took", time.Since(start), "plan", planned.Round(time.Millisecond), "start", started.Round(time.Millisecond),
+		"copy_err", cerr, "err", err)
 }
 
 // zfsMessage is a zfs failure as a peer may read it: the command's stderr, never more.
@@ -606,11 +610,20 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	z := a.replZFS()
 	local := in.Pool + "/" + in.Dataset
 	res := &ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID}
+	// Where a transfer's time goes, logged once it is verified: the listing, the master's
+	// answer (connection, its listing, hold and zfs send's start), the stream, the
+	// verifying listing and the acknowledgement.
+	phases, last := []any{"dataset", local, "snapshot", in.Snapshot}, time.Now()
+	mark := func(name string) {
+		now := time.Now()
+		phases, last = append(phases, name, now.Sub(last).Round(time.Millisecond)), now
+	}
 	// One listing: the guids the slave has and a cut stream's resume token.
 	have, token, exists, snaps, err := a.localState(ctx, z, local)
 	if err != nil {
 		return nil, err
 	}
+	mark("list")
 	if slices.Contains(have, in.GUID) {
 		res.UpToDate, res.Snapshots = true, snaps
 		return res, a.ackMaster(ctx, c, in)
@@ -633,6 +646,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		req.Have, recv.Origin = []string{og}, origin
 	}
 	resp, err := a.pull(ctx, c, in, req)
+	mark("answer")
 	var re *wire.ReplicationError
 	if errors.As(err, &re) && re.Code == wire.CodeStaleToken {
 		// The master lost the token's snapshot: drop the partial receive, start again from
@@ -672,10 +686,12 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		}
 		return nil, err
 	}
+	mark("stream")
 	after, err := z.State(ctx, local)
 	if err != nil {
 		return nil, err
 	}
+	mark("verify")
 	snaps = after.Snaps
 	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot })
 	if i < 0 && req.Token != "" {
@@ -697,7 +713,12 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	res.Snapshots = snaps
-	return res, a.ackMaster(ctx, c, in)
+	err = a.ackMaster(ctx, c, in)
+	mark("ack")
+	if err == nil && activity.IsActivity(ctx) {
+		activity.GetLogger(ctx).Info("replication: received", append(phases, "bytes", prog.Done)...)
+	}
+	return res, err
 }
 
 // localState is the slave's view of dataset in one listing: its snapshots' guids, the

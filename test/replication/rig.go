@@ -48,7 +48,7 @@ type Rig struct {
 
 // StartRig boots the master (pool "tank") and n slaves (pools "sat1"… : the names differ
 // on purpose) and registers them through the API as one network's servers.
-func StartRig(t testing.TB, slaves int) *Rig {
+func StartRig(t testing.TB, slaves int, agentFlags ...string) *Rig {
 	t.Helper()
 	start := time.Now()
 	opts := []lab.Options{{Name: "repl-master"}}
@@ -56,6 +56,7 @@ func StartRig(t testing.TB, slaves int) *Rig {
 		opts = append(opts, lab.Options{Name: fmt.Sprintf("repl-slave%d", i), Pool: fmt.Sprintf("sat%d", i)})
 	}
 	e := storagetest.StartVMs(t, opts)
+	e.AgentFlags = agentFlags
 	r := &Rig{E: e, Master: e.VMs[0], Slaves: e.VMs[1:]}
 	t.Logf("setup (VMs booted in %s) in %s", r.Master.BootTime.Round(time.Second), time.Since(start).Round(time.Second))
 	r.Proxy = StartProxy(t, r.Master.Addr(lab.PortReplication))
@@ -110,6 +111,19 @@ func (r *Rig) StartSlave(i int) {
 	vm := r.Slaves[i]
 	r.E.StartAgentOn(vm, 1, r.slaveKeys[i], "--replication-advertise", fmt.Sprintf("%s:%d", lab.GuestHostIP, r.SlaveProxies[i].Port),
 		"--iscsi-listen", fmt.Sprintf("0.0.0.0:%d", lab.PortISCSI), "--iscsi-portal", vm.DevicePortal(), "--boot-listen", fmt.Sprintf(":%d", lab.PortBoot))
+}
+
+// PauseReconcile pauses the panel's reconcile schedule, so a benchmark's transfers run
+// alone: the reconcile (every workflows.ReconcileEvery, on the clock's multiples) would
+// otherwise catch every slave up in the middle of a sample.
+func (r *Rig) PauseReconcile(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h := r.TC.ScheduleClient().GetHandle(ctx, workflows.ReconcileScheduleID)
+	if err := h.Pause(ctx, client.SchedulePauseOptions{Note: "benchmark: transfers are timed alone"}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Replicate starts the Replicate workflow bringing (kind, id) up to snapshot to slave i;

@@ -47,6 +47,42 @@ type Env struct {
 	panel    *exec.Cmd
 	panelLog string
 	listen   string
+	logSeen  map[*lab.Server]int // AgentTimeline's place in each VM's agent log
+}
+
+// AgentTimeline returns what agent 1 of vm logged since the last call for vm that times
+// an operation: each zfs command with its duration (--log-zfs) and replication's lines
+// ("replication: sent" on a master, "replication: received" on a slave, with their
+// phases). For the benchmarks: the operation just timed, and anything the agent ran
+// meanwhile on its own (its stats report).
+func (e *Env) AgentTimeline(vm *lab.Server) string {
+	log := vm.Log("agent-1.log")
+	if e.logSeen == nil {
+		e.logSeen = map[*lab.Server]int{}
+	}
+	seen := e.logSeen[vm]
+	if seen > len(log) {
+		seen = 0
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "%s's agent since the last sample:", vm.Name)
+	for _, l := range strings.Split(log[seen:], "\n") {
+		if _, rest, ok := strings.Cut(l, "msg=zfs "); ok {
+			at := ""
+			if t, ok := strings.CutPrefix(l, "time="); ok {
+				// the debug handler's time=2026-12-02T00:39:42.123Z: the clock part
+				t, _, _ = strings.Cut(t, " ")
+				if _, clock, ok := strings.Cut(t, "T"); ok {
+					at = clock + " "
+				}
+			}
+			fmt.Fprintf(&s, "\n  %s%s", at, rest)
+		} else if strings.Contains(l, "replication: sent") || strings.Contains(l, "replication: received") {
+			fmt.Fprintf(&s, "\n  %s", l)
+		}
+	}
+	e.logSeen[vm] = len(log)
+	return s.String()
 }
 
 // Timeouts; the machine running CI is small and shared, so they are generous but bounded.

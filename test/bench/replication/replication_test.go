@@ -121,7 +121,10 @@ func report(b *testing.B, name string, ours, bare []time.Duration) {
 // BenchmarkReplication: full (128 MiB) and small incremental (1 MiB) replication to one
 // slave vs raw, then one volume to two slaves at once vs to one.
 func BenchmarkReplication(b *testing.B) {
-	r := replication.StartRig(b, 2)
+	// Each zfs command the agents run is logged with its duration, for the incrementals'
+	// timelines; the reconcile schedule is paused so each sample's transfer runs alone.
+	r := replication.StartRig(b, 2, "--log-zfs")
+	r.PauseReconcile(b)
 	b.Logf("load: %s", loadAverage())
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -140,6 +143,8 @@ func BenchmarkReplication(b *testing.B) {
 			// A small incremental: 1 MiB changed, a second group snapshots the volume again.
 			r.Fill(vds, 300, 1)
 			_, gid2 := r.Group(vid, fmt.Sprintf("inc-%d-%d", i, k))
+			r.E.AgentTimeline(r.Master) // the incremental's commands are those logged after here
+			r.E.AgentTimeline(r.Slaves[0])
 			start = time.Now()
 			if _, err := r.Replicate(b, 0, workflows.ReplicateVolume, vid, fmt.Sprintf("group-%d", gid2))(); err != nil {
 				b.Fatal(err)
@@ -147,6 +152,8 @@ func BenchmarkReplication(b *testing.B) {
 			incOurs = append(incOurs, time.Since(start))
 			// Where the incremental's fixed cost goes (activities' waits and runs).
 			r.Timeline(b, workflows.ReplicateID(r.SlaveIDs[0], workflows.ReplicateVolume, vid))
+			b.Log(r.E.AgentTimeline(r.Master))
+			b.Log(r.E.AgentTimeline(r.Slaves[0]))
 			incBare = append(incBare, raw(b, r, r.Slaves[0], rawDS, fmt.Sprintf("-i @group-%d %s@group-%d", gid, vds, gid2)))
 		}
 		report(b, "full", ours, bare)

@@ -60,7 +60,7 @@ func BenchmarkStorage(b *testing.B) {
 			op := e.WaitOK(storagetest.OpID(v))
 			api = append(api, took(start, op))
 			timeline(b, tc, "volume-create", start, accepted, op)
-			b.Log(agentZFS(e))
+			b.Log(e.AgentTimeline(e.VM))
 			volID = storagetest.ID(v, "id")
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchbare/v%d-%d", pool, i, k))))
 		}
@@ -75,7 +75,7 @@ func BenchmarkStorage(b *testing.B) {
 			op := e.WaitOK(storagetest.OpID(g))
 			api = append(api, took(start, op))
 			timeline(b, tc, "group-create", start, accepted, op)
-			b.Log(agentZFS(e))
+			b.Log(e.AgentTimeline(e.VM))
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %[1]s/benchbare/v%[2]d-0@g%[3]d && zfs clone -p %[1]s/benchbare/v%[2]d-0@g%[3]d %[1]s/benchbare/g%[2]d-clone%[3]d", pool, i, k))))
 		}
 		report(b, "group-create", api, bare)
@@ -93,7 +93,7 @@ func BenchmarkStorage(b *testing.B) {
 			op := e.WaitOK(storagetest.OpID(p))
 			api = append(api, took(start, op))
 			timeline(b, tc, "group-publish", start, accepted, op)
-			b.Log(agentZFS(e))
+			b.Log(e.AgentTimeline(e.VM))
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %s/benchbare/g%d@v%d", pool, i, k+1))))
 		}
 		report(b, "group-publish", api, bare)

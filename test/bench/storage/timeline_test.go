@@ -135,26 +135,3 @@ func traceOps(b *testing.B, e *storagetest.Env, nid, volID, gid uint) {
 		return e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
 	})
 }
-
-// agentZFS returns the zfs commands the agent logged (--log-zfs) since the last call, with
-// their durations: those of the operation just timed, and any the agent ran meanwhile
-// on its own (its stats report).
-func agentZFS(e *storagetest.Env) string {
-	log := e.VM.Log("agent-1.log")
-	if seen > len(log) {
-		seen = 0
-	}
-	var s strings.Builder
-	s.WriteString("agent's zfs commands since the last sample:")
-	for _, l := range strings.Split(log[seen:], "\n") {
-		if !strings.Contains(l, "msg=zfs") {
-			continue
-		}
-		_, rest, _ := strings.Cut(l, "msg=zfs ")
-		fmt.Fprintf(&s, "\n  %s", rest)
-	}
-	seen = len(log)
-	return s.String()
-}
-
-var seen int
