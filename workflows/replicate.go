@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -120,6 +121,33 @@ func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error
 	return res, t.succeed(models.Outcome{Bytes: res.Bytes}, "%s %d is on server %d up to %s (%d bytes received)", in.Kind, in.ObjectID, in.SlaveID, res.Snapshot, res.Bytes)
 }
 
+// masterGUID asks the master for the guid of dataset@snap ("" its newest snapshot, whose
+// name it returns too).
+func masterGUID(ctx workflow.Context, plan *panel.ReplicationPlanResult, dataset, snap string) (string, string, error) {
+	var ms storage.SnapshotsResult
+	if err := workflow.ExecuteActivity(serverCtx(ctx, plan.MasterID), sa.Snapshots,
+		storage.SnapshotsInput{Pool: plan.MasterPool, Dataset: dataset}).Get(ctx, &ms); err != nil {
+		return "", "", err
+	}
+	guid := ""
+	for _, s := range ms.Snapshots {
+		if snap == "" || s.Name == snap {
+			guid = s.GUID
+			if snap != "" {
+				break
+			}
+		}
+	}
+	if snap == "" && len(ms.Snapshots) > 0 {
+		snap = ms.Snapshots[len(ms.Snapshots)-1].Name
+	}
+	if guid == "" {
+		return "", "", temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the master has no snapshot %q of %s", snap, dataset), "NotFound", nil)
+	}
+	return guid, snap, nil
+}
+
 func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateResult, error) {
 	if err := t.step("plan", 0, "reading the replication plan"); err != nil {
 		return nil, err
@@ -150,27 +178,14 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 			continue
 		}
 		guid, snap := d.GUID, d.Snapshot
-		if guid == "" {
-			// The panel does not record volume snapshots' guids: the master tells them.
-			var ms storage.SnapshotsResult
-			if err := workflow.ExecuteActivity(serverCtx(ctx, plan.MasterID), sa.Snapshots,
-				storage.SnapshotsInput{Pool: plan.MasterPool, Dataset: d.Dataset}).Get(ctx, &ms); err != nil {
+		// The panel does not record volume snapshots' guids. A named snapshot's comes with
+		// the master's answer to the slave (one zfs listing and one activity fewer per
+		// transfer); the newest is asked of the master first.
+		askSlave := guid == "" && snap != "" && workflow.GetVersion(ctx, VersionReplicateMasterGUID, workflow.DefaultVersion, 1) == 1
+		if guid == "" && !askSlave {
+			var err error
+			if guid, snap, err = masterGUID(ctx, &plan, d.Dataset, snap); err != nil {
 				return nil, err
-			}
-			for _, s := range ms.Snapshots {
-				if snap == "" || s.Name == snap {
-					guid = s.GUID
-					if snap != "" {
-						break
-					}
-				}
-			}
-			if snap == "" && len(ms.Snapshots) > 0 {
-				snap = ms.Snapshots[len(ms.Snapshots)-1].Name
-			}
-			if guid == "" {
-				return nil, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("the master has no snapshot %q of %s", snap, d.Dataset), "NotFound", nil)
 			}
 		}
 		pct := 5 + 90*i/len(plan.Datasets)
@@ -179,10 +194,18 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 		}
 		var r storage.ReplicateResult
 		stop := watchTransfer(ctx, t, fmt.Sprintf("%s@%s from server %d", d.Dataset, snap, plan.MasterID), pct, 5+90*(i+1)/len(plan.Datasets))
-		err := workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, storage.ReplicateInput{
+		rin := storage.ReplicateInput{
 			MasterAddr: plan.MasterAddr, Master: master, Pool: plan.SlavePool, Dataset: d.Dataset, Snapshot: snap,
 			GUID: guid, Origin: d.Origin, BytesPerSecond: plan.BytesPerSecond, StallSeconds: replicateStall,
-		}).Get(ctx, &r)
+		}
+		err := workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, rin).Get(ctx, &r)
+		var ae *temporal.ApplicationError
+		if rin.GUID == "" && errors.As(err, &ae) && ae.Type() == "BadInput" {
+			// An agent older than the panel wants the guid from the workflow.
+			if rin.GUID, _, err = masterGUID(ctx, &plan, d.Dataset, snap); err == nil {
+				err = workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, rin).Get(ctx, &r)
+			}
+		}
 		stop()
 		if err != nil {
 			return nil, err

@@ -42,6 +42,9 @@ type replCalls struct {
 	slaveHasGroup bool
 }
 
+// masterVolumeGUIDs are the guids of the master's volume snapshots in these tests.
+var masterVolumeGUIDs = map[string]string{"group-3": "o3", "group-7": "o7", "group-9": "o9"}
+
 func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zfs.Snap, transfer func(storage.ReplicateInput) (*storage.ReplicateResult, error)) *replCalls {
 	c := &replCalls{}
 	s.env.OnActivity(pa.ReplicationPlan, mock.Anything, mock.Anything).Return(plan, nil)
@@ -66,7 +69,12 @@ func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zf
 					return nil, temporal.NewNonRetryableApplicationError("no watcher started", "Test", nil)
 				}
 			}
-			return transfer(in)
+			res, err := transfer(in)
+			if res != nil && res.GUID == "" {
+				// The agent takes a volume snapshot's guid from the master's answer.
+				res.GUID = masterVolumeGUIDs[in.Snapshot]
+			}
+			return res, err
 		})
 	s.env.OnActivity(pa.RecordVersionCopy, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.RecordVersionCopyInput) (*panel.RecordVersionCopyResult, error) {
@@ -106,10 +114,16 @@ func TestReplicateGroupOriginFirstThenVersions(t *testing.T) {
 		t.Fatalf("transfers %+v", c.transfers)
 	}
 	vol, grp := c.transfers[0], c.transfers[1]
-	// The volume's guid comes from the master, the group's from the panel's record.
-	if vol.Dataset != "iscsi/volumes/5" || vol.Snapshot != "group-7" || vol.GUID != "o7" || vol.Pool != "sat" ||
+	// The volume's guid comes with the master's answer to the slave (the panel records
+	// none, and the master is not listed first), the group's from the panel's record.
+	if vol.Dataset != "iscsi/volumes/5" || vol.Snapshot != "group-7" || vol.GUID != "" || vol.Pool != "sat" ||
 		vol.Master.ServerID != 1 || vol.Master.NetworkID != 3 || vol.MasterAddr != "10.0.0.1:8082" || vol.BytesPerSecond != 1<<20 {
 		t.Errorf("volume transfer %+v", vol)
+	}
+	for _, l := range c.listed {
+		if l.Pool == "tank" {
+			t.Errorf("the master was listed for a named snapshot's guid: %+v", c.listed)
+		}
 	}
 	if grp.Dataset != "iscsi/groups/7" || grp.GUID != "g2" || grp.Origin != "iscsi/volumes/5@group-7" {
 		t.Errorf("group transfer %+v", grp)
@@ -266,6 +280,30 @@ func TestReplicateRetriesACutTransfer(t *testing.T) {
 	}
 }
 
+// An agent older than the panel refuses a transfer without the master's guid (BadInput):
+// the workflow then asks the master for it, and the transfer goes with it.
+func TestReplicateOlderAgentGetsTheGUID(t *testing.T) {
+	s := newSuite(t)
+	plan := groupPlan()
+	plan.Datasets, plan.Versions = plan.Datasets[:1], nil
+	c := s.onReplication(plan, nil, func(in storage.ReplicateInput) (*storage.ReplicateResult, error) {
+		if in.GUID == "" {
+			return nil, temporal.NewNonRetryableApplicationError("replicate: bad input", "BadInput", nil)
+		}
+		return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Bytes: 5}, nil
+	})
+	s.env.ExecuteWorkflow(Replicate, ReplicateInput{NetworkID: 3, SlaveID: 2, Kind: ReplicateVolume, ObjectID: 5, OperationID: 9})
+	if err := s.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.transfers) != 2 || c.transfers[0].GUID != "" || c.transfers[1].GUID != "o7" || c.transfers[1].Snapshot != "group-7" {
+		t.Errorf("transfers %+v", c.transfers)
+	}
+	if len(c.verified) != 1 || c.verified[0].Both[0] != (models.SnapshotGUID{Name: "group-7", GUID: "o7"}) {
+		t.Errorf("verified %+v", c.verified)
+	}
+}
+
 func TestReplicatePlanRefused(t *testing.T) {
 	s := newSuite(t)
 	s.env.OnActivity(pa.ReplicationPlan, mock.Anything, mock.Anything).Return(nil,
@@ -280,7 +318,7 @@ func TestReplicatePlanRefused(t *testing.T) {
 }
 
 // TestReplicateCTemplate: a ctemplate comes from its server (the plan's master) up to the
-// version asked for, its guid asked of that server; each version the slave then holds
+// version asked for, its guid named by that server's answer; each version the slave then holds
 // with the same guid is recorded (not one whose guid differs), for containers to clone.
 func TestReplicateCTemplate(t *testing.T) {
 	s := newSuite(t)
@@ -299,7 +337,7 @@ func TestReplicateCTemplate(t *testing.T) {
 	s.env.OnActivity(sa.Replicate, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ReplicateInput) (*storage.ReplicateResult, error) {
 			c.transfers = append(c.transfers, in)
-			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: in.GUID, Bytes: 500}, nil
+			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: "c3", Bytes: 500}, nil // named by the master's answer
 		})
 	s.recordVerified(&c.verified)
 	s.env.OnActivity(pa.WatchTransfer, mock.Anything, mock.Anything).Return(
@@ -311,7 +349,7 @@ func TestReplicateCTemplate(t *testing.T) {
 	if err := s.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.transfers) != 1 || c.transfers[0].Dataset != "iscsi/ctemplates/4" || c.transfers[0].Snapshot != "v3" || c.transfers[0].GUID != "c3" ||
+	if len(c.transfers) != 1 || c.transfers[0].Dataset != "iscsi/ctemplates/4" || c.transfers[0].Snapshot != "v3" || c.transfers[0].GUID != "" ||
 		c.transfers[0].Origin != "" || c.transfers[0].Pool != "sat" || c.transfers[0].Master.ServerID != 1 {
 		t.Fatalf("transfers %+v", c.transfers)
 	}

@@ -92,3 +92,8 @@ const VersionDeleteCTemplateCopies = "delete-ctemplate-copies"
 // VersionCTemplateBuildReplicate: a built ctemplate version is queued for replication to
 // the network's other servers. Histories recorded before end with the build's Finish.
 const VersionCTemplateBuildReplicate = "ctemplate-build-replicate"
+
+// VersionReplicateMasterGUID: a volume's named snapshot is replicated without asking the
+// master for its guid first (the Snapshots activity): the slave takes it from the
+// master's answer. Histories recorded before list the master's snapshots first.
+const VersionReplicateMasterGUID = "replicate-master-guid"

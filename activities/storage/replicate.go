@@ -501,7 +501,10 @@ type ReplicateInput struct {
 	Pool       string             // the slave's pool
 	Dataset    string             // relative to the pools: iscsi/groups/7
 	Snapshot   string             // v2
-	GUID       string             // the master's guid of Snapshot: what the slave must end with
+	// GUID is the master's guid of Snapshot: what the slave must end with. "" when the
+	// panel does not record it (a volume's snapshot): the master's answer names it, and
+	// the slave must end with that.
+	GUID string
 	// Origin is the dataset's origin snapshot relative to the pool (a group's volume
 	// snapshot, iscsi/volumes/5@group-7): a new dataset is received as its clone.
 	Origin         string
@@ -604,7 +607,7 @@ func (a *Activities) heartbeatEvery() time.Duration {
 }
 
 func (a *Activities) replicate(ctx context.Context, c *http.Client, in ReplicateInput, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) (*ReplicateResult, error) {
-	if !replicated(in.Dataset) || !snapName.MatchString(in.Snapshot) || in.GUID == "" {
+	if !replicated(in.Dataset) || !snapName.MatchString(in.Snapshot) {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replicate: bad input %q@%q guid %q", in.Dataset, in.Snapshot, in.GUID), "BadInput", nil)
 	}
 	z := a.replZFS()
@@ -624,7 +627,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		return nil, err
 	}
 	mark("list")
-	if slices.Contains(have, in.GUID) {
+	if in.GUID != "" && slices.Contains(have, in.GUID) {
 		res.UpToDate, res.Snapshots = true, snaps
 		return res, a.ackMaster(ctx, c, in)
 	}
@@ -669,7 +672,20 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		resp.Body.Close()
 	}()
 	if resp.StatusCode == http.StatusNoContent {
-		return nil, fmt.Errorf("master says %s@%s (guid %s) is here, but it is not", in.Dataset, in.Snapshot, resp.Header.Get(wire.HeaderGUID))
+		g := resp.Header.Get(wire.HeaderGUID)
+		if in.GUID == "" && g != "" && slices.ContainsFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot && x.GUID == g }) {
+			// The master named the guid, and the slave holds it: up to date.
+			in.GUID, res.GUID = g, g
+			res.UpToDate, res.Snapshots = true, snaps
+			return res, a.ackMaster(ctx, c, in)
+		}
+		return nil, fmt.Errorf("master says %s@%s (guid %s) is here, but it is not", in.Dataset, in.Snapshot, g)
+	}
+	if g := resp.Header.Get(wire.HeaderGUID); in.GUID == "" && req.Token == "" {
+		if g == "" {
+			return nil, fmt.Errorf("the master streams %s@%s without naming its guid", in.Dataset, in.Snapshot)
+		}
+		in.GUID, res.GUID = g, g // what the slave must end with
 	}
 	// A resumed stream ends at the snapshot it was cut in, which may be one before the
 	// target (-I); a fresh one ends at the target.
@@ -694,9 +710,10 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	mark("verify")
 	snaps = after.Snaps
 	i := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == in.Snapshot })
-	if i < 0 && req.Token != "" {
+	if (i < 0 || in.GUID == "") && req.Token != "" {
 		// A resumed stream ends with the snapshot it was cut in; the ones after it
-		// (-I) come with a fresh incremental from there.
+		// (-I) come with a fresh incremental from there. Without the master's guid, a
+		// fresh request gets it named (the master answers that the slave holds it).
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		r, err := a.replicate(ctx, c, in, prog, pub)
 		if r != nil {

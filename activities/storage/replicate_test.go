@@ -230,6 +230,45 @@ func TestReplicateResumesACutStream(t *testing.T) {
 	}
 }
 
+// Without the master's guid in its input (a volume's snapshot: the panel records none),
+// the slave ends with the guid the master's answer names: after a full stream, when it
+// holds the snapshot already, and after a cut stream resumed (a fresh request names it).
+func TestReplicateTakesTheGUIDFromTheMaster(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	r.master.snapSize = 1 << 20
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "group-7")
+	res, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-7", ""))
+	if err != nil || res.GUID != g1 || res.UpToDate {
+		t.Fatalf("full: %+v %v", res, err)
+	}
+	if got := r.guids(t, "iscsi/volumes/5"); !slices.Equal(got, []string{"group-7=" + g1}) {
+		t.Errorf("slave's snapshots %v", got)
+	}
+	if res, err = r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-7", "")); err != nil || res.GUID != g1 || !res.UpToDate {
+		t.Errorf("repeat: %+v %v", res, err)
+	}
+	g2 := r.master.snapshot("mpool/iscsi/volumes/5", "group-9")
+	r.master.cutAfter = 300 << 10
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-9", "")); err == nil {
+		t.Fatal("a cut stream succeeded")
+	}
+	res, err = r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-9", ""))
+	if err != nil || res.GUID != g2 || !res.Resumed {
+		t.Fatalf("resumed: %+v %v", res, err)
+	}
+	if got := r.guids(t, "iscsi/volumes/5"); !slices.Equal(got, []string{"group-7=" + g1, "group-9=" + g2}) {
+		t.Errorf("slave's snapshots after the resume %v", got)
+	}
+	// The master's snapshot of that name was made again (another guid): the slave's
+	// copy is not taken for it.
+	delete(r.master.ds, "mpool/iscsi/volumes/5")
+	g3 := r.master.snapshot("mpool/iscsi/volumes/5", "group-9")
+	if res, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "group-9", "")); err == nil && res.GUID != g3 {
+		t.Errorf("a snapshot made again: %+v, want guid %s or an error", res, g3)
+	}
+}
+
 func TestReplicateStaleTokenRestartsFromTheCommonSnapshot(t *testing.T) {
 	r := newRig(t, 0, slaveID)
 	ctx := context.Background()
