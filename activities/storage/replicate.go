@@ -154,11 +154,6 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req wire.SendRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		replError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: %v", err)
-		return
-	}
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -168,8 +163,23 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	begun := time.Now()
+	// The dataset named before the body is listed while the slave writes the body (it
+	// lists its own copy first): the two listings overlap.
+	var early chan listed
+	if ds := r.Header.Get(wire.HeaderDataset); replicated(ds) {
+		early = make(chan listed, 1)
+		go func() {
+			st, err := s.ZFS.State(ctx, s.Pool+"/"+ds)
+			early <- listed{ds, st, err}
+		}()
+	}
+	var req wire.SendRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		replError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: %v", err)
+		return
+	}
 	var held []string // the dataset's snapshots held before this send, any tag
-	args, from, target, guid, err := s.plan(ctx, req, &held)
+	args, from, target, guid, err := s.plan(ctx, req, &held, early)
 	planned := time.Since(begun)
 	if err != nil {
 		var re *wire.ReplicationError
@@ -276,7 +286,15 @@ func zfsMessage(err error) string {
 // a full stream), the snapshot it ends at (full names) and that snapshot's guid. held
 // gets the dataset's snapshots that carry a hold (full names; left nil for a resumed
 // stream, which lists nothing).
-func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest, held *[]string) (zfs.SendArgs, string, string, string, error) {
+// listed is a listing of a dataset (relative to the pool) made before the request's body
+// was read.
+type listed struct {
+	dataset string
+	state   *zfs.State
+	err     error
+}
+
+func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest, held *[]string, early <-chan listed) (zfs.SendArgs, string, string, string, error) {
 	if req.Token != "" {
 		target, err := s.ZFS.TokenTarget(ctx, req.Token)
 		if err != nil {
@@ -302,8 +320,19 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest, held
 		return zfs.SendArgs{}, "", "", "", &wire.ReplicationError{Code: wire.CodeBadRequest, Message: fmt.Sprintf("snapshot %q is not a snapshot name", req.Snapshot)}
 	}
 	full := s.Pool + "/" + req.Dataset
-	// One listing: the snapshots with their guids, the encryption and the origin.
-	st, err := s.ZFS.State(ctx, full)
+	// One listing: the snapshots with their guids, the encryption and the origin (made
+	// while the body came, when the request named its dataset first).
+	var st *zfs.State
+	var err error
+	var l listed
+	if early != nil {
+		l = <-early
+	}
+	if early != nil && l.dataset == req.Dataset {
+		st, err = l.state, l.err
+	} else {
+		st, err = s.ZFS.State(ctx, full)
+	}
 	if err != nil {
 		return zfs.SendArgs{}, "", "", "", err
 	}
@@ -621,6 +650,10 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		now := time.Now()
 		phases, last = append(phases, name, now.Sub(last).Round(time.Millisecond)), now
 	}
+	// The request's headers go first, naming the dataset: the connection is made and the
+	// master lists its dataset while this listing runs; the body follows it.
+	p := startPull(ctx, c, in)
+	defer p.abandon()
 	// One listing: the guids the slave has and a cut stream's resume token.
 	have, token, exists, snaps, err := a.localState(ctx, z, local)
 	if err != nil {
@@ -628,6 +661,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	}
 	mark("list")
 	if in.GUID != "" && slices.Contains(have, in.GUID) {
+		p.abandon()
 		res.UpToDate, res.Snapshots = true, snaps
 		return res, a.ackMaster(ctx, c, in)
 	}
@@ -648,7 +682,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		}
 		req.Have, recv.Origin = []string{og}, origin
 	}
-	resp, err := a.pull(ctx, c, in, req)
+	resp, err := p.send(req)
 	mark("answer")
 	var re *wire.ReplicationError
 	if errors.As(err, &re) && re.Code == wire.CodeStaleToken {
@@ -859,18 +893,74 @@ func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
 		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}}, nil
 }
 
-// pull posts a send request; an answer other than 200 or 204 becomes a
-// *wire.ReplicationError (busy is retried by Temporal like any other error).
-func (a *Activities) pull(ctx context.Context, c *http.Client, in ReplicateInput, req wire.SendRequest) (*http.Response, error) {
-	resp, err := post(ctx, c, in, wire.PathReplicationSend, req)
+// earlyPull is a send request whose headers (naming the dataset, wire.HeaderDataset) are
+// on their way while the slave lists its copy; send writes the body and waits for the
+// answer, abandon drops a request the slave no longer needs.
+type earlyPull struct {
+	pw   *io.PipeWriter
+	done chan pulled
+	sent bool
+}
+
+type pulled struct {
+	resp *http.Response
+	err  error
+}
+
+var errPullAbandoned = errors.New("the slave needs nothing from this request")
+
+func startPull(ctx context.Context, c *http.Client, in ReplicateInput) *earlyPull {
+	pr, pw := io.Pipe()
+	p := &earlyPull{pw: pw, done: make(chan pulled, 1)}
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+in.MasterAddr+wire.PathReplicationSend, pr)
 	if err != nil {
-		return nil, err
+		p.done <- pulled{err: err}
+		return p
 	}
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent {
-		return resp, nil
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set(wire.HeaderDataset, in.Dataset)
+	go func() {
+		resp, err := c.Do(r)
+		// A body the transport never read (the dial failed) must not block its writer.
+		pr.CloseWithError(errPullAbandoned)
+		p.done <- pulled{resp, err}
+	}()
+	return p
+}
+
+// send writes req as the body and returns the master's answer: 200 (the stream) or 204
+// (the slave has it); any other becomes a *wire.ReplicationError (busy is retried by
+// Temporal like any other error).
+func (p *earlyPull) send(req wire.SendRequest) (*http.Response, error) {
+	p.sent = true
+	go func() {
+		b, err := json.Marshal(req)
+		if err == nil {
+			_, err = p.pw.Write(b)
+		}
+		p.pw.CloseWithError(err) // nil: the body ends here
+	}()
+	r := <-p.done
+	if r.err != nil {
+		return nil, r.err
 	}
-	defer resp.Body.Close()
-	return nil, answerError(resp)
+	if r.resp.StatusCode == http.StatusOK || r.resp.StatusCode == http.StatusNoContent {
+		return r.resp, nil
+	}
+	defer r.resp.Body.Close()
+	return nil, answerError(r.resp)
+}
+
+// abandon ends a request whose body was never sent (none: nothing to do).
+func (p *earlyPull) abandon() {
+	if p.sent {
+		return
+	}
+	p.sent = true
+	p.pw.CloseWithError(errPullAbandoned)
+	if r := <-p.done; r.resp != nil {
+		r.resp.Body.Close()
+	}
 }
 
 func answerError(resp *http.Response) error {

@@ -33,6 +33,8 @@ type fakeZFS struct {
 	sent     atomic.Int64 // bytes of payload streamed by Send, all streams
 	block    chan struct{}
 	holdErr  error // what Hold answers, when set
+	// stateHook, when set, runs at the start of each State (outside the lock).
+	stateHook func(ds string)
 	// cmds counts the zfs commands the code under test ran, by method: each call of a
 	// ReplicationZFS method is one command in the real package.
 	cmds sync.Map // method -> *atomic.Int64
@@ -129,6 +131,9 @@ func (f *fakeZFS) Snapshots(_ context.Context, ds string) ([]zfs.Snap, error) {
 // State is zfs list of the dataset and its snapshots.
 func (f *fakeZFS) State(_ context.Context, ds string) (*zfs.State, error) {
 	f.count("State")
+	if f.stateHook != nil {
+		f.stateHook(ds)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.ds[ds]

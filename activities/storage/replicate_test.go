@@ -343,7 +343,7 @@ func TestReplicationRefusesOutsiders(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				resp, err := r.acts.pull(ctx, c, in, wire.SendRequest{Dataset: tc.ds, Snapshot: "s1"})
+				resp, err := startPull(ctx, c, in).send(wire.SendRequest{Dataset: tc.ds, Snapshot: "s1"})
 				var re *wire.ReplicationError
 				if !errors.As(err, &re) || re.Code != wire.CodeForbidden {
 					t.Errorf("direct request: %v %v", resp, err)
@@ -393,7 +393,7 @@ func TestReplicationBusyBeyondTheCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.acts.pull(ctx, c, other, wire.SendRequest{Dataset: "iscsi/volumes/6", Snapshot: "s1"})
+	_, err = startPull(ctx, c, other).send(wire.SendRequest{Dataset: "iscsi/volumes/6", Snapshot: "s1"})
 	var re *wire.ReplicationError
 	if !errors.As(err, &re) || re.Code != wire.CodeBusy {
 		t.Errorf("second send: %v", err)
@@ -484,6 +484,40 @@ func TestReplicationCommandCount(t *testing.T) {
 	// after the acknowledgement's answer.
 	if mi > 4 || si > 3 || miby["Release"] != 1 {
 		t.Errorf("an incremental ran %d commands on the master (%v), %d on the slave; want at most 4, one of them the release, and 3", mi, miby, si)
+	}
+}
+
+// The slave's request names its dataset before its body: the master lists the dataset
+// while the slave lists its own copy (the body's Have), not after.
+func TestReplicationListingsOverlap(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	masterListed := make(chan struct{})
+	var once sync.Once
+	r.master.stateHook = func(ds string) {
+		if ds == "mpool/iscsi/volumes/5" {
+			once.Do(func() { close(masterListed) })
+		}
+	}
+	overlapped := false
+	r.slave.stateHook = func(string) {
+		if overlapped {
+			return // the verifying listing after the stream
+		}
+		select {
+		case <-masterListed:
+			overlapped = true
+		case <-time.After(5 * time.Second):
+		}
+	}
+	if _, err := r.acts.Replicate(context.Background(), r.input("iscsi/volumes/5", "s1", g1)); err != nil {
+		t.Fatal(err)
+	}
+	if !overlapped {
+		t.Error("the master listed its dataset only after the slave's listing")
+	}
+	if mt, mby := r.master.commands(); mby["State"] != 1 {
+		t.Errorf("the master ran %d commands %v, want one listing", mt, mby)
 	}
 }
 

@@ -33,6 +33,12 @@ type SendRequest struct {
 	Token    string   `json:"token,omitempty"`
 }
 
+// HeaderDataset names, on a send request, the dataset its body asks for. It comes with the
+// request's headers, before the body: the master lists the dataset while the slave still
+// lists its own copy (the body's Have), so the two listings overlap. The body decides;
+// a master that does not know the header reads the body alone.
+const HeaderDataset = "X-Clusterducks-Dataset"
+
 // Headers of a send's answer: what the stream holds, so the slave can check it and show
 // progress.
 const (
