@@ -80,6 +80,9 @@ type ReplicationServer struct {
 	Pool     string
 	Self     wire.AgentIdentity
 	MaxSends int // default DefaultMaxSends
+	// BodyWait bounds the wait for a send request's body once its headers came (the
+	// slave lists its copy meanwhile); default a minute.
+	BodyWait time.Duration
 	Log      *slog.Logger
 	// Metrics count what is sent to each slave (replicate_metrics.go); nil: nothing.
 	Metrics ReplicationMetrics
@@ -173,8 +176,15 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 			early <- listed{ds, st, err}
 		}()
 	}
+	// The body comes once the slave has listed its copy; a slave that never sends it
+	// gives its sending slot back after BodyWait. The bound ends with the body: the
+	// stream that follows may take hours.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(cmp.Or(s.BodyWait, time.Minute)))
 	var req wire.SendRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+	err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
 		replError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: %v", err)
 		return
 	}
@@ -246,7 +256,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// The headers go at once: the slave learns the stream's guid and size, and times its
 	// stall bound from here, not from the first 4 KiB.
-	_ = http.NewResponseController(w).Flush()
+	_ = rc.Flush()
 	start := time.Now()
 	started := start.Sub(begun) - planned // the hold and zfs send's start, to the headers
 	var out io.Writer = w
@@ -282,10 +292,6 @@ func zfsMessage(err error) string {
 	return err.Error()
 }
 
-// plan decides the stream of a request: its zfs send arguments, its base snapshot ("" for
-// a full stream), the snapshot it ends at (full names) and that snapshot's guid. held
-// gets the dataset's snapshots that carry a hold (full names; left nil for a resumed
-// stream, which lists nothing).
 // listed is a listing of a dataset (relative to the pool) made before the request's body
 // was read.
 type listed struct {
@@ -294,6 +300,11 @@ type listed struct {
 	err     error
 }
 
+// plan decides the stream of a request: its zfs send arguments, its base snapshot ("" for
+// a full stream), the snapshot it ends at (full names) and that snapshot's guid. held
+// gets the dataset's snapshots that carry a hold (full names; left nil for a resumed
+// stream, which lists nothing). early, when not nil, brings the listing the request's
+// header asked for before its body came.
 func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest, held *[]string, early <-chan listed) (zfs.SendArgs, string, string, string, error) {
 	if req.Token != "" {
 		target, err := s.ZFS.TokenTarget(ctx, req.Token)

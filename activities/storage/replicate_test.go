@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
@@ -518,6 +519,37 @@ func TestReplicationListingsOverlap(t *testing.T) {
 	}
 	if mt, mby := r.master.commands(); mby["State"] != 1 {
 		t.Errorf("the master ran %d commands %v, want one listing", mt, mby)
+	}
+}
+
+// A slave that sends its request's headers and never its body gets its sending slot
+// taken back after the body wait: the next request is served.
+func TestSendSlotFreedWhenTheBodyNeverComes(t *testing.T) {
+	r := newRig(t, 1, slaveID)
+	r.rs.BodyWait = 200 * time.Millisecond
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	in := r.input("iscsi/volumes/5", "s1", g1)
+	c, err := r.acts.client(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	silent := startPull(ctx, c, in) // its body is never written
+	got := <-silent.done
+	silent.sent = true
+	if got.err != nil || got.resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a request without its body: %+v", got)
+	}
+	got.resp.Body.Close()
+	for i := 0; len(r.rs.slots) != 0; i++ { // the handler returns just after its answer
+		if i > 200 {
+			t.Fatalf("%d sending slots still taken", len(r.rs.slots))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if res, err := r.acts.Replicate(ctx, in); err != nil || res.GUID != g1 {
+		t.Fatalf("the next request: %+v %v", res, err)
 	}
 }
 
