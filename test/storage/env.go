@@ -304,6 +304,15 @@ func (e *Env) StartAgentOn(vm *lab.Server, n int, key string, flags ...string) {
 	e.GuestOn(vm, "sh", "-c", script)
 }
 
+// RealZFS makes the agents of vm run zfs as a server does: the fault-injection shim (a
+// shell in front of each of their zfs commands, for the tests that slow a step; 0.1 s or
+// more per command in a TCG guest) becomes a link to the real command. For benchmarks,
+// whose baseline runs the real zfs.
+func (e *Env) RealZFS(vm *lab.Server) {
+	e.T.Helper()
+	e.GuestOn(vm, "sh", "-c", "ln -s \"$(command -v zfs)\" /opt/slow/zfs.new && mv -f /opt/slow/zfs.new /opt/slow/zfs")
+}
+
 // KillAgent SIGKILLs agent n by the pid it was started with.
 func (e *Env) KillAgent(n int) {
 	e.T.Helper()
