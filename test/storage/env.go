@@ -48,6 +48,7 @@ type Env struct {
 	panelLog string
 	listen   string
 	logSeen  map[*lab.Server]int // AgentTimeline's place in each VM's agent log
+	shimmed  map[*lab.Server]bool
 }
 
 // AgentTimeline returns what agent 1 of vm logged since the last call for vm that times
@@ -94,9 +95,11 @@ const (
 // PoolGiB is the size of the VM's pool disk (sparse): the guide's 42 GiB volume fits.
 const PoolGiB = 64
 
-// slowZFS is a shim put before the real zfs on the agent's PATH: while /run/slow-<sub>
-// holds a number of seconds, `zfs <sub>` marks /run/in-<sub> and waits that long first,
-// so a test can kill a process in the middle of a step.
+// slowZFS is a shim put before the real zfs on the agent's PATH (/opt/slow, first on it)
+// by the first Slow: while /run/slow-<sub> holds a number of seconds, `zfs <sub>` marks
+// /run/in-<sub> and waits that long first, so a test can kill a process in the middle of
+// a step. Until then the agents run the real zfs: the shim is a /bin/sh in front of each
+// command, 0.1 s or more in a TCG guest.
 const slowZFS = `#!/bin/sh
 if [ -s "/run/slow-$1" ]; then : >"/run/in-$1"; sleep "$(cat "/run/slow-$1")"; fi
 exec REALZFS "$@"
@@ -168,13 +171,6 @@ func StartVMs(t testing.TB, opts []lab.Options) *Env {
 	})
 	if e.Binary, err = lab.BuildBinary(ctx); err != nil {
 		t.Fatal(err)
-	}
-	for _, vm := range e.VMs {
-		real := strings.TrimSpace(e.GuestOn(vm, "sh", "-c", "command -v zfs"))
-		if err := os.WriteFile(filepath.Join(vm.Share, "slowzfs"), []byte(strings.Replace(slowZFS, "REALZFS", real, 1)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		e.GuestOn(vm, "install", "-D", "-m", "755", "/mnt/host/slowzfs", "/opt/slow/zfs")
 	}
 
 	port, err := proc.FreePort()
@@ -284,8 +280,8 @@ func (e *Env) GuestErrOn(vm *lab.Server, args ...string) (string, error) {
 }
 
 // StartAgent starts `clusterducks agent` in the guest with a server key, as agent n
-// (its pid in /run/agent-n.pid, its log in the share's agent-n.log). The shim directory
-// comes first on its PATH.
+// (its pid in /run/agent-n.pid, its log in the share's agent-n.log). The shim's directory
+// comes first on its PATH (empty until Slow puts the shim there).
 func (e *Env) StartAgent(n int, key string) {
 	e.T.Helper()
 	e.StartAgentOn(e.VM, n, key)
@@ -304,13 +300,28 @@ func (e *Env) StartAgentOn(vm *lab.Server, n int, key string, flags ...string) {
 	e.GuestOn(vm, "sh", "-c", script)
 }
 
-// RealZFS makes the agents of vm run zfs as a server does: the fault-injection shim (a
-// shell in front of each of their zfs commands, for the tests that slow a step; 0.1 s or
-// more per command in a TCG guest) becomes a link to the real command. For benchmarks,
-// whose baseline runs the real zfs.
+// Shim puts slowZFS in front of the agents' zfs in vm (once).
+func (e *Env) Shim(vm *lab.Server) {
+	e.T.Helper()
+	if e.shimmed[vm] {
+		return
+	}
+	real := strings.TrimSpace(e.GuestOn(vm, "sh", "-c", "command -v zfs"))
+	if err := os.WriteFile(filepath.Join(vm.Share, "slowzfs"), []byte(strings.Replace(slowZFS, "REALZFS", real, 1)), 0o755); err != nil {
+		e.T.Fatal(err)
+	}
+	e.GuestOn(vm, "install", "-D", "-m", "755", "/mnt/host/slowzfs", "/opt/slow/zfs")
+	if e.shimmed == nil {
+		e.shimmed = map[*lab.Server]bool{}
+	}
+	e.shimmed[vm] = true
+}
+
+// RealZFS takes the shim away again: the agents of vm run zfs as a server does.
 func (e *Env) RealZFS(vm *lab.Server) {
 	e.T.Helper()
-	e.GuestOn(vm, "sh", "-c", "ln -s \"$(command -v zfs)\" /opt/slow/zfs.new && mv -f /opt/slow/zfs.new /opt/slow/zfs")
+	e.GuestOn(vm, "rm", "-f", "/opt/slow/zfs")
+	delete(e.shimmed, vm)
 }
 
 // KillAgent SIGKILLs agent n by the pid it was started with.
@@ -333,6 +344,7 @@ func (e *Env) Slow(sub string, seconds int) {
 		e.Guest("rm", "-f", "/run/slow-"+sub)
 		return
 	}
+	e.Shim(e.VM)
 	e.Guest("sh", "-c", fmt.Sprintf("rm -f /run/in-%s; echo %d >/run/slow-%s", sub, seconds, sub))
 }
 

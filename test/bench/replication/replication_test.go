@@ -125,11 +125,6 @@ func BenchmarkReplication(b *testing.B) {
 	// timelines; the reconcile schedule is paused so each sample's transfer runs alone.
 	r := replication.StartRig(b, 2, "--log-zfs")
 	r.PauseReconcile(b)
-	// The agents run the real zfs, as the raw baseline does, not the harness's
-	// fault-injection shim (a shell in front of each command).
-	for _, vm := range r.E.VMs {
-		r.E.RealZFS(vm)
-	}
 	b.Logf("load: %s", loadAverage())
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

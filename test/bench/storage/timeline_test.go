@@ -66,6 +66,8 @@ func guestCosts(b *testing.B, e *storagetest.Env) {
 	pool := e.VM.Pool
 	const n = 5
 	list := fmt.Sprintf("zfs list -H -o name %s", pool)
+	e.Shim(e.VM)
+	defer e.RealZFS(e.VM)
 	var shim, bare int64
 	for range 2 {
 		bare += e.GuestNanos(fmt.Sprintf("for i in $(seq %d); do %s; done", n, list))
@@ -105,8 +107,10 @@ func traceOps(b *testing.B, e *storagetest.Env, nid, volID, gid uint) {
 	if err := os.WriteFile(filepath.Join(e.VM.Share, "tracezfs"), []byte(trace), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	e.Guest("sh", "-c", "cp -P /opt/slow/zfs /run/zfs.shim && install -m 755 /mnt/host/tracezfs /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
-	defer e.Guest("sh", "-c", "cp -P /run/zfs.shim /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
+	// The tracer takes the shim's place on the agent's PATH; whatever was there (the shim,
+	// or nothing: the real zfs) comes back after.
+	e.Guest("sh", "-c", "rm -f /run/zfs.shim; mkdir -p /opt/slow && { [ ! -e /opt/slow/zfs ] || cp -P /opt/slow/zfs /run/zfs.shim; } && install -m 755 /mnt/host/tracezfs /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs")
+	defer e.Guest("sh", "-c", "if [ -e /run/zfs.shim ]; then cp -P /run/zfs.shim /opt/slow/zfs.new && mv /opt/slow/zfs.new /opt/slow/zfs; else rm -f /opt/slow/zfs; fi")
 	run := func(name string, call func() map[string]any) {
 		e.Guest("rm", "-f", "/run/zfs-trace")
 		start := time.Now()
