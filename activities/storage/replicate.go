@@ -693,16 +693,8 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		}
 		req.Have, recv.Origin = []string{og}, origin
 	}
-	// zfs receive starts while the master answers (its start is a process, 0.2 s in a
-	// TCG guest): it reads nothing until the stream comes, and an empty stream, which
-	// changes nothing, when none does.
-	rx := startReceive(ctx, z, recv)
-	defer rx.abandon()
 	resp, err := p.send(req)
 	mark("answer")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		rx.abandon()
-	}
 	var re *wire.ReplicationError
 	if errors.As(err, &re) && re.Code == wire.CodeStaleToken {
 		// The master lost the token's snapshot: drop the partial receive, start again from
@@ -747,7 +739,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	}
 	prog.Size, _ = strconv.ParseInt(resp.Header.Get(wire.HeaderSize), 10, 64)
 	prog.Done = 0
-	if err := a.receive(ctx, rx, in, resp.Body, prog, pub); err != nil {
+	if err := a.receive(ctx, z, in, recv, resp.Body, prog, pub); err != nil {
 		if errors.Is(err, zfs.ErrNotResumable) && req.Token == "" {
 			// A partial receive appeared since the token was read (an earlier attempt's
 			// receive still ending): the next attempt resumes it.
@@ -808,71 +800,14 @@ func (a *Activities) localState(ctx context.Context, z ReplicationZFS, dataset s
 	return out, st.ResumeToken, true, st.Snaps, nil
 }
 
-// earlyReceive is a zfs receive started before its stream is there: its input waits for
-// the stream (give) or for an empty one (abandon).
-type earlyReceive struct {
-	ctx    context.Context // ends the command; cancelled with a cause when the stream stalls
-	cancel context.CancelCauseFunc
-	input  chan io.Reader
-	done   chan error
-	fed    bool
-	ended  bool
-}
-
-func startReceive(ctx context.Context, z ReplicationZFS, recv zfs.ReceiveArgs) *earlyReceive {
-	rctx, cancel := context.WithCancelCause(ctx)
-	rx := &earlyReceive{ctx: rctx, cancel: cancel, input: make(chan io.Reader, 1), done: make(chan error, 1)}
-	go func() { rx.done <- z.Receive(rctx, recv, &waitingReader{input: rx.input}) }()
-	return rx
-}
-
-// give hands the stream to zfs receive (once).
-func (rx *earlyReceive) give(r io.Reader) {
-	if !rx.fed {
-		rx.fed = true
-		rx.input <- r
-	}
-}
-
-// wait returns zfs receive's end (once).
-func (rx *earlyReceive) wait() error {
-	err := <-rx.done
-	rx.ended = true
-	return err
-}
-
-// abandon ends a receive that gets no stream: it reads an empty one, which it refuses
-// before changing anything.
-func (rx *earlyReceive) abandon() {
-	if rx.ended {
-		return
-	}
-	rx.give(strings.NewReader(""))
-	_ = rx.wait()
-	rx.cancel(nil)
-}
-
-// waitingReader reads the reader that comes on input, once it comes.
-type waitingReader struct {
-	input chan io.Reader
-	r     io.Reader
-}
-
-func (w *waitingReader) Read(p []byte) (int, error) {
-	if w.r == nil {
-		w.r = <-w.input
-	}
-	return w.r.Read(p)
-}
-
-// receive feeds body into the started zfs receive through the bandwidth limit,
-// heartbeating the bytes, and cuts it when no byte came for the stall bound.
-func (a *Activities) receive(ctx context.Context, rx *earlyReceive, in ReplicateInput, body io.ReadCloser, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) error {
+// receive feeds body into zfs receive through the bandwidth limit, heartbeating the
+// bytes, and cuts it when no byte came for the stall bound.
+func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in ReplicateInput, recv zfs.ReceiveArgs, body io.ReadCloser, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) error {
 	stall := DefaultStall
 	if in.StallSeconds > 0 {
 		stall = time.Duration(in.StallSeconds) * time.Second
 	}
-	rctx, cancel := rx.ctx, rx.cancel
+	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cr := &countingReader{r: body, ctx: rctx}
 	cr.last.Store(time.Now().UnixNano())
@@ -880,14 +815,14 @@ func (a *Activities) receive(ctx context.Context, rx *earlyReceive, in Replicate
 		burst := int(min(in.BytesPerSecond, 256<<10))
 		cr.limit = rate.NewLimiter(rate.Limit(in.BytesPerSecond), burst)
 	}
-	rx.give(cr)
+	done := make(chan error, 1)
+	go func() { done <- z.Receive(rctx, recv, cr) }()
 	tick := time.NewTicker(min(a.heartbeatEvery(), time.Second))
 	defer tick.Stop()
 	base := prog.Bytes
 	for {
 		select {
-		case err := <-rx.done:
-			rx.ended = true
+		case err := <-done:
 			prog.Done = cr.n.Load()
 			prog.Bytes = base + prog.Done
 			snap := *prog
