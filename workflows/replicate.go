@@ -181,8 +181,8 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 		// The panel does not record volume snapshots' guids. A named snapshot's comes with
 		// the master's answer to the slave (one zfs listing and one activity fewer per
 		// transfer); the newest is asked of the master first.
-		askSlave := guid == "" && snap != "" && workflow.GetVersion(ctx, VersionReplicateMasterGUID, workflow.DefaultVersion, 1) == 1
-		if guid == "" && !askSlave {
+		fromAnswer := guid == "" && snap != "" && workflow.GetVersion(ctx, VersionReplicateMasterGUID, workflow.DefaultVersion, 1) == 1
+		if guid == "" && !fromAnswer {
 			var err error
 			if guid, snap, err = masterGUID(ctx, &plan, d.Dataset, snap); err != nil {
 				return nil, err
