@@ -71,7 +71,7 @@ func replicateCtx(ctx workflow.Context, slaveID uint) workflow.Context {
 	o.HeartbeatTimeout = replicateHeartbeat
 	o.ScheduleToCloseTimeout = 0
 	o.RetryPolicy.NonRetryableErrorTypes = append(o.RetryPolicy.NonRetryableErrorTypes,
-		storage.TypeGUIDMismatch, storage.TypeReplicationRefused, "BadInput")
+		storage.TypeGUIDMismatch, storage.TypeReplicationRefused, storage.TypeBadInput)
 	return workflow.WithActivityOptions(ctx, o)
 }
 
@@ -200,7 +200,7 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 		}
 		err := workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, rin).Get(ctx, &r)
 		var ae *temporal.ApplicationError
-		if rin.GUID == "" && errors.As(err, &ae) && ae.Type() == "BadInput" {
+		if rin.GUID == "" && errors.As(err, &ae) && ae.Type() == storage.TypeBadInput {
 			// An agent older than the panel wants the guid from the workflow.
 			if rin.GUID, _, err = masterGUID(ctx, &plan, d.Dataset, snap); err == nil {
 				err = workflow.ExecuteActivity(replicateCtx(ctx, in.SlaveID), sa.Replicate, rin).Get(ctx, &r)

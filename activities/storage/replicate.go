@@ -293,7 +293,8 @@ func zfsMessage(err error) string {
 }
 
 // listed is a listing of a dataset (relative to the pool) made before the request's body
-// was read.
+// was read. The slave learns from its own listing whether it resumes a cut stream (or
+// holds the snapshot already), so such a request's early listing is made for nothing.
 type listed struct {
 	dataset string
 	state   *zfs.State
@@ -333,17 +334,14 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest, held
 	full := s.Pool + "/" + req.Dataset
 	// One listing: the snapshots with their guids, the encryption and the origin (made
 	// while the body came, when the request named its dataset first).
-	var st *zfs.State
-	var err error
 	var l listed
 	if early != nil {
 		l = <-early
 	}
-	if early != nil && l.dataset == req.Dataset {
-		st, err = l.state, l.err
-	} else {
-		st, err = s.ZFS.State(ctx, full)
+	if l.dataset != req.Dataset { // none came, or of another dataset
+		l.state, l.err = s.ZFS.State(ctx, full)
 	}
+	st, err := l.state, l.err
 	if err != nil {
 		return zfs.SendArgs{}, "", "", "", err
 	}
@@ -575,6 +573,9 @@ type ReplicateProgress struct {
 const (
 	TypeGUIDMismatch       = "GUIDMismatch"
 	TypeReplicationRefused = "ReplicationRefused"
+	// TypeBadInput: the input names no replicated dataset or snapshot (or, from agents
+	// older than the master's guid in the answer, lacks the guid).
+	TypeBadInput = "BadInput"
 )
 
 // ErrGUIDMismatch: the slave received a snapshot whose guid is not the master's.
@@ -648,7 +649,7 @@ func (a *Activities) heartbeatEvery() time.Duration {
 
 func (a *Activities) replicate(ctx context.Context, c *http.Client, in ReplicateInput, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) (*ReplicateResult, error) {
 	if !replicated(in.Dataset) || !snapName.MatchString(in.Snapshot) {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replicate: bad input %q@%q guid %q", in.Dataset, in.Snapshot, in.GUID), "BadInput", nil)
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replicate: bad input %q@%q guid %q", in.Dataset, in.Snapshot, in.GUID), TypeBadInput, nil)
 	}
 	z := a.replZFS()
 	local := in.Pool + "/" + in.Dataset
