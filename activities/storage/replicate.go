@@ -94,6 +94,9 @@ type ReplicationServer struct {
 	// sent is each slave's last complete stream of a dataset, by tag and dataset: its
 	// acknowledgement then places no hold (the send did) and lists nothing.
 	sent sync.Map // tag + " " + dataset -> sentHolds
+	// acked is the guid of each slave's last acknowledged snapshot of a dataset, by tag and
+	// dataset: the base its next incremental is started from before its request's body.
+	acked sync.Map // tag + " " + dataset -> guid
 }
 
 // sentHolds is what a complete send left for its acknowledgement: the guid it streamed
@@ -167,13 +170,26 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	begun := time.Now()
 	// The dataset named before the body is listed while the slave writes the body (it
-	// lists its own copy first): the two listings overlap.
+	// lists its own copy first): the two listings overlap. When the request names its
+	// snapshot too, and this slave acknowledged a snapshot of the dataset before, the
+	// incremental from that one is started meanwhile (speculate).
+	tag := wire.HoldTag(slave.ServerID)
 	var early chan listed
+	var spec *speculation
 	if ds := r.Header.Get(wire.HeaderDataset); replicated(ds) {
 		early = make(chan listed, 1)
+		snap := r.Header.Get(wire.HeaderSnapshot)
+		base, known := s.acked.Load(tag + " " + s.Pool + "/" + ds)
+		if known && snapName.MatchString(snap) {
+			spec = &speculation{ch: make(chan *speculated, 1)}
+			defer spec.drop()
+		}
 		go func() {
 			st, err := s.ZFS.State(ctx, s.Pool+"/"+ds)
 			early <- listed{ds, st, err}
+			if spec != nil {
+				spec.ch <- s.speculate(ctx, tag, listed{ds, st, err}, snap, base.(string))
+			}
 		}()
 	}
 	// The body comes once the slave has listed its copy; a slave that never sends it
@@ -209,33 +225,19 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent) // the slave has it already
 		return
 	}
-	// Hold what the slave is about to build on and what it is receiving: neither may be
-	// destroyed before the slave acknowledges a newer snapshot (a cut stream's token
-	// needs its target to survive too).
-	// One zfs hold for both, after an acknowledgement's release for this slave and
-	// dataset (which could otherwise take the tag off a snapshot held here).
-	tag := wire.HoldTag(slave.ServerID)
-	if ch, ok := s.releasing.Load(tag + " " + s.Pool + "/" + req.Dataset); ok {
-		select {
-		case <-ch.(chan struct{}):
-		case <-ctx.Done():
+	hold := holds(s.Pool+"/"+req.Dataset, from, target)
+	var stream io.ReadCloser
+	var size int64
+	var herr error
+	sp := spec.take(args)
+	if sp != nil {
+		stream, size = sp.stream, sp.size // started before the body came, as the body asks
+	} else {
+		if !s.waitRelease(ctx, tag, s.Pool+"/"+req.Dataset) {
 			return
 		}
+		stream, size, err, herr = s.start(ctx, tag, args, hold)
 	}
-	var hold []string
-	for _, snap := range []string{from, target} {
-		if snap != "" && strings.HasPrefix(snap, s.Pool+"/"+req.Dataset+"@") {
-			hold = append(hold, snap)
-		}
-	}
-	// The hold runs beside the send's start (each is a process, 0.3 s in a TCG guest):
-	// while zfs send runs, the kernel keeps its snapshots from being destroyed, and no
-	// byte goes to the slave before the hold is in place.
-	holdDone := make(chan error, 1)
-	go func() { holdDone <- s.ZFS.Hold(ctx, tag, hold...) }()
-	// The size comes with the stream (zfs send -P prints its estimate first).
-	stream, size, err := s.ZFS.Send(ctx, args)
-	herr := <-holdDone
 	if err != nil {
 		status, code := statusOf(err)
 		replError(w, status, code, "%s", zfsMessage(err))
@@ -278,9 +280,125 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		}
 		s.sent.Store(tag+" "+s.Pool+"/"+req.Dataset, sentHolds{guid: guid, release: release})
 	}
-	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "",
+	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "", "early", sp != nil,
 		"bytes", n, "took", time.Since(start), "plan", planned.Round(time.Millisecond), "start", started.Round(time.Millisecond),
 		"copy_err", cerr, "err", err)
+}
+
+// holds are the snapshots of dataset a send holds for its slave: the base the slave is
+// about to build on and the target it is receiving. Neither may be destroyed before the
+// slave acknowledges a newer snapshot (a cut stream's token needs its target to survive
+// too). A base outside dataset (a clone's origin) is not held.
+func holds(dataset, from, target string) []string {
+	var hold []string
+	for _, snap := range []string{from, target} {
+		if snap != "" && strings.HasPrefix(snap, dataset+"@") {
+			hold = append(hold, snap)
+		}
+	}
+	return hold
+}
+
+// waitRelease waits for an acknowledgement's release for this slave (tag) and dataset,
+// which could otherwise take the tag off a snapshot a send is about to hold; false when
+// ctx ended first.
+func (s *ReplicationServer) waitRelease(ctx context.Context, tag, dataset string) bool {
+	if ch, ok := s.releasing.Load(tag + " " + dataset); ok {
+		select {
+		case <-ch.(chan struct{}):
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// start holds hold for the slave (one zfs hold) beside zfs send's start (each is a
+// process, 0.3 s in a TCG guest): while zfs send runs, the kernel keeps its snapshots
+// from being destroyed, and the caller sends no byte before the hold is in place (herr).
+// The size comes with the stream (zfs send -P prints its estimate first).
+func (s *ReplicationServer) start(ctx context.Context, tag string, args zfs.SendArgs, hold []string) (stream io.ReadCloser, size int64, err, herr error) {
+	holdDone := make(chan error, 1)
+	go func() { holdDone <- s.ZFS.Hold(ctx, tag, hold...) }()
+	stream, size, err = s.ZFS.Send(ctx, args)
+	herr = <-holdDone
+	return stream, size, err, herr
+}
+
+// speculated is an incremental started before its request's body came (speculate).
+type speculated struct {
+	args   zfs.SendArgs
+	stream io.ReadCloser
+	size   int64
+}
+
+// speculation is the incremental a send request's headers let the master start early:
+// take hands it over when the body asks for the same stream; drop ends one not taken.
+type speculation struct {
+	ch    chan *speculated // one value (nil: none was started)
+	taken bool
+}
+
+// take waits for the speculation and returns it when it streams args; nil otherwise
+// (drop then ends it).
+func (p *speculation) take(args zfs.SendArgs) *speculated {
+	if p == nil {
+		return nil
+	}
+	sp := <-p.ch
+	if sp == nil || sp.args != args {
+		p.ch <- sp
+		return nil
+	}
+	p.taken = true
+	return sp
+}
+
+// drop ends a speculation not taken: its zfs send is closed unsent (its holds stay,
+// as a cut stream's do, until the slave's next acknowledgement releases them).
+func (p *speculation) drop() {
+	if p == nil || p.taken {
+		return
+	}
+	go func() {
+		if sp := <-p.ch; sp != nil {
+			_ = sp.stream.Close()
+		}
+	}()
+}
+
+// speculate starts, from the dataset's listing l, the incremental a slave that last
+// acknowledged the snapshot of guid base most likely asks for next: from base to snap.
+// The body that follows decides (take); nil when the listing names no such stream or
+// starting it failed (the request then plans and starts its stream as usual).
+func (s *ReplicationServer) speculate(ctx context.Context, tag string, l listed, snap, base string) *speculated {
+	if l.err != nil {
+		return nil
+	}
+	full, snaps := s.Pool+"/"+l.dataset, l.state.Snaps
+	ti := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.Name == snap })
+	bi := slices.IndexFunc(snaps, func(x zfs.Snap) bool { return x.GUID == base })
+	if ti < 0 || bi < 0 || bi >= ti {
+		return nil
+	}
+	args := zfs.SendArgs{Snapshot: full + "@" + snap, From: full + "@" + snaps[bi].Name, Single: bi == ti-1, Raw: rawSend(l.state)}
+	if !s.waitRelease(ctx, tag, full) {
+		return nil
+	}
+	stream, size, err, herr := s.start(ctx, tag, args, holds(full, args.From, args.Snapshot))
+	if err != nil {
+		return nil
+	}
+	if herr != nil {
+		_ = stream.Close()
+		return nil
+	}
+	return &speculated{args: args, stream: stream, size: size}
+}
+
+// rawSend: an encrypted dataset travels as it is stored (zfs send -w).
+func rawSend(st *zfs.State) bool {
+	return st.Encryption != "" && st.Encryption != "off" && st.Encryption != "-"
 }
 
 // zfsMessage is a zfs failure as a peer may read it: the command's stderr, never more.
@@ -359,7 +477,7 @@ func (s *ReplicationServer) plan(ctx context.Context, req wire.SendRequest, held
 	}
 	args := zfs.SendArgs{Snapshot: full + "@" + snaps[ti].Name}
 	guid := snaps[ti].GUID
-	args.Raw = st.Encryption != "" && st.Encryption != "off" && st.Encryption != "-"
+	args.Raw = rawSend(st)
 	// The newest common snapshot by guid (names may repeat with other contents).
 	for i := ti - 1; i >= 0; i-- {
 		if slices.Contains(req.Have, snaps[i].GUID) {
@@ -409,6 +527,7 @@ func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
 		}
 		s.releaseLater(dataset, tag, release)
 	}
+	s.acked.Store(tag+" "+dataset, req.GUID) // the slave's next incremental starts from it
 	if s.Metrics != nil {
 		s.Metrics.Succeeded(slave.ServerID) // the slave verified the snapshot's guid
 	}
@@ -931,6 +1050,9 @@ func startPull(ctx context.Context, c *http.Client, in ReplicateInput) *earlyPul
 	}
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set(wire.HeaderDataset, in.Dataset)
+	if in.Snapshot != "" {
+		r.Header.Set(wire.HeaderSnapshot, in.Snapshot)
+	}
 	go func() {
 		resp, err := c.Do(r)
 		// A body the transport never read (the dial failed) must not block its writer.

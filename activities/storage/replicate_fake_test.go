@@ -35,6 +35,8 @@ type fakeZFS struct {
 	holdErr  error // what Hold answers, when set
 	// stateHook, when set, runs at the start of each State (outside the lock).
 	stateHook func(ds string)
+	// sendHook, when set, runs at the start of each Send.
+	sendHook func(a zfs.SendArgs)
 	// cmds counts the zfs commands the code under test ran, by method: each call of a
 	// ReplicationZFS method is one command in the real package.
 	cmds sync.Map // method -> *atomic.Int64
@@ -335,6 +337,9 @@ func (f *fakeZFS) records(a zfs.SendArgs) ([]record, error) {
 // Send is zfs send -P: the stream and its estimated size.
 func (f *fakeZFS) Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, int64, error) {
 	f.count("Send")
+	if f.sendHook != nil {
+		f.sendHook(a)
+	}
 	recs, err := f.records(a)
 	if err != nil {
 		return nil, 0, err

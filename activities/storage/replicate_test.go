@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -519,6 +520,85 @@ func TestReplicationListingsOverlap(t *testing.T) {
 	}
 	if mt, mby := r.master.commands(); mby["State"] != 1 {
 		t.Errorf("the master ran %d commands %v, want one listing", mt, mby)
+	}
+}
+
+// TestReplicationSpeculatesTheNextIncremental: once a slave acknowledged a snapshot, the
+// headers of its next request (dataset and snapshot) let the master start the incremental
+// from that snapshot while the slave still lists its copy; the body asks for that stream,
+// and it is the one sent: no second zfs send, hold or listing.
+func TestReplicationSpeculatesTheNextIncremental(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	const ds = "mpool/iscsi/volumes/5"
+	g1 := r.master.snapshot(ds, "s1")
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s1", g1)); err != nil {
+		t.Fatal(err)
+	}
+	r.rs.WaitReleases()
+	g2 := r.master.snapshot(ds, "s2")
+	r.master.commands()
+	started := make(chan zfs.SendArgs, 4)
+	r.master.sendHook = func(a zfs.SendArgs) { started <- a }
+	var early zfs.SendArgs
+	var listings atomic.Int32
+	r.slave.stateHook = func(string) {
+		if listings.Add(1) > 1 {
+			return // the verifying listing, after the stream
+		}
+		select {
+		case early = <-started:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	res, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s2", g2))
+	if err != nil || res.GUID != g2 {
+		t.Fatalf("incremental: %+v %v", res, err)
+	}
+	if want := (zfs.SendArgs{Snapshot: ds + "@s2", From: ds + "@s1", Single: true}); early != want {
+		t.Fatalf("while the slave listed its copy, the master started %+v, want %+v", early, want)
+	}
+	if _, by := r.master.commands(); by["Send"] != 1 || by["Hold"] != 1 || by["State"] != 1 {
+		t.Errorf("the master ran %v, want one listing, one hold and one send", by)
+	}
+	if got := r.guids(t, "iscsi/volumes/5"); !slices.Equal(got, []string{"s1=" + g1, "s2=" + g2}) {
+		t.Errorf("slave has %v", got)
+	}
+}
+
+// TestReplicationDropsAWrongSpeculation: a slave that lost the snapshot it acknowledged
+// asks (in its body) for the full stream; the incremental the master started from the
+// request's headers is dropped unsent, and the full stream is what the slave receives.
+func TestReplicationDropsAWrongSpeculation(t *testing.T) {
+	r := newRig(t, 0, slaveID)
+	ctx := context.Background()
+	const ds = "mpool/iscsi/volumes/5"
+	g1 := r.master.snapshot(ds, "s1")
+	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s1", g1)); err != nil {
+		t.Fatal(err)
+	}
+	r.rs.WaitReleases()
+	r.slave.destroy("spool/iscsi/volumes/5@s1")
+	g2 := r.master.snapshot(ds, "s2")
+	var mu sync.Mutex
+	var sends []zfs.SendArgs
+	r.master.sendHook = func(a zfs.SendArgs) {
+		mu.Lock()
+		defer mu.Unlock()
+		sends = append(sends, a)
+	}
+	res, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s2", g2))
+	if err != nil || res.GUID != g2 {
+		t.Fatalf("after the slave lost its base: %+v %v", res, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []zfs.SendArgs{{Snapshot: ds + "@s2", From: ds + "@s1", Single: true}, {Snapshot: ds + "@s2"}}
+	if !slices.Equal(sends, want) {
+		t.Fatalf("the master started %+v, want the speculation then the full stream %+v", sends, want)
+	}
+	if got := r.guids(t, "iscsi/volumes/5"); !slices.Equal(got, []string{"s2=" + g2}) {
+		t.Errorf("slave has %v", got)
 	}
 }
 

@@ -39,6 +39,12 @@ type SendRequest struct {
 // a master that does not know the header reads the body alone.
 const HeaderDataset = "X-Clusterducks-Dataset"
 
+// HeaderSnapshot names, beside HeaderDataset, the snapshot the request asks for. A master
+// that remembers the slave's last acknowledged snapshot of the dataset starts the
+// incremental from it (its hold and zfs send) while the body is on its way; the body
+// still decides, and a stream it does not ask for is dropped unsent.
+const HeaderSnapshot = "X-Clusterducks-Snapshot"
+
 // Headers of a send's answer: what the stream holds, so the slave can check it and show
 // progress.
 const (
