@@ -13,7 +13,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"strings"
@@ -82,10 +84,16 @@ func Run(ctx context.Context, args []string, version string) error {
 	state := fs.String("state", cmp.Or(os.Getenv("CLUSTERDUCKS_STATE"), defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
 	bridge := fs.String("bridge", os.Getenv("CLUSTERDUCKS_BRIDGE"), "the server's bridge (install.sh -n): each container gets a network interface on it; empty: containers share the server's network")
 	logZFS := fs.Bool("log-zfs", os.Getenv("CLUSTERDUCKS_LOG_ZFS") != "", "log every zfs command with its duration (where an operation's time goes)")
+	debugListen := fs.String("debug-listen", os.Getenv("CLUSTERDUCKS_DEBUG_LISTEN"), "serve Go's profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off. Unauthenticated: keep it on loopback")
 	bootCfg := bootFlags(fs)
 	replCfg := replicationFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *debugListen != "" {
+		if err := serveProfiles(ctx, *debugListen); err != nil {
+			return err
+		}
 	}
 	if *panelURL == "" || *keyFile == "" {
 		return errors.New("agent: --panel URL and --key FILE are required")
@@ -332,5 +340,25 @@ func checkBridge(name string) error {
 	if len(name) > 15 || name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n%$\"'\\") {
 		return fmt.Errorf("agent: --bridge (CLUSTERDUCKS_BRIDGE) %q is not a network interface name", name)
 	}
+	return nil
+}
+
+// serveProfiles serves net/http/pprof's profiles on addr until ctx ends (--debug-listen):
+// where a busy agent's CPU goes, read on the server itself.
+func serveProfiles(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("agent: --debug-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	slog.Default().Info("profiles served", "addr", ln.Addr().String())
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +40,11 @@ func BenchmarkCiphersInGuest(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// GODEBUG=cpu.aes=off: Go then believes the CPU has no AES instructions, and its
 		// TLS 1.3 picks ChaCha20-Poly1305 (there is no other way to choose a 1.3 suite).
-		for _, env := range []string{"", "GODEBUG=cpu.aes=off"} {
+		envs := []string{"", "GODEBUG=cpu.aes=off"}
+		if e := os.Getenv("TLSPROBE_ENVS"); e != "" { // e.g. "GODEBUG=cpu.avx2=off;GODEBUG=cpu.avx=off"
+			envs = strings.Split(e, ";")
+		}
+		for _, env := range envs {
 			for run := 1; run <= 3; run++ {
 				out, err := vms[0].Exec(ctx, "sh", "-c", "cp /mnt/host/tlsprobe /tmp/tlsprobe && chmod +x /tmp/tlsprobe && "+env+" /tmp/tlsprobe -mib 48")
 				if err != nil {
