@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -291,6 +292,17 @@ type record struct {
 	FromGUID string // "" full
 	Size     int
 	Offset   int
+	More     bool // more records follow (-I): the stream is compound
+}
+
+// StreamGUIDs reads the toy stream's first record, as zfs.StreamGUIDs reads a BEGIN.
+func (f *fakeZFS) StreamGUIDs(head []byte) (to, from string, ok bool) {
+	line, _, found := bytes.Cut(head, []byte("\n"))
+	var rec record
+	if !found || json.Unmarshal(line, &rec) != nil || rec.More || rec.GUID == "" {
+		return "", "", false
+	}
+	return rec.GUID, rec.FromGUID, true
 }
 
 func (f *fakeZFS) records(a zfs.SendArgs) ([]record, error) {
@@ -328,7 +340,7 @@ func (f *fakeZFS) records(a zfs.SendArgs) ([]record, error) {
 	}
 	var recs []record
 	for i := start; i <= ti; i++ {
-		recs = append(recs, record{To: ds + "@" + d.snaps[i].Name, GUID: d.snaps[i].GUID, FromGUID: from, Size: f.snapSize})
+		recs = append(recs, record{To: ds + "@" + d.snaps[i].Name, GUID: d.snaps[i].GUID, FromGUID: from, Size: f.snapSize, More: i < ti})
 		from = d.snaps[i].GUID
 	}
 	return recs, nil
