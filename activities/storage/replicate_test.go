@@ -557,19 +557,27 @@ func TestReplicationListingsOverlap(t *testing.T) {
 	}
 }
 
+// acknowledgedOnce is a rig whose slave received and acknowledged volume 5's snapshot s1
+// (its guid returned): the master remembers it as the slave's next base.
+func acknowledgedOnce(t *testing.T) (*replRig, string) {
+	t.Helper()
+	r := newRig(t, 0, slaveID)
+	g1 := r.master.snapshot("mpool/iscsi/volumes/5", "s1")
+	if _, err := r.acts.Replicate(context.Background(), r.input("iscsi/volumes/5", "s1", g1)); err != nil {
+		t.Fatal(err)
+	}
+	r.rs.WaitReleases()
+	return r, g1
+}
+
 // TestReplicationSpeculatesTheNextIncremental: once a slave acknowledged a snapshot, the
 // headers of its next request (dataset and snapshot) let the master start the incremental
 // from that snapshot while the slave still lists its copy; the body asks for that stream,
 // and it is the one sent: no second zfs send, hold or listing.
 func TestReplicationSpeculatesTheNextIncremental(t *testing.T) {
-	r := newRig(t, 0, slaveID)
+	r, g1 := acknowledgedOnce(t)
 	ctx := context.Background()
 	const ds = "mpool/iscsi/volumes/5"
-	g1 := r.master.snapshot(ds, "s1")
-	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s1", g1)); err != nil {
-		t.Fatal(err)
-	}
-	r.rs.WaitReleases()
 	g2 := r.master.snapshot(ds, "s2")
 	r.master.commands()
 	started := make(chan zfs.SendArgs, 4)
@@ -578,7 +586,7 @@ func TestReplicationSpeculatesTheNextIncremental(t *testing.T) {
 	var listings atomic.Int32
 	r.slave.stateHook = func(string) {
 		if listings.Add(1) > 1 {
-			return // the verifying listing, after the stream
+			return // only the slave's first listing waits
 		}
 		select {
 		case early = <-started:
@@ -604,14 +612,9 @@ func TestReplicationSpeculatesTheNextIncremental(t *testing.T) {
 // asks (in its body) for the full stream; the incremental the master started from the
 // request's headers is dropped unsent, and the full stream is what the slave receives.
 func TestReplicationDropsAWrongSpeculation(t *testing.T) {
-	r := newRig(t, 0, slaveID)
+	r, _ := acknowledgedOnce(t)
 	ctx := context.Background()
 	const ds = "mpool/iscsi/volumes/5"
-	g1 := r.master.snapshot(ds, "s1")
-	if _, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s1", g1)); err != nil {
-		t.Fatal(err)
-	}
-	r.rs.WaitReleases()
 	r.slave.destroy("spool/iscsi/volumes/5@s1")
 	g2 := r.master.snapshot(ds, "s2")
 	var mu sync.Mutex
