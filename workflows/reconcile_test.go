@@ -41,7 +41,7 @@ func TestReconcile(t *testing.T) {
 	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
 			full := in.Pool + "/" + in.Dataset
-			calls[full]++
+			s.record(func() { calls[full]++ })
 			if r, ok := listings[full]; ok {
 				return r, nil
 			}
@@ -95,7 +95,7 @@ func TestReconcileVDisks(t *testing.T) {
 	newest := zfs.Snap{Name: "backup-1", GUID: "41"}
 	s.env.OnActivity(sa.SnapshotWritten, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.SnapshotInput) (*storage.SnapshotResult, error) {
-			snapped = append(snapped, in)
+			s.record(func() { snapped = append(snapped, in) })
 			newest = zfs.Snap{Name: in.Name, GUID: "42"}
 			return &storage.SnapshotResult{Snapshot: in.Dataset + "@" + in.Name, GUID: "42", Created: true}, nil
 		})
@@ -166,7 +166,7 @@ func TestReconcilePrunesVDiskBackups(t *testing.T) {
 	var pruned []string
 	s.env.OnActivity(sa.PruneSnapshots, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.PruneSnapshotsInput) (*storage.PruneSnapshotsResult, error) {
-			pruned = append(pruned, in.Pool+"/"+in.Dataset+" "+strings.Join(in.Names, ","))
+			s.record(func() { pruned = append(pruned, in.Pool+"/"+in.Dataset+" "+strings.Join(in.Names, ",")) })
 			res := &storage.PruneSnapshotsResult{}
 			for _, n := range in.Names {
 				if in.Pool == "current" && n == "backup-2" {

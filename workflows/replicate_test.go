@@ -50,7 +50,7 @@ func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zf
 	s.env.OnActivity(pa.ReplicationPlan, mock.Anything, mock.Anything).Return(plan, nil)
 	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
-			c.listed = append(c.listed, in)
+			s.record(func() { c.listed = append(c.listed, in) })
 			if in.Pool == "tank" { // the master's volume
 				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "group-3", GUID: "o3"}, {Name: "group-7", GUID: "o7"}, {Name: "group-9", GUID: "o9"}}}, nil
 			}
@@ -61,7 +61,7 @@ func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zf
 		}).Maybe()
 	s.env.OnActivity(sa.Replicate, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ReplicateInput) (*storage.ReplicateResult, error) {
-			c.transfers = append(c.transfers, in)
+			s.record(func() { c.transfers = append(c.transfers, in) })
 			if c.watching != nil {
 				select {
 				case <-c.watching:
@@ -78,18 +78,18 @@ func (s *suite) onReplication(plan *panel.ReplicationPlanResult, slaveSnaps []zf
 		})
 	s.env.OnActivity(pa.RecordVersionCopy, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.RecordVersionCopyInput) (*panel.RecordVersionCopyResult, error) {
-			c.copies = append(c.copies, in)
+			s.record(func() { c.copies = append(c.copies, in) })
 			return &panel.RecordVersionCopyResult{}, nil
 		}).Maybe()
 	s.recordVerified(&c.verified).Maybe()
 	s.env.OnActivity(pa.WatchTransfer, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in panel.WatchTransferInput) (*panel.WatchTransferResult, error) {
-			c.watched = append(c.watched, in)
+			s.record(func() { c.watched = append(c.watched, in) })
 			if c.watching != nil {
 				c.watching <- in.Label
 			}
 			<-ctx.Done()
-			c.cancelled++
+			s.record(func() { c.cancelled++ })
 			return nil, ctx.Err()
 		}).Maybe()
 	return c
@@ -328,7 +328,7 @@ func TestReplicateCTemplate(t *testing.T) {
 	s.env.OnActivity(pa.ReplicationPlan, mock.Anything, mock.Anything).Return(plan, nil)
 	s.env.OnActivity(sa.Snapshots, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.SnapshotsInput) (*storage.SnapshotsResult, error) {
-			c.listed = append(c.listed, in)
+			s.record(func() { c.listed = append(c.listed, in) })
 			if in.Pool == "tank" {
 				return &storage.SnapshotsResult{Exists: true, Snapshots: []zfs.Snap{{Name: "v1", GUID: "c1"}, {Name: "v2", GUID: "c2"}, {Name: "v3", GUID: "c3"}}}, nil
 			}
@@ -336,7 +336,7 @@ func TestReplicateCTemplate(t *testing.T) {
 		})
 	s.env.OnActivity(sa.Replicate, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.ReplicateInput) (*storage.ReplicateResult, error) {
-			c.transfers = append(c.transfers, in)
+			s.record(func() { c.transfers = append(c.transfers, in) })
 			return &storage.ReplicateResult{Snapshot: in.Snapshot, GUID: "c3", Bytes: 500}, nil // named by the master's answer
 		})
 	s.recordVerified(&c.verified)

@@ -35,7 +35,7 @@ func TestServerPromote(t *testing.T) {
 		var released []storage.ReleaseReplicationHoldsInput
 		s.env.OnActivity(sa.ReleaseReplicationHolds, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in storage.ReleaseReplicationHoldsInput) (*storage.ReleaseReplicationHoldsResult, error) {
-				released = append(released, in)
+				s.record(func() { released = append(released, in) })
 				if in.Pool == "sat5" {
 					return nil, temporal.NewNonRetryableApplicationError("agent away", "Unreachable", nil)
 				}
@@ -148,7 +148,7 @@ func TestDeleteMovesSlavesCopies(t *testing.T) {
 	s.slaves = []panel.Slave{{ID: 2, Pool: "tank2"}, {ID: 3, Pool: "away"}}
 	s.env.OnActivity(sa.Trash, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.TrashInput) (*storage.TrashResult, error) {
-			s.trashed = append(s.trashed, in)
+			s.record(func() { s.trashed = append(s.trashed, in) })
 			if in.Pool == "away" {
 				return nil, temporal.NewNonRetryableApplicationError("agent away", "X", nil)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,16 @@ type suite struct {
 	noOperation bool
 	// queueErr, when set, is what QueueReplication answers instead.
 	queueErr func(panel.QueueReplicationInput) error
+	// mu guards what the activity mocks record: the test environment runs a workflow's
+	// concurrent activities on their own goroutines.
+	mu sync.Mutex
+}
+
+// record runs f (a mock's bookkeeping) under the suite's lock.
+func (s *suite) record(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
 }
 
 // A checksum of its own spares the test environment hashing the whole test binary (its
@@ -52,17 +63,17 @@ func newSuite(t *testing.T) *suite {
 	Register(s.env)
 	s.env.OnActivity(pa.Progress, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.ProgressInput) (*panel.ProgressResult, error) {
-			s.steps = append(s.steps, in)
+			s.record(func() { s.steps = append(s.steps, in) })
 			return &panel.ProgressResult{}, nil
 		})
 	s.env.OnActivity(pa.Finish, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.FinishInput) (*panel.FinishResult, error) {
-			s.outcomes = append(s.outcomes, in)
+			s.record(func() { s.outcomes = append(s.outcomes, in) })
 			return &panel.FinishResult{}, nil
 		})
 	s.env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(
 		func(_, wid, _ string) error {
-			s.cancelled = append(s.cancelled, wid)
+			s.record(func() { s.cancelled = append(s.cancelled, wid) })
 			return nil
 		}).Maybe()
 	s.env.OnActivity(pa.QueueReplication, mock.Anything, mock.Anything).Return(
@@ -72,7 +83,7 @@ func newSuite(t *testing.T) *suite {
 					return nil, err
 				}
 			}
-			s.queued = append(s.queued, in)
+			s.record(func() { s.queued = append(s.queued, in) })
 			return &panel.QueueReplicationResult{OperationIDs: []uint{uint(100 + len(s.queued))}}, nil
 		}).Maybe()
 	s.env.OnActivity(pa.SlavesOf, mock.Anything, mock.Anything).Return(
@@ -91,7 +102,7 @@ func newSuite(t *testing.T) *suite {
 func (s *suite) onTrash(missing bool) {
 	s.env.OnActivity(sa.Trash, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in storage.TrashInput) (*storage.TrashResult, error) {
-			s.trashed = append(s.trashed, in)
+			s.record(func() { s.trashed = append(s.trashed, in) })
 			return &storage.TrashResult{Trash: storage.EratorDataset(in.Pool, in.Kind, in.ID, in.Unix), Missing: missing}, nil
 		})
 }
@@ -391,7 +402,7 @@ func TestActivitiesRunOnTheirQueues(t *testing.T) {
 func (s *suite) recordVerified(into *[]panel.RecordVerifiedInput) *testsuite.MockCallWrapper {
 	return s.env.OnActivity(pa.RecordVerified, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in panel.RecordVerifiedInput) (*panel.RecordVerifiedResult, error) {
-			*into = append(*into, in)
+			s.record(func() { *into = append(*into, in) })
 			return &panel.RecordVerifiedResult{}, nil
 		})
 }
