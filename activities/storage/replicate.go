@@ -344,26 +344,28 @@ type speculated struct {
 // take hands it over when the body asks for the same stream; drop ends one not taken.
 type speculation struct {
 	ch    chan *speculated // one value (nil: none was started)
-	taken bool
+	taken bool             // take received it (and closed it unless it was the one)
 }
 
-// take waits for the speculation and returns it when it streams args; nil otherwise
-// (drop then ends it).
+// take waits for the speculation and returns it when it streams args. One that streams
+// anything else is closed unsent first: its zfs send must not wait, blocked on its pipe,
+// for the end of the stream the request does ask for (hours, for a full one).
 func (p *speculation) take(args zfs.SendArgs) *speculated {
 	if p == nil {
 		return nil
 	}
+	p.taken = true
 	sp := <-p.ch
-	if sp == nil || sp.args != args {
-		p.ch <- sp
+	if sp != nil && sp.args != args {
+		_ = sp.stream.Close()
 		return nil
 	}
-	p.taken = true
 	return sp
 }
 
-// drop ends a speculation not taken: its zfs send is closed unsent (its holds stay,
-// as a cut stream's do, until the slave's next acknowledgement releases them).
+// drop ends a speculation take never saw (the request ended before its plan): its zfs
+// send is closed unsent. Its holds stay, as a cut stream's do, until the slave's next
+// acknowledgement releases them.
 func (p *speculation) drop() {
 	if p == nil || p.taken {
 		return

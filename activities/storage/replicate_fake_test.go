@@ -32,6 +32,7 @@ type fakeZFS struct {
 	cutAfter int64
 	stall    bool
 	sent     atomic.Int64 // bytes of payload streamed by Send, all streams
+	closed   atomic.Int64 // streams of Send closed by their reader
 	block    chan struct{}
 	holdErr  error // what Hold answers, when set
 	// stateHook, when set, runs at the start of each State (outside the lock).
@@ -397,7 +398,18 @@ func (f *fakeZFS) Send(ctx context.Context, a zfs.SendArgs) (io.ReadCloser, int6
 		}
 		pw.Close()
 	}()
-	return pr, size, nil
+	return &fakeStream{pr, &f.closed}, size, nil
+}
+
+// fakeStream counts its Close.
+type fakeStream struct {
+	*io.PipeReader
+	closed *atomic.Int64
+}
+
+func (s *fakeStream) Close() error {
+	s.closed.Add(1)
+	return s.PipeReader.Close()
 }
 
 func (f *fakeZFS) Receive(ctx context.Context, a zfs.ReceiveArgs, r io.Reader) error {

@@ -619,9 +619,14 @@ func TestReplicationDropsAWrongSpeculation(t *testing.T) {
 	g2 := r.master.snapshot(ds, "s2")
 	var mu sync.Mutex
 	var sends []zfs.SendArgs
+	var closedBefore int64 = -1
+	base := r.master.closed.Load() // the first transfer's stream
 	r.master.sendHook = func(a zfs.SendArgs) {
 		mu.Lock()
 		defer mu.Unlock()
+		if len(sends) == 1 {
+			closedBefore = r.master.closed.Load() - base
+		}
 		sends = append(sends, a)
 	}
 	res, err := r.acts.Replicate(ctx, r.input("iscsi/volumes/5", "s2", g2))
@@ -633,6 +638,9 @@ func TestReplicationDropsAWrongSpeculation(t *testing.T) {
 	want := []zfs.SendArgs{{Snapshot: ds + "@s2", From: ds + "@s1", Single: true}, {Snapshot: ds + "@s2"}}
 	if !slices.Equal(sends, want) {
 		t.Fatalf("the master started %+v, want the speculation then the full stream %+v", sends, want)
+	}
+	if closedBefore != 1 {
+		t.Errorf("%d streams were closed when the full stream started, want the speculation's", closedBefore)
 	}
 	if got := r.guids(t, "iscsi/volumes/5"); !slices.Equal(got, []string{"s2=" + g2}) {
 		t.Errorf("slave has %v", got)
