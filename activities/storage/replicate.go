@@ -109,12 +109,12 @@ type ackedBase struct {
 	raw        bool
 }
 
-// sentHolds is what a complete send left for its acknowledgement: the guid it streamed
-// (held for the slave) and the snapshots whose holds the acknowledgement releases.
+// sentHolds is what a complete send left for its acknowledgement: the snapshot it
+// streamed (held for the slave; the slave's base once acknowledged) and the snapshots
+// whose holds the acknowledgement releases.
 type sentHolds struct {
-	guid, target string
-	raw          bool
-	release      []string
+	ackedBase
+	release []string
 }
 
 // Handler serves the replication endpoints. It expects a TLS server that required and
@@ -286,7 +286,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 				release = append(release, snap)
 			}
 		}
-		s.sent.Store(tag+" "+s.Pool+"/"+req.Dataset, sentHolds{guid: guid, target: target, raw: args.Raw, release: release})
+		s.sent.Store(tag+" "+s.Pool+"/"+req.Dataset, sentHolds{ackedBase{snap: target, guid: guid, raw: args.Raw}, release})
 	}
 	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "", "early", sp != nil,
 		"bytes", n, "took", time.Since(start), "plan", planned.Round(time.Millisecond), "start", started.Round(time.Millisecond),
@@ -521,9 +521,8 @@ func (s *ReplicationServer) ack(w http.ResponseWriter, r *http.Request) {
 	if v, ok := s.sent.LoadAndDelete(tag + " " + dataset); ok && v.(sentHolds).guid == req.GUID {
 		// This agent's last send of the dataset to this slave streamed the snapshot and
 		// held it for the slave: only the older holds are left to release.
-		sh := v.(sentHolds)
-		base.snap, base.raw = sh.target, sh.raw
-		s.releaseLater(dataset, tag, sh.release)
+		base = v.(sentHolds).ackedBase
+		s.releaseLater(dataset, tag, v.(sentHolds).release)
 	} else {
 		release, kept, raw, err := moveHold(r.Context(), s.ZFS, dataset, req.GUID, tag)
 		if err != nil {
@@ -892,7 +891,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	// listing the dataset.
 	if to, from, ok := z.StreamGUIDs(head.head); ok && req.Token == "" {
 		if to != in.GUID {
-			return nil, fmt.Errorf("%s@%s: received guid %q, master's %s: %w", local, in.Snapshot, to, in.GUID, ErrGUIDMismatch)
+			return nil, guidMismatch(local, in, to)
 		}
 		mark("verify")
 		phases = append(phases, "verified_by", "stream")
@@ -923,10 +922,16 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 		if i >= 0 {
 			got = snaps[i].GUID
 		}
-		return nil, fmt.Errorf("%s@%s: received guid %q, master's %s: %w", local, in.Snapshot, got, in.GUID, ErrGUIDMismatch)
+		return nil, guidMismatch(local, in, got)
 	}
 	res.Snapshots = snaps
 	return finish()
+}
+
+// guidMismatch: the slave's dataset local received in.Snapshot with guid got, not the
+// master's.
+func guidMismatch(local string, in ReplicateInput, got string) error {
+	return fmt.Errorf("%s@%s: received guid %q, master's %s: %w", local, in.Snapshot, got, in.GUID, ErrGUIDMismatch)
 }
 
 // receivedOnto is a dataset's snapshots after a receive of one snapshot's stream that
