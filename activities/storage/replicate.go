@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -275,7 +276,12 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		defer mw.done()
 		out = mw
 	}
-	n, cerr := io.Copy(out, stream)
+	if gc, ok := r.Context().Value(gatherKey{}).(*gatherConn); ok {
+		_ = gc.gather(true)
+		defer func() { _ = gc.gather(false) }() // before net/http ends the response
+		out = gatheredWriter{w: out, rc: rc, gc: gc}
+	}
+	n, cerr := io.CopyBuffer(onlyWriter{out}, onlyReader{stream}, make([]byte, streamBuffer))
 	err = stream.Close()
 	if cerr == nil && err == nil && held != nil {
 		// The slave's acknowledgement of this snapshot needs no zfs command on its path:
@@ -1077,7 +1083,15 @@ func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
 		}
 		return nil
 	}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newGatherConn(c), nil
+		},
 		// The master answers once it has sized the stream (zfs send -n): minutes at most.
 		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}}, nil
 }

@@ -82,6 +82,7 @@ type replRig struct {
 	srv           *httptest.Server
 	acts          *Activities
 	rs            *ReplicationServer
+	writes        atomic.Int64 // socket writes of the master's connections
 }
 
 func newRig(t *testing.T, maxSends int, slave wire.AgentIdentity) *replRig {
@@ -91,6 +92,9 @@ func newRig(t *testing.T, maxSends int, slave wire.AgentIdentity) *replRig {
 	r.rs = &ReplicationServer{ZFS: r.master, Pool: "mpool", Self: masterID, MaxSends: maxSends}
 	r.srv = httptest.NewUnstartedServer(r.rs.Handler())
 	r.srv.TLS = &tls.Config{Certificates: []tls.Certificate{pki.cert(t, masterID)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.pool}
+	// As the agent serves it: connections that gather a stream's records.
+	r.srv.Listener = GatherListener(countingListener{r.srv.Listener, &r.writes})
+	r.srv.Config.ConnContext = GatherContext
 	r.srv.StartTLS()
 	t.Cleanup(r.srv.Close)
 	sc := pki.cert(t, slave)

@@ -118,9 +118,9 @@ func startReplication(ctx context.Context, rc *ReplicationConfig, tid *tlsIdenti
 	}
 	rs := &storage.ReplicationServer{ZFS: z, Pool: pool, Self: self, MaxSends: rc.MaxSends, Log: log, Metrics: m}
 	srv := &http.Server{Handler: rs.Handler(), TLSConfig: tid.server(), ReadHeaderTimeout: 30 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+		BaseContext: func(net.Listener) context.Context { return ctx }, ConnContext: storage.GatherContext}
 	go func() {
-		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.ServeTLS(storage.GatherListener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("replication endpoint", "err", err)
 		}
 	}()

@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
+	"golang.org/x/sys/unix"
 )
 
 // Replication's zfs calls: send and receive streams, resume tokens, holds and snapshot
@@ -412,6 +414,7 @@ func (z *ZFS) Send(ctx context.Context, a SendArgs) (io.ReadCloser, int64, error
 	if err != nil {
 		return nil, 0, err
 	}
+	growPipe(out)
 	errPipe, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, 0, err
@@ -498,6 +501,7 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	growPipe(in)
 	// Cancelled: close the input (EOF), so receive saves its state, and kill it only if
 	// it does not end by itself.
 	cmd.Cancel = func() error { return in.Close() }
@@ -534,4 +538,23 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 func (z *ZFS) Rollback(ctx context.Context, snapshot string) error {
 	_, err := z.run(ctx, "rollback", snapshot)
 	return err
+}
+
+// pipeSize is what a stream's pipe to or from zfs holds (Linux's default is 64 KiB): zfs
+// and the agent run ahead of each other by this much, and the agent reads and writes the
+// stream in larger pieces.
+const pipeSize = 1 << 20
+
+// growPipe sets p's capacity to pipeSize where the system allows it (a smaller limit in
+// /proc/sys/fs/pipe-max-size leaves it as it is).
+func growPipe(p any) {
+	sc, ok := p.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
 }
