@@ -514,7 +514,7 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	}
 	z.Log.Info("zfs started", "cmd", line)
 	defer z.Changed() // a receive makes datasets (a cut one too, its partial state)
-	_, cerr := io.Copy(in, r)
+	_, cerr := copyCoalesced(in, r)
 	_ = in.Close()
 	err = cmd.Wait()
 	took := time.Since(start)

@@ -1,6 +1,7 @@
 package zfs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -139,5 +140,32 @@ func TestSendReadsTheEstimate(t *testing.T) {
 	fakeSend(t, `echo "cannot resume send: 'tank/v@v2' used in the initial send no longer exists" >&2; exit 1`)
 	if _, _, err = z.Send(context.Background(), SendArgs{Token: "1-abc"}); !errors.Is(err, ErrStaleToken) {
 		t.Errorf("stale token: %v", err)
+	}
+}
+
+// Receive hands zfs receive the whole stream, in order, through its coalescing copy; a
+// stream that breaks is the error, not receive's complaint about a short input.
+func TestReceiveFeedsTheStream(t *testing.T) {
+	got := filepath.Join(t.TempDir(), "received")
+	fakeSend(t, `cat > `+got)
+	z := New(slog.Default())
+	src := &pieces{end: io.EOF}
+	var want []byte
+	for i := range 200 {
+		p := bytes.Repeat([]byte{byte(i)}, 16<<10+i)
+		src.left = append(src.left, p)
+		want = append(want, p...)
+	}
+	if err := z.Receive(context.Background(), ReceiveArgs{Dataset: "tank/v"}, src); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, want) {
+		t.Fatalf("zfs receive read %d bytes of %d (%v)", len(b), len(want), err)
+	}
+	fakeSend(t, `cat > /dev/null; echo "cannot receive: failed to read from stream" >&2; exit 1`)
+	cut := errors.New("connection reset by peer")
+	err := z.Receive(context.Background(), ReceiveArgs{Dataset: "tank/v"}, &pieces{left: [][]byte{[]byte("abc")}, end: cut})
+	if !errors.Is(err, cut) || !strings.Contains(err.Error(), "stream") {
+		t.Fatalf("a cut stream: %v", err)
 	}
 }
