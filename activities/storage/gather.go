@@ -68,6 +68,16 @@ func (c *gatherConn) flushLocked() error {
 	return err
 }
 
+// Close writes what was gathered (TLS's close_notify alert, written with a deadline,
+// when the connection closes in a stream) and closes the connection.
+func (c *gatherConn) Close() error {
+	c.mu.Lock()
+	_ = c.flushLocked()
+	c.gathering = false
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
 // flush writes what was gathered.
 func (c *gatherConn) flush() error {
 	c.mu.Lock()

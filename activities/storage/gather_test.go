@@ -103,3 +103,22 @@ func TestReplicationGathersTheStreamsRecords(t *testing.T) {
 		t.Fatalf("the master wrote 4 MiB in %d socket writes (one per TLS record is 256)", n)
 	}
 }
+
+func TestGatherConnCloseWritesWhatWasKept(t *testing.T) {
+	a, b := net.Pipe()
+	c := newGatherConn(a)
+	_ = c.gather(true)
+	_, _ = c.Write([]byte("alert"))
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 16)
+		n, _ := b.Read(buf)
+		got <- string(buf[:n])
+	}()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "alert" {
+		t.Fatalf("the peer read %q", s)
+	}
+}
