@@ -1,0 +1,129 @@
+// Command ktlsprobe streams a command's output to another guest's command over TLS 1.3,
+// either with the records sealed by the kernel (kernel TLS: the command writes or reads
+// the socket itself) or through Go's crypto/tls (the probe copies between a pipe and the
+// connection, as the replication agents did). BenchmarkKernelTLSInGuests runs it in two
+// lab VMs against raw `zfs send | zfs receive`.
+//
+//	ktlsprobe -role server -addr 10.0.2.2:P [-user] -- zfs send -c tank/v@s
+//	ktlsprobe -role client -addr 10.0.2.2:Q [-user] -- zfs receive -F -u tank/w
+//
+// The server sends the command's output; the client feeds it to its command.
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/clusterducks/clusterducks/activities/storage/ktls"
+)
+
+func main() {
+	role := flag.String("role", "", "server (sends) or client (receives)")
+	addr := flag.String("addr", "", "where to dial")
+	user := flag.Bool("user", false, "copy through Go's crypto/tls instead of kernel TLS")
+	flag.Parse()
+	argv := flag.Args()
+	if len(argv) == 0 {
+		log.Fatal("no command")
+	}
+	c, err := net.Dial("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	raw := c.(*net.TCPConn)
+	start := time.Now()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stderr = os.Stderr
+	switch *role {
+	case "server":
+		conf, sec := ktls.Config(&tls.Config{Certificates: []tls.Certificate{selfSigned()}})
+		t := tls.Server(raw, conf)
+		one := make([]byte, 1)
+		if _, err := io.ReadFull(t, one); err != nil { // the client's request
+			log.Fatal(err)
+		}
+		if *user {
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				log.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				log.Fatal(err)
+			}
+			n, err := io.CopyBuffer(t, out, make([]byte, 256<<10))
+			if err != nil {
+				log.Fatal(err)
+			}
+			fmt.Fprintf(os.Stderr, "sent %d bytes (user)\n", n)
+		} else {
+			if err := ktls.Enable(t, raw, sec, ktls.Server, ktls.TX); err != nil {
+				log.Fatal(err)
+			}
+			f, err := raw.File()
+			if err != nil {
+				log.Fatal(err)
+			}
+			cmd.Stdout = f
+			if err := cmd.Start(); err != nil {
+				log.Fatal(err)
+			}
+			f.Close()
+		}
+		if err := cmd.Wait(); err != nil {
+			log.Fatal(err)
+		}
+		raw.Close()
+	case "client":
+		conf, sec := ktls.Config(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a measurement
+		t := tls.Client(raw, conf)
+		if _, err := t.Write([]byte{1}); err != nil {
+			log.Fatal(err)
+		}
+		if *user {
+			cmd.Stdin = t
+		} else {
+			if err := ktls.Enable(t, raw, sec, ktls.Client, ktls.RX); err != nil {
+				log.Fatal(err)
+			}
+			f, err := raw.File()
+			if err != nil {
+				log.Fatal(err)
+			}
+			cmd.Stdin = f
+		}
+		if err := cmd.Run(); err != nil {
+			log.Fatal(err)
+		}
+		st := t.ConnectionState()
+		fmt.Printf("%s received in %s\n", tls.CipherSuiteName(st.CipherSuite), time.Since(start))
+	default:
+		log.Fatal("-role server or client")
+	}
+}
+
+func selfSigned() tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "probe"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"probe"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
