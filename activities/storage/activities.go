@@ -37,6 +37,9 @@ type Activities struct {
 	ReplicationTLS func() (*tls.Config, error)
 	// ReplicationZFS replaces ZFS for replication in unit tests; nil: ZFS.
 	ReplicationZFS ReplicationZFS
+	// NoKernelTLS keeps a slave's streams in crypto/tls even where the kernel has TLS
+	// (wire.ProtoKernelStream).
+	NoKernelTLS bool
 	// UnitDir is where container units are written (default DefaultUnitDir).
 	UnitDir string
 	// Bridge is the server's bridge for VMs and containers (install.sh -n, the agent's
@@ -46,6 +49,9 @@ type Activities struct {
 	// AptDir is where the server's apt sources are (default DefaultAptDir): ctemplates
 	// are debootstrapped from the archive they name.
 	AptDir string
+
+	// kernel remembers masters that refused kernel TLS.
+	kernel kernelDialer
 
 	// rooms keeps each pool's last room listing (see room).
 	rooms struct {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/clusterducks/clusterducks/activities/storage/ktls"
 )
 
 // A replication stream crosses TLS in 16 KiB records, and crypto/tls writes each record
@@ -30,6 +32,10 @@ type gatherConn struct {
 	mu        sync.Mutex
 	gathering bool
 	buf       []byte
+
+	// secrets are the TLS traffic secrets of a connection that asked for
+	// wire.ProtoKernelStream (set during its handshake, read after it).
+	secrets *ktls.Secrets
 }
 
 func newGatherConn(c net.Conn) *gatherConn {

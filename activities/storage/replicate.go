@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
+	"github.com/clusterducks/clusterducks/activities/storage/ktls"
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"github.com/clusterducks/clusterducks/activities/storage/zfs"
 	"go.temporal.io/sdk/activity"
@@ -213,6 +214,12 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		replError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: %v", err)
 		return
 	}
+	if kw, ok := w.(*kernelWriter); ok && req.BytesPerSecond > 0 {
+		if err := kw.pace(req.BytesPerSecond); err != nil {
+			replError(w, http.StatusInternalServerError, wire.CodeFailed, "pace the stream at %d B/s: %v", req.BytesPerSecond, err)
+			return
+		}
+	}
 	var held []string // the dataset's snapshots held before this send, any tag
 	args, from, target, guid, err := s.plan(ctx, req, &held, early)
 	planned := time.Since(begun)
@@ -260,6 +267,11 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	if size == 0 {
 		s.Log.Info("replication: no size estimate", "target", target)
 	}
+	if kw, ok := w.(*kernelWriter); ok && !kw.fits(size) {
+		_ = stream.Close()
+		replError(w, http.StatusMisdirectedRequest, wire.CodeUseHTTPS, "a stream of ~%d bytes is longer than kernel TLS may seal with one key: ask over HTTPS", size)
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set(wire.HeaderFrom, strings.TrimPrefix(from, s.Pool+"/"))
 	w.Header().Set(wire.HeaderGUID, guid)
@@ -270,18 +282,33 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	_ = rc.Flush()
 	start := time.Now()
 	started := start.Sub(begun) - planned // the hold and zfs send's start, to the headers
-	var out io.Writer = w
+	var mw *meteredWriter
 	if s.Metrics != nil {
-		mw := newMeteredWriter(w, s.Metrics, slave.ServerID, size)
+		mw = newMeteredWriter(w, s.Metrics, slave.ServerID, size)
 		defer mw.done()
-		out = mw
 	}
-	if gc, ok := r.Context().Value(gatherKey{}).(*gatherConn); ok {
-		_ = gc.gather(true)
-		defer func() { _ = gc.gather(false) }() // before net/http ends the response
-		out = gatheredWriter{w: out, rc: rc, gc: gc}
+	var n int64
+	var cerr error
+	kw, kernel := w.(*kernelWriter)
+	if kernel {
+		// Kernel TLS: zfs send's pipe is spliced into the socket.
+		n, cerr = kw.stream(stream, func(k int64) {
+			if mw != nil {
+				mw.count(k)
+			}
+		})
+	} else {
+		var out io.Writer = w
+		if mw != nil {
+			out = mw
+		}
+		if gc, ok := r.Context().Value(gatherKey{}).(*gatherConn); ok {
+			_ = gc.gather(true)
+			defer func() { _ = gc.gather(false) }() // before net/http ends the response
+			out = gatheredWriter{w: out, rc: rc, gc: gc}
+		}
+		n, cerr = io.CopyBuffer(onlyWriter{out}, onlyReader{stream}, make([]byte, streamBuffer))
 	}
-	n, cerr := io.CopyBuffer(onlyWriter{out}, onlyReader{stream}, make([]byte, streamBuffer))
 	err = stream.Close()
 	if cerr == nil && err == nil && held != nil {
 		// The slave's acknowledgement of this snapshot needs no zfs command on its path:
@@ -294,7 +321,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		}
 		s.sent.Store(tag+" "+s.Pool+"/"+req.Dataset, sentHolds{ackedBase{snap: target, guid: guid, raw: args.Raw}, release})
 	}
-	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "", "early", sp != nil,
+	s.Log.Info("replication: sent", "slave", slave.ServerID, "target", target, "from", from, "resumed", req.Token != "", "early", sp != nil, "kernel_tls", kernel,
 		"bytes", n, "took", time.Since(start), "plan", planned.Round(time.Millisecond), "start", started.Round(time.Millisecond),
 		"copy_err", cerr, "err", err)
 }
@@ -795,7 +822,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	}
 	// The request's headers go first, naming the dataset: the connection is made and the
 	// master lists its dataset while this listing runs; the body follows it.
-	p := startPull(ctx, c, in)
+	p := a.startPull(ctx, c, in)
 	defer p.abandon()
 	// One listing: the guids the slave has and a cut stream's resume token.
 	have, token, exists, snaps, err := a.localState(ctx, z, local)
@@ -872,7 +899,13 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	prog.Size, _ = strconv.ParseInt(resp.Header.Get(wire.HeaderSize), 10, 64)
 	prog.Done = 0
 	head := &headReader{ReadCloser: resp.Body, max: 4 << 10}
-	if err := a.receive(ctx, z, in, recv, head, prog, pub); err != nil {
+	var body io.ReadCloser = head
+	if kb, ok := resp.Body.(*kernelBody); ok {
+		// zfs receive reads the socket itself; the first record is peeked at for its guid.
+		head.head, body = kb.peek(head.max), kb
+		phases = append(phases, "kernel_tls", true)
+	}
+	if err := a.receive(ctx, z, in, recv, body, prog, pub); err != nil {
 		if errors.Is(err, zfs.ErrNotResumable) && req.Token == "" {
 			// A partial receive appeared since the token was read (an earlier attempt's
 			// receive still ending): the next attempt resumes it.
@@ -991,6 +1024,12 @@ func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in Replicate
 	if in.StallSeconds > 0 {
 		stall = time.Duration(in.StallSeconds) * time.Second
 	}
+	if kb, ok := body.(*kernelBody); ok {
+		return a.receiveKernel(ctx, z, recv, kb, stall, prog, func() {
+			snap := *prog
+			pub.Store(&snap)
+		})
+	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cr := &countingReader{r: body, ctx: rctx}
@@ -1060,6 +1099,26 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // client is an HTTPS client that presents the agent's certificate and accepts only the
 // master named in.Master.
 func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
+	cfg, err := a.tlsConfig(in)
+	if err != nil {
+		return nil, err
+	}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newGatherConn(c), nil
+		},
+		// The master answers once it has sized the stream (zfs send -n): minutes at most.
+		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}}, nil
+}
+
+// tlsConfig is the TLS configuration of a slave's connections to in.Master: the agent's
+// certificate, and only that master's accepted.
+func (a *Activities) tlsConfig(in ReplicateInput) (*tls.Config, error) {
 	if a.ReplicationTLS == nil {
 		return nil, errors.New("this agent has no certificate for replication")
 	}
@@ -1083,17 +1142,7 @@ func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
 		}
 		return nil
 	}
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return newGatherConn(c), nil
-		},
-		// The master answers once it has sized the stream (zfs send -n): minutes at most.
-		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}}, nil
+	return cfg, nil
 }
 
 // earlyPull is a send request whose headers (naming the dataset, wire.HeaderDataset) are
@@ -1111,6 +1160,26 @@ type pulled struct {
 }
 
 var errPullAbandoned = errors.New("the slave needs nothing from this request")
+
+// puller is a send request on its way (earlyPull over HTTPS, kernelPull over kernel TLS).
+type puller interface {
+	send(req wire.SendRequest) (*http.Response, error)
+	abandon()
+}
+
+// startPull starts a send request: over wire.ProtoKernelStream where this kernel has TLS
+// and the master has not refused it lately, over HTTPS otherwise.
+func (a *Activities) startPull(ctx context.Context, c *http.Client, in ReplicateInput) puller {
+	if !a.NoKernelTLS && a.kernel.usable(in.MasterAddr) && kernelTLS() {
+		if cfg, err := a.tlsConfig(in); err == nil {
+			return startKernelPull(ctx, c, cfg, &a.kernel, in)
+		}
+	}
+	return startPull(ctx, c, in)
+}
+
+// kernelTLS says, once, whether this kernel has TLS.
+var kernelTLS = sync.OnceValue(ktls.Available)
 
 func startPull(ctx context.Context, c *http.Client, in ReplicateInput) *earlyPull {
 	pr, pw := io.Pipe()

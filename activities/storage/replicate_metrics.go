@@ -29,11 +29,16 @@ func newMeteredWriter(w io.Writer, m ReplicationMetrics, slave uint, size int64)
 
 func (mw *meteredWriter) Write(p []byte) (int, error) {
 	n, err := mw.w.Write(p)
-	mw.m.Sent(mw.slave, int64(n))
-	d := min(int64(n), mw.left)
+	mw.count(int64(n))
+	return n, err
+}
+
+// count counts n bytes sent (written elsewhere: spliced by the kernel).
+func (mw *meteredWriter) count(n int64) {
+	mw.m.Sent(mw.slave, n)
+	d := min(n, mw.left)
 	mw.left -= d
 	mw.m.AddRemaining(mw.slave, -d)
-	return n, err
 }
 
 // done takes what the stream did not send off the estimate (a cut or a smaller stream).

@@ -87,11 +87,20 @@ type replRig struct {
 
 func newRig(t *testing.T, maxSends int, slave wire.AgentIdentity) *replRig {
 	t.Helper()
+	return newRigWith(t, maxSends, slave, nil)
+}
+
+// newRigWith is newRig with the master's server changed by tweak before it starts.
+func newRigWith(t *testing.T, maxSends int, slave wire.AgentIdentity, tweak func(*replRig)) *replRig {
+	t.Helper()
 	pki := newPKI(t)
 	r := &replRig{master: newFake(), slave: newFake()}
 	r.rs = &ReplicationServer{ZFS: r.master, Pool: "mpool", Self: masterID, MaxSends: maxSends}
 	r.srv = httptest.NewUnstartedServer(r.rs.Handler())
 	r.srv.TLS = &tls.Config{Certificates: []tls.Certificate{pki.cert(t, masterID)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.pool}
+	if tweak != nil {
+		tweak(r)
+	}
 	// As the agent serves it: connections that gather a stream's records.
 	r.srv.Listener = GatherListener(countingListener{r.srv.Listener, &r.writes})
 	r.srv.Config.ConnContext = GatherContext

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,11 @@ func TestReplication(t *testing.T) {
 			t.Errorf("master's holds:\n%s", holds)
 		}
 		checkReplicationMetrics(t, "http://"+r.Master.Addr(lab.PortBoot)+"/metrics", r.SlaveIDs[0], r.Proxy.Bytes(), cutSends(r.Master, r.SlaveIDs[0]))
+		// The guests' kernels have TLS: the streams' records were sealed and opened there
+		// (wire.ProtoKernelStream), zfs send's pipe spliced and zfs receive reading the socket.
+		if log := slave.Log("agent-1.log"); !strings.Contains(log, "kernel_tls=true") {
+			t.Errorf("the slave received no stream through kernel TLS; its log ends:\n%s", log[max(0, len(log)-4000):])
+		}
 	})
 	if t.Failed() {
 		return
@@ -306,6 +312,8 @@ func TestReplication(t *testing.T) {
 		}
 		if log := r.Master.Log("agent-1.log"); strings.Count(log, "resumed=true") < 2 {
 			t.Errorf("the master resumed %d streams, want one after each cut:\n%s", strings.Count(log, "resumed=true"), log)
+		} else if k := regexp.MustCompile(`resumed=true .*kernel_tls=true`).FindAllString(log, -1); len(k) < 2 {
+			t.Errorf("%d resumed streams went through kernel TLS, want every one after a cut:\n%s", len(k), log)
 		}
 	})
 	if t.Failed() {

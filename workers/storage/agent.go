@@ -160,7 +160,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	if id != nil {
 		tid := &tlsIdentity{id: id}
 		acts.ReplicationTLS = tid.client
-		rc := cmp.Or(cfg.Replication, &ReplicationConfig{Listen: fmt.Sprintf(":%d", wire.DefaultReplicationPort)})
+		rc := cmp.Or(cfg.Replication, &ReplicationConfig{Listen: fmt.Sprintf(":%d", wire.DefaultReplicationPort), KernelTLS: true})
+		acts.NoKernelTLS = !rc.KernelTLS
 		stopRepl, err := startReplication(ctx, rc, tid, wire.AgentIdentity{NetworkID: reg.NetworkID, ServerID: reg.ServerID}, reg.Pool, acts.ZFS, cfg.Metrics.Replication, log)
 		if err != nil {
 			log.Error("replication endpoint not started: slaves cannot pull from this server", "err", err)

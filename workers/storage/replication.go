@@ -26,6 +26,9 @@ type ReplicationConfig struct {
 	Listen    string // TLS listen address, default ":8082"; "-" serves nothing
 	Advertise string // host:port slaves dial, told to the panel; "" lets the panel use the server's Replication IP, port 8082
 	MaxSends  int    // slaves served at once (storage.DefaultMaxSends when 0)
+	// KernelTLS lets streams' TLS records be sealed and opened by the kernel where it has
+	// TLS (wire.ProtoKernelStream), both as master and as slave; default on.
+	KernelTLS bool
 }
 
 func replicationFlags(fs *flag.FlagSet) *ReplicationConfig {
@@ -33,6 +36,7 @@ func replicationFlags(fs *flag.FlagSet) *ReplicationConfig {
 	fs.StringVar(&r.Listen, "replication-listen", cmp.Or(os.Getenv("CLUSTERDUCKS_REPLICATION_LISTEN"), fmt.Sprintf(":%d", wire.DefaultReplicationPort)), "replication endpoint (TLS) listen address; - for none")
 	fs.StringVar(&r.Advertise, "replication-advertise", os.Getenv("CLUSTERDUCKS_REPLICATION_ADVERTISE"), "host:port slaves reach the replication endpoint at (default: the server's replication IP, port 8082)")
 	fs.IntVar(&r.MaxSends, "replication-max-sends", storage.DefaultMaxSends, "slaves served at once; more are asked to retry")
+	fs.BoolVar(&r.KernelTLS, "replication-kernel-tls", os.Getenv("CLUSTERDUCKS_REPLICATION_KERNEL_TLS") != "0", "let the kernel seal and open the streams' TLS records where it has TLS (no copy of a stream through the agent)")
 	return r
 }
 
@@ -119,11 +123,12 @@ func startReplication(ctx context.Context, rc *ReplicationConfig, tid *tlsIdenti
 	rs := &storage.ReplicationServer{ZFS: z, Pool: pool, Self: self, MaxSends: rc.MaxSends, Log: log, Metrics: m}
 	srv := &http.Server{Handler: rs.Handler(), TLSConfig: tid.server(), ReadHeaderTimeout: 30 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }, ConnContext: storage.GatherContext}
+	kernel := rc.KernelTLS && rs.ServeKernelTLS(srv)
 	go func() {
 		if err := srv.ServeTLS(storage.GatherListener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("replication endpoint", "err", err)
 		}
 	}()
-	log.Info("replication endpoint", "listen", ln.Addr().String(), "advertise", rc.Advertise)
+	log.Info("replication endpoint", "listen", ln.Addr().String(), "advertise", rc.Advertise, "kernel_tls", kernel)
 	return func() { _ = srv.Close() }, nil
 }

@@ -31,7 +31,19 @@ type SendRequest struct {
 	Snapshot string   `json:"snapshot"` // v3
 	Have     []string `json:"have"`     // guids of the slave's snapshots of it (or of its origin)
 	Token    string   `json:"token,omitempty"`
+	// BytesPerSecond is the slave's bandwidth limit (0: none). Over ProtoKernelStream the
+	// master paces the connection to it (the slave's agent does not read the stream).
+	BytesPerSecond int64 `json:"bytes_per_second,omitempty"`
 }
+
+// ProtoKernelStream is the ALPN protocol of a replication connection whose answers come
+// through kernel TLS: the slave sends one send request (HTTP/1.1, chunked body) through
+// TLS as usual; the master answers with a 4-byte big-endian length and an HTTP/1.1
+// response head, then the stream, both sealed by its kernel (zfs send's pipe is spliced
+// into the socket), and the slave's zfs receive reads the socket opened by the slave's
+// kernel. The master closes the connection after its answer. A master without kernel
+// TLS does not offer it, and the slave then uses plain HTTPS.
+const ProtoKernelStream = "clusterducks-ktls/1"
 
 // HeaderDataset names, on a send request, the dataset its body asks for. It comes with the
 // request's headers, before the body: the master lists the dataset while the slave still
@@ -68,6 +80,9 @@ const (
 	CodeForbidden  = "forbidden"   // 403: not a peer of this network, or not a replicated dataset
 	CodeBadRequest = "bad_request" // 400
 	CodeFailed     = "failed"      // 500
+	// 421, over ProtoKernelStream only: this stream is longer than kernel TLS may seal with
+	// one key (the kernel does not update keys); ask for it over HTTPS.
+	CodeUseHTTPS = "use_https"
 )
 
 // ReplicationError is every error the replication endpoints answer.

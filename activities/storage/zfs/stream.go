@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -382,6 +383,20 @@ func (s *Stream) Close() error {
 	return nil
 }
 
+// Pipe returns the bytes of the stream read ahead (at most the buffer Send peeked with)
+// and zfs send's output pipe, for a caller that moves the rest without reading it
+// through the Stream (a splice into a socket). After Pipe, read only the pipe; Close as
+// before.
+func (s *Stream) Pipe() ([]byte, *os.File) {
+	br, ok := s.Reader.(*bufio.Reader)
+	f, fok := s.out.(*os.File)
+	if !ok || !fok {
+		return nil, nil
+	}
+	head, _ := br.Peek(br.Buffered())
+	return head, f
+}
+
 // lockedBuffer is a stderr buffer written by its reader goroutine and read by Close.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -497,6 +512,9 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	args = append(args, a.Dataset)
 	line := "zfs " + strings.Join(args, " ")
 	cmd := exec.CommandContext(ctx, "zfs", args...)
+	if f, ok := r.(*os.File); ok {
+		return z.receiveFile(ctx, cmd, line, f)
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -528,6 +546,38 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	}
 	if cerr != nil {
 		return fmt.Errorf("%s: stream: %w", line, cerr)
+	}
+	z.Log.Info("zfs", "cmd", line, "took", took)
+	return nil
+}
+
+// receiveFile runs cmd (a zfs receive) reading f itself, a socket whose kernel opens the
+// stream's TLS records. When ctx ends the socket's reading side is shut (receive reads
+// the end and saves its state); the receive dies with the agent (it must not go on
+// reading a connection nobody watches).
+func (z *ZFS) receiveFile(ctx context.Context, cmd *exec.Cmd, line string, f *os.File) error {
+	cmd.Stdin = f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error {
+		if err := unix.Shutdown(int(f.Fd()), unix.SHUT_RD); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
+	cmd.WaitDelay = time.Minute
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return commandError(line, "", err, ctx.Err())
+	}
+	z.Log.Info("zfs started", "cmd", line, "input", "socket")
+	defer z.Changed()
+	err := cmd.Wait()
+	took := time.Since(start)
+	if err != nil {
+		z.Log.Info("zfs failed", "cmd", line, "took", took, "stderr", strings.TrimSpace(errb.String()))
+		return commandError(line, errb.String(), err, ctx.Err())
 	}
 	z.Log.Info("zfs", "cmd", line, "took", took)
 	return nil

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clusterducks/clusterducks/activities"
 )
@@ -167,5 +169,71 @@ func TestReceiveFeedsTheStream(t *testing.T) {
 	err := z.Receive(context.Background(), ReceiveArgs{Dataset: "tank/v"}, &pieces{left: [][]byte{[]byte("abc")}, end: cut})
 	if !errors.Is(err, cut) || !strings.Contains(err.Error(), "stream") {
 		t.Fatalf("a cut stream: %v", err)
+	}
+}
+
+// Pipe hands over what Send read ahead and zfs send's pipe: the two make the whole stream.
+func TestSendPipe(t *testing.T) {
+	fakeSend(t, `printf 'size\t6\n' >&2; printf 'STR'; sleep 0.2; printf 'EAM'`)
+	r, _, err := New(slog.Default()).Send(context.Background(), SendArgs{Snapshot: "tank/v@v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, pipe := r.(*Stream).Pipe()
+	if pipe == nil {
+		t.Fatal("no pipe")
+	}
+	rest, err := io.ReadAll(pipe)
+	if err != nil || string(head)+string(rest) != "STREAM" {
+		t.Errorf("head %q, rest %q (%v)", head, rest, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// Given a socket, zfs receive reads it itself; when ctx ends, the socket's reading side
+// is shut and receive sees the end of its input (and would save its resume state).
+func TestReceiveReadsASocket(t *testing.T) {
+	got := filepath.Join(t.TempDir(), "received")
+	fakeSend(t, `cat > `+got+`; echo "cannot receive: failed to read from stream" >&2; exit 1`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f, err := c.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := peer.Write([]byte("partial stream")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- New(slog.Default()).Receive(ctx, ReceiveArgs{Dataset: "tank/v"}, f) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel() // the peer stays silent: only the shut socket ends receive's input
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("receive did not end after its context")
+	}
+	if err == nil {
+		t.Fatal("a cut receive succeeded")
+	}
+	if b, _ := os.ReadFile(got); string(b) != "partial stream" {
+		t.Errorf("receive read %q", b)
 	}
 }
