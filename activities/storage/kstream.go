@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/ktls"
@@ -90,47 +91,90 @@ func (s *ReplicationServer) serveKernel(_ *http.Server, c *tls.Conn, h http.Hand
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.ReadRequest(bufio.NewReader(c))
-	if err != nil {
-		return
+	// A send, then the acknowledgement of what it sent (one handshake for both), as long
+	// as each answer ended well.
+	br := bufio.NewReader(c)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(kernelIdle))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		kw := &kernelWriter{raw: raw, tc: c, header: http.Header{}}
+		h.ServeHTTP(kw, req.WithContext(ctx))
+		if !kw.finish() {
+			return
+		}
 	}
-	kw := &kernelWriter{raw: raw, tc: c, header: http.Header{}}
-	h.ServeHTTP(kw, req.WithContext(ctx))
-	kw.WriteHeader(http.StatusOK) // a handler that wrote nothing
 }
 
+// kernelIdle is how long a wire.ProtoKernelStream connection waits for its next request.
+const kernelIdle = 5 * time.Minute
+
 // kernelWriter is the http.ResponseWriter of a wire.ProtoKernelStream request: it writes
-// the answer's head (length-prefixed) and body to the socket, whose kernel seals them.
+// the answer's head (length-prefixed) and body to the socket, whose kernel seals them. A
+// 200 is a stream (its end is the stream's own, which zfs receive finds); any other
+// answer's body is kept and sent with its Content-Length when the handler is done.
 type kernelWriter struct {
-	raw    *net.TCPConn
-	tc     *tls.Conn
-	header http.Header
-	wrote  bool
-	err    error
+	raw      *net.TCPConn
+	tc       *tls.Conn
+	header   http.Header
+	status   int // 0 until the head is decided
+	body     bytes.Buffer
+	streamed bool // a 200's stream was sent to its end
+	err      error
 }
 
 func (k *kernelWriter) Header() http.Header { return k.header }
 
 func (k *kernelWriter) WriteHeader(code int) {
-	if k.wrote {
+	if k.status != 0 {
 		return
 	}
-	k.wrote = true
+	k.status = code
+	if code == http.StatusOK {
+		k.err = k.writeHead(nil)
+	}
+}
+
+// writeHead writes the length-prefixed head, and body after it when body is not nil.
+func (k *kernelWriter) writeHead(body []byte) error {
 	var b bytes.Buffer
 	b.Write([]byte{0, 0, 0, 0})
-	fmt.Fprintf(&b, "HTTP/1.1 %03d %s\r\n", code, http.StatusText(code))
+	fmt.Fprintf(&b, "HTTP/1.1 %03d %s\r\n", k.status, http.StatusText(k.status))
+	if body != nil {
+		k.header.Set("Content-Length", fmt.Sprint(len(body)))
+	}
 	_ = k.header.Write(&b)
 	b.WriteString("\r\n")
 	binary.BigEndian.PutUint32(b.Bytes(), uint32(b.Len()-4))
-	_, k.err = k.raw.Write(b.Bytes())
+	b.Write(body)
+	_, err := k.raw.Write(b.Bytes())
+	return err
 }
 
 func (k *kernelWriter) Write(p []byte) (int, error) {
 	k.WriteHeader(http.StatusOK)
+	if k.status != http.StatusOK {
+		return k.body.Write(p)
+	}
 	if k.err != nil {
 		return 0, k.err
 	}
 	return k.raw.Write(p)
+}
+
+// finish sends a kept answer, and says whether the connection can carry another request:
+// not after a stream that did not end well, nor after a failed write.
+func (k *kernelWriter) finish() bool {
+	switch k.status {
+	case http.StatusOK:
+		return k.err == nil && k.streamed
+	case 0:
+		k.status = http.StatusInternalServerError // a handler that answered nothing
+	}
+	return k.writeHead(append([]byte{}, k.body.Bytes()...)) == nil
 }
 
 // Flush: every write goes out at once. (http.ResponseController uses it.)
@@ -192,10 +236,12 @@ func (k *kernelWriter) stream(src io.Reader, count func(int64)) (int64, error) {
 				return total, err
 			}
 			n64, err := splicePipe(k.raw, pipe, count)
+			k.streamed = err == nil
 			return total + n64, err
 		}
 	}
 	n, err := io.CopyBuffer(onlyWriter{countingWriter{k.raw, count}}, onlyReader{src}, make([]byte, streamBuffer))
+	k.streamed = err == nil
 	return n, err
 }
 
@@ -285,6 +331,7 @@ type kernelPull struct {
 	tc    *tls.Conn
 	raw   *net.TCPConn
 	sent  bool
+	kb    *kernelBody // the answer's body, once it came
 }
 
 func startKernelPull(ctx context.Context, c *http.Client, cfg *tls.Config, d *kernelDialer, in ReplicateInput) *kernelPull {
@@ -369,12 +416,19 @@ func (p *kernelPull) send(req wire.SendRequest) (*http.Response, error) {
 		}
 		return nil, fmt.Errorf("the master's answer: %w", err)
 	}
-	resp.Body = &kernelBody{raw: p.raw}
+	kb := &kernelBody{raw: p.raw}
+	resp.Body = kb
 	switch resp.StatusCode {
-	case http.StatusOK, http.StatusNoContent:
+	case http.StatusOK:
+		p.kb = kb
+		return resp, nil
+	case http.StatusNoContent:
+		p.kb = kb
+		kb.end() // nothing follows but the next answer
 		return resp, nil
 	}
 	defer resp.Body.Close()
+	resp.Body = io.NopCloser(io.LimitReader(kb, max(resp.ContentLength, 0)))
 	err = answerError(resp)
 	if re := (*wire.ReplicationError)(nil); errors.As(err, &re) && re.Code == wire.CodeUseHTTPS {
 		return startPull(p.ctx, p.c, p.in).send(req)
@@ -400,6 +454,34 @@ func readKernelAnswer(raw *net.TCPConn) (*http.Response, error) {
 	return http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), nil)
 }
 
+// ack acknowledges in.Snapshot on the connection that carried its stream (or its "you
+// have it" answer); ok is false when that connection cannot carry it (then ask over
+// HTTPS).
+func (p *kernelPull) ack(in ReplicateInput) (err error, ok bool) {
+	if p.kb == nil || !p.kb.ended.Load() {
+		return nil, false
+	}
+	b, err := json.Marshal(wire.AckRequest{Dataset: in.Dataset, GUID: in.GUID})
+	if err != nil {
+		return err, true
+	}
+	stop := context.AfterFunc(p.ctx, func() { _ = p.raw.Close() })
+	defer stop()
+	if _, err := fmt.Fprintf(p.tc, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		wire.PathReplicationAck, in.MasterAddr, len(b), b); err != nil {
+		return nil, false
+	}
+	resp, err := readKernelAnswer(p.raw)
+	if err != nil {
+		return nil, false
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, true
+	}
+	resp.Body = io.NopCloser(io.LimitReader(p.kb, max(resp.ContentLength, 0)))
+	return answerError(resp), true
+}
+
 func (p *kernelPull) abandon() {
 	if p.sent {
 		return
@@ -414,11 +496,21 @@ func (p *kernelPull) abandon() {
 // kernel. Its reads are plain reads (an error's body, what is left after zfs receive);
 // the stream itself goes to zfs receive as the socket (receiveKernel).
 type kernelBody struct {
-	raw *net.TCPConn
+	raw   *net.TCPConn
+	ended atomic.Bool // the stream was read to its end by zfs receive: Read gives EOF
 }
 
-func (k *kernelBody) Read(p []byte) (int, error) { return k.raw.Read(p) }
-func (k *kernelBody) Close() error               { return k.raw.Close() }
+func (k *kernelBody) Read(p []byte) (int, error) {
+	if k.ended.Load() {
+		return 0, io.EOF
+	}
+	return k.raw.Read(p)
+}
+
+func (k *kernelBody) Close() error { return k.raw.Close() }
+
+// end marks the stream read to its end: the connection carries the next answer.
+func (k *kernelBody) end() { k.ended.Store(true) }
 
 // peek returns up to n of the stream's first bytes without taking them (the stream's
 // first record names its guid), or nil.
@@ -484,6 +576,9 @@ func (a *Activities) receiveKernel(ctx context.Context, z ReplicationZFS, recv z
 			update()
 			if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
 				return cause
+			}
+			if err == nil {
+				kb.end()
 			}
 			return err
 		case now := <-tick.C:

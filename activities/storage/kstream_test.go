@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 )
@@ -44,7 +45,7 @@ func TestKernelAnswerHeadIsReadExactly(t *testing.T) {
 	kw.Header().Set(wire.HeaderSize, "9")
 	var counted int64
 	n, err := kw.stream(strings.NewReader("ZFSSTREAM"), func(k int64) { counted += k })
-	if err != nil || n != 9 || counted != 9 {
+	if err != nil || n != 9 || counted != 9 || !kw.finish() {
 		t.Fatalf("stream: %d bytes, counted %d, %v", n, counted, err)
 	}
 	m.CloseWrite()
@@ -58,18 +59,35 @@ func TestKernelAnswerHeadIsReadExactly(t *testing.T) {
 	if rest, _ := io.ReadAll(s); string(rest) != "ZFSSTREAM" {
 		t.Errorf("after the head: %q", rest)
 	}
-	// An error: its JSON body follows its head, up to the connection's end.
+	// Other answers go whole, with their length, when the handler is done; the connection
+	// then carries the next one.
 	m2, s2 := tcpPair(t)
 	kw = &kernelWriter{raw: m2, header: http.Header{}}
+	kw.WriteHeader(http.StatusNoContent)
+	if !kw.finish() {
+		t.Fatal("a 204 ended the connection")
+	}
+	kw = &kernelWriter{raw: m2, header: http.Header{}}
 	replError(kw, http.StatusGone, wire.CodeStaleToken, "gone")
-	m2.Close()
+	if !kw.finish() {
+		t.Fatal("an error answer ended the connection")
+	}
+	if resp, err = readKernelAnswer(s2); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("first answer %v %v", resp, err)
+	}
 	resp, err = readKernelAnswer(s2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body = &kernelBody{raw: s2}
+	resp.Body = io.NopCloser(io.LimitReader(s2, resp.ContentLength))
 	if err := answerError(resp); !strings.Contains(err.Error(), "gone") || resp.StatusCode != http.StatusGone {
 		t.Errorf("error answer %d: %v", resp.StatusCode, err)
+	}
+	// A stream that did not end well leaves nothing the next answer could follow.
+	m3, _ := tcpPair(t)
+	kw = &kernelWriter{raw: m3, header: http.Header{}}
+	if _, err := kw.stream(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(io.ErrUnexpectedEOF)), func(int64) {}); err == nil || kw.finish() {
+		t.Errorf("a cut stream: %v, and the connection goes on", err)
 	}
 }
 

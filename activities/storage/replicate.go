@@ -881,7 +881,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 			// The master named the guid, and the slave holds it: up to date.
 			in.GUID, res.GUID = g, g
 			res.UpToDate, res.Snapshots = true, snaps
-			return res, a.ackMaster(ctx, c, in)
+			return res, a.ackOn(ctx, c, p, in)
 		}
 		return nil, fmt.Errorf("master says %s@%s (guid %s) is here, but it is not", in.Dataset, in.Snapshot, g)
 	}
@@ -917,7 +917,7 @@ func (a *Activities) replicate(ctx context.Context, c *http.Client, in Replicate
 	// The stream is read to its end: the connection carries the acknowledgement.
 	finish := func() (*ReplicateResult, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		err := a.ackMaster(ctx, c, in)
+		err := a.ackOn(ctx, c, p, in)
 		mark("ack")
 		if err == nil && activity.IsActivity(ctx) {
 			activity.GetLogger(ctx).Info("replication: received", append(phases, "bytes", prog.Done)...)
@@ -1258,6 +1258,20 @@ func post(ctx context.Context, c *http.Client, in ReplicateInput, path string, b
 	}
 	r.Header.Set("Content-Type", "application/json")
 	return c.Do(r)
+}
+
+// ackOn acknowledges in.Snapshot on p's kernel-TLS connection when it can carry it, over
+// HTTPS (c) otherwise.
+func (a *Activities) ackOn(ctx context.Context, c *http.Client, p puller, in ReplicateInput) error {
+	if kp, ok := p.(*kernelPull); ok {
+		if err, ok := kp.ack(in); ok {
+			if err != nil {
+				return fmt.Errorf("acknowledge %s@%s to the master: %w", in.Dataset, in.Snapshot, err)
+			}
+			return nil
+		}
+	}
+	return a.ackMaster(ctx, c, in)
 }
 
 // ackMaster tells the master the slave holds in.Snapshot, verified: it moves its hold.

@@ -504,6 +504,11 @@ type ReceiveArgs struct {
 // Receive runs zfs receive -s -F reading r until its end. A stream cut short leaves a
 // resume token on the dataset (-s). When ctx ends, the command's input is closed rather
 // than the command killed, so it saves its resume state the same way.
+//
+// An *os.File (a socket whose kernel opens the stream's TLS records) is zfs receive's
+// input itself: no byte passes through the agent. When ctx ends, the socket's reading
+// side is shut, and the receive dies with the agent (it must not go on reading a
+// connection nobody watches).
 func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	args := []string{"receive", "-s", "-F", "-u"}
 	if a.Origin != "" {
@@ -512,17 +517,26 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	args = append(args, a.Dataset)
 	line := "zfs " + strings.Join(args, " ")
 	cmd := exec.CommandContext(ctx, "zfs", args...)
+	var in io.WriteCloser // the pipe the stream is copied into; nil when zfs reads a file
 	if f, ok := r.(*os.File); ok {
-		return z.receiveFile(ctx, cmd, line, f)
+		cmd.Stdin = f
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.Cancel = func() error {
+			if err := unix.Shutdown(int(f.Fd()), unix.SHUT_RD); err != nil {
+				return cmd.Process.Kill()
+			}
+			return nil
+		}
+	} else {
+		var err error
+		if in, err = cmd.StdinPipe(); err != nil {
+			return err
+		}
+		growPipe(in)
+		// Cancelled: close the input (EOF), so receive saves its state, and kill it only if
+		// it does not end by itself.
+		cmd.Cancel = func() error { return in.Close() }
 	}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
-	growPipe(in)
-	// Cancelled: close the input (EOF), so receive saves its state, and kill it only if
-	// it does not end by itself.
-	cmd.Cancel = func() error { return in.Close() }
 	cmd.WaitDelay = time.Minute
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -530,11 +544,14 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	if err := cmd.Start(); err != nil {
 		return commandError(line, "", err, ctx.Err())
 	}
-	z.Log.Info("zfs started", "cmd", line)
+	z.Log.Info("zfs started", "cmd", line, "copied", in != nil)
 	defer z.Changed() // a receive makes datasets (a cut one too, its partial state)
-	_, cerr := copyCoalesced(in, r)
-	_ = in.Close()
-	err = cmd.Wait()
+	var cerr error
+	if in != nil {
+		_, cerr = copyCoalesced(in, r)
+		_ = in.Close()
+	}
+	err := cmd.Wait()
 	took := time.Since(start)
 	if err != nil {
 		z.Log.Info("zfs failed", "cmd", line, "took", took, "stderr", strings.TrimSpace(errb.String()), "input", cerr)
@@ -546,38 +563,6 @@ func (z *ZFS) Receive(ctx context.Context, a ReceiveArgs, r io.Reader) error {
 	}
 	if cerr != nil {
 		return fmt.Errorf("%s: stream: %w", line, cerr)
-	}
-	z.Log.Info("zfs", "cmd", line, "took", took)
-	return nil
-}
-
-// receiveFile runs cmd (a zfs receive) reading f itself, a socket whose kernel opens the
-// stream's TLS records. When ctx ends the socket's reading side is shut (receive reads
-// the end and saves its state); the receive dies with the agent (it must not go on
-// reading a connection nobody watches).
-func (z *ZFS) receiveFile(ctx context.Context, cmd *exec.Cmd, line string, f *os.File) error {
-	cmd.Stdin = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error {
-		if err := unix.Shutdown(int(f.Fd()), unix.SHUT_RD); err != nil {
-			return cmd.Process.Kill()
-		}
-		return nil
-	}
-	cmd.WaitDelay = time.Minute
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return commandError(line, "", err, ctx.Err())
-	}
-	z.Log.Info("zfs started", "cmd", line, "input", "socket")
-	defer z.Changed()
-	err := cmd.Wait()
-	took := time.Since(start)
-	if err != nil {
-		z.Log.Info("zfs failed", "cmd", line, "took", took, "stderr", strings.TrimSpace(errb.String()))
-		return commandError(line, errb.String(), err, ctx.Err())
 	}
 	z.Log.Info("zfs", "cmd", line, "took", took)
 	return nil

@@ -20,21 +20,7 @@ import (
 func BenchmarkCiphersInGuest(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	probe := filepath.Join(b.TempDir(), "tlsprobe")
-	build := exec.CommandContext(ctx, "go", "build", "-o", probe, "./tlsprobe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build tlsprobe: %v\n%s", err, out)
-	}
-	bin, err := os.ReadFile(probe)
-	if err != nil {
-		b.Fatal(err)
-	}
-	vms, err := lab.StartServers(ctx, []lab.Options{{Name: "tlsprobe", Files: map[string][]byte{"tlsprobe": bin}, Logf: b.Logf}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer vms[0].Stop() //nolint:errcheck
+	vms := probeVMs(ctx, b, "tlsprobe", "tlsprobe")
 	b.Logf("load: %s", loadAverage())
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -55,4 +41,31 @@ func BenchmarkCiphersInGuest(b *testing.B) {
 		}
 	}
 	b.Logf("load: %s", loadAverage())
+}
+
+// probeVMs builds the probe command in ./<probe> and boots one lab VM per name with it on
+// the share (/mnt/host/<probe>); they stop when b ends.
+func probeVMs(ctx context.Context, b *testing.B, probe string, names ...string) []*lab.Server {
+	bin := filepath.Join(b.TempDir(), probe)
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./"+probe)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build %s: %v\n%s", probe, err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var opts []lab.Options
+	for _, n := range names {
+		opts = append(opts, lab.Options{Name: n, Files: map[string][]byte{probe: data}, Logf: b.Logf})
+	}
+	vms, err := lab.StartServers(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range vms {
+		b.Cleanup(func() { _ = v.Stop() })
+	}
+	return vms
 }

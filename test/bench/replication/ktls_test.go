@@ -3,11 +3,6 @@ package replication
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -23,23 +18,8 @@ import (
 func BenchmarkKernelTLSInGuests(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	probe := filepath.Join(b.TempDir(), "ktlsprobe")
-	build := exec.CommandContext(ctx, "go", "build", "-o", probe, "./ktlsprobe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build ktlsprobe: %v\n%s", err, out)
-	}
-	bin, err := os.ReadFile(probe)
-	if err != nil {
-		b.Fatal(err)
-	}
-	files := map[string][]byte{"ktlsprobe": bin}
-	vms, err := lab.StartServers(ctx, []lab.Options{{Name: "ktls-m", Files: files, Logf: b.Logf}, {Name: "ktls-s", Files: files, Logf: b.Logf}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	vms := probeVMs(ctx, b, "ktlsprobe", "ktls-m", "ktls-s")
 	for _, v := range vms {
-		defer v.Stop() //nolint:errcheck
 		if out, err := v.Exec(ctx, "sh", "-c", "cp /mnt/host/ktlsprobe /usr/local/bin/ktlsprobe && chmod +x /usr/local/bin/ktlsprobe && (modprobe tls; grep -m1 -o -w 'aes\\|avx2' /proc/cpuinfo | sort -u | tr '\\n' ' '; uname -r)"); err != nil {
 			b.Fatalf("install: %v %s", err, out)
 		} else {
@@ -64,7 +44,7 @@ func BenchmarkKernelTLSInGuests(b *testing.B) {
 	run := func(mode string) {
 		n++
 		dest := fmt.Sprintf("%s/dst%d", s.Pool, n)
-		sp, rp := pair(b)
+		sp, rp, relayed := relay(b)
 		start := time.Now()
 		var wg sync.WaitGroup
 		var recvOut string
@@ -89,6 +69,7 @@ func BenchmarkKernelTLSInGuests(b *testing.B) {
 		}
 		wg.Wait()
 		took := time.Since(start)
+		<-relayed
 		if recvErr != nil {
 			b.Fatalf("%s receive: %v %s", mode, recvErr, recvOut)
 		}
@@ -118,38 +99,4 @@ func BenchmarkKernelTLSInGuests(b *testing.B) {
 		b.ReportMetric(md.Seconds(), mode+"-s")
 	}
 	b.Logf("load: %s", loadAverage())
-}
-
-// pair relays one connection from the sending guest and one from the receiving guest, both
-// ways, on host loopback.
-func pair(b *testing.B) (sendPort, recvPort int) {
-	b.Helper()
-	ls, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	lr, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		defer ls.Close()
-		defer lr.Close()
-		cs, err := ls.Accept()
-		if err != nil {
-			return
-		}
-		cr, err := lr.Accept()
-		if err != nil {
-			cs.Close()
-			return
-		}
-		go func() { _, _ = io.Copy(cs, cr); cs.(*net.TCPConn).CloseWrite() }()
-		_, _ = io.Copy(cr, cs)
-		cr.(*net.TCPConn).CloseWrite()
-		time.Sleep(time.Second)
-		cs.Close()
-		cr.Close()
-	}()
-	return ls.Addr().(*net.TCPAddr).Port, lr.Addr().(*net.TCPAddr).Port
 }

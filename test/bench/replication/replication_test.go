@@ -52,7 +52,8 @@ func median(d []time.Duration) time.Duration {
 }
 
 // relay pairs one connection from the sending guest with one from the receiving guest on
-// host loopback: the raw baseline's path is the replication's (both guests dial the host).
+// host loopback, both ways: the raw baseline's path is the replication's (both guests dial
+// the host). done gives the bytes relayed from the sender (-1 when a guest never dialed).
 func relay(b *testing.B) (sendPort, recvPort int, done <-chan int64) {
 	b.Helper()
 	ls, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,7 +79,18 @@ func relay(b *testing.B) (sendPort, recvPort int, done <-chan int64) {
 			ch <- -1
 			return
 		}
+		back := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(cs, cr)
+			_ = cs.(*net.TCPConn).CloseWrite()
+			close(back)
+		}()
 		n, _ := io.Copy(cr, cs)
+		_ = cr.(*net.TCPConn).CloseWrite()
+		select {
+		case <-back:
+		case <-time.After(10 * time.Second):
+		}
 		cs.Close()
 		cr.Close()
 		ch <- n
