@@ -12,6 +12,7 @@ package lab
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -430,7 +431,8 @@ func (s *Server) boot(opts Options) error {
 		// replication's TLS measured here says less about qemu (test/bench/replication/
 		// RESULTS.md). Real servers have AES-NI and keep AES-GCM. A lab setting, not the
 		// product's, and not part of the image recipe.
-		"-cpu", "max,aes=off",
+		// CLUSTERDUCKS_LAB_CPU replaces it for an experiment (a benchmark's run).
+		"-cpu", cmp.Or(os.Getenv("CLUSTERDUCKS_LAB_CPU"), "max,aes=off"),
 		"-smp", strconv.Itoa(opts.CPUs), "-m", strconv.Itoa(opts.MemoryMB),
 		"-uuid", s.UUID,
 		// A guest's reboot ends qemu; Reboot starts it again (see there).
