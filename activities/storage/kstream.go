@@ -64,8 +64,9 @@ func kernelConfig(base *tls.Config) *tls.Config {
 	return cfg
 }
 
-// serveKernel answers one request of a wire.ProtoKernelStream connection (its handshake
-// done, the slave's certificate checked) through kernel TLS. h is net/http's handler for
+// serveKernel answers the requests of a wire.ProtoKernelStream connection (its handshake
+// done, the slave's certificate checked) through kernel TLS: a send, then its
+// acknowledgement. h is net/http's handler for
 // the connection (the endpoint's mux, with the request's TLS state and context).
 func (s *ReplicationServer) serveKernel(_ *http.Server, c *tls.Conn, h http.Handler) {
 	gc, _ := c.NetConn().(*gatherConn)

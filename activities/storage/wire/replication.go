@@ -37,12 +37,14 @@ type SendRequest struct {
 }
 
 // ProtoKernelStream is the ALPN protocol of a replication connection whose answers come
-// through kernel TLS: the slave sends one send request (HTTP/1.1, chunked body) through
-// TLS as usual; the master answers with a 4-byte big-endian length and an HTTP/1.1
-// response head, then the stream, both sealed by its kernel (zfs send's pipe is spliced
-// into the socket), and the slave's zfs receive reads the socket opened by the slave's
-// kernel. The master closes the connection after its answer. A master without kernel
-// TLS does not offer it, and the slave then uses plain HTTPS.
+// through kernel TLS: the slave sends its requests (HTTP/1.1) through TLS as usual; the
+// master answers each with a 4-byte big-endian length and an HTTP/1.1 response head, both
+// sealed by its kernel. A 200's stream follows its head (zfs send's pipe spliced into the
+// socket) and ends where zfs receive, reading the socket opened by the slave's kernel,
+// finds its end; any other answer carries its Content-Length. After a stream that ended
+// well the connection carries the acknowledgement (PathReplicationAck); after a failed
+// one it is closed. A master without kernel TLS does not offer the protocol, and the
+// slave then uses plain HTTPS.
 const ProtoKernelStream = "clusterducks-ktls/1"
 
 // HeaderDataset names, on a send request, the dataset its body asks for. It comes with the
