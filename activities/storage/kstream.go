@@ -456,31 +456,30 @@ func readKernelAnswer(raw *net.TCPConn) (*http.Response, error) {
 }
 
 // ack acknowledges in.Snapshot on the connection that carried its stream (or its "you
-// have it" answer); ok is false when that connection cannot carry it (then ask over
-// HTTPS).
-func (p *kernelPull) ack(in ReplicateInput) (err error, ok bool) {
+// have it" answer); false when that connection cannot carry it (then ask over HTTPS).
+func (p *kernelPull) ack(in ReplicateInput) (bool, error) {
 	if p.kb == nil || !p.kb.ended.Load() {
-		return nil, false
+		return false, nil
 	}
 	b, err := json.Marshal(wire.AckRequest{Dataset: in.Dataset, GUID: in.GUID})
 	if err != nil {
-		return err, true
+		return true, err
 	}
 	stop := context.AfterFunc(p.ctx, func() { _ = p.raw.Close() })
 	defer stop()
 	if _, err := fmt.Fprintf(p.tc, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
 		wire.PathReplicationAck, in.MasterAddr, len(b), b); err != nil {
-		return nil, false
+		return false, nil
 	}
 	resp, err := readKernelAnswer(p.raw)
 	if err != nil {
-		return nil, false
+		return false, nil
 	}
 	if resp.StatusCode == http.StatusNoContent {
-		return nil, true
+		return true, nil
 	}
-	resp.Body = io.NopCloser(io.LimitReader(p.kb, max(resp.ContentLength, 0)))
-	return answerError(resp), true
+	resp.Body = io.NopCloser(io.LimitReader(p.raw, max(resp.ContentLength, 0)))
+	return true, answerError(resp)
 }
 
 func (p *kernelPull) abandon() {

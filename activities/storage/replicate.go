@@ -1264,7 +1264,7 @@ func post(ctx context.Context, c *http.Client, in ReplicateInput, path string, b
 // HTTPS (c) otherwise.
 func (a *Activities) ackOn(ctx context.Context, c *http.Client, p puller, in ReplicateInput) error {
 	if kp, ok := p.(*kernelPull); ok {
-		if err, ok := kp.ack(in); ok {
+		if ok, err := kp.ack(in); ok {
 			if err != nil {
 				return fmt.Errorf("acknowledge %s@%s to the master: %w", in.Dataset, in.Snapshot, err)
 			}
