@@ -11,23 +11,18 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"time"
 
 	"github.com/clusterducks/clusterducks/activities/storage/ktls"
+	"github.com/clusterducks/clusterducks/test/bench/replication/internal/probecert"
 )
 
 func main() {
@@ -49,7 +44,7 @@ func main() {
 	cmd.Stderr = os.Stderr
 	switch *role {
 	case "server":
-		conf, sec := ktls.Config(&tls.Config{Certificates: []tls.Certificate{selfSigned()}})
+		conf, sec := ktls.Config(&tls.Config{Certificates: []tls.Certificate{probecert.SelfSigned()}})
 		t := tls.Server(raw, conf)
 		one := make([]byte, 1)
 		if _, err := io.ReadFull(t, one); err != nil { // the client's request
@@ -112,18 +107,4 @@ func main() {
 	default:
 		log.Fatal("-role server or client")
 	}
-}
-
-func selfSigned() tls.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		log.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "probe"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"probe"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		log.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -7,20 +7,15 @@ package main
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"time"
 
+	"github.com/clusterducks/clusterducks/test/bench/replication/internal/probecert"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -44,7 +39,7 @@ func main() {
 	} {
 		fmt.Printf("seal %-18s %7.1f MiB/s\n", a.name, seal(a.make(), time.Duration(*secs*float64(time.Second))))
 	}
-	cert := selfSigned()
+	cert := probecert.SelfSigned()
 	n := int64(*mib) << 20
 	rate, _ := transfer(n, nil, nil)
 	fmt.Printf("tcp  plain              %7.1f MiB/s\n", rate)
@@ -89,20 +84,6 @@ func seal(a cipher.AEAD, d time.Duration) float64 {
 		n += int64(len(buf))
 	}
 	return float64(n) / (1 << 20) / time.Since(start).Seconds()
-}
-
-func selfSigned() tls.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		log.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "probe"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"probe"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		log.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // transfer sends n bytes over a loopback connection (TLS when srv is set) and returns the
