@@ -175,7 +175,11 @@ func (k *kernelWriter) finish() bool {
 	case 0:
 		k.status = http.StatusInternalServerError // a handler that answered nothing
 	}
-	return k.writeHead(append([]byte{}, k.body.Bytes()...)) == nil
+	body := k.body.Bytes()
+	if body == nil {
+		body = []byte{} // a Content-Length of 0 all the same
+	}
+	return k.writeHead(body) == nil
 }
 
 // Flush: every write goes out at once. (http.ResponseController uses it.)
@@ -219,9 +223,9 @@ func (k *kernelWriter) pace(bytesPerSecond int64) error {
 	return serr
 }
 
-// stream sends src, zfs send's output, after the answer's head: the bytes zfs send
-// wrote ahead of it are spliced from its pipe into the socket, never read by the agent.
-// count is told every piece sent.
+// stream sends src, zfs send's output, after the answer's head: what Send already read
+// ahead is written, and the rest is spliced from zfs send's pipe into the socket, never
+// read by the agent. count is told every piece sent.
 func (k *kernelWriter) stream(src io.Reader, count func(int64)) (int64, error) {
 	k.WriteHeader(http.StatusOK)
 	if k.err != nil {
@@ -342,8 +346,7 @@ func startKernelPull(ctx context.Context, c *http.Client, cfg *tls.Config, d *ke
 }
 
 func (p *kernelPull) dial(cfg *tls.Config) error {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	c, err := dialer.DialContext(p.ctx, "tcp", p.in.MasterAddr)
+	c, err := replDialer.DialContext(p.ctx, "tcp", p.in.MasterAddr)
 	if err != nil {
 		return err
 	}
@@ -351,7 +354,7 @@ func (p *kernelPull) dial(cfg *tls.Config) error {
 	kc, sec := ktls.Config(cfg)
 	kc.NextProtos = []string{wire.ProtoKernelStream, "http/1.1"}
 	tc := tls.Client(raw, kc)
-	hctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	hctx, cancel := context.WithTimeout(p.ctx, replHandshake)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
@@ -550,7 +553,7 @@ func (k *kernelBody) received() int64 {
 
 // receiveKernel runs zfs receive on the socket itself, heartbeating what the socket
 // received, and cuts it (the socket's reading side shut) when nothing came for stall.
-func (a *Activities) receiveKernel(ctx context.Context, z ReplicationZFS, recv zfs.ReceiveArgs, kb *kernelBody, stall time.Duration, prog *ReplicateProgress, pub func()) error {
+func (a *Activities) receiveKernel(ctx context.Context, z ReplicationZFS, recv zfs.ReceiveArgs, kb *kernelBody, stall time.Duration, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) error {
 	f, err := kb.raw.File()
 	if err != nil {
 		return err
@@ -561,34 +564,20 @@ func (a *Activities) receiveKernel(ctx context.Context, z ReplicationZFS, recv z
 	start := kb.received()
 	done := make(chan error, 1)
 	go func() { done <- z.Receive(rctx, recv, f) }()
-	tick := time.NewTicker(min(a.heartbeatEvery(), time.Second))
-	defer tick.Stop()
-	base := prog.Bytes
+	// The socket counts bytes, not when they came: the last byte came when the count
+	// last moved.
 	last, lastAt := int64(0), time.Now()
-	update := func() {
-		prog.Done = kb.received() - start
-		prog.Bytes = base + prog.Done
-		pub()
+	err = a.watchReceive(ctx, rctx, cancel, done, receiving{
+		progress: func(now time.Time) (int64, time.Time) {
+			if n := kb.received() - start; n != last {
+				last, lastAt = n, now
+			}
+			return last, lastAt
+		},
+		cut: func() { _ = kb.raw.CloseRead() }, // zfs receive reads the end and saves its state
+	}, stall, prog, pub)
+	if err == nil {
+		kb.end()
 	}
-	for {
-		select {
-		case err := <-done:
-			update()
-			if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
-				return cause
-			}
-			if err == nil {
-				kb.end()
-			}
-			return err
-		case now := <-tick.C:
-			update()
-			if prog.Done != last {
-				last, lastAt = prog.Done, now
-			} else if idle := now.Sub(lastAt); idle > stall {
-				cancel(fmt.Errorf("stalled: no byte from the master for %s (received %d of ~%d)", idle.Round(time.Second), prog.Done, prog.Size))
-				_ = kb.raw.CloseRead() // zfs receive reads the end and saves its state
-			}
-		}
-	}
+	return err
 }

@@ -173,6 +173,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	kw, kernel := w.(*kernelWriter) // over wire.ProtoKernelStream
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -214,7 +215,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 		replError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: %v", err)
 		return
 	}
-	if kw, ok := w.(*kernelWriter); ok && req.BytesPerSecond > 0 {
+	if kernel && req.BytesPerSecond > 0 {
 		if err := kw.pace(req.BytesPerSecond); err != nil {
 			replError(w, http.StatusInternalServerError, wire.CodeFailed, "pace the stream at %d B/s: %v", req.BytesPerSecond, err)
 			return
@@ -267,7 +268,7 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	if size == 0 {
 		s.Log.Info("replication: no size estimate", "target", target)
 	}
-	if kw, ok := w.(*kernelWriter); ok && !kw.fits(size) {
+	if kernel && !kw.fits(size) {
 		_ = stream.Close()
 		replError(w, http.StatusMisdirectedRequest, wire.CodeUseHTTPS, "a stream of ~%d bytes is longer than kernel TLS may seal with one key: ask over HTTPS", size)
 		return
@@ -289,7 +290,6 @@ func (s *ReplicationServer) send(w http.ResponseWriter, r *http.Request) {
 	}
 	var n int64
 	var cerr error
-	kw, kernel := w.(*kernelWriter)
 	if kernel {
 		// Kernel TLS: zfs send's pipe is spliced into the socket.
 		n, cerr = kw.stream(stream, func(k int64) {
@@ -1025,10 +1025,7 @@ func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in Replicate
 		stall = time.Duration(in.StallSeconds) * time.Second
 	}
 	if kb, ok := body.(*kernelBody); ok {
-		return a.receiveKernel(ctx, z, recv, kb, stall, prog, func() {
-			snap := *prog
-			pub.Store(&snap)
-		})
+		return a.receiveKernel(ctx, z, recv, kb, stall, prog, pub)
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -1040,28 +1037,47 @@ func (a *Activities) receive(ctx context.Context, z ReplicationZFS, in Replicate
 	}
 	done := make(chan error, 1)
 	go func() { done <- z.Receive(rctx, recv, cr) }()
+	return a.watchReceive(ctx, rctx, cancel, done, receiving{
+		progress: func(time.Time) (int64, time.Time) { return cr.n.Load(), time.Unix(0, cr.last.Load()) },
+		cut:      func() { _ = body.Close() }, // unblocks a read waiting on the silent connection
+	}, stall, prog, pub)
+}
+
+// receiving is how watchReceive follows a running receive: progress gives the bytes
+// received so far and when the last one came; cut ends a receive whose context was
+// cancelled (its input waits on a silent connection).
+type receiving struct {
+	progress func(now time.Time) (n int64, last time.Time)
+	cut      func()
+}
+
+// watchReceive heartbeats a running receive's bytes until it ends (done) and cuts it
+// when no byte came for the stall bound. rctx is the receive's context, cancel its
+// cancel.
+func (a *Activities) watchReceive(ctx, rctx context.Context, cancel context.CancelCauseFunc, done <-chan error, r receiving, stall time.Duration, prog *ReplicateProgress, pub *atomic.Pointer[ReplicateProgress]) error {
 	tick := time.NewTicker(min(a.heartbeatEvery(), time.Second))
 	defer tick.Stop()
 	base := prog.Bytes
+	update := func(now time.Time) time.Time {
+		n, last := r.progress(now)
+		prog.Done = n
+		prog.Bytes = base + prog.Done
+		snap := *prog
+		pub.Store(&snap)
+		return last
+	}
 	for {
 		select {
 		case err := <-done:
-			prog.Done = cr.n.Load()
-			prog.Bytes = base + prog.Done
-			snap := *prog
-			pub.Store(&snap)
+			update(time.Now())
 			if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
 				return cause
 			}
 			return err
 		case now := <-tick.C:
-			prog.Done = cr.n.Load()
-			prog.Bytes = base + prog.Done
-			snap := *prog
-			pub.Store(&snap)
-			if idle := now.Sub(time.Unix(0, cr.last.Load())); idle > stall {
+			if idle := now.Sub(update(now)); idle > stall {
 				cancel(fmt.Errorf("stalled: no byte from the master for %s (received %d of ~%d)", idle.Round(time.Second), prog.Done, prog.Size))
-				_ = body.Close() // unblocks a read waiting on the silent connection
+				r.cut()
 			}
 		}
 	}
@@ -1103,18 +1119,22 @@ func (a *Activities) client(in ReplicateInput) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
+			c, err := replDialer.DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
 			return newGatherConn(c), nil
 		},
 		// The master answers once it has sized the stream (zfs send -n): minutes at most.
-		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}}, nil
+		TLSHandshakeTimeout: replHandshake, ResponseHeaderTimeout: 5 * time.Minute}}, nil
 }
+
+// How a slave reaches its master, over HTTPS and over kernel TLS alike.
+var replDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+
+const replHandshake = 30 * time.Second
 
 // tlsConfig is the TLS configuration of a slave's connections to in.Master: the agent's
 // certificate, and only that master's accepted.
@@ -1171,8 +1191,9 @@ type puller interface {
 // and the master has not refused it lately, over HTTPS otherwise.
 func (a *Activities) startPull(ctx context.Context, c *http.Client, in ReplicateInput) puller {
 	if !a.NoKernelTLS && a.kernel.usable(in.MasterAddr) && kernelTLS() {
-		if cfg, err := a.tlsConfig(in); err == nil {
-			return startKernelPull(ctx, c, cfg, &a.kernel, in)
+		// The same TLS configuration as c's (a.client): the agent's certificate, only this master.
+		if t, ok := c.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+			return startKernelPull(ctx, c, t.TLSClientConfig, &a.kernel, in)
 		}
 	}
 	return startPull(ctx, c, in)
