@@ -294,7 +294,10 @@ func unescapeMount(s string) string {
 
 // HostMirror returns the Debian archive URL the host's apt uses for the guest's suite,
 // from deb822 files in /etc/apt/sources.list.d or the one-line /etc/apt/sources.list.
-func HostMirror() (string, error) {
+func HostMirror() (string, error) { return mirrorFor(suite) }
+
+// mirrorFor is the URI of the machine's apt source for Debian suite's main component.
+func mirrorFor(suite string) (string, error) {
 	var files []string
 	d822, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
 	files = append(files, d822...)

@@ -435,3 +435,26 @@ func TestLockFileSaysItWaits(t *testing.T) {
 		t.Errorf("the wait was announced %d times, want once", said)
 	}
 }
+
+func TestEmulatorCPU(t *testing.T) {
+	for _, c := range []struct {
+		out  string
+		want string
+	}{
+		{"QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)\nCopyright", "max,aes=off"},
+		{"QEMU emulator version 8.0.4\n", "max,aes=off"},
+		{"QEMU emulator version 8.1.0\n", "max"},
+		{"QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n", "max"},
+	} {
+		_, got, err := parseVersion(c.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%q: -cpu %s, want %s", c.out, got, c.want)
+		}
+	}
+	if got := sanitizeVersion("1:10.0.2+ds-2~bpo12+1"); got != "1_10.0.2+ds-2~bpo12+1" {
+		t.Errorf("sanitizeVersion: %s", got)
+	}
+}
