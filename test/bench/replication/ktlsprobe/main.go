@@ -21,6 +21,8 @@ import (
 	"os/exec"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/clusterducks/clusterducks/activities/storage/ktls"
 	"github.com/clusterducks/clusterducks/test/bench/replication/internal/probecert"
 )
@@ -29,6 +31,8 @@ func main() {
 	role := flag.String("role", "", "server (sends) or client (receives)")
 	addr := flag.String("addr", "", "where to dial")
 	user := flag.Bool("user", false, "copy through Go's crypto/tls instead of kernel TLS")
+	splice := flag.String("splice", "", "server: the command writes a pipe that the probe splices into the kernel-TLS socket, "+
+		"each splice as much as the pipe holds (plain) or whole 16 KiB records of it (records)")
 	flag.Parse()
 	argv := flag.Args()
 	if len(argv) == 0 {
@@ -67,15 +71,27 @@ func main() {
 			if err := ktls.Enable(t, raw, sec, ktls.Server, ktls.TX); err != nil {
 				log.Fatal(err)
 			}
-			f, err := raw.File()
-			if err != nil {
-				log.Fatal(err)
+			if *splice != "" {
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					log.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					log.Fatal(err)
+				}
+				n, calls := spliceAll(raw, out.(*os.File), *splice == "records")
+				fmt.Fprintf(os.Stderr, "spliced %d bytes in %d calls\n", n, calls)
+			} else {
+				f, err := raw.File()
+				if err != nil {
+					log.Fatal(err)
+				}
+				cmd.Stdout = f
+				if err := cmd.Start(); err != nil {
+					log.Fatal(err)
+				}
+				f.Close()
 			}
-			cmd.Stdout = f
-			if err := cmd.Start(); err != nil {
-				log.Fatal(err)
-			}
-			f.Close()
 		}
 		if err := cmd.Wait(); err != nil {
 			log.Fatal(err)
@@ -106,5 +122,42 @@ func main() {
 		fmt.Printf("%s received in %s\n", tls.CipherSuiteName(st.CipherSuite), time.Since(start))
 	default:
 		log.Fatal("-role server or client")
+	}
+}
+
+// spliceAll moves the pipe's bytes into the socket. With records, a splice takes whole
+// 16 KiB records of what the pipe holds when it holds at least one, so that each splice
+// (which closes the kernel's TLS record at its end) leaves no short record.
+func spliceAll(dst *net.TCPConn, pipe *os.File, records bool) (total int64, calls int) {
+	_, _ = unix.FcntlInt(pipe.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	pfd := int(pipe.Fd())
+	sc, err := dst.SyscallConn()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for {
+		want := 1 << 20
+		if records {
+			if avail, err := unix.IoctlGetInt(pfd, unix.TIOCINQ); err == nil && avail >= 16384 {
+				want = avail - avail%16384
+			}
+		}
+		var n int64
+		var serr error
+		werr := sc.Write(func(fd uintptr) bool {
+			n, serr = unix.Splice(pfd, nil, int(fd), nil, want, unix.SPLICE_F_MOVE)
+			return serr != unix.EAGAIN
+		})
+		calls++
+		total += max(n, 0)
+		switch {
+		case werr != nil:
+			log.Fatal(werr)
+		case serr == unix.EINTR:
+		case serr != nil:
+			log.Fatal(serr)
+		case n == 0:
+			return total, calls
+		}
 	}
 }
