@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -32,7 +33,7 @@ func BenchmarkKernelTLSInGuests(b *testing.B) {
 	m, s := vms[0], vms[1]
 	mib := envInt("REPL_BENCH_MIB", 64)
 	src := m.Pool + "/src"
-	if out, err := m.Exec(ctx, "zfs", "create", "-V", fmt.Sprintf("%dM", mib), "-o", "volblocksize=16k", src); err != nil {
+	if out, err := m.Exec(ctx, "zfs", "create", "-V", fmt.Sprintf("%dM", mib), "-o", "volblocksize="+cmp.Or(os.Getenv("KTLS_VOLBLOCKSIZE"), "16k"), src); err != nil {
 		b.Fatalf("%v %s", err, out)
 	}
 	if err := m.WaitZvol(ctx, src); err != nil {
@@ -47,32 +48,63 @@ func BenchmarkKernelTLSInGuests(b *testing.B) {
 	run := func(mode string) {
 		n++
 		dest := fmt.Sprintf("%s/dst%d", s.Pool, n)
-		sp, rp, relayed := relay(b)
+		// "-fwd" modes take the replication's own path: the sender listens in its guest
+		// (its port forwarded by qemu) and the relay dials it once the receiver came.
+		fwd := strings.HasSuffix(mode, "-fwd")
+		var sp, rp int
+		var relayed <-chan int64
+		if fwd {
+			rp, relayed = relayTo(b, m.Addr(lab.PortReplication))
+		} else {
+			sp, rp, relayed = relay(b)
+		}
 		start := time.Now()
 		var wg sync.WaitGroup
-		var recvOut string
-		var recvErr error
+		var recvOut, sendOut string
+		var recvErr, sendErr error
 		var recv, send string
-		switch mode {
+		base := strings.TrimSuffix(mode, "-fwd")
+		switch base {
 		case "raw":
 			recv = fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && zfs receive -F -u %s <&3", lab.GuestHostIP, rp, dest)
 			send = fmt.Sprintf("zfs send -c %s@s >/dev/tcp/%s/%d", src, lab.GuestHostIP, sp)
+			if fwd {
+				send = fmt.Sprintf(`python3 -c 'import socket,subprocess,sys
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(("",%d)); s.listen(1)
+c,_=s.accept(); sys.exit(subprocess.call(["zfs","send","-c","%s@s"],stdout=c.fileno()))'`, lab.PortReplication, src)
+			}
 		default:
 			flag := ""
-			switch mode {
+			switch base {
 			case "go-tls":
 				flag = "-user"
 			case "splice", "splice-records":
-				flag = "-splice " + map[string]string{"splice": "plain", "splice-records": "records"}[mode]
+				flag = "-splice " + map[string]string{"splice": "plain", "splice-records": "records"}[base]
 			}
 			recv = fmt.Sprintf("ktlsprobe -role client %s -addr %s:%d -- zfs receive -F -u %s", flag, lab.GuestHostIP, rp, dest)
-			send = fmt.Sprintf("ktlsprobe -role server %s -addr %s:%d -- zfs send -c %s@s", flag, lab.GuestHostIP, sp, src)
+			to := fmt.Sprintf("-addr %s:%d", lab.GuestHostIP, sp)
+			if fwd {
+				to = fmt.Sprintf("-listen :%d", lab.PortReplication)
+			}
+			send = fmt.Sprintf("ktlsprobe -role server %s %s -- zfs send -c %s@s", flag, to, src)
 		}
-		wg.Go(func() { recvOut, recvErr = s.Exec(ctx, "bash", "-c", recv) })
+		sendFirst := func() { sendOut, sendErr = m.Exec(ctx, "bash", "-c", send+" 2>&1") }
+		recvFirst := func() { recvOut, recvErr = s.Exec(ctx, "bash", "-c", recv) }
+		if fwd { // the sender listens before the receiver comes
+			sendFirst, recvFirst = recvFirst, sendFirst
+		}
+		wg.Go(recvFirst)
 		time.Sleep(500 * time.Millisecond)
-		sendOut, err := m.Exec(ctx, "bash", "-c", send+" 2>&1")
-		if err != nil {
-			b.Fatalf("%s send: %v %s", mode, err, sendOut)
+		if fwd { // qemu forwards a connection to a port nobody listens on yet and drops it
+			listening := fmt.Sprintf("for i in $(seq 100); do ss -Hltn 'sport = :%d' | grep -q . && exit 0; sleep 0.1; done; exit 1", lab.PortReplication)
+			if out, err := m.Exec(ctx, "bash", "-c", listening); err != nil {
+				b.Fatalf("%s: the sender never listened: %v %s", mode, err, out)
+			}
+			start = time.Now() // from the receiver's connection: no 500 ms wait in these
+		}
+		sendFirst()
+		if sendErr != nil {
+			b.Fatalf("%s send: %v %s", mode, sendErr, sendOut)
 		}
 		wg.Wait()
 		took := time.Since(start)
@@ -93,7 +125,7 @@ func BenchmarkKernelTLSInGuests(b *testing.B) {
 	}
 	// KTLS_MODES picks the ways (e.g. "raw kernel-tls splice splice-records"): splice has
 	// zfs send write a pipe that the probe splices into the socket, as the master's agent
-	// does.
+	// does; raw-fwd and kernel-tls-fwd go the replication's way (see run).
 	modes := strings.Fields(cmp.Or(os.Getenv("KTLS_MODES"), "raw kernel-tls go-tls"))
 	b.ResetTimer()
 	for range b.N {
@@ -103,11 +135,44 @@ func BenchmarkKernelTLSInGuests(b *testing.B) {
 			}
 		}
 	}
-	raw := median(times["raw"])
+	// Each mode against raw over its own path (the first mode when raw is not run).
+	ref := func(mode string) time.Duration {
+		if r := "raw" + strings.TrimPrefix(mode, strings.TrimSuffix(mode, "-fwd")); len(times[r]) > 0 {
+			return median(times[r])
+		}
+		return median(times[modes[0]])
+	}
 	for _, mode := range modes {
 		md := median(times[mode])
-		b.Logf("%-10s median %s (%.2f× raw time) samples %v", mode, md, md.Seconds()/raw.Seconds(), times[mode])
+		b.Logf("%-14s median %s (%.2f× raw time) samples %v", mode, md, md.Seconds()/ref(mode).Seconds(), times[mode])
 		b.ReportMetric(md.Seconds(), mode+"-s")
 	}
 	b.Logf("load: %s", loadAverage())
+}
+
+// relayTo accepts one connection from the receiving guest on host loopback and joins it
+// to a connection it dials to target (the sending guest's forwarded port), both ways.
+func relayTo(b *testing.B, target string) (recvPort int, done <-chan int64) {
+	b.Helper()
+	lr, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ch := make(chan int64, 1)
+	go func() {
+		defer lr.Close()
+		cr, err := lr.Accept()
+		if err != nil {
+			ch <- -1
+			return
+		}
+		cs, err := net.Dial("tcp", target)
+		if err != nil {
+			cr.Close()
+			ch <- -1
+			return
+		}
+		ch <- join(cs.(*net.TCPConn), cr.(*net.TCPConn))
+	}()
+	return lr.Addr().(*net.TCPAddr).Port, ch
 }

@@ -79,23 +79,29 @@ func relay(b *testing.B) (sendPort, recvPort int, done <-chan int64) {
 			ch <- -1
 			return
 		}
-		back := make(chan struct{})
-		go func() {
-			_, _ = io.Copy(cs, cr)
-			_ = cs.(*net.TCPConn).CloseWrite()
-			close(back)
-		}()
-		n, _ := io.Copy(cr, cs)
-		_ = cr.(*net.TCPConn).CloseWrite()
-		select {
-		case <-back:
-		case <-time.After(10 * time.Second):
-		}
-		cs.Close()
-		cr.Close()
-		ch <- n
+		ch <- join(cs.(*net.TCPConn), cr.(*net.TCPConn))
 	}()
 	return ls.Addr().(*net.TCPAddr).Port, lr.Addr().(*net.TCPAddr).Port, ch
+}
+
+// join copies between the sender's and the receiver's connections both ways (spliced by
+// the kernel) until the sender's side ends, closes both, and returns the bytes sent.
+func join(cs, cr *net.TCPConn) int64 {
+	back := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(cs, cr)
+		_ = cs.CloseWrite()
+		close(back)
+	}()
+	n, _ := io.Copy(cr, cs)
+	_ = cr.CloseWrite()
+	select {
+	case <-back:
+	case <-time.After(10 * time.Second):
+	}
+	cs.Close()
+	cr.Close()
+	return n
 }
 
 // raw times `zfs send args | zfs receive dest` through the host relay (bash's /dev/tcp).

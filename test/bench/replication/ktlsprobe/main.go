@@ -30,6 +30,7 @@ import (
 func main() {
 	role := flag.String("role", "", "server (sends) or client (receives)")
 	addr := flag.String("addr", "", "where to dial")
+	listen := flag.String("listen", "", "where to wait for the peer instead of dialing (the server only)")
 	user := flag.Bool("user", false, "copy through Go's crypto/tls instead of kernel TLS")
 	splice := flag.String("splice", "", "server: the command writes a pipe that the probe splices into the kernel-TLS socket, "+
 		"each splice as much as the pipe holds (plain) or whole 16 KiB records of it (records)")
@@ -38,7 +39,18 @@ func main() {
 	if len(argv) == 0 {
 		log.Fatal("no command")
 	}
-	c, err := net.Dial("tcp", *addr)
+	var c net.Conn
+	var err error
+	if *listen != "" {
+		ln, lerr := net.Listen("tcp", *listen)
+		if lerr != nil {
+			log.Fatal(lerr)
+		}
+		c, err = ln.Accept()
+		ln.Close()
+	} else {
+		c, err = net.Dial("tcp", *addr)
+	}
 	if err != nil {
 		log.Fatal(err)
 	}
