@@ -46,16 +46,7 @@ func BenchmarkCiphersInGuest(b *testing.B) {
 // probeVMs builds the probe command in ./<probe> and boots one lab VM per name with it on
 // the share (/mnt/host/<probe>); they stop when b ends.
 func probeVMs(ctx context.Context, b *testing.B, probe string, names ...string) []*lab.Server {
-	bin := filepath.Join(b.TempDir(), probe)
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./"+probe)
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build %s: %v\n%s", probe, err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		b.Fatal(err)
-	}
+	data := buildProbe(ctx, b, probe)
 	var opts []lab.Options
 	for _, n := range names {
 		opts = append(opts, lab.Options{Name: n, Files: map[string][]byte{probe: data}, Logf: b.Logf})
@@ -68,4 +59,19 @@ func probeVMs(ctx context.Context, b *testing.B, probe string, names ...string) 
 		b.Cleanup(func() { _ = v.Stop() })
 	}
 	return vms
+}
+
+// buildProbe builds the probe command ./probe statically and returns the binary.
+func buildProbe(ctx context.Context, b *testing.B, probe string) []byte {
+	bin := filepath.Join(b.TempDir(), probe)
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./"+probe)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build %s: %v\n%s", probe, err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
 }

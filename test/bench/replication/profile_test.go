@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +53,69 @@ func BenchmarkFullSendProfile(b *testing.B) {
 			b.Logf("master top:\n%s\nslave top:\n%s", tm(), ts())
 		}
 	}
+}
+
+// BenchmarkProbeBesideAgents sends the same snapshot of a product volume three ways in
+// the replication rig, the agents running: the product's replication, raw zfs send | zfs
+// receive, and the kernel-TLS probe splicing zfs send's pipe as the master's agent does
+// (both through the host relay). It tells whether a full send's time beyond the probe's
+// in BenchmarkKernelTLSInGuests is the product's path or the rig around it.
+func BenchmarkProbeBesideAgents(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	probe := buildProbe(ctx, b, "ktlsprobe")
+	r := replication.StartRig(b, 1, "--log-zfs")
+	r.PauseReconcile(b)
+	m, s := r.Master, r.Slaves[0]
+	for _, vm := range []*lab.Server{m, s} {
+		if err := os.WriteFile(filepath.Join(vm.Share, "ktlsprobe"), probe, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if out, err := vm.Exec(ctx, "sh", "-c", "cp /mnt/host/ktlsprobe /usr/local/bin/ && modprobe tls"); err != nil {
+			b.Fatalf("%v %s", err, out)
+		}
+	}
+	b.Logf("load: %s", loadAverage())
+	times := map[string][]time.Duration{}
+	b.ResetTimer()
+	for i := range b.N {
+		for k := range samples {
+			vid, gid := r.Volume(fmt.Sprintf("beside-%d-%d", i, k), fullMiB)
+			snap := fmt.Sprintf("%s/iscsi/volumes/%d@group-%d", m.Pool, vid, gid)
+			start := time.Now()
+			if _, err := r.Replicate(b, 0, workflows.ReplicateVolume, vid, fmt.Sprintf("group-%d", gid))(); err != nil {
+				b.Fatal(err)
+			}
+			times["product"] = append(times["product"], time.Since(start))
+			times["raw"] = append(times["raw"], raw(b, r, s, fmt.Sprintf("%s/raw-%d-%d", s.Pool, i, k), snap))
+
+			sp, rp, relayed := relay(b)
+			dest := fmt.Sprintf("%s/probe-%d-%d", s.Pool, i, k)
+			var wg sync.WaitGroup
+			var recvOut string
+			var recvErr error
+			start = time.Now()
+			wg.Go(func() {
+				recvOut, recvErr = s.Exec(ctx, "bash", "-c", fmt.Sprintf("ktlsprobe -role client -addr %s:%d -- zfs receive -F -u %s", lab.GuestHostIP, rp, dest))
+			})
+			time.Sleep(500 * time.Millisecond)
+			if out, err := m.Exec(ctx, "bash", "-c", fmt.Sprintf("ktlsprobe -role server -splice plain -addr %s:%d -- zfs send -c %s 2>&1", lab.GuestHostIP, sp, snap)); err != nil {
+				b.Fatalf("probe send: %v %s", err, out)
+			}
+			wg.Wait()
+			<-relayed
+			if recvErr != nil {
+				b.Fatalf("probe receive: %v %s", recvErr, recvOut)
+			}
+			times["probe"] = append(times["probe"], time.Since(start))
+			b.Logf("sample %d: product %s, raw %s, probe %s (%s)", k, times["product"][k], times["raw"][k], times["probe"][k], strings.TrimSpace(recvOut))
+		}
+	}
+	for _, mode := range []string{"product", "raw", "probe"} {
+		md := median(times[mode])
+		b.Logf("%-8s median %s (%.2f× raw time) samples %v", mode, md, md.Seconds()/median(times["raw"]).Seconds(), times[mode])
+	}
+	b.Logf("load: %s", loadAverage())
 }
 
 // top samples the guest's busiest processes every 3 s for secs seconds (in the
