@@ -212,6 +212,10 @@ func fetchEmulator(ctx context.Context, logf func(string, ...any)) (emulator, er
 		return emulator{}, fmt.Errorf("%s-backports has QEMU %s, older than 8.1", codename, e.Version)
 	}
 	dir := filepath.Join(CacheDir, "qemu-"+sanitizeVersion(strings.TrimSpace(string(version))))
+	// A directory of that name that cachedEmulator passed over does not run: replace it.
+	if err := os.RemoveAll(dir); err != nil {
+		return emulator{}, err
+	}
 	if err := os.Rename(root, dir); err != nil {
 		return emulator{}, err
 	}
