@@ -81,7 +81,7 @@ func chooseEmulator(ctx context.Context, logf func(string, ...any)) emulator {
 	if err := installed.probe(); err == nil && installed.CPU == "max" {
 		return installed
 	}
-	fetched, err := fetchEmulator(ctx, logf)
+	fetched, err := fetchEmulator(ctx, logf, CacheDir)
 	if err == nil {
 		return fetched
 	}
@@ -133,20 +133,20 @@ func fetchedEmulator(dir string) emulator {
 // firmware. Its shared libraries are the installed qemu's (HostPackages).
 var emulatorPackages = []string{"qemu-system-x86", "qemu-system-common", "qemu-system-data"}
 
-// fetchEmulator returns the newest emulator unpacked in the cache, first downloading the
-// host release's backports build when there is none.
-func fetchEmulator(ctx context.Context, logf func(string, ...any)) (emulator, error) {
-	if err := os.MkdirAll(CacheDir, 0o755); err != nil {
+// fetchEmulator returns the newest emulator unpacked in cache (the lab's CacheDir), first
+// downloading the host release's backports build when there is none.
+func fetchEmulator(ctx context.Context, logf func(string, ...any), cache string) (emulator, error) {
+	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return emulator{}, err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(CacheDir, "qemu.lock"), func() {
+	unlock, err := lockFile(ctx, filepath.Join(cache, "qemu.lock"), func() {
 		logf("lab: another process is fetching QEMU: waiting for it")
 	})
 	if err != nil {
 		return emulator{}, err
 	}
 	defer unlock()
-	if e, ok := cachedEmulator(); ok {
+	if e, ok := cachedEmulator(cache); ok {
 		return e, nil
 	}
 	codename, err := hostCodename()
@@ -158,7 +158,7 @@ func fetchEmulator(ctx context.Context, logf func(string, ...any)) (emulator, er
 		return emulator{}, err
 	}
 	start := time.Now()
-	work, err := os.MkdirTemp(CacheDir, "qemu-fetch-")
+	work, err := os.MkdirTemp(cache, "qemu-fetch-")
 	if err != nil {
 		return emulator{}, err
 	}
@@ -211,7 +211,7 @@ func fetchEmulator(ctx context.Context, logf func(string, ...any)) (emulator, er
 	if e.CPU != "max" {
 		return emulator{}, fmt.Errorf("%s-backports has QEMU %s, older than 8.1", codename, e.Version)
 	}
-	dir := filepath.Join(CacheDir, "qemu-"+sanitizeVersion(strings.TrimSpace(string(version))))
+	dir := filepath.Join(cache, "qemu-"+sanitizeVersion(strings.TrimSpace(string(version))))
 	// A directory of that name that cachedEmulator passed over does not run: replace it.
 	if err := os.RemoveAll(dir); err != nil {
 		return emulator{}, err
@@ -224,9 +224,9 @@ func fetchEmulator(ctx context.Context, logf func(string, ...any)) (emulator, er
 	return e, e.probe()
 }
 
-// cachedEmulator is the newest working emulator under CacheDir/qemu-*.
-func cachedEmulator() (emulator, bool) {
-	dirs, _ := filepath.Glob(filepath.Join(CacheDir, "qemu-[0-9]*"))
+// cachedEmulator is the newest working emulator under cache/qemu-*.
+func cachedEmulator(cache string) (emulator, bool) {
+	dirs, _ := filepath.Glob(filepath.Join(cache, "qemu-[0-9]*"))
 	var best emulator
 	var bestTime time.Time
 	for _, d := range dirs {

@@ -458,3 +458,32 @@ func TestEmulatorCPU(t *testing.T) {
 		t.Errorf("sanitizeVersion: %s", got)
 	}
 }
+
+// TestFetchEmulator fetches the backports QEMU into an empty cache from the machine's
+// mirror, as a fresh machine's first lab test does, and finds it there the second time.
+func TestFetchEmulator(t *testing.T) {
+	installed := emulator{Bin: "qemu-system-x86_64"}
+	harness.RequirePackages(t, HostPackages...)
+	if err := installed.probe(); err != nil {
+		t.Fatal(err)
+	}
+	if installed.CPU == "max" {
+		t.Logf("the installed QEMU %s is new enough: the lab does not fetch one on this host", installed.Version)
+		return
+	}
+	cache := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	e, err := fetchEmulator(ctx, t.Logf, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.CPU != "max" || !strings.HasPrefix(e.Bin, cache) {
+		t.Fatalf("fetched %+v", e)
+	}
+	again, ok := cachedEmulator(cache)
+	if !ok || again.Bin != e.Bin || again.Version != e.Version {
+		t.Fatalf("cached %+v (%v), fetched %+v", again, ok, e)
+	}
+	t.Logf("QEMU %s in %s", e.Version, filepath.Dir(filepath.Dir(filepath.Dir(e.Bin))))
+}
