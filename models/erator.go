@@ -75,7 +75,14 @@ func (s *Store) PurgeErator(ctx context.Context, a *Actor, serverKey string, in 
 		if !a.CanAdminClient(n.ClientID) {
 			return Forbidden("only the client's admins may purge the erator")
 		}
-		op, err = newOperation(tx, srv.NetworkID, OpEratorPurge, srv.ID, OperationInput{Before: time.Now().Add(-age).Unix()})
+		// An age of 0 purges everything (Before 0): comparing with the panel's clock would
+		// keep an entry deleted in this very second, or stamped by a server whose clock
+		// runs ahead of the panel's.
+		var before int64
+		if age > 0 {
+			before = time.Now().Add(-age).Unix()
+		}
+		op, err = newOperation(tx, srv.NetworkID, OpEratorPurge, srv.ID, OperationInput{Before: before})
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // opsStore is a store on a fresh SQLite file with a network, its master server (key
@@ -203,6 +204,24 @@ func TestAgentKeyAndStats(t *testing.T) {
 		var invalid *ValidationError
 		if _, err := s.PurgeErator(ctx, a, "m", &PurgeInput{OlderThan: Strp(bad)}); !errors.As(err, &invalid) {
 			t.Errorf("older_than %q: %v", bad, err)
+		}
+	}
+	// 0 purges everything, whatever the clocks say (Before 0); an age gives now - age.
+	for _, c := range []struct {
+		age        string
+		lo, hi     int64
+		everything bool
+	}{{"0", 0, 0, true}, {"1h", time.Now().Add(-time.Hour).Unix() - 1, time.Now().Add(-time.Hour).Unix() + 60, false}} {
+		created, err := s.PurgeErator(ctx, a, "m", &PurgeInput{OlderThan: Strp(c.age)})
+		if err != nil {
+			t.Fatalf("older_than %s: %v", c.age, err)
+		}
+		var in OperationInput
+		if err := json.Unmarshal([]byte(created.Operation.Input), &in); err != nil {
+			t.Fatal(err)
+		}
+		if in.Before < c.lo || in.Before > c.hi || (in.Before == 0) != c.everything {
+			t.Errorf("older_than %s: before %d, want %d..%d", c.age, in.Before, c.lo, c.hi)
 		}
 	}
 }

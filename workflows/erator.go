@@ -9,7 +9,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// EratorPurgeInput purges a server's erator of entries deleted before Before (unix s).
+// EratorPurgeInput purges a server's erator of entries deleted before Before (unix s; 0:
+// every entry).
 type EratorPurgeInput struct {
 	OperationID uint
 	ServerID    uint
@@ -28,7 +29,11 @@ func EratorPurge(ctx workflow.Context, in EratorPurgeInput) (*EratorPurgeResult,
 	if err != nil {
 		return nil, err
 	}
-	if err := t.step("purge", 10, "destroying erator entries of pool %s deleted before %d", in.Pool, in.Before); err != nil {
+	what := fmt.Sprintf("erator entries of pool %s deleted before %d", in.Pool, in.Before)
+	if in.Before == 0 {
+		what = "every erator entry of pool " + in.Pool
+	}
+	if err := t.step("purge", 10, "destroying %s", what); err != nil {
 		return nil, err
 	}
 	var res storage.PurgeResult

@@ -570,7 +570,8 @@ func (a *Activities) SnapshotWritten(ctx context.Context, in SnapshotInput) (*Sn
 	return a.Snapshot(ctx, in)
 }
 
-// PurgeInput destroys erator entries deleted before Before (unix seconds).
+// PurgeInput destroys erator entries deleted before Before (unix seconds); Before 0
+// destroys every entry.
 type PurgeInput struct {
 	Pool   string
 	Before int64
@@ -648,8 +649,9 @@ type Plan struct {
 	Keep    []Kept
 }
 
-// PlanPurge orders the erator entries of pool deleted before `before` so that clones go
-// before their origins; entries that a dataset outside the purge was cloned from are kept.
+// PlanPurge orders the erator entries of pool deleted before `before` (0: every entry,
+// whatever the server's clock stamped on them) so that clones go before their origins;
+// entries that a dataset outside the purge was cloned from are kept.
 func PlanPurge(all []*zfs.Dataset, pool string, before int64) Plan {
 	// dependents[X] lists the datasets cloned from a snapshot of X.
 	dependents := map[string][]string{}
@@ -669,7 +671,7 @@ func PlanPurge(all []*zfs.Dataset, pool string, before int64) Plan {
 		if !strings.HasPrefix(d.Name, prefix) {
 			continue
 		}
-		if e, ok := ParseEratorName(d.Name); ok && e.Unix < before {
+		if e, ok := ParseEratorName(d.Name); ok && (before == 0 || e.Unix < before) {
 			candidates = append(candidates, d)
 		}
 	}

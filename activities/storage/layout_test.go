@@ -79,4 +79,16 @@ func TestPlanPurgeOrder(t *testing.T) {
 	if len(plan.Keep) != 1 || plan.Keep[0].Name != "tank/erator/volume-3-100" || plan.Keep[0].Reason != "clones depend on it: tank/iscsi/groups/4" {
 		t.Errorf("keep = %+v", plan.Keep)
 	}
+	// Before 0: every entry, the recent one too (the live group's origin is still kept).
+	all0 := PlanPurge(all, "tank", 0)
+	order = nil
+	for _, d := range all0.Destroy {
+		order = append(order, d.Name)
+	}
+	if want := []string{"tank/erator/group-2-150", "tank/erator/volume-1-100", "tank/erator/volume-5-900"}; !reflect.DeepEqual(order, want) {
+		t.Errorf("before 0: destroy order = %v, want %v", order, want)
+	}
+	if len(all0.Keep) != 1 || all0.Keep[0].Name != "tank/erator/volume-3-100" {
+		t.Errorf("before 0: keep = %+v", all0.Keep)
+	}
 }
