@@ -56,43 +56,8 @@ func TestProcessMetrics(t *testing.T) {
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	iscsiPort, err := proc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bootPort, err := proc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bootAddr := fmt.Sprintf("127.0.0.1:%d", bootPort)
-	agent := exec.Command(bin, "agent", "--panel", panel.URL, "--key", keyFile, "--state", filepath.Join(dir, "state"),
-		"--iscsi-listen", fmt.Sprintf("127.0.0.1:%d", iscsiPort), "--boot-listen", bootAddr, "--replication-listen", "127.0.0.1:0")
-	agent.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	agentLog := &proc.SyncBuffer{}
-	agent.Stdout, agent.Stderr = agentLog, agentLog
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		agent.Process.Kill() //nolint:errcheck
-		agent.Wait()         //nolint:errcheck
-		if t.Failed() {
-			t.Logf("agent output:\n%s", agentLog.String())
-		}
-	})
+	iscsiPort, bootAddr := startAgent(t, bin, panel.URL, keyFile, dir)
 	agentURL := "http://" + bootAddr + "/metrics"
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		resp, err := http.Get(agentURL)
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent's metrics never answered: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 	agentBefore := harness.ScrapeMetrics(t, agentURL)
 	if got := agentBefore.Sum("clusterducks_boot_provisions_max", nil); got != 5 {
 		t.Errorf("the agent's bound on new disks is %v, want the panel's 5", got)
@@ -125,7 +90,7 @@ func TestProcessMetrics(t *testing.T) {
 	defer conn.Close()
 
 	var agentAfter harness.Metrics
-	deadline = time.Now().Add(time.Minute)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		agentAfter = harness.ScrapeMetrics(t, agentURL)
 		if agentAfter.Sum("clusterducks_iscsi_connections", nil) == 1 && agentAfter.Sum("temporal_request", nil) > 0 {
@@ -178,5 +143,62 @@ func TestProcessMetrics(t *testing.T) {
 			t.Fatalf("the panel's workflow metrics did not move; families: %v", names)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// startAgent starts `clusterducks agent` on free loopback ports and waits for its metrics
+// (served on the boot listener). A port taken between proc.FreePort and the agent's bind
+// (the replication listener's own port 0 can be the one just freed) fails the boot path
+// at once: then it starts again on other ports, up to three times.
+func startAgent(t *testing.T, bin, panelURL, keyFile, dir string) (iscsiPort int, bootAddr string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ports := make([]int, 3)
+		for i := range ports {
+			p, err := proc.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports[i] = p
+		}
+		iscsiPort, bootAddr = ports[0], fmt.Sprintf("127.0.0.1:%d", ports[1])
+		agent := exec.Command(bin, "agent", "--panel", panelURL, "--key", keyFile, "--state", filepath.Join(dir, "state"),
+			"--iscsi-listen", fmt.Sprintf("127.0.0.1:%d", iscsiPort), "--boot-listen", bootAddr,
+			"--replication-listen", fmt.Sprintf("127.0.0.1:%d", ports[2]))
+		agent.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		agentLog := &proc.SyncBuffer{}
+		agent.Stdout, agent.Stderr = agentLog, agentLog
+		if err := agent.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stop := func() {
+			agent.Process.Kill() //nolint:errcheck
+			agent.Wait()         //nolint:errcheck
+		}
+		agentURL := "http://" + bootAddr + "/metrics"
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			resp, err := http.Get(agentURL)
+			if err == nil {
+				resp.Body.Close()
+				t.Cleanup(func() {
+					stop()
+					if t.Failed() {
+						t.Logf("agent output:\n%s", agentLog.String())
+					}
+				})
+				return iscsiPort, bootAddr
+			}
+			if strings.Contains(agentLog.String(), "address already in use") && attempt < 3 {
+				t.Logf("a port was taken before the agent bound it (attempt %d): starting it again on others", attempt)
+				stop()
+				break
+			}
+			if time.Now().After(deadline) {
+				stop()
+				t.Fatalf("the agent's metrics never answered: %v\nagent output:\n%s", err, agentLog.String())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
 	}
 }
