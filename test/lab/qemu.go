@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -251,16 +250,12 @@ func sanitizeVersion(v string) string { return unsafeVersion.ReplaceAllString(v,
 
 // hostCodename is the host's Debian release (VERSION_CODENAME of /etc/os-release).
 func hostCodename() (string, error) {
-	f, err := os.Open("/etc/os-release")
+	env, err := readEnvFile("/etc/os-release")
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VERSION_CODENAME="); ok && strings.Trim(v, `"`) != "" {
-			return strings.Trim(v, `"`), nil
-		}
+	if v := strings.Trim(env["VERSION_CODENAME"], `"`); v != "" {
+		return v, nil
 	}
 	return "", errors.New("/etc/os-release: no VERSION_CODENAME")
 }

@@ -88,12 +88,16 @@ c,_=s.accept(); sys.exit(subprocess.call(["zfs","send","-c","%s@s"],stdout=c.fil
 			}
 			send = fmt.Sprintf("ktlsprobe -role server %s %s -- zfs send -c %s@s", flag, to, src)
 		}
-		sendFirst := func() { sendOut, sendErr = m.Exec(ctx, "bash", "-c", send+" 2>&1") }
-		recvFirst := func() { recvOut, recvErr = s.Exec(ctx, "bash", "-c", recv) }
-		if fwd { // the sender listens before the receiver comes
-			sendFirst, recvFirst = recvFirst, sendFirst
+		// One side runs in the background and waits for its peer: the receiver, or in the
+		// -fwd modes the sender, which listens. The other side's failure is reported
+		// before waiting for the background one, which would wait for it forever.
+		runSend := func() { sendOut, sendErr = m.Exec(ctx, "bash", "-c", send+" 2>&1") }
+		runRecv := func() { recvOut, recvErr = s.Exec(ctx, "bash", "-c", recv) }
+		background, foreground, fgName, fgOut, fgErr := runRecv, runSend, "send", &sendOut, &sendErr
+		if fwd {
+			background, foreground, fgName, fgOut, fgErr = runSend, runRecv, "receive", &recvOut, &recvErr
 		}
-		wg.Go(recvFirst)
+		wg.Go(background)
 		time.Sleep(500 * time.Millisecond)
 		if fwd { // qemu forwards a connection to a port nobody listens on yet and drops it
 			listening := fmt.Sprintf("for i in $(seq 100); do ss -Hltn 'sport = :%d' | grep -q . && exit 0; sleep 0.1; done; exit 1", lab.PortReplication)
@@ -102,13 +106,16 @@ c,_=s.accept(); sys.exit(subprocess.call(["zfs","send","-c","%s@s"],stdout=c.fil
 			}
 			start = time.Now() // from the receiver's connection: no 500 ms wait in these
 		}
-		sendFirst()
-		if sendErr != nil {
-			b.Fatalf("%s send: %v %s", mode, sendErr, sendOut)
+		foreground()
+		if *fgErr != nil {
+			b.Fatalf("%s %s: %v %s", mode, fgName, *fgErr, *fgOut)
 		}
 		wg.Wait()
 		took := time.Since(start)
 		<-relayed
+		if sendErr != nil {
+			b.Fatalf("%s send: %v %s", mode, sendErr, sendOut)
+		}
 		if recvErr != nil {
 			b.Fatalf("%s receive: %v %s", mode, recvErr, recvOut)
 		}
