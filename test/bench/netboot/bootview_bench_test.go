@@ -2,6 +2,7 @@ package netboot_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -219,8 +220,11 @@ type stormAgent struct {
 // holds the panel's devices; it ends with the benchmark.
 func startStormAgent(b *testing.B, bin string, p *netboot.HostPanel, disks *boot.FileDisks, devices, maxLogins int) *stormAgent {
 	b.Helper()
+	// BOOT_STORM_ANSWER=constant measures the floor: the same process and HTTP server
+	// answering one fixed script (stormagent -answer).
 	cmd := exec.Command(bin, "-panel", p.URL, "-server", strconv.FormatUint(uint64(p.Server.ID), 10), "-ip", p.Server.IP,
-		"-disks", disks.Root, "-devices", strconv.Itoa(devices), "-max-logins", strconv.Itoa(maxLogins))
+		"-disks", disks.Root, "-devices", strconv.Itoa(devices), "-max-logins", strconv.Itoa(maxLogins),
+		"-answer", cmp.Or(os.Getenv("BOOT_STORM_ANSWER"), "view"))
 	cmd.Env = append(os.Environ(), "CD_AGENT_KEY="+p.Key)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +44,28 @@ func envInt(name string, def int) int {
 func loadAverage() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.TrimSpace(string(b))
+}
+
+// hostBusy is the CPU time the host's cores spent on anything but idling, waiting for
+// I/O and steal since boot (user, nice, system, irq, softirq; guests run in user time),
+// from /proc/stat's first line: the difference over a send is what the send cost the
+// host, guests included.
+func hostBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 7 { // idle, iowait, steal (not ours); guest times are in user already
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
 }
 
 func median(d []time.Duration) time.Duration {
@@ -146,17 +169,19 @@ func BenchmarkReplication(b *testing.B) {
 	b.Logf("load: %s", loadAverage())
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		var ours, bare, incOurs, incBare []time.Duration
+		var ours, bare, incOurs, incBare, oursCPU, bareCPU []time.Duration
 		for k := 0; k < samples; k++ {
 			vid, gid := r.Volume(fmt.Sprintf("full-%d-%d", i, k), fullMiB)
 			vds := fmt.Sprintf("%s/iscsi/volumes/%d", r.Master.Pool, vid)
-			start := time.Now()
+			start, busy0 := time.Now(), hostBusy()
 			if _, err := r.Replicate(b, 0, workflows.ReplicateVolume, vid, fmt.Sprintf("group-%d", gid))(); err != nil {
 				b.Fatal(err)
 			}
-			ours = append(ours, time.Since(start))
+			ours, oursCPU = append(ours, time.Since(start)), append(oursCPU, hostBusy()-busy0)
 			rawDS := fmt.Sprintf("%s/rawbench-%d-%d", r.Slaves[0].Pool, i, k)
+			busy0 = hostBusy()
 			bare = append(bare, raw(b, r, r.Slaves[0], rawDS, fmt.Sprintf("%s@group-%d", vds, gid)))
+			bareCPU = append(bareCPU, hostBusy()-busy0)
 
 			// A small incremental: 1 MiB changed, a second group snapshots the volume again.
 			r.Fill(vds, 300, 1)
@@ -175,6 +200,14 @@ func BenchmarkReplication(b *testing.B) {
 			incBare = append(incBare, raw(b, r, r.Slaves[0], rawDS, fmt.Sprintf("-i @group-%d %s@group-%d", gid, vds, gid2)))
 		}
 		report(b, "full", ours, bare)
+		// What the host's cores spent on each full send, guests included (raw's half
+		// second of waiting for the receiver is idle): with both cores that busy already,
+		// a send that costs more CPU cannot take less time.
+		cores := float64(runtime.NumCPU())
+		b.Logf("full: host CPU median %s for ours (%.2f of %d cores), %s for raw (%.2f of %d cores); ours can take no less than %.2f× raw time on these cores",
+			median(oursCPU), median(oursCPU).Seconds()/median(ours).Seconds(), runtime.NumCPU(),
+			median(bareCPU), median(bareCPU).Seconds()/median(bare).Seconds(), runtime.NumCPU(),
+			median(oursCPU).Seconds()/cores/median(bare).Seconds())
 		report(b, "incremental", incOurs, incBare)
 
 		// Fan-out: the same volume to both slaves at once, against one slave alone.
