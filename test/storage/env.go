@@ -52,7 +52,7 @@ type Env struct {
 }
 
 // AgentTimeline returns what agent 1 of vm logged since the last call for vm that times
-// an operation: each zfs command with its duration (--log-zfs) and replication's lines
+// an operation: each zfs command and activity with its duration (--log-zfs) and replication's lines
 // ("replication: sent" on a master, "replication: received" on a slave, with their
 // phases). For the benchmarks: the operation just timed, and anything the agent ran
 // meanwhile on its own (its stats report).
@@ -68,7 +68,12 @@ func (e *Env) AgentTimeline(vm *lab.Server) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "%s's agent since the last sample:", vm.Name)
 	for _, l := range strings.Split(log[seen:], "\n") {
-		if _, rest, ok := strings.Cut(l, "msg=zfs "); ok {
+		rest, ok := cutAfter(l, "msg=zfs ")
+		if !ok {
+			rest, ok = cutAfter(l, "msg=activity ") // the agent's activityTimes
+			rest = "activity " + rest
+		}
+		if ok {
 			at := ""
 			if t, ok := strings.CutPrefix(l, "time="); ok {
 				// the debug handler's time=2026-12-02T00:39:42.123Z: the clock part
@@ -84,6 +89,12 @@ func (e *Env) AgentTimeline(vm *lab.Server) string {
 	}
 	e.logSeen[vm] = len(log)
 	return s.String()
+}
+
+// cutAfter is what follows sep in l.
+func cutAfter(l, sep string) (string, bool) {
+	_, rest, ok := strings.Cut(l, sep)
+	return rest, ok
 }
 
 // Timeouts; the machine running CI is small and shared, so they are generous but bounded.

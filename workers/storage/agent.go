@@ -173,8 +173,11 @@ func Serve(ctx context.Context, cfg Config) error {
 	// heartbeat timeout: a transfer's bytes are shown live on its operation from them.
 	// More pollers than the default two take a burst of activities (concurrent publishes)
 	// off the queue in parallel: each poll crosses the network to the panel's Temporal.
-	w := worker.New(c, wire.ServerQueue(reg.ServerID), worker.Options{MaxHeartbeatThrottleInterval: 3 * time.Second,
-		MaxConcurrentActivityTaskPollers: agentPollers})
+	wopts := worker.Options{MaxHeartbeatThrottleInterval: 3 * time.Second, MaxConcurrentActivityTaskPollers: agentPollers}
+	if cfg.LogZFS {
+		wopts.Interceptors = append(wopts.Interceptors, &activityTimes{log: zlog})
+	}
+	w := worker.New(c, wire.ServerQueue(reg.ServerID), wopts)
 	w.RegisterActivity(acts)
 	// The panel reaches the agent through its network's tunnel; the agent pushes its
 	// stats itself only while there is none (or it has no certificate to dial one with).

@@ -48,12 +48,17 @@ func BenchmarkStorage(b *testing.B) {
 	} else {
 		b.Log("the agent runs the real zfs (CD_BENCH_SHIM unset)")
 	}
+	// Each sample starts from a quiet guest: a zvol made or cloned by the sample before
+	// (by the agent or by hand) has udev work to finish (its /dev/zvol links) on the same
+	// two emulated CPUs, which would be charged to whatever runs next.
+	settle := func() { e.Guest("udevadm", "settle", "--timeout=30") }
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Volume create: API (202 → operation succeeded) vs `zfs create -s -V 1G`.
 		var api, bare []time.Duration
 		var volID uint
 		for k := 0; k < samples; k++ {
+			settle()
 			start := time.Now()
 			v := e.Must(http.StatusAccepted, "POST", "/volumes.json", map[string]any{"network": nid, "Alias": fmt.Sprintf("bench %d-%d", i, k), "vol_size": 1})
 			accepted := time.Now()
@@ -62,6 +67,7 @@ func BenchmarkStorage(b *testing.B) {
 			timeline(b, tc, "volume-create", start, accepted, op)
 			b.Log(e.AgentTimeline(e.VM))
 			volID = storagetest.ID(v, "id")
+			settle()
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchbare/v%d-%d", pool, i, k))))
 		}
 		report(b, "volume-create", api, bare)
@@ -69,6 +75,7 @@ func BenchmarkStorage(b *testing.B) {
 		// Group create: API vs `zfs snapshot` of the volume and `zfs clone` of it.
 		api, bare = nil, nil
 		for k := 0; k < samples; k++ {
+			settle()
 			start := time.Now()
 			g := e.Must(http.StatusAccepted, "POST", "/groups.json", map[string]any{"network": nid, "Name": fmt.Sprintf("bench clone %d-%d", i, k), "VolumeID": volID})
 			accepted := time.Now()
@@ -76,6 +83,7 @@ func BenchmarkStorage(b *testing.B) {
 			api = append(api, took(start, op))
 			timeline(b, tc, "group-create", start, accepted, op)
 			b.Log(e.AgentTimeline(e.VM))
+			settle()
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %[1]s/benchbare/v%[2]d-0@g%[3]d && zfs clone -p %[1]s/benchbare/v%[2]d-0@g%[3]d %[1]s/benchbare/g%[2]d-clone%[3]d", pool, i, k))))
 		}
 		report(b, "group-create", api, bare)
@@ -87,6 +95,7 @@ func BenchmarkStorage(b *testing.B) {
 		e.Guest("zfs", "create", "-p", "-s", "-V", "1073741824", fmt.Sprintf("%s/benchbare/g%d", pool, i))
 		api, bare = nil, nil
 		for k := 0; k < samples; k++ {
+			settle()
 			start := time.Now()
 			p := e.Must(http.StatusAccepted, "POST", fmt.Sprintf("/groups/%d/publish.json", gid), nil)
 			accepted := time.Now()
@@ -94,6 +103,7 @@ func BenchmarkStorage(b *testing.B) {
 			api = append(api, took(start, op))
 			timeline(b, tc, "group-publish", start, accepted, op)
 			b.Log(e.AgentTimeline(e.VM))
+			settle()
 			bare = append(bare, time.Duration(e.GuestNanos(fmt.Sprintf("zfs snapshot %s/benchbare/g%d@v%d", pool, i, k+1))))
 		}
 		report(b, "group-publish", api, bare)
@@ -108,6 +118,7 @@ func BenchmarkStorage(b *testing.B) {
 			e.WaitOK(storagetest.OpID(g))
 			groups = append(groups, storagetest.ID(g, "id"))
 		}
+		settle()
 		start := time.Now()
 		var wg sync.WaitGroup
 		ops := make([]uint, 50)
@@ -140,6 +151,7 @@ func BenchmarkStorage(b *testing.B) {
 		for k := 0; k < 5; k++ {
 			e.Guest("zfs", "create", "-p", "-s", "-V", "1073741824", fmt.Sprintf("%s/benchbare/burst%d-%d", pool, i, k))
 		}
+		settle()
 		bareBurst := time.Duration(e.GuestNanos(fmt.Sprintf(
 			`for k in $(seq 0 49); do zfs snapshot %s/benchbare/burst%d-$((k %% 5))@b$k & done; wait`, pool, i)))
 		b.ReportMetric(total.Seconds(), "burst50-s")
