@@ -52,9 +52,9 @@ type Env struct {
 }
 
 // AgentTimeline returns what agent 1 of vm logged since the last call for vm that times
-// an operation: each zfs command and activity with its duration (--log-zfs) and replication's lines
-// ("replication: sent" on a master, "replication: received" on a slave, with their
-// phases). For the benchmarks: the operation just timed, and anything the agent ran
+// an operation: each zfs command and each activity with its duration (--log-zfs) and
+// replication's lines ("replication: sent" on a master, "replication: received" on a
+// slave, with their phases). For the benchmarks: the operation just timed, and anything the agent ran
 // meanwhile on its own (its stats report).
 func (e *Env) AgentTimeline(vm *lab.Server) string {
 	log := vm.Log("agent-1.log")
@@ -69,9 +69,8 @@ func (e *Env) AgentTimeline(vm *lab.Server) string {
 	fmt.Fprintf(&s, "%s's agent since the last sample:", vm.Name)
 	for _, l := range strings.Split(log[seen:], "\n") {
 		rest, ok := cutAfter(l, "msg=zfs ")
-		if !ok {
-			rest, ok = cutAfter(l, "msg=activity ") // the agent's activityTimes
-			rest = "activity " + rest
+		if act, isAct := cutAfter(l, "msg=activity "); !ok && isAct { // the agent's activityTimes
+			rest, ok = "activity "+act, true
 		}
 		if ok {
 			at := ""

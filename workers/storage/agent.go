@@ -50,8 +50,8 @@ type Config struct {
 	Replication *ReplicationConfig
 	// Bridge is the server's bridge (install.sh -n): containers get an interface on it.
 	Bridge string
-	// LogZFS logs every zfs command the agent runs with its duration (--log-zfs), to see
-	// where an operation's time goes on the server.
+	// LogZFS logs every zfs command and activity the agent runs with its duration
+	// (--log-zfs), to see where an operation's time goes on the server.
 	LogZFS bool
 }
 
@@ -83,7 +83,7 @@ func Run(ctx context.Context, args []string, version string) error {
 	addr := fs.String("addr", "", "address of this agent's endpoints, as the panel should know it")
 	state := fs.String("state", cmp.Or(os.Getenv("CLUSTERDUCKS_STATE"), defaultStateDir), "directory of the agent's local state (its key and certificate, the boot cache)")
 	bridge := fs.String("bridge", os.Getenv("CLUSTERDUCKS_BRIDGE"), "the server's bridge (install.sh -n): each container gets a network interface on it; empty: containers share the server's network")
-	logZFS := fs.Bool("log-zfs", os.Getenv("CLUSTERDUCKS_LOG_ZFS") != "", "log every zfs command with its duration (where an operation's time goes)")
+	logZFS := fs.Bool("log-zfs", os.Getenv("CLUSTERDUCKS_LOG_ZFS") != "", "log every zfs command and activity with its duration (where an operation's time goes)")
 	debugListen := fs.String("debug-listen", os.Getenv("CLUSTERDUCKS_DEBUG_LISTEN"), "serve Go's profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off. Unauthenticated: keep it on loopback")
 	bootCfg := bootFlags(fs)
 	replCfg := replicationFlags(fs)
