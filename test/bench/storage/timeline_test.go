@@ -88,6 +88,25 @@ func guestCosts(b *testing.B, e *storagetest.Env) {
 	}
 	b.Logf("guest: zfs snapshot median %s, the agent's snapshot channel program (snapshot + guid) median %s, zfs get guid median %s",
 		med(snap), med(prog), med(get))
+
+	// The guest's clock against the host's: a TCG guest starts from the RTC's whole second
+	// and runs no time service, so the agent's activity lines (began_after_handed_out:
+	// its clock against Temporal's) are off by this much. Of five readings, the one with
+	// the shortest exec round trip.
+	var skew, within time.Duration = 0, time.Hour
+	for range 5 {
+		t0 := time.Now()
+		out := e.Guest("date", "+%s%N")
+		t1 := time.Now()
+		ns, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		if err != nil {
+			b.Fatalf("guest date: %q", out)
+		}
+		if half := t1.Sub(t0) / 2; half < within {
+			skew, within = time.Unix(0, ns).Sub(t0.Add(half)), half
+		}
+	}
+	b.Logf("guest: its clock is %s ahead of the host's (± %s)", skew.Round(100*time.Microsecond), within.Round(100*time.Microsecond))
 }
 
 func med(ns []int64) time.Duration {
