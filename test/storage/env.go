@@ -68,8 +68,8 @@ func (e *Env) AgentTimeline(vm *lab.Server) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "%s's agent since the last sample:", vm.Name)
 	for _, l := range strings.Split(log[seen:], "\n") {
-		rest, ok := cutAfter(l, "msg=zfs ")
-		if act, isAct := cutAfter(l, "msg=activity "); !ok && isAct { // the agent's activityTimes
+		_, rest, ok := strings.Cut(l, "msg=zfs ")
+		if _, act, isAct := strings.Cut(l, "msg=activity "); !ok && isAct { // the agent's activityTimes
 			rest, ok = "activity "+act, true
 		}
 		if ok {
@@ -88,12 +88,6 @@ func (e *Env) AgentTimeline(vm *lab.Server) string {
 	}
 	e.logSeen[vm] = len(log)
 	return s.String()
-}
-
-// cutAfter is what follows sep in l.
-func cutAfter(l, sep string) (string, bool) {
-	_, rest, ok := strings.Cut(l, sep)
-	return rest, ok
 }
 
 // Timeouts; the machine running CI is small and shared, so they are generous but bounded.

@@ -89,25 +89,14 @@ func BenchmarkProbeBesideAgents(b *testing.B) {
 			times["product"] = append(times["product"], time.Since(start))
 			times["raw"] = append(times["raw"], raw(b, r, s, fmt.Sprintf("%s/raw-%d-%d", s.Pool, i, k), snap))
 
-			sp, rp, relayed := relay(b)
-			dest := fmt.Sprintf("%s/probe-%d-%d", s.Pool, i, k)
-			var wg sync.WaitGroup
-			var recvOut string
-			var recvErr error
-			start = time.Now()
-			wg.Go(func() {
-				recvOut, recvErr = s.Exec(ctx, "bash", "-c", fmt.Sprintf("ktlsprobe -role client -addr %s:%d -- zfs receive -F -u %s", lab.GuestHostIP, rp, dest))
-			})
-			time.Sleep(500 * time.Millisecond)
-			if out, err := m.Exec(ctx, "bash", "-c", fmt.Sprintf("ktlsprobe -role server -splice plain -addr %s:%d -- zfs send -c %s 2>&1", lab.GuestHostIP, sp, snap)); err != nil {
-				b.Fatalf("probe send: %v %s", err, out)
-			}
-			wg.Wait()
-			<-relayed
-			if recvErr != nil {
-				b.Fatalf("probe receive: %v %s", recvErr, recvOut)
-			}
-			times["probe"] = append(times["probe"], time.Since(start))
+			took, recvOut := throughRelay(b, "probe",
+				func(port int) (string, error) {
+					return s.Exec(ctx, "bash", "-c", fmt.Sprintf("ktlsprobe -role client -addr %s:%d -- zfs receive -F -u %s/probe-%d-%d", lab.GuestHostIP, port, s.Pool, i, k))
+				},
+				func(port int) (string, error) {
+					return m.Exec(ctx, "bash", "-c", fmt.Sprintf("ktlsprobe -role server -splice plain -addr %s:%d -- zfs send -c %s 2>&1", lab.GuestHostIP, port, snap))
+				})
+			times["probe"] = append(times["probe"], took)
 			b.Logf("sample %d: product %s, raw %s, probe %s (%s)", k, times["product"][k], times["raw"][k], times["probe"][k], strings.TrimSpace(recvOut))
 		}
 	}

@@ -130,25 +130,40 @@ func join(cs, cr *net.TCPConn) int64 {
 // raw times `zfs send args | zfs receive dest` through the host relay (bash's /dev/tcp).
 func raw(b *testing.B, r *replication.Rig, slave *lab.Server, dest string, args string) time.Duration {
 	b.Helper()
+	took, _ := throughRelay(b, "raw "+args,
+		func(port int) (string, error) {
+			return r.E.GuestErrOn(slave, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && zfs receive -F -u %s <&3", lab.GuestHostIP, port, dest))
+		},
+		func(port int) (string, error) {
+			return r.E.GuestErrOn(r.Master, "bash", "-c", fmt.Sprintf("zfs send -c %s >/dev/tcp/%s/%d", args, lab.GuestHostIP, port))
+		})
+	return took
+}
+
+// throughRelay runs recv in the background with the host relay's receiving port and,
+// once it had half a second to connect, send with the relay's sending port. It returns
+// the time from the start until both ended, and what the receiver printed; either side
+// failing fails b.
+func throughRelay(b *testing.B, what string, recv, send func(port int) (string, error)) (time.Duration, string) {
+	b.Helper()
 	sp, rp, done := relay(b)
 	start := time.Now()
 	var wg sync.WaitGroup
+	var recvOut string
 	var recvErr error
-	wg.Go(func() {
-		_, recvErr = r.E.GuestErrOn(slave, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && zfs receive -F -u %s <&3", lab.GuestHostIP, rp, dest))
-	})
+	wg.Go(func() { recvOut, recvErr = recv(rp) })
 	// The receiver must be connected before the sender's bytes are relayed.
 	time.Sleep(500 * time.Millisecond)
-	if _, err := r.E.GuestErrOn(r.Master, "bash", "-c", fmt.Sprintf("zfs send -c %s >/dev/tcp/%s/%d", args, lab.GuestHostIP, sp)); err != nil {
-		b.Fatalf("raw send %s: %v", args, err)
+	if out, err := send(sp); err != nil {
+		b.Fatalf("%s: send: %v %s", what, err, out)
 	}
 	wg.Wait()
 	took := time.Since(start)
 	if recvErr != nil {
-		b.Fatalf("raw receive %s: %v", dest, recvErr)
+		b.Fatalf("%s: receive: %v %s", what, recvErr, recvOut)
 	}
 	<-done
-	return took
+	return took, recvOut
 }
 
 func report(b *testing.B, name string, ours, bare []time.Duration) {
