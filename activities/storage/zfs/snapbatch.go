@@ -63,8 +63,8 @@ type snapDone struct {
 }
 
 // snapshotBatcher runs at most one snapshot program per pool at a time; requests that
-// come while one runs are taken together by the next. A lone request runs at once (after
-// window, which lets a burst's first requests share the first program).
+// come while one runs are taken together by the next. A lone request runs at once, after
+// window if one is set (the tests set one, so that concurrent requests meet in a batch).
 type snapshotBatcher struct {
 	z      snapshotter
 	window time.Duration
