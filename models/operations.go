@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Operation states.
@@ -628,13 +629,25 @@ func AttachUpdate(ctx context.Context, db *gorm.DB, opID uint, workflowID, runID
 	})
 }
 
-// AttachWorkflow records which workflow run carries an operation. An operation that
-// joined a run which has already reported its end (a repeat arriving in the last moment
-// of the run) takes that end over, since the run will not report again.
-func AttachWorkflow(ctx context.Context, db *gorm.DB, opID uint, workflowID, runID string) error {
+// AttachWorkflow records which workflow run carries an operation and, with first, the
+// step the run began with (marking the operation running): workflows that leave their
+// first step to the engine (workflows.Start.First). An operation that joined a run which
+// has already reported its end (a repeat arriving in the last moment of the run) takes
+// that end over, since the run will not report again.
+func AttachWorkflow(ctx context.Context, db *gorm.DB, opID uint, workflowID, runID string, first *WorkflowProgress) error {
+	upd := map[string]any{"workflow_id": workflowID, "run_id": runID, "message": ""}
+	if first != nil {
+		// Only a queued operation starts running: one ended meanwhile (cancelled) keeps
+		// its end.
+		queued := func(v any, col string) clause.Expr {
+			return gorm.Expr("CASE WHEN state = ? THEN ? ELSE "+col+" END", OpQueued, v)
+		}
+		upd["state"], upd["step"] = queued(OpRunning, "state"), queued(trunc(first.Step, 200), "step")
+		upd["percent"] = queued(min(max(first.Percent, 0), 99), "percent")
+		upd["message"] = queued(trunc(first.Message, 1000), "message")
+	}
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", opID).
-			Updates(map[string]any{"workflow_id": workflowID, "run_id": runID, "message": ""}).Error; err != nil {
+		if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", opID).Updates(upd).Error; err != nil {
 			return err
 		}
 		var done Operation

@@ -137,6 +137,49 @@ func TestFinishOperationAppliesOutcomeOnce(t *testing.T) {
 	}
 }
 
+// The engine records the first step of a run that leaves it to the engine as it attaches
+// the run: a queued operation starts running at that step; an operation that ended
+// meanwhile keeps its end; the run's own end still lands.
+func TestAttachWorkflowRecordsTheFirstStep(t *testing.T) {
+	ctx := context.Background()
+	s, a, _, g := opsStore(t)
+	first := &WorkflowProgress{Step: "snapshot", Percent: 10, Message: "snapshotting tank/iscsi/groups/1@v1"}
+	res, err := s.PublishGroup(ctx, a, g.ID, &PublishInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := res.Operation
+	if err := AttachWorkflow(ctx, s.DB, op.ID, "group-publish-1-v1", "r1", first); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Operation(ctx, nil, op.ID)
+	if got.State != OpRunning || got.Step != "snapshot" || got.Percent != 10 || got.Message != first.Message || got.RunID != "r1" {
+		t.Fatalf("after attach: %+v", got)
+	}
+	if err := FinishOperation(ctx, s.DB, Outcome{WorkflowProgress: WorkflowProgress{OperationID: op.ID, WorkflowID: "group-publish-1-v1", RunID: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = s.Operation(ctx, nil, op.ID); got.State != OpSucceeded || got.Step != "done" {
+		t.Fatalf("after finish: %+v", got)
+	}
+
+	// Cancelled before the engine attached its run: it stays cancelled.
+	res, err = s.PublishGroup(ctx, a, g.ID, &PublishInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op = res.Operation
+	if err := s.DB.Model(&Operation{}).Where("id = ?", op.ID).Updates(map[string]any{"state": OpCancelled, "message": "cancelled"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := AttachWorkflow(ctx, s.DB, op.ID, "group-publish-1-v2", "r2", first); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = s.Operation(ctx, nil, op.ID); got.State != OpCancelled || got.Message != "cancelled" || got.Step == "snapshot" || got.RunID != "r2" {
+		t.Fatalf("cancelled, then attached: %+v", got)
+	}
+}
+
 func TestCreateOutcomeDoesNotUndoADelete(t *testing.T) {
 	ctx := context.Background()
 	s, _, _, g := opsStore(t)

@@ -111,6 +111,23 @@ func (t *tracker) step(name string, percent int, format string, args ...any) err
 	return record(t.ctx, pa.Progress, t.progress())
 }
 
+// begin is the run's first step. Since VersionFirstStepAtStart the panel's engine has
+// recorded it on the operation as it attached the run (Start.First: the same text), so
+// the run only answers it in the progress query, and its first activity is scheduled
+// without a database write before it. Runs recorded before write it themselves.
+func (t *tracker) begin(s Step) error {
+	if workflow.GetVersion(t.ctx, VersionFirstStepAtStart, workflow.DefaultVersion, 1) == 1 {
+		t.cur = s
+		return nil
+	}
+	return t.step(s.Step, s.Percent, "%s", s.Message)
+}
+
+// progressOf is a first step as the engine records it (Start.First).
+func progressOf(s Step) *models.WorkflowProgress {
+	return &models.WorkflowProgress{Step: s.Step, Percent: s.Percent, Message: s.Message}
+}
+
 // record runs a database step of an operation (its progress, its end) in the panel
 // worker. Since VersionLocalProgress it is a local activity: it runs in the workflow task
 // that asked for it, saving Temporal a round trip through the task queue per step; the

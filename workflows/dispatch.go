@@ -15,6 +15,10 @@ type Start struct {
 	Queue      string
 	Workflow   any
 	Input      any
+	// First is the run's first step, which the engine records on the operation as it
+	// attaches the run (the run itself no longer does: see tracker.begin); nil for a
+	// workflow that records its own.
+	First *models.WorkflowProgress
 	// Again: the id may run again once its previous run has ended (a second delete after
 	// a restore, a bootstrap at each agent start); otherwise an id runs once.
 	Again bool
@@ -45,7 +49,7 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	},
 	models.OpVolumeCreate: func(r recorded) (Start, error) {
 		in := VolumeCreateInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
-		return Start{WorkflowID: VolumeCreateID(r.Object), Workflow: VolumeCreate, Input: in}, need(r.SizeGiB > 0, "vol_size")
+		return Start{WorkflowID: VolumeCreateID(r.Object), Workflow: VolumeCreate, Input: in, First: progressOf(in.firstStep())}, need(r.SizeGiB > 0, "vol_size")
 	},
 	models.OpVolumeResize: func(r recorded) (Start, error) {
 		in := VolumeResizeInput{OperationID: r.ID, VolumeID: r.Object, ServerID: r.ServerID, Pool: r.Pool, SizeGiB: r.SizeGiB}
@@ -55,13 +59,13 @@ var dispatch = map[string]func(r recorded) (Start, error){
 	models.OpVolumeRestore: restoring("volume", VolumeRestoreID),
 	models.OpGroupCreate: func(r recorded) (Start, error) {
 		in := GroupCreateInput{OperationID: r.ID, GroupID: r.Object, VolumeID: r.VolumeID, ServerID: r.ServerID, Pool: r.Pool}
-		return Start{WorkflowID: GroupCreateID(r.Object), Workflow: GroupCreate, Input: in}, need(r.VolumeID != 0, "volume_id")
+		return Start{WorkflowID: GroupCreateID(r.Object), Workflow: GroupCreate, Input: in, First: progressOf(in.firstStep())}, need(r.VolumeID != 0, "volume_id")
 	},
 	models.OpGroupDelete:  deleting("group", GroupDeleteID, GroupDelete),
 	models.OpGroupRestore: restoring("group", GroupRestoreID),
 	models.OpGroupPublish: func(r recorded) (Start, error) {
 		in := GroupPublishInput{OperationID: r.ID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number, ServerID: r.ServerID, Pool: r.Pool}
-		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish, Input: in}, need(r.VersionID != 0 && r.Number > 0, "version_id and number")
+		return Start{WorkflowID: GroupPublishID(r.Object, r.Number), Workflow: GroupPublish, Input: in, First: progressOf(in.firstStep())}, need(r.VersionID != 0 && r.Number > 0, "version_id and number")
 	},
 	models.OpGroupRollout: func(r recorded) (Start, error) {
 		in := RolloutInput{OperationID: r.ID, RolloutID: r.RolloutID, GroupID: r.Object, VersionID: r.VersionID, Number: r.Number}

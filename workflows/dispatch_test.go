@@ -73,3 +73,23 @@ func TestPlanNeedsTheRecordedInput(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanCarriesTheFirstStep: the workflows that leave their first step to the engine
+// plan it, with the text the run answers in its progress query.
+func TestPlanCarriesTheFirstStep(t *testing.T) {
+	nid := uint(3)
+	in := &models.OperationInput{ServerID: 1, Pool: "tank", SizeGiB: 2, VolumeID: 4, VersionID: 5, Number: 6}
+	for kind, want := range map[string]models.WorkflowProgress{
+		models.OpVolumeCreate: {Step: "create", Percent: 10, Message: "creating thin zvol tank/iscsi/volumes/7 of 2 GiB on server 1"},
+		models.OpGroupCreate:  {Step: "clone", Percent: 10, Message: "cloning volume 4 into tank/iscsi/groups/7"},
+		models.OpGroupPublish: {Step: "snapshot", Percent: 10, Message: "snapshotting tank/iscsi/groups/7@v6"},
+	} {
+		s, err := Plan(&models.Operation{ID: 9, NetworkID: &nid, Kind: kind, ObjectID: 7}, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.First == nil || *s.First != want {
+			t.Errorf("%s: first step %+v, want %+v", kind, s.First, want)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"fmt"
+
 	"github.com/clusterducks/clusterducks/activities/panel"
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
@@ -14,6 +16,11 @@ type GroupCreateInput struct {
 	VolumeID    uint
 	ServerID    uint
 	Pool        string
+}
+
+// firstStep is GroupCreate's first step (begin).
+func (in GroupCreateInput) firstStep() Step {
+	return Step{Step: "clone", Percent: 10, Message: fmt.Sprintf("cloning volume %d into %s", in.VolumeID, storage.GroupDataset(in.Pool, in.GroupID))}
 }
 
 // GroupCreateResult names the group's dataset and its origin.
@@ -31,7 +38,7 @@ func GroupCreate(ctx workflow.Context, in GroupCreateInput) (*GroupCreateResult,
 		return nil, err
 	}
 	ds := storage.GroupDataset(in.Pool, in.GroupID)
-	if err := t.step("clone", 10, "cloning volume %d into %s", in.VolumeID, ds); err != nil {
+	if err := t.begin(in.firstStep()); err != nil {
 		return nil, err
 	}
 	var res storage.CloneResult
@@ -56,6 +63,12 @@ type GroupPublishInput struct {
 	Pool        string
 }
 
+// firstStep is GroupPublish's first step (begin).
+func (in GroupPublishInput) firstStep() Step {
+	return Step{Step: "snapshot", Percent: 10, Message: fmt.Sprintf("snapshotting %s@%s",
+		storage.GroupDataset(in.Pool, in.GroupID), storage.VersionSnapshot(in.Number))}
+}
+
 // GroupPublishResult is the version's snapshot and its guid.
 type GroupPublishResult struct {
 	Snapshot string
@@ -72,7 +85,7 @@ func GroupPublish(ctx workflow.Context, in GroupPublishInput) (*GroupPublishResu
 	}
 	ds := storage.GroupDataset(in.Pool, in.GroupID)
 	if workflow.GetVersion(ctx, VersionPublishStep, workflow.DefaultVersion, 1) == 1 {
-		if err := t.step("snapshot", 10, "snapshotting %s@%s", ds, storage.VersionSnapshot(in.Number)); err != nil {
+		if err := t.begin(in.firstStep()); err != nil {
 			return nil, err
 		}
 	}

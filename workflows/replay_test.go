@@ -148,6 +148,10 @@ func TestRecordHistories(t *testing.T) {
 		{"ctemplate-build.json", CTemplateBuildID(4, 1), CTemplateBuild, CTemplateBuildInput{OperationID: 13, ServerID: 1,
 			Build: storage.BuildCTemplateInput{Pool: "tank", CTemplateID: 4, Version: 1, Suite: "bookworm"}}, nil},
 		{"ctemplate-delete.json", CTemplateDeleteID(4), CTemplateDelete, DeleteInput{OperationID: 14, ObjectID: 4, ServerID: 1, Pool: "tank"}, nil},
+		// Since the engine records the first step (VersionFirstStepAtStart).
+		{"volume-create-first-step.json", VolumeCreateID(5), VolumeCreate, VolumeCreateInput{OperationID: 15, VolumeID: 5, ServerID: 1, Pool: "tank", SizeGiB: 1}, nil},
+		{"group-create-first-step.json", GroupCreateID(6), GroupCreate, GroupCreateInput{OperationID: 16, GroupID: 6, VolumeID: 5, ServerID: 1, Pool: "tank"}, nil},
+		{"group-publish-first-step.json", GroupPublishID(6, 1), GroupPublish, GroupPublishInput{OperationID: 17, GroupID: 6, VersionID: 3, Number: 1, ServerID: 1, Pool: "tank"}, nil},
 		// The run ends by itself after the delete.
 		{"device-provision-delete.json", DeviceWorkflowID(8), Device, DeviceInput{DeviceID: 8}, []recordedUpdate{
 			{UpdateProvision, "p1", wire.ProvisionRequest{NetworkID: 1, DeviceID: 8, GroupID: 1, ServerID: 1, Version: 1, UUID: "u"}},

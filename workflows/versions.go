@@ -93,6 +93,12 @@ const VersionDeleteCTemplateCopies = "delete-ctemplate-copies"
 // the network's other servers. Histories recorded before end with the build's Finish.
 const VersionCTemplateBuildReplicate = "ctemplate-build-replicate"
 
+// VersionFirstStepAtStart: volume create, group create and group publish leave their
+// first step's record to the panel's engine, which writes it on the operation as it
+// attaches the run (Start.First); the run only answers it in the progress query. Runs
+// recorded before write it themselves with a local activity before their first activity.
+const VersionFirstStepAtStart = "first-step-at-start"
+
 // VersionReplicateMasterGUID: a volume's named snapshot is replicated without asking the
 // master for its guid first (the Snapshots activity): the slave takes it from the
 // master's answer. Histories recorded before list the master's snapshots first.

@@ -20,6 +20,12 @@ type VolumeCreateInput struct {
 	SizeGiB     int64
 }
 
+// firstStep is VolumeCreate's first step (begin).
+func (in VolumeCreateInput) firstStep() Step {
+	return Step{Step: "create", Percent: 10, Message: fmt.Sprintf("creating thin zvol %s of %d GiB on server %d",
+		storage.VolumeDataset(in.Pool, in.VolumeID), in.SizeGiB, in.ServerID)}
+}
+
 // VolumeCreateResult names the zvol and whether the pool is overcommitted.
 type VolumeCreateResult struct {
 	Dataset       string
@@ -38,7 +44,7 @@ func VolumeCreate(ctx workflow.Context, in VolumeCreateInput) (*VolumeCreateResu
 		return nil, err
 	}
 	ds := storage.VolumeDataset(in.Pool, in.VolumeID)
-	if err := t.step("create", 10, "creating thin zvol %s of %d GiB on server %d", ds, in.SizeGiB, in.ServerID); err != nil {
+	if err := t.begin(in.firstStep()); err != nil {
 		return nil, err
 	}
 	var res storage.VolumeResult

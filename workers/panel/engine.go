@@ -101,7 +101,7 @@ func (e *Engine) Start(ctx context.Context, op *models.Operation) error {
 	case err != nil:
 		return fmt.Errorf("start %s: %w", p.WorkflowID, err)
 	}
-	return models.AttachWorkflow(ctx, e.DB, op.ID, run.GetID(), run.GetRunID())
+	return models.AttachWorkflow(ctx, e.DB, op.ID, run.GetID(), run.GetRunID(), p.First)
 }
 
 // adopt points a repeated operation at the run that already did the work and, when that
@@ -113,7 +113,7 @@ func (e *Engine) adopt(ctx context.Context, op *models.Operation, wid, rid strin
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	rid = info.GetExecution().GetRunId()
-	if err := models.AttachWorkflow(ctx, e.DB, op.ID, wid, rid); err != nil {
+	if err := models.AttachWorkflow(ctx, e.DB, op.ID, wid, rid, nil); err != nil {
 		return err
 	}
 	switch info.GetStatus() {
