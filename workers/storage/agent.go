@@ -145,6 +145,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	tc.Address = temporalclient.Reachable(tc.Address, cfg.Panel)
 	tc.Metrics = cfg.Metrics.Registry
+	tc.SmallCalls = true // polls and activities of a few hundred bytes each
 	log.Info("registered", "server", reg.ServerID, "name", reg.Name, "pool", reg.Pool, "queue", reg.TaskQueue, "temporal", tc.Address)
 	c, err := tc.Dial(log, 10*time.Minute)
 	if err != nil {

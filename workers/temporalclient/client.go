@@ -17,6 +17,7 @@ import (
 	"github.com/clusterducks/clusterducks/activities/storage/wire"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc"
 )
 
 // Config is where Temporal is and how to reach it.
@@ -32,7 +33,18 @@ type Config struct {
 	// Metrics, when set, receives the SDK's metrics and the workflow outcomes of the
 	// workers made from the client. Never sent to agents.
 	Metrics *metrics.Registry `json:"-"`
+	// SmallCalls: the client's calls carry small messages (an agent's: a poll, an
+	// activity's ids in and a guid or a listing out), so they go uncompressed and with
+	// fixed HTTP/2 flow-control windows. gzip's tables and the window probe (a PING the
+	// client writes after reading a response) cost a storage server more CPU per call than
+	// they save on messages of a few hundred bytes. The panel's client keeps the SDK's
+	// defaults (its workflow histories can be large).
+	SmallCalls bool `json:"-"`
 }
+
+// smallCallsWindow is SmallCalls' HTTP/2 flow-control window, per stream and per
+// connection: far above any message of an agent's, so no window update is ever waited for.
+const smallCallsWindow = 4 << 20
 
 // FromWire is the Temporal endpoint the panel handed an agent at registration.
 func FromWire(t wire.Temporal) Config {
@@ -76,6 +88,12 @@ func FromEnv() (Config, error) {
 func (c Config) Options(log *slog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: c.Address, Namespace: c.Namespace}
 	c.Metrics.ClientOptions(&o)
+	if c.SmallCalls {
+		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+		// A window set by hand turns grpc-go's bandwidth-delay probing off.
+		o.ConnectionOptions.DialOptions = append(o.ConnectionOptions.DialOptions,
+			grpc.WithInitialWindowSize(smallCallsWindow), grpc.WithInitialConnWindowSize(smallCallsWindow))
+	}
 	if log != nil {
 		o.Logger = sdklog.NewStructuredLogger(log)
 	}
