@@ -16,7 +16,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/clusterducks/clusterducks/workers/temporalclient"
@@ -102,6 +105,28 @@ func servicePort(ip string) (int, error) {
 	return 0, fmt.Errorf("no free port below 32768: %w", last)
 }
 
+// portsLock is the file whose flock servers of this kind take while they pick their
+// ports and bind them (lockPorts).
+var portsLock = filepath.Join(os.TempDir(), "clusterducks-temporalite-ports.lock")
+
+// lockPorts waits for the machine's other starting servers of this kind to have bound
+// their ports (an exclusive flock on portsLock, released by the returned func; a process
+// that dies releases it too).
+func lockPorts() (func(), error) {
+	f, err := os.OpenFile(portsLock, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("temporal ports lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("temporal ports lock %s: %w", portsLock, err)
+	}
+	return sync.OnceFunc(func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing releases it as well
+		f.Close()
+	}), nil
+}
+
 // Start starts the server and, unless disabled, its Web UI; it returns once the frontend
 // accepts connections (or fails after a minute).
 func Start(o Options) (*Server, error) {
@@ -114,7 +139,14 @@ func Start(o Options) (*Server, error) {
 	if o.LogLevel == "" {
 		o.LogLevel = "error"
 	}
-	var err error
+	// The ports are probed free and bound by the server a moment later: another server of
+	// this kind starting meanwhile on the machine (parallel test binaries) could probe the
+	// same ones, and Temporal exits on a port it cannot bind. Starts take turns.
+	unlock, err := lockPorts()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	switch o.Port {
 	case 0:
 		o.Port = 7233
@@ -193,6 +225,7 @@ func Start(o Options) (*Server, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal: %w", err)
 	}
+	unlock() // every port is bound
 	s := &Server{Address: frontend, Namespace: o.Namespace, srv: srv, log: logger}
 	if err := waitListening(frontend, time.Minute); err != nil {
 		s.Stop()
