@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Operation states.
@@ -438,7 +437,6 @@ func opRows(tx *gorm.DB, id uint, wid, rid string) *gorm.DB {
 // RecordProgress (the workflow engine's ReportProgress) marks an operation running at a step. A finished operation is left as it
 // is, so a late or repeated progress write never undoes a result.
 func RecordProgress(ctx context.Context, db *gorm.DB, p WorkflowProgress) error {
-	pct := min(max(p.Percent, 0), 99)
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if p.WorkflowID != "" {
 			// The workflow can report before the engine has written its ids on the row.
@@ -447,10 +445,15 @@ func RecordProgress(ctx context.Context, db *gorm.DB, p WorkflowProgress) error 
 				return err
 			}
 		}
-		return opRows(tx, p.OperationID, p.WorkflowID, p.RunID).Updates(map[string]any{
-			"state": OpRunning, "step": trunc(p.Step, 200), "percent": pct, "message": trunc(p.Message, 1000),
-		}).Error
+		return opRows(tx, p.OperationID, p.WorkflowID, p.RunID).Updates(stepColumns(p)).Error
 	})
+}
+
+// stepColumns are an operation's columns while it runs at step p: only its end reaches
+// 100 %.
+func stepColumns(p WorkflowProgress) map[string]any {
+	return map[string]any{"state": OpRunning, "step": trunc(p.Step, 200), "percent": min(max(p.Percent, 0), 99),
+		"message": trunc(p.Message, 1000)}
 }
 
 // Outcome ends an operation and applies its result to the object, in one transaction.
@@ -639,12 +642,9 @@ func AttachWorkflow(ctx context.Context, db *gorm.DB, opID uint, workflowID, run
 	if first != nil {
 		// Only a queued operation starts running: one ended meanwhile (cancelled) keeps
 		// its end.
-		queued := func(v any, col string) clause.Expr {
-			return gorm.Expr("CASE WHEN state = ? THEN ? ELSE "+col+" END", OpQueued, v)
+		for col, v := range stepColumns(*first) {
+			upd[col] = gorm.Expr("CASE WHEN state = ? THEN ? ELSE "+col+" END", OpQueued, v)
 		}
-		upd["state"], upd["step"] = queued(OpRunning, "state"), queued(trunc(first.Step, 200), "step")
-		upd["percent"] = queued(min(max(first.Percent, 0), 99), "percent")
-		upd["message"] = queued(trunc(first.Message, 1000), "message")
 	}
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Model(&Operation{}).Where("id = ? AND workflow_id = ''", opID).Updates(upd).Error; err != nil {
