@@ -143,12 +143,19 @@ func Start(o Options) (*Server, error) {
 	if o.LogLevel == "" {
 		o.LogLevel = "error"
 	}
+	st, err := openStore(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.setup(o.Namespace, o.LogLevel); err != nil {
+		return nil, err
+	}
 	// The ports are probed free and bound by the server a moment later: another server of
 	// this kind starting meanwhile on the machine (parallel test binaries) could probe the
-	// same ones, and Temporal exits on a port it cannot bind. Starts take turns.
+	// same ones, and Temporal exits on a port it cannot bind. Starts take turns, from the
+	// first probe to the bind.
 	unlock := lockPorts()
 	defer unlock()
-	var err error
 	switch o.Port {
 	case 0:
 		o.Port = 7233
@@ -171,10 +178,6 @@ func Start(o Options) (*Server, error) {
 		return config.Service{RPC: config.RPC{GRPCPort: grpc, MembershipPort: membership, BindOnIP: o.IP}}
 	}
 	frontend := net.JoinHostPort(o.IP, strconv.Itoa(o.Port))
-	st, err := openStore(o)
-	if err != nil {
-		return nil, err
-	}
 	cfg := &config.Config{
 		Global: config.Global{
 			TLS:        o.TLS.rootTLS(),
@@ -208,9 +211,6 @@ func Start(o Options) (*Server, error) {
 			History: config.HistoryArchivalNamespaceDefaults{State: "disabled"}, Visibility: config.VisibilityArchivalNamespaceDefaults{State: "disabled"},
 		}},
 		PublicClient: config.PublicClient{HostPort: frontend},
-	}
-	if err := st.setup(o.Namespace, o.LogLevel); err != nil {
-		return nil, err
 	}
 	logger := newStopQuiet(tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Level: o.LogLevel})))
 	srv, err := temporal.NewServer(
