@@ -116,7 +116,7 @@ func (t *tracker) step(name string, percent int, format string, args ...any) err
 // the run only answers it in the progress query, and its first activity is scheduled
 // without a database write before it. Runs recorded before write it themselves.
 func (t *tracker) begin(s Step) error {
-	if workflow.GetVersion(t.ctx, VersionFirstStepAtStart, workflow.DefaultVersion, 1) == 1 {
+	if since(t.ctx, VersionFirstStepAtStart) {
 		t.cur = s
 		return nil
 	}
@@ -133,7 +133,7 @@ func progressOf(s Step) *models.WorkflowProgress {
 // that asked for it, saving Temporal a round trip through the task queue per step; the
 // database write is short and retried the same way.
 func record(ctx workflow.Context, activity, input any) error {
-	if workflow.GetVersion(ctx, VersionLocalProgress, workflow.DefaultVersion, 1) == 1 {
+	if since(ctx, VersionLocalProgress) {
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			ScheduleToCloseTimeout: storageWait,
 			StartToCloseTimeout:    panelRun,

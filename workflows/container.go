@@ -51,7 +51,7 @@ func CTemplateBuild(ctx workflow.Context, in CTemplateBuildInput) (*storage.Buil
 	if err := t.succeed(models.Outcome{}, "%s built from %s", res.Snapshot, res.Mirror); err != nil {
 		return nil, err
 	}
-	if workflow.GetVersion(ctx, VersionCTemplateBuildReplicate, workflow.DefaultVersion, 1) == 1 {
+	if since(ctx, VersionCTemplateBuildReplicate) {
 		// The version is recorded: bring it to the network's other servers, as a publish does.
 		replicateTo(ctx, panel.QueueReplicationInput{Kind: ReplicateCTemplate, ObjectID: b.CTemplateID, Snapshot: storage.VersionSnapshot(b.Version)})
 	}

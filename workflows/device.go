@@ -225,7 +225,7 @@ func Device(ctx workflow.Context, in DeviceInput) (*DeviceResult, error) {
 		func(ctx workflow.Context, r DeviceDeleteRequest) (DeviceDeleteResult, error) {
 			handled++
 			// Marks the first history with a delete: runs recorded before never reach here.
-			workflow.GetVersion(ctx, VersionDeviceDelete, workflow.DefaultVersion, 1)
+			since(ctx, VersionDeviceDelete)
 			deleting = true
 			t := newUpdateTracker(ctx, r.OperationID)
 			if mu.IsLocked() {
@@ -282,7 +282,7 @@ func provisionDevice(ctx workflow.Context, deviceID, oldServer uint, r wire.Prov
 	// The plan marks the vdisk that moves with the clone (the API refuses its changes
 	// meanwhile); a provisioning that fails after it ends the move here, one that
 	// succeeds with the clone's record.
-	guard := workflow.GetVersion(ctx, VersionDeviceVDiskMoving, workflow.DefaultVersion, 1) == 1
+	guard := since(ctx, VersionDeviceVDiskMoving)
 	var plan panel.DevicePlanResult
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.DevicePlan,
 		panel.DevicePlanInput{DeviceID: deviceID, ServerID: r.ServerID, OldServerID: oldServer, MarkVDiskMoving: guard}).Get(ctx, &plan); err != nil {
@@ -341,7 +341,7 @@ func provisionPlanned(ctx workflow.Context, deviceID, oldServer uint, r wire.Pro
 		return fmt.Errorf("clone v%d for device %d: %w", r.Version, deviceID, err)
 	}
 	moved := uint(0)
-	if plan.VDisk != nil && workflow.GetVersion(ctx, VersionDeviceMoveVDisk, workflow.DefaultVersion, 1) == 1 {
+	if plan.VDisk != nil && since(ctx, VersionDeviceMoveVDisk) {
 		// The device boots here from now on: its data disk comes along before its target
 		// is exported (the export serves it as LUN 1).
 		if err := moveVDisk(ctx, plan.NetworkID, deviceID, *plan.VDisk, r.ServerID, plan.Pool); err != nil {

@@ -84,7 +84,7 @@ func GroupPublish(ctx workflow.Context, in GroupPublishInput) (*GroupPublishResu
 		return nil, err
 	}
 	ds := storage.GroupDataset(in.Pool, in.GroupID)
-	if workflow.GetVersion(ctx, VersionPublishStep, workflow.DefaultVersion, 1) == 1 {
+	if since(ctx, VersionPublishStep) {
 		if err := t.begin(in.firstStep()); err != nil {
 			return nil, err
 		}
@@ -98,7 +98,7 @@ func GroupPublish(ctx workflow.Context, in GroupPublishInput) (*GroupPublishResu
 	if err := t.succeed(models.Outcome{VersionID: in.VersionID, GUID: res.GUID}, "published %s (guid %s)", res.Snapshot, res.GUID); err != nil {
 		return nil, err
 	}
-	if workflow.GetVersion(ctx, VersionPublishReplicate, workflow.DefaultVersion, 1) == 1 {
+	if since(ctx, VersionPublishReplicate) {
 		// The version is recorded ready: every slave can now fetch it.
 		replicateTo(ctx, panel.QueueReplicationInput{Kind: ReplicateGroup, ObjectID: in.GroupID, Snapshot: storage.VersionSnapshot(in.Number)})
 	}

@@ -74,7 +74,7 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 	if err := workflow.ExecuteActivity(panelCtx(ctx), pa.ReplicaTargets, panel.ReplicaTargetsInput{}).Get(ctx, &targets); err != nil {
 		return nil, err
 	}
-	if hasVDisks(targets.Targets) && workflow.GetVersion(ctx, VersionReconcileVDisks, workflow.DefaultVersion, 1) == 1 {
+	if hasVDisks(targets.Targets) && since(ctx, VersionReconcileVDisks) {
 		snapshotVDisks(ctx, targets.Targets)
 	}
 	// Each dataset is listed once, all at once: masters and slaves answer in parallel.
@@ -123,7 +123,7 @@ func Reconcile(ctx workflow.Context, _ ReconcileInput) (*ReconcileResult, error)
 		}
 		res.Queued += len(replicateTo(ctx, panel.QueueReplicationInput{Kind: p.t.Kind, ObjectID: p.t.ObjectID, SlaveID: p.t.SlaveID}))
 	}
-	if hasVDisks(targets.Targets) && workflow.GetVersion(ctx, VersionReconcilePruneVDisks, workflow.DefaultVersion, 1) == 1 {
+	if hasVDisks(targets.Targets) && since(ctx, VersionReconcilePruneVDisks) {
 		res.Pruned = pruneVDiskBackups(ctx, targets.Targets, list)
 	}
 	return res, nil

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +52,17 @@ func TestReplayHistories(t *testing.T) {
 			Register(r)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
+			}
+			if strings.HasSuffix(f, "-gen1.json") {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, bad := range []*regexp.Regexp{regexp.MustCompile(`"markerName":\s*"Version"`), regexp.MustCompile(`UPSERT_WORKFLOW_SEARCH_ATTRIBUTES`)} {
+					if bad.Match(b) {
+						t.Errorf("a run of flag generation 1 recorded %s: its flags should all be in force without a marker", bad)
+					}
+				}
 			}
 		})
 	}
@@ -152,6 +168,12 @@ func TestRecordHistories(t *testing.T) {
 		{"volume-create-first-step.json", VolumeCreateID(5), VolumeCreate, VolumeCreateInput{OperationID: 15, VolumeID: 5, ServerID: 1, Pool: "tank", SizeGiB: 1}, nil},
 		{"group-create-first-step.json", GroupCreateID(6), GroupCreate, GroupCreateInput{OperationID: 16, GroupID: 6, VolumeID: 5, ServerID: 1, Pool: "tank"}, nil},
 		{"group-publish-first-step.json", GroupPublishID(6, 1), GroupPublish, GroupPublishInput{OperationID: 17, GroupID: 6, VersionID: 3, Number: 1, ServerID: 1, Pool: "tank"}, nil},
+		// Started by the engine at flag generation 1 (a "-gen1" file gets the memo): every
+		// flag in force, no version marker and no TemporalChangeVersion upsert.
+		{"volume-create-gen1.json", VolumeCreateID(9), VolumeCreate, VolumeCreateInput{OperationID: 18, VolumeID: 9, ServerID: 1, Pool: "tank", SizeGiB: 1}, nil},
+		{"group-create-gen1.json", GroupCreateID(10), GroupCreate, GroupCreateInput{OperationID: 19, GroupID: 10, VolumeID: 9, ServerID: 1, Pool: "tank"}, nil},
+		{"group-publish-gen1.json", GroupPublishID(10, 1), GroupPublish, GroupPublishInput{OperationID: 20, GroupID: 10, VersionID: 4, Number: 1, ServerID: 1, Pool: "tank"}, nil},
+		{"volume-delete-gen1.json", VolumeDeleteID(9), VolumeDelete, DeleteInput{OperationID: 21, ObjectID: 9, ServerID: 1, Pool: "tank"}, nil},
 		// The run ends by itself after the delete.
 		{"device-provision-delete.json", DeviceWorkflowID(8), Device, DeviceInput{DeviceID: 8}, []recordedUpdate{
 			{UpdateProvision, "p1", wire.ProvisionRequest{NetworkID: 1, DeviceID: 8, GroupID: 1, ServerID: 1, Version: 1, UUID: "u"}},
@@ -165,7 +187,11 @@ func TestRecordHistories(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		wid, rid := r.id, ""
 		if r.updates == nil {
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: r.id, TaskQueue: PanelQueue}, r.fn, r.input)
+			opts := client.StartWorkflowOptions{ID: r.id, TaskQueue: PanelQueue}
+			if strings.HasSuffix(r.file, "-gen1.json") {
+				opts.Memo = map[string]any{MemoGeneration: 1}
+			}
+			run, err := c.ExecuteWorkflow(ctx, opts, r.fn, r.input)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,4 +290,40 @@ func (*fakePanel) ReplicaTargets(context.Context, panel.ReplicaTargetsInput) (*p
 
 func (*fakePanel) SlavesOf(context.Context, panel.SlavesOfInput) (*panel.SlavesOfResult, error) {
 	return &panel.SlavesOfResult{Slaves: []panel.Slave{{ID: 1, Pool: "slave"}}}, nil
+}
+
+// TestFlagGenerations: every flag declared in versions.go has a generation, none beyond
+// this code's Generation; a flag left out would quietly keep its marker on every run.
+func TestFlagGenerations(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "versions.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			for i, name := range s.(*ast.ValueSpec).Names {
+				if !strings.HasPrefix(name.Name, "Version") {
+					continue
+				}
+				n++
+				lit, ok := s.(*ast.ValueSpec).Values[i].(*ast.BasicLit)
+				if !ok {
+					t.Fatalf("%s: not a string literal", name.Name)
+				}
+				id, _ := strconv.Unquote(lit.Value)
+				gen, ok := flagGeneration[id]
+				if !ok || gen < 1 || gen > Generation {
+					t.Errorf("flag %s (%q): generation %d, want 1..%d in flagGeneration", name.Name, id, gen, Generation)
+				}
+			}
+		}
+	}
+	if n != len(flagGeneration) {
+		t.Errorf("versions.go declares %d flags, flagGeneration lists %d", n, len(flagGeneration))
+	}
 }

@@ -84,7 +84,7 @@ func Replicate(ctx workflow.Context, in ReplicateInput) (*ReplicateResult, error
 		return nil, err
 	}
 	res, err := replicate(ctx, t, in)
-	if err == nil && (in.Kind == ReplicateGroup || in.Kind == ReplicateCTemplate) && workflow.GetVersion(ctx, VersionReplicateCatchUp, workflow.DefaultVersion, 1) == 1 {
+	if err == nil && (in.Kind == ReplicateGroup || in.Kind == ReplicateCTemplate) && since(ctx, VersionReplicateCatchUp) {
 		// A publish that came while this run was busy joined it (one run per slave and
 		// dataset): before ending, catch up with the newest version the master has now.
 		for range 5 {
@@ -162,7 +162,7 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 	start := workflow.Now(ctx)
 	skipOrigin := false
 	var last storage.ReplicateResult // the dataset's own (the plan's last) transfer
-	if len(plan.Datasets) > 1 && workflow.GetVersion(ctx, VersionReplicateSkipOrigin, workflow.DefaultVersion, 1) == 1 {
+	if len(plan.Datasets) > 1 && since(ctx, VersionReplicateSkipOrigin) {
 		// A slave that holds the group (a clone, so its origin too) needs only the group's
 		// increment: the origin's turn would cost a listing on the master, a TLS handshake
 		// and an acknowledgement for nothing, at every publish.
@@ -181,7 +181,7 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 		// The panel does not record volume snapshots' guids. A named snapshot's comes with
 		// the master's answer to the slave (one zfs listing and one activity fewer per
 		// transfer); the newest is asked of the master first.
-		fromAnswer := guid == "" && snap != "" && workflow.GetVersion(ctx, VersionReplicateMasterGUID, workflow.DefaultVersion, 1) == 1
+		fromAnswer := guid == "" && snap != "" && since(ctx, VersionReplicateMasterGUID)
 		if guid == "" && !fromAnswer {
 			var err error
 			if guid, snap, err = masterGUID(ctx, &plan, d.Dataset, snap); err != nil {
@@ -211,7 +211,7 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 			return nil, err
 		}
 		last = r
-		if d.Kind == ReplicateVolume && workflow.GetVersion(ctx, VersionReplicateVolumeCopy, workflow.DefaultVersion, 1) == 1 {
+		if d.Kind == ReplicateVolume && since(ctx, VersionReplicateVolumeCopy) {
 			// The slave ended with the master's guid: its copy of the volume is verified.
 			if err := workflow.ExecuteActivity(panelCtx(ctx), pa.RecordVerified, panel.RecordVerifiedInput{ServerID: in.SlaveID,
 				Kind: ReplicateVolume, ObjectID: d.ObjectID, Both: []models.SnapshotGUID{{Name: r.Snapshot, GUID: r.GUID}}}).Get(ctx, nil); err != nil {
@@ -239,7 +239,7 @@ func replicate(ctx workflow.Context, t *tracker, in ReplicateInput) (*ReplicateR
 	// A version is on the slave once its guid there is the master's: read them back.
 	group := plan.Datasets[len(plan.Datasets)-1]
 	var ss storage.SnapshotsResult
-	if workflow.GetVersion(ctx, VersionReplicateListed, workflow.DefaultVersion, 1) == 1 && last.Snapshots != nil {
+	if since(ctx, VersionReplicateListed) && last.Snapshots != nil {
 		// The slave's listing after the transfer, which verified the guid, has them.
 		ss.Snapshots = last.Snapshots
 	} else if err := workflow.ExecuteActivity(serverCtx(ctx, in.SlaveID), sa.Snapshots,
@@ -290,7 +290,7 @@ func recordCTemplateCopies(ctx workflow.Context, t *tracker, in ReplicateInput, 
 // cancels it without waiting for its end: the watcher never moves the percent back, so
 // a late write cannot undo the next step.
 func watchTransfer(ctx workflow.Context, t *tracker, label string, from, to int) (stop func()) {
-	if t.opID == 0 || workflow.GetVersion(ctx, VersionReplicateProgress, workflow.DefaultVersion, 1) != 1 {
+	if t.opID == 0 || !since(ctx, VersionReplicateProgress) {
 		return func() {}
 	}
 	wctx, cancel := workflow.WithCancel(ctx)

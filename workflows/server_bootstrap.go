@@ -50,7 +50,7 @@ func ServerBootstrap(ctx workflow.Context, in ServerBootstrapInput) (*ServerBoot
 	if err := t.succeed(models.Outcome{Stats: stats}, "pool %s is %s; created %d file systems", in.Pool, res.Status.Pool.Health, len(res.Created)); err != nil {
 		return nil, err
 	}
-	if workflow.GetVersion(ctx, VersionBootstrapCatchUp, workflow.DefaultVersion, 1) == 1 {
+	if since(ctx, VersionBootstrapCatchUp) {
 		// A slave that joined (or came back) catches up everything its network holds; for
 		// the master this queues nothing.
 		replicateTo(ctx, panel.QueueReplicationInput{SlaveID: in.ServerID})

@@ -38,7 +38,7 @@ func ServerPromote(ctx workflow.Context, in ServerPromoteInput) (*ServerPromoteR
 	if err != nil {
 		return nil, t.fail(models.Outcome{}, err)
 	}
-	if workflow.GetVersion(ctx, VersionPromoteReleaseHolds, workflow.DefaultVersion, 1) == 1 {
+	if since(ctx, VersionPromoteReleaseHolds) {
 		// The old master kept holds for this server as its slave: nobody acknowledges
 		// them now, and they would pin those snapshots for ever. A server that does not
 		// answer within a few minutes keeps them (the promote is done all the same).

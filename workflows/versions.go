@@ -1,5 +1,10 @@
 package workflows
 
+import (
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+)
+
 // Named GetVersion flags. A change to a workflow that has shipped goes behind one of
 // these, so histories recorded before the change still replay (see replay_test.go and the
 // saved histories in testdata/). Never rename or reuse a flag.
@@ -103,3 +108,70 @@ const VersionFirstStepAtStart = "first-step-at-start"
 // master for its guid first (the Snapshots activity): the slave takes it from the
 // master's answer. Histories recorded before list the master's snapshots first.
 const VersionReplicateMasterGUID = "replicate-master-guid"
+
+// Generation is the flag generation of this code. The panel's engine writes it in the memo
+// of every run it starts (MemoGeneration). A run started at generation g takes each flag
+// of generation g or older (flagGeneration) as in force from its first event: since
+// answers without GetVersion, so the run records no version marker and no
+// TemporalChangeVersion upsert for it (the SDK upserts that search attribute with each new
+// marker: one more history event and one more visibility write per flag, on every
+// operation). Runs without the memo (started by an older panel, or not by the engine)
+// ask GetVersion as before, so their histories replay unchanged.
+//
+// A new flag gets the next generation in flagGeneration, and Generation moves to it in the
+// same change: runs of the generation before, still in flight when the new panel starts,
+// then ask GetVersion for the new flag (the marker says which path they took).
+const Generation = 1
+
+// MemoGeneration is the memo field holding a run's flag generation.
+const MemoGeneration = "flag_generation"
+
+// flagGeneration is the generation from which each flag is in force for new runs. A flag
+// missing here is always asked of GetVersion (TestFlagGenerations keeps the list whole).
+var flagGeneration = map[string]int{
+	VersionPublishStep:             1,
+	VersionDeviceDelete:            1,
+	VersionPublishReplicate:        1,
+	VersionVolumeReplicate:         1,
+	VersionBootstrapCatchUp:        1,
+	VersionDeleteSlaves:            1,
+	VersionReplicateCatchUp:        1,
+	VersionReplicateProgress:       1,
+	VersionReplicateVolumeCopy:     1,
+	VersionPromoteReleaseHolds:     1,
+	VersionReplicateSkipOrigin:     1,
+	VersionReplicateListed:         1,
+	VersionLocalProgress:           1,
+	VersionDeviceMoveVDisk:         1,
+	VersionReconcileVDisks:         1,
+	VersionDeleteVDiskBackups:      1,
+	VersionDeviceVDiskMoving:       1,
+	VersionReconcilePruneVDisks:    1,
+	VersionDeleteCTemplateCopies:   1,
+	VersionCTemplateBuildReplicate: 1,
+	VersionFirstStepAtStart:        1,
+	VersionReplicateMasterGUID:     1,
+}
+
+// since reports whether the run takes changeID's new path: at once for a run of a
+// generation that has it in force, otherwise as GetVersion answers (DefaultVersion or 1).
+func since(ctx workflow.Context, changeID string) bool {
+	if g, ok := flagGeneration[changeID]; ok && runGeneration(ctx) >= g {
+		return true
+	}
+	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, 1) == 1
+}
+
+// runGeneration is the flag generation in the run's memo, 0 when it has none. The memo is
+// the started event's (the workflows never upsert it), so replays read the same value.
+func runGeneration(ctx workflow.Context) int {
+	p := workflow.GetInfo(ctx).Memo.GetFields()[MemoGeneration]
+	if p == nil {
+		return 0
+	}
+	var g int
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &g); err != nil {
+		return 0
+	}
+	return g
+}

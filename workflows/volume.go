@@ -65,7 +65,7 @@ func VolumeCreate(ctx workflow.Context, in VolumeCreateInput) (*VolumeCreateResu
 	if err := t.succeed(models.Outcome{}, "%s", msg); err != nil {
 		return nil, err
 	}
-	if workflow.GetVersion(ctx, VersionVolumeReplicate, workflow.DefaultVersion, 1) == 1 {
+	if since(ctx, VersionVolumeReplicate) {
 		replicateTo(ctx, panel.QueueReplicationInput{Kind: ReplicateVolume, ObjectID: in.VolumeID})
 	}
 	return out, nil
@@ -165,9 +165,9 @@ func trashObject(ctx workflow.Context, in DeleteInput, ds, createID string) (*De
 	}
 	slaves := ""
 	// Volumes, groups and ctemplates are replicated, and vdisks backed up (containers not).
-	if (in.Kind == "volume" || in.Kind == "group") && workflow.GetVersion(ctx, VersionDeleteSlaves, workflow.DefaultVersion, 1) == 1 ||
-		in.Kind == "vdisk" && workflow.GetVersion(ctx, VersionDeleteVDiskBackups, workflow.DefaultVersion, 1) == 1 ||
-		in.Kind == ReplicateCTemplate && workflow.GetVersion(ctx, VersionDeleteCTemplateCopies, workflow.DefaultVersion, 1) == 1 {
+	if (in.Kind == "volume" || in.Kind == "group") && since(ctx, VersionDeleteSlaves) ||
+		in.Kind == "vdisk" && since(ctx, VersionDeleteVDiskBackups) ||
+		in.Kind == ReplicateCTemplate && since(ctx, VersionDeleteCTemplateCopies) {
 		if err := t.step("slaves", 60, "moving the slaves' copies of %s %d into their erators", in.Kind, in.ObjectID); err != nil {
 			return nil, err
 		}
