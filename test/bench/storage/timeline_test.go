@@ -93,6 +93,20 @@ func guestCosts(b *testing.B, e *storagetest.Env) {
 	b.Logf("guest: zfs snapshot median %s, the agent's snapshot channel program (snapshot + guid) median %s, zfs get guid median %s",
 		med(snap), med(prog), med(get))
 
+	// A zvol's create costs more the deeper its dataset: the agent's are three levels down
+	// (<pool>/iscsi/volumes/<id>), as are the bare commands' (<pool>/benchbare/volumes/…).
+	// Interleaved, so that drift hits both depths alike.
+	var depth2, depth3 []int64
+	e.Guest("zfs", "create", "-p", pool+"/benchcost/volumes")
+	for k := range 6 {
+		e.Guest("udevadm", "settle", "--timeout=30")
+		depth2 = append(depth2, e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchcost/d%d", pool, k)))
+		e.Guest("udevadm", "settle", "--timeout=30")
+		depth3 = append(depth3, e.GuestNanos(fmt.Sprintf("zfs create -p -s -V 1073741824 %s/benchcost/volumes/d%d", pool, k)))
+	}
+	b.Logf("guest: zfs create -p -s -V median %s two levels down (<pool>/benchcost/<name>), %s three levels down as the agent's and the bare samples' (6 each, interleaved)",
+		med(depth2), med(depth3))
+
 	// `zfs create -V` returns before udev has made the zvol's /dev/zvol link: the udev work
 	// after it runs on the same two emulated CPUs as whatever follows (for the agent, its
 	// answer to Temporal; for the bare command, nothing that is timed).
