@@ -196,14 +196,17 @@ func BenchmarkBootStorm(b *testing.B) {
 		n, o.Round(10*time.Millisecond), ours, th.Round(10*time.Millisecond), theirs, th.Seconds()/o.Seconds())
 }
 
-// BenchmarkBootScriptLatency sends 500 concurrent boot requests to one agent's endpoint
-// (the real panel over HTTP and PostgreSQL behind it): known devices whose clone exists,
-// and new devices that are registered and need a clone (file-backed, provisioned in the
-// agent). Reports p50 and p99.
+// BenchmarkBootScriptLatency sends 500 concurrent boot requests (BOOT_SCRIPT_DEVICES
+// sets another number) to one agent's endpoint (the real panel over HTTP and PostgreSQL
+// behind it): known devices whose clone exists, and new devices that are registered and
+// need a clone (file-backed, provisioned in the agent). Reports p50 and p99.
 func BenchmarkBootScriptLatency(b *testing.B) {
+	n := 500
+	if v, err := strconv.Atoi(os.Getenv("BOOT_SCRIPT_DEVICES")); err == nil && v > 0 {
+		n = v
+	}
 	for _, kind := range []string{"known", "new"} {
 		b.Run(kind, func(b *testing.B) {
-			const n = 500
 			p := netboot.StartHostPanel(b)
 			if sqlDB, err := p.DB.DB(); err == nil {
 				sqlDB.SetMaxOpenConns(40)
