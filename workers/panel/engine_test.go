@@ -11,6 +11,7 @@ import (
 	"github.com/clusterducks/clusterducks/workflows"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 )
 
@@ -88,6 +89,30 @@ func TestEngineThroughTheStore(t *testing.T) {
 	db.Take(&v, vid)
 	if v.State != models.StateReady {
 		t.Errorf("volume state %s", v.State)
+	}
+	// The engine's run carries this code's flag generation and so asks no GetVersion: no
+	// version marker, no TemporalChangeVersion upsert in its history.
+	desc, err := c.DescribeWorkflowExecution(ctx, op.WorkflowID, op.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gen int
+	if p := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoGeneration]; p == nil {
+		t.Errorf("the run's memo has no %s", workflows.MemoGeneration)
+	} else if err := converter.GetDefaultDataConverter().FromPayload(p, &gen); err != nil || gen != workflows.Generation {
+		t.Errorf("the run's %s = %d (%v), want %d", workflows.MemoGeneration, gen, err, workflows.Generation)
+	}
+	for it := c.GetWorkflowHistory(ctx, op.WorkflowID, op.RunID, false, 0); it.HasNext(); {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := e.GetMarkerRecordedEventAttributes(); m != nil && m.GetMarkerName() == "Version" {
+			t.Errorf("event %d: a version marker in a run of flag generation %d", e.GetEventId(), gen)
+		}
+		if e.GetUpsertWorkflowSearchAttributesEventAttributes() != nil {
+			t.Errorf("event %d: a search-attribute upsert in a run of flag generation %d", e.GetEventId(), gen)
+		}
 	}
 
 	// A repeat of the same operation (a retried start, a panel restarting queued work)
