@@ -1,9 +1,6 @@
 package workflows
 
-import (
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/workflow"
-)
+import "go.temporal.io/sdk/workflow"
 
 // Named GetVersion flags. A change to a workflow that has shipped goes behind one of
 // these, so histories recorded before the change still replay (see replay_test.go and the
@@ -109,22 +106,22 @@ const VersionFirstStepAtStart = "first-step-at-start"
 // master's answer. Histories recorded before list the master's snapshots first.
 const VersionReplicateMasterGUID = "replicate-master-guid"
 
-// Generation is the flag generation of this code. The panel's engine writes it in the memo
-// of every run it starts (MemoGeneration). A run started at generation g takes each flag
-// of generation g or older (flagGeneration) as in force from its first event: since
-// answers without GetVersion, so the run records no version marker and no
-// TemporalChangeVersion upsert for it (the SDK upserts that search attribute with each new
-// marker: one more history event and one more visibility write per flag, on every
-// operation). Runs without the memo (started by an older panel, or not by the engine)
-// ask GetVersion as before, so their histories replay unchanged.
+// Generation is the flag generation of this code. A run records, once, the generation of
+// the code that first ran it (a GetVersion of FlagGenerationID, whose marker every replay
+// reads back) and takes each flag of that generation or older (flagGeneration) as in force
+// without asking: since then records no marker and no TemporalChangeVersion upsert for it
+// (the SDK upserts that search attribute with each new marker: one more history event and
+// one more visibility write per flag, on every operation). A run recorded before (no
+// generation marker: DefaultVersion) asks GetVersion for each flag as it did, so its
+// history replays unchanged; so does a run that panels of mixed versions take turns on
+// (the generation is the one recorded, whoever replays it).
 //
 // A new flag gets the next generation in flagGeneration, and Generation moves to it in the
-// same change: runs of the generation before, still in flight when the new panel starts,
-// then ask GetVersion for the new flag (the marker says which path they took).
+// same change: runs of the generation before, still in flight, then ask GetVersion for it.
 const Generation = 1
 
-// MemoGeneration is the memo field holding a run's flag generation.
-const MemoGeneration = "flag_generation"
+// FlagGenerationID is the change id of a run's generation marker.
+const FlagGenerationID = "flag-generation"
 
 // flagGeneration is the generation from which each flag is in force for new runs. A flag
 // missing here is always asked of GetVersion (TestFlagGenerations keeps the list whole).
@@ -162,16 +159,9 @@ func since(ctx workflow.Context, changeID string) bool {
 	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, 1) == 1
 }
 
-// runGeneration is the flag generation in the run's memo, 0 when it has none. The memo is
-// the started event's (the workflows never upsert it), so replays read the same value.
+// runGeneration is the flag generation the run recorded (Generation for a new run), or
+// DefaultVersion (-1) for a run recorded before generations. The SDK keeps the answer for
+// the rest of the run, so only the first call records anything.
 func runGeneration(ctx workflow.Context) int {
-	p := workflow.GetInfo(ctx).Memo.GetFields()[MemoGeneration]
-	if p == nil {
-		return 0
-	}
-	var g int
-	if err := converter.GetDefaultDataConverter().FromPayload(p, &g); err != nil {
-		return 0
-	}
-	return g
+	return int(workflow.GetVersion(ctx, FlagGenerationID, workflow.DefaultVersion, Generation))
 }

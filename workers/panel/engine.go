@@ -62,8 +62,6 @@ func (e *Engine) Start(ctx context.Context, op *models.Operation) error {
 		Memo: map[string]any{
 			"operation": op.ID, "kind": op.Kind, "object": op.ObjectType + " " + strconv.FormatUint(uint64(op.ObjectID), 10),
 			"network": op.NetworkID,
-			// The run takes this panel's change flags as in force, with no marker each.
-			workflows.MemoGeneration: workflows.Generation,
 		},
 	}
 	if op.NetworkID != nil {
