@@ -25,7 +25,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -63,20 +62,7 @@ func TestReplayHistories(t *testing.T) {
 				if err := protojson.Unmarshal(b, &h); err != nil {
 					t.Fatal(err)
 				}
-				var ids []string
-				upserts := 0
-				for _, e := range h.Events {
-					if m := e.GetMarkerRecordedEventAttributes(); m != nil && m.GetMarkerName() == "Version" {
-						var id string
-						if p := m.GetDetails()["change-id"]; p != nil && len(p.GetPayloads()) > 0 {
-							_ = converter.GetDefaultDataConverter().FromPayload(p.GetPayloads()[0], &id)
-						}
-						ids = append(ids, id)
-					}
-					if e.GetUpsertWorkflowSearchAttributesEventAttributes() != nil {
-						upserts++
-					}
-				}
+				ids, upserts := harness.VersionMarkers(h.Events)
 				if len(ids) != 1 || ids[0] != FlagGenerationID || upserts != 1 {
 					t.Errorf("a run of flag generation 1 recorded version markers %q and %d upserts, want only %q's and its upsert", ids, upserts, FlagGenerationID)
 				}

@@ -8,10 +8,11 @@ import (
 
 	"github.com/clusterducks/clusterducks/activities/storage"
 	"github.com/clusterducks/clusterducks/models"
+	"github.com/clusterducks/clusterducks/test/harness"
 	"github.com/clusterducks/clusterducks/workflows"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 )
 
@@ -92,28 +93,18 @@ func TestEngineThroughTheStore(t *testing.T) {
 	}
 	// The run records its flag generation once and so asks no GetVersion per flag: one
 	// version marker (the generation's) and its one search-attribute upsert.
-	markers, upserts := 0, 0
+	var events []*historypb.HistoryEvent
 	for it := c.GetWorkflowHistory(ctx, op.WorkflowID, op.RunID, false, 0); it.HasNext(); {
 		e, err := it.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m := e.GetMarkerRecordedEventAttributes(); m != nil && m.GetMarkerName() == "Version" {
-			markers++
-			var id string
-			if p := m.GetDetails()["change-id"]; p != nil && len(p.GetPayloads()) > 0 {
-				_ = converter.GetDefaultDataConverter().FromPayload(p.GetPayloads()[0], &id)
-			}
-			if id != workflows.FlagGenerationID {
-				t.Errorf("event %d: a version marker for %q; a run of generation %d asks only %q", e.GetEventId(), id, workflows.Generation, workflows.FlagGenerationID)
-			}
-		}
-		if e.GetUpsertWorkflowSearchAttributesEventAttributes() != nil {
-			upserts++
-		}
+		events = append(events, e)
 	}
-	if markers != 1 || upserts != 1 {
-		t.Errorf("%d version markers and %d search-attribute upserts, want 1 and 1 (the flag generation's)", markers, upserts)
+	ids, upserts := harness.VersionMarkers(events)
+	if len(ids) != 1 || ids[0] != workflows.FlagGenerationID || upserts != 1 {
+		t.Errorf("version markers %q and %d search-attribute upserts, want only %q's and its one upsert (generation %d)",
+			ids, upserts, workflows.FlagGenerationID, workflows.Generation)
 	}
 
 	// A repeat of the same operation (a retried start, a panel restarting queued work)
