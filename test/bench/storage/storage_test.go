@@ -35,9 +35,9 @@ func median(d []time.Duration) time.Duration {
 //
 // The bare commands are the agent's own, on datasets at the same depth as the agent's:
 // <pool>/benchbare/volumes/… and <pool>/benchbare/groups/… beside <pool>/iscsi/volumes/…
-// and <pool>/iscsi/groups/…. A zvol one level nearer the pool is made 10–15 ms faster in
-// the lab guest (guestCosts logs it each run), which the bare side was given until
-// 2026-12-03.
+// and <pool>/iscsi/groups/…. A zvol one level nearer the pool is made faster in the lab
+// guest (a median of 11 ms over the runs of 2026-12-03, 0–33 ms a run; guestCosts logs it
+// each run), which the bare side was given until that day.
 func BenchmarkStorage(b *testing.B) {
 	e := storagetest.Start(b)
 	// The agent runs as a server's does, without debug logging: its --log-zfs lines (each
