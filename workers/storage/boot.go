@@ -134,13 +134,15 @@ func startBoot(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, s
 	if bc == nil {
 		bc = &BootConfig{BootListen: ":8080"}
 	}
+	// The server as the panel holds it: its iSCSI IP (unless given) and its admission
+	// bounds, in force before the endpoint answers its first device.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	self, selfErr := panel.Server(sctx)
+	cancel()
 	listen := bc.ISCSIListen
 	if listen == "" {
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		self, err := panel.Server(sctx)
-		cancel()
-		if err != nil {
-			return nil, nil, fmt.Errorf("boot: the server's iSCSI IP: %w", err)
+		if selfErr != nil {
+			return nil, nil, fmt.Errorf("boot: the server's iSCSI IP: %w", selfErr)
 		}
 		listen = net.JoinHostPort(self.IP, "3260")
 	}
@@ -197,6 +199,9 @@ func startBoot(ctx context.Context, cfg Config, panel, viewPanel *wire.Client, s
 		stopView()
 		iln.Close()
 		return nil, nil, err
+	}
+	if selfErr == nil {
+		applyBounds(svc, bc, self) // otherwise Serve's follow does, once the panel answers
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.WatchBoot(func() agentmetrics.BootState { return bootState(svc, view) })
